@@ -1,0 +1,180 @@
+//! Page → blocks index, and the byte-per-page bitmap generated code tests on guest stores.
+//!
+//! Invariants:
+//! - `pages[p]` lists (without duplicates) every live block whose guest-physical ranges touch
+//!   4 KiB page `p`; a page with no blocks has no entry.
+//! - For every page `p` below the physical limit, `bitmap[p]` is 1 iff `pages` has an entry for
+//!   `p`, and 0 otherwise. Pages at or above the limit are only in `pages`.
+//! - The bitmap is only written with atomic stores, and only moves when the limit changes.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use hashbrown::HashMap;
+
+use crate::BlockId;
+
+/// log2 of the guest page size the index works in.
+pub const PAGE_SHIFT: u32 = 12;
+/// Guest page size the index works in (4 KiB).
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// Page numbers touched by the byte range `[start, end)` (none if it is empty).
+pub fn pages_of(start: u64, end: u64) -> std::ops::Range<u64> {
+    if start >= end {
+        return 0..0;
+    }
+    (start >> PAGE_SHIFT)..((end - 1) >> PAGE_SHIFT) + 1
+}
+
+/// The index proper.
+#[derive(Default)]
+pub struct PageIndex {
+    pages: HashMap<u64, Vec<BlockId>>,
+    bitmap: Box<[AtomicU8]>,
+}
+
+impl PageIndex {
+    /// Records that block `id` has code on `page` (a page number, not an address).
+    pub fn add(&mut self, page: u64, id: BlockId) {
+        let blocks = self.pages.entry(page).or_default();
+        if !blocks.contains(&id) {
+            blocks.push(id);
+        }
+        self.set_bit(page, true);
+    }
+
+    /// Forgets that block `id` has code on `page`.
+    pub fn remove(&mut self, page: u64, id: BlockId) {
+        let Some(blocks) = self.pages.get_mut(&page) else {
+            return;
+        };
+        if let Some(i) = blocks.iter().position(|&b| b == id) {
+            blocks.swap_remove(i);
+        }
+        if blocks.is_empty() {
+            self.pages.remove(&page);
+            self.set_bit(page, false);
+        }
+    }
+
+    /// Blocks with code on `page`.
+    pub fn blocks_on(&self, page: u64) -> &[BlockId] {
+        self.pages.get(&page).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every page that holds code.
+    pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.keys().copied()
+    }
+
+    /// Number of pages that hold code.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Whether no page holds code.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
+    /// Whether `page` holds code.
+    pub fn has_code(&self, page: u64) -> bool {
+        match self.bit(page) {
+            Some(bit) => bit.load(Ordering::Relaxed) != 0,
+            None => self.pages.contains_key(&page),
+        }
+    }
+
+    /// Sizes the bitmap to cover guest-physical `[0, bytes)` and refills it from the index.
+    pub fn set_limit(&mut self, bytes: u64) {
+        let pages = usize::try_from(bytes.div_ceil(PAGE_SIZE)).expect("physical limit too large");
+        self.bitmap = (0..pages).map(|_| AtomicU8::new(0)).collect();
+        for &page in self.pages.keys() {
+            self.set_bit(page, true);
+        }
+    }
+
+    /// Bytes of guest-physical memory the bitmap covers.
+    pub fn limit(&self) -> u64 {
+        self.bitmap.len() as u64 * PAGE_SIZE
+    }
+
+    /// The bitmap: one byte per page below the limit, 1 if the page holds code.
+    pub fn bitmap_ptr(&self) -> *const u8 {
+        self.bitmap.as_ptr().cast()
+    }
+
+    /// Forgets every block; the bitmap keeps its size and becomes all zero.
+    pub fn clear(&mut self) {
+        for &page in self.pages.keys() {
+            self.set_bit(page, false);
+        }
+        self.pages.clear();
+    }
+
+    /// The bitmap byte of `page`, if the bitmap covers it.
+    fn bit(&self, page: u64) -> Option<&AtomicU8> {
+        usize::try_from(page).ok().and_then(|i| self.bitmap.get(i))
+    }
+
+    fn set_bit(&self, page: u64, on: bool) {
+        if let Some(bit) = self.bit(page) {
+            bit.store(u8::from(on), Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_of_ranges() {
+        assert_eq!(pages_of(0x1000, 0x2000), 1..2);
+        assert_eq!(pages_of(0x1fff, 0x2001), 1..3);
+        assert_eq!(
+            pages_of(u64::MAX - 1, u64::MAX),
+            (u64::MAX >> 12)..(u64::MAX >> 12) + 1
+        );
+        assert_eq!(pages_of(0x1000, 0x1000).count(), 0);
+        assert_eq!(pages_of(5, 1).count(), 0);
+    }
+
+    #[test]
+    fn bitmap_follows_index() {
+        let mut idx = PageIndex::default();
+        idx.add(3, BlockId(1));
+        idx.set_limit(0x10_000);
+        assert_eq!(idx.limit(), 0x10_000);
+        let bit = |idx: &PageIndex, p: usize| {
+            assert!(p < 16);
+            // SAFETY: `p` < 16, the number of pages the bitmap covers after `set_limit`.
+            unsafe { *idx.bitmap_ptr().add(p) }
+        };
+        assert_eq!(bit(&idx, 3), 1, "refilled from the index");
+        idx.add(3, BlockId(2));
+        idx.add(3, BlockId(2));
+        assert_eq!(idx.blocks_on(3), &[BlockId(1), BlockId(2)]);
+        idx.remove(3, BlockId(1));
+        assert_eq!(bit(&idx, 3), 1);
+        idx.remove(3, BlockId(2));
+        assert_eq!(bit(&idx, 3), 0);
+        assert!(!idx.has_code(3));
+        assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn pages_beyond_limit_use_the_map() {
+        let mut idx = PageIndex::default();
+        idx.set_limit(PAGE_SIZE);
+        idx.add(1 << 40, BlockId(9));
+        assert!(idx.has_code(1 << 40));
+        assert!(!idx.has_code(0));
+        idx.add(0, BlockId(9));
+        assert!(idx.has_code(0));
+        idx.clear();
+        assert!(!idx.has_code(0));
+        assert!(!idx.has_code(1 << 40));
+        assert_eq!(idx.len(), 0);
+    }
+}

@@ -1,0 +1,928 @@
+//! `Ctx`: the translation context semantics are written against. It wraps an [`Emitter`] and
+//! owns everything that is the same for every engine: guest register caching in variables,
+//! pending (uncommitted) writes, lazy flags, operand decoding, structured control flow for
+//! REP loops, and block exits.
+//!
+//! Invariants (precise exceptions, DESIGN.md):
+//! - Register and flag writes made by an instruction are *pending* until the instruction ends
+//!   (`end_insn`), so a fault in the middle of an instruction sees the state of its start.
+//!   Memory stores happen at once; semantics perform every load and potentially faulting
+//!   check before their first store where the architecture allows.
+//! - A REP iteration commits its writes before looping, so a fault in iteration k leaves the
+//!   state after iteration k-1 with RIP at the instruction, as hardware does.
+//! - Every exit writes back the registers written in the block and the flag state.
+
+use iced_x86::{ConditionCode, Instruction, MemorySize, OpKind, Register};
+
+use crate::emit::{Emitter, Exit};
+use crate::exception::Exception;
+use crate::flags::{self, FlagOp, Lazy};
+use crate::helpers::Helper;
+use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
+use crate::state::{self, rflags, ExitReason};
+use crate::Mode;
+
+/// Where the arithmetic flags currently are, at translation time.
+#[derive(Clone, Copy, Debug)]
+enum FlagState<V> {
+    /// In `CpuState` (lazy descriptor or `rflags`), as at block entry.
+    Stored,
+    /// Described by a lazy descriptor of values.
+    Lazy(Lazy<V>),
+    /// Arithmetic bits (an `I64`) known as a value.
+    Computed(V),
+    /// Arithmetic bits held in the flags variable (used across control flow).
+    InVar,
+}
+
+/// A REP prefix, as it applies to a string instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rep {
+    /// No prefix: one iteration.
+    None,
+    /// REP: repeat RCX times.
+    Rep,
+    /// REPE/REPZ: repeat while RCX != 0 and ZF = 1.
+    Repe,
+    /// REPNE/REPNZ: repeat while RCX != 0 and ZF = 0.
+    Repne,
+}
+
+/// A fault exit to emit at the end of translation.
+struct FaultExit<L, V> {
+    label: L,
+    written: u16,
+    flags: FlagState<V>,
+    pc: u64,
+}
+
+/// The translation context. See the module documentation.
+pub struct Ctx<E: Emitter> {
+    /// The emitter; semantics may use it directly for pure operations.
+    pub e: E,
+    mode: Mode,
+    regs: [E::Var; 16],
+    preloaded: u16,
+    defined: u16,
+    written: u16,
+    pending: [Option<E::Value>; 16],
+    flags: FlagState<E::Value>,
+    pending_flags: Option<FlagState<E::Value>>,
+    flags_var: E::Var,
+    insn: Instruction,
+    insn_pc: u64,
+    insn_start_flags: FlagState<E::Value>,
+    insn_start_written: u16,
+    fault_label: Option<E::Label>,
+    fault_exits: Vec<FaultExit<E::Label, E::Value>>,
+    addr_cache: Option<E::Value>,
+    terminated: bool,
+    /// Set when semantics touched a register the block did not preload; the JIT then
+    /// retranslates with every register preloaded.
+    pub missing_regs: bool,
+}
+
+impl<E: Emitter> Ctx<E> {
+    /// Start a block. `preload` is a bit mask of the GPRs the block may touch; they are loaded
+    /// from `CpuState` into variables at entry.
+    pub fn new(mut e: E, mode: Mode, preload: u16) -> Self {
+        let regs: [E::Var; 16] = std::array::from_fn(|_| e.declare_var(Ty::I64));
+        let flags_var = e.declare_var(Ty::I64);
+        for (i, &var) in regs.iter().enumerate() {
+            if preload & (1 << i) != 0 {
+                let v = e.load_state(Ty::I64, state::off_gpr(i));
+                e.def_var(var, v);
+            }
+        }
+        let zero = e.iconst(Ty::I64, 0);
+        e.def_var(flags_var, zero);
+        Ctx {
+            e,
+            mode,
+            regs,
+            preloaded: preload,
+            defined: preload,
+            written: 0,
+            pending: [None; 16],
+            flags: FlagState::Stored,
+            pending_flags: None,
+            flags_var,
+            insn: Instruction::default(),
+            insn_pc: 0,
+            insn_start_flags: FlagState::Stored,
+            insn_start_written: 0,
+            fault_label: None,
+            fault_exits: Vec::new(),
+            addr_cache: None,
+            terminated: false,
+            missing_regs: false,
+        }
+    }
+
+    /// The execution mode of the block.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    /// The instruction being translated.
+    pub fn insn(&self) -> &Instruction {
+        &self.insn
+    }
+    /// Address of the current instruction.
+    pub fn pc(&self) -> u64 {
+        self.insn_pc
+    }
+    /// Address of the next instruction.
+    pub fn next_pc(&self) -> u64 {
+        self.insn.next_ip()
+    }
+    /// Whether the block has exited (no further instructions may be emitted).
+    pub fn terminated(&self) -> bool {
+        self.terminated
+    }
+
+    // ---------------------------------------------------------------- instruction lifecycle
+
+    /// Begin translating `insn`.
+    pub fn begin_insn(&mut self, insn: &Instruction) {
+        self.insn = *insn;
+        self.insn_pc = insn.ip();
+        self.addr_cache = None;
+        self.pending = [None; 16];
+        self.pending_flags = None;
+        self.insn_start_flags = self.flags;
+        self.insn_start_written = self.written;
+        let l = self.e.new_label();
+        self.fault_label = Some(l);
+        self.e.set_fault_label(Some(l));
+    }
+
+    /// Finish the current instruction: commit its writes and register its fault exit.
+    pub fn end_insn(&mut self) {
+        if !self.terminated && !self.e.faulted() {
+            self.commit();
+        }
+        self.e.set_fault_label(None);
+        if let Some(label) = self.fault_label.take() {
+            if self.e.fault_label_used() {
+                self.fault_exits.push(FaultExit {
+                    label,
+                    written: self.insn_start_written,
+                    flags: self.insn_start_flags,
+                    pc: self.insn_pc,
+                });
+            }
+        }
+        if self.e.faulted() {
+            // Interpreter: the instruction faulted; leave with the state of its start.
+            self.pending = [None; 16];
+            self.pending_flags = None;
+            self.flags = self.insn_start_flags;
+            let (written, fl, pc) = (self.insn_start_written, self.insn_start_flags, self.insn_pc);
+            self.emit_fault_exit(written, fl, pc);
+            self.terminated = true;
+        }
+    }
+
+    /// End the block: if it did not exit, continue at `next_pc`; emit the fault exits.
+    pub fn finish(mut self, next_pc: u64) -> E {
+        if !self.terminated {
+            let t = self.e.iconst(Ty::I64, next_pc);
+            self.exit_jump(t);
+        }
+        for f in std::mem::take(&mut self.fault_exits) {
+            self.e.bind(f.label);
+            self.emit_fault_exit(f.written, f.flags, f.pc);
+        }
+        self.e
+    }
+
+    fn emit_fault_exit(&mut self, written: u16, fl: FlagState<E::Value>, pc: u64) {
+        self.write_back_regs(written);
+        self.write_back_flags(fl);
+        let rip = self.e.iconst(Ty::I64, pc);
+        self.e.store_state(state::OFF_RIP, rip);
+        self.e.exit(Exit::Status);
+    }
+
+    fn commit(&mut self) {
+        for i in 0..16 {
+            if let Some(v) = self.pending[i].take() {
+                self.e.def_var(self.regs[i], v);
+                self.defined |= 1 << i;
+                self.written |= 1 << i;
+            }
+        }
+        if let Some(f) = self.pending_flags.take() {
+            self.flags = f;
+        }
+    }
+
+    // ---------------------------------------------------------------- registers
+
+    /// Full 64-bit value of GPR `i` as seen by the current instruction.
+    pub fn gpr(&mut self, i: usize) -> E::Value {
+        let i = i & 15;
+        if let Some(v) = self.pending[i] {
+            return v;
+        }
+        if self.defined & (1 << i) != 0 {
+            return self.e.use_var(self.regs[i]);
+        }
+        self.missing_regs = true;
+        self.e.load_state(Ty::I64, state::off_gpr(i))
+    }
+
+    /// Set the full 64-bit value of GPR `i` (pending until the instruction ends).
+    pub fn set_gpr(&mut self, i: usize, v: E::Value) {
+        let i = i & 15;
+        if self.preloaded & (1 << i) == 0 {
+            self.missing_regs = true;
+        }
+        let v = self.to_ty(v, Ty::I64, false);
+        self.pending[i] = Some(v);
+    }
+
+    /// Read an iced register (8/16/32/64-bit GPR, including AH..BH).
+    pub fn reg(&mut self, r: Register) -> E::Value {
+        let (i, ty, high) = gpr_parts(r);
+        let full = self.gpr(i);
+        if high {
+            let sh = self.e.iconst(Ty::I64, 8);
+            let v = self.e.binop(BinOp::UShr, full, sh);
+            return self.e.convert(Conv::Trunc, v, Ty::I8);
+        }
+        self.e.convert(Conv::Trunc, full, ty)
+    }
+
+    /// Write an iced register with x86 merge rules: 32-bit writes zero-extend, 8/16-bit writes
+    /// keep the other bits.
+    pub fn set_reg(&mut self, r: Register, v: E::Value) {
+        let (i, ty, high) = gpr_parts(r);
+        self.merge_write(i, ty, high, v);
+    }
+
+    /// Read GPR `i` at width `ty` (low bits).
+    pub fn gpr_ty(&mut self, i: usize, ty: Ty) -> E::Value {
+        let v = self.gpr(i);
+        self.e.convert(Conv::Trunc, v, ty)
+    }
+
+    /// Write the low `ty` bits of GPR `i` with x86 merge rules (never a high-byte register).
+    pub fn set_gpr_ty(&mut self, i: usize, ty: Ty, v: E::Value) {
+        self.merge_write(i, ty, false, v);
+    }
+
+    fn merge_write(&mut self, i: usize, ty: Ty, high: bool, v: E::Value) {
+        let v = self.to_ty(v, ty, false);
+        let new = match (ty, high) {
+            (Ty::I64, _) => v,
+            (Ty::I32, _) => self.e.convert(Conv::Zext, v, Ty::I64),
+            (_, high) => {
+                let (mask, shift) = if high { (0xff00u64, 8) } else { (ty.mask(), 0) };
+                let old = self.gpr(i);
+                let keep = self.e.iconst(Ty::I64, !mask);
+                let old = self.e.binop(BinOp::And, old, keep);
+                let mut w = self.e.convert(Conv::Zext, v, Ty::I64);
+                if shift != 0 {
+                    let sh = self.e.iconst(Ty::I64, shift);
+                    w = self.e.binop(BinOp::Shl, w, sh);
+                }
+                self.e.binop(BinOp::Or, old, w)
+            }
+        };
+        self.set_gpr(i, new);
+    }
+
+    // ---------------------------------------------------------------- operands
+
+    /// The type of operand `i` of the current instruction.
+    pub fn op_ty(&self, i: u32) -> Ty {
+        let insn = &self.insn;
+        match insn.op_kind(i) {
+            OpKind::Register => gpr_parts(insn.op_register(i)).1,
+            OpKind::Memory => mem_ty(insn.memory_size()),
+            OpKind::Immediate8 | OpKind::Immediate8_2nd => Ty::I8,
+            OpKind::Immediate16 => Ty::I16,
+            OpKind::Immediate32 => Ty::I32,
+            OpKind::Immediate64 => Ty::I64,
+            OpKind::Immediate8to16 => Ty::I16,
+            OpKind::Immediate8to32 => Ty::I32,
+            OpKind::Immediate8to64 | OpKind::Immediate32to64 => Ty::I64,
+            _ => Ty::I64,
+        }
+    }
+
+    /// Whether operand `i` is a memory operand.
+    pub fn op_is_mem(&self, i: u32) -> bool {
+        self.insn.op_kind(i) == OpKind::Memory
+    }
+
+    /// Read operand `i` (register, memory or immediate) at its own type.
+    pub fn read_op(&mut self, i: u32) -> E::Value {
+        let ty = self.op_ty(i);
+        match self.insn.op_kind(i) {
+            OpKind::Register => {
+                let r = self.insn.op_register(i);
+                self.reg(r)
+            }
+            OpKind::Memory => {
+                let a = self.op_addr();
+                self.load(ty, a)
+            }
+            _ => {
+                let v = self.insn.immediate(i);
+                self.e.iconst(ty, v)
+            }
+        }
+    }
+
+    /// Read operand `i` and convert it to `ty` (sign-extending immediates and sources, as x86
+    /// does for the `Immediate8to32`-style forms).
+    pub fn read_op_sext(&mut self, i: u32, ty: Ty) -> E::Value {
+        let v = self.read_op(i);
+        self.to_ty(v, ty, true)
+    }
+
+    /// Write operand `i` (register or memory) at its own type.
+    pub fn write_op(&mut self, i: u32, v: E::Value) {
+        match self.insn.op_kind(i) {
+            OpKind::Register => {
+                let r = self.insn.op_register(i);
+                self.set_reg(r, v)
+            }
+            OpKind::Memory => {
+                let ty = self.op_ty(i);
+                let v = self.to_ty(v, ty, false);
+                let a = self.op_addr();
+                self.store(a, v)
+            }
+            _ => self.unsupported(),
+        }
+    }
+
+    /// Effective address of the instruction's memory operand, without segment base (LEA).
+    pub fn op_ea(&mut self) -> E::Value {
+        let insn = self.insn;
+        let base = insn.memory_base();
+        let index = insn.memory_index();
+        let disp = insn.memory_displacement64();
+        if base == Register::RIP {
+            return self.e.iconst(Ty::I64, disp);
+        }
+        if base == Register::EIP {
+            return self.e.iconst(Ty::I64, disp & 0xffff_ffff);
+        }
+        let mut addr = self.e.iconst(Ty::I64, disp);
+        let mut addr32 = false;
+        if base != Register::None {
+            addr32 |= base.is_gpr32();
+            let b = self.reg(base);
+            let b = self.e.convert(Conv::Zext, b, Ty::I64);
+            addr = self.e.binop(BinOp::Add, addr, b);
+        }
+        if index != Register::None {
+            addr32 |= index.is_gpr32();
+            let x = self.reg(index);
+            let x = self.e.convert(Conv::Zext, x, Ty::I64);
+            let scale = insn.memory_index_scale() as u64;
+            let x = if scale > 1 {
+                let s = self.e.iconst(Ty::I64, scale.trailing_zeros() as u64);
+                self.e.binop(BinOp::Shl, x, s)
+            } else {
+                x
+            };
+            addr = self.e.binop(BinOp::Add, addr, x);
+        }
+        if addr32 || (self.mode.bitness != 64) {
+            let m = self.e.iconst(Ty::I64, 0xffff_ffff);
+            addr = self.e.binop(BinOp::And, addr, m);
+        }
+        addr
+    }
+
+    /// Linear address of the instruction's memory operand (effective address plus the FS/GS
+    /// base where an override names them). Computed once per instruction.
+    pub fn op_addr(&mut self) -> E::Value {
+        if let Some(a) = self.addr_cache {
+            return a;
+        }
+        let ea = self.op_ea();
+        let a = self.seg_base_add(self.insn.memory_segment(), ea);
+        self.addr_cache = Some(a);
+        a
+    }
+
+    /// Add the base of segment `seg` (only FS and GS have one in 64-bit mode).
+    pub fn seg_base_add(&mut self, seg: Register, ea: E::Value) -> E::Value {
+        let off = match seg {
+            Register::FS => state::OFF_FS_BASE,
+            Register::GS => state::OFF_GS_BASE,
+            _ => return ea,
+        };
+        let base = self.e.load_state(Ty::I64, off);
+        self.e.binop(BinOp::Add, ea, base)
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    /// Load from guest memory (may fault).
+    pub fn load(&mut self, ty: Ty, addr: E::Value) -> E::Value {
+        self.e.load_mem(ty, addr)
+    }
+    /// Store to guest memory (may fault).
+    pub fn store(&mut self, addr: E::Value, v: E::Value) {
+        self.e.store_mem(addr, v)
+    }
+
+    /// Push `v` (its type gives the size) on the stack: store first, RSP pending.
+    pub fn push(&mut self, v: E::Value) {
+        let ty = self.e.ty(v);
+        let sp = self.gpr(state::reg::RSP);
+        let n = self.e.iconst(Ty::I64, ty.bytes() as u64);
+        let sp = self.e.binop(BinOp::Sub, sp, n);
+        self.store(sp, v);
+        self.set_gpr(state::reg::RSP, sp);
+    }
+
+    /// Pop a value of type `ty` from the stack: load first, RSP pending.
+    pub fn pop(&mut self, ty: Ty) -> E::Value {
+        let sp = self.gpr(state::reg::RSP);
+        let v = self.load(ty, sp);
+        let n = self.e.iconst(Ty::I64, ty.bytes() as u64);
+        let sp = self.e.binop(BinOp::Add, sp, n);
+        self.set_gpr(state::reg::RSP, sp);
+        v
+    }
+
+    // ---------------------------------------------------------------- values
+
+    /// A constant.
+    pub fn c(&mut self, ty: Ty, v: u64) -> E::Value {
+        self.e.iconst(ty, v)
+    }
+    /// `a op b`.
+    pub fn bin(&mut self, op: BinOp, a: E::Value, b: E::Value) -> E::Value {
+        self.e.binop(op, a, b)
+    }
+    /// `op a`.
+    pub fn un(&mut self, op: UnOp, a: E::Value) -> E::Value {
+        self.e.unop(op, a)
+    }
+    /// Compare (`I8` 0/1).
+    pub fn cmp(&mut self, cc: Cmp, a: E::Value, b: E::Value) -> E::Value {
+        self.e.icmp(cc, a, b)
+    }
+    /// `c ? t : f`.
+    pub fn select(&mut self, c: E::Value, t: E::Value, f: E::Value) -> E::Value {
+        self.e.select(c, t, f)
+    }
+    /// Convert `v` to `ty`: truncate if narrower, zero- or sign-extend if wider.
+    pub fn to_ty(&mut self, v: E::Value, ty: Ty, signed: bool) -> E::Value {
+        let from = self.e.ty(v);
+        if from.bits() > ty.bits() {
+            self.e.convert(Conv::Trunc, v, ty)
+        } else if from.bits() < ty.bits() {
+            let op = if signed { Conv::Sext } else { Conv::Zext };
+            self.e.convert(op, v, ty)
+        } else {
+            v
+        }
+    }
+
+    // ---------------------------------------------------------------- flags
+
+    fn current_flags(&self) -> FlagState<E::Value> {
+        self.pending_flags.unwrap_or(self.flags)
+    }
+
+    /// Record lazily described flags (pending until the instruction ends). `aux` is an `I8`
+    /// carry-in or preserved CF (see [`FlagOp`]); pass `None` for zero.
+    pub fn set_flags_lazy(
+        &mut self,
+        op: FlagOp,
+        a: E::Value,
+        b: E::Value,
+        res: E::Value,
+        aux: Option<E::Value>,
+    ) {
+        let ty = self.e.ty(res);
+        let aux = match aux {
+            Some(v) => self.to_ty(v, Ty::I8, false),
+            None => self.e.iconst(Ty::I8, 0),
+        };
+        self.pending_flags = Some(FlagState::Lazy(Lazy {
+            op,
+            ty,
+            a,
+            b,
+            res,
+            aux,
+        }));
+    }
+
+    /// Set all six arithmetic flags from an `I64` holding them in their RFLAGS positions
+    /// (other bits must be zero).
+    pub fn set_flags_bits(&mut self, bits: E::Value) {
+        self.pending_flags = Some(FlagState::Computed(bits));
+    }
+
+    /// Replace the arithmetic flags in `mask` with the same bits of `bits` (an `I64`),
+    /// keeping the others.
+    pub fn update_flags(&mut self, mask: u64, bits: E::Value) {
+        let old = self.flags_bits();
+        let keep = self.e.iconst(Ty::I64, !mask & rflags::ARITH);
+        let old = self.e.binop(BinOp::And, old, keep);
+        let m = self.e.iconst(Ty::I64, mask & rflags::ARITH);
+        let new = self.e.binop(BinOp::And, bits, m);
+        let v = self.e.binop(BinOp::Or, old, new);
+        self.set_flags_bits(v);
+    }
+
+    /// The six arithmetic flags as an `I64` in their RFLAGS positions.
+    pub fn flags_bits(&mut self) -> E::Value {
+        let fs = self.current_flags();
+        let v = match fs {
+            FlagState::Lazy(l) => flags::compute_all(&mut self.e, &l),
+            FlagState::Computed(v) => v,
+            FlagState::InVar => self.e.use_var(self.flags_var),
+            FlagState::Stored => {
+                let z = self.e.iconst(Ty::I64, 0);
+                let v = self.e.call_helper(Helper::FlagsMaterialize, [z, z, z]);
+                // Reuse within the block; entry state no longer needed.
+                if self.pending_flags.is_none() {
+                    self.flags = FlagState::Computed(v);
+                }
+                v
+            }
+        };
+        v
+    }
+
+    /// One arithmetic flag (an RFLAGS bit mask, e.g. `rflags::CF`) as an `I8` 0/1.
+    pub fn flag(&mut self, bit: u64) -> E::Value {
+        if let FlagState::Lazy(l) = self.current_flags() {
+            return match bit {
+                rflags::CF => flags::cf(&mut self.e, &l),
+                rflags::PF => flags::pf(&mut self.e, &l),
+                rflags::AF => flags::af(&mut self.e, &l),
+                rflags::ZF => flags::zf(&mut self.e, &l),
+                rflags::SF => flags::sf(&mut self.e, &l),
+                _ => flags::of(&mut self.e, &l),
+            };
+        }
+        let bits = self.flags_bits();
+        let sh = self.e.iconst(Ty::I64, bit.trailing_zeros() as u64);
+        let v = self.e.binop(BinOp::UShr, bits, sh);
+        let v = self.e.convert(Conv::Trunc, v, Ty::I8);
+        let one = self.e.iconst(Ty::I8, 1);
+        self.e.binop(BinOp::And, v, one)
+    }
+
+    /// Evaluate a condition code (`I8` 0/1), straight from the operands where the flags are
+    /// lazily those of a compare or logic operation.
+    pub fn cond(&mut self, cc: ConditionCode) -> E::Value {
+        use ConditionCode as C;
+        if let FlagState::Lazy(l) = self.current_flags() {
+            let direct = match l.op {
+                FlagOp::Sub => match cc {
+                    C::b => Some((Cmp::Ult, l.a, l.b)),
+                    C::ae => Some((Cmp::Uge, l.a, l.b)),
+                    C::e => Some((Cmp::Eq, l.a, l.b)),
+                    C::ne => Some((Cmp::Ne, l.a, l.b)),
+                    C::be => Some((Cmp::Ule, l.a, l.b)),
+                    C::a => Some((Cmp::Ugt, l.a, l.b)),
+                    C::l => Some((Cmp::Slt, l.a, l.b)),
+                    C::ge => Some((Cmp::Sge, l.a, l.b)),
+                    C::le => Some((Cmp::Sle, l.a, l.b)),
+                    C::g => Some((Cmp::Sgt, l.a, l.b)),
+                    _ => None,
+                },
+                FlagOp::Logic => {
+                    let z = self.e.iconst(l.ty, 0);
+                    match cc {
+                        C::e | C::be => Some((Cmp::Eq, l.res, z)),
+                        C::ne | C::a => Some((Cmp::Ne, l.res, z)),
+                        C::s | C::l => Some((Cmp::Slt, l.res, z)),
+                        C::ns | C::ge => Some((Cmp::Sge, l.res, z)),
+                        C::le => Some((Cmp::Sle, l.res, z)),
+                        C::g => Some((Cmp::Sgt, l.res, z)),
+                        _ => None,
+                    }
+                }
+                _ => {
+                    let z = self.e.iconst(l.ty, 0);
+                    match cc {
+                        C::e => Some((Cmp::Eq, l.res, z)),
+                        C::ne => Some((Cmp::Ne, l.res, z)),
+                        C::s => Some((Cmp::Slt, l.res, z)),
+                        C::ns => Some((Cmp::Sge, l.res, z)),
+                        _ => None,
+                    }
+                }
+            };
+            if let Some((c, a, b)) = direct {
+                return self.e.icmp(c, a, b);
+            }
+        }
+        let one = self.e.iconst(Ty::I8, 1);
+        let (f, negate) = match cc {
+            C::o => (self.flag(rflags::OF), false),
+            C::no => (self.flag(rflags::OF), true),
+            C::b => (self.flag(rflags::CF), false),
+            C::ae => (self.flag(rflags::CF), true),
+            C::e => (self.flag(rflags::ZF), false),
+            C::ne => (self.flag(rflags::ZF), true),
+            C::be | C::a => {
+                let c = self.flag(rflags::CF);
+                let z = self.flag(rflags::ZF);
+                (self.e.binop(BinOp::Or, c, z), cc == C::a)
+            }
+            C::s => (self.flag(rflags::SF), false),
+            C::ns => (self.flag(rflags::SF), true),
+            C::p => (self.flag(rflags::PF), false),
+            C::np => (self.flag(rflags::PF), true),
+            C::l | C::ge => {
+                let s = self.flag(rflags::SF);
+                let o = self.flag(rflags::OF);
+                (self.e.binop(BinOp::Xor, s, o), cc == C::ge)
+            }
+            C::le | C::g => {
+                let s = self.flag(rflags::SF);
+                let o = self.flag(rflags::OF);
+                let l = self.e.binop(BinOp::Xor, s, o);
+                let z = self.flag(rflags::ZF);
+                (self.e.binop(BinOp::Or, l, z), cc == C::g)
+            }
+            C::None => return one,
+        };
+        if negate {
+            self.e.binop(BinOp::Xor, f, one)
+        } else {
+            f
+        }
+    }
+
+    /// Move the committed flags into the flags variable so they survive control flow.
+    fn flags_to_var(&mut self) {
+        let v = match self.flags {
+            FlagState::InVar => return,
+            _ => self.flags_bits_committed(),
+        };
+        self.e.def_var(self.flags_var, v);
+        self.flags = FlagState::InVar;
+    }
+
+    fn flags_bits_committed(&mut self) -> E::Value {
+        let saved = self.pending_flags.take();
+        let v = self.flags_bits();
+        self.pending_flags = saved;
+        v
+    }
+
+    /// The direction flag as an `I8` 0/1 (read from `CpuState::rflags`).
+    pub fn df(&mut self) -> E::Value {
+        let f = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
+        let sh = self.e.iconst(Ty::I64, 10);
+        let f = self.e.binop(BinOp::UShr, f, sh);
+        let f = self.e.convert(Conv::Trunc, f, Ty::I8);
+        let one = self.e.iconst(Ty::I8, 1);
+        self.e.binop(BinOp::And, f, one)
+    }
+
+    // ---------------------------------------------------------------- control flow
+
+    /// Run a string-instruction body under a REP prefix. `body` performs one iteration
+    /// (including RSI/RDI updates); this handles RCX (or ECX/CX by address size), the ZF
+    /// termination of REPE/REPNE (`sets_flags` must be true for CMPS/SCAS), and commits each
+    /// iteration so faults are precise.
+    pub fn rep(&mut self, kind: Rep, sets_flags: bool, mut body: impl FnMut(&mut Self)) {
+        if kind == Rep::None {
+            body(self);
+            return;
+        }
+        let aty = self.addr_ty();
+        // Iterations commit their own writes: bring the block to a committed state first.
+        self.commit();
+        if sets_flags {
+            self.flags_to_var();
+            self.insn_start_flags = FlagState::InVar;
+        }
+        self.insn_start_written = self.written;
+        let rcx = self.gpr_ty(state::reg::RCX, aty);
+        let z = self.e.iconst(aty, 0);
+        let nonzero = self.e.icmp(Cmp::Ne, rcx, z);
+        if let Some(c) = self.e.as_const(nonzero) {
+            // Interpreter: iterate directly.
+            if c == 0 {
+                return;
+            }
+            loop {
+                body(self);
+                if self.e.faulted() || self.terminated {
+                    return;
+                }
+                let go = self.rep_step(kind, aty, sets_flags);
+                if self.e.as_const(go) == Some(0) || self.e.faulted() {
+                    return;
+                }
+            }
+        }
+        let head = self.e.new_label();
+        let done = self.e.new_label();
+        self.e.branch(nonzero, head, done);
+        self.e.bind(head);
+        body(self);
+        let go = self.rep_step(kind, aty, sets_flags);
+        self.e.branch(go, head, done);
+        self.e.bind(done);
+        self.insn_start_written = self.written;
+    }
+
+    /// After one iteration: decrement the count, commit, and say whether to continue.
+    fn rep_step(&mut self, kind: Rep, aty: Ty, sets_flags: bool) -> E::Value {
+        let rcx = self.gpr_ty(state::reg::RCX, aty);
+        let one = self.e.iconst(aty, 1);
+        let rcx = self.e.binop(BinOp::Sub, rcx, one);
+        self.set_gpr_ty(state::reg::RCX, aty, rcx);
+        let z = self.e.iconst(aty, 0);
+        let mut go = self.e.icmp(Cmp::Ne, rcx, z);
+        if matches!(kind, Rep::Repe | Rep::Repne) {
+            let zf = self.flag(rflags::ZF);
+            let want = if kind == Rep::Repe {
+                zf
+            } else {
+                let one = self.e.iconst(Ty::I8, 1);
+                self.e.binop(BinOp::Xor, zf, one)
+            };
+            go = self.e.binop(BinOp::And, go, want);
+        }
+        self.commit();
+        if sets_flags {
+            self.flags_to_var();
+        }
+        go
+    }
+
+    /// The address-size type of the current instruction (for RSI/RDI/RCX in string ops).
+    pub fn addr_ty(&self) -> Ty {
+        use iced_x86::CodeSize;
+        let default = match self.mode.bitness {
+            64 => Ty::I64,
+            32 => Ty::I32,
+            _ => Ty::I16,
+        };
+        // iced exposes the address size through the string operand kinds.
+        for i in 0..self.insn.op_count() {
+            match self.insn.op_kind(i) {
+                OpKind::MemorySegRSI | OpKind::MemoryESRDI => return Ty::I64,
+                OpKind::MemorySegESI | OpKind::MemoryESEDI => return Ty::I32,
+                OpKind::MemorySegSI | OpKind::MemoryESDI => return Ty::I16,
+                _ => {}
+            }
+        }
+        let _ = CodeSize::Code64;
+        default
+    }
+
+    // ---------------------------------------------------------------- helpers and exits
+
+    /// Call a runtime helper (see [`Helper`]); arguments are zero-extended to `I64`.
+    pub fn call(&mut self, h: Helper, args: &[E::Value]) -> E::Value {
+        let mut a = [self.e.iconst(Ty::I64, 0); 3];
+        for (slot, &v) in a.iter_mut().zip(args) {
+            *slot = self.to_ty(v, Ty::I64, false);
+        }
+        self.e.call_helper(h, a)
+    }
+
+    fn write_back_regs(&mut self, written: u16) {
+        for i in 0..16 {
+            if written & (1 << i) != 0 {
+                let v = self.e.use_var(self.regs[i]);
+                self.e.store_state(state::off_gpr(i), v);
+            }
+        }
+    }
+
+    fn write_back_flags(&mut self, fs: FlagState<E::Value>) {
+        let bits = match fs {
+            FlagState::Stored => return,
+            FlagState::Lazy(l) => {
+                let op = self.e.iconst(Ty::I64, flags::encode_op(l.op, l.ty));
+                self.e.store_state(state::OFF_FLAGS_OP, op);
+                for (off, v) in [
+                    (state::OFF_FLAGS_A, l.a),
+                    (state::OFF_FLAGS_B, l.b),
+                    (state::OFF_FLAGS_RES, l.res),
+                    (state::OFF_FLAGS_AUX, l.aux),
+                ] {
+                    let v = self.to_ty(v, Ty::I64, false);
+                    self.e.store_state(off, v);
+                }
+                return;
+            }
+            FlagState::Computed(v) => v,
+            FlagState::InVar => self.e.use_var(self.flags_var),
+        };
+        let old = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
+        let keep = self.e.iconst(Ty::I64, !rflags::ARITH);
+        let old = self.e.binop(BinOp::And, old, keep);
+        let new = self.e.binop(BinOp::Or, old, bits);
+        self.e.store_state(state::OFF_RFLAGS, new);
+        let z = self.e.iconst(Ty::I64, 0);
+        self.e.store_state(state::OFF_FLAGS_OP, z);
+    }
+
+    fn write_back_all(&mut self) {
+        self.commit();
+        let w = self.written;
+        self.write_back_regs(w);
+        let f = self.flags;
+        self.write_back_flags(f);
+    }
+
+    /// Complete the instruction and leave the block, continuing at `target` (an `I64`).
+    pub fn exit_jump(&mut self, target: E::Value) {
+        self.write_back_all();
+        self.e.exit(Exit::Jump(target));
+        self.terminated = true;
+    }
+
+    /// Complete the instruction and leave: to `taken` if `cond`, else to `not_taken`. Both
+    /// edges are direct (linkable).
+    pub fn exit_branch(&mut self, cond: E::Value, taken: u64, not_taken: u64) {
+        if let Some(c) = self.e.as_const(cond) {
+            let t = self
+                .e
+                .iconst(Ty::I64, if c != 0 { taken } else { not_taken });
+            return self.exit_jump(t);
+        }
+        self.commit();
+        let (lt, lf) = (self.e.new_label(), self.e.new_label());
+        self.e.branch(cond, lt, lf);
+        for (l, target) in [(lt, taken), (lf, not_taken)] {
+            self.e.bind(l);
+            let t = self.e.iconst(Ty::I64, target);
+            self.write_back_all();
+            self.e.exit(Exit::Jump(t));
+        }
+        self.terminated = true;
+    }
+
+    /// Complete the instruction and return to the dispatcher with `reason`, RIP = `rip`.
+    pub fn exit_with(&mut self, reason: ExitReason, rip: u64) {
+        self.write_back_all();
+        let r = self.e.iconst(Ty::I64, rip);
+        self.e.store_state(state::OFF_RIP, r);
+        self.e.exit(Exit::Return(reason));
+        self.terminated = true;
+    }
+
+    /// The instruction cannot be translated: leave with the state of its start and
+    /// [`ExitReason::Unsupported`]. Call before any store of the instruction.
+    pub fn unsupported(&mut self) {
+        self.pending = [None; 16];
+        self.pending_flags = None;
+        let pc = self.insn_pc;
+        self.exit_with(ExitReason::Unsupported, pc);
+    }
+
+    /// Raise a guest exception at the current instruction (state of its start).
+    pub fn raise(&mut self, exc: Exception) {
+        self.pending = [None; 16];
+        self.pending_flags = None;
+        for (off, v) in [
+            (
+                std::mem::offset_of!(state::CpuState, exc_vector) as u32,
+                exc.vector() as u64,
+            ),
+            (
+                std::mem::offset_of!(state::CpuState, exc_code) as u32,
+                exc.error_code().unwrap_or(0) as u64,
+            ),
+            (
+                std::mem::offset_of!(state::CpuState, exc_addr) as u32,
+                exc.fault_addr(),
+            ),
+            (state::OFF_STATUS, ExitReason::Exception as u64),
+        ] {
+            let v = self.e.iconst(Ty::I64, v);
+            self.e.store_state(off, v);
+        }
+        let pc = self.insn_pc;
+        self.exit_with(ExitReason::Exception, pc);
+    }
+}
+
+/// (register number, type, is high byte) of an iced GPR.
+fn gpr_parts(r: Register) -> (usize, Ty, bool) {
+    let full = r.full_register();
+    let i = (full as usize).wrapping_sub(Register::RAX as usize) & 15;
+    let ty = Ty::from_bytes(r.size()).unwrap_or(Ty::I64);
+    let high = matches!(r, Register::AH | Register::CH | Register::DH | Register::BH);
+    (i, ty, high)
+}
+
+fn mem_ty(m: MemorySize) -> Ty {
+    Ty::from_bytes(m.size()).unwrap_or(Ty::I64)
+}

@@ -1,0 +1,103 @@
+//! The emitter traits: the small interface every instruction's semantics is written against.
+//!
+//! Two implementations exist: the Cranelift emitter ([`crate::jit`]) builds IR, and the
+//! interpreter emitter ([`crate::interp`]) evaluates each operation at once on concrete values.
+//! Semantics never see which one they drive; that is what keeps the engines from drifting.
+//!
+//! Contract for implementations:
+//! - Pure operations ([`ValueOps`]) mean exactly what [`crate::ir`]'s `eval_*` functions say.
+//! - Memory operations and helper calls may fault. The JIT branches to the current fault label
+//!   (see [`Emitter::set_fault_label`]); the interpreter records the fault, turns every later
+//!   side effect of the instruction into a no-op, and reports it via [`Emitter::faulted`].
+//! - After [`Emitter::exit`], the current code position is terminated; the caller must `bind`
+//!   a label before emitting more.
+
+use crate::helpers::Helper;
+use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
+use crate::state::ExitReason;
+
+/// Pure value operations. Implemented by every emitter and by [`crate::flags::Concrete`].
+pub trait ValueOps {
+    /// A value: an SSA value in the JIT, a concrete integer in the interpreter.
+    type Value: Copy + std::fmt::Debug;
+
+    /// The type of a value.
+    fn ty(&self, v: Self::Value) -> Ty;
+    /// The value, if it is known at translation time (always, in the interpreter).
+    fn as_const(&self, v: Self::Value) -> Option<u64>;
+    /// An integer constant (masked to `ty`).
+    fn iconst(&mut self, ty: Ty, v: u64) -> Self::Value;
+    /// `a op b`; see [`BinOp`].
+    fn binop(&mut self, op: BinOp, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// `op a`; see [`UnOp`].
+    fn unop(&mut self, op: UnOp, a: Self::Value) -> Self::Value;
+    /// Compare; the result is an `I8` 0 or 1.
+    fn icmp(&mut self, cc: Cmp, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// `c != 0 ? t : f`; `c` is any integer type, `t` and `f` share a type.
+    fn select(&mut self, c: Self::Value, t: Self::Value, f: Self::Value) -> Self::Value;
+    /// Width conversion.
+    fn convert(&mut self, op: Conv, v: Self::Value, to: Ty) -> Self::Value;
+}
+
+/// How a block (or an interpreted instruction) leaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Exit<V> {
+    /// Continue at `target` (an `I64`). If `target` is a constant the JIT links it directly.
+    Jump(V),
+    /// Return to the dispatcher with this reason; `rip` has been stored by the caller.
+    Return(ExitReason),
+    /// Return to the dispatcher with the reason a helper left in `CpuState::status` (the
+    /// fault path); `rip` has been stored by the caller.
+    Status,
+}
+
+/// Everything semantics need beyond pure values: guest CPU state, variables, guest memory,
+/// helpers, and control flow.
+pub trait Emitter: ValueOps {
+    /// A position in the code that can be jumped to (JIT only; the interpreter never
+    /// receives a non-constant condition so it never needs labels).
+    type Label: Copy + std::fmt::Debug;
+    /// A mutable variable (SSA variable in the JIT, a slot in the interpreter).
+    type Var: Copy + std::fmt::Debug;
+
+    /// Load a field of `CpuState` at byte offset `off`.
+    fn load_state(&mut self, ty: Ty, off: u32) -> Self::Value;
+    /// Store to a field of `CpuState` at byte offset `off`.
+    fn store_state(&mut self, off: u32, v: Self::Value);
+
+    /// Declare a variable of type `ty`.
+    fn declare_var(&mut self, ty: Ty) -> Self::Var;
+    /// Assign a variable.
+    fn def_var(&mut self, var: Self::Var, v: Self::Value);
+    /// Read a variable.
+    fn use_var(&mut self, var: Self::Var) -> Self::Value;
+
+    /// Read guest memory at virtual address `addr` (`I64`). May fault.
+    fn load_mem(&mut self, ty: Ty, addr: Self::Value) -> Self::Value;
+    /// Write guest memory at virtual address `addr` (`I64`). May fault.
+    fn store_mem(&mut self, addr: Self::Value, v: Self::Value);
+
+    /// Call a runtime helper with three `I64` arguments; returns its `I64` result. If
+    /// [`Helper::can_stop`], a nonzero `status` afterwards leaves through the fault label.
+    fn call_helper(&mut self, h: Helper, args: [Self::Value; 3]) -> Self::Value;
+
+    /// A new, unbound label.
+    fn new_label(&mut self) -> Self::Label;
+    /// Continue emitting at `l`.
+    fn bind(&mut self, l: Self::Label);
+    /// Unconditional jump; terminates the current position.
+    fn jump(&mut self, l: Self::Label);
+    /// Conditional branch on `cond != 0`; terminates the current position.
+    fn branch(&mut self, cond: Self::Value, then: Self::Label, els: Self::Label);
+
+    /// Where faulting memory accesses and helpers go (JIT). `None` while no instruction is
+    /// being emitted.
+    fn set_fault_label(&mut self, l: Option<Self::Label>);
+    /// Whether anything branched to the current fault label since it was set.
+    fn fault_label_used(&self) -> bool;
+    /// Interpreter: a fault happened in the current instruction (always false in the JIT).
+    fn faulted(&self) -> bool;
+
+    /// Leave the block. The caller has written back registers, flags and (for `Return`) RIP.
+    fn exit(&mut self, exit: Exit<Self::Value>);
+}

@@ -1,0 +1,125 @@
+//! Runtime helpers that generated code and the interpreter call: hypercalls for sensitive
+//! instructions, the memory slow path, and operations too large to inline.
+//!
+//! Every helper has one calling shape, `extern "C" fn(cpu: *mut CpuState, a: u64, b: u64,
+//! c: u64) -> u64`, so the JIT emits one kind of call and the runtime implements one table.
+//! Extra results go to `CpuState::helper_out`. A helper that may stop the block (a guest
+//! exception or a device stop) sets `CpuState::status`; the caller checks it afterwards when
+//! [`Helper::can_stop`] says so.
+
+/// A helper the runtime implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Helper {
+    /// Memory read slow path: (addr, size in bytes) -> zero-extended value.
+    MemRead,
+    /// Memory write slow path: (addr, size in bytes, value).
+    MemWrite,
+    /// Materialize lazy arithmetic flags from the descriptor in `CpuState` -> arithmetic bits
+    /// (also stores them in `rflags` and clears the descriptor).
+    FlagsMaterialize,
+    /// Unsigned divide: (dividend high half, dividend low half, divisor), each of the operand
+    /// size, which the caller stores in `helper_out[3]` (bytes) before the call. Returns the
+    /// quotient; the remainder goes to `helper_out[0]`. Division by zero or a quotient that
+    /// does not fit raises #DE through `status`.
+    DivU,
+    /// Signed divide, as [`Helper::DivU`].
+    DivS,
+    /// IN: (port, size in bytes) -> value.
+    IoIn,
+    /// OUT: (port, size in bytes, value).
+    IoOut,
+    /// HLT.
+    Hlt,
+    /// CLI.
+    Cli,
+    /// STI.
+    Sti,
+    /// PUSHF: (materialized arithmetic flags) -> the RFLAGS image to push.
+    Pushf,
+    /// POPF: (popped value, operand size in bytes) -> new arithmetic flags; other bits are
+    /// written to `rflags` by the runtime under the guest's privilege rules.
+    Popf,
+    /// CPUID: (eax, ecx) -> eax; ebx, ecx, edx in `helper_out[0..3]`.
+    Cpuid,
+    /// RDTSC -> the 64-bit virtual TSC.
+    Rdtsc,
+    /// Indirect-branch lookup (JIT only): (target pc) -> host address to tail-call: the
+    /// translated block, or the unlinked exit stub.
+    Lookup,
+}
+
+impl Helper {
+    /// Every helper, in table order.
+    pub const ALL: [Helper; 15] = [
+        Helper::MemRead,
+        Helper::MemWrite,
+        Helper::FlagsMaterialize,
+        Helper::DivU,
+        Helper::DivS,
+        Helper::IoIn,
+        Helper::IoOut,
+        Helper::Hlt,
+        Helper::Cli,
+        Helper::Sti,
+        Helper::Pushf,
+        Helper::Popf,
+        Helper::Cpuid,
+        Helper::Rdtsc,
+        Helper::Lookup,
+    ];
+
+    /// Whether the helper may set `CpuState::status`, so the caller must check it.
+    pub const fn can_stop(self) -> bool {
+        matches!(
+            self,
+            Helper::MemRead
+                | Helper::MemWrite
+                | Helper::DivU
+                | Helper::DivS
+                | Helper::IoIn
+                | Helper::IoOut
+                | Helper::Hlt
+                | Helper::Cli
+                | Helper::Sti
+                | Helper::Popf
+        )
+    }
+
+    /// Whether the helper is a hypercall stub for a sensitive instruction (counted by kind).
+    pub const fn is_hypercall(self) -> bool {
+        matches!(
+            self,
+            Helper::IoIn
+                | Helper::IoOut
+                | Helper::Hlt
+                | Helper::Cli
+                | Helper::Sti
+                | Helper::Pushf
+                | Helper::Popf
+                | Helper::Cpuid
+                | Helper::Rdtsc
+        )
+    }
+
+    /// Stable short name (statistics, reports).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Helper::MemRead => "mem_read",
+            Helper::MemWrite => "mem_write",
+            Helper::FlagsMaterialize => "flags",
+            Helper::DivU => "div",
+            Helper::DivS => "idiv",
+            Helper::IoIn => "in",
+            Helper::IoOut => "out",
+            Helper::Hlt => "hlt",
+            Helper::Cli => "cli",
+            Helper::Sti => "sti",
+            Helper::Pushf => "pushf",
+            Helper::Popf => "popf",
+            Helper::Cpuid => "cpuid",
+            Helper::Rdtsc => "rdtsc",
+            Helper::Lookup => "lookup",
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The interpreter: the same semantics as the JIT, evaluated directly on concrete values,
+//! one instruction at a time. It is the emulation baseline and the reference when engines
+//! disagree.
+//!
+//! Invariant: every memory access and hypercall goes through [`InterpEnv::helper`], the same
+//! runtime helpers the JIT's slow paths call, so the two engines share one definition of
+//! guest memory and device behaviour.
+
+use iced_x86::Instruction;
+
+use crate::ctx::Ctx;
+use crate::emit::{Emitter, Exit, ValueOps};
+use crate::flags::{CVal, Concrete};
+use crate::helpers::Helper;
+use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
+use crate::state::{CpuState, ExitReason};
+use crate::Mode;
+
+/// What the interpreter needs from the runtime.
+pub trait InterpEnv {
+    /// Run a helper exactly as generated code would (`extern "C"` shims call the same code).
+    /// A helper that stops the instruction sets `cpu.status`.
+    fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64;
+}
+
+/// The interpreter's emitter. Values are concrete; labels are never needed because every
+/// condition is known.
+pub struct InterpEmitter<'a> {
+    cpu: &'a mut CpuState,
+    env: &'a mut dyn InterpEnv,
+    vars: Vec<CVal>,
+    faulted: bool,
+    exit: Option<ExitReason>,
+}
+
+impl<'a> InterpEmitter<'a> {
+    /// An emitter executing against `cpu` and `env`.
+    pub fn new(cpu: &'a mut CpuState, env: &'a mut dyn InterpEnv) -> Self {
+        InterpEmitter {
+            cpu,
+            env,
+            vars: Vec::with_capacity(17),
+            faulted: false,
+            exit: None,
+        }
+    }
+
+    fn state_ptr(&mut self, off: u32, bytes: u32) -> Option<*mut u8> {
+        let end = off as usize + bytes as usize;
+        if end > std::mem::size_of::<CpuState>() {
+            return None;
+        }
+        Some(
+            (self.cpu as *mut CpuState)
+                .cast::<u8>()
+                .wrapping_add(off as usize),
+        )
+    }
+}
+
+impl ValueOps for InterpEmitter<'_> {
+    type Value = CVal;
+    fn ty(&self, v: CVal) -> Ty {
+        v.ty
+    }
+    fn as_const(&self, v: CVal) -> Option<u64> {
+        Some(v.v)
+    }
+    fn iconst(&mut self, ty: Ty, v: u64) -> CVal {
+        Concrete.iconst(ty, v)
+    }
+    fn binop(&mut self, op: BinOp, a: CVal, b: CVal) -> CVal {
+        Concrete.binop(op, a, b)
+    }
+    fn unop(&mut self, op: UnOp, a: CVal) -> CVal {
+        Concrete.unop(op, a)
+    }
+    fn icmp(&mut self, cc: Cmp, a: CVal, b: CVal) -> CVal {
+        Concrete.icmp(cc, a, b)
+    }
+    fn select(&mut self, c: CVal, t: CVal, f: CVal) -> CVal {
+        Concrete.select(c, t, f)
+    }
+    fn convert(&mut self, op: Conv, v: CVal, to: Ty) -> CVal {
+        Concrete.convert(op, v, to)
+    }
+}
+
+impl Emitter for InterpEmitter<'_> {
+    type Label = ();
+    type Var = usize;
+
+    fn load_state(&mut self, ty: Ty, off: u32) -> CVal {
+        let v = match self.state_ptr(off, ty.bytes()) {
+            // SAFETY: `state_ptr` checked that [off, off+size) lies inside the `CpuState`
+            // we hold a unique reference to; every field is a plain integer, so any bytes are
+            // a valid value, and `read_unaligned` has no alignment requirement.
+            Some(p) => unsafe { std::ptr::read_unaligned(p.cast::<u64>()) },
+            None => 0,
+        };
+        CVal {
+            ty,
+            v: v & ty.mask(),
+        }
+    }
+
+    fn store_state(&mut self, off: u32, v: CVal) {
+        let bytes = v.ty.bytes();
+        if let Some(p) = self.state_ptr(off, bytes) {
+            let le = v.v.to_le_bytes();
+            // SAFETY: as in `load_state`, the destination range is inside our `CpuState`,
+            // whose fields accept any bit pattern; `le` does not overlap it.
+            unsafe { std::ptr::copy_nonoverlapping(le.as_ptr(), p, bytes as usize) };
+        }
+    }
+
+    fn declare_var(&mut self, ty: Ty) -> usize {
+        self.vars.push(CVal { ty, v: 0 });
+        self.vars.len() - 1
+    }
+    fn def_var(&mut self, var: usize, v: CVal) {
+        if let Some(slot) = self.vars.get_mut(var) {
+            *slot = CVal {
+                ty: slot.ty,
+                v: v.v & slot.ty.mask(),
+            };
+        }
+    }
+    fn use_var(&mut self, var: usize) -> CVal {
+        self.vars
+            .get(var)
+            .copied()
+            .unwrap_or(CVal { ty: Ty::I64, v: 0 })
+    }
+
+    fn load_mem(&mut self, ty: Ty, addr: CVal) -> CVal {
+        let v = self.call_helper(
+            Helper::MemRead,
+            [
+                addr,
+                CVal {
+                    ty: Ty::I64,
+                    v: ty.bytes() as u64,
+                },
+                CVal { ty: Ty::I64, v: 0 },
+            ],
+        );
+        CVal {
+            ty,
+            v: v.v & ty.mask(),
+        }
+    }
+
+    fn store_mem(&mut self, addr: CVal, v: CVal) {
+        let size = CVal {
+            ty: Ty::I64,
+            v: v.ty.bytes() as u64,
+        };
+        self.call_helper(Helper::MemWrite, [addr, size, v]);
+    }
+
+    fn call_helper(&mut self, h: Helper, args: [CVal; 3]) -> CVal {
+        if self.faulted {
+            return CVal { ty: Ty::I64, v: 0 };
+        }
+        let r = self
+            .env
+            .helper(self.cpu, h, [args[0].v, args[1].v, args[2].v]);
+        if h.can_stop() && self.cpu.status != 0 {
+            self.faulted = true;
+        }
+        CVal { ty: Ty::I64, v: r }
+    }
+
+    fn new_label(&mut self) {}
+    fn bind(&mut self, _l: ()) {}
+    fn jump(&mut self, _l: ()) {}
+    fn branch(&mut self, _c: CVal, _t: (), _f: ()) {}
+    fn set_fault_label(&mut self, _l: Option<()>) {}
+    fn fault_label_used(&self) -> bool {
+        false
+    }
+    fn faulted(&self) -> bool {
+        self.faulted
+    }
+
+    fn exit(&mut self, exit: Exit<CVal>) {
+        if self.exit.is_some() {
+            return;
+        }
+        self.exit = Some(match exit {
+            Exit::Jump(t) => {
+                self.cpu.rip = t.v;
+                self.cpu.link_slot = 0;
+                ExitReason::Jump
+            }
+            Exit::Return(r) => r,
+            Exit::Status => ExitReason::from_u64(self.cpu.status).unwrap_or(ExitReason::Exception),
+        });
+    }
+}
+
+/// Execute one decoded instruction. Returns how it left: [`ExitReason::Jump`] means "continue
+/// at `cpu.rip`"; anything else goes to the dispatcher. `cpu.status` is cleared first.
+pub fn step(
+    cpu: &mut CpuState,
+    env: &mut dyn InterpEnv,
+    insn: &Instruction,
+    mode: Mode,
+) -> ExitReason {
+    cpu.status = 0;
+    let e = InterpEmitter::new(cpu, env);
+    let mut ctx = Ctx::new(e, mode, 0xffff);
+    ctx.begin_insn(insn);
+    crate::semantics::translate_insn(&mut ctx);
+    ctx.end_insn();
+    let e = ctx.finish(insn.next_ip());
+    e.exit.unwrap_or(ExitReason::Jump)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_block;
+
+    /// Flat 64 KiB of RAM at address 0.
+    struct FlatRam(Vec<u8>);
+    impl InterpEnv for FlatRam {
+        fn helper(&mut self, cpu: &mut CpuState, h: Helper, a: [u64; 3]) -> u64 {
+            let (addr, size) = (a[0] as usize, a[1] as usize);
+            match h {
+                Helper::MemRead | Helper::MemWrite
+                    if addr.checked_add(size).is_none_or(|e| e > self.0.len()) =>
+                {
+                    cpu.raise(crate::Exception::PageFault {
+                        addr: a[0],
+                        code: 0,
+                    });
+                    0
+                }
+                Helper::MemRead => {
+                    let mut b = [0u8; 8];
+                    b[..size].copy_from_slice(&self.0[addr..addr + size]);
+                    u64::from_le_bytes(b)
+                }
+                Helper::MemWrite => {
+                    self.0[addr..addr + size].copy_from_slice(&a[2].to_le_bytes()[..size]);
+                    0
+                }
+                Helper::FlagsMaterialize => {
+                    cpu.settle_flags();
+                    cpu.rflags & crate::state::rflags::ARITH
+                }
+                _ => 0,
+            }
+        }
+    }
+
+    #[test]
+    fn mov_and_faulting_store_are_precise() {
+        let mut ram = FlatRam(vec![0; 65536]);
+        let mut cpu = CpuState::default();
+        // mov rax, 0x1234 ; mov [rbx], rax  (rbx out of RAM)
+        let code = [0x48, 0xC7, 0xC0, 0x34, 0x12, 0, 0, 0x48, 0x89, 0x03];
+        let b = decode_block(&code, 0x100, Mode::LONG64_CPL0, 8);
+        cpu.gpr[3] = 0x100000;
+        assert_eq!(
+            step(&mut cpu, &mut ram, &b.insns[0], Mode::LONG64_CPL0),
+            ExitReason::Jump
+        );
+        assert_eq!(cpu.gpr[0], 0x1234);
+        assert_eq!(cpu.rip, 0x107);
+        assert_eq!(
+            step(&mut cpu, &mut ram, &b.insns[1], Mode::LONG64_CPL0),
+            ExitReason::Exception
+        );
+        assert_eq!(cpu.rip, 0x107);
+        assert_eq!(cpu.exc_vector, 14);
+    }
+}

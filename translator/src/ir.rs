@@ -1,0 +1,241 @@
+//! The value vocabulary shared by every emitter: integer types, operations, and their exact
+//! meaning on concrete values.
+//!
+//! Invariant: [`eval_binop`], [`eval_unop`], [`eval_cmp`] and [`eval_convert`] define what each
+//! operation means. The Cranelift emitter must lower each operation to IR with exactly this
+//! meaning (the interpreter uses these functions directly); the two are tested against each other.
+
+/// An integer type of a guest value. Booleans are `I8` holding 0 or 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    I8,
+    I16,
+    I32,
+    I64,
+}
+
+impl Ty {
+    /// Width in bits.
+    pub const fn bits(self) -> u32 {
+        match self {
+            Ty::I8 => 8,
+            Ty::I16 => 16,
+            Ty::I32 => 32,
+            Ty::I64 => 64,
+        }
+    }
+    /// Width in bytes.
+    pub const fn bytes(self) -> u32 {
+        self.bits() / 8
+    }
+    /// All-ones mask of this width.
+    pub const fn mask(self) -> u64 {
+        match self {
+            Ty::I64 => u64::MAX,
+            t => (1u64 << t.bits()) - 1,
+        }
+    }
+    /// The sign bit of this width.
+    pub const fn sign_bit(self) -> u64 {
+        1u64 << (self.bits() - 1)
+    }
+    /// The type of an operand of `bytes` bytes.
+    pub fn from_bytes(bytes: usize) -> Option<Ty> {
+        match bytes {
+            1 => Some(Ty::I8),
+            2 => Some(Ty::I16),
+            4 => Some(Ty::I32),
+            8 => Some(Ty::I64),
+            _ => None,
+        }
+    }
+}
+
+/// Two-operand integer operations. Both operands have the same type, except the shift amount,
+/// which may be any type. Shift and rotate amounts are taken modulo the bit width (as Cranelift
+/// does); x86's own count masking is the semantics' job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    And,
+    Or,
+    Xor,
+    /// Low half of the product.
+    Mul,
+    /// High half of the unsigned product (I64 only is guaranteed in Cranelift; use it for I64).
+    UMulHi,
+    /// High half of the signed product.
+    SMulHi,
+    Shl,
+    UShr,
+    SShr,
+    Rotl,
+    Rotr,
+}
+
+/// One-operand integer operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Not,
+    Neg,
+    /// Number of set bits.
+    Popcnt,
+    /// Leading zeros; `width` for zero.
+    Clz,
+    /// Trailing zeros; `width` for zero.
+    Ctz,
+    /// Byte swap (I16, I32, I64).
+    Bswap,
+}
+
+/// Integer comparisons; the result is an `I8` 0 or 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Ult,
+    Ule,
+    Ugt,
+    Uge,
+    Slt,
+    Sle,
+    Sgt,
+    Sge,
+}
+
+/// Width conversions. Converting to the same type is the identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conv {
+    /// Zero-extend (to a wider or equal type).
+    Zext,
+    /// Sign-extend (to a wider or equal type).
+    Sext,
+    /// Keep the low bits (to a narrower or equal type).
+    Trunc,
+}
+
+/// Sign-extend the low `ty` bits of `v` to 64 bits.
+pub const fn sext64(v: u64, ty: Ty) -> u64 {
+    let sh = 64 - ty.bits();
+    (((v << sh) as i64) >> sh) as u64
+}
+
+/// Evaluate a binary operation on concrete values of type `ty` (inputs need not be masked).
+pub fn eval_binop(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
+    let bits = ty.bits();
+    let (a, b) = (a & ty.mask(), b);
+    let amt = (b as u32) & (bits - 1);
+    let r = match op {
+        BinOp::Add => a.wrapping_add(b),
+        BinOp::Sub => a.wrapping_sub(b),
+        BinOp::And => a & b,
+        BinOp::Or => a | b,
+        BinOp::Xor => a ^ b,
+        BinOp::Mul => a.wrapping_mul(b),
+        BinOp::UMulHi => {
+            let p = (a as u128) * ((b & ty.mask()) as u128);
+            (p >> bits) as u64
+        }
+        BinOp::SMulHi => {
+            let p = (sext64(a, ty) as i64 as i128) * (sext64(b, ty) as i64 as i128);
+            (p >> bits) as u64
+        }
+        BinOp::Shl => a << amt,
+        BinOp::UShr => a >> amt,
+        BinOp::SShr => (sext64(a, ty) as i64 >> amt) as u64,
+        BinOp::Rotl => {
+            if amt == 0 {
+                a
+            } else {
+                (a << amt) | (a >> (bits - amt))
+            }
+        }
+        BinOp::Rotr => {
+            if amt == 0 {
+                a
+            } else {
+                (a >> amt) | (a << (bits - amt))
+            }
+        }
+    };
+    r & ty.mask()
+}
+
+/// Evaluate a unary operation on a concrete value of type `ty`.
+pub fn eval_unop(op: UnOp, ty: Ty, a: u64) -> u64 {
+    let a = a & ty.mask();
+    let bits = ty.bits();
+    let r = match op {
+        UnOp::Not => !a,
+        UnOp::Neg => a.wrapping_neg(),
+        UnOp::Popcnt => a.count_ones() as u64,
+        UnOp::Clz => (a.leading_zeros() - (64 - bits)) as u64,
+        UnOp::Ctz => {
+            if a == 0 {
+                bits as u64
+            } else {
+                a.trailing_zeros() as u64
+            }
+        }
+        UnOp::Bswap => match ty {
+            Ty::I8 => a,
+            Ty::I16 => (a as u16).swap_bytes() as u64,
+            Ty::I32 => (a as u32).swap_bytes() as u64,
+            Ty::I64 => a.swap_bytes(),
+        },
+    };
+    r & ty.mask()
+}
+
+/// Evaluate a comparison of two concrete values of type `ty`: 1 or 0.
+pub fn eval_cmp(cc: Cmp, ty: Ty, a: u64, b: u64) -> u64 {
+    let (ua, ub) = (a & ty.mask(), b & ty.mask());
+    let (sa, sb) = (sext64(a, ty) as i64, sext64(b, ty) as i64);
+    let r = match cc {
+        Cmp::Eq => ua == ub,
+        Cmp::Ne => ua != ub,
+        Cmp::Ult => ua < ub,
+        Cmp::Ule => ua <= ub,
+        Cmp::Ugt => ua > ub,
+        Cmp::Uge => ua >= ub,
+        Cmp::Slt => sa < sb,
+        Cmp::Sle => sa <= sb,
+        Cmp::Sgt => sa > sb,
+        Cmp::Sge => sa >= sb,
+    };
+    r as u64
+}
+
+/// Evaluate a conversion of a concrete value from `from` to `to`.
+pub fn eval_convert(op: Conv, from: Ty, to: Ty, v: u64) -> u64 {
+    match op {
+        Conv::Zext | Conv::Trunc => v & from.mask() & to.mask(),
+        Conv::Sext => sext64(v, from) & to.mask(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_mask_amount_by_width() {
+        assert_eq!(eval_binop(BinOp::Shl, Ty::I32, 1, 33), 2);
+        assert_eq!(eval_binop(BinOp::SShr, Ty::I8, 0x80, 1), 0xC0);
+        assert_eq!(eval_binop(BinOp::Rotr, Ty::I16, 1, 1), 0x8000);
+    }
+
+    #[test]
+    fn mulhi_and_bitcounts() {
+        assert_eq!(eval_binop(BinOp::UMulHi, Ty::I64, u64::MAX, 2), 1);
+        assert_eq!(eval_binop(BinOp::SMulHi, Ty::I64, u64::MAX, 2), u64::MAX);
+        assert_eq!(eval_unop(UnOp::Clz, Ty::I16, 1), 15);
+        assert_eq!(eval_unop(UnOp::Ctz, Ty::I32, 0), 32);
+        assert_eq!(eval_cmp(Cmp::Slt, Ty::I8, 0xFF, 0), 1);
+        assert_eq!(
+            eval_convert(Conv::Sext, Ty::I8, Ty::I64, 0x80),
+            0xFFFF_FFFF_FFFF_FF80
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Cranelift emitter (in progress).

@@ -1,0 +1,51 @@
+//! popek's translator: guest x86 bytes + PC + mode → a Cranelift function (or a direct
+//! evaluation of the same semantics in the interpreter).
+//!
+//! The crate is pure: no mmap, no signals, no threads. How memory accesses and runtime calls
+//! behave is decided by the runtime through [`jit::JitEnv`] and [`interp::InterpEnv`].
+//!
+//! ```
+//! use translator::{decode::decode_block, Mode};
+//! // mov eax, 1 ; add eax, 2 ; hlt
+//! let code = [0xB8, 1, 0, 0, 0, 0x83, 0xC0, 0x02, 0xF4];
+//! let block = decode_block(&code, 0x1000, Mode::LONG64_CPL0, 64);
+//! assert_eq!(block.insns.len(), 3);
+//! ```
+
+pub mod ctx;
+pub mod decode;
+pub mod emit;
+pub mod exception;
+pub mod flags;
+pub mod helpers;
+pub mod interp;
+pub mod ir;
+pub mod jit;
+pub mod semantics;
+pub mod state;
+
+pub use exception::Exception;
+pub use helpers::Helper;
+pub use state::{CpuState, ExitReason};
+
+/// The execution mode bits that change what a block means; part of the block key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Mode {
+    /// Code size in bits: 16, 32 or 64.
+    pub bitness: u32,
+    /// Current privilege level (0..=3).
+    pub cpl: u8,
+}
+
+impl Mode {
+    /// 64-bit mode at CPL 0, the foundation's only mode.
+    pub const LONG64_CPL0: Mode = Mode {
+        bitness: 64,
+        cpl: 0,
+    };
+
+    /// Opaque key bits for the code cache.
+    pub const fn key(self) -> u32 {
+        (self.bitness << 8) | self.cpl as u32
+    }
+}

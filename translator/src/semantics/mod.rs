@@ -1,0 +1,145 @@
+//! Instruction semantics, written once against [`Ctx`] and shared by every engine.
+//!
+//! The dispatch below is one line per family; each family module states the exact flag
+//! behaviour it implements, including the flags the manuals leave undefined (matched to the
+//! host CPU by the differential tester in `testsuite/`).
+
+pub mod alu;
+pub mod bits;
+pub mod branch;
+pub mod data;
+pub mod muldiv;
+pub mod shift;
+pub mod stack;
+pub mod string;
+pub mod system;
+
+use iced_x86::Mnemonic as M;
+
+use crate::ctx::Ctx;
+use crate::decode::DecodedBlock;
+use crate::emit::Emitter;
+use crate::Mode;
+
+/// Translate the current instruction of `ctx` (between `begin_insn` and `end_insn`).
+pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
+    let insn = *ctx.insn();
+    if insn.is_invalid() {
+        return system::invalid(ctx);
+    }
+    if insn.is_jcc_short_or_near() {
+        return branch::jcc(ctx);
+    }
+    if insn.is_string_instruction() {
+        return string::string_op(ctx);
+    }
+    match insn.mnemonic() {
+        M::Seto
+        | M::Setno
+        | M::Setb
+        | M::Setae
+        | M::Sete
+        | M::Setne
+        | M::Setbe
+        | M::Seta
+        | M::Sets
+        | M::Setns
+        | M::Setp
+        | M::Setnp
+        | M::Setl
+        | M::Setge
+        | M::Setle
+        | M::Setg => data::setcc(ctx),
+        M::Cmovo
+        | M::Cmovno
+        | M::Cmovb
+        | M::Cmovae
+        | M::Cmove
+        | M::Cmovne
+        | M::Cmovbe
+        | M::Cmova
+        | M::Cmovs
+        | M::Cmovns
+        | M::Cmovp
+        | M::Cmovnp
+        | M::Cmovl
+        | M::Cmovge
+        | M::Cmovle
+        | M::Cmovg => data::cmovcc(ctx),
+        // ---- integer arithmetic and logic
+        M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test => {
+            alu::binary(ctx)
+        }
+        M::Inc | M::Dec => alu::inc_dec(ctx),
+        M::Neg => alu::neg(ctx),
+        M::Not => alu::not(ctx),
+        M::Clc | M::Stc | M::Cmc | M::Lahf | M::Sahf => alu::flag_op(ctx),
+        // ---- multiply and divide
+        M::Mul | M::Imul => muldiv::mul(ctx),
+        M::Div | M::Idiv => muldiv::div(ctx),
+        // ---- shifts and rotates
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => shift::shift(ctx),
+        M::Shld | M::Shrd => shift::double_shift(ctx),
+        // ---- bit operations
+        M::Bt | M::Bts | M::Btr | M::Btc => bits::bit_test(ctx),
+        M::Bsf | M::Bsr => bits::bit_scan(ctx),
+        M::Popcnt | M::Lzcnt | M::Tzcnt => bits::count(ctx),
+        M::Bswap => bits::bswap(ctx),
+        // ---- data movement
+        M::Mov => data::mov(ctx),
+        M::Movzx | M::Movsx | M::Movsxd => data::mov_extend(ctx),
+        M::Lea => data::lea(ctx),
+        M::Xchg => data::xchg(ctx),
+        M::Cmpxchg => data::cmpxchg(ctx),
+        M::Xadd => data::xadd(ctx),
+        M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => data::convert(ctx),
+        M::Nop
+        | M::Pause
+        | M::Endbr64
+        | M::Endbr32
+        | M::Prefetchnta
+        | M::Prefetcht0
+        | M::Prefetcht1
+        | M::Prefetcht2
+        | M::Prefetchw => data::nop(ctx),
+        M::Cld | M::Std => data::direction(ctx),
+        // ---- stack
+        M::Push | M::Pop => stack::push_pop(ctx),
+        M::Enter | M::Leave => stack::frame(ctx),
+        // ---- control transfer
+        M::Jmp => branch::jmp(ctx),
+        M::Call => branch::call(ctx),
+        M::Ret => branch::ret(ctx),
+        M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz | M::Jcxz => branch::loop_jrcxz(ctx),
+        // ---- sensitive instructions (hypercall stubs)
+        M::In | M::Out => system::io(ctx),
+        M::Hlt => system::hlt(ctx),
+        M::Cli | M::Sti => system::cli_sti(ctx),
+        M::Pushf | M::Pushfq | M::Popf | M::Popfq => system::pushf_popf(ctx),
+        M::Cpuid => system::cpuid(ctx),
+        M::Rdtsc => system::rdtsc(ctx),
+        M::Ud2 | M::Ud0 | M::Ud1 | M::Int3 | M::Int1 => system::trap(ctx),
+        _ => ctx.unsupported(),
+    }
+}
+
+/// Translate a whole decoded block. Returns the emitter and whether semantics touched a
+/// register outside `preload` (the caller then retranslates with every register preloaded).
+pub fn translate_block<E: Emitter>(
+    e: E,
+    block: &DecodedBlock,
+    mode: Mode,
+    preload: u16,
+) -> (E, bool) {
+    let mut ctx = Ctx::new(e, mode, preload);
+    for insn in &block.insns {
+        ctx.begin_insn(insn);
+        translate_insn(&mut ctx);
+        ctx.end_insn();
+        if ctx.terminated() {
+            break;
+        }
+    }
+    let missing = ctx.missing_regs;
+    (ctx.finish(block.next_pc()), missing)
+}
