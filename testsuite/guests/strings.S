@@ -4,7 +4,7 @@
  * scas stopping at a known place, lods with partial-register merging, rep with
  * RCX=0 (which must leave flags alone), and single unprefixed forms. Each test
  * records the final RSI/RDI as offsets from the buffer bases, RCX, the defined
- * flags, and a checksum of the destination. 16 * SCALE rounds with different
+ * flags, and a checksum of the destination. 32 * SCALE rounds with different
  * data; the last round is printed in detail, and the running hash of all rounds.
  */
 #include "asm.h"
@@ -22,7 +22,7 @@ main:
     push %r14
     push %r15
     xor %r14d, %r14d                /* round number, also the data seed */
-    mov $16 * SCALE, %r15d
+    mov $32 * SCALE, %r15d
 1:  lea -1(%r15), %rax
     cmp %rax, %r14
     sete %al
