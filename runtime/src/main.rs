@@ -1,1 +1,250 @@
-fn main() {}
+//! `popek`: run an x86-64 guest kernel on the popek virtual machine.
+//!
+//! stdout carries only the guest's serial output; popek's own messages and `--stats` go to
+//! stderr. Exit status:
+//!
+//! | status | meaning |
+//! | --- | --- |
+//! | `(v << 1) \| 1` | the guest wrote `v` to the isa-debug-exit port 0xF4 (always odd) |
+//! | 0 | the guest halted (HLT) |
+//! | 2 | bad input or usage: missing file, not a loadable ELF, bad `--mem`, ... |
+//! | 3 | the guest executed an instruction popek does not support |
+//! | 4 | an unhandled guest exception |
+//! | 5 | an internal error in popek |
+//! | 6 | the `--max-insns` instruction limit was reached |
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use runtime::devices::DebugExit;
+use runtime::engine::exit::halted_with_interrupts;
+use runtime::memory::{MAX_RAM, MIN_RAM, PAGE_SIZE};
+use runtime::{register_dump, Engine, RunOutcome, SerialSink, Vm, VmConfig, VmError};
+
+/// Exit status for bad input or usage (clap uses it too).
+const EXIT_USAGE: u8 = 2;
+/// Exit status for an unsupported guest instruction.
+const EXIT_UNSUPPORTED: u8 = 3;
+/// Exit status for an unhandled guest exception.
+const EXIT_EXCEPTION: u8 = 4;
+/// Exit status for an internal error.
+const EXIT_INTERNAL: u8 = 5;
+/// Exit status when the instruction limit is reached.
+const EXIT_LIMIT: u8 = 6;
+
+#[derive(Parser)]
+#[command(
+    name = "popek",
+    version,
+    about = "A dynamic binary translator for x86-64 guest kernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a guest kernel (an ELF64 x86-64 executable); without --kernel, the built-in demo.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The kernel to run: an ELF64 x86-64 ET_EXEC image, entered in 64-bit mode at CPL 0.
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// The execution engine.
+    #[arg(long, value_enum, default_value_t = EngineArg::Dbt)]
+    engine: EngineArg,
+    /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 64M, 1G); 2M to 64G.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "64M",
+        allow_hyphen_values = true
+    )]
+    mem: String,
+    /// Print statistics to stderr when the guest stops.
+    #[arg(long)]
+    stats: bool,
+    /// Stop after this many guest instructions (exit status 6).
+    #[arg(long, value_name = "N")]
+    max_insns: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    /// Dynamic binary translation (Cranelift).
+    Dbt,
+    /// The interpreter.
+    Interp,
+}
+
+/// A `popek: error:` line and exit status.
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            status: EXIT_USAGE,
+        }
+    }
+}
+
+/// Parses a memory size: decimal bytes with an optional K/M/G suffix (binary units, an
+/// optional trailing "B" or "iB"), a multiple of 4 KiB from 2 MiB to 64 GiB.
+fn parse_mem(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let body = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (digits, shift) = match body.chars().last() {
+        Some('K') => (&body[..body.len() - 1], 10),
+        Some('M') => (&body[..body.len() - 1], 20),
+        Some('G') => (&body[..body.len() - 1], 30),
+        _ => (body, 0),
+    };
+    let bad = || format!("invalid --mem size '{s}' (expected e.g. 64M, 1G or 16777216)");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let bytes = n.checked_mul(1 << shift).ok_or_else(bad)?;
+    if !(MIN_RAM..=MAX_RAM).contains(&bytes) {
+        return Err(format!("--mem size '{s}' is out of range (2M to 64G)"));
+    }
+    if !bytes.is_multiple_of(PAGE_SIZE) {
+        return Err(format!("--mem size '{s}' is not a multiple of 4 KiB"));
+    }
+    Ok(bytes)
+}
+
+fn run(args: RunArgs) -> Result<u8, Failure> {
+    let mem_bytes = parse_mem(&args.mem).map_err(Failure::usage)?;
+    let image: std::borrow::Cow<'static, [u8]> = match &args.kernel {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| Failure::usage(format!("cannot read kernel '{}': {e}", path.display())))?
+            .into(),
+        None => runtime::DEMO_KERNEL.into(),
+    };
+    let engine = match args.engine {
+        EngineArg::Dbt => Engine::Dbt,
+        EngineArg::Interp => Engine::Interp,
+    };
+    let cfg = VmConfig {
+        mem_bytes,
+        engine,
+        serial: SerialSink::Stdout,
+        instruction_limit: args.max_insns,
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::new(cfg).map_err(|e| match e {
+        VmError::Memory(e) => Failure::usage(e.to_string()),
+        other => Failure {
+            message: other.to_string(),
+            status: EXIT_INTERNAL,
+        },
+    })?;
+    let name = args.kernel.as_ref().map_or_else(
+        || "the demo guest".to_string(),
+        |p| format!("'{}'", p.display()),
+    );
+    vm.load_elf(&image)
+        .map_err(|e| Failure::usage(format!("cannot load {name}: {e}")))?;
+
+    let outcome = vm.run();
+    let status = report(&vm, &outcome);
+    if args.stats {
+        eprintln!("popek: statistics\n{}", vm.stats());
+    }
+    Ok(status)
+}
+
+/// Tells stderr how the guest stopped (unless it exited on purpose) and picks the status.
+fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
+    match outcome {
+        // The process status keeps the low 8 bits, as QEMU's exit() does.
+        RunOutcome::DebugExit(v) => DebugExit::exit_status(*v) as u8,
+        RunOutcome::Halted => {
+            if halted_with_interrupts(vm.cpu()) {
+                eprintln!(
+                    "popek: guest halted at rip {:#x} with interrupts enabled; no device can \
+                     wake it yet",
+                    vm.cpu().rip
+                );
+            }
+            0
+        }
+        RunOutcome::Unsupported { .. } => {
+            eprintln!("popek: {outcome}");
+            EXIT_UNSUPPORTED
+        }
+        RunOutcome::Exception { .. } => {
+            eprintln!("popek: {outcome}\n{}", register_dump(vm.cpu()));
+            EXIT_EXCEPTION
+        }
+        RunOutcome::InstructionLimit => {
+            eprintln!(
+                "popek: instruction limit reached at rip {:#x} after {} instructions",
+                vm.cpu().rip,
+                vm.cpu().icount
+            );
+            EXIT_LIMIT
+        }
+        RunOutcome::InternalError(e) => {
+            eprintln!("popek: internal error: {e}\n{}", register_dump(vm.cpu()));
+            EXIT_INTERNAL
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match status {
+        Ok(s) => ExitCode::from(s),
+        Err(f) => {
+            eprintln!("popek: error: {}", f.message);
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_mem("64M"), Ok(64 << 20));
+        assert_eq!(parse_mem("1G"), Ok(1 << 30));
+        assert_eq!(parse_mem("1g"), Ok(1 << 30));
+        assert_eq!(parse_mem("16777216"), Ok(16 << 20));
+        assert_eq!(parse_mem("4096K"), Ok(4 << 20));
+        assert_eq!(parse_mem("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_mem("8MB"), Ok(8 << 20));
+        for bad in [
+            "",
+            "M",
+            "1M",
+            "64X",
+            "-1G",
+            "1.5G",
+            "65G",
+            "99999999999999999999G",
+            "2097153",
+        ] {
+            assert!(parse_mem(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,7 +1,396 @@
-//! MOVS STOS LODS CMPS SCAS in every size, with REP/REPE/REPNE.
-use crate::ctx::Ctx;
-use crate::emit::Emitter;
+//! MOVS STOS LODS CMPS SCAS in every size (B/W/D/Q), with REP, REPE/REPZ and REPNE/REPNZ.
+//!
+//! Invariants:
+//! - One iteration is one `body`; `Ctx::rep` runs it under the prefix, counting RCX (ECX with
+//!   an address-size prefix) and committing each iteration, so a fault in iteration k leaves
+//!   the state after k-1 with RIP at the instruction. With a zero count nothing is written,
+//!   not even the zero-extension of ECX (checked natively).
+//! - Within an iteration every load precedes the store, and RSI/RDI/RCX are pending.
+//! - Addresses are RSI/RDI at the address size (ESI/EDI zero-extended with 67h; their
+//!   updates wrap at that size and zero-extend into the 64-bit register). The source adds
+//!   the FS/GS base where an override names it; the destination is always ES (base 0).
+//! - The step is +size, or -size when DF is set (read from `CpuState::rflags`, where CLD/STD
+//!   and POPF keep it).
+//! - CMPS sets the flags of `[RSI] - [RDI]`, SCAS those of `accumulator - [RDI]` (lazily, as
+//!   SUB); the others leave the flags alone. No flag is undefined.
+//! - F2 on MOVS/STOS/LODS repeats like F3 (as the host does); INS/OUTS are unsupported.
+use iced_x86::{Instruction, Mnemonic as M, Register};
 
+use crate::ctx::{Ctx, Rep};
+use crate::emit::Emitter;
+use crate::flags::FlagOp;
+use crate::ir::{BinOp, Ty};
+use crate::state::reg;
+
+/// The string operations.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Movs,
+    Stos,
+    Lods,
+    Cmps,
+    Scas,
+}
+
+/// Every string instruction (the dispatch sends those with `is_string_instruction`).
 pub fn string_op<E: Emitter>(ctx: &mut Ctx<E>) {
-    ctx.unsupported()
+    let insn = *ctx.insn();
+    let Some((op, ty)) = classify(&insn) else {
+        return ctx.unsupported();
+    };
+    let sets_flags = matches!(op, Op::Cmps | Op::Scas);
+    let rep = match (insn.has_repe_prefix(), insn.has_repne_prefix(), sets_flags) {
+        (true, _, true) => Rep::Repe,
+        (_, true, true) => Rep::Repne,
+        (true, _, false) | (_, true, false) => Rep::Rep,
+        _ => Rep::None,
+    };
+    let aty = ctx.addr_ty();
+    // The per-iteration step, computed once (DF cannot change inside the instruction).
+    let df = ctx.df();
+    let up = ctx.c(aty, ty.bytes() as u64);
+    let down = ctx.c(aty, (ty.bytes() as u64).wrapping_neg());
+    let step = ctx.select(df, down, up);
+    let seg = insn.memory_segment();
+    ctx.rep(rep, sets_flags, |ctx| {
+        iteration(ctx, op, ty, aty, step, seg)
+    });
+}
+
+/// The operation and element size of a string instruction; `None` for anything else
+/// (INS/OUTS, or an SSE MOVSD/CMPSD that reached us by mistake).
+fn classify(insn: &Instruction) -> Option<(Op, Ty)> {
+    if !insn.is_string_instruction() {
+        return None;
+    }
+    Some(match insn.mnemonic() {
+        M::Movsb => (Op::Movs, Ty::I8),
+        M::Movsw => (Op::Movs, Ty::I16),
+        M::Movsd => (Op::Movs, Ty::I32),
+        M::Movsq => (Op::Movs, Ty::I64),
+        M::Stosb => (Op::Stos, Ty::I8),
+        M::Stosw => (Op::Stos, Ty::I16),
+        M::Stosd => (Op::Stos, Ty::I32),
+        M::Stosq => (Op::Stos, Ty::I64),
+        M::Lodsb => (Op::Lods, Ty::I8),
+        M::Lodsw => (Op::Lods, Ty::I16),
+        M::Lodsd => (Op::Lods, Ty::I32),
+        M::Lodsq => (Op::Lods, Ty::I64),
+        M::Cmpsb => (Op::Cmps, Ty::I8),
+        M::Cmpsw => (Op::Cmps, Ty::I16),
+        M::Cmpsd => (Op::Cmps, Ty::I32),
+        M::Cmpsq => (Op::Cmps, Ty::I64),
+        M::Scasb => (Op::Scas, Ty::I8),
+        M::Scasw => (Op::Scas, Ty::I16),
+        M::Scasd => (Op::Scas, Ty::I32),
+        M::Scasq => (Op::Scas, Ty::I64),
+        _ => return None,
+    })
+}
+
+/// One iteration of `op` on `ty` elements; `step` (of the address-size type `aty`) is added
+/// to each index register used.
+fn iteration<E: Emitter>(ctx: &mut Ctx<E>, op: Op, ty: Ty, aty: Ty, step: E::Value, seg: Register) {
+    match op {
+        Op::Movs => {
+            let v = load_src(ctx, ty, aty, seg);
+            store_dst(ctx, aty, v);
+            advance(ctx, reg::RSI, aty, step);
+            advance(ctx, reg::RDI, aty, step);
+        }
+        Op::Stos => {
+            let v = ctx.gpr_ty(reg::RAX, ty);
+            store_dst(ctx, aty, v);
+            advance(ctx, reg::RDI, aty, step);
+        }
+        Op::Lods => {
+            let v = load_src(ctx, ty, aty, seg);
+            ctx.set_gpr_ty(reg::RAX, ty, v);
+            advance(ctx, reg::RSI, aty, step);
+        }
+        Op::Cmps => {
+            let a = load_src(ctx, ty, aty, seg);
+            let b = load_dst(ctx, ty, aty);
+            compare(ctx, a, b);
+            advance(ctx, reg::RSI, aty, step);
+            advance(ctx, reg::RDI, aty, step);
+        }
+        Op::Scas => {
+            let a = ctx.gpr_ty(reg::RAX, ty);
+            let b = load_dst(ctx, ty, aty);
+            compare(ctx, a, b);
+            advance(ctx, reg::RDI, aty, step);
+        }
+    }
+}
+
+/// Index register `i` at the address size, zero-extended: an effective address.
+fn index<E: Emitter>(ctx: &mut Ctx<E>, i: usize, aty: Ty) -> E::Value {
+    let v = ctx.gpr_ty(i, aty);
+    ctx.to_ty(v, Ty::I64, false)
+}
+
+/// Load `[seg:RSI]`.
+fn load_src<E: Emitter>(ctx: &mut Ctx<E>, ty: Ty, aty: Ty, seg: Register) -> E::Value {
+    let ea = index(ctx, reg::RSI, aty);
+    let a = ctx.seg_base_add(seg, ea);
+    ctx.load(ty, a)
+}
+
+/// Load `[ES:RDI]` (ES has base 0 in 64-bit mode).
+fn load_dst<E: Emitter>(ctx: &mut Ctx<E>, ty: Ty, aty: Ty) -> E::Value {
+    let a = index(ctx, reg::RDI, aty);
+    ctx.load(ty, a)
+}
+
+/// Store to `[ES:RDI]`.
+fn store_dst<E: Emitter>(ctx: &mut Ctx<E>, aty: Ty, v: E::Value) {
+    let a = index(ctx, reg::RDI, aty);
+    ctx.store(a, v);
+}
+
+/// Index register `i` += `step`, wrapping at the address size.
+fn advance<E: Emitter>(ctx: &mut Ctx<E>, i: usize, aty: Ty, step: E::Value) {
+    let v = ctx.gpr_ty(i, aty);
+    let v = ctx.bin(BinOp::Add, v, step);
+    ctx.set_gpr_ty(i, aty, v);
+}
+
+/// Flags of `a - b`, as CMP.
+fn compare<E: Emitter>(ctx: &mut Ctx<E>, a: E::Value, b: E::Value) {
+    let res = ctx.bin(BinOp::Sub, a, b);
+    ctx.set_flags_lazy(FlagOp::Sub, a, b, res, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::semantics::system::test_env::*;
+    use crate::state::{reg, rflags, CpuState, ExitReason};
+
+    fn setup() -> (TestEnv, CpuState) {
+        let mut env = TestEnv::new();
+        for i in 0..0x100u64 {
+            env.write(0x2000 + i, 1, i);
+        }
+        let mut cpu = TestEnv::cpu();
+        cpu.gpr[reg::RSI] = 0x2000;
+        cpu.gpr[reg::RDI] = 0x3000;
+        (env, cpu)
+    }
+
+    fn arith(cpu: &CpuState) -> u64 {
+        cpu.full_rflags() & rflags::ARITH
+    }
+
+    #[test]
+    fn movs_every_size_both_directions() {
+        for (op, size) in [(0xa4u8, 1u64), (0xa5, 4)] {
+            for prefix in [&[][..], &[0x66], &[0x48]] {
+                let size = match prefix {
+                    [0x66] if size == 4 => 2,
+                    [0x48] if size == 4 => 8,
+                    _ => size,
+                };
+                let code: Vec<u8> = prefix.iter().copied().chain([op]).collect();
+                for df in [false, true] {
+                    let (mut env, mut cpu) = setup();
+                    if df {
+                        cpu.rflags |= rflags::DF;
+                    }
+                    assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Jump);
+                    assert_eq!(
+                        env.read(0x3000, size as usize),
+                        env.read(0x2000, size as usize)
+                    );
+                    let d = if df { size.wrapping_neg() } else { size };
+                    assert_eq!(cpu.gpr[reg::RSI], 0x2000u64.wrapping_add(d), "{code:x?}");
+                    assert_eq!(cpu.gpr[reg::RDI], 0x3000u64.wrapping_add(d));
+                    assert_eq!(cpu.rip, CODE + code.len() as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rep_movs_and_stos() {
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RCX] = 5;
+        step1(&mut cpu, &mut env, &[0xf3, 0x48, 0xa5]); // rep movsq
+        assert_eq!(env.read(0x3000 + 32, 8), env.read(0x2000 + 32, 8));
+        assert_eq!(env.read(0x3000 + 40, 8), 0);
+        assert_eq!((cpu.gpr[reg::RCX], cpu.gpr[reg::RSI]), (0, 0x2000 + 40));
+        // rep stosw backwards
+        cpu.rip = CODE;
+        cpu.gpr[reg::RCX] = 3;
+        cpu.gpr[reg::RAX] = 0xffff_ffff_ffff_abcd;
+        cpu.gpr[reg::RDI] = 0x4004;
+        cpu.rflags |= rflags::DF;
+        step1(&mut cpu, &mut env, &[0xf3, 0x66, 0xab]);
+        assert_eq!(env.read(0x4000, 6), 0xabcd_abcd_abcd);
+        assert_eq!(cpu.gpr[reg::RDI], 0x4004 - 6);
+        // repne (F2) on MOVS repeats like REP
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RCX] = 3;
+        step1(&mut cpu, &mut env, &[0xf2, 0xa4]);
+        assert_eq!(env.read(0x3000, 4), 0x0002_0100);
+        assert_eq!(cpu.gpr[reg::RCX], 0);
+    }
+
+    #[test]
+    fn rep_with_zero_count_writes_nothing() {
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RCX] = 0xdead_0000_0000_0000;
+        step1(&mut cpu, &mut env, &[0x67, 0xf3, 0xa4]); // ecx = 0
+        assert_eq!(cpu.gpr[reg::RCX], 0xdead_0000_0000_0000);
+        assert_eq!((cpu.gpr[reg::RSI], cpu.gpr[reg::RDI]), (0x2000, 0x3000));
+        assert_eq!(env.read(0x3000, 1), 0);
+        assert_eq!(cpu.rip, CODE + 3);
+    }
+
+    #[test]
+    fn address_size_32_wraps_and_zero_extends() {
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RSI] = 0xdead_0000_0000_2000;
+        cpu.gpr[reg::RDI] = 0xbeef_0000_0000_3000;
+        cpu.gpr[reg::RCX] = 0xcafe_0000_0000_0002;
+        step1(&mut cpu, &mut env, &[0x67, 0xf3, 0xa4]);
+        assert_eq!(cpu.gpr[reg::RSI], 0x2002);
+        assert_eq!(cpu.gpr[reg::RDI], 0x3002);
+        assert_eq!(cpu.gpr[reg::RCX], 0);
+        assert_eq!(env.read(0x3000, 2), 0x0100);
+        // ESI = 0 stepping down wraps to 0xffff_ffff (zero-extended).
+        cpu.rip = CODE;
+        cpu.gpr[reg::RSI] = 0x1_0000_0000;
+        cpu.rflags |= rflags::DF;
+        step1(&mut cpu, &mut env, &[0x67, 0xac]); // lodsb, a32
+        assert_eq!(cpu.gpr[reg::RSI], 0xffff_ffff);
+    }
+
+    #[test]
+    fn lods_merges_and_zero_extends() {
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RAX] = 0xffff_ffff_ffff_ffff;
+        step1(&mut cpu, &mut env, &[0xac]);
+        assert_eq!(cpu.gpr[reg::RAX], 0xffff_ffff_ffff_ff00);
+        cpu.rip = CODE;
+        step1(&mut cpu, &mut env, &[0xad]);
+        assert_eq!(cpu.gpr[reg::RAX], 0x0403_0201);
+        // rep lodsw: the last element stays.
+        cpu.rip = CODE;
+        cpu.gpr[reg::RCX] = 2;
+        step1(&mut cpu, &mut env, &[0xf3, 0x66, 0xad]);
+        assert_eq!(cpu.gpr[reg::RAX], 0x0403_0807, "AX merges");
+        assert_eq!(cpu.gpr[reg::RSI], 0x2009);
+    }
+
+    #[test]
+    fn segment_override_adds_the_base_to_the_source_only() {
+        let (mut env, mut cpu) = setup();
+        cpu.fs_base = 0x10;
+        cpu.gs_base = 0x20;
+        step1(&mut cpu, &mut env, &[0x64, 0xa4]); // movs byte [rdi], fs:[rsi]
+        assert_eq!(env.read(0x3000, 1), 0x10);
+        cpu.rip = CODE;
+        step1(&mut cpu, &mut env, &[0x65, 0xac]); // lods al, gs:[rsi]
+        assert_eq!(cpu.gpr[reg::RAX] & 0xff, 0x21);
+        // ES cannot be overridden: stos with an FS prefix still writes at RDI.
+        cpu.rip = CODE;
+        step1(&mut cpu, &mut env, &[0x64, 0xaa]);
+        assert_eq!(env.read(0x3001, 1), 0x21);
+    }
+
+    #[test]
+    fn cmps_and_scas_flags() {
+        let (mut env, mut cpu) = setup();
+        env.write(0x3000, 1, 0x05);
+        step1(&mut cpu, &mut env, &[0xa6]); // cmpsb: [rsi]=0 - [rdi]=5 = 0xfb
+        assert_eq!(arith(&cpu), rflags::CF | rflags::SF | rflags::AF);
+        assert_eq!((cpu.gpr[reg::RSI], cpu.gpr[reg::RDI]), (0x2001, 0x3001));
+        cpu.rip = CODE;
+        cpu.gpr[reg::RAX] = 0x7766_5544_3322_1100;
+        cpu.gpr[reg::RDI] = 0x2000;
+        step1(&mut cpu, &mut env, &[0x48, 0xaf]); // scasq: rax - [rdi]
+        let m = env.read(0x2000, 8);
+        assert_eq!(m, 0x0706_0504_0302_0100);
+        assert_eq!(arith(&cpu) & (rflags::ZF | rflags::CF | rflags::SF), 0);
+        assert_eq!(cpu.gpr[reg::RDI], 0x2008);
+    }
+
+    #[test]
+    fn repe_cmps_stops_at_first_difference() {
+        let (mut env, mut cpu) = setup();
+        for i in 0..8 {
+            env.write(0x3000 + i, 1, i);
+        }
+        env.write(0x3005, 1, 0x99);
+        cpu.gpr[reg::RCX] = 100;
+        step1(&mut cpu, &mut env, &[0xf3, 0xa6]);
+        assert_eq!(cpu.gpr[reg::RCX], 100 - 6);
+        assert_eq!(cpu.gpr[reg::RSI], 0x2006);
+        assert_eq!(arith(&cpu) & rflags::ZF, 0);
+        assert_eq!(arith(&cpu) & rflags::CF, rflags::CF, "5 < 0x99");
+        // All equal: runs out of count with ZF = 1.
+        let (mut env, mut cpu) = setup();
+        for i in 0..8 {
+            env.write(0x3000 + i, 1, i);
+        }
+        cpu.gpr[reg::RCX] = 8;
+        step1(&mut cpu, &mut env, &[0xf3, 0xa6]);
+        assert_eq!(cpu.gpr[reg::RCX], 0);
+        assert_eq!(arith(&cpu) & rflags::ZF, rflags::ZF);
+    }
+
+    #[test]
+    fn repne_scas_finds_a_byte() {
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RDI] = 0x2000;
+        cpu.gpr[reg::RAX] = 0x42;
+        cpu.gpr[reg::RCX] = u64::MAX;
+        step1(&mut cpu, &mut env, &[0xf2, 0xae]);
+        assert_eq!(cpu.gpr[reg::RDI], 0x2043);
+        assert_eq!(cpu.gpr[reg::RCX], u64::MAX - 0x43);
+        assert_eq!(arith(&cpu) & rflags::ZF, rflags::ZF);
+    }
+
+    #[test]
+    fn rep_fault_leaves_state_after_completed_iterations() {
+        let (mut env, mut cpu) = setup();
+        env.ro = 0x3003..0x4000;
+        cpu.gpr[reg::RCX] = 10;
+        assert_eq!(
+            step1(&mut cpu, &mut env, &[0xf3, 0xa4]),
+            ExitReason::Exception
+        );
+        assert_eq!(cpu.rip, CODE);
+        assert_eq!(cpu.gpr[reg::RCX], 7);
+        assert_eq!((cpu.gpr[reg::RSI], cpu.gpr[reg::RDI]), (0x2003, 0x3003));
+        assert_eq!(env.read(0x3000, 3), 0x02_0100);
+        // Resuming after the fault is cleared completes the copy.
+        env.ro = 0..0;
+        assert_eq!(step1(&mut cpu, &mut env, &[0xf3, 0xa4]), ExitReason::Jump);
+        assert_eq!(cpu.gpr[reg::RCX], 0);
+        assert_eq!(env.read(0x3009, 1), 9);
+    }
+
+    #[test]
+    fn faulting_cmps_keeps_flags() {
+        let (mut env, mut cpu) = setup();
+        cpu.gpr[reg::RDI] = 0x100_0000;
+        cpu.rflags |= rflags::ZF | rflags::CF;
+        assert_eq!(step1(&mut cpu, &mut env, &[0xa6]), ExitReason::Exception);
+        assert_eq!(arith(&cpu), rflags::ZF | rflags::CF);
+        assert_eq!(cpu.gpr[reg::RSI], 0x2000);
+    }
+
+    #[test]
+    fn ins_outs_and_sse_lookalikes_are_not_strings_here() {
+        // insb, outsb: unsupported. (SSE movsd xmm0, xmm1 is not a string instruction, so
+        // the dispatch never sends it here; if it did, classify refuses it.)
+        for code in [&[0x6c][..], &[0x6e]] {
+            let (mut env, mut cpu) = setup();
+            assert_eq!(step1(&mut cpu, &mut env, code), ExitReason::Unsupported);
+        }
+        let mut d = iced_x86::Decoder::new(64, &[0xf2, 0x0f, 0x10, 0xc1], 0);
+        assert!(super::classify(&d.decode()).is_none());
+    }
 }

@@ -1,0 +1,223 @@
+//! The COM1 16550A UART at ports 0x3F8–0x3FF.
+//!
+//! The register model is vm-superio's [`vm_superio::Serial`] (a pure `read(offset)` /
+//! `write(offset, value)` model); this module only adapts it to [`PortIo`] and gives it an
+//! output sink. No interrupt line is wired yet, so the model's interrupt trigger is a no-op.
+//!
+//! Invariant: every byte the guest transmits (outside loopback mode) reaches the sink in
+//! order; stdout output is buffered per line and flushed by [`Serial::flush`] at the latest.
+
+use std::io::Write;
+
+use vm_superio::serial::NoEvents;
+use vm_superio::Trigger;
+
+use super::{IoAction, PortIo, PortRange};
+
+/// The ports of COM1.
+pub const COM1: PortRange = PortRange {
+    base: 0x3F8,
+    len: 8,
+};
+
+/// Where the guest's serial output goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SerialSink {
+    /// The process's standard output (line-buffered).
+    #[default]
+    Stdout,
+    /// An in-memory buffer, read with [`Serial::captured`] (tests and harnesses).
+    Capture,
+}
+
+/// The UART's interrupt line: not connected yet.
+#[derive(Debug, Default)]
+pub struct NoInterrupt;
+
+impl Trigger for NoInterrupt {
+    type E = std::convert::Infallible;
+    fn trigger(&self) -> Result<(), Self::E> {
+        Ok(())
+    }
+}
+
+/// The byte sink behind the UART's transmitter.
+#[derive(Debug)]
+pub struct SerialOut {
+    sink: SerialSink,
+    /// Captured output, or stdout bytes not yet written.
+    buf: Vec<u8>,
+    /// Bytes that could not be written to stdout (e.g. a closed pipe).
+    lost: u64,
+}
+
+/// Bytes kept before stdout output is written even without a newline.
+const STDOUT_CHUNK: usize = 4096;
+
+impl SerialOut {
+    fn new(sink: SerialSink) -> SerialOut {
+        SerialOut {
+            sink,
+            buf: Vec::new(),
+            lost: 0,
+        }
+    }
+
+    /// Writes buffered stdout bytes out now.
+    fn drain(&mut self) {
+        if self.sink != SerialSink::Stdout || self.buf.is_empty() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if out.write_all(&self.buf).and_then(|()| out.flush()).is_err() {
+            self.lost += self.buf.len() as u64;
+        }
+        self.buf.clear();
+    }
+}
+
+impl Write for SerialOut {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    /// The model flushes after every byte; stdout is only written per line or chunk.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.sink == SerialSink::Stdout
+            && (self.buf.last() == Some(&b'\n') || self.buf.len() >= STDOUT_CHUNK)
+        {
+            self.drain();
+        }
+        Ok(())
+    }
+}
+
+/// COM1: a 16550A UART register model with an output sink.
+pub struct Serial {
+    uart: vm_superio::Serial<NoInterrupt, NoEvents, SerialOut>,
+}
+
+impl Serial {
+    /// A UART in its reset state writing to `sink`.
+    pub fn new(sink: SerialSink) -> Serial {
+        Serial {
+            uart: vm_superio::Serial::new(NoInterrupt, SerialOut::new(sink)),
+        }
+    }
+
+    /// Everything the guest transmitted so far ([`SerialSink::Capture`]); empty for stdout.
+    pub fn captured(&self) -> &[u8] {
+        let out = self.uart.writer();
+        match out.sink {
+            SerialSink::Capture => &out.buf,
+            SerialSink::Stdout => &[],
+        }
+    }
+
+    /// Writes pending stdout output now.
+    pub fn flush(&mut self) {
+        self.uart.writer_mut().drain();
+    }
+
+    /// Bytes lost because stdout could not be written.
+    pub fn lost_bytes(&self) -> u64 {
+        self.uart.writer().lost
+    }
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl PortIo for Serial {
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            let off = offset as usize + i;
+            *b = if off < COM1.len as usize {
+                self.uart.read(off as u8)
+            } else {
+                0xFF
+            };
+        }
+    }
+
+    fn write(&mut self, offset: u16, data: &[u8]) -> IoAction {
+        for (i, &b) in data.iter().enumerate() {
+            let off = offset as usize + i;
+            if off < COM1.len as usize {
+                // The only error is a failed write of the sink, which cannot fail here
+                // (stdout failures are counted in `lost_bytes` instead).
+                let _ = self.uart.write(off as u8, b);
+            }
+        }
+        IoAction::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 16550 register offsets and bits used by the tests.
+    const THR: u16 = 0;
+    const IER: u16 = 1;
+    const IIR: u16 = 2;
+    const LCR: u16 = 3;
+    const LSR: u16 = 5;
+    const SCR: u16 = 7;
+    const LCR_DLAB: u8 = 0x80;
+    const LSR_THRE: u8 = 0x20;
+    const LSR_TEMT: u8 = 0x40;
+
+    fn rd(s: &mut Serial, off: u16) -> u8 {
+        let mut b = [0];
+        s.read(off, &mut b);
+        b[0]
+    }
+
+    #[test]
+    fn transmits_to_the_capture_buffer() {
+        let mut s = Serial::new(SerialSink::Capture);
+        for &b in b"hi\n" {
+            assert_eq!(s.write(THR, &[b]), IoAction::Continue);
+        }
+        assert_eq!(s.captured(), b"hi\n");
+        assert_eq!(s.lost_bytes(), 0);
+    }
+
+    #[test]
+    fn line_status_says_the_transmitter_is_always_ready() {
+        let mut s = Serial::new(SerialSink::Capture);
+        let lsr = rd(&mut s, LSR);
+        assert_eq!(lsr & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
+        // 16550A: FIFO bits set in IIR, no interrupt pending.
+        assert_eq!(rd(&mut s, IIR) & 0xC1, 0xC1);
+    }
+
+    #[test]
+    fn divisor_latch_and_scratch_registers() {
+        let mut s = Serial::new(SerialSink::Capture);
+        s.write(LCR, &[LCR_DLAB | 3]);
+        s.write(THR, &[0x01]); // divisor low: 115200 baud
+        s.write(IER, &[0x00]);
+        assert_eq!(rd(&mut s, THR), 0x01);
+        s.write(LCR, &[3]);
+        assert_eq!(rd(&mut s, LCR), 3);
+        s.write(SCR, &[0x5A]);
+        assert_eq!(rd(&mut s, SCR), 0x5A);
+        assert!(s.captured().is_empty(), "divisor writes are not data");
+    }
+
+    #[test]
+    fn wide_accesses_are_split_into_registers() {
+        let mut s = Serial::new(SerialSink::Capture);
+        s.write(THR, &[b'A', 0x00]); // THR, then IER = 0
+        assert_eq!(s.captured(), b"A");
+        let mut d = [0u8; 2];
+        s.read(7, &mut d); // SCR, then past the end
+        assert_eq!(d, [0, 0xFF]);
+    }
+}

@@ -1,0 +1,325 @@
+//! The DBT engine: find or translate the block at RIP, run it through the entry trampoline,
+//! handle its exit, link direct exits, repeat.
+//!
+//! Invariants:
+//! - The entry trampoline and the unlinked exit stub live in their own small executable
+//!   memory, outside the code cache, so a cache flush never pulls them away.
+//! - A block's link slots are allocated before it is translated (the JIT bakes their
+//!   addresses into the code) and are owned by the block from its insertion on. A block with
+//!   no linkable exit gives its unused slots to the next translation.
+//! - A flush invalidates every slot address: after one, no slot remembered from before it
+//!   (the exit we are about to link, a spare range, a half-done translation) is used again.
+//! - Generated code runs only inside [`Dbt::run`], with `cpu.runtime` pointing at the
+//!   machine and no Rust reference to the machine or the CPU state in use meanwhile.
+//! - Direct links assume virtual → physical mappings do not change (true of the flat MMU).
+//!   Paging will have to unlink or flush on address-space changes.
+
+use cache::exec_mem::ExecMemory;
+use cache::{
+    BlockId, BlockInfo, BlockKey, CacheConfig, CacheError, CodeCache, HostCode, SlotRange,
+};
+use translator::decode::{decode_block, MAX_BLOCK_INSNS};
+use translator::jit::{Jit, JitEnv, JitError, MemoryModel};
+use translator::{CpuState, Helper, Mode};
+
+use super::exit::{handle_exit, ExitAction};
+use super::{interp, RunOutcome};
+use crate::helpers::helper_addr;
+use crate::machine::{not_present, Executing, Machine};
+use crate::memory::{Access, GuestVirt, PAGE_SIZE};
+
+/// Link slots reserved per block: enough for a conditional branch, its fall-through and a
+/// page-boundary continuation. More direct exits than this go back through the dispatcher.
+pub const SLOTS_PER_BLOCK: usize = 4;
+
+/// The entry trampoline: calls the block at `block` with `cpu`, returns its exit reason.
+type EntryFn = unsafe extern "C" fn(cpu: *mut CpuState, block: usize) -> u64;
+
+/// Errors setting up the DBT engine.
+#[derive(Debug, thiserror::Error)]
+pub enum DbtError {
+    /// Could not set up the JIT: {0}
+    #[error("could not set up the JIT: {0}")]
+    Jit(#[from] JitError),
+    /// Could not set up the code cache: {0}
+    #[error("could not set up the code cache: {0}")]
+    Cache(#[from] CacheError),
+}
+
+/// Counters of the DBT engine (the cache keeps its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DbtStats {
+    /// Blocks translated.
+    pub blocks_translated: u64,
+    /// Guest instructions in translated blocks.
+    pub guest_insns_translated: u64,
+    /// Cranelift IR instructions built.
+    pub ir_insts: u64,
+    /// Nanoseconds building IR.
+    pub translate_ns: u64,
+    /// Nanoseconds in Cranelift.
+    pub compile_ns: u64,
+    /// Bytes of host code generated.
+    pub code_bytes: u64,
+    /// Blocks entered from the dispatcher (not through a link).
+    pub dispatches: u64,
+    /// Instructions executed by the interpreter on the DBT's behalf.
+    pub single_steps: u64,
+}
+
+/// The DBT engine. The code cache itself lives in [`Machine::code`], where the helpers
+/// reach it.
+pub struct Dbt {
+    jit: Jit,
+    /// Keeps the trampoline and the exit stub mapped.
+    _stubs: ExecMemory,
+    enter: EntryFn,
+    /// Link slots allocated but not owned by any block yet.
+    spare: Option<SlotRange>,
+    /// Flushes this engine performed (to spot stale slot addresses).
+    flushes: u64,
+    stats: DbtStats,
+}
+
+/// What the JIT gets from the runtime while one block is translated.
+struct BlockEnv {
+    memory: MemoryModel,
+    /// The slots reserved for the block, as addresses.
+    slots: [usize; SLOTS_PER_BLOCK],
+    used: usize,
+}
+
+impl JitEnv for BlockEnv {
+    fn helper_addr(&self, h: Helper) -> usize {
+        helper_addr(h)
+    }
+    fn memory(&self) -> MemoryModel {
+        self.memory
+    }
+    fn link_slot(&mut self, _target_pc: u64) -> Option<usize> {
+        let slot = self.slots.get(self.used).copied()?;
+        self.used += 1;
+        Some(slot)
+    }
+}
+
+impl Dbt {
+    /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
+    pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt, DbtError> {
+        let mut jit = Jit::new()?;
+        let trampoline = jit.entry_trampoline()?;
+        let stub = jit.exit_stub()?;
+        let mut stubs = ExecMemory::new(trampoline.len() + stub.len() + 64)?;
+        let enter = stubs.alloc(&trampoline)?;
+        let stub = HostCode(stubs.alloc(&stub)?);
+        let mut cache = CodeCache::new(cfg, stub)?;
+        cache.set_phys_limit(m.ram.size());
+        m.code = Some(cache);
+        // SAFETY: `enter` is the address, in executable memory that `_stubs` keeps mapped for
+        // the engine's life, of the JIT's entry trampoline, whose ABI is exactly `EntryFn`.
+        let enter: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(enter) };
+        Ok(Dbt {
+            jit,
+            _stubs: stubs,
+            enter,
+            spare: None,
+            flushes: 0,
+            stats: DbtStats::default(),
+        })
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> DbtStats {
+        self.stats
+    }
+
+    /// Runs the guest until something stops it.
+    pub fn run(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+        let mut link_from = None;
+        loop {
+            let host = match self.block_for(m, cpu, link_from.take()) {
+                Ok(host) => host,
+                Err(outcome) => return outcome,
+            };
+            self.stats.dispatches += 1;
+            m.executing = Executing::Jit;
+            cpu.status = 0;
+            cpu.link_slot = 0;
+            cpu.runtime = m as *mut Machine as usize;
+            let cpu_ptr: *mut CpuState = cpu;
+            // SAFETY: `host` is a live block (or the exit stub) in the cache's executable
+            // memory, generated for this machine: it reaches guest RAM only behind bounds
+            // checks, the code bitmap and link slots the cache keeps alive, and the machine
+            // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
+            // is used until the call returns.
+            let exit = unsafe { (self.enter)(cpu_ptr, host.0) };
+            match handle_exit(m, cpu, exit) {
+                ExitAction::Continue { link_from: l } => link_from = l,
+                ExitAction::SingleStep => {
+                    self.stats.single_steps += 1;
+                    if let Some(outcome) = interp::single_step(m, cpu) {
+                        return outcome;
+                    }
+                }
+                ExitAction::Stop(outcome) => return outcome,
+            }
+        }
+    }
+
+    /// The host code of the block at `cpu.rip`, translating it if needed, after linking the
+    /// slot `link_from` (if any) to it.
+    fn block_for(
+        &mut self,
+        m: &mut Machine,
+        cpu: &CpuState,
+        link_from: Option<u64>,
+    ) -> Result<HostCode, RunOutcome> {
+        let (pc, mode) = (cpu.rip, m.mode());
+        let flushes = self.flushes;
+        let found = cache_mut(m).jump_cache_lookup(pc, mode.key());
+        let (id, host) = match found {
+            Some(hit) => hit,
+            None => {
+                let phys = m
+                    .mmu
+                    .translate(GuestVirt(pc), Access::Fetch)
+                    .map_err(|exc| exception(m, exc, pc))?;
+                let key = BlockKey {
+                    phys_pc: phys.0,
+                    mode: mode.key(),
+                };
+                let hit = match cache_mut(m).lookup(key) {
+                    Some(hit) => hit,
+                    None => self.translate(m, pc, key, mode)?,
+                };
+                cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
+                hit
+            }
+        };
+        // A flush while translating freed (and may have reused) the slot.
+        if let (Some(slot), true) = (link_from, flushes == self.flushes) {
+            cache_mut(m).link(slot as *mut u64, id);
+        }
+        Ok(host)
+    }
+
+    /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`).
+    fn translate(
+        &mut self,
+        m: &mut Machine,
+        pc: u64,
+        key: BlockKey,
+        mode: Mode,
+    ) -> Result<(BlockId, HostCode), RunOutcome> {
+        let fetched = m.fetch_code(pc).map_err(|exc| exception(m, exc, pc))?;
+        let block = decode_block(&fetched.bytes, pc, mode, MAX_BLOCK_INSNS);
+        if block.insns.is_empty() {
+            let exc = not_present(pc.wrapping_add(fetched.bytes.len() as u64), Access::Fetch);
+            return Err(exception(m, exc, pc));
+        }
+        // Two attempts: the second after a flush made room.
+        for attempt in 0..2 {
+            let slots = self.reserve_slots(m)?;
+            let cache = m.code.as_ref().expect("the DBT engine created the cache");
+            let memory = MemoryModel::Flat {
+                ram_base: m.ram.host_base(),
+                ram_size: m.ram.size(),
+                code_bitmap: cache.code_page_bitmap() as usize,
+                code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
+            };
+            let mut env = BlockEnv {
+                memory,
+                slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
+                used: 0,
+            };
+            let compiled = match self.jit.translate(&block, mode, &mut env) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.spare = Some(slots);
+                    return Err(RunOutcome::InternalError(format!(
+                        "translating {pc:#x}: {e}"
+                    )));
+                }
+            };
+            let cache = cache_mut(m);
+            let host = match cache.alloc_code(&compiled.code) {
+                Ok(host) => host,
+                Err(CacheError::Full) if attempt == 0 => {
+                    self.flush(m);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(RunOutcome::InternalError(format!(
+                        "installing the block at {pc:#x}: {e}"
+                    )))
+                }
+            };
+            let slots = if env.used == 0 {
+                self.spare = Some(slots);
+                SlotRange::EMPTY
+            } else {
+                slots
+            };
+            let byte_len = block.byte_len();
+            let id = cache.insert(BlockInfo {
+                key,
+                virt_pc: pc,
+                host,
+                code_len: compiled.code.len(),
+                phys_ranges: fetched.phys_ranges(byte_len),
+                guest_insns: compiled.guest_insns,
+                slots,
+            });
+            let ns = compiled.time_translate_ns + compiled.time_compile_ns;
+            cache.note_translation_time(ns);
+            let s = &mut self.stats;
+            s.blocks_translated += 1;
+            s.guest_insns_translated += compiled.guest_insns as u64;
+            s.ir_insts += compiled.ir_insts as u64;
+            s.translate_ns += compiled.time_translate_ns;
+            s.compile_ns += compiled.time_compile_ns;
+            s.code_bytes += compiled.code.len() as u64;
+            return Ok((id, host));
+        }
+        Err(RunOutcome::InternalError(format!(
+            "the block at {pc:#x} does not fit in an empty code cache"
+        )))
+    }
+
+    /// The slots for the next block: the spare range, or a new one (flushing if full).
+    fn reserve_slots(&mut self, m: &mut Machine) -> Result<SlotRange, RunOutcome> {
+        if let Some(r) = self.spare.take() {
+            return Ok(r);
+        }
+        match cache_mut(m).alloc_slots(SLOTS_PER_BLOCK) {
+            Ok(r) => Ok(r),
+            Err(CacheError::Full) => {
+                self.flush(m);
+                cache_mut(m)
+                    .alloc_slots(SLOTS_PER_BLOCK)
+                    .map_err(|e| RunOutcome::InternalError(format!("allocating link slots: {e}")))
+            }
+            Err(e) => Err(RunOutcome::InternalError(format!(
+                "allocating link slots: {e}"
+            ))),
+        }
+    }
+
+    /// Empties the code cache.
+    fn flush(&mut self, m: &mut Machine) {
+        cache_mut(m).flush();
+        self.spare = None;
+        self.flushes += 1;
+    }
+}
+
+/// The machine's code cache, which [`Dbt::new`] created.
+fn cache_mut(m: &mut Machine) -> &mut CodeCache {
+    m.code.as_mut().expect("the DBT engine created the cache")
+}
+
+/// A guest exception at `rip` that stops the run (no IDT delivery yet).
+fn exception(m: &mut Machine, exc: translator::Exception, rip: u64) -> RunOutcome {
+    m.exceptions += 1;
+    RunOutcome::Exception { exc, rip }
+}

@@ -1,0 +1,334 @@
+//! The interpreter engine: decode (cached) and [`translator::interp::step`], one instruction
+//! at a time.
+//!
+//! Invariants:
+//! - The decode cache holds instructions keyed by guest-physical address and mode; each entry
+//!   is listed under every page its bytes touch, and a store to such a page drops the page's
+//!   entries before the store completes ([`crate::machine::Machine::invalidate_code`]), so a
+//!   cached instruction always matches guest memory.
+//! - `icount` counts retired instructions exactly: one per instruction that completed
+//!   (including HLT), none for one that faulted or stopped the VM.
+
+use hashbrown::HashMap;
+use iced_x86::Instruction;
+use translator::decode::{decode_block, MAX_BLOCK_INSNS, PAGE_SIZE};
+use translator::interp::{step, InterpEnv};
+use translator::{CpuState, Exception, ExitReason, Helper, Mode};
+
+use super::exit::{handle_exit, ExitAction};
+use super::RunOutcome;
+use crate::helpers::run_helper;
+use crate::machine::{not_present, Executing, Machine};
+use crate::memory::{Access, GuestVirt};
+
+impl InterpEnv for Machine {
+    fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
+        run_helper(self, cpu, h, args)
+    }
+}
+
+/// Key of a decoded instruction: guest-physical address and mode key.
+type Key = (u64, u32);
+
+/// Counters of the decode cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Instructions found decoded.
+    pub hits: u64,
+    /// Blocks decoded because an instruction was missing.
+    pub misses: u64,
+    /// Pages whose instructions were dropped because they were written.
+    pub invalidated_pages: u64,
+}
+
+/// Decoded instructions of the interpreter. See the module invariants.
+#[derive(Default)]
+pub struct DecodeCache {
+    insns: HashMap<Key, Instruction>,
+    by_page: HashMap<u64, Vec<Key>>,
+    /// One byte per guest-physical page (grown on demand): nonzero if `by_page` has it.
+    marks: Vec<u8>,
+    stats: DecodeStats,
+}
+
+impl DecodeCache {
+    /// The instruction decoded at `phys` in mode `mode` for guest-virtual `vpc`.
+    fn get(&mut self, phys: u64, mode: u32, vpc: u64) -> Option<Instruction> {
+        let insn = self
+            .insns
+            .get(&(phys, mode))
+            .filter(|i| i.ip() == vpc)
+            .copied();
+        if insn.is_some() {
+            self.stats.hits += 1;
+        }
+        insn
+    }
+
+    /// Caches `insn`, whose bytes lie on the pages of `phys` and, if it crosses a page,
+    /// `next_page`.
+    fn insert(&mut self, phys: u64, mode: u32, insn: Instruction, next_page: Option<u64>) {
+        let key = (phys, mode);
+        self.insns.insert(key, insn);
+        for page in std::iter::once(phys / PAGE_SIZE).chain(next_page.map(|p| p / PAGE_SIZE)) {
+            self.by_page.entry(page).or_default().push(key);
+            let i = page as usize;
+            if i >= self.marks.len() {
+                self.marks.resize(i + 1, 0);
+            }
+            self.marks[i] = 1;
+        }
+    }
+
+    /// Whether any cached instruction touches the page of `phys`.
+    pub fn page_has_insns(&self, phys: u64) -> bool {
+        usize::try_from(phys / PAGE_SIZE)
+            .ok()
+            .and_then(|i| self.marks.get(i))
+            .is_some_and(|&m| m != 0)
+    }
+
+    /// Drops every instruction on the pages of guest-physical `[start, end)`.
+    pub fn invalidate(&mut self, start: u64, end: u64) {
+        if end <= start || self.by_page.is_empty() {
+            return;
+        }
+        let (first, last) = (start / PAGE_SIZE, (end - 1) / PAGE_SIZE);
+        let last = last.min(self.marks.len() as u64);
+        for page in first..=last {
+            if !self.page_has_insns(page * PAGE_SIZE) {
+                continue;
+            }
+            self.marks[page as usize] = 0;
+            for key in self.by_page.remove(&page).unwrap_or_default() {
+                self.insns.remove(&key);
+            }
+            self.stats.invalidated_pages += 1;
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&mut self) {
+        self.insns.clear();
+        self.by_page.clear();
+        self.marks.clear();
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    /// Marks `[start, end)` as holding a (dummy) instruction, for tests of invalidation.
+    #[cfg(test)]
+    pub fn mark_for_test(&mut self, start: u64, end: u64) {
+        let next = (end / PAGE_SIZE != start / PAGE_SIZE).then_some(end);
+        self.insert(start, 0, Instruction::default(), next);
+    }
+}
+
+/// Decodes the block at guest-virtual `vpc` and returns its first instruction; with `cache`,
+/// every instruction of the block is cached.
+fn decode_at(m: &mut Machine, vpc: u64, mode: Mode, cache: bool) -> Result<Instruction, Exception> {
+    let f = m.fetch_code(vpc)?;
+    let max = if cache { MAX_BLOCK_INSNS } else { 1 };
+    let block = decode_block(&f.bytes, vpc, mode, max);
+    let Some(&first) = block.insns.first() else {
+        // The first instruction runs past readable memory: its fetch faults there.
+        return Err(not_present(
+            vpc.wrapping_add(f.bytes.len() as u64),
+            Access::Fetch,
+        ));
+    };
+    if cache {
+        m.decoded.stats.misses += 1;
+        for insn in &block.insns {
+            let off = insn.ip().wrapping_sub(vpc);
+            let crosses = off + insn.len() as u64 > f.first_len as u64;
+            let next = if crosses { f.next_phys } else { None };
+            m.decoded.insert(f.phys + off, mode.key(), *insn, next);
+        }
+    }
+    Ok(first)
+}
+
+/// The instruction at guest-virtual `vpc`, from the decode cache or freshly decoded.
+fn fetch_insn(m: &mut Machine, vpc: u64, mode: Mode) -> Result<Instruction, Exception> {
+    let phys = m.mmu.translate(GuestVirt(vpc), Access::Fetch)?;
+    match m.decoded.get(phys.0, mode.key(), vpc) {
+        Some(insn) => Ok(insn),
+        None => decode_at(m, vpc, mode, true),
+    }
+}
+
+/// Executes one instruction; `None` to continue, or how the run ends.
+fn execute(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    insn: &Instruction,
+    mode: Mode,
+) -> Option<RunOutcome> {
+    let r = step(cpu, m, insn, mode);
+    if r == ExitReason::Jump {
+        cpu.icount += 1;
+        return None;
+    }
+    if r == ExitReason::Halt {
+        cpu.icount += 1;
+    }
+    match handle_exit(m, cpu, r as u64) {
+        // The interpreter performs stores to code itself, so SingleStep cannot come back.
+        ExitAction::Continue { .. } | ExitAction::SingleStep => None,
+        ExitAction::Stop(outcome) => Some(outcome),
+    }
+}
+
+/// The outcome of a failed instruction fetch at `rip`.
+fn fetch_fault(m: &mut Machine, exc: Exception, rip: u64) -> RunOutcome {
+    m.exceptions += 1;
+    RunOutcome::Exception { exc, rip }
+}
+
+/// Runs the guest with the interpreter until something stops it.
+pub fn run(m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+    m.executing = Executing::Interp;
+    let mode = m.mode();
+    loop {
+        if cpu.icount >= cpu.icount_limit {
+            return RunOutcome::InstructionLimit;
+        }
+        let insn = match fetch_insn(m, cpu.rip, mode) {
+            Ok(insn) => insn,
+            Err(exc) => return fetch_fault(m, exc, cpu.rip),
+        };
+        if let Some(outcome) = execute(m, cpu, &insn, mode) {
+            return outcome;
+        }
+    }
+}
+
+/// Executes the single instruction at `cpu.rip` with the interpreter, without caching its
+/// decoding (the DBT engine's way through a store to translated code). `None` to continue.
+pub fn single_step(m: &mut Machine, cpu: &mut CpuState) -> Option<RunOutcome> {
+    m.executing = Executing::Interp;
+    let mode = m.mode();
+    let insn = match decode_at(m, cpu.rip, mode, false) {
+        Ok(insn) => insn,
+        Err(exc) => return Some(fetch_fault(m, exc, cpu.rip)),
+    };
+    execute(m, cpu, &insn, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::SerialSink;
+    use crate::memory::{GuestPhys, MIN_RAM};
+
+    fn machine_with(code: &[u8], at: u64) -> (Machine, CpuState) {
+        let mut m = Machine::new(MIN_RAM, SerialSink::Capture).unwrap();
+        m.ram.write(GuestPhys(at), code).unwrap();
+        let cpu = CpuState {
+            rip: at,
+            ..Default::default()
+        };
+        (m, cpu)
+    }
+
+    #[test]
+    fn decode_cache_hits_and_is_invalidated_by_stores() {
+        // mov eax, 1 ; mov ebx, 2 ; jmp to self-2 ...
+        let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0, 0xBB, 2, 0, 0, 0], 0x1000);
+        let mode = Mode::LONG64_CPL0;
+        let i = fetch_insn(&mut m, 0x1000, mode).unwrap();
+        assert_eq!(i.len(), 5);
+        assert_eq!(m.decoded.stats().misses, 1);
+        fetch_insn(&mut m, 0x1005, mode).unwrap();
+        assert_eq!(
+            m.decoded.stats().hits,
+            1,
+            "the whole block was decoded at once"
+        );
+        assert!(m.decoded.page_has_insns(0x1FFF));
+        // A guest store to the page drops it.
+        m.write_virt(0x1006, 1, 7).unwrap();
+        assert!(!m.decoded.page_has_insns(0x1000));
+        let i = fetch_insn(&mut m, 0x1005, mode).unwrap();
+        assert_eq!(i.immediate32(), 7);
+        assert_eq!(m.decoded.stats().misses, 2);
+    }
+
+    #[test]
+    fn instructions_crossing_a_page_are_listed_on_both() {
+        // nop ... then a 5-byte mov straddling 0x2000.
+        let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0], 0x1FFE);
+        fetch_insn(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap();
+        assert!(m.decoded.page_has_insns(0x2000));
+        m.write_virt(0x2001, 1, 9).unwrap();
+        let key = Mode::LONG64_CPL0.key();
+        assert!(
+            m.decoded.get(0x1FFE, key, 0x1FFE).is_none(),
+            "dropped with the second page"
+        );
+        assert_eq!(
+            fetch_insn(&mut m, 0x1FFE, Mode::LONG64_CPL0)
+                .unwrap()
+                .immediate32(),
+            0x0009_0001
+        );
+    }
+
+    #[test]
+    fn fetch_past_the_end_of_ram_faults() {
+        let mut m = Machine::new(MIN_RAM, SerialSink::Capture).unwrap();
+        let mode = Mode::LONG64_CPL0;
+        // A REX prefix in the very last byte: the instruction runs off the end.
+        m.ram.write(GuestPhys(MIN_RAM - 1), &[0x48]).unwrap();
+        assert_eq!(
+            fetch_insn(&mut m, MIN_RAM - 1, mode).unwrap_err(),
+            Exception::PageFault {
+                addr: MIN_RAM,
+                code: 0x10
+            }
+        );
+        let mut cpu = CpuState {
+            rip: MIN_RAM,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&mut m, &mut cpu),
+            RunOutcome::Exception {
+                exc: Exception::PageFault {
+                    addr: MIN_RAM,
+                    code: 0x10
+                },
+                rip: MIN_RAM
+            }
+        );
+    }
+
+    #[test]
+    fn runs_until_the_instruction_limit() {
+        // jz $ (ZF=0 at reset: falls through) repeated, then loops back via jnz.
+        // 0x1000: jnz 0x1000 -> loops forever with ZF clear.
+        let (mut m, mut cpu) = machine_with(&[0x75, 0xFE], 0x1000);
+        cpu.icount_limit = 1000;
+        assert_eq!(run(&mut m, &mut cpu), RunOutcome::InstructionLimit);
+        assert_eq!(cpu.icount, 1000);
+        assert_eq!(cpu.rip, 0x1000);
+    }
+
+    #[test]
+    fn invalid_opcode_is_a_guest_exception() {
+        // push es is invalid in 64-bit mode.
+        let (mut m, mut cpu) = machine_with(&[0x06], 0x1000);
+        assert_eq!(
+            run(&mut m, &mut cpu),
+            RunOutcome::Exception {
+                exc: Exception::InvalidOpcode,
+                rip: 0x1000
+            }
+        );
+        assert_eq!(cpu.icount, 0);
+    }
+}

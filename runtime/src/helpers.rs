@@ -1,0 +1,455 @@
+//! The runtime side of [`Helper`]: one function, [`run_helper`], implements every helper for
+//! both engines; `extern "C"` shims give generated code one entry point per helper.
+//!
+//! Invariants:
+//! - A helper that fails (guest exception, device stop, refused store to code) leaves the
+//!   guest state of the start of the instruction and reports through `cpu.status`; it never
+//!   partially performs a store.
+//! - No panic unwinds into generated code: every shim runs the helper under
+//!   [`std::panic::catch_unwind`] and turns a panic into a stop with an internal-error note.
+//! - Shims find the [`Machine`] through `CpuState::runtime`, which the engine sets to the
+//!   machine that owns the executing code right before entering it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use translator::semantics::muldiv::divide;
+use translator::state::rflags;
+use translator::{CpuState, ExitReason, Helper};
+
+use crate::devices::IoAction;
+use crate::machine::{Machine, StopRequest, WriteOutcome};
+use crate::memory::{Access, GuestVirt};
+
+/// Calls of each helper, indexed by `Helper as usize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HelperCounters(pub [u64; Helper::ALL.len()]);
+
+impl HelperCounters {
+    /// Calls of `h`.
+    pub fn get(&self, h: Helper) -> u64 {
+        self.0[h as usize]
+    }
+}
+
+/// Runs helper `h` for `cpu` on machine `m`. Called by the interpreter directly and by
+/// generated code through the shims; see [`Helper`] for each helper's arguments.
+pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
+    m.counters.0[h as usize] += 1;
+    let [a, b, c] = args;
+    match h {
+        Helper::MemRead => match m.read_virt(a, b as usize, Access::Read) {
+            Ok(v) => v,
+            Err(e) => {
+                cpu.raise(e);
+                0
+            }
+        },
+        Helper::MemWrite => {
+            match m.write_virt(a, b as usize, c) {
+                Ok(WriteOutcome::Done) => {}
+                Ok(WriteOutcome::CodeModified) => cpu.status = ExitReason::CodeModified as u64,
+                Err(e) => cpu.raise(e),
+            }
+            0
+        }
+        Helper::FlagsMaterialize => {
+            cpu.settle_flags();
+            cpu.rflags & rflags::ARITH
+        }
+        Helper::DivU | Helper::DivS => {
+            let size = cpu.helper_out[3] as u32;
+            match divide(h == Helper::DivS, size, a, b, c) {
+                Ok((q, r)) => {
+                    cpu.helper_out[0] = r;
+                    q
+                }
+                Err(e) => {
+                    cpu.raise(e);
+                    0
+                }
+            }
+        }
+        Helper::IoIn => m.bus.read(a as u16, b as usize),
+        Helper::IoOut => {
+            if let IoAction::Exit(v) = m.bus.write(a as u16, b as usize, c) {
+                m.stop = Some(StopRequest::DebugExit(v));
+                cpu.status = ExitReason::Stop as u64;
+            }
+            0
+        }
+        // The block leaves with ExitReason::Halt; the dispatcher decides what halting means.
+        Helper::Hlt => 0,
+        Helper::Cli => {
+            cpu.rflags &= !rflags::IF;
+            0
+        }
+        Helper::Sti => {
+            cpu.rflags |= rflags::IF;
+            0
+        }
+        Helper::Pushf => pushf_image(cpu.rflags, a),
+        Helper::Popf => popf(cpu, a, b),
+        Helper::Cpuid => {
+            let [eax, ebx, ecx, edx] = crate::cpuid::cpuid(a as u32, b as u32);
+            cpu.helper_out[0] = ebx as u64;
+            cpu.helper_out[1] = ecx as u64;
+            cpu.helper_out[2] = edx as u64;
+            eax as u64
+        }
+        Helper::Rdtsc => m.tsc.read(),
+        Helper::Lookup => lookup(m, a),
+    }
+}
+
+/// The RFLAGS image PUSHF pushes: `rflags` with the arithmetic flags replaced by `arith`, and
+/// VM and RF read as zero (as in the manual's PUSHF operation).
+pub fn pushf_image(rflags: u64, arith: u64) -> u64 {
+    (rflags & !(rflags::ARITH | rflags::VM | rflags::RF)) | (arith & rflags::ARITH) | rflags::FIXED
+}
+
+/// The flags POPF may write at CPL 0: the arithmetic flags, TF, IF, DF, IOPL, NT, AC and ID.
+pub const POPF_WRITABLE_CPL0: u64 = rflags::ARITH
+    | rflags::TF
+    | rflags::IF
+    | rflags::DF
+    | rflags::IOPL
+    | rflags::NT
+    | rflags::AC
+    | rflags::ID;
+
+/// POPF at CPL 0: writes the non-arithmetic flags of `value` to `cpu.rflags` and returns the
+/// new arithmetic flags (the caller installs them). A 2-byte POPF changes only bits 15..0;
+/// wider forms also clear RF. VM, VIF, VIP and reserved bits never change.
+pub fn popf(cpu: &mut CpuState, value: u64, size: u64) -> u64 {
+    let (mask, clear) = if size == 2 {
+        (POPF_WRITABLE_CPL0 & 0xFFFF, 0)
+    } else {
+        (POPF_WRITABLE_CPL0, rflags::RF)
+    };
+    let non_arith = mask & !rflags::ARITH;
+    cpu.rflags = ((cpu.rflags & !non_arith & !clear) | (value & non_arith)) | rflags::FIXED;
+    value & mask & rflags::ARITH
+}
+
+/// Indirect-branch lookup: the host code of the block for guest `target` in the current
+/// mode, or the unlinked exit stub. Never translates.
+fn lookup(m: &mut Machine, target: u64) -> u64 {
+    let mode = m.mode().key();
+    let Some(cache) = m.code.as_mut() else {
+        return 0;
+    };
+    if let Some(host) = cache.jump_cache_get(target, mode) {
+        return host.0 as u64;
+    }
+    let Ok(phys) = m.mmu.translate(GuestVirt(target), Access::Fetch) else {
+        return cache.unlinked_stub().0 as u64;
+    };
+    let key = cache::BlockKey {
+        phys_pc: phys.0,
+        mode,
+    };
+    match cache.lookup(key) {
+        Some((id, host)) => {
+            cache.jump_cache_set(target, mode, id);
+            host.0 as u64
+        }
+        None => cache.unlinked_stub().0 as u64,
+    }
+}
+
+// -------------------------------------------------------------------- extern "C" shims
+
+/// The calling shape generated code uses for every helper.
+pub type HelperFn = extern "C" fn(*mut CpuState, u64, u64, u64) -> u64;
+
+/// Runs `h` for generated code. See the module invariants.
+fn shim(h: Helper, cpu: *mut CpuState, args: [u64; 3]) -> u64 {
+    guarded(h, cpu, |m, cpu| run_helper(m, cpu, h, args))
+}
+
+/// Runs `body` (helper `h`) on the CPU state at `cpu` and the machine its `runtime` names,
+/// turning a panic into a stop with an internal-error note instead of unwinding.
+fn guarded(
+    h: Helper,
+    cpu: *mut CpuState,
+    body: impl FnOnce(&mut Machine, &mut CpuState) -> u64,
+) -> u64 {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: generated code passes the `CpuState` pointer it was entered with, which the
+        // engine derived from a live `&mut CpuState` and does not use while the block runs.
+        let cpu = unsafe { &mut *cpu };
+        if cpu.runtime == 0 {
+            cpu.status = ExitReason::Stop as u64;
+            return 0;
+        }
+        // SAFETY: the engine set `runtime` to its `Machine` right before entering generated
+        // code and holds no reference to it until the block returns; the machine does not
+        // contain the `CpuState`, so the two exclusive borrows do not overlap.
+        let m = unsafe { &mut *(cpu.runtime as *mut Machine) };
+        body(m, cpu)
+    }));
+    match result {
+        Ok(v) => v,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            // SAFETY: as above; the panicking closure's borrows ended when it unwound.
+            let cpu = unsafe { &mut *cpu };
+            cpu.status = ExitReason::Stop as u64;
+            if cpu.runtime != 0 {
+                // SAFETY: as above.
+                let m = unsafe { &mut *(cpu.runtime as *mut Machine) };
+                m.stop = Some(StopRequest::Internal(format!(
+                    "panic in the {} helper: {what}",
+                    h.name()
+                )));
+                if h == Helper::Lookup {
+                    // Lookup's result is jumped to: give it the exit stub, which returns.
+                    return m.code.as_ref().map_or(0, |c| c.unlinked_stub().0 as u64);
+                }
+            }
+            0
+        }
+    }
+}
+
+macro_rules! shims {
+    ($($name:ident => $h:ident),* $(,)?) => {
+        $(
+            extern "C" fn $name(cpu: *mut CpuState, a: u64, b: u64, c: u64) -> u64 {
+                shim(Helper::$h, cpu, [a, b, c])
+            }
+        )*
+
+        /// The host address of the `extern "C"` shim of `h`, for generated code to call.
+        pub fn helper_addr(h: Helper) -> usize {
+            let f: HelperFn = match h {
+                $(Helper::$h => $name,)*
+            };
+            f as usize
+        }
+    };
+}
+
+shims! {
+    shim_mem_read => MemRead,
+    shim_mem_write => MemWrite,
+    shim_flags => FlagsMaterialize,
+    shim_div => DivU,
+    shim_idiv => DivS,
+    shim_in => IoIn,
+    shim_out => IoOut,
+    shim_hlt => Hlt,
+    shim_cli => Cli,
+    shim_sti => Sti,
+    shim_pushf => Pushf,
+    shim_popf => Popf,
+    shim_cpuid => Cpuid,
+    shim_rdtsc => Rdtsc,
+    shim_lookup => Lookup,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::SerialSink;
+    use crate::memory::{GuestPhys, MIN_RAM};
+    use rflags::*;
+    use translator::Exception;
+
+    fn setup() -> (Box<Machine>, Box<CpuState>) {
+        let m = Box::new(Machine::new(MIN_RAM, SerialSink::Capture).unwrap());
+        (m, Box::default())
+    }
+
+    #[test]
+    fn pushf_image_replaces_arith_and_hides_vm_rf() {
+        let rf = IF | DF | RF | VM | CF | ZF;
+        assert_eq!(pushf_image(rf, OF | SF), IF | DF | OF | SF | FIXED);
+        assert_eq!(pushf_image(0, 0), FIXED, "bit 1 always reads as one");
+    }
+
+    #[test]
+    fn popf_cpl0_masks() {
+        let mut cpu = CpuState {
+            rflags: FIXED | RF | VM | VIF | VIP,
+            ..Default::default()
+        };
+        let arith = popf(&mut cpu, u64::MAX, 8);
+        assert_eq!(arith, ARITH);
+        let expected = FIXED | TF | IF | DF | IOPL | NT | AC | ID | VM | VIF | VIP;
+        assert_eq!(
+            cpu.rflags, expected,
+            "RF cleared, VM/VIF/VIP kept, reserved bits stay 0"
+        );
+
+        let mut cpu = CpuState {
+            rflags: FIXED | IF | AC | RF,
+            ..Default::default()
+        };
+        assert_eq!(popf(&mut cpu, 0, 8), 0);
+        assert_eq!(cpu.rflags, FIXED);
+
+        // 16-bit POPF: only bits 15..0 change, RF and AC survive.
+        let mut cpu = CpuState {
+            rflags: FIXED | AC | RF | ID,
+            ..Default::default()
+        };
+        let arith = popf(&mut cpu, 0xFFFF_FFFF, 2);
+        assert_eq!(arith, ARITH);
+        assert_eq!(cpu.rflags, FIXED | AC | RF | ID | TF | IF | DF | IOPL | NT);
+    }
+
+    #[test]
+    fn cli_sti_flags_and_materialize() {
+        let (mut m, mut cpu) = setup();
+        run_helper(&mut m, &mut cpu, Helper::Sti, [0; 3]);
+        assert_ne!(cpu.rflags & IF, 0);
+        run_helper(&mut m, &mut cpu, Helper::Cli, [0; 3]);
+        assert_eq!(cpu.rflags & IF, 0);
+        cpu.rflags |= CF;
+        assert_eq!(
+            run_helper(&mut m, &mut cpu, Helper::FlagsMaterialize, [0; 3]),
+            CF
+        );
+        assert_eq!(m.counters.get(Helper::Cli), 1);
+    }
+
+    #[test]
+    fn cpuid_returns_the_model_in_helper_out() {
+        let (mut m, mut cpu) = setup();
+        let eax = run_helper(&mut m, &mut cpu, Helper::Cpuid, [0, 0, 0]);
+        assert_eq!(eax, crate::cpuid::MAX_BASIC_LEAF as u64);
+        let [ebx, ecx, edx] = [cpu.helper_out[0], cpu.helper_out[1], cpu.helper_out[2]];
+        let mut s = Vec::new();
+        for r in [ebx, edx, ecx] {
+            s.extend_from_slice(&(r as u32).to_le_bytes());
+        }
+        assert_eq!(&s, crate::cpuid::VENDOR);
+    }
+
+    #[test]
+    fn divide_helpers() {
+        let (mut m, mut cpu) = setup();
+        cpu.helper_out[3] = 4;
+        assert_eq!(run_helper(&mut m, &mut cpu, Helper::DivU, [0, 100, 7]), 14);
+        assert_eq!(cpu.helper_out[0], 2);
+        assert_eq!(cpu.status, 0);
+        // -7 / 2 = -3 rem -1 (32-bit).
+        let q = run_helper(
+            &mut m,
+            &mut cpu,
+            Helper::DivS,
+            [0xFFFF_FFFF, (-7i32) as u32 as u64, 2],
+        );
+        assert_eq!(
+            (q, cpu.helper_out[0]),
+            ((-3i32) as u32 as u64, (-1i32) as u32 as u64)
+        );
+        run_helper(&mut m, &mut cpu, Helper::DivU, [0, 1, 0]);
+        assert_eq!(cpu.status, ExitReason::Exception as u64);
+        assert_eq!(cpu.exception(), Some(Exception::DivideError));
+    }
+
+    #[test]
+    fn memory_helpers_fault_with_page_faults() {
+        let (mut m, mut cpu) = setup();
+        run_helper(&mut m, &mut cpu, Helper::MemWrite, [0x1000, 4, 0xDEAD_BEEF]);
+        assert_eq!(cpu.status, 0);
+        assert_eq!(
+            run_helper(&mut m, &mut cpu, Helper::MemRead, [0x1000, 2, 0]),
+            0xBEEF
+        );
+        run_helper(&mut m, &mut cpu, Helper::MemRead, [MIN_RAM - 1, 2, 0]);
+        assert_eq!(
+            cpu.exception(),
+            Some(Exception::PageFault {
+                addr: MIN_RAM,
+                code: 0
+            })
+        );
+        cpu.status = 0;
+        run_helper(&mut m, &mut cpu, Helper::MemWrite, [MIN_RAM, 1, 0]);
+        assert_eq!(
+            cpu.exception(),
+            Some(Exception::PageFault {
+                addr: MIN_RAM,
+                code: 2
+            })
+        );
+    }
+
+    #[test]
+    fn port_helpers_reach_devices_and_debug_exit_stops() {
+        let (mut m, mut cpu) = setup();
+        run_helper(&mut m, &mut cpu, Helper::IoOut, [0x3F8, 1, b'x' as u64]);
+        assert_eq!(m.serial().captured(), b"x");
+        let lsr = run_helper(&mut m, &mut cpu, Helper::IoIn, [0x3FD, 1, 0]);
+        assert_ne!(lsr & 0x20, 0, "THR empty");
+        assert_eq!(
+            run_helper(&mut m, &mut cpu, Helper::IoIn, [0x1234, 2, 0]),
+            0xFFFF
+        );
+        run_helper(&mut m, &mut cpu, Helper::IoOut, [0x80, 1, 0x11]);
+        assert_eq!(cpu.status, 0);
+        run_helper(&mut m, &mut cpu, Helper::IoOut, [0xF4, 4, 0x2A]);
+        assert_eq!(cpu.status, ExitReason::Stop as u64);
+        assert_eq!(m.stop, Some(StopRequest::DebugExit(0x2A)));
+        assert_eq!(m.bus.stats().unclaimed_reads, 1);
+    }
+
+    #[test]
+    fn rdtsc_is_monotonic() {
+        let (mut m, mut cpu) = setup();
+        let a = run_helper(&mut m, &mut cpu, Helper::Rdtsc, [0; 3]);
+        let b = run_helper(&mut m, &mut cpu, Helper::Rdtsc, [0; 3]);
+        assert!(b > a);
+    }
+
+    #[test]
+    fn shims_reach_the_machine_through_cpu_runtime() {
+        let (mut m, mut cpu) = setup();
+        m.ram
+            .write_le(GuestPhys(0x2000), 8, 0x0123_4567_89AB_CDEF)
+            .unwrap();
+        cpu.runtime = &mut *m as *mut Machine as usize;
+        // SAFETY: the address is one of our shims, whose signature is `HelperFn`.
+        let read: HelperFn = unsafe { std::mem::transmute(helper_addr(Helper::MemRead)) };
+        let cpu_ptr: *mut CpuState = &mut *cpu;
+        assert_eq!(read(cpu_ptr, 0x2000, 8, 0), 0x0123_4567_89AB_CDEF);
+        // Every helper has a distinct shim.
+        let mut addrs: Vec<usize> = Helper::ALL.iter().map(|&h| helper_addr(h)).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), Helper::ALL.len());
+    }
+
+    #[test]
+    fn a_panicking_helper_stops_the_vm_instead_of_unwinding() {
+        let (mut m, mut cpu) = setup();
+        cpu.runtime = &mut *m as *mut Machine as usize;
+        let cpu_ptr: *mut CpuState = &mut *cpu;
+        let r = guarded(Helper::IoOut, cpu_ptr, |_, _| panic!("device exploded"));
+        assert_eq!(r, 0);
+        assert_eq!(cpu.status, ExitReason::Stop as u64);
+        let Some(StopRequest::Internal(note)) = &m.stop else {
+            panic!("expected an internal-error stop, got {:?}", m.stop);
+        };
+        assert!(
+            note.contains("out helper") && note.contains("device exploded"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn a_shim_without_a_machine_stops_instead_of_crashing() {
+        let mut cpu = CpuState::default();
+        // SAFETY: as above.
+        let f: HelperFn = unsafe { std::mem::transmute(helper_addr(Helper::Rdtsc)) };
+        assert_eq!(f(&mut cpu, 0, 0, 0), 0);
+        assert_eq!(cpu.status, ExitReason::Stop as u64);
+    }
+}

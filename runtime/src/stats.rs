@@ -1,0 +1,135 @@
+//! [`Stats`]: counters of a VM run, printed by `popek run --stats`.
+
+use std::fmt;
+
+use cache::CacheStats;
+use translator::Helper;
+
+use crate::devices::BusStats;
+use crate::engine::dbt::DbtStats;
+use crate::engine::interp::DecodeStats;
+use crate::engine::Engine;
+use crate::helpers::HelperCounters;
+
+/// A snapshot of a VM's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The engine selected now.
+    pub engine: Engine,
+    /// Guest instructions executed (`CpuState::icount`). The DBT charges a block's
+    /// instructions at its entry, so a block left early through a fault counts in full.
+    pub guest_insns: u64,
+    /// DBT engine counters (zero if it never ran).
+    pub dbt: DbtStats,
+    /// Code-cache counters: lookups, hits, misses, links, invalidations, flushes, occupancy.
+    pub cache: CacheStats,
+    /// Interpreter decode-cache counters.
+    pub decode: DecodeStats,
+    /// Nanoseconds spent in [`crate::Vm::run`].
+    pub run_ns: u64,
+    /// Helper calls by kind (hypercalls and memory slow paths).
+    pub helpers: HelperCounters,
+    /// Guest exceptions.
+    pub exceptions: u64,
+    /// Stores that hit translated code (self-modifying code).
+    pub code_modified: u64,
+    /// Port bus counters.
+    pub bus: BusStats,
+    /// Serial bytes that could not be written to stdout.
+    pub serial_lost_bytes: u64,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (d, c) = (&self.dbt, &self.cache);
+        writeln!(f, "engine                 {}", self.engine.name())?;
+        writeln!(f, "guest instructions     {}", self.guest_insns)?;
+        writeln!(f, "run time               {:.3} ms", ms(self.run_ns))?;
+        if self.run_ns > 0 {
+            let mips = self.guest_insns as f64 / (self.run_ns as f64 / 1e9) / 1e6;
+            writeln!(f, "speed                  {mips:.1} MIPS")?;
+        }
+        writeln!(f, "exceptions             {}", self.exceptions)?;
+        writeln!(f, "code-modifying stores  {}", self.code_modified)?;
+        writeln!(
+            f,
+            "blocks translated      {} ({} guest insns, {} IR insts, {} bytes of host code)",
+            d.blocks_translated, d.guest_insns_translated, d.ir_insts, d.code_bytes
+        )?;
+        writeln!(
+            f,
+            "translation time       {:.3} ms (IR {:.3} ms, Cranelift {:.3} ms)",
+            ms(d.translate_ns + d.compile_ns),
+            ms(d.translate_ns),
+            ms(d.compile_ns)
+        )?;
+        writeln!(
+            f,
+            "dispatches             {} (+{} interpreted single steps)",
+            d.dispatches, d.single_steps
+        )?;
+        writeln!(
+            f,
+            "cache lookups          {} ({} hits, {} misses); jump cache {} hits, {} misses",
+            c.lookups, c.hits, c.misses, c.jump_cache_hits, c.jump_cache_misses
+        )?;
+        writeln!(
+            f,
+            "cache links            {} ({} unlinked); invalidations {}; flushes {}",
+            c.links, c.unlinks, c.invalidations, c.flushes
+        )?;
+        writeln!(
+            f,
+            "cache occupancy        {} blocks, {} of {} code bytes, {} slots",
+            c.blocks_live, c.code_bytes_used, c.code_bytes_capacity, c.slots_used
+        )?;
+        writeln!(
+            f,
+            "interp decode cache    {} hits, {} misses, {} pages invalidated",
+            self.decode.hits, self.decode.misses, self.decode.invalidated_pages
+        )?;
+        let calls = |hyper: bool| -> String {
+            let v: Vec<String> = Helper::ALL
+                .iter()
+                .filter(|h| h.is_hypercall() == hyper && self.helpers.get(**h) > 0)
+                .map(|&h| format!("{} {}", h.name(), self.helpers.get(h)))
+                .collect();
+            if v.is_empty() {
+                "none".into()
+            } else {
+                v.join(", ")
+            }
+        };
+        writeln!(f, "hypercalls             {}", calls(true))?;
+        writeln!(f, "other helper calls     {}", calls(false))?;
+        write!(
+            f,
+            "unclaimed ports        {} reads, {} writes",
+            self.bus.unclaimed_reads, self.bus.unclaimed_writes
+        )?;
+        if self.serial_lost_bytes > 0 {
+            write!(f, "\nserial bytes lost      {}", self.serial_lost_bytes)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_lists_hypercalls_by_kind() {
+        let mut s = Stats::default();
+        s.helpers.0[Helper::IoOut as usize] = 12;
+        s.helpers.0[Helper::MemRead as usize] = 3;
+        let text = s.to_string();
+        assert!(text.contains("hypercalls             out 12"), "{text}");
+        assert!(text.contains("other helper calls     mem_read 3"), "{text}");
+        assert!(!text.contains("speed"), "no speed without run time");
+    }
+}

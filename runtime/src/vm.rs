@@ -1,0 +1,354 @@
+//! [`Vm`]: a guest CPU, its [`Machine`], and the engine that runs it.
+//!
+//! Invariants:
+//! - The CPU state and the machine are separate boxes: generated code and helpers hold
+//!   pointers to each, never one inside the other.
+//! - Host writes to guest memory ([`Vm::write_phys`], [`Vm::load_elf`]) invalidate every
+//!   translation of the bytes they change.
+//! - The decode cache is dropped when the DBT engine takes over: generated code's inline
+//!   stores do not maintain it.
+
+use std::time::Instant;
+
+use cache::CacheConfig;
+use translator::state::rflags;
+use translator::CpuState;
+
+use crate::devices::SerialSink;
+use crate::engine::dbt::{Dbt, DbtError};
+use crate::engine::{interp, Engine, RunOutcome};
+use crate::loader::{Elf, KernelLoader, LoadError};
+use crate::machine::Machine;
+use crate::memory::{GuestPhys, MemError};
+use crate::stats::Stats;
+
+/// Configuration of a [`Vm`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Bytes of guest RAM: a multiple of 4 KiB, 2 MiB to 64 GiB. Default 64 MiB.
+    pub mem_bytes: u64,
+    /// The engine [`Vm::run`] uses. Default [`Engine::Dbt`].
+    pub engine: Engine,
+    /// Where COM1 output goes. Default stdout.
+    pub serial: SerialSink,
+    /// Sizes of the DBT code cache. Default: 32 MiB of code, 2^18 link slots, 4096 jump-cache
+    /// entries.
+    pub cache: CacheConfig,
+    /// Total guest instructions the VM may execute; `None` for no limit.
+    pub instruction_limit: Option<u64>,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            mem_bytes: 64 << 20,
+            engine: Engine::Dbt,
+            serial: SerialSink::Stdout,
+            cache: CacheConfig {
+                code_bytes: 32 << 20,
+                max_slots: 1 << 18,
+                jump_cache_entries: 4096,
+            },
+            instruction_limit: None,
+        }
+    }
+}
+
+/// Errors of VM setup and host access to guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// Guest memory: {0}
+    #[error("guest memory: {0}")]
+    Memory(#[from] MemError),
+    /// DBT engine: {0}
+    #[error("DBT engine: {0}")]
+    Dbt(#[from] DbtError),
+}
+
+/// A virtual machine with one CPU.
+pub struct Vm {
+    cpu: Box<CpuState>,
+    machine: Box<Machine>,
+    engine: Engine,
+    dbt: Option<Dbt>,
+    cache_cfg: CacheConfig,
+    run_ns: u64,
+}
+
+impl Vm {
+    /// A VM with the CPU in 64-bit mode at CPL 0, RFLAGS = 0x2 (interrupts off), every other
+    /// register zero (RSP too: the guest sets it), and RAM zeroed.
+    pub fn new(cfg: VmConfig) -> Result<Vm, VmError> {
+        let mut machine = Box::new(Machine::new(cfg.mem_bytes, cfg.serial)?);
+        let dbt = match cfg.engine {
+            Engine::Dbt => Some(Dbt::new(&mut machine, cfg.cache)?),
+            Engine::Interp => None,
+        };
+        let cpu = Box::new(CpuState {
+            rflags: rflags::FIXED,
+            icount_limit: cfg.instruction_limit.unwrap_or(u64::MAX),
+            ..CpuState::default()
+        });
+        Ok(Vm {
+            cpu,
+            machine,
+            engine: cfg.engine,
+            dbt,
+            cache_cfg: cfg.cache,
+            run_ns: 0,
+        })
+    }
+
+    /// Loads an ELF64 x86-64 executable and points RIP at its entry. Returns the entry.
+    pub fn load_elf(&mut self, image: &[u8]) -> Result<u64, LoadError> {
+        let info = Elf::load(&mut self.machine.ram, image)?;
+        for (start, end) in info.ranges {
+            self.machine.invalidate_code(start, end);
+        }
+        self.cpu.rip = info.entry;
+        Ok(info.entry)
+    }
+
+    /// Copies `bytes` into guest-physical memory at `addr`, dropping translations of them.
+    pub fn write_phys(&mut self, addr: u64, bytes: &[u8]) -> Result<(), VmError> {
+        self.machine.ram.write(GuestPhys(addr), bytes)?;
+        self.machine
+            .invalidate_code(addr, addr + bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Copies guest-physical memory at `addr` into `buf`.
+    pub fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), VmError> {
+        Ok(self.machine.ram.read(GuestPhys(addr), buf)?)
+    }
+
+    /// The guest CPU state.
+    pub fn cpu(&self) -> &CpuState {
+        &self.cpu
+    }
+
+    /// The guest CPU state, mutably (set registers before [`Vm::run`]).
+    pub fn cpu_mut(&mut self) -> &mut CpuState {
+        &mut self.cpu
+    }
+
+    /// The engine [`Vm::run`] uses.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Switches engines for the next [`Vm::run`].
+    pub fn set_engine(&mut self, e: Engine) {
+        if e == Engine::Dbt {
+            self.machine.decoded.clear();
+        }
+        self.engine = e;
+    }
+
+    /// Runs the guest until something stops it.
+    pub fn run(&mut self) -> RunOutcome {
+        let t0 = Instant::now();
+        let outcome = match self.engine {
+            Engine::Interp => interp::run(&mut self.machine, &mut self.cpu),
+            Engine::Dbt => self.run_dbt(),
+        };
+        self.run_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.machine.serial_mut().flush();
+        outcome
+    }
+
+    fn run_dbt(&mut self) -> RunOutcome {
+        if self.dbt.is_none() {
+            self.machine.decoded.clear();
+            match Dbt::new(&mut self.machine, self.cache_cfg) {
+                Ok(d) => self.dbt = Some(d),
+                Err(e) => return RunOutcome::InternalError(e.to_string()),
+            }
+        }
+        let dbt = self.dbt.as_mut().expect("created above");
+        dbt.run(&mut self.machine, &mut self.cpu)
+    }
+
+    /// Everything the guest wrote to COM1 ([`SerialSink::Capture`]; empty for stdout).
+    pub fn serial_output(&self) -> &[u8] {
+        self.machine.serial().captured()
+    }
+
+    /// The machine (RAM, devices, caches), for tools and tests.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// Counters of the VM and its engines.
+    pub fn stats(&self) -> Stats {
+        let m = &self.machine;
+        Stats {
+            engine: self.engine,
+            guest_insns: self.cpu.icount,
+            dbt: self.dbt.as_ref().map(Dbt::stats).unwrap_or_default(),
+            cache: m.code.as_ref().map(|c| c.stats()).unwrap_or_default(),
+            decode: m.decoded.stats(),
+            run_ns: self.run_ns,
+            helpers: m.counters,
+            exceptions: m.exceptions,
+            code_modified: m.code_modified,
+            bus: m.bus.stats(),
+            serial_lost_bytes: m.serial().lost_bytes(),
+        }
+    }
+}
+
+/// A register dump of `cpu`, one register group per line (for reports).
+pub fn register_dump(cpu: &CpuState) -> String {
+    const NAMES: [&str; 16] = [
+        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15",
+    ];
+    let mut s = String::new();
+    for (i, chunk) in NAMES.chunks(4).enumerate() {
+        let line: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, n)| format!("{n:>3}={:016x}", cpu.gpr[i * 4 + j]))
+            .collect();
+        s.push_str(&line.join(" "));
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "rip={:016x} rflags={:016x} icount={}",
+        cpu.rip,
+        cpu.full_rflags(),
+        cpu.icount
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(engine: Engine) -> Vm {
+        Vm::new(VmConfig {
+            mem_bytes: 4 << 20,
+            engine,
+            serial: SerialSink::Capture,
+            instruction_limit: Some(10_000),
+            ..VmConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn vm_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Vm>();
+    }
+
+    #[test]
+    fn initial_cpu_state() {
+        let v = vm(Engine::Interp);
+        assert_eq!(v.cpu().rflags, 0x2);
+        assert_eq!(v.cpu().gpr, [0; 16]);
+        assert_eq!(v.cpu().icount_limit, 10_000);
+    }
+
+    #[test]
+    fn bad_memory_size_is_an_error() {
+        let cfg = VmConfig {
+            mem_bytes: 1 << 20,
+            ..VmConfig::default()
+        };
+        assert!(matches!(
+            Vm::new(cfg),
+            Err(VmError::Memory(MemError::BadSize(_)))
+        ));
+    }
+
+    #[test]
+    fn phys_access_is_bounds_checked() {
+        let mut v = vm(Engine::Interp);
+        v.write_phys(0x1000, b"abc").unwrap();
+        let mut b = [0u8; 3];
+        v.read_phys(0x1000, &mut b).unwrap();
+        assert_eq!(&b, b"abc");
+        assert!(v.write_phys((4 << 20) - 1, b"ab").is_err());
+        assert!(v.read_phys(u64::MAX, &mut b).is_err());
+    }
+
+    /// `jnz $` with ZF clear: an endless loop of one instruction.
+    const SPIN: [u8; 2] = [0x75, 0xFE];
+
+    #[test]
+    fn both_engines_stop_at_the_instruction_limit() {
+        for engine in [Engine::Interp, Engine::Dbt] {
+            let mut v = vm(engine);
+            v.write_phys(0x1000, &SPIN).unwrap();
+            v.cpu_mut().rip = 0x1000;
+            assert_eq!(v.run(), RunOutcome::InstructionLimit, "{engine:?}");
+            assert_eq!(v.cpu().icount, 10_000, "{engine:?}");
+            assert_eq!(v.stats().guest_insns, 10_000);
+        }
+    }
+
+    #[test]
+    fn dbt_links_direct_exits_and_counts_translations() {
+        let mut v = vm(Engine::Dbt);
+        // 0x1000: jmp 0x1010 ; 0x1010: jnz 0x1000 (taken: ZF is clear) — two blocks that
+        // chain into each other once linked.
+        v.write_phys(0x1000, &[0xEB, 0x0E]).unwrap();
+        v.write_phys(0x1010, &[0x75, 0xEE]).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::InstructionLimit);
+        let s = v.stats();
+        assert_eq!(s.dbt.blocks_translated, 2);
+        assert_eq!(s.cache.links, 2, "both edges of the loop were linked");
+        assert!(
+            s.dbt.dispatches < 10,
+            "linked code ran without the dispatcher"
+        );
+        assert_eq!(s.guest_insns, 10_000);
+    }
+
+    #[test]
+    fn fetch_outside_ram_is_a_page_fault_in_both_engines() {
+        for engine in [Engine::Interp, Engine::Dbt] {
+            let mut v = vm(engine);
+            v.cpu_mut().rip = 8 << 20;
+            assert_eq!(
+                v.run(),
+                RunOutcome::Exception {
+                    exc: translator::Exception::PageFault {
+                        addr: 8 << 20,
+                        code: 0x10
+                    },
+                    rip: 8 << 20
+                },
+                "{engine:?}"
+            );
+            assert_eq!(v.stats().exceptions, 1);
+        }
+    }
+
+    #[test]
+    fn host_writes_invalidate_translated_code() {
+        let mut v = vm(Engine::Dbt);
+        v.write_phys(0x1000, &SPIN).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        v.run();
+        assert_eq!(v.stats().cache.blocks_live, 1);
+        v.write_phys(0x1001, &[0xFE]).unwrap();
+        assert_eq!(v.stats().cache.blocks_live, 0);
+        assert_eq!(v.stats().cache.invalidations, 1);
+    }
+
+    #[test]
+    fn register_dump_names_every_register() {
+        let mut cpu = CpuState::default();
+        cpu.gpr[15] = 0xABCD;
+        cpu.rip = 0x1000;
+        let d = register_dump(&cpu);
+        assert!(d.contains("r15=000000000000abcd"), "{d}");
+        assert!(d.contains("rip=0000000000001000"));
+        assert_eq!(d.lines().count(), 5);
+    }
+}

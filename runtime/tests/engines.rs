@@ -1,0 +1,176 @@
+//! End-to-end runs of guests on both engines through the public [`Vm`] API.
+
+use cache::CacheConfig;
+use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
+use translator::Exception;
+
+const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Dbt];
+
+fn vm(engine: Engine) -> Vm {
+    Vm::new(VmConfig {
+        mem_bytes: 16 << 20,
+        engine,
+        serial: SerialSink::Capture,
+        instruction_limit: Some(50_000_000),
+        ..VmConfig::default()
+    })
+    .unwrap()
+}
+
+/// What the demo guest prints, computed here independently.
+fn expected_demo_output() -> String {
+    let primes: Vec<u32> = (2..1000u32)
+        .filter(|&n| (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0))
+        .collect();
+    let checksum = primes
+        .iter()
+        .fold(0u32, |c, &p| c.wrapping_mul(31).wrapping_add(p));
+    let lines: Vec<String> = primes
+        .chunks(10)
+        .map(|c| c.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))
+        .collect();
+    format!(
+        "popek demo guest: hello from a virtual x86-64 CPU\ncpu vendor: PopekVirtCPU\n\
+         primes below 1000:\n{}\ncount={} checksum={checksum:#010x}\ngoodbye\n",
+        lines.join("\n"),
+        primes.len()
+    )
+}
+
+#[test]
+fn demo_guest_runs_on_both_engines() {
+    let expected = expected_demo_output();
+    let mut states = Vec::new();
+    for engine in ENGINES {
+        let mut vm = vm(engine);
+        let entry = vm.load_elf(runtime::DEMO_KERNEL).unwrap();
+        assert_eq!(entry, 0x10_0000);
+        assert_eq!(vm.run(), RunOutcome::DebugExit(0), "{engine:?}");
+        assert_eq!(
+            String::from_utf8_lossy(vm.serial_output()),
+            expected,
+            "{engine:?}"
+        );
+        let s = vm.stats();
+        assert_eq!(s.exceptions, 0);
+        assert_eq!(s.bus.unclaimed_reads + s.bus.unclaimed_writes, 0);
+        assert!(s.guest_insns > 50_000, "{engine:?}: {}", s.guest_insns);
+        states.push((vm.cpu().gpr, vm.cpu().rip));
+    }
+    assert_eq!(states[0], states[1], "both engines end in the same state");
+}
+
+#[test]
+fn demo_guest_survives_a_tiny_code_cache() {
+    let mut vm = Vm::new(VmConfig {
+        mem_bytes: 16 << 20,
+        engine: Engine::Dbt,
+        serial: SerialSink::Capture,
+        cache: CacheConfig {
+            code_bytes: 8192,
+            max_slots: 16,
+            jump_cache_entries: 8,
+        },
+        instruction_limit: None,
+    })
+    .unwrap();
+    vm.load_elf(runtime::DEMO_KERNEL).unwrap();
+    assert_eq!(vm.run(), RunOutcome::DebugExit(0));
+    assert_eq!(
+        String::from_utf8_lossy(vm.serial_output()),
+        expected_demo_output()
+    );
+    assert!(vm.stats().cache.flushes > 0, "the cache had to be flushed");
+}
+
+#[test]
+fn switching_engines_mid_run_keeps_going() {
+    let mut v = vm(Engine::Interp);
+    v.load_elf(runtime::DEMO_KERNEL).unwrap();
+    v.cpu_mut().icount_limit = 20_000;
+    assert_eq!(v.run(), RunOutcome::InstructionLimit);
+    v.set_engine(Engine::Dbt);
+    v.cpu_mut().icount_limit = 40_000;
+    assert_eq!(v.run(), RunOutcome::InstructionLimit);
+    assert_eq!(v.cpu().icount, 40_000, "the DBT stops exactly at the limit");
+    v.set_engine(Engine::Interp);
+    v.cpu_mut().icount_limit = u64::MAX;
+    assert_eq!(v.run(), RunOutcome::DebugExit(0));
+    assert_eq!(
+        String::from_utf8_lossy(v.serial_output()),
+        expected_demo_output()
+    );
+}
+
+/// `mov byte [rip+1], 2 ; mov eax, 1 ; out 0xf4, eax ; hlt` at 0x1000: the store rewrites
+/// the immediate of the next instruction, in the same block and page.
+const SELF_MODIFYING: [u8; 15] = [
+    0xC6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x02, // mov byte [rip+1], 2
+    0xB8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1
+    0xE7, 0xF4, // out 0xf4, eax
+    0xF4, // hlt
+];
+
+#[test]
+fn self_modifying_code_is_seen_by_both_engines() {
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &SELF_MODIFYING).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(2), "{engine:?}");
+        if engine == Engine::Dbt {
+            let s = v.stats();
+            assert_eq!(s.code_modified, 1);
+            assert_eq!(s.dbt.single_steps, 1);
+            assert!(s.cache.invalidations >= 1);
+        }
+    }
+}
+
+#[test]
+fn stores_outside_ram_fault_precisely_on_both_engines() {
+    // mov rbx, 0x1000000 (16 MiB: end of RAM) ; mov [rbx-2], eax  -> straddles the end
+    let code = [
+        0x48, 0xC7, 0xC3, 0x00, 0x00, 0x00, 0x01, // mov rbx, 0x1000000
+        0x89, 0x43, 0xFE, // mov [rbx-2], eax
+        0xF4,
+    ];
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x2000, &code).unwrap();
+        v.write_phys((16 << 20) - 2, &[0xAA, 0xBB]).unwrap();
+        v.cpu_mut().rip = 0x2000;
+        v.cpu_mut().gpr[0] = 0x1122_3344;
+        assert_eq!(
+            v.run(),
+            RunOutcome::Exception {
+                exc: Exception::PageFault {
+                    addr: 16 << 20,
+                    code: 2
+                },
+                rip: 0x2007
+            },
+            "{engine:?}"
+        );
+        let mut b = [0u8; 2];
+        v.read_phys((16 << 20) - 2, &mut b).unwrap();
+        assert_eq!(b, [0xAA, 0xBB], "{engine:?}: no partial store");
+        assert_eq!(
+            v.cpu().gpr[3],
+            0x100_0000,
+            "{engine:?}: earlier instruction retired"
+        );
+        assert_eq!(v.stats().exceptions, 1);
+    }
+}
+
+#[test]
+fn halt_with_interrupts_off_is_a_clean_stop() {
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &[0xFA, 0xF4]).unwrap(); // cli ; hlt
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
+        assert_eq!(v.cpu().rip, 0x1002, "{engine:?}: RIP after the HLT");
+    }
+}
