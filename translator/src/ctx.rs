@@ -96,6 +96,7 @@ impl<E: Emitter> Ctx<E> {
         }
         let zero = e.iconst(Ty::I64, 0);
         e.def_var(flags_var, zero);
+        let flags = Self::entry_flags(&mut e);
         Ctx {
             e,
             mode,
@@ -104,7 +105,7 @@ impl<E: Emitter> Ctx<E> {
             defined: preload,
             written: 0,
             pending: [None; 16],
-            flags: FlagState::Stored,
+            flags,
             pending_flags: None,
             flags_var,
             insn: Instruction::default(),
@@ -117,6 +118,26 @@ impl<E: Emitter> Ctx<E> {
             terminated: false,
             missing_regs: false,
         }
+    }
+
+    /// The flag state at entry. With concrete values (the interpreter) the stored lazy
+    /// descriptor is read now, so `CMP; Jcc` compares operands instead of materializing
+    /// flags through a helper; generated code must treat it as unknown.
+    fn entry_flags(e: &mut E) -> FlagState<E::Value> {
+        if !e.is_concrete() {
+            return FlagState::Stored;
+        }
+        let op = e.load_state(Ty::I64, state::OFF_FLAGS_OP);
+        let Some((op, ty)) = e.as_const(op).and_then(flags::decode_op) else {
+            return FlagState::Stored;
+        };
+        let mut field = |off| {
+            let v = e.load_state(Ty::I64, off);
+            e.convert(Conv::Trunc, v, ty)
+        };
+        let (a, b, res) = (field(state::OFF_FLAGS_A), field(state::OFF_FLAGS_B), field(state::OFF_FLAGS_RES));
+        let aux = e.load_state(Ty::I8, state::OFF_FLAGS_AUX);
+        FlagState::Lazy(Lazy { op, ty, a, b, res, aux })
     }
 
     /// The execution mode of the block.
@@ -757,6 +778,9 @@ impl<E: Emitter> Ctx<E> {
             go = self.e.binop(BinOp::And, go, want);
         }
         self.commit();
+        // A fault in a later iteration must write back what this one committed (the
+        // interpreter leaves `rep` early on a fault, before `rep` itself updates this).
+        self.insn_start_written = self.written;
         if sets_flags {
             self.flags_to_var();
         }
@@ -843,6 +867,9 @@ impl<E: Emitter> Ctx<E> {
 
     /// Complete the instruction and leave the block, continuing at `target` (an `I64`).
     pub fn exit_jump(&mut self, target: E::Value) {
+        if self.leave_faulted() {
+            return;
+        }
         self.write_back_all();
         self.e.exit(Exit::Jump(target));
         self.terminated = true;
@@ -851,6 +878,9 @@ impl<E: Emitter> Ctx<E> {
     /// Complete the instruction and leave: to `taken` if `cond`, else to `not_taken`. Both
     /// edges are direct (linkable).
     pub fn exit_branch(&mut self, cond: E::Value, taken: u64, not_taken: u64) {
+        if self.leave_faulted() {
+            return;
+        }
         if let Some(c) = self.e.as_const(cond) {
             let t = self
                 .e
@@ -871,11 +901,23 @@ impl<E: Emitter> Ctx<E> {
 
     /// Complete the instruction and return to the dispatcher with `reason`, RIP = `rip`.
     pub fn exit_with(&mut self, reason: ExitReason, rip: u64) {
+        if self.leave_faulted() {
+            return;
+        }
         self.write_back_all();
         let r = self.e.iconst(Ty::I64, rip);
         self.e.store_state(state::OFF_RIP, r);
         self.e.exit(Exit::Return(reason));
         self.terminated = true;
+    }
+
+    /// Interpreter: the instruction already faulted, so it must not commit its writes or
+    /// exit normally; `end_insn` emits the fault exit. (Always false in the JIT, where the
+    /// fault branched away.)
+    fn leave_faulted(&mut self) -> bool {
+        let f = self.e.faulted();
+        self.terminated |= f;
+        f
     }
 
     /// The instruction cannot be translated: leave with the state of its start and

@@ -37,6 +37,11 @@ pub trait ValueOps {
     fn select(&mut self, c: Self::Value, t: Self::Value, f: Self::Value) -> Self::Value;
     /// Width conversion.
     fn convert(&mut self, op: Conv, v: Self::Value, to: Ty) -> Self::Value;
+    /// Whether every value is known at once (the interpreter). Lets `Ctx` read state such
+    /// as the lazy-flags descriptor at translation time instead of emitting code for it.
+    fn is_concrete(&self) -> bool {
+        false
+    }
 }
 
 /// How a block (or an interpreted instruction) leaves.

@@ -66,7 +66,8 @@ pub const fn encode_op(op: FlagOp, ty: Ty) -> u64 {
     ((op as u64) << 8) | ty.bits() as u64
 }
 
-fn decode_op(v: u64) -> Option<(FlagOp, Ty)> {
+/// The operation and type of a stored descriptor, if valid.
+pub fn decode_op(v: u64) -> Option<(FlagOp, Ty)> {
     let op = FlagOp::from_u8((v >> 8) as u8)?;
     let ty = match v & 0xff {
         8 => Ty::I8,

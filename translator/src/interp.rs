@@ -84,6 +84,9 @@ impl ValueOps for InterpEmitter<'_> {
     fn convert(&mut self, op: Conv, v: CVal, to: Ty) -> CVal {
         Concrete.convert(op, v, to)
     }
+    fn is_concrete(&self) -> bool {
+        true
+    }
 }
 
 impl Emitter for InterpEmitter<'_> {
