@@ -135,9 +135,20 @@ impl<E: Emitter> Ctx<E> {
             let v = e.load_state(Ty::I64, off);
             e.convert(Conv::Trunc, v, ty)
         };
-        let (a, b, res) = (field(state::OFF_FLAGS_A), field(state::OFF_FLAGS_B), field(state::OFF_FLAGS_RES));
+        let (a, b, res) = (
+            field(state::OFF_FLAGS_A),
+            field(state::OFF_FLAGS_B),
+            field(state::OFF_FLAGS_RES),
+        );
         let aux = e.load_state(Ty::I8, state::OFF_FLAGS_AUX);
-        FlagState::Lazy(Lazy { op, ty, a, b, res, aux })
+        FlagState::Lazy(Lazy {
+            op,
+            ty,
+            a,
+            b,
+            res,
+            aux,
+        })
     }
 
     /// The execution mode of the block.
@@ -562,7 +573,7 @@ impl<E: Emitter> Ctx<E> {
     /// The six arithmetic flags as an `I64` in their RFLAGS positions.
     pub fn flags_bits(&mut self) -> E::Value {
         let fs = self.current_flags();
-        let v = match fs {
+        match fs {
             FlagState::Lazy(l) => flags::compute_all(&mut self.e, &l),
             FlagState::Computed(v) => v,
             FlagState::InVar => self.e.use_var(self.flags_var),
@@ -575,8 +586,7 @@ impl<E: Emitter> Ctx<E> {
                 }
                 v
             }
-        };
-        v
+        }
     }
 
     /// One arithmetic flag (an RFLAGS bit mask, e.g. `rflags::CF`) as an `I8` 0/1.
@@ -732,7 +742,9 @@ impl<E: Emitter> Ctx<E> {
         let rcx = self.gpr_ty(state::reg::RCX, aty);
         let z = self.e.iconst(aty, 0);
         let nonzero = self.e.icmp(Cmp::Ne, rcx, z);
-        if let Some(c) = self.e.as_const(nonzero) {
+        // Only an emitter whose every value is concrete may iterate here: a JIT that folds a
+        // constant count would otherwise unroll the whole loop at translation time.
+        if let (true, Some(c)) = (self.e.is_concrete(), self.e.as_const(nonzero)) {
             // Interpreter: iterate directly.
             if c == 0 {
                 return;

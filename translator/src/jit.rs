@@ -1,1 +1,0 @@
-//! Cranelift emitter (in progress).

@@ -1,0 +1,902 @@
+//! `ClifEmitter`: the [`Emitter`] that builds the Cranelift IR of one block function.
+//!
+//! Invariants:
+//! - Every operation means exactly what [`crate::ir`]'s `eval_*` say: operands of mismatched
+//!   types are converted as the concrete evaluator would see them (zero-extended or
+//!   truncated to the first operand's type), constants are folded with the `eval_*`
+//!   functions themselves.
+//! - The emitter owns the Cranelift position. After an exit, jump or branch the position is
+//!   dead; emitting anything before the next `bind` goes to a fresh unreachable block that
+//!   Cranelift discards, so semantics can never append to a terminated block.
+//! - Blocks the emitter makes for itself (memory fast/slow paths, status checks, the entry)
+//!   are sealed as soon as their predecessors are known. Labels given to semantics may be loop
+//!   heads, so they are sealed at the end.
+//! - Misuse that cannot be repaired (a label bound twice, a label jumped to but never bound,
+//!   a block that does not end with an exit) makes [`ClifEmitter::end`] fail with
+//!   [`JitError::Internal`]; the function is still completed so the builder stays reusable.
+//! - CpuState, guest RAM, the code bitmap and link slots are disjoint alias regions, so
+//!   Cranelift removes redundant CpuState loads across guest stores; calls are barriers.
+//! - Shadow variables: `icount` and the preloaded GPR fields are mirrored in SSA variables
+//!   that equal the field's memory at every point (loaded at entry, redefined by every
+//!   store). Reading such a field reads the variable, so a self-loop (a direct exit to the
+//!   block's own pc jumps back to the loop head) carries registers and `icount` in host
+//!   registers instead of through memory. This relies on helpers never writing those fields
+//!   (generated code owns them while a block runs).
+//! - Reloads: reading a semantics variable that still holds a GPR's unmodified value emits a
+//!   fresh load of the field (its memory is known to hold it) instead of keeping the entry
+//!   value alive across the block; entry loads left unused are deleted before compiling.
+
+use std::collections::HashMap;
+
+use cranelift_codegen::entity::EntitySet;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::immediates::Imm64;
+use cranelift_codegen::ir::{
+    types, AliasRegionData, Block, BlockArg, Endianness, Function, Inst, InstBuilder,
+    InstructionData, MemFlagsData, Opcode, SigRef, Type, Value, ValueDef,
+};
+use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+use super::{block_signature, JitEnv, JitError, MemoryModel, Shape};
+use crate::emit::{Emitter, Exit, ValueOps};
+use crate::helpers::Helper;
+use crate::ir::{eval_binop, eval_cmp, eval_convert, eval_unop, BinOp, Cmp, Conv, Ty, UnOp};
+use crate::state::{self, CpuState, ExitReason};
+
+/// Memory flags of each alias region.
+#[derive(Clone, Copy)]
+pub(super) struct Regions {
+    /// `CpuState` fields (aligned where the offset is).
+    pub cpu: MemFlagsData,
+    /// Guest RAM (unaligned, little-endian, bounds-checked so never trapping).
+    pub guest: MemFlagsData,
+    /// The code-page bitmap.
+    pub bitmap: MemFlagsData,
+    /// Link slots.
+    pub slot: MemFlagsData,
+}
+
+/// The Cranelift emitter of one block. See the module invariants.
+pub(crate) struct ClifEmitter<'a> {
+    pub(super) b: FunctionBuilder<'a>,
+    env: &'a mut dyn JitEnv,
+    links: &'a mut HashMap<u64, Option<usize>>,
+    pub(super) mem: MemoryModel,
+    /// The `cpu` argument.
+    pub(super) cpu: Value,
+    sig_helper: SigRef,
+    sig_block: SigRef,
+    pub(super) regions: Regions,
+    /// Whether the current position may receive instructions.
+    live: bool,
+    /// Whether the current block is an unreachable one made after a terminator.
+    dead: bool,
+    /// Whether the current block is out of line (slow paths, fault exits).
+    cold: bool,
+    labels: EntitySet<Block>,
+    bound: EntitySet<Block>,
+    targeted: EntitySet<Block>,
+    fault: Option<Block>,
+    fault_used: bool,
+    /// Types of the variables semantics declared, by variable index.
+    var_tys: Vec<Option<Ty>>,
+    insns: u32,
+    /// The `iconst` of the entry's instruction count, patched at the end.
+    icount: Inst,
+    /// Guest address of the block; a direct exit to it jumps back to `head`.
+    pc: u64,
+    /// The loop head: budget check, then the body.
+    head: Block,
+    /// `CpuState` fields (I64 at these offsets) mirrored in variables; see `load_state`.
+    shadows: Vec<(u32, Variable)>,
+    /// Values `load_state` returned from a shadow, and the field they came from.
+    shadow_vals: HashMap<Value, u32>,
+    /// GPRs whose unmodified value is reloaded from `CpuState` at each use.
+    reload: u16,
+    error: Option<JitError>,
+}
+
+/// The Cranelift type of `t`.
+pub(super) fn clif(t: Ty) -> Type {
+    match t {
+        Ty::I8 => types::I8,
+        Ty::I16 => types::I16,
+        Ty::I32 => types::I32,
+        Ty::I64 => types::I64,
+    }
+}
+
+/// Remove `notrap` loads whose result is unused. Cranelift keeps every load through
+/// lowering; preloads superseded by reloads (see `ClifEmitter::reload`) would otherwise stay.
+fn remove_dead_loads(func: &mut Function) {
+    let mut used = EntitySet::<Value>::new();
+    let mut loads = Vec::new();
+    for block in func.layout.blocks() {
+        for inst in func.layout.block_insts(block) {
+            for v in func.dfg.inst_values(inst) {
+                used.insert(func.dfg.resolve_aliases(v));
+            }
+            if let InstructionData::Load {
+                opcode: Opcode::Load,
+                flags,
+                ..
+            } = func.dfg.insts[inst]
+            {
+                if func.dfg.mem_flags[flags].notrap() {
+                    loads.push(inst);
+                }
+            }
+        }
+    }
+    for inst in loads {
+        if !used.contains(func.dfg.first_result(inst)) {
+            func.layout.remove_inst(inst);
+        }
+    }
+}
+
+fn int_cc(c: Cmp) -> IntCC {
+    match c {
+        Cmp::Eq => IntCC::Equal,
+        Cmp::Ne => IntCC::NotEqual,
+        Cmp::Ult => IntCC::UnsignedLessThan,
+        Cmp::Ule => IntCC::UnsignedLessThanOrEqual,
+        Cmp::Ugt => IntCC::UnsignedGreaterThan,
+        Cmp::Uge => IntCC::UnsignedGreaterThanOrEqual,
+        Cmp::Slt => IntCC::SignedLessThan,
+        Cmp::Sle => IntCC::SignedLessThanOrEqual,
+        Cmp::Sgt => IntCC::SignedGreaterThan,
+        Cmp::Sge => IntCC::SignedGreaterThanOrEqual,
+    }
+}
+
+impl<'a> ClifEmitter<'a> {
+    /// Start the block function at `pc`: the entry loads the shadowed fields (the GPRs in
+    /// `preload` and `icount`), the loop head checks the budget, then an empty body where
+    /// semantics continue.
+    pub(super) fn begin(
+        mut b: FunctionBuilder<'a>,
+        env: &'a mut dyn JitEnv,
+        links: &'a mut HashMap<u64, Option<usize>>,
+        shape: Shape,
+    ) -> Self {
+        let Shape {
+            pc,
+            preload,
+            reload,
+        } = shape;
+        let mut region = |id: u32, name: &'static str| {
+            b.func.dfg.alias_regions.insert(AliasRegionData {
+                user_id: id,
+                description: name.into(),
+            })
+        };
+        let (r_cpu, r_guest, r_bitmap, r_slot) = (
+            region(1, "cpu"),
+            region(2, "guest"),
+            region(3, "code bitmap"),
+            region(4, "link slot"),
+        );
+        let regions = Regions {
+            cpu: MemFlagsData::trusted().with_alias_region(Some(r_cpu)),
+            guest: MemFlagsData::new()
+                .with_notrap()
+                .with_endianness(Endianness::Little)
+                .with_alias_region(Some(r_guest)),
+            bitmap: MemFlagsData::new()
+                .with_notrap()
+                .with_alias_region(Some(r_bitmap)),
+            slot: MemFlagsData::trusted().with_alias_region(Some(r_slot)),
+        };
+        let mut helper = cranelift_codegen::ir::Signature::new(CallConv::SystemV);
+        for _ in 0..4 {
+            helper
+                .params
+                .push(cranelift_codegen::ir::AbiParam::new(types::I64));
+        }
+        helper
+            .returns
+            .push(cranelift_codegen::ir::AbiParam::new(types::I64));
+        let sig_helper = b.import_signature(helper);
+        let sig_block = b.import_signature(block_signature());
+
+        // entry: load the CpuState fields kept in shadow variables, then the loop head.
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let cpu = b.block_params(entry)[0];
+        let mut shadows = Vec::new();
+        let fields = (0..16)
+            .filter(|i| preload & (1 << i) != 0)
+            .map(state::off_gpr)
+            .chain([state::OFF_ICOUNT]);
+        for off in fields {
+            let var = b.declare_var(types::I64);
+            let v = b.ins().load(types::I64, regions.cpu, cpu, off as i32);
+            b.def_var(var, v);
+            shadows.push((off, var));
+        }
+        let icount_var = shadows[shadows.len() - 1].1;
+        let head = b.create_block();
+        b.ins().jump(head, &[]);
+
+        // head (sealed at the end: self-loops jump back here): the budget check.
+        b.switch_to_block(head);
+        let ic = b.use_var(icount_var);
+        let lim = b
+            .ins()
+            .load(types::I64, regions.cpu, cpu, state::OFF_ICOUNT_LIMIT as i32);
+        let n = b.ins().iconst(types::I64, 0);
+        let icount = match b.func.dfg.value_def(n) {
+            ValueDef::Result(inst, _) => inst,
+            _ => unreachable!("iconst defines its result"),
+        };
+        let new = b.ins().iadd(ic, n);
+        let over = b.ins().icmp(IntCC::UnsignedGreaterThan, new, lim);
+        let (budget, body) = (b.create_block(), b.create_block());
+        b.ins().brif(over, budget, &[], body, &[]);
+        b.set_cold_block(budget);
+        b.switch_to_block(budget);
+        b.seal_block(budget);
+        let rip = b.ins().iconst(types::I64, pc as i64);
+        b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
+        let r = b.ins().iconst(types::I64, ExitReason::Budget as i64);
+        b.ins().return_(&[r]);
+        b.switch_to_block(body);
+        b.seal_block(body);
+        b.ins()
+            .store(regions.cpu, new, cpu, state::OFF_ICOUNT as i32);
+        b.def_var(icount_var, new);
+
+        let mem = env.memory();
+        ClifEmitter {
+            b,
+            env,
+            links,
+            mem,
+            cpu,
+            sig_helper,
+            sig_block,
+            regions,
+            live: true,
+            dead: false,
+            cold: false,
+            labels: EntitySet::new(),
+            bound: EntitySet::new(),
+            targeted: EntitySet::new(),
+            fault: None,
+            fault_used: false,
+            var_tys: Vec::new(),
+            insns: 0,
+            icount,
+            pc,
+            head,
+            shadows,
+            shadow_vals: HashMap::new(),
+            reload,
+            error: None,
+        }
+    }
+
+    /// Finish the function: repair what semantics left open, seal, finalize. Returns the
+    /// number of guest instructions translated.
+    pub(super) fn end(mut self, frontend: TargetFrontendConfig) -> Result<u32, JitError> {
+        if self.live {
+            if !self.dead {
+                self.fail("the block does not end with an exit");
+            }
+            self.ret_const(ExitReason::Unsupported as u64);
+        }
+        let dangling: Vec<Block> = self
+            .targeted
+            .iter()
+            .filter(|&l| !self.bound.contains(l))
+            .collect();
+        for l in dangling {
+            self.fail("a label was jumped to but never bound");
+            self.b.switch_to_block(l);
+            self.live = true;
+            self.dead = true;
+            self.ret_const(ExitReason::Unsupported as u64);
+        }
+        let n = self.insns.max(1);
+        self.b.func.dfg.insts[self.icount] = InstructionData::UnaryImm {
+            opcode: Opcode::Iconst,
+            imm: Imm64::new(i64::from(n)),
+        };
+        // Seal the labels before the loop head: the head's variables then resolve through
+        // already-sealed blocks, so unmodified registers get no (constant) phi there and
+        // their entry loads stay dead.
+        let labels: Vec<Block> = self.labels.iter().collect();
+        for l in labels {
+            self.b.seal_block(l);
+        }
+        self.b.seal_block(self.head);
+        self.b.seal_all_blocks();
+        remove_dead_loads(self.b.func);
+        self.b.finalize(frontend);
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    fn fail(&mut self, what: &'static str) {
+        self.error.get_or_insert(JitError::Internal(what));
+    }
+
+    // ------------------------------------------------------------------ position
+
+    /// Make sure the position can take instructions (see the module invariants).
+    pub(super) fn ensure_live(&mut self) {
+        if !self.live {
+            let blk = self.b.create_block();
+            self.b.switch_to_block(blk);
+            self.live = true;
+            self.dead = true;
+        }
+    }
+
+    /// The current position was terminated.
+    pub(super) fn terminated(&mut self) {
+        self.live = false;
+    }
+
+    /// Continue in `blk`, a block the emitter made, whose predecessors are all known.
+    pub(super) fn switch_sealed(&mut self, blk: Block, cold: bool) {
+        if cold {
+            self.b.set_cold_block(blk);
+        }
+        self.b.switch_to_block(blk);
+        self.b.seal_block(blk);
+        self.live = true;
+        self.dead = false;
+        self.cold = cold;
+    }
+
+    /// Whether the current position is out of line.
+    pub(super) fn is_cold(&self) -> bool {
+        self.cold
+    }
+
+    fn ret_const(&mut self, v: u64) {
+        self.ensure_live();
+        let r = self.b.ins().iconst(types::I64, v as i64);
+        self.b.ins().return_(&[r]);
+        self.terminated();
+    }
+
+    // ------------------------------------------------------------------ values
+
+    /// The constant `v` holds, if it is an `iconst` (masked to its type).
+    pub(super) fn const_of(&self, v: Value) -> Option<u64> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(v) {
+            ValueDef::Result(inst, 0) => match dfg.insts[inst] {
+                InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                } => Some(imm.bits() as u64 & self.ty(v).mask()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `v` converted to `to` as the concrete evaluator would see it: zero-extended or
+    /// truncated.
+    pub(super) fn coerce(&mut self, v: Value, to: Ty) -> Value {
+        let from = self.ty(v);
+        if from.bits() == to.bits() {
+            v
+        } else if let Some(c) = self.const_of(v) {
+            self.iconst(to, c)
+        } else if from.bits() < to.bits() {
+            self.ensure_live();
+            self.b.ins().uextend(clif(to), v)
+        } else {
+            self.ensure_live();
+            self.b.ins().ireduce(clif(to), v)
+        }
+    }
+
+    fn fold(&mut self, ty: Ty, v: u64) -> Value {
+        self.iconst(ty, v)
+    }
+
+    /// `(a op b) >> bits` of the double-width product, for narrow types.
+    fn mul_hi_narrow(&mut self, signed: bool, ty: Ty, a: Value, b: Value) -> Value {
+        let ext = |e: &mut Self, v| {
+            if signed {
+                e.b.ins().sextend(types::I64, v)
+            } else {
+                e.b.ins().uextend(types::I64, v)
+            }
+        };
+        let (wa, wb) = (ext(self, a), ext(self, b));
+        let p = self.b.ins().imul(wa, wb);
+        let hi = if signed {
+            self.b.ins().sshr_imm_u(p, i64::from(ty.bits()))
+        } else {
+            self.b.ins().ushr_imm_u(p, i64::from(ty.bits()))
+        };
+        self.b.ins().ireduce(clif(ty), hi)
+    }
+
+    // ------------------------------------------------------------------ CpuState
+
+    pub(super) fn cpu_flags(&self, off: u32, bytes: u32) -> MemFlagsData {
+        if off.is_multiple_of(bytes) {
+            self.regions.cpu
+        } else {
+            MemFlagsData::new()
+                .with_notrap()
+                .with_alias_region(self.regions.cpu.alias_region())
+        }
+    }
+
+    /// Load an `I64` field of `CpuState`.
+    pub(super) fn load_cpu(&mut self, off: u32) -> Value {
+        self.load_state(Ty::I64, off)
+    }
+
+    /// Store an `I64` constant to a field of `CpuState`.
+    pub(super) fn store_cpu_const(&mut self, off: u32, v: u64) {
+        let c = self.iconst(Ty::I64, v);
+        self.store_state(off, c);
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    /// Call helper `h` with `args` (each converted to `I64`); no status check.
+    pub(super) fn call_raw(&mut self, h: Helper, args: [Value; 3]) -> Value {
+        let args = args.map(|a| self.coerce(a, Ty::I64));
+        let addr = self.env.helper_addr(h);
+        let f = self.iconst(Ty::I64, addr as u64);
+        self.ensure_live();
+        let call =
+            self.b
+                .ins()
+                .call_indirect(self.sig_helper, f, &[self.cpu, args[0], args[1], args[2]]);
+        self.b.inst_results(call)[0]
+    }
+
+    /// After a helper that can stop: leave through the fault label if `status != 0`.
+    pub(super) fn check_status(&mut self) {
+        let cont = self.b.create_block();
+        let cold = self.cold;
+        self.check_status_then(cont, &[]);
+        self.switch_sealed(cont, cold);
+    }
+
+    /// After a helper that can stop: leave through the fault label if `status != 0`, else
+    /// continue at `next` with `args`. Terminates the position.
+    pub(super) fn check_status_then(&mut self, next: Block, args: &[Value]) {
+        let st = self.load_cpu(state::OFF_STATUS);
+        let args: Vec<BlockArg> = args.iter().map(|&v| BlockArg::Value(v)).collect();
+        match self.fault.filter(|&l| self.labels.contains(l)) {
+            Some(l) => {
+                self.fault_used = true;
+                self.targeted.insert(l);
+                self.b.set_cold_block(l);
+                self.b.ins().brif(st, l, &[], next, &args);
+                self.terminated();
+            }
+            None => {
+                // No instruction is being emitted, so there is no precise state to restore:
+                // return the status as it is.
+                let out = self.b.create_block();
+                self.b.ins().brif(st, out, &[], next, &args);
+                self.switch_sealed(out, true);
+                let st = self.load_cpu(state::OFF_STATUS);
+                self.b.ins().return_(&[st]);
+                self.terminated();
+            }
+        }
+    }
+
+    /// Tail-call the block-convention function at host address `f` (an `I64`).
+    fn tail_call(&mut self, f: Value) {
+        self.ensure_live();
+        self.b
+            .ins()
+            .return_call_indirect(self.sig_block, f, &[self.cpu]);
+        self.terminated();
+    }
+
+    /// The type of a variable semantics declared.
+    fn var_ty(&self, var: Variable) -> Option<Ty> {
+        self.var_tys.get(var.as_u32() as usize).copied().flatten()
+    }
+
+    /// If `v` is a shadowed GPR's value that memory still holds (the guest register was
+    /// not modified), a fresh load of the field: short live ranges instead of a register or
+    /// a spill slot held across the block. Only for the GPRs in the reload mask (in a
+    /// self-loop, those the loop never writes, so loop-carried values stay in registers).
+    fn reload(&mut self, v: Value) -> Option<Value> {
+        let v = self.b.func.dfg.resolve_aliases(v);
+        let off = *self.shadow_vals.get(&v)?;
+        let gpr = (off as usize).checked_sub(state::OFF_GPR)? / 8;
+        if gpr >= 16 || self.reload & (1 << gpr) == 0 {
+            return None;
+        }
+        let var = self.shadow(off)?;
+        let cur = self.b.use_var(var);
+        if self.b.func.dfg.resolve_aliases(cur) != v {
+            return None;
+        }
+        Some(
+            self.b
+                .ins()
+                .load(types::I64, self.regions.cpu, self.cpu, off as i32),
+        )
+    }
+
+    /// The variable mirroring the `I64` field at `off`, if it is shadowed.
+    fn shadow(&self, off: u32) -> Option<Variable> {
+        self.shadows.iter().find(|s| s.0 == off).map(|s| s.1)
+    }
+
+    fn link_slot(&mut self, target: u64) -> Option<usize> {
+        if let Some(&s) = self.links.get(&target) {
+            return s;
+        }
+        let s = self.env.link_slot(target);
+        self.links.insert(target, s);
+        s
+    }
+}
+
+impl ValueOps for ClifEmitter<'_> {
+    type Value = Value;
+
+    fn ty(&self, v: Value) -> Ty {
+        match self.b.func.dfg.value_type(v) {
+            types::I8 => Ty::I8,
+            types::I16 => Ty::I16,
+            types::I32 => Ty::I32,
+            _ => Ty::I64,
+        }
+    }
+
+    fn as_const(&self, v: Value) -> Option<u64> {
+        self.const_of(v)
+    }
+
+    fn iconst(&mut self, ty: Ty, v: u64) -> Value {
+        self.ensure_live();
+        self.b.ins().iconst(clif(ty), (v & ty.mask()) as i64)
+    }
+
+    fn binop(&mut self, op: BinOp, a: Value, b: Value) -> Value {
+        let ty = self.ty(a);
+        let shift = matches!(
+            op,
+            BinOp::Shl | BinOp::UShr | BinOp::SShr | BinOp::Rotl | BinOp::Rotr
+        );
+        let b = if shift { b } else { self.coerce(b, ty) };
+        let (ca, cb) = (self.const_of(a), self.const_of(b));
+        if let (Some(x), Some(y)) = (ca, cb) {
+            return self.fold(ty, eval_binop(op, ty, x, y));
+        }
+        // Identities that address arithmetic produces all the time (`disp + base`, `x << 0`).
+        match (op, ca, cb) {
+            (BinOp::Add | BinOp::Or | BinOp::Xor, Some(0), _) => return b,
+            (BinOp::Add | BinOp::Sub | BinOp::Or | BinOp::Xor, _, Some(0))
+            | (BinOp::Shl | BinOp::UShr | BinOp::SShr | BinOp::Rotl | BinOp::Rotr, _, Some(0))
+            | (BinOp::Mul, _, Some(1)) => return a,
+            (BinOp::And, _, Some(m)) if m == ty.mask() => return a,
+            (BinOp::And, Some(m), _) if m == ty.mask() => return b,
+            _ => {}
+        }
+        self.ensure_live();
+        let i = self.b.ins();
+        match op {
+            BinOp::Add => i.iadd(a, b),
+            BinOp::Sub => i.isub(a, b),
+            BinOp::And => i.band(a, b),
+            BinOp::Or => i.bor(a, b),
+            BinOp::Xor => i.bxor(a, b),
+            BinOp::Mul => i.imul(a, b),
+            BinOp::UMulHi if ty == Ty::I64 => i.umulhi(a, b),
+            BinOp::SMulHi if ty == Ty::I64 => i.smulhi(a, b),
+            BinOp::UMulHi => self.mul_hi_narrow(false, ty, a, b),
+            BinOp::SMulHi => self.mul_hi_narrow(true, ty, a, b),
+            BinOp::Shl => i.ishl(a, b),
+            BinOp::UShr => i.ushr(a, b),
+            BinOp::SShr => i.sshr(a, b),
+            BinOp::Rotl => i.rotl(a, b),
+            BinOp::Rotr => i.rotr(a, b),
+        }
+    }
+
+    fn unop(&mut self, op: UnOp, a: Value) -> Value {
+        let ty = self.ty(a);
+        if let Some(x) = self.const_of(a) {
+            return self.fold(ty, eval_unop(op, ty, x));
+        }
+        self.ensure_live();
+        let i = self.b.ins();
+        match op {
+            UnOp::Not => i.bnot(a),
+            UnOp::Neg => i.ineg(a),
+            UnOp::Popcnt => i.popcnt(a),
+            UnOp::Clz => i.clz(a),
+            UnOp::Ctz => i.ctz(a),
+            UnOp::Bswap if ty == Ty::I8 => a,
+            UnOp::Bswap => i.bswap(a),
+        }
+    }
+
+    fn icmp(&mut self, cc: Cmp, a: Value, b: Value) -> Value {
+        let ty = self.ty(a);
+        let b = self.coerce(b, ty);
+        if let (Some(x), Some(y)) = (self.const_of(a), self.const_of(b)) {
+            return self.fold(Ty::I8, eval_cmp(cc, ty, x, y));
+        }
+        self.ensure_live();
+        self.b.ins().icmp(int_cc(cc), a, b)
+    }
+
+    fn select(&mut self, c: Value, t: Value, f: Value) -> Value {
+        let ty = self.ty(t);
+        let f = self.coerce(f, ty);
+        if let Some(x) = self.const_of(c) {
+            return if x != 0 { t } else { f };
+        }
+        if t == f {
+            return t;
+        }
+        self.ensure_live();
+        self.b.ins().select(c, t, f)
+    }
+
+    fn convert(&mut self, op: Conv, v: Value, to: Ty) -> Value {
+        let from = self.ty(v);
+        if let Some(x) = self.const_of(v) {
+            return self.fold(to, eval_convert(op, from, to, x));
+        }
+        if from.bits() == to.bits() {
+            return v;
+        }
+        self.ensure_live();
+        let i = self.b.ins();
+        if to.bits() < from.bits() {
+            i.ireduce(clif(to), v)
+        } else if op == Conv::Sext {
+            i.sextend(clif(to), v)
+        } else {
+            i.uextend(clif(to), v)
+        }
+    }
+}
+
+impl Emitter for ClifEmitter<'_> {
+    type Label = Block;
+    type Var = Variable;
+
+    fn load_state(&mut self, ty: Ty, off: u32) -> Value {
+        if off as usize + ty.bytes() as usize > std::mem::size_of::<CpuState>() {
+            // As the interpreter: outside CpuState reads as zero.
+            return self.iconst(ty, 0);
+        }
+        if ty == Ty::I64 {
+            if let Some(var) = self.shadow(off) {
+                self.ensure_live();
+                let v = self.b.use_var(var);
+                self.shadow_vals
+                    .insert(self.b.func.dfg.resolve_aliases(v), off);
+                return v;
+            }
+        }
+        let flags = self.cpu_flags(off, ty.bytes());
+        self.ensure_live();
+        self.b.ins().load(clif(ty), flags, self.cpu, off as i32)
+    }
+
+    fn store_state(&mut self, off: u32, v: Value) {
+        let bytes = self.ty(v).bytes();
+        if off as usize + bytes as usize > std::mem::size_of::<CpuState>() {
+            return;
+        }
+        let flags = self.cpu_flags(off, bytes);
+        self.ensure_live();
+        self.b.ins().store(flags, v, self.cpu, off as i32);
+        let end = off + bytes;
+        for i in 0..self.shadows.len() {
+            let (s, var) = self.shadows[i];
+            if off == s && bytes == 8 {
+                self.b.def_var(var, v);
+            } else if off < s + 8 && s < end {
+                // A partial overwrite: the field's value is whatever memory now holds.
+                let fresh = self
+                    .b
+                    .ins()
+                    .load(types::I64, self.regions.cpu, self.cpu, s as i32);
+                self.b.def_var(var, fresh);
+            }
+        }
+    }
+
+    fn declare_var(&mut self, ty: Ty) -> Variable {
+        let var = self.b.declare_var(clif(ty));
+        let i = var.as_u32() as usize;
+        if self.var_tys.len() <= i {
+            self.var_tys.resize(i + 1, None);
+        }
+        self.var_tys[i] = Some(ty);
+        var
+    }
+
+    fn def_var(&mut self, var: Variable, v: Value) {
+        let Some(ty) = self.var_ty(var) else {
+            return self.fail("an undeclared variable was defined");
+        };
+        let v = self.coerce(v, ty);
+        self.ensure_live();
+        self.b.def_var(var, v);
+    }
+
+    fn use_var(&mut self, var: Variable) -> Value {
+        let Some(ty) = self.var_ty(var) else {
+            self.fail("an undeclared variable was used");
+            return self.iconst(Ty::I64, 0);
+        };
+        self.ensure_live();
+        match self.b.try_use_var(var) {
+            Ok(v) => self.reload(v).unwrap_or(v),
+            Err(_) => {
+                self.fail("an undeclared variable was used");
+                self.iconst(ty, 0)
+            }
+        }
+    }
+
+    fn load_mem(&mut self, ty: Ty, addr: Value) -> Value {
+        let addr = self.coerce(addr, Ty::I64);
+        self.guest_load(ty, addr)
+    }
+
+    fn store_mem(&mut self, addr: Value, v: Value) {
+        let addr = self.coerce(addr, Ty::I64);
+        self.guest_store(addr, v)
+    }
+
+    fn call_helper(&mut self, h: Helper, args: [Value; 3]) -> Value {
+        let r = self.call_raw(h, args);
+        if h.can_stop() {
+            self.check_status();
+        }
+        r
+    }
+
+    fn new_label(&mut self) -> Block {
+        let l = self.b.create_block();
+        self.labels.insert(l);
+        l
+    }
+
+    fn bind(&mut self, l: Block) {
+        if !self.labels.contains(l) || self.bound.contains(l) {
+            self.fail("a label was bound twice (or is not a label)");
+            self.terminated();
+            return;
+        }
+        if self.live {
+            // Fall through into the label.
+            self.b.ins().jump(l, &[]);
+            self.targeted.insert(l);
+        }
+        self.bound.insert(l);
+        self.b.switch_to_block(l);
+        self.live = true;
+        self.dead = false;
+        self.cold = self.b.func.layout.is_cold(l);
+    }
+
+    fn jump(&mut self, l: Block) {
+        if !self.labels.contains(l) {
+            return self.fail("jump to something that is not a label");
+        }
+        self.ensure_live();
+        self.b.ins().jump(l, &[]);
+        self.targeted.insert(l);
+        self.terminated();
+    }
+
+    fn branch(&mut self, cond: Value, then: Block, els: Block) {
+        if !self.labels.contains(then) || !self.labels.contains(els) {
+            return self.fail("branch to something that is not a label");
+        }
+        if then == els {
+            return self.jump(then);
+        }
+        if let Some(c) = self.const_of(cond) {
+            return self.jump(if c != 0 { then } else { els });
+        }
+        self.ensure_live();
+        self.b.ins().brif(cond, then, &[], els, &[]);
+        self.targeted.insert(then);
+        self.targeted.insert(els);
+        self.terminated();
+    }
+
+    fn set_fault_label(&mut self, l: Option<Block>) {
+        // `Ctx` clears the label before asking whether it was used, so only a new label
+        // resets the flag.
+        if l.is_some() {
+            self.insns = self.insns.saturating_add(1);
+            self.fault_used = false;
+        }
+        self.fault = l;
+    }
+
+    fn fault_label_used(&self) -> bool {
+        self.fault_used
+    }
+
+    fn faulted(&self) -> bool {
+        false
+    }
+
+    fn exit(&mut self, exit: Exit<Value>) {
+        match exit {
+            Exit::Jump(t) => {
+                let t = self.coerce(t, Ty::I64);
+                if self.const_of(t) != Some(self.pc) {
+                    self.store_state(state::OFF_RIP, t);
+                }
+                match self.const_of(t) {
+                    Some(pc) if pc == self.pc => {
+                        // A loop: straight back to the budget check, registers in variables.
+                        self.b.ins().jump(self.head, &[]);
+                        self.terminated();
+                    }
+                    Some(pc) => match self.link_slot(pc) {
+                        Some(slot) => {
+                            self.store_cpu_const(state::OFF_LINK_SLOT, slot as u64);
+                            let p = self.iconst(Ty::I64, slot as u64);
+                            let f = self.b.ins().load(types::I64, self.regions.slot, p, 0);
+                            self.tail_call(f);
+                        }
+                        None => {
+                            self.store_cpu_const(state::OFF_LINK_SLOT, 0);
+                            self.ret_const(ExitReason::Jump as u64);
+                        }
+                    },
+                    None => {
+                        self.store_cpu_const(state::OFF_LINK_SLOT, 0);
+                        let z = self.iconst(Ty::I64, 0);
+                        let f = self.call_raw(Helper::Lookup, [t, z, z]);
+                        self.tail_call(f);
+                    }
+                }
+            }
+            Exit::Return(r) => self.ret_const(r as u64),
+            Exit::Status => {
+                let st = self.load_cpu(state::OFF_STATUS);
+                self.b.ins().return_(&[st]);
+                self.terminated();
+            }
+        }
+    }
+}
+
+impl ClifEmitter<'_> {
+    /// A join block with one parameter of type `ty`, and that parameter.
+    pub(super) fn join_block(&mut self, ty: Ty) -> (Block, Value) {
+        let j = self.b.create_block();
+        let v = self.b.append_block_param(j, clif(ty));
+        (j, v)
+    }
+
+    /// Jump to `target` passing `args`; terminates the position.
+    pub(super) fn jump_with(&mut self, target: Block, args: &[Value]) {
+        self.ensure_live();
+        let args: Vec<BlockArg> = args.iter().map(|&v| BlockArg::Value(v)).collect();
+        self.b.ins().jump(target, &args);
+        self.terminated();
+    }
+}

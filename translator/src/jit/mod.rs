@@ -1,0 +1,529 @@
+//! The JIT: one decoded guest block → position-independent host code, through Cranelift.
+//!
+//! The semantics drive `ClifEmitter`, the [`crate::emit::Emitter`] that builds one Cranelift
+//! function per block; [`Jit::translate`] compiles it and returns the bytes. How guest memory,
+//! helpers and block links are reached is decided by the runtime through [`JitEnv`].
+//! Module map: `emitter` (values, state, variables, control flow, exits), `memory` (guest
+//! memory access per [`MemoryModel`]), `tests` (compiled code run for real against the
+//! interpreter).
+//!
+//! # The code the JIT produces
+//!
+//! Every block is a function `extern "tail" fn(cpu: *mut CpuState) -> u64` (Cranelift's
+//! `tail` calling convention) returning an [`ExitReason`]. It
+//! 1. charges its instruction count: if `icount + n > icount_limit` (unsigned; the limit is an
+//!    *inclusive* bound on `icount` after the block) it stores `rip = block pc` and returns
+//!    [`ExitReason::Budget`] without executing anything; otherwise `icount += n`. Setting
+//!    `icount_limit = 0` therefore stops a chain of linked blocks at the next block entry
+//!    (how the runtime delivers interrupts). `n` counts the instructions actually translated
+//!    (up to the one that ends the block), and is charged in full even if the block leaves
+//!    early through a fault.
+//! 2. runs the guest instructions, guest GPRs in SSA variables;
+//! 3. leaves through one of the exits below, having written back registers and flags.
+//!
+//! Exits:
+//! - direct jump to the block's own start (a loop): straight back to step 1, registers and
+//!   `icount` staying in host registers (nothing is linked, no slot is asked for);
+//! - direct jump to another constant target `t`: `rip = t`; if [`JitEnv::link_slot`] gave a
+//!   slot, `link_slot = &slot` and the block tail-calls the address the slot holds (the
+//!   successor, or the exit stub while unlinked); otherwise `link_slot = 0` and it returns
+//!   [`ExitReason::Jump`];
+//! - indirect jump: `rip = t`, `link_slot = 0`, tail-call what [`Helper::Lookup`] returns;
+//! - return to the dispatcher with a reason (`rip` stored by the semantics);
+//! - fault: a helper that can stop ([`Helper::can_stop`]) left a nonzero `status`: the state
+//!   of the start of the faulting instruction is written back, `rip` = that instruction, and
+//!   the block returns `status`.
+//!
+//! What the runtime's helpers must respect (generated code owns these while a block runs):
+//! - never write `gpr` or `icount`; results go in the return value or `helper_out` (blocks
+//!   keep registers and `icount` in host registers and store them only at exits);
+//! - a helper that invalidates the running block (a store into its own code, a flush) must
+//!   stop it through `status` ([`ExitReason::CodeModified`]): a self-loop never passes
+//!   through a link slot, so unlinking alone does not stop it.
+//!
+//! The runtime calls blocks through [`Jit::entry_trampoline`] (a C-ABI function) and fills
+//! link slots with the address of [`Jit::exit_stub`] until it links them.
+//!
+//! Invariants:
+//! - Generated code has no relocations: helpers, guest RAM, the code bitmap and link slots are
+//!   absolute addresses baked in as immediates, so the bytes run wherever they are copied
+//!   (at a 16-byte aligned address).
+//! - A guest address is only ever used as a host address after the bounds check of the
+//!   [`MemoryModel`]; everything else goes through the `MemRead`/`MemWrite` helpers.
+//! - No guest input panics the JIT: misuse of the emitter by semantics is reported as
+//!   [`JitError::Internal`], Cranelift failures as [`JitError::Verifier`]/[`JitError::Codegen`],
+//!   and any panic inside IR building or compilation is caught and reported as
+//!   [`JitError::Panic`].
+
+mod emitter;
+mod memory;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{
+    types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName,
+};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CodegenError, Context};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use iced_x86::{FlowControl, InstructionInfoFactory, OpAccess, Register};
+
+use crate::decode::DecodedBlock;
+use crate::helpers::Helper;
+use crate::state::ExitReason;
+use crate::Mode;
+
+use emitter::ClifEmitter;
+
+/// What the JIT needs from the runtime.
+pub trait JitEnv {
+    /// Host address of the runtime's implementation of `h`, an
+    /// `extern "C" fn(cpu: *mut CpuState, a: u64, b: u64, c: u64) -> u64`.
+    fn helper_addr(&self, h: Helper) -> usize;
+    /// How generated code reaches guest memory.
+    fn memory(&self) -> MemoryModel;
+    /// A link slot for a direct exit to `target_pc`: the stable address of a `u64` cell that
+    /// holds the host address to tail-call (the successor block, or the exit stub while
+    /// unlinked). `None`: this exit is not linkable; it returns [`ExitReason::Jump`] to the
+    /// dispatcher. Called at most once per target and translation.
+    fn link_slot(&mut self, target_pc: u64) -> Option<usize>;
+}
+
+/// How generated code reaches guest memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemoryModel {
+    /// Guest-virtual = guest-physical, RAM at `[0, ram_size)` in one host mapping. An access
+    /// that lies wholly inside RAM is done inline at `ram_base + addr`; anything else calls
+    /// [`Helper::MemRead`] / [`Helper::MemWrite`]. A store also takes the helper when the
+    /// code bitmap marks its page (or the next page, for a straddling store) as holding
+    /// translated code, so the runtime sees self-modifying code. Stores beyond the pages the
+    /// bitmap covers always take the helper.
+    Flat {
+        /// Host address of guest-physical 0.
+        ram_base: usize,
+        /// Bytes of RAM.
+        ram_size: u64,
+        /// Host address of the code bitmap: one byte per 4 KiB guest page, nonzero = the page
+        /// holds translated code. Must stay valid (and at this address) while code generated
+        /// with it may run.
+        code_bitmap: usize,
+        /// Number of bytes (pages) in the code bitmap.
+        code_bitmap_len: u64,
+    },
+}
+
+/// Options of the JIT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitConfig {
+    /// Run Cranelift's IR verifier on every function before compiling it. Default: on in
+    /// debug builds, off in release builds.
+    pub verify: bool,
+    /// How hard Cranelift optimizes. Default [`OptLevel::Speed`].
+    pub opt_level: OptLevel,
+    /// Which register allocator Cranelift runs. Default [`Regalloc::Backtracking`].
+    pub regalloc: Regalloc,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        JitConfig {
+            verify: cfg!(debug_assertions),
+            opt_level: OptLevel::Speed,
+            regalloc: Regalloc::Backtracking,
+        }
+    }
+}
+
+/// Cranelift optimization level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptLevel {
+    /// No mid-end optimization (fastest compile).
+    None,
+    /// Optimize for speed (e-graph rewrites, alias analysis, LICM).
+    Speed,
+    /// As `Speed`, also shrinking code.
+    SpeedAndSize,
+}
+
+/// Cranelift register allocator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regalloc {
+    /// Backtracking with live-range splitting: the better code.
+    Backtracking,
+    /// Single pass: several times faster to compile, more spills and moves (a first tier).
+    SinglePass,
+}
+
+/// The result of translating one block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledBlock {
+    /// Position-independent host code (no relocations); its entry is at offset 0. Place it
+    /// at a 16-byte aligned address.
+    pub code: Vec<u8>,
+    /// Guest instructions translated (the block's prefix up to the one that ends it), which
+    /// is what the block charges to `icount`.
+    pub guest_insns: u32,
+    /// Cranelift IR instructions built (after a retranslation, those of the final build).
+    pub ir_insts: usize,
+    /// Nanoseconds spent building IR (decoding excluded).
+    pub time_translate_ns: u64,
+    /// Nanoseconds spent in Cranelift (optimization, lowering, register allocation, emission).
+    pub time_compile_ns: u64,
+}
+
+/// Errors of the JIT.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    /// The host is not supported by Cranelift: {0}
+    #[error("the host is not supported by Cranelift: {0}")]
+    Host(String),
+    /// Invalid Cranelift setting: {0}
+    #[error("invalid Cranelift setting: {0}")]
+    Setting(String),
+    /// The block has no instructions (fetching its first instruction faults).
+    #[error("the block has no instructions (fetching its first instruction faults)")]
+    EmptyBlock,
+    /// The Cranelift IR verifier rejected the function: {0}
+    #[error("the Cranelift IR verifier rejected the function: {0}")]
+    Verifier(String),
+    /// Cranelift failed to compile the function: {0}
+    #[error("Cranelift failed to compile the function: {0}")]
+    Codegen(String),
+    /// The generated code needs {0} relocation(s); it must be position independent.
+    #[error("the generated code needs {0} relocation(s); it must be position independent")]
+    Relocations(usize),
+    /// The semantics misused the emitter: {0}
+    #[error("the semantics misused the emitter: {0}")]
+    Internal(&'static str),
+    /// A panic while building or compiling the function: {0}
+    #[error("a panic while building or compiling the function: {0}")]
+    Panic(String),
+}
+
+/// The JIT compiler: a host ISA and reusable Cranelift contexts.
+pub struct Jit {
+    isa: OwnedTargetIsa,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+}
+
+/// What the emitter needs to know about a block before semantics run.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Guest address of the block.
+    pc: u64,
+    /// GPRs the semantics preload (kept in shadow variables).
+    preload: u16,
+    /// GPRs whose unmodified value is reloaded from `CpuState` at each use.
+    reload: u16,
+}
+
+/// GPRs any instruction of `block` may write (as iced reports them).
+fn written_gprs(block: &DecodedBlock) -> u16 {
+    let mut info = InstructionInfoFactory::new();
+    let mut mask = 0u16;
+    for insn in &block.insns {
+        for r in info.info(insn).used_registers() {
+            let reg = r.register();
+            let reads_only = matches!(
+                r.access(),
+                OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None
+            );
+            if reg.is_gpr() && !reads_only {
+                let i = (reg.full_register() as usize).wrapping_sub(Register::RAX as usize);
+                if i < 16 {
+                    mask |= 1 << i;
+                }
+            }
+        }
+    }
+    mask
+}
+
+/// What building one function reported.
+struct Built {
+    /// Guest instructions translated.
+    insns: u32,
+    /// IR instructions in the layout.
+    ir_insts: usize,
+}
+
+impl Jit {
+    /// A JIT for the host CPU with the default [`JitConfig`].
+    pub fn new() -> Result<Jit, JitError> {
+        Jit::with_config(JitConfig::default())
+    }
+
+    /// A JIT for the host CPU.
+    pub fn with_config(config: JitConfig) -> Result<Jit, JitError> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v)
+                .map_err(|e| JitError::Setting(format!("{k}={v}: {e}")))
+        };
+        let opt = match config.opt_level {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+            OptLevel::SpeedAndSize => "speed_and_size",
+        };
+        let regalloc = match config.regalloc {
+            Regalloc::Backtracking => "backtracking",
+            Regalloc::SinglePass => "single_pass",
+        };
+        set(&mut flags, "opt_level", opt)?;
+        set(&mut flags, "regalloc_algorithm", regalloc)?;
+        set(&mut flags, "enable_verifier", bool_str(config.verify))?;
+        // Blocks are never unwound through; no unwind tables needed.
+        set(&mut flags, "unwind_info", "false")?;
+        // Cranelift's tail calls rely on frame pointers.
+        set(&mut flags, "preserve_frame_pointers", "true")?;
+        let isa_builder = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?;
+        let isa = isa_builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| JitError::Host(e.to_string()))?;
+        Ok(Jit {
+            isa,
+            ctx: Context::new(),
+            fctx: FunctionBuilderContext::new(),
+        })
+    }
+
+    /// Translate `block` (decoded in `mode`) to host code. See the module documentation for
+    /// what the code does.
+    pub fn translate(
+        &mut self,
+        block: &DecodedBlock,
+        mode: Mode,
+        env: &mut dyn JitEnv,
+    ) -> Result<CompiledBlock, JitError> {
+        if block.insns.is_empty() {
+            return Err(JitError::EmptyBlock);
+        }
+        let t0 = Instant::now();
+        // Link slots are asked for once per target, even if the block is built twice.
+        let mut links = HashMap::new();
+        let preload = block.gpr_mask();
+        let self_loop = block.insns.iter().any(|i| {
+            matches!(
+                i.flow_control(),
+                FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
+            ) && i.near_branch_target() == block.pc
+        });
+        // Unmodified registers are reloaded at each use (short live ranges); in a self-loop
+        // only those the loop never writes, so loop-carried values stay in registers.
+        let reload = if self_loop {
+            !written_gprs(block)
+        } else {
+            0xffff
+        };
+        let shape = Shape {
+            pc: block.pc,
+            preload,
+            reload,
+        };
+        let (mut built, missing) = self.build_block(shape, env, &mut links, |e| {
+            crate::semantics::translate_block(e, block, mode, preload)
+        })?;
+        if missing && preload != 0xffff {
+            let shape = Shape {
+                preload: 0xffff,
+                ..shape
+            };
+            (built, _) = self.build_block(shape, env, &mut links, |e| {
+                crate::semantics::translate_block(e, block, mode, 0xffff)
+            })?;
+        }
+        let t1 = Instant::now();
+        let code = self.compile()?;
+        let t2 = Instant::now();
+        Ok(CompiledBlock {
+            code,
+            guest_insns: built.insns,
+            ir_insts: built.ir_insts,
+            time_translate_ns: nanos(t1 - t0),
+            time_compile_ns: nanos(t2 - t1),
+        })
+    }
+
+    /// Code of `extern "C" fn(cpu: *mut CpuState, block: usize) -> u64`: clears
+    /// `cpu.status`, calls the block (or exit stub) at host address `block` with `cpu` and
+    /// returns its exit reason.
+    pub fn entry_trampoline(&mut self) -> Result<Vec<u8>, JitError> {
+        let mut sig = Signature::new(CallConv::SystemV);
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.returns.push(AbiParam::new(types::I64));
+        let block_sig = block_signature();
+        self.build_stub(sig, |b| {
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let (cpu, callee) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+            // Blocks treat a nonzero status after a helper as a fault: start clean.
+            let zero = b.ins().iconst(types::I64, 0);
+            b.ins().store(
+                MemFlagsData::trusted(),
+                zero,
+                cpu,
+                crate::state::OFF_STATUS as i32,
+            );
+            let sig = b.import_signature(block_sig);
+            let call = b.ins().call_indirect(sig, callee, &[cpu]);
+            let r = b.inst_results(call)[0];
+            b.ins().return_(&[r]);
+        })
+    }
+
+    /// Code of the unlinked exit stub, a block-convention function that returns
+    /// [`ExitReason::Jump`]: the value every link slot holds until it is linked.
+    pub fn exit_stub(&mut self) -> Result<Vec<u8>, JitError> {
+        self.build_stub(block_signature(), |b| {
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let r = b.ins().iconst(types::I64, ExitReason::Jump as i64);
+            b.ins().return_(&[r]);
+        })
+    }
+
+    /// The Cranelift IR of the last function built (optimized, if it was compiled), for
+    /// debugging.
+    pub fn last_clif(&self) -> String {
+        self.ctx.func.display().to_string()
+    }
+
+    /// Build one block function with `body` driving the emitter; `body` returns the emitter
+    /// and whether semantics touched a register outside the preload mask.
+    fn build_block(
+        &mut self,
+        shape: Shape,
+        env: &mut dyn JitEnv,
+        links: &mut HashMap<u64, Option<usize>>,
+        body: impl FnOnce(ClifEmitter<'_>) -> (ClifEmitter<'_>, bool),
+    ) -> Result<(Built, bool), JitError> {
+        self.ctx.clear();
+        self.ctx.func.signature = block_signature();
+        let frontend = self.isa.frontend_config();
+        let (ctx, fctx) = (&mut self.ctx, &mut self.fctx);
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let b = FunctionBuilder::new(&mut ctx.func, fctx);
+            let e = ClifEmitter::begin(b, env, links, shape);
+            let (e, missing) = body(e);
+            e.end(frontend).map(|insns| (insns, missing))
+        }));
+        let (insns, missing) = self.settle(run)??;
+        let ir_insts = self
+            .ctx
+            .func
+            .layout
+            .blocks()
+            .map(|b| self.ctx.func.layout.block_insts(b).count())
+            .sum();
+        Ok((Built { insns, ir_insts }, missing))
+    }
+
+    /// Build and compile a small function outside the block protocol.
+    fn build_stub(
+        &mut self,
+        sig: Signature,
+        body: impl FnOnce(&mut FunctionBuilder<'_>),
+    ) -> Result<Vec<u8>, JitError> {
+        self.ctx.clear();
+        self.ctx.func = Function::with_name_signature(UserFuncName::default(), sig);
+        let frontend = self.isa.frontend_config();
+        let (ctx, fctx) = (&mut self.ctx, &mut self.fctx);
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+            body(&mut b);
+            b.finalize(frontend);
+        }));
+        self.settle(run)?;
+        self.compile()
+    }
+
+    /// Compile the function in `self.ctx` to relocation-free bytes.
+    fn compile(&mut self) -> Result<Vec<u8>, JitError> {
+        let (ctx, isa) = (&mut self.ctx, &*self.isa);
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            match ctx.compile(isa, &mut ControlPlane::default()) {
+                Ok(code) => {
+                    let relocs = code.buffer.relocs().len();
+                    if relocs != 0 {
+                        return Err(JitError::Relocations(relocs));
+                    }
+                    Ok(code.code_buffer().to_vec())
+                }
+                Err(e) => Err(match e.inner {
+                    CodegenError::Verifier(v) => JitError::Verifier(v.to_string()),
+                    other => JitError::Codegen(other.to_string()),
+                }),
+            }
+        }));
+        self.settle(run)?
+    }
+
+    /// Turn a caught panic into [`JitError::Panic`], resetting the contexts it may have left
+    /// half-used.
+    fn settle<T>(&mut self, run: std::thread::Result<T>) -> Result<T, JitError> {
+        run.map_err(|p| {
+            self.ctx = Context::new();
+            self.fctx = FunctionBuilderContext::new();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            JitError::Panic(msg)
+        })
+    }
+}
+
+/// Signature of a block: `tail fn(cpu: i64) -> i64`.
+fn block_signature() -> Signature {
+    let mut sig = Signature::new(CallConv::Tail);
+    sig.params.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Disassemble host x86-64 code (GNU syntax), one instruction per line with its offset from
+/// `base`. For debugging and reports.
+pub fn disassemble(code: &[u8], base: u64) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction};
+    use std::fmt::Write;
+    let mut decoder = Decoder::with_ip(64, code, base, DecoderOptions::NONE);
+    let mut formatter = GasFormatter::new();
+    let mut insn = Instruction::default();
+    let mut text = String::new();
+    let mut out = String::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        text.clear();
+        formatter.format(&insn, &mut text);
+        let _ = writeln!(out, "{:6x}  {text}", insn.ip());
+    }
+    out
+}

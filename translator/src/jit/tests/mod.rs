@@ -1,0 +1,481 @@
+//! JIT tests: compiled code runs for real. The harness maps executable memory, provides a
+//! flat guest machine whose `extern "C"` helpers are the same functions the interpreter's
+//! environment calls, and a small dispatcher (translate, link, run).
+
+mod blocks;
+mod ops;
+mod perf;
+
+use std::collections::HashMap;
+
+use iced_x86::code_asm::CodeAssembler;
+use memmap2::{Mmap, MmapMut};
+
+use super::emitter::ClifEmitter;
+use super::{Jit, JitConfig, JitEnv, JitError, MemoryModel};
+use crate::decode::{decode_block, DecodedBlock};
+use crate::helpers::Helper;
+use crate::interp::{step, InterpEnv};
+use crate::state::{rflags, CpuState, ExitReason};
+use crate::{Exception, Mode};
+
+/// Guest RAM of the test machine.
+pub const RAM_SIZE: usize = 1 << 20;
+/// Link slots the test machine can hand out.
+const SLOTS: usize = 256;
+
+/// Copies of generated code in executable memory (one mapping per blob).
+#[derive(Default)]
+pub struct Code {
+    maps: Vec<Mmap>,
+}
+
+impl Code {
+    /// Copy `bytes` into fresh executable memory; returns its address.
+    pub fn install(&mut self, bytes: &[u8]) -> usize {
+        let mut m = MmapMut::map_anon(bytes.len().max(1)).expect("map code");
+        m[..bytes.len()].copy_from_slice(bytes);
+        let m = m.make_exec().expect("make code executable");
+        let addr = m.as_ptr() as usize;
+        self.maps.push(m);
+        addr
+    }
+}
+
+/// The guest machine: flat RAM at guest-physical 0, the code bitmap, translated blocks and
+/// link slots, and a log of helper calls.
+pub struct Machine {
+    pub ram: Vec<u8>,
+    pub bitmap: Vec<u8>,
+    /// Guest pc → host code of installed blocks.
+    pub blocks: HashMap<u64, usize>,
+    /// The unlinked exit stub.
+    pub stub: usize,
+    pub slots: Box<[u64]>,
+    next_slot: usize,
+    /// Hand out link slots for direct exits.
+    pub linking: bool,
+    pub calls: Vec<(Helper, [u64; 3])>,
+    /// Record helper calls in `calls`.
+    pub log: bool,
+    pub smc_writes: usize,
+}
+
+impl Machine {
+    pub fn new(stub: usize) -> Box<Machine> {
+        Box::new(Machine {
+            ram: vec![0; RAM_SIZE],
+            bitmap: vec![0; RAM_SIZE >> 12],
+            blocks: HashMap::new(),
+            stub,
+            slots: vec![stub as u64; SLOTS].into_boxed_slice(),
+            next_slot: 0,
+            linking: false,
+            calls: Vec::new(),
+            log: true,
+            smc_writes: 0,
+        })
+    }
+
+    fn in_ram(&self, addr: u64, size: u64) -> Option<usize> {
+        let end = addr.checked_add(size)?;
+        (size <= 8 && end <= self.ram.len() as u64).then_some(addr as usize)
+    }
+
+    /// What every helper does, for generated code and the interpreter alike.
+    pub fn helper(&mut self, cpu: &mut CpuState, h: Helper, a: [u64; 3]) -> u64 {
+        if self.log {
+            self.calls.push((h, a));
+        }
+        match h {
+            Helper::MemRead => match self.in_ram(a[0], a[1]) {
+                Some(p) => {
+                    let mut b = [0u8; 8];
+                    b[..a[1] as usize].copy_from_slice(&self.ram[p..p + a[1] as usize]);
+                    u64::from_le_bytes(b)
+                }
+                None => {
+                    cpu.raise(Exception::PageFault {
+                        addr: a[0],
+                        code: 0,
+                    });
+                    0
+                }
+            },
+            Helper::MemWrite => match self.in_ram(a[0], a[1]) {
+                Some(p) => {
+                    let n = a[1] as usize;
+                    let pages = [a[0] >> 12, (a[0] + a[1] - 1) >> 12];
+                    if pages.iter().any(|&pg| self.bitmap[pg as usize] != 0) {
+                        self.smc_writes += 1;
+                    }
+                    self.ram[p..p + n].copy_from_slice(&a[2].to_le_bytes()[..n]);
+                    0
+                }
+                None => {
+                    cpu.raise(Exception::PageFault {
+                        addr: a[0],
+                        code: 2,
+                    });
+                    0
+                }
+            },
+            Helper::FlagsMaterialize => {
+                cpu.settle_flags();
+                cpu.rflags & rflags::ARITH
+            }
+            Helper::DivU | Helper::DivS => {
+                let size = cpu.helper_out[3] as u32;
+                match crate::semantics::muldiv::divide(h == Helper::DivS, size, a[0], a[1], a[2]) {
+                    Ok((q, r)) => {
+                        cpu.helper_out[0] = r;
+                        q
+                    }
+                    Err(e) => {
+                        cpu.raise(e);
+                        0
+                    }
+                }
+            }
+            Helper::Lookup => self.blocks.get(&a[0]).copied().unwrap_or(self.stub) as u64,
+            Helper::Hlt => {
+                cpu.status = ExitReason::Halt as u64;
+                0
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl InterpEnv for Machine {
+    fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
+        Machine::helper(self, cpu, h, args)
+    }
+}
+
+impl JitEnv for Machine {
+    fn helper_addr(&self, h: Helper) -> usize {
+        SHIMS[Helper::ALL.iter().position(|&x| x == h).unwrap_or(0)] as usize
+    }
+    fn memory(&self) -> MemoryModel {
+        MemoryModel::Flat {
+            ram_base: self.ram.as_ptr() as usize,
+            ram_size: self.ram.len() as u64,
+            code_bitmap: self.bitmap.as_ptr() as usize,
+            code_bitmap_len: self.bitmap.len() as u64,
+        }
+    }
+    fn link_slot(&mut self, _target_pc: u64) -> Option<usize> {
+        if !self.linking || self.next_slot == SLOTS {
+            return None;
+        }
+        self.next_slot += 1;
+        Some(&self.slots[self.next_slot - 1] as *const u64 as usize)
+    }
+}
+
+type HelperFn = extern "C" fn(*mut CpuState, u64, u64, u64) -> u64;
+
+extern "C" fn shim<const H: usize>(cpu: *mut CpuState, a: u64, b: u64, c: u64) -> u64 {
+    // SAFETY: generated code passes the `CpuState` the harness entered it with, which is
+    // live and not otherwise borrowed while the block runs; `runtime` holds the address of
+    // the harness's boxed `Machine`, equally unborrowed during the run.
+    let (cpu, m) = unsafe {
+        let cpu = &mut *cpu;
+        let m = &mut *(cpu.runtime as *mut Machine);
+        (cpu, m)
+    };
+    m.helper(cpu, Helper::ALL[H], [a, b, c])
+}
+
+const SHIMS: [HelperFn; 15] = [
+    shim::<0>, shim::<1>, shim::<2>, shim::<3>, shim::<4>, shim::<5>, shim::<6>, shim::<7>,
+    shim::<8>, shim::<9>, shim::<10>, shim::<11>, shim::<12>, shim::<13>, shim::<14>,
+];
+
+type Trampoline = extern "C" fn(*mut CpuState, usize) -> u64;
+
+/// A JIT, executable memory, a machine and a CPU.
+pub struct Harness {
+    pub jit: Jit,
+    pub code: Code,
+    pub m: Box<Machine>,
+    pub cpu: Box<CpuState>,
+    trampoline: Trampoline,
+    pub mode: Mode,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness::with_config(JitConfig::default())
+    }
+
+    pub fn with_config(config: JitConfig) -> Harness {
+        let mut jit = Jit::with_config(config).expect("host JIT");
+        let mut code = Code::default();
+        let t = code.install(&jit.entry_trampoline().expect("trampoline"));
+        let stub = code.install(&jit.exit_stub().expect("exit stub"));
+        // SAFETY: `t` is the entry trampoline just compiled for this host, a complete
+        // function with exactly this C signature, in executable memory `code` keeps mapped.
+        let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(t) };
+        Harness {
+            jit,
+            code,
+            m: Machine::new(stub),
+            cpu: Box::default(),
+            trampoline,
+            mode: Mode::LONG64_CPL0,
+        }
+    }
+
+    /// Write guest bytes to RAM.
+    pub fn load(&mut self, addr: u64, bytes: &[u8]) {
+        self.m.ram[addr as usize..addr as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Decode the block at `pc` from RAM.
+    pub fn decode(&self, pc: u64, max_insns: usize) -> DecodedBlock {
+        let end = (pc as usize + 4096 + 15).min(RAM_SIZE);
+        decode_block(&self.m.ram[pc as usize..end], pc, self.mode, max_insns)
+    }
+
+    /// Translate and install `block`; registers it for lookups and marks its page.
+    pub fn install(&mut self, block: &DecodedBlock) -> Result<usize, JitError> {
+        let c = self.jit.translate(block, self.mode, &mut *self.m)?;
+        let host = self.code.install(&c.code);
+        self.m.blocks.insert(block.pc, host);
+        if let Some(b) = self.m.bitmap.get_mut((block.pc >> 12) as usize) {
+            *b = 1;
+        }
+        Ok(host)
+    }
+
+    /// Build a function straight through the emitter (the block prologue included, `n`
+    /// instructions charged) and install it.
+    pub fn install_raw(
+        &mut self,
+        pc: u64,
+        f: impl FnOnce(&mut ClifEmitter<'_>),
+    ) -> Result<usize, JitError> {
+        let mut links = HashMap::new();
+        let shape = super::Shape {
+            pc,
+            preload: 0,
+            reload: 0,
+        };
+        self.jit
+            .build_block(shape, &mut *self.m, &mut links, |mut e| {
+                f(&mut e);
+                (e, false)
+            })?;
+        let code = self.jit.compile()?;
+        Ok(self.code.install(&code))
+    }
+
+    /// Call the code at `host` through the trampoline.
+    pub fn enter(&mut self, host: usize) -> u64 {
+        self.cpu.status = 0xbad;
+        self.cpu.runtime = &mut *self.m as *mut Machine as usize;
+        (self.trampoline)(&mut *self.cpu, host)
+    }
+
+    /// Run from `cpu.rip`: translate as needed, link direct exits when linking is on, until
+    /// an exit other than `Jump` or `max_entries` trampoline calls.
+    pub fn run(&mut self, max_entries: usize) -> ExitReason {
+        for _ in 0..max_entries {
+            let host = match self.m.blocks.get(&self.cpu.rip) {
+                Some(&h) => h,
+                None => {
+                    let b = self.decode(self.cpu.rip, 64);
+                    self.install(&b).expect("translate")
+                }
+            };
+            let r = ExitReason::from_u64(self.enter(host)).expect("valid exit reason");
+            if r != ExitReason::Jump {
+                return r;
+            }
+            if self.cpu.link_slot != 0 {
+                let target = match self.m.blocks.get(&self.cpu.rip) {
+                    Some(&h) => h,
+                    None => {
+                        let b = self.decode(self.cpu.rip, 64);
+                        self.install(&b).expect("translate")
+                    }
+                };
+                // SAFETY: `link_slot` is the address of a cell of `self.m.slots` that
+                // `link_slot()` handed out; nothing else references it now.
+                unsafe { *(self.cpu.link_slot as *mut u64) = target as u64 };
+            }
+        }
+        ExitReason::Jump
+    }
+}
+
+/// Run `block` through the interpreter, instruction by instruction, as a block would.
+pub fn interp_block(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    block: &DecodedBlock,
+    mode: Mode,
+) -> ExitReason {
+    for insn in &block.insns {
+        if cpu.rip != insn.ip() {
+            break;
+        }
+        let r = step(cpu, m, insn, mode);
+        if r != ExitReason::Jump {
+            return r;
+        }
+    }
+    ExitReason::Jump
+}
+
+/// Assemble with iced (64-bit).
+pub fn asm(f: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).expect("assembler");
+    f(&mut a).expect("assemble");
+    a.assemble(0).expect("encode")
+}
+
+/// Architectural state the two engines must agree on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub exit: ExitReason,
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub exc: (u64, u64, u64),
+    pub helper_out0: u64,
+    pub icount: u64,
+}
+
+impl Observed {
+    pub fn of(exit: ExitReason, cpu: &CpuState) -> Observed {
+        Observed {
+            exit,
+            gpr: cpu.gpr,
+            rip: cpu.rip,
+            rflags: cpu.full_rflags(),
+            exc: if exit == ExitReason::Exception {
+                (cpu.exc_vector, cpu.exc_code, cpu.exc_addr)
+            } else {
+                (0, 0, 0)
+            },
+            helper_out0: cpu.helper_out[0],
+            icount: cpu.icount,
+        }
+    }
+}
+
+/// Run `code` at `pc` as one block through the JIT and through the interpreter from the
+/// same CPU state and RAM; returns both observations and whether RAM agrees.
+pub fn differential(
+    code: &[u8],
+    pc: u64,
+    cpu: &CpuState,
+    ram_init: impl Fn(&mut [u8]),
+) -> (Observed, Observed, bool) {
+    differential_with(JitConfig::default(), code, pc, cpu, ram_init)
+}
+
+/// As [`differential`], with a JIT configured by `config`.
+pub fn differential_with(
+    config: JitConfig,
+    code: &[u8],
+    pc: u64,
+    cpu: &CpuState,
+    ram_init: impl Fn(&mut [u8]),
+) -> (Observed, Observed, bool) {
+    let mut h = Harness::with_config(config);
+    ram_init(&mut h.m.ram);
+    h.load(pc, code);
+    let block = h.decode(pc, 64);
+    *h.cpu = cpu.clone();
+    h.cpu.rip = pc;
+    let c = h
+        .jit
+        .translate(&block, h.mode, &mut *h.m)
+        .expect("translate");
+    let host = h.code.install(&c.code);
+    let jit_exit = ExitReason::from_u64(h.enter(host)).expect("exit reason");
+    let jit = Observed::of(jit_exit, &h.cpu);
+
+    let mut m = Machine::new(0);
+    ram_init(&mut m.ram);
+    m.ram[pc as usize..pc as usize + code.len()].copy_from_slice(code);
+    let mut icpu = cpu.clone();
+    icpu.rip = pc;
+    // The interpreter runs exactly the instructions the JIT translated, charged and looped
+    // as the block does: `icount + n <= icount_limit` before every pass, again while the
+    // block jumps back to its own start.
+    let mut prefix = block.clone();
+    prefix.insns.truncate(c.guest_insns as usize);
+    let n = u64::from(c.guest_insns);
+    let exit = loop {
+        if icpu
+            .icount
+            .checked_add(n)
+            .is_none_or(|e| e > icpu.icount_limit)
+        {
+            icpu.rip = pc;
+            break ExitReason::Budget;
+        }
+        icpu.icount += n;
+        let exit = interp_block(&mut m, &mut icpu, &prefix, Mode::LONG64_CPL0);
+        if exit != ExitReason::Jump || icpu.rip != pc {
+            break exit;
+        }
+    };
+    let interp = Observed::of(exit, &icpu);
+    (jit, interp, m.ram == h.m.ram)
+}
+
+/// A small deterministic generator (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Values at every width's edges.
+pub const EDGES: [u64; 31] = [
+    0,
+    1,
+    2,
+    3,
+    7,
+    8,
+    15,
+    16,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0x7fff,
+    0x8000,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x1_0000_0000,
+    0x7fff_ffff_ffff_ffff,
+    0x8000_0000_0000_0000,
+    u64::MAX,
+    u64::MAX - 1,
+    0x0123_4567_89ab_cdef,
+    0xfedc_ba98_7654_3210,
+];
