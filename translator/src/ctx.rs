@@ -77,6 +77,8 @@ pub struct Ctx<E: Emitter> {
     fault_exits: Vec<FaultExit<E::Label, E::Value>>,
     addr_cache: Option<E::Value>,
     terminated: bool,
+    /// Nesting of structured control flow being emitted (REP bodies).
+    loop_depth: u32,
     /// Set when semantics touched a register the block did not preload; the JIT then
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
@@ -116,6 +118,7 @@ impl<E: Emitter> Ctx<E> {
             fault_exits: Vec::new(),
             addr_cache: None,
             terminated: false,
+            loop_depth: 0,
             missing_regs: false,
         }
     }
@@ -193,9 +196,10 @@ impl<E: Emitter> Ctx<E> {
         if !self.terminated && !self.e.faulted() {
             self.commit();
         }
+        let used = self.e.fault_label_used();
         self.e.set_fault_label(None);
         if let Some(label) = self.fault_label.take() {
-            if self.e.fault_label_used() {
+            if used {
                 self.fault_exits.push(FaultExit {
                     label,
                     written: self.insn_start_written,
@@ -580,8 +584,9 @@ impl<E: Emitter> Ctx<E> {
             FlagState::Stored => {
                 let z = self.e.iconst(Ty::I64, 0);
                 let v = self.e.call_helper(Helper::FlagsMaterialize, [z, z, z]);
-                // Reuse within the block; entry state no longer needed.
-                if self.pending_flags.is_none() {
+                // Reuse within the block, but only from straight-line code: a value made
+                // inside a REP body does not dominate what follows the loop.
+                if self.pending_flags.is_none() && self.loop_depth == 0 {
                     self.flags = FlagState::Computed(v);
                 }
                 v
@@ -764,8 +769,10 @@ impl<E: Emitter> Ctx<E> {
         let done = self.e.new_label();
         self.e.branch(nonzero, head, done);
         self.e.bind(head);
+        self.loop_depth += 1;
         body(self);
         let go = self.rep_step(kind, aty, sets_flags);
+        self.loop_depth -= 1;
         self.e.branch(go, head, done);
         self.e.bind(done);
         self.insn_start_written = self.written;

@@ -98,7 +98,8 @@ pub trait Emitter: ValueOps {
     /// Where faulting memory accesses and helpers go (JIT). `None` while no instruction is
     /// being emitted.
     fn set_fault_label(&mut self, l: Option<Self::Label>);
-    /// Whether anything branched to the current fault label since it was set.
+    /// Whether anything branched to the current fault label since it was last set to
+    /// `Some` (asked before the label is cleared).
     fn fault_label_used(&self) -> bool;
     /// Interpreter: a fault happened in the current instruction (always false in the JIT).
     fn faulted(&self) -> bool;

@@ -95,10 +95,15 @@ impl Emitter for InterpEmitter<'_> {
 
     fn load_state(&mut self, ty: Ty, off: u32) -> CVal {
         let v = match self.state_ptr(off, ty.bytes()) {
-            // SAFETY: `state_ptr` checked that [off, off+size) lies inside the `CpuState`
-            // we hold a unique reference to; every field is a plain integer, so any bytes are
-            // a valid value, and `read_unaligned` has no alignment requirement.
-            Some(p) => unsafe { std::ptr::read_unaligned(p.cast::<u64>()) },
+            Some(p) => {
+                let mut le = [0u8; 8];
+                // SAFETY: `state_ptr` checked that [off, off + size) lies inside the
+                // `CpuState` we hold a unique reference to; exactly `size` bytes are copied
+                // (never past the struct), every field is a plain integer so any bytes are
+                // a valid value, and `le` does not overlap it.
+                unsafe { std::ptr::copy_nonoverlapping(p, le.as_mut_ptr(), ty.bytes() as usize) };
+                u64::from_le_bytes(le)
+            }
             None => 0,
         };
         CVal {
@@ -257,6 +262,21 @@ mod tests {
                 _ => 0,
             }
         }
+    }
+
+    /// Regression: a narrow read at the very end of `CpuState` once read 8 bytes.
+    #[test]
+    fn narrow_state_read_at_the_end_stays_inside() {
+        let mut ram = FlatRam(vec![0; 16]);
+        let mut cpu = CpuState {
+            runtime: 0x1122_3344_5566_7788,
+            ..CpuState::default()
+        };
+        let end = std::mem::size_of::<CpuState>() as u32;
+        let mut e = InterpEmitter::new(&mut cpu, &mut ram);
+        assert_eq!(e.load_state(Ty::I8, end - 1).v, 0x11);
+        assert_eq!(e.load_state(Ty::I16, end - 2).v, 0x1122);
+        assert_eq!(e.load_state(Ty::I8, end).v, 0);
     }
 
     #[test]
