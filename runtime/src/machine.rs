@@ -96,6 +96,9 @@ pub struct Machine {
     pub code: Option<cache::CodeCache>,
     /// The interpreter's decoded instructions.
     pub decoded: DecodeCache,
+    /// Set when a store dropped decoded blocks; the interpreter then ends the block it is
+    /// running after the storing instruction.
+    pub decoded_dropped: bool,
     /// Who is executing guest code right now.
     pub executing: Executing,
     /// Set when a device or helper asks the VM to stop.
@@ -132,6 +135,7 @@ impl Machine {
             serial,
             code: None,
             decoded: DecodeCache::default(),
+            decoded_dropped: false,
             executing: Executing::Interp,
             stop: None,
             modified: Vec::new(),
@@ -251,7 +255,9 @@ impl Machine {
                 page += PAGE_SIZE;
             }
         }
-        self.decoded.invalidate(start, end);
+        if self.decoded.invalidate(start, end) {
+            self.decoded_dropped = true;
+        }
     }
 
     /// Fetches the code bytes at `vaddr` for decoding (see [`Fetched`]). Fails only when the

@@ -21,14 +21,25 @@ pub trait InterpEnv {
     /// Run a helper exactly as generated code would (`extern "C"` shims call the same code).
     /// A helper that stops the instruction sets `cpu.status`.
     fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64;
+
+    /// Whether a store since the last call wrote to guest code the engine had decoded (the
+    /// rest of the block being interpreted may be stale); clears the indication.
+    fn take_code_modified(&mut self) -> bool {
+        false
+    }
 }
+
+/// Variables one instruction may declare (`Ctx` uses 17); a fixed array keeps the per-step
+/// cost free of allocation.
+const MAX_VARS: usize = 32;
 
 /// The interpreter's emitter. Values are concrete; labels are never needed because every
 /// condition is known.
 pub struct InterpEmitter<'a> {
     cpu: &'a mut CpuState,
     env: &'a mut dyn InterpEnv,
-    vars: Vec<CVal>,
+    vars: [CVal; MAX_VARS],
+    nvars: usize,
     faulted: bool,
     exit: Option<ExitReason>,
 }
@@ -39,7 +50,8 @@ impl<'a> InterpEmitter<'a> {
         InterpEmitter {
             cpu,
             env,
-            vars: Vec::with_capacity(17),
+            vars: [CVal { ty: Ty::I64, v: 0 }; MAX_VARS],
+            nvars: 0,
             faulted: false,
             exit: None,
         }
@@ -123,8 +135,12 @@ impl Emitter for InterpEmitter<'_> {
     }
 
     fn declare_var(&mut self, ty: Ty) -> usize {
-        self.vars.push(CVal { ty, v: 0 });
-        self.vars.len() - 1
+        // Past the capacity every further variable shares the last slot: wrong values, but
+        // never a panic; `Ctx` stays far below it.
+        let i = self.nvars.min(MAX_VARS - 1);
+        self.vars[i] = CVal { ty, v: 0 };
+        self.nvars += 1;
+        i
     }
     fn def_var(&mut self, var: usize, v: CVal) {
         if let Some(slot) = self.vars.get_mut(var) {
@@ -208,22 +224,73 @@ impl Emitter for InterpEmitter<'_> {
     }
 }
 
-/// Execute one decoded instruction. Returns how it left: [`ExitReason::Jump`] means "continue
-/// at `cpu.rip`"; anything else goes to the dispatcher. `cpu.status` is cleared first.
+/// How an interpreted run of instructions ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRun {
+    /// [`ExitReason::Jump`]: continue at `cpu.rip`; anything else goes to the dispatcher.
+    pub exit: ExitReason,
+    /// Instructions that completed (a faulting or stopping instruction does not count; HLT
+    /// does).
+    pub retired: u64,
+}
+
+/// Interpret `insns`, consecutive instructions of one decoded block, evaluating each one's
+/// semantics in turn through a single [`Ctx`] (so flags stay lazy between them and the
+/// registers are written back once). Stops early at an exit, a fault, or after an
+/// instruction whose store modified code ([`InterpEnv::take_code_modified`]), so the next
+/// instruction is fetched afresh. `cpu.status` is cleared first.
+pub fn run_block(
+    cpu: &mut CpuState,
+    env: &mut dyn InterpEnv,
+    insns: &[Instruction],
+    mode: Mode,
+) -> BlockRun {
+    cpu.status = 0;
+    let Some(first) = insns.first() else {
+        return BlockRun {
+            exit: ExitReason::Jump,
+            retired: 0,
+        };
+    };
+    let e = InterpEmitter::new(cpu, env);
+    // Nothing preloaded: a register read goes straight to `CpuState`, which is as cheap as a
+    // variable here.
+    let mut ctx = Ctx::new(e, mode, 0);
+    let mut retired = 0;
+    let mut next = first.ip();
+    let mut left = false;
+    for insn in insns {
+        ctx.begin_insn(insn);
+        crate::semantics::translate_insn(&mut ctx);
+        ctx.end_insn();
+        if ctx.terminated() {
+            left = true;
+            break;
+        }
+        retired += 1;
+        next = insn.next_ip();
+        if ctx.e.env.take_code_modified() {
+            break;
+        }
+    }
+    let e = ctx.finish(next);
+    let exit = e.exit.unwrap_or(ExitReason::Jump);
+    // The instruction that left the block completed if it left normally (a branch, HLT);
+    // a fault, stop or unsupported instruction did not.
+    if left && matches!(exit, ExitReason::Jump | ExitReason::Halt) {
+        retired += 1;
+    }
+    BlockRun { exit, retired }
+}
+
+/// Execute one decoded instruction (see [`run_block`]).
 pub fn step(
     cpu: &mut CpuState,
     env: &mut dyn InterpEnv,
     insn: &Instruction,
     mode: Mode,
 ) -> ExitReason {
-    cpu.status = 0;
-    let e = InterpEmitter::new(cpu, env);
-    let mut ctx = Ctx::new(e, mode, 0xffff);
-    ctx.begin_insn(insn);
-    crate::semantics::translate_insn(&mut ctx);
-    ctx.end_insn();
-    let e = ctx.finish(insn.next_ip());
-    e.exit.unwrap_or(ExitReason::Jump)
+    run_block(cpu, env, std::slice::from_ref(insn), mode).exit
 }
 
 #[cfg(test)]

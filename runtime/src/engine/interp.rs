@@ -1,18 +1,21 @@
-//! The interpreter engine: decode (cached) and [`translator::interp::step`], one instruction
-//! at a time.
+//! The interpreter engine: decode (cached per block) and [`translator::interp::run_block`],
+//! which evaluates each instruction's semantics in turn — no translation.
 //!
 //! Invariants:
-//! - The decode cache holds instructions keyed by guest-physical address and mode; each entry
-//!   is listed under every page its bytes touch, and a store to such a page drops the page's
-//!   entries before the store completes ([`crate::machine::Machine::invalidate_code`]), so a
-//!   cached instruction always matches guest memory.
+//! - The decode cache holds decoded blocks keyed by the guest-physical address of their first
+//!   instruction and mode; each entry is listed under every page its bytes touch, and a store
+//!   to such a page drops the page's entries before the store completes
+//!   ([`crate::machine::Machine::invalidate_code`]), and ends the block being interpreted
+//!   after the storing instruction, so executed instructions always match guest memory.
 //! - `icount` counts retired instructions exactly: one per instruction that completed
 //!   (including HLT), none for one that faulted or stopped the VM.
+
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use iced_x86::Instruction;
 use translator::decode::{decode_block, MAX_BLOCK_INSNS, PAGE_SIZE};
-use translator::interp::{step, InterpEnv};
+use translator::interp::{run_block, InterpEnv};
 use translator::{CpuState, Exception, ExitReason, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
@@ -25,26 +28,30 @@ impl InterpEnv for Machine {
     fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
         run_helper(self, cpu, h, args)
     }
+
+    fn take_code_modified(&mut self) -> bool {
+        std::mem::take(&mut self.decoded_dropped)
+    }
 }
 
-/// Key of a decoded instruction: guest-physical address and mode key.
+/// Key of a decoded block: guest-physical address of its first byte and mode key.
 type Key = (u64, u32);
 
 /// Counters of the decode cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
-    /// Instructions found decoded.
+    /// Blocks found decoded.
     pub hits: u64,
-    /// Blocks decoded because an instruction was missing.
+    /// Blocks decoded because they were missing.
     pub misses: u64,
     /// Pages whose instructions were dropped because they were written.
     pub invalidated_pages: u64,
 }
 
-/// Decoded instructions of the interpreter. See the module invariants.
+/// Decoded blocks of the interpreter. See the module invariants.
 #[derive(Default)]
 pub struct DecodeCache {
-    insns: HashMap<Key, Instruction>,
+    blocks: HashMap<Key, Arc<[Instruction]>>,
     by_page: HashMap<u64, Vec<Key>>,
     /// One byte per guest-physical page (grown on demand): nonzero if `by_page` has it.
     marks: Vec<u8>,
@@ -52,24 +59,24 @@ pub struct DecodeCache {
 }
 
 impl DecodeCache {
-    /// The instruction decoded at `phys` in mode `mode` for guest-virtual `vpc`.
-    fn get(&mut self, phys: u64, mode: u32, vpc: u64) -> Option<Instruction> {
-        let insn = self
-            .insns
+    /// The block decoded at `phys` in mode `mode` for guest-virtual `vpc`.
+    fn get(&mut self, phys: u64, mode: u32, vpc: u64) -> Option<Arc<[Instruction]>> {
+        let block = self
+            .blocks
             .get(&(phys, mode))
-            .filter(|i| i.ip() == vpc)
-            .copied();
-        if insn.is_some() {
+            .filter(|b| b.first().is_some_and(|i| i.ip() == vpc))
+            .cloned();
+        if block.is_some() {
             self.stats.hits += 1;
         }
-        insn
+        block
     }
 
-    /// Caches `insn`, whose bytes lie on the pages of `phys` and, if it crosses a page,
+    /// Caches `block`, whose bytes lie on the pages of `phys` and, if it crosses a page,
     /// `next_page`.
-    fn insert(&mut self, phys: u64, mode: u32, insn: Instruction, next_page: Option<u64>) {
+    fn insert(&mut self, phys: u64, mode: u32, block: Arc<[Instruction]>, next_page: Option<u64>) {
         let key = (phys, mode);
-        self.insns.insert(key, insn);
+        self.blocks.insert(key, block);
         for page in std::iter::once(phys / PAGE_SIZE).chain(next_page.map(|p| p / PAGE_SIZE)) {
             self.by_page.entry(page).or_default().push(key);
             let i = page as usize;
@@ -88,10 +95,11 @@ impl DecodeCache {
             .is_some_and(|&m| m != 0)
     }
 
-    /// Drops every instruction on the pages of guest-physical `[start, end)`.
-    pub fn invalidate(&mut self, start: u64, end: u64) {
+    /// Drops every block on the pages of guest-physical `[start, end)`; true if any was.
+    pub fn invalidate(&mut self, start: u64, end: u64) -> bool {
+        let mut dropped = false;
         if end <= start || self.by_page.is_empty() {
-            return;
+            return dropped;
         }
         let (first, last) = (start / PAGE_SIZE, (end - 1) / PAGE_SIZE);
         let last = last.min(self.marks.len() as u64);
@@ -101,15 +109,16 @@ impl DecodeCache {
             }
             self.marks[page as usize] = 0;
             for key in self.by_page.remove(&page).unwrap_or_default() {
-                self.insns.remove(&key);
+                dropped |= self.blocks.remove(&key).is_some();
             }
             self.stats.invalidated_pages += 1;
         }
+        dropped
     }
 
     /// Drops everything.
     pub fn clear(&mut self) {
-        self.insns.clear();
+        self.blocks.clear();
         self.by_page.clear();
         self.marks.clear();
     }
@@ -123,60 +132,61 @@ impl DecodeCache {
     #[cfg(test)]
     pub fn mark_for_test(&mut self, start: u64, end: u64) {
         let next = (end / PAGE_SIZE != start / PAGE_SIZE).then_some(end);
-        self.insert(start, 0, Instruction::default(), next);
+        self.insert(start, 0, Arc::from([Instruction::default()]), next);
     }
 }
 
-/// Decodes the block at guest-virtual `vpc` and returns its first instruction; with `cache`,
-/// every instruction of the block is cached.
-fn decode_at(m: &mut Machine, vpc: u64, mode: Mode, cache: bool) -> Result<Instruction, Exception> {
+/// Decodes the block at guest-virtual `vpc` (only its first instruction unless `cache`);
+/// with `cache`, the block is cached.
+fn decode_at(
+    m: &mut Machine,
+    vpc: u64,
+    mode: Mode,
+    cache: bool,
+) -> Result<Arc<[Instruction]>, Exception> {
     let f = m.fetch_code(vpc)?;
     let max = if cache { MAX_BLOCK_INSNS } else { 1 };
     let block = decode_block(&f.bytes, vpc, mode, max);
-    let Some(&first) = block.insns.first() else {
+    if block.insns.is_empty() {
         // The first instruction runs past readable memory: its fetch faults there.
         return Err(not_present(
             vpc.wrapping_add(f.bytes.len() as u64),
             Access::Fetch,
         ));
-    };
+    }
+    let crosses = block.byte_len() > f.first_len as u64;
+    let insns: Arc<[Instruction]> = block.insns.into();
     if cache {
         m.decoded.stats.misses += 1;
-        for insn in &block.insns {
-            let off = insn.ip().wrapping_sub(vpc);
-            let crosses = off + insn.len() as u64 > f.first_len as u64;
-            let next = if crosses { f.next_phys } else { None };
-            m.decoded.insert(f.phys + off, mode.key(), *insn, next);
-        }
+        let next = if crosses { f.next_phys } else { None };
+        m.decoded.insert(f.phys, mode.key(), insns.clone(), next);
     }
-    Ok(first)
+    Ok(insns)
 }
 
-/// The instruction at guest-virtual `vpc`, from the decode cache or freshly decoded.
-fn fetch_insn(m: &mut Machine, vpc: u64, mode: Mode) -> Result<Instruction, Exception> {
+/// The block at guest-virtual `vpc`, from the decode cache or freshly decoded.
+fn fetch_block(m: &mut Machine, vpc: u64, mode: Mode) -> Result<Arc<[Instruction]>, Exception> {
     let phys = m.mmu.translate(GuestVirt(vpc), Access::Fetch)?;
     match m.decoded.get(phys.0, mode.key(), vpc) {
-        Some(insn) => Ok(insn),
+        Some(block) => Ok(block),
         None => decode_at(m, vpc, mode, true),
     }
 }
 
-/// Executes one instruction; `None` to continue, or how the run ends.
+/// Interprets `insns`; `None` to continue, or how the run ends.
 fn execute(
     m: &mut Machine,
     cpu: &mut CpuState,
-    insn: &Instruction,
+    insns: &[Instruction],
     mode: Mode,
 ) -> Option<RunOutcome> {
-    let r = step(cpu, m, insn, mode);
-    if r == ExitReason::Jump {
-        cpu.icount += 1;
+    m.decoded_dropped = false;
+    let r = run_block(cpu, m, insns, mode);
+    cpu.icount += r.retired;
+    if r.exit == ExitReason::Jump {
         return None;
     }
-    if r == ExitReason::Halt {
-        cpu.icount += 1;
-    }
-    match handle_exit(m, cpu, r as u64) {
+    match handle_exit(m, cpu, r.exit as u64) {
         // The interpreter performs stores to code itself, so SingleStep cannot come back.
         ExitAction::Continue { .. } | ExitAction::SingleStep => None,
         ExitAction::Stop(outcome) => Some(outcome),
@@ -197,11 +207,14 @@ pub fn run(m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
         if cpu.icount >= cpu.icount_limit {
             return RunOutcome::InstructionLimit;
         }
-        let insn = match fetch_insn(m, cpu.rip, mode) {
-            Ok(insn) => insn,
+        let block = match fetch_block(m, cpu.rip, mode) {
+            Ok(block) => block,
             Err(exc) => return fetch_fault(m, exc, cpu.rip),
         };
-        if let Some(outcome) = execute(m, cpu, &insn, mode) {
+        // Never run past the instruction limit: the count must stop exactly there.
+        let room = usize::try_from(cpu.icount_limit - cpu.icount).unwrap_or(usize::MAX);
+        let n = block.len().min(room);
+        if let Some(outcome) = execute(m, cpu, &block[..n], mode) {
             return outcome;
         }
     }
@@ -212,11 +225,11 @@ pub fn run(m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
 pub fn single_step(m: &mut Machine, cpu: &mut CpuState) -> Option<RunOutcome> {
     m.executing = Executing::Interp;
     let mode = m.mode();
-    let insn = match decode_at(m, cpu.rip, mode, false) {
-        Ok(insn) => insn,
+    let insns = match decode_at(m, cpu.rip, mode, false) {
+        Ok(insns) => insns,
         Err(exc) => return Some(fetch_fault(m, exc, cpu.rip)),
     };
-    execute(m, cpu, &insn, mode)
+    execute(m, cpu, &insns[..1], mode)
 }
 
 #[cfg(test)]
@@ -240,20 +253,16 @@ mod tests {
         // mov eax, 1 ; mov ebx, 2 ; jmp to self-2 ...
         let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0, 0xBB, 2, 0, 0, 0], 0x1000);
         let mode = Mode::LONG64_CPL0;
-        let i = fetch_insn(&mut m, 0x1000, mode).unwrap();
+        let i = fetch_block(&mut m, 0x1000, mode).unwrap()[0];
         assert_eq!(i.len(), 5);
         assert_eq!(m.decoded.stats().misses, 1);
-        fetch_insn(&mut m, 0x1005, mode).unwrap();
-        assert_eq!(
-            m.decoded.stats().hits,
-            1,
-            "the whole block was decoded at once"
-        );
+        assert_eq!(fetch_block(&mut m, 0x1000, mode).unwrap()[1].len(), 5);
+        assert_eq!(m.decoded.stats().hits, 1, "the block was decoded once");
         assert!(m.decoded.page_has_insns(0x1FFF));
         // A guest store to the page drops it.
         m.write_virt(0x1006, 1, 7).unwrap();
         assert!(!m.decoded.page_has_insns(0x1000));
-        let i = fetch_insn(&mut m, 0x1005, mode).unwrap();
+        let i = fetch_block(&mut m, 0x1005, mode).unwrap()[0];
         assert_eq!(i.immediate32(), 7);
         assert_eq!(m.decoded.stats().misses, 2);
     }
@@ -262,7 +271,7 @@ mod tests {
     fn instructions_crossing_a_page_are_listed_on_both() {
         // nop ... then a 5-byte mov straddling 0x2000.
         let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0], 0x1FFE);
-        fetch_insn(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap();
+        fetch_block(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap()[0];
         assert!(m.decoded.page_has_insns(0x2000));
         m.write_virt(0x2001, 1, 9).unwrap();
         let key = Mode::LONG64_CPL0.key();
@@ -271,9 +280,7 @@ mod tests {
             "dropped with the second page"
         );
         assert_eq!(
-            fetch_insn(&mut m, 0x1FFE, Mode::LONG64_CPL0)
-                .unwrap()
-                .immediate32(),
+            fetch_block(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap()[0].immediate32(),
             0x0009_0001
         );
     }
@@ -285,7 +292,7 @@ mod tests {
         // A REX prefix in the very last byte: the instruction runs off the end.
         m.ram.write(GuestPhys(MIN_RAM - 1), &[0x48]).unwrap();
         assert_eq!(
-            fetch_insn(&mut m, MIN_RAM - 1, mode).unwrap_err(),
+            fetch_block(&mut m, MIN_RAM - 1, mode).unwrap_err(),
             Exception::PageFault {
                 addr: MIN_RAM,
                 code: 0x10
