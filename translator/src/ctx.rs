@@ -33,6 +33,10 @@ enum FlagState<V> {
     Computed(V),
     /// Arithmetic bits held in the flags variable (used across control flow).
     InVar,
+    /// As at block entry, except the flags in `mask`, which are the same bits of `bits`
+    /// (an `I64`). Instructions that write only some flags (rotates, MUL, BT) leave this so
+    /// the entry flags are materialized only if something reads the untouched ones.
+    StoredWith { mask: u64, bits: V },
 }
 
 /// A REP prefix, as it applies to a string instruction.
@@ -79,6 +83,8 @@ pub struct Ctx<E: Emitter> {
     terminated: bool,
     /// Nesting of structured control flow being emitted (REP bodies).
     loop_depth: u32,
+    /// The entry flags once materialized by the helper in straight-line code.
+    entry_bits: Option<E::Value>,
     /// Set when semantics touched a register the block did not preload; the JIT then
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
@@ -119,6 +125,7 @@ impl<E: Emitter> Ctx<E> {
             addr_cache: None,
             terminated: false,
             loop_depth: 0,
+            entry_bits: None,
             missing_regs: false,
         }
     }
@@ -225,6 +232,10 @@ impl<E: Emitter> Ctx<E> {
             let t = self.e.iconst(Ty::I64, next_pc);
             self.exit_jump(t);
         }
+        // Fault exits sit after the last instruction but are reached from earlier ones: a
+        // value materialized later does not dominate them.
+        self.entry_bits = None;
+        self.loop_depth += 1;
         for f in std::mem::take(&mut self.fault_exits) {
             self.e.bind(f.label);
             self.emit_fault_exit(f.written, f.flags, f.pc);
@@ -565,13 +576,45 @@ impl<E: Emitter> Ctx<E> {
     /// Replace the arithmetic flags in `mask` with the same bits of `bits` (an `I64`),
     /// keeping the others.
     pub fn update_flags(&mut self, mask: u64, bits: E::Value) {
-        let old = self.flags_bits();
-        let keep = self.e.iconst(Ty::I64, !mask & rflags::ARITH);
-        let old = self.e.binop(BinOp::And, old, keep);
-        let m = self.e.iconst(Ty::I64, mask & rflags::ARITH);
+        let mask = mask & rflags::ARITH;
+        let m = self.e.iconst(Ty::I64, mask);
         let new = self.e.binop(BinOp::And, bits, m);
-        let v = self.e.binop(BinOp::Or, old, new);
-        self.set_flags_bits(v);
+        if mask == rflags::ARITH {
+            return self.set_flags_bits(new);
+        }
+        let state = match self.current_flags() {
+            FlagState::Stored => FlagState::StoredWith { mask, bits: new },
+            FlagState::StoredWith { mask: m0, bits: b0 } => {
+                let keep = self.e.iconst(Ty::I64, !mask);
+                let b0 = self.e.binop(BinOp::And, b0, keep);
+                let bits = self.e.binop(BinOp::Or, b0, new);
+                FlagState::StoredWith {
+                    mask: m0 | mask,
+                    bits,
+                }
+            }
+            _ => {
+                let old = self.flags_bits();
+                let keep = self.e.iconst(Ty::I64, !mask & rflags::ARITH);
+                let old = self.e.binop(BinOp::And, old, keep);
+                FlagState::Computed(self.e.binop(BinOp::Or, old, new))
+            }
+        };
+        self.pending_flags = Some(state);
+    }
+
+    /// The entry flags materialized through the helper (cached in straight-line code).
+    fn stored_bits(&mut self) -> E::Value {
+        if let Some(v) = self.entry_bits {
+            return v;
+        }
+        let z = self.e.iconst(Ty::I64, 0);
+        let v = self.e.call_helper(Helper::FlagsMaterialize, [z, z, z]);
+        // A value made inside a REP body does not dominate what follows the loop.
+        if self.loop_depth == 0 {
+            self.entry_bits = Some(v);
+        }
+        v
     }
 
     /// The six arithmetic flags as an `I64` in their RFLAGS positions.
@@ -581,15 +624,12 @@ impl<E: Emitter> Ctx<E> {
             FlagState::Lazy(l) => flags::compute_all(&mut self.e, &l),
             FlagState::Computed(v) => v,
             FlagState::InVar => self.e.use_var(self.flags_var),
-            FlagState::Stored => {
-                let z = self.e.iconst(Ty::I64, 0);
-                let v = self.e.call_helper(Helper::FlagsMaterialize, [z, z, z]);
-                // Reuse within the block, but only from straight-line code: a value made
-                // inside a REP body does not dominate what follows the loop.
-                if self.pending_flags.is_none() && self.loop_depth == 0 {
-                    self.flags = FlagState::Computed(v);
-                }
-                v
+            FlagState::Stored => self.stored_bits(),
+            FlagState::StoredWith { mask, bits } => {
+                let base = self.stored_bits();
+                let keep = self.e.iconst(Ty::I64, !mask & rflags::ARITH);
+                let base = self.e.binop(BinOp::And, base, keep);
+                self.e.binop(BinOp::Or, base, bits)
             }
         }
     }
@@ -606,7 +646,10 @@ impl<E: Emitter> Ctx<E> {
                 _ => flags::of(&mut self.e, &l),
             };
         }
-        let bits = self.flags_bits();
+        let bits = match self.current_flags() {
+            FlagState::StoredWith { mask, bits } if mask & bit != 0 => bits,
+            _ => self.flags_bits(),
+        };
         let sh = self.e.iconst(Ty::I64, bit.trailing_zeros() as u64);
         let v = self.e.binop(BinOp::UShr, bits, sh);
         let v = self.e.convert(Conv::Trunc, v, Ty::I8);
@@ -866,6 +909,13 @@ impl<E: Emitter> Ctx<E> {
             }
             FlagState::Computed(v) => v,
             FlagState::InVar => self.e.use_var(self.flags_var),
+            FlagState::StoredWith { .. } => {
+                let saved = (self.flags, self.pending_flags.take());
+                self.flags = fs;
+                let v = self.flags_bits();
+                (self.flags, self.pending_flags) = saved;
+                v
+            }
         };
         let old = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
         let keep = self.e.iconst(Ty::I64, !rflags::ARITH);
@@ -909,12 +959,15 @@ impl<E: Emitter> Ctx<E> {
         self.commit();
         let (lt, lf) = (self.e.new_label(), self.e.new_label());
         self.e.branch(cond, lt, lf);
+        // Neither arm may reuse a value the other materialized (it would not dominate).
+        self.loop_depth += 1;
         for (l, target) in [(lt, taken), (lf, not_taken)] {
             self.e.bind(l);
             let t = self.e.iconst(Ty::I64, target);
             self.write_back_all();
             self.e.exit(Exit::Jump(t));
         }
+        self.loop_depth -= 1;
         self.terminated = true;
     }
 

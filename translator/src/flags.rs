@@ -79,6 +79,7 @@ pub fn decode_op(v: u64) -> Option<(FlagOp, Ty)> {
     Some((op, ty))
 }
 
+#[inline]
 fn sign<E: ValueOps>(e: &mut E, v: E::Value) -> E::Value {
     let ty = e.ty(v);
     let z = e.iconst(ty, 0);
@@ -86,6 +87,7 @@ fn sign<E: ValueOps>(e: &mut E, v: E::Value) -> E::Value {
 }
 
 /// CF as an `I8` 0/1.
+#[inline]
 pub fn cf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     match l.op {
         FlagOp::Add => e.icmp(Cmp::Ult, l.res, l.a),
@@ -106,6 +108,7 @@ pub fn cf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
 }
 
 /// OF as an `I8` 0/1.
+#[inline]
 pub fn of<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     match l.op {
         FlagOp::Add | FlagOp::Adc | FlagOp::Inc => {
@@ -125,6 +128,7 @@ pub fn of<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
 }
 
 /// AF as an `I8` 0/1.
+#[inline]
 pub fn af<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     if l.op == FlagOp::Logic {
         return e.iconst(Ty::I8, 0);
@@ -138,22 +142,26 @@ pub fn af<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
 }
 
 /// ZF as an `I8` 0/1.
+#[inline]
 pub fn zf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     let z = e.iconst(l.ty, 0);
     e.icmp(Cmp::Eq, l.res, z)
 }
 
 /// SF as an `I8` 0/1.
+#[inline]
 pub fn sf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     sign(e, l.res)
 }
 
 /// PF (even parity of the low byte of the result) as an `I8` 0/1.
+#[inline]
 pub fn pf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     parity(e, l.res)
 }
 
 /// Even parity of the low byte of `v`, as an `I8` 0/1 (x86 PF).
+#[inline]
 pub fn parity<E: ValueOps>(e: &mut E, v: E::Value) -> E::Value {
     let lo = e.convert(Conv::Trunc, v, Ty::I8);
     let n = e.unop(UnOp::Popcnt, lo);
@@ -163,6 +171,7 @@ pub fn parity<E: ValueOps>(e: &mut E, v: E::Value) -> E::Value {
 }
 
 /// Combine six `I8` 0/1 flags into their RFLAGS positions (an `I64`).
+#[inline]
 pub fn pack<E: ValueOps>(e: &mut E, [c, p, a, z, s, o]: [E::Value; 6]) -> E::Value {
     let mut acc = e.convert(Conv::Zext, c, Ty::I64);
     for (bit, v) in [(2u64, p), (4, a), (6, z), (7, s), (11, o)] {
@@ -175,6 +184,7 @@ pub fn pack<E: ValueOps>(e: &mut E, [c, p, a, z, s, o]: [E::Value; 6]) -> E::Val
 }
 
 /// All six arithmetic flags in their RFLAGS positions (an `I64`).
+#[inline]
 pub fn compute_all<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
     let c = cf(e, l);
     let p = pf(e, l);
@@ -199,36 +209,43 @@ pub struct CVal {
 
 impl ValueOps for Concrete {
     type Value = CVal;
+    #[inline(always)]
     fn ty(&self, v: CVal) -> Ty {
         v.ty
     }
+    #[inline(always)]
     fn as_const(&self, v: CVal) -> Option<u64> {
         Some(v.v)
     }
+    #[inline(always)]
     fn iconst(&mut self, ty: Ty, v: u64) -> CVal {
         CVal {
             ty,
             v: v & ty.mask(),
         }
     }
+    #[inline(always)]
     fn binop(&mut self, op: BinOp, a: CVal, b: CVal) -> CVal {
         CVal {
             ty: a.ty,
             v: eval_binop(op, a.ty, a.v, b.v),
         }
     }
+    #[inline(always)]
     fn unop(&mut self, op: UnOp, a: CVal) -> CVal {
         CVal {
             ty: a.ty,
             v: eval_unop(op, a.ty, a.v),
         }
     }
+    #[inline(always)]
     fn icmp(&mut self, cc: Cmp, a: CVal, b: CVal) -> CVal {
         CVal {
             ty: Ty::I8,
             v: eval_cmp(cc, a.ty, a.v, b.v),
         }
     }
+    #[inline(always)]
     fn select(&mut self, c: CVal, t: CVal, f: CVal) -> CVal {
         if c.v != 0 {
             t
@@ -236,6 +253,7 @@ impl ValueOps for Concrete {
             f
         }
     }
+    #[inline(always)]
     fn convert(&mut self, op: Conv, v: CVal, to: Ty) -> CVal {
         CVal {
             ty: to,

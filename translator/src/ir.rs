@@ -116,12 +116,14 @@ pub enum Conv {
 }
 
 /// Sign-extend the low `ty` bits of `v` to 64 bits.
+#[inline(always)]
 pub const fn sext64(v: u64, ty: Ty) -> u64 {
     let sh = 64 - ty.bits();
     (((v << sh) as i64) >> sh) as u64
 }
 
 /// Evaluate a binary operation on concrete values of type `ty` (inputs need not be masked).
+#[inline(always)]
 pub fn eval_binop(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
     let bits = ty.bits();
     let (a, b) = (a & ty.mask(), b);
@@ -163,6 +165,7 @@ pub fn eval_binop(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
 }
 
 /// Evaluate a unary operation on a concrete value of type `ty`.
+#[inline(always)]
 pub fn eval_unop(op: UnOp, ty: Ty, a: u64) -> u64 {
     let a = a & ty.mask();
     let bits = ty.bits();
@@ -189,6 +192,7 @@ pub fn eval_unop(op: UnOp, ty: Ty, a: u64) -> u64 {
 }
 
 /// Evaluate a comparison of two concrete values of type `ty`: 1 or 0.
+#[inline(always)]
 pub fn eval_cmp(cc: Cmp, ty: Ty, a: u64, b: u64) -> u64 {
     let (ua, ub) = (a & ty.mask(), b & ty.mask());
     let (sa, sb) = (sext64(a, ty) as i64, sext64(b, ty) as i64);
@@ -208,6 +212,7 @@ pub fn eval_cmp(cc: Cmp, ty: Ty, a: u64, b: u64) -> u64 {
 }
 
 /// Evaluate a conversion of a concrete value from `from` to `to`.
+#[inline(always)]
 pub fn eval_convert(op: Conv, from: Ty, to: Ty, v: u64) -> u64 {
     match op {
         Conv::Zext | Conv::Trunc => v & from.mask() & to.mask(),

@@ -705,3 +705,49 @@ fn constant_count_rep_is_a_loop_not_an_unrolling() {
     cpu.gpr[reg::RSP] = 0x8_0000;
     assert_same(&code[..code.len() - 1], &cpu);
 }
+
+/// Instructions that write only some flags (ROR: CF OF; BT: CF; MUL: CF OF) at the start of a
+/// block keep the entry flags lazily (`StoredWith`); reads of the untouched flags, a
+/// conditional exit and the write-back must still see the entry flags. Entry flags come
+/// from a lazy descriptor, as a previous block leaves them.
+#[test]
+fn partial_flag_writers_keep_the_entry_flags() {
+    let codes = [
+        asm(|a| {
+            a.ror(eax, 1)?;
+            a.setz(bl)?;
+            a.sets(bh)?;
+            a.setp(cl)?;
+            a.setc(ch)?;
+            a.hlt()
+        }),
+        asm(|a| {
+            a.bt(eax, 3)?;
+            a.rol(edx, 5)?;
+            a.mul(esi)?;
+            a.hlt()
+        }),
+        asm(|a| {
+            a.ror(rax, 7)?;
+            let mut l = a.create_label();
+            a.jz(l)?;
+            a.mov(ebx, 1)?;
+            a.set_label(&mut l)?;
+            a.nop()
+        }),
+    ];
+    let mut rng = Rng(41);
+    for code in &codes {
+        for i in 0..16 {
+            let mut cpu = cpu_with(&mut rng);
+            // Alternate between flags held in RFLAGS and a lazy SUB descriptor.
+            if i % 2 == 0 {
+                cpu.flags_op = crate::flags::encode_op(crate::flags::FlagOp::Sub, Ty::I32);
+                cpu.flags_a = rng.next() & 0xffff_ffff;
+                cpu.flags_b = rng.next() & 0xff;
+                cpu.flags_res = cpu.flags_a.wrapping_sub(cpu.flags_b) & 0xffff_ffff;
+            }
+            assert_same(code, &cpu);
+        }
+    }
+}
