@@ -1,1 +1,5 @@
 //! placeholder
+
+pub mod diff;
+pub mod guests;
+pub mod native;

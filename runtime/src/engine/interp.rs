@@ -271,7 +271,7 @@ mod tests {
     fn instructions_crossing_a_page_are_listed_on_both() {
         // nop ... then a 5-byte mov straddling 0x2000.
         let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0], 0x1FFE);
-        fetch_block(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap()[0];
+        fetch_block(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap();
         assert!(m.decoded.page_has_insns(0x2000));
         m.write_virt(0x2001, 1, 9).unwrap();
         let key = Mode::LONG64_CPL0.key();
