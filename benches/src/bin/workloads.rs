@@ -1,0 +1,231 @@
+//! `workloads`: runs every guest program natively and under popek's engines, checks that the
+//! outputs agree, and prints a Markdown table of times, ratios, speeds and translation costs.
+//!
+//! ```text
+//! cargo run --release -p benches --bin workloads -- [--scale N] [--runs R] \
+//!     [--guests a,b] [--engines dbt,interp] [--json FILE] [--interp-runs R2] \
+//!     [--interp-scale N2] [--timeout SECS] [--max-insns N] [--mem-mib M]
+//! ```
+//!
+//! Every engine run happens in a child process (this same binary, with hidden `--child-run`
+//! arguments), so a run that hangs or crashes is reported and the harness goes on.
+//!
+//! Exits with status 1 if any engine's output differs from the native output (or a guest
+//! could not be built or run, or a run crashed or timed out), 2 on bad arguments.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use std::time::Duration;
+
+use benches::workloads::isolated::{run_in_child, RunRequest};
+use benches::workloads::report::{json, markdown};
+use benches::workloads::{measure_guest, Options};
+use clap::Parser;
+use runtime::Engine;
+use testsuite::guests::{all, by_name, Guest};
+
+/// Guest workloads: native vs the dbt and interp engines.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Work multiplier of the guest builds (-DSCALE); native runs take about a millisecond
+    /// per unit.
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// Timed runs per guest and engine; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Timed runs per guest under the interpreter (default: --runs).
+    #[arg(long)]
+    interp_runs: Option<usize>,
+    /// Scale the interpreter runs at (default: --scale). If different, its times are
+    /// extrapolated to --scale by instruction count, and marked `~`.
+    #[arg(long)]
+    interp_scale: Option<u32>,
+    /// Comma-separated guest names (default: all).
+    #[arg(long, value_delimiter = ',')]
+    guests: Vec<String>,
+    /// Comma-separated engines: dbt, interp.
+    #[arg(long, value_delimiter = ',', default_value = "dbt,interp")]
+    engines: Vec<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Guest RAM per VM, in MiB.
+    #[arg(long, default_value_t = 64)]
+    mem_mib: u64,
+    /// Wall-clock limit of one engine run, in seconds; a run over it is killed and reported.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Guest instruction limit of one engine run (a runaway guest then fails cleanly).
+    #[arg(long)]
+    max_insns: Option<u64>,
+    /// (Internal) run this guest image once under the one engine of --engines and report.
+    #[arg(long, hide = true)]
+    child_run: Option<PathBuf>,
+    /// (Internal) where the child run writes the guest's serial output.
+    #[arg(long, hide = true)]
+    child_serial_out: Option<PathBuf>,
+}
+
+/// The child side of an isolated run: exit status 0 with a report line on stdout, or 3.
+fn child(args: &Args, image: &Path, engines: &[Engine]) -> ExitCode {
+    let (Some(serial_out), [engine]) = (&args.child_serial_out, engines) else {
+        eprintln!("workloads: --child-run needs --child-serial-out and one engine");
+        return ExitCode::from(2);
+    };
+    let req = RunRequest {
+        image: image.to_owned(),
+        engine: *engine,
+        mem_bytes: args.mem_mib << 20,
+        max_insns: args.max_insns,
+        serial_out: serial_out.clone(),
+    };
+    match run_in_child(&req) {
+        Ok(report) => {
+            println!("{}", report.to_line());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("workloads: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn engine(name: &str) -> Result<Engine, String> {
+    match name {
+        "dbt" => Ok(Engine::Dbt),
+        "interp" => Ok(Engine::Interp),
+        _ => Err(format!("unknown engine {name:?} (dbt, interp)")),
+    }
+}
+
+fn guests(names: &[String]) -> Result<Vec<&'static Guest>, String> {
+    if names.is_empty() {
+        return Ok(all().iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            by_name(n).ok_or_else(|| {
+                let known: Vec<&str> = all().iter().map(|g| g.name).collect();
+                format!("unknown guest {n:?} (known: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let setup = guests(&args.guests).and_then(|g| {
+        let engines = args
+            .engines
+            .iter()
+            .map(|e| engine(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((g, engines))
+    });
+    let (guests, engines) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("workloads: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(image) = &args.child_run {
+        return child(&args, image, &engines);
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("workloads: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tmp_dir = std::env::temp_dir().join(format!("popek-workloads-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&tmp_dir) {
+        eprintln!("workloads: cannot create {}: {e}", tmp_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let opts = Options {
+        scale: args.scale,
+        runs: args.runs.max(1),
+        interp_runs: args.interp_runs.unwrap_or(args.runs).max(1),
+        interp_scale: args.interp_scale.unwrap_or(args.scale),
+        engines,
+        mem_bytes: args.mem_mib << 20,
+        max_insns: args.max_insns,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        exe,
+        tmp_dir: tmp_dir.clone(),
+    };
+    eprintln!(
+        "workloads: {} guests, scale {}, {} runs each (interp: {} at scale {}), engines {}",
+        guests.len(),
+        opts.scale,
+        opts.runs,
+        opts.interp_runs,
+        opts.interp_scale,
+        args.engines.join(",")
+    );
+
+    let mut results = Vec::new();
+    for g in guests {
+        let r = measure_guest(g, &opts, &mut |step| eprintln!("  {step}"));
+        if let Some(e) = &r.error {
+            eprintln!("!!! ERROR {}: {e}", g.name);
+        }
+        for e in r.engines.iter().filter(|e| !e.ok) {
+            eprintln!(
+                "!!! MISMATCH {} on {}: {}",
+                g.name,
+                e.engine.name(),
+                e.problem.as_deref().unwrap_or("?")
+            );
+        }
+        results.push(r);
+    }
+    let _ = std::fs::remove_dir_all(&tmp_dir);
+
+    println!();
+    let interp = if !opts.engines.contains(&Engine::Interp) {
+        String::new()
+    } else if opts.interp_scale != opts.scale {
+        format!(
+            " ({} under interp, at scale {})",
+            opts.interp_runs, opts.interp_scale
+        )
+    } else if opts.interp_runs != opts.runs {
+        format!(" ({} under interp)", opts.interp_runs)
+    } else {
+        String::new()
+    };
+    println!(
+        "Guest workloads, scale {}, median of {} runs{interp} (engine times: Vm::run only)\n",
+        opts.scale, opts.runs
+    );
+    print!("{}", markdown(&results, &opts));
+    let _ = std::io::stdout().flush();
+
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, json(&results, &opts)) {
+            eprintln!("workloads: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let failed: Vec<&str> = results.iter().filter(|r| !r.ok()).map(|r| r.name).collect();
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "\n!!! MISMATCH or ERROR in {} guest(s): {}",
+            failed.len(),
+            failed.join(", ")
+        );
+        ExitCode::FAILURE
+    }
+}
