@@ -15,6 +15,10 @@
 //!   entry names it.
 //! - A flush resets every slot to the stub before code memory is rewound, so no slot ever points
 //!   at reused code. Block ids are not reused for at least 2^31 insertions.
+//! - The jump cache names live blocks only: removing a block (invalidation, replacement by the
+//!   same key) purges its entries, and a flush empties it before code memory is reused.
+//!   Generated code probes it inline and tail-calls a hit unchecked, so this is a safety
+//!   property, not just a matter of hit rates.
 //!
 //! The caller guarantees that no generated code runs during [`CodeCache::invalidate_range`],
 //! [`CodeCache::flush`] and the other `&mut self` methods (they are called from the dispatcher).
@@ -24,7 +28,7 @@ use std::collections::BTreeMap;
 use hashbrown::HashMap;
 
 use crate::exec_mem::ExecMemory;
-use crate::jump_cache::JumpCache;
+use crate::jump_cache::{JumpCache, JumpCacheLayout};
 use crate::page_index::{pages_of, PageIndex, PAGE_SHIFT};
 use crate::slots::{SlotArena, SlotRange};
 use crate::stats::{CacheStats, Counters};
@@ -214,6 +218,14 @@ impl CodeCache {
     /// Empties the jump cache (e.g. when the guest changes its page tables).
     pub fn jump_cache_clear(&mut self) {
         self.jump.clear();
+    }
+
+    /// The raw layout of the jump cache, for generated code that probes it inline (see
+    /// [`JumpCacheLayout`]). Valid, at the same address, for the cache's whole life: flushes
+    /// and invalidations empty entries in place, so a hit always names a live block. Counted
+    /// neither as a hit nor as a miss when generated code reads it.
+    pub fn jump_cache_layout(&self) -> JumpCacheLayout {
+        self.jump.layout()
     }
 
     // ---- links ----

@@ -1,20 +1,103 @@
 //! Direct-mapped jump cache: guest-virtual PC + mode → block, in front of the block map.
 //!
+//! Generated code probes it inline on indirect exits (see [`JumpCacheLayout`]), so its memory
+//! layout and its hash ([`jump_cache_hash`]) are a contract with the JIT, not a detail.
+//!
 //! Invariants:
 //! - The number of entries is a power of two; an entry lives at the index its PC and mode hash
-//!   to, so a new entry simply evicts whatever collided with it.
-//! - An entry is empty iff its host address is 0 (no code lives at address 0).
+//!   to ([`jump_cache_hash`] masked by `len - 1`), so a new entry simply evicts whatever
+//!   collided with it.
+//! - An entry is empty iff its host address is 0 (no code lives at address 0); an empty entry
+//!   is all zeroes.
 //! - The owner purges entries of invalidated blocks ([`JumpCache::retain`]) before their code
-//!   can be reused, so a hit always names a live block.
+//!   can be reused, so a hit always names a live block. Generated code relies on this: it
+//!   tail-calls the host address of a hit without asking anyone.
+//! - The entries are one allocation, made by [`JumpCache::new`], that never moves, grows or
+//!   shrinks while the cache lives: [`JumpCacheLayout::entries`] stays valid that long.
+//! - Entries are only ever accessed through shared references with (relaxed) atomic
+//!   operations, so generated code may read them through the raw address at any time. Writes
+//!   are not atomic as a whole: generated code that reads entries runs on the thread that owns
+//!   the cache, never during a write.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::{BlockId, HostCode};
 
-#[derive(Clone, Copy, Default)]
+/// Multiplier of [`jump_cache_hash`] (Fibonacci hashing: 2^64 / golden ratio, odd).
+pub const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Right shift of the product in [`jump_cache_hash`] (keeps its well-mixed high half).
+pub const HASH_SHIFT: u32 = 32;
+/// Left rotation of the mode before [`jump_cache_hash`] mixes it into the PC (the mode lands
+/// in bits the PCs of one address space rarely differ in).
+pub const HASH_MODE_ROTATE: u32 = 40;
+
+/// The hash of `virt_pc` in `mode`; the entry index is `jump_cache_hash(virt_pc, mode) & mask`
+/// (`mask = len - 1`). The single definition of the index: a pure function of its arguments,
+/// which generated code reproduces from the constants in [`JumpCacheLayout`]:
+///
+/// ```text
+/// ((virt_pc ^ rotate_left(mode as u64, HASH_MODE_ROTATE)) * HASH_MUL) >> HASH_SHIFT
+/// ```
+/// (64-bit wrapping multiplication, logical shift).
+pub const fn jump_cache_hash(virt_pc: u64, mode: u32) -> u64 {
+    (virt_pc ^ (mode as u64).rotate_left(HASH_MODE_ROTATE)).wrapping_mul(HASH_MUL) >> HASH_SHIFT
+}
+
+/// One entry. `#[repr(C)]` and 32-byte aligned: a power-of-two stride, never straddling a
+/// cache line. The atomics have the size and layout of the plain integers.
+#[repr(C, align(32))]
+#[derive(Default)]
 struct Entry {
-    virt_pc: u64,
-    mode: u32,
-    id: u32,
-    host: usize,
+    /// Guest-virtual PC.
+    virt_pc: AtomicU64,
+    /// Mode key.
+    mode: AtomicU32,
+    /// Raw [`BlockId`].
+    id: AtomicU32,
+    /// Host address of the block's code; 0 = empty.
+    host: AtomicUsize,
+}
+
+impl Entry {
+    fn clear(&self) {
+        self.host.store(0, Relaxed);
+        self.virt_pc.store(0, Relaxed);
+        self.mode.store(0, Relaxed);
+        self.id.store(0, Relaxed);
+    }
+}
+
+/// The raw layout of a [`JumpCache`], for generated code that probes it inline:
+///
+/// ```text
+/// i     = (((pc ^ rotate_left(mode as u64, mode_rotate)) * hash_mul) >> hash_shift) & mask
+/// entry = entries + i * entry_size
+/// hit   = *(entry + off_pc) as u64 == pc && *(entry + off_mode) as u32 == mode
+///         && *(entry + off_host) as u64 != 0
+/// ```
+/// On a hit, `*(entry + off_host)` is the host code of a live block for `pc` in `mode`.
+/// Valid for the life of the cache (see the module invariants): flushes and invalidations
+/// empty entries in place, the allocation never moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JumpCacheLayout {
+    /// Address of entry 0.
+    pub entries: usize,
+    /// Number of entries minus one (entries are a power of two).
+    pub mask: u64,
+    /// Bytes from one entry to the next.
+    pub entry_size: u32,
+    /// Offset in an entry of the guest-virtual PC (`u64`).
+    pub off_pc: u32,
+    /// Offset in an entry of the mode key (`u32`).
+    pub off_mode: u32,
+    /// Offset in an entry of the host address (`u64`; 0 = empty).
+    pub off_host: u32,
+    /// [`HASH_MUL`].
+    pub hash_mul: u64,
+    /// [`HASH_SHIFT`].
+    pub hash_shift: u32,
+    /// [`HASH_MODE_ROTATE`].
+    pub mode_rotate: u32,
 }
 
 /// The jump cache proper.
@@ -27,45 +110,59 @@ impl JumpCache {
     /// Creates an empty cache of `entries` entries; `None` unless a non-zero power of two.
     pub fn new(entries: usize) -> Option<Self> {
         entries.is_power_of_two().then(|| Self {
-            entries: vec![Entry::default(); entries].into_boxed_slice(),
+            entries: (0..entries).map(|_| Entry::default()).collect(),
             mask: entries - 1,
         })
     }
 
-    /// Entry index of `virt_pc` in `mode`.
+    /// Entry index of `virt_pc` in `mode`: [`jump_cache_hash`] masked to the size.
     pub fn index(&self, virt_pc: u64, mode: u32) -> usize {
-        let h = (virt_pc ^ u64::from(mode).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 32) as usize & self.mask
+        (jump_cache_hash(virt_pc, mode) & self.mask as u64) as usize
+    }
+
+    /// The raw layout, for generated code. See [`JumpCacheLayout`].
+    pub fn layout(&self) -> JumpCacheLayout {
+        JumpCacheLayout {
+            entries: self.entries.as_ptr() as usize,
+            mask: self.mask as u64,
+            entry_size: size_of::<Entry>() as u32,
+            off_pc: std::mem::offset_of!(Entry, virt_pc) as u32,
+            off_mode: std::mem::offset_of!(Entry, mode) as u32,
+            off_host: std::mem::offset_of!(Entry, host) as u32,
+            hash_mul: HASH_MUL,
+            hash_shift: HASH_SHIFT,
+            mode_rotate: HASH_MODE_ROTATE,
+        }
     }
 
     /// The block cached for `virt_pc` in `mode`.
     pub fn get(&self, virt_pc: u64, mode: u32) -> Option<(BlockId, HostCode)> {
         let e = &self.entries[self.index(virt_pc, mode)];
-        (e.host != 0 && e.virt_pc == virt_pc && e.mode == mode)
-            .then_some((BlockId(e.id), HostCode(e.host)))
+        let host = e.host.load(Relaxed);
+        (host != 0 && e.virt_pc.load(Relaxed) == virt_pc && e.mode.load(Relaxed) == mode)
+            .then(|| (BlockId(e.id.load(Relaxed)), HostCode(host)))
     }
 
     /// Caches `id` (whose code is at `host`) for `virt_pc` in `mode`.
     pub fn set(&mut self, virt_pc: u64, mode: u32, id: BlockId, host: HostCode) {
-        let i = self.index(virt_pc, mode);
-        self.entries[i] = Entry {
-            virt_pc,
-            mode,
-            id: id.0,
-            host: host.0,
-        };
+        let e = &self.entries[self.index(virt_pc, mode)];
+        e.host.store(0, Relaxed);
+        e.virt_pc.store(virt_pc, Relaxed);
+        e.mode.store(mode, Relaxed);
+        e.id.store(id.0, Relaxed);
+        e.host.store(host.0, Relaxed);
     }
 
     /// Empties every entry.
     pub fn clear(&mut self) {
-        self.entries.fill(Entry::default());
+        self.entries.iter().for_each(Entry::clear);
     }
 
     /// Empties every entry whose block does not satisfy `keep`.
     pub fn retain(&mut self, mut keep: impl FnMut(BlockId) -> bool) {
-        for e in self.entries.iter_mut() {
-            if e.host != 0 && !keep(BlockId(e.id)) {
-                *e = Entry::default();
+        for e in self.entries.iter() {
+            if e.host.load(Relaxed) != 0 && !keep(BlockId(e.id.load(Relaxed))) {
+                e.clear();
             }
         }
     }
@@ -140,5 +237,61 @@ mod tests {
         assert!(jc.get(b, 0).is_some());
         jc.clear();
         assert_eq!(jc.get(b, 0), None);
+    }
+
+    /// What generated code reads: the raw entry `layout` places `pc` and `mode` at.
+    fn raw_entry(l: &JumpCacheLayout, pc: u64, mode: u32) -> (u64, u32, usize) {
+        let mix = pc ^ u64::from(mode).rotate_left(l.mode_rotate);
+        let i = (mix.wrapping_mul(l.hash_mul) >> l.hash_shift) & l.mask;
+        let e = l.entries + i as usize * l.entry_size as usize;
+        // SAFETY: `i <= mask`, so `e` is an entry of the cache `l` describes, which the caller
+        // keeps alive and does not write meanwhile; the offsets are those of its fields, which
+        // have the layout of the plain integers read here.
+        unsafe {
+            (
+                ((e + l.off_pc as usize) as *const u64).read(),
+                ((e + l.off_mode as usize) as *const u32).read(),
+                ((e + l.off_host as usize) as *const usize).read(),
+            )
+        }
+    }
+
+    #[test]
+    fn layout_matches_the_entries_and_the_hash() {
+        let mut jc = JumpCache::new(1024).unwrap();
+        let l = jc.layout();
+        assert_eq!((l.mask, l.entry_size), (1023, 32));
+        assert_eq!((l.off_pc, l.off_mode, l.off_host), (0, 8, 16));
+        assert_eq!(l.entries % 32, 0);
+        let pcs = [0u64, 1, 0x1000, 0x40_1234, 0xffff_8000_0000_7000, u64::MAX];
+        for (n, &pc) in pcs.iter().enumerate() {
+            for mode in [0u32, 3, 64 << 8, u32::MAX] {
+                let host = 0x10_0000 + n * 64;
+                jc.set(pc, mode, BlockId(n as u32), HostCode(host));
+                assert_eq!(raw_entry(&l, pc, mode), (pc, mode, host));
+                assert_eq!(
+                    jump_cache_hash(pc, mode) & l.mask,
+                    jc.index(pc, mode) as u64
+                );
+            }
+        }
+        // Emptied entries read as all zeroes, in place.
+        jc.retain(|_| false);
+        assert_eq!(raw_entry(&l, 0x1000, 3), (0, 0, 0));
+        jc.set(0x1000, 3, BlockId(1), HostCode(0x2000));
+        jc.clear();
+        assert_eq!(raw_entry(&l, 0x1000, 3), (0, 0, 0));
+        assert_eq!(jc.layout(), l, "the entries never move");
+    }
+
+    #[test]
+    fn hash_is_the_documented_formula() {
+        for (pc, mode) in [(0u64, 0u32), (0x1000, 0x4000), (u64::MAX, u32::MAX)] {
+            let mix = pc ^ (u64::from(mode) << 40 | u64::from(mode) >> 24);
+            assert_eq!(
+                jump_cache_hash(pc, mode),
+                mix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+            );
+        }
     }
 }

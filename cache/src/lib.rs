@@ -54,6 +54,7 @@ pub mod slots;
 pub mod stats;
 
 pub use code_cache::CodeCache;
+pub use jump_cache::{jump_cache_hash, JumpCacheLayout};
 pub use page_index::{PAGE_SHIFT, PAGE_SIZE};
 pub use slots::SlotRange;
 pub use stats::CacheStats;

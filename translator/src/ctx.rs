@@ -1,7 +1,7 @@
 //! `Ctx`: the translation context semantics are written against. It wraps an [`Emitter`] and
 //! owns everything that is the same for every engine: guest register caching in variables,
-//! pending (uncommitted) writes, lazy flags, operand decoding, structured control flow for
-//! REP loops, and block exits.
+//! pending (uncommitted) writes, lazy flags, operand decoding, structured control flow (REP
+//! loops, values computed on one of two paths), and block exits.
 //!
 //! Invariants (precise exceptions, DESIGN.md):
 //! - Register and flag writes made by an instruction are *pending* until the instruction ends
@@ -10,6 +10,8 @@
 //!   check before their first store where the architecture allows.
 //! - A REP iteration commits its writes before looping, so a fault in iteration k leaves the
 //!   state after iteration k-1 with RIP at the instruction, as hardware does.
+//! - The arms of [`Ctx::if_else`] compute values only (no register or flag writes, no
+//!   exits), so a helper faulting in one leaves with the state of the instruction's start.
 //! - Every exit writes back the registers written in the block and the flag state.
 
 use iced_x86::{ConditionCode, Instruction, MemorySize, OpKind, Register};
@@ -85,6 +87,9 @@ pub struct Ctx<E: Emitter> {
     loop_depth: u32,
     /// The entry flags once materialized by the helper in straight-line code.
     entry_bits: Option<E::Value>,
+    /// Count of register and flag writes made pending (wrapping): `if_else` checks that its
+    /// arms make none.
+    writes: u32,
     /// Set when semantics touched a register the block did not preload; the JIT then
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
@@ -126,6 +131,7 @@ impl<E: Emitter> Ctx<E> {
             terminated: false,
             loop_depth: 0,
             entry_bits: None,
+            writes: 0,
             missing_regs: false,
         }
     }
@@ -287,6 +293,7 @@ impl<E: Emitter> Ctx<E> {
         }
         let v = self.to_ty(v, Ty::I64, false);
         self.pending[i] = Some(v);
+        self.writes = self.writes.wrapping_add(1);
     }
 
     /// Read an iced register (8/16/32/64-bit GPR, including AH..BH).
@@ -565,12 +572,14 @@ impl<E: Emitter> Ctx<E> {
             res,
             aux,
         }));
+        self.writes = self.writes.wrapping_add(1);
     }
 
     /// Set all six arithmetic flags from an `I64` holding them in their RFLAGS positions
     /// (other bits must be zero).
     pub fn set_flags_bits(&mut self, bits: E::Value) {
         self.pending_flags = Some(FlagState::Computed(bits));
+        self.writes = self.writes.wrapping_add(1);
     }
 
     /// Replace the arithmetic flags in `mask` with the same bits of `bits` (an `I64`),
@@ -601,6 +610,7 @@ impl<E: Emitter> Ctx<E> {
             }
         };
         self.pending_flags = Some(state);
+        self.writes = self.writes.wrapping_add(1);
     }
 
     /// The entry flags materialized through the helper (cached in straight-line code).
@@ -849,6 +859,90 @@ impl<E: Emitter> Ctx<E> {
         go
     }
 
+    /// Values computed on one of two paths: `then`'s if `cond` (any integer type; nonzero is
+    /// true), else `els`'s, each converted to its type in `tys` (truncated or zero-extended).
+    /// Made for an inline fast path beside a helper slow path.
+    ///
+    /// The arms compute values only. They must not write registers or flags (`set_*`,
+    /// `write_op`, flag updates), exit, or raise: write the results after the construct.
+    /// (Debug builds check this.) They may read operands, load, store `CpuState` fields and
+    /// call helpers: a helper or load that faults leaves through the instruction's fault
+    /// label with the state of the instruction's start, as anywhere else in the instruction,
+    /// because nothing is committed inside. Only the returned values may be used after the
+    /// construct; anything else an arm computed does not dominate the merge.
+    ///
+    /// With concrete values (the interpreter) or a constant `cond`, only the taken arm is
+    /// evaluated. Otherwise both are emitted behind a branch and merged through variables.
+    pub fn if_else<const N: usize>(
+        &mut self,
+        cond: E::Value,
+        tys: [Ty; N],
+        then: impl FnOnce(&mut Self) -> [E::Value; N],
+        els: impl FnOnce(&mut Self) -> [E::Value; N],
+    ) -> [E::Value; N] {
+        if let Some(c) = self.e.as_const(cond) {
+            return if c != 0 {
+                self.arm(tys, then)
+            } else {
+                self.arm(tys, els)
+            };
+        }
+        let vars = tys.map(|ty| self.e.declare_var(ty));
+        let (lt, lf, join) = (self.e.new_label(), self.e.new_label(), self.e.new_label());
+        self.e.branch(cond, lt, lf);
+        // Values an arm caches (the entry flags, the operand address) would not dominate
+        // the other arm or the merge.
+        let addr_cache = self.addr_cache;
+        self.loop_depth += 1;
+        self.e.bind(lt);
+        let v = self.arm(tys, then);
+        for (&var, v) in vars.iter().zip(v) {
+            self.e.def_var(var, v);
+        }
+        self.e.jump(join);
+        self.addr_cache = addr_cache;
+        self.e.bind(lf);
+        let v = self.arm(tys, els);
+        for (&var, v) in vars.iter().zip(v) {
+            self.e.def_var(var, v);
+        }
+        self.e.jump(join);
+        self.addr_cache = addr_cache;
+        self.loop_depth -= 1;
+        self.e.bind(join);
+        vars.map(|var| self.e.use_var(var))
+    }
+
+    /// [`Ctx::if_else`] of one value of type `ty`.
+    pub fn if_else_value(
+        &mut self,
+        cond: E::Value,
+        ty: Ty,
+        then: impl FnOnce(&mut Self) -> E::Value,
+        els: impl FnOnce(&mut Self) -> E::Value,
+    ) -> E::Value {
+        let [v] = self.if_else(cond, [ty], |c| [then(c)], |c| [els(c)]);
+        v
+    }
+
+    /// One arm of `if_else`: run it, check it wrote nothing, convert its values.
+    fn arm<const N: usize>(
+        &mut self,
+        tys: [Ty; N],
+        f: impl FnOnce(&mut Self) -> [E::Value; N],
+    ) -> [E::Value; N] {
+        let (writes, terminated) = (self.writes, self.terminated);
+        let mut vals = f(self);
+        debug_assert!(
+            self.writes == writes && self.terminated == terminated,
+            "an if_else arm wrote a register or flags, or exited"
+        );
+        for (v, &ty) in vals.iter_mut().zip(&tys) {
+            *v = self.to_ty(*v, ty, false);
+        }
+        vals
+    }
+
     /// The address-size type of the current instruction (for RSI/RDI/RCX in string ops).
     pub fn addr_ty(&self) -> Ty {
         use iced_x86::CodeSize;
@@ -1039,4 +1133,115 @@ fn gpr_parts(r: Register) -> (usize, Ty, bool) {
 
 fn mem_ty(m: MemorySize) -> Ty {
     Ty::from_bytes(m.size()).unwrap_or(Ty::I64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::flags::CVal;
+    use crate::interp::{InterpEmitter, InterpEnv};
+    use crate::state::CpuState;
+
+    struct NoHelpers;
+    impl InterpEnv for NoHelpers {
+        fn helper(&mut self, _: &mut CpuState, _: Helper, _: [u64; 3]) -> u64 {
+            0
+        }
+    }
+
+    fn with_ctx(f: impl FnOnce(&mut Ctx<InterpEmitter<'_>>)) {
+        let (mut cpu, mut env) = (CpuState::default(), NoHelpers);
+        let mut ctx = Ctx::new(
+            InterpEmitter::new(&mut cpu, &mut env),
+            Mode::LONG64_CPL0,
+            0xffff,
+        );
+        f(&mut ctx);
+    }
+
+    #[test]
+    fn if_else_evaluates_only_the_taken_arm_when_concrete() {
+        with_ctx(|ctx| {
+            for (ty, c, taken) in [
+                (Ty::I8, 1, true),
+                (Ty::I8, 0, false),
+                (Ty::I64, 1 << 40, true),
+            ] {
+                let ran = Cell::new((false, false));
+                let cond = ctx.c(ty, c);
+                let [a, b] = ctx.if_else(
+                    cond,
+                    [Ty::I8, Ty::I64],
+                    |ctx| {
+                        ran.set((true, ran.get().1));
+                        [ctx.c(Ty::I16, 0x1ff), ctx.c(Ty::I8, 0xfe)]
+                    },
+                    |ctx| {
+                        ran.set((ran.get().0, true));
+                        [ctx.c(Ty::I8, 2), ctx.c(Ty::I32, 0xffff_ffff)]
+                    },
+                );
+                assert_eq!(ran.get(), (taken, !taken));
+                // Each value converted to its type: truncated or zero-extended.
+                let want = if taken {
+                    (0xff, 0xfe)
+                } else {
+                    (2, 0xffff_ffff)
+                };
+                assert_eq!(
+                    (a, b),
+                    (
+                        CVal {
+                            ty: Ty::I8,
+                            v: want.0
+                        },
+                        CVal {
+                            ty: Ty::I64,
+                            v: want.1
+                        }
+                    )
+                );
+            }
+        });
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "if_else arm")]
+    fn if_else_arms_must_not_write_registers() {
+        with_ctx(|ctx| {
+            let c = ctx.c(Ty::I8, 1);
+            ctx.if_else_value(
+                c,
+                Ty::I64,
+                |ctx| {
+                    let v = ctx.c(Ty::I64, 1);
+                    ctx.set_gpr(0, v);
+                    v
+                },
+                |ctx| ctx.c(Ty::I64, 0),
+            );
+        });
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "if_else arm")]
+    fn if_else_arms_must_not_write_flags() {
+        with_ctx(|ctx| {
+            let c = ctx.c(Ty::I8, 0);
+            ctx.if_else_value(
+                c,
+                Ty::I64,
+                |ctx| ctx.c(Ty::I64, 0),
+                |ctx| {
+                    let v = ctx.c(Ty::I64, rflags::CF);
+                    ctx.update_flags(rflags::CF, v);
+                    v
+                },
+            );
+        });
+    }
 }

@@ -54,6 +54,11 @@ impl Ty {
 /// Two-operand integer operations. Both operands have the same type, except the shift amount,
 /// which may be any type. Shift and rotate amounts are taken modulo the bit width (as Cranelift
 /// does); x86's own count masking is the semantics' job.
+///
+/// Every operation is total: the divisions give a defined result for a zero divisor and for
+/// signed overflow instead of trapping (Cranelift's own `udiv`/`sdiv` trap there; the JIT
+/// guards them), so generated code can never raise a host exception. x86's #DE is the
+/// semantics' job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinOp {
     Add,
@@ -72,6 +77,16 @@ pub enum BinOp {
     SShr,
     Rotl,
     Rotr,
+    /// Unsigned quotient, truncated. Defined for every input: a zero divisor gives 0.
+    UDiv,
+    /// Signed quotient, truncated toward zero. A zero divisor gives 0; `MIN / -1` wraps to
+    /// `MIN` (the one quotient that does not fit).
+    SDiv,
+    /// Unsigned remainder. A zero divisor gives 0.
+    URem,
+    /// Signed remainder, with the sign of the dividend. A zero divisor gives 0; `MIN % -1`
+    /// is 0.
+    SRem,
 }
 
 /// One-operand integer operations.
@@ -160,6 +175,17 @@ pub fn eval_binop(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
                 (a >> amt) | (a << (bits - amt))
             }
         }
+        BinOp::UDiv => a.checked_div(b & ty.mask()).unwrap_or(0),
+        BinOp::URem => a.checked_rem(b & ty.mask()).unwrap_or(0),
+        // Sign-extended to i64, a narrow `MIN / -1` does not overflow; masking wraps it.
+        BinOp::SDiv | BinOp::SRem => {
+            let (x, y) = (sext64(a, ty) as i64, sext64(b, ty) as i64);
+            match (y, op) {
+                (0, _) => 0,
+                (_, BinOp::SDiv) => x.wrapping_div(y) as u64,
+                _ => x.wrapping_rem(y) as u64,
+            }
+        }
     };
     r & ty.mask()
 }
@@ -242,5 +268,41 @@ mod tests {
             eval_convert(Conv::Sext, Ty::I8, Ty::I64, 0x80),
             0xFFFF_FFFF_FFFF_FF80
         );
+    }
+
+    #[test]
+    fn divisions_are_total() {
+        use BinOp::*;
+        // Ordinary cases: truncation toward zero, remainder with the dividend's sign.
+        assert_eq!(eval_binop(UDiv, Ty::I8, 200, 7), 28);
+        assert_eq!(eval_binop(URem, Ty::I8, 200, 7), 4);
+        assert_eq!(
+            eval_binop(SDiv, Ty::I8, (-7i8) as u64, 2),
+            (-3i8) as u8 as u64
+        );
+        assert_eq!(
+            eval_binop(SRem, Ty::I8, (-7i8) as u64, 2),
+            (-1i8) as u8 as u64
+        );
+        assert_eq!(
+            eval_binop(SDiv, Ty::I32, 7, (-2i32) as u32 as u64),
+            0xffff_fffd
+        );
+        // Bits above the type are ignored, the divisor's included.
+        assert_eq!(eval_binop(UDiv, Ty::I16, 0xdead_0010, 0xbeef_0004), 4);
+        assert_eq!(eval_binop(UDiv, Ty::I16, 0x10, 0x1_0000), 0);
+        for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+            let (min, m1) = (ty.sign_bit(), ty.mask());
+            for op in [UDiv, SDiv, URem, SRem] {
+                assert_eq!(eval_binop(op, ty, 12345, 0), 0, "{op:?} {ty:?} by zero");
+                assert_eq!(eval_binop(op, ty, min, 0), 0, "{op:?} {ty:?} by zero");
+            }
+            assert_eq!(eval_binop(SDiv, ty, min, m1), min, "{ty:?} MIN / -1");
+            assert_eq!(eval_binop(SRem, ty, min, m1), 0, "{ty:?} MIN % -1");
+            assert_eq!(eval_binop(UDiv, ty, min, m1), 0, "{ty:?}");
+            assert_eq!(eval_binop(URem, ty, min, m1), min, "{ty:?}");
+            assert_eq!(eval_binop(SDiv, ty, min, 1), min, "{ty:?}");
+            assert_eq!(eval_binop(SDiv, ty, 5, m1), m1 - 4, "{ty:?} 5 / -1");
+        }
     }
 }

@@ -487,3 +487,36 @@ fn cache_can_move_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<CodeCache>();
 }
+
+/// The host address generated code would read for `pc` in `mode` through the raw layout.
+fn raw_host(c: &CodeCache, pc: u64, mode: u32) -> usize {
+    let l = c.jump_cache_layout();
+    let i = crate::jump_cache_hash(pc, mode) & l.mask;
+    let e = l.entries + i as usize * l.entry_size as usize + l.off_host as usize;
+    // SAFETY: `i <= mask` names an entry of the cache's jump cache, alive as long as `c`;
+    // `off_host` is the offset of its host-address field, a `usize`.
+    unsafe { (e as *const usize).read() }
+}
+
+#[test]
+fn removed_blocks_leave_no_raw_jump_cache_entry() {
+    let mut c = cache();
+    let layout = c.jump_cache_layout();
+    let a = add_block(&mut c, &[(0x1000, 0x1010)], 0);
+    c.jump_cache_set(0x77_1000, 0, a);
+    assert_eq!(raw_host(&c, 0x77_1000, 0), c.block(a).unwrap().host.0);
+    c.invalidate_range(0x1000, 0x1001);
+    assert_eq!(raw_host(&c, 0x77_1000, 0), 0, "invalidation");
+
+    let b = add_block(&mut c, &[(0x2000, 0x2010)], 0);
+    c.jump_cache_set(0x77_2000, 0, b);
+    let b2 = add_block(&mut c, &[(0x2000, 0x2020)], 0);
+    assert_ne!(b, b2);
+    assert_eq!(raw_host(&c, 0x77_2000, 0), 0, "replacement by the same key");
+
+    c.jump_cache_set(0x77_2000, 0, b2);
+    assert_ne!(raw_host(&c, 0x77_2000, 0), 0);
+    c.flush();
+    assert_eq!(raw_host(&c, 0x77_2000, 0), 0, "flush");
+    assert_eq!(c.jump_cache_layout(), layout, "the entries never move");
+}

@@ -13,13 +13,20 @@
 //!   machine and no Rust reference to the machine or the CPU state in use meanwhile.
 //! - Direct links assume virtual → physical mappings do not change (true of the flat MMU).
 //!   Paging will have to unlink or flush on address-space changes.
+//! - Indirect exits probe the cache's jump cache inline (keyed by guest-virtual PC and the
+//!   block's mode) and tail-call a hit; on a miss they call the `Lookup` helper, which fills
+//!   the jump cache from the block map. This is sound because the jump cache lives as long as
+//!   the machine's cache, never moves, and only names live blocks (the cache purges entries of
+//!   invalidated blocks and empties it on a flush), and because a block leaves through an
+//!   indirect exit in the mode it was translated in (the machine has a single mode). Paging
+//!   will have to clear the jump cache on address-space changes, as for links.
 
 use cache::exec_mem::ExecMemory;
 use cache::{
     BlockId, BlockInfo, BlockKey, CacheConfig, CacheError, CodeCache, HostCode, SlotRange,
 };
 use translator::decode::{decode_block, MAX_BLOCK_INSNS};
-use translator::jit::{Jit, JitEnv, JitError, MemoryModel};
+use translator::jit::{Jit, JitEnv, JitError, JumpCacheLayout, MemoryModel};
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
@@ -84,6 +91,8 @@ pub struct Dbt {
 /// What the JIT gets from the runtime while one block is translated.
 struct BlockEnv {
     memory: MemoryModel,
+    /// The code cache's jump cache, for inline probes on indirect exits.
+    jump_cache: JumpCacheLayout,
     /// The slots reserved for the block, as addresses.
     slots: [usize; SLOTS_PER_BLOCK],
     used: usize,
@@ -95,6 +104,9 @@ impl JitEnv for BlockEnv {
     }
     fn memory(&self) -> MemoryModel {
         self.memory
+    }
+    fn jump_cache(&self) -> Option<JumpCacheLayout> {
+        Some(self.jump_cache)
     }
     fn link_slot(&mut self, _target_pc: u64) -> Option<usize> {
         let slot = self.slots.get(self.used).copied()?;
@@ -229,6 +241,7 @@ impl Dbt {
             };
             let mut env = BlockEnv {
                 memory,
+                jump_cache: jit_jump_cache(cache.jump_cache_layout()),
                 slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
                 used: 0,
             };
@@ -313,6 +326,21 @@ impl Dbt {
     }
 }
 
+/// The jump cache layout as the JIT takes it.
+fn jit_jump_cache(l: cache::JumpCacheLayout) -> JumpCacheLayout {
+    JumpCacheLayout {
+        entries: l.entries,
+        mask: l.mask,
+        entry_size: l.entry_size,
+        off_pc: l.off_pc,
+        off_mode: l.off_mode,
+        off_host: l.off_host,
+        hash_mul: l.hash_mul,
+        hash_shift: l.hash_shift,
+        mode_rotate: l.mode_rotate,
+    }
+}
+
 /// The machine's code cache, which [`Dbt::new`] created.
 fn cache_mut(m: &mut Machine) -> &mut CodeCache {
     m.code.as_mut().expect("the DBT engine created the cache")
@@ -322,4 +350,109 @@ fn cache_mut(m: &mut Machine) -> &mut CodeCache {
 fn exception(m: &mut Machine, exc: translator::Exception, rip: u64) -> RunOutcome {
     m.exceptions += 1;
     RunOutcome::Exception { exc, rip }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
+
+    /// A DBT VM with `code` pieces written at their guest-physical addresses, RIP at the first.
+    fn vm_with(code: &[(u64, &[u8])]) -> Vm {
+        let mut vm = Vm::new(VmConfig {
+            mem_bytes: 4 << 20,
+            engine: Engine::Dbt,
+            serial: SerialSink::Capture,
+            instruction_limit: Some(1_000_000),
+            ..VmConfig::default()
+        })
+        .unwrap();
+        for &(addr, bytes) in code {
+            vm.write_phys(addr, bytes).unwrap();
+        }
+        vm.cpu_mut().rip = code[0].0;
+        vm
+    }
+
+    #[test]
+    fn an_indirect_loop_hits_the_jump_cache_inline() {
+        // 0x1000: add rax, 1; jmp rcx (rcx = 0x1000)
+        let mut vm = vm_with(&[(0x1000, &[0x48, 0x83, 0xC0, 0x01, 0xFF, 0xE1])]);
+        vm.cpu_mut().gpr[1] = 0x1000;
+        vm.cpu_mut().icount_limit = 2 * 1000;
+        assert_eq!(vm.run(), RunOutcome::InstructionLimit);
+        assert_eq!(vm.cpu().gpr[0], 1000);
+        let s = vm.stats();
+        // The dispatcher caches the block when it translates it: no lookup at all after that.
+        assert!(s.helpers.get(Helper::Lookup) <= 1, "{s}");
+        assert!(s.dbt.dispatches <= 2, "{s}");
+    }
+
+    #[test]
+    fn an_indirect_jump_never_reaches_invalidated_code() {
+        // The block at 0x2000 (`mov eax, 5; add rbx, rax; jmp rdx`) is cached in the jump
+        // cache, then its immediate is patched to 7 and it is jumped to indirectly again: the
+        // invalidation purged the entry, so the new code runs (rbx = 5 + 7).
+        let vm = &mut vm_with(&[
+            (
+                0x1000,
+                // mov rcx, 0x2000; mov rdx, 0x1100; jmp rcx
+                &[
+                    0x48, 0xC7, 0xC1, 0x00, 0x20, 0x00, 0x00, 0x48, 0xC7, 0xC2, 0x00, 0x11, 0x00,
+                    0x00, 0xFF, 0xE1,
+                ],
+            ),
+            (
+                0x1100,
+                // mov byte [0x2001], 7; mov rdx, 0x1200; jmp rcx
+                &[
+                    0xC6, 0x04, 0x25, 0x01, 0x20, 0x00, 0x00, 0x07, 0x48, 0xC7, 0xC2, 0x00, 0x12,
+                    0x00, 0x00, 0xFF, 0xE1,
+                ],
+            ),
+            (0x1200, &[0xF4]),
+            (
+                0x2000,
+                &[0xB8, 0x05, 0x00, 0x00, 0x00, 0x48, 0x01, 0xC3, 0xFF, 0xE2],
+            ),
+        ]);
+        assert_eq!(vm.run(), RunOutcome::Halted);
+        assert_eq!(vm.cpu().gpr[3], 12);
+        assert_eq!(vm.cpu().rip, 0x1201);
+        let s = vm.stats();
+        assert!(s.cache.invalidations >= 1, "{s}");
+    }
+
+    /// The JIT's index (what generated code computes) is the cache's: the same entry.
+    #[test]
+    fn the_jits_jump_cache_index_is_the_caches() {
+        for entries in [1, 16, 4096, 1 << 16] {
+            let cfg = CacheConfig {
+                code_bytes: 1 << 16,
+                max_slots: 16,
+                jump_cache_entries: entries,
+            };
+            let cache = CodeCache::new(cfg, HostCode(0x1000)).unwrap();
+            let layout = jit_jump_cache(cache.jump_cache_layout());
+            assert!(layout.is_valid(), "{layout:?}");
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let pcs = [0, 1, 0x1000, u64::MAX, 1 << 63]
+                .into_iter()
+                .chain((0..1000).map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                }));
+            for pc in pcs {
+                for mode in [Mode::LONG64_CPL0.key(), 0, 3, u32::MAX] {
+                    assert_eq!(
+                        layout.index(pc, mode),
+                        cache::jump_cache_hash(pc, mode) & (entries as u64 - 1),
+                        "pc {pc:#x} mode {mode:#x}"
+                    );
+                }
+            }
+        }
+    }
 }

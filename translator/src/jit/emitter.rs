@@ -38,7 +38,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::{block_signature, JitEnv, JitError, MemoryModel, Shape};
+use super::{block_signature, JitEnv, JitError, JumpCacheLayout, MemoryModel, Shape};
 use crate::emit::{Emitter, Exit, ValueOps};
 use crate::helpers::Helper;
 use crate::ir::{eval_binop, eval_cmp, eval_convert, eval_unop, BinOp, Cmp, Conv, Ty, UnOp};
@@ -86,6 +86,10 @@ pub(crate) struct ClifEmitter<'a> {
     icount: Inst,
     /// Guest address of the block; a direct exit to it jumps back to `head`.
     pc: u64,
+    /// [`crate::Mode::key`] of the block's mode.
+    pub(super) mode_key: u32,
+    /// The runtime's jump cache, probed by indirect exits (see `lookup`).
+    pub(super) jump_cache: Option<JumpCacheLayout>,
     /// The loop head: budget check, then the body.
     head: Block,
     /// `CpuState` fields (I64 at these offsets) mirrored in variables; see `load_state`.
@@ -165,6 +169,7 @@ impl<'a> ClifEmitter<'a> {
             pc,
             preload,
             reload,
+            mode_key,
         } = shape;
         let mut region = |id: u32, name: &'static str| {
             b.func.dfg.alias_regions.insert(AliasRegionData {
@@ -251,6 +256,7 @@ impl<'a> ClifEmitter<'a> {
         b.def_var(icount_var, new);
 
         let mem = env.memory();
+        let jump_cache = env.jump_cache();
         ClifEmitter {
             b,
             env,
@@ -272,6 +278,8 @@ impl<'a> ClifEmitter<'a> {
             insns: 0,
             icount,
             pc,
+            mode_key,
+            jump_cache,
             head,
             shadows,
             shadow_vals: HashMap::new(),
@@ -425,6 +433,62 @@ impl<'a> ClifEmitter<'a> {
         self.b.ins().ireduce(clif(ty), hi)
     }
 
+    /// A division with exactly [`eval_binop`]'s meaning that never traps on the host:
+    /// Cranelift's `udiv`/`sdiv`/`urem`/`srem` trap (host SIGFPE) on a zero divisor and
+    /// `sdiv` on `MIN / -1`, so such divisors are replaced by 1 and the quotient fixed up.
+    /// With the divisor 1, `a % 1 = 0` is already the defined remainder in both cases and
+    /// `MIN / 1 = MIN` the defined wrapped quotient; only a zero divisor's quotient (0) needs
+    /// a `select`. (`srem` itself gives 0 for `MIN % -1`.)
+    fn div_rem(&mut self, op: BinOp, ty: Ty, a: Value, b: Value) -> Value {
+        let signed = matches!(op, BinOp::SDiv | BinOp::SRem);
+        let rem = matches!(op, BinOp::URem | BinOp::SRem);
+        let zero = self.iconst(ty, 0);
+        match self.const_of(b) {
+            Some(0) => return zero,
+            Some(m) if signed && m == ty.mask() => {
+                // `x / -1 = -x` (wrapping: `MIN` stays), `x % -1 = 0`.
+                return if rem { zero } else { self.b.ins().ineg(a) };
+            }
+            // A divisor that cannot trap: no guard (and Cranelift turns a constant divisor
+            // into a multiplication).
+            Some(_) => {
+                let i = self.b.ins();
+                return match op {
+                    BinOp::UDiv => i.udiv(a, b),
+                    BinOp::SDiv => i.sdiv(a, b),
+                    BinOp::URem => i.urem(a, b),
+                    _ => i.srem(a, b),
+                };
+            }
+            None => {}
+        }
+        let one = self.iconst(ty, 1);
+        let b_zero = self.b.ins().icmp(IntCC::Equal, b, zero);
+        let mut bad = b_zero;
+        if signed && !rem {
+            let min = self.iconst(ty, ty.sign_bit());
+            let m1 = self.iconst(ty, ty.mask());
+            let a_min = self.b.ins().icmp(IntCC::Equal, a, min);
+            let b_m1 = self.b.ins().icmp(IntCC::Equal, b, m1);
+            let ovf = self.b.ins().band(a_min, b_m1);
+            bad = self.b.ins().bor(b_zero, ovf);
+        }
+        let d = self.b.ins().select(bad, one, b);
+        let i = self.b.ins();
+        match op {
+            BinOp::UDiv => {
+                let q = i.udiv(a, d);
+                self.b.ins().select(b_zero, zero, q)
+            }
+            BinOp::SDiv => {
+                let q = i.sdiv(a, d);
+                self.b.ins().select(b_zero, zero, q)
+            }
+            BinOp::URem => i.urem(a, d),
+            _ => i.srem(a, d),
+        }
+    }
+
     // ------------------------------------------------------------------ CpuState
 
     pub(super) fn cpu_flags(&self, off: u32, bytes: u32) -> MemFlagsData {
@@ -498,7 +562,7 @@ impl<'a> ClifEmitter<'a> {
     }
 
     /// Tail-call the block-convention function at host address `f` (an `I64`).
-    fn tail_call(&mut self, f: Value) {
+    pub(super) fn tail_call(&mut self, f: Value) {
         self.ensure_live();
         self.b
             .ins()
@@ -609,6 +673,7 @@ impl ValueOps for ClifEmitter<'_> {
             BinOp::SShr => i.sshr(a, b),
             BinOp::Rotl => i.rotl(a, b),
             BinOp::Rotr => i.rotr(a, b),
+            BinOp::UDiv | BinOp::SDiv | BinOp::URem | BinOp::SRem => self.div_rem(op, ty, a, b),
         }
     }
 
@@ -868,9 +933,7 @@ impl Emitter for ClifEmitter<'_> {
                     },
                     None => {
                         self.store_cpu_const(state::OFF_LINK_SLOT, 0);
-                        let z = self.iconst(Ty::I64, 0);
-                        let f = self.call_raw(Helper::Lookup, [t, z, z]);
-                        self.tail_call(f);
+                        self.indirect_jump(t);
                     }
                 }
             }

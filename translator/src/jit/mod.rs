@@ -28,7 +28,9 @@
 //!   slot, `link_slot = &slot` and the block tail-calls the address the slot holds (the
 //!   successor, or the exit stub while unlinked); otherwise `link_slot = 0` and it returns
 //!   [`ExitReason::Jump`];
-//! - indirect jump: `rip = t`, `link_slot = 0`, tail-call what [`Helper::Lookup`] returns;
+//! - indirect jump: `rip = t`, `link_slot = 0`; if [`JitEnv::jump_cache`] gave a jump cache,
+//!   probe it inline for `t` in the block's mode and tail-call the hit; otherwise (and on a
+//!   miss) tail-call what [`Helper::Lookup`] returns;
 //! - return to the dispatcher with a reason (`rip` stored by the semantics);
 //! - fault: a helper that can stop ([`Helper::can_stop`]) left a nonzero `status`: the state
 //!   of the start of the faulting instruction is written back, `rip` = that instruction, and
@@ -45,8 +47,8 @@
 //! link slots with the address of [`Jit::exit_stub`] until it links them.
 //!
 //! Invariants:
-//! - Generated code has no relocations: helpers, guest RAM, the code bitmap and link slots are
-//!   absolute addresses baked in as immediates, so the bytes run wherever they are copied
+//! - Generated code has no relocations: helpers, guest RAM, the code bitmap, link slots and
+//!   the jump cache are absolute addresses baked in as immediates, so the bytes run wherever they are copied
 //!   (at a 16-byte aligned address).
 //! - A guest address is only ever used as a host address after the bounds check of the
 //!   [`MemoryModel`]; everything else goes through the `MemRead`/`MemWrite` helpers.
@@ -56,6 +58,7 @@
 //!   [`JitError::Panic`].
 
 mod emitter;
+mod lookup;
 mod memory;
 
 #[cfg(test)]
@@ -95,6 +98,80 @@ pub trait JitEnv {
     /// unlinked). `None`: this exit is not linkable; it returns [`ExitReason::Jump`] to the
     /// dispatcher. Called at most once per target and translation.
     fn link_slot(&mut self, target_pc: u64) -> Option<usize>;
+    /// The runtime's jump cache, probed inline by indirect exits before they call
+    /// [`Helper::Lookup`]. `None` (the default): indirect exits always call the helper. A
+    /// layout that fails [`JumpCacheLayout::is_valid`] is ignored.
+    fn jump_cache(&self) -> Option<JumpCacheLayout> {
+        None
+    }
+}
+
+/// Where generated code finds the runtime's direct-mapped jump cache (guest-virtual PC + mode
+/// key → host code), and how it hashes. Entry `i` of the cache sits at
+/// `entries + i * entry_size` and holds, at these offsets, the guest PC (`u64`), the mode key
+/// (`u32`) and the host address of the block's code (`u64`, 0 = empty); the entry of `pc` in
+/// mode `key` is [`JumpCacheLayout::index`].
+///
+/// What the runtime guarantees, while code generated with the layout may run:
+/// - the entries stay at `entries`, readable, with this layout and hash;
+/// - a non-empty entry names the code of a live block translated for that PC and mode (entries
+///   of invalidated blocks are emptied before their code can be freed or reused), since a hit
+///   is tail-called without asking the runtime;
+/// - entries are not written while generated code reads them (helpers write them, on the
+///   thread running the code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JumpCacheLayout {
+    /// Address of entry 0.
+    pub entries: usize,
+    /// Number of entries minus one; the number of entries is a power of two.
+    pub mask: u64,
+    /// Bytes from one entry to the next.
+    pub entry_size: u32,
+    /// Offset in an entry of the guest PC (`u64`).
+    pub off_pc: u32,
+    /// Offset in an entry of the mode key (`u32`).
+    pub off_mode: u32,
+    /// Offset in an entry of the host address (`u64`, 0 = empty).
+    pub off_host: u32,
+    /// Multiplier of the hash.
+    pub hash_mul: u64,
+    /// Right shift of the hash's product.
+    pub hash_shift: u32,
+    /// Left rotation of the mode key before it is mixed into the PC.
+    pub mode_rotate: u32,
+}
+
+impl JumpCacheLayout {
+    /// Index of the entry of guest PC `pc` in mode `mode_key`:
+    /// `(((pc ^ rotl(mode_key as u64, mode_rotate)) * hash_mul) >> hash_shift) & mask`
+    /// (wrapping multiplication, logical shift). Generated code computes exactly this.
+    pub fn index(&self, pc: u64, mode_key: u32) -> u64 {
+        let mixed = pc ^ u64::from(mode_key).rotate_left(self.mode_rotate);
+        (mixed.wrapping_mul(self.hash_mul) >> self.hash_shift) & self.mask
+    }
+
+    /// Whether the layout is one generated code can use: a non-null, 8-byte aligned array of
+    /// a power-of-two number of entries that fits in the address space, naturally aligned
+    /// fields inside an entry, a shift below 64.
+    pub fn is_valid(&self) -> bool {
+        let size = u64::from(self.entry_size);
+        let field =
+            |off: u32, bytes: u64| u64::from(off) % bytes == 0 && u64::from(off) + bytes <= size;
+        let total = self
+            .mask
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(size))
+            .and_then(|b| b.checked_add(self.entries as u64));
+        self.entries != 0
+            && self.entries.is_multiple_of(8)
+            && self.mask.wrapping_add(1).is_power_of_two()
+            && size.is_multiple_of(8)
+            && field(self.off_pc, 8)
+            && field(self.off_mode, 4)
+            && field(self.off_host, 8)
+            && self.hash_shift < 64
+            && total.is_some_and(|end| end <= isize::MAX as u64)
+    }
 }
 
 /// How generated code reaches guest memory.
@@ -225,6 +302,8 @@ struct Shape {
     preload: u16,
     /// GPRs whose unmodified value is reloaded from `CpuState` at each use.
     reload: u16,
+    /// [`Mode::key`] of the mode the block is translated in.
+    mode_key: u32,
 }
 
 /// GPRs any instruction of `block` may write (as iced reports them).
@@ -329,6 +408,7 @@ impl Jit {
             pc: block.pc,
             preload,
             reload,
+            mode_key: mode.key(),
         };
         let (mut built, missing) = self.build_block(shape, env, &mut links, |e| {
             crate::semantics::translate_block(e, block, mode, preload)

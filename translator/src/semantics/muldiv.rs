@@ -3,10 +3,13 @@
 //! Invariants:
 //! - The one-operand forms are widening: the 8-bit form writes AX, the others rDX:rAX. The
 //!   two- and three-operand IMUL forms keep the truncated product.
-//! - Divides go through [`Helper::DivU`]/[`Helper::DivS`], which evaluate [`divide`] (the one
-//!   definition of x86 division, shared with the runtime) and raise #DE. The divisor is loaded
-//!   first, so a faulting load or a #DE leaves every register and flag of the instruction's
-//!   start.
+//! - Divides whose dividend is the (zero or sign) extension of its low half, with a divisor
+//!   that cannot raise #DE, run inline as one host division at the operand width (what
+//!   compilers emit: `xor edx, edx; div` or `cqo; idiv`). Every other divide, #DE included,
+//!   goes through [`Helper::DivU`]/[`Helper::DivS`], which evaluate [`divide`] (the one
+//!   definition of x86 division, shared with the runtime). The two paths agree bit for bit
+//!   wherever the fast one is taken (tests below). The divisor is loaded first, so a faulting
+//!   load or a #DE leaves every register and flag of the instruction's start.
 //!
 //! Flags the manuals leave undefined, as measured on the host (AMD Zen 5, see the tests):
 //! - MUL/IMUL: CF = OF = "the product does not fit the destination"; SF ZF AF PF are left
@@ -117,13 +120,28 @@ pub fn div<E: Emitter>(ctx: &mut Ctx<E>) {
     } else {
         (ctx.gpr_ty(reg::RDX, ty), ctx.gpr_ty(reg::RAX, ty))
     };
-    let size = ctx.c(Ty::I64, ty.bytes() as u64);
-    ctx.e.store_state(OFF_HELPER_OUT + 24, size);
-    let helper = if signed { Helper::DivS } else { Helper::DivU };
-    let q = ctx.call(helper, &[hi, lo, divisor]);
-    let r = ctx.e.load_state(Ty::I64, OFF_HELPER_OUT);
-    let q = ctx.to_ty(q, ty, false);
-    let r = ctx.to_ty(r, ty, false);
+    let fast = fits_host_division(ctx, signed, hi, lo, divisor);
+    let [q, r] = ctx.if_else(
+        fast,
+        [ty, ty],
+        |ctx| {
+            // Exact here: the divisor is nonzero and the quotient of `lo` fits. The remainder
+            // comes from the quotient (one host division instead of two: Cranelift divides
+            // again for a `urem`/`srem` of the same operands).
+            let div = if signed { BinOp::SDiv } else { BinOp::UDiv };
+            let q = ctx.bin(div, lo, divisor);
+            let qd = ctx.bin(BinOp::Mul, q, divisor);
+            [q, ctx.bin(BinOp::Sub, lo, qd)]
+        },
+        |ctx| {
+            let size = ctx.c(Ty::I64, ty.bytes() as u64);
+            ctx.e.store_state(OFF_HELPER_OUT + 24, size);
+            let helper = if signed { Helper::DivS } else { Helper::DivU };
+            let q = ctx.call(helper, &[hi, lo, divisor]);
+            let r = ctx.e.load_state(Ty::I64, OFF_HELPER_OUT);
+            [q, r]
+        },
+    );
     if ty == Ty::I8 {
         ctx.set_reg(Register::AL, q);
         ctx.set_reg(Register::AH, r);
@@ -134,6 +152,40 @@ pub fn div<E: Emitter>(ctx: &mut Ctx<E>) {
     // Host-measured: CF and OF are kept, SF ZF PF cleared, AF set, whatever the operands.
     let af = ctx.c(Ty::I64, rflags::AF);
     ctx.update_flags(rflags::SF | rflags::ZF | rflags::AF | rflags::PF, af);
+}
+
+/// Whether `hi:lo / divisor` is `lo / divisor` at the operand width, with a quotient that
+/// fits (an `I8` 0/1): the dividend is the extension of `lo` (`hi` is zero, or for IDIV the
+/// copies of `lo`'s sign bit), the divisor is nonzero, and for IDIV it is not `MIN / -1`.
+fn fits_host_division<E: Emitter>(
+    ctx: &mut Ctx<E>,
+    signed: bool,
+    hi: E::Value,
+    lo: E::Value,
+    divisor: E::Value,
+) -> E::Value {
+    let ty = ctx.e.ty(lo);
+    let zero = ctx.c(ty, 0);
+    let nonzero = ctx.cmp(Cmp::Ne, divisor, zero);
+    let ext = if signed {
+        let sh = ctx.c(ty, ty.bits() as u64 - 1);
+        ctx.bin(BinOp::SShr, lo, sh)
+    } else {
+        zero
+    };
+    let extended = ctx.cmp(Cmp::Eq, hi, ext);
+    let ok = ctx.bin(BinOp::And, extended, nonzero);
+    if !signed {
+        return ok;
+    }
+    let min = ctx.c(ty, ty.sign_bit());
+    let m1 = ctx.c(ty, ty.mask());
+    let lo_min = ctx.cmp(Cmp::Eq, lo, min);
+    let d_m1 = ctx.cmp(Cmp::Eq, divisor, m1);
+    let overflow = ctx.bin(BinOp::And, lo_min, d_m1);
+    let one = ctx.c(Ty::I8, 1);
+    let no_overflow = ctx.bin(BinOp::Xor, overflow, one);
+    ctx.bin(BinOp::And, ok, no_overflow)
 }
 
 /// x86 division, the single definition the runtime's DIV/IDIV helpers evaluate.
@@ -182,7 +234,7 @@ pub fn divide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::semantics::alu::probe::{fuzz, fuzz_with, native, run_interp, MEM};
+    use crate::semantics::alu::probe::{fuzz, fuzz_with, native, run_interp, Native, MEM};
     use crate::state::ExitReason;
 
     #[test]
@@ -303,6 +355,218 @@ mod tests {
         fuzz_with(native!("idiv rcx"), 300, 138, |g, _, _| {
             fit(g, Ty::I64, true, RCX)
         });
+    }
+
+    /// Where a form's divisor comes from.
+    #[derive(Clone, Copy)]
+    enum Src {
+        /// The low bits of a GPR (possibly RAX or RDX themselves).
+        Gpr(usize),
+        /// AH CH DH BH: bits 8..16 of a GPR.
+        High(usize),
+        /// The memory window's middle, where RDI points.
+        Mem,
+    }
+
+    /// Values at the edges of a `ty` division: 0, ±1, ±2, MIN, MAX and their neighbours.
+    fn div_edges(ty: Ty) -> Vec<u64> {
+        let (min, m) = (ty.sign_bit(), ty.mask());
+        let v = [
+            0,
+            1,
+            2,
+            7,
+            min - 1,
+            min,
+            min + 1,
+            m - 1,
+            m,
+            0x5a3c_96e1_0f2d_4b87,
+        ];
+        v.iter().map(|x| x & m).collect()
+    }
+
+    /// Every dividend high half, low half and divisor among `div_edges` (fast path, helper
+    /// path, #DE), through the interpreter and the JIT: against the host where the host does
+    /// not fault, else a precise #DE (nothing written) in both engines.
+    fn div_on_edges(run: fn(&mut Native), ty: Ty, signed: bool, src: Src) {
+        use crate::semantics::alu::probe::{compare_with, run_native, JitRunner};
+        use crate::state::reg::{RAX, RDX};
+        let mask = ty.mask();
+        let edges = div_edges(ty);
+        // A state per (divisor, high, low): registers, memory window, and the actual
+        // operands (the divisor may be part of the dividend, as in `div al` or `idiv rdx`).
+        let setup = |n: u64, d: u64, hi: u64, lo: u64| {
+            // Garbage in every bit the instruction must keep.
+            let mut g = [0x3c3c_a5a5_5a5a_c3c3u64.rotate_left(n as u32 % 64); 16];
+            g[reg::RSP] = 0;
+            g[reg::RDI] = 0;
+            let mut mem = vec![0xa5u8; MEM];
+            match src {
+                Src::Gpr(i) => g[i] = (g[i] & !mask) | d,
+                Src::High(i) => g[i] = (g[i] & !0xff00) | (d << 8),
+                Src::Mem => mem[MEM / 2..MEM / 2 + 8].copy_from_slice(&d.to_le_bytes()),
+            }
+            if ty == Ty::I8 {
+                g[RAX] = (g[RAX] & !0xffff) | (hi << 8) | lo;
+            } else {
+                g[RAX] = (g[RAX] & !mask) | lo;
+                g[RDX] = (g[RDX] & !mask) | hi;
+            }
+            let (hi, lo) = if ty == Ty::I8 {
+                ((g[RAX] >> 8) & 0xff, g[RAX] & 0xff)
+            } else {
+                (g[RDX] & mask, g[RAX] & mask)
+            };
+            let d = match src {
+                Src::Gpr(i) => g[i] & mask,
+                Src::High(i) => (g[i] >> 8) & 0xff,
+                Src::Mem => d,
+            };
+            (g, mem, [hi, lo, d])
+        };
+        let mut combos = Vec::new();
+        for &d in &edges {
+            for &hi in &edges {
+                for &lo in &edges {
+                    combos.push([d, hi, lo]);
+                }
+            }
+        }
+        // The instruction's bytes, from a native run that does not fault.
+        let bytes = combos
+            .iter()
+            .find_map(|&[d, hi, lo]| {
+                let (g, mem, [hi, lo, d]) = setup(0, d, hi, lo);
+                let ok = divide(signed, ty.bytes(), hi, lo, d).is_ok();
+                ok.then(|| run_native(run, g, 0, &mem).1)
+            })
+            .expect("a divide that does not fault");
+        let mut jit = JitRunner::new();
+        let mut failures = Vec::new();
+        let mut n = 0u64;
+        for &[d, hi, lo] in &combos {
+            n += 1;
+            let (g, mem, [hi, lo, d]) = setup(n, d, hi, lo);
+            let flags = if n.is_multiple_of(2) {
+                rflags::ARITH
+            } else {
+                rflags::ZF
+            };
+            let case = format!("{bytes:02x?} {hi:#x}:{lo:#x} / {d:#x}");
+            if divide(signed, ty.bytes(), hi, lo, d).is_ok() {
+                if let Err(e) = compare_with(&mut jit, run, g, flags, &mem) {
+                    failures.push(e);
+                }
+                continue;
+            }
+            let (exit, interp, icpu) = run_interp(&bytes, g, flags, &mem);
+            let (jexit, jitted, jcpu) = jit.run(&bytes, g, flags, &mem);
+            for (name, exit, out, cpu) in [
+                ("interp", exit, &interp, &icpu),
+                ("jit", jexit, &jitted, &jcpu),
+            ] {
+                let precise = out.gpr == g && out.flags == flags && out.mem == mem;
+                if exit != ExitReason::Exception || cpu.exc_vector != 0 || !precise {
+                    failures.push(format!("{case}: {name} {exit:?} {out:x?}"));
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {n} differ; first: {}",
+            failures.len(),
+            failures[0]
+        );
+    }
+
+    #[test]
+    fn div_edges_match_host_in_both_engines() {
+        use crate::state::reg::{RAX, RBX, RCX, RSI};
+        div_on_edges(native!("div cl"), Ty::I8, false, Src::Gpr(RCX));
+        div_on_edges(native!("div bh"), Ty::I8, false, Src::High(RBX));
+        div_on_edges(native!("div al"), Ty::I8, false, Src::Gpr(RAX));
+        div_on_edges(native!("div byte ptr [rdi]"), Ty::I8, false, Src::Mem);
+        div_on_edges(native!("div bx"), Ty::I16, false, Src::Gpr(RBX));
+        div_on_edges(native!("div ax"), Ty::I16, false, Src::Gpr(RAX));
+        div_on_edges(native!("div esi"), Ty::I32, false, Src::Gpr(RSI));
+        div_on_edges(native!("div eax"), Ty::I32, false, Src::Gpr(RAX));
+        div_on_edges(native!("div dword ptr [rdi]"), Ty::I32, false, Src::Mem);
+        div_on_edges(native!("div rcx"), Ty::I64, false, Src::Gpr(RCX));
+        div_on_edges(native!("div qword ptr [rdi]"), Ty::I64, false, Src::Mem);
+    }
+
+    #[test]
+    fn idiv_edges_match_host_in_both_engines() {
+        use crate::state::reg::{RAX, RBX, RCX, RDX, RSI};
+        div_on_edges(native!("idiv cl"), Ty::I8, true, Src::Gpr(RCX));
+        div_on_edges(native!("idiv bh"), Ty::I8, true, Src::High(RBX));
+        div_on_edges(native!("idiv ah"), Ty::I8, true, Src::High(RAX));
+        div_on_edges(native!("idiv al"), Ty::I8, true, Src::Gpr(RAX));
+        div_on_edges(native!("idiv word ptr [rdi]"), Ty::I16, true, Src::Mem);
+        div_on_edges(native!("idiv bx"), Ty::I16, true, Src::Gpr(RBX));
+        div_on_edges(native!("idiv ax"), Ty::I16, true, Src::Gpr(RAX));
+        div_on_edges(native!("idiv esi"), Ty::I32, true, Src::Gpr(RSI));
+        div_on_edges(native!("idiv edx"), Ty::I32, true, Src::Gpr(RDX));
+        div_on_edges(native!("idiv r9"), Ty::I64, true, Src::Gpr(9));
+        div_on_edges(native!("idiv rax"), Ty::I64, true, Src::Gpr(RAX));
+        div_on_edges(native!("idiv rdx"), Ty::I64, true, Src::Gpr(RDX));
+        div_on_edges(native!("idiv qword ptr [rdi]"), Ty::I64, true, Src::Mem);
+    }
+
+    /// Divisors the JIT sees as constants (set earlier in the block): folded fast-path
+    /// conditions, and Cranelift's own division by a constant.
+    #[test]
+    fn constant_divisors_match_host() {
+        use crate::state::reg::{RAX, RDX};
+        let fit_hi = |g: &mut [u64; 16], ty: Ty, signed: bool, d: u64| {
+            let mask = ty.mask();
+            let lo = g[RAX] & mask;
+            let ext = if signed && lo & ty.sign_bit() != 0 {
+                mask
+            } else {
+                0
+            };
+            if divide(signed, ty.bytes(), g[RDX] & mask, lo, d).is_err() {
+                g[RDX] = (g[RDX] & !mask) | ext;
+            }
+            if divide(signed, ty.bytes(), g[RDX] & mask, lo, d).is_err() {
+                // MIN / -1
+                g[RAX] &= !mask;
+                g[RDX] &= !mask;
+            }
+        };
+        fuzz_with(native!("mov ecx, 7; div ecx"), 300, 141, |g, _, _| {
+            fit_hi(g, Ty::I32, false, 7)
+        });
+        fuzz_with(native!("mov rcx, 1; div rcx"), 100, 142, |g, _, _| {
+            fit_hi(g, Ty::I64, false, 1)
+        });
+        fuzz_with(native!("mov rcx, -1; idiv rcx"), 300, 143, |g, _, _| {
+            fit_hi(g, Ty::I64, true, u64::MAX)
+        });
+        fuzz_with(native!("mov ecx, -10; idiv ecx"), 300, 144, |g, _, _| {
+            fit_hi(g, Ty::I32, true, (-10i32) as u32 as u64)
+        });
+        fuzz_with(native!("mov bx, 0x8000; idiv bx"), 300, 145, |g, _, _| {
+            fit_hi(g, Ty::I16, true, 0x8000)
+        });
+        fuzz_with(native!("mov cl, 3; idiv cl"), 300, 146, |g, _, _| {
+            let lo = g[RAX] & 0xff;
+            g[RAX] = (g[RAX] & !0xff00) | if lo & 0x80 != 0 { 0xff00 } else { 0 };
+        });
+        // Known dividends too: the whole division folds (or the fast path is not taken).
+        fuzz(
+            native!("mov eax, 100; xor edx, edx; mov ecx, 7; div ecx"),
+            20,
+            147,
+        );
+        fuzz(
+            native!("mov rax, 100; mov rdx, 1; mov rcx, 7; div rcx"),
+            20,
+            148,
+        );
+        fuzz(native!("mov rax, -100; cqo; mov rcx, 7; idiv rcx"), 20, 149);
     }
 
     #[test]

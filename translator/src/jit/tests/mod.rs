@@ -3,6 +3,7 @@
 //! environment calls, and a small dispatcher (translate, link, run).
 
 mod blocks;
+mod jump_cache;
 mod ops;
 mod perf;
 
@@ -12,7 +13,7 @@ use iced_x86::code_asm::CodeAssembler;
 use memmap2::{Mmap, MmapMut};
 
 use super::emitter::ClifEmitter;
-use super::{Jit, JitConfig, JitEnv, JitError, MemoryModel};
+use super::{Jit, JitConfig, JitEnv, JitError, JumpCacheLayout, MemoryModel};
 use crate::decode::{decode_block, DecodedBlock};
 use crate::helpers::Helper;
 use crate::interp::{step, InterpEnv};
@@ -42,8 +43,81 @@ impl Code {
     }
 }
 
+/// A jump cache as the runtime's, with a layout of the test's choosing: `u64` words, an
+/// entry every `stride` words, guest PC, mode key (in the low half of its word, so a `u32` load
+/// reads it) and host address at the given word offsets.
+pub struct FakeJumpCache {
+    words: Box<[u64]>,
+    layout: JumpCacheLayout,
+}
+
+impl FakeJumpCache {
+    /// Hash constants of the runtime's cache.
+    pub const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+    pub const HASH_SHIFT: u32 = 32;
+    pub const MODE_ROTATE: u32 = 40;
+
+    /// `entries` entries (a power of two) of `stride` words; `[pc, mode, host]` word offsets.
+    pub fn new(entries: usize, stride: usize, fields: [usize; 3]) -> FakeJumpCache {
+        assert!(entries.is_power_of_two() && fields.iter().all(|&f| f < stride));
+        let words = vec![0u64; entries * stride].into_boxed_slice();
+        let layout = JumpCacheLayout {
+            entries: words.as_ptr() as usize,
+            mask: entries as u64 - 1,
+            entry_size: (stride * 8) as u32,
+            off_pc: (fields[0] * 8) as u32,
+            off_mode: (fields[1] * 8) as u32,
+            off_host: (fields[2] * 8) as u32,
+            hash_mul: Self::HASH_MUL,
+            hash_shift: Self::HASH_SHIFT,
+            mode_rotate: Self::MODE_ROTATE,
+        };
+        assert!(layout.is_valid());
+        FakeJumpCache { words, layout }
+    }
+
+    /// The same cache hashed with other constants.
+    pub fn with_hash(mut self, mul: u64, shift: u32, mode_rotate: u32) -> FakeJumpCache {
+        self.layout.hash_mul = mul;
+        self.layout.hash_shift = shift;
+        self.layout.mode_rotate = mode_rotate;
+        self.clear();
+        self
+    }
+
+    pub fn layout(&self) -> JumpCacheLayout {
+        self.layout
+    }
+
+    /// The words of the entry of `pc` in `mode`.
+    fn entry(&mut self, pc: u64, mode: u32) -> &mut [u64] {
+        let stride = self.layout.entry_size as usize / 8;
+        let i = self.layout.index(pc, mode) as usize;
+        &mut self.words[i * stride..(i + 1) * stride]
+    }
+
+    /// Write the entry of `pc` in `mode` with raw values (`host` 0 = empty).
+    pub fn set_raw(&mut self, slot: (u64, u32), pc: u64, mode: u32, host: usize) {
+        let l = self.layout;
+        let e = self.entry(slot.0, slot.1);
+        e[l.off_pc as usize / 8] = pc;
+        e[l.off_mode as usize / 8] = u64::from(mode);
+        e[l.off_host as usize / 8] = host as u64;
+    }
+
+    /// Cache `host` for `pc` in `mode`.
+    pub fn set(&mut self, pc: u64, mode: u32, host: usize) {
+        self.set_raw((pc, mode), pc, mode, host);
+    }
+
+    /// Empty every entry.
+    pub fn clear(&mut self) {
+        self.words.fill(0);
+    }
+}
+
 /// The guest machine: flat RAM at guest-physical 0, the code bitmap, translated blocks and
-/// link slots, and a log of helper calls.
+/// link slots, an optional jump cache, and a log of helper calls.
 pub struct Machine {
     pub ram: Vec<u8>,
     pub bitmap: Vec<u8>,
@@ -59,6 +133,11 @@ pub struct Machine {
     /// Record helper calls in `calls`.
     pub log: bool,
     pub smc_writes: usize,
+    /// The jump cache generated code probes on indirect exits; `Lookup` fills it on a hit
+    /// in `blocks` (as the runtime does), for `mode`.
+    pub jump: Option<FakeJumpCache>,
+    /// The mode key `Lookup` fills the jump cache for.
+    pub mode_key: u32,
 }
 
 impl Machine {
@@ -74,6 +153,8 @@ impl Machine {
             calls: Vec::new(),
             log: true,
             smc_writes: 0,
+            jump: None,
+            mode_key: Mode::LONG64_CPL0.key(),
         })
     }
 
@@ -137,7 +218,15 @@ impl Machine {
                     }
                 }
             }
-            Helper::Lookup => self.blocks.get(&a[0]).copied().unwrap_or(self.stub) as u64,
+            Helper::Lookup => match self.blocks.get(&a[0]).copied() {
+                Some(host) => {
+                    if let Some(j) = &mut self.jump {
+                        j.set(a[0], self.mode_key, host);
+                    }
+                    host as u64
+                }
+                None => self.stub as u64,
+            },
             Helper::Hlt => {
                 cpu.status = ExitReason::Halt as u64;
                 0
@@ -164,6 +253,9 @@ impl JitEnv for Machine {
             code_bitmap: self.bitmap.as_ptr() as usize,
             code_bitmap_len: self.bitmap.len() as u64,
         }
+    }
+    fn jump_cache(&self) -> Option<JumpCacheLayout> {
+        self.jump.as_ref().map(FakeJumpCache::layout)
     }
     fn link_slot(&mut self, _target_pc: u64) -> Option<usize> {
         if !self.linking || self.next_slot == SLOTS {
@@ -262,6 +354,7 @@ impl Harness {
             pc,
             preload: 0,
             reload: 0,
+            mode_key: self.mode.key(),
         };
         self.jit
             .build_block(shape, &mut *self.m, &mut links, |mut e| {

@@ -9,7 +9,7 @@ use crate::state::{off_gpr, ExitReason};
 
 const TYS: [Ty; 4] = [Ty::I8, Ty::I16, Ty::I32, Ty::I64];
 
-const BINOPS: [BinOp; 13] = [
+const BINOPS: [BinOp; 17] = [
     BinOp::Add,
     BinOp::Sub,
     BinOp::And,
@@ -23,6 +23,10 @@ const BINOPS: [BinOp; 13] = [
     BinOp::SShr,
     BinOp::Rotl,
     BinOp::Rotr,
+    BinOp::UDiv,
+    BinOp::SDiv,
+    BinOp::URem,
+    BinOp::SRem,
 ];
 
 const UNOPS: [UnOp; 6] = [
@@ -198,6 +202,10 @@ fn mismatched_operand_types_follow_the_evaluator() {
         BinOp::Mul,
         BinOp::UMulHi,
         BinOp::SMulHi,
+        BinOp::UDiv,
+        BinOp::SDiv,
+        BinOp::URem,
+        BinOp::SRem,
     ] {
         for (a, b) in [(Ty::I32, Ty::I64), (Ty::I8, Ty::I16), (Ty::I64, Ty::I8)] {
             let what = format!("{op:?} {a:?} with {b:?}");
@@ -368,5 +376,61 @@ fn one_constant_operand_matches_eval() {
                 check(&mut h, &what, &Bin(op), &inputs, &EDGES);
             }
         }
+    }
+}
+
+/// The divisions never trap on the host, whatever the operands: a zero divisor, `MIN / -1`
+/// and `MIN % -1` of every type, with the divisor in a register, a constant, or the same
+/// value as the dividend. (A trap would kill the test process with SIGFPE.)
+#[test]
+fn divisions_never_trap() {
+    let mut h = Harness::new();
+    let ops = [BinOp::UDiv, BinOp::SDiv, BinOp::URem, BinOp::SRem];
+    for op in ops {
+        for ty in TYS {
+            let (min, m1) = (ty.sign_bit(), ty.mask());
+            let vals = [0, 1, 2, min, m1, min | 1, m1 - 1];
+            let what = format!("{op:?} {ty:?}");
+            check(
+                &mut h,
+                &what,
+                &Bin(op),
+                &[Input::Reg(ty), Input::Reg(ty)],
+                &vals,
+            );
+            for k in [0, 1, m1, min, 7] {
+                let inputs = [Input::Reg(ty), Input::Const(ty, k)];
+                check(
+                    &mut h,
+                    &format!("{what} by {k:#x}"),
+                    &Bin(op),
+                    &inputs,
+                    &vals,
+                );
+                let inputs = [Input::Const(ty, min), Input::Const(ty, k)];
+                check(
+                    &mut h,
+                    &format!("{what} const by {k:#x}"),
+                    &Bin(op),
+                    &inputs,
+                    &[],
+                );
+            }
+            // The same value as dividend and divisor.
+            check(
+                &mut h,
+                &format!("{what} x/x"),
+                &SelfDiv(op),
+                &[Input::Reg(ty)],
+                &vals,
+            );
+        }
+    }
+}
+
+struct SelfDiv(BinOp);
+impl Op for SelfDiv {
+    fn apply<V: ValueOps>(&self, e: &mut V, a: &[V::Value]) -> V::Value {
+        e.binop(self.0, a[0], a[0])
     }
 }

@@ -199,6 +199,7 @@ fn simple_loop_raw_clif() {
         pc: block.pc,
         preload: block.gpr_mask(),
         reload: !crate::jit::written_gprs(&block),
+        mode_key: mode.key(),
     };
     let mut links = std::collections::HashMap::new();
     let preload = shape.preload;
