@@ -1099,6 +1099,18 @@ impl<E: Emitter> Ctx<E> {
     pub fn raise(&mut self, exc: Exception) {
         self.pending = [None; 16];
         self.pending_flags = None;
+        let pc = self.insn_pc;
+        self.leave_with_exception(exc, pc);
+    }
+
+    /// Raise a trap-class exception (INT3, INT1): the instruction completes and the saved
+    /// RIP is the next instruction.
+    pub fn raise_trap(&mut self, exc: Exception) {
+        let next = self.next_pc();
+        self.leave_with_exception(exc, next);
+    }
+
+    fn leave_with_exception(&mut self, exc: Exception, rip: u64) {
         for (off, v) in [
             (
                 std::mem::offset_of!(state::CpuState, exc_vector) as u32,
@@ -1117,8 +1129,7 @@ impl<E: Emitter> Ctx<E> {
             let v = self.e.iconst(Ty::I64, v);
             self.e.store_state(off, v);
         }
-        let pc = self.insn_pc;
-        self.exit_with(ExitReason::Exception, pc);
+        self.exit_with(ExitReason::Exception, rip);
     }
 }
 

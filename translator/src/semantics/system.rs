@@ -150,35 +150,10 @@ pub fn rdtsc<E: Emitter>(ctx: &mut Ctx<E>) {
 /// UD0/UD1/UD2 (#UD, a fault), INT3 (#BP) and INT1 (#DB), which are traps.
 pub fn trap<E: Emitter>(ctx: &mut Ctx<E>) {
     match ctx.insn().code() {
-        Code::Int3 => raise_trap(ctx, Exception::Breakpoint),
-        Code::Int1 => raise_trap(ctx, Exception::Debug),
+        Code::Int3 => ctx.raise_trap(Exception::Breakpoint),
+        Code::Int1 => ctx.raise_trap(Exception::Debug),
         _ => ctx.raise(Exception::InvalidOpcode),
     }
-}
-
-/// As [`Ctx::raise`], but for a trap: the instruction completes and the saved RIP is the
-/// next instruction.
-fn raise_trap<E: Emitter>(ctx: &mut Ctx<E>, exc: Exception) {
-    for (off, v) in [
-        (
-            std::mem::offset_of!(state::CpuState, exc_vector) as u32,
-            exc.vector() as u64,
-        ),
-        (
-            std::mem::offset_of!(state::CpuState, exc_code) as u32,
-            exc.error_code().unwrap_or(0) as u64,
-        ),
-        (
-            std::mem::offset_of!(state::CpuState, exc_addr) as u32,
-            exc.fault_addr(),
-        ),
-        (state::OFF_STATUS, ExitReason::Exception as u64),
-    ] {
-        let v = ctx.c(Ty::I64, v);
-        ctx.e.store_state(off, v);
-    }
-    let next = ctx.next_pc();
-    ctx.exit_with(ExitReason::Exception, next);
 }
 
 /// A tiny machine for the semantics' unit tests: flat RAM at address 0, recorded hypercalls,
