@@ -174,3 +174,40 @@ fn halt_with_interrupts_off_is_a_clean_stop() {
         assert_eq!(v.cpu().rip, 0x1002, "{engine:?}: RIP after the HLT");
     }
 }
+
+/// Regression: the DBT charges a block's instructions at entry, and once kept the charge
+/// when the block left early (a store to its own code, a fault), so with an instruction
+/// limit the engines stopped at different places. Repro from the differential fuzzer:
+/// `push rbx ; leave ; ...` where the push overwrites the following code.
+#[test]
+fn early_block_exits_count_only_executed_instructions() {
+    let mut seen = Vec::new();
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x18_01da, &[0x53, 0xC9, 0x4D, 0x6D]).unwrap();
+        v.cpu_mut().rip = 0x18_01da;
+        v.cpu_mut().gpr[4] = 0x18_01e4;
+        v.cpu_mut().icount_limit = 3;
+        let outcome = v.run();
+        seen.push((outcome, v.cpu().rip, v.cpu().icount));
+    }
+    assert_eq!(seen[0], seen[1], "interp vs dbt (outcome, rip, icount)");
+
+    // mov eax, 1 ; mov [rbx], eax (rbx past RAM: #PF) ; hlt
+    let code = [0xB8, 1, 0, 0, 0, 0x89, 0x03, 0xF4];
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &code).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        v.cpu_mut().gpr[3] = 1 << 40;
+        assert!(
+            matches!(v.run(), RunOutcome::Exception { rip: 0x1005, .. }),
+            "{engine:?}"
+        );
+        assert_eq!(
+            v.cpu().icount,
+            1,
+            "{engine:?}: only the first mov completed"
+        );
+    }
+}

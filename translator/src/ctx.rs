@@ -57,6 +57,8 @@ pub enum Rep {
 /// A fault exit to emit at the end of translation.
 struct FaultExit<L, V> {
     label: L,
+    /// Index of the faulting instruction in the block.
+    index: u32,
     written: u16,
     flags: FlagState<V>,
     pc: u64,
@@ -85,6 +87,8 @@ pub struct Ctx<E: Emitter> {
     terminated: bool,
     /// Nesting of structured control flow being emitted (REP bodies).
     loop_depth: u32,
+    /// Instructions begun so far (the block's instruction count once translation ends).
+    begun: u32,
     /// The entry flags once materialized by the helper in straight-line code.
     entry_bits: Option<E::Value>,
     /// Count of register and flag writes made pending (wrapping): `if_else` checks that its
@@ -130,6 +134,7 @@ impl<E: Emitter> Ctx<E> {
             addr_cache: None,
             terminated: false,
             loop_depth: 0,
+            begun: 0,
             entry_bits: None,
             writes: 0,
             missing_regs: false,
@@ -194,6 +199,7 @@ impl<E: Emitter> Ctx<E> {
     pub fn begin_insn(&mut self, insn: &Instruction) {
         self.insn = *insn;
         self.insn_pc = insn.ip();
+        self.begun += 1;
         self.addr_cache = None;
         self.pending = [None; 16];
         self.pending_flags = None;
@@ -215,6 +221,7 @@ impl<E: Emitter> Ctx<E> {
             if used {
                 self.fault_exits.push(FaultExit {
                     label,
+                    index: self.begun - 1,
                     written: self.insn_start_written,
                     flags: self.insn_start_flags,
                     pc: self.insn_pc,
@@ -244,6 +251,8 @@ impl<E: Emitter> Ctx<E> {
         self.loop_depth += 1;
         for f in std::mem::take(&mut self.fault_exits) {
             self.e.bind(f.label);
+            // The faulting instruction and every later one did not execute.
+            self.e.uncount(self.begun - f.index);
             self.emit_fault_exit(f.written, f.flags, f.pc);
         }
         self.e
@@ -1091,6 +1100,8 @@ impl<E: Emitter> Ctx<E> {
     pub fn unsupported(&mut self) {
         self.pending = [None; 16];
         self.pending_flags = None;
+        // Translation stops here, so only this instruction is left unexecuted.
+        self.e.uncount(1);
         let pc = self.insn_pc;
         self.exit_with(ExitReason::Unsupported, pc);
     }
@@ -1099,6 +1110,8 @@ impl<E: Emitter> Ctx<E> {
     pub fn raise(&mut self, exc: Exception) {
         self.pending = [None; 16];
         self.pending_flags = None;
+        // A fault: this instruction (the block's last) does not complete.
+        self.e.uncount(1);
         let pc = self.insn_pc;
         self.leave_with_exception(exc, pc);
     }

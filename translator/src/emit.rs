@@ -106,4 +106,12 @@ pub trait Emitter: ValueOps {
 
     /// Leave the block. The caller has written back registers, flags and (for `Return`) RIP.
     fn exit(&mut self, exit: Exit<Self::Value>);
+
+    /// The exit about to be emitted leaves `skipped` of the block's instructions (the
+    /// current one included) unexecuted. An emitter that charges `icount` for the whole block
+    /// at entry (the JIT) takes them back; one that counts retired instructions itself (the
+    /// interpreter) does nothing.
+    fn uncount(&mut self, skipped: u32) {
+        let _ = skipped;
+    }
 }

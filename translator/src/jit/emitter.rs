@@ -902,6 +902,17 @@ impl Emitter for ClifEmitter<'_> {
         self.fault_used
     }
 
+    fn uncount(&mut self, skipped: u32) {
+        if skipped == 0 {
+            return;
+        }
+        // `icount` is a shadowed field: the load reads the variable, the store redefines it.
+        let ic = self.load_state(Ty::I64, state::OFF_ICOUNT);
+        let n = self.iconst(Ty::I64, u64::from(skipped));
+        let v = self.binop(BinOp::Sub, ic, n);
+        self.store_state(state::OFF_ICOUNT, v);
+    }
+
     fn faulted(&self) -> bool {
         false
     }

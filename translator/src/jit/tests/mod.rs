@@ -405,22 +405,28 @@ impl Harness {
 }
 
 /// Run `block` through the interpreter, instruction by instruction, as a block would.
+/// Returns how it left and how many instructions completed (a faulting, stopping or
+/// unsupported instruction leaves RIP on itself and does not count).
 pub fn interp_block(
     m: &mut Machine,
     cpu: &mut CpuState,
     block: &DecodedBlock,
     mode: Mode,
-) -> ExitReason {
+) -> (ExitReason, u64) {
+    let mut completed = 0;
     for insn in &block.insns {
         if cpu.rip != insn.ip() {
             break;
         }
         let r = step(cpu, m, insn, mode);
+        if r == ExitReason::Jump || cpu.rip != insn.ip() {
+            completed += 1;
+        }
         if r != ExitReason::Jump {
-            return r;
+            return (r, completed);
         }
     }
-    ExitReason::Jump
+    (ExitReason::Jump, completed)
 }
 
 /// Assemble with iced (64-bit).
@@ -500,7 +506,8 @@ pub fn differential_with(
     icpu.rip = pc;
     // The interpreter runs exactly the instructions the JIT translated, charged and looped
     // as the block does: `icount + n <= icount_limit` before every pass, again while the
-    // block jumps back to its own start.
+    // block jumps back to its own start; a pass that leaves early takes back the
+    // instructions it did not execute.
     let mut prefix = block.clone();
     prefix.insns.truncate(c.guest_insns as usize);
     let n = u64::from(c.guest_insns);
@@ -514,7 +521,10 @@ pub fn differential_with(
             break ExitReason::Budget;
         }
         icpu.icount += n;
-        let exit = interp_block(&mut m, &mut icpu, &prefix, Mode::LONG64_CPL0);
+        let (exit, completed) = interp_block(&mut m, &mut icpu, &prefix, Mode::LONG64_CPL0);
+        if exit != ExitReason::Jump {
+            icpu.icount -= n - completed;
+        }
         if exit != ExitReason::Jump || icpu.rip != pc {
             break exit;
         }
