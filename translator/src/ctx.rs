@@ -324,6 +324,18 @@ impl<E: Emitter> Ctx<E> {
         self.merge_write(i, ty, high, v);
     }
 
+    /// Write register `r` (x86 merge and zero-extension rules) only where `cond` (an `I8`
+    /// 0/1) holds; otherwise the whole 64-bit register keeps its value (no zero-extension),
+    /// as CMPXCHG's accumulator and BSF/BSR with a zero source require.
+    pub fn set_reg_if(&mut self, r: Register, cond: E::Value, v: E::Value) {
+        let i = gpr_parts(r).0;
+        let old = self.gpr(i);
+        self.set_reg(r, v);
+        let new = self.gpr(i);
+        let full = self.e.select(cond, new, old);
+        self.set_gpr(i, full);
+    }
+
     /// Read GPR `i` at width `ty` (low bits).
     pub fn gpr_ty(&mut self, i: usize, ty: Ty) -> E::Value {
         let v = self.gpr(i);
@@ -436,15 +448,12 @@ impl<E: Emitter> Ctx<E> {
             return self.e.iconst(Ty::I64, disp & 0xffff_ffff);
         }
         let mut addr = self.e.iconst(Ty::I64, disp);
-        let mut addr32 = false;
         if base != Register::None {
-            addr32 |= base.is_gpr32();
             let b = self.reg(base);
             let b = self.e.convert(Conv::Zext, b, Ty::I64);
             addr = self.e.binop(BinOp::Add, addr, b);
         }
         if index != Register::None {
-            addr32 |= index.is_gpr32();
             let x = self.reg(index);
             let x = self.e.convert(Conv::Zext, x, Ty::I64);
             let scale = insn.memory_index_scale() as u64;
@@ -456,11 +465,26 @@ impl<E: Emitter> Ctx<E> {
             };
             addr = self.e.binop(BinOp::Add, addr, x);
         }
-        if addr32 || (self.mode.bitness != 64) {
-            let m = self.e.iconst(Ty::I64, 0xffff_ffff);
-            addr = self.e.binop(BinOp::And, addr, m);
+        self.wrap_ea(addr)
+    }
+
+    /// Whether the memory operand's address is computed in 32 bits (an address-size prefix,
+    /// visible as 32-bit base/index registers, or a mode that is not 64-bit).
+    fn addr32(&self) -> bool {
+        let i = &self.insn;
+        self.mode.bitness != 64
+            || i.memory_base() == Register::EIP
+            || i.memory_base().is_gpr32()
+            || i.memory_index().is_gpr32()
+    }
+
+    /// Wrap an effective address (an `I64`) to the memory operand's address size.
+    pub fn wrap_ea(&mut self, ea: E::Value) -> E::Value {
+        if !self.addr32() {
+            return ea;
         }
-        addr
+        let m = self.e.iconst(Ty::I64, 0xffff_ffff);
+        self.e.binop(BinOp::And, ea, m)
     }
 
     /// Linear address of the instruction's memory operand (effective address plus the FS/GS
@@ -954,7 +978,6 @@ impl<E: Emitter> Ctx<E> {
 
     /// The address-size type of the current instruction (for RSI/RDI/RCX in string ops).
     pub fn addr_ty(&self) -> Ty {
-        use iced_x86::CodeSize;
         let default = match self.mode.bitness {
             64 => Ty::I64,
             32 => Ty::I32,
@@ -969,7 +992,6 @@ impl<E: Emitter> Ctx<E> {
                 _ => {}
             }
         }
-        let _ = CodeSize::Code64;
         default
     }
 

@@ -200,8 +200,9 @@ fn family_of(m: M) -> Option<Family> {
     })
 }
 
-/// Whether the generator can produce an operand of this kind.
-pub fn operand_supported(k: K) -> bool {
+/// Whether an operand kind is a general-purpose register (or r/m) of a given width: the
+/// operands that fix an instruction form's operand size.
+pub fn sized_gpr_kind(k: K) -> bool {
     matches!(
         k,
         K::r8_or_mem
@@ -220,23 +221,31 @@ pub fn operand_supported(k: K) -> bool {
             | K::ax
             | K::eax
             | K::rax
-            | K::cl
-            | K::imm8
-            | K::imm16
-            | K::imm32
-            | K::imm64
-            | K::imm8sex16
-            | K::imm8sex32
-            | K::imm8sex64
-            | K::imm32sex64
-            | K::imm8_const_1
-            | K::br64_1
-            | K::br64_4
-            | K::mem
-            | K::mem_offs
-            | K::seg_rSI
-            | K::es_rDI
     )
+}
+
+/// Whether the generator can produce an operand of this kind.
+pub fn operand_supported(k: K) -> bool {
+    sized_gpr_kind(k)
+        || matches!(
+            k,
+            K::cl
+                | K::imm8
+                | K::imm16
+                | K::imm32
+                | K::imm64
+                | K::imm8sex16
+                | K::imm8sex32
+                | K::imm8sex64
+                | K::imm32sex64
+                | K::imm8_const_1
+                | K::br64_1
+                | K::br64_4
+                | K::mem
+                | K::mem_offs
+                | K::seg_rSI
+                | K::es_rDI
+        )
 }
 
 /// Forms left out on purpose even though their mnemonic is supported.

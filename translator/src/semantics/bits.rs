@@ -15,13 +15,12 @@
 //! - POPCNT: ZF = (source == 0); CF OF SF AF PF = 0.
 //! - LZCNT TZCNT: CF = (source == 0), ZF = (result == 0); SF AF PF = 0; OF unchanged.
 //! - BSWAP: no flags. The 16-bit form (undefined) writes 0 to the low 16 bits, as the host.
-use iced_x86::{Mnemonic as M, OpKind, Register};
+use iced_x86::{Mnemonic as M, OpKind};
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::flags;
 use crate::ir::{BinOp, Cmp, Ty, UnOp};
-use crate::semantics::data::set_reg_if;
 use crate::state::rflags;
 
 /// BT BTS BTR BTC: copy the selected bit to CF, then (except BT) set, clear or flip it.
@@ -73,20 +72,11 @@ pub fn bit_test<E: Emitter>(ctx: &mut Ctx<E>) {
 /// Linear address of the memory operand moved by `disp` bytes (an `I64`), wrapping in the
 /// instruction's address size as the effective-address computation does.
 fn displaced_addr<E: Emitter>(ctx: &mut Ctx<E>, disp: E::Value) -> E::Value {
-    let insn = *ctx.insn();
+    let seg = ctx.insn().memory_segment();
     let ea = ctx.op_ea();
     let ea = ctx.bin(BinOp::Add, ea, disp);
-    let addr32 = ctx.mode().bitness != 64
-        || insn.memory_base() == Register::EIP
-        || insn.memory_base().is_gpr32()
-        || insn.memory_index().is_gpr32();
-    let ea = if addr32 {
-        let m = ctx.c(Ty::I64, 0xffff_ffff);
-        ctx.bin(BinOp::And, ea, m)
-    } else {
-        ea
-    };
-    ctx.seg_base_add(insn.memory_segment(), ea)
+    let ea = ctx.wrap_ea(ea);
+    ctx.seg_base_add(seg, ea)
 }
 
 /// BSF BSR: index of the lowest or highest set bit; destination unchanged for a zero source.
@@ -108,7 +98,7 @@ pub fn bit_scan<E: Emitter>(ctx: &mut Ctx<E>) {
         ctx.bin(BinOp::Sub, top, lz)
     };
     let nonzero = ctx.cmp(Cmp::Ne, src, zero);
-    set_reg_if(ctx, dst, nonzero, idx);
+    ctx.set_reg_if(dst, nonzero, idx);
     let p = flags::parity(&mut ctx.e, idx);
     let p = ctx.bin(BinOp::Or, p, is_zero);
     let f0 = ctx.c(Ty::I8, 0);

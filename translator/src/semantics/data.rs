@@ -31,22 +31,6 @@ fn gpr_operands<E: Emitter>(ctx: &Ctx<E>) -> bool {
     (0..i.op_count()).all(|n| i.op_kind(n) != OpKind::Register || i.op_register(n).is_gpr())
 }
 
-/// The register number (RAX = 0 ... R15 = 15) of an iced GPR.
-fn gpr_index(r: Register) -> usize {
-    (r.full_register() as usize).wrapping_sub(Register::RAX as usize) & 15
-}
-
-/// Write GPR `r` (x86 merge and zero-extension rules) only where `cond` (an `I8` 0/1) holds;
-/// otherwise the whole 64-bit register keeps its value (no zero-extension).
-pub(crate) fn set_reg_if<E: Emitter>(ctx: &mut Ctx<E>, r: Register, cond: E::Value, v: E::Value) {
-    let i = gpr_index(r);
-    let old = ctx.gpr(i);
-    ctx.set_reg(r, v);
-    let new = ctx.gpr(i);
-    let full = ctx.select(cond, new, old);
-    ctx.set_gpr(i, full);
-}
-
 /// The accumulator (AL/AX/EAX/RAX) of an operand size.
 fn accumulator(ty: Ty) -> Register {
     match ty {
@@ -113,10 +97,10 @@ pub fn cmpxchg<E: Emitter>(ctx: &mut Ctx<E>) {
         ctx.write_op(0, v);
     } else {
         let r = ctx.insn().op0_register();
-        set_reg_if(ctx, r, eq, src);
+        ctx.set_reg_if(r, eq, src);
     }
     // Exclusive conditions: with the accumulator as destination only the write above happens.
-    set_reg_if(ctx, acc_reg, ne, dest);
+    ctx.set_reg_if(acc_reg, ne, dest);
     let diff = ctx.bin(BinOp::Sub, acc, dest);
     ctx.set_flags_lazy(FlagOp::Sub, acc, dest, diff, None);
 }

@@ -20,7 +20,7 @@ use iced_x86::{
 
 mod values;
 
-use super::forms::{Form, Special};
+use super::forms::{sized_gpr_kind, Form, Special};
 use super::layout::{
     CODE_BASE, CODE_SIZE, HOT_BASE, HOT_SIZE, PAD_LEN, STACK_BASE, STACK_SIZE, STACK_TOP,
 };
@@ -318,25 +318,7 @@ fn kind_bits(k: K) -> u32 {
 pub fn operand_bits(code: Code) -> u32 {
     let oc = code.op_code();
     for &k in oc.op_kinds() {
-        if matches!(
-            k,
-            K::r8_or_mem
-                | K::r16_or_mem
-                | K::r32_or_mem
-                | K::r64_or_mem
-                | K::r8_reg
-                | K::r16_reg
-                | K::r32_reg
-                | K::r64_reg
-                | K::r8_opcode
-                | K::r16_opcode
-                | K::r32_opcode
-                | K::r64_opcode
-                | K::al
-                | K::ax
-                | K::eax
-                | K::rax
-        ) {
+        if sized_gpr_kind(k) {
             return kind_bits(k);
         }
     }
