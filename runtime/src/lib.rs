@@ -34,6 +34,7 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod stats;
+pub mod system;
 pub mod tsc;
 pub mod vm;
 

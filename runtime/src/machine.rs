@@ -11,7 +11,7 @@
 //! - A store is precise: every page it touches is translated before any byte is written.
 
 use translator::decode::PAGE_SIZE;
-use translator::{Exception, Mode};
+use translator::{CpuState, Exception, Mode};
 
 use crate::devices::serial::COM1;
 use crate::devices::{
@@ -113,6 +113,29 @@ pub struct Machine {
     pub exceptions: u64,
     /// Stores refused because they hit translated code (self-modifying code).
     pub code_modified: u64,
+    /// Set when virtual-to-physical mappings may have changed (TLB flush, INVLPG); the
+    /// dispatcher then drops virtual-PC-keyed state (the jump cache) and clears it.
+    pub mappings_changed: bool,
+}
+
+/// The privilege an access is checked with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// CPL 3 (user pages only; SMAP/SMEP do not apply).
+    User,
+    /// CPL 0..2 or an implicit supervisor access.
+    Supervisor,
+}
+
+impl Privilege {
+    /// The privilege of explicit accesses at `cpl`.
+    pub fn of_cpl(cpl: u64) -> Privilege {
+        if cpl == 3 {
+            Privilege::User
+        } else {
+            Privilege::Supervisor
+        }
+    }
 }
 
 impl Machine {
@@ -143,6 +166,7 @@ impl Machine {
             counters: HelperCounters::default(),
             exceptions: 0,
             code_modified: 0,
+            mappings_changed: false,
         })
     }
 
@@ -225,6 +249,57 @@ impl Machine {
             self.invalidate_code(pa.0, pa.0 + n as u64);
         }
         Ok(WriteOutcome::Done)
+    }
+
+    /// Reads `size` bytes (1..=8) at linear address `lin` as the system handlers do: with
+    /// `privilege`'s rights (descriptor-table, TSS and interrupt-stack accesses are
+    /// [`Privilege::Supervisor`] whatever the CPL), through paging when CR0.PG is set. Guest
+    /// faults come back as values (#PF with its error code; the caller sets CR2 when it
+    /// delivers).
+    pub fn read_lin(
+        &mut self,
+        cpu: &mut CpuState,
+        lin: u64,
+        size: usize,
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<u64, Exception> {
+        let _ = (cpu, privilege);
+        self.read_virt(lin, size, access)
+    }
+
+    /// Writes the low `size` bytes (1..=8) of `value` at linear address `lin` (see
+    /// [`Machine::read_lin`]). Translated code on the page is invalidated; the write always
+    /// happens (handlers run between blocks, never inside a block's store).
+    pub fn write_lin(
+        &mut self,
+        cpu: &mut CpuState,
+        lin: u64,
+        size: usize,
+        value: u64,
+        privilege: Privilege,
+    ) -> Result<(), Exception> {
+        let _ = (cpu, privilege);
+        let saved = std::mem::replace(&mut self.executing, Executing::Interp);
+        let r = self.write_virt(lin, size, value).map(|_| ());
+        self.executing = saved;
+        r
+    }
+
+    /// Invalidates every TLB entry (MOV CR3, CR0/CR4 paging changes); `global` also drops
+    /// global pages. Sets [`Machine::mappings_changed`].
+    pub fn flush_tlb(&mut self, cpu: &mut CpuState, global: bool) {
+        let _ = global;
+        cpu.tlb.flush();
+        self.mappings_changed = true;
+    }
+
+    /// Invalidates the TLB entries of the page holding linear address `lin` (INVLPG). Sets
+    /// [`Machine::mappings_changed`].
+    pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
+        let _ = lin;
+        cpu.tlb.flush();
+        self.mappings_changed = true;
     }
 
     /// Whether translated code (of either engine) may cover `[phys, phys + len)`'s pages.

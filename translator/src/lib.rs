@@ -22,6 +22,7 @@ pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod semantics;
+pub mod sensitive;
 pub mod state;
 
 pub use exception::Exception;
@@ -35,17 +36,37 @@ pub struct Mode {
     pub bitness: u32,
     /// Current privilege level (0..=3).
     pub cpl: u8,
+    /// Stack-pointer width in bits: 64 in 64-bit mode, else 32 or 16 (SS.B).
+    pub stack: u8,
+    /// Paging is on: guest memory goes through the soft TLB instead of the flat model.
+    pub paging: bool,
+    /// Outside 64-bit mode, some of CS/DS/ES/SS has a nonzero base, so every access adds its
+    /// segment's base (FS and GS bases are always added).
+    pub seg_bases: bool,
 }
 
 impl Mode {
-    /// 64-bit mode at CPL 0, the foundation's only mode.
-    pub const LONG64_CPL0: Mode = Mode {
-        bitness: 64,
-        cpl: 0,
-    };
+    /// 64-bit mode at CPL 0 without paging (the foundation's flat machine).
+    pub const LONG64_CPL0: Mode = Mode::new(64, 0);
+
+    /// A mode with the given code size and CPL, a stack of the same width, no paging and
+    /// flat segments.
+    pub const fn new(bitness: u32, cpl: u8) -> Mode {
+        Mode {
+            bitness,
+            cpl,
+            stack: bitness as u8,
+            paging: false,
+            seg_bases: false,
+        }
+    }
 
     /// Opaque key bits for the code cache.
     pub const fn key(self) -> u32 {
-        (self.bitness << 8) | self.cpl as u32
+        (self.bitness << 8)
+            | self.cpl as u32
+            | (self.stack as u32) << 16
+            | (self.paging as u32) << 24
+            | (self.seg_bases as u32) << 25
     }
 }

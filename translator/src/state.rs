@@ -115,10 +115,216 @@ pub struct CpuState {
     pub link_slot: u64,
     /// Extra results of helpers with more than one output (CPUID, DIV).
     pub helper_out: [u64; 4],
-    pub fs_base: u64,
-    pub gs_base: u64,
     /// Opaque pointer for the runtime's helpers (never dereferenced by generated code).
     pub runtime: usize,
+    /// Current privilege level (0..=3). Changes only through the runtime (far transfers,
+    /// interrupts, IRET, SYSCALL/SYSRET, ...), which then ends the block.
+    pub cpl: u64,
+    /// Segment registers in encoding order (see [`seg`]); FS/GS bases are read by generated
+    /// code (and, outside 64-bit mode, every base).
+    pub seg: [Segment; 6],
+    /// LDTR and TR, as loaded (hidden parts included).
+    pub ldtr: Segment,
+    pub tr: Segment,
+    pub gdtr: DescTable,
+    pub idtr: DescTable,
+    pub cr0: u64,
+    /// Faulting linear address of the last #PF.
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    /// Task priority (CR8, the local APIC's TPR bits 7:4).
+    pub cr8: u64,
+    pub efer: u64,
+    pub xcr0: u64,
+    /// DR0..DR7 (stored and read back; hardware breakpoints are not emulated).
+    pub dr: [u64; 8],
+    /// Model-specific registers other than EFER and the FS/GS bases.
+    pub msr: Msrs,
+    /// Soft TLB read by generated code when paging is on. See [`Tlb`].
+    pub tlb: Tlb,
+}
+
+/// Segment register numbers (x86 encoding order: ES CS SS DS FS GS).
+pub mod seg {
+    pub const ES: usize = 0;
+    pub const CS: usize = 1;
+    pub const SS: usize = 2;
+    pub const DS: usize = 3;
+    pub const FS: usize = 4;
+    pub const GS: usize = 5;
+}
+
+/// A segment register: the visible selector and the hidden descriptor cache.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub selector: u16,
+    /// Descriptor attribute bits: bits 0..7 are descriptor byte 5 (type, S, DPL, P), bits
+    /// 12..15 are the high nibble of byte 6 (AVL, L, D/B, G). See [`seg_attr`].
+    pub attr: u16,
+    /// Byte-granular limit (already scaled by G).
+    pub limit: u32,
+    pub base: u64,
+}
+
+/// Bits of [`Segment::attr`].
+pub mod seg_attr {
+    /// Type field (4 bits): bit 3 = code, for code bit 1 = readable, bit 2 = conforming; for
+    /// data bit 1 = writable, bit 2 = expand-down; bit 0 = accessed.
+    pub const TYPE: u16 = 0xF;
+    /// Code or data (not system).
+    pub const S: u16 = 1 << 4;
+    pub const DPL_SHIFT: u16 = 5;
+    pub const DPL: u16 = 3 << 5;
+    pub const P: u16 = 1 << 7;
+    pub const AVL: u16 = 1 << 12;
+    /// 64-bit code segment.
+    pub const L: u16 = 1 << 13;
+    /// Default operand size / big (32-bit) stack.
+    pub const DB: u16 = 1 << 14;
+    pub const G: u16 = 1 << 15;
+}
+
+impl Segment {
+    /// A flat segment with base 0, limit 4 GiB and the given attributes.
+    pub const fn flat(selector: u16, attr: u16) -> Segment {
+        Segment {
+            selector,
+            attr,
+            limit: 0xFFFF_FFFF,
+            base: 0,
+        }
+    }
+    /// Descriptor privilege level.
+    pub const fn dpl(&self) -> u8 {
+        ((self.attr & seg_attr::DPL) >> seg_attr::DPL_SHIFT) as u8
+    }
+}
+
+/// GDTR or IDTR.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DescTable {
+    pub base: u64,
+    pub limit: u64,
+}
+
+/// Model-specific registers kept in the CPU state (EFER and FS/GS base have their own
+/// fields: [`CpuState::efer`], [`CpuState::seg`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Msrs {
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub sfmask: u64,
+    pub kernel_gs_base: u64,
+    pub sysenter_cs: u64,
+    pub sysenter_esp: u64,
+    pub sysenter_eip: u64,
+    pub pat: u64,
+    pub misc_enable: u64,
+    pub apic_base: u64,
+    pub tsc_aux: u64,
+    /// Added to the virtual TSC (IA32_TSC writes set it).
+    pub tsc_offset: u64,
+}
+
+/// Entries per soft-TLB set.
+pub const TLB_ENTRIES: usize = 256;
+
+/// A tag that never matches an address (its low bits are set; tags are page aligned).
+pub const TLB_INVALID: u64 = u64::MAX;
+
+/// One soft-TLB entry for a 4 KiB virtual page.
+///
+/// Generated code checks `((addr + size - 1) & !0xFFF) == tag` with the entry indexed by
+/// `(addr >> 12) % TLB_ENTRIES`, which also sends page-crossing accesses to the slow path,
+/// then accesses host address `addr + addend`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbEntry {
+    /// Page-aligned virtual address readable through this entry, or [`TLB_INVALID`].
+    pub read_tag: u64,
+    /// Page-aligned virtual address writable through this entry, or [`TLB_INVALID`] (never
+    /// set for pages that hold translated code, MMIO, or not-yet-dirty pages).
+    pub write_tag: u64,
+    /// Host address minus virtual address for the page.
+    pub addend: u64,
+    /// Guest-physical page address (for invalidation by physical page).
+    pub phys: u64,
+}
+
+impl TlbEntry {
+    pub const EMPTY: TlbEntry = TlbEntry {
+        read_tag: TLB_INVALID,
+        write_tag: TLB_INVALID,
+        addend: 0,
+        phys: 0,
+    };
+}
+
+/// The soft TLB: one set for supervisor accesses (CPL 0..2), one for user (CPL 3).
+#[repr(C)]
+#[derive(Clone, Debug)]
+pub struct Tlb {
+    pub sets: [[TlbEntry; TLB_ENTRIES]; 2],
+}
+
+impl Default for Tlb {
+    fn default() -> Self {
+        Tlb {
+            sets: [[TlbEntry::EMPTY; TLB_ENTRIES]; 2],
+        }
+    }
+}
+
+impl Tlb {
+    /// The set generated code at `cpl` uses.
+    pub const fn set_for(cpl: u8) -> usize {
+        (cpl == 3) as usize
+    }
+    /// Invalidate every entry.
+    pub fn flush(&mut self) {
+        self.sets = [[TlbEntry::EMPTY; TLB_ENTRIES]; 2];
+    }
+}
+
+/// Control-register and EFER bits the runtime and the block key use.
+pub mod cr {
+    pub const CR0_PE: u64 = 1 << 0;
+    pub const CR0_MP: u64 = 1 << 1;
+    pub const CR0_EM: u64 = 1 << 2;
+    pub const CR0_TS: u64 = 1 << 3;
+    pub const CR0_ET: u64 = 1 << 4;
+    pub const CR0_NE: u64 = 1 << 5;
+    pub const CR0_WP: u64 = 1 << 16;
+    pub const CR0_AM: u64 = 1 << 18;
+    pub const CR0_NW: u64 = 1 << 29;
+    pub const CR0_CD: u64 = 1 << 30;
+    pub const CR0_PG: u64 = 1 << 31;
+    pub const CR4_VME: u64 = 1 << 0;
+    pub const CR4_PVI: u64 = 1 << 1;
+    pub const CR4_TSD: u64 = 1 << 2;
+    pub const CR4_DE: u64 = 1 << 3;
+    pub const CR4_PSE: u64 = 1 << 4;
+    pub const CR4_PAE: u64 = 1 << 5;
+    pub const CR4_MCE: u64 = 1 << 6;
+    pub const CR4_PGE: u64 = 1 << 7;
+    pub const CR4_PCE: u64 = 1 << 8;
+    pub const CR4_OSFXSR: u64 = 1 << 9;
+    pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+    pub const CR4_UMIP: u64 = 1 << 11;
+    pub const CR4_FSGSBASE: u64 = 1 << 16;
+    pub const CR4_PCIDE: u64 = 1 << 17;
+    pub const CR4_OSXSAVE: u64 = 1 << 18;
+    pub const CR4_SMEP: u64 = 1 << 20;
+    pub const CR4_SMAP: u64 = 1 << 21;
+    pub const EFER_SCE: u64 = 1 << 0;
+    pub const EFER_LME: u64 = 1 << 8;
+    pub const EFER_LMA: u64 = 1 << 10;
+    pub const EFER_NXE: u64 = 1 << 11;
 }
 
 impl Default for CpuState {
@@ -140,9 +346,23 @@ impl Default for CpuState {
             exc_addr: 0,
             link_slot: 0,
             helper_out: [0; 4],
-            fs_base: 0,
-            gs_base: 0,
             runtime: 0,
+            cpl: 0,
+            seg: [Segment::default(); 6],
+            ldtr: Segment::default(),
+            tr: Segment::default(),
+            gdtr: DescTable::default(),
+            idtr: DescTable::default(),
+            cr0: 0,
+            cr2: 0,
+            cr3: 0,
+            cr4: 0,
+            cr8: 0,
+            efer: 0,
+            xcr0: 1,
+            dr: [0, 0, 0, 0, 0, 0, 0xFFFF_0FF0, 0x400],
+            msr: Msrs::default(),
+            tlb: Tlb::default(),
         }
     }
 }
@@ -202,5 +422,21 @@ pub const OFF_ICOUNT_LIMIT: u32 = offset_of!(CpuState, icount_limit) as u32;
 pub const OFF_STATUS: u32 = offset_of!(CpuState, status) as u32;
 pub const OFF_LINK_SLOT: u32 = offset_of!(CpuState, link_slot) as u32;
 pub const OFF_HELPER_OUT: u32 = offset_of!(CpuState, helper_out) as u32;
-pub const OFF_FS_BASE: u32 = offset_of!(CpuState, fs_base) as u32;
-pub const OFF_GS_BASE: u32 = offset_of!(CpuState, gs_base) as u32;
+pub const OFF_SEG: usize = offset_of!(CpuState, seg);
+/// Byte offset of the base of segment register `i` (see [`seg`]).
+pub const fn off_seg_base(i: usize) -> u32 {
+    (OFF_SEG + i * std::mem::size_of::<Segment>() + offset_of!(Segment, base)) as u32
+}
+pub const OFF_FS_BASE: u32 = off_seg_base(seg::FS);
+pub const OFF_GS_BASE: u32 = off_seg_base(seg::GS);
+pub const OFF_TLB: u32 = offset_of!(CpuState, tlb) as u32;
+pub const OFF_TLB_READ_TAG: u32 = offset_of!(TlbEntry, read_tag) as u32;
+pub const OFF_TLB_WRITE_TAG: u32 = offset_of!(TlbEntry, write_tag) as u32;
+pub const OFF_TLB_ADDEND: u32 = offset_of!(TlbEntry, addend) as u32;
+/// Size of a [`TlbEntry`] (a power of two, so indexing is a shift).
+pub const TLB_ENTRY_BYTES: u32 = std::mem::size_of::<TlbEntry>() as u32;
+const _: () = assert!(TLB_ENTRY_BYTES == 32);
+/// Byte offset of soft-TLB set `set` within `CpuState`.
+pub const fn off_tlb_set(set: usize) -> u32 {
+    OFF_TLB + (set * TLB_ENTRIES) as u32 * TLB_ENTRY_BYTES
+}

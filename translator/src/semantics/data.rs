@@ -540,7 +540,7 @@ mod tests {
             }
             code.extend((0..15).map(|_| rng.next() as u8));
             let bitness = [64, 64, 32, 16][i % 4];
-            let mode = Mode { bitness, cpl: 0 };
+            let mode = Mode::new(bitness, 0);
             let block = decode_block(&code, 0x1000, mode, 1);
             let Some(insn) = block.insns.first() else {
                 continue;

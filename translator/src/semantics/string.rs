@@ -286,8 +286,8 @@ mod tests {
     #[test]
     fn segment_override_adds_the_base_to_the_source_only() {
         let (mut env, mut cpu) = setup();
-        cpu.fs_base = 0x10;
-        cpu.gs_base = 0x20;
+        cpu.seg[crate::state::seg::FS].base = 0x10;
+        cpu.seg[crate::state::seg::GS].base = 0x20;
         step1(&mut cpu, &mut env, &[0x64, 0xa4]); // movs byte [rdi], fs:[rsi]
         assert_eq!(env.read(0x3000, 1), 0x10);
         cpu.rip = CODE;

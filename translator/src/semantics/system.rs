@@ -670,7 +670,7 @@ mod tests {
             }
             cpu.gpr[1] %= 64; // keep REP counts short
             cpu.rflags |= rnd() & (rflags::ARITH | rflags::DF);
-            cpu.fs_base = rnd() % 0x100;
+            cpu.seg[crate::state::seg::FS].base = rnd() % 0x100;
             let _ = step1(&mut cpu, &mut env, &code);
         }
     }

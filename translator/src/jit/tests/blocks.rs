@@ -661,10 +661,7 @@ fn hostile_bytes_translate_in_every_mode() {
     let mut h = Harness::new();
     let mut rng = Rng(4242);
     for round in 0..fuzz_rounds(400) {
-        let mode = crate::Mode {
-            bitness: [16, 32, 64][rng.below(3) as usize],
-            cpl: [0, 3][rng.below(2) as usize],
-        };
+        let mode = crate::Mode::new([16, 32, 64][rng.below(3) as usize], [0, 3][rng.below(2) as usize]);
         let len = 1 + rng.below(64) as usize;
         let code: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let block = crate::decode::decode_block(&code, 0x1000 + rng.below(0x1000), mode, 64);

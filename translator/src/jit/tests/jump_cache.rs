@@ -92,7 +92,7 @@ fn only_an_exact_nonempty_entry_hits() {
     assert_eq!(jump(&mut h, jumper, TARGET), (ExitReason::Jump, true));
     assert_eq!(h.m.calls, vec![(Helper::Lookup, [TARGET, 0, 0])]);
     // A PC of 0 in mode 0 does not hit an all-zero (empty) entry.
-    h.mode = Mode { bitness: 0, cpl: 0 };
+    h.mode = Mode::new(0, 0);
     h.m.mode_key = 0;
     jc(&mut h).clear();
     let jumper0 = h
@@ -166,11 +166,8 @@ fn the_probe_computes_the_layouts_index() {
     ];
     let modes = [
         Mode::LONG64_CPL0,
-        Mode {
-            bitness: 32,
-            cpl: 3,
-        },
-        Mode { bitness: 0, cpl: 1 },
+        Mode::new(32, 3),
+        Mode::new(0, 1),
     ];
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     for cache in layouts {

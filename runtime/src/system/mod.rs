@@ -1,0 +1,33 @@
+//! System virtualization: what the sensitive instructions, exceptions and interrupts do to
+//! the virtual machine's privileged state.
+//!
+//! Every handler takes the [`Machine`](crate::machine::Machine) and the guest
+//! [`CpuState`](translator::CpuState) and either completes the operation or returns the
+//! guest exception it raises, *without having changed any guest state* (precise
+//! exceptions: the caller leaves RIP at the instruction and delivers the exception).
+//!
+//! Module map:
+//! - [`mode`]: the block mode ([`translator::Mode`]) derived from the CPU state, reset state.
+//! - [`descriptors`]: GDT/LDT/IDT/TSS descriptor formats and reads.
+//! - [`segments`]: segment-register loads with their checks, LLDT/LTR, LAR/LSL/VERR/VERW.
+//! - [`far`]: far JMP/CALL/RET, call gates.
+//! - [`delivery`]: exception and interrupt delivery through the IDT, IRET, double and triple
+//!   faults.
+//! - [`control`]: control and debug registers, descriptor-table registers, cache and TLB
+//!   instructions.
+//! - [`msr`]: the model-specific registers.
+//! - [`syscall`]: SYSCALL/SYSRET, SYSENTER/SYSEXIT, SWAPGS.
+//! - [`io`]: CLI/STI, PUSHF/POPF, IN/OUT/INS/OUTS with IOPL and the TSS I/O bitmap.
+//! - [`hypercall`]: the entry point generated code and the trap handler call, dispatching a
+//!   [`translator::sensitive::Hypercall`] to the modules above.
+
+pub mod control;
+pub mod delivery;
+pub mod descriptors;
+pub mod far;
+pub mod hypercall;
+pub mod io;
+pub mod mode;
+pub mod msr;
+pub mod segments;
+pub mod syscall;
