@@ -9,10 +9,22 @@
 //! - Unclaimed ports read as all ones and ignore writes; both are counted.
 
 pub mod debug_exit;
+pub mod ioapic;
+pub mod lapic;
+pub mod pic;
+pub mod pit;
+pub mod platform;
+pub mod rtc;
 pub mod serial;
 
 pub use debug_exit::DebugExit;
-pub use serial::{Serial, SerialSink};
+pub use ioapic::IoApic;
+pub use lapic::LocalApic;
+pub use pic::PicPair;
+pub use pit::Pit;
+pub use platform::{InterruptStats, Platform};
+pub use rtc::Rtc;
+pub use serial::{IrqLatch, Serial, SerialSink};
 
 use std::any::Any;
 

@@ -2,12 +2,17 @@
 //!
 //! The register model is vm-superio's [`vm_superio::Serial`] (a pure `read(offset)` /
 //! `write(offset, value)` model); this module only adapts it to [`PortIo`] and gives it an
-//! output sink. No interrupt line is wired yet, so the model's interrupt trigger is a no-op.
+//! output sink. The model's interrupt trigger sets an [`IrqLatch`] shared with the platform,
+//! which samples it at block boundaries and pulses ISA IRQ4 (COM1's line). The modem-control
+//! OUT2 gate of PC boards is not modelled: every trigger reaches the line.
 //!
-//! Invariant: every byte the guest transmits (outside loopback mode) reaches the sink in
-//! order; stdout output is buffered per line and flushed by [`Serial::flush`] at the latest.
+//! Invariants: every byte the guest transmits (outside loopback mode) reaches the sink in
+//! order; stdout output is buffered per line and flushed by [`Serial::flush`] at the latest;
+//! every interrupt the model triggers is seen by the next [`IrqLatch::take`].
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use vm_superio::serial::NoEvents;
 use vm_superio::Trigger;
@@ -30,13 +35,41 @@ pub enum SerialSink {
     Capture,
 }
 
-/// The UART's interrupt line: not connected yet.
-#[derive(Debug, Default)]
-pub struct NoInterrupt;
+/// COM1's ISA interrupt line.
+pub const COM1_IRQ: u8 = 4;
 
-impl Trigger for NoInterrupt {
+/// An edge latch for an interrupt line shared between a device and the platform: the device
+/// raises it, the platform takes it (and pulses the ISA line). Clones share the latch; it is
+/// `Send` and `Sync`.
+#[derive(Clone, Debug, Default)]
+pub struct IrqLatch(Arc<AtomicBool>);
+
+impl IrqLatch {
+    /// A latch that is not raised.
+    pub fn new() -> IrqLatch {
+        IrqLatch::default()
+    }
+
+    /// Records an interrupt edge.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether an edge was raised since the last call; clears it.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether an edge is waiting, without clearing it.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Trigger for IrqLatch {
     type E = std::convert::Infallible;
     fn trigger(&self) -> Result<(), Self::E> {
+        self.raise();
         Ok(())
     }
 }
@@ -95,15 +128,28 @@ impl Write for SerialOut {
 
 /// COM1: a 16550A UART register model with an output sink.
 pub struct Serial {
-    uart: vm_superio::Serial<NoInterrupt, NoEvents, SerialOut>,
+    uart: vm_superio::Serial<IrqLatch, NoEvents, SerialOut>,
+    irq: IrqLatch,
 }
 
 impl Serial {
-    /// A UART in its reset state writing to `sink`.
+    /// A UART in its reset state writing to `sink`, with its own interrupt latch (see
+    /// [`Serial::irq_line`]).
     pub fn new(sink: SerialSink) -> Serial {
+        Serial::with_irq_line(sink, IrqLatch::new())
+    }
+
+    /// A UART in its reset state writing to `sink` and raising `irq`.
+    pub fn with_irq_line(sink: SerialSink, irq: IrqLatch) -> Serial {
         Serial {
-            uart: vm_superio::Serial::new(NoInterrupt, SerialOut::new(sink)),
+            uart: vm_superio::Serial::new(irq.clone(), SerialOut::new(sink)),
+            irq,
         }
+    }
+
+    /// The UART's interrupt line, to hand to the platform (`Platform::attach_com1`).
+    pub fn irq_line(&self) -> IrqLatch {
+        self.irq.clone()
     }
 
     /// Everything the guest transmitted so far ([`SerialSink::Capture`]); empty for stdout.
@@ -209,6 +255,24 @@ mod tests {
         s.write(SCR, &[0x5A]);
         assert_eq!(rd(&mut s, SCR), 0x5A);
         assert!(s.captured().is_empty(), "divisor writes are not data");
+    }
+
+    #[test]
+    fn transmitter_empty_interrupt_raises_the_line() {
+        let mut s = Serial::new(SerialSink::Capture);
+        let line = s.irq_line();
+        s.write(THR, b"x");
+        assert!(!line.take(), "IER clear: no interrupt");
+        s.write(IER, &[0x02]); // THRE interrupt: the holding register is empty at once
+        assert!(line.take());
+        assert!(!line.take(), "taking clears the latch");
+        assert_ne!(rd(&mut s, IIR) & 0x02, 0, "IIR says THRE");
+        s.write(THR, b"y");
+        assert!(line.is_raised());
+        let shared = IrqLatch::new();
+        let mut t = Serial::with_irq_line(SerialSink::Capture, shared.clone());
+        t.write(IER, &[0x02]);
+        assert!(shared.take());
     }
 
     #[test]
