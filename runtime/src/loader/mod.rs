@@ -4,8 +4,10 @@
 //! image leaves RAM untouched.
 
 pub mod elf;
+pub mod multiboot;
 
 pub use elf::{Elf, LoadError};
+pub use multiboot::{MultibootBoot, MultibootError};
 
 use crate::memory::GuestRam;
 
