@@ -1,5 +1,5 @@
 //! Guest memory: RAM as one host mapping with guard space around it, guest address newtypes,
-//! and the MMU entry point.
+//! and the foundation's flat MMU (paging is [`crate::mmu`]).
 //!
 //! Invariants:
 //! - [`GuestRam`] reserves `guard + size + guard` bytes of host address space as `PROT_NONE`
@@ -11,8 +11,9 @@
 //!   arithmetic before any host pointer is formed. No guest value is used as a host address
 //!   without that check.
 //! - The foundation machine's MMU is flat: guest-virtual = guest-physical, in 64-bit mode at
-//!   CPL 0, and exactly RAM is "mapped"; anything else is a not-present page. Paging will slot
-//!   in behind [`Mmu::translate`] without changing its callers.
+//!   CPL 0, and exactly RAM is "mapped"; anything else is a not-present page. It applies
+//!   while CR0.PE is clear (the foundation machine runs with CR0's reset value); protected
+//!   mode and paging translate through [`crate::mmu`] instead.
 
 use translator::Exception;
 
@@ -260,11 +261,11 @@ pub const fn is_canonical(v: u64) -> bool {
     top == 0 || top == -1
 }
 
-/// The MMU: guest-virtual → guest-physical translation.
+/// The foundation's flat MMU: guest-virtual → guest-physical while CR0.PE is clear.
 ///
-/// The foundation machine is flat (identity over RAM, 64-bit mode, CPL 0). Paging will add
-/// CR3, a soft TLB and page walks here; callers already go through [`Mmu::translate`] one page
-/// at a time, so they will not change.
+/// The foundation machine is flat (identity over RAM, 64-bit mode, CPL 0). With CR0.PE set,
+/// [`crate::machine::Machine`] translates through [`crate::mmu`] (identity with paging off,
+/// page walks and the soft TLB with it on) and sends non-RAM addresses to MMIO.
 #[derive(Clone, Debug, Default)]
 pub struct Mmu {
     /// Guest-physical bytes the flat mapping covers (RAM size).

@@ -1,0 +1,382 @@
+//! The soft-TLB policy: what a walk may leave in [`CpuState::tlb`](translator::CpuState) for
+//! generated code's inline fast path (and the Rust slow path) to use, and how it is dropped.
+//!
+//! An entry maps one 4 KiB linear page of one set (supervisor = 0, user = 1) to a RAM page:
+//! `read_tag`/`write_tag` are the linear page when reads/writes may bypass the walk, `addend`
+//! turns a linear address into the host address, and `phys` is the guest-physical page. The
+//! low 12 bits of `phys` (always zero in a page address) carry this module's metadata: bit 0
+//! is "global", bits 1..=6 the log2 size of the page the entry was cut from (12, 21, 22, 30),
+//! so INVLPG can drop every 4 KiB piece of a large page. Use [`entry_phys_page`] to read it.
+//!
+//! Invariants:
+//! - Entries exist only for RAM pages, and only after a successful data walk with that set's
+//!   privilege; `addend + page` is then the host address of a page inside the RAM mapping.
+//! - `write_tag` is set only if `read_tag` is, the walk allowed writes, the final entry's D
+//!   bit was already set (the first write walks and sets it), and the physical page holds no
+//!   translated code; [`protect`] clears it when code is translated on the page later.
+//! - With CR4.SMAP on, no supervisor-set entry maps a user page: such accesses always walk,
+//!   which checks RFLAGS.AC and implicitness each time, so AC changes never need a flush.
+//! - Flushing is the caller's job on paging-relevant changes: MOV CR3 (non-global flush),
+//!   MOV CR0 (PG, WP), MOV CR4 (PGE, PAE, PSE, SMEP, SMAP: global flush), WRMSR EFER (NXE,
+//!   LME: global flush), INVLPG ([`invalidate`]), and a task switch's CR3 load.
+
+use translator::state::{Tlb, TlbEntry, TLB_ENTRIES, TLB_INVALID};
+
+use super::Translation;
+use crate::machine::Privilege;
+use crate::memory::PAGE_SIZE;
+
+/// `phys` metadata bit: the entry came from a global page.
+const META_GLOBAL: u64 = 1;
+/// `phys` metadata: log2 of the source page size, at bits 1..=6.
+const META_SHIFT_POS: u32 = 1;
+const META_SHIFT_MASK: u64 = 0x3F << META_SHIFT_POS;
+/// Bits of a page address.
+const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
+
+/// The set a privilege's accesses use (as [`Tlb::set_for`] does for a CPL).
+pub fn set_of(privilege: Privilege) -> usize {
+    match privilege {
+        Privilege::Supervisor => 0,
+        Privilege::User => 1,
+    }
+}
+
+/// The entry index of linear address `lin`.
+pub fn index(lin: u64) -> usize {
+    ((lin / PAGE_SIZE) % TLB_ENTRIES as u64) as usize
+}
+
+/// The guest-physical page an entry maps (its `phys` without the metadata bits).
+pub fn entry_phys_page(e: &TlbEntry) -> u64 {
+    e.phys & PAGE_MASK
+}
+
+/// Whether an entry came from a global page.
+pub fn entry_is_global(e: &TlbEntry) -> bool {
+    e.phys & META_GLOBAL != 0
+}
+
+/// Log2 of the size of the page an entry was cut from.
+fn entry_page_shift(e: &TlbEntry) -> u32 {
+    ((e.phys & META_SHIFT_MASK) >> META_SHIFT_POS) as u32
+}
+
+/// Whether the entry holds anything.
+fn valid(e: &TlbEntry) -> bool {
+    e.read_tag != TLB_INVALID || e.write_tag != TLB_INVALID
+}
+
+/// The guest-physical address of `lin` if the set of `privilege` lets a read (or, for
+/// `write`, a write) of the byte at `lin` bypass the walk.
+pub fn lookup(tlb: &Tlb, privilege: Privilege, lin: u64, write: bool) -> Option<u64> {
+    let e = &tlb.sets[set_of(privilege)][index(lin)];
+    let tag = if write { e.write_tag } else { e.read_tag };
+    (tag == lin & PAGE_MASK).then(|| entry_phys_page(e) | (lin & !PAGE_MASK))
+}
+
+/// Fills the entry of `lin`'s page in `privilege`'s set from the successful data walk `t` of
+/// a RAM page, under the policy of the module invariants. `smap` is CR4.SMAP; `code_on_page`
+/// says whether the physical page holds translated code; `host_base` is
+/// [`GuestRam::host_base`](crate::memory::GuestRam::host_base).
+pub fn fill(
+    tlb: &mut Tlb,
+    privilege: Privilege,
+    lin: u64,
+    t: &Translation,
+    smap: bool,
+    code_on_page: bool,
+    host_base: usize,
+) {
+    if privilege == Privilege::Supervisor && smap && t.user {
+        return;
+    }
+    let page = lin & PAGE_MASK;
+    let phys_page = t.phys & PAGE_MASK;
+    let shift = t.page_size.trailing_zeros() as u64;
+    tlb.sets[set_of(privilege)][index(lin)] = TlbEntry {
+        read_tag: page,
+        write_tag: if t.writable && t.dirty && !code_on_page {
+            page
+        } else {
+            TLB_INVALID
+        },
+        addend: (host_base as u64)
+            .wrapping_add(phys_page)
+            .wrapping_sub(page),
+        phys: phys_page | (shift << META_SHIFT_POS) | if t.global { META_GLOBAL } else { 0 },
+    };
+}
+
+/// Drops every entry of both sets, or with `keep_global` every entry but global ones.
+pub fn flush(tlb: &mut Tlb, keep_global: bool) {
+    if !keep_global {
+        tlb.flush();
+        return;
+    }
+    for e in tlb.sets.iter_mut().flatten() {
+        if !entry_is_global(e) {
+            *e = TlbEntry::EMPTY;
+        }
+    }
+}
+
+/// Drops the entries of the page holding `lin` in both sets (INVLPG), global or not; for an
+/// entry cut from a large page, the entries of the whole large page.
+pub fn invalidate(tlb: &mut Tlb, lin: u64) {
+    for e in tlb.sets.iter_mut().flatten() {
+        if !valid(e) {
+            continue;
+        }
+        let shift = entry_page_shift(e).clamp(12, 63);
+        let tag = if e.read_tag != TLB_INVALID {
+            e.read_tag
+        } else {
+            e.write_tag
+        };
+        if tag >> shift == lin >> shift {
+            *e = TlbEntry::EMPTY;
+        }
+    }
+}
+
+/// Makes every entry mapping guest-physical page `phys_page` read-only for the fast path, so
+/// stores to translated code take the slow path (which detects self-modifying code).
+pub fn protect(tlb: &mut Tlb, phys_page: u64) {
+    let page = phys_page & PAGE_MASK;
+    for e in tlb.sets.iter_mut().flatten() {
+        if e.write_tag != TLB_INVALID && entry_phys_page(e) == page {
+            e.write_tag = TLB_INVALID;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(phys: u64, writable: bool, dirty: bool, user: bool) -> Translation {
+        Translation {
+            phys,
+            writable,
+            user,
+            global: false,
+            page_size: PAGE_SIZE,
+            dirty,
+        }
+    }
+
+    #[test]
+    fn fill_then_lookup() {
+        let mut tlb = Tlb::default();
+        let lin = 0x7000_1234;
+        fill(
+            &mut tlb,
+            Privilege::User,
+            lin,
+            &t(0x5234, true, true, true),
+            false,
+            false,
+            0x10_0000,
+        );
+        assert_eq!(lookup(&tlb, Privilege::User, lin + 8, false), Some(0x523C));
+        assert_eq!(lookup(&tlb, Privilege::User, lin, true), Some(0x5234));
+        assert_eq!(
+            lookup(&tlb, Privilege::Supervisor, lin, false),
+            None,
+            "other set"
+        );
+        assert_eq!(
+            lookup(&tlb, Privilege::User, lin + 0x10_0000 * 0x100, false),
+            None
+        );
+        let e = tlb.sets[1][index(lin)];
+        assert_eq!(e.read_tag, 0x7000_1000);
+        assert_eq!(
+            e.addend.wrapping_add(lin),
+            0x10_0000 + 0x5234,
+            "host address"
+        );
+        assert_eq!(entry_phys_page(&e), 0x5000);
+    }
+
+    #[test]
+    fn write_tag_needs_rights_dirty_and_no_code() {
+        let mut tlb = Tlb::default();
+        let s = Privilege::Supervisor;
+        for (writable, dirty, code, expect) in [
+            (true, true, false, true),
+            (false, true, false, false),
+            (true, false, false, false),
+            (true, true, true, false),
+        ] {
+            fill(
+                &mut tlb,
+                s,
+                0x3000,
+                &t(0x3000, writable, dirty, false),
+                false,
+                code,
+                0,
+            );
+            assert_eq!(lookup(&tlb, s, 0x3000, true).is_some(), expect);
+            assert!(lookup(&tlb, s, 0x3000, false).is_some(), "always readable");
+        }
+    }
+
+    #[test]
+    fn smap_keeps_user_pages_out_of_the_supervisor_set() {
+        let mut tlb = Tlb::default();
+        let user_page = t(0x3000, true, true, true);
+        fill(
+            &mut tlb,
+            Privilege::Supervisor,
+            0x3000,
+            &user_page,
+            true,
+            false,
+            0,
+        );
+        assert_eq!(lookup(&tlb, Privilege::Supervisor, 0x3000, false), None);
+        fill(
+            &mut tlb,
+            Privilege::User,
+            0x3000,
+            &user_page,
+            true,
+            false,
+            0,
+        );
+        assert!(lookup(&tlb, Privilege::User, 0x3000, false).is_some());
+        fill(
+            &mut tlb,
+            Privilege::Supervisor,
+            0x3000,
+            &user_page,
+            false,
+            false,
+            0,
+        );
+        assert!(lookup(&tlb, Privilege::Supervisor, 0x3000, false).is_some());
+    }
+
+    #[test]
+    fn flush_keeps_global_entries_unless_asked() {
+        let mut tlb = Tlb::default();
+        let mut g = t(0x8000, true, true, false);
+        g.global = true;
+        fill(
+            &mut tlb,
+            Privilege::Supervisor,
+            0xFFFF_8000_0000_8000,
+            &g,
+            false,
+            false,
+            0,
+        );
+        fill(
+            &mut tlb,
+            Privilege::User,
+            0x9000,
+            &t(0x9000, true, true, true),
+            false,
+            false,
+            0,
+        );
+        flush(&mut tlb, true);
+        assert!(lookup(&tlb, Privilege::Supervisor, 0xFFFF_8000_0000_8000, false).is_some());
+        assert!(lookup(&tlb, Privilege::User, 0x9000, false).is_none());
+        flush(&mut tlb, false);
+        assert!(lookup(&tlb, Privilege::Supervisor, 0xFFFF_8000_0000_8000, false).is_none());
+    }
+
+    #[test]
+    fn invalidate_drops_the_page_in_both_sets_and_whole_large_pages() {
+        let mut tlb = Tlb::default();
+        let both = [Privilege::Supervisor, Privilege::User];
+        for p in both {
+            fill(
+                &mut tlb,
+                p,
+                0x4000,
+                &t(0x4000, true, true, true),
+                false,
+                false,
+                0,
+            );
+            fill(
+                &mut tlb,
+                p,
+                0x5000,
+                &t(0x5000, true, true, true),
+                false,
+                false,
+                0,
+            );
+        }
+        // Two 4 KiB pieces of one 2 MiB page at 0x4000_0000, and a global one.
+        let mut big = t(0x20_0000, true, true, false);
+        big.page_size = 2 << 20;
+        big.global = true;
+        fill(
+            &mut tlb,
+            Privilege::Supervisor,
+            0x4000_0000,
+            &big,
+            false,
+            false,
+            0,
+        );
+        big.phys = 0x21_3000;
+        fill(
+            &mut tlb,
+            Privilege::Supervisor,
+            0x4001_3000,
+            &big,
+            false,
+            false,
+            0,
+        );
+        invalidate(&mut tlb, 0x4ABC);
+        for p in both {
+            assert!(lookup(&tlb, p, 0x4000, false).is_none());
+            assert!(lookup(&tlb, p, 0x5000, false).is_some());
+        }
+        invalidate(&mut tlb, 0x401F_F000);
+        assert!(lookup(&tlb, Privilege::Supervisor, 0x4000_0000, false).is_none());
+        assert!(lookup(&tlb, Privilege::Supervisor, 0x4001_3000, false).is_none());
+    }
+
+    #[test]
+    fn protect_clears_write_tags_of_every_alias() {
+        let mut tlb = Tlb::default();
+        let page = t(0x6000, true, true, true);
+        fill(&mut tlb, Privilege::User, 0x1_0000, &page, false, false, 0);
+        fill(
+            &mut tlb,
+            Privilege::Supervisor,
+            0x2_0000,
+            &page,
+            false,
+            false,
+            0,
+        );
+        fill(
+            &mut tlb,
+            Privilege::User,
+            0x3_0000,
+            &t(0x7000, true, true, true),
+            false,
+            false,
+            0,
+        );
+        protect(&mut tlb, 0x6123);
+        assert!(lookup(&tlb, Privilege::User, 0x1_0000, true).is_none());
+        assert!(lookup(&tlb, Privilege::Supervisor, 0x2_0000, true).is_none());
+        assert!(
+            lookup(&tlb, Privilege::User, 0x1_0000, false).is_some(),
+            "reads stay"
+        );
+        assert!(lookup(&tlb, Privilege::User, 0x3_0000, true).is_some());
+    }
+}
