@@ -2,18 +2,30 @@
 //!
 //! The vendor string is `"PopekVirtCPU"` (12 bytes, like `"GenuineIntel"`): popek does not
 //! pretend to be a real vendor's part, so guests take their generic paths. Feature bits are
-//! honest: only what the translator implements is reported. The foundation executes integer
-//! code only, so x87/MMX/SSE* are reported absent even though x86-64 hardware always has SSE2;
-//! guests must be built for that (`-mgeneral-regs-only`, no floating point).
+//! honest: a bit is set only when the translator and the system handlers implement it, and the
+//! handlers derive what they accept (CR4 bits, EFER bits, XCR0) from this model, so the two
+//! cannot disagree. The foundation executes integer code only, so x87/MMX/SSE*/FXSR/XSAVE are
+//! reported absent even though x86-64 hardware always has SSE2; guests must be built for that
+//! (`-mgeneral-regs-only`, no floating point).
 //!
 //! | leaf | contents |
 //! | --- | --- |
-//! | 0 | max basic leaf 1, vendor |
-//! | 1 | family 6 model 1 stepping 1; CLFLUSH line 64, 1 logical CPU; TSC, CMOV; POPCNT, hypervisor |
-//! | 0x8000_0000 | max extended leaf 0x8000_0004 |
-//! | 0x8000_0001 | LM (long mode); LZCNT (ABM) |
+//! | 0 | max basic leaf 7, vendor |
+//! | 1 | family 6 model 1 stepping 1; 1 logical CPU, APIC id 0; DE PSE TSC MSR PAE APIC SEP PGE CMOV PAT; PCID POPCNT hypervisor |
+//! | 2..6 | zeros (no cache/TLB descriptors, no MONITOR, no power management) |
+//! | 7.0 | max subleaf 0; SMEP INVPCID SMAP; UMIP |
+//! | 0x8000_0000 | max extended leaf 0x8000_0008 |
+//! | 0x8000_0001 | SYSCALL NX RDTSCP LM; LAHF/SAHF in 64-bit mode, LZCNT (ABM) |
 //! | 0x8000_0002..4 | brand string `"popek virtual CPU"` |
-//! | anything else | all zeros |
+//! | 0x8000_0007 | invariant TSC |
+//! | 0x8000_0008 | 40 physical, 48 linear address bits |
+//! | anything else (0xB and 0x1F included) | all zeros |
+//!
+//! Two bits depend on the CPU state, as on hardware: CPUID.1:EDX.APIC reads 0 while the
+//! local APIC is globally disabled in IA32_APIC_BASE, and CPUID.1:ECX.OSXSAVE mirrors
+//! CR4.OSXSAVE (always 0 here: XSAVE is absent). [`cpuid_for`] applies them.
+
+use translator::CpuState;
 
 /// The vendor string, as EBX, EDX, ECX spell it.
 pub const VENDOR: &[u8; 12] = b"PopekVirtCPU";
@@ -22,38 +34,141 @@ pub const VENDOR: &[u8; 12] = b"PopekVirtCPU";
 pub const BRAND: &str = "popek virtual CPU";
 
 /// Highest basic leaf.
-pub const MAX_BASIC_LEAF: u32 = 1;
+pub const MAX_BASIC_LEAF: u32 = 7;
 /// Highest extended leaf.
-pub const MAX_EXT_LEAF: u32 = 0x8000_0004;
+pub const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
 /// CPUID.1:EAX — stepping 1, model 1, family 6.
 pub const SIGNATURE: u32 = (6 << 8) | (1 << 4) | 1;
 
-/// Feature bits of CPUID.1:EDX and ECX, and CPUID.8000_0001:EDX and ECX.
+/// Physical address width (MAXPHYADDR), reported in CPUID.8000_0008:EAX[7:0]. Physical
+/// address bits at and above it are reserved in page-table entries, CR3 and IA32_APIC_BASE.
+pub const PHYS_ADDR_BITS: u32 = 40;
+/// Linear address width, reported in CPUID.8000_0008:EAX[15:8] (4-level paging).
+pub const LINEAR_ADDR_BITS: u32 = 48;
+
+/// General-purpose performance counters RDPMC may read (CPUID leaf 0xA is beyond the maximum
+/// basic leaf: no architectural performance monitoring).
+pub const PERF_COUNTERS: u32 = 0;
+
+/// XCR0 bits the model supports (CPUID.(EAX=0DH,ECX=0):EAX would report them). XSAVE is
+/// absent, so CR4.OSXSAVE cannot be set and XSETBV raises #UD; the value documents what
+/// XSETBV would accept.
+pub const XCR0_SUPPORTED: u64 = 1;
+
+/// Feature bits of CPUID.1:EDX and ECX, 7.0:EBX and ECX, and 8000_0001:EDX and ECX.
 pub mod features {
-    /// EDX.4: RDTSC.
-    pub const TSC: u32 = 1 << 4;
-    /// EDX.15: CMOVcc.
-    pub const CMOV: u32 = 1 << 15;
-    /// EDX.0: x87 FPU (not implemented).
+    /// 1:EDX.0: x87 FPU (not implemented).
     pub const FPU: u32 = 1 << 0;
-    /// EDX.26: SSE2 (not implemented).
+    /// 1:EDX.2: debugging extensions (CR4.DE: DR4/DR5 no longer alias DR6/DR7).
+    pub const DE: u32 = 1 << 2;
+    /// 1:EDX.3: 4 MiB pages (CR4.PSE).
+    pub const PSE: u32 = 1 << 3;
+    /// 1:EDX.4: RDTSC, CR4.TSD.
+    pub const TSC: u32 = 1 << 4;
+    /// 1:EDX.5: RDMSR/WRMSR.
+    pub const MSR: u32 = 1 << 5;
+    /// 1:EDX.6: PAE paging (CR4.PAE).
+    pub const PAE: u32 = 1 << 6;
+    /// 1:EDX.8: CMPXCHG8B (not implemented).
+    pub const CX8: u32 = 1 << 8;
+    /// 1:EDX.9: on-chip local APIC (IA32_APIC_BASE).
+    pub const APIC: u32 = 1 << 9;
+    /// 1:EDX.11: SYSENTER/SYSEXIT.
+    pub const SEP: u32 = 1 << 11;
+    /// 1:EDX.13: global pages (CR4.PGE).
+    pub const PGE: u32 = 1 << 13;
+    /// 1:EDX.15: CMOVcc.
+    pub const CMOV: u32 = 1 << 15;
+    /// 1:EDX.16: page attribute table (IA32_PAT).
+    pub const PAT: u32 = 1 << 16;
+    /// 1:EDX.24: FXSAVE/FXRSTOR, CR4.OSFXSR (not implemented).
+    pub const FXSR: u32 = 1 << 24;
+    /// 1:EDX.26: SSE2 (not implemented).
     pub const SSE2: u32 = 1 << 26;
-    /// ECX.23: POPCNT.
+    /// 1:ECX.5: VMX (never: popek runs without hardware virtualization and offers none).
+    pub const VMX: u32 = 1 << 5;
+    /// 1:ECX.17: process-context identifiers (CR4.PCIDE).
+    pub const PCID: u32 = 1 << 17;
+    /// 1:ECX.21: x2APIC (not offered).
+    pub const X2APIC: u32 = 1 << 21;
+    /// 1:ECX.23: POPCNT.
     pub const POPCNT: u32 = 1 << 23;
-    /// ECX.31: running under a hypervisor.
+    /// 1:ECX.26: XSAVE (not implemented).
+    pub const XSAVE: u32 = 1 << 26;
+    /// 1:ECX.27: CR4.OSXSAVE is set (dynamic).
+    pub const OSXSAVE: u32 = 1 << 27;
+    /// 1:ECX.31: running under a hypervisor.
     pub const HYPERVISOR: u32 = 1 << 31;
-    /// 8000_0001 EDX.29: long mode.
-    pub const LM: u32 = 1 << 29;
-    /// 8000_0001 EDX.20: NX (no paging yet).
-    pub const NX: u32 = 1 << 20;
+    /// 7.0:EBX.7: supervisor-mode execution prevention (CR4.SMEP).
+    pub const SMEP: u32 = 1 << 7;
+    /// 7.0:EBX.10: INVPCID.
+    pub const INVPCID: u32 = 1 << 10;
+    /// 7.0:EBX.20: supervisor-mode access prevention (CR4.SMAP, CLAC/STAC).
+    pub const SMAP: u32 = 1 << 20;
+    /// 7.0:ECX.2: user-mode instruction prevention (CR4.UMIP).
+    pub const UMIP: u32 = 1 << 2;
+    /// 8000_0001 ECX.0: LAHF/SAHF in 64-bit mode.
+    pub const LAHF_LM: u32 = 1 << 0;
+    /// 8000_0001 ECX.2: SVM (never).
+    pub const SVM: u32 = 1 << 2;
     /// 8000_0001 ECX.5: LZCNT (ABM).
     pub const ABM: u32 = 1 << 5;
+    /// 8000_0001 EDX.11: SYSCALL/SYSRET (EFER.SCE).
+    pub const SYSCALL: u32 = 1 << 11;
+    /// 8000_0001 EDX.20: execute-disable (EFER.NXE).
+    pub const NX: u32 = 1 << 20;
+    /// 8000_0001 EDX.26: 1 GiB pages (not offered).
+    pub const PAGE1GB: u32 = 1 << 26;
+    /// 8000_0001 EDX.27: RDTSCP and IA32_TSC_AUX.
+    pub const RDTSCP: u32 = 1 << 27;
+    /// 8000_0001 EDX.29: long mode (EFER.LME).
+    pub const LM: u32 = 1 << 29;
+    /// 8000_0007 EDX.8: the TSC runs at a constant rate in every state.
+    pub const INVARIANT_TSC: u32 = 1 << 8;
 }
 
-/// EAX, EBX, ECX, EDX for `leaf`/`subleaf`.
-pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
-    let word = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+use features as f;
+
+/// CPUID.1:EDX.
+const LEAF1_EDX: u32 =
+    f::DE | f::PSE | f::TSC | f::MSR | f::PAE | f::APIC | f::SEP | f::PGE | f::CMOV | f::PAT;
+/// CPUID.1:ECX (OSXSAVE is dynamic).
+const LEAF1_ECX: u32 = f::PCID | f::POPCNT | f::HYPERVISOR;
+/// CPUID.(7,0):EBX.
+const LEAF7_EBX: u32 = f::SMEP | f::INVPCID | f::SMAP;
+/// CPUID.(7,0):ECX.
+const LEAF7_ECX: u32 = f::UMIP;
+/// CPUID.8000_0001:ECX.
+const EXT1_ECX: u32 = f::LAHF_LM | f::ABM;
+/// CPUID.8000_0001:EDX.
+const EXT1_EDX: u32 = f::SYSCALL | f::NX | f::RDTSCP | f::LM;
+
+/// Whether the model reports feature `bit` of CPUID.1:EDX.
+pub const fn has_leaf1_edx(bit: u32) -> bool {
+    LEAF1_EDX & bit != 0
+}
+/// Whether the model reports feature `bit` of CPUID.1:ECX.
+pub const fn has_leaf1_ecx(bit: u32) -> bool {
+    LEAF1_ECX & bit != 0
+}
+/// Whether the model reports feature `bit` of CPUID.(7,0):EBX.
+pub const fn has_leaf7_ebx(bit: u32) -> bool {
+    LEAF7_EBX & bit != 0
+}
+/// Whether the model reports feature `bit` of CPUID.(7,0):ECX.
+pub const fn has_leaf7_ecx(bit: u32) -> bool {
+    LEAF7_ECX & bit != 0
+}
+/// Whether the model reports feature `bit` of CPUID.8000_0001:EDX.
+pub const fn has_ext1_edx(bit: u32) -> bool {
+    EXT1_EDX & bit != 0
+}
+
+/// EAX, EBX, ECX, EDX for `leaf`/`subleaf`, independent of the CPU state (the
+/// state-dependent bits read as after reset: APIC enabled, OSXSAVE clear).
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     match leaf {
         0 => [
             MAX_BASIC_LEAF,
@@ -61,15 +176,11 @@ pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
             word(&VENDOR[8..12]),
             word(&VENDOR[4..8]),
         ],
-        1 => [
-            SIGNATURE,
-            // EBX: CLFLUSH line size 8 * 8 = 64 bytes, 1 logical processor, APIC id 0.
-            (1 << 16) | (8 << 8),
-            features::POPCNT | features::HYPERVISOR,
-            features::TSC | features::CMOV,
-        ],
+        // EBX: one logical processor, initial APIC id 0 (CLFLUSH is absent: no line size).
+        1 => [SIGNATURE, 1 << 16, LEAF1_ECX, LEAF1_EDX],
+        7 if subleaf == 0 => [0, LEAF7_EBX, LEAF7_ECX, 0],
         0x8000_0000 => [MAX_EXT_LEAF, 0, 0, 0],
-        0x8000_0001 => [0, 0, features::ABM, features::LM],
+        0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
             brand[..BRAND.len()].copy_from_slice(BRAND.as_bytes());
@@ -82,8 +193,28 @@ pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
                 word(&b[12..16]),
             ]
         }
+        0x8000_0007 => [0, 0, 0, f::INVARIANT_TSC],
+        0x8000_0008 => [PHYS_ADDR_BITS | LINEAR_ADDR_BITS << 8, 0, 0, 0],
         _ => [0; 4],
     }
+}
+
+/// IA32_APIC_BASE bit 11: the local APIC is globally enabled.
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+
+/// CPUID as the guest in state `cpu` with IA32_APIC_BASE `apic_base` sees it: [`cpuid`]
+/// with the state-dependent bits (CPUID.1:EDX.APIC, CPUID.1:ECX.OSXSAVE) applied.
+pub fn cpuid_for(cpu: &CpuState, apic_base: u64, leaf: u32, subleaf: u32) -> [u32; 4] {
+    let mut r = cpuid(leaf, subleaf);
+    if leaf == 1 {
+        if apic_base & APIC_GLOBAL_ENABLE == 0 {
+            r[3] &= !f::APIC;
+        }
+        if has_leaf1_ecx(f::XSAVE) && cpu.cr4 & translator::state::cr::CR4_OSXSAVE != 0 {
+            r[2] |= f::OSXSAVE;
+        }
+    }
+    r
 }
 
 #[cfg(test)]
@@ -102,31 +233,112 @@ mod tests {
     }
 
     #[test]
-    fn leaves_are_consistent() {
-        // Every leaf up to the advertised maxima answers; beyond them, zeros.
-        for leaf in 0..=MAX_BASIC_LEAF {
-            assert_ne!(cpuid(leaf, 0), [0; 4], "leaf {leaf}");
+    fn max_leaves_bound_the_model() {
+        assert_eq!(cpuid(0, 0)[0], MAX_BASIC_LEAF);
+        assert_eq!(cpuid(0x8000_0000, 0)[0], MAX_EXT_LEAF);
+        // Every leaf with contents is within the advertised maxima.
+        for leaf in (MAX_BASIC_LEAF + 1..0x100).chain(MAX_EXT_LEAF + 1..0x8000_0100) {
+            assert_eq!(cpuid(leaf, 0), [0; 4], "leaf {leaf:#x}");
         }
-        // (The brand string's last leaf may be all NUL padding.)
-        for leaf in 0x8000_0000..MAX_EXT_LEAF {
-            assert_ne!(cpuid(leaf, 0), [0; 4], "leaf {leaf:#x}");
+        // No topology leaves (0xB, 0x1F), no XSAVE leaf (0xD), no PMU leaf (0xA).
+        for leaf in [0xA, 0xB, 0xD, 0x1F] {
+            assert!(leaf > MAX_BASIC_LEAF && cpuid(leaf, 0) == [0; 4]);
         }
-        assert_eq!(cpuid(MAX_BASIC_LEAF + 1, 0), [0; 4]);
-        assert_eq!(cpuid(MAX_EXT_LEAF + 1, 0), [0; 4]);
+        // Leaf 7 has only subleaf 0.
+        assert_eq!(cpuid(7, 0)[0], 0);
+        assert_eq!(cpuid(7, 1), [0; 4]);
         // Family 6, model 1, stepping 1.
         let eax = cpuid(1, 0)[0];
         assert_eq!(((eax >> 8) & 0xF, (eax >> 4) & 0xF, eax & 0xF), (6, 1, 1));
+        // Address sizes.
+        let sizes = cpuid(0x8000_0008, 0)[0];
+        assert_eq!((sizes & 0xFF, (sizes >> 8) & 0xFF), (40, 48));
+    }
+
+    /// Every feature bit the runtime and translator implement, per (leaf, register index).
+    /// A claimed bit outside this list is a lie to the guest.
+    const EMULATED: &[(u32, usize, u32, &str)] = &[
+        (1, 3, f::DE, "CR4.DE"),
+        (1, 3, f::PSE, "4 MiB pages"),
+        (1, 3, f::TSC, "RDTSC, CR4.TSD"),
+        (1, 3, f::MSR, "RDMSR/WRMSR"),
+        (1, 3, f::PAE, "PAE"),
+        (1, 3, f::APIC, "IA32_APIC_BASE, local APIC"),
+        (1, 3, f::SEP, "SYSENTER/SYSEXIT"),
+        (1, 3, f::PGE, "CR4.PGE"),
+        (1, 3, f::CMOV, "CMOVcc"),
+        (1, 3, f::PAT, "IA32_PAT"),
+        (1, 2, f::PCID, "CR4.PCIDE"),
+        (1, 2, f::POPCNT, "POPCNT"),
+        (1, 2, f::HYPERVISOR, "hypervisor present"),
+        (7, 1, f::SMEP, "CR4.SMEP"),
+        (7, 1, f::INVPCID, "INVPCID"),
+        (7, 1, f::SMAP, "CR4.SMAP, CLAC/STAC"),
+        (7, 2, f::UMIP, "CR4.UMIP"),
+        (0x8000_0001, 2, f::LAHF_LM, "LAHF/SAHF"),
+        (0x8000_0001, 2, f::ABM, "LZCNT"),
+        (0x8000_0001, 3, f::SYSCALL, "SYSCALL/SYSRET"),
+        (0x8000_0001, 3, f::NX, "EFER.NXE"),
+        (0x8000_0001, 3, f::RDTSCP, "RDTSCP, IA32_TSC_AUX"),
+        (0x8000_0001, 3, f::LM, "long mode"),
+        (
+            0x8000_0007,
+            3,
+            f::INVARIANT_TSC,
+            "constant-rate virtual TSC",
+        ),
+    ];
+
+    #[test]
+    fn every_claimed_feature_is_emulated() {
+        for (leaf, regs) in [(1, [2usize, 3].as_slice()), (7, &[1, 2, 3])]
+            .into_iter()
+            .chain([(0x8000_0001, [2usize, 3].as_slice()), (0x8000_0007, &[3])])
+        {
+            let r = cpuid(leaf, 0);
+            for &reg in regs {
+                let claimed = r[reg];
+                let known = EMULATED
+                    .iter()
+                    .filter(|e| e.0 == leaf && e.1 == reg)
+                    .fold(0, |a, e| a | e.2);
+                assert_eq!(
+                    claimed & !known,
+                    0,
+                    "leaf {leaf:#x} reg {reg}: unemulated bits"
+                );
+                assert_eq!(
+                    claimed, known,
+                    "leaf {leaf:#x} reg {reg}: table out of date"
+                );
+            }
+        }
     }
 
     #[test]
-    fn features_are_honest() {
+    fn absent_features_stay_absent() {
         let [_, _, ecx, edx] = cpuid(1, 0);
-        assert_eq!(edx & (features::FPU | features::SSE2), 0, "no x87/SSE yet");
-        assert_ne!(edx & features::TSC, 0);
-        assert_ne!(ecx & features::HYPERVISOR, 0);
-        let [_, _, _, edx] = cpuid(0x8000_0001, 0);
-        assert_ne!(edx & features::LM, 0);
-        assert_eq!(edx & features::NX, 0);
+        let missing = f::FPU | f::SSE2 | f::FXSR | f::CX8;
+        assert_eq!(edx & missing, 0, "no x87/SSE/FXSR/CMPXCHG8B");
+        assert_eq!(ecx & (f::VMX | f::X2APIC | f::XSAVE | f::OSXSAVE), 0);
+        let [_, _, ecx, edx] = cpuid(0x8000_0001, 0);
+        assert_eq!(ecx & f::SVM, 0);
+        assert_eq!(edx & f::PAGE1GB, 0);
+        assert_eq!(XCR0_SUPPORTED, 1, "x87 state only");
+        assert_eq!(PERF_COUNTERS, 0);
+    }
+
+    #[test]
+    fn state_dependent_bits() {
+        let mut cpu = CpuState::default();
+        assert_eq!(cpuid_for(&cpu, 0xFEE0_0900, 1, 0), cpuid(1, 0));
+        assert_eq!(cpuid_for(&cpu, 0xFEE0_0100, 1, 0)[3] & f::APIC, 0);
+        cpu.cr4 = translator::state::cr::CR4_OSXSAVE;
+        assert_eq!(
+            cpuid_for(&cpu, 0xFEE0_0900, 1, 0)[2] & f::OSXSAVE,
+            0,
+            "no XSAVE"
+        );
     }
 
     #[test]

@@ -1,1 +1,1027 @@
-//! (in progress)
+//! Exception and interrupt delivery through the IDT (real-mode IVT, 16/32-bit protected-mode
+//! gates, IA-32e 64-bit gates with the IST), the double-fault escalation table, the triple
+//! fault report, and IRET/IRETD/IRETQ.
+//!
+//! Invariants:
+//! - Delivery of one event checks everything (IDT entry, target code segment, TSS stack,
+//!   every slot of the frame, writable) before it writes the frame, and writes memory before
+//!   it changes the CPU state: a fault during delivery leaves the [`CpuState`] as it was
+//!   (except CR2, which a #PF sets when it is raised), and is then itself delivered per the
+//!   SDM's benign/contributory/page-fault table, escalating to #DF and, for a fault while
+//!   delivering #DF, to a triple fault ([`DeliveryError::TripleFault`]).
+//! - A fault raised while delivering an event is delivered with the return address
+//!   `cpu.rip`: the instruction's start for software interrupts and faults (the hypercall
+//!   contract leaves RIP there), the interrupted instruction for external interrupts.
+//! - Error codes of faults raised during delivery carry EXT (bit 0) for external events and
+//!   exceptions (and INT1), and IDT (bit 1) when they name an IDT entry.
+//!
+//! Deliberately unsupported (each reported, never ignored):
+//! - Task gates in the IDT: delivering through one stops the VM with the triple-fault report
+//!   naming the unsupported task switch (hardware would switch tasks).
+//! - IRET with RFLAGS.NT = 1 outside IA-32e mode (a task return): #GP(0), which is what
+//!   IA-32e mode does architecturally.
+//! - Virtual-8086 mode: RFLAGS.VM is never set by IRET and never consulted.
+//! - RF is not set in the RFLAGS image pushed for faults (QEMU does not either).
+
+use translator::state::{reg, rflags, seg, seg_attr, CpuState};
+use translator::Exception;
+
+use super::descriptors::{
+    in_64bit, is_null, kind, long_mode, protected, read_desc, read_idt, sel_code, set_type_bit,
+    sys, tss64_stack, tss_legacy_stack,
+};
+use super::far::{
+    code_mode_ok, code_segment, null_inaccessible_data, offset_ok, op_bytes, real_mode_cs,
+    target_desc, truncate,
+};
+use super::mode::state_dump;
+use super::segments::{check_ss, null_segment, GpOrTs, Stack};
+use crate::machine::{Machine, Privilege};
+use crate::memory::Access;
+
+/// Which software-interrupt instruction raised an [`Event::Software`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SoftKind {
+    /// INT n: the gate's DPL must be >= CPL, else #GP(vector * 8 + 2).
+    IntN,
+    /// INT3 (vector 3), checked like INT n.
+    Int3,
+    /// INTO (vector 4), checked like INT n; a no-op (RIP moves on) when OF = 0.
+    Into,
+    /// INT1/ICEBP (vector 1): no DPL check, delivered like an external event.
+    Int1,
+}
+
+/// An event to deliver through the IDT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An exception raised by an instruction (its error code, if any, is pushed).
+    Exception(Exception),
+    /// An external (hardware) interrupt with this vector.
+    External(u8),
+    /// A software interrupt instruction.
+    Software {
+        /// The vector (3 for INT3, 4 for INTO, 1 for INT1).
+        vector: u8,
+        /// The instruction.
+        kind: SoftKind,
+    },
+}
+
+/// How an event combines with a fault raised while delivering it (SDM Vol. 3 Table 6-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Benign,
+    Contributory,
+    PageFault,
+    DoubleFault,
+}
+
+impl Event {
+    /// The interrupt vector.
+    pub fn vector(&self) -> u8 {
+        match *self {
+            Event::Exception(e) => e.vector(),
+            Event::External(v) | Event::Software { vector: v, .. } => v,
+        }
+    }
+
+    /// The error code pushed with the event (exceptions that have one).
+    pub fn error_code(&self) -> Option<u32> {
+        match *self {
+            Event::Exception(e) => e.error_code(),
+            _ => None,
+        }
+    }
+
+    /// EXT: the event is not a software interrupt of the program (INT n, INT3, INTO).
+    fn ext(&self) -> u16 {
+        match self {
+            Event::Software { kind, .. } => (*kind == SoftKind::Int1) as u16,
+            _ => 1,
+        }
+    }
+
+    /// Whether the gate DPL is checked against the CPL.
+    fn checks_gate_dpl(&self) -> bool {
+        matches!(self, Event::Software { kind, .. } if *kind != SoftKind::Int1)
+    }
+
+    fn class(&self) -> Class {
+        match self {
+            Event::Exception(e) => class_of(*e),
+            _ => Class::Benign,
+        }
+    }
+}
+
+fn class_of(e: Exception) -> Class {
+    match e.vector() {
+        0 | 10..=13 => Class::Contributory,
+        14 => Class::PageFault,
+        8 => Class::DoubleFault,
+        _ => Class::Benign,
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Event::Exception(e) => write!(f, "{e}"),
+            Event::External(v) => write!(f, "external interrupt {v:#04x}"),
+            Event::Software { vector, kind } => match kind {
+                SoftKind::IntN => write!(f, "INT {vector:#04x}"),
+                SoftKind::Int3 => write!(f, "INT3"),
+                SoftKind::Into => write!(f, "INTO"),
+                SoftKind::Int1 => write!(f, "INT1"),
+            },
+        }
+    }
+}
+
+/// Why an event could not be delivered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Triple fault: {report}
+    #[error("triple fault: {report}")]
+    TripleFault {
+        /// The exception chain that led here and the guest state dump.
+        report: String,
+    },
+}
+
+/// Why one delivery attempt failed.
+enum Fail {
+    /// A fault raised while delivering (to be combined with the event).
+    Fault(Exception),
+    /// A feature popek does not implement (task gates).
+    Unsupported(&'static str),
+}
+
+impl From<Exception> for Fail {
+    fn from(e: Exception) -> Fail {
+        Fail::Fault(e)
+    }
+}
+
+/// Most events tried before giving up (each step escalates or changes the event; this only
+/// guards the loop).
+const MAX_CHAIN: usize = 8;
+
+/// Delivers `event` through the IDT with `return_rip` as the RIP pushed (the faulting
+/// instruction for faults, the next instruction for traps, INT n and external interrupts).
+/// On success the CPU is at the handler (CS:RIP, SS:RSP, CPL, RFLAGS with TF/NT/RF/VM and,
+/// for interrupt gates, IF cleared). A #PF sets CR2. Faults during delivery are delivered
+/// in turn, escalating to #DF; a fault while delivering #DF, or a task gate, gives
+/// [`DeliveryError::TripleFault`] with a report of the event chain and [`state_dump`].
+pub fn deliver(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    event: Event,
+    return_rip: u64,
+) -> Result<(), DeliveryError> {
+    if let Event::Software {
+        kind: SoftKind::Into,
+        ..
+    } = event
+    {
+        if cpu.full_rflags() & rflags::OF == 0 {
+            cpu.rip = return_rip;
+            return Ok(());
+        }
+    }
+    let mut chain: Vec<Event> = Vec::new();
+    let (mut event, mut rip) = (event, return_rip);
+    loop {
+        chain.push(event);
+        if let Event::Exception(Exception::PageFault { addr, .. }) = event {
+            cpu.cr2 = addr;
+        }
+        let fault = match deliver_once(m, cpu, &event, rip) {
+            Ok(()) => return Ok(()),
+            Err(Fail::Unsupported(what)) => return Err(triple(cpu, &chain, what)),
+            Err(Fail::Fault(f)) => f,
+        };
+        // CR2 is loaded when a #PF is detected, even one that escalates to #DF.
+        if let Exception::PageFault { addr, .. } = fault {
+            cpu.cr2 = addr;
+        }
+        event = match (event.class(), class_of(fault)) {
+            (Class::DoubleFault, _) => {
+                chain.push(Event::Exception(fault));
+                return Err(triple(cpu, &chain, "fault while delivering #DF"));
+            }
+            (Class::Contributory, Class::Contributory)
+            | (Class::PageFault, Class::Contributory | Class::PageFault) => {
+                chain.push(Event::Exception(fault));
+                Event::Exception(Exception::DoubleFault)
+            }
+            _ => Event::Exception(fault),
+        };
+        rip = cpu.rip;
+        if chain.len() >= MAX_CHAIN {
+            return Err(triple(cpu, &chain, "exception chain too long"));
+        }
+    }
+}
+
+fn triple(cpu: &CpuState, chain: &[Event], why: &str) -> DeliveryError {
+    let events: Vec<String> = chain.iter().map(|e| e.to_string()).collect();
+    DeliveryError::TripleFault {
+        report: format!(
+            "{why}; event chain: {}\n{}",
+            events.join(" -> "),
+            state_dump(cpu)
+        ),
+    }
+}
+
+/// One delivery attempt, all-or-nothing.
+fn deliver_once(m: &mut Machine, cpu: &mut CpuState, ev: &Event, rip: u64) -> Result<(), Fail> {
+    let vector = ev.vector();
+    if !protected(cpu) {
+        return Ok(deliver_real(m, cpu, vector, rip)?);
+    }
+    let ext = ev.ext();
+    let cpl = cpu.cpl as u8;
+    let lm = long_mode(cpu);
+    let idt_code = (vector as u16) * 8 + 2 + ext;
+    let gp_idt = Exception::GeneralProtection(idt_code);
+    let gate = read_idt(m, cpu, vector)?.ok_or(gp_idt)?;
+    let size: u8 = match (gate.is_system(), gate.typ(), lm) {
+        (true, sys::TASK_GATE, false) => 0,
+        (true, sys::INT_GATE16 | sys::TRAP_GATE16, false) => 2,
+        (true, sys::INT_GATE | sys::TRAP_GATE, false) => 4,
+        (true, sys::INT_GATE | sys::TRAP_GATE, true) => 8,
+        _ => return Err(gp_idt.into()),
+    };
+    if ev.checks_gate_dpl() && gate.dpl() < cpl {
+        return Err(Exception::GeneralProtection(vector as u16 * 8 + 2).into());
+    }
+    if !gate.present() {
+        return Err(Exception::SegmentNotPresent(idt_code).into());
+    }
+    if size == 0 {
+        return Err(Fail::Unsupported(
+            "task gate in the IDT (task switches are not supported)",
+        ));
+    }
+    let sel = gate.gate_selector();
+    if is_null(sel) {
+        return Err(Exception::GeneralProtection(ext).into());
+    }
+    let bad = Exception::GeneralProtection(sel_code(sel) | ext);
+    let d = read_desc(m, cpu, sel)?.ok_or(bad)?;
+    if !d.is_code() || d.dpl() > cpl || (lm && !d.is_code64()) {
+        return Err(bad.into());
+    }
+    if !d.present() {
+        return Err(Exception::SegmentNotPresent(sel_code(sel) | ext).into());
+    }
+    let target = truncate(gate.gate_offset(), size);
+    if !offset_ok(cpu, &d, target) {
+        return Err(Exception::GeneralProtection(ext).into());
+    }
+    let inner = !d.is_conforming() && d.dpl() < cpl;
+    let new_cpl = if inner { d.dpl() } else { cpl };
+    let privilege = Privilege::of_cpl(new_cpl as u64);
+    let old_ss = cpu.seg[seg::SS];
+    let old_sp = cpu.gpr[reg::RSP];
+    let flags = cpu.full_rflags();
+    let old_cs = cpu.seg[seg::CS].selector as u64;
+    let mut frame: Vec<u64> = Vec::with_capacity(6);
+    let (stack, new_ss) = if lm {
+        let ist = gate.gate_ist();
+        let sp = if inner || ist != 0 {
+            tss64_stack(m, cpu, new_cpl, ist, ext)?
+        } else {
+            old_sp
+        };
+        let ss = if inner {
+            null_segment(new_cpl as u16)
+        } else {
+            old_ss
+        };
+        frame.extend([old_ss.selector as u64, old_sp]);
+        let stack = Stack {
+            ss,
+            sp: sp & !0xF,
+            width: 8,
+            privilege,
+            fault: Exception::StackFault(ext),
+        };
+        (stack, inner.then_some((ss, None)))
+    } else if inner {
+        let (ss_sel, esp) = tss_legacy_stack(m, cpu, new_cpl, ext)?;
+        let (ss, ss_desc) = check_ss(m, cpu, ss_sel, new_cpl, false, GpOrTs::Ts(ext))?;
+        frame.extend([old_ss.selector as u64, old_sp]);
+        let stack = Stack {
+            ss,
+            sp: esp,
+            width: if ss.attr & seg_attr::DB != 0 { 4 } else { 2 },
+            privilege,
+            fault: Exception::StackFault(sel_code(ss_sel) | ext),
+        };
+        (stack, Some((ss, ss_desc)))
+    } else {
+        let mut stack = Stack::current(cpu);
+        stack.fault = Exception::StackFault(ext);
+        (stack, None)
+    };
+    frame.extend([flags, old_cs, rip]);
+    frame.extend(ev.error_code().map(|c| c as u64));
+    for v in &mut frame {
+        *v = truncate(*v, size);
+    }
+    let sp = stack.push(m, cpu, &frame, size)?;
+    set_type_bit(m, cpu, &d, kind::ACCESSED)?;
+    if let Some((ss, ss_desc)) = new_ss {
+        if let Some(sd) = ss_desc {
+            set_type_bit(m, cpu, &sd, kind::ACCESSED)?;
+        }
+        cpu.seg[seg::SS] = ss;
+    }
+    cpu.gpr[reg::RSP] = sp;
+    cpu.seg[seg::CS] = code_segment(&d, sel, new_cpl);
+    cpu.cpl = new_cpl as u64;
+    cpu.rip = target;
+    let mut f = flags & !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
+    if gate.typ() & 1 == 0 {
+        f &= !rflags::IF;
+    }
+    cpu.rflags = f;
+    cpu.flags_op = 0;
+    Ok(())
+}
+
+/// Real-mode delivery through the IVT (4-byte CS:IP entries at IDTR.base).
+fn deliver_real(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    vector: u8,
+    rip: u64,
+) -> Result<(), Exception> {
+    let off = vector as u64 * 4;
+    if off + 3 > cpu.idtr.limit {
+        return Err(Exception::GeneralProtection(0));
+    }
+    let at = cpu.idtr.base.wrapping_add(off) & 0xFFFF_FFFF;
+    let entry = m.read_lin(cpu, at, 4, Access::Read, Privilege::Supervisor)?;
+    let flags = cpu.full_rflags();
+    let frame = [
+        flags & 0xFFFF,
+        cpu.seg[seg::CS].selector as u64,
+        rip & 0xFFFF,
+    ];
+    let sp = Stack::current(cpu).push(m, cpu, &frame, 2)?;
+    cpu.gpr[reg::RSP] = sp;
+    cpu.seg[seg::CS] = real_mode_cs((entry >> 16) as u16);
+    cpu.rip = entry & 0xFFFF;
+    cpu.rflags = flags & !(rflags::IF | rflags::TF | rflags::AC | rflags::RF);
+    cpu.flags_op = 0;
+    Ok(())
+}
+
+/// The RFLAGS bits IRET loads from `popped` at privilege `cpl` with operand size `op`.
+fn iret_flags(old: u64, popped: u64, op: u8, cpl: u8) -> u64 {
+    use rflags::*;
+    let mut mask = ARITH | TF | DF | NT;
+    if op >= 4 {
+        mask |= RF | AC | ID;
+    }
+    let iopl = ((old & IOPL) >> 12) as u8;
+    if cpl <= iopl {
+        mask |= IF;
+    }
+    if cpl == 0 {
+        mask |= IOPL;
+        if op >= 4 {
+            mask |= VIF | VIP;
+        }
+    }
+    if op == 2 {
+        mask &= 0xFFFF;
+    }
+    (old & !mask) | (popped & mask) | FIXED
+}
+
+/// IRET/IRETD/IRETQ (`op_size` 2/4/8) in real, protected and IA-32e mode: pops RIP, CS and
+/// RFLAGS, plus RSP and SS when returning to an outer privilege level or from 64-bit mode
+/// (IRETQ always). RFLAGS: IF only if CPL <= IOPL, IOPL and VIF/VIP only at CPL 0, VM
+/// never. Data segment registers the outer level may not use are nulled. NT = 1 (task
+/// return) raises #GP(0). On `Err` the CPU state is unchanged.
+pub fn iret(m: &mut Machine, cpu: &mut CpuState, op_size: u8) -> Result<(), Exception> {
+    let op = op_bytes(op_size);
+    let o = op as i64;
+    let stack = Stack::current(cpu);
+    let rip = stack.read(m, cpu, 0, op)?;
+    let sel = stack.read(m, cpu, o, op)? as u16;
+    let popped = stack.read(m, cpu, 2 * o, op)?;
+    let old = cpu.full_rflags();
+    if !protected(cpu) {
+        let mask = if op == 2 { 0xFFFF } else { 0x257FD5 };
+        cpu.gpr[reg::RSP] = stack.moved(3 * o);
+        cpu.seg[seg::CS] = real_mode_cs(sel);
+        cpu.rip = rip;
+        cpu.rflags = (old & !mask) | (popped & mask) | rflags::FIXED;
+        cpu.flags_op = 0;
+        return Ok(());
+    }
+    if old & rflags::NT != 0 {
+        return Err(Exception::GeneralProtection(0));
+    }
+    let cpl = cpu.cpl as u8;
+    let rpl = (sel & 3) as u8;
+    let bad = Exception::GeneralProtection(sel_code(sel));
+    let d = target_desc(m, cpu, sel)?;
+    if !d.is_code() || rpl < cpl || !code_mode_ok(cpu, &d) {
+        return Err(bad);
+    }
+    if d.is_conforming() && d.dpl() > rpl || !d.is_conforming() && d.dpl() != rpl {
+        return Err(bad);
+    }
+    if !d.present() {
+        return Err(Exception::SegmentNotPresent(sel_code(sel)));
+    }
+    let to_64 = long_mode(cpu) && d.long();
+    let rip = if to_64 { rip } else { truncate(rip, 4) };
+    let new_ss = if in_64bit(cpu) || rpl > cpl {
+        let sp = stack.read(m, cpu, 3 * o, op)?;
+        let ss_sel = stack.read(m, cpu, 4 * o, op)? as u16;
+        let (ss, ss_desc) = check_ss(m, cpu, ss_sel, rpl, to_64, GpOrTs::Gp)?;
+        Some((ss, ss_desc, sp))
+    } else {
+        None
+    };
+    if !offset_ok(cpu, &d, rip) {
+        return Err(Exception::GeneralProtection(0));
+    }
+    set_type_bit(m, cpu, &d, kind::ACCESSED)?;
+    if let Some((_, Some(sd), _)) = &new_ss {
+        set_type_bit(m, cpu, sd, kind::ACCESSED)?;
+    }
+    match new_ss {
+        Some((ss, _, sp)) => {
+            let width = if to_64 {
+                8
+            } else if ss.attr & seg_attr::DB != 0 {
+                4
+            } else {
+                2
+            };
+            let new_stack = Stack {
+                ss,
+                sp,
+                width,
+                privilege: Privilege::of_cpl(rpl as u64),
+                fault: Exception::StackFault(0),
+            };
+            cpu.gpr[reg::RSP] = new_stack.moved(0);
+            cpu.seg[seg::SS] = ss;
+        }
+        None => cpu.gpr[reg::RSP] = stack.moved(3 * o),
+    }
+    cpu.rflags = iret_flags(old, popped, op, cpl);
+    cpu.flags_op = 0;
+    cpu.seg[seg::CS] = code_segment(&d, sel, rpl);
+    cpu.cpl = rpl as u64;
+    cpu.rip = rip;
+    if rpl > cpl {
+        null_inaccessible_data(cpu, rpl);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::descriptors::Desc;
+    use crate::system::mode::reset_long_flat64;
+    use crate::system::segments::ltr;
+    use crate::system::segments::tests::{put, seg_desc, setup32, GDT};
+    use translator::state::Segment;
+
+    const IDT: u64 = 0x3000;
+    const TSS: u64 = 0x5000;
+    const HANDLER: u64 = 0x40_0000;
+    const GP: fn(u16) -> Exception = Exception::GeneralProtection;
+
+    fn gate64(m: &mut Machine, vector: u8, sel: u16, off: u64, typ: u8, dpl: u8, ist: u8) {
+        let lo = (off & 0xFFFF)
+            | ((sel as u64) << 16)
+            | ((ist as u64) << 32)
+            | ((0x80 | (dpl as u64) << 5 | typ as u64) << 40)
+            | (((off >> 16) & 0xFFFF) << 48);
+        let at = IDT + vector as u64 * 16;
+        m.write_virt(at, 8, lo).unwrap();
+        m.write_virt(at + 8, 8, off >> 32).unwrap();
+    }
+
+    fn gate32(m: &mut Machine, vector: u8, sel: u16, off: u32, typ: u8, dpl: u8) {
+        let off = off as u64;
+        let lo = (off & 0xFFFF)
+            | ((sel as u64) << 16)
+            | ((0x80 | (dpl as u64) << 5 | typ as u64) << 40)
+            | ((off >> 16) << 48);
+        m.write_virt(IDT + vector as u64 * 8, 8, lo).unwrap();
+    }
+
+    fn rd(m: &mut Machine, a: u64) -> u64 {
+        m.read_virt(a, 8, Access::Read).unwrap()
+    }
+
+    fn frame(m: &mut Machine, at: u64, n: u64, size: u64) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                m.read_virt(at + i * size, size as usize, Access::Read)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// 64-bit machine: GDT 0x08 code64/0, 0x10 data/0, 0x18 code32/3, 0x23 data/3, 0x2B
+    /// code64/3, 0x30 TSS64 (RSP0 = 0x9008, IST1 = 0xA000); every IDT vector an interrupt
+    /// gate to 0x08:HANDLER + vector; CPL 0 with RSP = 0x8008 and IF set.
+    fn setup64() -> (Machine, CpuState) {
+        let (mut m, mut cpu) = setup32();
+        reset_long_flat64(&mut cpu);
+        cpu.gdtr.base = GDT;
+        cpu.gdtr.limit = 0x1FF;
+        put(&mut m, 1, seg_desc(0, 0xFFFFF, 0x9A, 0xA));
+        put(&mut m, 2, seg_desc(0, 0xFFFFF, 0x92, 0xC));
+        put(&mut m, 3, seg_desc(0, 0xFFFFF, 0xFA, 0xC));
+        put(&mut m, 4, seg_desc(0, 0xFFFFF, 0xF2, 0xC));
+        put(&mut m, 5, seg_desc(0, 0xFFFFF, 0xFA, 0xA));
+        put(&mut m, 6, seg_desc(TSS as u32, 0x67, 0x89, 0));
+        put(&mut m, 7, 0);
+        m.write_virt(TSS + 4, 8, 0x9008).unwrap();
+        m.write_virt(TSS + 0x24, 8, 0xA000).unwrap();
+        ltr(&mut m, &mut cpu, 0x30).unwrap();
+        cpu.idtr.base = IDT;
+        cpu.idtr.limit = 256 * 16 - 1;
+        for v in 0..=255u8 {
+            gate64(&mut m, v, 0x08, HANDLER + v as u64, sys::INT_GATE, 0, 0);
+        }
+        cpu.gpr[reg::RSP] = 0x8008;
+        cpu.rflags |= rflags::IF;
+        (m, cpu)
+    }
+
+    fn to_user64(cpu: &mut CpuState) {
+        cpu.cpl = 3;
+        cpu.seg[seg::CS] = Segment::flat(0x2B, 0xA0FB);
+        for i in [seg::SS, seg::DS, seg::ES] {
+            cpu.seg[i] = Segment::flat(0x23, 0xC0F3);
+        }
+        cpu.gpr[reg::RSP] = 0x7777;
+    }
+
+    #[test]
+    fn gp_in_64bit_mode_at_cpl0() {
+        let (mut m, mut cpu) = setup64();
+        cpu.rip = 0x1234;
+        let flags = cpu.full_rflags();
+        let ev = Event::Exception(GP(0x18));
+        assert_eq!(deliver(&mut m, &mut cpu, ev, 0x1234), Ok(()));
+        assert_eq!(
+            (cpu.rip, cpu.seg[seg::CS].selector, cpu.cpl),
+            (HANDLER + 13, 0x08, 0)
+        );
+        assert_eq!(cpu.gpr[reg::RSP], 0x8000 - 48, "aligned to 16, six slots");
+        assert_eq!(
+            frame(&mut m, 0x8000 - 48, 6, 8),
+            [0x18, 0x1234, 0x08, flags, 0x8008, 0x10]
+        );
+        assert_eq!(cpu.rflags & rflags::IF, 0, "interrupt gate clears IF");
+        assert_eq!(cpu.seg[seg::SS].selector, 0x10, "same privilege keeps SS");
+    }
+
+    #[test]
+    fn external_interrupt_from_cpl3_through_rsp0_and_iretq_back() {
+        let (mut m, mut cpu) = setup64();
+        to_user64(&mut cpu);
+        cpu.rip = 0x5555;
+        cpu.rflags |= rflags::CF | rflags::TF;
+        let before = cpu.clone();
+        let flags = cpu.full_rflags();
+        assert_eq!(
+            deliver(&mut m, &mut cpu, Event::External(0x20), 0x5555),
+            Ok(())
+        );
+        assert_eq!((cpu.cpl, cpu.seg[seg::SS].selector), (0, 0));
+        assert_eq!(cpu.rflags & (rflags::TF | rflags::IF), 0);
+        assert_eq!(cpu.gpr[reg::RSP], 0x9000 - 40);
+        assert_eq!(
+            frame(&mut m, 0x9000 - 40, 5, 8),
+            [0x5555, 0x2B, flags, 0x7777, 0x23]
+        );
+        assert_eq!(iret(&mut m, &mut cpu, 8), Ok(()));
+        assert_eq!(cpu.cpl, 3);
+        assert_eq!(cpu.rip, 0x5555);
+        assert_eq!(cpu.gpr, before.gpr);
+        assert_eq!(cpu.full_rflags(), flags);
+        assert_eq!(cpu.seg[seg::SS].selector, 0x23);
+        assert_eq!(cpu.seg[seg::CS].selector, 0x2B);
+        assert_eq!(cpu.seg[seg::DS], before.seg[seg::DS]);
+        assert_eq!(
+            crate::system::mode::mode(&cpu),
+            crate::system::mode::mode(&before)
+        );
+    }
+
+    #[test]
+    fn ist_stack_is_used_even_at_cpl0() {
+        let (mut m, mut cpu) = setup64();
+        gate64(&mut m, 2, 0x08, HANDLER, sys::INT_GATE, 0, 1);
+        assert_eq!(deliver(&mut m, &mut cpu, Event::External(2), 0x77), Ok(()));
+        assert_eq!(cpu.gpr[reg::RSP], 0xA000 - 40);
+        assert_eq!(rd(&mut m, 0xA000 - 40), 0x77);
+        assert_eq!(rd(&mut m, 0xA000 - 16), 0x8008);
+    }
+
+    #[test]
+    fn trap_gates_keep_if_and_page_faults_set_cr2() {
+        let (mut m, mut cpu) = setup64();
+        gate64(&mut m, 14, 0x08, HANDLER, sys::TRAP_GATE, 0, 0);
+        let pf = Exception::PageFault {
+            addr: 0xDEAD_B000,
+            code: 6,
+        };
+        assert_eq!(
+            deliver(&mut m, &mut cpu, Event::Exception(pf), 0x10),
+            Ok(())
+        );
+        assert_eq!(cpu.cr2, 0xDEAD_B000);
+        assert_ne!(cpu.rflags & rflags::IF, 0);
+        assert_eq!(rd(&mut m, cpu.gpr[reg::RSP]), 6);
+    }
+
+    #[test]
+    fn int_n_checks_the_gate_dpl() {
+        let (mut m, mut cpu) = setup64();
+        to_user64(&mut cpu);
+        cpu.rip = 0x600;
+        let int80 = Event::Software {
+            vector: 0x80,
+            kind: SoftKind::IntN,
+        };
+        // DPL 0 gate: #GP(0x80 * 8 + 2), reported at the INT instruction.
+        assert_eq!(deliver(&mut m, &mut cpu, int80, 0x602), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 13);
+        assert_eq!(frame(&mut m, cpu.gpr[reg::RSP], 2, 8), [0x402, 0x600]);
+        // DPL 3 gate: delivered, no error code, returns after the INT.
+        to_user64(&mut cpu);
+        gate64(&mut m, 0x80, 0x08, HANDLER, sys::TRAP_GATE, 3, 0);
+        assert_eq!(deliver(&mut m, &mut cpu, int80, 0x602), Ok(()));
+        assert_eq!(cpu.rip, HANDLER);
+        assert_eq!(frame(&mut m, cpu.gpr[reg::RSP], 2, 8), [0x602, 0x2B]);
+        // INT3 is checked too, INT1 is not.
+        to_user64(&mut cpu);
+        let int3 = Event::Software {
+            vector: 3,
+            kind: SoftKind::Int3,
+        };
+        assert_eq!(deliver(&mut m, &mut cpu, int3, 0x601), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 13);
+        to_user64(&mut cpu);
+        let int1 = Event::Software {
+            vector: 1,
+            kind: SoftKind::Int1,
+        };
+        assert_eq!(deliver(&mut m, &mut cpu, int1, 0x601), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 1);
+    }
+
+    #[test]
+    fn into_without_overflow_is_a_no_op() {
+        let (mut m, mut cpu) = setup64();
+        let into = Event::Software {
+            vector: 4,
+            kind: SoftKind::Into,
+        };
+        assert_eq!(deliver(&mut m, &mut cpu, into, 0x101), Ok(()));
+        assert_eq!((cpu.rip, cpu.gpr[reg::RSP]), (0x101, 0x8008));
+        cpu.rflags |= rflags::OF;
+        assert_eq!(deliver(&mut m, &mut cpu, into, 0x101), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 4);
+    }
+
+    #[test]
+    fn bad_handler_segment_faults_with_ext() {
+        let (mut m, mut cpu) = setup64();
+        gate64(&mut m, 0x30, 0x10, HANDLER, sys::INT_GATE, 0, 0);
+        assert_eq!(deliver(&mut m, &mut cpu, Event::External(0x30), 0), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 13);
+        assert_eq!(rd(&mut m, cpu.gpr[reg::RSP]), 0x11, "selector | EXT");
+        // Past the IDT limit: #GP(vector * 8 + 2 + EXT).
+        let (mut m, mut cpu) = setup64();
+        cpu.idtr.limit = 0x30 * 16 - 1;
+        assert_eq!(deliver(&mut m, &mut cpu, Event::External(0x30), 0), Ok(()));
+        assert_eq!(rd(&mut m, cpu.gpr[reg::RSP]), 0x30 * 8 + 3);
+    }
+
+    #[test]
+    fn not_present_gates_escalate_to_double_then_triple_fault() {
+        let (mut m, mut cpu) = setup64();
+        let clear_present = |m: &mut Machine, v: u64| {
+            let lo = rd(m, IDT + v * 16);
+            m.write_virt(IDT + v * 16, 8, lo & !(1 << 47)).unwrap();
+        };
+        clear_present(&mut m, 13);
+        clear_present(&mut m, 11);
+        // #GP -> #NP(13*8+3) (contributory twice) -> #DF, delivered with error code 0 and
+        // the faulting instruction's address.
+        cpu.rip = 0x99;
+        assert_eq!(
+            deliver(&mut m, &mut cpu, Event::Exception(GP(0)), 0x99),
+            Ok(())
+        );
+        assert_eq!(cpu.rip, HANDLER + 8);
+        assert_eq!(frame(&mut m, cpu.gpr[reg::RSP], 2, 8), [0, 0x99]);
+        // Without a #DF handler: triple fault, state untouched.
+        let (mut m, mut cpu) = setup64();
+        for v in [13, 11, 8] {
+            clear_present(&mut m, v);
+        }
+        cpu.rip = 0x99;
+        let before = cpu.clone();
+        let Err(DeliveryError::TripleFault { report }) =
+            deliver(&mut m, &mut cpu, Event::Exception(GP(0)), 0x99)
+        else {
+            panic!("expected a triple fault");
+        };
+        for want in [
+            "#GP",
+            "#NP",
+            "#DF",
+            "fault while delivering #DF",
+            "rip=0000000000000099",
+        ] {
+            assert!(report.contains(want), "{want} missing from\n{report}");
+        }
+        assert_eq!(
+            (cpu.rip, cpu.gpr, cpu.seg),
+            (before.rip, before.gpr, before.seg)
+        );
+    }
+
+    /// Turns on 4-level paging with only the first 2 MiB identity-mapped (supervisor, RW):
+    /// any access at or above 2 MiB page-faults.
+    fn identity_map_2mib(m: &mut Machine, cpu: &mut CpuState) {
+        use translator::state::cr;
+        m.write_virt(0x10000, 8, 0x11000 | 3).unwrap();
+        m.write_virt(0x11000, 8, 0x12000 | 3).unwrap();
+        m.write_virt(0x12000, 8, 0x83).unwrap();
+        cpu.cr3 = 0x10000;
+        cpu.cr4 |= cr::CR4_PAE;
+        cpu.cr0 |= cr::CR0_PG;
+        m.flush_tlb(cpu, true);
+    }
+
+    #[test]
+    fn page_fault_on_the_stack_goes_to_the_double_fault_ist() {
+        let (mut m, mut cpu) = setup64();
+        identity_map_2mib(&mut m, &mut cpu);
+        gate64(&mut m, 8, 0x08, HANDLER + 8, sys::INT_GATE, 0, 1);
+        cpu.gpr[reg::RSP] = 0x4000_0000; // unmapped: the push page-faults
+        cpu.rip = 0x20;
+        let pf = Exception::PageFault {
+            addr: 0x10,
+            code: 0,
+        };
+        assert_eq!(
+            deliver(&mut m, &mut cpu, Event::Exception(pf), 0x20),
+            Ok(())
+        );
+        assert_eq!(cpu.rip, HANDLER + 8);
+        assert_eq!(cpu.gpr[reg::RSP], 0xA000 - 48);
+        assert_eq!(frame(&mut m, 0xA000 - 48, 2, 8), [0, 0x20]);
+        assert_eq!(cpu.cr2, 0x4000_0000 - 8, "CR2 of the second #PF");
+        // A benign event whose push faults takes the #PF, whose push faults again (#PF twice
+        // is #DF), and #DF without an IST uses the same bad stack: triple fault.
+        let (mut m, mut cpu) = setup64();
+        identity_map_2mib(&mut m, &mut cpu);
+        cpu.gpr[reg::RSP] = 0x4000_0000;
+        let r = deliver(&mut m, &mut cpu, Event::External(0x40), 0);
+        let Err(DeliveryError::TripleFault { report }) = r else {
+            panic!("{r:?}");
+        };
+        let chain = "external interrupt 0x40 -> #PF page fault at 0x3ffffff8 (error code 0x2) -> \
+                     #PF page fault at 0x3ffffff8 (error code 0x2) -> #DF double fault";
+        assert!(report.contains(chain), "{report}");
+        assert_eq!(cpu.cr2, 0x4000_0000 - 8);
+        assert_eq!(cpu.gpr[reg::RSP], 0x4000_0000);
+    }
+
+    #[test]
+    fn non_canonical_handler_and_16_byte_rules() {
+        let (mut m, mut cpu) = setup64();
+        gate64(
+            &mut m,
+            0x41,
+            0x08,
+            0x0000_8000_0000_0000,
+            sys::INT_GATE,
+            0,
+            0,
+        );
+        assert_eq!(deliver(&mut m, &mut cpu, Event::External(0x41), 0), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 13);
+        assert_eq!(rd(&mut m, cpu.gpr[reg::RSP]), 1, "#GP(EXT)");
+        // A 32-bit code segment as a 64-bit handler.
+        let (mut m, mut cpu) = setup64();
+        put(&mut m, 8, seg_desc(0, 0xFFFFF, 0x9A, 0xC));
+        gate64(&mut m, 0x41, 0x40, HANDLER, sys::INT_GATE, 0, 0);
+        assert_eq!(deliver(&mut m, &mut cpu, Event::External(0x41), 0), Ok(()));
+        assert_eq!(rd(&mut m, cpu.gpr[reg::RSP]), 0x41);
+    }
+
+    /// 32-bit protected mode: IDT of 8-byte interrupt gates to 0x08:HANDLER + vector, a
+    /// 32-bit TSS (0x48) with SS0:ESP0 = 0x10:0x9000, ESP = 0x8000.
+    fn setup_pm32() -> (Machine, CpuState) {
+        let (mut m, mut cpu) = setup32();
+        put(&mut m, 9, seg_desc(TSS as u32, 0x67, 0x89, 0));
+        m.write_virt(TSS + 4, 4, 0x9000).unwrap();
+        m.write_virt(TSS + 8, 2, 0x10).unwrap();
+        ltr(&mut m, &mut cpu, 0x48).unwrap();
+        cpu.idtr.base = IDT;
+        cpu.idtr.limit = 256 * 8 - 1;
+        for v in 0..=255u8 {
+            gate32(
+                &mut m,
+                v,
+                0x08,
+                (HANDLER + v as u64) as u32,
+                sys::INT_GATE,
+                0,
+            );
+        }
+        cpu.gpr[reg::RSP] = 0x8000;
+        cpu.rflags |= rflags::IF;
+        (m, cpu)
+    }
+
+    #[test]
+    fn gate32_frames_same_and_inner_privilege_and_iretd() {
+        let (mut m, mut cpu) = setup_pm32();
+        let flags = cpu.full_rflags();
+        assert_eq!(
+            deliver(&mut m, &mut cpu, Event::Exception(GP(0x28)), 0x700),
+            Ok(())
+        );
+        assert_eq!(cpu.gpr[reg::RSP], 0x8000 - 16);
+        assert_eq!(frame(&mut m, 0x8000 - 16, 4, 4), [0x28, 0x700, 0x08, flags]);
+        // From CPL 3 through SS0:ESP0.
+        let (mut m, mut cpu) = setup_pm32();
+        cpu.cpl = 3;
+        cpu.seg[seg::CS] = Segment::flat(0x1B, 0xC0FB);
+        for i in [seg::SS, seg::DS, seg::ES] {
+            cpu.seg[i] = Segment::flat(0x23, 0xC0F3);
+        }
+        cpu.seg[seg::GS] = Segment::flat(0x10, 0xC093);
+        cpu.gpr[reg::RSP] = 0x7770;
+        let before = cpu.clone();
+        let flags = cpu.full_rflags();
+        assert_eq!(
+            deliver(&mut m, &mut cpu, Event::Exception(GP(0)), 0x700),
+            Ok(())
+        );
+        assert_eq!((cpu.cpl, cpu.seg[seg::SS].selector), (0, 0x10));
+        assert_eq!(cpu.gpr[reg::RSP], 0x9000 - 24);
+        assert_eq!(
+            frame(&mut m, 0x9000 - 24, 6, 4),
+            [0, 0x700, 0x1B, flags, 0x7770, 0x23]
+        );
+        assert_eq!(crate::system::mode::mode(&cpu).bitness, 32);
+        // The handler pops the error code and IRETDs.
+        cpu.gpr[reg::RSP] += 4;
+        assert_eq!(iret(&mut m, &mut cpu, 4), Ok(()));
+        assert_eq!((cpu.cpl, cpu.rip, cpu.gpr[reg::RSP]), (3, 0x700, 0x7770));
+        assert_eq!(cpu.seg[seg::SS], before.seg[seg::SS]);
+        assert_eq!(cpu.seg[seg::DS], before.seg[seg::DS]);
+        assert_eq!(
+            cpu.seg[seg::GS].selector,
+            0,
+            "ring-0 GS nulled on the way out"
+        );
+        assert_eq!(cpu.full_rflags(), flags);
+    }
+
+    #[test]
+    fn bad_tss_stack_is_an_invalid_tss_fault() {
+        let (mut m, mut cpu) = setup_pm32();
+        cpu.cpl = 3;
+        cpu.seg[seg::CS] = Segment::flat(0x1B, 0xC0FB);
+        cpu.seg[seg::SS] = Segment::flat(0x23, 0xC0F3);
+        m.write_virt(TSS + 8, 2, 0x23).unwrap();
+        // #TS(0x20 | EXT) while delivering #GP: contributory twice, so #DF; the #DF handler
+        // (DPL 0) also needs SS0 and faults the same way: triple fault.
+        let r = deliver(&mut m, &mut cpu, Event::Exception(GP(0)), 0);
+        let Err(DeliveryError::TripleFault { report }) = r else {
+            panic!("{r:?}");
+        };
+        assert!(
+            report.contains("#TS invalid TSS (error code 0x21)"),
+            "{report}"
+        );
+        // An external interrupt takes the #TS itself, which then double-faults.
+        let (mut m, mut cpu) = setup_pm32();
+        cpu.cpl = 3;
+        cpu.seg[seg::CS] = Segment::flat(0x1B, 0xC0FB);
+        cpu.seg[seg::SS] = Segment::flat(0x23, 0xC0F3);
+        m.write_virt(TSS + 8, 2, 0x23).unwrap();
+        assert!(deliver(&mut m, &mut cpu, Event::External(0x20), 0).is_err());
+        assert_eq!(cpu.cpl, 3);
+    }
+
+    #[test]
+    fn iret_privilege_and_flag_rules() {
+        let (mut m, mut cpu) = setup64();
+        to_user64(&mut cpu);
+        // At CPL 3, IRETQ to CPL 3 may not change IF or IOPL, must pop SS:RSP.
+        let sp = 0x6000;
+        cpu.gpr[reg::RSP] = sp;
+        let popped = rflags::IOPL | rflags::CF | rflags::FIXED;
+        for (i, v) in [0x1000, 0x2B, popped, 0x6100, 0x23].iter().enumerate() {
+            m.write_virt(sp + i as u64 * 8, 8, *v).unwrap();
+        }
+        assert_eq!(iret(&mut m, &mut cpu, 8), Ok(()));
+        assert_eq!(cpu.full_rflags() & (rflags::IOPL | rflags::IF), rflags::IF);
+        assert_ne!(cpu.full_rflags() & rflags::CF, 0);
+        assert_eq!((cpu.rip, cpu.gpr[reg::RSP]), (0x1000, 0x6100));
+        // IRET to an inner level faults, changing nothing.
+        cpu.gpr[reg::RSP] = sp;
+        m.write_virt(sp + 8, 8, 0x08).unwrap();
+        let before = cpu.clone();
+        assert_eq!(iret(&mut m, &mut cpu, 8), Err(GP(0x08)));
+        assert_eq!(
+            (cpu.rip, cpu.gpr, cpu.seg),
+            (before.rip, before.gpr, before.seg)
+        );
+        // Null SS to CPL 3 is #GP(0); NT set is #GP(0).
+        m.write_virt(sp + 8, 8, 0x2B).unwrap();
+        m.write_virt(sp + 32, 8, 0).unwrap();
+        assert_eq!(iret(&mut m, &mut cpu, 8), Err(GP(0)));
+        cpu.rflags |= rflags::NT;
+        assert_eq!(iret(&mut m, &mut cpu, 8), Err(GP(0)));
+        // CPL 0 IRETQ to CPL 0 with a null SS is fine in 64-bit mode.
+        let (mut m, mut cpu) = setup64();
+        cpu.gpr[reg::RSP] = sp;
+        for (i, v) in [0x1000, 0x08, rflags::FIXED, 0x6100, 0].iter().enumerate() {
+            m.write_virt(sp + i as u64 * 8, 8, *v).unwrap();
+        }
+        assert_eq!(iret(&mut m, &mut cpu, 8), Ok(()));
+        assert_eq!((cpu.seg[seg::SS].selector, cpu.cpl), (0, 0));
+        assert_eq!(cpu.rflags & rflags::IF, 0, "IF loaded at CPL 0");
+    }
+
+    #[test]
+    fn real_mode_ivt() {
+        let (mut m, mut cpu) = setup32();
+        cpu.cr0 = 0;
+        cpu.idtr.base = 0;
+        cpu.idtr.limit = 0x3FF;
+        cpu.seg[seg::CS] = Segment {
+            selector: 0x100,
+            attr: 0x9B,
+            limit: 0xFFFF,
+            base: 0x1000,
+        };
+        cpu.seg[seg::SS] = Segment {
+            selector: 0,
+            attr: 0x93,
+            limit: 0xFFFF,
+            base: 0,
+        };
+        cpu.gpr[reg::RSP] = 0x7000;
+        cpu.rflags |= rflags::IF;
+        m.write_virt(0x21 * 4, 4, 0xF000_1234).unwrap();
+        let ev = Event::Software {
+            vector: 0x21,
+            kind: SoftKind::IntN,
+        };
+        assert_eq!(deliver(&mut m, &mut cpu, ev, 0x50), Ok(()));
+        assert_eq!((cpu.seg[seg::CS].base, cpu.rip), (0xF0000, 0x1234));
+        assert_eq!(frame(&mut m, 0x7000 - 6, 3, 2), [0x50, 0x100, 0x202]);
+        assert_eq!(cpu.rflags & rflags::IF, 0);
+        assert_eq!(iret(&mut m, &mut cpu, 2), Ok(()));
+        assert_eq!(
+            (cpu.seg[seg::CS].base, cpu.rip, cpu.gpr[reg::RSP]),
+            (0x1000, 0x50, 0x7000)
+        );
+        assert_ne!(cpu.rflags & rflags::IF, 0);
+    }
+
+    #[test]
+    fn task_gates_are_reported() {
+        let (mut m, mut cpu) = setup_pm32();
+        m.write_virt(IDT + 0x50 * 8, 8, 0x0000_8500_0048_0000)
+            .unwrap();
+        let r = deliver(&mut m, &mut cpu, Event::External(0x50), 0);
+        let Err(DeliveryError::TripleFault { report }) = r else {
+            panic!("{r:?}");
+        };
+        assert!(report.contains("task gate"), "{report}");
+        let _ = Desc::default();
+    }
+}

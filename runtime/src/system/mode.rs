@@ -1,1 +1,227 @@
-//! (in progress)
+//! The block mode ([`translator::Mode`]) derived from the CPU state, the reset states the
+//! loaders start guests in, and the guest state report of a triple fault.
+//!
+//! Invariants:
+//! - [`mode`] is a pure function of the architectural state: the engines recompute it after
+//!   every handler that may change CR0, EFER, CS, SS or the CPL.
+//! - Virtual-8086 mode does not exist here: RFLAGS.VM is ignored, so protected mode with
+//!   CR0.PE is always 16/32-bit protected (or IA-32e) mode.
+
+use std::fmt::Write as _;
+
+use translator::state::{cr, seg, seg_attr, CpuState, DescTable, Segment};
+use translator::Mode;
+
+use super::descriptors::in_64bit;
+
+/// Attributes of the flat 32-bit code segment: execute/read, accessed, DPL 0, D = 1, G = 1.
+pub const CODE32_ATTR: u16 = 0x9B | seg_attr::DB | seg_attr::G;
+/// Attributes of the 64-bit code segment: execute/read, accessed, DPL 0, L = 1, G = 1.
+pub const CODE64_ATTR: u16 = 0x9B | seg_attr::L | seg_attr::G;
+/// Attributes of the flat data segment: read/write, accessed, DPL 0, B = 1, G = 1.
+pub const DATA_ATTR: u16 = 0x93 | seg_attr::DB | seg_attr::G;
+/// Code selector of the reset states.
+pub const CODE_SELECTOR: u16 = 0x08;
+/// Data selector of the reset states.
+pub const DATA_SELECTOR: u16 = 0x10;
+
+/// The execution mode of the next block.
+///
+/// Bitness: 16 in real mode, 64 in 64-bit mode (EFER.LMA and CS.L), else CS.D ? 32 : 16.
+/// Stack: 64 in 64-bit mode, else SS.B ? 32 : 16. `seg_bases` is set outside 64-bit mode
+/// when any of CS/DS/ES/SS has a nonzero base.
+pub fn mode(cpu: &CpuState) -> Mode {
+    let cs = &cpu.seg[seg::CS];
+    let bitness = if cpu.cr0 & cr::CR0_PE == 0 {
+        16
+    } else if in_64bit(cpu) {
+        64
+    } else if cs.attr & seg_attr::DB != 0 {
+        32
+    } else {
+        16
+    };
+    let stack = if bitness == 64 {
+        64
+    } else if cpu.seg[seg::SS].attr & seg_attr::DB != 0 {
+        32
+    } else {
+        16
+    };
+    let seg_bases = bitness != 64
+        && [seg::CS, seg::DS, seg::ES, seg::SS]
+            .iter()
+            .any(|&i| cpu.seg[i].base != 0);
+    Mode {
+        bitness,
+        cpl: (cpu.cpl & 3) as u8,
+        stack,
+        paging: cpu.cr0 & cr::CR0_PG != 0,
+        seg_bases,
+    }
+}
+
+fn flat_segments(cpu: &mut CpuState, code_attr: u16) {
+    for (i, s) in cpu.seg.iter_mut().enumerate() {
+        *s = if i == seg::CS {
+            Segment::flat(CODE_SELECTOR, code_attr)
+        } else {
+            Segment::flat(DATA_SELECTOR, DATA_ATTR)
+        };
+    }
+    // The power-on values of the system registers: usable but empty-ish tables at 0.
+    cpu.ldtr = Segment {
+        selector: 0,
+        attr: 0x82,
+        limit: 0xFFFF,
+        base: 0,
+    };
+    cpu.tr = Segment {
+        selector: 0,
+        attr: 0x8B,
+        limit: 0xFFFF,
+        base: 0,
+    };
+    cpu.gdtr = DescTable {
+        base: 0,
+        limit: 0xFFFF,
+    };
+    // No IDT: the run loop reports an exception raised before the guest loads one
+    // instead of vectoring through whatever lies at address 0 (see `RunOutcome::Exception`).
+    cpu.idtr = DescTable { base: 0, limit: 0 };
+    cpu.cpl = 0;
+    cpu.rflags = translator::state::rflags::FIXED;
+    cpu.flags_op = 0;
+}
+
+/// The Multiboot entry state: CR0 = PE | ET (no paging), EFER = 0, flat 32-bit code
+/// (selector 0x08: execute/read, D = 1, G = 1) and flat data in DS/ES/FS/GS/SS (0x10), CPL 0,
+/// EFLAGS = 0x2. GDTR/IDTR/LDTR/TR take their power-on values (base 0, limit 0xFFFF): the
+/// guest must load its own tables before it relies on them, as Multiboot requires.
+pub fn reset_protected_flat32(cpu: &mut CpuState) {
+    flat_segments(cpu, CODE32_ATTR);
+    cpu.cr0 = cr::CR0_PE | cr::CR0_ET;
+    cpu.efer = 0;
+}
+
+/// The foundation's ELF entry state: 64-bit code (selector 0x08, L = 1), flat data (0x10),
+/// CPL 0, CR0 = PE | ET, EFER = LME | LMA, EFLAGS = 0x2.
+///
+/// Non-architectural: this is "IA-32e mode without paging", which hardware cannot enter
+/// (LMA requires CR0.PG and CR4.PAE). popek runs it with guest-virtual = guest-physical
+/// while CR0.PG is clear. A guest that later sets CR0.PG with CR3 and CR4.PAE gets ordinary
+/// 4-level paging. CR3 and CR4 are left as they are.
+pub fn reset_long_flat64(cpu: &mut CpuState) {
+    flat_segments(cpu, CODE64_ATTR);
+    cpu.cr0 = cr::CR0_PE | cr::CR0_ET;
+    cpu.efer = cr::EFER_LME | cr::EFER_LMA;
+}
+
+fn seg_line(out: &mut String, name: &str, s: &Segment) {
+    let _ = writeln!(
+        out,
+        "{name:<4} sel={:04x} base={:016x} limit={:08x} attr={:04x} (type={:x} s={} dpl={} p={} l={} db={} g={})",
+        s.selector,
+        s.base,
+        s.limit,
+        s.attr,
+        s.attr & seg_attr::TYPE,
+        (s.attr & seg_attr::S != 0) as u8,
+        s.dpl(),
+        (s.attr & seg_attr::P != 0) as u8,
+        (s.attr & seg_attr::L != 0) as u8,
+        (s.attr & seg_attr::DB != 0) as u8,
+        (s.attr & seg_attr::G != 0) as u8,
+    );
+}
+
+/// A multi-line report of the guest state (GPRs, RIP, RFLAGS, segment registers with their
+/// hidden parts, control registers, EFER, descriptor-table registers, CPL) for the
+/// triple-fault report.
+pub fn state_dump(cpu: &CpuState) -> String {
+    let mut out = crate::vm::register_dump(cpu);
+    out.push('\n');
+    let m = mode(cpu);
+    let _ = writeln!(
+        out,
+        "cpl={} mode={}-bit{} stack={}-bit paging={}",
+        cpu.cpl,
+        m.bitness,
+        if cpu.cr0 & cr::CR0_PE == 0 {
+            " real"
+        } else if cpu.efer & cr::EFER_LMA != 0 {
+            " ia-32e"
+        } else {
+            " protected"
+        },
+        m.stack,
+        m.paging
+    );
+    const NAMES: [&str; 6] = ["es", "cs", "ss", "ds", "fs", "gs"];
+    for (name, s) in NAMES.iter().zip(&cpu.seg) {
+        seg_line(&mut out, name, s);
+    }
+    seg_line(&mut out, "ldtr", &cpu.ldtr);
+    seg_line(&mut out, "tr", &cpu.tr);
+    let _ = writeln!(
+        out,
+        "gdtr base={:016x} limit={:04x}  idtr base={:016x} limit={:04x}",
+        cpu.gdtr.base, cpu.gdtr.limit, cpu.idtr.base, cpu.idtr.limit
+    );
+    let _ = writeln!(
+        out,
+        "cr0={:016x} cr2={:016x} cr3={:016x} cr4={:016x}",
+        cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4
+    );
+    let _ = write!(out, "cr8={:016x} efer={:016x}", cpu.cr8, cpu.efer);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_of_the_reset_states() {
+        let mut cpu = CpuState::default();
+        assert_eq!(mode(&cpu).bitness, 16);
+        reset_protected_flat32(&mut cpu);
+        let m = mode(&cpu);
+        assert_eq!(
+            (m.bitness, m.stack, m.cpl, m.paging, m.seg_bases),
+            (32, 32, 0, false, false)
+        );
+        assert_eq!(cpu.full_rflags(), 2);
+        reset_long_flat64(&mut cpu);
+        assert_eq!(mode(&cpu), Mode::LONG64_CPL0);
+        cpu.seg[seg::DS].base = 0x1000;
+        assert!(!mode(&cpu).seg_bases, "bases are ignored in 64-bit mode");
+        // Compatibility mode with a 16-bit stack and a based data segment.
+        cpu.seg[seg::CS].attr = CODE32_ATTR;
+        cpu.seg[seg::SS].attr = 0x93;
+        cpu.cpl = 3;
+        let m = mode(&cpu);
+        assert_eq!((m.bitness, m.stack, m.cpl, m.seg_bases), (32, 16, 3, true));
+    }
+
+    #[test]
+    fn state_dump_names_the_system_state() {
+        let mut cpu = CpuState::default();
+        reset_long_flat64(&mut cpu);
+        cpu.cr2 = 0xDEAD_0000;
+        cpu.tr.selector = 0x28;
+        let d = state_dump(&cpu);
+        for want in [
+            "rip=",
+            "cs   sel=0008",
+            "l=1",
+            "tr   sel=0028",
+            "cr2=00000000dead0000",
+            "efer=0000000000000500",
+            "cpl=0 mode=64-bit ia-32e",
+            "gdtr base=",
+        ] {
+            assert!(d.contains(want), "{want} missing from\n{d}");
+        }
+    }
+}
