@@ -435,7 +435,8 @@ impl<E: Emitter> Ctx<E> {
         }
     }
 
-    /// Effective address of the instruction's memory operand, without segment base (LEA).
+    /// Effective address of the instruction's memory operand, without segment base (LEA),
+    /// wrapped to the address size.
     pub fn op_ea(&mut self) -> E::Value {
         let insn = self.insn;
         let base = insn.memory_base();
@@ -468,27 +469,39 @@ impl<E: Emitter> Ctx<E> {
         self.wrap_ea(addr)
     }
 
-    /// Whether the memory operand's address is computed in 32 bits (an address-size prefix,
-    /// visible as 32-bit base/index registers, or a mode that is not 64-bit).
-    fn addr32(&self) -> bool {
+    /// The address size of the memory operand: that of its base (or index) register, or
+    /// for an absolute address that of its displacement (iced sizes it by the address
+    /// size: 2, 4 or 8 bytes).
+    fn mem_addr_ty(&self) -> Ty {
         let i = &self.insn;
-        self.mode.bitness != 64
-            || i.memory_base() == Register::EIP
-            || i.memory_base().is_gpr32()
-            || i.memory_index().is_gpr32()
+        let r = match i.memory_base() {
+            Register::None => i.memory_index(),
+            b => b,
+        };
+        let bytes = match r {
+            Register::None => i.memory_displ_size() as usize,
+            r => r.size(),
+        };
+        Ty::from_bytes(bytes).unwrap_or(match self.mode.bitness {
+            64 => Ty::I64,
+            32 => Ty::I32,
+            _ => Ty::I16,
+        })
     }
 
-    /// Wrap an effective address (an `I64`) to the memory operand's address size.
+    /// Wrap an effective address (an `I64`) to the memory operand's address size (16, 32
+    /// or 64 bits: `[bx+si-1]` wraps at 64 KiB, `[eax+4]` at 4 GiB).
     pub fn wrap_ea(&mut self, ea: E::Value) -> E::Value {
-        if !self.addr32() {
+        let ty = self.mem_addr_ty();
+        if ty == Ty::I64 {
             return ea;
         }
-        let m = self.e.iconst(Ty::I64, 0xffff_ffff);
+        let m = self.e.iconst(Ty::I64, ty.mask());
         self.e.binop(BinOp::And, ea, m)
     }
 
-    /// Linear address of the instruction's memory operand (effective address plus the FS/GS
-    /// base where an override names them). Computed once per instruction.
+    /// Linear address of the instruction's memory operand (effective address plus the
+    /// base of its segment, see [`Ctx::seg_base_add`]). Computed once per instruction.
     pub fn op_addr(&mut self) -> E::Value {
         if let Some(a) = self.addr_cache {
             return a;
@@ -499,15 +512,31 @@ impl<E: Emitter> Ctx<E> {
         a
     }
 
-    /// Add the base of segment `seg` (only FS and GS have one in 64-bit mode).
+    /// Linear address of effective address `ea` (an `I64`) in segment `seg`: in 64-bit mode
+    /// only FS and GS have a base; outside it FS and GS always add theirs, ES CS SS DS only
+    /// when [`Mode::seg_bases`] says some may be nonzero, and the sum wraps at 4 GiB.
     pub fn seg_base_add(&mut self, seg: Register, ea: E::Value) -> E::Value {
-        let off = match seg {
-            Register::FS => state::OFF_FS_BASE,
-            Register::GS => state::OFF_GS_BASE,
+        let i = match seg {
+            Register::ES => state::seg::ES,
+            Register::CS => state::seg::CS,
+            Register::SS => state::seg::SS,
+            Register::DS => state::seg::DS,
+            Register::FS => state::seg::FS,
+            Register::GS => state::seg::GS,
             _ => return ea,
         };
-        let base = self.e.load_state(Ty::I64, off);
-        self.e.binop(BinOp::Add, ea, base)
+        let long = self.mode.bitness == 64;
+        let fs_gs = i == state::seg::FS || i == state::seg::GS;
+        if !fs_gs && (long || !self.mode.seg_bases) {
+            return ea;
+        }
+        let base = self.e.load_state(Ty::I64, state::off_seg_base(i));
+        let a = self.e.binop(BinOp::Add, ea, base);
+        if long {
+            return a;
+        }
+        let m = self.e.iconst(Ty::I64, 0xffff_ffff);
+        self.e.binop(BinOp::And, a, m)
     }
 
     // ---------------------------------------------------------------- memory
@@ -521,23 +550,61 @@ impl<E: Emitter> Ctx<E> {
         self.e.store_mem(addr, v)
     }
 
-    /// Push `v` (its type gives the size) on the stack: store first, RSP pending.
-    pub fn push(&mut self, v: E::Value) {
-        let ty = self.e.ty(v);
-        let sp = self.gpr(state::reg::RSP);
-        let n = self.e.iconst(Ty::I64, ty.bytes() as u64);
-        let sp = self.e.binop(BinOp::Sub, sp, n);
-        self.store(sp, v);
-        self.set_gpr(state::reg::RSP, sp);
+    /// The stack-pointer type: RSP in 64-bit mode, else ESP or SP as SS.B says
+    /// ([`Mode::stack`]).
+    pub fn stack_ty(&self) -> Ty {
+        match self.mode.stack {
+            64 => Ty::I64,
+            32 => Ty::I32,
+            _ => Ty::I16,
+        }
     }
 
-    /// Pop a value of type `ty` from the stack: load first, RSP pending.
+    /// The stack pointer at the stack width (SP, ESP or RSP).
+    pub fn stack_ptr(&mut self) -> E::Value {
+        let ty = self.stack_ty();
+        self.gpr_ty(state::reg::RSP, ty)
+    }
+
+    /// Set the stack pointer at the stack width (pending): with a 16-bit stack only SP
+    /// changes, with a 32-bit one ESP (zero-extended into RSP).
+    pub fn set_stack_ptr(&mut self, sp: E::Value) {
+        let ty = self.stack_ty();
+        self.set_gpr_ty(state::reg::RSP, ty, sp);
+    }
+
+    /// The stack pointer moved by `delta` bytes (wrapping at the stack width).
+    pub fn stack_ptr_plus(&mut self, delta: i64) -> E::Value {
+        let sp = self.stack_ptr();
+        let ty = self.e.ty(sp);
+        let d = self.e.iconst(ty, delta as u64);
+        self.e.binop(BinOp::Add, sp, d)
+    }
+
+    /// Linear address of stack offset `sp` (any width, zero-extended): SS's base added
+    /// where it may be nonzero.
+    pub fn stack_addr(&mut self, sp: E::Value) -> E::Value {
+        let ea = self.to_ty(sp, Ty::I64, false);
+        self.seg_base_add(Register::SS, ea)
+    }
+
+    /// Push `v` (its type gives the size) on the stack: store first, the stack pointer
+    /// pending.
+    pub fn push(&mut self, v: E::Value) {
+        let n = self.e.ty(v).bytes() as i64;
+        let sp = self.stack_ptr_plus(-n);
+        let a = self.stack_addr(sp);
+        self.store(a, v);
+        self.set_stack_ptr(sp);
+    }
+
+    /// Pop a value of type `ty` from the stack: load first, the stack pointer pending.
     pub fn pop(&mut self, ty: Ty) -> E::Value {
-        let sp = self.gpr(state::reg::RSP);
-        let v = self.load(ty, sp);
-        let n = self.e.iconst(Ty::I64, ty.bytes() as u64);
-        let sp = self.e.binop(BinOp::Add, sp, n);
-        self.set_gpr(state::reg::RSP, sp);
+        let sp = self.stack_ptr();
+        let a = self.stack_addr(sp);
+        let v = self.load(ty, a);
+        let sp = self.stack_ptr_plus(ty.bytes() as i64);
+        self.set_stack_ptr(sp);
         v
     }
 
@@ -1004,6 +1071,51 @@ impl<E: Emitter> Ctx<E> {
             *slot = self.to_ty(v, Ty::I64, false);
         }
         self.e.call_helper(h, a)
+    }
+
+    /// A hypercall stub for a sensitive instruction (contract in [`crate::sensitive`]):
+    /// write back the committed registers and flags and RIP = this instruction, call the
+    /// runtime, reload every register and the flags it may have changed, and leave through
+    /// the fault path if it raised an exception or stopped. Returns the handler's result.
+    ///
+    /// Call it before this instruction's stores; writes made pending before it (e.g. POP
+    /// Sreg's RSP) are committed after it as usual.
+    pub fn hypercall(&mut self, args: u64, b: E::Value, c: E::Value) -> E::Value {
+        let w = self.written;
+        self.write_back_regs(w);
+        let f = self.flags;
+        self.write_back_flags(f);
+        self.flags = FlagState::Stored;
+        self.insn_start_flags = FlagState::Stored;
+        self.entry_bits = None;
+        let pc = self.e.iconst(Ty::I64, self.insn_pc);
+        self.e.store_state(state::OFF_RIP, pc);
+        let a = self.e.iconst(Ty::I64, args);
+        let b = self.to_ty(b, Ty::I64, false);
+        let c = self.to_ty(c, Ty::I64, false);
+        let r = self.e.call_helper(Helper::Hypercall, [a, b, c]);
+        for i in 0..16 {
+            let v = self.e.load_state(Ty::I64, state::off_gpr(i));
+            self.e.def_var(self.regs[i], v);
+        }
+        self.defined = 0xFFFF;
+        self.preloaded = 0xFFFF;
+        r
+    }
+
+    /// Leave to the dispatcher after a block-ending hypercall: commit this instruction's
+    /// pending writes on top of the state the handler left, and continue at the RIP it set
+    /// (the dispatcher recomputes the mode, which may have changed).
+    pub fn exit_after_hypercall(&mut self) {
+        if self.leave_faulted() {
+            return;
+        }
+        self.write_back_all();
+        // Not a linkable edge: the target and the mode are the handler's.
+        let z = self.e.iconst(Ty::I64, 0);
+        self.e.store_state(state::OFF_LINK_SLOT, z);
+        self.e.exit(Exit::Return(ExitReason::Jump));
+        self.terminated = true;
     }
 
     fn write_back_regs(&mut self, written: u16) {

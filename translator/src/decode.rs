@@ -77,6 +77,7 @@ pub fn ends_block(insn: &Instruction) -> bool {
     insn.flow_control() != FlowControl::Next
         || insn.is_invalid()
         || matches!(insn.mnemonic(), Mnemonic::Hlt)
+        || crate::sensitive::lookup(insn).is_some_and(|e| e.ends_block)
 }
 
 /// Decode a block starting at `pc` from `bytes` (guest memory from `pc` on: at least up to

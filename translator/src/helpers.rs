@@ -44,6 +44,9 @@ pub enum Helper {
     Cpuid,
     /// RDTSC -> the 64-bit virtual TSC.
     Rdtsc,
+    /// A sensitive instruction: (packed [`crate::sensitive::HypercallArgs`], b, c) -> the
+    /// destination value. See the contract in [`crate::sensitive`].
+    Hypercall,
     /// Indirect-branch lookup (JIT only): (target pc) -> host address to tail-call: the
     /// translated block, or the unlinked exit stub.
     Lookup,
@@ -51,7 +54,7 @@ pub enum Helper {
 
 impl Helper {
     /// Every helper, in table order.
-    pub const ALL: [Helper; 15] = [
+    pub const ALL: [Helper; 16] = [
         Helper::MemRead,
         Helper::MemWrite,
         Helper::FlagsMaterialize,
@@ -66,6 +69,7 @@ impl Helper {
         Helper::Popf,
         Helper::Cpuid,
         Helper::Rdtsc,
+        Helper::Hypercall,
         Helper::Lookup,
     ];
 
@@ -83,6 +87,7 @@ impl Helper {
                 | Helper::Cli
                 | Helper::Sti
                 | Helper::Popf
+                | Helper::Hypercall
         )
     }
 
@@ -99,6 +104,7 @@ impl Helper {
                 | Helper::Popf
                 | Helper::Cpuid
                 | Helper::Rdtsc
+                | Helper::Hypercall
         )
     }
 
@@ -116,6 +122,7 @@ impl Helper {
             Helper::Cli => "cli",
             Helper::Sti => "sti",
             Helper::Pushf => "pushf",
+            Helper::Hypercall => "hypercall",
             Helper::Popf => "popf",
             Helper::Cpuid => "cpuid",
             Helper::Rdtsc => "rdtsc",

@@ -335,10 +335,9 @@ mod tests {
     #[test]
     fn narrow_state_read_at_the_end_stays_inside() {
         let mut ram = FlatRam(vec![0; 16]);
-        let mut cpu = CpuState {
-            runtime: 0x1122_3344_5566_7788,
-            ..CpuState::default()
-        };
+        let mut cpu = CpuState::default();
+        // The last field of CpuState.
+        cpu.tlb.sets[1][crate::state::TLB_ENTRIES - 1].phys = 0x1122_3344_5566_7788;
         let end = std::mem::size_of::<CpuState>() as u32;
         let mut e = InterpEmitter::new(&mut cpu, &mut ram);
         assert_eq!(e.load_state(Ty::I8, end - 1).v, 0x11);

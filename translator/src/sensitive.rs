@@ -159,11 +159,11 @@ impl Hypercall {
     pub const ALL: [Hypercall; 53] = {
         use Hypercall::*;
         [
-            Hlt, Cli, Sti, In, Out, Ins, Outs, Pushf, Popf, Iret, Int, Cpuid, Rdtsc, Rdtscp,
-            Rdpmc, Rdmsr, Wrmsr, MovToCr, MovFromCr, MovToDr, MovFromDr, Lgdt, Lidt, Sgdt,
-            Sidt, Lldt, Ltr, Sldt, Str, Smsw, Lmsw, Clts, Invd, Wbinvd, Invlpg, Invpcid, Swapgs,
-            Syscall, Sysret, Sysenter, Sysexit, Xsetbv, Lar, Lsl, Verr, Verw, LoadSeg, ReadSeg,
-            LoadFarPtr, JmpFar, CallFar, RetFar, SetAc,
+            Hlt, Cli, Sti, In, Out, Ins, Outs, Pushf, Popf, Iret, Int, Cpuid, Rdtsc, Rdtscp, Rdpmc,
+            Rdmsr, Wrmsr, MovToCr, MovFromCr, MovToDr, MovFromDr, Lgdt, Lidt, Sgdt, Sidt, Lldt,
+            Ltr, Sldt, Str, Smsw, Lmsw, Clts, Invd, Wbinvd, Invlpg, Invpcid, Swapgs, Syscall,
+            Sysret, Sysenter, Sysexit, Xsetbv, Lar, Lsl, Verr, Verw, LoadSeg, ReadSeg, LoadFarPtr,
+            JmpFar, CallFar, RetFar, SetAc,
         ]
     };
 
@@ -338,12 +338,12 @@ pub static TABLE: &[Entry] = &[
     row(Mnemonic::Sti, Io, H::Sti, false, true),
     row(Mnemonic::In, Io, H::In, true, false),
     row(Mnemonic::Out, Io, H::Out, false, false),
-    row(Mnemonic::Insb, Io, H::Ins, false, false),
-    row(Mnemonic::Insw, Io, H::Ins, false, false),
-    row(Mnemonic::Insd, Io, H::Ins, false, false),
-    row(Mnemonic::Outsb, Io, H::Outs, false, false),
-    row(Mnemonic::Outsw, Io, H::Outs, false, false),
-    row(Mnemonic::Outsd, Io, H::Outs, false, false),
+    row(Mnemonic::Insb, Io, H::Ins, false, true),
+    row(Mnemonic::Insw, Io, H::Ins, false, true),
+    row(Mnemonic::Insd, Io, H::Ins, false, true),
+    row(Mnemonic::Outsb, Io, H::Outs, false, true),
+    row(Mnemonic::Outsw, Io, H::Outs, false, true),
+    row(Mnemonic::Outsd, Io, H::Outs, false, true),
     row(Mnemonic::Popf, Io, H::Popf, false, true),
     row(Mnemonic::Popfd, Io, H::Popf, false, true),
     row(Mnemonic::Popfq, Io, H::Popf, false, true),

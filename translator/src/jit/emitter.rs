@@ -98,6 +98,8 @@ pub(crate) struct ClifEmitter<'a> {
     shadow_vals: HashMap<Value, u32>,
     /// GPRs whose unmodified value is reloaded from `CpuState` at each use.
     reload: u16,
+    /// Hypercalls are `int3` host traps (see [`super::JitConfig::trap_hypercalls`]).
+    trap_hypercalls: bool,
     error: Option<JitError>,
 }
 
@@ -170,6 +172,7 @@ impl<'a> ClifEmitter<'a> {
             preload,
             reload,
             mode_key,
+            trap_hypercalls,
         } = shape;
         let mut region = |id: u32, name: &'static str| {
             b.func.dfg.alias_regions.insert(AliasRegionData {
@@ -284,6 +287,7 @@ impl<'a> ClifEmitter<'a> {
             shadows,
             shadow_vals: HashMap::new(),
             reload,
+            trap_hypercalls,
             error: None,
         }
     }
@@ -525,6 +529,36 @@ impl<'a> ClifEmitter<'a> {
                 .ins()
                 .call_indirect(self.sig_helper, f, &[self.cpu, args[0], args[1], args[2]]);
         self.b.inst_results(call)[0]
+    }
+
+    /// A hypercall as a real host trap: arguments to `helper_out[0..3]`, `int3` (the
+    /// runtime's SIGTRAP handler runs the hypercall and resumes after it), the result from
+    /// `helper_out[0]`. `debugtrap` is a memory fence for Cranelift's alias analysis, so the
+    /// stores happen before it and the load after it.
+    fn trap_call(&mut self, args: [Value; 3]) -> Value {
+        for (i, a) in args.into_iter().enumerate() {
+            let a = self.coerce(a, Ty::I64);
+            self.store_state(state::OFF_HELPER_OUT + 8 * i as u32, a);
+        }
+        self.ensure_live();
+        self.b.ins().debugtrap();
+        self.load_state(Ty::I64, state::OFF_HELPER_OUT)
+    }
+
+    /// Reload every shadowed GPR from `CpuState`.
+    fn refresh_gpr_shadows(&mut self) {
+        self.ensure_live();
+        for i in 0..self.shadows.len() {
+            let (off, var) = self.shadows[i];
+            if off == state::OFF_ICOUNT {
+                continue;
+            }
+            let v = self
+                .b
+                .ins()
+                .load(types::I64, self.regions.cpu, self.cpu, off as i32);
+            self.b.def_var(var, v);
+        }
     }
 
     /// After a helper that can stop: leave through the fault label if `status != 0`.
@@ -830,7 +864,15 @@ impl Emitter for ClifEmitter<'_> {
     }
 
     fn call_helper(&mut self, h: Helper, args: [Value; 3]) -> Value {
-        let r = self.call_raw(h, args);
+        let r = if h == Helper::Hypercall && self.trap_hypercalls {
+            self.trap_call(args)
+        } else {
+            self.call_raw(h, args)
+        };
+        if h == Helper::Hypercall {
+            // The handler may have written any guest register behind the shadows' back.
+            self.refresh_gpr_shadows();
+        }
         if h.can_stop() {
             self.check_status();
         }

@@ -12,21 +12,62 @@
 //! Constant addresses are checked at translation time, leaving only the path they take.
 //! Slow paths are cold blocks: the hot path is a compare, a branch and the access.
 //!
-//! Invariant: a guest address becomes a host address only after the bounds check proved
-//! `addr + n <= ram_size` (and, for stores, `addr + n <= 4096 * code_bitmap_len`, so both
-//! bitmap bytes read are inside the bitmap).
+//! Tlb model (paging), load of `n` bytes at linear `addr` through set `s`:
+//! ```text
+//!     e = cpu + off_tlb_set(s) + ((addr >> 12) % TLB_ENTRIES) * 32
+//!     if [e + read_tag] == (addr + n - 1) & !0xFFF { v = load [addr + [e + addend]] }
+//!     else { v = MemRead(addr, n); status check → fault label }                (cold)
+//! ```
+//! Stores compare `write_tag`. The entry's offset in the set is `rotr(addr, 7) & 0x1FE0`
+//! (index and scale in one mask; a rotation rather than a shift because with BMI2 it is a
+//! `rorx` that needs no copy of `addr`), so a hit is 9 host instructions: `rorx`, `and`, load
+//! of the tag, `lea` + `and` for the last byte's page, `cmp`, `jne` to the cold slow path,
+//! load of the addend, the access. (Cranelift does not fold loads into a branch's compare, so
+//! the tag load stays separate.) The slow path returns to the join through a cold block of
+//! its own, so no split edge lands between the check and the hit. Constant addresses take
+//! the same runtime check (the mapping changes under the code), with the entry's offset and
+//! the compared page folded.
+//!
+//! Invariants:
+//! - Flat: a guest address becomes a host address only after the bounds check proved
+//!   `addr + n <= ram_size` (and, for stores, `addr + n <= 4096 * code_bitmap_len`, so both
+//!   bitmap bytes read are inside the bitmap).
+//! - Tlb: a guest address becomes a host address only by adding the addend of an entry whose
+//!   tag matched the page of the access's first and last byte; generated code never writes the
+//!   TLB, so the tag loads are ordinary `CpuState` loads (calls are barriers). The host access
+//!   itself carries no `notrap`/`aligned` assumption: Cranelift keeps it after the tag check.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, Block, Endianness, InstBuilder, MemFlagsData, Value};
 
 use super::emitter::{clif, ClifEmitter};
 use super::MemoryModel;
 use crate::emit::ValueOps;
 use crate::helpers::Helper;
 use crate::ir::Ty;
+use crate::state::{
+    off_tlb_set, Tlb, OFF_TLB_ADDEND, OFF_TLB_READ_TAG, OFF_TLB_WRITE_TAG, TLB_ENTRIES,
+    TLB_ENTRY_BYTES,
+};
 
-/// Guest page size the code bitmap is indexed by.
+/// Guest page size the code bitmap and the soft TLB are indexed by.
 const PAGE_SHIFT: u32 = 12;
+
+/// Sets in [`Tlb`] (supervisor, user).
+const TLB_SETS: usize = 2;
+const _: () = assert!(
+    std::mem::size_of::<Tlb>() == TLB_SETS * TLB_ENTRIES * TLB_ENTRY_BYTES as usize
+        && TLB_ENTRIES.is_power_of_two()
+        && TLB_ENTRY_BYTES.is_power_of_two()
+);
+
+/// `(addr >> TLB_SHIFT) & TLB_MASK` (equally `rotr(addr, TLB_SHIFT) & TLB_MASK`) is the byte
+/// offset of `addr`'s entry in a set, `((addr >> 12) % TLB_ENTRIES) * TLB_ENTRY_BYTES`.
+const TLB_SHIFT: u32 = PAGE_SHIFT - TLB_ENTRY_BYTES.trailing_zeros();
+const TLB_MASK: u64 = (TLB_ENTRIES as u64 - 1) << TLB_ENTRY_BYTES.trailing_zeros();
+
+/// The page-frame bits of an address (what a tag holds).
+const PAGE_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
 impl ClifEmitter<'_> {
     /// Load `ty` from guest address `addr` (an `I64`).
@@ -38,6 +79,8 @@ impl ClifEmitter<'_> {
                 let limit = ram_size.checked_sub(u64::from(ty.bytes()));
                 self.flat_load(ty, addr, ram_base as u64, limit)
             }
+            MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_load(ty, addr, set),
+            MemoryModel::Tlb { .. } => self.slow_load(ty, addr),
         }
     }
 
@@ -55,6 +98,8 @@ impl ClifEmitter<'_> {
                 let limit = ram_size.min(covered).checked_sub(bytes);
                 self.flat_store(addr, v, ram_base as u64, code_bitmap as u64, limit)
             }
+            MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_store(addr, v, set),
+            MemoryModel::Tlb { .. } => self.slow_store(addr, v),
         }
     }
 
@@ -188,4 +233,130 @@ impl ClifEmitter<'_> {
         self.write_helper(addr, v);
         self.check_status();
     }
+
+    // ------------------------------------------------------------------ soft TLB
+
+    fn tlb_load(&mut self, ty: Ty, addr: Value, set: usize) -> Value {
+        self.ensure_live();
+        let cold = self.is_cold();
+        let (fast, slow) = (self.b.create_block(), self.b.create_block());
+        let (join, v) = self.join_block(ty);
+        let entry = self.tlb_probe(addr, ty.bytes(), set, OFF_TLB_READ_TAG, fast, slow);
+        self.switch_sealed(fast, cold);
+        let p = self.tlb_host(entry, addr);
+        let flags = self.tlb_guest_flags();
+        let x = self.b.ins().load(clif(ty), flags, p, 0);
+        self.jump_with(join, &[x]);
+        self.switch_sealed(slow, true);
+        let y = self.read_helper(ty, addr);
+        self.cold_status_then(join, &[y]);
+        self.switch_sealed(join, cold);
+        v
+    }
+
+    fn tlb_store(&mut self, addr: Value, v: Value, set: usize) {
+        self.ensure_live();
+        let cold = self.is_cold();
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let bytes = self.ty(v).bytes();
+        let entry = self.tlb_probe(addr, bytes, set, OFF_TLB_WRITE_TAG, fast, slow);
+        self.switch_sealed(fast, cold);
+        let p = self.tlb_host(entry, addr);
+        let flags = self.tlb_guest_flags();
+        self.b.ins().store(flags, v, p, 0);
+        self.jump_with(join, &[]);
+        self.switch_sealed(slow, true);
+        self.write_helper(addr, v);
+        self.cold_status_then(join, &[]);
+        self.switch_sealed(join, cold);
+    }
+
+    /// In a slow path: the status check, then a jump to `join` with `args` from a cold block
+    /// of its own. Without that block the edge to `join` is critical and Cranelift splits it
+    /// into a block laid out in the hot path, between the tag check and the hit.
+    fn cold_status_then(&mut self, join: Block, args: &[Value]) {
+        let back = self.b.create_block();
+        self.check_status_then(back, &[]);
+        self.switch_sealed(back, true);
+        self.jump_with(join, args);
+    }
+
+    /// Compare the `tag` field (`read_tag` or `write_tag`) of `addr`'s entry in `set` with
+    /// the page of the access's last byte; branch to `hit` or `miss` (terminates the
+    /// position). Returns the entry, for [`Self::tlb_host`] in `hit`.
+    fn tlb_probe(
+        &mut self,
+        addr: Value,
+        bytes: u32,
+        set: usize,
+        tag: u32,
+        hit: Block,
+        miss: Block,
+    ) -> TlbEntryAt {
+        let last_byte = u64::from(bytes.max(1) - 1);
+        let konst = self.const_of(addr);
+        let entry = match konst {
+            Some(a) => TlbEntryAt {
+                base: self.cpu,
+                disp: off_tlb_set(set) + ((a >> TLB_SHIFT) & TLB_MASK) as u32,
+            },
+            None => {
+                // A rotation, not a shift: the mask drops the bits it brings to the top,
+                // and with BMI2 it is one `rorx` that leaves `addr` in its register.
+                let shifted = self.b.ins().rotr_imm_u(addr, i64::from(TLB_SHIFT));
+                let off = self.b.ins().band_imm_u(shifted, TLB_MASK as i64);
+                TlbEntryAt {
+                    base: self.b.ins().iadd(self.cpu, off),
+                    disp: off_tlb_set(set),
+                }
+            }
+        };
+        let last = match konst {
+            Some(a) => self.iconst(Ty::I64, a.wrapping_add(last_byte) & PAGE_MASK),
+            None if last_byte == 0 => self.b.ins().band_imm_s(addr, PAGE_MASK as i64),
+            None => {
+                let end = self.b.ins().iadd_imm_u(addr, last_byte as i64);
+                self.b.ins().band_imm_s(end, PAGE_MASK as i64)
+            }
+        };
+        let t = self.tlb_field(entry, tag);
+        let is_hit = self.b.ins().icmp(IntCC::Equal, last, t);
+        self.b.ins().brif(is_hit, hit, &[], miss, &[]);
+        self.terminated();
+        entry
+    }
+
+    /// `addr + addend` of `entry`.
+    fn tlb_host(&mut self, entry: TlbEntryAt, addr: Value) -> Value {
+        let addend = self.tlb_field(entry, OFF_TLB_ADDEND);
+        self.b.ins().iadd(addend, addr)
+    }
+
+    /// The `u64` at offset `field` of `entry`.
+    fn tlb_field(&mut self, entry: TlbEntryAt, field: u32) -> Value {
+        let disp = (entry.disp + field) as i32;
+        self.b
+            .ins()
+            .load(types::I64, self.regions.cpu, entry.base, disp)
+    }
+
+    /// Flags of a guest access through a TLB entry: guest memory, little-endian, and no
+    /// `notrap`/`aligned` assumption (its safety rests on the runtime's entries).
+    fn tlb_guest_flags(&self) -> MemFlagsData {
+        MemFlagsData::new()
+            .with_endianness(Endianness::Little)
+            .with_alias_region(self.regions.guest.alias_region())
+    }
+}
+
+/// Where a soft-TLB entry is: `base + disp` (`base` is `cpu`, plus the entry's offset in the
+/// set when the address is not constant).
+#[derive(Clone, Copy)]
+struct TlbEntryAt {
+    base: Value,
+    disp: u32,
 }

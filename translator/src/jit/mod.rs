@@ -196,6 +196,25 @@ pub enum MemoryModel {
         /// Number of bytes (pages) in the code bitmap.
         code_bitmap_len: u64,
     },
+    /// Paging: guest addresses are linear (virtual) and go through the soft TLB in
+    /// [`crate::state::CpuState::tlb`], set `set` (the set of the block's CPL,
+    /// [`crate::state::Tlb::set_for`]). An access of `n` bytes at `addr` hits when the entry
+    /// `(addr >> 12) % TLB_ENTRIES` of the set has `read_tag` (loads) or `write_tag` (stores)
+    /// equal to `(addr + n - 1) & !0xFFF` (so page-crossing accesses miss), and is then done
+    /// inline at host address `addr + addend`; a miss calls [`Helper::MemRead`] /
+    /// [`Helper::MemWrite`] with the linear address, which walk the page tables, may refill
+    /// the entry, and may raise #PF. There is no code-bitmap check: the runtime never sets
+    /// `write_tag` for a page holding translated code, so such stores reach `MemWrite`.
+    /// A `set` that does not exist makes every access call the helpers.
+    ///
+    /// What the runtime guarantees while code generated with this model may run: a valid tag
+    /// names a page whose 4096 bytes at `tag + addend` are host memory the guest may access
+    /// that way (guest RAM, never MMIO or `CpuState`), and generated code only reads the TLB
+    /// (helpers change it).
+    Tlb {
+        /// Index of the TLB set: 0 supervisor, 1 user.
+        set: usize,
+    },
 }
 
 /// Options of the JIT.
@@ -208,6 +227,11 @@ pub struct JitConfig {
     pub opt_level: OptLevel,
     /// Which register allocator Cranelift runs. Default [`Regalloc::Backtracking`].
     pub regalloc: Regalloc,
+    /// Lower each hypercall to a real host trap (`int3`) instead of a call: the `trap`
+    /// engine's trap-and-emulate. The stub stores the three arguments in
+    /// `CpuState::helper_out[0..3]`, traps, and reads the result from `helper_out[0]`; the
+    /// runtime's SIGTRAP handler runs the same handler a call would. Default off.
+    pub trap_hypercalls: bool,
 }
 
 impl Default for JitConfig {
@@ -216,6 +240,7 @@ impl Default for JitConfig {
             verify: cfg!(debug_assertions),
             opt_level: OptLevel::Speed,
             regalloc: Regalloc::Backtracking,
+            trap_hypercalls: false,
         }
     }
 }
@@ -291,6 +316,7 @@ pub struct Jit {
     isa: OwnedTargetIsa,
     ctx: Context,
     fctx: FunctionBuilderContext,
+    trap_hypercalls: bool,
 }
 
 /// What the emitter needs to know about a block before semantics run.
@@ -304,6 +330,8 @@ struct Shape {
     reload: u16,
     /// [`Mode::key`] of the mode the block is translated in.
     mode_key: u32,
+    /// Hypercalls are host traps (the `trap` engine) instead of calls.
+    trap_hypercalls: bool,
 }
 
 /// GPRs any instruction of `block` may write (as iced reports them).
@@ -373,6 +401,7 @@ impl Jit {
             isa,
             ctx: Context::new(),
             fctx: FunctionBuilderContext::new(),
+            trap_hypercalls: config.trap_hypercalls,
         })
     }
 
@@ -409,6 +438,7 @@ impl Jit {
             preload,
             reload,
             mode_key: mode.key(),
+            trap_hypercalls: self.trap_hypercalls,
         };
         let (mut built, missing) = self.build_block(shape, env, &mut links, |e| {
             crate::semantics::translate_block(e, block, mode, preload)

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - Only general-purpose registers are handled here; MOV to or from a segment, control or
-//!   debug register leaves as unsupported (a later issue), before any effect.
+//!   debug register is a hypercall (`crate::sensitive`), and unsupported if it reaches
+//!   `mov`, before any effect.
 //! - Every load (and the read of every source) happens before the first store, so faults are
 //!   precise; register writes are pending as everywhere.
 //! - CMOVcc always reads its source (a memory source faults even when the condition is
@@ -195,19 +196,17 @@ mod tests {
     }
 
     #[test]
-    fn mov_with_system_registers_is_unsupported() {
-        // mov eax, ds ; mov ds, ax ; mov rax, cr0 ; mov dr7, rax
+    fn mov_with_system_registers_is_a_hypercall() {
+        // mov eax, ds ; mov ds, ax ; mov rax, cr0 ; mov dr7, rax: the sensitive-instruction
+        // table routes them to the runtime before `mov` sees them.
         for code in [
             &[0x8C, 0xD8][..],
             &[0x8E, 0xD8],
             &[0x0F, 0x20, 0xC0],
             &[0x0F, 0x23, 0xF8],
         ] {
-            let g = [5u64; 16];
-            let (exit, out, cpu) = run_interp(code, g, 0, &[]);
-            assert_eq!(exit, ExitReason::Unsupported, "{code:02x?}");
-            assert_eq!(cpu.rip, 0x1000);
-            assert_eq!(out.gpr[0], 5);
+            let insn = iced_x86::Decoder::new(64, code, 0).decode();
+            assert!(crate::sensitive::lookup(&insn).is_some(), "{code:02x?}");
         }
     }
 
@@ -593,5 +592,186 @@ mod tests {
                 "{code:02x?}"
             );
         }
+    }
+}
+
+/// Addressing outside 64-bit mode: 16- and 32-bit effective addresses and their wrap, the
+/// default segment by base register, overrides, and linear addresses wrapping at 4 GiB.
+#[cfg(test)]
+mod legacy_tests {
+    use iced_x86::code_asm::*;
+
+    use crate::semantics::stack::legacy_env::*;
+    use crate::semantics::system::test_env::{asm, TestEnv};
+    use crate::state::{reg, CpuState, ExitReason};
+    use crate::Mode;
+
+    const IP: u64 = 0x1000;
+
+    /// Run `code` in `m` from a CPU with segment `bases` and registers `set`.
+    fn go(
+        m: Mode,
+        code: &[u8],
+        bases: [u64; 6],
+        set: &[(usize, u64)],
+        env: &mut TestEnv,
+    ) -> CpuState {
+        let mut cpu = cpu_at(IP, 0x8000, bases);
+        for &(r, v) in set {
+            cpu.gpr[r] = v;
+        }
+        assert_eq!(
+            run_in(m, &mut cpu, env, code, IP),
+            ExitReason::Jump,
+            "{code:02x?}"
+        );
+        cpu
+    }
+
+    #[test]
+    fn sixteen_bit_addresses_wrap_at_64k() {
+        let m = mode(16, 16, true);
+        let bases = [0, 0, 0x3000, 0x500, 0, 0];
+        let mut env = TestEnv::new();
+        env.write(0xffff, 1, 0x77);
+        env.write(0x3008, 2, 0x1234);
+        env.write(0x500, 2, 0xabcd);
+        // [bx+si-1] with BX = SI = 0: EA 0xffff.
+        let code = asm_at(16, IP, |a| a.mov(al, byte_ptr(bx + si - 1)));
+        let cpu = go(
+            m,
+            &code,
+            [0; 6],
+            &[(reg::RBX, 0x1_0000), (reg::RSI, 0)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX] & 0xff, 0x77);
+        // [bp+si+0x10]: SS by default; (0xfff0 + 8 + 0x10) mod 64 KiB = 8.
+        let code = asm_at(16, IP, |a| a.mov(ax, word_ptr(bp + si + 0x10)));
+        let cpu = go(
+            m,
+            &code,
+            bases,
+            &[(reg::RBP, 0xfff0), (reg::RSI, 8)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX] & 0xffff, 0x1234);
+        // [bx+di+2] = 0xffff + 0xffff + 2 mod 64 KiB = 0: DS base 0x500.
+        let code = asm_at(16, IP, |a| a.mov(cx, word_ptr(bx + di + 2)));
+        let cpu = go(
+            m,
+            &code,
+            bases,
+            &[(reg::RBX, 0xffff), (reg::RDI, 0xffff)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RCX] & 0xffff, 0xabcd);
+        // LEA: the wrapped EA, no base.
+        let code = asm_at(16, IP, |a| a.lea(ax, word_ptr(bx + si + 5)));
+        let cpu = go(
+            m,
+            &code,
+            bases,
+            &[(reg::RBX, 0xfffe), (reg::RSI, 0), (reg::RAX, 0)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX], 3);
+        // 66h 67h: a 32-bit load through a 32-bit address in 16-bit code (SS by ESP).
+        let code = [0x66, 0x67, 0x8b, 0x44, 0x24, 0x04]; // mov eax, [esp+4]
+        let cpu = go(
+            m,
+            &code,
+            [0, 0, 0x10, 0, 0, 0],
+            &[(reg::RSP, 0x2ff4)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX], 0x1234);
+    }
+
+    #[test]
+    fn thirty_two_bit_addresses_and_segment_bases() {
+        let mut env = TestEnv::new();
+        env.write(0x1000, 4, 0x1111_1111);
+        env.write(0x2008, 4, 0x2222_2222);
+        env.write(0x3000, 4, 0x3333_3333);
+        env.write(0x4000, 4, 0x4444_4444);
+        let bases = [0, 0, 0x2000, 0x1001, 0x3000, 0];
+        // [eax-1] with EAX = 0: EA 0xffff_ffff; + DS base 0x1001 wraps to 0x1000.
+        let code = asm_at(32, IP, |a| a.mov(ecx, dword_ptr(eax - 1)));
+        let m = mode(32, 32, true);
+        let cpu = go(m, &code, bases, &[(reg::RAX, 0xdead_0000_0000)], &mut env);
+        assert_eq!(cpu.gpr[reg::RCX], 0x1111_1111);
+        // [esp+8] and [ebp+8] default to SS.
+        let code = asm_at(32, IP, |a| {
+            a.mov(ecx, dword_ptr(esp + 8))?;
+            a.mov(edx, dword_ptr(ebp + 8))
+        });
+        let cpu = go(m, &code, bases, &[(reg::RSP, 0), (reg::RBP, 0)], &mut env);
+        assert_eq!(
+            (cpu.gpr[reg::RCX], cpu.gpr[reg::RDX]),
+            (0x2222_2222, 0x2222_2222)
+        );
+        // Without `seg_bases` only FS and GS add theirs.
+        let m = mode(32, 32, false);
+        let code = asm_at(32, IP, |a| {
+            a.mov(ecx, dword_ptr(ebx))?;
+            a.mov(edx, dword_ptr(ebx).fs())
+        });
+        let cpu = go(m, &code, bases, &[(reg::RBX, 0x1000)], &mut env);
+        assert_eq!(
+            (cpu.gpr[reg::RCX], cpu.gpr[reg::RDX]),
+            (0x1111_1111, 0x4444_4444)
+        );
+        // 67h: 16-bit addressing in 32-bit code; LEA with a 32-bit EA wraps at 4 GiB.
+        let code = [0x67, 0x8b, 0x00]; // mov eax, [bx+si]
+        let cpu = go(
+            m,
+            &code,
+            bases,
+            &[(reg::RBX, 0x1_0f00), (reg::RSI, 0x100)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX], 0x1111_1111);
+        let code = asm_at(32, IP, |a| a.lea(eax, dword_ptr(ebx + esi * 4 + 8)));
+        let cpu = go(
+            m,
+            &code,
+            bases,
+            &[(reg::RBX, 0xffff_fff0), (reg::RSI, 5)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX], 0xc);
+        // 64-bit mode: the DS base is ignored, FS's is added without wrapping.
+        let code = asm(|a| {
+            a.mov(ecx, dword_ptr(rbx))?;
+            a.mov(edx, dword_ptr(rbx).fs())
+        });
+        let m = Mode {
+            seg_bases: true,
+            ..Mode::LONG64_CPL0
+        };
+        let cpu = go(m, &code, bases, &[(reg::RBX, 0x1000)], &mut env);
+        assert_eq!(
+            (cpu.gpr[reg::RCX], cpu.gpr[reg::RDX]),
+            (0x1111_1111, 0x4444_4444)
+        );
+    }
+
+    #[test]
+    fn short_inc_dec_forms_outside_64bit_mode() {
+        // 40 = inc eax, 4b = dec ebx (32-bit); 66 40 = inc ax.
+        let mut env = TestEnv::new();
+        let m = mode(32, 32, false);
+        let code = [0x40, 0x4b, 0x66, 0x41];
+        let cpu = go(
+            m,
+            &code,
+            [0; 6],
+            &[(reg::RAX, 0xffff_ffff), (reg::RBX, 0), (reg::RCX, 0x1_ffff)],
+            &mut env,
+        );
+        assert_eq!(cpu.gpr[reg::RAX], 0);
+        assert_eq!(cpu.gpr[reg::RBX], 0xffff_ffff);
+        assert_eq!(cpu.gpr[reg::RCX], 0x1_0000);
     }
 }

@@ -27,6 +27,9 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
     if insn.is_invalid() {
         return system::invalid(ctx);
     }
+    if let Some(entry) = crate::sensitive::lookup(&insn) {
+        return system::sensitive(ctx, entry);
+    }
     if insn.is_jcc_short_or_near() {
         return branch::jcc(ctx);
     }
@@ -74,6 +77,7 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         M::Neg => alu::neg(ctx),
         M::Not => alu::not(ctx),
         M::Clc | M::Stc | M::Cmc | M::Lahf | M::Sahf => alu::flag_op(ctx),
+        M::Aaa | M::Aas | M::Daa | M::Das | M::Aam | M::Aad => alu::bcd(ctx),
         // ---- multiply and divide
         M::Mul | M::Imul => muldiv::mul(ctx),
         M::Div | M::Idiv => muldiv::div(ctx),
@@ -106,19 +110,14 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         // ---- stack
         M::Push | M::Pop => stack::push_pop(ctx),
         M::Enter | M::Leave => stack::frame(ctx),
+        M::Pusha | M::Pushad | M::Popa | M::Popad => stack::pusha_popa(ctx),
         // ---- control transfer
         M::Jmp => branch::jmp(ctx),
         M::Call => branch::call(ctx),
         M::Ret => branch::ret(ctx),
         M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz | M::Jcxz => branch::loop_jrcxz(ctx),
-        // ---- sensitive instructions (hypercall stubs)
-        M::In | M::Out => system::io(ctx),
-        M::Hlt => system::hlt(ctx),
-        M::Cli | M::Sti => system::cli_sti(ctx),
-        M::Pushf | M::Pushfq | M::Popf | M::Popfq => system::pushf_popf(ctx),
-        M::Cpuid => system::cpuid(ctx),
-        M::Rdtsc => system::rdtsc(ctx),
-        M::Ud2 | M::Ud0 | M::Ud1 | M::Int3 | M::Int1 => system::trap(ctx),
+        // ---- sensitive instructions: `crate::sensitive` routes them above
+        M::Ud2 | M::Ud0 | M::Ud1 => system::trap(ctx),
         _ => ctx.unsupported(),
     }
 }

@@ -1,14 +1,17 @@
 //! MOVS STOS LODS CMPS SCAS in every size (B/W/D/Q), with REP, REPE/REPZ and REPNE/REPNZ.
 //!
 //! Invariants:
-//! - One iteration is one `body`; `Ctx::rep` runs it under the prefix, counting RCX (ECX with
-//!   an address-size prefix) and committing each iteration, so a fault in iteration k leaves
+//! - One iteration is one `body`; `Ctx::rep` runs it under the prefix, counting rCX at the
+//!   address size and committing each iteration, so a fault in iteration k leaves
 //!   the state after k-1 with RIP at the instruction. With a zero count nothing is written,
 //!   not even the zero-extension of ECX (checked natively).
 //! - Within an iteration every load precedes the store, and RSI/RDI/RCX are pending.
-//! - Addresses are RSI/RDI at the address size (ESI/EDI zero-extended with 67h; their
-//!   updates wrap at that size and zero-extend into the 64-bit register). The source adds
-//!   the FS/GS base where an override names it; the destination is always ES (base 0).
+//! - Addresses are rSI/rDI at the address size (SI/DI, ESI/EDI or RSI/RDI, from the
+//!   decoder's operand kinds: the code size, or the other one with 67h); their updates wrap
+//!   at that size, a 32-bit one zero-extending into the 64-bit register, a 16-bit one
+//!   merging. The count is CX/ECX/RCX by the same rule. The source is DS or the override,
+//!   the destination always ES; each adds its segment's base as `Ctx::seg_base_add` says
+//!   (64-bit mode: only an FS/GS source override has one).
 //! - The step is +size, or -size when DF is set (read from `CpuState::rflags`, where CLD/STD
 //!   and POPF keep it).
 //! - CMPS sets the flags of `[RSI] - [RDI]`, SCAS those of `accumulator - [RDI]` (lazily, as
@@ -137,16 +140,22 @@ fn load_src<E: Emitter>(ctx: &mut Ctx<E>, ty: Ty, aty: Ty, seg: Register) -> E::
     ctx.load(ty, a)
 }
 
-/// Load `[ES:RDI]` (ES has base 0 in 64-bit mode).
+/// Load `[ES:RDI]`.
 fn load_dst<E: Emitter>(ctx: &mut Ctx<E>, ty: Ty, aty: Ty) -> E::Value {
-    let a = index(ctx, reg::RDI, aty);
+    let a = dst_addr(ctx, aty);
     ctx.load(ty, a)
 }
 
 /// Store to `[ES:RDI]`.
 fn store_dst<E: Emitter>(ctx: &mut Ctx<E>, aty: Ty, v: E::Value) {
-    let a = index(ctx, reg::RDI, aty);
+    let a = dst_addr(ctx, aty);
     ctx.store(a, v);
+}
+
+/// Linear address of `ES:RDI` (ES cannot be overridden).
+fn dst_addr<E: Emitter>(ctx: &mut Ctx<E>, aty: Ty) -> E::Value {
+    let ea = index(ctx, reg::RDI, aty);
+    ctx.seg_base_add(Register::ES, ea)
 }
 
 /// Index register `i` += `step`, wrapping at the address size.
@@ -384,13 +393,94 @@ mod tests {
 
     #[test]
     fn ins_outs_and_sse_lookalikes_are_not_strings_here() {
-        // insb, outsb: unsupported. (SSE movsd xmm0, xmm1 is not a string instruction, so
-        // the dispatch never sends it here; if it did, classify refuses it.)
+        // insb, outsb: hypercalls, routed by the sensitive-instruction table; classify
+        // refuses them. (SSE movsd xmm0, xmm1 is not a string instruction, so the dispatch
+        // never sends it here; if it did, classify refuses it.)
         for code in [&[0x6c][..], &[0x6e]] {
-            let (mut env, mut cpu) = setup();
-            assert_eq!(step1(&mut cpu, &mut env, code), ExitReason::Unsupported);
+            let insn = iced_x86::Decoder::new(64, code, 0).decode();
+            assert!(crate::sensitive::lookup(&insn).is_some());
+            assert!(super::classify(&insn).is_none());
         }
         let mut d = iced_x86::Decoder::new(64, &[0xf2, 0x0f, 0x10, 0xc1], 0);
         assert!(super::classify(&d.decode()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use crate::semantics::stack::legacy_env::*;
+    use crate::semantics::system::test_env::TestEnv;
+    use crate::state::{reg, rflags};
+
+    const IP: u64 = 0x1000;
+
+    fn env_with_pattern() -> TestEnv {
+        let mut env = TestEnv::new();
+        for i in 0..0x100u64 {
+            env.write(0x3000 + i, 1, i ^ 0x5a);
+        }
+        env
+    }
+
+    #[test]
+    fn rep_movsb_32bit_with_ds_and_es_bases() {
+        // DS base 0x1000, ES base 0x4000: copy DS:[0x2000..] to ES:[0x10..].
+        let m = mode(32, 32, true);
+        let mut env = env_with_pattern();
+        let mut cpu = cpu_at(IP, 0x8000, [0x4000, 0, 0, 0x1000, 0, 0]);
+        cpu.gpr[reg::RSI] = 0xdead_0000_0000_2000;
+        cpu.gpr[reg::RDI] = 0x10;
+        cpu.gpr[reg::RCX] = 0xffff_0000_0000_0005;
+        run_in(m, &mut cpu, &mut env, &[0xf3, 0xa4], IP);
+        for i in 0..5 {
+            assert_eq!(env.read(0x4010 + i, 1), i ^ 0x5a);
+        }
+        assert_eq!(env.read(0x4015, 1), 0);
+        assert_eq!(cpu.gpr[reg::RSI], 0x2005, "ESI writes zero-extend");
+        assert_eq!((cpu.gpr[reg::RDI], cpu.gpr[reg::RCX]), (0x15, 0));
+        assert_eq!(cpu.rip, IP + 2);
+        // A source override with FS adds its base even without `seg_bases`; ES stays flat.
+        let m = mode(32, 32, false);
+        let mut cpu = cpu_at(IP, 0x8000, [0x4000, 0, 0, 0x1000, 0x3000, 0]);
+        cpu.gpr[reg::RSI] = 0x7;
+        cpu.gpr[reg::RDI] = 0x20;
+        run_in(m, &mut cpu, &mut env, &[0x64, 0xa4], IP);
+        assert_eq!(env.read(0x20, 1), 7 ^ 0x5a, "FS source, flat ES");
+    }
+
+    #[test]
+    fn rep_movsw_16bit_wraps_si_and_di() {
+        // 16-bit addressing: SI steps from 0xfffe to 0, DI from 0x10 (ES base 0x200); CX
+        // counts.
+        let m = mode(16, 16, true);
+        let mut env = TestEnv::new();
+        let mut cpu = cpu_at(IP, 0x100, [0x200, 0, 0, 0, 0, 0]);
+        env.write(0xfffe, 2, 0xbeef); // DS:0xfffe
+        env.write(0, 2, 0xcafe); // DS:0x0000
+        cpu.gpr[reg::RSI] = 0x1234_fffe;
+        cpu.gpr[reg::RDI] = 0x5678_0010;
+        cpu.gpr[reg::RCX] = 0x9999_0002;
+        run_in(m, &mut cpu, &mut env, &[0xf3, 0xa5], IP);
+        assert_eq!(env.read(0x210, 4), 0xcafe_beef);
+        assert_eq!(cpu.gpr[reg::RSI], 0x1234_0002, "SI wraps and merges");
+        assert_eq!(cpu.gpr[reg::RDI], 0x5678_0014);
+        assert_eq!(cpu.gpr[reg::RCX], 0x9999_0000);
+    }
+
+    #[test]
+    fn address_size_prefix_in_32bit_code_uses_si_di_cx() {
+        let m = mode(32, 32, false);
+        let mut env = env_with_pattern();
+        let mut cpu = cpu_at(IP, 0x8000, [0; 6]);
+        cpu.gpr[reg::RSI] = 0x7777_3000;
+        cpu.gpr[reg::RDI] = 0x1_4000;
+        cpu.gpr[reg::RCX] = 0x1_0003;
+        cpu.rflags |= rflags::DF;
+        run_in(m, &mut cpu, &mut env, &[0x67, 0xf3, 0xa4], IP);
+        // Backwards from SI 0x3000 / DI 0x4000 (only [0x3000] is nonzero).
+        assert_eq!(env.read(0x3ffe, 3), 0x5a_0000);
+        assert_eq!(cpu.gpr[reg::RSI], 0x7777_2ffd);
+        assert_eq!(cpu.gpr[reg::RDI], 0x1_3ffd);
+        assert_eq!(cpu.gpr[reg::RCX], 0x1_0000);
     }
 }

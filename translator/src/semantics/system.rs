@@ -1,62 +1,272 @@
-//! Sensitive instructions as hypercall stubs (IN OUT HLT CLI STI PUSHF POPF CPUID RDTSC), and
-//! the instructions that raise exceptions unconditionally (UD0/UD1/UD2, INT3, INT1, undefined
-//! opcodes).
+//! Sensitive instructions as hypercall stubs, and the instructions that raise exceptions
+//! unconditionally (UD0/UD1/UD2, undefined opcodes).
 //!
 //! Invariants:
-//! - Each sensitive instruction is one [`Helper`] call; the runtime decides what it means for
-//!   the guest (device access, privilege checks, virtual CPUID/TSC). Helpers that can fault
-//!   (`can_stop`) leave through the fault path with the state of the instruction's start.
-//! - PUSHF hands the materialized arithmetic flags to the runtime, which returns the whole
-//!   RFLAGS image (VM and RF cleared); POPF gives the popped value to the runtime, which
-//!   writes the non-arithmetic bits under the guest's privilege rules and returns the new
-//!   arithmetic bits, which we install. POPF ends the block so that a newly enabled interrupt
-//!   or a changed DF/TF is seen by the dispatcher at the next block entry.
-//! - INT3 (#BP) and INT1 (#DB) are traps: the exception is reported with RIP at the *next*
-//!   instruction. UD0/UD1/UD2 are faults (#UD at the instruction).
-//! - No flags are undefined here: IN/OUT/HLT/CLI/STI/CPUID/RDTSC leave the arithmetic flags
-//!   alone.
-use iced_x86::{Code, OpKind, Register};
+//! - Which instructions are sensitive, and what each one's hypercall is, is data
+//!   ([`crate::sensitive`]); this module only marshals operands. Each sensitive instruction
+//!   is exactly one [`Ctx::hypercall`], issued before any store of the instruction, so a
+//!   handler's exception is precise.
+//! - Privileged instructions in CPL > 0 blocks are not stubs: they raise #GP(0) here, at
+//!   translation time, as hardware does. IOPL- and CR4-dependent checks are the handler's.
+//! - Instructions whose entry ends the block leave to the dispatcher right after the
+//!   handler, which may have changed RIP, the mode or the address space.
+
+use iced_x86::{Code, Instruction, OpKind, Register};
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::exception::Exception;
-use crate::helpers::Helper;
 use crate::ir::{BinOp, Ty};
-use crate::state::{self, reg, rflags, ExitReason};
+use crate::sensitive::{Class, Entry, Hypercall as H, HypercallArgs};
 
 /// An undefined opcode: #UD at the instruction.
 pub fn invalid<E: Emitter>(ctx: &mut Ctx<E>) {
     ctx.raise(Exception::InvalidOpcode)
 }
 
-/// IN AL/AX/EAX, imm8|DX and OUT imm8|DX, AL/AX/EAX.
-pub fn io<E: Emitter>(ctx: &mut Ctx<E>) {
+/// UD0/UD1/UD2: #UD at the instruction.
+pub fn trap<E: Emitter>(ctx: &mut Ctx<E>) {
+    ctx.raise(Exception::InvalidOpcode)
+}
+
+/// Lower the sensitive instruction `entry` describes to its hypercall stub.
+pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
+    if entry.class == Class::Privileged && ctx.mode().cpl != 0 {
+        return ctx.raise(Exception::GeneralProtection(0));
+    }
     let insn = *ctx.insn();
-    let (port_op, data_op) = match insn.code() {
-        Code::In_AL_imm8
-        | Code::In_AX_imm8
-        | Code::In_EAX_imm8
-        | Code::In_AL_DX
-        | Code::In_AX_DX
-        | Code::In_EAX_DX => (1, 0),
-        Code::Out_imm8_AL
-        | Code::Out_imm8_AX
-        | Code::Out_imm8_EAX
-        | Code::Out_DX_AL
-        | Code::Out_DX_AX
-        | Code::Out_DX_EAX => (0, 1),
-        _ => return ctx.unsupported(),
+    let mut args = HypercallArgs {
+        kind: entry.call,
+        len: insn.len() as u8,
+        op_size: default_op_size(&insn, ctx.mode().bitness),
+        addr_size: ctx.addr_ty().bytes() as u8,
+        extra: 0,
+        extra2: 0,
+        imm: 0,
     };
-    let port = io_port(ctx, port_op);
-    let data = insn.op_register(data_op);
-    let size = ctx.c(Ty::I64, data.size() as u64);
-    if port_op == 1 {
-        let v = ctx.call(Helper::IoIn, &[port, size]);
-        // AL/AX merge into RAX, EAX zero-extends: set_reg applies the x86 write rules.
-        ctx.set_reg(data, v);
+    let zero = ctx.c(Ty::I64, 0);
+    let (mut b, mut c) = (zero, zero);
+    match entry.call {
+        H::In | H::Out => {
+            let (port_op, data_op) = if entry.call == H::In { (1, 0) } else { (0, 1) };
+            b = io_port(ctx, port_op);
+            let data = insn.op_register(data_op);
+            args.op_size = data.size() as u8;
+            if entry.call == H::Out {
+                c = ctx.reg(data);
+            }
+        }
+        H::Ins | H::Outs => {
+            args.op_size = string_elem_size(&insn);
+            args.extra = u8::from(insn.has_rep_prefix() || insn.has_repne_prefix());
+            if entry.call == H::Outs {
+                args.extra |= (seg_index(insn.memory_segment()) as u8) << 4;
+            }
+        }
+        H::Pushf => args.op_size = push_size(&insn, ctx.mode().bitness),
+        H::Popf => {
+            args.op_size = push_size(&insn, ctx.mode().bitness);
+            b = ctx.pop(op_ty(args.op_size));
+        }
+        H::Int => {
+            let (vector, kind) = match insn.code() {
+                Code::Int3 => (3, 1),
+                Code::Into => (4, 2),
+                Code::Int1 => (1, 3),
+                _ => (insn.immediate8(), 0),
+            };
+            args.extra = vector;
+            args.extra2 = kind;
+        }
+        H::MovToCr | H::MovToDr => {
+            args.extra = control_number(insn.op0_register());
+            args.op_size = insn.op1_register().size() as u8;
+            b = ctx.reg(insn.op1_register());
+        }
+        H::MovFromCr | H::MovFromDr => {
+            args.extra = control_number(insn.op1_register());
+            args.op_size = insn.op0_register().size() as u8;
+        }
+        H::Lgdt | H::Lidt | H::Sgdt | H::Sidt | H::Invlpg => {
+            if ctx.mode().bitness == 64 {
+                args.op_size = 8;
+            }
+            b = ctx.op_addr();
+        }
+        H::Invpcid => {
+            b = ctx.op_addr();
+            c = ctx.read_op(0);
+        }
+        H::Lldt | H::Ltr | H::Lmsw | H::Verr | H::Verw => b = selector_operand(ctx, 0),
+        H::Sldt | H::Str | H::Smsw => args.op_size = ctx.op_ty(0).bytes() as u8,
+        H::Lar | H::Lsl => {
+            args.op_size = insn.op0_register().size() as u8;
+            args.extra = gpr_number(insn.op0_register());
+            b = selector_operand(ctx, 1);
+        }
+        H::LoadSeg => {
+            if insn.op_count() == 1 {
+                // POP Sreg: the pop's RSP update commits after the handler accepted it.
+                args.extra = seg_index(insn.op0_register());
+                args.op_size = push_size(&insn, ctx.mode().bitness);
+                let v = ctx.pop(op_ty(args.op_size));
+                b = ctx.to_ty(v, Ty::I16, false);
+            } else {
+                args.extra = seg_index(insn.op0_register());
+                b = selector_operand(ctx, 1);
+            }
+        }
+        H::ReadSeg => {
+            let seg = if insn.op_count() == 1 {
+                insn.op0_register()
+            } else {
+                insn.op1_register()
+            };
+            args.extra = seg_index(seg);
+            if insn.op_count() == 1 {
+                args.op_size = push_size(&insn, ctx.mode().bitness);
+            } else {
+                args.op_size = ctx.op_ty(0).bytes() as u8;
+            }
+        }
+        H::LoadFarPtr => {
+            args.extra = match insn.code().mnemonic() {
+                iced_x86::Mnemonic::Les => 0,
+                iced_x86::Mnemonic::Lss => 2,
+                iced_x86::Mnemonic::Lds => 3,
+                iced_x86::Mnemonic::Lfs => 4,
+                _ => 5,
+            };
+            args.extra2 = gpr_number(insn.op0_register());
+            args.op_size = insn.op0_register().size() as u8;
+            (b, c) = far_pointer(ctx, args.op_size);
+        }
+        H::JmpFar | H::CallFar => match insn.op0_kind() {
+            OpKind::FarBranch16 | OpKind::FarBranch32 => {
+                args.op_size = if insn.op0_kind() == OpKind::FarBranch16 {
+                    2
+                } else {
+                    4
+                };
+                b = ctx.c(Ty::I64, u64::from(insn.far_branch_selector()));
+                let off = if insn.op0_kind() == OpKind::FarBranch16 {
+                    u64::from(insn.far_branch16())
+                } else {
+                    u64::from(insn.far_branch32())
+                };
+                c = ctx.c(Ty::I64, off);
+            }
+            _ => {
+                args.op_size = match insn.code() {
+                    Code::Jmp_m1616 | Code::Call_m1616 => 2,
+                    Code::Jmp_m1632 | Code::Call_m1632 => 4,
+                    _ => 8,
+                };
+                (b, c) = far_pointer(ctx, args.op_size);
+            }
+        },
+        H::RetFar => {
+            args.op_size = match insn.code() {
+                Code::Retfw | Code::Retfw_imm16 => 2,
+                Code::Retfq | Code::Retfq_imm16 => 8,
+                _ => 4,
+            };
+            if insn.op_count() == 1 {
+                args.imm = insn.immediate16();
+            }
+        }
+        H::SetAc => args.extra = u8::from(insn.mnemonic() == iced_x86::Mnemonic::Stac),
+        H::Iret => {
+            args.op_size = match insn.code() {
+                Code::Iretw => 2,
+                Code::Iretq => 8,
+                _ => 4,
+            }
+        }
+        H::Sysret | H::Sysexit => {
+            args.op_size = if matches!(insn.code(), Code::Sysretq | Code::Sysexitq) {
+                8
+            } else {
+                4
+            }
+        }
+        H::Hlt
+        | H::Cli
+        | H::Sti
+        | H::Cpuid
+        | H::Rdtsc
+        | H::Rdtscp
+        | H::Rdpmc
+        | H::Rdmsr
+        | H::Wrmsr
+        | H::Clts
+        | H::Invd
+        | H::Wbinvd
+        | H::Swapgs
+        | H::Syscall
+        | H::Sysenter
+        | H::Xsetbv => {}
+    }
+    let r = ctx.hypercall(args.encode(), b, c);
+    match entry.call {
+        H::In => ctx.set_reg(insn.op0_register(), r),
+        H::MovFromCr | H::MovFromDr => ctx.set_reg(insn.op0_register(), r),
+        H::Sldt | H::Str | H::Smsw => {
+            let v = ctx.to_ty(r, op_ty(args.op_size), false);
+            ctx.write_op(0, v)
+        }
+        H::ReadSeg if insn.op_count() == 1 => {
+            let v = ctx.to_ty(r, op_ty(args.op_size), false);
+            ctx.push(v)
+        }
+        H::ReadSeg => {
+            let v = ctx.to_ty(r, op_ty(args.op_size), false);
+            ctx.write_op(0, v)
+        }
+        H::Pushf => {
+            let v = ctx.to_ty(r, op_ty(args.op_size), false);
+            ctx.push(v)
+        }
+        _ => {}
+    }
+    if entry.ends_block {
+        ctx.exit_after_hypercall();
+    }
+}
+
+/// The operand size of an instruction without an explicit operand (64-bit mode defaults to
+/// 4 unless REX.W, which iced reports through the code).
+fn default_op_size(insn: &Instruction, bitness: u32) -> u8 {
+    if insn.op_count() > 0 && insn.op0_kind() == OpKind::Register {
+        return insn.op0_register().size().clamp(1, 8) as u8;
+    }
+    if bitness == 16 {
+        2
     } else {
-        let v = ctx.reg(data);
-        ctx.call(Helper::IoOut, &[port, size, v]);
+        4
+    }
+}
+
+/// The size PUSH/POP-like forms move (PUSHF/POPF and PUSH/POP Sreg): from the stack
+/// operand iced reports.
+fn push_size(insn: &Instruction, bitness: u32) -> u8 {
+    let s = insn.stack_pointer_increment().unsigned_abs();
+    if s > 0 {
+        s.min(8) as u8
+    } else if bitness == 64 {
+        8
+    } else {
+        4
+    }
+}
+
+/// The element size of INS/OUTS.
+fn string_elem_size(insn: &Instruction) -> u8 {
+    use iced_x86::Mnemonic as M;
+    match insn.mnemonic() {
+        M::Insb | M::Outsb => 1,
+        M::Insw | M::Outsw => 2,
+        _ => 4,
     }
 }
 
@@ -71,89 +281,58 @@ fn io_port<E: Emitter>(ctx: &mut Ctx<E>, op: u32) -> E::Value {
     }
 }
 
-/// HLT: the runtime sleeps the vCPU; the block ends with RIP at the next instruction.
-pub fn hlt<E: Emitter>(ctx: &mut Ctx<E>) {
-    ctx.call(Helper::Hlt, &[]);
-    let next = ctx.next_pc();
-    ctx.exit_with(ExitReason::Halt, next);
-}
-
-/// CLI and STI. The block goes on after STI so its one-instruction interrupt shadow holds
-/// for the next instruction (`sti; hlt`).
-pub fn cli_sti<E: Emitter>(ctx: &mut Ctx<E>) {
-    let h = match ctx.insn().code() {
-        Code::Cli => Helper::Cli,
-        Code::Sti => Helper::Sti,
-        _ => return ctx.unsupported(),
+/// A 16-bit selector operand (register low word or a 16-bit memory read).
+fn selector_operand<E: Emitter>(ctx: &mut Ctx<E>, op: u32) -> E::Value {
+    let v = if ctx.op_is_mem(op) {
+        let a = ctx.op_addr();
+        ctx.load(Ty::I16, a)
+    } else {
+        ctx.read_op(op)
     };
-    ctx.call(h, &[]);
+    ctx.to_ty(v, Ty::I16, false)
 }
 
-/// PUSHF/PUSHFQ (2 or 8 bytes) and POPF/POPFQ.
-pub fn pushf_popf<E: Emitter>(ctx: &mut Ctx<E>) {
-    if ctx.mode().bitness != 64 {
-        return ctx.unsupported();
-    }
-    match ctx.insn().code() {
-        Code::Pushfw => pushf(ctx, Ty::I16),
-        Code::Pushfq => pushf(ctx, Ty::I64),
-        Code::Popfw => popf(ctx, Ty::I16),
-        Code::Popfq => popf(ctx, Ty::I64),
-        _ => ctx.unsupported(),
-    }
+/// (selector, offset) of an m16:16/32/64 far pointer: the offset first, then the selector.
+fn far_pointer<E: Emitter>(ctx: &mut Ctx<E>, op_size: u8) -> (E::Value, E::Value) {
+    let a = ctx.op_addr();
+    let off = ctx.load(op_ty(op_size), a);
+    let n = ctx.c(Ty::I64, u64::from(op_size));
+    let a2 = ctx.bin(BinOp::Add, a, n);
+    let a2 = ctx.wrap_ea(a2);
+    let sel = ctx.load(Ty::I16, a2);
+    (sel, off)
 }
 
-fn pushf<E: Emitter>(ctx: &mut Ctx<E>, ty: Ty) {
-    let arith = ctx.flags_bits();
-    let image = ctx.call(Helper::Pushf, &[arith]);
-    let v = ctx.to_ty(image, ty, false);
-    ctx.push(v);
+/// The integer type of `bytes` (1, 2, 4 or 8).
+fn op_ty(bytes: u8) -> Ty {
+    Ty::from_bytes(usize::from(bytes)).unwrap_or(Ty::I64)
 }
 
-fn popf<E: Emitter>(ctx: &mut Ctx<E>, ty: Ty) {
-    let v = ctx.pop(ty);
-    let size = ctx.c(Ty::I64, ty.bytes() as u64);
-    let arith = ctx.call(Helper::Popf, &[v, size]);
-    // Trust nothing outside the arithmetic bits: set_flags_bits requires the others zero.
-    let m = ctx.c(Ty::I64, rflags::ARITH);
-    let arith = ctx.bin(BinOp::And, arith, m);
-    ctx.set_flags_bits(arith);
-    let next = ctx.next_pc();
-    let t = ctx.c(Ty::I64, next);
-    ctx.exit_jump(t);
-}
-
-/// CPUID: EAX from the helper's result, EBX ECX EDX from `helper_out[0..3]`; each write
-/// zero-extends into the 64-bit register.
-pub fn cpuid<E: Emitter>(ctx: &mut Ctx<E>) {
-    let eax = ctx.gpr_ty(reg::RAX, Ty::I32);
-    let ecx = ctx.gpr_ty(reg::RCX, Ty::I32);
-    let a = ctx.call(Helper::Cpuid, &[eax, ecx]);
-    ctx.set_gpr_ty(reg::RAX, Ty::I32, a);
-    for (i, r) in [reg::RBX, reg::RCX, reg::RDX].into_iter().enumerate() {
-        let v = ctx
-            .e
-            .load_state(Ty::I64, state::OFF_HELPER_OUT + 8 * i as u32);
-        ctx.set_gpr_ty(r, Ty::I32, v);
+/// Segment register index in encoding order (ES CS SS DS FS GS).
+fn seg_index(r: Register) -> u8 {
+    match r {
+        Register::ES => 0,
+        Register::CS => 1,
+        Register::SS => 2,
+        Register::DS => 3,
+        Register::FS => 4,
+        Register::GS => 5,
+        _ => 3,
     }
 }
 
-/// RDTSC: EDX:EAX = the virtual TSC; the upper halves of RAX and RDX are cleared.
-pub fn rdtsc<E: Emitter>(ctx: &mut Ctx<E>) {
-    let t = ctx.call(Helper::Rdtsc, &[]);
-    let sh = ctx.c(Ty::I64, 32);
-    let hi = ctx.bin(BinOp::UShr, t, sh);
-    ctx.set_gpr_ty(reg::RAX, Ty::I32, t);
-    ctx.set_gpr_ty(reg::RDX, Ty::I32, hi);
+/// CRn/DRn number.
+fn control_number(r: Register) -> u8 {
+    if r.is_cr() {
+        (r as u32 - Register::CR0 as u32) as u8
+    } else {
+        (r as u32 - Register::DR0 as u32) as u8
+    }
 }
 
-/// UD0/UD1/UD2 (#UD, a fault), INT3 (#BP) and INT1 (#DB), which are traps.
-pub fn trap<E: Emitter>(ctx: &mut Ctx<E>) {
-    match ctx.insn().code() {
-        Code::Int3 => ctx.raise_trap(Exception::Breakpoint),
-        Code::Int1 => ctx.raise_trap(Exception::Debug),
-        _ => ctx.raise(Exception::InvalidOpcode),
-    }
+/// Number (0..15) of a general-purpose register of any size.
+fn gpr_number(r: Register) -> u8 {
+    (r.full_register() as u32).wrapping_sub(Register::RAX as u32) as u8 & 15
 }
 
 /// A tiny machine for the semantics' unit tests: flat RAM at address 0, recorded hypercalls,
@@ -169,6 +348,7 @@ pub(crate) mod test_env {
     use crate::helpers::Helper;
     use crate::interp::{step, InterpEmitter, InterpEnv};
     use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
+    use crate::sensitive::{Hypercall, HypercallArgs};
     use crate::state::{rflags, CpuState, ExitReason};
     use crate::{Exception, Mode};
 
@@ -186,6 +366,8 @@ pub(crate) mod test_env {
         pub ro: std::ops::Range<usize>,
         /// (helper, arguments) of each hypercall, in order.
         pub calls: Vec<(Helper, [u64; 3])>,
+        /// Every hypercall: (arguments, b, c).
+        pub hypercalls: Vec<(HypercallArgs, u64, u64)>,
         /// Value IN returns (truncated to the access size).
         pub in_value: u64,
         pub tsc: u64,
@@ -197,6 +379,7 @@ pub(crate) mod test_env {
                 ram: vec![0; RAM],
                 ro: 0..0,
                 calls: Vec::new(),
+                hypercalls: Vec::new(),
                 in_value: 0,
                 tsc: 0,
             }
@@ -221,13 +404,95 @@ pub(crate) mod test_env {
         }
     }
 
+    impl TestEnv {
+        /// A miniature of the runtime's handlers: enough for the semantics' tests.
+        fn hypercall(&mut self, cpu: &mut CpuState, a: [u64; 3]) -> u64 {
+            let args = HypercallArgs::decode(a[0]).expect("the translator packs valid args");
+            self.hypercalls.push((args, a[1], a[2]));
+            let size = usize::from(args.op_size);
+            let mask = |v: u64| {
+                if size >= 8 {
+                    v
+                } else {
+                    v & ((1u64 << (8 * size)) - 1)
+                }
+            };
+            let next = cpu.rip + u64::from(args.len);
+            let r = match args.kind {
+                Hypercall::In => mask(self.in_value),
+                Hypercall::Cli => {
+                    cpu.rflags &= !rflags::IF;
+                    0
+                }
+                Hypercall::Sti => {
+                    cpu.rflags |= rflags::IF;
+                    0
+                }
+                Hypercall::Pushf => {
+                    cpu.settle_flags();
+                    cpu.rflags & !(rflags::VM | rflags::RF)
+                }
+                Hypercall::Popf => {
+                    cpu.settle_flags();
+                    let m = rflags::ARITH
+                        | rflags::TF
+                        | rflags::IF
+                        | rflags::DF
+                        | rflags::IOPL
+                        | rflags::NT
+                        | rflags::AC
+                        | rflags::ID;
+                    let m = if size == 2 { m & 0xffff } else { m };
+                    cpu.rflags = (cpu.rflags & !m) | (a[1] & m) | rflags::FIXED;
+                    0
+                }
+                Hypercall::Cpuid => {
+                    let (eax, ecx) = (cpu.gpr[0] as u32 as u64, cpu.gpr[1] as u32 as u64);
+                    cpu.gpr[0] = 0x1111_0000 | eax;
+                    cpu.gpr[3] = 0x2222_0000 | ecx;
+                    cpu.gpr[1] = 0x3333_0000 | eax;
+                    cpu.gpr[2] = 0x4444_0000 | ecx;
+                    0
+                }
+                Hypercall::Rdtsc => {
+                    cpu.gpr[0] = self.tsc & 0xffff_ffff;
+                    cpu.gpr[2] = self.tsc >> 32;
+                    0
+                }
+                Hypercall::MovFromCr => cpu.cr3,
+                Hypercall::MovToCr => {
+                    if args.extra == 3 {
+                        cpu.cr3 = a[1];
+                    }
+                    0
+                }
+                Hypercall::LoadSeg if a[1] & 0xfffc == 0xfff8 => {
+                    cpu.raise(Exception::GeneralProtection(a[1] as u16 & 0xfffc));
+                    return 0;
+                }
+                Hypercall::LoadSeg => {
+                    cpu.seg[usize::from(args.extra)].selector = a[1] as u16;
+                    0
+                }
+                Hypercall::ReadSeg => u64::from(cpu.seg[usize::from(args.extra)].selector),
+                Hypercall::Int => {
+                    cpu.rip = 0x5000 + u64::from(args.extra);
+                    return 0;
+                }
+                _ => 0,
+            };
+            cpu.rip = next;
+            r
+        }
+    }
+
     impl InterpEnv for TestEnv {
         fn helper(&mut self, cpu: &mut CpuState, h: Helper, a: [u64; 3]) -> u64 {
             if h.is_hypercall() {
                 self.calls.push((h, a));
             }
             let (addr, size) = (a[0] as usize, a[1] as usize);
-            let mask = |v: u64| {
+            let _mask = |v: u64| {
                 if size >= 8 {
                     v
                 } else {
@@ -256,38 +521,7 @@ pub(crate) mod test_env {
                     cpu.settle_flags();
                     cpu.rflags & rflags::ARITH
                 }
-                Helper::IoIn => mask(self.in_value),
-                Helper::Cli => {
-                    cpu.rflags &= !rflags::IF;
-                    0
-                }
-                Helper::Sti => {
-                    cpu.rflags |= rflags::IF;
-                    0
-                }
-                Helper::Pushf => {
-                    (cpu.rflags & !(rflags::ARITH | rflags::VM | rflags::RF)) | a[0] | rflags::FIXED
-                }
-                Helper::Popf => {
-                    // CPL 0 rules, 64-bit: everything but VM/VIF/VIP/RF and the reserved bits.
-                    let m = rflags::TF
-                        | rflags::IF
-                        | rflags::DF
-                        | rflags::IOPL
-                        | rflags::NT
-                        | rflags::AC
-                        | rflags::ID;
-                    let m = if a[1] == 2 { m & 0xffff } else { m };
-                    cpu.rflags = (cpu.rflags & !m) | (a[0] & m);
-                    a[0] & rflags::ARITH
-                }
-                Helper::Cpuid => {
-                    cpu.helper_out[0] = 0x1111_0000 | a[0];
-                    cpu.helper_out[1] = 0x2222_0000 | a[1];
-                    cpu.helper_out[2] = 0x3333_0000 | a[0];
-                    0x4444_0000 | a[1]
-                }
-                Helper::Rdtsc => self.tsc,
+                Helper::Hypercall => self.hypercall(cpu, a),
                 _ => 0,
             }
         }
@@ -421,8 +655,17 @@ mod tests {
     use iced_x86::code_asm::*;
 
     use super::test_env::*;
-    use crate::helpers::Helper;
+    use crate::sensitive::Hypercall as H;
     use crate::state::{rflags, ExitReason};
+    use crate::{Exception, Mode};
+
+    /// (kind, op_size, extra, b, c) of every hypercall made.
+    fn calls(env: &TestEnv) -> Vec<(H, u8, u8, u64, u64)> {
+        env.hypercalls
+            .iter()
+            .map(|&(a, b, c)| (a.kind, a.op_size, a.extra, b, c))
+            .collect()
+    }
 
     #[test]
     fn in_out_all_sizes_and_port_forms() {
@@ -447,79 +690,142 @@ mod tests {
         assert_eq!(cpu.gpr[0], 0x9abc_def0, "IN EAX zero-extends");
         cpu.gpr[0] = 0x1122_3344_5566_7788;
         run(&mut cpu, &mut env, &code);
-        let calls: Vec<_> = env.calls.iter().map(|&(h, a)| (h, a)).collect();
         assert_eq!(
-            calls,
+            calls(&env),
             [
-                (Helper::IoIn, [0x60, 1, 0]),
-                (Helper::IoIn, [0x3f8, 2, 0]),
-                (Helper::IoIn, [0x3f8, 4, 0]),
-                (Helper::IoOut, [0x80, 1, 0x88]),
-                (Helper::IoOut, [0x3f8, 2, 0x7788]),
-                (Helper::IoOut, [0x3f8, 4, 0x5566_7788]),
+                (H::In, 1, 0, 0x60, 0),
+                (H::In, 2, 0, 0x3f8, 0),
+                (H::In, 4, 0, 0x3f8, 0),
+                (H::Out, 1, 0, 0x80, 0x88),
+                (H::Out, 2, 0, 0x3f8, 0x7788),
+                (H::Out, 4, 0, 0x3f8, 0x5566_7788),
             ]
         );
     }
 
     #[test]
-    fn hlt_exits_with_next_rip() {
-        let code = asm(|a| a.hlt());
+    fn the_handler_sees_the_state_of_the_instructions_start() {
+        // The flags of the ADD and the MOV to RBX are in CpuState when CPUID runs.
+        let code = asm(|a| {
+            a.mov(ebx, 7)?;
+            a.add(ecx, ecx)?;
+            a.cpuid()?;
+            a.hlt()
+        });
         let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
-        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Halt);
-        assert_eq!(cpu.rip, CODE + 1);
-        assert_eq!(env.calls[0].0, Helper::Hlt);
+        cpu.gpr[0] = 1;
+        cpu.gpr[1] = 0x8000_0000;
+        run(&mut cpu, &mut env, &code);
+        assert_eq!(cpu.gpr[0], 0x1111_0001);
+        assert_eq!(cpu.gpr[3], 0x2222_0000, "ECX was 0 after the ADD");
+        assert_ne!(
+            cpu.full_rflags() & rflags::CF,
+            0,
+            "the ADD's carry survives"
+        );
     }
 
     #[test]
-    fn cli_sti_call_the_runtime() {
+    fn block_ending_hypercalls_continue_where_the_handler_says() {
         let code = asm(|a| {
-            a.cli()?;
-            a.sti()
+            a.hlt()?;
+            a.int(0x80)
         });
         let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Jump);
+        assert_eq!(cpu.rip, CODE + 1, "HLT: the handler set the next RIP");
+        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Jump);
+        assert_eq!(cpu.rip, 0x5080, "INT n: the handler's target");
+        assert_eq!(calls(&env)[1], (H::Int, 4, 0x80, 0, 0));
+    }
+
+    #[test]
+    fn privileged_instructions_at_cpl3_raise_gp_without_a_stub() {
+        for bytes in [
+            &[0xF4][..],         // hlt
+            &[0x0F, 0x22, 0xD8], // mov cr3, rax
+            &[0x0F, 0x32],       // rdmsr
+            &[0x0F, 0x01, 0x10], // lgdt [rax]
+            &[0x0F, 0x01, 0xF8], // swapgs
+        ] {
+            let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+            let insn = iced_x86::Decoder::with_ip(64, bytes, CODE, iced_x86::DecoderOptions::NONE)
+                .decode();
+            let r = crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(64, 3));
+            assert_eq!(r, ExitReason::Exception, "{bytes:x?}");
+            assert_eq!(cpu.exception(), Some(Exception::GeneralProtection(0)));
+            assert_eq!(cpu.rip, CODE);
+            assert!(env.hypercalls.is_empty());
+        }
+    }
+
+    #[test]
+    fn control_register_moves_pass_the_number_and_value() {
+        let code = asm(|a| {
+            a.mov(cr3, rcx)?;
+            a.mov(rdx, cr3)
+        });
+        let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        cpu.gpr[1] = 0x12_3000;
+        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Jump);
+        assert_eq!(cpu.cr3, 0x12_3000);
         step1(&mut cpu, &mut env, &code);
-        assert_eq!(cpu.rflags & rflags::IF, 0);
-        step1(&mut cpu, &mut env, &code);
-        assert_eq!(cpu.rflags & rflags::IF, rflags::IF);
-        assert_eq!(cpu.rip, CODE + 2);
+        assert_eq!(cpu.gpr[2], 0x12_3000);
+        assert_eq!(
+            calls(&env),
+            [(H::MovToCr, 8, 3, 0x12_3000, 0), (H::MovFromCr, 8, 3, 0, 0)]
+        );
+    }
+
+    #[test]
+    fn pop_sreg_commits_rsp_only_when_the_load_succeeds() {
+        let code = [0x1F]; // pop ds (32-bit code)
+        let insn =
+            iced_x86::Decoder::with_ip(32, &code, CODE, iced_x86::DecoderOptions::NONE).decode();
+        let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        env.write(STACK, 4, 0x2b);
+        crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(32, 0));
+        assert_eq!(cpu.seg[crate::state::seg::DS].selector, 0x2b);
+        assert_eq!(cpu.gpr[4], STACK + 4);
+        assert_eq!(cpu.rip, CODE + 1);
+        // A selector the handler refuses: #GP, RSP unchanged.
+        let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        env.write(STACK, 4, 0xfff8);
+        let r = crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(32, 0));
+        assert_eq!(r, ExitReason::Exception);
+        assert_eq!(cpu.gpr[4], STACK);
+        assert_eq!(cpu.rip, CODE);
     }
 
     #[test]
     fn pushf_popf_round_trip_and_sizes() {
         let code = asm(|a| {
             a.pushfq()?;
+            a.popfq()?;
             a.pushf()?;
-            a.popf()?;
-            a.popfq()
+            a.popf()
         });
         let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
-        // Flags as a lazy descriptor: SUB 0 - 1 (8-bit) = CF SF AF PF.
-        cpu.flags_op = crate::flags::encode_op(crate::flags::FlagOp::Sub, crate::ir::Ty::I8);
-        cpu.flags_a = 0;
-        cpu.flags_b = 1;
-        cpu.flags_res = 0xff;
+        cpu.rflags |= rflags::CF | rflags::ZF;
         step1(&mut cpu, &mut env, &code);
-        let img = rflags::CF | rflags::SF | rflags::AF | rflags::PF | rflags::IF | rflags::FIXED;
         assert_eq!(cpu.gpr[4], STACK - 8);
-        assert_eq!(env.read(STACK - 8, 8), img);
-        step1(&mut cpu, &mut env, &code);
-        assert_eq!(cpu.gpr[4], STACK - 10, "PUSHF with 66h pushes 2 bytes");
-        assert_eq!(env.read(STACK - 10, 2), img);
-        // POPF (16-bit) of an image with DF and ZF only.
-        env.write(STACK - 10, 2, rflags::DF | rflags::ZF | rflags::FIXED);
-        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Jump);
-        assert_eq!(cpu.gpr[4], STACK - 8);
+        let image = env.read(STACK - 8, 8);
         assert_eq!(
-            cpu.rip,
-            CODE + 5,
-            "POPF ends the block at the next instruction"
+            image & (rflags::CF | rflags::ZF | rflags::IF),
+            rflags::CF | rflags::ZF | rflags::IF
         );
-        assert_eq!(cpu.full_rflags() & rflags::ARITH, rflags::ZF);
-        assert_eq!(cpu.rflags & (rflags::DF | rflags::IF), rflags::DF);
+        env.write(STACK - 8, 8, image & !rflags::CF);
+        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Jump);
+        assert_eq!(cpu.full_rflags() & rflags::CF, 0);
+        assert_eq!(cpu.gpr[4], STACK);
+        step1(&mut cpu, &mut env, &code);
+        assert_eq!(cpu.gpr[4], STACK - 2);
         step1(&mut cpu, &mut env, &code);
         assert_eq!(cpu.gpr[4], STACK);
-        assert_eq!(cpu.full_rflags() & rflags::ARITH, img & rflags::ARITH);
-        assert_eq!(env.calls.last().unwrap().1[1], 8);
+        assert_eq!(
+            calls(&env).iter().map(|c| c.1).collect::<Vec<_>>(),
+            [8, 8, 2, 2]
+        );
     }
 
     #[test]
@@ -528,51 +834,24 @@ mod tests {
         let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
         cpu.gpr[4] = RAM as u64 - 4;
         assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Exception);
-        assert_eq!(
-            (cpu.rip, cpu.gpr[4], cpu.exc_vector),
-            (CODE, RAM as u64 - 4, 14)
-        );
+        assert_eq!(cpu.gpr[4], RAM as u64 - 4);
+        assert_eq!(cpu.rip, CODE);
+        assert!(env.hypercalls.is_empty());
     }
 
     #[test]
-    fn cpuid_and_rdtsc_zero_extend() {
-        let code = asm(|a| {
-            a.cpuid()?;
-            a.rdtsc()
-        });
+    fn ud_faults_and_int3_is_a_software_interrupt() {
+        let code = asm(|a| a.ud2());
         let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
-        cpu.gpr[..4].copy_from_slice(&[0xffff_ffff_0000_0007, 0xffff_ffff_0000_0001, !0, !0]);
+        assert_eq!(step1(&mut cpu, &mut env, &code), ExitReason::Exception);
+        assert_eq!(cpu.exception(), Some(Exception::InvalidOpcode));
+        assert_eq!(cpu.rip, CODE);
+        let code = asm(|a| a.int3());
         step1(&mut cpu, &mut env, &code);
-        assert_eq!(
-            cpu.gpr[..4],
-            [0x4444_0001, 0x2222_0001, 0x3333_0007, 0x1111_0007],
-            "rax rcx rdx rbx"
-        );
-        assert_eq!(env.calls[0], (Helper::Cpuid, [7, 1, 0]));
-        env.tsc = 0x0123_4567_89ab_cdef;
-        step1(&mut cpu, &mut env, &code);
-        assert_eq!((cpu.gpr[0], cpu.gpr[2]), (0x89ab_cdef, 0x0123_4567));
+        assert_eq!(calls(&env), [(H::Int, 4, 3, 0, 0)]);
+        assert_eq!(env.hypercalls[0].0.extra2, 1, "INT3 is marked");
     }
 
-    #[test]
-    fn ud_faults_int3_and_int1_trap() {
-        for (bytes, vector, rip_after) in [
-            (&[0x0f, 0x0b][..], 6, CODE),
-            (&[0x0f, 0xb9, 0xc0][..], 6, CODE),
-            (&[0x0f, 0xff, 0xc0][..], 6, CODE),
-            (&[0xcc][..], 3, CODE + 1),
-            (&[0xf1][..], 1, CODE + 1),
-        ] {
-            let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
-            cpu.gpr[0] = 5;
-            assert_eq!(step1(&mut cpu, &mut env, bytes), ExitReason::Exception);
-            assert_eq!((cpu.exc_vector, cpu.rip), (vector, rip_after), "{bytes:x?}");
-            assert_eq!(cpu.gpr[0], 5);
-        }
-    }
-
-    /// Hostile encodings of every opcode these families handle (with prefixes, any ModRM,
-    /// displacements and immediates) must decode to a clean exit, never a panic.
     #[test]
     fn hostile_encodings_of_our_opcodes_never_panic() {
         const OPCODES: &[&[u8]] = &[

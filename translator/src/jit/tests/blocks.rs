@@ -11,7 +11,7 @@ use crate::jit::{JitConfig, JitError, OptLevel, Regalloc};
 use crate::state::{off_gpr, reg, rflags, CpuState, ExitReason};
 
 /// Rounds of the random tests: `default`, or `POPEK_FUZZ_ROUNDS` for a longer run.
-fn fuzz_rounds(default: usize) -> usize {
+pub(super) fn fuzz_rounds(default: usize) -> usize {
     std::env::var("POPEK_FUZZ_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -155,6 +155,7 @@ fn random_blocks_match_the_interpreter_with_fast_compile() {
         verify: true,
         opt_level: OptLevel::None,
         regalloc: Regalloc::SinglePass,
+        trap_hypercalls: false,
     };
     random_blocks(fast, 7);
 }
@@ -661,7 +662,10 @@ fn hostile_bytes_translate_in_every_mode() {
     let mut h = Harness::new();
     let mut rng = Rng(4242);
     for round in 0..fuzz_rounds(400) {
-        let mode = crate::Mode::new([16, 32, 64][rng.below(3) as usize], [0, 3][rng.below(2) as usize]);
+        let mode = crate::Mode::new(
+            [16, 32, 64][rng.below(3) as usize],
+            [0, 3][rng.below(2) as usize],
+        );
         let len = 1 + rng.below(64) as usize;
         let code: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let block = crate::decode::decode_block(&code, 0x1000 + rng.below(0x1000), mode, 64);

@@ -164,11 +164,7 @@ fn the_probe_computes_the_layouts_index() {
         FakeJumpCache::new(256, 3, [1, 2, 0]).with_hash(0x1234_5678_9ABC_DEF1, 48, 7),
         FakeJumpCache::new(32, 16, [3, 9, 15]).with_hash(3, 2, 0),
     ];
-    let modes = [
-        Mode::LONG64_CPL0,
-        Mode::new(32, 3),
-        Mode::new(0, 1),
-    ];
+    let modes = [Mode::LONG64_CPL0, Mode::new(32, 3), Mode::new(0, 1)];
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     for cache in layouts {
         let layout = cache.layout();

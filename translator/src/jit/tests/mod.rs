@@ -4,8 +4,10 @@
 
 mod blocks;
 mod jump_cache;
+mod legacy;
 mod ops;
 mod perf;
+mod tlb;
 
 use std::collections::HashMap;
 
@@ -231,6 +233,12 @@ impl Machine {
                 cpu.status = ExitReason::Halt as u64;
                 0
             }
+            // Every sensitive instruction completes as a no-op (same for both engines).
+            Helper::Hypercall => {
+                let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);
+                cpu.rip = cpu.rip.wrapping_add(u64::from(len.max(1)));
+                0
+            }
             _ => 0,
         }
     }
@@ -280,9 +288,9 @@ extern "C" fn shim<const H: usize>(cpu: *mut CpuState, a: u64, b: u64, c: u64) -
     m.helper(cpu, Helper::ALL[H], [a, b, c])
 }
 
-const SHIMS: [HelperFn; 15] = [
+const SHIMS: [HelperFn; 16] = [
     shim::<0>, shim::<1>, shim::<2>, shim::<3>, shim::<4>, shim::<5>, shim::<6>, shim::<7>,
-    shim::<8>, shim::<9>, shim::<10>, shim::<11>, shim::<12>, shim::<13>, shim::<14>,
+    shim::<8>, shim::<9>, shim::<10>, shim::<11>, shim::<12>, shim::<13>, shim::<14>, shim::<15>,
 ];
 
 type Trampoline = extern "C" fn(*mut CpuState, usize) -> u64;
@@ -354,6 +362,7 @@ impl Harness {
             pc,
             preload: 0,
             reload: 0,
+            trap_hypercalls: false,
             mode_key: self.mode.key(),
         };
         self.jit
@@ -485,7 +494,20 @@ pub fn differential_with(
     cpu: &CpuState,
     ram_init: impl Fn(&mut [u8]),
 ) -> (Observed, Observed, bool) {
+    differential_in(config, Mode::LONG64_CPL0, code, pc, cpu, ram_init)
+}
+
+/// As [`differential_with`], with the code decoded and run in `mode`.
+pub fn differential_in(
+    config: JitConfig,
+    mode: Mode,
+    code: &[u8],
+    pc: u64,
+    cpu: &CpuState,
+    ram_init: impl Fn(&mut [u8]),
+) -> (Observed, Observed, bool) {
     let mut h = Harness::with_config(config);
+    h.mode = mode;
     ram_init(&mut h.m.ram);
     h.load(pc, code);
     let block = h.decode(pc, 64);
@@ -521,7 +543,7 @@ pub fn differential_with(
             break ExitReason::Budget;
         }
         icpu.icount += n;
-        let (exit, completed) = interp_block(&mut m, &mut icpu, &prefix, Mode::LONG64_CPL0);
+        let (exit, completed) = interp_block(&mut m, &mut icpu, &prefix, mode);
         if exit != ExitReason::Jump {
             icpu.icount -= n - completed;
         }

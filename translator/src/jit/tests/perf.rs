@@ -199,6 +199,7 @@ fn simple_loop_raw_clif() {
         pc: block.pc,
         preload: block.gpr_mask(),
         reload: !crate::jit::written_gprs(&block),
+        trap_hypercalls: false,
         mode_key: mode.key(),
     };
     let mut links = std::collections::HashMap::new();
