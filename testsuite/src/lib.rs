@@ -15,4 +15,5 @@
 
 pub mod diff;
 pub mod guests;
+pub mod kernels;
 pub mod native;

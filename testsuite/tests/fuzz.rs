@@ -225,6 +225,7 @@ fn outcome_kind(o: &RunOutcome) -> &'static str {
         RunOutcome::DebugExit(_) => "debug-exit",
         RunOutcome::Halted => "halted",
         RunOutcome::Exception { .. } => "exception",
+        RunOutcome::TripleFault { .. } => "triple-fault",
         RunOutcome::Unsupported { .. } => "unsupported",
         RunOutcome::InstructionLimit => "instruction-limit",
         RunOutcome::InternalError(_) => "internal-error",
