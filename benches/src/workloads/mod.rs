@@ -58,7 +58,7 @@ impl Options {
     pub fn scale_of(&self, engine: Engine) -> u32 {
         match engine {
             Engine::Interp => self.interp_scale,
-            Engine::Dbt => self.scale,
+            Engine::Dbt | Engine::Trap => self.scale,
         }
     }
 }
@@ -330,7 +330,7 @@ fn measure_engine(
     };
     let n = match req.engine {
         Engine::Interp => opts.interp_runs,
-        Engine::Dbt => opts.runs,
+        Engine::Dbt | Engine::Trap => opts.runs,
     };
     for i in 0..n {
         let (problem, outcome) = match run_isolated(&opts.exe, req, opts.timeout) {
