@@ -37,7 +37,8 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
     m.counters.0[h as usize] += 1;
     let [a, b, c] = args;
     match h {
-        Helper::MemRead => match m.read_virt(a, b as usize, Access::Read) {
+        Helper::Hypercall => crate::engine::hypercall_entry(m, cpu, args),
+        Helper::MemRead => match m.read_virt_for(cpu, a, b as usize, Access::Read) {
             Ok(v) => v,
             Err(e) => {
                 cpu.raise(e);
@@ -45,8 +46,12 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             }
         },
         Helper::MemWrite => {
-            match m.write_virt(a, b as usize, c) {
-                Ok(WriteOutcome::Done) => {}
+            match m.write_virt_for(cpu, a, b as usize, c) {
+                Ok(WriteOutcome::Done) => {
+                    if std::mem::take(&mut m.interrupt_check) {
+                        cpu.icount_limit = 0;
+                    }
+                }
                 Ok(WriteOutcome::CodeModified) => cpu.status = ExitReason::CodeModified as u64,
                 Err(e) => cpu.raise(e),
             }
@@ -97,7 +102,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             eax as u64
         }
         Helper::Rdtsc => m.tsc.read(),
-        Helper::Lookup => lookup(m, a),
+        Helper::Lookup => lookup(m, cpu, a),
     }
 }
 
@@ -133,13 +138,17 @@ pub fn popf(cpu: &mut CpuState, value: u64, size: u64) -> u64 {
 
 /// Indirect-branch lookup: the host code of the block for guest `target` in the current
 /// mode, or the unlinked exit stub. Never translates.
-fn lookup(m: &mut Machine, target: u64) -> u64 {
-    let mode = m.mode().key();
+fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
+    let mode = crate::system::mode::mode(cpu).key();
     let Some(cache) = m.code.as_mut() else {
         return 0;
     };
     if let Some(host) = cache.jump_cache_get(target, mode) {
         return host.0 as u64;
+    }
+    if cpu.cr0 & translator::state::cr::CR0_PG != 0 {
+        // The page walk (and its #PF) belongs to the dispatcher.
+        return cache.unlinked_stub().0 as u64;
     }
     let Ok(phys) = m.mmu.translate(GuestVirt(target), Access::Fetch) else {
         return cache.unlinked_stub().0 as u64;
@@ -163,7 +172,7 @@ fn lookup(m: &mut Machine, target: u64) -> u64 {
 pub type HelperFn = extern "C" fn(*mut CpuState, u64, u64, u64) -> u64;
 
 /// Runs `h` for generated code. See the module invariants.
-fn shim(h: Helper, cpu: *mut CpuState, args: [u64; 3]) -> u64 {
+pub(crate) fn shim(h: Helper, cpu: *mut CpuState, args: [u64; 3]) -> u64 {
     guarded(h, cpu, |m, cpu| run_helper(m, cpu, h, args))
 }
 
@@ -249,6 +258,7 @@ shims! {
     shim_popf => Popf,
     shim_cpuid => Cpuid,
     shim_rdtsc => Rdtsc,
+    shim_hypercall => Hypercall,
     shim_lookup => Lookup,
 }
 

@@ -8,10 +8,19 @@
 //! - A guest store to a page holding translated code either invalidates that code before the
 //!   store completes (interpreter, host writes) or, from generated code, is not performed at
 //!   all and reported as [`WriteOutcome::CodeModified`], so no block ever runs stale code.
-//! - A store is precise: every page it touches is translated before any byte is written.
+//! - A store is precise: every page it touches is translated before any byte is written (and
+//!   a read translates every page before reading any, so MMIO reads have no effect on a
+//!   fault).
+//! - Guest accesses translate through [`crate::mmu`] when CR0.PG is set (the soft TLB, then a
+//!   walk that refills it); with CR0.PE clear, through the foundation's flat [`Mmu`].
+//!   Physical addresses outside RAM are MMIO ([`Machine::mmio_read`],
+//!   [`Machine::mmio_write`]); nothing outside RAM is ever touched through a host pointer.
+//! - Functions without a `cpu` argument (`read_virt`, `write_virt`, `insn_bytes`) see guest
+//!   memory as a CPU with CR0.PE = 0 does; they are for the host and tests.
 
 use translator::decode::PAGE_SIZE;
-use translator::{CpuState, Exception, Mode};
+use translator::state::Tlb;
+use translator::{CpuState, Exception};
 
 use crate::devices::serial::COM1;
 use crate::devices::{
@@ -19,7 +28,8 @@ use crate::devices::{
 };
 use crate::engine::interp::DecodeCache;
 use crate::helpers::HelperCounters;
-use crate::memory::{Access, GuestRam, GuestVirt, MemError, Mmu};
+use crate::memory::{Access, GuestPhys, GuestRam, GuestVirt, MemError, Mmu};
+use crate::mmu::{tlb, walk, walk_peek, PagingRegs};
 use crate::tsc::VirtualTsc;
 
 /// The POST diagnostic port.
@@ -69,6 +79,9 @@ pub struct Fetched {
     pub first_len: usize,
     /// Guest-physical address of the next page, if any of its bytes were fetched.
     pub next_phys: Option<u64>,
+    /// Why the next page's bytes were not fetched, if fetching them faults (or they are not
+    /// RAM): the fault of an instruction that runs into that page.
+    pub next_fault: Option<Exception>,
 }
 
 impl Fetched {
@@ -87,7 +100,8 @@ impl Fetched {
 pub struct Machine {
     /// Guest RAM.
     pub ram: GuestRam,
-    /// Virtual → physical translation.
+    /// The foundation's flat translation, used while CR0.PE is clear (paging is
+    /// [`crate::mmu`]).
     pub mmu: Mmu,
     /// Port-I/O devices.
     pub bus: PortBus,
@@ -116,6 +130,51 @@ pub struct Machine {
     /// Set when virtual-to-physical mappings may have changed (TLB flush, INVLPG); the
     /// dispatcher then drops virtual-PC-keyed state (the jump cache) and clears it.
     pub mappings_changed: bool,
+    /// Host traps taken by the `trap` engine.
+    pub host_traps: u64,
+    /// The `trap` engine's trap sites, by block.
+    pub trap_table: crate::engine::trap::TrapTable,
+    /// The vCPU executed HLT and waits for an interrupt.
+    pub halted: bool,
+    /// Interrupt controllers, timers and the RTC.
+    pub platform: crate::devices::platform::Platform,
+    /// The user's instruction limit (`u64::MAX` for none); `CpuState::icount_limit` is the
+    /// end of the current slice (see [`crate::engine::vcpu`]).
+    pub insn_limit: u64,
+    /// External interrupts delivered.
+    pub interrupts_delivered: u64,
+    /// Guest exceptions raised, by vector.
+    pub exceptions_by_vector: [u64; 32],
+    /// Host nanoseconds slept in HLT.
+    pub halted_ns: u64,
+    /// Hypercalls by [`translator::sensitive::Hypercall`] number.
+    pub hypercalls: [u64; 64],
+    /// Soft-TLB activity seen by the runtime (inline hits in generated code are not counted).
+    pub tlb: TlbCounters,
+    /// A device register write may have made an interrupt deliverable; the helper that
+    /// caused it ends the current slice (see [`crate::engine::vcpu`]).
+    pub interrupt_check: bool,
+}
+
+/// Soft-TLB counters (see [`Machine::tlb`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlbCounters {
+    /// Runtime accesses (memory slow paths, handlers, fetches) that found their page in the
+    /// soft TLB.
+    pub hits: u64,
+    /// Page walks.
+    pub misses: u64,
+    /// Whole-TLB flushes.
+    pub flushes: u64,
+    /// Single-page invalidations (INVLPG, INVPCID individual-address).
+    pub page_invalidations: u64,
+}
+
+/// Host wall-clock seconds since the Unix epoch (the RTC's starting time).
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The privilege an access is checked with.
@@ -144,8 +203,12 @@ impl Machine {
     pub fn new(mem_bytes: u64, serial: SerialSink) -> Result<Machine, MemError> {
         let ram = GuestRam::new(mem_bytes)?;
         let mut bus = PortBus::new();
+        let platform = crate::devices::platform::Platform::new(mem_bytes, wall_clock());
         let serial = bus
-            .register(COM1, Box::new(Serial::new(serial)))
+            .register(
+                COM1,
+                Box::new(Serial::with_irq_line(serial, platform.com1_line())),
+            )
             .expect("fixed ports do not overlap");
         bus.register(DEBUG_EXIT, Box::new(DebugExit))
             .expect("fixed ports do not overlap");
@@ -167,12 +230,18 @@ impl Machine {
             exceptions: 0,
             code_modified: 0,
             mappings_changed: false,
+            host_traps: 0,
+            trap_table: Default::default(),
+            halted: false,
+            platform,
+            insn_limit: u64::MAX,
+            interrupts_delivered: 0,
+            exceptions_by_vector: [0; 32],
+            halted_ns: 0,
+            interrupt_check: false,
+            hypercalls: [0; 64],
+            tlb: TlbCounters::default(),
         })
-    }
-
-    /// The current execution mode (the foundation machine has only one).
-    pub fn mode(&self) -> Mode {
-        Mode::LONG64_CPL0
     }
 
     /// COM1.
@@ -187,75 +256,61 @@ impl Machine {
 
     // ---------------------------------------------------------------- guest memory
 
-    /// Reads `size` bytes (1..=8) at guest-virtual `vaddr`, zero-extended; a read crossing a
-    /// page is translated page by page.
+    /// Reads `size` bytes (1..=8) at `vaddr` as a CPU with CR0.PE = 0 sees it — the
+    /// foundation's flat model (see [`Mmu`]) — zero-extended. For the host and tests; guest
+    /// accesses use [`Machine::read_virt_for`] or [`Machine::read_lin`].
     pub fn read_virt(&mut self, vaddr: u64, size: usize, access: Access) -> Result<u64, Exception> {
-        let size = size.clamp(1, 8);
-        let mut bytes = [0u8; 8];
-        let mut done = 0;
-        while done < size {
-            let va = vaddr.wrapping_add(done as u64);
-            let n = (size - done).min(bytes_to_page_end(va));
-            let pa = self.mmu.translate(GuestVirt(va), access)?;
-            // The flat MMU only maps RAM, so this cannot fail; a future MMIO hole would be
-            // dispatched here.
-            self.ram
-                .read(pa, &mut bytes[done..done + n])
-                .map_err(|_| not_present(va, access))?;
-            done += n;
-        }
-        Ok(u64::from_le_bytes(bytes))
+        let regs = PagingRegs::default();
+        self.read_with(&regs, None, vaddr, size, access, Privilege::Supervisor)
     }
 
-    /// Writes the low `size` bytes (1..=8) of `value` at guest-virtual `vaddr`. Every page is
-    /// translated before anything is written. See [`WriteOutcome`] for stores to code.
+    /// Writes the low `size` bytes (1..=8) of `value` at `vaddr` in the flat model of
+    /// [`Machine::read_virt`]. Every page is translated before anything is written. See
+    /// [`WriteOutcome`] for stores to code.
     pub fn write_virt(
         &mut self,
         vaddr: u64,
         size: usize,
         value: u64,
     ) -> Result<WriteOutcome, Exception> {
-        let size = size.clamp(1, 8);
-        let first = size.min(bytes_to_page_end(vaddr));
-        let pa0 = self.mmu.translate(GuestVirt(vaddr), Access::Write)?;
-        let pa1 = if first < size {
-            let va1 = vaddr.wrapping_add(first as u64);
-            Some(self.mmu.translate(GuestVirt(va1), Access::Write)?)
-        } else {
-            None
-        };
-        let pieces = [
-            Some((pa0, 0, first)),
-            pa1.map(|pa| (pa, first, size - first)),
-        ];
-        let hits_jit_code = self.executing == Executing::Jit
-            && pieces
-                .iter()
-                .flatten()
-                .any(|&(pa, _, n)| self.has_translated_code(pa.0, n));
-        if hits_jit_code {
-            self.modified.clear();
-            for (pa, _, n) in pieces.into_iter().flatten() {
-                self.modified.push((pa.0, pa.0 + n as u64));
-            }
-            self.code_modified += 1;
-            return Ok(WriteOutcome::CodeModified);
-        }
-        let bytes = value.to_le_bytes();
-        for (pa, off, n) in pieces.into_iter().flatten() {
-            self.ram
-                .write(pa, &bytes[off..off + n])
-                .map_err(|_| not_present(vaddr.wrapping_add(off as u64), Access::Write))?;
-            self.invalidate_code(pa.0, pa.0 + n as u64);
-        }
-        Ok(WriteOutcome::Done)
+        let regs = PagingRegs::default();
+        self.write_with(&regs, None, vaddr, size, value, Privilege::Supervisor)
+    }
+
+    /// Reads `size` bytes (1..=8) at guest-virtual `vaddr`, zero-extended, as an explicit
+    /// access of the code running at `cpu.cpl`: through paging when CR0.PG is set (the soft
+    /// TLB first, then a walk that fills it), physical addresses outside RAM going to
+    /// [`Machine::mmio_read`]. Every page is translated before anything is read.
+    pub fn read_virt_for(
+        &mut self,
+        cpu: &mut CpuState,
+        vaddr: u64,
+        size: usize,
+        access: Access,
+    ) -> Result<u64, Exception> {
+        let (regs, privilege) = (PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl));
+        self.read_with(&regs, Some(&mut cpu.tlb), vaddr, size, access, privilege)
+    }
+
+    /// Writes the low `size` bytes (1..=8) of `value` at guest-virtual `vaddr` as an explicit
+    /// access at `cpu.cpl` (see [`Machine::read_virt_for`]). Every page is translated before
+    /// anything is written; see [`WriteOutcome`] for stores to code.
+    pub fn write_virt_for(
+        &mut self,
+        cpu: &mut CpuState,
+        vaddr: u64,
+        size: usize,
+        value: u64,
+    ) -> Result<WriteOutcome, Exception> {
+        let (regs, privilege) = (PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl));
+        self.write_with(&regs, Some(&mut cpu.tlb), vaddr, size, value, privilege)
     }
 
     /// Reads `size` bytes (1..=8) at linear address `lin` as the system handlers do: with
     /// `privilege`'s rights (descriptor-table, TSS and interrupt-stack accesses are
-    /// [`Privilege::Supervisor`] whatever the CPL), through paging when CR0.PG is set. Guest
-    /// faults come back as values (#PF with its error code; the caller sets CR2 when it
-    /// delivers).
+    /// [`Privilege::Supervisor`] whatever the CPL), through paging when CR0.PG is set. A
+    /// supervisor access while CPL = 3 is implicit: SMAP then ignores RFLAGS.AC. Guest faults
+    /// come back as values (#PF with its error code; the caller sets CR2 when it delivers).
     pub fn read_lin(
         &mut self,
         cpu: &mut CpuState,
@@ -264,8 +319,8 @@ impl Machine {
         access: Access,
         privilege: Privilege,
     ) -> Result<u64, Exception> {
-        let _ = (cpu, privilege);
-        self.read_virt(lin, size, access)
+        let regs = PagingRegs::of(cpu).implicit(implicit(cpu, privilege));
+        self.read_with(&regs, Some(&mut cpu.tlb), lin, size, access, privilege)
     }
 
     /// Writes the low `size` bytes (1..=8) of `value` at linear address `lin` (see
@@ -279,32 +334,83 @@ impl Machine {
         value: u64,
         privilege: Privilege,
     ) -> Result<(), Exception> {
-        let _ = (cpu, privilege);
+        let regs = PagingRegs::of(cpu).implicit(implicit(cpu, privilege));
         let saved = std::mem::replace(&mut self.executing, Executing::Interp);
-        let r = self.write_virt(lin, size, value).map(|_| ());
+        let r = self.write_with(&regs, Some(&mut cpu.tlb), lin, size, value, privilege);
         self.executing = saved;
-        r
+        r.map(|_| ())
     }
 
-    /// Invalidates every TLB entry (MOV CR3, CR0/CR4 paging changes); `global` also drops
-    /// global pages. Sets [`Machine::mappings_changed`].
+    /// Invalidates every TLB entry; `global` also drops global pages. Sets
+    /// [`Machine::mappings_changed`]. The caller flushes on every paging-relevant change:
+    /// MOV CR3 and task-switch CR3 loads (`global` false), MOV CR0 changing PG or WP, MOV CR4
+    /// changing PGE, PAE, PSE, SMEP or SMAP, WRMSR EFER changing NXE or LME (`global` true).
+    /// RFLAGS.AC changes need no flush (see [`crate::mmu::tlb`]).
     pub fn flush_tlb(&mut self, cpu: &mut CpuState, global: bool) {
-        let _ = global;
-        cpu.tlb.flush();
+        tlb::flush(&mut cpu.tlb, !global);
+        self.tlb.flushes += 1;
         self.mappings_changed = true;
     }
 
-    /// Invalidates the TLB entries of the page holding linear address `lin` (INVLPG). Sets
+    /// Invalidates the TLB entries of the page holding linear address `lin` in both sets,
+    /// global or not, the whole page if it was a large one (INVLPG). Sets
     /// [`Machine::mappings_changed`].
     pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
-        let _ = lin;
-        cpu.tlb.flush();
+        let lin = lin & PagingRegs::of(cpu).lin_mask();
+        tlb::invalidate(&mut cpu.tlb, lin);
+        self.tlb.page_invalidations += 1;
         self.mappings_changed = true;
+    }
+
+    /// Keeps stores to guest-physical page `phys_page` off the TLB fast path: the DBT calls
+    /// it for every page it translates code from, so stores to code always reach the slow
+    /// path, which detects self-modifying code.
+    pub fn protect_code_page(&mut self, cpu: &mut CpuState, phys_page: u64) {
+        tlb::protect(&mut cpu.tlb, phys_page);
+    }
+
+    /// Reads `size` bytes (1..=8) of guest-physical MMIO at `phys`: the local APIC and I/O
+    /// APIC pages; unclaimed reads return all ones.
+    pub fn mmio_read(&mut self, phys: u64, size: usize) -> u64 {
+        let size = size.clamp(1, 8);
+        let now = self.tsc.read();
+        if let Some(v) = self.platform.mmio_read(phys, size as u8, now) {
+            return v;
+        }
+        match size {
+            8 => u64::MAX,
+            n => (1 << (8 * n)) - 1,
+        }
+    }
+
+    /// Writes the low `size` bytes (1..=8) of `value` to guest-physical MMIO at `phys`.
+    /// Unclaimed writes are ignored. A write to an interrupt controller may unmask an
+    /// interrupt, so the run loop is asked to look (the caller's block ends at its next
+    /// entry check).
+    pub fn mmio_write(&mut self, phys: u64, size: usize, value: u64) {
+        let now = self.tsc.read();
+        if self
+            .platform
+            .mmio_write(phys, size.clamp(1, 8) as u8, value, now)
+        {
+            self.interrupt_check = true;
+        }
+    }
+
+    /// The guest-physical address the code at `vaddr` is fetched from, for looking blocks up
+    /// by physical PC (sets A bits like the fetch itself will).
+    pub fn translate_code(&mut self, cpu: &CpuState, vaddr: u64) -> Result<GuestPhys, Exception> {
+        let regs = PagingRegs::of(cpu);
+        let lin = vaddr & regs.lin_mask();
+        let privilege = Privilege::of_cpl(cpu.cpl);
+        match self.translate_with(&regs, None, lin, Access::Fetch, privilege)? {
+            Target::Ram(pa) | Target::Mmio(pa) => Ok(GuestPhys(pa)),
+        }
     }
 
     /// Whether translated code (of either engine) may cover `[phys, phys + len)`'s pages.
     fn has_translated_code(&self, phys: u64, len: usize) -> bool {
-        let last = phys + len.max(1) as u64 - 1;
+        let last = phys.saturating_add(len.max(1) as u64 - 1);
         self.code
             .as_ref()
             .is_some_and(|c| c.page_has_code(phys) || c.page_has_code(last))
@@ -335,39 +441,287 @@ impl Machine {
         }
     }
 
-    /// Fetches the code bytes at `vaddr` for decoding (see [`Fetched`]). Fails only when the
-    /// first byte cannot be fetched.
-    pub fn fetch_code(&self, vaddr: u64) -> Result<Fetched, Exception> {
-        let pa = self.mmu.translate(GuestVirt(vaddr), Access::Fetch)?;
-        let first_len = bytes_to_page_end(vaddr);
-        let mut bytes = self
-            .ram
-            .slice(pa, first_len)
-            .map_err(|_| not_present(vaddr, Access::Fetch))?
-            .to_vec();
-        let next_va = vaddr.wrapping_add(first_len as u64);
-        let next_phys = match self.mmu.translate(GuestVirt(next_va), Access::Fetch) {
-            Ok(pb) => self.ram.slice(pb, MAX_INSN_LEN).ok().map(|s| {
-                bytes.extend_from_slice(s);
-                pb.0
-            }),
-            Err(_) => None,
-        };
-        Ok(Fetched {
-            bytes,
-            phys: pa.0,
-            first_len,
-            next_phys,
-        })
+    /// Fetches the code bytes at `vaddr` for decoding (see [`Fetched`]) with the rights of
+    /// `cpu.cpl`, through paging when CR0.PG is set. Fails only when the first byte cannot be
+    /// fetched; code outside RAM cannot be fetched (a not-present fetch #PF).
+    pub fn fetch_code(&mut self, cpu: &CpuState, vaddr: u64) -> Result<Fetched, Exception> {
+        let regs = PagingRegs::of(cpu);
+        let privilege = Privilege::of_cpl(cpu.cpl);
+        let lin = vaddr & regs.lin_mask();
+        let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
+        let first = self.translate_with(&regs, None, lin, Access::Fetch, privilege)?;
+        let second = self.translate_with(&regs, None, next, Access::Fetch, privilege);
+        self.assemble_fetch(lin, first, next, second)
     }
 
-    /// Up to [`MAX_INSN_LEN`] instruction bytes at `vaddr` (fewer at the end of memory); for
-    /// reports.
+    /// Up to [`MAX_INSN_LEN`] instruction bytes at `vaddr` (fewer at the end of memory) in
+    /// the flat model of [`Machine::read_virt`]; for reports.
     pub fn insn_bytes(&self, vaddr: u64) -> Vec<u8> {
-        self.fetch_code(vaddr)
+        self.insn_bytes_with(&PagingRegs::default(), Privilege::Supervisor, vaddr)
+    }
+
+    /// Up to [`MAX_INSN_LEN`] instruction bytes at `vaddr` as `cpu` would fetch them (fewer
+    /// at the end of memory), without setting any A bit; for reports.
+    pub fn insn_bytes_for(&self, cpu: &CpuState, vaddr: u64) -> Vec<u8> {
+        self.insn_bytes_with(&PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl), vaddr)
+    }
+
+    /// [`Machine::insn_bytes_for`] with explicit paging registers and privilege.
+    fn insn_bytes_with(&self, regs: &PagingRegs, privilege: Privilege, vaddr: u64) -> Vec<u8> {
+        let regs = *regs;
+        let lin = vaddr & regs.lin_mask();
+        let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
+        let peek = |a| self.translate_peek(&regs, a, Access::Fetch, privilege);
+        peek(lin)
+            .and_then(|first| self.assemble_fetch(lin, first, next, peek(next)))
             .map(|f| f.bytes.into_iter().take(MAX_INSN_LEN).collect())
             .unwrap_or_default()
     }
+
+    /// The [`Fetched`] bytes at `lin` (translated to `first`) and, when `second` is RAM, of
+    /// the next page at `next`.
+    fn assemble_fetch(
+        &self,
+        lin: u64,
+        first: Target,
+        next: u64,
+        second: Result<Target, Exception>,
+    ) -> Result<Fetched, Exception> {
+        let first_len = bytes_to_page_end(lin);
+        let Target::Ram(pa) = first else {
+            return Err(not_present(lin, Access::Fetch));
+        };
+        let mut bytes = self
+            .ram
+            .slice(GuestPhys(pa), first_len)
+            .map_err(|_| not_present(lin, Access::Fetch))?
+            .to_vec();
+        let (next_phys, next_fault) = match second {
+            Ok(Target::Ram(pb)) => match self.ram.slice(GuestPhys(pb), MAX_INSN_LEN) {
+                Ok(s) => {
+                    bytes.extend_from_slice(s);
+                    (Some(pb), None)
+                }
+                Err(_) => (None, Some(not_present(next, Access::Fetch))),
+            },
+            Ok(Target::Mmio(_)) => (None, Some(not_present(next, Access::Fetch))),
+            Err(e) => (None, Some(e)),
+        };
+        Ok(Fetched {
+            bytes,
+            phys: pa,
+            first_len,
+            next_phys,
+            next_fault,
+        })
+    }
+
+    /// Translates one linear address (already wrapped to the mode's width): the foundation's
+    /// flat model when CR0.PE = 0; otherwise the soft TLB of `privilege` (data accesses with
+    /// paging on, when `tlb` is given), else a walk, which then fills that TLB.
+    fn translate_with(
+        &mut self,
+        regs: &PagingRegs,
+        tlb: Option<&mut Tlb>,
+        lin: u64,
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<Target, Exception> {
+        if regs.unprotected() {
+            return self
+                .mmu
+                .translate(GuestVirt(lin), access)
+                .map(|pa| Target::Ram(pa.0));
+        }
+        let cached = regs.paging() && access != Access::Fetch;
+        let tlb = tlb.filter(|_| cached);
+        if let Some(pa) = tlb
+            .as_deref()
+            .and_then(|t| tlb::lookup(t, privilege, lin, access == Access::Write))
+        {
+            self.tlb.hits += 1;
+            return Ok(Target::Ram(pa));
+        }
+        self.tlb.misses += 1;
+        let t = walk(&mut self.ram, regs, lin, access, privilege)?;
+        let target = self.target(t.phys);
+        if let (Target::Ram(_), Some(tlb)) = (target, tlb) {
+            let page = t.phys & !(PAGE_SIZE - 1);
+            let code = self.code.as_ref().is_some_and(|c| c.page_has_code(page));
+            let host_base = self.ram.host_base();
+            tlb::fill(tlb, privilege, lin, &t, regs.smap(), code, host_base);
+        }
+        Ok(target)
+    }
+
+    /// [`Machine::translate_with`] without side effects: no TLB, no A/D updates.
+    fn translate_peek(
+        &self,
+        regs: &PagingRegs,
+        lin: u64,
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<Target, Exception> {
+        if regs.unprotected() {
+            return self
+                .mmu
+                .translate(GuestVirt(lin), access)
+                .map(|pa| Target::Ram(pa.0));
+        }
+        let t = walk_peek(&self.ram, regs, lin, access, privilege)?.translation;
+        Ok(self.target(t.phys))
+    }
+
+    /// RAM if the page of `phys` is in RAM, else MMIO.
+    fn target(&self, phys: u64) -> Target {
+        if self
+            .ram
+            .contains(GuestPhys(phys & !(PAGE_SIZE - 1)), PAGE_SIZE)
+        {
+            Target::Ram(phys)
+        } else {
+            Target::Mmio(phys)
+        }
+    }
+
+    /// Translates the (one or two) pages of a `size`-byte access at `vaddr`.
+    fn pieces(
+        &mut self,
+        regs: &PagingRegs,
+        mut tlb: Option<&mut Tlb>,
+        vaddr: u64,
+        size: usize,
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<[Option<Piece>; 2], Exception> {
+        let mask = regs.lin_mask();
+        let lin = vaddr & mask;
+        let first = size.min(bytes_to_page_end(lin));
+        let target = self.translate_with(regs, tlb.as_deref_mut(), lin, access, privilege)?;
+        let head = Piece {
+            lin,
+            target,
+            off: 0,
+            len: first,
+        };
+        if first == size {
+            return Ok([Some(head), None]);
+        }
+        let lin1 = lin.wrapping_add(first as u64) & mask;
+        let target = self.translate_with(regs, tlb, lin1, access, privilege)?;
+        let tail = Piece {
+            lin: lin1,
+            target,
+            off: first,
+            len: size - first,
+        };
+        Ok([Some(head), Some(tail)])
+    }
+
+    /// Reads a `size`-byte value (see [`Machine::read_virt_for`]).
+    fn read_with(
+        &mut self,
+        regs: &PagingRegs,
+        tlb: Option<&mut Tlb>,
+        vaddr: u64,
+        size: usize,
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<u64, Exception> {
+        let size = size.clamp(1, 8);
+        let pieces = self.pieces(regs, tlb, vaddr, size, access, privilege)?;
+        let mut bytes = [0u8; 8];
+        for p in pieces.into_iter().flatten() {
+            let dst = &mut bytes[p.off..p.off + p.len];
+            match p.target {
+                Target::Ram(pa) => self
+                    .ram
+                    .read(GuestPhys(pa), dst)
+                    .map_err(|_| not_present(p.lin, access))?,
+                Target::Mmio(pa) => {
+                    let v = self.mmio_read(pa, p.len);
+                    dst.copy_from_slice(&v.to_le_bytes()[..p.len]);
+                }
+            }
+        }
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// Writes a `size`-byte value (see [`Machine::write_virt_for`]): both pages translated
+    /// first, then the code check, then the bytes.
+    fn write_with(
+        &mut self,
+        regs: &PagingRegs,
+        tlb: Option<&mut Tlb>,
+        vaddr: u64,
+        size: usize,
+        value: u64,
+        privilege: Privilege,
+    ) -> Result<WriteOutcome, Exception> {
+        let size = size.clamp(1, 8);
+        let pieces = self.pieces(regs, tlb, vaddr, size, Access::Write, privilege)?;
+        let in_ram = |p: &Piece| match p.target {
+            Target::Ram(pa) => Some((pa, p.len)),
+            Target::Mmio(_) => None,
+        };
+        let hits_jit_code = self.executing == Executing::Jit
+            && pieces
+                .iter()
+                .flatten()
+                .filter_map(in_ram)
+                .any(|(pa, n)| self.has_translated_code(pa, n));
+        if hits_jit_code {
+            self.modified.clear();
+            for (pa, n) in pieces.iter().flatten().filter_map(in_ram) {
+                self.modified.push((pa, pa + n as u64));
+            }
+            self.code_modified += 1;
+            return Ok(WriteOutcome::CodeModified);
+        }
+        let bytes = value.to_le_bytes();
+        for p in pieces.into_iter().flatten() {
+            let src = &bytes[p.off..p.off + p.len];
+            match p.target {
+                Target::Ram(pa) => {
+                    self.ram
+                        .write(GuestPhys(pa), src)
+                        .map_err(|_| not_present(p.lin, Access::Write))?;
+                    self.invalidate_code(pa, pa + p.len as u64);
+                }
+                Target::Mmio(pa) => {
+                    let mut v = [0u8; 8];
+                    v[..p.len].copy_from_slice(src);
+                    self.mmio_write(pa, p.len, u64::from_le_bytes(v));
+                }
+            }
+        }
+        Ok(WriteOutcome::Done)
+    }
+}
+
+/// Where a translated address lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// Guest-physical RAM (the whole page is in RAM).
+    Ram(u64),
+    /// Guest-physical address outside RAM.
+    Mmio(u64),
+}
+
+/// The part of an access that lies in one page.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    /// Linear address of its first byte.
+    lin: u64,
+    target: Target,
+    /// Offset of its first byte in the access, and its length.
+    off: usize,
+    len: usize,
+}
+
+/// Whether a `privilege` access by `cpu` is an implicit supervisor access (SMAP ignores AC).
+fn implicit(cpu: &CpuState, privilege: Privilege) -> bool {
+    privilege == Privilege::Supervisor && cpu.cpl == 3
 }
 
 /// Bytes from `vaddr` to the end of its page (1..=4096).
@@ -439,18 +793,26 @@ mod tests {
 
     #[test]
     fn fetch_takes_the_page_and_a_little_of_the_next() {
-        let m = machine();
-        let f = m.fetch_code(0x1FF0).unwrap();
+        let mut m = machine();
+        let cpu = CpuState::default();
+        let f = m.fetch_code(&cpu, 0x1FF0).unwrap();
         assert_eq!(
             (f.first_len, f.bytes.len(), f.next_phys),
             (16, 31, Some(0x2000))
         );
         assert_eq!(f.phys_ranges(20), vec![(0x1FF0, 0x2000), (0x2000, 0x2004)]);
         assert_eq!(f.phys_ranges(3), vec![(0x1FF0, 0x1FF3)]);
-        let last = m.fetch_code(MIN_RAM - 4).unwrap();
+        let last = m.fetch_code(&cpu, MIN_RAM - 4).unwrap();
         assert_eq!((last.bytes.len(), last.next_phys), (4, None));
         assert_eq!(
-            m.fetch_code(MIN_RAM).unwrap_err(),
+            last.next_fault,
+            Some(Exception::PageFault {
+                addr: MIN_RAM,
+                code: 0x10
+            })
+        );
+        assert_eq!(
+            m.fetch_code(&cpu, MIN_RAM).unwrap_err(),
             Exception::PageFault {
                 addr: MIN_RAM,
                 code: 0x10

@@ -9,7 +9,7 @@
 //! | 0 | the guest halted (HLT) |
 //! | 2 | bad input or usage: missing file, not a loadable ELF, bad `--mem`, ... |
 //! | 3 | the guest executed an instruction popek does not support |
-//! | 4 | an unhandled guest exception |
+//! | 4 | an unhandled guest exception (before an IDT was loaded) or a triple fault |
 //! | 5 | an internal error in popek |
 //! | 6 | the `--max-insns` instruction limit was reached |
 
@@ -46,13 +46,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a guest kernel (an ELF64 x86-64 executable); without --kernel, the built-in demo.
+    /// Run a guest kernel (a Multiboot v1 image, or an ELF64 x86-64 executable); without
+    /// --kernel, the built-in demo.
     Run(RunArgs),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The kernel to run: an ELF64 x86-64 ET_EXEC image, entered in 64-bit mode at CPL 0.
+    /// The kernel to run: a Multiboot v1 image (ELF32 or a.out kludge), entered in 32-bit
+    /// protected mode as the specification says (as `qemu-system-x86_64 -kernel`), or an
+    /// ELF64 x86-64 ET_EXEC image, entered in 64-bit mode at CPL 0 without paging.
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
     /// The execution engine.
@@ -80,6 +83,9 @@ enum EngineArg {
     Dbt,
     /// The interpreter.
     Interp,
+    /// Trap-and-emulate: translated like dbt, but every sensitive instruction is a real host
+    /// trap (int3 + SIGTRAP) emulated by the signal handler.
+    Trap,
 }
 
 /// A `popek: error:` line and exit status.
@@ -138,6 +144,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     let engine = match args.engine {
         EngineArg::Dbt => Engine::Dbt,
         EngineArg::Interp => Engine::Interp,
+        EngineArg::Trap => Engine::Trap,
     };
     let cfg = VmConfig {
         mem_bytes,
@@ -157,7 +164,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         || "the demo guest".to_string(),
         |p| format!("'{}'", p.display()),
     );
-    vm.load_elf(&image)
+    vm.load_kernel(&image, "")
         .map_err(|e| Failure::usage(format!("cannot load {name}: {e}")))?;
 
     let outcome = vm.run();
@@ -176,8 +183,8 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
         RunOutcome::Halted => {
             if halted_with_interrupts(vm.cpu()) {
                 eprintln!(
-                    "popek: guest halted at rip {:#x} with interrupts enabled; no device can \
-                     wake it yet",
+                    "popek: guest halted at rip {:#x} with interrupts enabled and no timer \
+                     armed; nothing can wake it",
                     vm.cpu().rip
                 );
             }
@@ -189,6 +196,10 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
         }
         RunOutcome::Exception { .. } => {
             eprintln!("popek: {outcome}\n{}", register_dump(vm.cpu()));
+            EXIT_EXCEPTION
+        }
+        RunOutcome::TripleFault { report } => {
+            eprintln!("popek: triple fault (the guest could not handle an exception)\n{report}");
             EXIT_EXCEPTION
         }
         RunOutcome::InstructionLimit => {

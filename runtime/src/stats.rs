@@ -10,6 +10,8 @@ use crate::engine::dbt::DbtStats;
 use crate::engine::interp::DecodeStats;
 use crate::engine::Engine;
 use crate::helpers::HelperCounters;
+use crate::machine::TlbCounters;
+use translator::sensitive::Hypercall;
 
 /// A snapshot of a VM's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +39,18 @@ pub struct Stats {
     pub bus: BusStats,
     /// Serial bytes that could not be written to stdout.
     pub serial_lost_bytes: u64,
+    /// Hypercalls by [`Hypercall`] number (every engine; under `trap` each is a host trap).
+    pub hypercalls: Vec<(Hypercall, u64)>,
+    /// Host traps taken (the `trap` engine).
+    pub host_traps: u64,
+    /// Guest exceptions by vector (those delivered or reported).
+    pub exceptions_by_vector: [u64; 32],
+    /// External interrupts delivered.
+    pub interrupts: u64,
+    /// Soft-TLB counters.
+    pub tlb: TlbCounters,
+    /// Host milliseconds the vCPU slept in HLT.
+    pub halted_ns: u64,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -104,8 +118,42 @@ impl fmt::Display for Stats {
                 v.join(", ")
             }
         };
-        writeln!(f, "hypercalls             {}", calls(true))?;
-        writeln!(f, "other helper calls     {}", calls(false))?;
+        let kinds: Vec<String> = self
+            .hypercalls
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(h, n)| format!("{} {n}", h.name()))
+            .collect();
+        let kinds = if kinds.is_empty() {
+            "none".into()
+        } else {
+            kinds.join(", ")
+        };
+        writeln!(f, "hypercalls             {kinds}")?;
+        writeln!(f, "host traps             {}", self.host_traps)?;
+        let vectors: Vec<String> = self
+            .exceptions_by_vector
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(v, n)| format!("#{v} {n}"))
+            .collect();
+        if !vectors.is_empty() {
+            writeln!(f, "exceptions by vector   {}", vectors.join(", "))?;
+        }
+        writeln!(
+            f,
+            "interrupts delivered   {} ({:.3} ms halted)",
+            self.interrupts,
+            ms(self.halted_ns)
+        )?;
+        writeln!(
+            f,
+            "soft TLB               {} runtime hits, {} walks, {} flushes, {} page invalidations \
+             (inline hits in generated code are not counted)",
+            self.tlb.hits, self.tlb.misses, self.tlb.flushes, self.tlb.page_invalidations
+        )?;
+        writeln!(f, "helper calls           {}", calls(false))?;
         write!(
             f,
             "unclaimed ports        {} reads, {} writes",
@@ -125,11 +173,13 @@ mod tests {
     #[test]
     fn display_lists_hypercalls_by_kind() {
         let mut s = Stats::default();
-        s.helpers.0[Helper::IoOut as usize] = 12;
+        s.hypercalls = vec![(Hypercall::Out, 12), (Hypercall::Cli, 0)];
         s.helpers.0[Helper::MemRead as usize] = 3;
+        s.exceptions_by_vector[14] = 2;
         let text = s.to_string();
-        assert!(text.contains("hypercalls             out 12"), "{text}");
-        assert!(text.contains("other helper calls     mem_read 3"), "{text}");
+        assert!(text.contains("hypercalls             out 12\n"), "{text}");
+        assert!(text.contains("helper calls           mem_read 3"), "{text}");
+        assert!(text.contains("exceptions by vector   #14 2"), "{text}");
         assert!(!text.contains("speed"), "no speed without run time");
     }
 }

@@ -17,7 +17,7 @@ use translator::CpuState;
 use crate::devices::SerialSink;
 use crate::engine::dbt::{Dbt, DbtError};
 use crate::engine::{interp, Engine, RunOutcome};
-use crate::loader::{Elf, KernelLoader, LoadError};
+use crate::loader::{multiboot, Elf, KernelLoader, LoadError};
 use crate::machine::Machine;
 use crate::memory::{GuestPhys, MemError};
 use crate::stats::Stats;
@@ -54,6 +54,17 @@ impl Default for VmConfig {
     }
 }
 
+/// Errors of [`Vm::load_kernel`].
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// {0}
+    #[error("{0}")]
+    Elf(#[from] LoadError),
+    /// {0}
+    #[error("{0}")]
+    Multiboot(#[from] multiboot::MultibootError),
+}
+
 /// Errors of VM setup and host access to guest memory.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -82,13 +93,19 @@ impl Vm {
         let mut machine = Box::new(Machine::new(cfg.mem_bytes, cfg.serial)?);
         let dbt = match cfg.engine {
             Engine::Dbt => Some(Dbt::new(&mut machine, cfg.cache)?),
+            Engine::Trap => Some(Dbt::with_traps(&mut machine, cfg.cache, true)?),
             Engine::Interp => None,
         };
-        let cpu = Box::new(CpuState {
+        machine.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
+        // Between runs `icount_limit` holds the user's limit (see `engine::vcpu`).
+        let mut cpu = Box::new(CpuState {
             rflags: rflags::FIXED,
-            icount_limit: cfg.instruction_limit.unwrap_or(u64::MAX),
+            icount_limit: machine.insn_limit,
             ..CpuState::default()
         });
+        // MSRs first: their reset clears EFER, which the long-mode reset then sets.
+        crate::system::msr::reset(&mut cpu);
+        crate::system::mode::reset_long_flat64(&mut cpu);
         Ok(Vm {
             cpu,
             machine,
@@ -107,6 +124,26 @@ impl Vm {
         }
         self.cpu.rip = info.entry;
         Ok(info.entry)
+    }
+
+    /// Loads a kernel image: a Multiboot v1 image is entered in 32-bit protected mode as the
+    /// specification says (EAX = magic, EBX = the information structure, flat segments,
+    /// paging off, interrupts off); anything else must be an ELF64 executable
+    /// ([`Vm::load_elf`]). Returns the entry point.
+    pub fn load_kernel(&mut self, image: &[u8], cmdline: &str) -> Result<u64, KernelError> {
+        if !multiboot::is_multiboot(image) {
+            return Ok(self.load_elf(image)?);
+        }
+        let boot = multiboot::load(&mut self.machine.ram, image, cmdline)?;
+        for (start, end) in boot.ranges {
+            self.machine.invalidate_code(start, end);
+        }
+        crate::system::mode::reset_protected_flat32(&mut self.cpu);
+        self.cpu.gpr[0] = u64::from(boot.eax);
+        self.cpu.gpr[3] = u64::from(boot.ebx);
+        self.cpu.rip = u64::from(boot.entry);
+        self.machine.flush_tlb(&mut self.cpu, true);
+        Ok(u64::from(boot.entry))
     }
 
     /// Copies `bytes` into guest-physical memory at `addr`, dropping translations of them.
@@ -139,8 +176,13 @@ impl Vm {
 
     /// Switches engines for the next [`Vm::run`].
     pub fn set_engine(&mut self, e: Engine) {
-        if e == Engine::Dbt {
+        if e != Engine::Interp {
             self.machine.decoded.clear();
+        }
+        if e != self.engine && e != Engine::Interp {
+            // The translation style differs between dbt and trap: start a fresh cache.
+            self.dbt = None;
+            self.machine.code = None;
         }
         self.engine = e;
     }
@@ -150,7 +192,7 @@ impl Vm {
         let t0 = Instant::now();
         let outcome = match self.engine {
             Engine::Interp => interp::run(&mut self.machine, &mut self.cpu),
-            Engine::Dbt => self.run_dbt(),
+            Engine::Dbt | Engine::Trap => self.run_dbt(),
         };
         self.run_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.machine.serial_mut().flush();
@@ -160,7 +202,8 @@ impl Vm {
     fn run_dbt(&mut self) -> RunOutcome {
         if self.dbt.is_none() {
             self.machine.decoded.clear();
-            match Dbt::new(&mut self.machine, self.cache_cfg) {
+            let trap = self.engine == Engine::Trap;
+            match Dbt::with_traps(&mut self.machine, self.cache_cfg, trap) {
                 Ok(d) => self.dbt = Some(d),
                 Err(e) => return RunOutcome::InternalError(e.to_string()),
             }
@@ -194,6 +237,15 @@ impl Vm {
             code_modified: m.code_modified,
             bus: m.bus.stats(),
             serial_lost_bytes: m.serial().lost_bytes(),
+            hypercalls: translator::sensitive::Hypercall::ALL
+                .iter()
+                .map(|&h| (h, m.hypercalls[h as usize]))
+                .collect(),
+            host_traps: m.host_traps,
+            exceptions_by_vector: m.exceptions_by_vector,
+            interrupts: m.interrupts_delivered,
+            tlb: m.tlb,
+            halted_ns: m.halted_ns,
         }
     }
 }

@@ -26,14 +26,15 @@ use cache::{
     BlockId, BlockInfo, BlockKey, CacheConfig, CacheError, CodeCache, HostCode, SlotRange,
 };
 use translator::decode::{decode_block, MAX_BLOCK_INSNS};
-use translator::jit::{Jit, JitEnv, JitError, JumpCacheLayout, MemoryModel};
+use translator::jit::{Jit, JitConfig, JitEnv, JitError, JumpCacheLayout, MemoryModel};
+use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
-use super::{interp, RunOutcome};
+use super::{interp, trap, vcpu, RunOutcome};
 use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
-use crate::memory::{Access, GuestVirt, PAGE_SIZE};
+use crate::memory::{Access, PAGE_SIZE};
 
 /// Link slots reserved per block: enough for a conditional branch, its fall-through and a
 /// page-boundary continuation. More direct exits than this go back through the dispatcher.
@@ -86,10 +87,15 @@ pub struct Dbt {
     /// Flushes this engine performed (to spot stale slot addresses).
     flushes: u64,
     stats: DbtStats,
+    /// Hypercalls are host traps (the `trap` engine).
+    trap: bool,
 }
 
 /// What the JIT gets from the runtime while one block is translated.
 struct BlockEnv {
+    /// With paging on: the (first, last) page of the block; direct exits elsewhere are not
+    /// linked.
+    same_page_links: Option<(u64, u64)>,
     memory: MemoryModel,
     /// The code cache's jump cache, for inline probes on indirect exits.
     jump_cache: JumpCacheLayout,
@@ -108,7 +114,13 @@ impl JitEnv for BlockEnv {
     fn jump_cache(&self) -> Option<JumpCacheLayout> {
         Some(self.jump_cache)
     }
-    fn link_slot(&mut self, _target_pc: u64) -> Option<usize> {
+    fn link_slot(&mut self, target_pc: u64) -> Option<usize> {
+        if let Some((first, last)) = self.same_page_links {
+            let page = target_pc & !(PAGE_SIZE - 1);
+            if page != first && page != last {
+                return None;
+            }
+        }
         let slot = self.slots.get(self.used).copied()?;
         self.used += 1;
         Some(slot)
@@ -118,7 +130,16 @@ impl JitEnv for BlockEnv {
 impl Dbt {
     /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
     pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt, DbtError> {
-        let mut jit = Jit::new()?;
+        Dbt::with_traps(m, cfg, false)
+    }
+
+    /// As [`Dbt::new`]; with `trap`, each hypercall is a real host trap handled by the
+    /// SIGTRAP handler (`--engine trap`, see [`trap`]).
+    pub fn with_traps(m: &mut Machine, cfg: CacheConfig, trap: bool) -> Result<Dbt, DbtError> {
+        let mut jit = Jit::with_config(JitConfig {
+            trap_hypercalls: trap,
+            ..JitConfig::default()
+        })?;
         let trampoline = jit.entry_trampoline()?;
         let stub = jit.exit_stub()?;
         let mut stubs = ExecMemory::new(trampoline.len() + stub.len() + 64)?;
@@ -137,6 +158,7 @@ impl Dbt {
             spare: None,
             flushes: 0,
             stats: DbtStats::default(),
+            trap,
         })
     }
 
@@ -147,10 +169,44 @@ impl Dbt {
 
     /// Runs the guest until something stops it.
     pub fn run(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+        vcpu::with_slices(m, cpu, |m, cpu| self.run_slices(m, cpu))
+    }
+
+    fn run_slices(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
         let mut link_from = None;
+        vcpu::open_slice(m, cpu);
+        if let Err(outcome) = vcpu::service(m, cpu) {
+            return outcome;
+        }
         loop {
+            if cpu.icount >= cpu.icount_limit || m.halted {
+                if cpu.icount >= m.insn_limit {
+                    return RunOutcome::InstructionLimit;
+                }
+                link_from = None;
+                if let Err(outcome) = vcpu::service(m, cpu) {
+                    return outcome;
+                }
+                if let Some(stop) = m.stop.take() {
+                    return super::exit::stop_outcome(stop);
+                }
+            }
+            if cpu.rflags & translator::state::rflags::TF != 0 {
+                link_from = None;
+                if let Err(outcome) = vcpu::single_step_trap(m, cpu) {
+                    return outcome;
+                }
+                continue;
+            }
+            if std::mem::take(&mut m.mappings_changed) {
+                // Virtual-PC-keyed state is stale: the jump cache, and any pending link
+                // (links never cross pages while paging is on, see `BlockEnv::link_slot`).
+                cache_mut(m).jump_cache_clear();
+                link_from = None;
+            }
             let host = match self.block_for(m, cpu, link_from.take()) {
-                Ok(host) => host,
+                Ok(Some(host)) => host,
+                Ok(None) => continue,
                 Err(outcome) => return outcome,
             };
             self.stats.dispatches += 1;
@@ -164,7 +220,15 @@ impl Dbt {
             // checks, the code bitmap and link slots the cache keeps alive, and the machine
             // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
             // is used until the call returns.
-            let exit = unsafe { (self.enter)(cpu_ptr, host.0) };
+            let exit = if self.trap {
+                let _running = trap::Running::enter(cpu_ptr);
+                // SAFETY: as below; the trap handler reaches `cpu` only through `RUNNING`
+                // while the block runs, as a helper would.
+                unsafe { (self.enter)(cpu_ptr, host.0) }
+            } else {
+                // SAFETY: see above.
+                unsafe { (self.enter)(cpu_ptr, host.0) }
+            };
             match handle_exit(m, cpu, exit) {
                 ExitAction::Continue { link_from: l } => link_from = l,
                 ExitAction::SingleStep => {
@@ -183,26 +247,36 @@ impl Dbt {
     fn block_for(
         &mut self,
         m: &mut Machine,
-        cpu: &CpuState,
+        cpu: &mut CpuState,
         link_from: Option<u64>,
-    ) -> Result<HostCode, RunOutcome> {
-        let (pc, mode) = (cpu.rip, m.mode());
+    ) -> Result<Option<HostCode>, RunOutcome> {
+        match self.find_block(m, cpu, link_from) {
+            Ok(host) => Ok(Some(host)),
+            Err(Fetch::Fault(exc)) => vcpu::raise(m, cpu, exc).map(|()| None),
+            Err(Fetch::Stop(outcome)) => Err(outcome),
+        }
+    }
+
+    fn find_block(
+        &mut self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        link_from: Option<u64>,
+    ) -> Result<HostCode, Fetch> {
+        let (pc, mode) = (cpu.rip, crate::system::mode::mode(cpu));
         let flushes = self.flushes;
         let found = cache_mut(m).jump_cache_lookup(pc, mode.key());
         let (id, host) = match found {
             Some(hit) => hit,
             None => {
-                let phys = m
-                    .mmu
-                    .translate(GuestVirt(pc), Access::Fetch)
-                    .map_err(|exc| exception(m, exc, pc))?;
+                let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
                 let key = BlockKey {
                     phys_pc: phys.0,
                     mode: mode.key(),
                 };
                 let hit = match cache_mut(m).lookup(key) {
                     Some(hit) => hit,
-                    None => self.translate(m, pc, key, mode)?,
+                    None => self.translate(m, cpu, pc, key, mode)?,
                 };
                 cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
                 hit
@@ -219,27 +293,40 @@ impl Dbt {
     fn translate(
         &mut self,
         m: &mut Machine,
+        cpu: &mut CpuState,
         pc: u64,
         key: BlockKey,
         mode: Mode,
-    ) -> Result<(BlockId, HostCode), RunOutcome> {
-        let fetched = m.fetch_code(pc).map_err(|exc| exception(m, exc, pc))?;
+    ) -> Result<(BlockId, HostCode), Fetch> {
+        let fetched = m.fetch_code(cpu, pc).map_err(Fetch::Fault)?;
         let block = decode_block(&fetched.bytes, pc, mode, MAX_BLOCK_INSNS);
         if block.insns.is_empty() {
             let exc = not_present(pc.wrapping_add(fetched.bytes.len() as u64), Access::Fetch);
-            return Err(exception(m, exc, pc));
+            return Err(Fetch::Fault(exc));
         }
         // Two attempts: the second after a flush made room.
         for attempt in 0..2 {
             let slots = self.reserve_slots(m)?;
             let cache = m.code.as_ref().expect("the DBT engine created the cache");
-            let memory = MemoryModel::Flat {
-                ram_base: m.ram.host_base(),
-                ram_size: m.ram.size(),
-                code_bitmap: cache.code_page_bitmap() as usize,
-                code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
+            let memory = if mode.paging {
+                MemoryModel::Tlb {
+                    set: Tlb::set_for(mode.cpl),
+                }
+            } else {
+                MemoryModel::Flat {
+                    ram_base: m.ram.host_base(),
+                    ram_size: m.ram.size(),
+                    code_bitmap: cache.code_page_bitmap() as usize,
+                    code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
+                }
             };
             let mut env = BlockEnv {
+                // While paging is on, a direct link may only stay on the block's own pages:
+                // their mapping is the one the dispatcher found the block through.
+                same_page_links: mode.paging.then(|| {
+                    let last = block.insns.last().map_or(pc, |i| i.ip());
+                    (pc & !(PAGE_SIZE - 1), last & !(PAGE_SIZE - 1))
+                }),
                 memory,
                 jump_cache: jit_jump_cache(cache.jump_cache_layout()),
                 slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
@@ -249,9 +336,9 @@ impl Dbt {
                 Ok(c) => c,
                 Err(e) => {
                     self.spare = Some(slots);
-                    return Err(RunOutcome::InternalError(format!(
+                    return Err(Fetch::Stop(RunOutcome::InternalError(format!(
                         "translating {pc:#x}: {e}"
-                    )));
+                    ))));
                 }
             };
             let cache = cache_mut(m);
@@ -262,9 +349,9 @@ impl Dbt {
                     continue;
                 }
                 Err(e) => {
-                    return Err(RunOutcome::InternalError(format!(
+                    return Err(Fetch::Stop(RunOutcome::InternalError(format!(
                         "installing the block at {pc:#x}: {e}"
-                    )))
+                    ))))
                 }
             };
             let slots = if env.used == 0 {
@@ -283,6 +370,23 @@ impl Dbt {
                 guest_insns: compiled.guest_insns,
                 slots,
             });
+            if self.trap {
+                let sites = block
+                    .insns
+                    .iter()
+                    .filter_map(|i| {
+                        translator::sensitive::lookup(i).map(|e| trap::TrapSite {
+                            guest_pc: i.ip(),
+                            kind: e.call,
+                        })
+                    })
+                    .collect();
+                m.trap_table.insert(id, sites);
+            }
+            for (start, _) in fetched.phys_ranges(byte_len) {
+                m.protect_code_page(cpu, start & !(PAGE_SIZE - 1));
+            }
+            let cache = cache_mut(m);
             let ns = compiled.time_translate_ns + compiled.time_compile_ns;
             cache.note_translation_time(ns);
             let s = &mut self.stats;
@@ -294,13 +398,13 @@ impl Dbt {
             s.code_bytes += compiled.code.len() as u64;
             return Ok((id, host));
         }
-        Err(RunOutcome::InternalError(format!(
+        Err(Fetch::Stop(RunOutcome::InternalError(format!(
             "the block at {pc:#x} does not fit in an empty code cache"
-        )))
+        ))))
     }
 
     /// The slots for the next block: the spare range, or a new one (flushing if full).
-    fn reserve_slots(&mut self, m: &mut Machine) -> Result<SlotRange, RunOutcome> {
+    fn reserve_slots(&mut self, m: &mut Machine) -> Result<SlotRange, Fetch> {
         if let Some(r) = self.spare.take() {
             return Ok(r);
         }
@@ -308,19 +412,22 @@ impl Dbt {
             Ok(r) => Ok(r),
             Err(CacheError::Full) => {
                 self.flush(m);
-                cache_mut(m)
-                    .alloc_slots(SLOTS_PER_BLOCK)
-                    .map_err(|e| RunOutcome::InternalError(format!("allocating link slots: {e}")))
+                cache_mut(m).alloc_slots(SLOTS_PER_BLOCK).map_err(|e| {
+                    Fetch::Stop(RunOutcome::InternalError(format!(
+                        "allocating link slots: {e}"
+                    )))
+                })
             }
-            Err(e) => Err(RunOutcome::InternalError(format!(
+            Err(e) => Err(Fetch::Stop(RunOutcome::InternalError(format!(
                 "allocating link slots: {e}"
-            ))),
+            )))),
         }
     }
 
     /// Empties the code cache.
     fn flush(&mut self, m: &mut Machine) {
         cache_mut(m).flush();
+        m.trap_table.clear();
         self.spare = None;
         self.flushes += 1;
     }
@@ -346,10 +453,12 @@ fn cache_mut(m: &mut Machine) -> &mut CodeCache {
     m.code.as_mut().expect("the DBT engine created the cache")
 }
 
-/// A guest exception at `rip` that stops the run (no IDT delivery yet).
-fn exception(m: &mut Machine, exc: translator::Exception, rip: u64) -> RunOutcome {
-    m.exceptions += 1;
-    RunOutcome::Exception { exc, rip }
+/// Why no block could be found at `cpu.rip`.
+enum Fetch {
+    /// Fetching the code raised a guest exception (delivered by the caller).
+    Fault(translator::Exception),
+    /// The run must stop.
+    Stop(RunOutcome),
 }
 
 #[cfg(test)]

@@ -28,14 +28,11 @@ pub enum ExitAction {
 
 /// Handles the exit `exit` (a raw [`ExitReason`] value) of a block or an interpreted
 /// instruction.
-pub fn handle_exit(m: &mut Machine, cpu: &CpuState, exit: u64) -> ExitAction {
+pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction {
     // A stop request wins over whatever the block reported (e.g. a panicked Lookup, whose
     // block then left through the exit stub).
     if let Some(req) = m.stop.take() {
-        return ExitAction::Stop(match req {
-            StopRequest::DebugExit(v) => RunOutcome::DebugExit(v),
-            StopRequest::Internal(e) => RunOutcome::InternalError(e),
-        });
+        return ExitAction::Stop(stop_outcome(req));
     }
     let Some(reason) = ExitReason::from_u64(exit) else {
         return ExitAction::Stop(RunOutcome::InternalError(format!(
@@ -50,9 +47,18 @@ pub fn handle_exit(m: &mut Machine, cpu: &CpuState, exit: u64) -> ExitAction {
                 link_from: (cpu.link_slot != 0).then_some(cpu.link_slot),
             }
         }
-        // The block's instructions do not all fit in the budget, but some do.
-        ExitReason::Budget if cpu.icount < cpu.icount_limit => return ExitAction::SingleStep,
-        ExitReason::Budget => RunOutcome::InstructionLimit,
+        ExitReason::Budget if cpu.icount >= m.insn_limit => RunOutcome::InstructionLimit,
+        // The block's instructions do not all fit in the user's budget, but some do.
+        ExitReason::Budget if cpu.icount_limit >= m.insn_limit => return ExitAction::SingleStep,
+        // The end of a slice, or a handler asked for an interrupt check: the run loop
+        // services the devices before the next block.
+        ExitReason::Budget => {
+            if cpu.icount_limit > cpu.icount {
+                // A block larger than the rest of the slice: let it run.
+                cpu.icount_limit = cpu.icount;
+            }
+            return ExitAction::Continue { link_from: None };
+        }
         ExitReason::CodeModified => {
             for (start, end) in std::mem::take(&mut m.modified) {
                 m.invalidate_code(start, end);
@@ -61,10 +67,10 @@ pub fn handle_exit(m: &mut Machine, cpu: &CpuState, exit: u64) -> ExitAction {
         }
         ExitReason::Halt => RunOutcome::Halted,
         ExitReason::Exception => match cpu.exception() {
-            Some(exc) => {
-                m.exceptions += 1;
-                RunOutcome::Exception { exc, rip }
-            }
+            Some(exc) => match super::vcpu::raise(m, cpu, exc) {
+                Ok(()) => return ExitAction::Continue { link_from: None },
+                Err(outcome) => outcome,
+            },
             None => RunOutcome::InternalError(format!(
                 "exception with unknown vector {} at rip {rip:#x}",
                 cpu.exc_vector
@@ -72,13 +78,21 @@ pub fn handle_exit(m: &mut Machine, cpu: &CpuState, exit: u64) -> ExitAction {
         },
         ExitReason::Unsupported => {
             let bytes = m.insn_bytes(rip);
-            let what = describe(&bytes, rip, m.mode().bitness);
+            let what = describe(&bytes, rip, crate::system::mode::mode(cpu).bitness);
             RunOutcome::Unsupported { rip, bytes, what }
         }
         ExitReason::Stop => {
             RunOutcome::InternalError(format!("stop without a reason at rip {rip:#x}"))
         }
     })
+}
+
+/// The run outcome of a stop request.
+pub fn stop_outcome(req: StopRequest) -> RunOutcome {
+    match req {
+        StopRequest::DebugExit(v) => RunOutcome::DebugExit(v),
+        StopRequest::Internal(e) => RunOutcome::InternalError(e),
+    }
 }
 
 /// Whether a HLT left interrupts enabled (so only an interrupt, which no device can raise
@@ -113,7 +127,8 @@ mod tests {
     }
 
     fn exit(m: &mut Machine, cpu: &CpuState, r: ExitReason) -> ExitAction {
-        handle_exit(m, cpu, r as u64)
+        let mut cpu = cpu.clone();
+        handle_exit(m, &mut cpu, r as u64)
     }
 
     #[test]
@@ -215,11 +230,11 @@ mod tests {
         cpu.rflags |= rflags::IF;
         assert!(halted_with_interrupts(&cpu));
         assert!(matches!(
-            handle_exit(&mut m, &cpu, 0),
+            handle_exit(&mut m, &mut cpu, 0),
             ExitAction::Stop(RunOutcome::InternalError(_))
         ));
         assert!(matches!(
-            handle_exit(&mut m, &cpu, 77),
+            handle_exit(&mut m, &mut cpu, 77),
             ExitAction::Stop(RunOutcome::InternalError(_))
         ));
     }

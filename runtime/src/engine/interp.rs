@@ -19,10 +19,11 @@ use translator::interp::{run_block, InterpEnv};
 use translator::{CpuState, Exception, ExitReason, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
+use super::vcpu;
 use super::RunOutcome;
 use crate::helpers::run_helper;
 use crate::machine::{not_present, Executing, Machine};
-use crate::memory::{Access, GuestVirt};
+use crate::memory::Access;
 
 impl InterpEnv for Machine {
     fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
@@ -140,11 +141,12 @@ impl DecodeCache {
 /// with `cache`, the block is cached.
 fn decode_at(
     m: &mut Machine,
+    cpu: &CpuState,
     vpc: u64,
     mode: Mode,
     cache: bool,
 ) -> Result<Arc<[Instruction]>, Exception> {
-    let f = m.fetch_code(vpc)?;
+    let f = m.fetch_code(cpu, vpc)?;
     let max = if cache { MAX_BLOCK_INSNS } else { 1 };
     let block = decode_block(&f.bytes, vpc, mode, max);
     if block.insns.is_empty() {
@@ -165,11 +167,16 @@ fn decode_at(
 }
 
 /// The block at guest-virtual `vpc`, from the decode cache or freshly decoded.
-fn fetch_block(m: &mut Machine, vpc: u64, mode: Mode) -> Result<Arc<[Instruction]>, Exception> {
-    let phys = m.mmu.translate(GuestVirt(vpc), Access::Fetch)?;
+fn fetch_block(
+    m: &mut Machine,
+    cpu: &CpuState,
+    vpc: u64,
+    mode: Mode,
+) -> Result<Arc<[Instruction]>, Exception> {
+    let phys = m.translate_code(cpu, vpc)?;
     match m.decoded.get(phys.0, mode.key(), vpc) {
         Some(block) => Ok(block),
-        None => decode_at(m, vpc, mode, true),
+        None => decode_at(m, cpu, vpc, mode, true),
     }
 }
 
@@ -193,23 +200,48 @@ fn execute(
     }
 }
 
-/// The outcome of a failed instruction fetch at `rip`.
-fn fetch_fault(m: &mut Machine, exc: Exception, rip: u64) -> RunOutcome {
-    m.exceptions += 1;
-    RunOutcome::Exception { exc, rip }
+/// A failed instruction fetch at `cpu.rip`: delivered to the guest; `Some` if that stops
+/// the run.
+fn fetch_fault(m: &mut Machine, cpu: &mut CpuState, exc: Exception) -> Option<RunOutcome> {
+    vcpu::raise(m, cpu, exc).err()
 }
 
 /// Runs the guest with the interpreter until something stops it.
 pub fn run(m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+    vcpu::with_slices(m, cpu, run_slices)
+}
+
+fn run_slices(m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
     m.executing = Executing::Interp;
-    let mode = m.mode();
+    vcpu::open_slice(m, cpu);
+    if let Err(outcome) = vcpu::service(m, cpu) {
+        return outcome;
+    }
     loop {
-        if cpu.icount >= cpu.icount_limit {
-            return RunOutcome::InstructionLimit;
+        if cpu.icount >= cpu.icount_limit || m.halted {
+            if cpu.icount >= m.insn_limit {
+                return RunOutcome::InstructionLimit;
+            }
+            if let Err(outcome) = vcpu::service(m, cpu) {
+                return outcome;
+            }
+            if let Some(stop) = m.stop.take() {
+                return super::exit::stop_outcome(stop);
+            }
         }
-        let block = match fetch_block(m, cpu.rip, mode) {
+        if cpu.rflags & translator::state::rflags::TF != 0 {
+            if let Err(outcome) = vcpu::single_step_trap(m, cpu) {
+                return outcome;
+            }
+            continue;
+        }
+        let mode = crate::system::mode::mode(cpu);
+        let block = match fetch_block(m, cpu, cpu.rip, mode) {
             Ok(block) => block,
-            Err(exc) => return fetch_fault(m, exc, cpu.rip),
+            Err(exc) => match fetch_fault(m, cpu, exc) {
+                Some(outcome) => return outcome,
+                None => continue,
+            },
         };
         // Never run past the instruction limit: the count must stop exactly there.
         let room = usize::try_from(cpu.icount_limit - cpu.icount).unwrap_or(usize::MAX);
@@ -224,10 +256,10 @@ pub fn run(m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
 /// decoding (the DBT engine's way through a store to translated code). `None` to continue.
 pub fn single_step(m: &mut Machine, cpu: &mut CpuState) -> Option<RunOutcome> {
     m.executing = Executing::Interp;
-    let mode = m.mode();
-    let insns = match decode_at(m, cpu.rip, mode, false) {
+    let mode = crate::system::mode::mode(cpu);
+    let insns = match decode_at(m, cpu, cpu.rip, mode, false) {
         Ok(insns) => insns,
-        Err(exc) => return Some(fetch_fault(m, exc, cpu.rip)),
+        Err(exc) => return fetch_fault(m, cpu, exc),
     };
     execute(m, cpu, &insns[..1], mode)
 }
@@ -253,16 +285,19 @@ mod tests {
         // mov eax, 1 ; mov ebx, 2 ; jmp to self-2 ...
         let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0, 0xBB, 2, 0, 0, 0], 0x1000);
         let mode = Mode::LONG64_CPL0;
-        let i = fetch_block(&mut m, 0x1000, mode).unwrap()[0];
+        let i = fetch_block(&mut m, &CpuState::default(), 0x1000, mode).unwrap()[0];
         assert_eq!(i.len(), 5);
         assert_eq!(m.decoded.stats().misses, 1);
-        assert_eq!(fetch_block(&mut m, 0x1000, mode).unwrap()[1].len(), 5);
+        assert_eq!(
+            fetch_block(&mut m, &CpuState::default(), 0x1000, mode).unwrap()[1].len(),
+            5
+        );
         assert_eq!(m.decoded.stats().hits, 1, "the block was decoded once");
         assert!(m.decoded.page_has_insns(0x1FFF));
         // A guest store to the page drops it.
         m.write_virt(0x1006, 1, 7).unwrap();
         assert!(!m.decoded.page_has_insns(0x1000));
-        let i = fetch_block(&mut m, 0x1005, mode).unwrap()[0];
+        let i = fetch_block(&mut m, &CpuState::default(), 0x1005, mode).unwrap()[0];
         assert_eq!(i.immediate32(), 7);
         assert_eq!(m.decoded.stats().misses, 2);
     }
@@ -271,7 +306,7 @@ mod tests {
     fn instructions_crossing_a_page_are_listed_on_both() {
         // nop ... then a 5-byte mov straddling 0x2000.
         let (mut m, _) = machine_with(&[0xB8, 1, 0, 0, 0], 0x1FFE);
-        fetch_block(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap();
+        fetch_block(&mut m, &CpuState::default(), 0x1FFE, Mode::LONG64_CPL0).unwrap();
         assert!(m.decoded.page_has_insns(0x2000));
         m.write_virt(0x2001, 1, 9).unwrap();
         let key = Mode::LONG64_CPL0.key();
@@ -280,7 +315,8 @@ mod tests {
             "dropped with the second page"
         );
         assert_eq!(
-            fetch_block(&mut m, 0x1FFE, Mode::LONG64_CPL0).unwrap()[0].immediate32(),
+            fetch_block(&mut m, &CpuState::default(), 0x1FFE, Mode::LONG64_CPL0).unwrap()[0]
+                .immediate32(),
             0x0009_0001
         );
     }
@@ -292,7 +328,7 @@ mod tests {
         // A REX prefix in the very last byte: the instruction runs off the end.
         m.ram.write(GuestPhys(MIN_RAM - 1), &[0x48]).unwrap();
         assert_eq!(
-            fetch_block(&mut m, MIN_RAM - 1, mode).unwrap_err(),
+            fetch_block(&mut m, &CpuState::default(), MIN_RAM - 1, mode).unwrap_err(),
             Exception::PageFault {
                 addr: MIN_RAM,
                 code: 0x10

@@ -8,8 +8,31 @@
 pub mod dbt;
 pub mod exit;
 pub mod interp;
+pub mod trap;
+pub mod vcpu;
 
-use translator::Exception;
+use translator::{CpuState, Exception};
+
+use crate::machine::Machine;
+
+/// Runs a hypercall for generated code, the interpreter or the trap handler (see
+/// [`translator::sensitive`] for the contract), then turns the handler's requests into run
+/// loop state: HLT parks the vCPU, a possibly unmasked interrupt ends the slice.
+pub fn hypercall_entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u64 {
+    if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
+        *n += 1;
+    }
+    let r = crate::system::hypercall::hypercall(m, cpu, args[0], args[1], args[2]);
+    if cpu.status == translator::ExitReason::Halt as u64 {
+        cpu.status = 0;
+        m.halted = true;
+        cpu.icount_limit = 0;
+    }
+    if std::mem::take(&mut m.interrupt_check) {
+        cpu.icount_limit = 0;
+    }
+    r
+}
 
 /// Which engine executes guest code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -19,6 +42,9 @@ pub enum Engine {
     Dbt,
     /// The interpreter: the same semantics evaluated one instruction at a time.
     Interp,
+    /// Trap-and-emulate: translated as `Dbt`, but each sensitive instruction is a real host
+    /// trap handled by a signal handler ([`trap`]).
+    Trap,
 }
 
 impl Engine {
@@ -27,6 +53,7 @@ impl Engine {
         match self {
             Engine::Dbt => "dbt",
             Engine::Interp => "interp",
+            Engine::Trap => "trap",
         }
     }
 }
@@ -39,8 +66,10 @@ pub enum RunOutcome {
     /// The guest executed HLT. No interrupt source exists yet, so nothing can wake it (with
     /// IF=0 this is the guest's clean way to stop).
     Halted,
-    /// A guest exception. There is no IDT delivery yet, so any exception stops the VM;
-    /// `rip` is the faulting instruction.
+    /// A guest exception raised before the guest loaded an IDT (IDTR base and limit both
+    /// zero, as at reset for the bare-metal ELF guests): nothing could handle it, so the VM
+    /// stops and reports it instead of escalating to a triple fault. `rip` is the faulting
+    /// instruction.
     Exception {
         /// The exception.
         exc: Exception,
@@ -55,6 +84,12 @@ pub enum RunOutcome {
         bytes: Vec<u8>,
         /// What it is and why it is unsupported.
         what: String,
+    },
+    /// Delivering an exception or interrupt faulted while delivering #DF: the processor
+    /// would shut down. `report` names the exception chain and dumps the guest state.
+    TripleFault {
+        /// The report.
+        report: String,
     },
     /// The guest executed the configured number of instructions.
     InstructionLimit,
@@ -77,6 +112,7 @@ impl std::fmt::Display for RunOutcome {
                 }
                 write!(f, "]: {what}")
             }
+            RunOutcome::TripleFault { report } => write!(f, "triple fault: {report}"),
             RunOutcome::InstructionLimit => write!(f, "instruction limit reached"),
             RunOutcome::InternalError(e) => write!(f, "internal error: {e}"),
         }
