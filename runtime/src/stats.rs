@@ -172,8 +172,10 @@ mod tests {
 
     #[test]
     fn display_lists_hypercalls_by_kind() {
-        let mut s = Stats::default();
-        s.hypercalls = vec![(Hypercall::Out, 12), (Hypercall::Cli, 0)];
+        let mut s = Stats {
+            hypercalls: vec![(Hypercall::Out, 12), (Hypercall::Cli, 0)],
+            ..Stats::default()
+        };
         s.helpers.0[Helper::MemRead as usize] = 3;
         s.exceptions_by_vector[14] = 2;
         let text = s.to_string();

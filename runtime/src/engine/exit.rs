@@ -151,6 +151,7 @@ mod tests {
     #[test]
     fn budget_stops_only_at_the_limit() {
         let mut m = machine();
+        m.insn_limit = 10;
         let mut cpu = CpuState {
             icount: 5,
             icount_limit: 10,

@@ -70,6 +70,8 @@ pub fn with_slices(
     body: impl FnOnce(&mut Machine, &mut CpuState) -> RunOutcome,
 ) -> RunOutcome {
     m.insn_limit = cpu.icount_limit;
+    // A new run resumes a vCPU that an earlier run left halted (the host decides).
+    m.halted = false;
     let outcome = body(m, cpu);
     cpu.icount_limit = m.insn_limit;
     outcome

@@ -60,7 +60,7 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
             args.op_size = string_elem_size(&insn);
             args.extra = u8::from(insn.has_rep_prefix() || insn.has_repne_prefix());
             if entry.call == H::Outs {
-                args.extra |= (seg_index(insn.memory_segment()) as u8) << 4;
+                args.extra |= seg_index(insn.memory_segment()) << 4;
             }
         }
         H::Pushf => args.op_size = push_size(&insn, ctx.mode().bitness),
