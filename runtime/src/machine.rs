@@ -527,7 +527,10 @@ impl Machine {
         access: Access,
         privilege: Privilege,
     ) -> Result<Target, Exception> {
-        if regs.unprotected() {
+        // Real mode and the foundation's non-architectural "long mode without paging" (the
+        // ELF64 guests) keep the flat model: exactly RAM, anything else a not-present #PF.
+        let flat64 = regs.efer & translator::state::cr::EFER_LMA != 0 && !regs.paging();
+        if regs.unprotected() || flat64 {
             return self
                 .mmu
                 .translate(GuestVirt(lin), access)
@@ -562,7 +565,10 @@ impl Machine {
         access: Access,
         privilege: Privilege,
     ) -> Result<Target, Exception> {
-        if regs.unprotected() {
+        // Real mode and the foundation's non-architectural "long mode without paging" (the
+        // ELF64 guests) keep the flat model: exactly RAM, anything else a not-present #PF.
+        let flat64 = regs.efer & translator::state::cr::EFER_LMA != 0 && !regs.paging();
+        if regs.unprotected() || flat64 {
             return self
                 .mmu
                 .translate(GuestVirt(lin), access)

@@ -330,6 +330,8 @@ pub static TABLE: &[Entry] = &[
     row(Mnemonic::Swapgs, Priv, H::Swapgs, false, false),
     row(Mnemonic::Sysret, Priv, H::Sysret, false, true),
     row(Mnemonic::Sysexit, Priv, H::Sysexit, false, true),
+    row(Mnemonic::Sysretq, Priv, H::Sysret, false, true),
+    row(Mnemonic::Sysexitq, Priv, H::Sysexit, false, true),
     row(Mnemonic::Xsetbv, Priv, H::Xsetbv, false, false),
     // MOV CRn/DRn: refined by operand in `lookup`.
     row(Mnemonic::Mov, Priv, H::MovToCr, false, true),

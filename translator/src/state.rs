@@ -348,24 +348,17 @@ impl Default for CpuState {
             helper_out: [0; 4],
             runtime: 0,
             cpl: 0,
-            // The foundation's machine: 64-bit code at CPL 0 with flat segments (the
-            // runtime's `reset_long_flat64` state).
-            seg: {
-                let data = Segment::flat(0x10, 0x93 | seg_attr::DB | seg_attr::G);
-                let mut s = [data; 6];
-                s[seg::CS] = Segment::flat(0x08, 0x9B | seg_attr::L | seg_attr::G);
-                s
-            },
+            seg: [Segment::default(); 6],
             ldtr: Segment::default(),
             tr: Segment::default(),
             gdtr: DescTable::default(),
             idtr: DescTable::default(),
-            cr0: cr::CR0_PE | cr::CR0_ET,
+            cr0: 0,
             cr2: 0,
             cr3: 0,
             cr4: 0,
             cr8: 0,
-            efer: cr::EFER_LME | cr::EFER_LMA,
+            efer: 0,
             xcr0: 1,
             dr: [0, 0, 0, 0, 0, 0, 0xFFFF_0FF0, 0x400],
             msr: Msrs::default(),

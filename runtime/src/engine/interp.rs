@@ -273,10 +273,11 @@ mod tests {
     fn machine_with(code: &[u8], at: u64) -> (Machine, CpuState) {
         let mut m = Machine::new(MIN_RAM, SerialSink::Capture).unwrap();
         m.ram.write(GuestPhys(at), code).unwrap();
-        let cpu = CpuState {
+        let mut cpu = CpuState {
             rip: at,
             ..Default::default()
         };
+        crate::system::mode::reset_long_flat64(&mut cpu);
         (m, cpu)
     }
 
