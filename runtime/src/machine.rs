@@ -55,6 +55,8 @@ pub enum StopRequest {
     DebugExit(u32),
     /// A runtime bug was caught (e.g. a panic inside a helper).
     Internal(String),
+    /// A software interrupt's delivery ended in a triple fault; the report.
+    TripleFault(String),
 }
 
 /// Result of a guest store.

@@ -30,7 +30,7 @@ use testsuite::diff::case::generate;
 use testsuite::diff::forms::all_forms;
 use testsuite::diff::rng::Rng;
 use translator::state::rflags;
-use translator::{CpuState, Helper};
+use translator::CpuState;
 
 const RAM: u64 = 2 << 20;
 const SCRATCH: u64 = 0x1000;
@@ -197,9 +197,19 @@ impl Engineer {
         cpu.rflags = b.rflags;
         cpu.icount = 0;
         cpu.icount_limit = LIMIT;
-        let tsc_reads = vm.machine().counters.get(Helper::Rdtsc);
+        let tsc = |vm: &Vm| {
+            use translator::sensitive::Hypercall;
+            let h = &vm.machine().hypercalls;
+            // Time sources: the TSC, and port reads (the PIT counters and port 0x61's
+            // refresh bit follow host time).
+            h[Hypercall::Rdtsc as usize]
+                + h[Hypercall::Rdtscp as usize]
+                + h[Hypercall::In as usize]
+                + h[Hypercall::Ins as usize]
+        };
+        let tsc_reads = tsc(vm);
         let outcome = vm.run();
-        let read_tsc = vm.machine().counters.get(Helper::Rdtsc) != tsc_reads;
+        let read_tsc = tsc(vm) != tsc_reads;
         let cpu = vm.cpu();
         let ram = &vm.machine().ram;
         let slice = |a: u64, n: usize| {

@@ -92,6 +92,7 @@ pub fn stop_outcome(req: StopRequest) -> RunOutcome {
     match req {
         StopRequest::DebugExit(v) => RunOutcome::DebugExit(v),
         StopRequest::Internal(e) => RunOutcome::InternalError(e),
+        StopRequest::TripleFault(report) => RunOutcome::TripleFault { report },
     }
 }
 

@@ -43,8 +43,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if !m.halted {
             break;
         }
-        if cpu.rflags & rflags::IF == 0 {
-            // Nothing can wake the vCPU (no NMI source): the guest's way to stop.
+        if cpu.rflags & rflags::IF == 0 || (cpu.idtr.base == 0 && cpu.idtr.limit == 0) {
+            // Nothing can wake the vCPU (no NMI source), or no IDT could take the interrupt
+            // (the bare-metal ELF guests): the guest's way to stop.
             return Err(RunOutcome::Halted);
         }
         let Some(next) = m.platform.next_event_ns() else {

@@ -224,7 +224,7 @@ pub fn dispatch(
             }
             Flow::Jumped
         }
-        H::Int => software_interrupt(m, cpu, args, next),
+        H::Int => software_interrupt(m, cpu, args, next)?,
         // ---- port I/O
         H::In => Flow::Value(io::port_in(m, cpu, b as u16, op)?),
         H::Out => port_flow(io::port_out(m, cpu, b as u16, op, c)?),
@@ -382,21 +382,34 @@ fn software_interrupt(
     cpu: &mut CpuState,
     args: &HypercallArgs,
     next: u64,
-) -> Flow {
+) -> Result<Flow, Exception> {
     let kind = match args.extra2 {
         1 => SoftKind::Int3,
         2 => SoftKind::Into,
         3 => SoftKind::Int1,
         _ => SoftKind::IntN,
     };
+    if cpu.idtr.base == 0 && cpu.idtr.limit == 0 {
+        // No IDT was ever loaded (the bare-metal ELF guests): report the event as the
+        // run loop reports exceptions then (`RunOutcome::Exception`), at the instruction.
+        return match kind {
+            SoftKind::Int3 => Err(Exception::Breakpoint),
+            SoftKind::Int1 => Err(Exception::Debug),
+            SoftKind::Into if cpu.full_rflags() & translator::state::rflags::OF == 0 => {
+                Ok(Flow::Next)
+            }
+            SoftKind::Into => Err(Exception::Overflow),
+            SoftKind::IntN => Err(Exception::GeneralProtection(u16::from(args.extra) * 8 + 2)),
+        };
+    }
     let event = Event::Software {
         vector: args.extra,
         kind,
     };
-    match deliver(m, cpu, event, next) {
+    Ok(match deliver(m, cpu, event, next) {
         Ok(()) => Flow::Jumped,
         Err(DeliveryError::TripleFault { report }) => Flow::TripleFault(report),
-    }
+    })
 }
 
 /// The flow of a completed port instruction.
@@ -455,7 +468,7 @@ pub fn counters(m: &Machine) -> HypercallCounters {
 
 /// Stop the VM: software-interrupt delivery triple-faulted (see the wiring note).
 fn stop_triple_fault(m: &mut Machine, report: String) {
-    m.stop = Some(StopRequest::Internal(format!("triple fault: {report}")));
+    m.stop = Some(StopRequest::TripleFault(report));
 }
 
 /// Stop the VM for a runtime bug (an unknown hypercall number).
