@@ -748,19 +748,37 @@ mod tests {
     }
 
     #[test]
-    fn int_without_an_idt_triple_faults() {
+    fn int_through_a_too_small_idt_triple_faults() {
         let (mut m, mut cpu) = setup();
         long64(&mut cpu, 0);
-        cpu.idtr = Default::default();
+        cpu.idtr = translator::state::DescTable {
+            base: 0x2000,
+            limit: 0xF,
+        };
         let int = HypercallArgs {
             extra: 0x80,
             ..args(Hypercall::Int, 2)
         };
         call(&mut m, &mut cpu, int, 0, 0);
         assert_eq!((cpu.status, cpu.rip), (ExitReason::Stop as u64, 0x1000));
-        let Some(StopRequest::Internal(report)) = &m.stop else {
+        let Some(StopRequest::TripleFault(report)) = &m.stop else {
             panic!("{:?}", m.stop);
         };
-        assert!(report.starts_with("triple fault"), "{report}");
+        assert!(report.contains("#DF"), "{report}");
+    }
+
+    #[test]
+    fn int_before_any_idt_is_reported_as_an_exception() {
+        let (mut m, mut cpu) = setup();
+        long64(&mut cpu, 0);
+        cpu.idtr = Default::default();
+        let int3 = HypercallArgs {
+            extra: 3,
+            extra2: 1,
+            ..args(Hypercall::Int, 1)
+        };
+        call(&mut m, &mut cpu, int3, 0, 0);
+        assert_eq!(cpu.rip, 0x1000);
+        assert_eq!(cpu.exception(), Some(Exception::Breakpoint));
     }
 }
