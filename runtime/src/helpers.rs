@@ -16,7 +16,6 @@ use translator::semantics::muldiv::divide;
 use translator::state::rflags;
 use translator::{CpuState, ExitReason, Helper};
 
-use crate::devices::IoAction;
 use crate::machine::{Machine, StopRequest, WriteOutcome};
 use crate::memory::{Access, GuestVirt};
 
@@ -74,66 +73,8 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
                 }
             }
         }
-        Helper::IoIn => m.bus.read(a as u16, b as usize),
-        Helper::IoOut => {
-            if let IoAction::Exit(v) = m.bus.write(a as u16, b as usize, c) {
-                m.stop = Some(StopRequest::DebugExit(v));
-                cpu.status = ExitReason::Stop as u64;
-            }
-            0
-        }
-        // The block leaves with ExitReason::Halt; the dispatcher decides what halting means.
-        Helper::Hlt => 0,
-        Helper::Cli => {
-            cpu.rflags &= !rflags::IF;
-            0
-        }
-        Helper::Sti => {
-            cpu.rflags |= rflags::IF;
-            0
-        }
-        Helper::Pushf => pushf_image(cpu.rflags, a),
-        Helper::Popf => popf(cpu, a, b),
-        Helper::Cpuid => {
-            let [eax, ebx, ecx, edx] = crate::cpuid::cpuid(a as u32, b as u32);
-            cpu.helper_out[0] = ebx as u64;
-            cpu.helper_out[1] = ecx as u64;
-            cpu.helper_out[2] = edx as u64;
-            eax as u64
-        }
-        Helper::Rdtsc => m.tsc.read(),
         Helper::Lookup => lookup(m, cpu, a),
     }
-}
-
-/// The RFLAGS image PUSHF pushes: `rflags` with the arithmetic flags replaced by `arith`, and
-/// VM and RF read as zero (as in the manual's PUSHF operation).
-pub fn pushf_image(rflags: u64, arith: u64) -> u64 {
-    (rflags & !(rflags::ARITH | rflags::VM | rflags::RF)) | (arith & rflags::ARITH) | rflags::FIXED
-}
-
-/// The flags POPF may write at CPL 0: the arithmetic flags, TF, IF, DF, IOPL, NT, AC and ID.
-pub const POPF_WRITABLE_CPL0: u64 = rflags::ARITH
-    | rflags::TF
-    | rflags::IF
-    | rflags::DF
-    | rflags::IOPL
-    | rflags::NT
-    | rflags::AC
-    | rflags::ID;
-
-/// POPF at CPL 0: writes the non-arithmetic flags of `value` to `cpu.rflags` and returns the
-/// new arithmetic flags (the caller installs them). A 2-byte POPF changes only bits 15..0;
-/// wider forms also clear RF. VM, VIF, VIP and reserved bits never change.
-pub fn popf(cpu: &mut CpuState, value: u64, size: u64) -> u64 {
-    let (mask, clear) = if size == 2 {
-        (POPF_WRITABLE_CPL0 & 0xFFFF, 0)
-    } else {
-        (POPF_WRITABLE_CPL0, rflags::RF)
-    };
-    let non_arith = mask & !rflags::ARITH;
-    cpu.rflags = ((cpu.rflags & !non_arith & !clear) | (value & non_arith)) | rflags::FIXED;
-    value & mask & rflags::ARITH
 }
 
 /// Indirect-branch lookup: the host code of the block for guest `target` in the current
@@ -249,15 +190,6 @@ shims! {
     shim_flags => FlagsMaterialize,
     shim_div => DivU,
     shim_idiv => DivS,
-    shim_in => IoIn,
-    shim_out => IoOut,
-    shim_hlt => Hlt,
-    shim_cli => Cli,
-    shim_sti => Sti,
-    shim_pushf => Pushf,
-    shim_popf => Popf,
-    shim_cpuid => Cpuid,
-    shim_rdtsc => Rdtsc,
     shim_hypercall => Hypercall,
     shim_lookup => Lookup,
 }
@@ -268,7 +200,22 @@ mod tests {
     use crate::devices::SerialSink;
     use crate::memory::{GuestPhys, MIN_RAM};
     use rflags::*;
+    use translator::sensitive::{Hypercall as H, HypercallArgs};
     use translator::Exception;
+
+    /// Packed hypercall arguments of `kind` for an instruction of `len` bytes.
+    fn args(kind: H, len: u8) -> u64 {
+        HypercallArgs {
+            kind,
+            len,
+            op_size: 4,
+            addr_size: 8,
+            extra: 0,
+            extra2: 0,
+            imm: 0,
+        }
+        .encode()
+    }
 
     fn setup() -> (Box<Machine>, Box<CpuState>) {
         let m = Box::new(Machine::new(MIN_RAM, SerialSink::Capture).unwrap());
@@ -276,64 +223,31 @@ mod tests {
     }
 
     #[test]
-    fn pushf_image_replaces_arith_and_hides_vm_rf() {
-        let rf = IF | DF | RF | VM | CF | ZF;
-        assert_eq!(pushf_image(rf, OF | SF), IF | DF | OF | SF | FIXED);
-        assert_eq!(pushf_image(0, 0), FIXED, "bit 1 always reads as one");
-    }
-
-    #[test]
-    fn popf_cpl0_masks() {
-        let mut cpu = CpuState {
-            rflags: FIXED | RF | VM | VIF | VIP,
-            ..Default::default()
-        };
-        let arith = popf(&mut cpu, u64::MAX, 8);
-        assert_eq!(arith, ARITH);
-        let expected = FIXED | TF | IF | DF | IOPL | NT | AC | ID | VM | VIF | VIP;
-        assert_eq!(
-            cpu.rflags, expected,
-            "RF cleared, VM/VIF/VIP kept, reserved bits stay 0"
-        );
-
-        let mut cpu = CpuState {
-            rflags: FIXED | IF | AC | RF,
-            ..Default::default()
-        };
-        assert_eq!(popf(&mut cpu, 0, 8), 0);
-        assert_eq!(cpu.rflags, FIXED);
-
-        // 16-bit POPF: only bits 15..0 change, RF and AC survive.
-        let mut cpu = CpuState {
-            rflags: FIXED | AC | RF | ID,
-            ..Default::default()
-        };
-        let arith = popf(&mut cpu, 0xFFFF_FFFF, 2);
-        assert_eq!(arith, ARITH);
-        assert_eq!(cpu.rflags, FIXED | AC | RF | ID | TF | IF | DF | IOPL | NT);
-    }
-
-    #[test]
     fn cli_sti_flags_and_materialize() {
         let (mut m, mut cpu) = setup();
-        run_helper(&mut m, &mut cpu, Helper::Sti, [0; 3]);
+        run_helper(&mut m, &mut cpu, Helper::Hypercall, [args(H::Sti, 1), 0, 0]);
         assert_ne!(cpu.rflags & IF, 0);
-        run_helper(&mut m, &mut cpu, Helper::Cli, [0; 3]);
+        run_helper(&mut m, &mut cpu, Helper::Hypercall, [args(H::Cli, 1), 0, 0]);
         assert_eq!(cpu.rflags & IF, 0);
         cpu.rflags |= CF;
         assert_eq!(
             run_helper(&mut m, &mut cpu, Helper::FlagsMaterialize, [0; 3]),
             CF
         );
-        assert_eq!(m.counters.get(Helper::Cli), 1);
+        assert_eq!(m.hypercalls[H::Cli as usize], 1);
     }
 
     #[test]
     fn cpuid_returns_the_model_in_helper_out() {
         let (mut m, mut cpu) = setup();
-        let eax = run_helper(&mut m, &mut cpu, Helper::Cpuid, [0, 0, 0]);
-        assert_eq!(eax, crate::cpuid::MAX_BASIC_LEAF as u64);
-        let [ebx, ecx, edx] = [cpu.helper_out[0], cpu.helper_out[1], cpu.helper_out[2]];
+        run_helper(
+            &mut m,
+            &mut cpu,
+            Helper::Hypercall,
+            [args(H::Cpuid, 2), 0, 0],
+        );
+        assert_eq!(cpu.gpr[0], crate::cpuid::MAX_BASIC_LEAF as u64);
+        let [ebx, ecx, edx] = [cpu.gpr[3], cpu.gpr[1], cpu.gpr[2]];
         let mut s = Vec::new();
         for r in [ebx, edx, ecx] {
             s.extend_from_slice(&(r as u32).to_le_bytes());
@@ -395,17 +309,25 @@ mod tests {
     #[test]
     fn port_helpers_reach_devices_and_debug_exit_stops() {
         let (mut m, mut cpu) = setup();
-        run_helper(&mut m, &mut cpu, Helper::IoOut, [0x3F8, 1, b'x' as u64]);
+        let port = |kind, size| {
+            let a = HypercallArgs {
+                op_size: size,
+                ..HypercallArgs::decode(args(kind, 1)).unwrap()
+            };
+            a.encode()
+        };
+        let hc = Helper::Hypercall;
+        run_helper(&mut m, &mut cpu, hc, [port(H::Out, 1), 0x3F8, b'x' as u64]);
         assert_eq!(m.serial().captured(), b"x");
-        let lsr = run_helper(&mut m, &mut cpu, Helper::IoIn, [0x3FD, 1, 0]);
+        let lsr = run_helper(&mut m, &mut cpu, hc, [port(H::In, 1), 0x3FD, 0]);
         assert_ne!(lsr & 0x20, 0, "THR empty");
         assert_eq!(
-            run_helper(&mut m, &mut cpu, Helper::IoIn, [0x1234, 2, 0]),
+            run_helper(&mut m, &mut cpu, hc, [port(H::In, 2), 0x1234, 0]),
             0xFFFF
         );
-        run_helper(&mut m, &mut cpu, Helper::IoOut, [0x80, 1, 0x11]);
+        run_helper(&mut m, &mut cpu, hc, [port(H::Out, 1), 0x80, 0x11]);
         assert_eq!(cpu.status, 0);
-        run_helper(&mut m, &mut cpu, Helper::IoOut, [0xF4, 4, 0x2A]);
+        run_helper(&mut m, &mut cpu, hc, [port(H::Out, 4), 0xF4, 0x2A]);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
         assert_eq!(m.stop, Some(StopRequest::DebugExit(0x2A)));
         assert_eq!(m.bus.stats().unclaimed_reads, 1);
@@ -414,8 +336,17 @@ mod tests {
     #[test]
     fn rdtsc_is_monotonic() {
         let (mut m, mut cpu) = setup();
-        let a = run_helper(&mut m, &mut cpu, Helper::Rdtsc, [0; 3]);
-        let b = run_helper(&mut m, &mut cpu, Helper::Rdtsc, [0; 3]);
+        let mut read = || {
+            run_helper(
+                &mut m,
+                &mut cpu,
+                Helper::Hypercall,
+                [args(H::Rdtsc, 2), 0, 0],
+            );
+            (cpu.gpr[2] << 32) | cpu.gpr[0]
+        };
+        let a = read();
+        let b = read();
         assert!(b > a);
     }
 
@@ -442,14 +373,14 @@ mod tests {
         let (mut m, mut cpu) = setup();
         cpu.runtime = &mut *m as *mut Machine as usize;
         let cpu_ptr: *mut CpuState = &mut *cpu;
-        let r = guarded(Helper::IoOut, cpu_ptr, |_, _| panic!("device exploded"));
+        let r = guarded(Helper::Hypercall, cpu_ptr, |_, _| panic!("device exploded"));
         assert_eq!(r, 0);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
         let Some(StopRequest::Internal(note)) = &m.stop else {
             panic!("expected an internal-error stop, got {:?}", m.stop);
         };
         assert!(
-            note.contains("out helper") && note.contains("device exploded"),
+            note.contains("hypercall helper") && note.contains("device exploded"),
             "{note}"
         );
     }
@@ -458,7 +389,7 @@ mod tests {
     fn a_shim_without_a_machine_stops_instead_of_crashing() {
         let mut cpu = CpuState::default();
         // SAFETY: as above.
-        let f: HelperFn = unsafe { std::mem::transmute(helper_addr(Helper::Rdtsc)) };
+        let f: HelperFn = unsafe { std::mem::transmute(helper_addr(Helper::Hypercall)) };
         assert_eq!(f(&mut cpu, 0, 0, 0), 0);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
     }

@@ -106,10 +106,11 @@ impl fmt::Display for Stats {
             "interp decode cache    {} hits, {} misses, {} pages invalidated",
             self.decode.hits, self.decode.misses, self.decode.invalidated_pages
         )?;
-        let calls = |hyper: bool| -> String {
+        // Hypercalls are listed by kind below; the other helpers by helper.
+        let helper_calls = || -> String {
             let v: Vec<String> = Helper::ALL
                 .iter()
-                .filter(|h| h.is_hypercall() == hyper && self.helpers.get(**h) > 0)
+                .filter(|h| !h.is_hypercall() && self.helpers.get(**h) > 0)
                 .map(|&h| format!("{} {}", h.name(), self.helpers.get(h)))
                 .collect();
             if v.is_empty() {
@@ -153,7 +154,7 @@ impl fmt::Display for Stats {
              (inline hits in generated code are not counted)",
             self.tlb.hits, self.tlb.misses, self.tlb.flushes, self.tlb.page_invalidations
         )?;
-        writeln!(f, "helper calls           {}", calls(false))?;
+        writeln!(f, "helper calls           {}", helper_calls())?;
         write!(
             f,
             "unclaimed ports        {} reads, {} writes",

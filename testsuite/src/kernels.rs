@@ -502,7 +502,17 @@ pub fn popek_binary() -> Result<PathBuf, KernelError> {
 /// Run `image` under the workspace's `popek run --kernel IMAGE --engine ENGINE`, whose stdout
 /// is the guest's serial output, for at most `timeout`.
 pub fn run_popek(image: &Path, engine: &str, timeout: Duration) -> Result<KernelRun, KernelError> {
-    let mut cmd = Command::new(popek_binary()?);
+    run_popek_with(&popek_binary()?, image, engine, timeout)
+}
+
+/// As [`run_popek`], with the `popek` binary given (tools outside the test executables).
+pub fn run_popek_with(
+    popek: &Path,
+    image: &Path,
+    engine: &str,
+    timeout: Duration,
+) -> Result<KernelRun, KernelError> {
+    let mut cmd = Command::new(popek);
     cmd.args(["run", "--mem", "128M", "--engine", engine, "--kernel"])
         .arg(image);
     run_captured(cmd, timeout)

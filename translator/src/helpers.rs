@@ -1,5 +1,5 @@
-//! Runtime helpers that generated code and the interpreter call: hypercalls for sensitive
-//! instructions, the memory slow path, and operations too large to inline.
+//! Runtime helpers that generated code and the interpreter call: the hypercall of every
+//! sensitive instruction, the memory slow path, and operations too large to inline.
 //!
 //! Every helper has one calling shape, `extern "C" fn(cpu: *mut CpuState, a: u64, b: u64,
 //! c: u64) -> u64`, so the JIT emits one kind of call and the runtime implements one table.
@@ -25,25 +25,6 @@ pub enum Helper {
     DivU,
     /// Signed divide, as [`Helper::DivU`].
     DivS,
-    /// IN: (port, size in bytes) -> value.
-    IoIn,
-    /// OUT: (port, size in bytes, value).
-    IoOut,
-    /// HLT.
-    Hlt,
-    /// CLI.
-    Cli,
-    /// STI.
-    Sti,
-    /// PUSHF: (materialized arithmetic flags) -> the RFLAGS image to push.
-    Pushf,
-    /// POPF: (popped value, operand size in bytes) -> new arithmetic flags; other bits are
-    /// written to `rflags` by the runtime under the guest's privilege rules.
-    Popf,
-    /// CPUID: (eax, ecx) -> eax; ebx, ecx, edx in `helper_out[0..3]`.
-    Cpuid,
-    /// RDTSC -> the 64-bit virtual TSC.
-    Rdtsc,
     /// A sensitive instruction: (packed [`crate::sensitive::HypercallArgs`], b, c) -> the
     /// destination value. See the contract in [`crate::sensitive`].
     Hypercall,
@@ -54,21 +35,12 @@ pub enum Helper {
 
 impl Helper {
     /// Every helper, in table order.
-    pub const ALL: [Helper; 16] = [
+    pub const ALL: [Helper; 7] = [
         Helper::MemRead,
         Helper::MemWrite,
         Helper::FlagsMaterialize,
         Helper::DivU,
         Helper::DivS,
-        Helper::IoIn,
-        Helper::IoOut,
-        Helper::Hlt,
-        Helper::Cli,
-        Helper::Sti,
-        Helper::Pushf,
-        Helper::Popf,
-        Helper::Cpuid,
-        Helper::Rdtsc,
         Helper::Hypercall,
         Helper::Lookup,
     ];
@@ -77,35 +49,13 @@ impl Helper {
     pub const fn can_stop(self) -> bool {
         matches!(
             self,
-            Helper::MemRead
-                | Helper::MemWrite
-                | Helper::DivU
-                | Helper::DivS
-                | Helper::IoIn
-                | Helper::IoOut
-                | Helper::Hlt
-                | Helper::Cli
-                | Helper::Sti
-                | Helper::Popf
-                | Helper::Hypercall
+            Helper::MemRead | Helper::MemWrite | Helper::DivU | Helper::DivS | Helper::Hypercall
         )
     }
 
     /// Whether the helper is a hypercall stub for a sensitive instruction (counted by kind).
     pub const fn is_hypercall(self) -> bool {
-        matches!(
-            self,
-            Helper::IoIn
-                | Helper::IoOut
-                | Helper::Hlt
-                | Helper::Cli
-                | Helper::Sti
-                | Helper::Pushf
-                | Helper::Popf
-                | Helper::Cpuid
-                | Helper::Rdtsc
-                | Helper::Hypercall
-        )
+        matches!(self, Helper::Hypercall)
     }
 
     /// Stable short name (statistics, reports).
@@ -116,16 +66,7 @@ impl Helper {
             Helper::FlagsMaterialize => "flags",
             Helper::DivU => "div",
             Helper::DivS => "idiv",
-            Helper::IoIn => "in",
-            Helper::IoOut => "out",
-            Helper::Hlt => "hlt",
-            Helper::Cli => "cli",
-            Helper::Sti => "sti",
-            Helper::Pushf => "pushf",
             Helper::Hypercall => "hypercall",
-            Helper::Popf => "popf",
-            Helper::Cpuid => "cpuid",
-            Helper::Rdtsc => "rdtsc",
             Helper::Lookup => "lookup",
         }
     }

@@ -77,7 +77,7 @@ pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction
             )),
         },
         ExitReason::Unsupported => {
-            let bytes = m.insn_bytes(rip);
+            let bytes = m.insn_bytes_for(cpu, rip);
             let what = describe(&bytes, rip, crate::system::mode::mode(cpu).bitness);
             RunOutcome::Unsupported { rip, bytes, what }
         }

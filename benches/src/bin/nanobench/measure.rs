@@ -6,9 +6,8 @@
 //! TCG's RDTSC returns the host TSC. Host cycles here means host TSC ticks, whose rate
 //! [`host_tsc_ghz`] measures.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testsuite::kernels::{self, KernelRun};
@@ -183,54 +182,14 @@ pub fn run_once(column: Column, image: &Path, popek: &Path, timeout: Duration) -
     }
 }
 
-/// `popek run --mem 128M --engine ENGINE --kernel IMAGE` (as `testsuite::kernels::run_popek`,
-/// with an explicit binary: that one locates popek from a test executable's path).
+/// `popek run --mem 128M --engine ENGINE --kernel IMAGE` with this harness's binary.
 fn run_popek(
     popek: &Path,
     image: &Path,
     engine: &str,
     timeout: Duration,
 ) -> Result<KernelRun, String> {
-    let mut child = Command::new(popek)
-        .args(["run", "--mem", "128M", "--engine", engine, "--kernel"])
-        .arg(image)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", popek.display()))?;
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = reader(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = reader(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                timed_out = true;
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => break None,
-        }
-    };
-    let code = status.and_then(|s| s.code());
-    Ok(KernelRun {
-        serial: stdout.join().unwrap_or_default(),
-        // isa-debug-exit: popek, like QEMU, exits with (code << 1) | 1.
-        exit_code: code.filter(|c| c & 1 == 1 && !timed_out).map(|c| c >> 1),
-        status: code,
-        stderr: stderr.join().unwrap_or_default(),
-        timed_out,
-    })
+    kernels::run_popek_with(popek, image, engine, timeout).map_err(|e| e.to_string())
 }
 
 /// The release `popek` binary next to this executable, rebuilt with cargo first (a no-op

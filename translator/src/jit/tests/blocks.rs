@@ -516,8 +516,9 @@ fn helpers_that_stop_leave_through_the_fault_exit() {
         .install_raw(0x3000, |e| {
             let f = e.new_label();
             e.set_fault_label(Some(f));
+            // DivU by zero: the helper raises #DE through `status`.
             let z = e.iconst(Ty::I64, 0);
-            e.call_helper(Helper::Hlt, [z, z, z]);
+            e.call_helper(Helper::DivU, [z, z, z]);
             assert!(e.fault_label_used());
             e.set_fault_label(None);
             e.exit(Exit::Return(ExitReason::Stop));
@@ -527,7 +528,7 @@ fn helpers_that_stop_leave_through_the_fault_exit() {
             e.exit(Exit::Status);
         })
         .expect("compile");
-    assert_eq!(h.enter(host), ExitReason::Halt as u64);
+    assert_eq!(h.enter(host), ExitReason::Exception as u64);
     assert_eq!(h.cpu.rip, 0x3000);
 }
 

@@ -229,17 +229,12 @@ impl Machine {
                 }
                 None => self.stub as u64,
             },
-            Helper::Hlt => {
-                cpu.status = ExitReason::Halt as u64;
-                0
-            }
             // Every sensitive instruction completes as a no-op (same for both engines).
             Helper::Hypercall => {
                 let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);
                 cpu.rip = cpu.rip.wrapping_add(u64::from(len.max(1)));
                 0
             }
-            _ => 0,
         }
     }
 }
