@@ -326,6 +326,12 @@ impl LocalApic {
         (v >> 4 > self.ppr() >> 4).then_some(v)
     }
 
+    /// Whether a fixed interrupt with `vector` would be presented to the CPU once accepted,
+    /// given the current TPR and in-service vectors.
+    pub fn could_present(&self, vector: u8) -> bool {
+        self.hw_enabled() && self.sw_enabled() && vector >> 4 > self.ppr() >> 4
+    }
+
     /// Whether an IRR interrupt is deliverable now.
     pub fn has_interrupt(&self) -> bool {
         self.pending_vector().is_some()
@@ -441,6 +447,14 @@ impl LocalApic {
     /// When the timer expires next, if it runs.
     pub fn next_event_ns(&self) -> Option<u64> {
         self.timer_next_ns
+    }
+
+    /// When the timer next interrupts the CPU: its next expiry, if the timer's LVT entry is
+    /// unmasked and its vector would be presented (see [`LocalApic::could_present`]).
+    pub fn next_interrupt_ns(&self) -> Option<u64> {
+        let lvt = self.lvt[LVT_TIMER];
+        let open = lvt & LVT_MASKED == 0 && self.could_present((lvt & LVT_VECTOR) as u8);
+        self.timer_next_ns.filter(|_| open)
     }
 
     /// Timer expiries so far.

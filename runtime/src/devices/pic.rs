@@ -183,6 +183,23 @@ impl Pic8259 {
         (req < self.priority(in_service)).then_some((req + self.priority_base) & 7)
     }
 
+    /// Whether a request on `irq` (0–7) would be signalled with the current mask and
+    /// in-service bits (which no EOI can change while the CPU is halted).
+    pub fn could_signal(&self, irq: u8) -> bool {
+        let bit = 1u8 << (irq & 7);
+        if self.imr & bit != 0 {
+            return false;
+        }
+        let mut in_service = self.isr;
+        if self.special_mask {
+            in_service &= !self.imr;
+        }
+        if self.special_fully_nested {
+            in_service &= !(1 << CASCADE_IRQ);
+        }
+        self.priority(bit) < self.priority(in_service)
+    }
+
     /// The INT output.
     pub fn int_output(&self) -> bool {
         self.pending_irq().is_some()
@@ -404,6 +421,16 @@ impl PicPair {
                 self.sync_cascade();
             }
             _ => {}
+        }
+    }
+
+    /// Whether a request on ISA line `irq` (0–15) would reach the master's INT output with
+    /// the current masks and in-service bits.
+    pub fn could_signal(&self, irq: u8) -> bool {
+        match irq {
+            0..=7 => irq != CASCADE_IRQ && self.master.could_signal(irq),
+            8..=15 => self.slave.could_signal(irq - 8) && self.master.could_signal(CASCADE_IRQ),
+            _ => false,
         }
     }
 

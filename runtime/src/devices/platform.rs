@@ -14,7 +14,7 @@
 //! Time: every call that can observe time takes `now_ns`, the virtual TSC (1 GHz, so ns ==
 //! ticks). The run loop calls [`Platform::update`] at block boundaries, asks
 //! [`Platform::has_interrupt`] (and checks RFLAGS.IF itself), runs the INTA cycle with
-//! [`Platform::acknowledge`], and sleeps in HLT until [`Platform::next_event_ns`].
+//! [`Platform::acknowledge`], and sleeps in HLT until [`Platform::next_wake_ns`].
 //!
 //! Invariants: the platform never reads host time or spawns threads; port and MMIO accesses
 //! of any size and alignment are total (no guest value can panic the host); ports it does not
@@ -265,6 +265,35 @@ impl Platform {
         .min()
     }
 
+    /// The earliest future timer event whose interrupt can reach the CPU through the current
+    /// masks, in-service bits and routing (PIC IMR/ISR, I/O APIC redirection masks, the
+    /// LAPIC's LVT, TPR and ISR). `None` means no timer can interrupt the CPU: a halted vCPU
+    /// would never wake, since only guest code (which does not run) could open a route.
+    pub fn next_wake_ns(&self) -> Option<u64> {
+        const IOAPIC_MASKED: u64 = 1 << 16;
+        const IOAPIC_MODE: u64 = 7 << 8;
+        let pic_open = |irq: u8| self.pic_routed() && self.pic.could_signal(irq);
+        let ioapic_open = |pin: u8| {
+            let r = self.ioapic.redirection(usize::from(pin));
+            let fixed_or_lowest = r & IOAPIC_MODE <= 1 << 8;
+            r & IOAPIC_MASKED == 0
+                && self.lapic.hw_enabled()
+                && (!fixed_or_lowest || self.lapic.could_present(r as u8))
+        };
+        let pit = self
+            .pit
+            .next_event_ns()
+            .filter(|_| pic_open(PIT_IRQ) || ioapic_open(PIT_IOAPIC_PIN));
+        let rtc = self
+            .rtc
+            .next_event_ns()
+            .filter(|_| pic_open(RTC_IRQ) || ioapic_open(RTC_IRQ));
+        [pit, rtc, self.lapic.next_interrupt_ns()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Whether the PIC's INTR reaches the CPU (LINT0 ExtINT, or the LAPIC globally off).
     fn pic_routed(&self) -> bool {
         !self.lapic.hw_enabled() || self.lapic.lint0_extint()
@@ -381,6 +410,51 @@ mod tests {
         assert_eq!(p.acknowledge(), Some(0x20));
         assert_eq!(p.stats().acknowledged, 2);
         assert_eq!(p.stats().per_vector[0x20], 2);
+    }
+
+    #[test]
+    fn a_halted_cpu_wakes_only_through_an_open_route() {
+        let mut p = Platform::new(64 << 20, 0);
+        assert!(p.next_event_ns().is_some(), "the PIT runs from reset");
+        assert_eq!(
+            p.next_wake_ns(),
+            None,
+            "the PIC is masked, every I/O APIC pin too"
+        );
+        init_pic(&mut p, 0xFE, 0xFF);
+        assert_eq!(p.next_wake_ns(), p.next_event_ns());
+        init_pic(&mut p, 0xFF, 0xFF);
+        ioapic_route(&mut p, PIT_IOAPIC_PIN, 0x30);
+        assert_eq!(
+            p.next_wake_ns(),
+            p.next_event_ns(),
+            "IRQ0 through the I/O APIC"
+        );
+        ioapic_route(&mut p, PIT_IOAPIC_PIN, 0x1_0030);
+        assert_eq!(p.next_wake_ns(), None);
+        lapic_write(&mut p, 0xF0, 0x1FF);
+        lapic_write(&mut p, 0x3E0, 0xB);
+        lapic_write(&mut p, 0x320, (1 << 16) | 0x40); // masked one-shot
+        p.mmio_write(LAPIC + 0x380, 4, 1000, 5000);
+        assert_eq!(
+            p.next_wake_ns(),
+            None,
+            "a masked LVT timer counts but cannot wake"
+        );
+        lapic_write(&mut p, 0x320, 0x40);
+        assert_eq!(p.next_wake_ns(), Some(6000));
+        p.set_tpr(4);
+        assert_eq!(p.next_wake_ns(), None, "class 4 is not above TPR 4");
+        p.set_tpr(0);
+        // An IRQ0 in service and never EOI'd blocks the next one.
+        lapic_write(&mut p, 0x320, 1 << 16);
+        init_pic(&mut p, 0xFE, 0xFF);
+        let edge = p.pit().next_event_ns().unwrap();
+        p.update(edge);
+        assert_eq!(p.acknowledge(), Some(0x20));
+        assert_eq!(p.next_wake_ns(), None, "IRQ0 is in service");
+        out(&mut p, 0x20, 0x20); // EOI
+        assert!(p.next_wake_ns().is_some());
     }
 
     #[test]
