@@ -119,6 +119,9 @@ pub struct Machine {
     pub executing: Executing,
     /// Set when a device or helper asks the VM to stop.
     pub stop: Option<StopRequest>,
+    /// Set by another thread to stop the run (see [`crate::vm::StopHandle`]); the run loop
+    /// polls it between slices and while halted.
+    pub stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Guest-physical ranges of the last store refused with [`WriteOutcome::CodeModified`].
     pub modified: Vec<(u64, u64)>,
     /// The virtual time-stamp counter.
@@ -145,6 +148,8 @@ pub struct Machine {
     pub insn_limit: u64,
     /// External interrupts delivered.
     pub interrupts_delivered: u64,
+    /// Guest MMIO reads and writes (outside RAM: the APICs, or nothing).
+    pub mmio: [u64; 2],
     /// Guest exceptions raised, by vector.
     pub exceptions_by_vector: [u64; 32],
     /// Host nanoseconds slept in HLT.
@@ -226,6 +231,7 @@ impl Machine {
             decoded_dropped: false,
             executing: Executing::Interp,
             stop: None,
+            stop_flag: Default::default(),
             modified: Vec::new(),
             tsc: VirtualTsc::new(),
             counters: HelperCounters::default(),
@@ -238,6 +244,7 @@ impl Machine {
             platform,
             insn_limit: u64::MAX,
             interrupts_delivered: 0,
+            mmio: [0; 2],
             exceptions_by_vector: [0; 32],
             halted_ns: 0,
             interrupt_check: false,
@@ -374,6 +381,7 @@ impl Machine {
     /// Reads `size` bytes (1..=8) of guest-physical MMIO at `phys`: the local APIC and I/O
     /// APIC pages; unclaimed reads return all ones.
     pub fn mmio_read(&mut self, phys: u64, size: usize) -> u64 {
+        self.mmio[0] += 1;
         let size = size.clamp(1, 8);
         let now = self.tsc.read();
         if let Some(v) = self.platform.mmio_read(phys, size as u8, now) {
@@ -390,6 +398,7 @@ impl Machine {
     /// interrupt, so the run loop is asked to look (the caller's block ends at its next
     /// entry check).
     pub fn mmio_write(&mut self, phys: u64, size: usize, value: u64) {
+        self.mmio[1] += 1;
         let now = self.tsc.read();
         if self
             .platform
@@ -446,14 +455,33 @@ impl Machine {
     /// Fetches the code bytes at `vaddr` for decoding (see [`Fetched`]) with the rights of
     /// `cpu.cpl`, through paging when CR0.PG is set. Fails only when the first byte cannot be
     /// fetched; code outside RAM cannot be fetched (a not-present fetch #PF).
+    ///
+    /// The next page is only looked at, not walked: its A bits are set by
+    /// [`Machine::next_code_page_is`] once the decoder has shown that an instruction really
+    /// runs onto it (a decoder's lookahead is not a fetch).
     pub fn fetch_code(&mut self, cpu: &CpuState, vaddr: u64) -> Result<Fetched, Exception> {
         let regs = PagingRegs::of(cpu);
         let privilege = Privilege::of_cpl(cpu.cpl);
         let lin = vaddr & regs.lin_mask();
         let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
         let first = self.translate_with(&regs, None, lin, Access::Fetch, privilege)?;
-        let second = self.translate_with(&regs, None, next, Access::Fetch, privilege);
+        let second = self.translate_peek(&regs, next, Access::Fetch, privilege);
         self.assemble_fetch(lin, first, next, second)
+    }
+
+    /// Whether the page after the one holding `vaddr` translates for a fetch, now, to the
+    /// guest-physical page of `phys`, setting A bits as the fetch does. A cached block whose
+    /// last instruction runs onto the next page was decoded from that page's old mapping: it
+    /// may run only while this holds (blocks are keyed by the physical PC of their start).
+    pub fn next_code_page_is(&mut self, cpu: &CpuState, vaddr: u64, phys: u64) -> bool {
+        let regs = PagingRegs::of(cpu);
+        let lin = vaddr & regs.lin_mask();
+        let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
+        let privilege = Privilege::of_cpl(cpu.cpl);
+        matches!(
+            self.translate_with(&regs, None, next, Access::Fetch, privilege),
+            Ok(Target::Ram(pa)) if pa & !(PAGE_SIZE - 1) == phys & !(PAGE_SIZE - 1)
+        )
     }
 
     /// Up to [`MAX_INSN_LEN`] instruction bytes at `vaddr` (fewer at the end of memory) in

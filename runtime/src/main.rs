@@ -32,6 +32,8 @@ const EXIT_EXCEPTION: u8 = 4;
 const EXIT_INTERNAL: u8 = 5;
 /// Exit status when the instruction limit is reached.
 const EXIT_LIMIT: u8 = 6;
+/// Exit status when `--timeout` stopped the guest.
+const EXIT_TIMEOUT: u8 = 7;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +77,19 @@ struct RunArgs {
     /// Stop after this many guest instructions (exit status 6).
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
+    /// Stop after this many seconds of host time, halted time included (exit status 7).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
+}
+
+/// Parses `--timeout`: positive seconds, fractions allowed.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("invalid --timeout '{s}' (expected seconds, e.g. 10 or 0.5)"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -167,6 +182,14 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     vm.load_kernel(&image, "")
         .map_err(|e| Failure::usage(format!("cannot load {name}: {e}")))?;
 
+    if let Some(limit) = args.timeout {
+        let stop = vm.stop_handle();
+        // Detached: the process ends with the run, and a late stop has no VM left to stop.
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            stop.stop();
+        });
+    }
     let outcome = vm.run();
     let status = report(&vm, &outcome);
     if args.stats {
@@ -209,6 +232,14 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
                 vm.cpu().icount
             );
             EXIT_LIMIT
+        }
+        RunOutcome::Stopped => {
+            eprintln!(
+                "popek: timeout: stopped at rip {:#x} after {} instructions",
+                vm.cpu().rip,
+                vm.cpu().icount
+            );
+            EXIT_TIMEOUT
         }
         RunOutcome::InternalError(e) => {
             eprintln!("popek: internal error: {e}\n{}", register_dump(vm.cpu()));

@@ -51,6 +51,8 @@ pub struct Stats {
     pub tlb: TlbCounters,
     /// Host milliseconds the vCPU slept in HLT.
     pub halted_ns: u64,
+    /// Guest MMIO reads and writes.
+    pub mmio: [u64; 2],
 }
 
 fn ms(ns: u64) -> f64 {
@@ -147,6 +149,11 @@ impl fmt::Display for Stats {
             "interrupts delivered   {} ({:.3} ms halted)",
             self.interrupts,
             ms(self.halted_ns)
+        )?;
+        writeln!(
+            f,
+            "MMIO                   {} reads, {} writes",
+            self.mmio[0], self.mmio[1]
         )?;
         writeln!(
             f,

@@ -76,6 +76,19 @@ pub enum VmError {
     Dbt(#[from] DbtError),
 }
 
+/// Stops a [`Vm`] that another thread is running: [`Vm::run`] returns
+/// [`RunOutcome::Stopped`] within one instruction slice (50,000 guest instructions) or one
+/// halted sleep (20 ms). A stop requested while the VM is not running ends its next run at once.
+#[derive(Clone, Debug)]
+pub struct StopHandle(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopHandle {
+    /// Asks the VM to stop.
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A virtual machine with one CPU.
 pub struct Vm {
     cpu: Box<CpuState>,
@@ -159,13 +172,22 @@ impl Vm {
         Ok(self.machine.ram.read(GuestPhys(addr), buf)?)
     }
 
+    /// A handle another thread can stop this VM's runs with.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.machine.stop_flag.clone())
+    }
+
     /// The guest CPU state.
     pub fn cpu(&self) -> &CpuState {
         &self.cpu
     }
 
-    /// The guest CPU state, mutably (set registers before [`Vm::run`]).
+    /// The guest CPU state, mutably (set registers before [`Vm::run`]). The host may change
+    /// anything, CR3 and the paging controls included, so the next run drops every
+    /// virtual-address-keyed lookup (as KVM flushes the TLB on `KVM_SET_SREGS`); the soft TLB
+    /// is part of the state and is the caller's.
     pub fn cpu_mut(&mut self) -> &mut CpuState {
+        self.machine.mappings_changed = true;
         &mut self.cpu
     }
 
@@ -246,6 +268,7 @@ impl Vm {
             interrupts: m.interrupts_delivered,
             tlb: m.tlb,
             halted_ns: m.halted_ns,
+            mmio: m.mmio,
         }
     }
 }

@@ -238,6 +238,7 @@ fn outcome_kind(o: &RunOutcome) -> &'static str {
         RunOutcome::TripleFault { .. } => "triple-fault",
         RunOutcome::Unsupported { .. } => "unsupported",
         RunOutcome::InstructionLimit => "instruction-limit",
+        RunOutcome::Stopped => "stopped",
         RunOutcome::InternalError(_) => "internal-error",
     }
 }

@@ -93,6 +93,9 @@ pub enum RunOutcome {
     },
     /// The guest executed the configured number of instructions.
     InstructionLimit,
+    /// The host asked the VM to stop through a [`crate::vm::StopHandle`] (a watchdog, a
+    /// timeout); the guest state is that of an instruction boundary.
+    Stopped,
     /// A bug in popek (it should never happen).
     InternalError(String),
 }
@@ -114,6 +117,7 @@ impl std::fmt::Display for RunOutcome {
             }
             RunOutcome::TripleFault { report } => write!(f, "triple fault: {report}"),
             RunOutcome::InstructionLimit => write!(f, "instruction limit reached"),
+            RunOutcome::Stopped => write!(f, "stopped by the host"),
             RunOutcome::InternalError(e) => write!(f, "internal error: {e}"),
         }
     }

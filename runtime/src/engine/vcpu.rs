@@ -10,6 +10,7 @@
 //! - An exception or interrupt is delivered with the architectural state of an instruction
 //!   boundary; a delivery that ends in a triple fault stops the VM with a report.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use translator::state::rflags;
@@ -29,6 +30,9 @@ const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// and opens the next instruction slice. `Err` stops the run.
 pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     loop {
+        if m.stop_flag.swap(false, Ordering::Relaxed) {
+            return Err(RunOutcome::Stopped);
+        }
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
@@ -48,7 +52,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             // (the bare-metal ELF guests): the guest's way to stop.
             return Err(RunOutcome::Halted);
         }
-        let Some(next) = m.platform.next_event_ns() else {
+        // Masks and routes cannot change while no guest code runs: with no open route a
+        // real CPU would sleep forever, so the run ends instead.
+        let Some(next) = m.platform.next_wake_ns() else {
             return Err(RunOutcome::Halted);
         };
         let wait = Duration::from_nanos(next.saturating_sub(now)).min(MAX_SLEEP);
@@ -115,5 +121,33 @@ pub fn single_step_trap(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOu
 fn triple_fault(e: DeliveryError) -> RunOutcome {
     match e {
         DeliveryError::TripleFault { report } => RunOutcome::TripleFault { report },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::SerialSink;
+    use translator::state::DescTable;
+
+    /// Regression: the hostile-guest fuzz hung in `sti; hlt` with the PIC masked, because the
+    /// PIT (running from reset) always had a next event even though its IRQ could not arrive.
+    #[test]
+    fn hlt_with_every_route_masked_stops_instead_of_sleeping_forever() {
+        let mut m = Machine::new(4 << 20, SerialSink::Capture).unwrap();
+        let mut cpu = CpuState {
+            rflags: rflags::FIXED | rflags::IF,
+            idtr: DescTable {
+                base: 0x1000,
+                limit: 0xFFF,
+            },
+            ..CpuState::default()
+        };
+        assert!(m.platform.next_event_ns().is_some());
+        m.halted = true;
+        let t0 = std::time::Instant::now();
+        assert_eq!(service(&mut m, &mut cpu), Err(RunOutcome::Halted));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(m.halted_ns, 0, "it never slept");
     }
 }
