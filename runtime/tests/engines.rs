@@ -211,3 +211,94 @@ fn early_block_exits_count_only_executed_instructions() {
         );
     }
 }
+
+/// Identity-maps the first 2 MiB with 4 KiB pages (PML4 at 0x10000, PT at 0x13000), maps
+/// `extra` (virtual page, physical page) pairs over it, and turns on 4-level paging at CPL 0.
+fn paging_on(v: &mut Vm, extra: &[(u64, u64)]) {
+    use translator::state::cr;
+    let entry = |phys: u64| (phys | 3).to_le_bytes();
+    v.write_phys(0x10000, &entry(0x11000)).unwrap();
+    v.write_phys(0x11000, &entry(0x12000)).unwrap();
+    v.write_phys(0x12000, &entry(0x13000)).unwrap();
+    for page in 0..512u64 {
+        let phys = extra
+            .iter()
+            .find(|&&(virt, _)| virt == page << 12)
+            .map_or(page << 12, |&(_, phys)| phys);
+        v.write_phys(0x13000 + 8 * page, &entry(phys)).unwrap();
+    }
+    let cpu = v.cpu_mut();
+    cpu.cr3 = 0x10000;
+    cpu.cr4 |= cr::CR4_PAE;
+    cpu.cr0 |= cr::CR0_PG | cr::CR0_WP;
+}
+
+/// Regression: blocks are keyed by the physical address of their start, so a block whose last
+/// instruction runs onto the next page ran the old bytes after the guest remapped only that
+/// page (and the decoder's lookahead set A bits on pages no instruction reached).
+#[test]
+fn a_remapped_second_page_retranslates_the_straddling_block() {
+    // lea r12, [rip+7]; mov ecx, 0x20FFD; jmp rcx
+    // back1: mov ebx, eax; mov edi, 0x13108; mov qword [rdi], 0x31003  (0x21000 -> 0x31000)
+    // mov esi, 0x21000; invlpg [rsi]; lea r12, [rip+2]; jmp rcx
+    // back2: out 0xf4, eax
+    const MAIN: [u8; 47] = [
+        0x4c, 0x8d, 0x25, 0x07, 0x00, 0x00, 0x00, 0xb9, 0xfd, 0x0f, 0x02, 0x00, 0xff, 0xe1, 0x89,
+        0xc3, 0xbf, 0x08, 0x31, 0x01, 0x00, 0x48, 0xc7, 0x07, 0x03, 0x10, 0x03, 0x00, 0xbe, 0x00,
+        0x10, 0x02, 0x00, 0x0f, 0x01, 0x3e, 0x4c, 0x8d, 0x25, 0x02, 0x00, 0x00, 0x00, 0xff, 0xe1,
+        0xe7, 0xf4,
+    ];
+    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+        let mut v = vm(engine);
+        // MAIN ends exactly at a page end: decoding its blocks looks ahead onto page 2.
+        let main = 0x2000 - MAIN.len() as u64;
+        v.write_phys(main, &MAIN).unwrap();
+        // mov eax, imm32 at 0x20FFD: two immediate bytes on each page; then jmp r12.
+        v.write_phys(0x20FFD, &[0xB8, 0x11, 0x22]).unwrap();
+        v.write_phys(0x30000, &[0x33, 0x44, 0x41, 0xFF, 0xE4])
+            .unwrap();
+        v.write_phys(0x31000, &[0x55, 0x66, 0x41, 0xFF, 0xE4])
+            .unwrap();
+        paging_on(&mut v, &[(0x21000, 0x30000)]);
+        v.cpu_mut().rip = main;
+        assert_eq!(v.run(), RunOutcome::DebugExit(0x6655_2211), "{engine:?}");
+        assert_eq!(v.cpu().gpr[3], 0x4433_2211, "{engine:?}: the first mapping");
+        let mut pte = [0u8; 8];
+        v.read_phys(0x13000 + 8 * 2, &mut pte).unwrap();
+        assert_eq!(
+            pte[0] & 0x20,
+            0,
+            "{engine:?}: A set on page 2, never fetched"
+        );
+        v.read_phys(0x13000 + 8 * 0x21, &mut pte).unwrap();
+        assert_eq!(
+            pte[0] & 0x20,
+            0x20,
+            "{engine:?}: A clear on the fetched page"
+        );
+    }
+}
+
+/// Regression (hostile-guest fuzz): a fault in a sensitive instruction's memory operand,
+/// before its hypercall, left through a fault exit that the hypercall had told to keep the
+/// stored flags, so the flags of the instructions before it in the block were lost.
+#[test]
+fn a_fault_before_a_hypercall_keeps_the_blocks_flags() {
+    // add ebx, ebx ; mov es, [rdi+0x28]  (rdi non-canonical: #GP before the segment load)
+    let code = [0x01, 0xDB, 0x8E, 0x47, 0x28];
+    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+        let mut vm = vm(engine);
+        vm.write_phys(0x1000, &code).unwrap();
+        let cpu = vm.cpu_mut();
+        cpu.rip = 0x1000;
+        cpu.gpr[3] = 0x8000_0000;
+        cpu.gpr[7] = 0xCCCC_CCCC_CCCC_CCCC;
+        let o = vm.run();
+        assert!(
+            matches!(o, RunOutcome::Exception { rip: 0x1002, .. }),
+            "{engine:?}: {o}"
+        );
+        // 0x80000000 + 0x80000000 = 0: CF PF ZF OF.
+        assert_eq!(vm.cpu().full_rflags(), 0x847, "{engine:?}");
+    }
+}

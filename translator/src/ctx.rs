@@ -1086,7 +1086,9 @@ impl<E: Emitter> Ctx<E> {
         let f = self.flags;
         self.write_back_flags(f);
         self.flags = FlagState::Stored;
-        self.insn_start_flags = FlagState::Stored;
+        // `insn_start_flags` stays: a fault of this instruction before the call (its memory
+        // operand) leaves through the fault exit before the write-back above ran. A fault the
+        // handler raises writes the same flags again, which it left as they were.
         self.entry_bits = None;
         let pc = self.e.iconst(Ty::I64, self.insn_pc);
         self.e.store_state(state::OFF_RIP, pc);

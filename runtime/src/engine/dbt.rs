@@ -275,15 +275,22 @@ impl Dbt {
                     mode: mode.key(),
                 };
                 let hit = match cache_mut(m).lookup(key) {
-                    Some(hit) => hit,
-                    None => self.translate(m, cpu, pc, key, mode)?,
+                    Some(hit) if straddle_still_mapped(m, cpu, pc, hit.0) => hit,
+                    _ => self.translate(m, cpu, pc, key, mode)?,
                 };
                 cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
                 hit
             }
         };
-        // A flush while translating freed (and may have reused) the slot.
-        if let (Some(slot), true) = (link_from, flushes == self.flushes) {
+        // A flush while translating freed (and may have reused) the slot. Under paging a
+        // block that runs onto the next page is never a link target: a link would skip the
+        // check of that page's mapping above.
+        let straddles = mode.paging
+            && m.code
+                .as_ref()
+                .and_then(|c| c.block(id))
+                .is_some_and(|b| b.phys_ranges.len() > 1);
+        if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles) {
             cache_mut(m).link(slot as *mut u64, id);
         }
         Ok(host)
@@ -386,6 +393,13 @@ impl Dbt {
             for (start, _) in fetched.phys_ranges(byte_len) {
                 m.protect_code_page(cpu, start & !(PAGE_SIZE - 1));
             }
+            if let Some(next) = fetched
+                .next_phys
+                .filter(|_| byte_len > fetched.first_len as u64)
+            {
+                // The last instruction runs onto the next page: now it is fetched (A bits).
+                m.next_code_page_is(cpu, pc, next);
+            }
             let cache = cache_mut(m);
             let ns = compiled.time_translate_ns + compiled.time_compile_ns;
             cache.note_translation_time(ns);
@@ -434,6 +448,17 @@ impl Dbt {
 }
 
 /// The jump cache layout as the JIT takes it.
+/// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last
+/// instruction runs onto the next page needs that page to map where it did at translation.
+fn straddle_still_mapped(m: &mut Machine, cpu: &CpuState, pc: u64, id: BlockId) -> bool {
+    let next = m
+        .code
+        .as_ref()
+        .and_then(|c| c.block(id))
+        .and_then(|b| b.phys_ranges.get(1).map(|r| r.0));
+    next.is_none_or(|phys| m.next_code_page_is(cpu, pc, phys))
+}
+
 fn jit_jump_cache(l: cache::JumpCacheLayout) -> JumpCacheLayout {
     JumpCacheLayout {
         entries: l.entries,

@@ -52,7 +52,8 @@ pub struct DecodeStats {
 /// Decoded blocks of the interpreter. See the module invariants.
 #[derive(Default)]
 pub struct DecodeCache {
-    blocks: HashMap<Key, Arc<[Instruction]>>,
+    /// Each block with the guest-physical page its last instruction runs onto, if any.
+    blocks: HashMap<Key, (Arc<[Instruction]>, Option<u64>)>,
     by_page: HashMap<u64, Vec<Key>>,
     /// One byte per guest-physical page (grown on demand): nonzero if `by_page` has it.
     marks: Vec<u8>,
@@ -60,12 +61,13 @@ pub struct DecodeCache {
 }
 
 impl DecodeCache {
-    /// The block decoded at `phys` in mode `mode` for guest-virtual `vpc`.
-    fn get(&mut self, phys: u64, mode: u32, vpc: u64) -> Option<Arc<[Instruction]>> {
+    /// The block decoded at `phys` in mode `mode` for guest-virtual `vpc`, and the physical
+    /// page its last instruction runs onto (if any), which the caller must check.
+    fn get(&mut self, phys: u64, mode: u32, vpc: u64) -> Option<(Arc<[Instruction]>, Option<u64>)> {
         let block = self
             .blocks
             .get(&(phys, mode))
-            .filter(|b| b.first().is_some_and(|i| i.ip() == vpc))
+            .filter(|b| b.0.first().is_some_and(|i| i.ip() == vpc))
             .cloned();
         if block.is_some() {
             self.stats.hits += 1;
@@ -77,7 +79,7 @@ impl DecodeCache {
     /// `next_page`.
     fn insert(&mut self, phys: u64, mode: u32, block: Arc<[Instruction]>, next_page: Option<u64>) {
         let key = (phys, mode);
-        self.blocks.insert(key, block);
+        self.blocks.insert(key, (block, next_page));
         for page in std::iter::once(phys / PAGE_SIZE).chain(next_page.map(|p| p / PAGE_SIZE)) {
             self.by_page.entry(page).or_default().push(key);
             let i = page as usize;
@@ -157,6 +159,10 @@ fn decode_at(
         ));
     }
     let crosses = block.byte_len() > f.first_len as u64;
+    if let (true, Some(next)) = (crosses, f.next_phys) {
+        // The last instruction runs onto the next page: now it is fetched (A bits).
+        m.next_code_page_is(cpu, vpc, next);
+    }
     let insns: Arc<[Instruction]> = block.insns.into();
     if cache {
         m.decoded.stats.misses += 1;
@@ -175,8 +181,10 @@ fn fetch_block(
 ) -> Result<Arc<[Instruction]>, Exception> {
     let phys = m.translate_code(cpu, vpc)?;
     match m.decoded.get(phys.0, mode.key(), vpc) {
-        Some(block) => Ok(block),
-        None => decode_at(m, cpu, vpc, mode, true),
+        Some((block, None)) => Ok(block),
+        // Decoded from the next page's old mapping if that page moved since.
+        Some((block, Some(next))) if m.next_code_page_is(cpu, vpc, next) => Ok(block),
+        _ => decode_at(m, cpu, vpc, mode, true),
     }
 }
 
