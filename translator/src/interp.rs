@@ -184,7 +184,9 @@ impl Emitter for InterpEmitter<'_> {
     }
 
     fn call_helper(&mut self, h: Helper, args: [CVal; 3]) -> CVal {
-        if self.faulted {
+        // After a fault nothing with an effect may run; a pure helper still must, since the
+        // fault exit materializes the flags of the instruction's start through one.
+        if self.faulted && h.can_stop() {
             return CVal { ty: Ty::I64, v: 0 };
         }
         let r = self
@@ -343,6 +345,26 @@ mod tests {
         assert_eq!(e.load_state(Ty::I8, end - 1).v, 0x11);
         assert_eq!(e.load_state(Ty::I16, end - 2).v, 0x1122);
         assert_eq!(e.load_state(Ty::I8, end).v, 0);
+    }
+
+    /// Regression (hostile-guest fuzz): the fault exit after SAHF materialized the stored
+    /// flags through a helper the faulted interpreter skipped, so OF read as 0.
+    #[test]
+    fn a_fault_after_sahf_keeps_the_flags_sahf_left_alone() {
+        let mut ram = FlatRam(vec![0; 65536]);
+        let mut cpu = CpuState::default();
+        // sahf ; add dword [rbx], 1  (rbx out of RAM)
+        let code = [0x9E, 0x83, 0x03, 0x01];
+        let b = decode_block(&code, 0x100, Mode::LONG64_CPL0, 8);
+        cpu.gpr[0] = 0xD500; // AH: SF ZF AF PF CF
+        cpu.gpr[3] = 0x100000;
+        cpu.rflags = crate::state::rflags::FIXED | crate::state::rflags::OF;
+        let r = run_block(&mut cpu, &mut ram, &b.insns, Mode::LONG64_CPL0);
+        assert_eq!(
+            (r.exit, r.retired, cpu.rip),
+            (ExitReason::Exception, 1, 0x101)
+        );
+        assert_eq!(cpu.full_rflags(), 0x8D7, "OF kept, AH's five flags loaded");
     }
 
     #[test]
