@@ -78,8 +78,8 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
     /// Stop after this many seconds of host time, halted time included (exit status 7).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
-    timeout: Option<std::time::Duration>,
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    timeout: Option<String>,
 }
 
 /// Parses `--timeout`: positive seconds, fractions allowed.
@@ -150,6 +150,12 @@ fn parse_mem(s: &str) -> Result<u64, String> {
 
 fn run(args: RunArgs) -> Result<u8, Failure> {
     let mem_bytes = parse_mem(&args.mem).map_err(Failure::usage)?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(parse_timeout)
+        .transpose()
+        .map_err(Failure::usage)?;
     let image: std::borrow::Cow<'static, [u8]> = match &args.kernel {
         Some(path) => std::fs::read(path)
             .map_err(|e| Failure::usage(format!("cannot read kernel '{}': {e}", path.display())))?
@@ -182,7 +188,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     vm.load_kernel(&image, "")
         .map_err(|e| Failure::usage(format!("cannot load {name}: {e}")))?;
 
-    if let Some(limit) = args.timeout {
+    if let Some(limit) = timeout {
         let stop = vm.stop_handle();
         // Detached: the process ends with the run, and a late stop has no VM left to stop.
         std::thread::spawn(move || {

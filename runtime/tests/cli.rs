@@ -284,3 +284,36 @@ fn halting_guest_exits_0() {
     );
     assert!(out.stderr.is_empty());
 }
+
+#[test]
+fn timeout_stops_a_spinning_guest_with_status_7() {
+    let mut img = runtime::DEMO_KERNEL.to_vec();
+    let text_off = u64::from_le_bytes(img[ph0(8)..ph0(8) + 8].try_into().unwrap()) as usize;
+    img[text_off..text_off + 2].copy_from_slice(&[0xEB, 0xFE]); // jmp $
+    let path = file("spin", &img);
+    for engine in ["dbt", "interp", "trap"] {
+        let t0 = std::time::Instant::now();
+        let out = popek(&[
+            "run",
+            "--engine",
+            engine,
+            "--timeout",
+            "0.3",
+            "--kernel",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{engine}: {stderr}");
+        assert!(stderr.contains("timeout"), "{stderr}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn bad_timeouts() {
+    for bad in ["", "0", "-1", "abc", "inf", "NaN"] {
+        let out = popek(&["run", "--timeout", bad]);
+        let line = assert_usage_error(&out);
+        assert!(line.contains("--timeout"), "{bad}: {line}");
+    }
+}
