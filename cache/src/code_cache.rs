@@ -220,6 +220,11 @@ impl CodeCache {
         self.jump.clear();
     }
 
+    /// Drops the jump-cache entries of guest-virtual PCs in `[start, end)` (e.g. INVLPG).
+    pub fn jump_cache_clear_range(&mut self, start: u64, end: u64) {
+        self.jump.clear_range(start, end);
+    }
+
     /// The raw layout of the jump cache, for generated code that probes it inline (see
     /// [`JumpCacheLayout`]). Valid, at the same address, for the cache's whole life: flushes
     /// and invalidations empty entries in place, so a hit always names a live block. Counted

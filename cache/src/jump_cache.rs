@@ -100,10 +100,21 @@ pub struct JumpCacheLayout {
     pub mode_rotate: u32,
 }
 
+/// How many filled entries [`JumpCache`] remembers before a clear falls back to sweeping
+/// every entry.
+const TRACKED: usize = 512;
+
 /// The jump cache proper.
 pub struct JumpCache {
     entries: Box<[Entry]>,
     mask: usize,
+    /// Indices filled since the last clear (with repeats), while at most [`TRACKED`]: a clear
+    /// then empties only these. Guests that flush often (a MOV CR3 per context switch, INVLPG
+    /// per PTE edit) fill few entries in between, and sweeping all of them each time was most
+    /// of the cost of those instructions.
+    filled: Vec<u32>,
+    /// More entries were filled than `filled` holds.
+    overflowed: bool,
 }
 
 impl JumpCache {
@@ -112,6 +123,8 @@ impl JumpCache {
         entries.is_power_of_two().then(|| Self {
             entries: (0..entries).map(|_| Entry::default()).collect(),
             mask: entries - 1,
+            filled: Vec::with_capacity(TRACKED),
+            overflowed: false,
         })
     }
 
@@ -145,7 +158,15 @@ impl JumpCache {
 
     /// Caches `id` (whose code is at `host`) for `virt_pc` in `mode`.
     pub fn set(&mut self, virt_pc: u64, mode: u32, id: BlockId, host: HostCode) {
-        let e = &self.entries[self.index(virt_pc, mode)];
+        let i = self.index(virt_pc, mode);
+        let e = &self.entries[i];
+        if e.host.load(Relaxed) == 0 {
+            if self.filled.len() < TRACKED {
+                self.filled.push(i as u32);
+            } else {
+                self.overflowed = true;
+            }
+        }
         e.host.store(0, Relaxed);
         e.virt_pc.store(virt_pc, Relaxed);
         e.mode.store(mode, Relaxed);
@@ -155,7 +176,33 @@ impl JumpCache {
 
     /// Empties every entry.
     pub fn clear(&mut self) {
-        self.entries.iter().for_each(Entry::clear);
+        if self.overflowed {
+            self.entries.iter().for_each(Entry::clear);
+        } else {
+            for &i in &self.filled {
+                self.entries[i as usize].clear();
+            }
+        }
+        self.filled.clear();
+        self.overflowed = false;
+    }
+
+    /// Empties every entry whose guest-virtual PC lies in `[start, end)`.
+    pub fn clear_range(&mut self, start: u64, end: u64) {
+        let stale = |e: &Entry| (start..end).contains(&e.virt_pc.load(Relaxed));
+        if self.overflowed {
+            self.entries
+                .iter()
+                .filter(|e| stale(e))
+                .for_each(Entry::clear);
+        } else {
+            for &i in &self.filled {
+                let e = &self.entries[i as usize];
+                if stale(e) {
+                    e.clear();
+                }
+            }
+        }
     }
 
     /// Empties every entry whose block does not satisfy `keep`.
@@ -237,6 +284,53 @@ mod tests {
         assert!(jc.get(b, 0).is_some());
         jc.clear();
         assert_eq!(jc.get(b, 0), None);
+    }
+
+    /// A clear empties every entry however many were filled (tracked, or past the tracking
+    /// limit), and a retained-then-refilled entry is tracked again.
+    #[test]
+    fn clear_empties_tracked_and_untracked_fills() {
+        for fills in [3u64, TRACKED as u64 + 100, 4 * 4096] {
+            let mut jc = JumpCache::new(4096).unwrap();
+            for round in 0..2 {
+                for pc in 0..fills {
+                    jc.set(
+                        0x1000 + 7 * pc,
+                        0,
+                        BlockId(pc as u32),
+                        HostCode(0x10 + pc as usize),
+                    );
+                }
+                jc.retain(|id| id.0 % 2 == 0);
+                jc.set(0x1000, 0, BlockId(0), HostCode(0x10));
+                jc.clear();
+                let live = jc
+                    .entries
+                    .iter()
+                    .filter(|e| e.host.load(Relaxed) != 0)
+                    .count();
+                assert_eq!(live, 0, "{fills} fills, round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn clear_range_drops_only_pcs_in_the_range() {
+        for overflow in [false, true] {
+            let mut jc = JumpCache::new(4096).unwrap();
+            if overflow {
+                for pc in 0..TRACKED as u64 + 1 {
+                    jc.set(0x9000_0000 + pc, 1, BlockId(9), HostCode(0x99));
+                }
+            }
+            let (inside, below, above) = (0x5123, 0x4FFF, 0x6000);
+            for (pc, id) in [(inside, 1), (below, 2), (above, 3)] {
+                jc.set(pc, 0, BlockId(id), HostCode(0x100 * id as usize));
+            }
+            jc.clear_range(0x5000, 0x6000);
+            assert_eq!(jc.get(inside, 0), None);
+            assert!(jc.get(below, 0).is_some() && jc.get(above, 0).is_some());
+        }
     }
 
     /// What generated code reads: the raw entry `layout` places `pc` and `mode` at.

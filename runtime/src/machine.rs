@@ -362,13 +362,23 @@ impl Machine {
     }
 
     /// Invalidates the TLB entries of the page holding linear address `lin` in both sets,
-    /// global or not, the whole page if it was a large one (INVLPG). Sets
-    /// [`Machine::mappings_changed`].
+    /// global or not, the whole page if it was a large one (INVLPG), and the jump-cache
+    /// entries that may have come through that page: every PC in the aligned window of the
+    /// largest page size the paging mode has (the old mapping's size is unknown: the guest
+    /// has usually just rewritten the entry), and the page before it (a block there may run
+    /// onto it). Cheaper than [`Machine::mappings_changed`]'s full clear, and the jump cache
+    /// keeps the entries of code elsewhere.
     pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
-        let lin = lin & PagingRegs::of(cpu).lin_mask();
+        let regs = PagingRegs::of(cpu);
+        let lin = lin & regs.lin_mask();
         tlb::invalidate(&mut cpu.tlb, lin);
         self.tlb.page_invalidations += 1;
-        self.mappings_changed = true;
+        let window = regs.largest_page();
+        let start = (lin & !(window - 1)).saturating_sub(PAGE_SIZE);
+        let end = (lin & !(window - 1)).saturating_add(window);
+        if let Some(c) = self.code.as_mut() {
+            c.jump_cache_clear_range(start, end);
+        }
     }
 
     /// Keeps stores to guest-physical page `phys_page` off the TLB fast path: the DBT calls

@@ -302,3 +302,32 @@ fn a_fault_before_a_hypercall_keeps_the_blocks_flags() {
         assert_eq!(vm.cpu().full_rflags(), 0x847, "{engine:?}");
     }
 }
+
+/// INVLPG drops the jump-cache entries of the page it names (and no longer the whole jump
+/// cache): a remapped code page reached again through an indirect jump runs its new bytes.
+#[test]
+fn invlpg_of_a_remapped_code_page_reaches_its_new_code() {
+    // lea r12, [rip+7]; mov ecx, 0x21000; jmp rcx
+    // back1: mov ebx, eax; mov edi, 0x13108; mov qword [rdi], 0x31003  (0x21000 -> 0x31000)
+    // mov esi, 0x21000; invlpg [rsi]; lea r12, [rip+2]; jmp rcx
+    // back2: out 0xf4, eax
+    let main = [
+        0x4c, 0x8d, 0x25, 0x07, 0x00, 0x00, 0x00, 0xb9, 0x00, 0x10, 0x02, 0x00, 0xff, 0xe1, 0x89,
+        0xc3, 0xbf, 0x08, 0x31, 0x01, 0x00, 0x48, 0xc7, 0x07, 0x03, 0x10, 0x03, 0x00, 0xbe, 0x00,
+        0x10, 0x02, 0x00, 0x0f, 0x01, 0x3e, 0x4c, 0x8d, 0x25, 0x02, 0x00, 0x00, 0x00, 0xff, 0xe1,
+        0xe7, 0xf4,
+    ];
+    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &main).unwrap();
+        // mov eax, imm32; jmp r12 — on each of the two frames.
+        v.write_phys(0x30000, &[0xB8, 1, 0, 0, 0, 0x41, 0xFF, 0xE4])
+            .unwrap();
+        v.write_phys(0x31000, &[0xB8, 2, 0, 0, 0, 0x41, 0xFF, 0xE4])
+            .unwrap();
+        paging_on(&mut v, &[(0x21000, 0x30000)]);
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(2), "{engine:?}");
+        assert_eq!(v.cpu().gpr[3], 1, "{engine:?}: the first mapping");
+    }
+}

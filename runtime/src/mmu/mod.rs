@@ -142,6 +142,16 @@ impl PagingRegs {
         self.cr0 & cr::CR0_PE == 0
     }
 
+    /// The largest page this paging mode can map (what an INVLPG of one address may drop).
+    pub fn largest_page(&self) -> u64 {
+        match self.mode() {
+            PagingMode::Off => 1 << 12,
+            PagingMode::Bits32 => 4 << 20,
+            PagingMode::Pae => 2 << 20,
+            PagingMode::FourLevel => 1 << 30,
+        }
+    }
+
     /// Linear addresses wrap here: all 64 bits in IA-32e mode (and the foundation's flat
     /// model), 32 bits in protected mode otherwise.
     pub fn lin_mask(&self) -> u64 {
