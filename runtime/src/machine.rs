@@ -158,6 +158,9 @@ pub struct Machine {
     pub hypercalls: [u64; 64],
     /// Soft-TLB activity seen by the runtime (inline hits in generated code are not counted).
     pub tlb: TlbCounters,
+    /// Some soft-TLB entry may come from a large page (it can then sit at any index, and
+    /// INVLPG must look at every entry): set by fills, cleared by full flushes.
+    pub tlb_large: bool,
     /// A device register write may have made an interrupt deliverable; the helper that
     /// caused it ends the current slice (see [`crate::engine::vcpu`]).
     pub interrupt_check: bool,
@@ -250,6 +253,7 @@ impl Machine {
             interrupt_check: false,
             hypercalls: [0; 64],
             tlb: TlbCounters::default(),
+            tlb_large: false,
         })
     }
 
@@ -357,6 +361,9 @@ impl Machine {
     /// RFLAGS.AC changes need no flush (see [`crate::mmu::tlb`]).
     pub fn flush_tlb(&mut self, cpu: &mut CpuState, global: bool) {
         tlb::flush(&mut cpu.tlb, !global);
+        if global {
+            self.tlb_large = false;
+        }
         self.tlb.flushes += 1;
         self.mappings_changed = true;
     }
@@ -371,7 +378,7 @@ impl Machine {
     pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
         let regs = PagingRegs::of(cpu);
         let lin = lin & regs.lin_mask();
-        tlb::invalidate(&mut cpu.tlb, lin);
+        tlb::invalidate(&mut cpu.tlb, lin, self.tlb_large);
         self.tlb.page_invalidations += 1;
         let window = regs.largest_page();
         let start = (lin & !(window - 1)).saturating_sub(PAGE_SIZE);
@@ -592,6 +599,7 @@ impl Machine {
             let page = t.phys & !(PAGE_SIZE - 1);
             let code = self.code.as_ref().is_some_and(|c| c.page_has_code(page));
             let host_base = self.ram.host_base();
+            self.tlb_large |= t.page_size > PAGE_SIZE;
             tlb::fill(tlb, privilege, lin, &t, regs.smap(), code, host_base);
         }
         Ok(target)

@@ -188,6 +188,8 @@ impl Vm {
     /// is part of the state and is the caller's.
     pub fn cpu_mut(&mut self) -> &mut CpuState {
         self.machine.mappings_changed = true;
+        // The TLB the host installs may hold anything.
+        self.machine.tlb_large = true;
         &mut self.cpu
     }
 

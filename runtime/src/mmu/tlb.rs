@@ -122,11 +122,12 @@ pub fn flush(tlb: &mut Tlb, keep_global: bool) {
 }
 
 /// Drops the entries of the page holding `lin` in both sets (INVLPG), global or not; for an
-/// entry cut from a large page, the entries of the whole large page.
-pub fn invalidate(tlb: &mut Tlb, lin: u64) {
-    for e in tlb.sets.iter_mut().flatten() {
+/// entry cut from a large page, the entries of the whole large page. `large`: some entry may
+/// come from a large page; without one, only `lin`'s index can hold its page.
+pub fn invalidate(tlb: &mut Tlb, lin: u64, large: bool) {
+    let drop_if_covers = |e: &mut TlbEntry| {
         if !valid(e) {
-            continue;
+            return;
         }
         let shift = entry_page_shift(e).clamp(12, 63);
         let tag = if e.read_tag != TLB_INVALID {
@@ -136,6 +137,14 @@ pub fn invalidate(tlb: &mut Tlb, lin: u64) {
         };
         if tag >> shift == lin >> shift {
             *e = TlbEntry::EMPTY;
+        }
+    };
+    if large {
+        tlb.sets.iter_mut().flatten().for_each(drop_if_covers);
+    } else {
+        // Only 4 KiB entries: the page's can only be at its own index.
+        for set in tlb.sets.iter_mut() {
+            drop_if_covers(&mut set[index(lin)]);
         }
     }
 }
@@ -337,12 +346,12 @@ mod tests {
             false,
             0,
         );
-        invalidate(&mut tlb, 0x4ABC);
+        invalidate(&mut tlb, 0x4ABC, false); // 4 KiB: its own index only
         for p in both {
             assert!(lookup(&tlb, p, 0x4000, false).is_none());
             assert!(lookup(&tlb, p, 0x5000, false).is_some());
         }
-        invalidate(&mut tlb, 0x401F_F000);
+        invalidate(&mut tlb, 0x401F_F000, true);
         assert!(lookup(&tlb, Privilege::Supervisor, 0x4000_0000, false).is_none());
         assert!(lookup(&tlb, Privilege::Supervisor, 0x4001_3000, false).is_none());
     }
