@@ -132,8 +132,10 @@ pub struct Machine {
     pub exceptions: u64,
     /// Stores refused because they hit translated code (self-modifying code).
     pub code_modified: u64,
-    /// Set when virtual-to-physical mappings may have changed (TLB flush, INVLPG); the
-    /// dispatcher then drops virtual-PC-keyed state (the jump cache) and clears it.
+    /// Set when virtual-to-physical mappings may have changed wholesale (a TLB flush, the host
+    /// replacing the CPU state); the dispatcher then drops virtual-PC-keyed state (the jump
+    /// cache, a pending link) and clears it. INVLPG drops its own window of the jump cache
+    /// instead (see [`Machine::invlpg`]).
     pub mappings_changed: bool,
     /// Host traps taken by the `trap` engine.
     pub host_traps: u64,
