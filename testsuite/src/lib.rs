@@ -5,7 +5,8 @@
 //!   registers, flags and memory (binary `difftest`, tests `tests/diff.rs`, `tests/fuzz.rs`);
 //! - [`guests`]: freestanding guest programs built at test time with the machine's gcc/as,
 //!   and [`native`]: their host-executable twins, whose output is the oracle
-//!   (`tests/guests.rs`).
+//!   (`tests/guests.rs`);
+//! - [`fuzzing`]: what the fuzz tests share.
 //!
 //! ```no_run
 //! let g = testsuite::guests::by_name("sieve").unwrap();
@@ -14,6 +15,7 @@
 //! ```
 
 pub mod diff;
+pub mod fuzzing;
 pub mod guests;
 pub mod kernels;
 pub mod native;

@@ -10,8 +10,9 @@
 //! Asserted: the host neither crashes nor panics, every run ends in a [`RunOutcome`] other
 //! than `InternalError`, resident memory stays bounded, and each engine is deterministic
 //! (running a block twice from the same state gives the same outcome, registers, flags,
-//! instruction count and memory). Runs that read the TSC (which follows host time) are
-//! exempt. Whether the two engines agree with each other is counted and printed, not asserted
+//! instruction count and memory). Runs that observe anything outside the guest state
+//! ([`testsuite::fuzzing::outside_observations`]: the TSC, port or MMIO reads, interrupts)
+//! are exempt. Whether the two engines agree with each other is counted and printed, not asserted
 //! (that comparison belongs to the differential tester, which has the host as the reference;
 //! instruction counts are never compared across engines: the DBT counts a block at entry).
 //!
@@ -25,10 +26,11 @@
 //! one), `POPEK_FUZZ_ENGINES` (`interp`, `dbt` or both), `POPEK_FUZZ_PROGRESS=N` (a progress
 //! line every N blocks).
 
-use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
+use runtime::{Engine, RunOutcome, Vm};
 use testsuite::diff::case::generate;
 use testsuite::diff::forms::all_forms;
 use testsuite::diff::rng::Rng;
+use testsuite::fuzzing::{env_u64, hex, outside_observations, resident_mib, vm_with};
 use translator::state::rflags;
 use translator::CpuState;
 
@@ -41,17 +43,6 @@ const LIMIT: u64 = 1_000;
 
 /// Resident memory above which the test fails (it normally stays near 100 MiB).
 const MAX_RESIDENT_MIB: u64 = 4096;
-
-fn resident_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| (pages * 4096) >> 20)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 fn blocks() -> u64 {
     if let Some(n) = env_u64("POPEK_FUZZ_BLOCKS") {
@@ -133,15 +124,7 @@ struct Engineer {
 
 impl Engineer {
     fn new(engine: Engine, pristine: &[u8]) -> Engineer {
-        let mut vm = Vm::new(VmConfig {
-            mem_bytes: RAM,
-            engine,
-            serial: SerialSink::Capture,
-            instruction_limit: Some(LIMIT),
-            ..VmConfig::default()
-        })
-        .expect("vm");
-        vm.write_phys(0, pristine).expect("ram");
+        let vm = vm_with(engine, RAM, LIMIT, pristine);
         let reset_cpu = vm.cpu().clone();
         Engineer {
             vm,
@@ -197,19 +180,9 @@ impl Engineer {
         cpu.rflags = b.rflags;
         cpu.icount = 0;
         cpu.icount_limit = LIMIT;
-        let tsc = |vm: &Vm| {
-            use translator::sensitive::Hypercall;
-            let h = &vm.machine().hypercalls;
-            // Time sources: the TSC, and port reads (the PIT counters and port 0x61's
-            // refresh bit follow host time).
-            h[Hypercall::Rdtsc as usize]
-                + h[Hypercall::Rdtscp as usize]
-                + h[Hypercall::In as usize]
-                + h[Hypercall::Ins as usize]
-        };
-        let tsc_reads = tsc(vm);
+        let tsc_reads = outside_observations(vm);
         let outcome = vm.run();
-        let read_tsc = tsc(vm) != tsc_reads;
+        let read_tsc = outside_observations(vm) != tsc_reads;
         let cpu = vm.cpu();
         let ram = &vm.machine().ram;
         let slice = |a: u64, n: usize| {
@@ -241,13 +214,6 @@ fn outcome_kind(o: &RunOutcome) -> &'static str {
         RunOutcome::Stopped => "stopped",
         RunOutcome::InternalError(_) => "internal-error",
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[test]
@@ -380,8 +346,8 @@ fn random_code_on_both_engines() {
         );
     }
     println!(
-        "the engines disagreed on {engines_disagree} blocks; {tsc_blocks} runs read the TSC \
-         (host time: not compared)"
+        "the engines disagreed on {engines_disagree} blocks; {tsc_blocks} runs observed host \
+         time or device state (not compared)"
     );
     for d in &disagreement_examples {
         println!("  {d}");

@@ -36,9 +36,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runtime::{Engine, RunOutcome, SerialSink, StopHandle, Vm, VmConfig};
+use runtime::{Engine, RunOutcome, StopHandle, Vm};
 use testsuite::diff::rng::Rng;
-use translator::sensitive::Hypercall;
+use testsuite::fuzzing::{env_u64, hex, outside_observations, resident_mib, vm_with};
 use translator::state::{cr, rflags, seg, DescTable, Segment};
 use translator::CpuState;
 
@@ -77,17 +77,6 @@ const PCD: u64 = 1 << 4;
 const PS: u64 = 1 << 7;
 const G: u64 = 1 << 8;
 const NX: u64 = 1 << 63;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-fn resident_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| (pages * 4096) >> 20)
-}
 
 fn put(ram: &mut [u8], at: u64, bytes: &[u8]) {
     ram[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
@@ -422,15 +411,7 @@ struct Runner {
 
 impl Runner {
     fn new(engine: Engine, pristine: &[u8]) -> Runner {
-        let mut vm = Vm::new(VmConfig {
-            mem_bytes: RAM,
-            engine,
-            serial: SerialSink::Capture,
-            instruction_limit: Some(LIMIT),
-            ..VmConfig::default()
-        })
-        .expect("vm");
-        vm.write_phys(0, pristine).expect("ram");
+        let vm = vm_with(engine, RAM, LIMIT, pristine);
         let base = base_cpu(&vm);
         Runner {
             vm,
@@ -485,21 +466,9 @@ impl Runner {
         cpu.cr4 |= b.cr4;
         cpu.icount = 0;
         cpu.icount_limit = LIMIT;
-        let timed = |vm: &Vm| {
-            let h = &vm.machine().hypercalls;
-            h[Hypercall::Rdtsc as usize]
-                + h[Hypercall::Rdtscp as usize]
-                + h[Hypercall::Rdpmc as usize]
-                + h[Hypercall::In as usize]
-                + h[Hypercall::Ins as usize]
-                + h[Hypercall::Rdmsr as usize] // IA32_TIME_STAMP_COUNTER
-                + vm.machine().interrupts_delivered
-                // The APICs' registers, and their state left by earlier blocks.
-                + vm.machine().mmio[0]
-        };
-        let before = timed(&self.vm);
+        let before = outside_observations(&self.vm);
         let outcome = watchdog.run(&mut self.vm);
-        let timed = timed(&self.vm) != before || outcome == RunOutcome::Stopped;
+        let timed = outside_observations(&self.vm) != before || outcome == RunOutcome::Stopped;
         let ram = self
             .vm
             .machine()
@@ -545,13 +514,6 @@ fn kind(o: &RunOutcome) -> String {
         RunOutcome::Stopped => "stopped".into(),
         RunOutcome::InternalError(_) => "internal-error".into(),
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn blocks() -> u64 {

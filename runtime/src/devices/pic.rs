@@ -172,24 +172,20 @@ impl Pic8259 {
         if req == 8 {
             return None;
         }
-        let mut in_service = self.isr;
-        if self.special_mask {
-            in_service &= !self.imr;
-        }
-        if self.special_fully_nested {
-            // A slave's higher-priority request may interrupt an in-service cascade.
-            in_service &= !(1 << CASCADE_IRQ);
-        }
-        (req < self.priority(in_service)).then_some((req + self.priority_base) & 7)
+        (req < self.priority(self.blocking_in_service())).then_some((req + self.priority_base) & 7)
     }
 
     /// Whether a request on `irq` (0–7) would be signalled with the current mask and
     /// in-service bits (which no EOI can change while the CPU is halted).
     pub fn could_signal(&self, irq: u8) -> bool {
         let bit = 1u8 << (irq & 7);
-        if self.imr & bit != 0 {
-            return false;
-        }
+        self.imr & bit == 0 && self.priority(bit) < self.priority(self.blocking_in_service())
+    }
+
+    /// The in-service IRQs that block lower-priority requests: all of ISR, except masked ones
+    /// in special mask mode and the cascade in special fully nested mode (a slave's
+    /// higher-priority request may interrupt an in-service cascade).
+    fn blocking_in_service(&self) -> u8 {
         let mut in_service = self.isr;
         if self.special_mask {
             in_service &= !self.imr;
@@ -197,7 +193,7 @@ impl Pic8259 {
         if self.special_fully_nested {
             in_service &= !(1 << CASCADE_IRQ);
         }
-        self.priority(bit) < self.priority(in_service)
+        in_service
     }
 
     /// The INT output.
