@@ -172,6 +172,8 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         engine,
         serial: SerialSink::Stdout,
         instruction_limit: args.max_insns,
+        // The count costs an increment per inline hit: only when it will be shown.
+        count_tlb_hits: args.stats,
         ..VmConfig::default()
     };
     let mut vm = Vm::new(cfg).map_err(|e| match e {

@@ -49,6 +49,9 @@ pub struct Stats {
     pub interrupts: u64,
     /// Soft-TLB counters.
     pub tlb: TlbCounters,
+    /// Hits of generated code's inline soft-TLB probes, when counted
+    /// ([`crate::VmConfig::count_tlb_hits`]).
+    pub tlb_inline_hits: Option<u64>,
     /// Host milliseconds the vCPU slept in HLT.
     pub halted_ns: u64,
     /// Guest MMIO reads and writes.
@@ -155,10 +158,14 @@ impl fmt::Display for Stats {
             "MMIO                   {} reads, {} writes",
             self.mmio[0], self.mmio[1]
         )?;
+        let inline = match self.tlb_inline_hits {
+            Some(n) => format!("{n} inline hits in generated code"),
+            None => "inline hits in generated code not counted".to_string(),
+        };
         writeln!(
             f,
-            "soft TLB               {} runtime hits, {} walks, {} flushes, {} page invalidations \
-             (inline hits in generated code are not counted)",
+            "soft TLB               {inline}, {} runtime hits, {} walks (misses), {} flushes, {} \
+             page invalidations",
             self.tlb.hits, self.tlb.misses, self.tlb.flushes, self.tlb.page_invalidations
         )?;
         writeln!(f, "helper calls           {}", helper_calls())?;

@@ -36,6 +36,9 @@ pub struct VmConfig {
     pub cache: CacheConfig,
     /// Total guest instructions the VM may execute; `None` for no limit.
     pub instruction_limit: Option<u64>,
+    /// Generated code counts its inline soft-TLB hits (one memory increment per hit), for
+    /// [`Stats::tlb`]. Default off.
+    pub count_tlb_hits: bool,
 }
 
 impl Default for VmConfig {
@@ -50,6 +53,7 @@ impl Default for VmConfig {
                 jump_cache_entries: 4096,
             },
             instruction_limit: None,
+            count_tlb_hits: false,
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct Vm {
     engine: Engine,
     dbt: Option<Dbt>,
     cache_cfg: CacheConfig,
+    count_tlb_hits: bool,
     run_ns: u64,
 }
 
@@ -105,8 +110,12 @@ impl Vm {
     pub fn new(cfg: VmConfig) -> Result<Vm, VmError> {
         let mut machine = Box::new(Machine::new(cfg.mem_bytes, cfg.serial)?);
         let dbt = match cfg.engine {
-            Engine::Dbt => Some(Dbt::new(&mut machine, cfg.cache)?),
-            Engine::Trap => Some(Dbt::with_traps(&mut machine, cfg.cache, true)?),
+            Engine::Dbt | Engine::Trap => Some(Dbt::with_options(
+                &mut machine,
+                cfg.cache,
+                cfg.engine == Engine::Trap,
+                cfg.count_tlb_hits,
+            )?),
             Engine::Interp => None,
         };
         machine.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
@@ -125,6 +134,7 @@ impl Vm {
             engine: cfg.engine,
             dbt,
             cache_cfg: cfg.cache,
+            count_tlb_hits: cfg.count_tlb_hits,
             run_ns: 0,
         })
     }
@@ -227,7 +237,7 @@ impl Vm {
         if self.dbt.is_none() {
             self.machine.decoded.clear();
             let trap = self.engine == Engine::Trap;
-            match Dbt::with_traps(&mut self.machine, self.cache_cfg, trap) {
+            match Dbt::with_options(&mut self.machine, self.cache_cfg, trap, self.count_tlb_hits) {
                 Ok(d) => self.dbt = Some(d),
                 Err(e) => return RunOutcome::InternalError(e.to_string()),
             }
@@ -269,6 +279,7 @@ impl Vm {
             exceptions_by_vector: m.exceptions_by_vector,
             interrupts: m.interrupts_delivered,
             tlb: m.tlb,
+            tlb_inline_hits: self.count_tlb_hits.then_some(self.cpu.tlb_inline_hits),
             halted_ns: m.halted_ns,
             mmio: m.mmio,
         }

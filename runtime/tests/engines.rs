@@ -72,6 +72,7 @@ fn demo_guest_survives_a_tiny_code_cache() {
             jump_cache_entries: 8,
         },
         instruction_limit: None,
+        count_tlb_hits: false,
     })
     .unwrap();
     vm.load_elf(runtime::DEMO_KERNEL).unwrap();
@@ -329,5 +330,38 @@ fn invlpg_of_a_remapped_code_page_reaches_its_new_code() {
         v.cpu_mut().rip = 0x1000;
         assert_eq!(v.run(), RunOutcome::DebugExit(2), "{engine:?}");
         assert_eq!(v.cpu().gpr[3], 1, "{engine:?}: the first mapping");
+    }
+}
+
+/// With `count_tlb_hits` (what `--stats` sets) generated code counts its inline soft-TLB
+/// hits; without it nothing is counted or reported.
+#[test]
+fn inline_tlb_hits_are_counted_on_request() {
+    // mov ecx, 1000; 1: mov eax, [0x5000]; dec ecx; jnz 1b; out 0xf4, eax
+    let code = [
+        0xB9, 0xE8, 0x03, 0, 0, 0x8B, 0x04, 0x25, 0x00, 0x50, 0, 0, 0xFF, 0xC9, 0x75, 0xF5, 0xE7,
+        0xF4,
+    ];
+    for count in [false, true] {
+        let mut v = Vm::new(VmConfig {
+            mem_bytes: 16 << 20,
+            serial: SerialSink::Capture,
+            count_tlb_hits: count,
+            ..VmConfig::default()
+        })
+        .unwrap();
+        v.write_phys(0x1000, &code).unwrap();
+        v.write_phys(0x5000, &7u32.to_le_bytes()).unwrap();
+        paging_on(&mut v, &[]);
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(7));
+        let s = v.stats();
+        if count {
+            let hits = s.tlb_inline_hits.unwrap();
+            assert!((990..=1000).contains(&hits), "{hits}");
+        } else {
+            assert_eq!(s.tlb_inline_hits, None);
+        }
+        assert!(s.tlb.misses >= 1, "the first load walks");
     }
 }

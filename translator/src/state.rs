@@ -141,6 +141,9 @@ pub struct CpuState {
     pub dr: [u64; 8],
     /// Model-specific registers other than EFER and the FS/GS bases.
     pub msr: Msrs,
+    /// Soft-TLB hits of generated code's inline probes, counted only by code compiled with
+    /// `JitConfig::count_tlb_hits` (`--stats`).
+    pub tlb_inline_hits: u64,
     /// Soft TLB read by generated code when paging is on. See [`Tlb`].
     pub tlb: Tlb,
 }
@@ -362,6 +365,7 @@ impl Default for CpuState {
             xcr0: 1,
             dr: [0, 0, 0, 0, 0, 0, 0xFFFF_0FF0, 0x400],
             msr: Msrs::default(),
+            tlb_inline_hits: 0,
             tlb: Tlb::default(),
         }
     }
@@ -422,6 +426,7 @@ pub const OFF_ICOUNT_LIMIT: u32 = offset_of!(CpuState, icount_limit) as u32;
 pub const OFF_STATUS: u32 = offset_of!(CpuState, status) as u32;
 pub const OFF_LINK_SLOT: u32 = offset_of!(CpuState, link_slot) as u32;
 pub const OFF_HELPER_OUT: u32 = offset_of!(CpuState, helper_out) as u32;
+pub const OFF_TLB_INLINE_HITS: u32 = offset_of!(CpuState, tlb_inline_hits) as u32;
 pub const OFF_SEG: usize = offset_of!(CpuState, seg);
 /// Byte offset of the base of segment register `i` (see [`seg`]).
 pub const fn off_seg_base(i: usize) -> u32 {

@@ -130,14 +130,21 @@ impl JitEnv for BlockEnv {
 impl Dbt {
     /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
     pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt, DbtError> {
-        Dbt::with_traps(m, cfg, false)
+        Dbt::with_options(m, cfg, false, false)
     }
 
     /// As [`Dbt::new`]; with `trap`, each hypercall is a real host trap handled by the
-    /// SIGTRAP handler (`--engine trap`, see [`trap`]).
-    pub fn with_traps(m: &mut Machine, cfg: CacheConfig, trap: bool) -> Result<Dbt, DbtError> {
+    /// SIGTRAP handler (`--engine trap`, see [`trap`]); with `count_tlb_hits`, generated code
+    /// counts its inline soft-TLB hits in `CpuState::tlb_inline_hits`.
+    pub fn with_options(
+        m: &mut Machine,
+        cfg: CacheConfig,
+        trap: bool,
+        count_tlb_hits: bool,
+    ) -> Result<Dbt, DbtError> {
         let mut jit = Jit::with_config(JitConfig {
             trap_hypercalls: trap,
+            count_tlb_hits,
             ..JitConfig::default()
         })?;
         let trampoline = jit.entry_trampoline()?;

@@ -100,6 +100,8 @@ pub(crate) struct ClifEmitter<'a> {
     reload: u16,
     /// Hypercalls are `int3` host traps (see [`super::JitConfig::trap_hypercalls`]).
     trap_hypercalls: bool,
+    /// Inline soft-TLB hits are counted (see [`super::JitConfig::count_tlb_hits`]).
+    pub(super) count_tlb_hits: bool,
     error: Option<JitError>,
 }
 
@@ -173,6 +175,7 @@ impl<'a> ClifEmitter<'a> {
             reload,
             mode_key,
             trap_hypercalls,
+            count_tlb_hits,
         } = shape;
         let mut region = |id: u32, name: &'static str| {
             b.func.dfg.alias_regions.insert(AliasRegionData {
@@ -288,6 +291,7 @@ impl<'a> ClifEmitter<'a> {
             shadow_vals: HashMap::new(),
             reload,
             trap_hypercalls,
+            count_tlb_hits,
             error: None,
         }
     }

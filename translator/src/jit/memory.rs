@@ -46,8 +46,8 @@ use crate::emit::ValueOps;
 use crate::helpers::Helper;
 use crate::ir::Ty;
 use crate::state::{
-    off_tlb_set, Tlb, OFF_TLB_ADDEND, OFF_TLB_READ_TAG, OFF_TLB_WRITE_TAG, TLB_ENTRIES,
-    TLB_ENTRY_BYTES,
+    off_tlb_set, Tlb, OFF_TLB_ADDEND, OFF_TLB_INLINE_HITS, OFF_TLB_READ_TAG, OFF_TLB_WRITE_TAG,
+    TLB_ENTRIES, TLB_ENTRY_BYTES,
 };
 
 /// Guest page size the code bitmap and the soft TLB are indexed by.
@@ -243,6 +243,7 @@ impl ClifEmitter<'_> {
         let (join, v) = self.join_block(ty);
         let entry = self.tlb_probe(addr, ty.bytes(), set, OFF_TLB_READ_TAG, fast, slow);
         self.switch_sealed(fast, cold);
+        self.count_tlb_hit();
         let p = self.tlb_host(entry, addr);
         let flags = self.tlb_guest_flags();
         let x = self.b.ins().load(clif(ty), flags, p, 0);
@@ -265,6 +266,7 @@ impl ClifEmitter<'_> {
         let bytes = self.ty(v).bytes();
         let entry = self.tlb_probe(addr, bytes, set, OFF_TLB_WRITE_TAG, fast, slow);
         self.switch_sealed(fast, cold);
+        self.count_tlb_hit();
         let p = self.tlb_host(entry, addr);
         let flags = self.tlb_guest_flags();
         self.b.ins().store(flags, v, p, 0);
@@ -328,6 +330,19 @@ impl ClifEmitter<'_> {
         self.b.ins().brif(is_hit, hit, &[], miss, &[]);
         self.terminated();
         entry
+    }
+
+    /// With [`super::JitConfig::count_tlb_hits`]: `cpu.tlb_inline_hits += 1`.
+    fn count_tlb_hit(&mut self) {
+        if self.count_tlb_hits {
+            let at = OFF_TLB_INLINE_HITS as i32;
+            let n = self
+                .b
+                .ins()
+                .load(types::I64, self.regions.cpu, self.cpu, at);
+            let n = self.b.ins().iadd_imm_u(n, 1);
+            self.b.ins().store(self.regions.cpu, n, self.cpu, at);
+        }
     }
 
     /// `addr + addend` of `entry`.

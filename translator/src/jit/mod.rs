@@ -232,6 +232,9 @@ pub struct JitConfig {
     /// `CpuState::helper_out[0..3]`, traps, and reads the result from `helper_out[0]`; the
     /// runtime's SIGTRAP handler runs the same handler a call would. Default off.
     pub trap_hypercalls: bool,
+    /// Count the hits of inline soft-TLB probes in `CpuState::tlb_inline_hits` (one memory
+    /// increment per hit: for `--stats`). Default off.
+    pub count_tlb_hits: bool,
 }
 
 impl Default for JitConfig {
@@ -241,6 +244,7 @@ impl Default for JitConfig {
             opt_level: OptLevel::Speed,
             regalloc: Regalloc::Backtracking,
             trap_hypercalls: false,
+            count_tlb_hits: false,
         }
     }
 }
@@ -317,6 +321,7 @@ pub struct Jit {
     ctx: Context,
     fctx: FunctionBuilderContext,
     trap_hypercalls: bool,
+    count_tlb_hits: bool,
 }
 
 /// What the emitter needs to know about a block before semantics run.
@@ -332,6 +337,8 @@ struct Shape {
     mode_key: u32,
     /// Hypercalls are host traps (the `trap` engine) instead of calls.
     trap_hypercalls: bool,
+    /// Inline soft-TLB hits are counted ([`JitConfig::count_tlb_hits`]).
+    count_tlb_hits: bool,
 }
 
 /// GPRs any instruction of `block` may write (as iced reports them).
@@ -402,6 +409,7 @@ impl Jit {
             ctx: Context::new(),
             fctx: FunctionBuilderContext::new(),
             trap_hypercalls: config.trap_hypercalls,
+            count_tlb_hits: config.count_tlb_hits,
         })
     }
 
@@ -439,6 +447,7 @@ impl Jit {
             reload,
             mode_key: mode.key(),
             trap_hypercalls: self.trap_hypercalls,
+            count_tlb_hits: self.count_tlb_hits,
         };
         let (mut built, missing) = self.build_block(shape, env, &mut links, |e| {
             crate::semantics::translate_block(e, block, mode, preload)

@@ -156,6 +156,7 @@ fn random_blocks_match_the_interpreter_with_fast_compile() {
         opt_level: OptLevel::None,
         regalloc: Regalloc::SinglePass,
         trap_hypercalls: false,
+        count_tlb_hits: false,
     };
     random_blocks(fast, 7);
 }

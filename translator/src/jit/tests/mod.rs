@@ -358,6 +358,7 @@ impl Harness {
             preload: 0,
             reload: 0,
             trap_hypercalls: false,
+            count_tlb_hits: false,
             mode_key: self.mode.key(),
         };
         self.jit

@@ -200,6 +200,7 @@ fn simple_loop_raw_clif() {
         preload: block.gpr_mask(),
         reload: !crate::jit::written_gprs(&block),
         trap_hypercalls: false,
+        count_tlb_hits: false,
         mode_key: mode.key(),
     };
     let mut links = std::collections::HashMap::new();
