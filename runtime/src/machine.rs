@@ -141,6 +141,9 @@ pub struct Machine {
     pub host_traps: u64,
     /// The `trap` engine's trap sites, by block.
     pub trap_table: crate::engine::trap::TrapTable,
+    /// The RIP of the instruction in STI's interrupt shadow: no interrupt is taken before it
+    /// completes (see `engine::vcpu::service`).
+    pub interrupt_shadow: Option<u64>,
     /// The vCPU executed HLT and waits for an interrupt.
     pub halted: bool,
     /// Interrupt controllers, timers and the RTC.
@@ -243,6 +246,7 @@ impl Machine {
             exceptions: 0,
             code_modified: 0,
             mappings_changed: false,
+            interrupt_shadow: None,
             host_traps: 0,
             trap_table: Default::default(),
             halted: false,

@@ -365,3 +365,42 @@ fn inline_tlb_hits_are_counted_on_request() {
         assert!(s.tlb.misses >= 1, "the first load walks");
     }
 }
+
+/// STI's interrupt shadow: with an interrupt already pending, the instruction after STI
+/// completes before the interrupt is taken, and not more than that one.
+#[test]
+fn sti_shadows_exactly_one_instruction() {
+    // mov dword [0x1FF0F0], 0x1FF        LAPIC SVR: enabled
+    // mov dword [0x1FF300], 0x40040      ICR: fixed self-IPI, vector 0x40 (pending, IF = 0)
+    // xor eax, eax; sti; mov eax, 1; mov eax, 2; out 0xf4, eax
+    let code = [
+        0xC7, 0x04, 0x25, 0xF0, 0xF0, 0x1F, 0x00, 0xFF, 0x01, 0x00, 0x00, //
+        0xC7, 0x04, 0x25, 0x00, 0xF3, 0x1F, 0x00, 0x40, 0x00, 0x04, 0x00, //
+        0x31, 0xC0, 0xFB, 0xB8, 1, 0, 0, 0, 0xB8, 2, 0, 0, 0, 0xE7, 0xF4,
+    ];
+    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &code).unwrap();
+        // GDT (code64 at 0x08), IDT gate 0x40 → 0x6000: out 0xf4, eax (EAX + 0x100).
+        v.write_phys(0x4008, &0x00AF_9B00_0000_FFFFu64.to_le_bytes())
+            .unwrap();
+        let gate = 0x6000u64 | 0x08 << 16 | 0x8E << 40;
+        v.write_phys(0x5000 + 16 * 0x40, &gate.to_le_bytes())
+            .unwrap();
+        v.write_phys(0x6000, &[0x05, 0, 1, 0, 0, 0xE7, 0xF4])
+            .unwrap();
+        paging_on(&mut v, &[(0x1FF000, 0xFEE0_0000)]);
+        let cpu = v.cpu_mut();
+        cpu.gdtr = translator::state::DescTable {
+            base: 0x4000,
+            limit: 0xF,
+        };
+        cpu.idtr = translator::state::DescTable {
+            base: 0x5000,
+            limit: 0xFFF,
+        };
+        cpu.gpr[4] = 0x8000;
+        cpu.rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(0x101), "{engine:?}");
+    }
+}

@@ -213,7 +213,7 @@ pub fn dispatch(
         // ---- interrupts, halting, flags
         H::Hlt => Flow::Halt,
         H::Cli => io::cli(cpu).map(ok)?,
-        H::Sti => io::sti(cpu).map(ok)?,
+        H::Sti => io::sti(m, cpu, next).map(ok)?,
         H::Pushf => Flow::Value(io::pushf(cpu)?),
         H::Popf => io::popf(cpu, b, op).map(ok)?,
         H::Iret => {

@@ -75,16 +75,20 @@ pub fn cli(cpu: &mut CpuState) -> Result<(), Exception> {
     Ok(())
 }
 
-/// STI: #GP(0) when IOPL does not allow it. Enabling interrupts asks for an interrupt
-/// check. (Hardware holds interrupts for one more instruction after STI; the dispatcher
-/// owns that shadow.)
-pub fn sti(cpu: &mut CpuState) -> Result<(), Exception> {
+/// STI: #GP(0) when IOPL does not allow it. Enabling interrupts opens the interrupt shadow
+/// at `next` (the instruction after STI runs before any interrupt; [`Machine::interrupt_shadow`])
+/// and, if an interrupt is already pending, asks for an interrupt check. A timer that comes
+/// due later is taken at a slice boundary, as for any code running with IF set.
+pub fn sti(m: &mut Machine, cpu: &mut CpuState, next: u64) -> Result<(), Exception> {
     if !iopl_allows(cpu) {
         return Err(GP0);
     }
     if cpu.rflags & rflags::IF == 0 {
         cpu.rflags |= rflags::IF;
-        request_interrupt_check(cpu);
+        m.interrupt_shadow = Some(next);
+        if m.platform.has_interrupt() {
+            request_interrupt_check(cpu);
+        }
     }
     Ok(())
 }
@@ -430,19 +434,28 @@ mod tests {
 
     #[test]
     fn cli_sti_follow_iopl() {
-        let (_, mut cpu) = setup();
+        let (mut m, mut cpu) = setup();
         protected(&mut cpu, 3, 0);
         cpu.rflags |= IF;
         assert_eq!(cli(&mut cpu), Err(GP0));
-        assert_eq!(sti(&mut cpu), Err(GP0));
+        assert_eq!(sti(&mut m, &mut cpu, 0x101), Err(GP0));
         assert_ne!(cpu.rflags & IF, 0, "unchanged");
         protected(&mut cpu, 3, 3);
         cli(&mut cpu).unwrap();
         assert_eq!(cpu.rflags & IF, 0);
         cpu.icount_limit = u64::MAX;
-        sti(&mut cpu).unwrap();
+        sti(&mut m, &mut cpu, 0x101).unwrap();
         assert_ne!(cpu.rflags & IF, 0);
-        assert_eq!(cpu.icount_limit, 0, "STI asks for an interrupt check");
+        assert_eq!(
+            m.interrupt_shadow,
+            Some(0x101),
+            "the next instruction is shadowed"
+        );
+        assert_eq!(
+            cpu.icount_limit,
+            u64::MAX,
+            "nothing pending: no interrupt check"
+        );
         // Real mode: always allowed.
         let (_, mut cpu) = setup();
         cli(&mut cpu).unwrap();
