@@ -141,8 +141,8 @@ pub struct Machine {
     pub host_traps: u64,
     /// The `trap` engine's trap sites, by block.
     pub trap_table: crate::engine::trap::TrapTable,
-    /// The RIP of the instruction in STI's interrupt shadow: no interrupt is taken before it
-    /// completes (see `engine::vcpu::service`).
+    /// The RIP of the instruction in the interrupt shadow of STI, MOV SS or POP SS: no
+    /// interrupt is taken before it completes (see `engine::vcpu::service`).
     pub interrupt_shadow: Option<u64>,
     /// The vCPU executed HLT and waits for an interrupt.
     pub halted: bool,

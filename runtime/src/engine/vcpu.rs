@@ -39,8 +39,8 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if let Some(pc) = m.interrupt_shadow.take() {
             let deliverable = cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt();
             if pc == cpu.rip && !m.halted && deliverable {
-                // STI's shadow: the next instruction completes first (`sti; hlt` then halts
-                // and is woken by this interrupt, instead of missing it).
+                // The shadow of STI (or MOV SS): the next instruction completes first
+                // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).
                 if let Some(outcome) = super::interp::single_step(m, cpu) {
                     return Err(outcome);
                 }

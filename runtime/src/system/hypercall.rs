@@ -348,7 +348,15 @@ pub fn dispatch(
             Flow::Next
         }
         // ---- segment registers and far transfers
-        H::LoadSeg => segments::load_seg(m, cpu, usize::from(args.extra), b as u16).map(ok)?,
+        H::LoadSeg => {
+            let sreg = usize::from(args.extra);
+            segments::load_seg(m, cpu, sreg, b as u16)?;
+            if sreg == translator::state::seg::SS {
+                // MOV SS / POP SS shadow the next instruction (the `mov ss; mov esp` pair).
+                m.interrupt_shadow = Some(next);
+            }
+            Flow::Next
+        }
         H::ReadSeg => {
             let s = cpu
                 .seg
@@ -745,6 +753,27 @@ mod tests {
             m.read_lin(&mut cpu, 0x7000 - 6, 2, crate::memory::Access::Read, sup),
             Ok(0x1002)
         );
+    }
+
+    #[test]
+    fn mov_ss_shadows_the_next_instruction() {
+        let (mut m, mut cpu) = setup();
+        long64(&mut cpu, 0);
+        // A null SS is legal at CPL 0 in 64-bit mode.
+        let mov_ss = HypercallArgs {
+            extra: seg::SS as u8,
+            ..args(Hypercall::LoadSeg, 2)
+        };
+        call(&mut m, &mut cpu, mov_ss, 0, 0);
+        assert_eq!((cpu.status, cpu.rip), (0, 0x1002));
+        assert_eq!(m.interrupt_shadow, Some(0x1002));
+        let mov_ds = HypercallArgs {
+            extra: seg::DS as u8,
+            ..args(Hypercall::LoadSeg, 2)
+        };
+        m.interrupt_shadow = None;
+        call(&mut m, &mut cpu, mov_ds, 0, 0);
+        assert_eq!(m.interrupt_shadow, None, "only SS loads shadow");
     }
 
     #[test]
