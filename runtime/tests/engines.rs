@@ -404,3 +404,42 @@ fn sti_shadows_exactly_one_instruction() {
         assert_eq!(v.run(), RunOutcome::DebugExit(0x101), "{engine:?}");
     }
 }
+
+/// A fault in the middle of REP INS / REP OUTS keeps the iterations done before it: RCX,
+/// RDI/RSI and memory say how far it got (the instruction restarts from there).
+#[test]
+fn rep_ins_and_outs_fault_with_their_progress() {
+    const END: u64 = 16 << 20;
+    // rep insb (dx = 0x80: reads 0xFF) ; rep outsb
+    for (code, index) in [([0xF3u8, 0x6C], 7usize), ([0xF3, 0x6E], 6)] {
+        for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+            let mut v = vm(engine);
+            v.write_phys(0x1000, &code).unwrap();
+            v.write_phys(END - 4, &[0; 4]).unwrap();
+            let cpu = v.cpu_mut();
+            cpu.rip = 0x1000;
+            cpu.gpr[1] = 10;
+            cpu.gpr[2] = 0x80;
+            cpu.gpr[index] = END - 4;
+            let o = v.run();
+            assert!(
+                matches!(o, RunOutcome::Exception { rip: 0x1000, .. }),
+                "{engine:?}: {o}"
+            );
+            assert_eq!(
+                v.cpu().gpr[1],
+                6,
+                "{engine:?} {code:x?}: RCX after 4 iterations"
+            );
+            assert_eq!(v.cpu().gpr[index], END, "{engine:?} {code:x?}");
+            if index == 7 {
+                let mut got = [0u8; 4];
+                v.read_phys(END - 4, &mut got).unwrap();
+                assert_eq!(
+                    got, [0xFF; 4],
+                    "{engine:?}: the bytes read before the fault"
+                );
+            }
+        }
+    }
+}
