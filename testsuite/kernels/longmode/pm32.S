@@ -193,6 +193,39 @@ kmain32:
     loop 8b
     REPORT "pm32: std movsb+lodsd sum=", edx
 
+    /* XLAT (AL indexes a table at EBX; the rest of EAX stays) and ARPL (register and
+       memory destinations, ZF) */
+    mov ebx, offset src_bytes
+    mov eax, 0x12345604
+    xlatb
+    REPORT "pm32: xlat eax=", eax
+    mov eax, 0xABCD00FF
+    mov al, 10
+    .byte 0x3E                      /* ds: prefix, same segment */
+    xlatb
+    REPORT "pm32: xlat ds eax=", eax
+    mov eax, 0x77771231             /* RPL 1 */
+    mov ecx, 0x00000003             /* RPL 3 */
+    arpl ax, cx
+    setz dl
+    movzx edx, dl
+    REPORT "pm32: arpl raise eax=", eax
+    REPORT "pm32: arpl raise zf=", edx
+    xor ecx, ecx
+    arpl ax, cx
+    setz dl
+    movzx edx, dl
+    REPORT "pm32: arpl keep eax=", eax
+    REPORT "pm32: arpl keep zf=", edx
+    mov word ptr [arpl_mem], 0x0010
+    mov ecx, 2
+    arpl [arpl_mem], cx
+    setz dl
+    movzx edx, dl
+    movzx eax, word ptr [arpl_mem]
+    REPORT "pm32: arpl mem=", eax
+    REPORT "pm32: arpl mem zf=", edx
+
     pop ebp
     pop edi
     pop esi
@@ -235,5 +268,6 @@ pushad_sum: .skip 4
 esp_after: .skip 4
 pushad_espslot: .skip 4
 str_buf: .skip 256
+arpl_mem: .skip 4
 
     .section .note.GNU-stack, "", @progbits

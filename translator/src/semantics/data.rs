@@ -139,6 +139,37 @@ pub fn convert<E: Emitter>(ctx: &mut Ctx<E>) {
     }
 }
 
+/// XLAT: AL = the byte at seg:[rBX + zero-extended AL] (iced gives the operand as a memory
+/// operand with base rBX and index AL, in the instruction's address size).
+pub fn xlat<E: Emitter>(ctx: &mut Ctx<E>) {
+    let v = ctx.read_op(0);
+    ctx.set_reg(Register::AL, v);
+}
+
+/// ARPL r/m16, r16 (0x63 is MOVSXD in 64-bit mode): if the RPL (bits 1:0) of the
+/// destination is below the source's, raise it to the source's and set ZF, else clear ZF.
+/// Only bits 1:0 change, so a 32-bit register destination keeps its upper half. The
+/// destination is written either way (with its own value when unchanged). Real mode's #UD is
+/// not modelled: the block key does not tell real from 16-bit protected mode.
+pub fn arpl<E: Emitter>(ctx: &mut Ctx<E>) {
+    let d = ctx.read_op(0);
+    let ty = ctx.e.ty(d);
+    let s = ctx.read_op(1);
+    let s = ctx.to_ty(s, ty, false);
+    let three = ctx.c(ty, 3);
+    let (drpl, srpl) = (ctx.bin(BinOp::And, d, three), ctx.bin(BinOp::And, s, three));
+    let raise = ctx.cmp(Cmp::Ult, drpl, srpl);
+    let keep = ctx.c(ty, !3 & ty.mask());
+    let cleared = ctx.bin(BinOp::And, d, keep);
+    let raised = ctx.bin(BinOp::Or, cleared, srpl);
+    let v = ctx.select(raise, raised, d);
+    ctx.write_op(0, v);
+    let zf = ctx.to_ty(raise, Ty::I64, false);
+    let six = ctx.c(Ty::I64, rflags::ZF.trailing_zeros() as u64);
+    let zf = ctx.bin(BinOp::Shl, zf, six);
+    ctx.update_flags(rflags::ZF, zf);
+}
+
 /// NOP and its relatives (PAUSE, ENDBR, PREFETCH*, multi-byte NOP with a memory operand that
 /// is never accessed).
 pub fn nop<E: Emitter>(_ctx: &mut Ctx<E>) {}

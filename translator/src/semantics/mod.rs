@@ -97,6 +97,8 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         M::Cmpxchg => data::cmpxchg(ctx),
         M::Xadd => data::xadd(ctx),
         M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => data::convert(ctx),
+        M::Xlatb => data::xlat(ctx),
+        M::Arpl => data::arpl(ctx),
         M::Nop
         | M::Pause
         | M::Endbr64
