@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use translator::semantics::muldiv::divide;
 use translator::state::rflags;
-use translator::{CpuState, ExitReason, Helper};
+use translator::{CpuState, Exception, ExitReason, Helper};
 
 use crate::machine::{Machine, StopRequest, WriteOutcome};
 use crate::memory::{Access, GuestVirt};
@@ -74,6 +74,14 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             }
         }
         Helper::Lookup => lookup(m, cpu, a),
+        Helper::FaultIf => {
+            if a != 0 {
+                // Only vectors without an error code are asked for; anything else is #UD.
+                let e = Exception::from_parts(b as u8, 0, 0).filter(|e| e.error_code().is_none());
+                cpu.raise(e.unwrap_or(Exception::InvalidOpcode));
+            }
+            0
+        }
     }
 }
 
@@ -192,6 +200,7 @@ shims! {
     shim_idiv => DivS,
     shim_hypercall => Hypercall,
     shim_lookup => Lookup,
+    shim_fault_if => FaultIf,
 }
 
 #[cfg(test)]

@@ -164,11 +164,49 @@ kmain32:
     push offset s_off
     call puts32
     add esp, 4
+
+    /* BOUND (32- and 16-bit operands): in range, below, above; #BR resumes after it. */
+    mov eax, offset br32
+    mov [idt32 + 5 * 8], ax
+    mov word ptr [idt32 + 5 * 8 + 2], SEL_CODE32
+    mov word ptr [idt32 + 5 * 8 + 4], 0x8E00
+    shr eax, 16
+    mov [idt32 + 5 * 8 + 6], ax
+    mov dword ptr [br_bounds], -5
+    mov dword ptr [br_bounds + 4], 10
+    mov dword ptr [br_bounds16], 0x00200010        /* words 0x10 .. 0x20 */
+    mov ecx, 3
+    PROBE bound ecx, [br_bounds]
+    mov eax, [br_count]
+    REPORT "bound: 3 in [-5, 10]: #BR count=", eax
+    mov ecx, -6
+    PROBE bound ecx, [br_bounds]
+    mov ecx, 10
+    PROBE bound ecx, [br_bounds]
+    mov ecx, 11
+    PROBE bound ecx, [br_bounds]
+    mov eax, [br_count]
+    REPORT "bound: -6, 10, 11: #BR count=", eax
+    mov ecx, 0xFFFF0020
+    PROBE bound cx, [br_bounds16]
+    mov ecx, 0x0021
+    PROBE bound cx, [br_bounds16]
+    mov eax, [br_count]
+    REPORT "bound: 16-bit 0x20, 0x21: #BR count=", eax
     pop ebp
     pop edi
     pop esi
     pop ebx
     ret
+
+/* #BR (no error code): count, then resume at pf_resume (the PROBE's label). */
+br32:
+    inc dword ptr [br_count]
+    push eax
+    mov eax, [pf_resume]
+    mov [esp + 4], eax
+    pop eax
+    iretd
 
 /* #PF: record, then resume at pf_resume on the stack saved in pf_esp. */
 pf32:
@@ -210,6 +248,9 @@ pae_pdpt: .skip 32
 pf_cr2: .skip 4
 pf_err: .skip 4
 pf_count: .skip 4
+br_count: .skip 4
+br_bounds: .skip 8
+br_bounds16: .skip 4
 pf_resume: .skip 4
 pf_esp: .skip 4
 

@@ -31,11 +31,14 @@ pub enum Helper {
     /// Indirect-branch lookup (JIT only): (target pc) -> host address to tail-call: the
     /// translated block, or the unlinked exit stub.
     Lookup,
+    /// A conditional fault: (condition, vector) -> 0; raises exception `vector` (one without
+    /// an error code) through `status` when the condition is nonzero (BOUND's #BR).
+    FaultIf,
 }
 
 impl Helper {
     /// Every helper, in table order.
-    pub const ALL: [Helper; 7] = [
+    pub const ALL: [Helper; 8] = [
         Helper::MemRead,
         Helper::MemWrite,
         Helper::FlagsMaterialize,
@@ -43,13 +46,19 @@ impl Helper {
         Helper::DivS,
         Helper::Hypercall,
         Helper::Lookup,
+        Helper::FaultIf,
     ];
 
     /// Whether the helper may set `CpuState::status`, so the caller must check it.
     pub const fn can_stop(self) -> bool {
         matches!(
             self,
-            Helper::MemRead | Helper::MemWrite | Helper::DivU | Helper::DivS | Helper::Hypercall
+            Helper::MemRead
+                | Helper::MemWrite
+                | Helper::DivU
+                | Helper::DivS
+                | Helper::Hypercall
+                | Helper::FaultIf
         )
     }
 
@@ -68,6 +77,7 @@ impl Helper {
             Helper::DivS => "idiv",
             Helper::Hypercall => "hypercall",
             Helper::Lookup => "lookup",
+            Helper::FaultIf => "fault_if",
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::exception::Exception;
 use crate::flags::FlagOp;
+use crate::helpers::Helper;
 use crate::ir::{BinOp, Cmp, Ty};
 use crate::state::{reg, rflags, OFF_RFLAGS};
 
@@ -168,6 +169,30 @@ pub fn arpl<E: Emitter>(ctx: &mut Ctx<E>) {
     let six = ctx.c(Ty::I64, rflags::ZF.trailing_zeros() as u64);
     let zf = ctx.bin(BinOp::Shl, zf, six);
     ctx.update_flags(rflags::ZF, zf);
+}
+
+/// BOUND r, m (outside 64-bit mode): #BR unless lower <= r <= upper, signed, with the bounds
+/// the two operand-sized words at the memory operand. Both bounds are read first (their
+/// faults come before #BR).
+pub fn bound<E: Emitter>(ctx: &mut Ctx<E>) {
+    if !ctx.op_is_mem(1) {
+        return ctx.raise(Exception::InvalidOpcode);
+    }
+    let ty = ctx.op_ty(0);
+    let r = ctx.read_op(0);
+    let at = ctx.op_addr();
+    let lo = ctx.load(ty, at);
+    let ea = ctx.op_ea();
+    let size = ctx.c(Ty::I64, u64::from(ty.bytes()));
+    let ea_hi = ctx.bin(BinOp::Add, ea, size);
+    let ea_hi = ctx.wrap_ea(ea_hi);
+    let at_hi = ctx.seg_base_add(ctx.insn().memory_segment(), ea_hi);
+    let hi = ctx.load(ty, at_hi);
+    let below = ctx.cmp(Cmp::Slt, r, lo);
+    let above = ctx.cmp(Cmp::Sgt, r, hi);
+    let out = ctx.bin(BinOp::Or, below, above);
+    let vector = ctx.c(Ty::I64, u64::from(Exception::BoundRange.vector()));
+    ctx.call(Helper::FaultIf, &[out, vector]);
 }
 
 /// NOP and its relatives (PAUSE, ENDBR, PREFETCH*, multi-byte NOP with a memory operand that

@@ -99,6 +99,7 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => data::convert(ctx),
         M::Xlatb => data::xlat(ctx),
         M::Arpl => data::arpl(ctx),
+        M::Bound => data::bound(ctx),
         M::Nop
         | M::Pause
         | M::Endbr64

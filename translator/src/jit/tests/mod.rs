@@ -229,6 +229,12 @@ impl Machine {
                 }
                 None => self.stub as u64,
             },
+            Helper::FaultIf => {
+                if a[0] != 0 {
+                    cpu.raise(Exception::from_parts(a[1] as u8, 0, 0).expect("a vector"));
+                }
+                0
+            }
             // Every sensitive instruction completes as a no-op (same for both engines).
             Helper::Hypercall => {
                 let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);
