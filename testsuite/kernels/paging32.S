@@ -15,6 +15,16 @@
     .intel_syntax noprefix
 #include "report32.h"
 
+/* GATE32 vector, handler: a 32-bit interrupt gate in idt32 (clobbers EAX). */
+.macro GATE32 vector, handler
+    mov eax, offset \handler
+    mov [idt32 + \vector * 8], ax
+    mov word ptr [idt32 + \vector * 8 + 2], SEL_CODE32
+    mov word ptr [idt32 + \vector * 8 + 4], 0x8E00
+    shr eax, 16
+    mov [idt32 + \vector * 8 + 6], ax
+.endm
+
 /* PROBE insn: run insn expecting a #PF; the handler resumes after it. */
 .macro PROBE insn:vararg
     mov [pf_esp], esp
@@ -36,12 +46,7 @@ kmain32:
     add esp, 4
 
     /* The #PF gate: 32-bit interrupt gate to pf32 in the 32-bit code segment. */
-    mov eax, offset pf32
-    mov [idt32 + 14 * 8], ax
-    mov word ptr [idt32 + 14 * 8 + 2], SEL_CODE32
-    mov word ptr [idt32 + 14 * 8 + 4], 0x8E00
-    shr eax, 16
-    mov [idt32 + 14 * 8 + 6], ax
+    GATE32 14, pf32
     lidt [idtr32]
 
     mov dword ptr [0x600000], 0xCAFE0001
@@ -166,12 +171,7 @@ kmain32:
     add esp, 4
 
     /* BOUND (32- and 16-bit operands): in range, below, above; #BR resumes after it. */
-    mov eax, offset br32
-    mov [idt32 + 5 * 8], ax
-    mov word ptr [idt32 + 5 * 8 + 2], SEL_CODE32
-    mov word ptr [idt32 + 5 * 8 + 4], 0x8E00
-    shr eax, 16
-    mov [idt32 + 5 * 8 + 6], ax
+    GATE32 5, br32
     mov dword ptr [br_bounds], -5
     mov dword ptr [br_bounds + 4], 10
     mov dword ptr [br_bounds16], 0x00200010        /* words 0x10 .. 0x20 */
