@@ -17,4 +17,5 @@
 pub mod blocks;
 pub mod dispatch;
 pub mod elf;
+pub mod json;
 pub mod workloads;

@@ -8,6 +8,7 @@ use runtime::Engine;
 use translator::decode::MAX_BLOCK_INSNS;
 
 use super::{geomean, EngineResult, GuestResult, Options};
+use crate::json::{json_num, json_str};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -216,31 +217,6 @@ fn translation_summary(results: &[GuestResult]) -> String {
         );
     }
     s
-}
-
-/// Escapes `s` as a JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number, or `null` for a missing or non-finite value.
-fn json_num(x: Option<f64>) -> String {
-    match x {
-        Some(x) if x.is_finite() => format!("{x:.6}"),
-        _ => "null".into(),
-    }
 }
 
 /// The results as a JSON document (`{"scale", "runs", "guests": [...], "geomean": {...}}`).

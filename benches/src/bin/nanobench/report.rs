@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use benches::json::{json_num, json_str};
+
 use super::measure::{median, Column, Run, OPS};
 
 /// Everything measured in one column.
@@ -125,31 +127,6 @@ pub fn markdown(results: &[ColumnResult], host: &Host) -> String {
         }
     }
     s
-}
-
-/// Escapes `s` as a JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number, or `null`.
-fn json_num(x: Option<f64>) -> String {
-    match x {
-        Some(x) if x.is_finite() => format!("{x:.3}"),
-        _ => "null".to_owned(),
-    }
 }
 
 fn json_opt_str(x: Option<&str>) -> String {
