@@ -31,8 +31,8 @@ use super::descriptors::{
     sys, tss64_stack, tss_legacy_stack,
 };
 use super::far::{
-    code_mode_ok, code_segment, null_inaccessible_data, offset_ok, op_bytes, real_mode_cs,
-    target_desc, truncate,
+    code_segment, null_inaccessible_data, offset_ok, op_bytes, real_mode_cs, return_target,
+    truncate,
 };
 use super::mode::state_dump;
 use super::segments::{check_ss, null_segment, GpOrTs, Stack};
@@ -431,18 +431,7 @@ pub fn iret(m: &mut Machine, cpu: &mut CpuState, op_size: u8) -> Result<(), Exce
         return Err(Exception::GeneralProtection(0));
     }
     let cpl = cpu.cpl as u8;
-    let rpl = (sel & 3) as u8;
-    let bad = Exception::GeneralProtection(sel_code(sel));
-    let d = target_desc(m, cpu, sel)?;
-    if !d.is_code() || rpl < cpl || !code_mode_ok(cpu, &d) {
-        return Err(bad);
-    }
-    if d.is_conforming() && d.dpl() > rpl || !d.is_conforming() && d.dpl() != rpl {
-        return Err(bad);
-    }
-    if !d.present() {
-        return Err(Exception::SegmentNotPresent(sel_code(sel)));
-    }
+    let (d, rpl) = return_target(m, cpu, sel)?;
     let to_64 = long_mode(cpu) && d.long();
     let rip = if to_64 { rip } else { truncate(rip, 4) };
     let new_ss = if in_64bit(cpu) || rpl > cpl {

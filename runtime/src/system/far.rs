@@ -56,6 +56,29 @@ pub(crate) fn target_desc(
     read_desc_wide(m, cpu, selector)?.ok_or(gp(sel_code(selector)))
 }
 
+/// The code segment a far RET or IRET returns to through `selector`: a code descriptor the
+/// mode can run, RPL >= CPL, DPL == RPL (DPL <= RPL if conforming) — else #GP(selector) — and
+/// present, else #NP(selector). Returns it with its RPL, the new CPL.
+pub(crate) fn return_target(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    selector: u16,
+) -> Result<(Desc, u8), Exception> {
+    let (cpl, rpl) = (cpu.cpl as u8, (selector & 3) as u8);
+    let bad = gp(sel_code(selector));
+    let d = target_desc(m, cpu, selector)?;
+    if !d.is_code() || rpl < cpl || !code_mode_ok(cpu, &d) {
+        return Err(bad);
+    }
+    if d.is_conforming() && d.dpl() > rpl || !d.is_conforming() && d.dpl() != rpl {
+        return Err(bad);
+    }
+    if !d.present() {
+        return Err(Exception::SegmentNotPresent(sel_code(selector)));
+    }
+    Ok((d, rpl))
+}
+
 /// A code segment IA-32e mode can run (L and D both set is reserved).
 pub(crate) fn code_mode_ok(cpu: &CpuState, d: &Desc) -> bool {
     !(long_mode(cpu) && d.long() && d.db())
@@ -347,18 +370,7 @@ pub fn ret_far(
         return Ok(());
     }
     let cpl = cpu.cpl as u8;
-    let rpl = (sel & 3) as u8;
-    let bad = gp(sel_code(sel));
-    let d = target_desc(m, cpu, sel)?;
-    if !d.is_code() || rpl < cpl || !code_mode_ok(cpu, &d) {
-        return Err(bad);
-    }
-    if d.is_conforming() && d.dpl() > rpl || !d.is_conforming() && d.dpl() != rpl {
-        return Err(bad);
-    }
-    if !d.present() {
-        return Err(Exception::SegmentNotPresent(sel_code(sel)));
-    }
+    let (d, rpl) = return_target(m, cpu, sel)?;
     if !offset_ok(cpu, &d, rip) {
         return Err(gp(0));
     }
