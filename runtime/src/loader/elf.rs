@@ -9,6 +9,9 @@
 //! as the same error, does not check the entry point, and may write part of an image before it
 //! finds a bad segment. The format needs only a few dozen lines to read carefully.
 //!
+//! The program-header table reader ([`load_headers`]) serves ELF32 too: the Multiboot
+//! loader's i386 kernels go through it.
+//!
 //! Invariants: every offset and size read from the image goes through checked arithmetic
 //! before it is used; nothing is written until every segment and the entry point have been
 //! validated.
@@ -142,6 +145,176 @@ struct Segment {
     memsz: u64,
 }
 
+/// The class of an ELF file's program headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PhClass {
+    /// 32-byte ELF32 headers (the Multiboot loader's i386 kernels).
+    Elf32,
+    /// 56-byte ELF64 headers.
+    Elf64,
+}
+
+impl PhClass {
+    /// Bytes in one program header.
+    pub(crate) const fn size(self) -> usize {
+        match self {
+            PhClass::Elf32 => 32,
+            PhClass::Elf64 => PHDR_SIZE,
+        }
+    }
+}
+
+/// A `PT_LOAD` program header with a nonzero memory size, fields widened to 64 bits, its file
+/// bytes known to lie inside the file (where it goes in guest memory is the caller's check).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoadHeader {
+    pub index: usize,
+    pub offset: usize,
+    pub filesz: usize,
+    pub vaddr: u64,
+    pub paddr: u64,
+    pub memsz: u64,
+}
+
+/// What [`load_headers`] finds wrong; each loader reports it in its own error type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PhError {
+    TooMany,
+    NoLoadable,
+    BadEntrySize(u16),
+    Truncated {
+        offset: u64,
+        count: u16,
+        len: usize,
+    },
+    FileSizeExceedsMemSize {
+        index: usize,
+        filesz: u64,
+        memsz: u64,
+    },
+    OutsideFile {
+        index: usize,
+        offset: u64,
+        filesz: u64,
+        len: usize,
+    },
+}
+
+/// The loadable segments of the program-header table of `phnum` entries of `phentsize`
+/// bytes at `phoff`, for ELF32 and ELF64 alike: the table inside the file, the entry size the
+/// class's, every `PT_LOAD` with `filesz <= memsz` and its file bytes inside the file, and at
+/// least one with memory (empty ones are skipped).
+pub(crate) fn load_headers(
+    image: &[u8],
+    class: PhClass,
+    phoff: u64,
+    phentsize: u16,
+    phnum: u16,
+) -> Result<Vec<LoadHeader>, PhError> {
+    if phnum == PN_XNUM {
+        return Err(PhError::TooMany);
+    }
+    if phnum == 0 {
+        return Err(PhError::NoLoadable);
+    }
+    let size = class.size();
+    if usize::from(phentsize) != size {
+        return Err(PhError::BadEntrySize(phentsize));
+    }
+    let table = usize::try_from(phoff)
+        .ok()
+        .and_then(|start| image.get(start..start.checked_add(usize::from(phnum) * size)?))
+        .ok_or(PhError::Truncated {
+            offset: phoff,
+            count: phnum,
+            len: image.len(),
+        })?;
+    let mut headers = Vec::new();
+    for (index, ph) in table.chunks_exact(size).enumerate() {
+        if u32_at(ph, 0) != PT_LOAD {
+            continue;
+        }
+        let w = |o: usize| u64::from(u32_at(ph, o));
+        let (offset, vaddr, paddr, filesz, memsz) = match class {
+            PhClass::Elf32 => (w(4), w(8), w(12), w(16), w(20)),
+            PhClass::Elf64 => (
+                u64_at(ph, 8),
+                u64_at(ph, 16),
+                u64_at(ph, 24),
+                u64_at(ph, 32),
+                u64_at(ph, 40),
+            ),
+        };
+        if filesz > memsz {
+            return Err(PhError::FileSizeExceedsMemSize {
+                index,
+                filesz,
+                memsz,
+            });
+        }
+        if memsz == 0 {
+            continue;
+        }
+        if offset
+            .checked_add(filesz)
+            .is_none_or(|end| end > image.len() as u64)
+        {
+            return Err(PhError::OutsideFile {
+                index,
+                offset,
+                filesz,
+                len: image.len(),
+            });
+        }
+        headers.push(LoadHeader {
+            index,
+            // Both are <= image.len(), so they fit in usize.
+            offset: offset as usize,
+            filesz: filesz as usize,
+            vaddr,
+            paddr,
+            memsz,
+        });
+    }
+    if headers.is_empty() {
+        return Err(PhError::NoLoadable);
+    }
+    Ok(headers)
+}
+
+impl From<PhError> for LoadError {
+    fn from(e: PhError) -> Self {
+        match e {
+            PhError::TooMany => LoadError::TooManyProgramHeaders,
+            PhError::NoLoadable => LoadError::NoLoadableSegments,
+            PhError::BadEntrySize(n) => LoadError::BadProgramHeaderSize(n),
+            PhError::Truncated { offset, count, len } => {
+                LoadError::TruncatedProgramHeaders { offset, count, len }
+            }
+            PhError::FileSizeExceedsMemSize {
+                index,
+                filesz,
+                memsz,
+            } => LoadError::FileSizeExceedsMemSize {
+                index,
+                filesz,
+                memsz,
+            },
+            PhError::OutsideFile {
+                index,
+                offset,
+                filesz,
+                len,
+            } => LoadError::SegmentOutsideFile {
+                index,
+                offset,
+                filesz,
+                len,
+            },
+        }
+    }
+}
+
 fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes([b[off], b[off + 1]])
 }
@@ -185,84 +358,34 @@ impl Elf {
         let entry = u64_at(h, 24);
         let phoff = u64_at(h, 32);
         let (phentsize, phnum) = (u16_at(h, 54), u16_at(h, 56));
-        if phnum == PN_XNUM {
-            return Err(LoadError::TooManyProgramHeaders);
-        }
-        if phnum == 0 {
-            return Err(LoadError::NoLoadableSegments);
-        }
-        if phentsize as usize != PHDR_SIZE {
-            return Err(LoadError::BadProgramHeaderSize(phentsize));
-        }
-        let table = usize::try_from(phoff)
-            .ok()
-            .and_then(|start| {
-                let end = start.checked_add(phnum as usize * PHDR_SIZE)?;
-                image.get(start..end)
-            })
-            .ok_or(LoadError::TruncatedProgramHeaders {
-                offset: phoff,
-                count: phnum,
-                len: image.len(),
-            })?;
-
+        let headers = load_headers(image, PhClass::Elf64, phoff, phentsize, phnum)?;
         let mut segments: Vec<Segment> = Vec::new();
-        for (index, ph) in table.chunks_exact(PHDR_SIZE).enumerate() {
-            if u32_at(ph, 0) != PT_LOAD {
-                continue;
-            }
-            let (offset, paddr) = (u64_at(ph, 8), u64_at(ph, 24));
-            let (filesz, memsz) = (u64_at(ph, 32), u64_at(ph, 40));
-            if filesz > memsz {
-                return Err(LoadError::FileSizeExceedsMemSize {
-                    index,
-                    filesz,
-                    memsz,
-                });
-            }
-            if memsz == 0 {
-                continue;
-            }
-            let outside_file = LoadError::SegmentOutsideFile {
-                index,
-                offset,
-                filesz,
-                len: image.len(),
-            };
-            let file_end = offset.checked_add(filesz).ok_or(outside_file.clone())?;
-            if file_end > image.len() as u64 {
-                return Err(outside_file);
-            }
-            let mem_end = paddr.checked_add(memsz);
-            if mem_end.is_none_or(|end| end > ram) {
+        for ph in headers {
+            let (index, addr, memsz) = (ph.index, ph.paddr, ph.memsz);
+            if addr.checked_add(memsz).is_none_or(|end| end > ram) {
                 return Err(LoadError::SegmentOutsideRam {
                     index,
-                    addr: paddr,
+                    addr,
                     memsz,
                     ram,
                 });
             }
-            let seg = Segment {
-                index,
-                // Both are <= image.len(), so they fit in usize.
-                offset: offset as usize,
-                filesz: filesz as usize,
-                addr: paddr,
-                memsz,
-            };
             if let Some(other) = segments
                 .iter()
-                .find(|o| o.addr < seg.addr + seg.memsz && seg.addr < o.addr + o.memsz)
+                .find(|o| o.addr < addr + memsz && addr < o.addr + o.memsz)
             {
                 return Err(LoadError::OverlappingSegments {
                     first: other.index,
                     second: index,
                 });
             }
-            segments.push(seg);
-        }
-        if segments.is_empty() {
-            return Err(LoadError::NoLoadableSegments);
+            segments.push(Segment {
+                index,
+                offset: ph.offset,
+                filesz: ph.filesz,
+                addr,
+                memsz,
+            });
         }
         if entry >= ram {
             return Err(LoadError::EntryOutsideRam { entry, ram });

@@ -53,6 +53,7 @@
 //! [`load`] validates the header, every segment, the entry point and the command line before it
 //! writes a byte, so a rejected image leaves RAM untouched; it writes only the ranges it returns.
 
+use super::elf::{load_headers, PhClass, PhError};
 use crate::memory::{GuestPhys, GuestRam};
 
 /// `magic` of a Multiboot header.
@@ -123,17 +124,12 @@ const ADDRESS_LIMIT: u64 = 1 << 32;
 const ELFMAG: &[u8; 4] = b"\x7fELF";
 /// Size of the ELF32 file header.
 const EHDR32_SIZE: usize = 52;
-/// Size of an ELF32 program header.
-const PHDR32_SIZE: usize = 32;
 const ELFCLASS32: u8 = 1;
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const EV_CURRENT: u8 = 1;
 const ET_EXEC: u16 = 2;
 const EM_386: u16 = 3;
-const PT_LOAD: u32 = 1;
-/// `e_phnum` value meaning "the real count is elsewhere" (not supported).
-const PN_XNUM: u16 = 0xFFFF;
 
 /// The a.out kludge address fields of a Multiboot header (valid when flag bit 16 is set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,6 +555,43 @@ fn place(piece: Piece, addr: u64, size: u64, ram: u64) -> Result<u64, MultibootE
     Ok(end)
 }
 
+impl From<PhError> for MultibootError {
+    fn from(e: PhError) -> Self {
+        use MultibootError as E;
+        // ELF32 fields are 32 bits wide, so the narrowing below is lossless.
+        match e {
+            PhError::TooMany => E::TooManyProgramHeaders,
+            PhError::NoLoadable => E::NoLoadableSegments,
+            PhError::BadEntrySize(n) => E::BadProgramHeaderSize(n),
+            PhError::Truncated { offset, count, len } => E::TruncatedProgramHeaders {
+                offset: offset as u32,
+                count,
+                len,
+            },
+            PhError::FileSizeExceedsMemSize {
+                index,
+                filesz,
+                memsz,
+            } => E::FileSizeExceedsMemSize {
+                index,
+                filesz: filesz as u32,
+                memsz: memsz as u32,
+            },
+            PhError::OutsideFile {
+                index,
+                offset,
+                filesz,
+                len,
+            } => E::SegmentOutsideFile {
+                index,
+                offset: offset as u32,
+                filesz: filesz as u32,
+                len,
+            },
+        }
+    }
+}
+
 /// Validates an ELF32 i386 executable against a RAM of `ram` bytes.
 fn parse_elf(image: &[u8], ram: u64) -> Result<Plan, MultibootError> {
     use MultibootError as E;
@@ -591,51 +624,10 @@ fn parse_elf(image: &[u8], ram: u64) -> Result<Plan, MultibootError> {
     }
     let (e_entry, phoff) = (h32(24), h32(28));
     let (phentsize, phnum) = (h16(42), h16(44));
-    if phnum == PN_XNUM {
-        return Err(E::TooManyProgramHeaders);
-    }
-    if phnum == 0 {
-        return Err(E::NoLoadableSegments);
-    }
-    if usize::from(phentsize) != PHDR32_SIZE {
-        return Err(E::BadProgramHeaderSize(phentsize));
-    }
-    let table = usize::try_from(phoff)
-        .ok()
-        .and_then(|start| image.get(start..start.checked_add(usize::from(phnum) * PHDR32_SIZE)?))
-        .ok_or(E::TruncatedProgramHeaders {
-            offset: phoff,
-            count: phnum,
-            len: image.len(),
-        })?;
-
+    let headers = load_headers(image, PhClass::Elf32, u64::from(phoff), phentsize, phnum)?;
     let mut chunks: Vec<Chunk> = Vec::new();
-    for (index, ph) in table.chunks_exact(PHDR32_SIZE).enumerate() {
-        let p = |o| le32(ph, o).unwrap_or(0);
-        if p(0) != PT_LOAD {
-            continue;
-        }
-        let (offset, vaddr, paddr, filesz, memsz) = (p(4), p(8), p(12), p(16), p(20));
-        if filesz > memsz {
-            return Err(E::FileSizeExceedsMemSize {
-                index,
-                filesz,
-                memsz,
-            });
-        }
-        if memsz == 0 {
-            continue;
-        }
-        let outside_file = E::SegmentOutsideFile {
-            index,
-            offset,
-            filesz,
-            len: image.len(),
-        };
-        if u64::from(offset) + u64::from(filesz) > image.len() as u64 {
-            return Err(outside_file);
-        }
-        let (addr, size) = (u64::from(paddr), u64::from(memsz));
+    for ph in headers {
+        let (index, addr, size) = (ph.index, ph.paddr, ph.memsz);
         let end = place(Piece::Segment(index), addr, size, ram)?;
         if let Some(other) = chunks
             .iter()
@@ -648,16 +640,12 @@ fn parse_elf(image: &[u8], ram: u64) -> Result<Plan, MultibootError> {
         }
         chunks.push(Chunk {
             index,
-            vaddr: u64::from(vaddr),
-            // Both are <= image.len(), so they fit in usize.
-            offset: offset as usize,
-            filesz: filesz as usize,
+            vaddr: ph.vaddr,
+            offset: ph.offset,
+            filesz: ph.filesz,
             addr,
             memsz: size,
         });
-    }
-    if chunks.is_empty() {
-        return Err(E::NoLoadableSegments);
     }
     let want = u64::from(e_entry);
     let entry = chunks
@@ -860,6 +848,10 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Size of an ELF32 program header.
+    const PHDR32_SIZE: usize = 32;
+    const PT_LOAD: u32 = 1;
 
     const RAM: u64 = 4 << 20;
 
