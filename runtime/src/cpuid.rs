@@ -4,14 +4,14 @@
 //! pretend to be a real vendor's part, so guests take their generic paths. Feature bits are
 //! honest: a bit is set only when the translator and the system handlers implement it, and the
 //! handlers derive what they accept (CR4 bits, EFER bits, XCR0) from this model, so the two
-//! cannot disagree. The foundation executes integer code only, so x87/MMX/SSE*/FXSR/XSAVE are
-//! reported absent even though x86-64 hardware always has SSE2; guests must be built for that
-//! (`-mgeneral-regs-only`, no floating point).
+//! cannot disagree. The instruction set is the x86-64-v2 level: x87, MMX, SSE through SSE4.2,
+//! FXSAVE/FXRSTOR, POPCNT, CMPXCHG8B/16B, LAHF/SAHF in 64-bit mode, CLFLUSH; AVX, XSAVE and
+//! the rest are absent until implemented.
 //!
 //! | leaf | contents |
 //! | --- | --- |
 //! | 0 | max basic leaf 7, vendor |
-//! | 1 | family 6 model 1 stepping 1; 1 logical CPU, APIC id 0; DE PSE TSC MSR PAE APIC SEP PGE CMOV PAT; PCID POPCNT hypervisor |
+//! | 1 | family 6 model 1 stepping 1; CLFLUSH line 64 bytes, 1 logical CPU, APIC id 0; FPU DE PSE TSC MSR PAE CX8 APIC SEP PGE CMOV PAT CLFSH MMX FXSR SSE SSE2; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 PCID POPCNT hypervisor |
 //! | 2..6 | zeros (no cache/TLB descriptors, no MONITOR, no power management) |
 //! | 7.0 | max subleaf 0; SMEP INVPCID SMAP; UMIP |
 //! | 0x8000_0000 | max extended leaf 0x8000_0008 |
@@ -58,7 +58,7 @@ pub const XCR0_SUPPORTED: u64 = 1;
 
 /// Feature bits of CPUID.1:EDX and ECX, 7.0:EBX and ECX, and 8000_0001:EDX and ECX.
 pub mod features {
-    /// 1:EDX.0: x87 FPU (not implemented).
+    /// 1:EDX.0: x87 FPU.
     pub const FPU: u32 = 1 << 0;
     /// 1:EDX.2: debugging extensions (CR4.DE: DR4/DR5 no longer alias DR6/DR7).
     pub const DE: u32 = 1 << 2;
@@ -70,7 +70,7 @@ pub mod features {
     pub const MSR: u32 = 1 << 5;
     /// 1:EDX.6: PAE paging (CR4.PAE).
     pub const PAE: u32 = 1 << 6;
-    /// 1:EDX.8: CMPXCHG8B (not implemented).
+    /// 1:EDX.8: CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
     /// 1:EDX.9: on-chip local APIC (IA32_APIC_BASE).
     pub const APIC: u32 = 1 << 9;
@@ -82,10 +82,26 @@ pub mod features {
     pub const CMOV: u32 = 1 << 15;
     /// 1:EDX.16: page attribute table (IA32_PAT).
     pub const PAT: u32 = 1 << 16;
-    /// 1:EDX.24: FXSAVE/FXRSTOR, CR4.OSFXSR (not implemented).
+    /// 1:EDX.19: CLFLUSH.
+    pub const CLFSH: u32 = 1 << 19;
+    /// 1:EDX.23: MMX.
+    pub const MMX: u32 = 1 << 23;
+    /// 1:EDX.24: FXSAVE/FXRSTOR, CR4.OSFXSR.
     pub const FXSR: u32 = 1 << 24;
-    /// 1:EDX.26: SSE2 (not implemented).
+    /// 1:EDX.25: SSE.
+    pub const SSE: u32 = 1 << 25;
+    /// 1:EDX.26: SSE2.
     pub const SSE2: u32 = 1 << 26;
+    /// 1:ECX.0: SSE3.
+    pub const SSE3: u32 = 1 << 0;
+    /// 1:ECX.9: SSSE3.
+    pub const SSSE3: u32 = 1 << 9;
+    /// 1:ECX.13: CMPXCHG16B.
+    pub const CX16: u32 = 1 << 13;
+    /// 1:ECX.19: SSE4.1.
+    pub const SSE4_1: u32 = 1 << 19;
+    /// 1:ECX.20: SSE4.2.
+    pub const SSE4_2: u32 = 1 << 20;
     /// 1:ECX.5: VMX (never: popek runs without hardware virtualization and offers none).
     pub const VMX: u32 = 1 << 5;
     /// 1:ECX.17: process-context identifiers (CR4.PCIDE).
@@ -131,10 +147,26 @@ pub mod features {
 use features as f;
 
 /// CPUID.1:EDX.
-const LEAF1_EDX: u32 =
-    f::DE | f::PSE | f::TSC | f::MSR | f::PAE | f::APIC | f::SEP | f::PGE | f::CMOV | f::PAT;
+const LEAF1_EDX: u32 = f::FPU
+    | f::DE
+    | f::PSE
+    | f::TSC
+    | f::MSR
+    | f::PAE
+    | f::CX8
+    | f::APIC
+    | f::SEP
+    | f::PGE
+    | f::CMOV
+    | f::PAT
+    | f::CLFSH
+    | f::MMX
+    | f::FXSR
+    | f::SSE
+    | f::SSE2;
 /// CPUID.1:ECX (OSXSAVE is dynamic).
-const LEAF1_ECX: u32 = f::PCID | f::POPCNT | f::HYPERVISOR;
+const LEAF1_ECX: u32 =
+    f::SSE3 | f::SSSE3 | f::CX16 | f::SSE4_1 | f::SSE4_2 | f::PCID | f::POPCNT | f::HYPERVISOR;
 /// CPUID.(7,0):EBX.
 const LEAF7_EBX: u32 = f::SMEP | f::INVPCID | f::SMAP;
 /// CPUID.(7,0):ECX.
@@ -176,8 +208,8 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
             word(&VENDOR[8..12]),
             word(&VENDOR[4..8]),
         ],
-        // EBX: one logical processor, initial APIC id 0 (CLFLUSH is absent: no line size).
-        1 => [SIGNATURE, 1 << 16, LEAF1_ECX, LEAF1_EDX],
+        // EBX: CLFLUSH line size 8 quadwords (64 bytes), one logical processor, APIC id 0.
+        1 => [SIGNATURE, 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX],
         7 if subleaf == 0 => [0, LEAF7_EBX, LEAF7_ECX, 0],
         0x8000_0000 => [MAX_EXT_LEAF, 0, 0, 0],
         0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
@@ -268,6 +300,18 @@ mod tests {
         (1, 3, f::PGE, "CR4.PGE"),
         (1, 3, f::CMOV, "CMOVcc"),
         (1, 3, f::PAT, "IA32_PAT"),
+        (1, 3, f::FPU, "x87 (host-executed)"),
+        (1, 3, f::CX8, "CMPXCHG8B"),
+        (1, 3, f::CLFSH, "CLFLUSH"),
+        (1, 3, f::MMX, "MMX (host-executed)"),
+        (1, 3, f::FXSR, "FXSAVE/FXRSTOR, CR4.OSFXSR"),
+        (1, 3, f::SSE, "SSE"),
+        (1, 3, f::SSE2, "SSE2"),
+        (1, 2, f::SSE3, "SSE3"),
+        (1, 2, f::SSSE3, "SSSE3"),
+        (1, 2, f::CX16, "CMPXCHG16B"),
+        (1, 2, f::SSE4_1, "SSE4.1"),
+        (1, 2, f::SSE4_2, "SSE4.2"),
         (1, 2, f::PCID, "CR4.PCIDE"),
         (1, 2, f::POPCNT, "POPCNT"),
         (1, 2, f::HYPERVISOR, "hypervisor present"),
@@ -317,9 +361,7 @@ mod tests {
 
     #[test]
     fn absent_features_stay_absent() {
-        let [_, _, ecx, edx] = cpuid(1, 0);
-        let missing = f::FPU | f::SSE2 | f::FXSR | f::CX8;
-        assert_eq!(edx & missing, 0, "no x87/SSE/FXSR/CMPXCHG8B");
+        let [_, _, ecx, _] = cpuid(1, 0);
         assert_eq!(ecx & (f::VMX | f::X2APIC | f::XSAVE | f::OSXSAVE), 0);
         let [_, _, ecx, edx] = cpuid(0x8000_0001, 0);
         assert_eq!(ecx & f::SVM, 0);

@@ -37,6 +37,20 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
     let [a, b, c] = args;
     match h {
         Helper::Hypercall => crate::engine::hypercall_entry(m, cpu, args),
+        Helper::MemRead if b == 16 => {
+            let mut buf = [0u8; 16];
+            match m.read_virt_bytes_for(cpu, a, &mut buf, Access::Read) {
+                Ok(()) => {
+                    let v = u128::from_le_bytes(buf);
+                    cpu.helper_out[0] = (v >> 64) as u64;
+                    v as u64
+                }
+                Err(e) => {
+                    cpu.raise(e);
+                    0
+                }
+            }
+        }
         Helper::MemRead => match m.read_virt_for(cpu, a, b as usize, Access::Read) {
             Ok(v) => v,
             Err(e) => {
@@ -45,7 +59,13 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             }
         },
         Helper::MemWrite => {
-            match m.write_virt_for(cpu, a, b as usize, c) {
+            let r = if b == 16 {
+                let v = u128::from(c) | u128::from(cpu.helper_out[0]) << 64;
+                m.write_virt_bytes_for(cpu, a, &v.to_le_bytes())
+            } else {
+                m.write_virt_for(cpu, a, b as usize, c)
+            };
+            match r {
                 Ok(WriteOutcome::Done) => {
                     if std::mem::take(&mut m.interrupt_check) {
                         cpu.icount_limit = 0;
@@ -74,10 +94,35 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             }
         }
         Helper::Lookup => lookup(m, cpu, a),
+        Helper::SimdChecked => {
+            crate::fpu::simd_checked(m, cpu, a);
+            0
+        }
+        Helper::FpuExec => {
+            crate::fpu::fpu_exec(m, cpu, a, b);
+            0
+        }
+        Helper::Mxcsr => crate::fpu::mxcsr_access(cpu, a, b),
+        Helper::FxSave => {
+            crate::fpu::fxsave(cpu, a != 0);
+            0
+        }
+        Helper::FxRstor => {
+            crate::fpu::fxrstor(cpu, a != 0, b);
+            0
+        }
+        Helper::ProbeWrite => {
+            match m.probe_write_for(cpu, a, b as usize) {
+                Ok(true) => cpu.status = ExitReason::CodeModified as u64,
+                Ok(false) => {}
+                Err(e) => cpu.raise(e),
+            }
+            0
+        }
         Helper::FaultIf => {
             if a != 0 {
-                // Only vectors without an error code are asked for; anything else is #UD.
-                let e = Exception::from_parts(b as u8, 0, 0).filter(|e| e.error_code().is_none());
+                // Semantics ask only for architectural vectors; anything else is #UD.
+                let e = Exception::from_parts(b as u8, c as u32, 0);
                 cpu.raise(e.unwrap_or(Exception::InvalidOpcode));
             }
             0
@@ -201,6 +246,12 @@ shims! {
     shim_hypercall => Hypercall,
     shim_lookup => Lookup,
     shim_fault_if => FaultIf,
+    shim_simd_checked => SimdChecked,
+    shim_fpu_exec => FpuExec,
+    shim_mxcsr => Mxcsr,
+    shim_fxsave => FxSave,
+    shim_fxrstor => FxRstor,
+    shim_probe_write => ProbeWrite,
 }
 
 #[cfg(test)]

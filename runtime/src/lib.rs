@@ -22,19 +22,22 @@
 //! Module map: [`memory`] (RAM, addresses, MMU), [`devices`] (port bus, UART, debug exit),
 //! [`loader`] (ELF), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
 //! [`cpuid`] and [`tsc`] (the virtual CPU model), [`engine`] (DBT, interpreter, exit
-//! handling), [`vm`] (the [`Vm`] API), [`stats`].
+//! handling), [`fpu`] and [`stubs`] (the guest's floating-point state on the host, and the
+//! host stubs that run its x87/MMX/SSE instructions), [`vm`] (the [`Vm`] API), [`stats`].
 
 #![warn(missing_docs)]
 
 pub mod cpuid;
 pub mod devices;
 pub mod engine;
+pub mod fpu;
 pub mod helpers;
 pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod mmu;
 pub mod stats;
+pub mod stubs;
 pub mod system;
 pub mod tsc;
 pub mod vm;

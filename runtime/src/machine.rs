@@ -35,6 +35,26 @@ use crate::tsc::VirtualTsc;
 /// The POST diagnostic port.
 pub const POST_PORT: PortRange = PortRange { base: 0x80, len: 1 };
 
+/// The PC's math-coprocessor error port: a write clears FERR#'s interrupt and lets x87
+/// instructions ignore the error (IGNNE#).
+pub const FPU_ERROR_PORT: PortRange = PortRange { base: 0xF0, len: 1 };
+
+/// The ISA line FERR# drives on a PC.
+const FERR_IRQ: u8 = 13;
+
+/// Port 0xF0 (see [`FPU_ERROR_PORT`]); reads as all ones.
+struct FpuErrorPort(crate::devices::IrqLatch);
+
+impl crate::devices::PortIo for FpuErrorPort {
+    fn read(&mut self, _offset: u16, data: &mut [u8]) {
+        data.fill(0xFF);
+    }
+    fn write(&mut self, _offset: u16, _data: &[u8]) -> crate::devices::IoAction {
+        self.0.raise();
+        crate::devices::IoAction::Continue
+    }
+}
+
 /// Longest x86 instruction, in bytes.
 pub const MAX_INSN_LEN: usize = 15;
 
@@ -169,6 +189,13 @@ pub struct Machine {
     /// A device register write may have made an interrupt deliverable; the helper that
     /// caused it ends the current slice (see [`crate::engine::vcpu`]).
     pub interrupt_check: bool,
+    /// Host stubs of the guest's floating-point and vector instructions.
+    pub stubs: crate::stubs::HostStubs,
+    /// FERR# is asserted (an x87 error with CR0.NE clear): IRQ 13 is raised.
+    ferr: bool,
+    /// Set by a write to port 0xF0 (the PC's "clear math coprocessor busy"): x87
+    /// instructions ignore a pending error (IGNNE#) until it clears.
+    ignne: crate::devices::IrqLatch,
 }
 
 /// Soft-TLB counters (see [`Machine::tlb`]).
@@ -229,6 +256,9 @@ impl Machine {
             .expect("fixed ports do not overlap");
         bus.register(POST_PORT, Box::new(PostCode::default()))
             .expect("fixed ports do not overlap");
+        let ignne = crate::devices::IrqLatch::new();
+        bus.register(FPU_ERROR_PORT, Box::new(FpuErrorPort(ignne.clone())))
+            .expect("fixed ports do not overlap");
         Ok(Machine {
             mmu: Mmu::flat(ram.size()),
             ram,
@@ -260,7 +290,35 @@ impl Machine {
             hypercalls: [0; 64],
             tlb: TlbCounters::default(),
             tlb_large: false,
+            stubs: crate::stubs::HostStubs::new(),
+            ferr: false,
+            ignne,
         })
+    }
+
+    /// The PC's x87 error reporting with CR0.NE clear, at a waiting x87 instruction:
+    /// `pending` says whether an unmasked exception is pending. Returns whether the
+    /// instruction may run (no error, or IGNNE# after a write to port 0xF0); otherwise
+    /// FERR# raises IRQ 13 and the instruction waits.
+    pub fn fpu_error(&mut self, pending: bool) -> bool {
+        if !pending {
+            if std::mem::take(&mut self.ferr) {
+                self.platform.set_irq(FERR_IRQ, false);
+            }
+            self.ignne.take();
+            return true;
+        }
+        if self.ignne.is_raised() {
+            if std::mem::take(&mut self.ferr) {
+                self.platform.set_irq(FERR_IRQ, false);
+            }
+            return true;
+        }
+        if !self.ferr {
+            self.ferr = true;
+            self.platform.set_irq(FERR_IRQ, true);
+        }
+        false
     }
 
     /// COM1.
@@ -688,23 +746,39 @@ impl Machine {
         access: Access,
         privilege: Privilege,
     ) -> Result<u64, Exception> {
-        let size = size.clamp(1, 8);
-        let pieces = self.pieces(regs, tlb, vaddr, size, access, privilege)?;
         let mut bytes = [0u8; 8];
+        let n = size.clamp(1, 8);
+        self.read_bytes_with(regs, tlb, vaddr, &mut bytes[..n], access, privilege)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// Reads `buf.len()` bytes (1..=4096): every page translated before anything is read.
+    fn read_bytes_with(
+        &mut self,
+        regs: &PagingRegs,
+        tlb: Option<&mut Tlb>,
+        vaddr: u64,
+        buf: &mut [u8],
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<(), Exception> {
+        let pieces = self.pieces(regs, tlb, vaddr, buf.len(), access, privilege)?;
         for p in pieces.into_iter().flatten() {
-            let dst = &mut bytes[p.off..p.off + p.len];
+            let dst = &mut buf[p.off..p.off + p.len];
             match p.target {
                 Target::Ram(pa) => self
                     .ram
                     .read(GuestPhys(pa), dst)
                     .map_err(|_| not_present(p.lin, access))?,
                 Target::Mmio(pa) => {
-                    let v = self.mmio_read(pa, p.len);
-                    dst.copy_from_slice(&v.to_le_bytes()[..p.len]);
+                    for (i, chunk) in dst.chunks_mut(8).enumerate() {
+                        let v = self.mmio_read(pa + 8 * i as u64, chunk.len());
+                        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+                    }
                 }
             }
         }
-        Ok(u64::from_le_bytes(bytes))
+        Ok(())
     }
 
     /// Writes a `size`-byte value (see [`Machine::write_virt_for`]): both pages translated
@@ -718,44 +792,106 @@ impl Machine {
         value: u64,
         privilege: Privilege,
     ) -> Result<WriteOutcome, Exception> {
-        let size = size.clamp(1, 8);
-        let pieces = self.pieces(regs, tlb, vaddr, size, Access::Write, privilege)?;
-        let in_ram = |p: &Piece| match p.target {
-            Target::Ram(pa) => Some((pa, p.len)),
-            Target::Mmio(_) => None,
-        };
-        let hits_jit_code = self.executing == Executing::Jit
-            && pieces
-                .iter()
-                .flatten()
-                .filter_map(in_ram)
-                .any(|(pa, n)| self.has_translated_code(pa, n));
-        if hits_jit_code {
+        let n = size.clamp(1, 8);
+        self.write_bytes_with(regs, tlb, vaddr, &value.to_le_bytes()[..n], privilege)
+    }
+
+    /// Writes `src` (1..=4096 bytes): every page translated first, then the code check,
+    /// then the bytes.
+    fn write_bytes_with(
+        &mut self,
+        regs: &PagingRegs,
+        tlb: Option<&mut Tlb>,
+        vaddr: u64,
+        src: &[u8],
+        privilege: Privilege,
+    ) -> Result<WriteOutcome, Exception> {
+        let pieces = self.pieces(regs, tlb, vaddr, src.len(), Access::Write, privilege)?;
+        if self.hits_jit_code(&pieces) {
             self.modified.clear();
-            for (pa, n) in pieces.iter().flatten().filter_map(in_ram) {
+            for (pa, n) in pieces.iter().flatten().filter_map(Piece::in_ram) {
                 self.modified.push((pa, pa + n as u64));
             }
             self.code_modified += 1;
             return Ok(WriteOutcome::CodeModified);
         }
-        let bytes = value.to_le_bytes();
         for p in pieces.into_iter().flatten() {
-            let src = &bytes[p.off..p.off + p.len];
+            let bytes = &src[p.off..p.off + p.len];
             match p.target {
                 Target::Ram(pa) => {
                     self.ram
-                        .write(GuestPhys(pa), src)
+                        .write(GuestPhys(pa), bytes)
                         .map_err(|_| not_present(p.lin, Access::Write))?;
                     self.invalidate_code(pa, pa + p.len as u64);
                 }
                 Target::Mmio(pa) => {
-                    let mut v = [0u8; 8];
-                    v[..p.len].copy_from_slice(src);
-                    self.mmio_write(pa, p.len, u64::from_le_bytes(v));
+                    for (i, chunk) in bytes.chunks(8).enumerate() {
+                        let mut v = [0u8; 8];
+                        v[..chunk.len()].copy_from_slice(chunk);
+                        self.mmio_write(pa + 8 * i as u64, chunk.len(), u64::from_le_bytes(v));
+                    }
                 }
             }
         }
         Ok(WriteOutcome::Done)
+    }
+
+    /// Whether a store's pieces hit translated code while generated code runs (it must
+    /// then not be performed, see [`WriteOutcome::CodeModified`]).
+    fn hits_jit_code(&self, pieces: &[Option<Piece>; 2]) -> bool {
+        self.executing == Executing::Jit
+            && pieces
+                .iter()
+                .flatten()
+                .filter_map(Piece::in_ram)
+                .any(|(pa, n)| self.has_translated_code(pa, n))
+    }
+
+    /// Reads `buf.len()` bytes (up to a page) at guest-virtual `vaddr` as an explicit access
+    /// at `cpu.cpl` (see [`Machine::read_virt_for`]).
+    pub fn read_virt_bytes_for(
+        &mut self,
+        cpu: &mut CpuState,
+        vaddr: u64,
+        buf: &mut [u8],
+        access: Access,
+    ) -> Result<(), Exception> {
+        let (regs, privilege) = (PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl));
+        self.read_bytes_with(&regs, Some(&mut cpu.tlb), vaddr, buf, access, privilege)
+    }
+
+    /// Writes `src` (up to a page) at guest-virtual `vaddr` as an explicit access at
+    /// `cpu.cpl` (see [`Machine::write_virt_for`]).
+    pub fn write_virt_bytes_for(
+        &mut self,
+        cpu: &mut CpuState,
+        vaddr: u64,
+        src: &[u8],
+    ) -> Result<WriteOutcome, Exception> {
+        let (regs, privilege) = (PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl));
+        self.write_bytes_with(&regs, Some(&mut cpu.tlb), vaddr, src, privilege)
+    }
+
+    /// Translates the `len` bytes (up to a page) at `vaddr` for a store at `cpu.cpl` without
+    /// writing: `Ok(true)` if a store there would hit translated code while generated code
+    /// runs.
+    pub fn probe_write_for(
+        &mut self,
+        cpu: &mut CpuState,
+        vaddr: u64,
+        len: usize,
+    ) -> Result<bool, Exception> {
+        let (regs, privilege) = (PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl));
+        let len = len.clamp(1, PAGE_SIZE as usize);
+        let pieces = self.pieces(
+            &regs,
+            Some(&mut cpu.tlb),
+            vaddr,
+            len,
+            Access::Write,
+            privilege,
+        )?;
+        Ok(self.hits_jit_code(&pieces))
     }
 }
 
@@ -766,6 +902,16 @@ enum Target {
     Ram(u64),
     /// Guest-physical address outside RAM.
     Mmio(u64),
+}
+
+impl Piece {
+    /// The piece's physical start and length if it is RAM.
+    fn in_ram(&self) -> Option<(u64, usize)> {
+        match self.target {
+            Target::Ram(pa) => Some((pa, self.len)),
+            Target::Mmio(_) => None,
+        }
+    }
 }
 
 /// The part of an access that lies in one page.

@@ -60,6 +60,7 @@ struct FaultExit<L, V> {
     /// Index of the faulting instruction in the block.
     index: u32,
     written: u16,
+    xmm_written: u16,
     flags: FlagState<V>,
     pc: u64,
 }
@@ -97,6 +98,14 @@ pub struct Ctx<E: Emitter> {
     /// Set when semantics touched a register the block did not preload; the JIT then
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
+    /// XMM registers (see `xmm`): variables declared on first use (JIT only), which of them
+    /// hold the register's value, which were written in the block, and this instruction's
+    /// pending writes.
+    xmm_vars: [Option<E::VVar>; 16],
+    xmm_defined: u16,
+    xmm_written: u16,
+    xmm_pending: [Option<E::Vec>; 16],
+    insn_start_xmm_written: u16,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -138,6 +147,11 @@ impl<E: Emitter> Ctx<E> {
             entry_bits: None,
             writes: 0,
             missing_regs: false,
+            xmm_vars: [None; 16],
+            xmm_defined: 0,
+            xmm_written: 0,
+            xmm_pending: [None; 16],
+            insn_start_xmm_written: 0,
         }
     }
 
@@ -203,8 +217,10 @@ impl<E: Emitter> Ctx<E> {
         self.addr_cache = None;
         self.pending = [None; 16];
         self.pending_flags = None;
+        self.xmm_pending = [None; 16];
         self.insn_start_flags = self.flags;
         self.insn_start_written = self.written;
+        self.insn_start_xmm_written = self.xmm_written;
         let l = self.e.new_label();
         self.fault_label = Some(l);
         self.e.set_fault_label(Some(l));
@@ -223,6 +239,7 @@ impl<E: Emitter> Ctx<E> {
                     label,
                     index: self.begun - 1,
                     written: self.insn_start_written,
+                    xmm_written: self.insn_start_xmm_written,
                     flags: self.insn_start_flags,
                     pc: self.insn_pc,
                 });
@@ -232,9 +249,11 @@ impl<E: Emitter> Ctx<E> {
             // Interpreter: the instruction faulted; leave with the state of its start.
             self.pending = [None; 16];
             self.pending_flags = None;
+            self.xmm_pending = [None; 16];
             self.flags = self.insn_start_flags;
             let (written, fl, pc) = (self.insn_start_written, self.insn_start_flags, self.insn_pc);
-            self.emit_fault_exit(written, fl, pc);
+            let xw = self.insn_start_xmm_written;
+            self.emit_fault_exit(written, xw, fl, pc);
             self.terminated = true;
         }
     }
@@ -253,13 +272,14 @@ impl<E: Emitter> Ctx<E> {
             self.e.bind(f.label);
             // The faulting instruction and every later one did not execute.
             self.e.uncount(self.begun - f.index);
-            self.emit_fault_exit(f.written, f.flags, f.pc);
+            self.emit_fault_exit(f.written, f.xmm_written, f.flags, f.pc);
         }
         self.e
     }
 
-    fn emit_fault_exit(&mut self, written: u16, fl: FlagState<E::Value>, pc: u64) {
+    fn emit_fault_exit(&mut self, written: u16, xmm: u16, fl: FlagState<E::Value>, pc: u64) {
         self.write_back_regs(written);
+        self.write_back_xmm(xmm);
         self.write_back_flags(fl);
         let rip = self.e.iconst(Ty::I64, pc);
         self.e.store_state(state::OFF_RIP, rip);
@@ -277,6 +297,86 @@ impl<E: Emitter> Ctx<E> {
         if let Some(f) = self.pending_flags.take() {
             self.flags = f;
         }
+        for i in 0..16 {
+            if let Some(v) = self.xmm_pending[i].take() {
+                if self.e.is_concrete() {
+                    // The interpreter keeps no copies: the state is the register.
+                    self.e.vstore_state(state::off_xmm(i), v);
+                } else {
+                    let var = self.xmm_var(i);
+                    self.e.def_vvar(var, v);
+                    self.xmm_defined |= 1 << i;
+                    self.xmm_written |= 1 << i;
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- XMM registers
+
+    fn xmm_var(&mut self, i: usize) -> E::VVar {
+        match self.xmm_vars[i] {
+            Some(v) => v,
+            None => {
+                let v = self.e.declare_vvar();
+                self.xmm_vars[i] = Some(v);
+                v
+            }
+        }
+    }
+
+    /// XMM register `i` as the current instruction sees it. The JIT loads a register on
+    /// its first use in straight-line code and keeps it in a variable for the rest of the
+    /// block (a first use inside a REP body or an `if_else` arm reads `CpuState` without
+    /// caching, since that position does not dominate what follows).
+    pub fn xmm(&mut self, i: usize) -> E::Vec {
+        let i = i & 15;
+        if let Some(v) = self.xmm_pending[i] {
+            return v;
+        }
+        if self.xmm_defined & (1 << i) != 0 {
+            let var = self.xmm_var(i);
+            return self.e.use_vvar(var);
+        }
+        let v = self.e.vload_state(state::off_xmm(i));
+        if self.loop_depth == 0 && !self.e.is_concrete() {
+            let var = self.xmm_var(i);
+            self.e.def_vvar(var, v);
+            self.xmm_defined |= 1 << i;
+        }
+        v
+    }
+
+    /// Set XMM register `i` (pending until the instruction ends).
+    pub fn set_xmm(&mut self, i: usize, v: E::Vec) {
+        self.xmm_pending[i & 15] = Some(v);
+        self.writes = self.writes.wrapping_add(1);
+    }
+
+    fn write_back_xmm(&mut self, mask: u16) {
+        for i in 0..16 {
+            if mask & (1 << i) != 0 {
+                if let Some(var) = self.xmm_vars[i] {
+                    let v = self.e.use_vvar(var);
+                    self.e.vstore_state(state::off_xmm(i), v);
+                }
+            }
+        }
+    }
+
+    /// Store every XMM register the block has written to `CpuState` (before a helper that
+    /// reads the XMM state there, FXSAVE's). The registers stay cached.
+    pub fn sync_xmm(&mut self) {
+        let w = self.xmm_written;
+        self.write_back_xmm(w);
+    }
+
+    /// Forget the cached XMM registers (after a helper that wrote the XMM state in
+    /// `CpuState`, FXRSTOR's): later reads load them afresh. Call [`Ctx::sync_xmm`] first
+    /// where the cached values matter.
+    pub fn forget_xmm(&mut self) {
+        self.xmm_defined = 0;
+        self.xmm_written = 0;
     }
 
     // ---------------------------------------------------------------- registers
@@ -1169,6 +1269,8 @@ impl<E: Emitter> Ctx<E> {
         self.commit();
         let w = self.written;
         self.write_back_regs(w);
+        let xw = self.xmm_written;
+        self.write_back_xmm(xw);
         let f = self.flags;
         self.write_back_flags(f);
     }
@@ -1210,6 +1312,47 @@ impl<E: Emitter> Ctx<E> {
         self.terminated = true;
     }
 
+    /// Complete the instruction and return to the dispatcher to continue at `rip`, not
+    /// through a link: for instructions that may change the block mode (LDMXCSR, FXRSTOR).
+    pub fn exit_unlinked(&mut self, rip: u64) {
+        if self.leave_faulted() {
+            return;
+        }
+        self.write_back_all();
+        let r = self.e.iconst(Ty::I64, rip);
+        self.e.store_state(state::OFF_RIP, r);
+        let z = self.e.iconst(Ty::I64, 0);
+        self.e.store_state(state::OFF_LINK_SLOT, z);
+        self.e.exit(Exit::Return(ExitReason::Jump));
+        self.terminated = true;
+    }
+
+    /// Raise `exc` if `cond` (any integer type) is nonzero: a branch to an out-of-line
+    /// call of [`Helper::FaultIf`], so the common case costs a compare and a branch.
+    pub fn fault_if(&mut self, cond: E::Value, exc: Exception) {
+        let vector = self.e.iconst(Ty::I64, u64::from(exc.vector()));
+        let code = self
+            .e
+            .iconst(Ty::I64, u64::from(exc.error_code().unwrap_or(0)));
+        if let Some(c) = self.e.as_const(cond) {
+            if c != 0 {
+                let one = self.e.iconst(Ty::I64, 1);
+                self.e.call_helper(Helper::FaultIf, [one, vector, code]);
+            }
+            return;
+        }
+        let (bad, ok) = (self.e.new_label(), self.e.new_label());
+        self.e.branch(cond, bad, ok);
+        self.e.bind(bad);
+        // Nothing made on this path may be reused after it.
+        self.loop_depth += 1;
+        let one = self.e.iconst(Ty::I64, 1);
+        self.e.call_helper(Helper::FaultIf, [one, vector, code]);
+        self.e.jump(ok);
+        self.loop_depth -= 1;
+        self.e.bind(ok);
+    }
+
     /// Complete the instruction and return to the dispatcher with `reason`, RIP = `rip`.
     pub fn exit_with(&mut self, reason: ExitReason, rip: u64) {
         if self.leave_faulted() {
@@ -1236,6 +1379,7 @@ impl<E: Emitter> Ctx<E> {
     pub fn unsupported(&mut self) {
         self.pending = [None; 16];
         self.pending_flags = None;
+        self.xmm_pending = [None; 16];
         // Translation stops here, so only this instruction is left unexecuted.
         self.e.uncount(1);
         let pc = self.insn_pc;
@@ -1246,6 +1390,7 @@ impl<E: Emitter> Ctx<E> {
     pub fn raise(&mut self, exc: Exception) {
         self.pending = [None; 16];
         self.pending_flags = None;
+        self.xmm_pending = [None; 16];
         // A fault: this instruction (the block's last) does not complete.
         self.e.uncount(1);
         let pc = self.insn_pc;

@@ -13,8 +13,10 @@
 //!   a label before emitting more.
 
 use crate::helpers::Helper;
+use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::ExitReason;
+use crate::vector::{Lanes, VBin, VShift, VUn};
 
 /// Pure value operations. Implemented by every emitter and by [`crate::flags::Concrete`].
 pub trait ValueOps {
@@ -44,6 +46,37 @@ pub trait ValueOps {
     }
 }
 
+/// Pure 128-bit vector operations (XMM values). Their exact meaning is
+/// [`crate::vector::eval_bin`] and friends, which the interpreter runs; the JIT lowers each to
+/// Cranelift IR with the same bits, and (for floating point) to the same host instruction, so
+/// MXCSR's rounding, DAZ, FTZ and exception flags apply as on hardware.
+pub trait VectorOps: ValueOps {
+    /// A 128-bit vector value.
+    type Vec: Copy + std::fmt::Debug;
+
+    /// A constant vector.
+    fn vconst(&mut self, v: u128) -> Self::Vec;
+    /// `a op b` lane-wise; see [`VBin`].
+    fn vbin(&mut self, op: VBin, lanes: Lanes, a: Self::Vec, b: Self::Vec) -> Self::Vec;
+    /// `op a` lane-wise; see [`VUn`].
+    fn vun(&mut self, op: VUn, lanes: Lanes, a: Self::Vec) -> Self::Vec;
+    /// Shift every lane by `count` (an `I64`, not masked: x86's PSLL/PSRL give 0 and PSRA
+    /// the sign for counts of the lane width or more).
+    fn vshift(&mut self, op: VShift, lanes: Lanes, a: Self::Vec, count: Self::Value) -> Self::Vec;
+    /// Byte shuffle: result byte `i` is byte `mask[i]` of `a` (0..16) or of `b` (16..32).
+    fn vshuffle(&mut self, a: Self::Vec, b: Self::Vec, mask: [u8; 16]) -> Self::Vec;
+    /// Lane `idx` of `v` (integer lanes) as a value of the lane's type.
+    fn vextract(&mut self, v: Self::Vec, lanes: Lanes, idx: u8) -> Self::Value;
+    /// `v` with lane `idx` (integer lanes) replaced by `x` (truncated to the lane).
+    fn vinsert(&mut self, v: Self::Vec, lanes: Lanes, idx: u8, x: Self::Value) -> Self::Vec;
+    /// `x` (truncated to the lane) in every lane.
+    fn vsplat(&mut self, lanes: Lanes, x: Self::Value) -> Self::Vec;
+    /// The top bit of every lane, lane 0 in bit 0 (an `I32`): MOVMSKPS/PD, PMOVMSKB.
+    fn vmovmsk(&mut self, v: Self::Vec, lanes: Lanes) -> Self::Value;
+    /// `c != 0 ? t : f` for a scalar condition.
+    fn vselect(&mut self, c: Self::Value, t: Self::Vec, f: Self::Vec) -> Self::Vec;
+}
+
 /// How a block (or an interpreted instruction) leaves.
 #[derive(Clone, Copy, Debug)]
 pub enum Exit<V> {
@@ -58,12 +91,14 @@ pub enum Exit<V> {
 
 /// Everything semantics need beyond pure values: guest CPU state, variables, guest memory,
 /// helpers, and control flow.
-pub trait Emitter: ValueOps {
+pub trait Emitter: ValueOps + VectorOps {
     /// A position in the code that can be jumped to (JIT only; the interpreter never
     /// receives a non-constant condition so it never needs labels).
     type Label: Copy + std::fmt::Debug;
     /// A mutable variable (SSA variable in the JIT, a slot in the interpreter).
     type Var: Copy + std::fmt::Debug;
+    /// A mutable vector variable.
+    type VVar: Copy + std::fmt::Debug;
 
     /// Load a field of `CpuState` at byte offset `off`.
     fn load_state(&mut self, ty: Ty, off: u32) -> Self::Value;
@@ -81,6 +116,28 @@ pub trait Emitter: ValueOps {
     fn load_mem(&mut self, ty: Ty, addr: Self::Value) -> Self::Value;
     /// Write guest memory at virtual address `addr` (`I64`). May fault.
     fn store_mem(&mut self, addr: Self::Value, v: Self::Value);
+
+    /// Load a 128-bit field of `CpuState` at byte offset `off` (16-byte aligned).
+    fn vload_state(&mut self, off: u32) -> Self::Vec;
+    /// Store a 128-bit field of `CpuState` at byte offset `off` (16-byte aligned).
+    fn vstore_state(&mut self, off: u32, v: Self::Vec);
+    /// Read 16 bytes of guest memory at virtual address `addr` (`I64`). May fault.
+    fn vload_mem(&mut self, addr: Self::Value) -> Self::Vec;
+    /// Write 16 bytes of guest memory at virtual address `addr` (`I64`). May fault; nothing
+    /// is written then.
+    fn vstore_mem(&mut self, addr: Self::Value, v: Self::Vec);
+    /// Declare a vector variable.
+    fn declare_vvar(&mut self) -> Self::VVar;
+    /// Assign a vector variable.
+    fn def_vvar(&mut self, var: Self::VVar, v: Self::Vec);
+    /// Read a vector variable.
+    fn use_vvar(&mut self, var: Self::VVar) -> Self::Vec;
+
+    /// Run a host stub on `CpuState::hx` (see [`crate::hostexec`]). With
+    /// [`StubCall::Direct`] it cannot fault; the other kinds go through the runtime, which
+    /// may stop the instruction (then the fault label is taken, as for a helper that
+    /// [`Helper::can_stop`]).
+    fn call_stub(&mut self, stub: &HostStub, how: StubCall);
 
     /// Call a runtime helper with three `I64` arguments; returns its `I64` result. If
     /// [`Helper::can_stop`], a nonzero `status` afterwards leaves through the fault label.

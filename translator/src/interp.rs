@@ -9,11 +9,14 @@
 use iced_x86::Instruction;
 
 use crate::ctx::Ctx;
+use crate::emit::VectorOps;
 use crate::emit::{Emitter, Exit, ValueOps};
 use crate::flags::{CVal, Concrete};
 use crate::helpers::Helper;
+use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{CpuState, ExitReason};
+use crate::vector::{self, Lanes, VBin, VShift, VUn};
 use crate::Mode;
 
 /// What the interpreter needs from the runtime.
@@ -27,7 +30,18 @@ pub trait InterpEnv {
     fn take_code_modified(&mut self) -> bool {
         false
     }
+
+    /// Run a host stub on `cpu.hx` as generated code would (see [`crate::hostexec`]). A
+    /// stub call that stops the instruction sets `cpu.status`. The default refuses: the
+    /// instruction raises #UD.
+    fn run_stub(&mut self, cpu: &mut CpuState, stub: &HostStub, how: StubCall) {
+        let _ = (stub, how);
+        cpu.raise(crate::Exception::InvalidOpcode);
+    }
 }
+
+/// Vector variables one instruction may declare.
+const MAX_VVARS: usize = 8;
 
 /// Variables one instruction may declare (`Ctx` uses 17); a fixed array keeps the per-step
 /// cost free of allocation.
@@ -40,6 +54,8 @@ pub struct InterpEmitter<'a> {
     env: &'a mut dyn InterpEnv,
     vars: [CVal; MAX_VARS],
     nvars: usize,
+    vvars: [u128; MAX_VVARS],
+    nvvars: usize,
     faulted: bool,
     exit: Option<ExitReason>,
 }
@@ -52,6 +68,8 @@ impl<'a> InterpEmitter<'a> {
             env,
             vars: [CVal { ty: Ty::I64, v: 0 }; MAX_VARS],
             nvars: 0,
+            vvars: [0; MAX_VVARS],
+            nvvars: 0,
             faulted: false,
             exit: None,
         }
@@ -101,9 +119,129 @@ impl ValueOps for InterpEmitter<'_> {
     }
 }
 
+impl VectorOps for InterpEmitter<'_> {
+    type Vec = u128;
+    fn vconst(&mut self, v: u128) -> u128 {
+        v
+    }
+    fn vbin(&mut self, op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
+        vector::eval_bin(op, lanes, a, b)
+    }
+    fn vun(&mut self, op: VUn, lanes: Lanes, a: u128) -> u128 {
+        vector::eval_un(op, lanes, a)
+    }
+    fn vshift(&mut self, op: VShift, lanes: Lanes, a: u128, count: CVal) -> u128 {
+        vector::eval_shift(op, lanes, a, count.v)
+    }
+    fn vshuffle(&mut self, a: u128, b: u128, mask: [u8; 16]) -> u128 {
+        vector::eval_shuffle(a, b, mask)
+    }
+    fn vextract(&mut self, v: u128, lanes: Lanes, idx: u8) -> CVal {
+        let l = lanes.int();
+        let i = u32::from(idx) % l.count();
+        CVal {
+            ty: l.ty(),
+            v: vector::lane(v, l.bits(), i),
+        }
+    }
+    fn vinsert(&mut self, v: u128, lanes: Lanes, idx: u8, x: CVal) -> u128 {
+        let l = lanes.int();
+        vector::with_lane(v, l.bits(), u32::from(idx) % l.count(), x.v)
+    }
+    fn vsplat(&mut self, lanes: Lanes, x: CVal) -> u128 {
+        let l = lanes.int();
+        (0..l.count()).fold(0, |v, i| vector::with_lane(v, l.bits(), i, x.v))
+    }
+    fn vmovmsk(&mut self, v: u128, lanes: Lanes) -> CVal {
+        CVal {
+            ty: Ty::I32,
+            v: vector::eval_movmsk(v, lanes),
+        }
+    }
+    fn vselect(&mut self, c: CVal, t: u128, f: u128) -> u128 {
+        if c.v != 0 {
+            t
+        } else {
+            f
+        }
+    }
+}
+
 impl Emitter for InterpEmitter<'_> {
     type Label = ();
     type Var = usize;
+    type VVar = usize;
+
+    fn vload_state(&mut self, off: u32) -> u128 {
+        let lo = self.load_state(Ty::I64, off).v;
+        let hi = self.load_state(Ty::I64, off + 8).v;
+        u128::from(lo) | u128::from(hi) << 64
+    }
+    fn vstore_state(&mut self, off: u32, v: u128) {
+        self.store_state(
+            off,
+            CVal {
+                ty: Ty::I64,
+                v: v as u64,
+            },
+        );
+        self.store_state(
+            off + 8,
+            CVal {
+                ty: Ty::I64,
+                v: (v >> 64) as u64,
+            },
+        );
+    }
+    fn vload_mem(&mut self, addr: CVal) -> u128 {
+        let size = CVal { ty: Ty::I64, v: 16 };
+        let lo = self.call_helper(Helper::MemRead, [addr, size, CVal { ty: Ty::I64, v: 0 }]);
+        if self.faulted {
+            return 0;
+        }
+        u128::from(lo.v) | u128::from(self.cpu.helper_out[0]) << 64
+    }
+    fn vstore_mem(&mut self, addr: CVal, v: u128) {
+        if self.faulted {
+            return;
+        }
+        self.cpu.helper_out[0] = (v >> 64) as u64;
+        let size = CVal { ty: Ty::I64, v: 16 };
+        self.call_helper(
+            Helper::MemWrite,
+            [
+                addr,
+                size,
+                CVal {
+                    ty: Ty::I64,
+                    v: v as u64,
+                },
+            ],
+        );
+    }
+    fn declare_vvar(&mut self) -> usize {
+        let i = self.nvvars.min(MAX_VVARS - 1);
+        self.vvars[i] = 0;
+        self.nvvars += 1;
+        i
+    }
+    fn def_vvar(&mut self, var: usize, v: u128) {
+        if let Some(slot) = self.vvars.get_mut(var) {
+            *slot = v;
+        }
+    }
+    fn use_vvar(&mut self, var: usize) -> u128 {
+        self.vvars.get(var).copied().unwrap_or(0)
+    }
+    fn call_stub(&mut self, stub: &HostStub, how: StubCall) {
+        if self.faulted {
+            return;
+        }
+        self.env.run_stub(self.cpu, stub, how);
+        if self.cpu.status != 0 {
+            self.faulted = true;
+        }
+    }
 
     fn load_state(&mut self, ty: Ty, off: u32) -> CVal {
         let v = match self.state_ptr(off, ty.bytes()) {
@@ -338,8 +476,9 @@ mod tests {
     fn narrow_state_read_at_the_end_stays_inside() {
         let mut ram = FlatRam(vec![0; 16]);
         let mut cpu = CpuState::default();
-        // The last field of CpuState.
-        cpu.tlb.sets[1][crate::state::TLB_ENTRIES - 1].phys = 0x1122_3344_5566_7788;
+        // The last bytes of CpuState.
+        let n = cpu.hx.mem.len();
+        cpu.hx.mem[n - 8..].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
         let end = std::mem::size_of::<CpuState>() as u32;
         let mut e = InterpEmitter::new(&mut cpu, &mut ram);
         assert_eq!(e.load_state(Ty::I8, end - 1).v, 0x11);

@@ -18,12 +18,14 @@ pub mod emit;
 pub mod exception;
 pub mod flags;
 pub mod helpers;
+pub mod hostexec;
 pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod semantics;
 pub mod sensitive;
 pub mod state;
+pub mod vector;
 
 pub use exception::Exception;
 pub use helpers::Helper;
@@ -43,6 +45,28 @@ pub struct Mode {
     /// Outside 64-bit mode, some of CS/DS/ES/SS has a nonzero base, so every access adds its
     /// segment's base (FS and GS bases are always added).
     pub seg_bases: bool,
+    /// What x87, MMX and SSE instructions may do ([`fp_mode`] bits): decides whether they
+    /// raise #UD or #NM and how SIMD floating-point exceptions are reported.
+    pub fp: u8,
+}
+
+/// Bits of [`Mode::fp`], derived from CR0, CR4 and MXCSR.
+pub mod fp_mode {
+    /// CR0.EM: x87 instructions raise #NM, MMX and SSE ones #UD.
+    pub const EM: u8 = 1 << 0;
+    /// CR0.TS: x87, MMX and SSE instructions raise #NM (lazy FPU switching).
+    pub const TS: u8 = 1 << 1;
+    /// CR0.MP: WAIT/FWAIT raises #NM when TS is set.
+    pub const MP: u8 = 1 << 2;
+    /// CR4.OSFXSR: SSE instructions are enabled (else #UD).
+    pub const OSFXSR: u8 = 1 << 3;
+    /// CR4.OSXMMEXCPT: an unmasked SIMD floating-point exception raises #XM (else #UD).
+    pub const OSXMMEXCPT: u8 = 1 << 4;
+    /// Some MXCSR exception is unmasked: SIMD floating-point instructions take the checked
+    /// path (no inline lowering) so they can raise #XM precisely.
+    pub const SIMD_UNMASKED: u8 = 1 << 5;
+    /// What an operating system sets up: SSE on with #XM reporting, nothing trapping.
+    pub const OS_DEFAULT: u8 = MP | OSFXSR | OSXMMEXCPT;
 }
 
 impl Mode {
@@ -58,6 +82,7 @@ impl Mode {
             stack: bitness as u8,
             paging: false,
             seg_bases: false,
+            fp: fp_mode::OS_DEFAULT,
         }
     }
 
@@ -68,5 +93,6 @@ impl Mode {
             | (self.stack as u32) << 16
             | (self.paging as u32) << 24
             | (self.seg_bases as u32) << 25
+            | (self.fp as u32 & 0x3F) << 26
     }
 }

@@ -320,7 +320,7 @@ pub static TABLE: &[Entry] = &[
     row(Mnemonic::Lldt, Priv, H::Lldt, false, true),
     row(Mnemonic::Ltr, Priv, H::Ltr, false, false),
     row(Mnemonic::Lmsw, Priv, H::Lmsw, false, true),
-    row(Mnemonic::Clts, Priv, H::Clts, false, false),
+    row(Mnemonic::Clts, Priv, H::Clts, false, true),
     row(Mnemonic::Invd, Priv, H::Invd, false, false),
     row(Mnemonic::Wbinvd, Priv, H::Wbinvd, false, false),
     row(Mnemonic::Invlpg, Priv, H::Invlpg, false, true),

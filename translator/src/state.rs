@@ -57,6 +57,9 @@ pub enum ExitReason {
     /// A store modified translated code of a running block; `rip` is the storing instruction,
     /// which has not been performed. The dispatcher single-steps it.
     CodeModified = 7,
+    /// The instruction at `rip` did not execute and runs again once pending interrupts
+    /// have been taken (an x87 instruction waiting for the FERR# interrupt handler).
+    Retry = 8,
 }
 
 impl ExitReason {
@@ -70,6 +73,7 @@ impl ExitReason {
             5 => ExitReason::Unsupported,
             6 => ExitReason::Stop,
             7 => ExitReason::CodeModified,
+            8 => ExitReason::Retry,
             _ => return None,
         })
     }
@@ -146,6 +150,139 @@ pub struct CpuState {
     pub tlb_inline_hits: u64,
     /// Soft TLB read by generated code when paging is on. See [`Tlb`].
     pub tlb: Tlb,
+    /// The x87, MMX and SSE state (see [`FxArea`] for where each part lives while the guest
+    /// runs).
+    pub fx: FxArea,
+    /// The guest's FPU segment selectors of the last x87 instruction (the 32-bit
+    /// environment formats store them; the 64-bit FXSAVE layout has no room for them).
+    pub fpu_cs: u16,
+    pub fpu_ds: u16,
+    /// Nonzero while the guest's x87/MMX state is loaded in the host FPU instead of
+    /// [`CpuState::fx`] (the runtime owns this flag; generated code never reads it).
+    pub fpu_live: u8,
+    /// Operands and results of host-executed instructions (see [`HostFrame`]).
+    pub hx: HostFrame,
+}
+
+/// The x87, MMX and SSE state in the layout of a 64-bit FXSAVE image.
+///
+/// Where each part is authoritative:
+/// - `xmm` always: generated code and the interpreter read and write it (and cache it in
+///   host registers only within a block);
+/// - `mxcsr`: its exception *masks* always; its rounding control, DAZ, FTZ and exception
+///   *flags* only while no guest code runs. While a vCPU runs, the host MXCSR holds the
+///   guest's control bits with every exception masked, and accumulates the guest's flags;
+///   the runtime merges it back when the run ends.
+/// - the x87 part (`fcw` .. `fdp`, `st`): here while [`CpuState::fpu_live`] is 0, else in
+///   the host FPU, where host-executed x87 and MMX instructions operate on it directly.
+///   `fip`, `fdp`, `fop` are always the guest's values of the last x87 instruction (the
+///   host FPU's own are host addresses).
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FxArea {
+    pub fcw: u16,
+    pub fsw: u16,
+    /// Abridged tag word: bit i set = physical register i is not empty.
+    pub ftw: u8,
+    pub _rsvd1: u8,
+    /// Last x87 opcode (11 bits).
+    pub fop: u16,
+    pub fip: u64,
+    pub fdp: u64,
+    pub mxcsr: u32,
+    pub mxcsr_mask: u32,
+    /// ST0..ST7 (MM0..MM7 in their low 64 bits), 80 bits in 16-byte slots.
+    pub st: [[u8; 16]; 8],
+    pub xmm: [u128; 16],
+    pub _rsvd: [u8; 96],
+}
+
+/// MXCSR bits.
+pub mod mxcsr {
+    /// Exception flags: invalid, denormal, divide-by-zero, overflow, underflow, precision.
+    pub const FLAGS: u32 = 0x3F;
+    /// Exception masks (same order, shifted by 7).
+    pub const MASKS: u32 = 0x1F80;
+    pub const DAZ: u32 = 1 << 6;
+    pub const RC: u32 = 3 << 13;
+    pub const FTZ: u32 = 1 << 15;
+    /// The bits a guest may set (MXCSR_MASK): everything but bits 16 and up.
+    pub const VALID: u32 = 0xFFFF;
+    /// Value after reset and FNINIT-style initialization.
+    pub const DEFAULT: u32 = 0x1F80;
+}
+
+/// x87 control- and status-word values.
+pub mod fpu {
+    /// FCW after FNINIT: every exception masked, 64-bit precision, round to nearest.
+    pub const FCW_INIT: u16 = 0x037F;
+    /// FSW.ES: an unmasked exception is pending.
+    pub const FSW_ES: u16 = 1 << 7;
+}
+
+impl Default for FxArea {
+    fn default() -> Self {
+        FxArea {
+            fcw: fpu::FCW_INIT,
+            fsw: 0,
+            ftw: 0,
+            _rsvd1: 0,
+            fop: 0,
+            fip: 0,
+            fdp: 0,
+            mxcsr: mxcsr::DEFAULT,
+            mxcsr_mask: mxcsr::VALID,
+            st: [[0; 16]; 8],
+            xmm: [0; 16],
+            _rsvd: [0; 96],
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<FxArea>() == 512);
+const _: () = assert!(offset_of!(FxArea, mxcsr) == 24);
+const _: () = assert!(offset_of!(FxArea, st) == 32);
+const _: () = assert!(offset_of!(FxArea, xmm) == 160);
+
+/// Where generated code and the interpreter hand operands to a *host stub* (an x87, MMX or
+/// SSE instruction re-encoded to run on the host, see [`crate::hostexec`]) and find its
+/// results. A stub is entered with RDI = the frame; it loads XMM0..XMM2, RAX, RCX, RDX, R8,
+/// R9 (and RFLAGS when asked) from here, runs the instruction with its memory operand at
+/// `mem`, and stores them back.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFrame {
+    /// XMM0 (the implicit operand of BLENDV*/PCMPxSTRM), XMM1, XMM2 (explicit operands).
+    pub xmm: [u128; 3],
+    /// RAX, RCX, RDX (implicit operands), R8, R9 (explicit general-register operands).
+    pub gpr: [u64; 5],
+    /// RFLAGS after the instruction (and before it, for instructions that read flags).
+    pub rflags: u64,
+    /// The memory operand (FXSAVE/FXRSTOR images use all 512 bytes).
+    pub mem: [u8; 512],
+}
+
+impl Default for HostFrame {
+    fn default() -> Self {
+        HostFrame {
+            xmm: [0; 3],
+            gpr: [0; 5],
+            rflags: rflags::FIXED,
+            mem: [0; 512],
+        }
+    }
+}
+
+/// Offsets inside [`HostFrame`] the stubs use (small enough for 8-bit displacements,
+/// except inside `mem`).
+pub mod frame {
+    use super::HostFrame;
+    use std::mem::offset_of;
+    pub const XMM: u32 = offset_of!(HostFrame, xmm) as u32;
+    pub const GPR: u32 = offset_of!(HostFrame, gpr) as u32;
+    pub const RFLAGS: u32 = offset_of!(HostFrame, rflags) as u32;
+    pub const MEM: u32 = offset_of!(HostFrame, mem) as u32;
+    const _: () = assert!(XMM == 0 && GPR == 48 && RFLAGS == 88 && MEM == 96);
 }
 
 /// Segment register numbers (x86 encoding order: ES CS SS DS FS GS).
@@ -367,6 +504,11 @@ impl Default for CpuState {
             msr: Msrs::default(),
             tlb_inline_hits: 0,
             tlb: Tlb::default(),
+            fx: FxArea::default(),
+            fpu_cs: 0,
+            fpu_ds: 0,
+            fpu_live: 0,
+            hx: HostFrame::default(),
         }
     }
 }
@@ -432,9 +574,26 @@ pub const OFF_SEG: usize = offset_of!(CpuState, seg);
 pub const fn off_seg_base(i: usize) -> u32 {
     (OFF_SEG + i * std::mem::size_of::<Segment>() + offset_of!(Segment, base)) as u32
 }
+/// Byte offset of the selector of segment register `i` (see [`seg`]).
+pub const fn off_seg_selector(i: usize) -> u32 {
+    (OFF_SEG + i * std::mem::size_of::<Segment>() + offset_of!(Segment, selector)) as u32
+}
 pub const OFF_FS_BASE: u32 = off_seg_base(seg::FS);
 pub const OFF_GS_BASE: u32 = off_seg_base(seg::GS);
 pub const OFF_TLB: u32 = offset_of!(CpuState, tlb) as u32;
+pub const OFF_FX: u32 = offset_of!(CpuState, fx) as u32;
+/// Byte offset of XMM register `i`.
+pub const fn off_xmm(i: usize) -> u32 {
+    OFF_FX + offset_of!(FxArea, xmm) as u32 + 16 * (i as u32 & 15)
+}
+pub const OFF_MXCSR: u32 = OFF_FX + offset_of!(FxArea, mxcsr) as u32;
+pub const OFF_FIP: u32 = OFF_FX + offset_of!(FxArea, fip) as u32;
+pub const OFF_FDP: u32 = OFF_FX + offset_of!(FxArea, fdp) as u32;
+pub const OFF_FOP: u32 = OFF_FX + offset_of!(FxArea, fop) as u32;
+pub const OFF_FPU_CS: u32 = offset_of!(CpuState, fpu_cs) as u32;
+pub const OFF_FPU_DS: u32 = offset_of!(CpuState, fpu_ds) as u32;
+pub const OFF_HX: u32 = offset_of!(CpuState, hx) as u32;
+const _: () = assert!(OFF_HX.is_multiple_of(16) && OFF_FX.is_multiple_of(16));
 pub const OFF_TLB_READ_TAG: u32 = offset_of!(TlbEntry, read_tag) as u32;
 pub const OFF_TLB_WRITE_TAG: u32 = offset_of!(TlbEntry, write_tag) as u32;
 pub const OFF_TLB_ADDEND: u32 = offset_of!(TlbEntry, addend) as u32;

@@ -92,7 +92,7 @@ pub struct Dbt {
 }
 
 /// What the JIT gets from the runtime while one block is translated.
-struct BlockEnv {
+struct BlockEnv<'a> {
     /// With paging on: the (first, last) page of the block; direct exits elsewhere are not
     /// linked.
     same_page_links: Option<(u64, u64)>,
@@ -102,9 +102,14 @@ struct BlockEnv {
     /// The slots reserved for the block, as addresses.
     slots: [usize; SLOTS_PER_BLOCK],
     used: usize,
+    /// Where host stubs are installed.
+    stubs: &'a mut crate::stubs::HostStubs,
 }
 
-impl JitEnv for BlockEnv {
+impl JitEnv for BlockEnv<'_> {
+    fn host_stub(&mut self, stub: &translator::hostexec::HostStub) -> Option<usize> {
+        self.stubs.addr(&stub.code)
+    }
     fn helper_addr(&self, h: Helper) -> usize {
         helper_addr(h)
     }
@@ -345,8 +350,14 @@ impl Dbt {
                 jump_cache: jit_jump_cache(cache.jump_cache_layout()),
                 slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
                 used: 0,
+                stubs: &mut m.stubs,
             };
-            let compiled = match self.jit.translate(&block, mode, &mut env) {
+            // Cranelift computes with floats: under the host's MXCSR, not the guest's.
+            let host_fp = crate::fpu::HostFp::new();
+            let translated = self.jit.translate(&block, mode, &mut env);
+            drop(host_fp);
+            let used = env.used;
+            let compiled = match translated {
                 Ok(c) => c,
                 Err(e) => {
                     self.spare = Some(slots);
@@ -368,7 +379,7 @@ impl Dbt {
                     ))))
                 }
             };
-            let slots = if env.used == 0 {
+            let slots = if used == 0 {
                 self.spare = Some(slots);
                 SlotRange::EMPTY
             } else {

@@ -33,6 +33,23 @@ impl InterpEnv for Machine {
     fn take_code_modified(&mut self) -> bool {
         std::mem::take(&mut self.decoded_dropped)
     }
+
+    fn run_stub(
+        &mut self,
+        cpu: &mut CpuState,
+        stub: &translator::hostexec::HostStub,
+        how: translator::hostexec::StubCall,
+    ) {
+        match self.stubs.addr(&stub.code) {
+            Some(addr) => crate::fpu::run_stub(self, cpu, addr, how),
+            None => {
+                self.stop = Some(crate::machine::StopRequest::Internal(
+                    "the host-stub cache is full".into(),
+                ));
+                cpu.status = ExitReason::Stop as u64;
+            }
+        }
+    }
 }
 
 /// Key of a decoded block: guest-physical address of its first byte and mode key.

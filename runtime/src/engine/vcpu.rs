@@ -80,7 +80,8 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
 }
 
 /// Runs `body` (an engine's run loop) with `CpuState::icount_limit` as the instruction
-/// limit: outside a run it is the user's limit; inside, the end of the current slice.
+/// limit: outside a run it is the user's limit; inside, the end of the current slice. The
+/// guest's floating-point environment is the host's for the run (see [`crate::fpu`]).
 pub fn with_slices(
     m: &mut Machine,
     cpu: &mut CpuState,
@@ -89,7 +90,9 @@ pub fn with_slices(
     m.insn_limit = cpu.icount_limit;
     // A new run resumes a vCPU that an earlier run left halted (the host decides).
     m.halted = false;
+    crate::fpu::enter(cpu);
     let outcome = body(m, cpu);
+    crate::fpu::leave(cpu);
     cpu.icount_limit = m.insn_limit;
     outcome
 }

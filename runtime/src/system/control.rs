@@ -632,7 +632,7 @@ mod tests {
         assert!(m.mappings_changed);
         assert_eq!(write_cr4(&mut m, &mut cpu, 0), Err(GP0), "PAE in long mode");
         assert_eq!(
-            write_cr4(&mut m, &mut cpu, cr::CR4_PAE | cr::CR4_OSFXSR),
+            write_cr4(&mut m, &mut cpu, cr::CR4_PAE | cr::CR4_OSXSAVE),
             Err(GP0)
         );
         assert_eq!(write_cr4(&mut m, &mut cpu, cr::CR4_PAE | 1 << 32), Err(GP0));
@@ -672,19 +672,15 @@ mod tests {
             cr::CR4_PAE,
             cr::CR4_PGE,
             cr::CR4_PCE,
+            cr::CR4_OSFXSR,
+            cr::CR4_OSXMMEXCPT,
         ] {
             assert_ne!(s & b, 0, "{b:#x}");
         }
         for b in [cr::CR4_SMEP, cr::CR4_SMAP, cr::CR4_UMIP, cr::CR4_PCIDE] {
             assert_ne!(s & b, 0, "{b:#x}");
         }
-        let absent = cr::CR4_VME
-            | cr::CR4_PVI
-            | cr::CR4_MCE
-            | cr::CR4_OSFXSR
-            | cr::CR4_OSXMMEXCPT
-            | cr::CR4_FSGSBASE
-            | cr::CR4_OSXSAVE;
+        let absent = cr::CR4_VME | cr::CR4_PVI | cr::CR4_MCE | cr::CR4_FSGSBASE | cr::CR4_OSXSAVE;
         assert_eq!(s & absent, 0);
     }
 

@@ -9,8 +9,8 @@
 
 use std::fmt::Write as _;
 
-use translator::state::{cr, seg, seg_attr, CpuState, DescTable, Segment};
-use translator::Mode;
+use translator::state::{cr, mxcsr, seg, seg_attr, CpuState, DescTable, Segment};
+use translator::{fp_mode, Mode};
 
 use super::descriptors::in_64bit;
 
@@ -58,7 +58,23 @@ pub fn mode(cpu: &CpuState) -> Mode {
         stack,
         paging: cpu.cr0 & cr::CR0_PG != 0,
         seg_bases,
+        fp: fp_bits(cpu),
     }
+}
+
+/// The [`Mode::fp`] bits of the CPU state: CR0.EM/TS/MP, CR4.OSFXSR/OSXMMEXCPT, and whether
+/// MXCSR unmasks an exception.
+pub fn fp_bits(cpu: &CpuState) -> u8 {
+    let bit = |cond: bool, b: u8| if cond { b } else { 0 };
+    bit(cpu.cr0 & cr::CR0_EM != 0, fp_mode::EM)
+        | bit(cpu.cr0 & cr::CR0_TS != 0, fp_mode::TS)
+        | bit(cpu.cr0 & cr::CR0_MP != 0, fp_mode::MP)
+        | bit(cpu.cr4 & cr::CR4_OSFXSR != 0, fp_mode::OSFXSR)
+        | bit(cpu.cr4 & cr::CR4_OSXMMEXCPT != 0, fp_mode::OSXMMEXCPT)
+        | bit(
+            cpu.fx.mxcsr & mxcsr::MASKS != mxcsr::MASKS,
+            fp_mode::SIMD_UNMASKED,
+        )
 }
 
 fn flat_segments(cpu: &mut CpuState, code_attr: u16) {
@@ -105,15 +121,17 @@ pub fn reset_protected_flat32(cpu: &mut CpuState) {
 }
 
 /// The foundation's ELF entry state: 64-bit code (selector 0x08, L = 1), flat data (0x10),
-/// CPL 0, CR0 = PE | ET, EFER = LME | LMA, EFLAGS = 0x2.
+/// CPL 0, CR0 = PE | MP | ET | NE, CR4.OSFXSR and OSXMMEXCPT set (SSE on, as an operating
+/// system leaves it for the programs it runs), EFER = LME | LMA, EFLAGS = 0x2.
 ///
 /// Non-architectural: this is "IA-32e mode without paging", which hardware cannot enter
 /// (LMA requires CR0.PG and CR4.PAE). popek runs it with guest-virtual = guest-physical
 /// while CR0.PG is clear. A guest that later sets CR0.PG with CR3 and CR4.PAE gets ordinary
-/// 4-level paging. CR3 and CR4 are left as they are.
+/// 4-level paging. CR3 and the other CR4 bits are left as they are.
 pub fn reset_long_flat64(cpu: &mut CpuState) {
     flat_segments(cpu, CODE64_ATTR);
-    cpu.cr0 = cr::CR0_PE | cr::CR0_ET;
+    cpu.cr0 = cr::CR0_PE | cr::CR0_MP | cr::CR0_ET | cr::CR0_NE;
+    cpu.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
     cpu.efer = cr::EFER_LME | cr::EFER_LMA;
 }
 

@@ -41,6 +41,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use super::{block_signature, JitEnv, JitError, JumpCacheLayout, MemoryModel, Shape};
 use crate::emit::{Emitter, Exit, ValueOps};
 use crate::helpers::Helper;
+use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{eval_binop, eval_cmp, eval_convert, eval_unop, BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{self, CpuState, ExitReason};
 
@@ -341,6 +342,16 @@ impl<'a> ClifEmitter<'a> {
 
     fn fail(&mut self, what: &'static str) {
         self.error.get_or_insert(JitError::Internal(what));
+    }
+
+    /// Record an internal error (misuse of the emitter, or the runtime refusing something).
+    pub(super) fn fail_internal(&mut self, what: &'static str) {
+        self.fail(what)
+    }
+
+    /// The host address of `stub`, from the runtime.
+    pub(super) fn env_host_stub(&mut self, stub: &HostStub) -> Option<usize> {
+        self.env.host_stub(stub)
     }
 
     // ------------------------------------------------------------------ position
@@ -779,6 +790,32 @@ impl ValueOps for ClifEmitter<'_> {
 impl Emitter for ClifEmitter<'_> {
     type Label = Block;
     type Var = Variable;
+    type VVar = Variable;
+
+    fn vload_state(&mut self, off: u32) -> Value {
+        self.e_vload_state(off)
+    }
+    fn vstore_state(&mut self, off: u32, v: Value) {
+        self.e_vstore_state(off, v)
+    }
+    fn vload_mem(&mut self, addr: Value) -> Value {
+        self.e_vload_mem(addr)
+    }
+    fn vstore_mem(&mut self, addr: Value, v: Value) {
+        self.e_vstore_mem(addr, v)
+    }
+    fn declare_vvar(&mut self) -> Variable {
+        self.e_declare_vvar()
+    }
+    fn def_vvar(&mut self, var: Variable, v: Value) {
+        self.e_def_vvar(var, v)
+    }
+    fn use_vvar(&mut self, var: Variable) -> Value {
+        self.e_use_vvar(var)
+    }
+    fn call_stub(&mut self, stub: &HostStub, how: StubCall) {
+        self.e_call_stub(stub, how)
+    }
 
     fn load_state(&mut self, ty: Ty, off: u32) -> Value {
         if off as usize + ty.bytes() as usize > std::mem::size_of::<CpuState>() {
@@ -1005,10 +1042,10 @@ impl Emitter for ClifEmitter<'_> {
 }
 
 impl ClifEmitter<'_> {
-    /// A join block with one parameter of type `ty`, and that parameter.
-    pub(super) fn join_block(&mut self, ty: Ty) -> (Block, Value) {
+    /// A join block with one parameter of Cranelift type `t`, and that parameter.
+    pub(super) fn join_block_t(&mut self, t: Type) -> (Block, Value) {
         let j = self.b.create_block();
-        let v = self.b.append_block_param(j, clif(ty));
+        let v = self.b.append_block_param(j, t);
         (j, v)
     }
 

@@ -38,11 +38,11 @@
 //!   itself carries no `notrap`/`aligned` assumption: Cranelift keeps it after the tag check.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Block, Endianness, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, Block, Endianness, InstBuilder, MemFlagsData, Type, Value};
 
 use super::emitter::{clif, ClifEmitter};
 use super::MemoryModel;
-use crate::emit::ValueOps;
+use crate::emit::{Emitter, ValueOps};
 use crate::helpers::Helper;
 use crate::ir::Ty;
 use crate::state::{
@@ -72,15 +72,21 @@ const PAGE_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 impl ClifEmitter<'_> {
     /// Load `ty` from guest address `addr` (an `I64`).
     pub(super) fn guest_load(&mut self, ty: Ty, addr: Value) -> Value {
+        self.guest_load_t(clif(ty), addr)
+    }
+
+    /// Load a value of Cranelift type `t` (an integer, or `I8X16` for 16 bytes) from guest
+    /// address `addr` (an `I64`).
+    pub(super) fn guest_load_t(&mut self, t: Type, addr: Value) -> Value {
         match self.mem {
             MemoryModel::Flat {
                 ram_base, ram_size, ..
             } => {
-                let limit = ram_size.checked_sub(u64::from(ty.bytes()));
-                self.flat_load(ty, addr, ram_base as u64, limit)
+                let limit = ram_size.checked_sub(u64::from(t.bytes()));
+                self.flat_load(t, addr, ram_base as u64, limit)
             }
-            MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_load(ty, addr, set),
-            MemoryModel::Tlb { .. } => self.slow_load(ty, addr),
+            MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_load(t, addr, set),
+            MemoryModel::Tlb { .. } => self.slow_load(t, addr),
         }
     }
 
@@ -94,7 +100,7 @@ impl ClifEmitter<'_> {
                 code_bitmap_len,
             } => {
                 let covered = code_bitmap_len.saturating_mul(1 << PAGE_SHIFT);
-                let bytes = u64::from(self.ty(v).bytes());
+                let bytes = u64::from(self.b.func.dfg.value_type(v).bytes());
                 let limit = ram_size.min(covered).checked_sub(bytes);
                 self.flat_store(addr, v, ram_base as u64, code_bitmap as u64, limit)
             }
@@ -103,7 +109,7 @@ impl ClifEmitter<'_> {
         }
     }
 
-    fn flat_load(&mut self, ty: Ty, addr: Value, base: u64, limit: Option<u64>) -> Value {
+    fn flat_load(&mut self, ty: Type, addr: Value, base: u64, limit: Option<u64>) -> Value {
         let Some(limit) = limit else {
             return self.slow_load(ty, addr);
         };
@@ -117,7 +123,7 @@ impl ClifEmitter<'_> {
         let lim = self.iconst(Ty::I64, limit);
         let inside = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, addr, lim);
         let (fast, slow) = (self.b.create_block(), self.b.create_block());
-        let (join, v) = self.join_block(ty);
+        let (join, v) = self.join_block_t(ty);
         self.b.ins().brif(inside, fast, &[], slow, &[]);
         let cold = self.is_cold();
         self.switch_sealed(fast, cold);
@@ -151,7 +157,11 @@ impl ClifEmitter<'_> {
             self.b.ins().brif(inside, check, &[], slow, &[]);
             self.switch_sealed(check, cold);
         }
-        let marked = self.code_marked(addr, u64::from(self.ty(v).bytes()), bitmap);
+        let marked = self.code_marked(
+            addr,
+            u64::from(self.b.func.dfg.value_type(v).bytes()),
+            bitmap,
+        );
         self.b.ins().brif(marked, slow, &[], fast, &[]);
         self.switch_sealed(fast, cold);
         let p = self.host_addr(base, addr);
@@ -204,26 +214,39 @@ impl ClifEmitter<'_> {
         }
     }
 
-    fn host_load(&mut self, ty: Ty, base: u64, addr: Value) -> Value {
+    fn host_load(&mut self, ty: Type, base: u64, addr: Value) -> Value {
         let p = self.host_addr(base, addr);
-        self.b.ins().load(clif(ty), self.regions.guest, p, 0)
+        self.b.ins().load(ty, self.regions.guest, p, 0)
     }
 
-    /// `MemRead` without the status check.
-    fn read_helper(&mut self, ty: Ty, addr: Value) -> Value {
+    /// `MemRead` without the status check. A 16-byte read returns its high half in
+    /// `helper_out[0]`.
+    fn read_helper(&mut self, ty: Type, addr: Value) -> Value {
         let size = self.iconst(Ty::I64, u64::from(ty.bytes()));
         let zero = self.iconst(Ty::I64, 0);
         let r = self.call_raw(Helper::MemRead, [addr, size, zero]);
-        self.coerce(r, ty)
+        if ty.is_vector() {
+            let hi = self.load_state(Ty::I64, crate::state::OFF_HELPER_OUT);
+            return self.v_from_halves(r, hi);
+        }
+        self.coerce(r, Ty::from_bytes(ty.bytes() as usize).unwrap_or(Ty::I64))
     }
 
-    /// `MemWrite` without the status check.
+    /// `MemWrite` without the status check. A 16-byte store passes its high half in
+    /// `helper_out[0]`.
     fn write_helper(&mut self, addr: Value, v: Value) {
-        let size = self.iconst(Ty::I64, u64::from(self.ty(v).bytes()));
+        let t = self.b.func.dfg.value_type(v);
+        let size = self.iconst(Ty::I64, u64::from(t.bytes()));
+        if t.is_vector() {
+            let (lo, hi) = self.v_halves(v);
+            self.store_state(crate::state::OFF_HELPER_OUT, hi);
+            self.call_raw(Helper::MemWrite, [addr, size, lo]);
+            return;
+        }
         self.call_raw(Helper::MemWrite, [addr, size, v]);
     }
 
-    fn slow_load(&mut self, ty: Ty, addr: Value) -> Value {
+    fn slow_load(&mut self, ty: Type, addr: Value) -> Value {
         let r = self.read_helper(ty, addr);
         self.check_status();
         r
@@ -236,17 +259,17 @@ impl ClifEmitter<'_> {
 
     // ------------------------------------------------------------------ soft TLB
 
-    fn tlb_load(&mut self, ty: Ty, addr: Value, set: usize) -> Value {
+    fn tlb_load(&mut self, ty: Type, addr: Value, set: usize) -> Value {
         self.ensure_live();
         let cold = self.is_cold();
         let (fast, slow) = (self.b.create_block(), self.b.create_block());
-        let (join, v) = self.join_block(ty);
+        let (join, v) = self.join_block_t(ty);
         let entry = self.tlb_probe(addr, ty.bytes(), set, OFF_TLB_READ_TAG, fast, slow);
         self.switch_sealed(fast, cold);
         self.count_tlb_hit();
         let p = self.tlb_host(entry, addr);
         let flags = self.tlb_guest_flags();
-        let x = self.b.ins().load(clif(ty), flags, p, 0);
+        let x = self.b.ins().load(ty, flags, p, 0);
         self.jump_with(join, &[x]);
         self.switch_sealed(slow, true);
         let y = self.read_helper(ty, addr);
@@ -263,7 +286,7 @@ impl ClifEmitter<'_> {
             self.b.create_block(),
             self.b.create_block(),
         );
-        let bytes = self.ty(v).bytes();
+        let bytes = self.b.func.dfg.value_type(v).bytes();
         let entry = self.tlb_probe(addr, bytes, set, OFF_TLB_WRITE_TAG, fast, slow);
         self.switch_sealed(fast, cold);
         self.count_tlb_hit();

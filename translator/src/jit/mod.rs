@@ -60,6 +60,7 @@
 mod emitter;
 mod lookup;
 mod memory;
+mod vector;
 
 #[cfg(test)]
 mod tests;
@@ -102,6 +103,13 @@ pub trait JitEnv {
     /// [`Helper::Lookup`]. `None` (the default): indirect exits always call the helper. A
     /// layout that fails [`JumpCacheLayout::is_valid`] is ignored.
     fn jump_cache(&self) -> Option<JumpCacheLayout> {
+        None
+    }
+    /// The host address of `stub`'s code in executable memory the runtime keeps alive
+    /// while code generated with it may run (see [`crate::hostexec`]); `None` if it cannot
+    /// provide one (the translation then fails).
+    fn host_stub(&mut self, stub: &crate::hostexec::HostStub) -> Option<usize> {
+        let _ = stub;
         None
     }
 }

@@ -8,11 +8,15 @@ pub mod alu;
 pub mod bits;
 pub mod branch;
 pub mod data;
+pub mod host;
 pub mod muldiv;
 pub mod shift;
+pub mod simd;
+pub mod sse;
 pub mod stack;
 pub mod string;
 pub mod system;
+pub mod x87;
 
 use iced_x86::Mnemonic as M;
 
@@ -35,6 +39,9 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
     }
     if insn.is_string_instruction() {
         return string::string_op(ctx);
+    }
+    if let Some(class) = simd::classify(&insn) {
+        return simd::translate(ctx, class);
     }
     match insn.mnemonic() {
         M::Seto

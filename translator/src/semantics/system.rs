@@ -350,6 +350,7 @@ pub(crate) mod test_env {
     use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
     use crate::sensitive::{Hypercall, HypercallArgs};
     use crate::state::{rflags, CpuState, ExitReason};
+    use crate::vector::{Lanes, VBin, VShift, VUn};
     use crate::{Exception, Mode};
 
     /// Where test code is assembled (it is decoded from the assembler's bytes, not RAM).
@@ -575,9 +576,68 @@ pub(crate) mod test_env {
         }
     }
 
+    impl crate::emit::VectorOps for Opaque<'_> {
+        type Vec = u128;
+        fn vconst(&mut self, v: u128) -> u128 {
+            v
+        }
+        fn vbin(&mut self, op: VBin, l: Lanes, a: u128, b: u128) -> u128 {
+            self.0.vbin(op, l, a, b)
+        }
+        fn vun(&mut self, op: VUn, l: Lanes, a: u128) -> u128 {
+            self.0.vun(op, l, a)
+        }
+        fn vshift(&mut self, op: VShift, l: Lanes, a: u128, c: CVal) -> u128 {
+            self.0.vshift(op, l, a, c)
+        }
+        fn vshuffle(&mut self, a: u128, b: u128, m: [u8; 16]) -> u128 {
+            self.0.vshuffle(a, b, m)
+        }
+        fn vextract(&mut self, v: u128, l: Lanes, i: u8) -> CVal {
+            self.0.vextract(v, l, i)
+        }
+        fn vinsert(&mut self, v: u128, l: Lanes, i: u8, x: CVal) -> u128 {
+            self.0.vinsert(v, l, i, x)
+        }
+        fn vsplat(&mut self, l: Lanes, x: CVal) -> u128 {
+            self.0.vsplat(l, x)
+        }
+        fn vmovmsk(&mut self, v: u128, l: Lanes) -> CVal {
+            self.0.vmovmsk(v, l)
+        }
+        fn vselect(&mut self, c: CVal, t: u128, f: u128) -> u128 {
+            self.0.vselect(c, t, f)
+        }
+    }
+
     impl Emitter for Opaque<'_> {
         type Label = ();
         type Var = usize;
+        type VVar = usize;
+        fn vload_state(&mut self, off: u32) -> u128 {
+            self.0.vload_state(off)
+        }
+        fn vstore_state(&mut self, off: u32, v: u128) {
+            self.0.vstore_state(off, v)
+        }
+        fn vload_mem(&mut self, a: CVal) -> u128 {
+            self.0.vload_mem(a)
+        }
+        fn vstore_mem(&mut self, a: CVal, v: u128) {
+            self.0.vstore_mem(a, v)
+        }
+        fn declare_vvar(&mut self) -> usize {
+            self.0.declare_vvar()
+        }
+        fn def_vvar(&mut self, var: usize, v: u128) {
+            self.0.def_vvar(var, v)
+        }
+        fn use_vvar(&mut self, var: usize) -> u128 {
+            self.0.use_vvar(var)
+        }
+        fn call_stub(&mut self, stub: &crate::hostexec::HostStub, how: crate::hostexec::StubCall) {
+            self.0.call_stub(stub, how)
+        }
         fn load_state(&mut self, ty: Ty, off: u32) -> CVal {
             self.0.load_state(ty, off)
         }

@@ -231,10 +231,17 @@ impl Machine {
             },
             Helper::FaultIf => {
                 if a[0] != 0 {
-                    cpu.raise(Exception::from_parts(a[1] as u8, 0, 0).expect("a vector"));
+                    cpu.raise(Exception::from_parts(a[1] as u8, a[2] as u32, 0).expect("a vector"));
                 }
                 0
             }
+            // The floating-point helpers belong to the runtime (its tests cover them).
+            Helper::SimdChecked
+            | Helper::FpuExec
+            | Helper::Mxcsr
+            | Helper::FxSave
+            | Helper::FxRstor
+            | Helper::ProbeWrite => 0,
             // Every sensitive instruction completes as a no-op (same for both engines).
             Helper::Hypercall => {
                 let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);

@@ -1,0 +1,185 @@
+//! x87, MMX and SSE end to end: the same guest code on every engine gives what the host CPU
+//! computes, and the CR0/CR4/MXCSR rules raise the exceptions the manuals give.
+
+use iced_x86::code_asm::*;
+use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
+use translator::state::{cr, mxcsr};
+use translator::Exception;
+
+const ENGINES: [Engine; 3] = [Engine::Interp, Engine::Dbt, Engine::Trap];
+const CODE: u64 = 0x1000;
+const DATA: u64 = 0x8000;
+
+fn make(engine: Engine, code: &[u8], data: &[u8]) -> Vm {
+    let mut vm = Vm::new(VmConfig {
+        mem_bytes: 4 << 20,
+        engine,
+        serial: SerialSink::Capture,
+        instruction_limit: Some(1_000_000),
+        ..VmConfig::default()
+    })
+    .unwrap();
+    vm.write_phys(CODE, code).unwrap();
+    vm.write_phys(DATA, data).unwrap();
+    let cpu = vm.cpu_mut();
+    cpu.rip = CODE;
+    cpu.gpr[4] = 0x7000;
+    cpu.cr0 |= cr::CR0_MP | cr::CR0_NE;
+    cpu.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
+    vm
+}
+
+fn assemble(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    f(&mut a).unwrap();
+    a.hlt().unwrap();
+    a.assemble(CODE).unwrap()
+}
+
+fn f64s(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn sse_and_x87_arithmetic_match_the_host() {
+    let code = assemble(|a| {
+        a.mov(rbx, DATA)?;
+        a.movapd(xmm0, xmmword_ptr(rbx))?;
+        a.addpd(xmm0, xmmword_ptr(rbx + 16))?;
+        a.sqrtsd(xmm1, xmm0)?;
+        a.cvttsd2si(rax, xmm1)?;
+        a.minpd(xmm0, xmmword_ptr(rbx))?;
+        a.movapd(xmmword_ptr(rbx + 32), xmm0)?;
+        a.fld(qword_ptr(rbx))?;
+        a.fldpi()?;
+        a.fmulp(st1, st0)?;
+        a.fsin()?;
+        a.fstp(qword_ptr(rbx + 48))?;
+        a.pcmpeqb(xmm2, xmm2)?;
+        a.psrlq(xmm2, 60)?;
+        Ok(())
+    });
+    let data = f64s(&[2.25, -0.5, 100.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+    let x0 = [2.25f64 + 100.0, -0.5 + 4.0];
+    let want_sqrt = x0[0].sqrt();
+    let want_sin = {
+        // The host's own fsin of 2.25 * pi (80-bit, rounded to double on store).
+        let mut out = 0f64;
+        let v = 2.25f64;
+        // SAFETY: x87 instructions on local memory; the stack is left as found.
+        unsafe {
+            std::arch::asm!("fld qword ptr [{v}]", "fldpi", "fmulp st(1), st", "fsin",
+                            "fstp qword ptr [{o}]", v = in(reg) &v, o = in(reg) &mut out);
+        }
+        out
+    };
+    for engine in ENGINES {
+        let mut vm = make(engine, &code, &data);
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let cpu = vm.cpu();
+        assert_eq!(cpu.gpr[0], want_sqrt as i64 as u64, "{engine:?}");
+        let mut out = [0u8; 24];
+        vm.read_phys(DATA + 32, &mut out).unwrap();
+        let mins = [x0[0].min(2.25), x0[1].min(-0.5)];
+        assert_eq!(out[..16], f64s(&mins)[..], "{engine:?} minpd");
+        assert_eq!(
+            f64::from_le_bytes(out[16..24].try_into().unwrap()).to_bits(),
+            want_sin.to_bits(),
+            "{engine:?} fsin"
+        );
+        assert_eq!(
+            cpu.fx.xmm[2], 0x0000_0000_0000_000F_0000_0000_0000_000F,
+            "{engine:?}"
+        );
+        assert_eq!(cpu.fx.fsw & 0x3800, 0, "{engine:?} x87 stack balanced");
+    }
+}
+
+#[test]
+fn sse_without_osfxsr_is_ud_and_ts_is_nm() {
+    let code = assemble(|a| a.addps(xmm0, xmm1));
+    for engine in ENGINES {
+        let mut vm = make(engine, &code, &[]);
+        vm.cpu_mut().cr4 &= !cr::CR4_OSFXSR;
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::InvalidOpcode,
+                rip: CODE
+            },
+            "{engine:?}"
+        );
+        let mut vm = make(engine, &code, &[]);
+        vm.cpu_mut().cr0 |= cr::CR0_TS;
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::DeviceNotAvailable,
+                rip: CODE
+            },
+            "{engine:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unmasked_simd_exception_raises_xm_and_leaves_the_destination() {
+    // divps by zero with ZM unmasked.
+    let code = assemble(|a| a.divps(xmm0, xmm1));
+    for engine in ENGINES {
+        let mut vm = make(engine, &code, &[]);
+        let cpu = vm.cpu_mut();
+        cpu.fx.xmm[0] = u128::from(1f32.to_bits());
+        cpu.fx.mxcsr = mxcsr::DEFAULT & !(1 << 9);
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::SimdFloatingPoint,
+                rip: CODE
+            },
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[0], u128::from(1f32.to_bits()), "{engine:?}");
+        assert_ne!(cpu.fx.mxcsr & 0x4, 0, "{engine:?} ZE flag set");
+    }
+}
+
+#[test]
+fn mxcsr_rounding_applies_to_inline_and_host_operations() {
+    // 1/3 in round-toward-zero and round-up differ in the last bit.
+    let code = assemble(|a| {
+        a.ldmxcsr(dword_ptr(DATA))?;
+        a.divsd(xmm0, xmm1)?;
+        a.stmxcsr(dword_ptr(DATA + 4))?;
+        Ok(())
+    });
+    for engine in ENGINES {
+        let mut got = Vec::new();
+        for rc in [0u32, 2] {
+            let mut vm = make(engine, &code, &(mxcsr::DEFAULT | rc << 13).to_le_bytes());
+            let cpu = vm.cpu_mut();
+            cpu.fx.xmm[0] = u128::from(1f64.to_bits());
+            cpu.fx.xmm[1] = u128::from(3f64.to_bits());
+            assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+            let mut m = [0u8; 4];
+            vm.read_phys(DATA + 4, &mut m).unwrap();
+            assert_eq!(
+                u32::from_le_bytes(m),
+                mxcsr::DEFAULT | rc << 13 | 0x20,
+                "{engine:?} PE flag"
+            );
+            got.push(vm.cpu().fx.xmm[0] as u64);
+        }
+        assert_eq!(
+            got[1],
+            got[0] + 1,
+            "{engine:?}: round up is one ulp above toward zero"
+        );
+        assert_eq!(
+            got[0],
+            (1f64 / 3f64).to_bits(),
+            "{engine:?}: RZ equals RN for 1/3"
+        );
+    }
+}

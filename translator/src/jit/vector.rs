@@ -1,0 +1,445 @@
+//! XMM values in the Cranelift emitter: [`VectorOps`] and the vector parts of [`Emitter`].
+//!
+//! Invariants:
+//! - Every vector value handed to semantics is an `I8X16`; operations bitcast (free on x64)
+//!   to the lane type they need and back.
+//! - Each operation has exactly the meaning of [`crate::vector`]'s `eval_*`. Floating-point
+//!   operations lower to the one SSE instruction the interpreter executes (ADDPS, ADDSD, ...),
+//!   never to a sequence that could round or raise flags differently.
+//! - No `f32const`/`f64const` is ever created: Cranelift folds float arithmetic on such
+//!   constants with Rust's round-to-nearest and no exception flags, which the guest's MXCSR
+//!   may not allow. Float operands always come from vectors (registers, memory, bitcasts).
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Signature, Type, Value,
+};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::Variable;
+
+use super::emitter::ClifEmitter;
+use crate::emit::{ValueOps, VectorOps};
+use crate::helpers::Helper;
+use crate::hostexec::{HostStub, StubCall};
+use crate::ir::Ty;
+use crate::state::{self, CpuState};
+use crate::vector::{Lanes, VBin, VShift, VUn};
+
+/// The canonical vector type.
+pub(super) const V: Type = types::I8X16;
+
+/// The Cranelift vector type of `l`.
+fn vt(l: Lanes) -> Type {
+    match l {
+        Lanes::I8 => types::I8X16,
+        Lanes::I16 => types::I16X8,
+        Lanes::I32 => types::I32X4,
+        Lanes::I64 => types::I64X2,
+        Lanes::F32 | Lanes::F32S => types::F32X4,
+        Lanes::F64 | Lanes::F64S => types::F64X2,
+    }
+}
+
+fn little() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+impl ClifEmitter<'_> {
+    /// `v` as a vector of type `t` (a bitcast unless it already is).
+    pub(super) fn vcast(&mut self, v: Value, t: Type) -> Value {
+        if self.b.func.dfg.value_type(v) == t {
+            return v;
+        }
+        self.ensure_live();
+        self.b.ins().bitcast(t, little(), v)
+    }
+
+    /// The low and high 64 bits of a vector.
+    pub(super) fn v_halves(&mut self, v: Value) -> (Value, Value) {
+        let w = self.vcast(v, types::I64X2);
+        (
+            self.b.ins().extractlane(w, 0),
+            self.b.ins().extractlane(w, 1),
+        )
+    }
+
+    /// The vector of two 64-bit halves.
+    pub(super) fn v_from_halves(&mut self, lo: Value, hi: Value) -> Value {
+        let lo = self.coerce(lo, Ty::I64);
+        let hi = self.coerce(hi, Ty::I64);
+        self.ensure_live();
+        let w = self.b.ins().scalar_to_vector(types::I64X2, lo);
+        let w = self.b.ins().insertlane(w, hi, 1);
+        self.vcast(w, V)
+    }
+
+    fn vzero(&mut self, t: Type) -> Value {
+        let z = self.vconst(0);
+        self.vcast(z, t)
+    }
+
+    /// Both operands as `t`.
+    fn v2(&mut self, a: Value, b: Value, t: Type) -> (Value, Value) {
+        (self.vcast(a, t), self.vcast(b, t))
+    }
+
+    /// A scalar floating-point operation on lane 0, merged into `a`.
+    fn scalar_float(&mut self, op: VBin, lanes: Lanes, a: Value, b: Value) -> Value {
+        let t = vt(lanes);
+        let (a, b) = self.v2(a, b, t);
+        let x = self.b.ins().extractlane(a, 0);
+        let y = self.b.ins().extractlane(b, 0);
+        let r = match op {
+            VBin::FAdd => self.b.ins().fadd(x, y),
+            VBin::FSub => self.b.ins().fsub(x, y),
+            VBin::FMul => self.b.ins().fmul(x, y),
+            _ => self.b.ins().fdiv(x, y),
+        };
+        let r = self.b.ins().insertlane(a, r, 0);
+        self.vcast(r, V)
+    }
+
+    /// `hi(a*b)` of 16-bit lanes, through the 32-bit products.
+    fn mul_hi16(&mut self, signed: bool, a: Value, b: Value) -> Value {
+        let (a, b) = self.v2(a, b, types::I16X8);
+        let ins = |e: &mut Self, x: Value, y: Value, hi: bool| {
+            let (x, y) = match (signed, hi) {
+                (true, false) => (e.b.ins().swiden_low(x), e.b.ins().swiden_low(y)),
+                (true, true) => (e.b.ins().swiden_high(x), e.b.ins().swiden_high(y)),
+                (false, false) => (e.b.ins().uwiden_low(x), e.b.ins().uwiden_low(y)),
+                (false, true) => (e.b.ins().uwiden_high(x), e.b.ins().uwiden_high(y)),
+            };
+            let p = e.b.ins().imul(x, y);
+            if signed {
+                e.b.ins().sshr_imm_u(p, 16)
+            } else {
+                e.b.ins().ushr_imm_u(p, 16)
+            }
+        };
+        let lo = ins(self, a, b, false);
+        let hi = ins(self, a, b, true);
+        // The high halves fit in 16 bits, so neither narrowing saturates.
+        let r = if signed {
+            self.b.ins().snarrow(lo, hi)
+        } else {
+            self.b.ins().unarrow(lo, hi)
+        };
+        self.vcast(r, V)
+    }
+
+    /// The even 32-bit lanes of `a` and `b` widened to 64 bits and multiplied
+    /// (PMULUDQ, PMULDQ).
+    fn mul_even(&mut self, signed: bool, a: Value, b: Value) -> Value {
+        let mask = [0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11];
+        let pick = |e: &mut Self, v: Value| {
+            let v = e.vshuffle(v, v, mask);
+            let v = e.vcast(v, types::I32X4);
+            if signed {
+                e.b.ins().swiden_low(v)
+            } else {
+                e.b.ins().uwiden_low(v)
+            }
+        };
+        let (x, y) = (pick(self, a), pick(self, b));
+        let r = self.b.ins().imul(x, y);
+        self.vcast(r, V)
+    }
+
+    /// The address of `stub`'s code, or a recorded failure.
+    fn stub_addr(&mut self, stub: &HostStub) -> Option<u64> {
+        match self.env_host_stub(stub) {
+            Some(a) => Some(a as u64),
+            None => {
+                self.fail_internal("the runtime could not provide a host stub");
+                None
+            }
+        }
+    }
+
+    /// Call the stub at `addr` directly with the frame's address (System V, no result).
+    fn call_stub_direct(&mut self, addr: u64) {
+        let mut sig = Signature::new(CallConv::SystemV);
+        sig.params.push(AbiParam::new(types::I64));
+        let sig = self.b.import_signature(sig);
+        let f = self.iconst(Ty::I64, addr);
+        self.ensure_live();
+        let frame = self.b.ins().iadd_imm_u(self.cpu, i64::from(state::OFF_HX));
+        self.b.ins().call_indirect(sig, f, &[frame]);
+    }
+}
+
+impl VectorOps for ClifEmitter<'_> {
+    type Vec = Value;
+
+    fn vconst(&mut self, v: u128) -> Value {
+        let c = self
+            .b
+            .func
+            .dfg
+            .constants
+            .insert(ConstantData::from(v.to_le_bytes().as_slice()));
+        self.ensure_live();
+        self.b.ins().vconst(V, c)
+    }
+
+    fn vbin(&mut self, op: VBin, lanes: Lanes, a: Value, b: Value) -> Value {
+        use VBin::*;
+        self.ensure_live();
+        if lanes.is_scalar() {
+            return self.scalar_float(op, lanes, a, b);
+        }
+        let t = vt(lanes);
+        let r = match op {
+            MulHiS | MulHiU => return self.mul_hi16(op == MulHiS, a, b),
+            MulEvenU | MulEvenS => return self.mul_even(op == MulEvenS, a, b),
+            UnpackLo | UnpackHi => {
+                let bytes = lanes.bits() / 8;
+                let base = if op == UnpackLo { 0 } else { 8 };
+                let mut mask = [0u8; 16];
+                for (i, m) in mask.iter_mut().enumerate() {
+                    let (lane, byte) = (i as u32 / bytes, i as u32 % bytes);
+                    let src = base + (lane / 2) * bytes + byte;
+                    *m = (src + if lane % 2 == 1 { 16 } else { 0 }) as u8;
+                }
+                return self.vshuffle(a, b, mask);
+            }
+            MaddWd => {
+                let (a, b) = self.v2(a, b, types::I16X8);
+                let (al, bl) = (self.b.ins().swiden_low(a), self.b.ins().swiden_low(b));
+                let (ah, bh) = (self.b.ins().swiden_high(a), self.b.ins().swiden_high(b));
+                let lo = self.b.ins().imul(al, bl);
+                let hi = self.b.ins().imul(ah, bh);
+                self.b.ins().iadd_pairwise(lo, hi)
+            }
+            PackS | PackU => {
+                let (a, b) = self.v2(a, b, t);
+                if op == PackS {
+                    self.b.ins().snarrow(a, b)
+                } else {
+                    self.b.ins().unarrow(a, b)
+                }
+            }
+            _ => {
+                let (a, b) = self.v2(a, b, t);
+                let ins = self.b.ins();
+                match op {
+                    Add => ins.iadd(a, b),
+                    Sub => ins.isub(a, b),
+                    AddSatS => ins.sadd_sat(a, b),
+                    AddSatU => ins.uadd_sat(a, b),
+                    SubSatS => ins.ssub_sat(a, b),
+                    SubSatU => ins.usub_sat(a, b),
+                    MinS => ins.smin(a, b),
+                    MinU => ins.umin(a, b),
+                    MaxS => ins.smax(a, b),
+                    MaxU => ins.umax(a, b),
+                    AvgU => ins.avg_round(a, b),
+                    MulLo => ins.imul(a, b),
+                    CmpEq => ins.icmp(IntCC::Equal, a, b),
+                    CmpGtS => ins.icmp(IntCC::SignedGreaterThan, a, b),
+                    And => ins.band(a, b),
+                    Or => ins.bor(a, b),
+                    Xor => ins.bxor(a, b),
+                    AndNot => ins.band_not(b, a),
+                    Pshufb => ins.x86_pshufb(a, b),
+                    FAdd => ins.fadd(a, b),
+                    FSub => ins.fsub(a, b),
+                    FMul => ins.fmul(a, b),
+                    FDiv => ins.fdiv(a, b),
+                    // Handled above.
+                    MulHiS | MulHiU | MulEvenU | MulEvenS | UnpackLo | UnpackHi | MaddWd
+                    | PackS | PackU => unreachable!("handled before"),
+                }
+            }
+        };
+        self.vcast(r, V)
+    }
+
+    fn vun(&mut self, op: VUn, lanes: Lanes, a: Value) -> Value {
+        self.ensure_live();
+        let t = vt(lanes);
+        let r = match op {
+            VUn::Abs => {
+                let a = self.vcast(a, t);
+                self.b.ins().iabs(a)
+            }
+            VUn::FSqrt if lanes.is_scalar() => {
+                let a = self.vcast(a, t);
+                let x = self.b.ins().extractlane(a, 0);
+                let r = self.b.ins().sqrt(x);
+                let z = self.vzero(t);
+                self.b.ins().insertlane(z, r, 0)
+            }
+            VUn::FSqrt => {
+                let a = self.vcast(a, t);
+                self.b.ins().sqrt(a)
+            }
+            VUn::WidenLoS => {
+                let a = self.vcast(a, t);
+                self.b.ins().swiden_low(a)
+            }
+            VUn::WidenLoU => {
+                let a = self.vcast(a, t);
+                self.b.ins().uwiden_low(a)
+            }
+        };
+        self.vcast(r, V)
+    }
+
+    fn vshift(&mut self, op: VShift, lanes: Lanes, a: Value, count: Value) -> Value {
+        let t = vt(lanes.int());
+        let bits = u64::from(lanes.bits());
+        let a = self.vcast(a, t);
+        let count = self.coerce(count, Ty::I64);
+        self.ensure_live();
+        let r = if let Some(c) = self.const_of(count) {
+            match op {
+                VShift::Shl | VShift::UShr if c >= bits => self.vzero(t),
+                VShift::Shl => self.b.ins().ishl_imm_u(a, c as i64),
+                VShift::UShr => self.b.ins().ushr_imm_u(a, c as i64),
+                VShift::SShr => self.b.ins().sshr_imm_u(a, c.min(bits - 1) as i64),
+            }
+        } else {
+            let max = self.iconst(Ty::I64, bits - 1);
+            let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, count, max);
+            match op {
+                VShift::SShr => {
+                    let amt = self.b.ins().select(over, max, count);
+                    self.b.ins().sshr(a, amt)
+                }
+                _ => {
+                    let shifted = if op == VShift::Shl {
+                        self.b.ins().ishl(a, count)
+                    } else {
+                        self.b.ins().ushr(a, count)
+                    };
+                    let z = self.vzero(t);
+                    self.b.ins().select(over, z, shifted)
+                }
+            }
+        };
+        self.vcast(r, V)
+    }
+
+    fn vshuffle(&mut self, a: Value, b: Value, mask: [u8; 16]) -> Value {
+        let (a, b) = self.v2(a, b, V);
+        let m = mask.map(|i| i & 31);
+        let imm = self
+            .b
+            .func
+            .dfg
+            .immediates
+            .push(ConstantData::from(m.as_slice()));
+        self.ensure_live();
+        self.b.ins().shuffle(a, b, imm)
+    }
+
+    fn vextract(&mut self, v: Value, lanes: Lanes, idx: u8) -> Value {
+        let l = lanes.int();
+        let v = self.vcast(v, vt(l));
+        self.ensure_live();
+        self.b.ins().extractlane(v, idx % l.count() as u8)
+    }
+
+    fn vinsert(&mut self, v: Value, lanes: Lanes, idx: u8, x: Value) -> Value {
+        let l = lanes.int();
+        let v = self.vcast(v, vt(l));
+        let x = self.coerce(x, l.ty());
+        self.ensure_live();
+        let r = self.b.ins().insertlane(v, x, idx % l.count() as u8);
+        self.vcast(r, V)
+    }
+
+    fn vsplat(&mut self, lanes: Lanes, x: Value) -> Value {
+        let l = lanes.int();
+        let x = self.coerce(x, l.ty());
+        self.ensure_live();
+        let r = self.b.ins().splat(vt(l), x);
+        self.vcast(r, V)
+    }
+
+    fn vmovmsk(&mut self, v: Value, lanes: Lanes) -> Value {
+        let v = self.vcast(v, vt(lanes.int()));
+        self.ensure_live();
+        self.b.ins().vhigh_bits(types::I32, v)
+    }
+
+    fn vselect(&mut self, c: Value, t: Value, f: Value) -> Value {
+        let (t, f) = self.v2(t, f, V);
+        self.ensure_live();
+        self.b.ins().select(c, t, f)
+    }
+}
+
+// The vector parts of `Emitter`, called from `emitter.rs`'s impl.
+impl ClifEmitter<'_> {
+    pub(super) fn e_vload_state(&mut self, off: u32) -> Value {
+        if off as usize + 16 > std::mem::size_of::<CpuState>() {
+            return self.vconst(0);
+        }
+        let flags = self.cpu_flags(off, 16);
+        self.ensure_live();
+        self.b.ins().load(V, flags, self.cpu, off as i32)
+    }
+
+    pub(super) fn e_vstore_state(&mut self, off: u32, v: Value) {
+        if off as usize + 16 > std::mem::size_of::<CpuState>() {
+            return;
+        }
+        let v = self.vcast(v, V);
+        let flags = self.cpu_flags(off, 16);
+        self.ensure_live();
+        self.b.ins().store(flags, v, self.cpu, off as i32);
+    }
+
+    pub(super) fn e_declare_vvar(&mut self) -> Variable {
+        self.b.declare_var(V)
+    }
+
+    pub(super) fn e_def_vvar(&mut self, var: Variable, v: Value) {
+        let v = self.vcast(v, V);
+        self.ensure_live();
+        self.b.def_var(var, v);
+    }
+
+    pub(super) fn e_use_vvar(&mut self, var: Variable) -> Value {
+        self.ensure_live();
+        match self.b.try_use_var(var) {
+            Ok(v) => v,
+            Err(_) => {
+                self.fail_internal("an undeclared vector variable was used");
+                self.vconst(0)
+            }
+        }
+    }
+
+    pub(super) fn e_vload_mem(&mut self, addr: Value) -> Value {
+        let addr = self.coerce(addr, Ty::I64);
+        self.guest_load_t(V, addr)
+    }
+
+    pub(super) fn e_vstore_mem(&mut self, addr: Value, v: Value) {
+        let addr = self.coerce(addr, Ty::I64);
+        let v = self.vcast(v, V);
+        self.guest_store(addr, v)
+    }
+
+    pub(super) fn e_call_stub(&mut self, stub: &HostStub, how: StubCall) {
+        let Some(addr) = self.stub_addr(stub) else {
+            return;
+        };
+        match how {
+            StubCall::Direct => self.call_stub_direct(addr),
+            StubCall::Checked | StubCall::Fpu(_) => {
+                let (h, info) = match how {
+                    StubCall::Fpu(i) => (Helper::FpuExec, i.bits()),
+                    _ => (Helper::SimdChecked, 0),
+                };
+                let a = self.iconst(Ty::I64, addr);
+                let i = self.iconst(Ty::I64, info);
+                let z = self.iconst(Ty::I64, 0);
+                <Self as crate::emit::Emitter>::call_helper(self, h, [a, i, z]);
+            }
+        }
+    }
+}
