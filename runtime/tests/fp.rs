@@ -329,3 +329,31 @@ fn inline_lowerings_equal_the_host_stub() {
         }
     }
 }
+
+/// Regression: an inline division whose result was overwritten unread was removed as dead
+/// code by Cranelift, and with it the ZE flag; and one read only after STMXCSR ran after it.
+#[test]
+fn flags_of_dead_and_late_results_reach_mxcsr() {
+    let code = assemble(|a| {
+        a.divsd(xmm0, xmm1)?; // 1 / 0: ZE, result overwritten below
+        a.movapd(xmm0, xmm2)?;
+        a.mulsd(xmm3, xmm4)?; // inexact: PE, result read only at the block's end
+        a.stmxcsr(dword_ptr(DATA))?;
+        Ok(())
+    });
+    for engine in ENGINES {
+        let mut vm = make(engine, &code, &[0; 4]);
+        let cpu = vm.cpu_mut();
+        cpu.fx.xmm[0] = u128::from(1f64.to_bits());
+        cpu.fx.xmm[3] = u128::from(0.1f64.to_bits());
+        cpu.fx.xmm[4] = u128::from(0.3f64.to_bits());
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let mut m = [0u8; 4];
+        vm.read_phys(DATA, &mut m).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(m),
+            mxcsr::DEFAULT | 0x4 | 0x20,
+            "{engine:?}"
+        );
+    }
+}

@@ -440,7 +440,8 @@ mod tests {
         let a = with_lane(with_lane(0, 16, 0, 0xFFFF), 16, 1, 300);
         assert_eq!(eval_bin(VBin::PackU, Lanes::I16, a, 0) & 0xFFFF, 0xFF00);
         // PSHUFB zeroes bytes whose index has bit 7.
-        assert_eq!(eval_bin(VBin::Pshufb, Lanes::I8, 0x1234, 0x8001), 0x12);
+        let idx = 0x8080_8080_8080_8080_8080_8080_8080_8001;
+        assert_eq!(eval_bin(VBin::Pshufb, Lanes::I8, 0x1234, idx), 0x12);
         // Shifts past the width: logical gives 0, arithmetic the sign.
         assert_eq!(eval_shift(VShift::Shl, Lanes::I16, 0xFFFF, 16), 0);
         assert_eq!(eval_shift(VShift::SShr, Lanes::I16, 0x8000, 99), 0xFFFF);
