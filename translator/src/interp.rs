@@ -193,31 +193,31 @@ impl Emitter for InterpEmitter<'_> {
             },
         );
     }
+    // A 16-byte access passes its high half through `helper_out[0]`; the old value is put
+    // back so the state after it is what generated code's inline path leaves.
     fn vload_mem(&mut self, addr: CVal) -> u128 {
         let size = CVal { ty: Ty::I64, v: 16 };
-        let lo = self.call_helper(Helper::MemRead, [addr, size, CVal { ty: Ty::I64, v: 0 }]);
+        let saved = self.cpu.helper_out[0];
+        let zero = CVal { ty: Ty::I64, v: 0 };
+        let lo = self.call_helper(Helper::MemRead, [addr, size, zero]);
+        let hi = std::mem::replace(&mut self.cpu.helper_out[0], saved);
         if self.faulted {
             return 0;
         }
-        u128::from(lo.v) | u128::from(self.cpu.helper_out[0]) << 64
+        u128::from(lo.v) | u128::from(hi) << 64
     }
     fn vstore_mem(&mut self, addr: CVal, v: u128) {
         if self.faulted {
             return;
         }
-        self.cpu.helper_out[0] = (v >> 64) as u64;
+        let saved = std::mem::replace(&mut self.cpu.helper_out[0], (v >> 64) as u64);
         let size = CVal { ty: Ty::I64, v: 16 };
-        self.call_helper(
-            Helper::MemWrite,
-            [
-                addr,
-                size,
-                CVal {
-                    ty: Ty::I64,
-                    v: v as u64,
-                },
-            ],
-        );
+        let lo = CVal {
+            ty: Ty::I64,
+            v: v as u64,
+        };
+        self.call_helper(Helper::MemWrite, [addr, size, lo]);
+        self.cpu.helper_out[0] = saved;
     }
     fn declare_vvar(&mut self) -> usize {
         let i = self.nvvars.min(MAX_VVARS - 1);
@@ -477,8 +477,7 @@ mod tests {
         let mut ram = FlatRam(vec![0; 16]);
         let mut cpu = CpuState::default();
         // The last bytes of CpuState.
-        let n = cpu.hx.mem.len();
-        cpu.hx.mem[n - 8..].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        cpu.hx.sink = 0x1122_3344_5566_7788u128 << 64;
         let end = std::mem::size_of::<CpuState>() as u32;
         let mut e = InterpEmitter::new(&mut cpu, &mut ram);
         assert_eq!(e.load_state(Ty::I8, end - 1).v, 0x11);
