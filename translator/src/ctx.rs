@@ -18,7 +18,7 @@ use iced_x86::{ConditionCode, Instruction, MemorySize, OpKind, Register};
 
 use crate::emit::{Emitter, Exit};
 use crate::exception::Exception;
-use crate::flags::{self, FlagOp, Lazy};
+use crate::flags::{self, FlagOp, Lazy, Vendor};
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{self, rflags, ExitReason};
@@ -36,8 +36,8 @@ enum FlagState<V> {
     /// Arithmetic bits held in the flags variable (used across control flow).
     InVar,
     /// As at block entry, except the flags in `mask`, which are the same bits of `bits`
-    /// (an `I64`). Instructions that write only some flags (rotates, MUL, BT) leave this so
-    /// the entry flags are materialized only if something reads the untouched ones.
+    /// (an `I64`). Instructions that write only some flags (rotates, AMD's MUL, BT) leave
+    /// this so the entry flags are materialized only if something reads the untouched ones.
     StoredWith { mask: u64, bits: V },
 }
 
@@ -70,6 +70,7 @@ pub struct Ctx<E: Emitter> {
     /// The emitter; semantics may use it directly for pure operations.
     pub e: E,
     mode: Mode,
+    vendor: Vendor,
     regs: [E::Var; 16],
     preloaded: u16,
     defined: u16,
@@ -129,6 +130,7 @@ impl<E: Emitter> Ctx<E> {
         Ctx {
             e,
             mode,
+            vendor: Vendor::host(),
             regs,
             preloaded: preload,
             defined: preload,
@@ -190,9 +192,21 @@ impl<E: Emitter> Ctx<E> {
         })
     }
 
+    /// Translate for `vendor`'s undefined flags instead of the host's (tests that check
+    /// each vendor's rules on any host).
+    pub fn with_vendor(mut self, vendor: Vendor) -> Self {
+        self.vendor = vendor;
+        self
+    }
+
     /// The execution mode of the block.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+    /// Whose rules the flags the manuals leave undefined follow ([`Vendor::host`] unless a
+    /// test chose otherwise): a translation-time choice, never a run-time branch.
+    pub fn vendor(&self) -> Vendor {
+        self.vendor
     }
     /// The instruction being translated.
     pub fn insn(&self) -> &Instruction {
@@ -934,11 +948,13 @@ impl<E: Emitter> Ctx<E> {
                         _ => None,
                     }
                 }
+                // ZF = (res == 0) and SF = sign(res), except ZF after Intel's MUL.
                 _ => {
                     let z = self.e.iconst(l.ty, 0);
+                    let zf_of_res = l.op != FlagOp::Mul;
                     match cc {
-                        C::e => Some((Cmp::Eq, l.res, z)),
-                        C::ne => Some((Cmp::Ne, l.res, z)),
+                        C::e if zf_of_res => Some((Cmp::Eq, l.res, z)),
+                        C::ne if zf_of_res => Some((Cmp::Ne, l.res, z)),
                         C::s => Some((Cmp::Slt, l.res, z)),
                         C::ns => Some((Cmp::Sge, l.res, z)),
                         _ => None,

@@ -267,9 +267,10 @@ fn aad<E: Emitter>(ctx: &mut Ctx<E>) {
 #[cfg(test)]
 pub(crate) mod probe {
     use crate::decode::{decode_block, DecodedBlock};
+    use crate::flags::Vendor;
     use crate::helpers::Helper;
-    use crate::interp::{step, InterpEmitter, InterpEnv};
-    use crate::jit::{Jit, JitEnv, JitError, MemoryModel};
+    use crate::interp::{run_block_as, InterpEmitter, InterpEnv};
+    use crate::jit::{Jit, JitConfig, JitEnv, JitError, MemoryModel};
     use crate::semantics::translate_block;
     use crate::state::{reg, rflags, CpuState, ExitReason};
     use crate::{Exception, Mode};
@@ -434,6 +435,17 @@ pub(crate) mod probe {
         flags: u64,
         mem: &[u8],
     ) -> (ExitReason, Outcome, CpuState) {
+        run_interp_as(Vendor::host(), bytes, gpr, flags, mem)
+    }
+
+    /// As [`run_interp`], translating for `vendor`'s undefined flags.
+    pub fn run_interp_as(
+        vendor: Vendor,
+        bytes: &[u8],
+        gpr: [u64; 16],
+        flags: u64,
+        mem: &[u8],
+    ) -> (ExitReason, Outcome, CpuState) {
         let block = decode_block(bytes, 0x1000, Mode::LONG64_CPL0, 16);
         let mut ram = FlatRam(vec![0; 0x10000]);
         let base = GUEST_MEM as usize;
@@ -447,10 +459,17 @@ pub(crate) mod probe {
         let mid = GUEST_MEM + MEM as u64 / 2;
         cpu.gpr[reg::RDI] = cpu.gpr[reg::RDI].wrapping_add(mid);
         let exit = if block.insns.len() == 1 {
-            step(&mut cpu, &mut ram, &block.insns[0], Mode::LONG64_CPL0)
+            run_block_as(
+                vendor,
+                &mut cpu,
+                &mut ram,
+                &block.insns[..1],
+                Mode::LONG64_CPL0,
+            )
+            .exit
         } else {
             let e = InterpEmitter::new(&mut cpu, &mut ram);
-            let _ = translate_block(e, &block, Mode::LONG64_CPL0, 0xffff);
+            let _ = translate_block(e, &block, Mode::LONG64_CPL0, 0xffff, vendor);
             match cpu.status {
                 0 if cpu.rip == block.next_pc() => ExitReason::Jump,
                 0 => ExitReason::Unsupported,
@@ -520,7 +539,16 @@ pub(crate) mod probe {
 
     impl JitRunner {
         pub fn new() -> JitRunner {
-            let mut jit = Jit::new().expect("host JIT");
+            JitRunner::for_vendor(Vendor::host())
+        }
+
+        /// A runner whose JIT translates for `vendor`'s undefined flags.
+        pub fn for_vendor(vendor: Vendor) -> JitRunner {
+            let config = JitConfig {
+                vendor,
+                ..JitConfig::default()
+            };
+            let mut jit = Jit::with_config(config).expect("host JIT");
             let mut maps = Vec::new();
             let t = install(&mut maps, &jit.entry_trampoline().expect("trampoline"));
             // SAFETY: `t` is the entry trampoline just compiled for this host, a complete

@@ -23,6 +23,7 @@ use iced_x86::Mnemonic as M;
 use crate::ctx::Ctx;
 use crate::decode::DecodedBlock;
 use crate::emit::Emitter;
+use crate::flags::Vendor;
 use crate::Mode;
 
 /// Translate the current instruction of `ctx` (between `begin_insn` and `end_insn`).
@@ -133,15 +134,17 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
     }
 }
 
-/// Translate a whole decoded block. Returns the emitter and whether semantics touched a
-/// register outside `preload` (the caller then retranslates with every register preloaded).
+/// Translate a whole decoded block, the undefined flags following `vendor` (engines pass
+/// [`Vendor::host`]). Returns the emitter and whether semantics touched a register outside
+/// `preload` (the caller then retranslates with every register preloaded).
 pub fn translate_block<E: Emitter>(
     e: E,
     block: &DecodedBlock,
     mode: Mode,
     preload: u16,
+    vendor: Vendor,
 ) -> (E, bool) {
-    let mut ctx = Ctx::new(e, mode, preload);
+    let mut ctx = Ctx::new(e, mode, preload).with_vendor(vendor);
     for insn in &block.insns {
         ctx.begin_insn(insn);
         translate_insn(&mut ctx);

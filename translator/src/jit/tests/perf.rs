@@ -207,7 +207,13 @@ fn simple_loop_raw_clif() {
     let preload = shape.preload;
     h.jit
         .build_block(shape, &mut *h.m, &mut links, |e| {
-            crate::semantics::translate_block(e, &block, mode, preload)
+            crate::semantics::translate_block(
+                e,
+                &block,
+                mode,
+                preload,
+                crate::flags::Vendor::host(),
+            )
         })
         .expect("build");
     println!("{}", h.jit.ctx.func.display());
