@@ -749,6 +749,57 @@ pub(crate) mod probe {
         }
     }
 
+    /// What one vendor's CPU leaves after a hand-written case: the arithmetic flags, and
+    /// the registers listed (others are not checked).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Want {
+        pub flags: u64,
+        pub regs: &'static [(usize, u64)],
+    }
+
+    /// A flags-only [`Want`].
+    pub const fn flags_only(flags: u64) -> Want {
+        Want { flags, regs: &[] }
+    }
+
+    /// A hand-written case for a vendor-specific rule: from registers `set` (the others 0;
+    /// RDI is the memory window's middle) and arithmetic flags `fin`, each vendor's CPU gives
+    /// `want` (Intel's, AMD's). The interpreter and the JIT are checked translating for each
+    /// vendor, the host against its own vendor's expectation.
+    pub fn vendor_rule(
+        what: &str,
+        run: fn(&mut Native),
+        set: &[(usize, u64)],
+        fin: u64,
+        [intel, amd]: [Want; 2],
+    ) {
+        let mut g = [0u64; 16];
+        for &(r, v) in set {
+            g[r] = v;
+        }
+        let mem = vec![0x5a; MEM];
+        let (native, bytes) = run_native(run, g, fin, &mem);
+        for (vendor, want) in [(Vendor::Intel, intel), (Vendor::Amd, amd)] {
+            let (_, interp, _) = run_interp_as(vendor, &bytes, g, fin, &mem);
+            let (_, jitted, _) = JitRunner::for_vendor(vendor).run(&bytes, g, fin, &mem);
+            let mut outs = vec![("interp", interp), ("jit", jitted)];
+            if vendor == Vendor::host() {
+                outs.push(("host", native.clone()));
+            }
+            for (name, out) in outs {
+                let got = out.flags & rflags::ARITH;
+                assert_eq!(
+                    got, want.flags,
+                    "{what}: {vendor:?} flags, {name} gives {got:#x}, want {:#x}",
+                    want.flags
+                );
+                for &(r, v) in want.regs {
+                    assert_eq!(out.gpr[r], v, "{what}: {vendor:?} r{r}, {name}");
+                }
+            }
+        }
+    }
+
     /// Compare `runs` random states (and a random memory window) for one instruction.
     pub fn fuzz(run: fn(&mut Native), runs: usize, seed: u64) {
         fuzz_with(run, runs, seed, |_, _, _| {});
