@@ -5,6 +5,7 @@
 //! host CPU by the differential tester in `testsuite/`).
 
 pub mod alu;
+pub mod bcd;
 pub mod bits;
 pub mod branch;
 pub mod data;
@@ -85,7 +86,7 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         M::Neg => alu::neg(ctx),
         M::Not => alu::not(ctx),
         M::Clc | M::Stc | M::Cmc | M::Lahf | M::Sahf => alu::flag_op(ctx),
-        M::Aaa | M::Aas | M::Daa | M::Das | M::Aam | M::Aad => alu::bcd(ctx),
+        M::Aaa | M::Aas | M::Daa | M::Das | M::Aam | M::Aad => bcd::adjust(ctx),
         // ---- multiply and divide
         M::Mul | M::Imul => muldiv::mul(ctx),
         M::Div | M::Idiv => muldiv::div(ctx),
