@@ -333,6 +333,38 @@ mod tests {
         }
     }
 
+    /// The same through the interpreter's block path and the JIT (RSI's low half points
+    /// past the probe's RAM: the first load faults).
+    #[test]
+    fn rep_first_iteration_fault_in_both_engines() {
+        use crate::semantics::alu::probe::{run_interp_as, JitRunner, MEM};
+        let mut g = [0u64; 16];
+        g[reg::RCX] = 0xdead_0000_0000_0005;
+        g[reg::RSI] = 0xbbbb_0000_00ff_0000;
+        g[reg::RDI] = 0xcccc_0000_0000_0000; // the window's middle, plus upper bits
+        let code = [0x67, 0xf3, 0xa4];
+        let mem = vec![0; MEM];
+        for vendor in Vendor::ALL {
+            let want = |v: u64| match vendor {
+                Vendor::Intel => v as u32 as u64,
+                Vendor::Amd => v,
+            };
+            let (exit, interp, _) = run_interp_as(vendor, &code, g, 0, &mem);
+            let (jexit, jitted, _) = JitRunner::for_vendor(vendor).run(&code, g, 0, &mem);
+            for (name, exit, out) in [("interp", exit, interp), ("jit", jexit, jitted)] {
+                assert_eq!(exit, ExitReason::Exception, "{vendor:?} {name}");
+                assert_eq!(out.gpr[reg::RCX], want(g[reg::RCX]), "{vendor:?} {name}");
+                assert_eq!(out.gpr[reg::RSI], want(g[reg::RSI]), "{vendor:?} {name}");
+                let rdi = if vendor == Vendor::Intel {
+                    0
+                } else {
+                    g[reg::RDI]
+                };
+                assert_eq!(out.gpr[reg::RDI], rdi, "{vendor:?} {name}");
+            }
+        }
+    }
+
     /// The count-0 rule on the host (RDI is the probe's window pointer: not compared).
     #[test]
     fn rep_with_zero_count_matches_the_host() {
