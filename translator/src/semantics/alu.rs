@@ -8,8 +8,9 @@
 //!   pending, so a faulting store leaves the state of the instruction's start.
 //! - LOCK needs no work (one vCPU); the decoder already rejects LOCK on register forms.
 //!
-//! Flags the manuals leave undefined, as measured on the host (AMD Zen, see the tests): AF
-//! after AND/OR/XOR/TEST is 0, which is what `FlagOp::Logic` yields.
+//! Flags the manuals leave undefined, as measured on the host (the same on an AMD EPYC, Zen 5,
+//! and an Intel Xeon, family 6 model 0xCF; see the tests): AF after AND/OR/XOR/TEST is 0,
+//! which is what `FlagOp::Logic` yields.
 use iced_x86::{Mnemonic as M, OpKind, Register};
 
 use crate::ctx::Ctx;

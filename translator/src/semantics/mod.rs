@@ -1,8 +1,9 @@
 //! Instruction semantics, written once against [`Ctx`] and shared by every engine.
 //!
 //! The dispatch below is one line per family; each family module states the exact flag
-//! behaviour it implements, including the flags the manuals leave undefined (matched to the
-//! host CPU by the differential tester in `testsuite/`).
+//! behaviour it implements, including the flags the manuals leave undefined, for Intel and
+//! for AMD (the host's vendor is chosen at translation time, [`Ctx::vendor`]; matched to the
+//! host CPU by the differential tester in `testsuite/` and the families' own host tests).
 
 pub mod alu;
 pub mod bcd;
