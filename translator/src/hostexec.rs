@@ -30,7 +30,7 @@
 //!   bytes into the frame (after translating the guest address) and back.
 
 use iced_x86::code_asm::{
-    qword_ptr, r8, r9, rax, rcx, rdi, rdx, xmm0, xmm1, xmm2, xmmword_ptr, CodeAssembler,
+    al, ax, qword_ptr, r8, r9, rax, rcx, rdi, rdx, xmm0, xmm1, xmm2, xmmword_ptr, CodeAssembler,
 };
 use iced_x86::{
     CpuidFeature, EncodingKind, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
@@ -89,6 +89,11 @@ pub struct Rw {
 }
 
 impl Rw {
+    const NONE: Rw = Rw {
+        read: false,
+        write: false,
+    };
+
     fn of(a: OpAccess) -> Rw {
         use OpAccess as A;
         Rw {
@@ -139,6 +144,9 @@ pub struct Plan {
     pub flags_written: u32,
     /// An x87 or MMX instruction (the host FPU state is involved).
     pub fpu: bool,
+    /// An x87/MMX instruction that checks for a pending exception: its stub begins by
+    /// testing FSW.ES and, if set, does nothing but set `HostFrame::status`.
+    pub waiting: bool,
 }
 
 /// Why an instruction cannot be host-executed.
@@ -357,7 +365,24 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
             return Err(PlanError::Operand);
         }
     }
-    let code = assemble(&re, insn.rflags_read() != 0).map_err(PlanError::Encode)?;
+    let fpu = uses_fpu(insn);
+    let waiting = fpu && waits(insn);
+    let uses = Uses {
+        xmm: std::array::from_fn(|slot| {
+            xmm.iter()
+                .filter(|x| x.slot == slot)
+                .fold(Rw::NONE, |a, x| a.merge(x.rw))
+        }),
+        gpr: std::array::from_fn(|slot| {
+            gpr.iter()
+                .filter(|g| g.slot == slot)
+                .fold(Rw::NONE, |a, g| a.merge(g.rw))
+        }),
+        flags_in: insn.rflags_read() != 0,
+        flags_out: insn.rflags_modified() != 0,
+        es_check: waiting,
+    };
+    let code = assemble(&re, &uses).map_err(PlanError::Encode)?;
     Ok(Plan {
         stub: HostStub { code },
         xmm,
@@ -365,40 +390,91 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
         mem,
         flags_read: insn.rflags_read() != 0,
         flags_written: insn.rflags_modified(),
-        fpu: uses_fpu(insn),
+        fpu,
+        waiting,
     })
 }
 
-fn assemble(insn: &Instruction, flags_in: bool) -> Result<Vec<u8>, String> {
+/// Whether an x87/MMX instruction checks for a pending unmasked x87 exception first (all
+/// but the FN* control forms).
+pub fn waits(insn: &Instruction) -> bool {
+    !matches!(
+        insn.mnemonic(),
+        Mnemonic::Fninit
+            | Mnemonic::Fnclex
+            | Mnemonic::Fnstcw
+            | Mnemonic::Fnstsw
+            | Mnemonic::Fnstenv
+            | Mnemonic::Fnsave
+            | Mnemonic::Fneni
+            | Mnemonic::Fndisi
+            | Mnemonic::Fnsetpm
+    )
+}
+
+/// What a stub moves between the frame and the registers.
+struct Uses {
+    xmm: [Rw; 3],
+    gpr: [Rw; 5],
+    flags_in: bool,
+    flags_out: bool,
+    /// Begin with the pending-exception check of a waiting x87/MMX instruction.
+    es_check: bool,
+}
+
+fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
     let e = |e: iced_x86::IcedError| e.to_string();
     let mut a = CodeAssembler::new(64).map_err(e)?;
     let x = [xmm0, xmm1, xmm2];
     let g = [rax, rcx, rdx, r8, r9];
+    if u.es_check {
+        // FSW.ES set: an unmasked exception is pending; the instruction must not run on the
+        // host (it would trap). Report it in `status` and let the runtime decide.
+        let mut go = a.create_label();
+        a.fnstsw(ax).map_err(e)?;
+        a.test(al, 0x80).map_err(e)?;
+        a.jz(go).map_err(e)?;
+        a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
+        a.ret().map_err(e)?;
+        a.set_label(&mut go).map_err(e)?;
+        a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
+    }
     for (i, r) in x.iter().enumerate() {
-        a.movdqu(*r, xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)))
-            .map_err(e)?;
+        // A register that is only written still gets its old value: a stub never leaves an
+        // output undefined.
+        if u.xmm[i].read || u.xmm[i].write {
+            a.movdqu(*r, xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)))
+                .map_err(e)?;
+        }
     }
     for (i, r) in g.iter().enumerate() {
-        a.mov(*r, qword_ptr(rdi + (frame::GPR + 8 * i as u32)))
-            .map_err(e)?;
+        if u.gpr[i].read || u.gpr[i].write {
+            a.mov(*r, qword_ptr(rdi + (frame::GPR + 8 * i as u32)))
+                .map_err(e)?;
+        }
     }
-    if flags_in {
+    if u.flags_in {
         a.push(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
         a.popfq().map_err(e)?;
     }
     a.add_instruction(*insn).map_err(e)?;
-    a.pushfq().map_err(e)?;
-    a.pop(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
+    if u.flags_out {
+        a.pushfq().map_err(e)?;
+        a.pop(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
+    }
     for (i, r) in g.iter().enumerate() {
-        a.mov(qword_ptr(rdi + (frame::GPR + 8 * i as u32)), *r)
-            .map_err(e)?;
+        if u.gpr[i].write {
+            a.mov(qword_ptr(rdi + (frame::GPR + 8 * i as u32)), *r)
+                .map_err(e)?;
+        }
     }
     for (i, r) in x.iter().enumerate() {
-        a.movdqu(xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)), *r)
-            .map_err(e)?;
+        if u.xmm[i].write {
+            a.movdqu(xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)), *r)
+                .map_err(e)?;
+        }
     }
     a.ret().map_err(e)?;
-
     a.assemble(0).map_err(e)
 }
 
@@ -411,12 +487,29 @@ mod tests {
         Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
     }
 
+    /// The re-encoded guest instruction inside the stub: the first that is not part of the
+    /// frame's loads, the pending-exception check or the flags transfer.
     fn middle(p: &Plan) -> Instruction {
-        // The instruction after the 3 XMM and 5 GPR loads.
         let mut d = Decoder::with_ip(64, &p.stub.code, 0, DecoderOptions::NONE);
-        let insns: Vec<Instruction> = (&mut d).into_iter().collect();
-        let skip = if p.flags_read { 10 } else { 8 };
-        insns[skip]
+        let skip = |i: &Instruction| {
+            matches!(
+                i.mnemonic(),
+                Mnemonic::Movdqu
+                    | Mnemonic::Mov
+                    | Mnemonic::Push
+                    | Mnemonic::Popfq
+                    | Mnemonic::Test
+                    | Mnemonic::Je
+                    | Mnemonic::Ret
+            ) || (i.mnemonic() == Mnemonic::Fnstsw
+                && i.op0_register() == Register::AX
+                && i.len() == 2
+                && i.ip() == 0)
+        };
+        (&mut d)
+            .into_iter()
+            .find(|i| !skip(i))
+            .expect("the guest instruction")
     }
 
     #[test]

@@ -156,6 +156,44 @@ impl ClifEmitter<'_> {
         }
     }
 
+    /// An x87/MMX stub: called directly while the guest's x87 state is live in the host FPU
+    /// with nothing special going on (`CpuState::fpu_live == 1`) and, for a waiting
+    /// instruction, no exception pending (the stub checks FSW.ES itself and reports in
+    /// `HostFrame::status`); otherwise through the runtime's `FpuExec`, which loads the state,
+    /// raises #MF or drives FERR#, and runs the stub.
+    fn call_fpu_stub(&mut self, addr: u64, info: crate::hostexec::FpuInfo) {
+        use crate::emit::Emitter;
+        let live = self.load_state(Ty::I8, state::OFF_FPU_LIVE);
+        let one = self.iconst(Ty::I8, 1);
+        self.ensure_live();
+        let fast_ok = self.b.ins().icmp(IntCC::Equal, live, one);
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(fast_ok, fast, &[], slow, &[]);
+        let cold = self.is_cold();
+        self.switch_sealed(fast, cold);
+        self.call_stub_direct(addr);
+        if info.waiting {
+            let st = self.load_state(Ty::I64, state::OFF_HX + crate::state::frame::STATUS);
+            self.b.ins().brif(st, slow, &[], join, &[]);
+        } else {
+            self.b.ins().jump(join, &[]);
+        }
+        self.terminated();
+        self.switch_sealed(slow, true);
+        let a = self.iconst(Ty::I64, addr);
+        let i = self.iconst(Ty::I64, info.bits());
+        let z = self.iconst(Ty::I64, 0);
+        self.call_helper(Helper::FpuExec, [a, i, z]);
+        self.ensure_live();
+        self.b.ins().jump(join, &[]);
+        self.terminated();
+        self.switch_sealed(join, cold);
+    }
+
     /// Call the stub at `addr` directly with the frame's address (System V, no result).
     fn call_stub_direct(&mut self, addr: u64) {
         let mut sig = Signature::new(CallConv::SystemV);
@@ -430,15 +468,11 @@ impl ClifEmitter<'_> {
         };
         match how {
             StubCall::Direct => self.call_stub_direct(addr),
-            StubCall::Checked | StubCall::Fpu(_) => {
-                let (h, info) = match how {
-                    StubCall::Fpu(i) => (Helper::FpuExec, i.bits()),
-                    _ => (Helper::SimdChecked, 0),
-                };
+            StubCall::Fpu(info) => self.call_fpu_stub(addr, info),
+            StubCall::Checked => {
                 let a = self.iconst(Ty::I64, addr);
-                let i = self.iconst(Ty::I64, info);
                 let z = self.iconst(Ty::I64, 0);
-                <Self as crate::emit::Emitter>::call_helper(self, h, [a, i, z]);
+                <Self as crate::emit::Emitter>::call_helper(self, Helper::SimdChecked, [a, z, z]);
             }
         }
     }
