@@ -330,27 +330,49 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
             _ => return Err(PlanError::Operand),
         }
     }
-    // Implicit registers: XMM0, and RAX/RCX/RDX (PCMPESTRx, FNSTSW AX is explicit).
+    // The implicit XMM0 of the variable blends (read) and PCMPxSTRM (written): iced lists a
+    // register once even when it is also an explicit operand, so these come from the
+    // mnemonic.
+    let implicit_xmm0 = match insn.mnemonic() {
+        Mnemonic::Blendvps | Mnemonic::Blendvpd | Mnemonic::Pblendvb => Some(Rw {
+            read: true,
+            write: false,
+        }),
+        Mnemonic::Pcmpestrm | Mnemonic::Pcmpistrm | Mnemonic::Pcmpestrm64 => Some(Rw {
+            read: false,
+            write: true,
+        }),
+        _ => None,
+    };
+    if let Some(rw) = implicit_xmm0 {
+        match xmm.iter_mut().find(|x| x.slot == 0) {
+            Some(x) => x.rw = x.rw.merge(rw),
+            None => xmm.push(XmmUse {
+                slot: 0,
+                reg: 0,
+                rw,
+            }),
+        }
+    }
+    // Implicit general registers: RAX/RCX/RDX (PCMPESTRx).
     for u in info.used_registers() {
         let r = u.register();
-        let explicit = (0..insn.op_count())
-            .any(|i| insn.op_kind(i) == OpKind::Register && insn.op_register(i) == r);
-        if explicit {
+        // A 32-bit register operand is also reported as its 64-bit register (written by the
+        // zero extension).
+        let explicit = (0..insn.op_count()).any(|i| {
+            insn.op_kind(i) == OpKind::Register
+                && insn.op_register(i).full_register() == r.full_register()
+        });
+        if explicit && r.is_gpr() {
             continue;
         }
         let rw = Rw::of(u.access());
         if r.is_segment_register() {
             continue;
         }
-        if r == Register::XMM0 {
-            match xmm.iter_mut().find(|x| x.slot == 0) {
-                Some(x) => x.rw = x.rw.merge(rw),
-                None => xmm.push(XmmUse {
-                    slot: 0,
-                    reg: 0,
-                    rw,
-                }),
-            }
+        if r.is_xmm() {
+            // Explicit XMM operands are renamed above; the implicit XMM0 is the mnemonic's.
+            continue;
         } else if r.is_gpr() {
             let slot = match r.full_register() {
                 Register::RAX => 0,
@@ -547,6 +569,22 @@ mod tests {
         let p = plan(&decode(&[0xF2, 0x0F, 0x2C, 0xC5])).unwrap();
         assert_eq!(middle(&p).op0_register(), Register::R8D);
         assert_eq!(p.gpr[0].reg, Register::EAX);
+    }
+
+    #[test]
+    fn implicit_xmm0_even_when_also_explicit() {
+        // pcmpistrm xmm0, xmm1, 0x40: reads XMM0 as operand 1, writes XMM0 implicitly.
+        let p = plan(&decode(&[0x66, 0x0F, 0x3A, 0x62, 0xC1, 0x40])).unwrap();
+        assert!(p
+            .xmm
+            .iter()
+            .any(|x| x.slot == 0 && x.reg == 0 && x.rw.write));
+        assert!(p.xmm.iter().any(|x| x.slot == 1 && x.reg == 0 && x.rw.read));
+        // blendvps xmm0, xmm1: the mask XMM0 is read into slot 0.
+        let p = plan(&decode(&[0x66, 0x0F, 0x38, 0x14, 0xC1])).unwrap();
+        assert!(p.xmm.iter().any(|x| x.slot == 0 && x.reg == 0 && x.rw.read));
+        // cvttsd2si r8d, xmm1: the zero-extended R8 is the explicit operand.
+        assert!(plan(&decode(&[0xF2, 0x44, 0x0F, 0x2C, 0xC1])).is_ok());
     }
 
     #[test]
