@@ -8,10 +8,12 @@
 //! construction. A stub is a small host function `extern "C" fn(frame: *mut HostFrame)`:
 //!
 //! ```text
-//! movdqu xmm0..xmm2, frame.xmm      mov rax, rcx, rdx, r8, r9, frame.gpr
-//! [push frame.rflags; popfq]        (only for instructions that read flags)
+//! save the registers it uses        (it preserves every register: callers use
+//!                                     Cranelift's `preserve_all` convention)
+//! [fnstsw ax; test al, 0x80; jnz bail]  (waiting x87/MMX: a pending exception → status = 1)
+//! load its XMM and general registers from the frame   [push frame.rflags; popfq]
 //! <the guest instruction, re-encoded>
-//! pushfq; pop frame.rflags          store rax .. r9, xmm0 .. xmm2 back; ret
+//! [pushfq; pop frame.rflags]        store what it wrote; restore the saved registers; ret
 //! ```
 //!
 //! Re-encoding: explicit XMM operands become XMM1 and XMM2 (in operand order; XMM0 stays for
@@ -24,13 +26,15 @@
 //! - Only legacy-encoded instructions whose every CPUID feature is x87, MMX or SSE..SSE4.2
 //!   and that do not transfer control are accepted; the stub is built from the instruction's
 //!   `Code` and our own operands, so a guest controls only the opcode and immediates.
-//! - A stub touches nothing but the frame, XMM0..2, RAX, RCX, RDX, R8, R9, RFLAGS (all
-//!   caller-saved in the System V ABI), MXCSR's flags and the x87/MMX state.
+//! - A stub changes nothing but the frame, RFLAGS, MXCSR's flags and the x87/MMX state: the
+//!   registers it uses (of XMM0..2, RAX, RCX, RDX, R8, R9) are saved on the stack and
+//!   restored, so it can be called as a `preserve_all` function (or as System V).
 //! - The guest's memory operand never reaches the host instruction: the semantics copy its
 //!   bytes into the frame (after translating the guest address) and back.
 
 use iced_x86::code_asm::{
-    al, ax, qword_ptr, r8, r9, rax, rcx, rdi, rdx, xmm0, xmm1, xmm2, xmmword_ptr, CodeAssembler,
+    al, ax, qword_ptr, r8, r9, rax, rcx, rdi, rdx, rsp, xmm0, xmm1, xmm2, xmmword_ptr,
+    CodeAssembler,
 };
 use iced_x86::{
     CpuidFeature, EncodingKind, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
@@ -449,6 +453,26 @@ fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
     let mut a = CodeAssembler::new(64).map_err(e)?;
     let x = [xmm0, xmm1, xmm2];
     let g = [rax, rcx, rdx, r8, r9];
+    let xmm_used: Vec<usize> = (0..3)
+        .filter(|&i| u.xmm[i].read || u.xmm[i].write)
+        .collect();
+    // RAX also carries the pending-exception check's status word.
+    let gpr_used: Vec<usize> = (0..5)
+        .filter(|&i| u.gpr[i].read || u.gpr[i].write || (i == 0 && u.es_check))
+        .collect();
+    // Every register the stub changes is saved and restored: generated code calls stubs
+    // with Cranelift's `preserve_all` convention, so nothing live is spilled around them.
+    for &i in &gpr_used {
+        a.push(g[i]).map_err(e)?;
+    }
+    if !xmm_used.is_empty() {
+        a.sub(rsp, 16 * xmm_used.len() as i32).map_err(e)?;
+        for (k, &i) in xmm_used.iter().enumerate() {
+            a.movdqu(xmmword_ptr(rsp + 16 * k as u32), x[i])
+                .map_err(e)?;
+        }
+    }
+    let mut done = a.create_label();
     if u.es_check {
         // FSW.ES set: an unmasked exception is pending; the instruction must not run on the
         // host (it would trap). Report it in `status` and let the runtime decide.
@@ -457,17 +481,15 @@ fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
         a.test(al, 0x80).map_err(e)?;
         a.jz(go).map_err(e)?;
         a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
-        a.ret().map_err(e)?;
+        a.jmp(done).map_err(e)?;
         a.set_label(&mut go).map_err(e)?;
         a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
     }
-    for (i, r) in x.iter().enumerate() {
+    for &i in &xmm_used {
         // A register that is only written still gets its old value: a stub never leaves an
         // output undefined.
-        if u.xmm[i].read || u.xmm[i].write {
-            a.movdqu(*r, xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)))
-                .map_err(e)?;
-        }
+        a.movdqu(x[i], xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)))
+            .map_err(e)?;
     }
     for (i, r) in g.iter().enumerate() {
         if u.gpr[i].read || u.gpr[i].write {
@@ -490,11 +512,22 @@ fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
                 .map_err(e)?;
         }
     }
-    for (i, r) in x.iter().enumerate() {
+    for &i in &xmm_used {
         if u.xmm[i].write {
-            a.movdqu(xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)), *r)
+            a.movdqu(xmmword_ptr(rdi + (frame::XMM + 16 * i as u32)), x[i])
                 .map_err(e)?;
         }
+    }
+    a.set_label(&mut done).map_err(e)?;
+    if !xmm_used.is_empty() {
+        for (k, &i) in xmm_used.iter().enumerate() {
+            a.movdqu(x[i], xmmword_ptr(rsp + 16 * k as u32))
+                .map_err(e)?;
+        }
+        a.add(rsp, 16 * xmm_used.len() as i32).map_err(e)?;
+    }
+    for &i in gpr_used.iter().rev() {
+        a.pop(g[i]).map_err(e)?;
     }
     a.ret().map_err(e)?;
     a.assemble(0).map_err(e)
@@ -509,28 +542,12 @@ mod tests {
         Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
     }
 
-    /// The re-encoded guest instruction inside the stub: the first that is not part of the
-    /// frame's loads, the pending-exception check or the flags transfer.
-    fn middle(p: &Plan) -> Instruction {
+    /// The re-encoded guest instruction inside the stub, found by its mnemonic.
+    fn middle(p: &Plan, m: Mnemonic) -> Instruction {
         let mut d = Decoder::with_ip(64, &p.stub.code, 0, DecoderOptions::NONE);
-        let skip = |i: &Instruction| {
-            matches!(
-                i.mnemonic(),
-                Mnemonic::Movdqu
-                    | Mnemonic::Mov
-                    | Mnemonic::Push
-                    | Mnemonic::Popfq
-                    | Mnemonic::Test
-                    | Mnemonic::Je
-                    | Mnemonic::Ret
-            ) || (i.mnemonic() == Mnemonic::Fnstsw
-                && i.op0_register() == Register::AX
-                && i.len() == 2
-                && i.ip() == 0)
-        };
         (&mut d)
             .into_iter()
-            .find(|i| !skip(i))
+            .find(|i| i.mnemonic() == m)
             .expect("the guest instruction")
     }
 
@@ -550,8 +567,7 @@ mod tests {
             }]
         );
         assert_eq!(p.mem.map(|m| m.0), Some(16));
-        let m = middle(&p);
-        assert_eq!(m.mnemonic(), Mnemonic::Addps);
+        let m = middle(&p, Mnemonic::Addps);
         assert_eq!(m.op0_register(), Register::XMM1);
         assert_eq!(m.memory_base(), Register::RDI);
         assert_eq!(m.memory_displacement64(), u64::from(frame::MEM));
@@ -567,7 +583,10 @@ mod tests {
         assert_ne!(p.flags_written, 0);
         // cvttsd2si eax, xmm5
         let p = plan(&decode(&[0xF2, 0x0F, 0x2C, 0xC5])).unwrap();
-        assert_eq!(middle(&p).op0_register(), Register::R8D);
+        assert_eq!(
+            middle(&p, Mnemonic::Cvttsd2si).op0_register(),
+            Register::R8D
+        );
         assert_eq!(p.gpr[0].reg, Register::EAX);
     }
 
@@ -591,7 +610,7 @@ mod tests {
     fn fixed_registers_stay() {
         // fnstsw ax
         let p = plan(&decode(&[0xDF, 0xE0])).unwrap();
-        assert_eq!(middle(&p).op0_register(), Register::AX);
+        assert_eq!(middle(&p, Mnemonic::Fnstsw).op0_register(), Register::AX);
         assert_eq!(p.gpr[0].slot, 0);
     }
 
@@ -600,7 +619,7 @@ mod tests {
         // fadd st(0), st(3)
         let p = plan(&decode(&[0xD8, 0xC3])).unwrap();
         assert!(p.fpu);
-        let m = middle(&p);
+        let m = middle(&p, Mnemonic::Fadd);
         assert_eq!(
             (m.op0_register(), m.op1_register()),
             (Register::ST0, Register::ST3)

@@ -293,9 +293,11 @@ impl ClifEmitter<'_> {
         self.switch_sealed(join, cold);
     }
 
-    /// Call the stub at `addr` directly with the frame's address (System V, no result).
+    /// Call the stub at `addr` directly with the frame's address (no result). Stubs save
+    /// every register they change, so the call is `preserve_all`: nothing live around it is
+    /// spilled.
     fn call_stub_direct(&mut self, addr: u64) {
-        let mut sig = Signature::new(CallConv::SystemV);
+        let mut sig = Signature::new(CallConv::PreserveAll);
         sig.params.push(AbiParam::new(types::I64));
         let sig = self.b.import_signature(sig);
         let f = self.iconst(Ty::I64, addr);
