@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Module map: [`memory`] (RAM, addresses, MMU), [`devices`] (port bus, UART, debug exit),
-//! [`loader`] (ELF), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
+//! [`loader`] (ELF, Multiboot), [`firmware`] (ACPI tables, fw_cfg), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
 //! [`cpuid`] and [`tsc`] (the virtual CPU model), [`engine`] (DBT, interpreter, exit
 //! handling), [`vm`] (the [`Vm`] API), [`stats`].
 
@@ -29,6 +29,7 @@
 pub mod cpuid;
 pub mod devices;
 pub mod engine;
+pub mod firmware;
 pub mod helpers;
 pub mod loader;
 pub mod machine;

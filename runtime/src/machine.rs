@@ -24,7 +24,8 @@ use translator::{CpuState, Exception};
 
 use crate::devices::serial::COM1;
 use crate::devices::{
-    debug_exit::DEBUG_EXIT, DebugExit, DeviceId, PortBus, PortRange, PostCode, Serial, SerialSink,
+    debug_exit::DEBUG_EXIT, Chipset, DebugExit, DeviceId, PortBus, PortRange, PostCode, Serial,
+    SerialSink,
 };
 use crate::engine::interp::DecodeCache;
 use crate::helpers::HelperCounters;
@@ -57,6 +58,10 @@ pub enum StopRequest {
     Internal(String),
     /// A software interrupt's delivery ended in a triple fault; the report.
     TripleFault(String),
+    /// The guest powered the board off (ACPI S5).
+    PowerOff,
+    /// The guest reset the board (reset control register, i8042, ACPI reset register).
+    Reset,
 }
 
 /// Result of a guest store.
@@ -108,6 +113,8 @@ pub struct Machine {
     /// Port-I/O devices.
     pub bus: PortBus,
     serial: DeviceId,
+    /// The chipset devices on the bus (ACPI PM, PCI host, i8042, fw_cfg).
+    pub chipset: Chipset,
     /// The DBT engine's code cache (created with that engine).
     pub code: Option<cache::CodeCache>,
     /// The interpreter's decoded instructions.
@@ -229,11 +236,15 @@ impl Machine {
             .expect("fixed ports do not overlap");
         bus.register(POST_PORT, Box::new(PostCode::default()))
             .expect("fixed ports do not overlap");
+        let tsc = VirtualTsc::new();
+        let chipset =
+            Chipset::attach(&mut bus, tsc.clock(), mem_bytes).expect("fixed ports do not overlap");
         Ok(Machine {
             mmu: Mmu::flat(ram.size()),
             ram,
             bus,
             serial,
+            chipset,
             code: None,
             decoded: DecodeCache::default(),
             decoded_dropped: false,
@@ -241,7 +252,7 @@ impl Machine {
             stop: None,
             stop_flag: Default::default(),
             modified: Vec::new(),
-            tsc: VirtualTsc::new(),
+            tsc,
             counters: HelperCounters::default(),
             exceptions: 0,
             code_modified: 0,
@@ -266,6 +277,13 @@ impl Machine {
     /// COM1.
     pub fn serial(&self) -> &Serial {
         self.bus.device(self.serial).expect("COM1 is a Serial")
+    }
+
+    /// The fw_cfg device, mutably (loaders add the kernel's items).
+    pub fn fw_cfg_mut(&mut self) -> &mut crate::firmware::FwCfg {
+        self.bus
+            .device_mut(self.chipset.fw_cfg)
+            .expect("the chipset's fw_cfg is a FwCfg")
     }
 
     /// COM1, mutably.

@@ -1,17 +1,21 @@
 //! `popek`: run an x86-64 guest kernel on the popek virtual machine.
 //!
 //! stdout carries only the guest's serial output; popek's own messages and `--stats` go to
-//! stderr. Exit status:
+//! stderr. Exit status (popek's own are even, so they never collide with the guest's odd
+//! isa-debug-exit statuses):
 //!
 //! | status | meaning |
 //! | --- | --- |
 //! | `(v << 1) \| 1` | the guest wrote `v` to the isa-debug-exit port 0xF4 (always odd) |
-//! | 0 | the guest halted (HLT) |
-//! | 2 | bad input or usage: missing file, not a loadable ELF, bad `--mem`, ... |
-//! | 3 | the guest executed an instruction popek does not support |
-//! | 4 | an unhandled guest exception (before an IDT was loaded) or a triple fault |
-//! | 5 | an internal error in popek |
-//! | 6 | the `--max-insns` instruction limit was reached |
+//! | 0 | the guest powered off (ACPI S5) or halted (HLT with nothing to wake it) |
+//! | 2 | bad input or usage: missing file, not a loadable kernel, bad `--mem`, ... |
+//! | 4 | the guest executed an instruction popek does not support |
+//! | 6 | the guest reset the machine (0xCF9, the i8042, the ACPI reset register) or triple-faulted: popek does not reboot (QEMU's `-no-reboot`) |
+//! | 8 | an unhandled guest exception (raised before the guest loaded an IDT) |
+//! | 10 | an internal error in popek |
+//! | 12 | the `--max-insns` instruction limit was reached |
+//! | 14 | `--timeout` stopped the guest |
+
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,15 +29,17 @@ use runtime::{register_dump, Engine, RunOutcome, SerialSink, Vm, VmConfig, VmErr
 /// Exit status for bad input or usage (clap uses it too).
 const EXIT_USAGE: u8 = 2;
 /// Exit status for an unsupported guest instruction.
-const EXIT_UNSUPPORTED: u8 = 3;
+const EXIT_UNSUPPORTED: u8 = 4;
+/// Exit status for a reset request or a triple fault.
+const EXIT_RESET: u8 = 6;
 /// Exit status for an unhandled guest exception.
-const EXIT_EXCEPTION: u8 = 4;
+const EXIT_EXCEPTION: u8 = 8;
 /// Exit status for an internal error.
-const EXIT_INTERNAL: u8 = 5;
+const EXIT_INTERNAL: u8 = 10;
 /// Exit status when the instruction limit is reached.
-const EXIT_LIMIT: u8 = 6;
+const EXIT_LIMIT: u8 = 12;
 /// Exit status when `--timeout` stopped the guest.
-const EXIT_TIMEOUT: u8 = 7;
+const EXIT_TIMEOUT: u8 = 14;
 
 #[derive(Parser)]
 #[command(
@@ -74,10 +80,10 @@ struct RunArgs {
     /// Print statistics to stderr when the guest stops.
     #[arg(long)]
     stats: bool,
-    /// Stop after this many guest instructions (exit status 6).
+    /// Stop after this many guest instructions (exit status 12).
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
-    /// Stop after this many seconds of host time, halted time included (exit status 7).
+    /// Stop after this many seconds of host time, halted time included (exit status 14).
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     timeout: Option<String>,
 }
@@ -231,7 +237,15 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
         }
         RunOutcome::TripleFault { report } => {
             eprintln!("popek: triple fault (the guest could not handle an exception)\n{report}");
-            EXIT_EXCEPTION
+            EXIT_RESET
+        }
+        RunOutcome::PowerOff => 0,
+        RunOutcome::Reset => {
+            eprintln!(
+                "popek: the guest reset the machine at rip {:#x}; popek does not reboot",
+                vm.cpu().rip
+            );
+            EXIT_RESET
         }
         RunOutcome::InstructionLimit => {
             eprintln!(
