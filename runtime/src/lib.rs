@@ -20,12 +20,13 @@
 //! ```
 //!
 //! Module map: [`memory`] (RAM, addresses, MMU), [`devices`] (port bus, UART, debug exit),
-//! [`loader`] (ELF, Multiboot), [`firmware`] (ACPI tables, fw_cfg), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
+//! [`loader`] (ELF, Multiboot, Linux), [`firmware`] (ACPI tables, fw_cfg), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
 //! [`cpuid`] and [`tsc`] (the virtual CPU model), [`engine`] (DBT, interpreter, exit
 //! handling), [`vm`] (the [`Vm`] API), [`stats`].
 
 #![warn(missing_docs)]
 
+pub mod boot;
 pub mod cpuid;
 pub mod devices;
 pub mod engine;
@@ -40,6 +41,7 @@ pub mod system;
 pub mod tsc;
 pub mod vm;
 
+pub use boot::{BootSpec, Initrd, KernelFormat};
 pub use devices::SerialSink;
 pub use engine::{Engine, RunOutcome};
 pub use loader::LoadError;
