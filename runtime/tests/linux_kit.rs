@@ -128,3 +128,94 @@ fn debian_kernel_runs_until_the_first_unsupported_instruction() {
         "{outcome}"
     );
 }
+
+/// One newc archive member: name, mode, rdev (major, minor), data.
+type Member = (String, u32, (u32, u32), Vec<u8>);
+
+/// Parses a newc ("070701") archive up to its trailer.
+fn newc_members(archive: &[u8]) -> Vec<Member> {
+    let hex = |b: &[u8]| u32::from_str_radix(std::str::from_utf8(b).unwrap(), 16).unwrap();
+    let mut out = Vec::new();
+    let mut off = 0;
+    loop {
+        let h = &archive[off..off + 110];
+        assert_eq!(&h[..6], b"070701", "newc magic at {off:#x}");
+        let field = |i: usize| hex(&h[6 + 8 * i..14 + 8 * i]);
+        let (mode, size, namesize) = (field(1), field(6) as usize, field(11) as usize);
+        let name_start = off + 110;
+        let name =
+            String::from_utf8(archive[name_start..name_start + namesize - 1].to_vec()).unwrap();
+        let data_start = (name_start + namesize).next_multiple_of(4);
+        if name == "TRAILER!!!" {
+            return out;
+        }
+        let data = archive[data_start..data_start + size].to_vec();
+        out.push((name, mode, (field(9), field(10)), data));
+        off = (data_start + size).next_multiple_of(4);
+    }
+}
+
+#[test]
+fn kit_initramfs_is_a_newc_archive_with_busybox_and_init() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/linux-kit");
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(dir.join("initramfs.cpio.gz"))
+        .output();
+    let archive = match out {
+        Ok(o) if o.status.success() => o.stdout,
+        _ => {
+            eprintln!("note: no target/linux-kit/initramfs.cpio.gz (or no gzip); skipped");
+            return;
+        }
+    };
+    let members = newc_members(&archive);
+    let find = |n: &str| {
+        members
+            .iter()
+            .find(|m| m.0 == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    let (_, mode, _, init) = find("init");
+    assert_eq!(mode & 0o170_777, 0o100_755);
+    let init = String::from_utf8_lossy(init);
+    assert!(
+        init.starts_with("#!/bin/sh") && init.contains("popek-init: ready"),
+        "{init}"
+    );
+    assert!(init.contains("mount -t devtmpfs"), "{init}");
+    assert_eq!(find("bin/busybox").1 & 0o170_000, 0o100_000);
+    let (_, mode, _, target) = find("bin/sh");
+    assert_eq!(
+        (mode & 0o170_000, target.as_slice()),
+        (0o120_000, &b"/bin/busybox"[..])
+    );
+    assert_eq!(find("sbin/poweroff").3, b"/bin/busybox");
+    let (_, mode, rdev, _) = find("dev/console");
+    assert_eq!(
+        (mode & 0o170_000, *rdev),
+        (0o020_000, (5, 1)),
+        "a character device 5:1"
+    );
+    for d in ["dev", "proc", "sys", "tmp"] {
+        assert_eq!(find(d).1 & 0o170_000, 0o040_000, "{d} is a directory");
+    }
+}
+
+#[test]
+fn fetch_script_is_valid_bash() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testsuite/linux/fetch");
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+    assert_ne!(mode & 0o111, 0, "executable");
+}
