@@ -29,7 +29,7 @@ pub struct QemuArgs {
 /// single-dash option other than popek's own `-h` and `-V`.
 pub fn is_qemu_style(args: &[String]) -> bool {
     args.first().is_some_and(|a| {
-        a.starts_with('-') && !a.starts_with("--") && a.len() > 2 && a != "-h" && a != "-V"
+        a.starts_with('-') && !a.starts_with("--") && a.len() >= 2 && a != "-h" && a != "-V"
     })
 }
 
@@ -194,7 +194,8 @@ mod tests {
     fn qemu_style_is_told_apart_from_popeks_own() {
         assert!(is_qemu_style(&args(&["-kernel", "k"])));
         assert!(is_qemu_style(&args(&["-nographic"])));
-        for own in [&["run"][..], &["--version"], &["-h"], &["-V"], &[]] {
+        assert!(is_qemu_style(&args(&["-m", "512", "-kernel", "k"])));
+        for own in [&["run"][..], &["--version"], &["-h"], &["-V"], &["-"], &[]] {
             assert!(!is_qemu_style(&args(own)), "{own:?}");
         }
     }

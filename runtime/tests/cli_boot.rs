@@ -103,6 +103,7 @@ fn ram_too_small_for_init_size_and_initrd_that_does_not_fit() {
     let out = popek_run(&["--mem", "16M", "--kernel", &k]);
     assert_usage_error(&out, "RAM too small");
     assert_usage_error(&popek(&["-kernel", &k, "-m", "16"]), "RAM too small");
+    assert_usage_error(&popek(&["-m", "16", "-kernel", &k]), "RAM too small");
     // Neither above the kernel's [16 MiB, 20 MiB) nor between 1 MiB and it.
     let initrd = file("big-initrd", &vec![0u8; 16 << 20]);
     let out = popek_run(&["--mem", "24M", "--kernel", &k, "--initrd", &initrd]);
