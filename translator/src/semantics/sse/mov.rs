@@ -192,7 +192,10 @@ fn pshuf<E: Emitter>(ctx: &mut Ctx<E>) {
     let mask = match ctx.insn().mnemonic() {
         M::Pshufd => lane_mask(4, &[sel(0), sel(1), sel(2), sel(3)]),
         M::Pshuflw => lane_mask(2, &[sel(0), sel(1), sel(2), sel(3), 4, 5, 6, 7]),
-        _ => lane_mask(2, &[0, 1, 2, 3, 4 + sel(0), 4 + sel(1), 4 + sel(2), 4 + sel(3)]),
+        _ => lane_mask(
+            2,
+            &[0, 1, 2, 3, 4 + sel(0), 4 + sel(1), 4 + sel(2), 4 + sel(3)],
+        ),
     };
     let r = ctx.e.vshuffle(src, src, mask);
     let n = xmm_num(ctx, 0);
@@ -315,7 +318,9 @@ fn insertps<E: Emitter>(ctx: &mut Ctx<E>) {
     let d = ctx.xmm(xmm_num(ctx, 0));
     let t = ctx.e.vinsert(d, Lanes::I32, (imm >> 4) & 3, x);
     let z = ctx.e.vconst(0);
-    let lanes: Vec<u8> = (0..4).map(|i| if imm >> i & 1 != 0 { 4 } else { i }).collect();
+    let lanes: Vec<u8> = (0..4)
+        .map(|i| if imm >> i & 1 != 0 { 4 } else { i })
+        .collect();
     let r = ctx.e.vshuffle(t, z, lane_mask(4, &lanes));
     let n = xmm_num(ctx, 0);
     ctx.set_xmm(n, r);
