@@ -308,7 +308,11 @@ pub fn build_native(g: &Guest, scale: u32) -> Result<PathBuf, BuildError> {
 /// The full compiler command line (without the compiler itself) for one build.
 fn compiler_args(g: &Guest, scale: u32, target: Target, output: &Path) -> Vec<String> {
     let dir = guests_dir();
-    let mut args: Vec<String> = CFLAGS.iter().chain(g.cflags).map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = CFLAGS
+        .iter()
+        .chain(g.cflags)
+        .map(|s| s.to_string())
+        .collect();
     args.push(format!("-I{}", dir.join("rt").display()));
     args.push(format!("-DSCALE={scale}"));
     let runtime = match target {
@@ -657,10 +661,19 @@ mod tests {
                     M::Cvttps2dq,
                 ],
             ),
-            ("nbody", &[M::Sqrtsd, M::Mulsd, M::Divsd, M::Addsd, M::Cvtsi2sd]),
+            (
+                "nbody",
+                &[M::Sqrtsd, M::Mulsd, M::Divsd, M::Addsd, M::Cvtsi2sd],
+            ),
             (
                 "pcmpstr",
-                &[M::Pcmpistri, M::Pcmpistrm, M::Pcmpestri, M::Pcmpestrm, M::Popcnt],
+                &[
+                    M::Pcmpistri,
+                    M::Pcmpistrm,
+                    M::Pcmpestri,
+                    M::Pcmpestrm,
+                    M::Popcnt,
+                ],
             ),
             (
                 "x87",
@@ -698,7 +711,11 @@ mod tests {
         }
         let covered: Vec<&str> = intended.iter().map(|(n, _)| *n).collect();
         for g in all().iter().filter(|g| !g.integer_only()) {
-            assert!(covered.contains(&g.name), "{}: no intended instructions", g.name);
+            assert!(
+                covered.contains(&g.name),
+                "{}: no intended instructions",
+                g.name
+            );
         }
     }
 
