@@ -197,7 +197,7 @@ SCALAR static struct red reduce_s(const i32 *a, int n)
     return r;
 }
 
-/* ---- conversions: float = int * scale; int = truncate(float * 1000) ---- */
+/* ---- conversions: float = int * scale; int = truncate(float * 1000), in range ---- */
 
 VECTOR static void convert_v(const i32 *a, const float *f, float *fo, i32 *io, int n)
 {
@@ -322,9 +322,9 @@ int main(void)
         }
         acc = mix64(acc, hash(id, sizeof(id)));
 
-        convert_v(id, z, fconv, iconv, N);
+        convert_v(id, y, fconv, iconv, N);
         if (check) {
-            convert_s(id, z, fconv2, iconv2, N);
+            convert_s(id, y, fconv2, iconv2, N);
             if (!same(fconv, fconv2, sizeof(fconv)) || !same(iconv, iconv2, sizeof(iconv)))
                 return fail("vecmath", "packed and scalar conversions differ");
         }
