@@ -353,6 +353,74 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
 mod tests {
     use super::*;
 
+    fn options(qemu: Option<&str>) -> Options {
+        Options {
+            scale: 1,
+            runs: 1,
+            interp_runs: 1,
+            interp_scale: 1,
+            engines: vec![Engine::Dbt],
+            mem_bytes: 64 << 20,
+            max_insns: None,
+            timeout: Duration::from_secs(1),
+            exe: "workloads".into(),
+            tmp_dir: "/tmp".into(),
+            qemu: qemu.map(Into::into),
+        }
+    }
+
+    fn result(qemu: Option<Duration>, qemu_problem: Option<&str>) -> GuestResult {
+        GuestResult {
+            name: "g",
+            native: Some(Duration::from_millis(100)),
+            qemu,
+            qemu_problem: qemu_problem.map(Into::into),
+            engines: vec![EngineResult {
+                engine: Engine::Dbt,
+                scale: 1,
+                run: Duration::from_millis(200),
+                estimate: None,
+                setup: Duration::ZERO,
+                runs: 1,
+                outcome: String::new(),
+                ok: true,
+                problem: None,
+                counters: Default::default(),
+            }],
+            error: None,
+        }
+    }
+
+    fn row(table: &str) -> &str {
+        table.lines().find(|l| l.starts_with("| g |")).unwrap()
+    }
+
+    #[test]
+    fn qemu_columns_are_dashes_without_qemu() {
+        let table = markdown(&[result(None, None)], &options(None));
+        assert!(table.starts_with(
+            "| guest | native ms | qemu ms | qemu/native | dbt ms | dbt/native | dbt/qemu |"
+        ));
+        assert!(row(&table).starts_with("| g | 100.0 | - | - | 200.0 | 2.00x | - |"));
+        assert!(table.contains("qemu-x86_64 was not found"));
+    }
+
+    #[test]
+    fn qemu_columns_and_ratios() {
+        let opts = options(Some("/usr/bin/qemu-x86_64"));
+        let table = markdown(&[result(Some(Duration::from_millis(400)), None)], &opts);
+        assert!(row(&table).starts_with("| g | 100.0 | 400.0 | 4.00x | 200.0 | 2.00x | 0.50x |"));
+        assert!(table.contains("Geometric mean of dbt/qemu: 0.50x over 1 guests"));
+        let flagged = result(Some(Duration::from_millis(400)), Some("output differs"));
+        let table = markdown(&[flagged], &opts);
+        assert!(row(&table).starts_with("| g | 100.0 | 400.0† | 4.00x |"));
+        let failed = markdown(&[result(None, Some("exit status 1"))], &opts);
+        assert!(row(&failed).starts_with("| g | 100.0 | **FAILED** | - |"));
+        let doc = json(&[result(Some(Duration::from_millis(400)), None)], &opts);
+        assert!(doc.contains("\"qemu_ms\": 400.000000"), "{doc}");
+        assert!(doc.contains("\"dbt/qemu\": 0.500000"), "{doc}");
+    }
+
     #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_str("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
