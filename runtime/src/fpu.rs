@@ -206,6 +206,7 @@ pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
         if !m.fpu_error(true) {
             cpu.status = translator::ExitReason::Retry as u64;
             cpu.icount_limit = 0;
+            cpu.fpu_live = LIVE_FERR;
             return;
         }
         ignore_pending = true;
@@ -220,7 +221,16 @@ pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
     if !ran {
         cpu.raise(Exception::InvalidOpcode);
     }
+    // Generated code calls stubs directly only while nothing needs this function: the
+    // state live and FERR# not asserted (see `LIVE` and `LIVE_FERR`).
+    cpu.fpu_live = if m.ferr_asserted() { LIVE_FERR } else { LIVE };
 }
+
+/// `CpuState::fpu_live`: the guest's x87 state is in the host FPU.
+pub const LIVE: u8 = 1;
+/// `CpuState::fpu_live`: live, and FERR# is asserted (every x87 instruction goes through
+/// [`fpu_exec`] until it is deasserted).
+pub const LIVE_FERR: u8 = 2;
 
 /// A protected-mode x87 environment image (FNSTENV/FLDENV, 32-bit format).
 #[repr(C)]

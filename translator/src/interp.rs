@@ -16,7 +16,7 @@ use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{CpuState, ExitReason};
-use crate::vector::{self, Lanes, VBin, VShift, VUn};
+use crate::vector::{self, Lanes, VBin, VCvt, VShift, VUn};
 use crate::Mode;
 
 /// What the interpreter needs from the runtime.
@@ -163,6 +163,27 @@ impl VectorOps for InterpEmitter<'_> {
             t
         } else {
             f
+        }
+    }
+    fn vblendv(&mut self, lanes: Lanes, a: u128, b: u128, mask: u128) -> u128 {
+        vector::eval_blendv(lanes, a, b, mask)
+    }
+    fn vcvt(&mut self, op: VCvt, a: u128) -> u128 {
+        vector::eval_cvt(op, a)
+    }
+    fn vcvt_from_int(&mut self, lanes: Lanes, a: u128, x: CVal) -> u128 {
+        vector::eval_cvt_from_int(lanes, a, x.v, x.ty.bits())
+    }
+    fn vcvtt_to_int(&mut self, lanes: Lanes, a: u128, ty: Ty) -> CVal {
+        CVal {
+            ty,
+            v: vector::eval_cvtt_to_int(lanes, a, ty.bits()),
+        }
+    }
+    fn vfcmp_flags(&mut self, lanes: Lanes, a: u128, b: u128, ordered: bool) -> CVal {
+        CVal {
+            ty: Ty::I64,
+            v: vector::eval_fcmp_flags(lanes, a, b, ordered),
         }
     }
 }

@@ -284,6 +284,7 @@ impl Dbt {
                 let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
                 let key = BlockKey {
                     phys_pc: phys.0,
+                    virt_pc: pc,
                     mode: mode.key(),
                 };
                 let hit = match cache_mut(m).lookup(key) {

@@ -14,7 +14,7 @@
 //!   its store happen together or not at all. SSE stubs change no state but their frame and
 //!   MXCSR's flags, so a store they feed may be retried.
 
-use iced_x86::{Instruction, Mnemonic as M, RflagsBits};
+use iced_x86::RflagsBits;
 
 use super::simd::needs_alignment;
 use super::x87;
@@ -40,23 +40,6 @@ pub fn iced_rflags(bits: u32) -> u64 {
     .iter()
     .filter(|(i, _)| bits & i != 0)
     .fold(0, |m, (_, r)| m | r)
-}
-
-/// Whether an x87/MMX instruction checks for a pending unmasked x87 exception first (all
-/// but the FN* control forms).
-pub fn waits(insn: &Instruction) -> bool {
-    !matches!(
-        insn.mnemonic(),
-        M::Fninit
-            | M::Fnclex
-            | M::Fnstcw
-            | M::Fnstsw
-            | M::Fnstenv
-            | M::Fnsave
-            | M::Fneni
-            | M::Fndisi
-            | M::Fnsetpm
-    )
 }
 
 /// Offset of frame slot `slot`'s XMM register in `CpuState`.
@@ -155,7 +138,7 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     };
     let how = if plan.fpu {
         StubCall::Fpu(FpuInfo {
-            waiting: waits(&insn),
+            waiting: plan.waiting,
         })
     } else {
         sse_call(ctx)
