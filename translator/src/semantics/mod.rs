@@ -121,6 +121,10 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         | M::Prefetcht2
         | M::Prefetchw => data::nop(ctx),
         M::Cld | M::Std => data::direction(ctx),
+        // One vCPU, and memory accesses in program order: the fences order nothing more.
+        M::Lfence | M::Mfence | M::Sfence => data::nop(ctx),
+        M::Clflush => data::clflush(ctx),
+        M::Movnti => data::mov(ctx),
         // ---- stack
         M::Push | M::Pop => stack::push_pop(ctx),
         M::Enter | M::Leave => stack::frame(ctx),
