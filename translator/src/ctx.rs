@@ -60,7 +60,6 @@ struct FaultExit<L, V> {
     /// Index of the faulting instruction in the block.
     index: u32,
     written: u16,
-    xmm_written: u16,
     flags: FlagState<V>,
     pc: u64,
 }
@@ -100,16 +99,10 @@ pub struct Ctx<E: Emitter> {
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
     /// XMM registers (see `xmm`): variables declared on first use (JIT only), which of them
-    /// hold the register's value, which were written in the block, and this instruction's
-    /// pending writes.
+    /// hold the register's value, and this instruction's pending writes.
     xmm_vars: [Option<E::VVar>; 16],
     xmm_defined: u16,
-    xmm_written: u16,
     xmm_pending: [Option<E::Vec>; 16],
-    insn_start_xmm_written: u16,
-    /// XMM registers holding a floating-point result no instruction has read yet (see
-    /// `set_xmm_fp`).
-    xmm_fp_unread: u16,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -154,10 +147,7 @@ impl<E: Emitter> Ctx<E> {
             missing_regs: false,
             xmm_vars: [None; 16],
             xmm_defined: 0,
-            xmm_written: 0,
             xmm_pending: [None; 16],
-            insn_start_xmm_written: 0,
-            xmm_fp_unread: 0,
         }
     }
 
@@ -238,7 +228,6 @@ impl<E: Emitter> Ctx<E> {
         self.xmm_pending = [None; 16];
         self.insn_start_flags = self.flags;
         self.insn_start_written = self.written;
-        self.insn_start_xmm_written = self.xmm_written;
         let l = self.e.new_label();
         self.fault_label = Some(l);
         self.e.set_fault_label(Some(l));
@@ -257,7 +246,6 @@ impl<E: Emitter> Ctx<E> {
                     label,
                     index: self.begun - 1,
                     written: self.insn_start_written,
-                    xmm_written: self.insn_start_xmm_written,
                     flags: self.insn_start_flags,
                     pc: self.insn_pc,
                 });
@@ -270,8 +258,7 @@ impl<E: Emitter> Ctx<E> {
             self.xmm_pending = [None; 16];
             self.flags = self.insn_start_flags;
             let (written, fl, pc) = (self.insn_start_written, self.insn_start_flags, self.insn_pc);
-            let xw = self.insn_start_xmm_written;
-            self.emit_fault_exit(written, xw, fl, pc);
+            self.emit_fault_exit(written, fl, pc);
             self.terminated = true;
         }
     }
@@ -290,14 +277,13 @@ impl<E: Emitter> Ctx<E> {
             self.e.bind(f.label);
             // The faulting instruction and every later one did not execute.
             self.e.uncount(self.begun - f.index);
-            self.emit_fault_exit(f.written, f.xmm_written, f.flags, f.pc);
+            self.emit_fault_exit(f.written, f.flags, f.pc);
         }
         self.e
     }
 
-    fn emit_fault_exit(&mut self, written: u16, xmm: u16, fl: FlagState<E::Value>, pc: u64) {
+    fn emit_fault_exit(&mut self, written: u16, fl: FlagState<E::Value>, pc: u64) {
         self.write_back_regs(written);
-        self.write_back_xmm(xmm);
         self.write_back_flags(fl);
         let rip = self.e.iconst(Ty::I64, pc);
         self.e.store_state(state::OFF_RIP, rip);
@@ -317,14 +303,14 @@ impl<E: Emitter> Ctx<E> {
         }
         for i in 0..16 {
             if let Some(v) = self.xmm_pending[i].take() {
-                if self.e.is_concrete() {
-                    // The interpreter keeps no copies: the state is the register.
-                    self.e.vstore_state(state::off_xmm(i), v);
-                } else {
+                // Written through: `CpuState` always holds the committed XMM registers (so
+                // exits store none, and Cranelift computes a result where the instruction
+                // is, not again in each exit that would store it).
+                self.e.vstore_state(state::off_xmm(i), v);
+                if !self.e.is_concrete() {
                     let var = self.xmm_var(i);
                     self.e.def_vvar(var, v);
                     self.xmm_defined |= 1 << i;
-                    self.xmm_written |= 1 << i;
                 }
             }
         }
@@ -349,7 +335,6 @@ impl<E: Emitter> Ctx<E> {
     /// caching, since that position does not dominate what follows).
     pub fn xmm(&mut self, i: usize) -> E::Vec {
         let i = i & 15;
-        self.xmm_fp_unread &= !(1 << i);
         if let Some(v) = self.xmm_pending[i] {
             return v;
         }
@@ -368,65 +353,31 @@ impl<E: Emitter> Ctx<E> {
 
     /// Set XMM register `i` (pending until the instruction ends).
     pub fn set_xmm(&mut self, i: usize, v: E::Vec) {
-        self.sink_unread_fp(i & 15);
         self.xmm_pending[i & 15] = Some(v);
         self.writes = self.writes.wrapping_add(1);
     }
 
-    /// Set XMM register `i` to the result of an inline floating-point operation. Such an
-    /// operation raises MXCSR flags, which Cranelift does not know: if the result were
-    /// overwritten unread it would be removed as dead code, flags and all. So a result that
-    /// is overwritten before anything reads it is stored to a sink first.
+    /// Set XMM register `i` to the result of an inline floating-point operation. (Such an
+    /// operation raises MXCSR flags, which Cranelift does not know; the write-through of
+    /// committed XMM registers keeps every result used, so none is removed as dead code.)
     pub fn set_xmm_fp(&mut self, i: usize, v: E::Vec) {
         self.set_xmm(i, v);
-        if !self.e.is_concrete() {
-            self.xmm_fp_unread |= 1 << (i & 15);
-        }
-    }
-
-    fn sink_unread_fp(&mut self, i: usize) {
-        if self.xmm_fp_unread & (1 << i) != 0 {
-            self.xmm_fp_unread &= !(1 << i);
-            let old = self.xmm(i);
-            self.e.vstore_state(state::OFF_HX + state::frame::SINK, old);
-        }
     }
 
     /// Make every inline floating-point operation so far happen before what follows (a
     /// helper that reads MXCSR): Cranelift computes pure values where they are used, so the
     /// XMM registers and flags they feed are stored now.
     pub fn sync_fp(&mut self) {
-        self.sync_xmm();
         let f = self.flags;
         self.write_back_flags(f);
         self.flags = FlagState::Stored;
         self.entry_bits = None;
     }
 
-    fn write_back_xmm(&mut self, mask: u16) {
-        for i in 0..16 {
-            if mask & (1 << i) != 0 {
-                if let Some(var) = self.xmm_vars[i] {
-                    let v = self.e.use_vvar(var);
-                    self.e.vstore_state(state::off_xmm(i), v);
-                }
-            }
-        }
-    }
-
-    /// Store every XMM register the block has written to `CpuState` (before a helper that
-    /// reads the XMM state there, FXSAVE's). The registers stay cached.
-    pub fn sync_xmm(&mut self) {
-        let w = self.xmm_written;
-        self.write_back_xmm(w);
-    }
-
     /// Forget the cached XMM registers (after a helper that wrote the XMM state in
-    /// `CpuState`, FXRSTOR's): later reads load them afresh. Call [`Ctx::sync_xmm`] first
-    /// where the cached values matter.
+    /// `CpuState`, FXRSTOR's): later reads load them afresh.
     pub fn forget_xmm(&mut self) {
         self.xmm_defined = 0;
-        self.xmm_written = 0;
     }
 
     // ---------------------------------------------------------------- registers
@@ -1321,8 +1272,6 @@ impl<E: Emitter> Ctx<E> {
         self.commit();
         let w = self.written;
         self.write_back_regs(w);
-        let xw = self.xmm_written;
-        self.write_back_xmm(xw);
         let f = self.flags;
         self.write_back_flags(f);
     }

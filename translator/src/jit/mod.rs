@@ -106,6 +106,16 @@ pub trait JitEnv {
     fn jump_cache(&self) -> Option<JumpCacheLayout> {
         None
     }
+    /// The host address of a register-preserving trampoline for helper calls, if the runtime
+    /// has one: called with `(cpu, a, b, c, helper)` in the System V argument registers, it
+    /// saves every caller-saved register (general and XMM), calls `helper(cpu, a, b, c)`,
+    /// stores its result in `CpuState::helper_ret` and restores them. Generated code then
+    /// calls helpers with Cranelift's `preserve_all` convention, so a helper on a cold path
+    /// does not force the hot path to keep its values in memory. `None`: helpers are
+    /// called directly (System V).
+    fn preserving_trampoline(&self) -> Option<usize> {
+        None
+    }
     /// The host address of `stub`'s code in executable memory the runtime keeps alive
     /// while code generated with it may run (see [`crate::hostexec`]); `None` if it cannot
     /// provide one (the translation then fails).
