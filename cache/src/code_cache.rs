@@ -29,7 +29,7 @@ use hashbrown::HashMap;
 
 use crate::exec_mem::ExecMemory;
 use crate::jump_cache::{JumpCache, JumpCacheLayout};
-use crate::page_index::{pages_of, PageIndex, PAGE_SHIFT};
+use crate::page_index::{pages_of, CodeBytes, PageIndex, PAGE_SHIFT};
 use crate::slots::{SlotArena, SlotRange};
 use crate::stats::{CacheStats, Counters};
 use crate::{BlockId, BlockInfo, BlockKey, CacheConfig, CacheError, HostCode};
@@ -66,6 +66,7 @@ pub struct CodeCache {
     by_key: HashMap<BlockKey, BlockId>,
     by_host: BTreeMap<usize, BlockId>,
     pages: PageIndex,
+    masks: CodeBytes,
     jump: JumpCache,
     counters: Counters,
 }
@@ -87,6 +88,7 @@ impl CodeCache {
             by_key: HashMap::new(),
             by_host: BTreeMap::new(),
             pages: PageIndex::default(),
+            masks: CodeBytes::default(),
             jump,
             counters: Counters::default(),
         })
@@ -157,7 +159,12 @@ impl CodeCache {
                 self.pages.add(page, id);
             }
         }
-        self.by_host.insert(info.host.0, id);
+        for &(start, end) in &info.phys_ranges {
+            self.masks.add(start, end);
+        }
+        if !info.host.is_none() {
+            self.by_host.insert(info.host.0, id);
+        }
         self.by_key.insert(info.key, id);
         self.blocks.push(Some(Block {
             info,
@@ -210,7 +217,7 @@ impl CodeCache {
     /// Caches block `id` for `virt_pc` in `mode`, evicting whatever shared its entry. A no-op
     /// if `id` is not live.
     pub fn jump_cache_set(&mut self, virt_pc: u64, mode: u32, id: BlockId) {
-        if let Some(b) = self.live(id) {
+        if let Some(b) = self.live(id).filter(|b| !b.info.host.is_none()) {
             self.jump.set(virt_pc, mode, id, b.info.host);
         }
     }
@@ -247,7 +254,7 @@ impl CodeCache {
         if meta.owner.is_none() {
             return false;
         }
-        let Some(host) = self.live(to).map(|b| b.info.host) else {
+        let Some(host) = self.live(to).map(|b| b.info.host).filter(|h| !h.is_none()) else {
             return false;
         };
         match meta.target {
@@ -346,6 +353,7 @@ impl CodeCache {
         self.by_key.clear();
         self.by_host.clear();
         self.pages.clear();
+        self.masks = CodeBytes::default();
         self.jump.clear();
         self.counters.flushes.bump();
     }
@@ -355,6 +363,12 @@ impl CodeCache {
     /// Whether the 4 KiB guest-physical page holding `phys_addr` holds translated code.
     pub fn page_has_code(&self, phys_addr: u64) -> bool {
         self.pages.has_code(phys_addr >> PAGE_SHIFT)
+    }
+
+    /// Whether any byte of guest-physical `[start, end)` is the code of a live block: a
+    /// store there must invalidate; a store elsewhere on a code page need not.
+    pub fn bytes_have_code(&self, start: u64, end: u64) -> bool {
+        self.masks.any(start, end)
     }
 
     /// Sizes the code-page bitmap to cover guest-physical `[0, bytes)`. This moves the bitmap:
@@ -432,6 +446,21 @@ impl CodeCache {
         }
     }
 
+    /// Recomputes the code-byte mask of `page` from the blocks still on it.
+    fn rebuild_mask(&mut self, page: u64) {
+        self.masks.clear_page(page);
+        let (blocks, base) = (&self.blocks, self.epoch_base);
+        for &id in self.pages.blocks_on(page) {
+            let live = blocks.get(id.0.wrapping_sub(base) as usize).and_then(Option::as_ref);
+            for &(start, end) in live.iter().flat_map(|b| &b.info.phys_ranges) {
+                // Only this page: the block's other pages keep their own masks.
+                let lo = page << PAGE_SHIFT;
+                let hi = lo.saturating_add(1 << PAGE_SHIFT);
+                self.masks.add(start.max(lo), end.min(hi));
+            }
+        }
+    }
+
     /// Removes the live blocks among `ids`, then purges the jump cache. Returns how many.
     fn remove_blocks(&mut self, ids: &[BlockId]) -> usize {
         let n = ids.iter().filter(|&&id| self.remove_block(id)).count();
@@ -470,6 +499,7 @@ impl CodeCache {
         for &(start, end) in &block.info.phys_ranges {
             for page in pages_of(start, end) {
                 self.pages.remove(page, id);
+                self.rebuild_mask(page);
             }
         }
         if self.by_key.get(&block.info.key) == Some(&id) {

@@ -77,6 +77,18 @@ pub struct BlockKey {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct HostCode(pub usize);
 
+impl HostCode {
+    /// "No host code": a block the runtime executes another way (its interpreter tier). The
+    /// cache tracks such a block's pages and bytes like any other, but never lets generated
+    /// code reach it: it is never linked to and never enters the jump cache.
+    pub const NONE: HostCode = HostCode(0);
+
+    /// Whether this is [`HostCode::NONE`].
+    pub fn is_none(self) -> bool {
+        self == HostCode::NONE
+    }
+}
+
 /// Handle of a block in a [`CodeCache`].
 ///
 /// Handles are not reused for at least 2^31 insertions, so a stale handle (of an invalidated
@@ -119,7 +131,7 @@ pub struct BlockInfo {
     pub key: BlockKey,
     /// Guest-virtual address of its first byte when it was translated.
     pub virt_pc: u64,
-    /// Its code, as returned by [`CodeCache::alloc_code`].
+    /// Its code, as returned by [`CodeCache::alloc_code`], or [`HostCode::NONE`].
     pub host: HostCode,
     /// Length of its code in bytes.
     pub code_len: usize,

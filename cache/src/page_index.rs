@@ -124,6 +124,62 @@ impl PageIndex {
     }
 }
 
+/// Which bytes of each code page are code: one bit per byte, as QEMU keeps per page, so a
+/// store to the data part of a page that also holds code needs no invalidation.
+///
+/// Invariant: the mask of a page is the union of the ranges [`CodeBytes::add`]ed on it since
+/// its last [`CodeBytes::clear_page`]; a page with no mask has no code bytes.
+#[derive(Default)]
+pub struct CodeBytes {
+    masks: HashMap<u64, Box<[u64; 64]>>,
+}
+
+impl CodeBytes {
+    /// Marks guest-physical `[start, end)` as code.
+    pub fn add(&mut self, start: u64, end: u64) {
+        for page in pages_of(start, end) {
+            let mask = self.masks.entry(page).or_insert_with(|| Box::new([0; 64]));
+            let (lo, hi) = page_span(page, start, end);
+            for b in lo..hi {
+                mask[b / 64] |= 1 << (b % 64);
+            }
+        }
+    }
+
+    /// Forgets the code bytes of `page` (a page number).
+    pub fn clear_page(&mut self, page: u64) {
+        self.masks.remove(&page);
+    }
+
+    /// Whether any byte of `[start, end)` is code.
+    pub fn any(&self, start: u64, end: u64) -> bool {
+        pages_of(start, end).any(|page| {
+            self.masks.get(&page).is_some_and(|mask| {
+                let (lo, hi) = page_span(page, start, end);
+                // Word by word: bits [lo, hi) of the 4096-bit mask.
+                (lo / 64..hi.div_ceil(64)).any(|w| {
+                    let from = lo.max(w * 64) - w * 64;
+                    let to = hi.min(w * 64 + 64) - w * 64;
+                    let bits = if to - from == 64 {
+                        u64::MAX
+                    } else {
+                        ((1u64 << (to - from)) - 1) << from
+                    };
+                    mask[w] & bits != 0
+                })
+            })
+        })
+    }
+}
+
+/// The offsets within `page` that `[start, end)` covers.
+fn page_span(page: u64, start: u64, end: u64) -> (usize, usize) {
+    let base = page << PAGE_SHIFT;
+    let lo = start.max(base) - base;
+    let hi = end.min(base.saturating_add(PAGE_SIZE)) - base;
+    (lo as usize, hi as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +217,20 @@ mod tests {
         assert_eq!(bit(&idx, 3), 0);
         assert!(!idx.has_code(3));
         assert!(idx.is_empty());
+    }
+
+    #[test]
+    fn code_bytes_are_exact() {
+        let mut c = CodeBytes::default();
+        c.add(0x1ffe, 0x2003);
+        assert!(c.any(0x1fff, 0x2000));
+        assert!(c.any(0x2002, 0x2010));
+        assert!(!c.any(0x2003, 0x2010), "the byte after the code");
+        assert!(!c.any(0x1000, 0x1ffe), "the data before it on the same page");
+        c.clear_page(2);
+        assert!(!c.any(0x2000, 0x2003));
+        assert!(c.any(0x1ffe, 0x1fff));
+        assert!(!c.any(u64::MAX - 4, u64::MAX));
     }
 
     #[test]

@@ -153,11 +153,12 @@ fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
         mode,
     };
     match cache.lookup(key) {
-        Some((id, host)) => {
+        // A cold block (no host code) runs from the dispatcher.
+        Some((id, host)) if !host.is_none() => {
             cache.jump_cache_set(target, mode, id);
             host.0 as u64
         }
-        None => cache.unlinked_stub().0 as u64,
+        _ => cache.unlinked_stub().0 as u64,
     }
 }
 

@@ -27,7 +27,6 @@ use crate::devices::{
     debug_exit::DEBUG_EXIT, Chipset, DebugExit, DeviceId, PortBus, PortRange, PostCode, Serial,
     SerialSink,
 };
-use crate::engine::interp::DecodeCache;
 use crate::helpers::HelperCounters;
 use crate::memory::{Access, GuestPhys, GuestRam, GuestVirt, MemError, Mmu};
 use crate::mmu::{tlb, walk, walk_peek, PagingRegs};
@@ -137,11 +136,6 @@ pub struct Machine {
     pub chipset: Chipset,
     /// The DBT engine's code cache (created with that engine).
     pub code: Option<cache::CodeCache>,
-    /// The interpreter's decoded instructions.
-    pub decoded: DecodeCache,
-    /// Set when a store dropped decoded blocks; the interpreter then ends the block it is
-    /// running after the storing instruction.
-    pub decoded_dropped: bool,
     /// Who is executing guest code right now.
     pub executing: Executing,
     /// Set when a device or helper asks the VM to stop.
@@ -159,6 +153,9 @@ pub struct Machine {
     pub exceptions: u64,
     /// Stores refused because they hit translated code (self-modifying code).
     pub code_modified: u64,
+    /// INVLPGs executed: engines caching code by virtual address forget what they cached
+    /// when it changes.
+    pub invlpgs: u64,
     /// Set when virtual-to-physical mappings may have changed wholesale (a TLB flush, the host
     /// replacing the CPU state); the dispatcher then drops virtual-PC-keyed state (the jump
     /// cache, a pending link) and clears it. INVLPG drops its own window of the jump cache
@@ -276,8 +273,6 @@ impl Machine {
             serial,
             chipset,
             code: None,
-            decoded: DecodeCache::default(),
-            decoded_dropped: false,
             executing: Executing::Interp,
             stop: None,
             stop_flag: Default::default(),
@@ -286,6 +281,7 @@ impl Machine {
             counters: HelperCounters::default(),
             exceptions: 0,
             code_modified: 0,
+            invlpgs: 0,
             mappings_changed: false,
             interrupt_shadow: None,
             host_traps: 0,
@@ -473,6 +469,7 @@ impl Machine {
         if let Some(c) = self.code.as_mut() {
             c.jump_cache_clear_range(start, end);
         }
+        self.invlpgs = self.invlpgs.wrapping_add(1);
     }
 
     /// Keeps stores to guest-physical page `phys_page` off the TLB fast path: the DBT calls
@@ -523,36 +520,24 @@ impl Machine {
         }
     }
 
-    /// Whether translated code (of either engine) may cover `[phys, phys + len)`'s pages.
+    /// Whether any byte of `[phys, phys + len)` is the code of a cached block (byte-exact:
+    /// data sharing a page with code is not code).
     fn has_translated_code(&self, phys: u64, len: usize) -> bool {
-        let last = phys.saturating_add(len.max(1) as u64 - 1);
-        self.code
-            .as_ref()
-            .is_some_and(|c| c.page_has_code(phys) || c.page_has_code(last))
+        let end = phys.saturating_add(len.max(1) as u64);
+        self.code.as_ref().is_some_and(|c| c.bytes_have_code(phys, end))
     }
 
-    /// Drops every translation (blocks and decoded instructions) of guest-physical
+    /// Drops every translation (compiled and recorded blocks) overlapping guest-physical
     /// `[start, end)`. Cheap when the range holds no code.
     pub fn invalidate_code(&mut self, start: u64, end: u64) {
         if end <= start {
             return;
         }
         if let Some(c) = self.code.as_mut() {
-            let (first, last) = (start & !(PAGE_SIZE - 1), (end - 1) & !(PAGE_SIZE - 1));
-            let mut page = first;
-            loop {
-                if c.page_has_code(page) {
-                    c.invalidate_range(start, end);
-                    break;
-                }
-                if page >= last {
-                    break;
-                }
-                page += PAGE_SIZE;
+            // Byte-exact: data next to code on the same page invalidates nothing.
+            if c.bytes_have_code(start, end) {
+                c.invalidate_range(start, end);
             }
-        }
-        if self.decoded.invalidate(start, end) {
-            self.decoded_dropped = true;
         }
     }
 

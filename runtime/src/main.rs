@@ -116,11 +116,14 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum EngineArg {
-    /// Dynamic binary translation (Cranelift).
+    /// Tiered dynamic binary translation: cold blocks interpreted, hot blocks compiled with
+    /// Cranelift on a second thread.
     Dbt,
-    /// The interpreter.
+    /// Dynamic binary translation compiling every block before it first runs.
+    Jit,
+    /// The interpreter (blocks recorded once, never compiled).
     Interp,
-    /// Trap-and-emulate: translated like dbt, but every sensitive instruction is a real host
+    /// Trap-and-emulate: translated like jit, but every sensitive instruction is a real host
     /// trap (int3 + SIGTRAP) emulated by the signal handler.
     Trap,
 }
@@ -220,6 +223,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     };
     let engine = match args.engine {
         EngineArg::Dbt => Engine::Dbt,
+        EngineArg::Jit => Engine::Jit,
         EngineArg::Interp => Engine::Interp,
         EngineArg::Trap => Engine::Trap,
     };

@@ -7,7 +7,6 @@ use translator::Helper;
 
 use crate::devices::BusStats;
 use crate::engine::dbt::DbtStats;
-use crate::engine::interp::DecodeStats;
 use crate::engine::Engine;
 use crate::helpers::HelperCounters;
 use crate::machine::TlbCounters;
@@ -25,8 +24,6 @@ pub struct Stats {
     pub dbt: DbtStats,
     /// Code-cache counters: lookups, hits, misses, links, invalidations, flushes, occupancy.
     pub cache: CacheStats,
-    /// Interpreter decode-cache counters.
-    pub decode: DecodeStats,
     /// Nanoseconds spent in [`crate::Vm::run`].
     pub run_ns: u64,
     /// Helper calls by kind (hypercalls and memory slow paths).
@@ -106,10 +103,19 @@ impl fmt::Display for Stats {
             "cache occupancy        {} blocks, {} of {} code bytes, {} slots",
             c.blocks_live, c.code_bytes_used, c.code_bytes_capacity, c.slots_used
         )?;
+        let t = &d.tier;
         writeln!(
             f,
-            "interp decode cache    {} hits, {} misses, {} pages invalidated",
-            self.decode.hits, self.decode.misses, self.decode.invalidated_pages
+            "interpreter tier       {} blocks recorded ({} guest insns) in {:.3} ms; {} runs",
+            t.blocks_recorded,
+            t.guest_insns_recorded,
+            ms(t.record_ns),
+            t.cold_runs
+        )?;
+        writeln!(
+            f,
+            "tier-up                {} background compilations ({} discarded); {} blocks kept cold",
+            t.background_jobs, t.background_discarded, t.pinned_cold
         )?;
         // Hypercalls are listed by kind below; the other helpers by helper.
         let helper_calls = || -> String {

@@ -5,8 +5,8 @@
 //!   pointers to each, never one inside the other.
 //! - Host writes to guest memory ([`Vm::write_phys`], [`Vm::load_elf`]) invalidate every
 //!   translation of the bytes they change.
-//! - The decode cache is dropped when the DBT engine takes over: generated code's inline
-//!   stores do not maintain it.
+//! - Every engine is the DBT engine with a tiering policy ([`Engine::tiering`]); switching
+//!   engines drops the code cache.
 
 use std::time::Instant;
 
@@ -15,8 +15,9 @@ use translator::state::rflags;
 use translator::CpuState;
 
 use crate::devices::SerialSink;
-use crate::engine::dbt::{Dbt, DbtError};
-use crate::engine::{interp, Engine, RunOutcome};
+use crate::engine::dbt::{Dbt, DbtError, DbtOptions};
+use crate::engine::tier::Tiering;
+use crate::engine::{Engine, RunOutcome};
 use crate::loader::{multiboot, Elf, KernelLoader, LoadError};
 use crate::machine::Machine;
 use crate::memory::{GuestPhys, MemError};
@@ -39,6 +40,18 @@ pub struct VmConfig {
     /// Generated code counts its inline soft-TLB hits (one memory increment per hit), for
     /// [`Stats::tlb`]. Default off.
     pub count_tlb_hits: bool,
+    /// Overrides the engine's tiering (e.g. another hotness threshold for `dbt`); `None` for
+    /// the engine's own ([`Engine::tiering`]).
+    pub tiering: Option<Tiering>,
+}
+
+/// The DBT options that make `engine`.
+fn dbt_options(engine: Engine, count_tlb_hits: bool, tiering: Option<Tiering>) -> DbtOptions {
+    DbtOptions {
+        trap: engine == Engine::Trap,
+        count_tlb_hits,
+        tiering: tiering.unwrap_or_else(|| engine.tiering()),
+    }
 }
 
 impl Default for VmConfig {
@@ -54,6 +67,7 @@ impl Default for VmConfig {
             },
             instruction_limit: None,
             count_tlb_hits: false,
+            tiering: None,
         }
     }
 }
@@ -110,6 +124,7 @@ pub struct Vm {
     dbt: Option<Dbt>,
     cache_cfg: CacheConfig,
     count_tlb_hits: bool,
+    tiering: Option<Tiering>,
     run_ns: u64,
 }
 
@@ -118,15 +133,11 @@ impl Vm {
     /// register zero (RSP too: the guest sets it), and RAM zeroed.
     pub fn new(cfg: VmConfig) -> Result<Vm, VmError> {
         let mut machine = Box::new(Machine::new(cfg.mem_bytes, cfg.serial)?);
-        let dbt = match cfg.engine {
-            Engine::Dbt | Engine::Trap => Some(Dbt::with_options(
-                &mut machine,
-                cfg.cache,
-                cfg.engine == Engine::Trap,
-                cfg.count_tlb_hits,
-            )?),
-            Engine::Interp => None,
-        };
+        let dbt = Some(Dbt::with_options(
+            &mut machine,
+            cfg.cache,
+            dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering),
+        )?);
         machine.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
         // Between runs `icount_limit` holds the user's limit (see `engine::vcpu`).
         let mut cpu = Box::new(CpuState {
@@ -144,6 +155,7 @@ impl Vm {
             dbt,
             cache_cfg: cfg.cache,
             count_tlb_hits: cfg.count_tlb_hits,
+            tiering: cfg.tiering,
             run_ns: 0,
         })
     }
@@ -220,11 +232,8 @@ impl Vm {
 
     /// Switches engines for the next [`Vm::run`].
     pub fn set_engine(&mut self, e: Engine) {
-        if e != Engine::Interp {
-            self.machine.decoded.clear();
-        }
-        if e != self.engine && e != Engine::Interp {
-            // The translation style differs between dbt and trap: start a fresh cache.
+        if e != self.engine {
+            // Tiers and translation styles differ between engines: start a fresh cache.
             self.dbt = None;
             self.machine.code = None;
         }
@@ -234,10 +243,7 @@ impl Vm {
     /// Runs the guest until something stops it.
     pub fn run(&mut self) -> RunOutcome {
         let t0 = Instant::now();
-        let outcome = match self.engine {
-            Engine::Interp => interp::run(&mut self.machine, &mut self.cpu),
-            Engine::Dbt | Engine::Trap => self.run_dbt(),
-        };
+        let outcome = self.run_dbt();
         self.run_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.machine.serial_mut().flush();
         outcome
@@ -245,9 +251,8 @@ impl Vm {
 
     fn run_dbt(&mut self) -> RunOutcome {
         if self.dbt.is_none() {
-            self.machine.decoded.clear();
-            let trap = self.engine == Engine::Trap;
-            match Dbt::with_options(&mut self.machine, self.cache_cfg, trap, self.count_tlb_hits) {
+            let opts = dbt_options(self.engine, self.count_tlb_hits, self.tiering);
+            match Dbt::with_options(&mut self.machine, self.cache_cfg, opts) {
                 Ok(d) => self.dbt = Some(d),
                 Err(e) => return RunOutcome::InternalError(e.to_string()),
             }
@@ -274,7 +279,6 @@ impl Vm {
             guest_insns: self.cpu.icount,
             dbt: self.dbt.as_ref().map(Dbt::stats).unwrap_or_default(),
             cache: m.code.as_ref().map(|c| c.stats()).unwrap_or_default(),
-            decode: m.decoded.stats(),
             run_ns: self.run_ns,
             helpers: m.counters,
             exceptions: m.exceptions,
@@ -389,8 +393,8 @@ mod tests {
     }
 
     #[test]
-    fn dbt_links_direct_exits_and_counts_translations() {
-        let mut v = vm(Engine::Dbt);
+    fn jit_links_direct_exits_and_counts_translations() {
+        let mut v = vm(Engine::Jit);
         // 0x1000: jmp 0x1010 ; 0x1010: jnz 0x1000 (taken: ZF is clear) — two blocks that
         // chain into each other once linked.
         v.write_phys(0x1000, &[0xEB, 0x0E]).unwrap();

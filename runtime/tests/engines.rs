@@ -4,7 +4,7 @@ use cache::CacheConfig;
 use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 use translator::Exception;
 
-const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Dbt];
+const ENGINES: [Engine; 4] = Engine::ALL;
 
 fn vm(engine: Engine) -> Vm {
     Vm::new(VmConfig {
@@ -57,7 +57,10 @@ fn demo_guest_runs_on_both_engines() {
         assert!(s.guest_insns > 50_000, "{engine:?}: {}", s.guest_insns);
         states.push((vm.cpu().gpr, vm.cpu().rip));
     }
-    assert_eq!(states[0], states[1], "both engines end in the same state");
+    assert!(
+        states.windows(2).all(|w| w[0] == w[1]),
+        "every engine ends in the same state"
+    );
 }
 
 #[test]
@@ -73,6 +76,7 @@ fn demo_guest_survives_a_tiny_code_cache() {
         },
         instruction_limit: None,
         count_tlb_hits: false,
+        tiering: None,
     })
     .unwrap();
     vm.load_elf(runtime::DEMO_KERNEL).unwrap();
@@ -119,12 +123,11 @@ fn self_modifying_code_is_seen_by_both_engines() {
         v.write_phys(0x1000, &SELF_MODIFYING).unwrap();
         v.cpu_mut().rip = 0x1000;
         assert_eq!(v.run(), RunOutcome::DebugExit(2), "{engine:?}");
-        if engine == Engine::Dbt {
-            let s = v.stats();
-            assert_eq!(s.code_modified, 1);
-            assert_eq!(s.dbt.single_steps, 1);
-            assert!(s.cache.invalidations >= 1);
-        }
+        // Every engine stops the block at the store and steps through it.
+        let s = v.stats();
+        assert_eq!(s.code_modified, 1, "{engine:?}");
+        assert_eq!(s.dbt.single_steps, 1, "{engine:?}");
+        assert!(s.cache.invalidations >= 1, "{engine:?}");
     }
 }
 
@@ -249,7 +252,7 @@ fn a_remapped_second_page_retranslates_the_straddling_block() {
         0x10, 0x02, 0x00, 0x0f, 0x01, 0x3e, 0x4c, 0x8d, 0x25, 0x02, 0x00, 0x00, 0x00, 0xff, 0xe1,
         0xe7, 0xf4,
     ];
-    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut v = vm(engine);
         // MAIN ends exactly at a page end: decoding its blocks looks ahead onto page 2.
         let main = 0x2000 - MAIN.len() as u64;
@@ -309,7 +312,7 @@ fn the_same_code_at_two_virtual_addresses_gets_two_translations() {
     a.set_label(&mut back2).unwrap();
     a.hlt().unwrap();
     let main = a.assemble(0x1000).unwrap();
-    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut v = vm(engine);
         v.write_phys(0x1000, &main).unwrap();
         v.write_phys(0x30000, &alias).unwrap();
@@ -328,7 +331,7 @@ fn the_same_code_at_two_virtual_addresses_gets_two_translations() {
 fn a_fault_before_a_hypercall_keeps_the_blocks_flags() {
     // add ebx, ebx ; mov es, [rdi+0x28]  (rdi non-canonical: #GP before the segment load)
     let code = [0x01, 0xDB, 0x8E, 0x47, 0x28];
-    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut vm = vm(engine);
         vm.write_phys(0x1000, &code).unwrap();
         let cpu = vm.cpu_mut();
@@ -359,7 +362,7 @@ fn invlpg_of_a_remapped_code_page_reaches_its_new_code() {
         0x10, 0x02, 0x00, 0x0f, 0x01, 0x3e, 0x4c, 0x8d, 0x25, 0x02, 0x00, 0x00, 0x00, 0xff, 0xe1,
         0xe7, 0xf4,
     ];
-    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut v = vm(engine);
         v.write_phys(0x1000, &main).unwrap();
         // mov eax, imm32; jmp r12 — on each of the two frames.
@@ -386,6 +389,7 @@ fn inline_tlb_hits_are_counted_on_request() {
     for count in [false, true] {
         let mut v = Vm::new(VmConfig {
             mem_bytes: 16 << 20,
+            engine: Engine::Jit,
             serial: SerialSink::Capture,
             count_tlb_hits: count,
             ..VmConfig::default()
@@ -419,7 +423,7 @@ fn sti_shadows_exactly_one_instruction() {
         0xC7, 0x04, 0x25, 0x00, 0xF3, 0x1F, 0x00, 0x40, 0x00, 0x04, 0x00, //
         0x31, 0xC0, 0xFB, 0xB8, 1, 0, 0, 0, 0xB8, 2, 0, 0, 0, 0xE7, 0xF4,
     ];
-    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut v = vm(engine);
         v.write_phys(0x1000, &code).unwrap();
         // GDT (code64 at 0x08), IDT gate 0x40 → 0x6000: out 0xf4, eax (EAX + 0x100).
@@ -453,7 +457,7 @@ fn rep_ins_and_outs_fault_with_their_progress() {
     const END: u64 = 16 << 20;
     // rep insb (dx = 0x80: reads 0xFF) ; rep outsb
     for (code, index) in [([0xF3u8, 0x6C], 7usize), ([0xF3, 0x6E], 6)] {
-        for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+        for engine in Engine::ALL {
             let mut v = vm(engine);
             v.write_phys(0x1000, &code).unwrap();
             v.write_phys(END - 4, &[0; 4]).unwrap();

@@ -22,6 +22,7 @@ pub mod hostexec;
 pub mod interp;
 pub mod ir;
 pub mod jit;
+pub mod record;
 pub mod semantics;
 pub mod sensitive;
 pub mod state;

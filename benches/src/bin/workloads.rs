@@ -106,11 +106,10 @@ fn child(args: &Args, image: &Path, engines: &[Engine]) -> ExitCode {
 }
 
 fn engine(name: &str) -> Result<Engine, String> {
-    match name {
-        "dbt" => Ok(Engine::Dbt),
-        "interp" => Ok(Engine::Interp),
-        _ => Err(format!("unknown engine {name:?} (dbt, interp)")),
-    }
+    Engine::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+        format!("unknown engine {name:?} ({})", names.join(", "))
+    })
 }
 
 /// `program` if it is a path to a file, else the first executable file of that name in PATH.

@@ -64,7 +64,7 @@ impl Options {
     pub fn scale_of(&self, engine: Engine) -> u32 {
         match engine {
             Engine::Interp => self.interp_scale,
-            Engine::Dbt | Engine::Trap => self.scale,
+            Engine::Dbt | Engine::Jit | Engine::Trap => self.scale,
         }
     }
 }
@@ -400,7 +400,7 @@ fn measure_engine(
     };
     let n = match req.engine {
         Engine::Interp => opts.interp_runs,
-        Engine::Dbt | Engine::Trap => opts.runs,
+        Engine::Dbt | Engine::Jit | Engine::Trap => opts.runs,
     };
     for i in 0..n {
         let (problem, outcome) = match run_isolated(&opts.exe, req, opts.timeout) {

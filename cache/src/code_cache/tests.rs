@@ -283,6 +283,8 @@ fn invalidate_range_hits_only_overlapping_blocks() {
         assert!(c.page_has_code(addr), "{addr:#x}");
     }
     assert!(!c.page_has_code(0x3000));
+    assert!(c.bytes_have_code(0x100f, 0x1010) && !c.bytes_have_code(0x1010, 0x1ff8));
+    assert!(!c.bytes_have_code(0x2008, 0x2100), "data between b and d");
 
     assert_eq!(c.invalidate_range(0x1010, 0x1020), 0, "a ends at 0x1010");
     assert_eq!(
@@ -301,6 +303,8 @@ fn invalidate_range_hits_only_overlapping_blocks() {
     assert!(c.page_has_code(0x1000), "a is still on page 1");
     assert!(c.page_has_code(0x2000), "d is still on page 2");
 
+    assert!(!c.bytes_have_code(0x2000, 0x2008), "b's bytes are gone");
+    assert!(c.bytes_have_code(0x1000, 0x1001) && c.bytes_have_code(0x211f, 0x2200));
     assert_eq!(c.invalidate_range(0x2110, 0x2111), 1);
     assert!(!c.page_has_code(0x2000));
     // A huge range walks the code pages rather than the range.
@@ -524,4 +528,32 @@ fn removed_blocks_leave_no_raw_jump_cache_entry() {
     c.flush();
     assert_eq!(raw_host(&c, 0x77_2000, 0), 0, "flush");
     assert_eq!(c.jump_cache_layout(), layout, "the entries never move");
+}
+
+#[test]
+fn blocks_without_host_code_are_tracked_but_never_reached() {
+    let mut c = cache();
+    let a = add_block(&mut c, &[(0x1000, 0x1010)], 1);
+    let key = BlockKey {
+        phys_pc: 0x3000,
+        virt_pc: 0x3000,
+        mode: 0,
+    };
+    let cold = c.insert(BlockInfo {
+        key,
+        virt_pc: 0x3000,
+        host: HostCode::NONE,
+        code_len: 0,
+        phys_ranges: vec![(0x3000, 0x3008)],
+        guest_insns: 2,
+        slots: SlotRange::EMPTY,
+    });
+    assert_eq!(c.lookup(key), Some((cold, HostCode::NONE)));
+    assert!(c.page_has_code(0x3000) && c.bytes_have_code(0x3007, 0x3008));
+    assert!(!c.link(slot(&c, a, 0), cold), "generated code never jumps to it");
+    c.jump_cache_set(0x3000, 0, cold);
+    assert_eq!(c.jump_cache_lookup(0x3000, 0), None);
+    assert_eq!(c.block_at_host(0), None);
+    assert_eq!(c.invalidate_range(0x3004, 0x3005), 1);
+    assert!(c.block(cold).is_none() && !c.page_has_code(0x3000));
 }

@@ -31,6 +31,7 @@ use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
+use super::tier::{ColdBlocks, Done, Pending, RecordEnvImpl, TierStats, Tiering, Worker};
 use super::{interp, trap, vcpu, RunOutcome};
 use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
@@ -73,6 +74,8 @@ pub struct DbtStats {
     pub dispatches: u64,
     /// Instructions executed by the interpreter on the DBT's behalf.
     pub single_steps: u64,
+    /// The interpreter tier's counters.
+    pub tier: TierStats,
 }
 
 /// The DBT engine. The code cache itself lives in [`Machine::code`], where the helpers
@@ -89,6 +92,44 @@ pub struct Dbt {
     stats: DbtStats,
     /// Hypercalls are host traps (the `trap` engine).
     trap: bool,
+    /// When blocks are compiled.
+    tiering: Tiering,
+    /// The interpreter tier's blocks.
+    cold: ColdBlocks,
+    /// The background compiler, once started.
+    worker: Option<Worker>,
+    /// Whose undefined flags the interpreter tier computes (the JIT's).
+    vendor: translator::flags::Vendor,
+}
+
+/// How the DBT engine runs (see [`Dbt::with_options`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbtOptions {
+    /// Each hypercall is a real host trap handled by the SIGTRAP handler (`--engine trap`,
+    /// see [`trap`]).
+    pub trap: bool,
+    /// Generated code counts its inline soft-TLB hits in `CpuState::tlb_inline_hits`.
+    pub count_tlb_hits: bool,
+    /// When blocks are compiled.
+    pub tiering: Tiering,
+}
+
+impl Default for DbtOptions {
+    fn default() -> Self {
+        DbtOptions {
+            trap: false,
+            count_tlb_hits: false,
+            tiering: Tiering::tiered(),
+        }
+    }
+}
+
+/// The block to run next.
+enum Next {
+    /// Compiled code.
+    Host(HostCode),
+    /// A block of the interpreter tier.
+    Cold(BlockId),
 }
 
 /// What the JIT gets from the runtime while one block is translated.
@@ -138,18 +179,20 @@ impl JitEnv for BlockEnv<'_> {
 impl Dbt {
     /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
     pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt, DbtError> {
-        Dbt::with_options(m, cfg, false, false)
+        Dbt::with_options(m, cfg, DbtOptions::default())
     }
 
-    /// As [`Dbt::new`]; with `trap`, each hypercall is a real host trap handled by the
-    /// SIGTRAP handler (`--engine trap`, see [`trap`]); with `count_tlb_hits`, generated code
-    /// counts its inline soft-TLB hits in `CpuState::tlb_inline_hits`.
+    /// As [`Dbt::new`], with options.
     pub fn with_options(
         m: &mut Machine,
         cfg: CacheConfig,
-        trap: bool,
-        count_tlb_hits: bool,
+        opts: DbtOptions,
     ) -> Result<Dbt, DbtError> {
+        let DbtOptions {
+            trap,
+            count_tlb_hits,
+            tiering,
+        } = opts;
         let mut jit = Jit::with_config(JitConfig {
             trap_hypercalls: trap,
             count_tlb_hits,
@@ -174,12 +217,20 @@ impl Dbt {
             flushes: 0,
             stats: DbtStats::default(),
             trap,
+            // Trap-and-emulate needs every block as host code: its hypercalls are host traps.
+            tiering: if trap { Tiering::JIT } else { tiering },
+            cold: ColdBlocks::default(),
+            worker: None,
+            vendor: JitConfig::default().vendor,
         })
     }
 
     /// The engine's counters.
     pub fn stats(&self) -> DbtStats {
-        self.stats
+        DbtStats {
+            tier: self.cold.stats,
+            ..self.stats
+        }
     }
 
     /// Runs the guest until something stops it.
@@ -217,15 +268,42 @@ impl Dbt {
                 // Virtual-PC-keyed state is stale: the jump cache, and any pending link
                 // (links never cross pages while paging is on, see `BlockEnv::link_slot`).
                 cache_mut(m).jump_cache_clear();
+                self.cold.forget_mappings();
                 link_from = None;
             }
-            let host = match self.block_for(m, cpu, link_from.take()) {
-                Ok(Some(host)) => host,
+            if let Some(done) = self.worker.as_mut().and_then(Worker::poll) {
+                self.install_background(m, done);
+            }
+            let next = match self.block_for(m, cpu, link_from.take()) {
+                Ok(Some(next)) => next,
                 Ok(None) => continue,
                 Err(outcome) => return outcome,
             };
             self.stats.dispatches += 1;
             m.executing = Executing::Jit;
+            let host = match next {
+                Next::Host(host) => host,
+                Next::Cold(id) => {
+                    // Stores to code stop the block as they stop generated code.
+                    cpu.status = 0;
+                    cpu.link_slot = 0;
+                    let threshold = self.tiering.compile_after;
+                    let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
+                        continue;
+                    };
+                    match handle_exit(m, cpu, exit) {
+                        ExitAction::Continue { .. } => {}
+                        ExitAction::SingleStep => {
+                            self.stats.single_steps += 1;
+                            if let Some(outcome) = interp::single_step(m, cpu) {
+                                return outcome;
+                            }
+                        }
+                        ExitAction::Stop(outcome) => return outcome,
+                    }
+                    continue;
+                }
+            };
             cpu.status = 0;
             cpu.link_slot = 0;
             cpu.runtime = m as *mut Machine as usize;
@@ -257,14 +335,14 @@ impl Dbt {
         }
     }
 
-    /// The host code of the block at `cpu.rip`, translating it if needed, after linking the
+    /// The block at `cpu.rip`, translating or recording it if needed, after linking the
     /// slot `link_from` (if any) to it.
     fn block_for(
         &mut self,
         m: &mut Machine,
         cpu: &mut CpuState,
         link_from: Option<u64>,
-    ) -> Result<Option<HostCode>, RunOutcome> {
+    ) -> Result<Option<Next>, RunOutcome> {
         match self.find_block(m, cpu, link_from) {
             Ok(host) => Ok(Some(host)),
             Err(Fetch::Fault(exc)) => vcpu::raise(m, cpu, exc).map(|()| None),
@@ -277,13 +355,16 @@ impl Dbt {
         m: &mut Machine,
         cpu: &mut CpuState,
         link_from: Option<u64>,
-    ) -> Result<HostCode, Fetch> {
+    ) -> Result<Next, Fetch> {
         let (pc, mode) = (cpu.rip, crate::system::mode::mode(cpu));
         let flushes = self.flushes;
         let found = cache_mut(m).jump_cache_lookup(pc, mode.key());
         let (id, host) = match found {
             Some(hit) => hit,
             None => {
+                if let Some(id) = self.cold.lookup(m, pc, mode.key()) {
+                    return self.run_cold_or_compile(m, cpu, id, mode);
+                }
                 let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
                 let key = BlockKey {
                     phys_pc: phys.0,
@@ -292,8 +373,17 @@ impl Dbt {
                 };
                 let hit = match cache_mut(m).lookup(key) {
                     Some(hit) if straddle_still_mapped(m, cpu, pc, hit.0) => hit,
+                    _ if self.tiering.compile_after > 0 => {
+                        let id = self.record(m, cpu, pc, key, mode)?;
+                        self.cold.remember(pc, mode.key(), id);
+                        return self.run_cold_or_compile(m, cpu, id, mode);
+                    }
                     _ => self.translate(m, cpu, pc, key, mode)?,
                 };
+                if hit.1.is_none() {
+                    self.cold.remember(pc, mode.key(), hit.0);
+                    return self.run_cold_or_compile(m, cpu, hit.0, mode);
+                }
                 cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
                 hit
             }
@@ -309,7 +399,32 @@ impl Dbt {
         if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles) {
             cache_mut(m).link(slot as *mut u64, id);
         }
-        Ok(host)
+        Ok(Next::Host(host))
+    }
+
+    /// Cold block `id` is about to run at `cpu.rip`: run it, or, once it is hot, compile it
+    /// (inline: run the code; in the background: run it cold until the code is installed).
+    fn run_cold_or_compile(
+        &mut self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        id: BlockId,
+        mode: Mode,
+    ) -> Result<Next, Fetch> {
+        if !self.cold.count_run(id, self.tiering.compile_after) {
+            return Ok(Next::Cold(id));
+        }
+        let Some(key) = m.code.as_ref().and_then(|c| c.block(id)).map(|b| b.key) else {
+            return Ok(Next::Cold(id));
+        };
+        let pc = cpu.rip;
+        if self.tiering.background {
+            self.compile_in_background(m, cpu, id, key, mode)?;
+            return Ok(Next::Cold(id));
+        }
+        let (id, host) = self.translate(m, cpu, pc, key, mode)?;
+        cache_mut(m).jump_cache_set(pc, mode.key(), id);
+        Ok(Next::Host(host))
     }
 
     /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`).
@@ -321,41 +436,11 @@ impl Dbt {
         key: BlockKey,
         mode: Mode,
     ) -> Result<(BlockId, HostCode), Fetch> {
-        let fetched = m.fetch_code(cpu, pc).map_err(Fetch::Fault)?;
-        let block = decode_block(&fetched.bytes, pc, mode, MAX_BLOCK_INSNS);
-        if block.insns.is_empty() {
-            let exc = not_present(pc.wrapping_add(fetched.bytes.len() as u64), Access::Fetch);
-            return Err(Fetch::Fault(exc));
-        }
+        let (fetched, block) = decode(m, cpu, pc, mode)?;
         // Two attempts: the second after a flush made room.
         for attempt in 0..2 {
             let slots = self.reserve_slots(m)?;
-            let cache = m.code.as_ref().expect("the DBT engine created the cache");
-            let memory = if mode.paging {
-                MemoryModel::Tlb {
-                    set: Tlb::set_for(mode.cpl),
-                }
-            } else {
-                MemoryModel::Flat {
-                    ram_base: m.ram.host_base(),
-                    ram_size: m.ram.size(),
-                    code_bitmap: cache.code_page_bitmap() as usize,
-                    code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
-                }
-            };
-            let mut env = BlockEnv {
-                // While paging is on, a direct link may only stay on the block's own pages:
-                // their mapping is the one the dispatcher found the block through.
-                same_page_links: mode.paging.then(|| {
-                    let last = block.insns.last().map_or(pc, |i| i.ip());
-                    (pc & !(PAGE_SIZE - 1), last & !(PAGE_SIZE - 1))
-                }),
-                memory,
-                jump_cache: jit_jump_cache(cache.jump_cache_layout()),
-                slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
-                used: 0,
-                stubs: &mut m.stubs,
-            };
+            let mut env = block_env(m, &block, mode, slots);
             // Cranelift computes with floats: under the host's MXCSR, not the guest's.
             let host_fp = crate::fpu::HostFp::new();
             let translated = self.jit.translate(&block, mode, &mut env);
@@ -370,8 +455,7 @@ impl Dbt {
                     ))));
                 }
             };
-            let cache = cache_mut(m);
-            let host = match cache.alloc_code(&compiled.code) {
+            let host = match cache_mut(m).alloc_code(&compiled.code) {
                 Ok(host) => host,
                 Err(CacheError::Full) if attempt == 0 => {
                     self.flush(m);
@@ -383,22 +467,9 @@ impl Dbt {
                     ))))
                 }
             };
-            let slots = if used == 0 {
-                self.spare = Some(slots);
-                SlotRange::EMPTY
-            } else {
-                slots
-            };
             let byte_len = block.byte_len();
-            let id = cache.insert(BlockInfo {
-                key,
-                virt_pc: pc,
-                host,
-                code_len: compiled.code.len(),
-                phys_ranges: fetched.phys_ranges(byte_len),
-                guest_insns: compiled.guest_insns,
-                slots,
-            });
+            let phys_ranges = fetched.phys_ranges(byte_len);
+            let id = self.install(m, key, host, &compiled, phys_ranges, slots, used);
             if self.trap {
                 let sites = block
                     .insns
@@ -412,31 +483,178 @@ impl Dbt {
                     .collect();
                 m.trap_table.insert(id, sites);
             }
-            for (start, _) in fetched.phys_ranges(byte_len) {
-                m.protect_code_page(cpu, start & !(PAGE_SIZE - 1));
-            }
-            if let Some(next) = fetched
-                .next_phys
-                .filter(|_| byte_len > fetched.first_len as u64)
-            {
-                // The last instruction runs onto the next page: now it is fetched (A bits).
-                m.next_code_page_is(cpu, pc, next);
-            }
-            let cache = cache_mut(m);
-            let ns = compiled.time_translate_ns + compiled.time_compile_ns;
-            cache.note_translation_time(ns);
-            let s = &mut self.stats;
-            s.blocks_translated += 1;
-            s.guest_insns_translated += compiled.guest_insns as u64;
-            s.ir_insts += compiled.ir_insts as u64;
-            s.translate_ns += compiled.time_translate_ns;
-            s.compile_ns += compiled.time_compile_ns;
-            s.code_bytes += compiled.code.len() as u64;
+            protect_code(m, cpu, pc, &fetched, byte_len);
             return Ok((id, host));
         }
         Err(Fetch::Stop(RunOutcome::InternalError(format!(
             "the block at {pc:#x} does not fit in an empty code cache"
         ))))
+    }
+
+    /// Enters compiled code at `host` into the cache for `key` (replacing a cold block of the
+    /// same key), giving unused slots back, and counts it.
+    #[allow(clippy::too_many_arguments)]
+    fn install(
+        &mut self,
+        m: &mut Machine,
+        key: BlockKey,
+        host: HostCode,
+        compiled: &translator::jit::CompiledBlock,
+        phys_ranges: Vec<(u64, u64)>,
+        slots: SlotRange,
+        used: usize,
+    ) -> BlockId {
+        let slots = if used == 0 {
+            if self.spare.is_none() {
+                self.spare = Some(slots);
+            }
+            SlotRange::EMPTY
+        } else {
+            slots
+        };
+        let cache = cache_mut(m);
+        let id = cache.insert(BlockInfo {
+            key,
+            virt_pc: key.virt_pc,
+            host,
+            code_len: compiled.code.len(),
+            phys_ranges,
+            guest_insns: compiled.guest_insns,
+            slots,
+        });
+        let ns = compiled.time_translate_ns + compiled.time_compile_ns;
+        cache.note_translation_time(ns);
+        let s = &mut self.stats;
+        s.blocks_translated += 1;
+        s.guest_insns_translated += compiled.guest_insns as u64;
+        s.ir_insts += compiled.ir_insts as u64;
+        s.translate_ns += compiled.time_translate_ns;
+        s.compile_ns += compiled.time_compile_ns;
+        s.code_bytes += compiled.code.len() as u64;
+        id
+    }
+
+    /// Records the block at guest-virtual `pc` for the interpreter tier and enters it into
+    /// the cache as a cold block.
+    fn record(
+        &mut self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        pc: u64,
+        key: BlockKey,
+        mode: Mode,
+    ) -> Result<BlockId, Fetch> {
+        let t0 = std::time::Instant::now();
+        let (fetched, block) = decode(m, cpu, pc, mode)?;
+        let mut env = RecordEnvImpl {
+            memory: memory_model(m, mode),
+            stubs: &mut m.stubs,
+        };
+        let program = translator::record::record(&mut env, &block, mode, self.vendor);
+        let byte_len = block.byte_len();
+        let id = cache_mut(m).insert(BlockInfo {
+            key,
+            virt_pc: pc,
+            host: HostCode::NONE,
+            code_len: 0,
+            phys_ranges: fetched.phys_ranges(byte_len),
+            guest_insns: program.insns,
+            slots: SlotRange::EMPTY,
+        });
+        protect_code(m, cpu, pc, &fetched, byte_len);
+        self.cold.insert(m, id, key.phys_pc, program);
+        self.cold.stats.record_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Ok(id)
+    }
+
+    /// Builds the IR of hot cold block `cold` (key `key`) and hands it to the background
+    /// compiler; on any trouble the block simply stays cold.
+    fn compile_in_background(
+        &mut self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        cold: BlockId,
+        key: BlockKey,
+        mode: Mode,
+    ) -> Result<(), Fetch> {
+        if self.worker.is_none() {
+            match Worker::start(self.jit.compiler()) {
+                Ok(w) => self.worker = Some(w),
+                Err(_) => {
+                    // No thread: compile inline from now on.
+                    self.tiering.background = false;
+                    return Ok(());
+                }
+            }
+        }
+        let (_, block) = decode(m, cpu, key.virt_pc, mode)?;
+        let slots = self.reserve_slots(m)?;
+        let mut env = block_env(m, &block, mode, slots);
+        let host_fp = crate::fpu::HostFp::new();
+        let built = self.jit.build(&block, mode, &mut env);
+        drop(host_fp);
+        let used = env.used;
+        let Ok(built) = built else {
+            self.spare = Some(slots);
+            return Ok(());
+        };
+        let pending = Pending {
+            key,
+            cold,
+            slots,
+            used,
+            flushes: self.flushes,
+        };
+        if let Some(w) = self.worker.as_mut() {
+            if w.submit(built, pending) {
+                self.cold.stats.background_jobs += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a finished background compilation if its cold block is still current.
+    fn install_background(&mut self, m: &mut Machine, done: Done) {
+        let Done { pending, result } = done;
+        let current = pending.flushes == self.flushes
+            && m
+                .code
+                .as_ref()
+                .and_then(|c| c.block(pending.cold))
+                .is_some_and(|b| b.key == pending.key);
+        let compiled = match result {
+            Ok(c) if current => c,
+            Ok(_) => {
+                self.cold.stats.background_discarded += 1;
+                return;
+            }
+            Err(e) => {
+                // The block stays cold; a compile error is a bug worth seeing in the stats
+                // but not worth stopping a guest that runs fine in the interpreter tier.
+                self.cold.stats.background_discarded += 1;
+                let _ = e;
+                return;
+            }
+        };
+        let phys_ranges = m
+            .code
+            .as_ref()
+            .and_then(|c| c.block(pending.cold))
+            .map(|b| b.phys_ranges.clone())
+            .unwrap_or_default();
+        let host = match cache_mut(m).alloc_code(&compiled.code) {
+            Ok(host) => host,
+            Err(_) => {
+                // Full: make room for later compilations; this one is lost with the rest.
+                self.flush(m);
+                self.cold.stats.background_discarded += 1;
+                return;
+            }
+        };
+        let Pending {
+            key, slots, used, ..
+        } = pending;
+        self.install(m, key, host, &compiled, phys_ranges, slots, used);
     }
 
     /// The slots for the next block: the spare range, or a new one (flushing if full).
@@ -463,9 +681,88 @@ impl Dbt {
     /// Empties the code cache.
     fn flush(&mut self, m: &mut Machine) {
         cache_mut(m).flush();
+        self.cold.clear();
         m.trap_table.clear();
         self.spare = None;
         self.flushes += 1;
+    }
+}
+
+/// Fetches and decodes the block at guest-virtual `pc`.
+fn decode(
+    m: &mut Machine,
+    cpu: &CpuState,
+    pc: u64,
+    mode: Mode,
+) -> Result<(crate::machine::Fetched, translator::decode::DecodedBlock), Fetch> {
+    let fetched = m.fetch_code(cpu, pc).map_err(Fetch::Fault)?;
+    let block = decode_block(&fetched.bytes, pc, mode, MAX_BLOCK_INSNS);
+    if block.insns.is_empty() {
+        let exc = not_present(pc.wrapping_add(fetched.bytes.len() as u64), Access::Fetch);
+        return Err(Fetch::Fault(exc));
+    }
+    Ok((fetched, block))
+}
+
+/// How code for `mode` reaches guest memory.
+fn memory_model(m: &Machine, mode: Mode) -> MemoryModel {
+    let cache = m.code.as_ref().expect("the DBT engine created the cache");
+    if mode.paging {
+        MemoryModel::Tlb {
+            set: Tlb::set_for(mode.cpl),
+        }
+    } else {
+        MemoryModel::Flat {
+            ram_base: m.ram.host_base(),
+            ram_size: m.ram.size(),
+            code_bitmap: cache.code_page_bitmap() as usize,
+            code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
+        }
+    }
+}
+
+/// What the JIT gets while it translates `block` with link slots `slots`.
+fn block_env<'a>(
+    m: &'a mut Machine,
+    block: &translator::decode::DecodedBlock,
+    mode: Mode,
+    slots: SlotRange,
+) -> BlockEnv<'a> {
+    let memory = memory_model(m, mode);
+    let cache = m.code.as_ref().expect("the DBT engine created the cache");
+    let pc = block.pc;
+    BlockEnv {
+        // While paging is on, a direct link may only stay on the block's own pages: their
+        // mapping is the one the dispatcher found the block through.
+        same_page_links: mode.paging.then(|| {
+            let last = block.insns.last().map_or(pc, |i| i.ip());
+            (pc & !(PAGE_SIZE - 1), last & !(PAGE_SIZE - 1))
+        }),
+        memory,
+        jump_cache: jit_jump_cache(cache.jump_cache_layout()),
+        slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
+        used: 0,
+        stubs: &mut m.stubs,
+    }
+}
+
+/// A block's bytes became code: their pages lose their soft-TLB write permission, and a
+/// last instruction running onto the next page makes that page's fetch real (A bits).
+fn protect_code(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    pc: u64,
+    fetched: &crate::machine::Fetched,
+    byte_len: u64,
+) {
+    for (start, _) in fetched.phys_ranges(byte_len) {
+        m.protect_code_page(cpu, start & !(PAGE_SIZE - 1));
+    }
+    if let Some(next) = fetched
+        .next_phys
+        .filter(|_| byte_len > fetched.first_len as u64)
+    {
+        m.next_code_page_is(cpu, pc, next);
     }
 }
 

@@ -277,8 +277,25 @@ mod tests {
 
     #[test]
     fn code_modified_invalidates_and_single_steps() {
+        use cache::{BlockInfo, BlockKey, CacheConfig, CodeCache, HostCode, SlotRange};
         let mut m = machine();
-        m.decoded.mark_for_test(0x5000, 0x5004);
+        let mut c = CodeCache::new(CacheConfig::default(), HostCode(0x1000)).unwrap();
+        c.set_phys_limit(MIN_RAM);
+        let key = BlockKey {
+            phys_pc: 0x5000,
+            virt_pc: 0x5000,
+            mode: 0,
+        };
+        c.insert(BlockInfo {
+            key,
+            virt_pc: 0x5000,
+            host: HostCode::NONE,
+            code_len: 0,
+            phys_ranges: vec![(0x5000, 0x5004)],
+            guest_insns: 1,
+            slots: SlotRange::EMPTY,
+        });
+        m.code = Some(c);
         m.modified = vec![(0x5002, 0x5003)];
         let cpu = CpuState::default();
         assert_eq!(
@@ -286,6 +303,6 @@ mod tests {
             ExitAction::SingleStep
         );
         assert!(m.modified.is_empty());
-        assert!(!m.decoded.page_has_insns(0x5000));
+        assert!(!m.code.as_ref().unwrap().page_has_code(0x5000));
     }
 }

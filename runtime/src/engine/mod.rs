@@ -8,6 +8,7 @@
 pub mod dbt;
 pub mod exit;
 pub mod interp;
+pub mod tier;
 pub mod trap;
 pub mod vcpu;
 
@@ -37,23 +38,45 @@ pub fn hypercall_entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u
 /// Which engine executes guest code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Engine {
-    /// Dynamic binary translation: blocks compiled with Cranelift, cached and linked.
+    /// Tiered dynamic binary translation: blocks run in the interpreter tier until they are
+    /// hot, then as Cranelift code (compiled on a second thread), cached and linked.
     #[default]
     Dbt,
-    /// The interpreter: the same semantics evaluated one instruction at a time.
+    /// Dynamic binary translation compiling every block with Cranelift before it first runs.
+    Jit,
+    /// The interpreter: every block recorded once from the same semantics and executed as
+    /// a pre-decoded program ([`translator::record`]), never compiled.
     Interp,
-    /// Trap-and-emulate: translated as `Dbt`, but each sensitive instruction is a real host
+    /// Trap-and-emulate: translated as `Jit`, but each sensitive instruction is a real host
     /// trap handled by a signal handler ([`trap`]).
     Trap,
 }
 
 impl Engine {
+    /// Every engine, in the order reports list them.
+    pub const ALL: [Engine; 4] = [Engine::Dbt, Engine::Jit, Engine::Interp, Engine::Trap];
+
     /// The engine's short name.
     pub const fn name(self) -> &'static str {
         match self {
             Engine::Dbt => "dbt",
+            Engine::Jit => "jit",
             Engine::Interp => "interp",
             Engine::Trap => "trap",
+        }
+    }
+
+    /// The engine named `name`.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// How the engine tiers (all engines are the DBT engine with a policy).
+    pub fn tiering(self) -> tier::Tiering {
+        match self {
+            Engine::Dbt => tier::Tiering::tiered(),
+            Engine::Jit | Engine::Trap => tier::Tiering::JIT,
+            Engine::Interp => tier::Tiering::INTERP,
         }
     }
 }

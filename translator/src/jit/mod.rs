@@ -446,10 +446,30 @@ impl Jit {
         mode: Mode,
         env: &mut dyn JitEnv,
     ) -> Result<CompiledBlock, JitError> {
+        let t0 = Instant::now();
+        let built = self.translate_ir(block, mode, env)?;
+        let t1 = Instant::now();
+        let code = self.compile()?;
+        let t2 = Instant::now();
+        Ok(CompiledBlock {
+            code,
+            guest_insns: built.insns,
+            ir_insts: built.ir_insts,
+            time_translate_ns: nanos(t1 - t0),
+            time_compile_ns: nanos(t2 - t1),
+        })
+    }
+
+    /// Builds `block`'s function in `self.ctx`.
+    fn translate_ir(
+        &mut self,
+        block: &DecodedBlock,
+        mode: Mode,
+        env: &mut dyn JitEnv,
+    ) -> Result<Built, JitError> {
         if block.insns.is_empty() {
             return Err(JitError::EmptyBlock);
         }
-        let t0 = Instant::now();
         // Link slots are asked for once per target, even if the block is built twice.
         let mut links = HashMap::new();
         let preload = block.gpr_mask();
@@ -487,16 +507,35 @@ impl Jit {
                 crate::semantics::translate_block(e, block, mode, 0xffff, vendor)
             })?;
         }
-        let t1 = Instant::now();
-        let code = self.compile()?;
-        let t2 = Instant::now();
-        Ok(CompiledBlock {
-            code,
+        Ok(built)
+    }
+
+    /// The first half of [`Jit::translate`]: `block`'s Cranelift IR, to be compiled by a
+    /// [`Compiler`] (possibly on another thread). Everything the code will bake in (link
+    /// slots, stubs, the memory model) is asked of `env` now.
+    pub fn build(
+        &mut self,
+        block: &DecodedBlock,
+        mode: Mode,
+        env: &mut dyn JitEnv,
+    ) -> Result<BuiltBlock, JitError> {
+        let t0 = Instant::now();
+        // As `translate`, without the compilation (the same function, built the same way).
+        let built = self.translate_ir(block, mode, env)?;
+        Ok(BuiltBlock {
+            func: std::mem::replace(&mut self.ctx.func, Function::new()),
             guest_insns: built.insns,
             ir_insts: built.ir_insts,
-            time_translate_ns: nanos(t1 - t0),
-            time_compile_ns: nanos(t2 - t1),
+            time_translate_ns: nanos(t0.elapsed()),
         })
+    }
+
+    /// A compiler for the functions [`Jit::build`] makes, with this JIT's settings.
+    pub fn compiler(&self) -> Compiler {
+        Compiler {
+            isa: self.isa.clone(),
+            ctx: Context::new(),
+        }
     }
 
     /// Code of `extern "C" fn(cpu: *mut CpuState, block: usize) -> u64`: clears
@@ -599,22 +638,7 @@ impl Jit {
 
     /// Compile the function in `self.ctx` to relocation-free bytes.
     fn compile(&mut self) -> Result<Vec<u8>, JitError> {
-        let (ctx, isa) = (&mut self.ctx, &*self.isa);
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            match ctx.compile(isa, &mut ControlPlane::default()) {
-                Ok(code) => {
-                    let relocs = code.buffer.relocs().len();
-                    if relocs != 0 {
-                        return Err(JitError::Relocations(relocs));
-                    }
-                    Ok(code.code_buffer().to_vec())
-                }
-                Err(e) => Err(match e.inner {
-                    CodegenError::Verifier(v) => JitError::Verifier(v.to_string()),
-                    other => JitError::Codegen(other.to_string()),
-                }),
-            }
-        }));
+        let run = compile_ctx(&mut self.ctx, &*self.isa);
         self.settle(run)?
     }
 
@@ -624,14 +648,86 @@ impl Jit {
         run.map_err(|p| {
             self.ctx = Context::new();
             self.fctx = FunctionBuilderContext::new();
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_string());
-            JitError::Panic(msg)
+            JitError::Panic(panic_message(&*p))
         })
     }
+}
+
+/// Compiles the function in `ctx` to relocation-free bytes, catching Cranelift panics.
+fn compile_ctx(
+    ctx: &mut Context,
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+) -> std::thread::Result<Result<Vec<u8>, JitError>> {
+    catch_unwind(AssertUnwindSafe(|| {
+        match ctx.compile(isa, &mut ControlPlane::default()) {
+            Ok(code) => {
+                let relocs = code.buffer.relocs().len();
+                if relocs != 0 {
+                    return Err(JitError::Relocations(relocs));
+                }
+                Ok(code.code_buffer().to_vec())
+            }
+            Err(e) => Err(match e.inner {
+                CodegenError::Verifier(v) => JitError::Verifier(v.to_string()),
+                other => JitError::Codegen(other.to_string()),
+            }),
+        }
+    }))
+}
+
+/// A block's Cranelift IR, built by [`Jit::build`] and not compiled yet.
+pub struct BuiltBlock {
+    func: Function,
+    /// Guest instructions translated (what the block charges).
+    pub guest_insns: u32,
+    /// Cranelift IR instructions built.
+    pub ir_insts: usize,
+    /// Nanoseconds spent building the IR.
+    pub time_translate_ns: u64,
+}
+
+impl std::fmt::Debug for BuiltBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltBlock")
+            .field("guest_insns", &self.guest_insns)
+            .field("ir_insts", &self.ir_insts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compiles [`BuiltBlock`]s; `Send`, so compilation can run on another thread than the one
+/// building IR (the tiered engine's background compiler).
+pub struct Compiler {
+    isa: OwnedTargetIsa,
+    ctx: Context,
+}
+
+impl Compiler {
+    /// `b`'s host code.
+    pub fn compile(&mut self, b: BuiltBlock) -> Result<CompiledBlock, JitError> {
+        let t0 = Instant::now();
+        self.ctx.clear();
+        self.ctx.func = b.func;
+        let code = compile_ctx(&mut self.ctx, &*self.isa).unwrap_or_else(|p| {
+            self.ctx = Context::new();
+            Err(JitError::Panic(panic_message(&p)))
+        })?;
+        Ok(CompiledBlock {
+            code,
+            guest_insns: b.guest_insns,
+            ir_insts: b.ir_insts,
+            time_translate_ns: b.time_translate_ns,
+            time_compile_ns: nanos(t0.elapsed()),
+        })
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
 }
 
 /// Signature of a block: `tail fn(cpu: i64) -> i64`.

@@ -1,0 +1,333 @@
+//! The DBT engine's tiers: cold blocks run as recorded programs ([`translator::record`], the
+//! interpreter tier), hot ones as Cranelift code, compiled inline or on a background thread.
+//!
+//! Invariants:
+//! - A cold block is a block of the machine's code cache with [`HostCode::NONE`]: its bytes
+//!   are tracked, invalidated and write-protected exactly as compiled code's, and generated
+//!   code never reaches it (the cache neither links to it nor puts it in the jump cache).
+//!   [`ColdBlocks`] holds its program, found by the cache's block id; a program whose block is
+//!   no longer live in the cache is never run.
+//! - A compiled block replaces the cold block of the same key only if that cold block is still
+//!   live and no flush happened since its IR was built: then the bytes it was built from are
+//!   still the guest's (any store to them would have invalidated the cold block first).
+//! - The background thread sees nothing but IR and returns nothing but bytes; everything that
+//!   touches the machine (IR building, which asks for link slots and host stubs, and
+//!   installation) happens on the vCPU thread.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use cache::{BlockId, BlockKey, SlotRange};
+use hashbrown::HashMap;
+use translator::jit::{BuiltBlock, CompiledBlock, Compiler, JitError, MemoryModel};
+use translator::record::exec::run;
+use translator::record::{Program, RecordEnv};
+use translator::CpuState;
+
+use crate::machine::Machine;
+
+/// When blocks are compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiering {
+    /// Runs of a block in the interpreter tier after which it is compiled: 0 compiles every
+    /// block before it first runs (the `jit` engine), [`Tiering::NEVER`] never compiles (the
+    /// `interp` engine).
+    pub compile_after: u32,
+    /// Compile on a second thread while the interpreter tier keeps running the block.
+    pub background: bool,
+}
+
+impl Tiering {
+    /// `compile_after` value that never compiles.
+    pub const NEVER: u32 = u32::MAX;
+    /// Default hotness threshold (runs). Measured on the workload guests and the Linux boot
+    /// (see the README's tiering table): lower thresholds compile code that runs a handful
+    /// of times, higher ones leave warm loops in the interpreter for longer.
+    pub const DEFAULT_THRESHOLD: u32 = 50;
+
+    /// Compile everything before it runs (the `jit` and `trap` engines).
+    pub const JIT: Tiering = Tiering {
+        compile_after: 0,
+        background: false,
+    };
+    /// Never compile (the `interp` engine).
+    pub const INTERP: Tiering = Tiering {
+        compile_after: Tiering::NEVER,
+        background: false,
+    };
+
+    /// The tiered default: interpret cold blocks, compile hot ones, in the background when
+    /// the host has a second core.
+    pub fn tiered() -> Tiering {
+        Tiering {
+            compile_after: Tiering::DEFAULT_THRESHOLD,
+            background: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+        }
+    }
+}
+
+/// Counters of the interpreter tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Blocks recorded.
+    pub blocks_recorded: u64,
+    /// Guest instructions in recorded blocks.
+    pub guest_insns_recorded: u64,
+    /// Nanoseconds spent decoding and recording.
+    pub record_ns: u64,
+    /// Runs of recorded blocks (entries from the dispatcher).
+    pub cold_runs: u64,
+    /// Blocks handed to the background compiler.
+    pub background_jobs: u64,
+    /// Background compilations thrown away (their block changed or the cache was flushed).
+    pub background_discarded: u64,
+    /// Blocks kept in the interpreter tier because their code kept being rewritten.
+    pub pinned_cold: u64,
+}
+
+/// A recorded block and how often it ran.
+struct Cold {
+    program: Program,
+    runs: u32,
+    /// Handed to the background compiler (do not hand it again).
+    queued: bool,
+    /// Never compile (its code keeps changing).
+    pinned: bool,
+}
+
+/// Times a block at one physical address may be recorded before it stays cold: each new
+/// recording after the first means its code (or a neighbour's on the same bytes) changed.
+const MAX_RERECORDS: u8 = 4;
+
+/// Entries of the cold blocks' direct-mapped lookup table.
+const JUMP_ENTRIES: usize = 4096;
+
+/// The interpreter tier's blocks. See the module invariants.
+pub struct ColdBlocks {
+    blocks: HashMap<BlockId, Cold>,
+    /// `(virt_pc, mode, block)` by hash of the first two: the dispatcher's fast path.
+    jump: Box<[Option<(u64, u32, BlockId)>]>,
+    /// Times a block was recorded at a physical address (see [`MAX_RERECORDS`]).
+    recorded_at: HashMap<u64, u8>,
+    /// [`Machine::invlpgs`] when `jump` was last known valid.
+    invlpgs: u64,
+    /// Counters.
+    pub stats: TierStats,
+}
+
+impl Default for ColdBlocks {
+    fn default() -> Self {
+        ColdBlocks {
+            blocks: HashMap::new(),
+            jump: vec![None; JUMP_ENTRIES].into_boxed_slice(),
+            recorded_at: HashMap::new(),
+            invlpgs: 0,
+            stats: TierStats::default(),
+        }
+    }
+}
+
+fn jump_index(pc: u64, mode: u32) -> usize {
+    (cache::jump_cache_hash(pc, mode) as usize) & (JUMP_ENTRIES - 1)
+}
+
+impl ColdBlocks {
+    /// The cold block cached for guest-virtual `pc` in `mode`, if it is live in `m`'s cache.
+    pub fn lookup(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<BlockId> {
+        if m.invlpgs != self.invlpgs {
+            // Some page's mapping changed; which PCs it covered is not worth working out.
+            self.invlpgs = m.invlpgs;
+            self.forget_mappings();
+            return None;
+        }
+        let (p, md, id) = self.jump[jump_index(pc, mode)]?;
+        let live = m.code.as_ref().is_some_and(|c| c.block(id).is_some());
+        (p == pc && md == mode && live).then_some(id)
+    }
+
+    /// Remembers `id` for `pc` in `mode`.
+    pub fn remember(&mut self, pc: u64, mode: u32, id: BlockId) {
+        self.jump[jump_index(pc, mode)] = Some((pc, mode, id));
+    }
+
+    /// Forgets every virtual-address lookup (the guest changed its mappings).
+    pub fn forget_mappings(&mut self) {
+        self.jump.fill(None);
+    }
+
+    /// Forgets everything (the cache was flushed).
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+        self.forget_mappings();
+    }
+
+    /// Whether `id` is one of ours.
+    pub fn contains(&self, id: BlockId) -> bool {
+        self.blocks.contains_key(&id)
+    }
+
+    /// Adds the program of cold block `id` (recorded at guest-physical `phys_pc`).
+    pub fn insert(&mut self, m: &Machine, id: BlockId, phys_pc: u64, program: Program) {
+        self.stats.blocks_recorded += 1;
+        self.stats.guest_insns_recorded += u64::from(program.insns);
+        let n = self.recorded_at.entry(phys_pc).or_insert(0);
+        *n = n.saturating_add(1);
+        let pinned = *n > MAX_RERECORDS;
+        self.stats.pinned_cold += u64::from(pinned && *n == MAX_RERECORDS + 1);
+        self.blocks.insert(
+            id,
+            Cold {
+                program,
+                runs: 0,
+                queued: false,
+                pinned,
+            },
+        );
+        // Programs of blocks the cache dropped (invalidated, replaced by compiled code) are
+        // pruned in bulk, when they outnumber the live ones.
+        let live = m.code.as_ref().map_or(0, |c| c.stats().blocks_live);
+        if self.blocks.len() > 2 * live + 1024 {
+            if let Some(c) = m.code.as_ref() {
+                self.blocks.retain(|&id, _| c.block(id).is_some());
+            }
+        }
+    }
+
+    /// Counts a run of `id`; true if it has now run `threshold` times and should be
+    /// compiled (once).
+    pub fn count_run(&mut self, id: BlockId, threshold: u32) -> bool {
+        let Some(c) = self.blocks.get_mut(&id) else {
+            return false;
+        };
+        c.runs = c.runs.saturating_add(1);
+        if c.pinned || c.queued || c.runs < threshold {
+            return false;
+        }
+        c.queued = true;
+        true
+    }
+
+    /// Runs cold block `id` on `cpu`; its exit reason (as generated code returns it), or
+    /// `None` if the block is gone (a flush since it was found). A block looping on itself
+    /// returns after `threshold` iterations, each counted as a run: a hot loop entered once
+    /// is compiled like any hot block.
+    pub fn run(
+        &mut self,
+        id: BlockId,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        threshold: u32,
+    ) -> Option<u64> {
+        let c = self.blocks.get_mut(&id)?;
+        self.stats.cold_runs += 1;
+        let max_loops = if c.pinned { u32::MAX } else { threshold };
+        let ran = run(&mut c.program, cpu, m, max_loops);
+        c.runs = c.runs.saturating_add(ran.loops);
+        Some(ran.exit)
+    }
+}
+
+/// What the recorder gets from the runtime.
+pub struct RecordEnvImpl<'a> {
+    /// How guest memory is reached.
+    pub memory: MemoryModel,
+    /// Where host stubs are installed.
+    pub stubs: &'a mut crate::stubs::HostStubs,
+}
+
+impl RecordEnv for RecordEnvImpl<'_> {
+    fn memory(&self) -> MemoryModel {
+        self.memory
+    }
+    fn host_stub(&mut self, stub: &translator::hostexec::HostStub) -> Option<usize> {
+        self.stubs.addr(&stub.code)
+    }
+}
+
+/// What must be true to install a background compilation, and how.
+pub struct Pending {
+    /// The block's key (the cold block's).
+    pub key: BlockKey,
+    /// The cold block it replaces.
+    pub cold: BlockId,
+    /// Its link slots, and how many the code uses.
+    pub slots: SlotRange,
+    /// How many of `slots` the code uses.
+    pub used: usize,
+    /// The engine's flush count when the IR was built.
+    pub flushes: u64,
+}
+
+/// A finished background compilation.
+pub struct Done {
+    /// What it was for.
+    pub pending: Pending,
+    /// The code.
+    pub result: Result<CompiledBlock, JitError>,
+}
+
+/// The background compiler: a thread compiling IR the vCPU thread built.
+pub struct Worker {
+    jobs: Option<Sender<(BuiltBlock, Pending)>>,
+    done: Receiver<Done>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread.
+    pub fn start(mut compiler: Compiler) -> std::io::Result<Worker> {
+        let (jobs, rx) = channel::<(BuiltBlock, Pending)>();
+        let (tx, done) = channel();
+        let thread = std::thread::Builder::new()
+            .name("popek-compile".into())
+            .spawn(move || {
+                while let Ok((built, pending)) = rx.recv() {
+                    let result = compiler.compile(built);
+                    if tx.send(Done { pending, result }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Worker {
+            jobs: Some(jobs),
+            done,
+            in_flight: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a compilation; false if the thread is gone.
+    pub fn submit(&mut self, built: BuiltBlock, pending: Pending) -> bool {
+        let ok = self
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.send((built, pending)).is_ok());
+        self.in_flight += usize::from(ok);
+        ok
+    }
+
+    /// A finished compilation, if any (never blocks).
+    pub fn poll(&mut self) -> Option<Done> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        let d = self.done.try_recv().ok()?;
+        self.in_flight -= 1;
+        Some(d)
+    }
+
+    /// Compilations queued and not collected yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after its current job.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The tiered DBT engine: cold blocks in the interpreter tier, hot blocks compiled, the
+//! boundary between them, and byte-exact code tracking — through the public [`Vm`] API.
+
+use iced_x86::code_asm::*;
+use runtime::engine::tier::Tiering;
+use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
+
+fn vm(engine: Engine, tiering: Option<Tiering>) -> Vm {
+    Vm::new(VmConfig {
+        mem_bytes: 16 << 20,
+        engine,
+        serial: SerialSink::Capture,
+        instruction_limit: Some(50_000_000),
+        tiering,
+        ..VmConfig::default()
+    })
+    .unwrap()
+}
+
+fn asm(at: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    f(&mut a).unwrap();
+    a.assemble(at).unwrap()
+}
+
+/// `rax` counts to `n` in a one-block loop, then `out 0xf4, eax`.
+fn counting_loop(n: u32) -> Vec<u8> {
+    asm(0x1000, |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(rax, 1)?;
+        a.cmp(eax, n)?;
+        a.jb(top)?;
+        a.out(0xf4, eax)
+    })
+}
+
+#[test]
+fn hot_blocks_are_compiled_and_cold_ones_are_not() {
+    let inline = Tiering {
+        compile_after: 10,
+        background: false,
+    };
+    for (tiering, compiled) in [
+        (Some(inline), true),
+        (Some(Tiering::INTERP), false),
+        (Some(Tiering::JIT), true),
+    ] {
+        let mut v = vm(Engine::Dbt, tiering);
+        v.write_phys(0x1000, &counting_loop(5)).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(5), "{tiering:?}");
+        let s = v.stats();
+        // Five iterations of the loop block: below the threshold of 10.
+        if tiering == Some(inline) {
+            assert_eq!(s.dbt.blocks_translated, 0, "{s}");
+        } else {
+            assert_eq!(s.dbt.blocks_translated > 0, compiled, "{s}");
+        }
+        // A long loop entered once: its iterations count, so it is compiled.
+        let mut v = vm(Engine::Dbt, tiering);
+        v.write_phys(0x1000, &counting_loop(100_000)).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(100_000), "{tiering:?}");
+        assert_eq!(v.stats().dbt.blocks_translated > 0, compiled, "{tiering:?}");
+    }
+}
+
+#[test]
+fn background_compilation_takes_over_a_hot_loop() {
+    let background = Tiering {
+        compile_after: 2,
+        background: true,
+    };
+    let mut v = vm(Engine::Dbt, Some(background));
+    // A loop of loops: the inner block is re-entered from the dispatcher often enough to see
+    // its compiled code installed.
+    let code = asm(0x1000, |a| {
+        let mut outer = a.create_label();
+        let mut inner = a.create_label();
+        a.set_label(&mut outer)?;
+        a.mov(ecx, 1000)?;
+        a.set_label(&mut inner)?;
+        a.add(rax, rcx)?;
+        a.dec(ecx)?;
+        a.jnz(inner)?;
+        a.inc(ebx)?;
+        a.cmp(ebx, 2000)?;
+        a.jb(outer)?;
+        a.mov(eax, ebx)?;
+        a.out(0xf4, eax)
+    });
+    v.write_phys(0x1000, &code).unwrap();
+    v.cpu_mut().rip = 0x1000;
+    assert_eq!(v.run(), RunOutcome::DebugExit(2000));
+    let s = v.stats();
+    assert!(s.dbt.tier.background_jobs >= 1, "{s}");
+    assert!(s.dbt.blocks_translated >= 1, "installed: {s}");
+}
+
+/// Regression: compiled code's indirect jump to a block that was only recorded found it
+/// through the `Lookup` helper and jumped to its (absent) host code at address 0.
+#[test]
+fn compiled_code_never_jumps_into_a_cold_block() {
+    let tiering = Tiering {
+        compile_after: 3,
+        background: false,
+    };
+    let mut v = vm(Engine::Dbt, Some(tiering));
+    // A at 0x1000: inc rax; jmp rcx
+    let a_code = asm(0x1000, |a| {
+        a.inc(rax)?;
+        a.jmp(rcx)
+    });
+    // B at 0x2000: loop through A until rax = 20, then send A to C.
+    let b_code = asm(0x2000, |a| {
+        let mut again = a.create_label();
+        a.cmp(rax, 20)?;
+        a.jb(again)?;
+        a.mov(ecx, 0x3000)?;
+        a.set_label(&mut again)?;
+        a.mov(edx, 0x1000)?;
+        a.jmp(rdx)
+    });
+    // C at 0x3000: the first time, back to A with B as the target; then exit.
+    let c_code = asm(0x3000, |a| {
+        let mut done = a.create_label();
+        a.cmp(rax, 1)?;
+        a.ja(done)?;
+        a.mov(ecx, 0x2000)?;
+        a.mov(edx, 0x1000)?;
+        a.jmp(rdx)?;
+        a.set_label(&mut done)?;
+        a.out(0xf4, eax)
+    });
+    v.write_phys(0x1000, &a_code).unwrap();
+    v.write_phys(0x2000, &b_code).unwrap();
+    v.write_phys(0x3000, &c_code).unwrap();
+    let cpu = v.cpu_mut();
+    cpu.rip = 0x1000;
+    cpu.gpr[1] = 0x3000;
+    assert_eq!(v.run(), RunOutcome::DebugExit(21));
+    let s = v.stats();
+    assert!(s.dbt.blocks_translated >= 1, "A was compiled: {s}");
+}
+
+/// Byte-exact code tracking: a loop storing to data on its own code page neither
+/// invalidates nor single-steps, in every engine.
+#[test]
+fn data_next_to_code_is_not_code() {
+    // The loop stores its counter 64 bytes past its own last byte, on the same page.
+    let code = asm(0x1000, |a| {
+        let mut top = a.create_label();
+        let mut data = a.create_label();
+        a.set_label(&mut top)?;
+        a.inc(rax)?;
+        a.mov(qword_ptr(data), rax)?;
+        a.cmp(rax, 10_000)?;
+        a.jb(top)?;
+        a.mov(rax, qword_ptr(data))?;
+        a.out(0xf4, eax)?;
+        a.hlt()?;
+        a.zero_bytes()?;
+        for _ in 0..64 {
+            a.nop()?;
+        }
+        a.set_label(&mut data)?;
+        a.dq(&[0])
+    });
+    for engine in Engine::ALL {
+        let mut v = vm(engine, None);
+        v.write_phys(0x1000, &code).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(10_000), "{engine:?}");
+        let s = v.stats();
+        assert_eq!(s.code_modified, 0, "{engine:?}: {s}");
+        assert_eq!(s.dbt.single_steps, 0, "{engine:?}: {s}");
+        assert_eq!(s.cache.invalidations, 0, "{engine:?}: {s}");
+    }
+}
+
+/// A block whose code the guest keeps rewriting stays in the interpreter tier instead of
+/// being recompiled again and again.
+#[test]
+fn rewritten_code_stays_cold() {
+    let tiering = Tiering {
+        compile_after: 2,
+        background: false,
+    };
+    // 0x1000: loop 200 times: patch the immediate of `add rbx, imm8` at 0x2000, call it.
+    let main = asm(0x1000, |a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 200)?;
+        a.set_label(&mut top)?;
+        a.mov(byte_ptr(0x2003), cl)?;
+        a.mov(edx, 0x2000)?;
+        a.call(rdx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, ebx)?;
+        a.out(0xf4, eax)
+    });
+    let callee = asm(0x2000, |a| {
+        a.add(rbx, 0x7f)?;
+        a.ret()
+    });
+    assert_eq!(&callee[..4], &[0x48, 0x83, 0xC3, 0x7F]);
+    let mut v = vm(Engine::Dbt, Some(tiering));
+    v.write_phys(0x1000, &main).unwrap();
+    v.write_phys(0x2000, &callee).unwrap();
+    let cpu = v.cpu_mut();
+    cpu.rip = 0x1000;
+    cpu.gpr[4] = 0x8000;
+    // Sum of the low bytes of 200..1, sign-extended (imm8): 1..=127 plus -128..-56.
+    let expected: i64 = (1..=200i64).map(|c| c as u8 as i8 as i64).sum();
+    assert_eq!(v.run(), RunOutcome::DebugExit(expected as u32));
+    let s = v.stats();
+    assert!(s.dbt.tier.pinned_cold >= 1, "{s}");
+    assert!(
+        s.dbt.blocks_translated < 20,
+        "the callee is not recompiled for every patch: {s}"
+    );
+}

@@ -1,0 +1,434 @@
+//! Running a recorded block ([`Program`]) against a CPU state.
+//!
+//! The executor honours the same contract as a JIT block (see [`crate::jit`]): it charges
+//! the block's instructions at entry, leaves with an [`ExitReason`], reaches guest memory
+//! through the [`MemoryModel`]'s inline fast path (bounds-checked flat RAM, or the soft
+//! TLB) and otherwise through the runtime's helpers, and after a helper that stopped
+//! (`cpu.status` set) continues at the op's fault target, which writes back the state of
+//! the faulting instruction's start.
+//!
+//! Invariants:
+//! - A guest address becomes a host address only as generated code's would: after the flat
+//!   model's bounds check (and, for stores, the code bitmap), or by adding the addend of a
+//!   soft-TLB entry whose tag matched both ends of the access.
+//! - Slots and jump targets come from the recorder, which allocates every slot it names and
+//!   patches every target; the executor still never indexes out of bounds (a broken program
+//!   returns [`ExitReason::Unsupported`] before running).
+
+use super::{Op, Program, NO_LABEL};
+use crate::helpers::Helper;
+use crate::hostexec::StubCall;
+use crate::interp::InterpEnv;
+use crate::ir::{eval_binop, eval_cmp, eval_convert, eval_unop, Ty};
+use crate::jit::MemoryModel;
+use crate::state::{CpuState, ExitReason, HostFrame, TlbEntry, TLB_ENTRIES};
+use crate::vector;
+
+/// How a run of a recorded block ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ran {
+    /// The exit reason (as generated code returns it).
+    pub exit: u64,
+    /// Times the block jumped back to its own start and went on running.
+    pub loops: u32,
+}
+
+/// Run `p` on `cpu`. A block that jumps to its own start runs again without returning, as
+/// a JIT block does, at most `max_loops` times: then it leaves with [`ExitReason::Jump`]
+/// (so a caller counting runs sees a hot loop).
+pub fn run(p: &mut Program, cpu: &mut CpuState, env: &mut dyn InterpEnv, max_loops: u32) -> Ran {
+    let mut loops = 0;
+    let exit = run_loops(p, cpu, env, max_loops, &mut loops);
+    Ran { exit, loops }
+}
+
+fn run_loops(
+    p: &mut Program,
+    cpu: &mut CpuState,
+    env: &mut dyn InterpEnv,
+    max_loops: u32,
+    loops: &mut u32,
+) -> u64 {
+    cpu.status = 0;
+    if p.broken.is_some() || p.ops.is_empty() {
+        cpu.rip = p.pc;
+        return ExitReason::Unsupported as u64;
+    }
+    let mut m = Machine {
+        cpu,
+        env,
+        mem: p.memory,
+    };
+    // The program's own register files: constants stay put, every other slot is written
+    // before it is read, so nothing is reset between runs.
+    let (r, v) = (&mut p.regs[..], &mut p.vregs[..]);
+    let ops = &p.ops[..];
+    let (pc0, stubs, masks) = (p.pc, &p.stubs[..], &p.masks[..]);
+    let mut pc = 0usize;
+    loop {
+        let Some(op) = ops.get(pc) else {
+            return ExitReason::Unsupported as u64;
+        };
+        pc += 1;
+        match *op {
+            Op::Charge { n } => {
+                let next = m.cpu.icount.wrapping_add(u64::from(n));
+                if next > m.cpu.icount_limit {
+                    m.cpu.rip = pc0;
+                    return ExitReason::Budget as u64;
+                }
+                m.cpu.icount = next;
+            }
+            Op::Bin { op, ty, d, a, b } => {
+                r[d as usize] = eval_binop(op, ty, r[a as usize], r[b as usize]);
+            }
+            Op::Un { op, ty, d, a } => r[d as usize] = eval_unop(op, ty, r[a as usize]),
+            Op::Cmp { cc, ty, d, a, b } => {
+                r[d as usize] = eval_cmp(cc, ty, r[a as usize], r[b as usize]);
+            }
+            Op::Select { ty, d, c, t, f } => {
+                let x = if r[c as usize] != 0 { r[t as usize] } else { r[f as usize] };
+                r[d as usize] = x & ty.mask();
+            }
+            Op::Conv { op, from, to, d, a } => {
+                r[d as usize] = eval_convert(op, from, to, r[a as usize]);
+            }
+            Op::Mov { d, a } => r[d as usize] = r[a as usize],
+            Op::LoadState { ty, d, off } => r[d as usize] = load_state(m.cpu, ty, off),
+            Op::StoreState { ty, off, a } => store_state(m.cpu, ty, off, r[a as usize]),
+            Op::LoadMem { ty, d, addr, fault } => match m.load(ty, r[addr as usize]) {
+                Some(x) => r[d as usize] = x,
+                None => match on_fault(m.cpu, fault) {
+                    Ok(to) => pc = to,
+                    Err(e) => return e,
+                },
+            },
+            Op::StoreMem { ty, addr, v: x, fault } => {
+                if !m.store(ty, r[addr as usize], r[x as usize]) {
+                    match on_fault(m.cpu, fault) {
+                        Ok(to) => pc = to,
+                        Err(e) => return e,
+                    }
+                }
+            }
+            Op::Helper { h, d, args, fault } => {
+                let a = args.map(|x| r[x as usize]);
+                r[d as usize] = m.env.helper(m.cpu, h, a);
+                if h.can_stop() && m.cpu.status != 0 {
+                    match on_fault(m.cpu, fault) {
+                        Ok(to) => pc = to,
+                        Err(e) => return e,
+                    }
+                }
+            }
+            Op::Jump { to } => pc = to as usize,
+            Op::Branch { c, then, els } => {
+                pc = if r[c as usize] != 0 { then } else { els } as usize;
+            }
+            Op::ExitJump { target } => {
+                let t = r[target as usize];
+                m.cpu.rip = t;
+                m.cpu.link_slot = 0;
+                if t == pc0 && *loops < max_loops {
+                    *loops += 1;
+                    // A loop: straight back to the budget check, as a JIT block does. Slots
+                    // need no reset: constants are never written, and every other slot is
+                    // written before it is read.
+                    pc = 0;
+                    continue;
+                }
+                return ExitReason::Jump as u64;
+            }
+            Op::ExitReturn { reason } => return reason as u64,
+            Op::ExitStatus => return m.cpu.status,
+            Op::Uncount { n } => m.cpu.icount = m.cpu.icount.wrapping_sub(u64::from(n)),
+            Op::VMov { d, a } => v[d as usize] = v[a as usize],
+            Op::VLoadState { d, off } => {
+                let lo = load_state(m.cpu, Ty::I64, off);
+                let hi = load_state(m.cpu, Ty::I64, off + 8);
+                v[d as usize] = u128::from(lo) | u128::from(hi) << 64;
+            }
+            Op::VStoreState { off, a } => {
+                let x = v[a as usize];
+                store_state(m.cpu, Ty::I64, off, x as u64);
+                store_state(m.cpu, Ty::I64, off + 8, (x >> 64) as u64);
+            }
+            Op::VLoadMem { d, addr, fault } => match m.load16(r[addr as usize]) {
+                Some(x) => v[d as usize] = x,
+                None => match on_fault(m.cpu, fault) {
+                    Ok(to) => pc = to,
+                    Err(e) => return e,
+                },
+            },
+            Op::VStoreMem { addr, v: x, fault } => {
+                if !m.store16(r[addr as usize], v[x as usize]) {
+                    match on_fault(m.cpu, fault) {
+                        Ok(to) => pc = to,
+                        Err(e) => return e,
+                    }
+                }
+            }
+            Op::VBin { op, lanes, d, a, b } => {
+                v[d as usize] = vector::eval_bin(op, lanes, v[a as usize], v[b as usize]);
+            }
+            Op::VUn { op, lanes, d, a } => v[d as usize] = vector::eval_un(op, lanes, v[a as usize]),
+            Op::VShift { op, lanes, d, a, count } => {
+                v[d as usize] = vector::eval_shift(op, lanes, v[a as usize], r[count as usize]);
+            }
+            Op::VShuffle { d, a, b, mask } => {
+                let mk = masks.get(mask as usize).copied().unwrap_or([0; 16]);
+                v[d as usize] = vector::eval_shuffle(v[a as usize], v[b as usize], mk);
+            }
+            Op::VExtract { lanes, idx, d, a } => {
+                let l = lanes.int();
+                r[d as usize] = vector::lane(v[a as usize], l.bits(), u32::from(idx) % l.count());
+            }
+            Op::VInsert { lanes, idx, d, a, x } => {
+                let l = lanes.int();
+                let i = u32::from(idx) % l.count();
+                v[d as usize] = vector::with_lane(v[a as usize], l.bits(), i, r[x as usize]);
+            }
+            Op::VSplat { lanes, d, x } => {
+                let l = lanes.int();
+                let val = r[x as usize];
+                v[d as usize] = (0..l.count()).fold(0, |acc, i| vector::with_lane(acc, l.bits(), i, val));
+            }
+            Op::VMovmsk { lanes, d, a } => r[d as usize] = vector::eval_movmsk(v[a as usize], lanes),
+            Op::VSelect { d, c, t, f } => {
+                v[d as usize] = if r[c as usize] != 0 { v[t as usize] } else { v[f as usize] };
+            }
+            Op::VBlendv { lanes, d, a, b, m: mk } => {
+                v[d as usize] = vector::eval_blendv(lanes, v[a as usize], v[b as usize], v[mk as usize]);
+            }
+            Op::VCvt { op, d, a } => v[d as usize] = vector::eval_cvt(op, v[a as usize]),
+            Op::VCvtFromInt { lanes, xty, d, a, x } => {
+                v[d as usize] =
+                    vector::eval_cvt_from_int(lanes, v[a as usize], r[x as usize], xty.bits());
+            }
+            Op::VCvttToInt { lanes, ty, d, a } => {
+                r[d as usize] = vector::eval_cvtt_to_int(lanes, v[a as usize], ty.bits());
+            }
+            Op::VFcmpFlags { lanes, ordered, d, a, b } => {
+                r[d as usize] = vector::eval_fcmp_flags(lanes, v[a as usize], v[b as usize], ordered);
+            }
+            Op::Stub { stub, how, fault } => {
+                let addr = stubs.get(stub as usize).copied().unwrap_or(0);
+                if !m.stub(addr, how) {
+                    match on_fault(m.cpu, fault) {
+                        Ok(to) => pc = to,
+                        Err(e) => return e,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where to continue after an op stopped: its fault target, or (none) leave with the
+/// status as it is.
+fn on_fault(cpu: &CpuState, fault: u32) -> Result<usize, u64> {
+    if fault == NO_LABEL {
+        Err(cpu.status)
+    } else {
+        Ok(fault as usize)
+    }
+}
+
+fn load_state(cpu: &CpuState, ty: Ty, off: u32) -> u64 {
+    let off = off as usize;
+    if off + ty.bytes() as usize > std::mem::size_of::<CpuState>() {
+        return 0;
+    }
+    // SAFETY: [off, off + size) lies inside the `CpuState` borrowed here; every field is
+    // plain data, so any bytes are valid to read.
+    unsafe { read_le(ty, (cpu as *const CpuState).cast::<u8>().add(off)) }
+}
+
+fn store_state(cpu: &mut CpuState, ty: Ty, off: u32, x: u64) {
+    let off = off as usize;
+    if off + ty.bytes() as usize > std::mem::size_of::<CpuState>() {
+        return;
+    }
+    // SAFETY: as in `load_state`, the destination range is inside our `CpuState`, whose
+    // fields accept any bit pattern.
+    unsafe { write_le(ty, (cpu as *mut CpuState).cast::<u8>().add(off), x) }
+}
+
+/// Read a `ty`-sized little-endian integer at `p` with one fixed-size access (a
+/// variable-length copy became a `memcpy` call per guest register access).
+///
+/// # Safety
+/// `ty.bytes()` bytes at `p` must be readable.
+unsafe fn read_le(ty: Ty, p: *const u8) -> u64 {
+    // SAFETY: the caller vouches for the bytes; unaligned reads need no alignment.
+    unsafe {
+        match ty.bytes() {
+            1 => u64::from(p.read()),
+            2 => u64::from(u16::from_le(p.cast::<u16>().read_unaligned())),
+            4 => u64::from(u32::from_le(p.cast::<u32>().read_unaligned())),
+            _ => u64::from_le(p.cast::<u64>().read_unaligned()),
+        }
+    }
+}
+
+/// Write the low `ty.bytes()` bytes of `x` at `p`, little-endian.
+///
+/// # Safety
+/// `ty.bytes()` bytes at `p` must be writable.
+unsafe fn write_le(ty: Ty, p: *mut u8, x: u64) {
+    // SAFETY: the caller vouches for the bytes; unaligned writes need no alignment.
+    unsafe {
+        match ty.bytes() {
+            1 => p.write(x as u8),
+            2 => p.cast::<u16>().write_unaligned((x as u16).to_le()),
+            4 => p.cast::<u32>().write_unaligned((x as u32).to_le()),
+            _ => p.cast::<u64>().write_unaligned(x.to_le()),
+        }
+    }
+}
+
+/// The executor's view of the machine: the CPU state, the runtime, the memory model.
+struct Machine<'a> {
+    cpu: &'a mut CpuState,
+    env: &'a mut dyn InterpEnv,
+    mem: Option<MemoryModel>,
+}
+
+impl Machine<'_> {
+    /// The host address of `bytes` at guest `addr` for a load (`write` false) or a store,
+    /// if the inline fast path covers it.
+    fn host(&self, addr: u64, bytes: u64, write: bool) -> Option<*mut u8> {
+        match self.mem? {
+            MemoryModel::Flat {
+                ram_base,
+                ram_size,
+                code_bitmap,
+                code_bitmap_len,
+            } => {
+                let limit = if write {
+                    ram_size.min(code_bitmap_len.saturating_mul(4096))
+                } else {
+                    ram_size
+                };
+                if addr > limit.checked_sub(bytes)? {
+                    return None;
+                }
+                if write {
+                    let last = addr + bytes - 1;
+                    for page in [addr >> 12, last >> 12] {
+                        // SAFETY: `page < code_bitmap_len` (the bounds check above covered
+                        // `addr + bytes <= 4096 * code_bitmap_len`), and the runtime keeps
+                        // the bitmap mapped at `code_bitmap` while recorded code may run.
+                        let marked = unsafe { *(code_bitmap as *const u8).add(page as usize) };
+                        if marked != 0 {
+                            return None;
+                        }
+                    }
+                }
+                Some((ram_base as u64 + addr) as *mut u8)
+            }
+            MemoryModel::Tlb { set } => {
+                let e: &TlbEntry = self
+                    .cpu
+                    .tlb
+                    .sets
+                    .get(set)?
+                    .get(((addr >> 12) as usize) % TLB_ENTRIES)?;
+                let tag = if write { e.write_tag } else { e.read_tag };
+                if addr.wrapping_add(bytes - 1) & !0xFFF != tag {
+                    return None;
+                }
+                Some(addr.wrapping_add(e.addend) as *mut u8)
+            }
+        }
+    }
+
+    fn load(&mut self, ty: Ty, addr: u64) -> Option<u64> {
+        let n = u64::from(ty.bytes());
+        if let Some(p) = self.host(addr, n, false) {
+            // SAFETY: `host` proved `n` bytes at `p` are guest RAM the runtime maps for the
+            // machine's life (a bounds-checked flat access, or a TLB entry it filled).
+            return Some(unsafe { read_le(ty, p) });
+        }
+        let x = self.env.helper(self.cpu, Helper::MemRead, [addr, n, 0]);
+        (self.cpu.status == 0).then_some(x & ty.mask())
+    }
+
+    fn store(&mut self, ty: Ty, addr: u64, x: u64) -> bool {
+        let n = u64::from(ty.bytes());
+        if let Some(p) = self.host(addr, n, true) {
+            // SAFETY: as in `load`, for a store (a write tag, or a page without code).
+            unsafe { write_le(ty, p, x) };
+            return true;
+        }
+        self.env.helper(self.cpu, Helper::MemWrite, [addr, n, x]);
+        self.cpu.status == 0
+    }
+
+    fn load16(&mut self, addr: u64) -> Option<u128> {
+        if let Some(p) = self.host(addr, 16, false) {
+            let mut b = [0u8; 16];
+            // SAFETY: as in `load`.
+            unsafe { std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), 16) };
+            return Some(u128::from_le_bytes(b));
+        }
+        let saved = self.cpu.helper_out[0];
+        let lo = self.env.helper(self.cpu, Helper::MemRead, [addr, 16, 0]);
+        let hi = std::mem::replace(&mut self.cpu.helper_out[0], saved);
+        (self.cpu.status == 0).then_some(u128::from(lo) | u128::from(hi) << 64)
+    }
+
+    fn store16(&mut self, addr: u64, x: u128) -> bool {
+        if let Some(p) = self.host(addr, 16, true) {
+            // SAFETY: as in `store`.
+            unsafe { std::ptr::copy_nonoverlapping(x.to_le_bytes().as_ptr(), p, 16) };
+            return true;
+        }
+        let saved = std::mem::replace(&mut self.cpu.helper_out[0], (x >> 64) as u64);
+        self.env.helper(self.cpu, Helper::MemWrite, [addr, 16, x as u64]);
+        self.cpu.helper_out[0] = saved;
+        self.cpu.status == 0
+    }
+
+    /// Run the stub at `addr`; `false` if it stopped the instruction.
+    fn stub(&mut self, addr: usize, how: StubCall) -> bool {
+        match how {
+            StubCall::Direct => {
+                call_stub(addr, &mut self.cpu.hx);
+                true
+            }
+            StubCall::Checked => {
+                self.env.helper(self.cpu, Helper::SimdChecked, [addr as u64, 0, 0]);
+                self.cpu.status == 0
+            }
+            StubCall::Fpu(info) => {
+                // As generated code: straight to the stub while the x87 state is live and
+                // nothing is pending; the runtime otherwise.
+                if self.cpu.fpu_live == 1 {
+                    call_stub(addr, &mut self.cpu.hx);
+                    if !info.waiting || self.cpu.hx.status == 0 {
+                        return true;
+                    }
+                }
+                self.env
+                    .helper(self.cpu, Helper::FpuExec, [addr as u64, info.bits(), 0]);
+                self.cpu.status == 0
+            }
+        }
+    }
+}
+
+/// Call the host stub at `addr` on `frame`.
+fn call_stub(addr: usize, frame: &mut HostFrame) {
+    if addr == 0 {
+        return;
+    }
+    // SAFETY: `addr` came from `RecordEnv::host_stub`, which hands out only stubs built by
+    // `hostexec` in executable memory kept alive while recorded code may run; a stub is a
+    // System V function taking the frame that changes nothing but the frame, RFLAGS,
+    // MXCSR's flags and the x87/MMX state (see `hostexec`).
+    unsafe {
+        let f: extern "C" fn(*mut HostFrame) = std::mem::transmute(addr);
+        f(frame);
+    }
+}
