@@ -15,15 +15,15 @@ fn dispatch(c: &mut Criterion) {
     let mut g = c.benchmark_group("dispatch");
     g.throughput(Throughput::Elements(1));
     for kind in [Loop::Direct, Loop::Indirect] {
-        let mut vm = loop_vm(Engine::Dbt, kind);
+        let mut vm = loop_vm(Engine::Jit, kind);
         let name = match kind {
-            Loop::Direct => "dbt/direct_linked",
-            Loop::Indirect => "dbt/indirect_lookup",
+            Loop::Direct => "jit/direct_linked",
+            Loop::Indirect => "jit/indirect_lookup",
         };
         g.bench_function(name, |b| b.iter_custom(|n| run_blocks(&mut vm, n)));
     }
-    let mut vm = loop_vm(Engine::Dbt, Loop::Direct);
-    g.bench_function("dbt/dispatcher_vm_run", |b| {
+    let mut vm = loop_vm(Engine::Jit, Loop::Direct);
+    g.bench_function("jit/dispatcher_vm_run", |b| {
         b.iter_custom(|n| run_dispatched(&mut vm, n))
     });
     for kind in [Loop::Direct, Loop::Indirect] {

@@ -124,8 +124,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loops_count_exactly_in_both_engines() {
-        for engine in [Engine::Dbt, Engine::Interp] {
+    fn loops_count_exactly_in_every_engine() {
+        for engine in Engine::ALL {
             for kind in [Loop::Direct, Loop::Indirect] {
                 let mut vm = loop_vm(engine, kind);
                 let before = vm.cpu().gpr[0];
@@ -139,8 +139,8 @@ mod tests {
 
     #[test]
     fn the_direct_loop_is_linked_and_the_indirect_one_is_not() {
-        let mut direct = loop_vm(Engine::Dbt, Loop::Direct);
-        let mut indirect = loop_vm(Engine::Dbt, Loop::Indirect);
+        let mut direct = loop_vm(Engine::Jit, Loop::Direct);
+        let mut indirect = loop_vm(Engine::Jit, Loop::Indirect);
         run_blocks(&mut direct, 1000);
         run_blocks(&mut indirect, 1000);
         let (d, i) = (direct.stats(), indirect.stats());
