@@ -182,7 +182,7 @@ pub fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
         for (g, sum) in guests.iter_mut().zip(sums.iter_mut()) {
             let t = Instant::now();
             let gres = g.run(&case);
-            let verdict = compare(&nres, machine.mem(), &gres, g.mem());
+            let verdict = compare(&case, &nres, machine.mem(), &gres, g.mem());
             if matches!(verdict, Verdict::Pass) {
                 g.restore(&pristine);
             } else {
@@ -230,7 +230,9 @@ pub fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
                     }
                     if sum.reports.len() < opts.max_reports {
                         let r = case_report(&ctx, &case, &nres, &gres, &diffs);
-                        let _ = writeln!(log, "{r}");
+                        if !opts.verbose {
+                            let _ = writeln!(log, "{r}");
+                        }
                         sum.reports.push(r);
                     }
                     stop |= opts.stop_on_first;
@@ -288,7 +290,7 @@ pub fn run_single(case: &Case, engines: &[Engine]) -> Result<SingleRun, String> 
     for &e in engines {
         let mut g = GuestRunner::new(e, &pristine).map_err(|err| err.to_string())?;
         let res = g.run(case);
-        let verdict = compare(&native, machine.mem(), &res, g.mem());
+        let verdict = compare(case, &native, machine.mem(), &res, g.mem());
         guests.push((e, res, verdict));
     }
     restore_native(&mut machine, &pristine);
@@ -310,6 +312,7 @@ fn run_native(machine: &mut native::NativeMachine, case: &Case) -> NativeResult 
             gpr: case.regs,
             rflags: case.rflags,
         },
+        &case.fx,
     )
 }
 
