@@ -196,6 +196,7 @@ fn fsw(cpu: &CpuState) -> u16 {
 pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
     let info = FpuInfo::from_bits(info);
     load_x87(cpu);
+    let mut ignore_pending = false;
     if info.waiting && fsw(cpu) & fpu::FSW_ES != 0 {
         if cpu.cr0 & cr::CR0_NE != 0 {
             return cpu.raise(Exception::FloatingPoint);
@@ -207,12 +208,53 @@ pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
             cpu.icount_limit = 0;
             return;
         }
+        ignore_pending = true;
     } else if info.waiting {
         m.fpu_error(false);
     }
-    if !m.stubs.call(stub as usize, &mut cpu.hx) {
+    let ran = if ignore_pending {
+        run_ignoring_pending(m, stub as usize, &mut cpu.hx)
+    } else {
+        m.stubs.call(stub as usize, &mut cpu.hx)
+    };
+    if !ran {
         cpu.raise(Exception::InvalidOpcode);
     }
+}
+
+/// A protected-mode x87 environment image (FNSTENV/FLDENV, 32-bit format).
+#[repr(C)]
+struct Env([u16; 14]);
+
+/// Run a waiting x87 stub while IGNNE# lets it ignore a pending unmasked exception: the
+/// host cannot be asked to ignore one (it would trap), so the exception flags are set aside
+/// for the instruction and put back after it, with any it raised itself.
+fn run_ignoring_pending(m: &mut Machine, addr: usize, frame: &mut HostFrame) -> bool {
+    const FLAGS: u16 = 0x3F;
+    let mut before = Env([0; 14]);
+    // SAFETY: FNSTENV stores the 28-byte environment into `before` (and masks every
+    // exception in the live FCW, which the FLDENV below replaces); both are non-waiting.
+    unsafe {
+        asm!("fnstenv [{p}]", p = in(reg) before.0.as_mut_ptr(), options(nostack, preserves_flags));
+    }
+    let pending = before.0[2] & FLAGS;
+    let mut clean = Env(before.0);
+    clean.0[2] &= !(FLAGS | fpu::FSW_ES | 0x8000);
+    // SAFETY: FLDENV loads the environment just built from the live one, with no exception
+    // flag set, so nothing is pending afterwards.
+    unsafe {
+        asm!("fldenv [{p}]", p = in(reg) clean.0.as_ptr(), options(nostack, preserves_flags, readonly));
+    }
+    let ran = m.stubs.call(addr, frame);
+    let mut after = Env([0; 14]);
+    // SAFETY: as above; the environment goes back with the set-aside flags merged into the
+    // status word (ES and B follow: the error is still pending).
+    unsafe {
+        asm!("fnstenv [{p}]", p = in(reg) after.0.as_mut_ptr(), options(nostack, preserves_flags));
+        after.0[2] |= pending | fpu::FSW_ES | 0x8000;
+        asm!("fldenv [{p}]", p = in(reg) after.0.as_ptr(), options(nostack, preserves_flags, readonly));
+    }
+    ran
 }
 
 /// [`translator::Helper::SimdChecked`]: an SSE stub while MXCSR unmasks an exception.

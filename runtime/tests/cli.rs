@@ -221,8 +221,9 @@ fn unhandled_exception_exits_4_with_a_register_dump() {
 fn unsupported_instruction_exits_3_with_bytes_and_mnemonic() {
     let mut img = runtime::DEMO_KERNEL.to_vec();
     let text_off = u64::from_le_bytes(img[ph0(8)..ph0(8) + 8].try_into().unwrap()) as usize;
-    img[text_off..text_off + 2].copy_from_slice(&[0xD9, 0xFE]); // fsin: no x87 yet
-    let path = file("fsin", &img);
+    // vaddps ymm0, ymm1, ymm2: AVX is not implemented.
+    img[text_off..text_off + 4].copy_from_slice(&[0xC5, 0xF4, 0x58, 0xC2]);
+    let path = file("avx", &img);
     for engine in ["interp", "dbt"] {
         let out = popek(&[
             "run",
@@ -234,8 +235,8 @@ fn unsupported_instruction_exits_3_with_bytes_and_mnemonic() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{engine}: {stderr}");
         assert!(stderr.contains("0x100000"), "{stderr}");
-        assert!(stderr.contains("d9 fe"), "{stderr}");
-        assert!(stderr.contains("fsin"), "{stderr}");
+        assert!(stderr.contains("c5 f4 58 c2"), "{stderr}");
+        assert!(stderr.contains("vaddps"), "{stderr}");
     }
 }
 

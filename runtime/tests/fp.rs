@@ -183,3 +183,149 @@ fn mxcsr_rounding_applies_to_inline_and_host_operations() {
         );
     }
 }
+
+/// Deterministic pseudo-random numbers (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A 32- or 64-bit lane value biased toward floating-point edge cases.
+    fn lane(&mut self, bits: u32) -> u64 {
+        let edge32 = [
+            0,
+            0x8000_0000,
+            0x7F80_0000,
+            0xFF80_0000,
+            0x7FC0_0001,
+            0x7FA0_0001,
+            0x0000_0001,
+            0x8080_0000,
+            0x3F80_0000,
+            0x4F00_0000,
+            0x7F7F_FFFF,
+            0x3F00_0000,
+        ];
+        let edge64 = [
+            0,
+            1 << 63,
+            0x7FF0 << 48,
+            0xFFF0 << 48,
+            0x7FF8_0000_0000_0001,
+            0x7FF4_0000_0000_0001,
+            1,
+            0x0010 << 48,
+            0x3FF0 << 48,
+            0x43E0 << 48,
+            0x7FEF_FFFF_FFFF_FFFF,
+            0x3FE0 << 48,
+        ];
+        let r = self.next();
+        match r % 4 {
+            0 if bits == 32 => edge32[(r >> 8) as usize % edge32.len()],
+            0 => edge64[(r >> 8) as usize % edge64.len()],
+            1 if bits == 32 => f32::to_bits((r >> 40) as i32 as f32 / 7.0) as u64,
+            1 => f64::to_bits((r >> 20) as i64 as f64 / 7.0),
+            _ => self.next() & if bits == 32 { 0xFFFF_FFFF } else { u64::MAX },
+        }
+    }
+    fn vec(&mut self, bits: u32) -> u128 {
+        (0..128 / bits).fold(0u128, |v, i| v | u128::from(self.lane(bits)) << (i * bits))
+    }
+}
+
+/// The host's result for `insn` (register operands XMM1, XMM2) on `a`, `b` under `mx`:
+/// through the instruction's own host stub, which is the reference implementation.
+fn host_result(bytes: &[u8], a: u128, b: u128, mx: u32) -> (u128, u32) {
+    let insn = iced_x86::Decoder::with_ip(64, bytes, 0, iced_x86::DecoderOptions::NONE).decode();
+    let plan = translator::hostexec::plan(&insn).unwrap();
+    let mut stubs = runtime::stubs::HostStubs::new();
+    let addr = stubs.addr(&plan.stub.code).unwrap();
+    let mut f = translator::state::HostFrame::default();
+    f.xmm[1] = a;
+    f.xmm[2] = b;
+    let saved = runtime::fpu::read_mxcsr();
+    let set = |v: u32| {
+        // SAFETY: LDMXCSR of a valid value (reserved bits clear) from a local.
+        unsafe { std::arch::asm!("ldmxcsr [{p}]", p = in(reg) &v) };
+    };
+    set(mx);
+    assert!(stubs.call(addr, &mut f));
+    let after = runtime::fpu::read_mxcsr();
+    set(saved);
+    (f.xmm[1], after)
+}
+
+#[test]
+fn inline_lowerings_equal_the_host_stub() {
+    let forms: Vec<(&str, Vec<u8>, u32)> = {
+        let mut v = Vec::new();
+        macro_rules! form {
+            ($bits:expr, $($name:ident)*) => {$({
+                let mut a = CodeAssembler::new(64).unwrap();
+                a.$name(xmm1, xmm2).unwrap();
+                v.push((stringify!($name), a.assemble(0).unwrap(), $bits));
+            })*};
+        }
+        form!(32, addps subps mulps divps sqrtps addss subss mulss divss sqrtss unpcklps unpckhps);
+        form!(64, addpd subpd mulpd divpd sqrtpd addsd subsd mulsd divsd sqrtsd unpcklpd unpckhpd);
+        form!(64, andps andnps orps xorps pand pandn por pxor movss movsd_2 movaps movq movddup);
+        form!(32, movsldup movshdup);
+        form!(64, paddb paddw paddd paddq psubb psubw psubd psubq paddsb paddsw paddusb paddusw);
+        form!(64, psubsb psubsw psubusb psubusw pminsb pminsw pminsd pminub pminuw pminud);
+        form!(64, pmaxsb pmaxsw pmaxsd pmaxub pmaxuw pmaxud pavgb pavgw pmullw pmulld pmulhw);
+        form!(64, pmulhuw pmuludq pmuldq pmaddwd pcmpeqb pcmpeqw pcmpeqd pcmpeqq pcmpgtb);
+        form!(64, pcmpgtw pcmpgtd pcmpgtq packsswb packssdw packuswb packusdw pabsb pabsw pabsd);
+        form!(64, punpcklbw punpckhbw punpcklwd punpckhwd punpckldq punpckhdq punpcklqdq);
+        form!(64, punpckhqdq pshufb psllw pslld psllq psrlw psrld psrlq psraw psrad);
+        form!(64, pmovsxbw pmovsxbd pmovsxbq pmovsxwd pmovsxwq pmovsxdq pmovzxbw pmovzxbd);
+        form!(64, pmovzxbq pmovzxwd pmovzxwq pmovzxdq);
+        macro_rules! form_imm {
+            ($($name:ident)*) => {$({
+                for imm in [0u32, 1, 3, 0x1B, 0x4E, 0x80, 0xA5, 0xFF, 7, 15, 17] {
+                    let mut a = CodeAssembler::new(64).unwrap();
+                    a.$name(xmm1, xmm2, imm).unwrap();
+                    v.push((stringify!($name), a.assemble(0).unwrap(), 32));
+                }
+            })*};
+        }
+        form_imm!(pshufd pshuflw pshufhw shufps shufpd palignr pblendw blendps blendpd insertps);
+        v
+    };
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    for (name, bytes, bits) in &forms {
+        let mut code = bytes.clone();
+        code.push(0xF4);
+        for engine in [Engine::Interp, Engine::Dbt] {
+            for round in 0..40 {
+                let (a, b) = (rng.vec(*bits), rng.vec(*bits));
+                // Random rounding, DAZ and FTZ; every exception masked; flags clear.
+                let r = rng.next();
+                let mx = mxcsr::MASKS
+                    | ((r as u32 & 3) << 13)
+                    | ((r >> 2) as u32 & 1) << 6
+                    | ((r >> 3) as u32 & 1) << 15;
+                let want = host_result(bytes, a, b, mx);
+                let mut vm = make(engine, &code, &[]);
+                let cpu = vm.cpu_mut();
+                cpu.fx.xmm[1] = a;
+                cpu.fx.xmm[2] = b;
+                cpu.fx.mxcsr = mx;
+                assert_eq!(vm.run(), RunOutcome::Halted, "{name} {engine:?}");
+                assert!(
+                    vm.machine().stubs.is_empty(),
+                    "{name}: lowered inline, no stub"
+                );
+                let got = (vm.cpu().fx.xmm[1], vm.cpu().fx.mxcsr);
+                assert_eq!(
+                    got, want,
+                    "{name} {engine:?} round {round}: a={a:#034x} b={b:#034x} mxcsr={mx:#x}\n got {:#034x} {:#x}\nwant {:#034x} {:#x}",
+                    got.0, got.1, want.0, want.1
+                );
+            }
+        }
+    }
+}

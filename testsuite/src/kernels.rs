@@ -94,6 +94,16 @@ static KERNELS: &[Kernel] = &[
         description: "every sensitive instruction at CPL 0 and at CPL 3",
         sources: &["sensitive.c"],
     },
+    Kernel {
+        name: "fpu",
+        description: "x87/MMX/SSE rules: OSFXSR, EM, TS and lazy switching, #MF, FERR, #XM, FXSAVE",
+        sources: &["fpu.c"],
+    },
+    Kernel {
+        name: "ferr",
+        description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
+        sources: &["ferr.c"],
+    },
 ];
 
 /// Benchmark kernels: built and run like the test kernels, but their output is measurements,

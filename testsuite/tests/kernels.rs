@@ -68,27 +68,33 @@ fn under_popek(name: &str, engine: &str) {
 }
 
 macro_rules! kernel_tests {
-    ($($name:ident),* $(,)?) => {
+    (qemu: [$($name:ident),* $(,)?], manual: [$($manual:ident),* $(,)?]) => {
         mod qemu {
             $(#[test] fn $name() { super::under_qemu(stringify!($name)); })*
         }
         mod dbt {
             $(#[test]
               fn $name() { super::under_popek(stringify!($name), "dbt"); })*
+            $(#[test]
+              fn $manual() { super::under_popek(stringify!($manual), "dbt"); })*
         }
         mod interp {
             $(#[test]
               fn $name() { super::under_popek(stringify!($name), "interp"); })*
+            $(#[test]
+              fn $manual() { super::under_popek(stringify!($manual), "interp"); })*
         }
         mod trap {
             $(#[test]
               fn $name() { super::under_popek(stringify!($name), "trap"); })*
+            $(#[test]
+              fn $manual() { super::under_popek(stringify!($manual), "trap"); })*
         }
 
-        /// The list above covers every kernel in the table.
+        /// The lists above cover every kernel in the table.
         #[test]
         fn every_kernel_has_a_test() {
-            let mut listed = vec![$(stringify!($name)),*];
+            let mut listed = vec![$(stringify!($name),)* $(stringify!($manual),)*];
             let mut all = kernels::kernel_names().to_vec();
             listed.sort_unstable();
             all.sort_unstable();
@@ -97,7 +103,12 @@ macro_rules! kernel_tests {
     };
 }
 
-kernel_tests!(longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive);
+// `qemu`: transcripts blessed from qemu-system-x86_64 -accel tcg. `manual`: kernels QEMU
+// cannot run (see each kernel's header), with transcripts written from the manuals.
+kernel_tests!(
+    qemu: [longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu],
+    manual: [ferr]
+);
 
 /// No expected transcript may contain a failed check.
 #[test]

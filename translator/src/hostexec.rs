@@ -164,6 +164,10 @@ fn accepted(insn: &Instruction) -> bool {
     if matches!(insn.mnemonic(), Mnemonic::Maskmovq | Mnemonic::Maskmovdqu) {
         return false;
     }
+    // WAIT/FWAIT is an 8086 instruction by CPUID, but it is the x87's.
+    if insn.mnemonic() == Mnemonic::Wait {
+        return true;
+    }
     let feats = insn.cpuid_features();
     !feats.is_empty()
         && feats.iter().all(|f| {
@@ -194,6 +198,9 @@ fn is_fpu_reg(r: Register) -> bool {
 /// Whether an instruction involves the x87/MMX state.
 pub fn uses_fpu(insn: &Instruction) -> bool {
     use CpuidFeature as F;
+    if insn.mnemonic() == Mnemonic::Wait {
+        return true;
+    }
     let f = insn.cpuid_features();
     f.iter().any(|f| {
         matches!(
@@ -202,6 +209,13 @@ pub fn uses_fpu(insn: &Instruction) -> bool {
         )
     }) || (0..insn.op_count())
         .any(|i| insn.op_kind(i) == OpKind::Register && is_fpu_reg(insn.op_register(i)))
+}
+
+/// Whether operand `i` is a register the opcode fixes, which a stub cannot rename: among the
+/// accepted instructions only FNSTSW/FSTSW AX has one.
+fn fixed_register(insn: &Instruction, i: u32) -> bool {
+    matches!(insn.mnemonic(), Mnemonic::Fnstsw | Mnemonic::Fstsw)
+        && insn.op_register(i) == Register::AX
 }
 
 /// The register of the same width as `r` among R8's or R9's family.
@@ -261,6 +275,15 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                         reg: r.number(),
                         rw,
                     });
+                } else if r.is_gpr() && fixed_register(insn, i) {
+                    // An operand the encoding fixes (FNSTSW AX): it stays, as an implicit one.
+                    let slot = match r.full_register() {
+                        Register::RAX => 0,
+                        Register::RCX => 1,
+                        Register::RDX => 2,
+                        _ => return Err(PlanError::Operand),
+                    };
+                    gpr.push(GprUse { slot, reg: r, rw });
                 } else if r.is_gpr() {
                     if next_gpr > 4 {
                         return Err(PlanError::Operand);
@@ -431,6 +454,14 @@ mod tests {
         let p = plan(&decode(&[0xF2, 0x0F, 0x2C, 0xC5])).unwrap();
         assert_eq!(middle(&p).op0_register(), Register::R8D);
         assert_eq!(p.gpr[0].reg, Register::EAX);
+    }
+
+    #[test]
+    fn fixed_registers_stay() {
+        // fnstsw ax
+        let p = plan(&decode(&[0xDF, 0xE0])).unwrap();
+        assert_eq!(middle(&p).op0_register(), Register::AX);
+        assert_eq!(p.gpr[0].slot, 0);
     }
 
     #[test]

@@ -31,6 +31,7 @@
 
 #define CR0_PE 0x1
 #define CR0_MP 0x2
+#define CR0_EM 0x4
 #define CR0_TS 0x8
 #define CR0_ET 0x10
 #define CR0_NE 0x20
@@ -43,6 +44,8 @@
 #define CR4_PSE 0x10
 #define CR4_PAE 0x20
 #define CR4_PGE 0x80
+#define CR4_OSFXSR 0x200
+#define CR4_OSXMMEXCPT 0x400
 #define CR4_SMEP 0x100000
 #define CR4_SMAP 0x200000
 

@@ -107,6 +107,68 @@ pub fn cmpxchg<E: Emitter>(ctx: &mut Ctx<E>) {
     ctx.set_flags_lazy(FlagOp::Sub, acc, dest, diff, None);
 }
 
+/// CMPXCHG8B m64 / CMPXCHG16B m128: compare rDX:rAX with the memory operand; if equal, ZF
+/// is set and rCX:rBX is stored, else ZF is clear and the operand is loaded into rDX:rAX
+/// (which is written only then, so a success leaves RAX/RDX's upper halves alone). The
+/// operand is written in both cases, as one store (hardware writes the old value back on a
+/// mismatch, so a read-only page faults either way). CMPXCHG16B needs a 16-byte aligned
+/// operand (#GP(0)). The other flags are unchanged.
+pub fn cmpxchg_wide<E: Emitter>(ctx: &mut Ctx<E>) {
+    let wide = ctx.insn().mnemonic() == M::Cmpxchg16b;
+    let ty = if wide { Ty::I64 } else { Ty::I32 };
+    let a = ctx.op_addr();
+    if wide {
+        super::host::check_alignment(ctx, a, 16);
+    }
+    let (lo, hi) = if wide {
+        let v = ctx.e.vload_mem(a);
+        (
+            ctx.e.vextract(v, crate::vector::Lanes::I64, 0),
+            ctx.e.vextract(v, crate::vector::Lanes::I64, 1),
+        )
+    } else {
+        let v = ctx.load(Ty::I64, a);
+        let sh = ctx.c(Ty::I64, 32);
+        let h = ctx.bin(BinOp::UShr, v, sh);
+        (ctx.to_ty(v, Ty::I32, false), ctx.to_ty(h, Ty::I32, false))
+    };
+    let ax = ctx.gpr_ty(reg::RAX, ty);
+    let dx = ctx.gpr_ty(reg::RDX, ty);
+    let bx = ctx.gpr_ty(reg::RBX, ty);
+    let cx = ctx.gpr_ty(reg::RCX, ty);
+    let eq_lo = ctx.cmp(Cmp::Eq, lo, ax);
+    let eq_hi = ctx.cmp(Cmp::Eq, hi, dx);
+    let eq = ctx.bin(BinOp::And, eq_lo, eq_hi);
+    let new_lo = ctx.select(eq, bx, lo);
+    let new_hi = ctx.select(eq, cx, hi);
+    if wide {
+        let z = ctx.e.vconst(0);
+        let v = ctx.e.vinsert(z, crate::vector::Lanes::I64, 0, new_lo);
+        let v = ctx.e.vinsert(v, crate::vector::Lanes::I64, 1, new_hi);
+        ctx.e.vstore_mem(a, v);
+    } else {
+        let l = ctx.to_ty(new_lo, Ty::I64, false);
+        let h = ctx.to_ty(new_hi, Ty::I64, false);
+        let sh = ctx.c(Ty::I64, 32);
+        let h = ctx.bin(BinOp::Shl, h, sh);
+        let v = ctx.bin(BinOp::Or, l, h);
+        ctx.store(a, v);
+    }
+    let one = ctx.c(Ty::I8, 1);
+    let ne = ctx.bin(BinOp::Xor, eq, one);
+    let (rax, rdx) = if wide {
+        (Register::RAX, Register::RDX)
+    } else {
+        (Register::EAX, Register::EDX)
+    };
+    ctx.set_reg_if(rax, ne, lo);
+    ctx.set_reg_if(rdx, ne, hi);
+    let z = ctx.to_ty(eq, Ty::I64, false);
+    let sh = ctx.c(Ty::I64, 6);
+    let zf = ctx.bin(BinOp::Shl, z, sh);
+    ctx.update_flags(rflags::ZF, zf);
+}
+
 /// XADD r/m, r: source = destination, destination = sum; flags of the addition.
 pub fn xadd<E: Emitter>(ctx: &mut Ctx<E>) {
     let dest = ctx.read_op(0);

@@ -102,6 +102,7 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         M::Lea => data::lea(ctx),
         M::Xchg => data::xchg(ctx),
         M::Cmpxchg => data::cmpxchg(ctx),
+        M::Cmpxchg8b | M::Cmpxchg16b => data::cmpxchg_wide(ctx),
         M::Xadd => data::xadd(ctx),
         M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => data::convert(ctx),
         M::Xlatb => data::xlat(ctx),
