@@ -99,12 +99,6 @@ impl Rw {
             write: matches!(a, A::Write | A::CondWrite | A::ReadWrite | A::ReadCondWrite),
         }
     }
-    fn merge(self, o: Rw) -> Rw {
-        Rw {
-            read: self.read || o.read,
-            write: self.write || o.write,
-        }
-    }
 }
 
 /// A guest XMM register handed to the stub in frame slot `slot`.
@@ -322,28 +316,24 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
             _ => return Err(PlanError::Operand),
         }
     }
-    // Implicit registers: XMM0, and RAX/RCX/RDX (PCMPESTRx, FNSTSW AX is explicit).
+    // Implicit registers: RAX/RCX/RDX (PCMPESTRx; FNSTSW AX is explicit), XMM0 (below).
     for u in info.used_registers() {
         let r = u.register();
-        let explicit = (0..insn.op_count())
-            .any(|i| insn.op_kind(i) == OpKind::Register && insn.op_register(i) == r);
+        if r.is_segment_register() || r.is_xmm() || is_fpu_reg(r) {
+            continue;
+        }
+        // An explicit general register also shows up as its full 64-bit register when a
+        // 32-bit write zero-extends into it: the explicit operand covers both.
+        let explicit = (0..insn.op_count()).any(|i| {
+            insn.op_kind(i) == OpKind::Register
+                && insn.op_register(i).is_gpr()
+                && insn.op_register(i).full_register() == r.full_register()
+        });
         if explicit {
             continue;
         }
         let rw = Rw::of(u.access());
-        if r.is_segment_register() {
-            continue;
-        }
-        if r == Register::XMM0 {
-            match xmm.iter_mut().find(|x| x.slot == 0) {
-                Some(x) => x.rw = x.rw.merge(rw),
-                None => xmm.push(XmmUse {
-                    slot: 0,
-                    reg: 0,
-                    rw,
-                }),
-            }
-        } else if r.is_gpr() {
+        if r.is_gpr() {
             let slot = match r.full_register() {
                 Register::RAX => 0,
                 Register::RCX => 1,
@@ -353,9 +343,35 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                 _ => return Err(PlanError::Operand),
             };
             gpr.push(GprUse { slot, reg: r, rw });
-        } else if !(is_fpu_reg(r) || r.is_xmm()) {
+        } else {
             return Err(PlanError::Operand);
         }
+    }
+    // The implicit XMM0 of BLENDV* (the mask, read) and PCMPxSTRM (the result, written). An
+    // explicit XMM0 operand was renamed to XMM1/XMM2 above, so slot 0 is only ever this one;
+    // its write comes last in `xmm`, after any explicit use of the same guest register.
+    match insn.mnemonic() {
+        Mnemonic::Blendvps | Mnemonic::Blendvpd | Mnemonic::Pblendvb => {
+            if !xmm.iter().any(|x| x.slot == 0) {
+                xmm.push(XmmUse {
+                    slot: 0,
+                    reg: 0,
+                    rw: Rw {
+                        read: true,
+                        write: false,
+                    },
+                });
+            }
+        }
+        Mnemonic::Pcmpestrm | Mnemonic::Pcmpestrm64 | Mnemonic::Pcmpistrm => xmm.push(XmmUse {
+            slot: 0,
+            reg: 0,
+            rw: Rw {
+                read: false,
+                write: true,
+            },
+        }),
+        _ => {}
     }
     let code = assemble(&re, insn.rflags_read() != 0).map_err(PlanError::Encode)?;
     Ok(Plan {
@@ -477,6 +493,44 @@ mod tests {
         // fstp tword [rsi]
         let p = plan(&decode(&[0xDB, 0x3E])).unwrap();
         assert_eq!(p.mem.map(|m| m.0), Some(10));
+    }
+
+    #[test]
+    fn zero_extended_and_other_explicit_gprs_are_not_implicit() {
+        // cvttsd2si edx, xmm13: iced also lists RDX (the zero-extension) as written; it must
+        // not become a stale implicit RDX. cvtss2si r8d, xmm14; pextrw r13d, mm7, 0x6c;
+        // pmovmskb esi, mm7: their full registers are no implicit operand either.
+        let p = plan(&decode(&[0xF2, 0x41, 0x0F, 0x2C, 0xD5])).unwrap();
+        assert_eq!(p.gpr.len(), 1, "{:?}", p.gpr);
+        assert_eq!((p.gpr[0].slot, p.gpr[0].reg), (3, Register::EDX));
+        for bytes in [
+            &[0xF3, 0x45, 0x0F, 0x2D, 0xC6][..],
+            &[0x44, 0x0F, 0xC5, 0xEF, 0x6C],
+            &[0x0F, 0xD7, 0xF7],
+        ] {
+            let p = plan(&decode(bytes)).unwrap();
+            assert_eq!(p.gpr.len(), 1, "{:?}", p.gpr);
+        }
+    }
+
+    #[test]
+    fn implicit_xmm0_of_blendv_and_pcmpstrm() {
+        // pblendvb xmm0, xmm12: the mask is the old XMM0, the result goes to XMM0 through
+        // slot 1; slot 0 is read, never written back.
+        let p = plan(&decode(&[0x66, 0x41, 0x0F, 0x38, 0x10, 0xC4])).unwrap();
+        let s0: Vec<&XmmUse> = p.xmm.iter().filter(|x| x.slot == 0).collect();
+        assert_eq!(s0.len(), 1);
+        assert!(s0[0].rw.read && !s0[0].rw.write);
+        assert!(p
+            .xmm
+            .iter()
+            .any(|x| x.slot == 1 && x.reg == 0 && x.rw.write));
+        // pcmpestrm xmm0, xmm3, 0x27: XMM0 is read as operand 1 (slot 1) and the result is
+        // the implicit XMM0 (slot 0), written back last.
+        let p = plan(&decode(&[0x66, 0x0F, 0x3A, 0x60, 0xC3, 0x27])).unwrap();
+        let last = p.xmm.last().unwrap();
+        assert_eq!((last.slot, last.reg, last.rw.write), (0, 0, true));
+        assert!(!p.xmm.iter().any(|x| x.slot == 1 && x.rw.write));
     }
 
     #[test]

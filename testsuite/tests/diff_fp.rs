@@ -1,0 +1,224 @@
+//! Differential tests of the x87, MMX and SSE forms against the host CPU (see
+//! `testsuite::diff`), on every engine (interp, dbt, trap).
+//!
+//! - Harness checks: the FP state a case loads is the one the host runs with and comes back
+//!   unchanged through an instruction that does not touch it; #MF, #XM and #GP are told
+//!   apart; what this host stores for FOP, FIP and FDP (documented in `diff::fpreport`).
+//! - Known-answer and regression cases for the bugs the tester found in the translator's
+//!   stub planner, host execution, x87 pointers, the runtime's #XM and FXRSTOR.
+//! - `random_fp_cases`, `smoke_*`: see their comments.
+
+use runtime::{Engine, RunOutcome};
+use testsuite::diff::case::Case;
+use testsuite::diff::layout::{CODE_BASE, HOT_BASE, STACK_TOP};
+use testsuite::diff::native::NativeStop;
+use testsuite::diff::report::Verdict;
+use testsuite::diff::{run_single, SingleRun};
+use translator::state::{mxcsr, FxArea};
+use translator::Exception;
+
+const ENGINES: [Engine; 3] = [Engine::Interp, Engine::Dbt, Engine::Trap];
+/// Where the hand-written instructions go.
+const IP: u64 = CODE_BASE + 0x500;
+/// A 16-byte aligned data address in the compared area.
+const DATA: u64 = HOT_BASE + 0x100;
+
+/// Registers with RSP in the stack area and everything else recognizable.
+fn regs() -> [u64; 16] {
+    let mut r = [0u64; 16];
+    for (i, v) in r.iter_mut().enumerate() {
+        *v = 0x1111_1111_1111_1111u64.wrapping_mul(i as u64);
+    }
+    r[4] = STACK_TOP - 0x40;
+    r
+}
+
+/// `bytes` with a little-endian 32-bit absolute address appended (for `[disp32]` operands).
+fn with_addr(bytes: &[u8], addr: u64) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.extend_from_slice(&(addr as u32).to_le_bytes());
+    v
+}
+
+/// The 16-byte x87 register slot of an 80-bit value.
+fn f80(sign: bool, exp: u16, mant: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&mant.to_le_bytes());
+    b[8..10].copy_from_slice(&(exp | if sign { 0x8000 } else { 0 }).to_le_bytes());
+    b
+}
+
+const ONE: u64 = 1 << 63;
+
+/// Run one instruction natively and on every engine; every engine must agree with the host.
+fn check(bytes: &[u8], regs: [u64; 16], fx: FxArea, mem: Vec<(u64, Vec<u8>)>) -> SingleRun {
+    let case = Case::custom(bytes, IP, regs, 0, mem, &[])
+        .expect("one instruction")
+        .with_fx(fx);
+    let run = run_single(&case, &ENGINES).expect("run");
+    for (e, g, v) in &run.guests {
+        assert!(
+            matches!(v, Verdict::Pass),
+            "{e:?}: {v:?}\nnative {:?}\nguest {:?}",
+            run.native.stop,
+            g.outcome
+        );
+    }
+    run
+}
+
+/// The native trap number of a faulting run (panics if it did not fault).
+fn trapno(run: &SingleRun) -> u64 {
+    match run.native.stop {
+        NativeStop::Signal { trapno, .. } => trapno,
+        s => panic!("no fault: {s:?}"),
+    }
+}
+
+/// The guests' common outcome.
+fn outcome(run: &SingleRun) -> RunOutcome {
+    run.guests[0].1.outcome.clone()
+}
+
+/// CPUID.(7,0):EBX bit `b` of the host.
+fn host_leaf7_ebx(b: u32) -> bool {
+    std::arch::x86_64::__cpuid_count(7, 0).ebx & (1 << b) != 0
+}
+
+#[test]
+fn harness_fp_state_goes_in_and_comes_back() {
+    // NOP leaves the loaded state alone: every register, MXCSR with flags and DAZ/FTZ, a
+    // pending x87 exception, the pointers, all come back as they went in.
+    let mut fx = FxArea {
+        fcw: 0x0B7E,
+        fsw: 0xB881,
+        ftw: 0xA5,
+        fop: 0x1C1,
+        fip: 0x20_0123,
+        fdp: 0x10_1234,
+        mxcsr: 0xFFBF & mxcsr::VALID,
+        ..FxArea::default()
+    };
+    for i in 0..8 {
+        fx.st[i] = f80(i % 2 == 1, 0x3FFF + i as u16, ONE | i as u64);
+    }
+    for (i, x) in fx.xmm.iter_mut().enumerate() {
+        *x = 0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210u128.rotate_left(i as u32 * 8);
+    }
+    let run = check(&[0x90], regs(), fx, vec![]);
+    let n = run.native.fx;
+    assert_eq!(
+        (n.fcw, n.fsw, n.ftw, n.mxcsr),
+        (fx.fcw, fx.fsw, fx.ftw, fx.mxcsr)
+    );
+    assert_eq!((n.fop, n.fip, n.fdp), (fx.fop, fx.fip, fx.fdp));
+    assert_eq!(n.xmm, fx.xmm);
+    for i in 0..8 {
+        assert_eq!(n.st[i][..10], fx.st[i][..10], "st{i}");
+    }
+}
+
+#[test]
+fn harness_mf_xm_and_gp_are_told_apart() {
+    // fwait with an unmasked invalid-operation exception pending: #MF (vector 16).
+    let fx = FxArea {
+        fcw: 0x037E,
+        fsw: 0x8081,
+        ..FxArea::default()
+    };
+    let run = check(&[0x9B], regs(), fx, vec![]);
+    assert_eq!(trapno(&run), 16);
+    assert_eq!(
+        outcome(&run),
+        RunOutcome::Exception {
+            exc: Exception::FloatingPoint,
+            rip: IP
+        }
+    );
+    // divss xmm0, xmm1 with 1/0 and ZE unmasked: #XM (vector 19), xmm0 unwritten.
+    let mut fx = FxArea {
+        mxcsr: mxcsr::DEFAULT & !(1 << 9),
+        ..FxArea::default()
+    };
+    fx.xmm[0] = 1f32.to_bits().into();
+    let run = check(&[0xF3, 0x0F, 0x5E, 0xC1], regs(), fx, vec![]);
+    assert_eq!(trapno(&run), 19);
+    assert_eq!(run.native.fx.xmm[0], fx.xmm[0]);
+    assert_eq!(run.native.fx.mxcsr & mxcsr::FLAGS, 1 << 2);
+    // movaps xmm0, [DATA + 8]: misaligned, #GP(0) (vector 13).
+    let run = check(
+        &with_addr(&[0x0F, 0x28, 0x04, 0x25], DATA + 8),
+        regs(),
+        fx,
+        vec![],
+    );
+    assert_eq!(trapno(&run), 13);
+    assert_eq!(
+        outcome(&run),
+        RunOutcome::Exception {
+            exc: Exception::GeneralProtection(0),
+            rip: IP
+        }
+    );
+}
+
+#[test]
+fn host_fpu_pointers() {
+    // What this host stores for FOP, FIP and FDP (see `testsuite::diff::fpreport`).
+    let fx = FxArea {
+        fop: 0x123,
+        fip: 0x1111,
+        fdp: 0x5555,
+        ..FxArea::default()
+    };
+    // fld1: FIP is its address on every x87 non-control instruction.
+    let run = check(&[0xD9, 0xE8], regs(), fx, vec![]);
+    let n = run.native.fx;
+    assert_eq!(n.fip, IP);
+    if host_leaf7_ebx(6) {
+        // FDP_EXCPTN_ONLY: FOP and FDP keep their values without an unmasked exception.
+        assert_eq!((n.fop, n.fdp), (0x123, 0x5555));
+    }
+    // fldcw [DATA]: a control instruction leaves FIP too.
+    let cw = vec![(DATA, 0x037Fu16.to_le_bytes().to_vec())];
+    let run = check(&with_addr(&[0xD9, 0x2C, 0x25], DATA), regs(), fx, cw);
+    assert_eq!(run.native.fx.fip, 0x1111);
+    // fdiv qword [DATA] by zero with ZE unmasked: FOP = DC 34, FDP = DATA, FSW.ES set.
+    let mut fx1 = fx;
+    fx1.fcw = 0x037B;
+    fx1.fsw = 0x3800;
+    fx1.ftw = 0x80;
+    fx1.st[0] = f80(false, 0x3FFF, ONE);
+    let zero = vec![(DATA, 0f64.to_bits().to_le_bytes().to_vec())];
+    let run = check(&with_addr(&[0xDC, 0x34, 0x25], DATA), regs(), fx1, zero);
+    let n = run.native.fx;
+    assert_eq!((n.fop, n.fdp, n.fip), (0x434, DATA, IP));
+    assert_eq!(n.fsw & 0x8084, 0x8084);
+    // (FNSTENV and FNSAVE images: `x87_pointers_of_mmx_forms_and_stored_environments`.)
+}
+
+#[test]
+fn stub_gprs_and_implicit_xmm0() {
+    // Found by the tester: iced lists a 32-bit destination's zero-extended full register as
+    // an extra written register; the stub planner made it a stale implicit RDX (cvttsd2si
+    // edx gave 0) or refused it (#UD for cvtss2si r8d, pextrw r13d, pmovmskb esi). And an
+    // explicit XMM0 hid the implicit one: pblendvb xmm0, x used a stale mask, pcmpistrm
+    // xmm0, x dropped its result.
+    let mut fx = FxArea::default();
+    fx.xmm[13] = 1e300f64.to_bits().into();
+    fx.xmm[14] = (-2.5f32).to_bits().into();
+    fx.xmm[12] = 0x0102_0304_0506_0708_090A_0B0C_0D0E_0F10;
+    fx.xmm[0] = 0x8000_8000_0080_0000_8080_0000_0000_8000;
+    fx.xmm[1] = u128::from_le_bytes(*b"abcdefgh\0ijklmno");
+    fx.st[7] = f80(false, 0xFFFF, 0x8001_7FFE_0000_FFFF);
+    fx.ftw = 0x80;
+    let run = check(&[0xF2, 0x41, 0x0F, 0x2C, 0xD5], regs(), fx, vec![]);
+    assert_eq!(run.native.regs.gpr[2], 0x8000_0000);
+    check(&[0xF3, 0x45, 0x0F, 0x2D, 0xC6], regs(), fx, vec![]);
+    // (The MMX forms, pextrw r13d, mm7 and pmovmskb esi, mm7: with the x87 pointers below.)
+    check(&[0x66, 0x44, 0x0F, 0xC5, 0xEF, 0x6C], regs(), fx, vec![]);
+    check(&[0x66, 0x0F, 0xD7, 0xF7], regs(), fx, vec![]);
+    check(&[0x66, 0x41, 0x0F, 0x38, 0x10, 0xC4], regs(), fx, vec![]);
+    let run = check(&[0x66, 0x0F, 0x3A, 0x62, 0xC1, 0x40], regs(), fx, vec![]);
+    assert_ne!(run.native.fx.xmm[0], fx.xmm[0]);
+}
