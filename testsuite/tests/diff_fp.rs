@@ -222,3 +222,41 @@ fn stub_gprs_and_implicit_xmm0() {
     let run = check(&[0x66, 0x0F, 0x3A, 0x62, 0xC1, 0x40], regs(), fx, vec![]);
     assert_ne!(run.native.fx.xmm[0], fx.xmm[0]);
 }
+
+#[test]
+fn x87_store_suppressed_by_an_unmasked_exception() {
+    // Found by the tester: fst qword [m] with ST0 empty and IM unmasked stores nothing on the
+    // host (stack underflow, FSW.ES set); the guest wrote the frame's stale bytes.
+    let fx = FxArea {
+        fcw: 0x037E,
+        ..FxArea::default()
+    };
+    let old = vec![(DATA, vec![0xB8, 0x9A, 0x40, 0x65, 0xF4, 0xCB, 0xFE, 0xFF])];
+    let run = check(&with_addr(&[0xDD, 0x14, 0x25], DATA), regs(), fx, old);
+    assert_eq!(run.native.fx.fsw & 0x80C1, 0x80C1);
+    // fistp word [m] of a NaN with IM unmasked: nothing stored either.
+    let mut fx = fx;
+    fx.fsw = 0x3800;
+    fx.ftw = 0x80;
+    fx.st[0] = f80(false, 0x7FFF, ONE | 1 << 62);
+    let old = vec![(DATA, vec![0x12, 0x34])];
+    check(&with_addr(&[0xDF, 0x1C, 0x25], DATA), regs(), fx, old);
+}
+
+#[test]
+fn nothing_after_a_faulting_stub() {
+    // Found by the tester (interpreter): after #MF, FLD1 still updated FIP and FOP, and
+    // FLDENV/FRSTOR still loaded the guest's pointers from the frame.
+    let fx = FxArea {
+        fcw: 0x037E,
+        fsw: 0x8081,
+        fop: 0x27B,
+        fip: 0x20_1D21,
+        fdp: 0x817A_7ABB,
+        ..FxArea::default()
+    };
+    let run = check(&[0xD9, 0xE8], regs(), fx, vec![]);
+    assert_eq!(trapno(&run), 16);
+    let env = vec![(DATA, vec![0x55; 28])];
+    check(&with_addr(&[0xD9, 0x24, 0x25], DATA), regs(), fx, env);
+}

@@ -13,6 +13,11 @@
 //!   or a store into translated code, stops it there), so its effect on the x87 state and
 //!   its store happen together or not at all. SSE stubs change no state but their frame and
 //!   MXCSR's flags, so a store they feed may be retried.
+//! - An x87 store's frame operand starts as the destination's current bytes: an unmasked
+//!   exception (stack underflow, invalid, overflow...) makes the host instruction store
+//!   nothing, and the copy back then rewrites what was there.
+//! - Nothing after a stub that raised an exception takes effect (the JIT's fault branch
+//!   leaves the block; the interpreter checks [`crate::emit::Emitter::faulted`]).
 
 use iced_x86::{Instruction, Mnemonic as M, RflagsBits};
 
@@ -190,9 +195,15 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
             copy_in(ctx, a, bytes);
         } else if rw.write && plan.fpu {
             probe_write(ctx, a, bytes);
+            copy_in(ctx, a, bytes);
         }
     }
     ctx.e.call_stub(&plan.stub, how);
+    if ctx.e.faulted() {
+        // Interpreter: the stub raised (#MF, #XM...); the instruction ends with the state of
+        // its start (the JIT branched to the fault exit inside `call_stub`).
+        return;
+    }
     for x in &plan.xmm {
         if x.rw.write {
             let v = ctx.e.vload_state(xmm_slot(x.slot));
