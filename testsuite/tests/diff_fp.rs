@@ -260,3 +260,30 @@ fn nothing_after_a_faulting_stub() {
     let env = vec![(DATA, vec![0x55; 28])];
     check(&with_addr(&[0xD9, 0x24, 0x25], DATA), regs(), fx, env);
 }
+
+#[test]
+fn x87_pointers_of_mmx_forms_and_stored_environments() {
+    // Found by the tester: the SSE-feature instructions on MMX registers (PSHUFW, CVTPI2PS,
+    // MOVQ2DQ...) set FIP/FOP like x87 instructions; the host's do not.
+    let fx = FxArea {
+        fop: 0x123,
+        fip: 0x20_0777,
+        fdp: 0x10_1234,
+        ..FxArea::default()
+    };
+    check(&[0x0F, 0x70, 0xCA, 0x1B], regs(), fx, vec![]);
+    check(&[0x44, 0x0F, 0xC5, 0xEF, 0x6C], regs(), fx, vec![]);
+    check(&[0x0F, 0xD7, 0xF7], regs(), fx, vec![]);
+    check(&[0x0F, 0x2A, 0xC1], regs(), fx, vec![]);
+    check(&[0xF3, 0x0F, 0xD6, 0xC1], regs(), fx, vec![]);
+    // ...and FNSTENV/FNSAVE stored zero for FIP, FOP, FDP where the host's own stub pointers
+    // were zero, instead of the guest's.
+    for op in [
+        &[0xD9, 0x34, 0x25][..],
+        &[0x66, 0xD9, 0x34, 0x25],
+        &[0xDD, 0x34, 0x25],
+    ] {
+        let run = check(&with_addr(op, DATA), regs(), fx, vec![]);
+        assert!(matches!(run.native.stop, NativeStop::Landed(_)));
+    }
+}
