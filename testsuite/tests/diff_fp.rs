@@ -287,3 +287,38 @@ fn x87_pointers_of_mmx_forms_and_stored_environments() {
         assert!(matches!(run.native.stop, NativeStop::Landed(_)));
     }
 }
+
+#[test]
+fn crc32_movnti_fences_and_clflush() {
+    // Found by the tester: unsupported by the translator.
+    let mut r = regs();
+    r[0] = 0xFFFF_FFFF_0000_0000;
+    r[1] = 0x1234_5678_9ABC_DEF0;
+    check(
+        &[0xF2, 0x0F, 0x38, 0xF1, 0xC1],
+        r,
+        FxArea::default(),
+        vec![],
+    );
+    check(
+        &[0xF2, 0x48, 0x0F, 0x38, 0xF1, 0xC1],
+        r,
+        FxArea::default(),
+        vec![],
+    );
+    for fence in [[0x0F, 0xAE, 0xE8], [0x0F, 0xAE, 0xF0], [0x0F, 0xAE, 0xF8]] {
+        check(&fence, r, FxArea::default(), vec![]);
+    }
+    check(
+        &with_addr(&[0x48, 0x0F, 0xC3, 0x0C, 0x25], DATA),
+        r,
+        FxArea::default(),
+        vec![],
+    );
+    check(
+        &with_addr(&[0x0F, 0xAE, 0x3C, 0x25], DATA + 3),
+        r,
+        FxArea::default(),
+        vec![],
+    );
+}
