@@ -322,3 +322,20 @@ fn crc32_movnti_fences_and_clflush() {
         vec![],
     );
 }
+
+#[test]
+fn maskmovq_and_maskmovdqu() {
+    // Found by the tester: refused by the stub planner (#UD). They store the bytes whose mask
+    // byte has its top bit set to [rDI] (EDI with 67h, whatever RDI's upper half holds).
+    let mut fx = FxArea::default();
+    fx.xmm[1] = 0x1111_2222_3333_4444_5555_6666_7777_8888;
+    fx.xmm[2] = 0x80FF_0001_8000_7F80_0080_FF00_8181_0000;
+    fx.st[1] = f80(false, 0xFFFF, 0xAAAA_BBBB_CCCC_DDDD);
+    fx.st[2] = f80(false, 0xFFFF, 0x80FF_0001_8000_7F80);
+    let mut r = regs();
+    r[7] = DATA + 3;
+    check(&[0x66, 0x0F, 0xF7, 0xCA], r, fx, vec![]);
+    check(&[0x0F, 0xF7, 0xCA], r, fx, vec![]);
+    r[7] = 0xDEAD_BEEF_0000_0000 | (DATA + 5);
+    check(&[0x67, 0x66, 0x0F, 0xF7, 0xCA], r, fx, vec![]);
+}

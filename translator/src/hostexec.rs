@@ -17,8 +17,10 @@
 //! Re-encoding: explicit XMM operands become XMM1 and XMM2 (in operand order; XMM0 stays for
 //! the implicit operand of BLENDV*/PCMPxSTRM), explicit general registers become R8 and R9
 //! of the same width (a high-byte register's value is passed shifted down), the memory
-//! operand becomes `[rdi + frame::MEM]`, and MMX and x87 stack registers keep their numbers:
-//! those instructions operate on the guest's x87/MMX state loaded in the host FPU.
+//! operand becomes `[rdi + frame::MEM]` (MASKMOVQ/MASKMOVDQU's implicit `[rdi]` becomes the
+//! same bytes, RDI pointing there around the instruction; the semantics read and write back
+//! all 8/16 bytes), and MMX and x87 stack registers keep their numbers: those instructions
+//! operate on the guest's x87/MMX state loaded in the host FPU.
 //!
 //! Invariants (what makes running guest-chosen instructions on the host safe):
 //! - Only legacy-encoded instructions whose every CPUID feature is x87, MMX or SSE..SSE4.2
@@ -152,10 +154,6 @@ pub enum PlanError {
 fn accepted(insn: &Instruction) -> bool {
     use CpuidFeature as F;
     if insn.encoding() != EncodingKind::Legacy || insn.flow_control() != FlowControl::Next {
-        return false;
-    }
-    // MASKMOVQ/MASKMOVDQU store through an implicit RDI: not a frame operand.
-    if matches!(insn.mnemonic(), Mnemonic::Maskmovq | Mnemonic::Maskmovdqu) {
         return false;
     }
     // WAIT/FWAIT is an 8086 instruction by CPUID, but it is the x87's.
@@ -310,6 +308,19 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                 re.set_memory_displ_size(1);
                 mem = Some((bytes, rw));
             }
+            // MASKMOVQ/MASKMOVDQU's [rDI]: read and written back whole (the bytes the mask
+            // leaves out are rewritten with their own values).
+            OpKind::MemorySegRDI | OpKind::MemorySegEDI => {
+                re.set_op_kind(i, OpKind::MemorySegRDI);
+                let bytes = insn.memory_size().size() as u32;
+                mem = Some((
+                    bytes,
+                    Rw {
+                        read: true,
+                        write: true,
+                    },
+                ));
+            }
             OpKind::Immediate8
             | OpKind::Immediate8_2nd
             | OpKind::Immediate16
@@ -345,6 +356,7 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                 Register::RDX => 2,
                 // The memory operand's address registers: the semantics compute the address.
                 _ if r == insn.memory_base() || r == insn.memory_index() => continue,
+                Register::RDI if implicit_rdi(insn) => continue,
                 _ => return Err(PlanError::Operand),
             };
             gpr.push(GprUse { slot, reg: r, rw });
@@ -378,7 +390,8 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
         }),
         _ => {}
     }
-    let code = assemble(&re, insn.rflags_read() != 0).map_err(PlanError::Encode)?;
+    let code =
+        assemble(&re, insn.rflags_read() != 0, implicit_rdi(insn)).map_err(PlanError::Encode)?;
     Ok(Plan {
         stub: HostStub { code },
         xmm,
@@ -390,7 +403,13 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
     })
 }
 
-fn assemble(insn: &Instruction, flags_in: bool) -> Result<Vec<u8>, String> {
+/// Whether the instruction's memory operand is the implicit `[rDI]` (MASKMOVQ/MASKMOVDQU).
+pub fn implicit_rdi(insn: &Instruction) -> bool {
+    (0..insn.op_count())
+        .any(|i| matches!(insn.op_kind(i), OpKind::MemorySegRDI | OpKind::MemorySegEDI))
+}
+
+fn assemble(insn: &Instruction, flags_in: bool, rdi_mem: bool) -> Result<Vec<u8>, String> {
     let e = |e: iced_x86::IcedError| e.to_string();
     let mut a = CodeAssembler::new(64).map_err(e)?;
     let x = [xmm0, xmm1, xmm2];
@@ -407,7 +426,13 @@ fn assemble(insn: &Instruction, flags_in: bool) -> Result<Vec<u8>, String> {
         a.push(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
         a.popfq().map_err(e)?;
     }
+    if rdi_mem {
+        a.lea(rdi, qword_ptr(rdi + frame::MEM)).map_err(e)?;
+    }
     a.add_instruction(*insn).map_err(e)?;
+    if rdi_mem {
+        a.lea(rdi, qword_ptr(rdi - frame::MEM)).map_err(e)?;
+    }
     a.pushfq().map_err(e)?;
     a.pop(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
     for (i, r) in g.iter().enumerate() {
@@ -540,9 +565,40 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_fp_or_vector() {
-        // add eax, ebx; jmp; maskmovdqu
+        // add eax, ebx; jmp
         assert!(plan(&decode(&[0x01, 0xD8])).is_err());
         assert!(plan(&decode(&[0xEB, 0x00])).is_err());
-        assert!(plan(&decode(&[0x66, 0x0F, 0xF7, 0xCA])).is_err());
+    }
+
+    #[test]
+    fn maskmov_reads_and_writes_its_rdi_bytes() {
+        // maskmovdqu xmm1, xmm2 (and with a 67h prefix: [edi]); maskmovq mm0, mm3
+        for (bytes, n) in [
+            (&[0x66, 0x0F, 0xF7, 0xCA][..], 16),
+            (&[0x67, 0x66, 0x0F, 0xF7, 0xCA], 16),
+            (&[0x0F, 0xF7, 0xC3], 8),
+        ] {
+            let p = plan(&decode(bytes)).unwrap();
+            assert_eq!(
+                p.mem,
+                Some((
+                    n,
+                    Rw {
+                        read: true,
+                        write: true
+                    }
+                ))
+            );
+            assert!(p.gpr.is_empty(), "{:?}", p.gpr);
+            let mut d = Decoder::with_ip(64, &p.stub.code, 0, DecoderOptions::NONE);
+            let insns: Vec<Instruction> = (&mut d).into_iter().collect();
+            let at = insns
+                .iter()
+                .position(|i| i.code() == decode(bytes).code())
+                .unwrap();
+            assert_eq!(insns[at].op0_kind(), OpKind::MemorySegRDI);
+            assert_eq!(insns[at - 1].mnemonic(), Mnemonic::Lea);
+            assert_eq!(insns[at + 1].mnemonic(), Mnemonic::Lea);
+        }
     }
 }

@@ -19,7 +19,7 @@
 //! - Nothing after a stub that raised an exception takes effect (the JIT's fault branch
 //!   leaves the block; the interpreter checks [`crate::emit::Emitter::faulted`]).
 
-use iced_x86::{Instruction, Mnemonic as M, RflagsBits};
+use iced_x86::{Instruction, Mnemonic as M, OpKind, Register, RflagsBits};
 
 use super::simd::needs_alignment;
 use super::x87;
@@ -152,6 +152,20 @@ pub fn sse_call<E: Emitter>(ctx: &Ctx<E>) -> StubCall {
     }
 }
 
+/// The linear address of the instruction's memory operand: its ModRM operand, or
+/// MASKMOVQ/MASKMOVDQU's implicit rDI (EDI with an address-size prefix) in DS or the
+/// override segment.
+fn mem_addr<E: Emitter>(ctx: &mut Ctx<E>) -> E::Value {
+    let insn = *ctx.insn();
+    if !hostexec::implicit_rdi(&insn) {
+        return ctx.op_addr();
+    }
+    let edi = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::MemorySegEDI);
+    let di = ctx.reg(if edi { Register::EDI } else { Register::RDI });
+    let di = ctx.to_ty(di, Ty::I64, false);
+    ctx.seg_base_add(insn.memory_segment(), di)
+}
+
 /// Run the current instruction through a host stub.
 pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     let insn = *ctx.insn();
@@ -165,7 +179,7 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     } else {
         sse_call(ctx)
     };
-    let addr = plan.mem.map(|_| ctx.op_addr());
+    let addr = plan.mem.map(|_| mem_addr(ctx));
     if let Some(a) = addr {
         if needs_alignment(&insn) {
             check_alignment(ctx, a, 16);
@@ -191,10 +205,10 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
         ctx.e.store_state(state::OFF_HX + frame::RFLAGS, f);
     }
     if let (Some(a), Some((bytes, rw))) = (addr, plan.mem) {
-        if rw.read {
-            copy_in(ctx, a, bytes);
-        } else if rw.write && plan.fpu {
+        if rw.write && plan.fpu {
             probe_write(ctx, a, bytes);
+        }
+        if rw.read || (rw.write && plan.fpu) {
             copy_in(ctx, a, bytes);
         }
     }
