@@ -8,7 +8,8 @@
 //! - MXCSR: from [`enter`] to [`leave`] (one [`crate::Vm::run`]) the host MXCSR holds the
 //!   guest's rounding control, DAZ, FTZ and exception flags, with every exception *masked*
 //!   (the guest's masks stay in `CpuState::fx.mxcsr`; while one is unmasked, SIMD stubs go
-//!   through [`simd_checked`], which raises #XM itself). Generated code's inline float
+//!   through [`simd_checked`], which runs them with the guest's masks and catches the host's
+//!   own #XM, see [`crate::stubs`]). Generated code's inline float
 //!   operations therefore round, flush and raise flags exactly as the guest's instructions.
 //! - x87/MMX: loaded into the host FPU on the first x87 or MMX instruction of a run
 //!   (`CpuState::fpu_live`), left there across instructions, saved back by [`leave`].
@@ -32,13 +33,10 @@ use translator::state::{cr, fpu, mxcsr, CpuState, FxArea, HostFrame};
 use translator::Exception;
 
 use crate::machine::Machine;
+use crate::stubs::StubRun;
 
 /// The MXCSR host code expects: round to nearest, everything masked, no flags.
 const HOST_MXCSR: u32 = mxcsr::DEFAULT;
-
-/// MXCSR exception flags raised before computing a result (invalid, denormal, divide by
-/// zero); the others (overflow, underflow, precision) come from the result.
-const PRE_COMPUTATION: u32 = 0b000111;
 
 /// The host's MXCSR.
 pub fn read_mxcsr() -> u32 {
@@ -212,8 +210,14 @@ pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
     } else if info.waiting {
         m.fpu_error(false);
     }
+    if info.check_only {
+        return;
+    }
     let ran = if ignore_pending {
         run_ignoring_pending(m, stub as usize, &mut cpu.hx)
+    } else if info.checked {
+        // An SSE instruction on MMX registers (CVTPI2PS...) while MXCSR unmasks an exception.
+        return simd_checked(m, cpu, stub);
     } else {
         m.stubs.call(stub as usize, &mut cpu.hx)
     };
@@ -258,29 +262,29 @@ fn run_ignoring_pending(m: &mut Machine, addr: usize, frame: &mut HostFrame) -> 
 }
 
 /// [`translator::Helper::SimdChecked`]: an SSE stub while MXCSR unmasks an exception.
+///
+/// The stub runs with the guest's exception masks in the host MXCSR and its flags clear, so
+/// the host raises #XM exactly when and as the guest's instruction must: which exceptions
+/// fault (an unmasked underflow is raised for an exact tiny result too, where the masked
+/// response flags nothing; FTZ does not apply), which flags the fault leaves (precision only
+/// if the unbounded-exponent result is inexact; only the pre-computation ones when those
+/// fault), and no destination written. The stub cache catches that #XM
+/// ([`crate::stubs::HostStubs::call_catching_xm`]).
 pub fn simd_checked(m: &mut Machine, cpu: &mut CpuState, stub: u64) {
     let before = read_mxcsr();
-    write_mxcsr(before & !mxcsr::FLAGS);
-    let ran = m.stubs.call(stub as usize, &mut cpu.hx);
+    write_mxcsr((before & !(mxcsr::FLAGS | mxcsr::MASKS)) | (cpu.fx.mxcsr & mxcsr::MASKS));
+    let run = m.stubs.call_catching_xm(stub as usize, &mut cpu.hx);
     let raised = read_mxcsr() & mxcsr::FLAGS;
-    if !ran {
-        write_mxcsr(before);
-        return cpu.raise(Exception::InvalidOpcode);
+    write_mxcsr(before | raised);
+    match run {
+        StubRun::Ran => {}
+        StubRun::NotAStub => cpu.raise(Exception::InvalidOpcode),
+        StubRun::SimdException => cpu.raise(if cpu.cr4 & cr::CR4_OSXMMEXCPT != 0 {
+            Exception::SimdFloatingPoint
+        } else {
+            Exception::InvalidOpcode
+        }),
     }
-    let unmasked = raised & !(cpu.fx.mxcsr >> 7) & mxcsr::FLAGS;
-    if unmasked == 0 {
-        return write_mxcsr(before | raised);
-    }
-    // An unmasked exception: the destination stays unwritten (the fault path drops the
-    // stub's results). A pre-computation exception stops before any result is computed.
-    let pre = raised & PRE_COMPUTATION;
-    let flags = if pre & unmasked != 0 { pre } else { raised };
-    write_mxcsr(before | flags);
-    cpu.raise(if cpu.cr4 & cr::CR4_OSXMMEXCPT != 0 {
-        Exception::SimdFloatingPoint
-    } else {
-        Exception::InvalidOpcode
-    });
 }
 
 /// [`translator::Helper::Mxcsr`]: `op` 0 reads the guest's MXCSR, 1 loads `value`.

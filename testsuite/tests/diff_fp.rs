@@ -339,3 +339,46 @@ fn maskmovq_and_maskmovdqu() {
     r[7] = 0xDEAD_BEEF_0000_0000 | (DATA + 5);
     check(&[0x67, 0x66, 0x0F, 0xF7, 0xCA], r, fx, vec![]);
 }
+
+#[test]
+fn unmasked_simd_exceptions_are_the_hardware_s() {
+    // Found by the tester: #XM was emulated by running the stub masked, which misses an
+    // unmasked underflow with an exact tiny result (2^-126 - 2^-127) and sets precision
+    // where the unmasked response does not.
+    let mut fx = FxArea {
+        mxcsr: mxcsr::DEFAULT & !(1 << 11),
+        ..FxArea::default()
+    };
+    fx.xmm[7] = 0x0080_0000_0080_0000_0080_0000_0080_0000;
+    fx.xmm[9] = 0x0040_0000;
+    let run = check(&[0x41, 0x0F, 0x5C, 0xF9], regs(), fx, vec![]);
+    assert_eq!(trapno(&run), 19);
+    assert_eq!(run.native.fx.mxcsr & mxcsr::FLAGS, 0b01_0010); // UE, DE
+                                                               // FTZ does not apply while underflow is unmasked.
+    fx.mxcsr |= mxcsr::FTZ;
+    fx.xmm[9] = 0x0040_0001;
+    check(&[0x41, 0x0F, 0x5C, 0xF9], regs(), fx, vec![]);
+    // Found by the tester: the SSE instructions on MMX registers took no #XM at all.
+    // cvtpi2ps xmm0, mm1 of 0x7fffffff (inexact) with PE unmasked.
+    let mut fx = FxArea {
+        mxcsr: mxcsr::DEFAULT & !(1 << 12),
+        ..FxArea::default()
+    };
+    fx.st[1] = f80(false, 0xFFFF, 0x7FFF_FFFF);
+    let run = check(&[0x0F, 0x2A, 0xC1], regs(), fx, vec![]);
+    assert_eq!(trapno(&run), 19);
+    // Found by the tester: cvtpd2pi mm2, [misaligned] with an x87 exception pending is #MF
+    // before the alignment #GP.
+    let fx = FxArea {
+        fcw: 0x037E,
+        fsw: 0x8081,
+        ..FxArea::default()
+    };
+    let run = check(
+        &with_addr(&[0x66, 0x0F, 0x2D, 0x14, 0x25], DATA + 8),
+        regs(),
+        fx,
+        vec![],
+    );
+    assert_eq!(trapno(&run), 16);
+}

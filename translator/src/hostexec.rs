@@ -68,17 +68,25 @@ pub enum StubCall {
 pub struct FpuInfo {
     /// Checks for a pending unmasked x87 exception first (everything but the FN* forms).
     pub waiting: bool,
+    /// An SSE instruction on MMX registers (CVTPI2PS, CVTPS2PI...) while MXCSR unmasks an
+    /// exception: run as [`StubCall::Checked`] once the x87 state is live.
+    pub checked: bool,
+    /// Only the pending-exception check (#MF, or FERR#), no stub: made before the operand
+    /// checks of an instruction whose operand can fault with #GP first (a misaligned m128).
+    pub check_only: bool,
 }
 
 impl FpuInfo {
     /// The helper-argument encoding.
     pub const fn bits(self) -> u64 {
-        self.waiting as u64
+        self.waiting as u64 | (self.checked as u64) << 1 | (self.check_only as u64) << 2
     }
     /// Inverse of [`FpuInfo::bits`].
     pub const fn from_bits(b: u64) -> FpuInfo {
         FpuInfo {
             waiting: b & 1 != 0,
+            checked: b & 2 != 0,
+            check_only: b & 4 != 0,
         }
     }
 }

@@ -175,6 +175,8 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     let how = if plan.fpu {
         StubCall::Fpu(FpuInfo {
             waiting: waits(&insn),
+            checked: !x87::is_x87(&insn) && sse_call(ctx) == StubCall::Checked,
+            check_only: false,
         })
     } else {
         sse_call(ctx)
@@ -182,6 +184,16 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     let addr = plan.mem.map(|_| mem_addr(ctx));
     if let Some(a) = addr {
         if needs_alignment(&insn) {
+            if let StubCall::Fpu(info) = how {
+                // CVT(T)PD2PI: a pending x87 exception (#MF) comes before the #GP.
+                let check = FpuInfo {
+                    check_only: true,
+                    ..info
+                };
+                let z = ctx.c(Ty::I64, 0);
+                let bits = ctx.c(Ty::I64, check.bits());
+                ctx.call(Helper::FpuExec, &[z, bits]);
+            }
             check_alignment(ctx, a, 16);
         }
     }

@@ -90,7 +90,7 @@ fn seg_index(r: Register) -> usize {
 /// Whether `insn` is an x87 instruction (D8..DF, WAIT): only those keep FIP, FDP and FOP;
 /// MMX instructions and the SSE ones on MMX registers (PSHUFW, CVTPI2PS, MOVQ2DQ...) leave
 /// them alone.
-fn is_x87(insn: &Instruction) -> bool {
+pub fn is_x87(insn: &Instruction) -> bool {
     use iced_x86::CpuidFeature as F;
     insn.mnemonic() == M::Wait
         || insn
