@@ -382,3 +382,25 @@ fn unmasked_simd_exceptions_are_the_hardware_s() {
     );
     assert_eq!(trapno(&run), 16);
 }
+
+#[test]
+fn fxrstor_keeps_what_the_host_keeps() {
+    // Found by the tester: FXRSTOR kept FCW's reserved bits (the host reads bit 6 as 1 and
+    // bits 7, 13..15 as 0) and every bit of FIP (the host keeps fewer).
+    let mut img = vec![0u8; 512];
+    img[0..2].copy_from_slice(&0xE03Fu16.to_le_bytes());
+    img[8..16].copy_from_slice(&0x1234_5678_9ABC_DEF0u64.to_le_bytes());
+    img[16..24].copy_from_slice(&0x0100_8000_0000_1000u64.to_le_bytes());
+    img[24..28].copy_from_slice(&mxcsr::DEFAULT.to_le_bytes());
+    for rex in [&[0x48u8][..], &[]] {
+        let mut op = rex.to_vec();
+        op.extend_from_slice(&[0x0F, 0xAE, 0x0C, 0x25]);
+        let run = check(
+            &with_addr(&op, DATA),
+            regs(),
+            FxArea::default(),
+            vec![(DATA, img.clone())],
+        );
+        assert_eq!(run.native.fx.fcw & 0xE0C0, 0x0040);
+    }
+}
