@@ -204,27 +204,33 @@ pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
         if !m.fpu_error(true) {
             cpu.status = translator::ExitReason::Retry as u64;
             cpu.icount_limit = 0;
+            cpu.fpu_live = LIVE_FERR;
             return;
         }
         ignore_pending = true;
     } else if info.waiting {
         m.fpu_error(false);
     }
-    if info.check_only {
-        return;
-    }
-    let ran = if ignore_pending {
+    let ran = if info.check_only {
+        true
+    } else if ignore_pending {
         run_ignoring_pending(m, stub as usize, &mut cpu.hx)
-    } else if info.checked {
-        // An SSE instruction on MMX registers (CVTPI2PS...) while MXCSR unmasks an exception.
-        return simd_checked(m, cpu, stub);
     } else {
         m.stubs.call(stub as usize, &mut cpu.hx)
     };
     if !ran {
         cpu.raise(Exception::InvalidOpcode);
     }
+    // Generated code calls stubs directly only while nothing needs this function: the
+    // state live and FERR# not asserted (see `LIVE` and `LIVE_FERR`).
+    cpu.fpu_live = if m.ferr_asserted() { LIVE_FERR } else { LIVE };
 }
+
+/// `CpuState::fpu_live`: the guest's x87 state is in the host FPU.
+pub const LIVE: u8 = 1;
+/// `CpuState::fpu_live`: live, and FERR# is asserted (every x87 instruction goes through
+/// [`fpu_exec`] until it is deasserted).
+pub const LIVE_FERR: u8 = 2;
 
 /// A protected-mode x87 environment image (FNSTENV/FLDENV, 32-bit format).
 #[repr(C)]
@@ -377,7 +383,8 @@ pub fn fxrstor(cpu: &mut CpuState, wide: bool, len: u64) {
     }
     fx.mxcsr = new_mxcsr;
     write_mxcsr(new_mxcsr | mxcsr::MASKS);
-    cpu.fpu_live = 1;
+    // Live, and the next x87 instruction goes through `fpu_exec` (which settles FERR#).
+    cpu.fpu_live = LIVE_FERR;
 }
 
 /// Load the image `b` into the host FPU with FXRSTOR64 (`wide`) or FXRSTOR, keeping the

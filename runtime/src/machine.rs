@@ -296,6 +296,11 @@ impl Machine {
         })
     }
 
+    /// Whether FERR# is asserted (IRQ 13 raised for an x87 error, CR0.NE clear).
+    pub fn ferr_asserted(&self) -> bool {
+        self.ferr
+    }
+
     /// The PC's x87 error reporting with CR0.NE clear, at a waiting x87 instruction:
     /// `pending` says whether an unmasked exception is pending. Returns whether the
     /// instruction may run (no error, or IGNNE# after a write to port 0xF0); otherwise

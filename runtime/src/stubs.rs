@@ -10,9 +10,10 @@
 //! - [`HostStubs::call_catching_xm`] runs an SSE stub with the guest's MXCSR masks, so the
 //!   host raises #XM exactly where the guest's instruction must (the flags, the destination
 //!   left unwritten: all the hardware's). The SIGFPE handler acts only for a #XM whose PC
-//!   lies in this thread's stub memory while such a call runs; it returns from the stub to
-//!   its caller (a stub pushes nothing before its instruction, so `[rsp]` is the return
-//!   address) and chains every other SIGFPE to the handler it replaced.
+//!   lies in this thread's stub memory while such a call runs; it resumes the stub after
+//!   the faulting instruction (which did not execute: a stub then stores its unchanged
+//!   registers, restores what it saved and returns normally), and chains every other SIGFPE
+//!   to the handler it replaced.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use std::sync::atomic::{compiler_fence, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use cache::exec_mem::ExecMemory;
+use iced_x86::{Decoder, DecoderOptions};
 use translator::state::HostFrame;
 
 /// Bytes of executable memory for stubs. A stub is under 100 bytes and the distinct ones are
@@ -78,15 +80,15 @@ fn install() {
 extern "C" fn on_sigfpe(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let (start, end) = CATCH.with(Cell::get);
     // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler; we read and
-    // write plain register fields of it, and read the return address at the interrupted
-    // RSP, which is the stub's caller's pushed return address (see the module invariants).
+    // write plain register fields of it, and read the faulting instruction's bytes, which
+    // lie in the stub memory `[start, end)` (a stub's instruction ends before its `ret`).
     unsafe {
         let gregs = &mut (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs;
         let pc = gregs[libc::REG_RIP as usize] as usize;
         if (start..end).contains(&pc) && gregs[libc::REG_TRAPNO as usize] == TRAP_XM {
-            let rsp = gregs[libc::REG_RSP as usize] as usize;
-            gregs[libc::REG_RIP as usize] = *(rsp as *const i64);
-            gregs[libc::REG_RSP as usize] = (rsp + 8) as i64;
+            let bytes = std::slice::from_raw_parts(pc as *const u8, (end - pc).min(15));
+            let len = Decoder::new(64, bytes, DecoderOptions::NONE).decode().len();
+            gregs[libc::REG_RIP as usize] = (pc + len) as i64;
             CAUGHT.with(|c| c.set(true));
             return;
         }
@@ -188,8 +190,8 @@ impl HostStubs {
         CATCH.with(|c| c.set((start, start + mem.capacity())));
         CAUGHT.with(|c| c.set(false));
         compiler_fence(Ordering::SeqCst);
-        // SAFETY: as in `call`; a #XM of the stub's instruction returns to here through the
-        // SIGFPE handler with the callee-saved registers untouched (a stub uses none).
+        // SAFETY: as in `call`; after a #XM of the stub's instruction the SIGFPE handler
+        // resumes the stub past it, which then returns normally.
         unsafe {
             let f = std::mem::transmute::<usize, StubFn>(addr);
             f(frame);

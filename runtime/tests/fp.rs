@@ -239,12 +239,13 @@ impl Rng {
 
 /// The host's result for `insn` (register operands XMM1, XMM2) on `a`, `b` under `mx`:
 /// through the instruction's own host stub, which is the reference implementation.
-fn host_result(bytes: &[u8], a: u128, b: u128, mx: u32) -> (u128, u32) {
+fn host_result(bytes: &[u8], a: u128, b: u128, mx: u32, x0: u128) -> (u128, u32) {
     let insn = iced_x86::Decoder::with_ip(64, bytes, 0, iced_x86::DecoderOptions::NONE).decode();
     let plan = translator::hostexec::plan(&insn).unwrap();
     let mut stubs = runtime::stubs::HostStubs::new();
     let addr = stubs.addr(&plan.stub.code).unwrap();
     let mut f = translator::state::HostFrame::default();
+    f.xmm[0] = x0;
     f.xmm[1] = a;
     f.xmm[2] = b;
     let saved = runtime::fpu::read_mxcsr();
@@ -283,6 +284,8 @@ fn inline_lowerings_equal_the_host_stub() {
         form!(64, punpckhqdq pshufb psllw pslld psllq psrlw psrld psrlq psraw psrad);
         form!(64, pmovsxbw pmovsxbd pmovsxbq pmovsxwd pmovsxwq pmovsxdq pmovzxbw pmovzxbd);
         form!(64, pmovzxbq pmovzxwd pmovzxwq pmovzxdq);
+        form!(32, minps maxps minss maxss cvtss2sd cvtdq2ps cvttps2dq cvtps2pd blendvps);
+        form!(64, minpd maxpd minsd maxsd cvtsd2ss cvtpd2ps cvtdq2pd blendvpd pblendvb);
         macro_rules! form_imm {
             ($($name:ident)*) => {$({
                 for imm in [0u32, 1, 3, 0x1B, 0x4E, 0x80, 0xA5, 0xFF, 7, 15, 17] {
@@ -308,9 +311,11 @@ fn inline_lowerings_equal_the_host_stub() {
                     | ((r as u32 & 3) << 13)
                     | ((r >> 2) as u32 & 1) << 6
                     | ((r >> 3) as u32 & 1) << 15;
-                let want = host_result(bytes, a, b, mx);
+                let mask = rng.vec(8);
+                let want = host_result(bytes, a, b, mx, mask);
                 let mut vm = make(engine, &code, &[]);
                 let cpu = vm.cpu_mut();
+                cpu.fx.xmm[0] = mask;
                 cpu.fx.xmm[1] = a;
                 cpu.fx.xmm[2] = b;
                 cpu.fx.mxcsr = mx;
@@ -324,6 +329,121 @@ fn inline_lowerings_equal_the_host_stub() {
                     got, want,
                     "{name} {engine:?} round {round}: a={a:#034x} b={b:#034x} mxcsr={mx:#x}\n got {:#034x} {:#x}\nwant {:#034x} {:#x}",
                     got.0, got.1, want.0, want.1
+                );
+            }
+        }
+    }
+}
+
+/// Regression: an inline division whose result was overwritten unread was removed as dead
+/// code by Cranelift, and with it the ZE flag; and one read only after STMXCSR ran after it.
+#[test]
+fn flags_of_dead_and_late_results_reach_mxcsr() {
+    let code = assemble(|a| {
+        a.divsd(xmm0, xmm1)?; // 1 / 0: ZE, result overwritten below
+        a.movapd(xmm0, xmm2)?;
+        a.mulsd(xmm3, xmm4)?; // inexact: PE, result read only at the block's end
+        a.stmxcsr(dword_ptr(DATA))?;
+        Ok(())
+    });
+    for engine in ENGINES {
+        let mut vm = make(engine, &code, &[0; 4]);
+        let cpu = vm.cpu_mut();
+        cpu.fx.xmm[0] = u128::from(1f64.to_bits());
+        cpu.fx.xmm[3] = u128::from(0.1f64.to_bits());
+        cpu.fx.xmm[4] = u128::from(0.3f64.to_bits());
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let mut m = [0u8; 4];
+        vm.read_phys(DATA, &mut m).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(m),
+            mxcsr::DEFAULT | 0x4 | 0x20,
+            "{engine:?}"
+        );
+    }
+}
+
+/// Conversions to and from general registers and the compares into RFLAGS: each inline
+/// lowering (with its guarded stub fallback) against the host stub.
+#[test]
+fn inline_conversions_and_compares_equal_the_host_stub() {
+    let mut forms: Vec<(&str, Vec<u8>, u32)> = Vec::new();
+    let mut add =
+        |name: &'static str, bits: u32, f: &dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>| {
+            let mut a = CodeAssembler::new(64).unwrap();
+            f(&mut a).unwrap();
+            forms.push((name, a.assemble(0).unwrap(), bits));
+        };
+    add("cvttsd2si r64", 64, &|a| a.cvttsd2si(r8, xmm1));
+    add("cvttsd2si r32", 64, &|a| a.cvttsd2si(r8d, xmm1));
+    add("cvttss2si r64", 32, &|a| a.cvttss2si(r8, xmm1));
+    add("cvttss2si r32", 32, &|a| a.cvttss2si(r8d, xmm1));
+    add("cvtsi2sd r64", 64, &|a| a.cvtsi2sd(xmm1, r8));
+    add("cvtsi2sd r32", 64, &|a| a.cvtsi2sd(xmm1, r8d));
+    add("cvtsi2ss r64", 32, &|a| a.cvtsi2ss(xmm1, r8));
+    add("cvtsi2ss r32", 32, &|a| a.cvtsi2ss(xmm1, r8d));
+    add("comisd", 64, &|a| a.comisd(xmm1, xmm2));
+    add("ucomisd", 64, &|a| a.ucomisd(xmm1, xmm2));
+    add("comiss", 32, &|a| a.comiss(xmm1, xmm2));
+    add("ucomiss", 32, &|a| a.ucomiss(xmm1, xmm2));
+    let mut rng = Rng(0x0DDB_A11C_AFE0_1234);
+    let set = |v: u32| {
+        // SAFETY: LDMXCSR of a valid value from a local.
+        unsafe { std::arch::asm!("ldmxcsr [{p}]", p = in(reg) &v) };
+    };
+    for (name, bytes, bits) in &forms {
+        let mut code = bytes.clone();
+        code.push(0xF4);
+        let insn =
+            iced_x86::Decoder::with_ip(64, bytes, 0, iced_x86::DecoderOptions::NONE).decode();
+        let plan = translator::hostexec::plan(&insn).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut stubs = runtime::stubs::HostStubs::new();
+        let addr = stubs.addr(&plan.stub.code).unwrap();
+        for engine in [Engine::Interp, Engine::Dbt] {
+            for round in 0..60 {
+                let (a, b) = (rng.vec(*bits), rng.vec(*bits));
+                let g = match rng.next() % 4 {
+                    0 => rng.next() as i32 as i64 as u64,
+                    1 => rng.next() >> (rng.next() % 64),
+                    _ => rng.next(),
+                };
+                let r = rng.next();
+                let mx = mxcsr::MASKS
+                    | ((r as u32 & 3) << 13)
+                    | ((r >> 2) as u32 & 1) << 6
+                    | ((r >> 3) as u32 & 1) << 15;
+                // The host: the stub on a frame (R8 is general slot 3).
+                let mut f = translator::state::HostFrame::default();
+                f.xmm[1] = a;
+                f.xmm[2] = b;
+                f.gpr[3] = g;
+                let saved = runtime::fpu::read_mxcsr();
+                set(mx);
+                assert!(stubs.call(addr, &mut f));
+                let host_mx = runtime::fpu::read_mxcsr();
+                set(saved);
+                let want = (f.xmm[1], f.gpr[3], f.rflags & 0x45, host_mx);
+                let mut vm = make(engine, &code, &[]);
+                let cpu = vm.cpu_mut();
+                cpu.fx.xmm[1] = a;
+                cpu.fx.xmm[2] = b;
+                cpu.gpr[8] = g;
+                cpu.fx.mxcsr = mx;
+                assert_eq!(vm.run(), RunOutcome::Halted, "{name} {engine:?}");
+                let cpu = vm.cpu();
+                let got = (
+                    cpu.fx.xmm[1],
+                    cpu.gpr[8],
+                    cpu.full_rflags() & 0x45,
+                    cpu.fx.mxcsr,
+                );
+                assert_eq!(
+                    got, want,
+                    "{name} {engine:?} round {round}: a={a:#x} b={b:#x} g={g:#x} mxcsr={mx:#x}"
+                );
+                assert!(
+                    vm.machine().stubs.len() <= 1,
+                    "{name}: at most the guarded path's stub"
                 );
             }
         }

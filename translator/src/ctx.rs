@@ -106,6 +106,9 @@ pub struct Ctx<E: Emitter> {
     xmm_written: u16,
     xmm_pending: [Option<E::Vec>; 16],
     insn_start_xmm_written: u16,
+    /// XMM registers holding a floating-point result no instruction has read yet (see
+    /// `set_xmm_fp`).
+    xmm_fp_unread: u16,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -152,6 +155,7 @@ impl<E: Emitter> Ctx<E> {
             xmm_written: 0,
             xmm_pending: [None; 16],
             insn_start_xmm_written: 0,
+            xmm_fp_unread: 0,
         }
     }
 
@@ -331,6 +335,7 @@ impl<E: Emitter> Ctx<E> {
     /// caching, since that position does not dominate what follows).
     pub fn xmm(&mut self, i: usize) -> E::Vec {
         let i = i & 15;
+        self.xmm_fp_unread &= !(1 << i);
         if let Some(v) = self.xmm_pending[i] {
             return v;
         }
@@ -349,8 +354,39 @@ impl<E: Emitter> Ctx<E> {
 
     /// Set XMM register `i` (pending until the instruction ends).
     pub fn set_xmm(&mut self, i: usize, v: E::Vec) {
+        self.sink_unread_fp(i & 15);
         self.xmm_pending[i & 15] = Some(v);
         self.writes = self.writes.wrapping_add(1);
+    }
+
+    /// Set XMM register `i` to the result of an inline floating-point operation. Such an
+    /// operation raises MXCSR flags, which Cranelift does not know: if the result were
+    /// overwritten unread it would be removed as dead code, flags and all. So a result that
+    /// is overwritten before anything reads it is stored to a sink first.
+    pub fn set_xmm_fp(&mut self, i: usize, v: E::Vec) {
+        self.set_xmm(i, v);
+        if !self.e.is_concrete() {
+            self.xmm_fp_unread |= 1 << (i & 15);
+        }
+    }
+
+    fn sink_unread_fp(&mut self, i: usize) {
+        if self.xmm_fp_unread & (1 << i) != 0 {
+            self.xmm_fp_unread &= !(1 << i);
+            let old = self.xmm(i);
+            self.e.vstore_state(state::OFF_HX + state::frame::SINK, old);
+        }
+    }
+
+    /// Make every inline floating-point operation so far happen before what follows (a
+    /// helper that reads MXCSR): Cranelift computes pure values where they are used, so the
+    /// XMM registers and flags they feed are stored now.
+    pub fn sync_fp(&mut self) {
+        self.sync_xmm();
+        let f = self.flags;
+        self.write_back_flags(f);
+        self.flags = FlagState::Stored;
+        self.entry_bits = None;
     }
 
     fn write_back_xmm(&mut self, mask: u16) {

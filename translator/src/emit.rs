@@ -16,7 +16,7 @@ use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::ExitReason;
-use crate::vector::{Lanes, VBin, VShift, VUn};
+use crate::vector::{Lanes, VBin, VCvt, VShift, VUn};
 
 /// Pure value operations. Implemented by every emitter and by [`crate::flags::Concrete`].
 pub trait ValueOps {
@@ -75,6 +75,25 @@ pub trait VectorOps: ValueOps {
     fn vmovmsk(&mut self, v: Self::Vec, lanes: Lanes) -> Self::Value;
     /// `c != 0 ? t : f` for a scalar condition.
     fn vselect(&mut self, c: Self::Value, t: Self::Vec, f: Self::Vec) -> Self::Vec;
+    /// Lane-wise `mask's top bit ? b : a` ([`crate::vector::eval_blendv`]).
+    fn vblendv(&mut self, lanes: Lanes, a: Self::Vec, b: Self::Vec, mask: Self::Vec) -> Self::Vec;
+    /// A packed conversion ([`crate::vector::eval_cvt`]).
+    fn vcvt(&mut self, op: VCvt, a: Self::Vec) -> Self::Vec;
+    /// CVTSI2SS/CVTSI2SD of `x` (an `I32` or `I64`) into lane 0 of `a`
+    /// ([`crate::vector::eval_cvt_from_int`]).
+    fn vcvt_from_int(&mut self, lanes: Lanes, a: Self::Vec, x: Self::Value) -> Self::Vec;
+    /// CVTTSS2SI/CVTTSD2SI of lane 0 of `a` to an integer of type `ty` (`I32` or `I64`),
+    /// for every input ([`crate::vector::eval_cvtt_to_int`]).
+    fn vcvtt_to_int(&mut self, lanes: Lanes, a: Self::Vec, ty: Ty) -> Self::Value;
+    /// (U)COMISS/(U)COMISD of lane 0: ZF, PF, CF as an `I64` in their RFLAGS positions
+    /// ([`crate::vector::eval_fcmp_flags`]).
+    fn vfcmp_flags(
+        &mut self,
+        lanes: Lanes,
+        a: Self::Vec,
+        b: Self::Vec,
+        ordered: bool,
+    ) -> Self::Value;
 }
 
 /// How a block (or an interpreted instruction) leaves.

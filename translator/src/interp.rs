@@ -16,7 +16,7 @@ use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{CpuState, ExitReason};
-use crate::vector::{self, Lanes, VBin, VShift, VUn};
+use crate::vector::{self, Lanes, VBin, VCvt, VShift, VUn};
 use crate::Mode;
 
 /// What the interpreter needs from the runtime.
@@ -165,6 +165,27 @@ impl VectorOps for InterpEmitter<'_> {
             f
         }
     }
+    fn vblendv(&mut self, lanes: Lanes, a: u128, b: u128, mask: u128) -> u128 {
+        vector::eval_blendv(lanes, a, b, mask)
+    }
+    fn vcvt(&mut self, op: VCvt, a: u128) -> u128 {
+        vector::eval_cvt(op, a)
+    }
+    fn vcvt_from_int(&mut self, lanes: Lanes, a: u128, x: CVal) -> u128 {
+        vector::eval_cvt_from_int(lanes, a, x.v, x.ty.bits())
+    }
+    fn vcvtt_to_int(&mut self, lanes: Lanes, a: u128, ty: Ty) -> CVal {
+        CVal {
+            ty,
+            v: vector::eval_cvtt_to_int(lanes, a, ty.bits()),
+        }
+    }
+    fn vfcmp_flags(&mut self, lanes: Lanes, a: u128, b: u128, ordered: bool) -> CVal {
+        CVal {
+            ty: Ty::I64,
+            v: vector::eval_fcmp_flags(lanes, a, b, ordered),
+        }
+    }
 }
 
 impl Emitter for InterpEmitter<'_> {
@@ -193,31 +214,31 @@ impl Emitter for InterpEmitter<'_> {
             },
         );
     }
+    // A 16-byte access passes its high half through `helper_out[0]`; the old value is put
+    // back so the state after it is what generated code's inline path leaves.
     fn vload_mem(&mut self, addr: CVal) -> u128 {
         let size = CVal { ty: Ty::I64, v: 16 };
-        let lo = self.call_helper(Helper::MemRead, [addr, size, CVal { ty: Ty::I64, v: 0 }]);
+        let saved = self.cpu.helper_out[0];
+        let zero = CVal { ty: Ty::I64, v: 0 };
+        let lo = self.call_helper(Helper::MemRead, [addr, size, zero]);
+        let hi = std::mem::replace(&mut self.cpu.helper_out[0], saved);
         if self.faulted {
             return 0;
         }
-        u128::from(lo.v) | u128::from(self.cpu.helper_out[0]) << 64
+        u128::from(lo.v) | u128::from(hi) << 64
     }
     fn vstore_mem(&mut self, addr: CVal, v: u128) {
         if self.faulted {
             return;
         }
-        self.cpu.helper_out[0] = (v >> 64) as u64;
+        let saved = std::mem::replace(&mut self.cpu.helper_out[0], (v >> 64) as u64);
         let size = CVal { ty: Ty::I64, v: 16 };
-        self.call_helper(
-            Helper::MemWrite,
-            [
-                addr,
-                size,
-                CVal {
-                    ty: Ty::I64,
-                    v: v as u64,
-                },
-            ],
-        );
+        let lo = CVal {
+            ty: Ty::I64,
+            v: v as u64,
+        };
+        self.call_helper(Helper::MemWrite, [addr, size, lo]);
+        self.cpu.helper_out[0] = saved;
     }
     fn declare_vvar(&mut self) -> usize {
         let i = self.nvvars.min(MAX_VVARS - 1);
@@ -477,8 +498,7 @@ mod tests {
         let mut ram = FlatRam(vec![0; 16]);
         let mut cpu = CpuState::default();
         // The last bytes of CpuState.
-        let n = cpu.hx.mem.len();
-        cpu.hx.mem[n - 8..].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        cpu.hx.sink = 0x1122_3344_5566_7788u128 << 64;
         let end = std::mem::size_of::<CpuState>() as u32;
         let mut e = InterpEmitter::new(&mut cpu, &mut ram);
         assert_eq!(e.load_state(Ty::I8, end - 1).v, 0x11);

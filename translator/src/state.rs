@@ -258,8 +258,15 @@ pub struct HostFrame {
     pub gpr: [u64; 5],
     /// RFLAGS after the instruction (and before it, for instructions that read flags).
     pub rflags: u64,
+    /// Nonzero when a waiting x87/MMX stub found an unmasked exception pending and did
+    /// nothing (the runtime's slow path then decides between #MF and FERR).
+    pub status: u64,
+    pub _pad: u64,
     /// The memory operand (FXSAVE/FXRSTOR images use all 512 bytes).
     pub mem: [u8; 512],
+    /// Where the JIT stores a floating-point result nothing else reads, so the computation
+    /// (and the MXCSR flags it raises) is not removed as dead code.
+    pub sink: u128,
 }
 
 impl Default for HostFrame {
@@ -268,7 +275,10 @@ impl Default for HostFrame {
             xmm: [0; 3],
             gpr: [0; 5],
             rflags: rflags::FIXED,
+            status: 0,
+            _pad: 0,
             mem: [0; 512],
+            sink: 0,
         }
     }
 }
@@ -281,8 +291,10 @@ pub mod frame {
     pub const XMM: u32 = offset_of!(HostFrame, xmm) as u32;
     pub const GPR: u32 = offset_of!(HostFrame, gpr) as u32;
     pub const RFLAGS: u32 = offset_of!(HostFrame, rflags) as u32;
+    pub const STATUS: u32 = offset_of!(HostFrame, status) as u32;
     pub const MEM: u32 = offset_of!(HostFrame, mem) as u32;
-    const _: () = assert!(XMM == 0 && GPR == 48 && RFLAGS == 88 && MEM == 96);
+    pub const SINK: u32 = offset_of!(HostFrame, sink) as u32;
+    const _: () = assert!(XMM == 0 && GPR == 48 && RFLAGS == 88 && STATUS == 96 && MEM == 112);
 }
 
 /// Segment register numbers (x86 encoding order: ES CS SS DS FS GS).
@@ -593,6 +605,7 @@ pub const OFF_FOP: u32 = OFF_FX + offset_of!(FxArea, fop) as u32;
 pub const OFF_FPU_CS: u32 = offset_of!(CpuState, fpu_cs) as u32;
 pub const OFF_FPU_DS: u32 = offset_of!(CpuState, fpu_ds) as u32;
 pub const OFF_HX: u32 = offset_of!(CpuState, hx) as u32;
+pub const OFF_FPU_LIVE: u32 = offset_of!(CpuState, fpu_live) as u32;
 const _: () = assert!(OFF_HX.is_multiple_of(16) && OFF_FX.is_multiple_of(16));
 pub const OFF_TLB_READ_TAG: u32 = offset_of!(TlbEntry, read_tag) as u32;
 pub const OFF_TLB_WRITE_TAG: u32 = offset_of!(TlbEntry, write_tag) as u32;

@@ -16,6 +16,32 @@
 use std::arch::asm;
 use std::arch::x86_64::__m128i;
 
+fn m(v: u128) -> __m128i {
+    // SAFETY: u128 and __m128i are both 16 plain bytes; every bit pattern is valid for both.
+    unsafe { std::mem::transmute::<u128, __m128i>(v) }
+}
+
+fn u(v: __m128i) -> u128 {
+    // SAFETY: as in `m`.
+    unsafe { std::mem::transmute::<__m128i, u128>(v) }
+}
+
+/// One SSE floating-point instruction `insn x, y` on the host (x is the destination).
+macro_rules! sse2 {
+    ($insn:literal, $a:expr, $b:expr) => {{
+        let mut x = m($a);
+        let y = m($b);
+        // SAFETY: one SSE register-to-register instruction (SSE2 is the x86-64 baseline):
+        // it reads and writes only the two named XMM registers and MXCSR's flags. Not
+        // `pure`: the MXCSR flags it raises are an effect that must not be dropped.
+        unsafe {
+            asm!(concat!($insn, " {x}, {y}"), x = inout(xmm_reg) x, y = in(xmm_reg) y,
+                 options(nomem, nostack, preserves_flags));
+        }
+        u(x)
+    }};
+}
+
 /// The lane shape of a vector operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lanes {
@@ -138,6 +164,33 @@ pub enum VBin {
     FSub,
     FMul,
     FDiv,
+    /// x86 MIN: `a < b ? a : b` per lane, so the second operand on equality (±0), on a NaN,
+    /// on both (MINPS/MINPD/MINSS/MINSD).
+    FMin,
+    /// x86 MAX: `a > b ? a : b` per lane, likewise.
+    FMax,
+    /// CVTSS2SD: lane 0 of `b` (single) widened into lane 0 (double) of `a`.
+    CvtSs2Sd,
+    /// CVTSD2SS: lane 0 of `b` (double) rounded into lane 0 (single) of `a`.
+    CvtSd2Ss,
+    /// PBLENDVB/BLENDVPS/BLENDVPD: lane from `b` where the top bit of the same lane of the
+    /// mask is set, else from `a`. The mask is the third operand of [`eval_blendv`].
+    Blendv,
+}
+
+/// Packed conversions (the lanes argument is ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VCvt {
+    /// CVTDQ2PS: 4 × i32 → 4 × f32 (rounded by MXCSR).
+    Dq2Ps,
+    /// CVTTPS2DQ: 4 × f32 → 4 × i32, truncating (0x8000_0000 for NaN and out of range).
+    Ttps2Dq,
+    /// CVTPS2PD: the low 2 × f32 → 2 × f64.
+    Ps2Pd,
+    /// CVTPD2PS: 2 × f64 → 2 × f32 in the low half, the high half zero.
+    Pd2Ps,
+    /// CVTDQ2PD: the low 2 × i32 → 2 × f64.
+    Dq2Pd,
 }
 
 /// One-operand lane-wise operations.
@@ -301,8 +354,109 @@ pub fn eval_bin(op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
             }
             r
         }
-        VBin::FAdd | VBin::FSub | VBin::FMul | VBin::FDiv => host_float(op, lanes, a, b),
+        VBin::FAdd
+        | VBin::FSub
+        | VBin::FMul
+        | VBin::FDiv
+        | VBin::FMin
+        | VBin::FMax
+        | VBin::CvtSs2Sd
+        | VBin::CvtSd2Ss => host_float(op, lanes, a, b),
+        // Blendv needs its mask: see `eval_blendv`.
+        VBin::Blendv => a,
     }
+}
+
+/// PBLENDVB/BLENDVPS/BLENDVPD: lane `i` of `b` where the top bit of lane `i` of `mask` is
+/// set, else of `a`.
+pub fn eval_blendv(lanes: Lanes, a: u128, b: u128, mask: u128) -> u128 {
+    let bits = lanes.bits();
+    let mut r = a;
+    for i in 0..128 / bits {
+        if lane(mask, bits, i) >> (bits - 1) != 0 {
+            r = with_lane(r, bits, i, lane(b, bits, i));
+        }
+    }
+    r
+}
+
+/// A packed conversion, by the host's instruction.
+pub fn eval_cvt(op: VCvt, a: u128) -> u128 {
+    match op {
+        VCvt::Dq2Ps => sse2!("cvtdq2ps", 0, a),
+        VCvt::Ttps2Dq => sse2!("cvttps2dq", 0, a),
+        VCvt::Ps2Pd => sse2!("cvtps2pd", 0, a),
+        VCvt::Pd2Ps => sse2!("cvtpd2ps", 0, a),
+        VCvt::Dq2Pd => sse2!("cvtdq2pd", 0, a),
+    }
+}
+
+/// CVTSI2SS/CVTSI2SD: `x` (a 32- or 64-bit signed integer, `bits` wide) converted into
+/// lane 0 of `a` (`lanes` F32S or F64S), by the host's instruction.
+pub fn eval_cvt_from_int(lanes: Lanes, a: u128, x: u64, bits: u32) -> u128 {
+    let mut v = m(a);
+    // SAFETY: one SSE conversion from a general register into the named XMM register; no
+    // memory, MXCSR flags only.
+    unsafe {
+        match (lanes, bits) {
+            (Lanes::F32S, 64) => asm!("cvtsi2ss {v}, {x}", v = inout(xmm_reg) v, x = in(reg) x,
+                                      options(nomem, nostack, preserves_flags)),
+            (Lanes::F32S, _) => asm!("cvtsi2ss {v}, {x:e}", v = inout(xmm_reg) v, x = in(reg) x,
+                                     options(nomem, nostack, preserves_flags)),
+            (_, 64) => asm!("cvtsi2sd {v}, {x}", v = inout(xmm_reg) v, x = in(reg) x,
+                            options(nomem, nostack, preserves_flags)),
+            _ => asm!("cvtsi2sd {v}, {x:e}", v = inout(xmm_reg) v, x = in(reg) x,
+                      options(nomem, nostack, preserves_flags)),
+        }
+    }
+    u(v)
+}
+
+/// CVTTSS2SI/CVTTSD2SI: lane 0 of `a` truncated to a `bits`-wide signed integer (the
+/// "integer indefinite" `1 << (bits - 1)` for NaN and out of range), by the host.
+pub fn eval_cvtt_to_int(lanes: Lanes, a: u128, bits: u32) -> u64 {
+    let v = m(a);
+    let r: u64;
+    // SAFETY: one SSE conversion from the named XMM register into a general register.
+    unsafe {
+        match (lanes, bits) {
+            (Lanes::F32S, 64) => asm!("cvttss2si {r}, {v}", r = out(reg) r, v = in(xmm_reg) v,
+                                      options(nomem, nostack, preserves_flags)),
+            (Lanes::F32S, _) => asm!("cvttss2si {r:e}, {v}", r = out(reg) r, v = in(xmm_reg) v,
+                                     options(nomem, nostack, preserves_flags)),
+            (_, 64) => asm!("cvttsd2si {r}, {v}", r = out(reg) r, v = in(xmm_reg) v,
+                            options(nomem, nostack, preserves_flags)),
+            _ => asm!("cvttsd2si {r:e}, {v}", r = out(reg) r, v = in(xmm_reg) v,
+                      options(nomem, nostack, preserves_flags)),
+        }
+    }
+    if bits == 64 {
+        r
+    } else {
+        r & 0xFFFF_FFFF
+    }
+}
+
+/// UCOMISS/UCOMISD (`ordered`: COMISS/COMISD, which also signal on quiet NaNs) of lane 0:
+/// ZF, PF and CF in their RFLAGS positions (OF, SF, AF clear), by the host.
+pub fn eval_fcmp_flags(lanes: Lanes, a: u128, b: u128, ordered: bool) -> u64 {
+    let (x, y) = (m(a), m(b));
+    let f: u64;
+    // SAFETY: one SSE compare of two XMM registers and a PUSHFQ/POP of the flags it set
+    // (the stack is used: not `nostack`).
+    unsafe {
+        match (lanes, ordered) {
+            (Lanes::F32S, false) => asm!("ucomiss {x}, {y}", "pushfq", "pop {f}",
+                                         x = in(xmm_reg) x, y = in(xmm_reg) y, f = out(reg) f),
+            (Lanes::F32S, true) => asm!("comiss {x}, {y}", "pushfq", "pop {f}",
+                                        x = in(xmm_reg) x, y = in(xmm_reg) y, f = out(reg) f),
+            (_, false) => asm!("ucomisd {x}, {y}", "pushfq", "pop {f}",
+                               x = in(xmm_reg) x, y = in(xmm_reg) y, f = out(reg) f),
+            _ => asm!("comisd {x}, {y}", "pushfq", "pop {f}",
+                      x = in(xmm_reg) x, y = in(xmm_reg) y, f = out(reg) f),
+        }
+    }
+    f & (crate::state::rflags::ZF | crate::state::rflags::PF | crate::state::rflags::CF)
 }
 
 /// Evaluate `op a` on a concrete vector.
@@ -357,32 +511,6 @@ pub fn eval_movmsk(v: u128, lanes: Lanes) -> u64 {
 
 // ------------------------------------------------------------------ host floating point
 
-fn m(v: u128) -> __m128i {
-    // SAFETY: u128 and __m128i are both 16 plain bytes; every bit pattern is valid for both.
-    unsafe { std::mem::transmute::<u128, __m128i>(v) }
-}
-
-fn u(v: __m128i) -> u128 {
-    // SAFETY: as in `m`.
-    unsafe { std::mem::transmute::<__m128i, u128>(v) }
-}
-
-/// One SSE floating-point instruction `insn x, y` on the host (x is the destination).
-macro_rules! sse2 {
-    ($insn:literal, $a:expr, $b:expr) => {{
-        let mut x = m($a);
-        let y = m($b);
-        // SAFETY: one SSE register-to-register instruction (SSE2 is the x86-64 baseline):
-        // it reads and writes only the two named XMM registers and MXCSR's flags. Not
-        // `pure`: the MXCSR flags it raises are an effect that must not be dropped.
-        unsafe {
-            asm!(concat!($insn, " {x}, {y}"), x = inout(xmm_reg) x, y = in(xmm_reg) y,
-                 options(nomem, nostack, preserves_flags));
-        }
-        u(x)
-    }};
-}
-
 fn host_float(op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
     use Lanes::*;
     use VBin::*;
@@ -403,6 +531,16 @@ fn host_float(op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
         (FDiv, F64) => sse2!("divpd", a, b),
         (FDiv, F32S) => sse2!("divss", a, b),
         (FDiv, F64S) => sse2!("divsd", a, b),
+        (FMin, F32) => sse2!("minps", a, b),
+        (FMin, F64) => sse2!("minpd", a, b),
+        (FMin, F32S) => sse2!("minss", a, b),
+        (FMin, F64S) => sse2!("minsd", a, b),
+        (FMax, F32) => sse2!("maxps", a, b),
+        (FMax, F64) => sse2!("maxpd", a, b),
+        (FMax, F32S) => sse2!("maxss", a, b),
+        (FMax, F64S) => sse2!("maxsd", a, b),
+        (CvtSs2Sd, _) => sse2!("cvtss2sd", a, b),
+        (CvtSd2Ss, _) => sse2!("cvtsd2ss", a, b),
         // Integer shapes never reach here (the emitters only pass float lanes).
         _ => 0,
     }
@@ -440,7 +578,8 @@ mod tests {
         let a = with_lane(with_lane(0, 16, 0, 0xFFFF), 16, 1, 300);
         assert_eq!(eval_bin(VBin::PackU, Lanes::I16, a, 0) & 0xFFFF, 0xFF00);
         // PSHUFB zeroes bytes whose index has bit 7.
-        assert_eq!(eval_bin(VBin::Pshufb, Lanes::I8, 0x1234, 0x8001), 0x12);
+        let idx = 0x8080_8080_8080_8080_8080_8080_8080_8001;
+        assert_eq!(eval_bin(VBin::Pshufb, Lanes::I8, 0x1234, idx), 0x12);
         // Shifts past the width: logical gives 0, arithmetic the sign.
         assert_eq!(eval_shift(VShift::Shl, Lanes::I16, 0xFFFF, 16), 0);
         assert_eq!(eval_shift(VShift::SShr, Lanes::I16, 0x8000, 99), 0xFFFF);

@@ -110,13 +110,15 @@ fn flat_segments(cpu: &mut CpuState, code_attr: u16) {
     cpu.flags_op = 0;
 }
 
-/// The Multiboot entry state: CR0 = PE | ET (no paging), EFER = 0, flat 32-bit code
+/// The Multiboot entry state: CR0 = PE | ET (no paging), CR4 = 0, EFER = 0, flat 32-bit code
 /// (selector 0x08: execute/read, D = 1, G = 1) and flat data in DS/ES/FS/GS/SS (0x10), CPL 0,
 /// EFLAGS = 0x2. GDTR/IDTR/LDTR/TR take their power-on values (base 0, limit 0xFFFF): the
 /// guest must load its own tables before it relies on them, as Multiboot requires.
 pub fn reset_protected_flat32(cpu: &mut CpuState) {
     flat_segments(cpu, CODE32_ATTR);
     cpu.cr0 = cr::CR0_PE | cr::CR0_ET;
+    // As QEMU: no CR4 feature enabled (SSE included, until the kernel sets CR4.OSFXSR).
+    cpu.cr4 = 0;
     cpu.efer = 0;
 }
 

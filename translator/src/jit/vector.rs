@@ -10,20 +10,20 @@
 //!   constants with Rust's round-to-nearest and no exception flags, which the guest's MXCSR
 //!   may not allow. Float operands always come from vectors (registers, memory, bitcasts).
 
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Signature, Type, Value,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::Variable;
 
-use super::emitter::ClifEmitter;
+use super::emitter::{clif, ClifEmitter};
 use crate::emit::{ValueOps, VectorOps};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
 use crate::ir::Ty;
 use crate::state::{self, CpuState};
-use crate::vector::{Lanes, VBin, VShift, VUn};
+use crate::vector::{Lanes, VBin, VCvt, VShift, VUn};
 
 /// The canonical vector type.
 pub(super) const V: Type = types::I8X16;
@@ -93,10 +93,109 @@ impl ClifEmitter<'_> {
             VBin::FAdd => self.b.ins().fadd(x, y),
             VBin::FSub => self.b.ins().fsub(x, y),
             VBin::FMul => self.b.ins().fmul(x, y),
-            _ => self.b.ins().fdiv(x, y),
+            // `x < y ? x : y` is the pattern Cranelift lowers to MINSS/MINSD itself (and
+            // `y < x ? x : y` to MAXSS/MAXSD), the exact instruction.
+            VBin::FMin => {
+                let c = self.b.ins().fcmp(FloatCC::LessThan, x, y);
+                self.b.ins().select(c, x, y)
+            }
+            VBin::FMax => {
+                let c = self.b.ins().fcmp(FloatCC::LessThan, y, x);
+                self.b.ins().select(c, x, y)
+            }
+            VBin::FDiv => self.b.ins().fdiv(x, y),
+            _ => {
+                self.fail_internal("a scalar float operation without a lowering");
+                x
+            }
         };
         let r = self.b.ins().insertlane(a, r, 0);
         self.vcast(r, V)
+    }
+
+    /// CVTSS2SD/CVTSD2SS: lane 0 of `b` converted into lane 0 of `a`.
+    fn scalar_cvt(&mut self, to_double: bool, a: Value, b: Value) -> Value {
+        let (ta, tb) = if to_double {
+            (types::F64X2, types::F32X4)
+        } else {
+            (types::F32X4, types::F64X2)
+        };
+        let a = self.vcast(a, ta);
+        let b = self.vcast(b, tb);
+        let x = self.b.ins().extractlane(b, 0);
+        let r = if to_double {
+            self.b.ins().fpromote(types::F64, x)
+        } else {
+            self.b.ins().fdemote(types::F32, x)
+        };
+        let r = self.b.ins().insertlane(a, r, 0);
+        self.vcast(r, V)
+    }
+
+    /// Store `v` where nothing reads it, so the operation that made it stays (see the
+    /// `sink` of `HostFrame`).
+    fn sink(&mut self, v: Value) {
+        let flags = self.cpu_flags(state::OFF_HX + crate::state::frame::SINK, 16);
+        self.ensure_live();
+        self.b.ins().store(
+            flags,
+            v,
+            self.cpu,
+            (state::OFF_HX + crate::state::frame::SINK) as i32,
+        );
+    }
+
+    /// The exact host stub of a register-only form of `code` (operands XMM1, XMM2 and R8).
+    fn synthetic_stub(
+        &mut self,
+        code: iced_x86::Code,
+        ops: [iced_x86::Register; 2],
+    ) -> Option<u64> {
+        let insn = iced_x86::Instruction::with2(code, ops[0], ops[1]).ok()?;
+        let plan = crate::hostexec::plan(&insn).ok()?;
+        self.stub_addr(&plan.stub)
+    }
+
+    /// A guarded operation: `fast()` where `ok` holds, else the value the stub for `code`
+    /// leaves in the frame at `out` (of type `t`), with `a` (and `b`) as XMM1 (and XMM2).
+    #[allow(clippy::too_many_arguments)]
+    fn guarded(
+        &mut self,
+        ok: Value,
+        t: Type,
+        fast: impl FnOnce(&mut Self) -> Value,
+        code: iced_x86::Code,
+        ops: [iced_x86::Register; 2],
+        a: Value,
+        b: Option<Value>,
+        out: u32,
+    ) -> Value {
+        let addr = self.synthetic_stub(code, ops);
+        self.ensure_live();
+        let cold = self.is_cold();
+        let (fast_b, slow_b) = (self.b.create_block(), self.b.create_block());
+        let (join, v) = self.join_block_t(t);
+        self.b.ins().brif(ok, fast_b, &[], slow_b, &[]);
+        self.switch_sealed(fast_b, cold);
+        let x = fast(self);
+        self.jump_with(join, &[x]);
+        self.switch_sealed(slow_b, true);
+        let frame = state::OFF_HX + crate::state::frame::XMM;
+        use crate::emit::Emitter;
+        self.vstore_state(frame + 16, a);
+        if let Some(b) = b {
+            self.vstore_state(frame + 32, b);
+        }
+        if let Some(addr) = addr {
+            self.call_stub_direct(addr);
+        } else {
+            self.fail_internal("no host stub for a guarded operation's slow path");
+        }
+        let flags = self.cpu_flags(out, t.bytes());
+        let y = self.b.ins().load(t, flags, self.cpu, out as i32);
+        self.jump_with(join, &[y]);
+        self.switch_sealed(join, cold);
+        v
     }
 
     /// `hi(a*b)` of 16-bit lanes, through the 32-bit products.
@@ -156,9 +255,49 @@ impl ClifEmitter<'_> {
         }
     }
 
-    /// Call the stub at `addr` directly with the frame's address (System V, no result).
+    /// An x87/MMX stub: called directly while the guest's x87 state is live in the host FPU
+    /// with nothing special going on (`CpuState::fpu_live == 1`) and, for a waiting
+    /// instruction, no exception pending (the stub checks FSW.ES itself and reports in
+    /// `HostFrame::status`); otherwise through the runtime's `FpuExec`, which loads the state,
+    /// raises #MF or drives FERR#, and runs the stub.
+    fn call_fpu_stub(&mut self, addr: u64, info: crate::hostexec::FpuInfo) {
+        use crate::emit::Emitter;
+        let live = self.load_state(Ty::I8, state::OFF_FPU_LIVE);
+        let one = self.iconst(Ty::I8, 1);
+        self.ensure_live();
+        let fast_ok = self.b.ins().icmp(IntCC::Equal, live, one);
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(fast_ok, fast, &[], slow, &[]);
+        let cold = self.is_cold();
+        self.switch_sealed(fast, cold);
+        self.call_stub_direct(addr);
+        if info.waiting {
+            let st = self.load_state(Ty::I64, state::OFF_HX + crate::state::frame::STATUS);
+            self.b.ins().brif(st, slow, &[], join, &[]);
+        } else {
+            self.b.ins().jump(join, &[]);
+        }
+        self.terminated();
+        self.switch_sealed(slow, true);
+        let a = self.iconst(Ty::I64, addr);
+        let i = self.iconst(Ty::I64, info.bits());
+        let z = self.iconst(Ty::I64, 0);
+        self.call_helper(Helper::FpuExec, [a, i, z]);
+        self.ensure_live();
+        self.b.ins().jump(join, &[]);
+        self.terminated();
+        self.switch_sealed(join, cold);
+    }
+
+    /// Call the stub at `addr` directly with the frame's address (no result). Stubs save
+    /// every register they change, so the call is `preserve_all`: nothing live around it is
+    /// spilled.
     fn call_stub_direct(&mut self, addr: u64) {
-        let mut sig = Signature::new(CallConv::SystemV);
+        let mut sig = Signature::new(CallConv::PreserveAll);
         sig.params.push(AbiParam::new(types::I64));
         let sig = self.b.import_signature(sig);
         let f = self.iconst(Ty::I64, addr);
@@ -185,12 +324,31 @@ impl VectorOps for ClifEmitter<'_> {
     fn vbin(&mut self, op: VBin, lanes: Lanes, a: Value, b: Value) -> Value {
         use VBin::*;
         self.ensure_live();
+        if matches!(op, CvtSs2Sd | CvtSd2Ss) {
+            return self.scalar_cvt(op == CvtSs2Sd, a, b);
+        }
         if lanes.is_scalar() {
             return self.scalar_float(op, lanes, a, b);
         }
         let t = vt(lanes);
         let r = match op {
             MulHiS | MulHiU => return self.mul_hi16(op == MulHiS, a, b),
+            CvtSs2Sd | CvtSd2Ss => unreachable!("handled before"),
+            // Only through `vblendv`, which has the mask.
+            Blendv => return a,
+            FMin | FMax => {
+                // `bitselect(x < y, x, y)` is MINPS/MINPD to Cranelift, `bitselect(y < x, x,
+                // y)` MAXPS/MAXPD: the exact instructions, NaN and signed-zero rules included.
+                let (x, y) = self.v2(a, b, t);
+                let c = if op == FMin {
+                    self.b.ins().fcmp(FloatCC::LessThan, x, y)
+                } else {
+                    self.b.ins().fcmp(FloatCC::LessThan, y, x)
+                };
+                let c = self.b.ins().bitcast(t, little(), c);
+                let r = self.b.ins().bitselect(c, x, y);
+                return self.vcast(r, V);
+            }
             MulEvenU | MulEvenS => return self.mul_even(op == MulEvenS, a, b),
             UnpackLo | UnpackHi => {
                 let bytes = lanes.bits() / 8;
@@ -248,7 +406,9 @@ impl VectorOps for ClifEmitter<'_> {
                     FDiv => ins.fdiv(a, b),
                     // Handled above.
                     MulHiS | MulHiU | MulEvenU | MulEvenS | UnpackLo | UnpackHi | MaddWd
-                    | PackS | PackU => unreachable!("handled before"),
+                    | PackS | PackU | CvtSs2Sd | CvtSd2Ss | Blendv | FMin | FMax => {
+                        unreachable!("handled before")
+                    }
                 }
             }
         };
@@ -369,6 +529,168 @@ impl VectorOps for ClifEmitter<'_> {
         self.ensure_live();
         self.b.ins().select(c, t, f)
     }
+
+    fn vblendv(&mut self, lanes: Lanes, a: Value, b: Value, mask: Value) -> Value {
+        let t = vt(lanes.int());
+        let (a, b) = self.v2(a, b, t);
+        let m = self.vcast(mask, t);
+        self.ensure_live();
+        let r = self.b.ins().blendv(m, b, a);
+        self.vcast(r, V)
+    }
+
+    fn vcvt(&mut self, op: VCvt, a: Value) -> Value {
+        self.ensure_live();
+        let r = match op {
+            VCvt::Dq2Ps => {
+                let a = self.vcast(a, types::I32X4);
+                self.b.ins().fcvt_from_sint(types::F32X4, a)
+            }
+            VCvt::Ttps2Dq => {
+                let a = self.vcast(a, types::F32X4);
+                self.b.ins().x86_cvtt2dq(types::I32X4, a)
+            }
+            VCvt::Ps2Pd => {
+                let a = self.vcast(a, types::F32X4);
+                self.b.ins().fvpromote_low(a)
+            }
+            VCvt::Pd2Ps => {
+                let a = self.vcast(a, types::F64X2);
+                self.b.ins().fvdemote(a)
+            }
+            VCvt::Dq2Pd => {
+                let a = self.vcast(a, types::I32X4);
+                let w = self.b.ins().swiden_low(a);
+                self.b.ins().fcvt_from_sint(types::F64X2, w)
+            }
+        };
+        self.vcast(r, V)
+    }
+
+    fn vcvt_from_int(&mut self, lanes: Lanes, a: Value, x: Value) -> Value {
+        let t = vt(lanes);
+        let a = self.vcast(a, t);
+        self.ensure_live();
+        let r = self.b.ins().fcvt_from_sint(t.lane_type(), x);
+        let r = self.b.ins().insertlane(a, r, 0);
+        self.vcast(r, V)
+    }
+
+    fn vcvtt_to_int(&mut self, lanes: Lanes, a: Value, ty: Ty) -> Value {
+        use iced_x86::{Code, Register as R};
+        let double = lanes.bits() == 64;
+        let (shift, emask, bias) = if double {
+            (52, 0x7FF, 1023)
+        } else {
+            (23, 0xFF, 127)
+        };
+        let n = u64::from(ty.bits());
+        // |x| < 2^(n-1): the truncation fits and is not the minimum; NaN, infinities and
+        // everything else take the exact stub.
+        let bits = self.vextract(a, lanes.int(), 0);
+        let bits = self.coerce(bits, Ty::I64);
+        self.ensure_live();
+        let e = self.b.ins().ushr_imm_u(bits, shift);
+        let e = self.b.ins().band_imm_u(e, emask);
+        let ok = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedLessThan, e, (bias + n - 1) as i64);
+        let code = match (double, n) {
+            (true, 64) => Code::Cvttsd2si_r64_xmmm64,
+            (true, _) => Code::Cvttsd2si_r32_xmmm64,
+            (false, 64) => Code::Cvttss2si_r64_xmmm32,
+            (false, _) => Code::Cvttss2si_r32_xmmm32,
+        };
+        let r8 = if n == 64 { R::R8 } else { R::R8D };
+        let t = clif(ty);
+        let out = state::OFF_HX + crate::state::frame::GPR + 3 * 8;
+        let r = self.guarded(
+            ok,
+            t,
+            |e| {
+                let v = e.vcast(a, vt(lanes));
+                let x = e.b.ins().extractlane(v, 0);
+                e.b.ins().fcvt_to_sint_sat(t, x)
+            },
+            code,
+            [r8, R::XMM1],
+            a,
+            None,
+            out,
+        );
+        self.sink(r);
+        r
+    }
+
+    fn vfcmp_flags(&mut self, lanes: Lanes, a: Value, b: Value, ordered: bool) -> Value {
+        use iced_x86::{Code, Register as R};
+        let fast = |e: &mut Self| {
+            let t = vt(lanes);
+            let (va, vb) = e.v2(a, b, t);
+            let x = e.b.ins().extractlane(va, 0);
+            let y = e.b.ins().extractlane(vb, 0);
+            let uno = e.b.ins().fcmp(FloatCC::Unordered, x, y);
+            let eq = e.b.ins().fcmp(FloatCC::Equal, x, y);
+            let lt = e.b.ins().fcmp(FloatCC::LessThan, x, y);
+            let zf = e.b.ins().bor(uno, eq);
+            let cf = e.b.ins().bor(uno, lt);
+            let (zf, pf, cf) = (
+                e.b.ins().uextend(types::I64, zf),
+                e.b.ins().uextend(types::I64, uno),
+                e.b.ins().uextend(types::I64, cf),
+            );
+            let zf = e.b.ins().ishl_imm_u(zf, 6);
+            let pf = e.b.ins().ishl_imm_u(pf, 2);
+            let f = e.b.ins().bor(zf, pf);
+            e.b.ins().bor(f, cf)
+        };
+        self.ensure_live();
+        let r = if !ordered {
+            // UCOMIS* is the very instruction Cranelift's float compares use.
+            fast(self)
+        } else {
+            // COMIS* also signals on quiet NaNs: operands that are not NaN take the UCOMIS*
+            // path (identical flags and exceptions), a NaN the exact stub.
+            let l = lanes.int();
+            let (abs, inf) = if l == Lanes::I64 {
+                (0x7FFF_FFFF_FFFF_FFFFu64, 0x7FF0_0000_0000_0000u64)
+            } else {
+                (0x7FFF_FFFF, 0x7F80_0000)
+            };
+            let xa = self.vextract(a, l, 0);
+            let xb = self.vextract(b, l, 0);
+            let ta = self.b.func.dfg.value_type(xa);
+            let na = self.b.ins().band_imm_u(xa, abs as i64);
+            let nb = self.b.ins().band_imm_u(xb, abs as i64);
+            let m = self.b.ins().umax(na, nb);
+            let inf = self.b.ins().iconst(ta, inf as i64);
+            let ok = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, m, inf);
+            let code = if l == Lanes::I64 {
+                Code::Comisd_xmm_xmmm64
+            } else {
+                Code::Comiss_xmm_xmmm32
+            };
+            let out = state::OFF_HX + crate::state::frame::RFLAGS;
+            let f = self.guarded(
+                ok,
+                types::I64,
+                fast,
+                code,
+                [R::XMM1, R::XMM2],
+                a,
+                Some(b),
+                out,
+            );
+            self.b.ins().band_imm_u(
+                f,
+                (crate::state::rflags::ZF | crate::state::rflags::PF | crate::state::rflags::CF)
+                    as i64,
+            )
+        };
+        self.sink(r);
+        r
+    }
 }
 
 // The vector parts of `Emitter`, called from `emitter.rs`'s impl.
@@ -430,15 +752,11 @@ impl ClifEmitter<'_> {
         };
         match how {
             StubCall::Direct => self.call_stub_direct(addr),
-            StubCall::Checked | StubCall::Fpu(_) => {
-                let (h, info) = match how {
-                    StubCall::Fpu(i) => (Helper::FpuExec, i.bits()),
-                    _ => (Helper::SimdChecked, 0),
-                };
+            StubCall::Fpu(info) => self.call_fpu_stub(addr, info),
+            StubCall::Checked => {
                 let a = self.iconst(Ty::I64, addr);
-                let i = self.iconst(Ty::I64, info);
                 let z = self.iconst(Ty::I64, 0);
-                <Self as crate::emit::Emitter>::call_helper(self, h, [a, i, z]);
+                <Self as crate::emit::Emitter>::call_helper(self, Helper::SimdChecked, [a, z, z]);
             }
         }
     }

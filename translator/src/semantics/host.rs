@@ -19,7 +19,7 @@
 //! - Nothing after a stub that raised an exception takes effect (the JIT's fault branch
 //!   leaves the block; the interpreter checks [`crate::emit::Emitter::faulted`]).
 
-use iced_x86::{Instruction, Mnemonic as M, OpKind, Register, RflagsBits};
+use iced_x86::{OpKind, Register, RflagsBits};
 
 use super::simd::needs_alignment;
 use super::x87;
@@ -45,23 +45,6 @@ pub fn iced_rflags(bits: u32) -> u64 {
     .iter()
     .filter(|(i, _)| bits & i != 0)
     .fold(0, |m, (_, r)| m | r)
-}
-
-/// Whether an x87/MMX instruction checks for a pending unmasked x87 exception first (all
-/// but the FN* control forms).
-pub fn waits(insn: &Instruction) -> bool {
-    !matches!(
-        insn.mnemonic(),
-        M::Fninit
-            | M::Fnclex
-            | M::Fnstcw
-            | M::Fnstsw
-            | M::Fnstenv
-            | M::Fnsave
-            | M::Fneni
-            | M::Fndisi
-            | M::Fnsetpm
-    )
 }
 
 /// Offset of frame slot `slot`'s XMM register in `CpuState`.
@@ -172,30 +155,35 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     let Ok(plan) = hostexec::plan(&insn) else {
         return ctx.raise(Exception::InvalidOpcode);
     };
-    let how = if plan.fpu {
-        StubCall::Fpu(FpuInfo {
-            waiting: waits(&insn),
-            checked: !x87::is_x87(&insn) && sse_call(ctx) == StubCall::Checked,
-            check_only: false,
-        })
+    // An SSE instruction on MMX registers (CVTPI2PS, CVTPS2PI...) while MXCSR unmasks an
+    // exception takes the checked run, once the x87 check below made its state live.
+    let simd_on_mmx = plan.fpu && !x87::is_x87(&insn) && sse_call(ctx) == StubCall::Checked;
+    let info = FpuInfo {
+        waiting: plan.waiting,
+        check_only: false,
+    };
+    let how = if simd_on_mmx {
+        StubCall::Checked
+    } else if plan.fpu {
+        StubCall::Fpu(info)
     } else {
         sse_call(ctx)
     };
     let addr = plan.mem.map(|_| mem_addr(ctx));
-    if let Some(a) = addr {
-        if needs_alignment(&insn) {
-            if let StubCall::Fpu(info) = how {
-                // CVT(T)PD2PI: a pending x87 exception (#MF) comes before the #GP.
-                let check = FpuInfo {
-                    check_only: true,
-                    ..info
-                };
-                let z = ctx.c(Ty::I64, 0);
-                let bits = ctx.c(Ty::I64, check.bits());
-                ctx.call(Helper::FpuExec, &[z, bits]);
-            }
-            check_alignment(ctx, a, 16);
-        }
+    let aligned = addr.is_some() && needs_alignment(&insn);
+    if simd_on_mmx || (plan.fpu && aligned) {
+        // The pending-x87-exception check (#MF) first: it comes before a misaligned m128's
+        // #GP (CVT(T)PD2PI), and it makes the x87 state live for a checked run.
+        let check = FpuInfo {
+            check_only: true,
+            ..info
+        };
+        let z = ctx.c(Ty::I64, 0);
+        let bits = ctx.c(Ty::I64, check.bits());
+        ctx.call(Helper::FpuExec, &[z, bits]);
+    }
+    if let (Some(a), true) = (addr, aligned) {
+        check_alignment(ctx, a, 16);
     }
     for x in &plan.xmm {
         if x.rw.read {

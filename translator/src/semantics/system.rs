@@ -608,6 +608,21 @@ pub(crate) mod test_env {
         fn vselect(&mut self, c: CVal, t: u128, f: u128) -> u128 {
             self.0.vselect(c, t, f)
         }
+        fn vblendv(&mut self, l: Lanes, a: u128, b: u128, m: u128) -> u128 {
+            self.0.vblendv(l, a, b, m)
+        }
+        fn vcvt(&mut self, op: crate::vector::VCvt, a: u128) -> u128 {
+            self.0.vcvt(op, a)
+        }
+        fn vcvt_from_int(&mut self, l: Lanes, a: u128, x: CVal) -> u128 {
+            self.0.vcvt_from_int(l, a, x)
+        }
+        fn vcvtt_to_int(&mut self, l: Lanes, a: u128, ty: Ty) -> CVal {
+            self.0.vcvtt_to_int(l, a, ty)
+        }
+        fn vfcmp_flags(&mut self, l: Lanes, a: u128, b: u128, o: bool) -> CVal {
+            self.0.vfcmp_flags(l, a, b, o)
+        }
     }
 
     impl Emitter for Opaque<'_> {

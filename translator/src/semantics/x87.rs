@@ -12,8 +12,10 @@
 //! Invariants:
 //! - LDMXCSR and FXRSTOR end their block without a link: they may change which SIMD
 //!   exceptions are unmasked, a part of the block mode ([`crate::fp_mode::SIMD_UNMASKED`]).
-//! - FXSAVE sees the XMM registers the block has cached (`Ctx::sync_xmm`); after FXRSTOR the
+//! - FXSAVE sees the XMM registers the block has cached (`Ctx::sync_fp`); after FXRSTOR the
 //!   block forgets them.
+//! - Every inline floating-point operation before STMXCSR, LDMXCSR, FXSAVE or FXRSTOR has
+//!   happened (`Ctx::sync_fp`) before it reads or replaces MXCSR.
 
 use iced_x86::{Code, Encoder, Instruction, Mnemonic as M, Register};
 
@@ -276,11 +278,15 @@ pub fn mxcsr<E: Emitter>(ctx: &mut Ctx<E>) {
     let a = ctx.op_addr();
     if ctx.insn().mnemonic() == M::Ldmxcsr {
         let v = ctx.load(Ty::I32, a);
+        // Earlier inline operations run under the MXCSR they saw.
+        ctx.sync_fp();
         let one = ctx.c(Ty::I64, 1);
         ctx.call(Helper::Mxcsr, &[one, v]);
         let next = ctx.next_pc();
         ctx.exit_unlinked(next);
     } else {
+        // The flags of every earlier inline operation must be in MXCSR first.
+        ctx.sync_fp();
         let z = ctx.c(Ty::I64, 0);
         let v = ctx.call(Helper::Mxcsr, &[z]);
         let v = ctx.to_ty(v, Ty::I32, false);

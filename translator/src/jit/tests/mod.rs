@@ -140,6 +140,10 @@ pub struct Machine {
     pub jump: Option<FakeJumpCache>,
     /// The mode key `Lookup` fills the jump cache for.
     pub mode_key: u32,
+    /// Host stubs by code (SSE ones run; x87/MMX ones raise #UD in both engines, since the
+    /// harness keeps no guest x87 state in the host FPU).
+    pub stubs: HashMap<Vec<u8>, usize>,
+    stub_code: Code,
 }
 
 impl Machine {
@@ -157,12 +161,14 @@ impl Machine {
             smc_writes: 0,
             jump: None,
             mode_key: Mode::LONG64_CPL0.key(),
+            stubs: HashMap::new(),
+            stub_code: Code::default(),
         })
     }
 
     fn in_ram(&self, addr: u64, size: u64) -> Option<usize> {
         let end = addr.checked_add(size)?;
-        (size <= 8 && end <= self.ram.len() as u64).then_some(addr as usize)
+        ((size <= 8 || size == 16) && end <= self.ram.len() as u64).then_some(addr as usize)
     }
 
     /// What every helper does, for generated code and the interpreter alike.
@@ -172,6 +178,13 @@ impl Machine {
         }
         match h {
             Helper::MemRead => match self.in_ram(a[0], a[1]) {
+                Some(p) if a[1] == 16 => {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(&self.ram[p..p + 16]);
+                    let v = u128::from_le_bytes(b);
+                    cpu.helper_out[0] = (v >> 64) as u64;
+                    v as u64
+                }
                 Some(p) => {
                     let mut b = [0u8; 8];
                     b[..a[1] as usize].copy_from_slice(&self.ram[p..p + a[1] as usize]);
@@ -192,7 +205,8 @@ impl Machine {
                     if pages.iter().any(|&pg| self.bitmap[pg as usize] != 0) {
                         self.smc_writes += 1;
                     }
-                    self.ram[p..p + n].copy_from_slice(&a[2].to_le_bytes()[..n]);
+                    let v = u128::from(a[2]) | u128::from(cpu.helper_out[0]) << 64;
+                    self.ram[p..p + n].copy_from_slice(&v.to_le_bytes()[..n]);
                     0
                 }
                 None => {
@@ -235,13 +249,17 @@ impl Machine {
                 }
                 0
             }
-            // The floating-point helpers belong to the runtime (its tests cover them).
-            Helper::SimdChecked
-            | Helper::FpuExec
-            | Helper::Mxcsr
-            | Helper::FxSave
-            | Helper::FxRstor
-            | Helper::ProbeWrite => 0,
+            // The floating-point helpers belong to the runtime (its tests cover them); here
+            // SSE stubs run, x87/MMX and the state instructions raise #UD in both engines.
+            Helper::SimdChecked => {
+                self.call_stub_at(cpu, a[0]);
+                0
+            }
+            Helper::FpuExec | Helper::Mxcsr | Helper::FxSave | Helper::FxRstor => {
+                cpu.raise(Exception::InvalidOpcode);
+                0
+            }
+            Helper::ProbeWrite => 0,
             // Every sensitive instruction completes as a no-op (same for both engines).
             Helper::Hypercall => {
                 let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);
@@ -252,9 +270,45 @@ impl Machine {
     }
 }
 
+impl Machine {
+    fn stub_addr(&mut self, code: &[u8]) -> usize {
+        if let Some(&a) = self.stubs.get(code) {
+            return a;
+        }
+        let a = self.stub_code.install(code);
+        self.stubs.insert(code.to_vec(), a);
+        a
+    }
+
+    /// Run the stub at `addr` (one of ours) on `cpu.hx`.
+    fn call_stub_at(&self, cpu: &mut CpuState, addr: u64) {
+        if !self.stubs.values().any(|&a| a as u64 == addr) {
+            return cpu.raise(Exception::InvalidOpcode);
+        }
+        // SAFETY: `addr` is a stub this machine installed from `hostexec`, a System V
+        // function taking the frame; it touches only the frame and caller-saved registers.
+        unsafe {
+            let f: extern "C" fn(*mut crate::state::HostFrame) = std::mem::transmute(addr as usize);
+            f(&mut cpu.hx);
+        }
+    }
+}
+
 impl InterpEnv for Machine {
     fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
         Machine::helper(self, cpu, h, args)
+    }
+    fn run_stub(
+        &mut self,
+        cpu: &mut CpuState,
+        stub: &crate::hostexec::HostStub,
+        how: crate::hostexec::StubCall,
+    ) {
+        if matches!(how, crate::hostexec::StubCall::Fpu(_)) {
+            return cpu.raise(Exception::InvalidOpcode);
+        }
+        let a = self.stub_addr(&stub.code);
+        self.call_stub_at(cpu, a as u64);
     }
 }
 
@@ -279,6 +333,9 @@ impl JitEnv for Machine {
         }
         self.next_slot += 1;
         Some(&self.slots[self.next_slot - 1] as *const u64 as usize)
+    }
+    fn host_stub(&mut self, stub: &crate::hostexec::HostStub) -> Option<usize> {
+        Some(self.stub_addr(&stub.code))
     }
 }
 

@@ -5,7 +5,6 @@
 
 use iced_x86::Mnemonic as M;
 
-use super::mov::binary;
 use super::{float_inline, read_v, xmm_num};
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
@@ -42,7 +41,11 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>) -> bool {
     }
     let m = ctx.insn().mnemonic();
     if let Some((op, lanes)) = op_of(m) {
-        binary(ctx, op, lanes);
+        let a = ctx.xmm(xmm_num(ctx, 0));
+        let b = read_v(ctx, 1);
+        let r = ctx.e.vbin(op, lanes, a, b);
+        let n = xmm_num(ctx, 0);
+        ctx.set_xmm_fp(n, r);
         return true;
     }
     let lanes = match m {
@@ -64,6 +67,6 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>) -> bool {
         r
     };
     let n = xmm_num(ctx, 0);
-    ctx.set_xmm(n, r);
+    ctx.set_xmm_fp(n, r);
     true
 }

@@ -1,7 +1,7 @@
 //! SSE instructions lowered inline (to Cranelift's vector and float operations in the JIT,
 //! to [`crate::vector`]'s evaluation in the interpreter) instead of through a host stub:
 //! data movement, logic and shuffles (`mov`), integer arithmetic (`int`), floating-point
-//! arithmetic (`float`). A family function returns `false` for a form it does not take, which
+//! arithmetic (`float`), compares, MIN/MAX and blends (`cmp`), conversions (`cvt`). A family function returns `false` for a form it does not take, which
 //! then runs through its exact host stub ([`super::host`]).
 //!
 //! Invariants:
@@ -10,6 +10,8 @@
 //! - Floating-point forms are lowered inline only while every MXCSR exception is masked
 //!   ([`crate::fp_mode::SIMD_UNMASKED`] clear); otherwise the checked stub raises #XM.
 
+mod cmp;
+mod cvt;
 mod float;
 mod int;
 mod mov;
@@ -31,7 +33,11 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>) -> bool {
     if (0..ctx.insn().op_count()).any(|i| is_reg(ctx, i) && ctx.insn().op_register(i).is_mm()) {
         return false;
     }
-    mov::translate(ctx) || int::translate(ctx) || float::translate(ctx)
+    mov::translate(ctx)
+        || int::translate(ctx)
+        || float::translate(ctx)
+        || cmp::translate(ctx)
+        || cvt::translate(ctx)
 }
 
 fn is_reg<E: Emitter>(ctx: &Ctx<E>, i: u32) -> bool {
