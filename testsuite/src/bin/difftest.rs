@@ -45,7 +45,8 @@ struct Args {
     /// Only these forms: comma-separated mnemonics (`shl,sar`, `addps`), families (`alu flags
     /// muldiv shift bits data nop stack branch string x87 mmx sse sseint ssefp sseconv ssestr
     /// fpstate`), `fp` (every floating-point and vector family), `int` (every other one),
-    /// `jcc`/`setcc`/`cmovcc`, or iced Code names.
+    /// `jcc`/`setcc`/`cmovcc`, or iced Code names; a `-term` removes what it matches
+    /// (`fp,-minps`).
     #[arg(long)]
     filter: Option<String>,
     /// Run only the case with this index (prints its full report even if it passes).

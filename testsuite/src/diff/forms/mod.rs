@@ -406,18 +406,27 @@ pub fn all_forms() -> &'static [Form] {
 /// (`shl`, `cmovne`, `movsb`, `addps`), a family (`alu flags muldiv shift bits data nop stack
 /// branch string x87 mmx sse sseint ssefp sseconv ssestr fpstate`), a group (`jcc setcc
 /// cmovcc`, `fp` for every floating-point and vector family, `int` for every other one), or
-/// an iced `Code` name (`Shl_rm8_CL`), all case-insensitive. `None` or an empty filter
-/// selects every form.
+/// an iced `Code` name (`Shl_rm8_CL`), all case-insensitive. A term starting with `-`
+/// removes what it matches from the rest (`fp,-minps`; a filter of only removals starts
+/// from every form). `None` or an empty filter selects every form.
 pub fn select(filter: Option<&str>) -> Result<Vec<Form>, String> {
     let all = all_forms();
     let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
         return Ok(all.to_vec());
     };
-    let mut out = Vec::new();
-    for term in filter.split(',').map(|t| t.trim().to_ascii_lowercase()) {
-        if term.is_empty() {
-            continue;
-        }
+    let terms: Vec<String> = filter
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let (removals, additions): (Vec<String>, Vec<String>) =
+        terms.into_iter().partition(|t| t.starts_with('-'));
+    let mut out = if additions.is_empty() {
+        all.to_vec()
+    } else {
+        Vec::new()
+    };
+    for term in additions {
         let matched: Vec<Form> = all
             .iter()
             .filter(|f| term_matches(&term, f))
@@ -435,6 +444,16 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Form>, String> {
                 out.push(f);
             }
         }
+    }
+    for term in removals {
+        let term = term.trim_start_matches('-').trim();
+        if !all.iter().any(|f| term_matches(term, f)) {
+            return Err(format!("--filter term `-{term}` matches no supported form"));
+        }
+        out.retain(|f| !term_matches(term, f));
+    }
+    if out.is_empty() {
+        return Err("--filter selects no form".into());
     }
     Ok(out)
 }
@@ -513,6 +532,16 @@ mod tests {
         assert_eq!(select(Some("jcc")).unwrap().len(), 32);
         assert!(select(Some("nosuch")).is_err());
         assert!(select(Some("Shl_rm8_CL,sar")).unwrap().len() == 13);
+        // Removals: from the rest, or from everything.
+        let no_shl8 = select(Some("-Shl_rm8_CL,shl")).unwrap();
+        assert_eq!(no_shl8.len(), 11);
+        assert!(!no_shl8.iter().any(|f| f.code == Code::Shl_rm8_CL));
+        assert_eq!(
+            select(Some("-fp")).unwrap().len(),
+            select(Some("int")).unwrap().len()
+        );
+        assert!(select(Some("shl,-shl")).is_err());
+        assert!(select(Some("shl,-nosuch")).is_err());
         assert!(select(Some("string")).unwrap().len() == 20);
         assert!(!all_forms().iter().any(|f| matches!(
             f.code,
