@@ -136,6 +136,7 @@ fn main() -> ExitCode {
         summary.generate_time.as_secs_f64()
     );
     for e in &summary.engines {
+        print!("{}", e.family_table());
         if e.failed > 0 {
             print!("{}", e.failure_table());
         }
