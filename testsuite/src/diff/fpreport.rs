@@ -20,6 +20,10 @@
 //!   so images stored by the one instruction of a case agree.
 //! - FXSAVE64/FNSTENV/FNSAVE images in memory hold exactly the register values above (FOP,
 //!   FIP, FDP as loaded), so memory is compared byte for byte.
+//! - FXRSTOR64 keeps FIP's bits 0..56 sign-extended from bit 56 (FDP: all 64 bits), and
+//!   FCW reads back with bit 6 set and bits 7, 13..15 clear; the random input states hold
+//!   such values only (loading others would change them before the instruction runs), the
+//!   FXRSTOR images sometimes do not.
 
 use std::fmt::Write as _;
 
