@@ -28,6 +28,7 @@ fn filled_cache(n: usize) -> (CodeCache, Vec<BlockKey>) {
     let keys: Vec<BlockKey> = (0..n as u64)
         .map(|i| BlockKey {
             phys_pc: BASE + i * BLOCK_BYTES,
+            virt_pc: BASE + i * BLOCK_BYTES,
             mode,
         })
         .collect();

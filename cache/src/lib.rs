@@ -13,7 +13,7 @@
 //! let host = cache.alloc_code(&[0xB8, 0x2A, 0x00, 0x00, 0x00, 0xC3]).unwrap();
 //! // One exit slot (real generated code would jump through `cache.slot_addr(slots, 0)`).
 //! let slots = cache.alloc_slots(1).unwrap();
-//! let key = BlockKey { phys_pc: 0x7000, mode: 0 };
+//! let key = BlockKey { phys_pc: 0x7000, virt_pc: 0x7000, mode: 0 };
 //! let id = cache.insert(BlockInfo {
 //!     key,
 //!     virt_pc: 0xffff_8000_0000_7000,
@@ -65,6 +65,10 @@ pub use stats::CacheStats;
 pub struct BlockKey {
     /// Guest-physical address of the block's first byte.
     pub phys_pc: u64,
+    /// Guest-virtual address of the block's first byte: translated code bakes in addresses
+    /// computed from it (branch targets, RIP-relative operands, return addresses), so the
+    /// same bytes reached through another virtual address need their own translation.
+    pub virt_pc: u64,
     /// Mode bits (CPL, code size, paging bits, ...), opaque to the cache.
     pub mode: u32,
 }

@@ -149,6 +149,7 @@ fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
     };
     let key = cache::BlockKey {
         phys_pc: phys.0,
+        virt_pc: target,
         mode,
     };
     match cache.lookup(key) {

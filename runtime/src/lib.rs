@@ -20,16 +20,18 @@
 //! ```
 //!
 //! Module map: [`memory`] (RAM, addresses, MMU), [`devices`] (port bus, UART, debug exit),
-//! [`loader`] (ELF), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
+//! [`loader`] (ELF, Multiboot, Linux), [`firmware`] (ACPI tables, fw_cfg), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
 //! [`cpuid`] and [`tsc`] (the virtual CPU model), [`engine`] (DBT, interpreter, exit
 //! handling), [`fpu`] and [`stubs`] (the guest's floating-point state on the host, and the
 //! host stubs that run its x87/MMX/SSE instructions), [`vm`] (the [`Vm`] API), [`stats`].
 
 #![warn(missing_docs)]
 
+pub mod boot;
 pub mod cpuid;
 pub mod devices;
 pub mod engine;
+pub mod firmware;
 pub mod fpu;
 pub mod helpers;
 pub mod loader;
@@ -39,9 +41,11 @@ pub mod mmu;
 pub mod stats;
 pub mod stubs;
 pub mod system;
+pub mod trampoline;
 pub mod tsc;
 pub mod vm;
 
+pub use boot::{BootSpec, Initrd, KernelFormat};
 pub use devices::SerialSink;
 pub use engine::{Engine, RunOutcome};
 pub use loader::LoadError;

@@ -24,7 +24,8 @@ use translator::{CpuState, Exception};
 
 use crate::devices::serial::COM1;
 use crate::devices::{
-    debug_exit::DEBUG_EXIT, DebugExit, DeviceId, PortBus, PortRange, PostCode, Serial, SerialSink,
+    debug_exit::DEBUG_EXIT, Chipset, DebugExit, DeviceId, PortBus, PortRange, PostCode, Serial,
+    SerialSink,
 };
 use crate::engine::interp::DecodeCache;
 use crate::helpers::HelperCounters;
@@ -77,6 +78,10 @@ pub enum StopRequest {
     Internal(String),
     /// A software interrupt's delivery ended in a triple fault; the report.
     TripleFault(String),
+    /// The guest powered the board off (ACPI S5).
+    PowerOff,
+    /// The guest reset the board (reset control register, i8042, ACPI reset register).
+    Reset,
 }
 
 /// Result of a guest store.
@@ -128,6 +133,8 @@ pub struct Machine {
     /// Port-I/O devices.
     pub bus: PortBus,
     serial: DeviceId,
+    /// The chipset devices on the bus (ACPI PM, PCI host, i8042, fw_cfg).
+    pub chipset: Chipset,
     /// The DBT engine's code cache (created with that engine).
     pub code: Option<cache::CodeCache>,
     /// The interpreter's decoded instructions.
@@ -259,11 +266,15 @@ impl Machine {
         let ignne = crate::devices::IrqLatch::new();
         bus.register(FPU_ERROR_PORT, Box::new(FpuErrorPort(ignne.clone())))
             .expect("fixed ports do not overlap");
+        let tsc = VirtualTsc::new();
+        let chipset =
+            Chipset::attach(&mut bus, tsc.clock(), mem_bytes).expect("fixed ports do not overlap");
         Ok(Machine {
             mmu: Mmu::flat(ram.size()),
             ram,
             bus,
             serial,
+            chipset,
             code: None,
             decoded: DecodeCache::default(),
             decoded_dropped: false,
@@ -271,7 +282,7 @@ impl Machine {
             stop: None,
             stop_flag: Default::default(),
             modified: Vec::new(),
-            tsc: VirtualTsc::new(),
+            tsc,
             counters: HelperCounters::default(),
             exceptions: 0,
             code_modified: 0,
@@ -329,6 +340,13 @@ impl Machine {
     /// COM1.
     pub fn serial(&self) -> &Serial {
         self.bus.device(self.serial).expect("COM1 is a Serial")
+    }
+
+    /// The fw_cfg device, mutably (loaders add the kernel's items).
+    pub fn fw_cfg_mut(&mut self) -> &mut crate::firmware::FwCfg {
+        self.bus
+            .device_mut(self.chipset.fw_cfg)
+            .expect("the chipset's fw_cfg is a FwCfg")
     }
 
     /// COM1, mutably.

@@ -1,17 +1,26 @@
 //! `popek`: run an x86-64 guest kernel on the popek virtual machine.
 //!
+//! `popek run --kernel F [--initrd F] [--append S] ...`, or QEMU's spelling of the same
+//! (`popek -kernel F -initrd F -append S -m 512M -nographic -serial stdio -no-reboot
+//! -accel tcg`; see `qemu_cli.rs`).
+//!
 //! stdout carries only the guest's serial output; popek's own messages and `--stats` go to
-//! stderr. Exit status:
+//! stderr. Exit status (popek's own are even, so they never collide with the guest's odd
+//! isa-debug-exit statuses):
 //!
 //! | status | meaning |
 //! | --- | --- |
 //! | `(v << 1) \| 1` | the guest wrote `v` to the isa-debug-exit port 0xF4 (always odd) |
-//! | 0 | the guest halted (HLT) |
-//! | 2 | bad input or usage: missing file, not a loadable ELF, bad `--mem`, ... |
-//! | 3 | the guest executed an instruction popek does not support |
-//! | 4 | an unhandled guest exception (before an IDT was loaded) or a triple fault |
-//! | 5 | an internal error in popek |
-//! | 6 | the `--max-insns` instruction limit was reached |
+//! | 0 | the guest powered off (ACPI S5) or halted (HLT with nothing to wake it) |
+//! | 2 | bad input or usage: missing file, not a loadable kernel, bad `--mem`, ... |
+//! | 4 | the guest executed an instruction popek does not support |
+//! | 6 | the guest reset the machine (0xCF9, the i8042, the ACPI reset register) or triple-faulted: popek does not reboot (QEMU's `-no-reboot`) |
+//! | 8 | an unhandled guest exception (raised before the guest loaded an IDT) |
+//! | 10 | an internal error in popek |
+//! | 12 | the `--max-insns` instruction limit was reached |
+//! | 14 | `--timeout` stopped the guest |
+
+mod qemu_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,20 +29,24 @@ use clap::{Parser, Subcommand, ValueEnum};
 use runtime::devices::DebugExit;
 use runtime::engine::exit::halted_with_interrupts;
 use runtime::memory::{MAX_RAM, MIN_RAM, PAGE_SIZE};
-use runtime::{register_dump, Engine, RunOutcome, SerialSink, Vm, VmConfig, VmError};
+use runtime::{
+    register_dump, BootSpec, Engine, Initrd, RunOutcome, SerialSink, Vm, VmConfig, VmError,
+};
 
 /// Exit status for bad input or usage (clap uses it too).
 const EXIT_USAGE: u8 = 2;
 /// Exit status for an unsupported guest instruction.
-const EXIT_UNSUPPORTED: u8 = 3;
+const EXIT_UNSUPPORTED: u8 = 4;
+/// Exit status for a reset request or a triple fault.
+const EXIT_RESET: u8 = 6;
 /// Exit status for an unhandled guest exception.
-const EXIT_EXCEPTION: u8 = 4;
+const EXIT_EXCEPTION: u8 = 8;
 /// Exit status for an internal error.
-const EXIT_INTERNAL: u8 = 5;
+const EXIT_INTERNAL: u8 = 10;
 /// Exit status when the instruction limit is reached.
-const EXIT_LIMIT: u8 = 6;
+const EXIT_LIMIT: u8 = 12;
 /// Exit status when `--timeout` stopped the guest.
-const EXIT_TIMEOUT: u8 = 7;
+const EXIT_TIMEOUT: u8 = 14;
 
 #[derive(Parser)]
 #[command(
@@ -48,36 +61,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a guest kernel (a Multiboot v1 image, or an ELF64 x86-64 executable); without
-    /// --kernel, the built-in demo.
+    /// Run a guest kernel (a Linux bzImage, a Multiboot v1 image, or an ELF64 x86-64
+    /// executable); without --kernel, the built-in demo.
     Run(RunArgs),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The kernel to run: a Multiboot v1 image (ELF32 or a.out kludge), entered in 32-bit
-    /// protected mode as the specification says (as `qemu-system-x86_64 -kernel`), or an
-    /// ELF64 x86-64 ET_EXEC image, entered in 64-bit mode at CPL 0 without paging.
+    /// The kernel to run, as `qemu-system-x86_64 -kernel` runs it: a Linux bzImage (through
+    /// the boot protocol, entered at its 64-bit entry point), a Multiboot v1 image (ELF32 or
+    /// a.out kludge, entered in 32-bit protected mode), or an ELF64 x86-64 ET_EXEC image
+    /// (entered in 64-bit mode at CPL 0 without paging).
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
+    /// The initrd of a Linux kernel; for a Multiboot kernel, comma-separated modules, each
+    /// "FILE ARGS" (as QEMU's -initrd).
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<String>,
+    /// The kernel command line (for a Multiboot kernel: appended to the kernel's file name,
+    /// as QEMU's -append).
+    #[arg(long, value_name = "STRING", allow_hyphen_values = true)]
+    append: Option<String>,
     /// The execution engine.
     #[arg(long, value_enum, default_value_t = EngineArg::Dbt)]
     engine: EngineArg,
-    /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 64M, 1G); 2M to 64G.
+    /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 512M, 1G); 2M to 64G.
     #[arg(
         long,
         value_name = "SIZE",
-        default_value = "64M",
+        default_value = "128M",
         allow_hyphen_values = true
     )]
     mem: String,
     /// Print statistics to stderr when the guest stops.
     #[arg(long)]
     stats: bool,
-    /// Stop after this many guest instructions (exit status 6).
+    /// Stop after this many guest instructions (exit status 12).
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
-    /// Stop after this many seconds of host time, halted time included (exit status 7).
+    /// Stop after this many seconds of host time, halted time included (exit status 14).
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     timeout: Option<String>,
 }
@@ -148,6 +170,40 @@ fn parse_mem(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Reads the `--initrd` files: comma-separated entries, each a file name optionally followed
+/// by arguments after a space (the whole entry is a Multiboot module's string).
+fn read_initrds(spec: Option<&str>) -> Result<Vec<Initrd>, Failure> {
+    let Some(spec) = spec else {
+        return Ok(Vec::new());
+    };
+    spec.split(',')
+        .map(|entry| {
+            let path = entry.split(' ').next().unwrap_or(entry);
+            let bytes = std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("cannot read initrd '{path}': {e}")))?;
+            Ok(Initrd {
+                entry: entry.to_string(),
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// `popek run` from QEMU-style arguments.
+fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
+    let q = qemu_cli::parse(args).map_err(Failure::usage)?;
+    Ok(RunArgs {
+        kernel: q.kernel.map(PathBuf::from),
+        initrd: q.initrd,
+        append: q.append,
+        engine: EngineArg::Dbt,
+        mem: q.mem.unwrap_or_else(|| "128M".into()),
+        stats: false,
+        max_insns: None,
+        timeout: None,
+    })
+}
+
 fn run(args: RunArgs) -> Result<u8, Failure> {
     let mem_bytes = parse_mem(&args.mem).map_err(Failure::usage)?;
     let timeout = args
@@ -187,7 +243,19 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         || "the demo guest".to_string(),
         |p| format!("'{}'", p.display()),
     );
-    vm.load_kernel(&image, "")
+    let initrds = read_initrds(args.initrd.as_deref())?;
+    let kernel_name = args
+        .kernel
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let spec = BootSpec {
+        kernel: &image,
+        kernel_name: &kernel_name,
+        append: args.append.as_deref().unwrap_or(""),
+        initrds: &initrds,
+    };
+    vm.boot(&spec)
         .map_err(|e| Failure::usage(format!("cannot load {name}: {e}")))?;
 
     if let Some(limit) = timeout {
@@ -231,7 +299,15 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
         }
         RunOutcome::TripleFault { report } => {
             eprintln!("popek: triple fault (the guest could not handle an exception)\n{report}");
-            EXIT_EXCEPTION
+            EXIT_RESET
+        }
+        RunOutcome::PowerOff => 0,
+        RunOutcome::Reset => {
+            eprintln!(
+                "popek: the guest reset the machine at rip {:#x}; popek does not reboot",
+                vm.cpu().rip
+            );
+            EXIT_RESET
         }
         RunOutcome::InstructionLimit => {
             eprintln!(
@@ -257,9 +333,17 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let status = match cli.command {
-        Command::Run(args) => run(args),
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let rest: Option<Vec<String>> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_str().map(String::from))
+        .collect();
+    let status = match rest {
+        Some(rest) if qemu_cli::is_qemu_style(&rest) => qemu_run_args(&rest).and_then(run),
+        _ => match Cli::parse_from(argv).command {
+            Command::Run(args) => run(args),
+        },
     };
     match status {
         Ok(s) => ExitCode::from(s),

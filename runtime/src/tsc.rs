@@ -25,11 +25,31 @@ impl VirtualTsc {
         }
     }
 
+    /// A read-only handle on the same time base, for devices that keep time on their own
+    /// (the ACPI PM timer): it reads what [`VirtualTsc::read`] would, give or take the
+    /// strict-increase adjustment.
+    pub fn clock(&self) -> Clock {
+        Clock { start: self.start }
+    }
+
     /// The current value.
     pub fn read(&mut self) -> u64 {
         let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last = ns.max(self.last.saturating_add(1));
         self.last
+    }
+}
+
+/// A read-only view of a [`VirtualTsc`]'s time base (see [`VirtualTsc::clock`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    /// Virtual TSC ticks (host nanoseconds) since the VM was created; never decreases.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -56,5 +76,8 @@ mod tests {
             "2 ms at 1 GHz is 2e6 ticks, got {}",
             c - b
         );
+        let clock = t.clock();
+        let (d, e) = (clock.now_ns(), t.read());
+        assert!(d >= c && e >= d, "the clock shares the TSC's time base");
     }
 }

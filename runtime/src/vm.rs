@@ -67,6 +67,15 @@ pub enum KernelError {
     /// {0}
     #[error("{0}")]
     Multiboot(#[from] multiboot::MultibootError),
+    /// {0}
+    #[error("{0}")]
+    Linux(#[from] crate::loader::linux::LinuxError),
+    /// A Linux kernel takes one initrd, not {0}.
+    #[error("a Linux kernel takes one initrd, not {0}")]
+    TooManyInitrds(usize),
+    /// An ELF64 kernel takes no command line and no initrd (they need Linux or Multiboot).
+    #[error("an ELF64 kernel takes no command line and no initrd (they need Linux or Multiboot)")]
+    ElfTakesNoArguments,
 }
 
 /// Errors of VM setup and host access to guest memory.
@@ -149,24 +158,25 @@ impl Vm {
         Ok(info.entry)
     }
 
-    /// Loads a kernel image: a Multiboot v1 image is entered in 32-bit protected mode as the
+    /// Loads a kernel image with command line `cmdline` and no initrd: a Linux bzImage
+    /// through the boot protocol, a Multiboot v1 image in 32-bit protected mode as the
     /// specification says (EAX = magic, EBX = the information structure, flat segments,
-    /// paging off, interrupts off); anything else must be an ELF64 executable
-    /// ([`Vm::load_elf`]). Returns the entry point.
+    /// paging off, interrupts off; `cmdline` given as is); anything else must be an ELF64
+    /// executable ([`Vm::load_elf`]). [`Vm::boot`] is the QEMU-like entry with initrds.
+    /// Returns the entry point.
     pub fn load_kernel(&mut self, image: &[u8], cmdline: &str) -> Result<u64, KernelError> {
-        if !multiboot::is_multiboot(image) {
-            return Ok(self.load_elf(image)?);
+        match crate::boot::detect(image) {
+            crate::boot::KernelFormat::Linux => self.boot_linux(image, None, cmdline),
+            crate::boot::KernelFormat::Multiboot => self.boot_multiboot(image, cmdline, &[]),
+            crate::boot::KernelFormat::Elf64 => Ok(self.load_elf(image)?),
         }
-        let boot = multiboot::load(&mut self.machine.ram, image, cmdline)?;
-        for (start, end) in boot.ranges {
-            self.machine.invalidate_code(start, end);
-        }
-        crate::system::mode::reset_protected_flat32(&mut self.cpu);
-        self.cpu.gpr[0] = u64::from(boot.eax);
-        self.cpu.gpr[3] = u64::from(boot.ebx);
-        self.cpu.rip = u64::from(boot.entry);
-        self.machine.flush_tlb(&mut self.cpu, true);
-        Ok(u64::from(boot.entry))
+    }
+
+    /// The CPU state and the machine, for the boot code that sets both up.
+    pub(crate) fn parts_mut(&mut self) -> (&mut CpuState, &mut Machine) {
+        self.machine.mappings_changed = true;
+        self.machine.tlb_large = true;
+        (&mut self.cpu, &mut self.machine)
     }
 
     /// Copies `bytes` into guest-physical memory at `addr`, dropping translations of them.

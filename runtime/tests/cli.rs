@@ -190,11 +190,11 @@ fn help_and_version_succeed() {
 }
 
 #[test]
-fn instruction_limit_exits_6() {
+fn instruction_limit_exits_12() {
     let out = popek(&["run", "--engine", "interp", "--max-insns", "1"]);
     assert_eq!(
         out.status.code(),
-        Some(6),
+        Some(12),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -203,7 +203,7 @@ fn instruction_limit_exits_6() {
 }
 
 #[test]
-fn unhandled_exception_exits_4_with_a_register_dump() {
+fn unhandled_exception_exits_8_with_a_register_dump() {
     // Plant an invalid opcode at the entry point.
     let mut img = runtime::DEMO_KERNEL.to_vec();
     let text_off = u64::from_le_bytes(img[ph0(8)..ph0(8) + 8].try_into().unwrap()) as usize;
@@ -211,14 +211,14 @@ fn unhandled_exception_exits_4_with_a_register_dump() {
     let path = file("ud", &img);
     let out = popek(&["run", "--kernel", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert_eq!(out.status.code(), Some(8), "{stderr}");
     assert!(stderr.contains("#UD"), "{stderr}");
     assert!(stderr.contains("rip=0000000000100000"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 
 #[test]
-fn unsupported_instruction_exits_3_with_bytes_and_mnemonic() {
+fn unsupported_instruction_exits_4_with_bytes_and_mnemonic() {
     let mut img = runtime::DEMO_KERNEL.to_vec();
     let text_off = u64::from_le_bytes(img[ph0(8)..ph0(8) + 8].try_into().unwrap()) as usize;
     // vaddps ymm0, ymm1, ymm2: AVX is not implemented.
@@ -233,7 +233,7 @@ fn unsupported_instruction_exits_3_with_bytes_and_mnemonic() {
             path.to_str().unwrap(),
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{engine}: {stderr}");
+        assert_eq!(out.status.code(), Some(4), "{engine}: {stderr}");
         assert!(stderr.contains("0x100000"), "{stderr}");
         assert!(stderr.contains("c5 f4 58 c2"), "{stderr}");
         assert!(stderr.contains("vaddps"), "{stderr}");
@@ -287,7 +287,7 @@ fn halting_guest_exits_0() {
 }
 
 #[test]
-fn timeout_stops_a_spinning_guest_with_status_7() {
+fn timeout_stops_a_spinning_guest_with_status_14() {
     let mut img = runtime::DEMO_KERNEL.to_vec();
     let text_off = u64::from_le_bytes(img[ph0(8)..ph0(8) + 8].try_into().unwrap()) as usize;
     img[text_off..text_off + 2].copy_from_slice(&[0xEB, 0xFE]); // jmp $
@@ -304,7 +304,7 @@ fn timeout_stops_a_spinning_guest_with_status_7() {
             path.to_str().unwrap(),
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(7), "{engine}: {stderr}");
+        assert_eq!(out.status.code(), Some(14), "{engine}: {stderr}");
         assert!(stderr.contains("timeout"), "{stderr}");
         assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     }

@@ -280,6 +280,47 @@ fn a_remapped_second_page_retranslates_the_straddling_block() {
     }
 }
 
+/// Regression (Linux's early boot, which runs its code at the physical address and then at
+/// the kernel's virtual one): one physical page of code reached through two virtual
+/// addresses ran the translation made for the first, with its RIP-relative results and
+/// branch targets.
+#[test]
+fn the_same_code_at_two_virtual_addresses_gets_two_translations() {
+    use iced_x86::code_asm::*;
+    // At physical 0x30000, mapped at 0x21000 and 0x22000: rax = the address after the lea,
+    // then back to r12.
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut here = a.create_label();
+    a.lea(rax, qword_ptr(here)).unwrap();
+    a.set_label(&mut here).unwrap();
+    a.jmp(r12).unwrap();
+    let alias = a.assemble(0x21000).unwrap();
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut back1 = a.create_label();
+    let mut back2 = a.create_label();
+    a.lea(r12, qword_ptr(back1)).unwrap();
+    a.mov(ecx, 0x21000u32).unwrap();
+    a.jmp(rcx).unwrap();
+    a.set_label(&mut back1).unwrap();
+    a.mov(rbx, rax).unwrap();
+    a.lea(r12, qword_ptr(back2)).unwrap();
+    a.mov(ecx, 0x22000u32).unwrap();
+    a.jmp(rcx).unwrap();
+    a.set_label(&mut back2).unwrap();
+    a.hlt().unwrap();
+    let main = a.assemble(0x1000).unwrap();
+    for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &main).unwrap();
+        v.write_phys(0x30000, &alias).unwrap();
+        paging_on(&mut v, &[(0x21000, 0x30000), (0x22000, 0x30000)]);
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
+        let cpu = v.cpu();
+        assert_eq!((cpu.gpr[3], cpu.gpr[0]), (0x21007, 0x22007), "{engine:?}");
+    }
+}
+
 /// Regression (hostile-guest fuzz): a fault in a sensitive instruction's memory operand,
 /// before its hypercall, left through a fault exit that the hypercall had told to keep the
 /// stored flags, so the flags of the instructions before it in the block were lost.

@@ -210,6 +210,8 @@ fn outcome_kind(o: &RunOutcome) -> &'static str {
         RunOutcome::Exception { .. } => "exception",
         RunOutcome::TripleFault { .. } => "triple-fault",
         RunOutcome::Unsupported { .. } => "unsupported",
+        RunOutcome::PowerOff => "power-off",
+        RunOutcome::Reset => "reset",
         RunOutcome::InstructionLimit => "instruction-limit",
         RunOutcome::Stopped => "stopped",
         RunOutcome::InternalError(_) => "internal-error",

@@ -510,6 +510,8 @@ fn kind(o: &RunOutcome) -> String {
         RunOutcome::Exception { .. } => "exception".into(),
         RunOutcome::TripleFault { .. } => "triple-fault".into(),
         RunOutcome::Unsupported { .. } => "unsupported".into(),
+        RunOutcome::PowerOff => "power-off".into(),
+        RunOutcome::Reset => "reset".into(),
         RunOutcome::InstructionLimit => "instruction-limit".into(),
         RunOutcome::Stopped => "stopped".into(),
         RunOutcome::InternalError(_) => "internal-error".into(),

@@ -54,5 +54,6 @@ macro_rules! guest_tests {
 }
 
 guest_tests!(
-    sieve, crc32, sha256, sort, bytecode, muldiv, recursion, bits, lzss, matmul, strings, flags
+    sieve, crc32, sha256, sort, bytecode, muldiv, recursion, bits, lzss, matmul, strings, flags,
+    vecmath, nbody, pcmpstr, x87
 );

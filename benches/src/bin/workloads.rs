@@ -1,10 +1,13 @@
-//! `workloads`: runs every guest program natively and under popek's engines, checks that the
-//! outputs agree, and prints a Markdown table of times, ratios, speeds and translation costs.
+//! `workloads`: runs every guest program natively, its native twin under QEMU's user-mode
+//! emulator (`qemu-x86_64`, where installed), and the guest under popek's engines, checks that
+//! the outputs agree, and prints a Markdown table of times, ratios, speeds and translation
+//! costs.
 //!
 //! ```text
 //! cargo run --release -p benches --bin workloads -- [--scale N] [--runs R] \
 //!     [--guests a,b] [--engines dbt,interp] [--json FILE] [--interp-runs R2] \
-//!     [--interp-scale N2] [--timeout SECS] [--max-insns N] [--mem-mib M]
+//!     [--interp-scale N2] [--timeout SECS] [--max-insns N] [--mem-mib M] \
+//!     [--qemu PATH | --no-qemu]
 //! ```
 //!
 //! Every engine run happens in a child process (this same binary, with hidden `--child-run`
@@ -62,6 +65,13 @@ struct Args {
     /// Guest instruction limit of one engine run (a runaway guest then fails cleanly).
     #[arg(long)]
     max_insns: Option<u64>,
+    /// QEMU's user-mode emulator to time the native twins under (a name is looked up in
+    /// PATH); if it is not found, the qemu columns show `-`.
+    #[arg(long, default_value = "qemu-x86_64")]
+    qemu: PathBuf,
+    /// Leave out the qemu-x86_64 runs.
+    #[arg(long)]
+    no_qemu: bool,
     /// (Internal) run this guest image once under the one engine of --engines and report.
     #[arg(long, hide = true)]
     child_run: Option<PathBuf>,
@@ -101,6 +111,21 @@ fn engine(name: &str) -> Result<Engine, String> {
         "interp" => Ok(Engine::Interp),
         _ => Err(format!("unknown engine {name:?} (dbt, interp)")),
     }
+}
+
+/// `program` if it is a path to a file, else the first executable file of that name in PATH.
+fn find_program(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
 }
 
 fn guests(names: &[String]) -> Result<Vec<&'static Guest>, String> {
@@ -161,15 +186,29 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs(args.timeout.max(1)),
         exe,
         tmp_dir: tmp_dir.clone(),
+        qemu: if args.no_qemu {
+            None
+        } else {
+            find_program(&args.qemu)
+        },
     };
+    if opts.qemu.is_none() && !args.no_qemu {
+        eprintln!(
+            "workloads: {} not found; the qemu columns will be empty (apt-get install qemu-user)",
+            args.qemu.display()
+        );
+    }
     eprintln!(
-        "workloads: {} guests, scale {}, {} runs each (interp: {} at scale {}), engines {}",
+        "workloads: {} guests, scale {}, {} runs each (interp: {} at scale {}), engines {}, qemu {}",
         guests.len(),
         opts.scale,
         opts.runs,
         opts.interp_runs,
         opts.interp_scale,
-        args.engines.join(",")
+        args.engines.join(","),
+        opts.qemu
+            .as_ref()
+            .map_or("-".to_owned(), |p| p.display().to_string())
     );
 
     let mut results = Vec::new();
@@ -204,7 +243,8 @@ fn main() -> ExitCode {
         String::new()
     };
     println!(
-        "Guest workloads, scale {}, median of {} runs{interp} (engine times: Vm::run only)\n",
+        "Guest workloads, scale {}, median of {} runs{interp} (engine times: Vm::run only; \
+         native and qemu: process wall time)\n",
         opts.scale, opts.runs
     );
     print!("{}", markdown(&results, &opts));

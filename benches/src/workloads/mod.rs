@@ -1,11 +1,15 @@
-//! The guest-workload harness behind the `workloads` binary: run every guest program natively
-//! and under each engine, check the outputs agree, and report times, ratios, speeds and
-//! translation costs as a Markdown table ([`report::markdown`]) and optionally JSON
-//! ([`report::json`]).
+//! The guest-workload harness behind the `workloads` binary: run every guest program natively,
+//! under QEMU's user-mode emulator and under each engine, check the outputs agree, and report
+//! times, ratios, speeds and translation costs as a Markdown table ([`report::markdown`]) and
+//! optionally JSON ([`report::json`]).
 //!
 //! Timing rules:
 //! - native: wall time of the twin's process (start to exit), as
 //!   [`testsuite::native::run_native`] measures it; one untimed warm-up run first;
+//! - qemu: the same native twin run as `qemu-x86_64 <twin>` (user-mode TCG), timed the same
+//!   way (process wall time, one untimed warm-up, median of [`Options::runs`]), when
+//!   [`Options::qemu`] names an emulator; its output must equal the native output too, the
+//!   values of host-specific lines aside ([`testsuite::guests::golden_view`]);
 //! - engines: wall time around [`runtime::Vm::run`] only; creating the VM and loading the
 //!   image are timed separately (`setup`) and not part of the ratios. Each run is a fresh VM
 //!   in a fresh child process ([`isolated`]), so translation starts cold every time;
@@ -22,8 +26,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runtime::Engine;
-use testsuite::guests::{build_guest, build_native, Guest};
-use testsuite::native::run_native;
+use testsuite::guests::{build_guest, build_native, golden_view, Guest};
+use testsuite::native::{run_native, run_native_under};
 
 pub use isolated::Counters;
 use isolated::{run_isolated, RunRequest};
@@ -51,6 +55,8 @@ pub struct Options {
     pub exe: PathBuf,
     /// Directory for the children's serial output files.
     pub tmp_dir: PathBuf,
+    /// QEMU's user-mode emulator (`qemu-x86_64`) to run the native twins under, if any.
+    pub qemu: Option<PathBuf>,
 }
 
 impl Options {
@@ -125,6 +131,12 @@ pub struct GuestResult {
     pub name: &'static str,
     /// Median native wall time (`None` if the twin could not be built or run).
     pub native: Option<Duration>,
+    /// Median wall time of the native twin under [`Options::qemu`] (`None` if not run, or if
+    /// a run failed).
+    pub qemu: Option<Duration>,
+    /// How QEMU's run went wrong: it failed (could not start, crashed, a self-check failed:
+    /// then there is no time), or it printed something else than the native run.
+    pub qemu_problem: Option<String>,
     /// Per engine, in [`Options::engines`] order.
     pub engines: Vec<EngineResult>,
     /// Why the guest could not be measured at all (build failures, native failures).
@@ -147,6 +159,20 @@ impl GuestResult {
         let native = self.native?.as_secs_f64();
         let e = self.engine(engine)?;
         (native > 0.0 && e.ok).then(|| e.time().as_secs_f64() / native)
+    }
+
+    /// The QEMU median over the native median, if QEMU ran and matched.
+    pub fn qemu_ratio(&self) -> Option<f64> {
+        let native = self.native?.as_secs_f64();
+        let qemu = self.qemu?.as_secs_f64();
+        (native > 0.0).then(|| qemu / native)
+    }
+
+    /// `engine`'s median time over the QEMU median, if both passed.
+    pub fn ratio_to_qemu(&self, engine: Engine) -> Option<f64> {
+        let qemu = self.qemu?.as_secs_f64();
+        let e = self.engine(engine)?;
+        (qemu > 0.0 && e.ok).then(|| e.time().as_secs_f64() / qemu)
     }
 }
 
@@ -216,6 +242,8 @@ pub fn measure_guest(
     let mut result = GuestResult {
         name: g.name,
         native: None,
+        qemu: None,
+        qemu_problem: None,
         engines: Vec::new(),
         error: None,
     };
@@ -251,6 +279,18 @@ pub fn measure_guest(
         native.as_secs_f64() * 1e3
     ));
 
+    if let Some(qemu) = &opts.qemu {
+        let (time, problem) = measure_qemu(g, qemu, &reference, opts);
+        if let Some(t) = time {
+            progress(&format!("{}: qemu {:.1} ms", g.name, t.as_secs_f64() * 1e3));
+        }
+        if let Some(p) = &problem {
+            progress(&format!("{}: qemu differs: {p}", g.name));
+        }
+        result.qemu = time;
+        result.qemu_problem = problem;
+    }
+
     for &engine in &opts.engines {
         let scale = opts.scale_of(engine);
         let prepared = if scale == opts.scale {
@@ -283,6 +323,36 @@ pub fn measure_guest(
     }
     extrapolate(&mut result, opts.scale);
     result
+}
+
+/// Runs `g`'s native twin under QEMU's user-mode emulator `qemu`: one untimed warm-up run,
+/// then `opts.runs` timed ones. Returns the median, if every run exited with status 0, and
+/// where the output differed from the native output, if it did (QEMU's own deviations, such
+/// as its x87 quotient bits: the work done is the same, so the time still counts, flagged).
+/// Values of host-specific lines are not compared: QEMU is another implementation of the x87
+/// transcendentals, like another processor ([`golden_view`]).
+fn measure_qemu(
+    g: &Guest,
+    qemu: &std::path::Path,
+    reference: &[u8],
+    opts: &Options,
+) -> (Option<Duration>, Option<String>) {
+    let mut times = Vec::new();
+    let mut problem = None;
+    let view = |b: &[u8]| golden_view(&String::from_utf8_lossy(b));
+    for i in 0..=opts.runs {
+        let (out, t) = match run_native_under(g, opts.scale, qemu) {
+            Ok(x) => x,
+            Err(e) => return (None, Some(e.to_string())),
+        };
+        if problem.is_none() && view(&out) != view(reference) {
+            problem = Some(first_difference(&out, reference));
+        }
+        if i > 0 {
+            times.push(t);
+        }
+    }
+    (Some(median(&mut times)), problem)
 }
 
 /// Gives every passing engine result measured at another scale than `scale` an estimate of

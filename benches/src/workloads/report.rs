@@ -14,14 +14,22 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The Markdown table of `results` (columns for the engines of `opts`), followed by the
-/// geometric means and the translation costs.
+/// The Markdown table of `results` (QEMU's columns, `-` where it did not run, and columns for
+/// the engines of `opts`), followed by the geometric means and the translation costs.
 pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
     let mut s = String::new();
-    let mut header = vec!["guest".to_owned(), "native ms".to_owned()];
+    let mut header = vec![
+        "guest".to_owned(),
+        "native ms".to_owned(),
+        "qemu ms".to_owned(),
+        "qemu/native".to_owned(),
+    ];
     for e in &opts.engines {
         header.push(format!("{} ms", e.name()));
         header.push(format!("{}/native", e.name()));
+        if *e == Engine::Dbt {
+            header.push("dbt/qemu".to_owned());
+        }
     }
     header.push("guest insns".to_owned());
     for e in &opts.engines {
@@ -44,6 +52,13 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
             continue;
         }
         row.push(r.native.map_or("-".into(), |t| format!("{:.1}", ms(t))));
+        row.push(match (r.qemu, &r.qemu_problem) {
+            (Some(t), None) => format!("{:.1}", ms(t)),
+            (Some(t), Some(_)) => format!("{:.1}†", ms(t)),
+            (None, Some(_)) => "**FAILED**".into(),
+            (None, None) => "-".into(),
+        });
+        row.push(ratio_cell(r.qemu_ratio()));
         for &e in &opts.engines {
             match r.engine(e) {
                 Some(x) if x.ok => {
@@ -51,13 +66,16 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
                         Some(t) => format!("~{:.0}", ms(t)),
                         None => format!("{:.1}", ms(x.run)),
                     });
-                    row.push(r.ratio(e).map_or("-".into(), |q| format!("{q:.2}x")));
+                    row.push(ratio_cell(r.ratio(e)));
                 }
                 Some(_) => {
                     row.push("**MISMATCH**".into());
                     row.push("-".into());
                 }
                 None => row.extend(["-".to_owned(), "-".to_owned()]),
+            }
+            if e == Engine::Dbt {
+                row.push(ratio_cell(r.ratio_to_qemu(e)));
             }
         }
         row.push(insn_count(r, opts.scale));
@@ -81,6 +99,22 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
         let _ = writeln!(s, "| {} |", row.join(" | "));
     }
 
+    if results
+        .iter()
+        .any(|r| r.qemu.is_some() && r.qemu_problem.is_some())
+    {
+        let _ = writeln!(
+            s,
+            "\n† qemu-x86_64 ran to completion but printed something else than the native run \
+             (see Problems): QEMU's own deviation; the time still counts."
+        );
+    }
+    if opts.qemu.is_none() {
+        let _ = writeln!(
+            s,
+            "\nqemu-x86_64 was not found (or --no-qemu): its columns are empty."
+        );
+    }
     for &e in &opts.engines {
         let scale = opts.scale_of(e);
         if scale != opts.scale {
@@ -94,23 +128,32 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
         }
     }
     s.push('\n');
+    let mut means: Vec<(String, Vec<f64>)> = Vec::new();
+    if opts.qemu.is_some() {
+        means.push((
+            "qemu/native".into(),
+            results.iter().filter_map(GuestResult::qemu_ratio).collect(),
+        ));
+    }
     for &e in &opts.engines {
-        let ratios: Vec<f64> = results.iter().filter_map(|r| r.ratio(e)).collect();
+        let ratios = results.iter().filter_map(|r| r.ratio(e)).collect();
+        means.push((format!("{}/native", e.name()), ratios));
+        if e == Engine::Dbt && opts.qemu.is_some() {
+            let ratios = results.iter().filter_map(|r| r.ratio_to_qemu(e)).collect();
+            means.push(("dbt/qemu".into(), ratios));
+        }
+    }
+    for (what, ratios) in means {
         match geomean(&ratios) {
             Some(g) => {
                 let _ = writeln!(
                     s,
-                    "Geometric mean of {}/native: {g:.2}x over {} guests",
-                    e.name(),
+                    "Geometric mean of {what}: {g:.2}x over {} guests",
                     ratios.len()
                 );
             }
             None => {
-                let _ = writeln!(
-                    s,
-                    "Geometric mean of {}/native: - (no passing guest)",
-                    e.name()
-                );
+                let _ = writeln!(s, "Geometric mean of {what}: - (no passing guest)");
             }
         }
     }
@@ -120,6 +163,11 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
     }
     s.push_str(&problems(results));
     s
+}
+
+/// A ratio cell: `1.23x`, or `-`.
+fn ratio_cell(q: Option<f64>) -> String {
+    q.map_or("-".into(), |q| format!("{q:.2}x"))
 }
 
 /// The guest-instruction count of the engines of `r` that passed at `scale`. The DBT charges a block's
@@ -149,6 +197,9 @@ pub fn problems(results: &[GuestResult]) -> String {
     for r in results {
         if let Some(e) = &r.error {
             let _ = writeln!(s, "- **ERROR** {}: {e}", r.name);
+        }
+        if let Some(e) = &r.qemu_problem {
+            let _ = writeln!(s, "- **QEMU** {} on qemu-x86_64 (not popek): {e}", r.name);
         }
         for e in r.engines.iter().filter(|e| !e.ok) {
             let _ = writeln!(
@@ -254,15 +305,20 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
             ));
         }
         guests.push(format!(
-            "    {{\"name\": {}, \"ok\": {}, \"error\": {}, \"native_ms\": {}, \"engines\": {{{}}}}}",
+            "    {{\"name\": {}, \"ok\": {}, \"error\": {}, \"native_ms\": {}, \"qemu_ms\": {}, \
+             \"qemu_problem\": {}, \"qemu_ratio\": {}, \"dbt_qemu_ratio\": {}, \"engines\": {{{}}}}}",
             json_str(r.name),
             r.ok(),
             r.error.as_deref().map_or("null".into(), json_str),
             json_num(r.native.map(ms)),
+            json_num(r.qemu.map(ms)),
+            r.qemu_problem.as_deref().map_or("null".into(), json_str),
+            json_num(r.qemu_ratio()),
+            json_num(r.ratio_to_qemu(Engine::Dbt)),
             engines.join(", ")
         ));
     }
-    let geo: Vec<String> = opts
+    let mut geo: Vec<String> = opts
         .engines
         .iter()
         .map(|&e| {
@@ -270,12 +326,24 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
             format!("{}: {}", json_str(e.name()), json_num(geomean(&ratios)))
         })
         .collect();
+    let qemu: Vec<f64> = results.iter().filter_map(GuestResult::qemu_ratio).collect();
+    geo.push(format!("\"qemu\": {}", json_num(geomean(&qemu))));
+    let dbt_qemu: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.ratio_to_qemu(Engine::Dbt))
+        .collect();
+    geo.push(format!("\"dbt/qemu\": {}", json_num(geomean(&dbt_qemu))));
+    let qemu_path = opts
+        .qemu
+        .as_ref()
+        .map_or("null".into(), |p| json_str(&p.display().to_string()));
     format!(
-        "{{\n  \"scale\": {},\n  \"runs\": {},\n  \"interp_runs\": {},\n  \"interp_scale\": {},\n  \"guests\": [\n{}\n  ],\n  \"geomean\": {{{}}}\n}}\n",
+        "{{\n  \"scale\": {},\n  \"runs\": {},\n  \"interp_runs\": {},\n  \"interp_scale\": {},\n  \"qemu\": {},\n  \"guests\": [\n{}\n  ],\n  \"geomean\": {{{}}}\n}}\n",
         opts.scale,
         opts.runs,
         opts.interp_runs,
         opts.interp_scale,
+        qemu_path,
         guests.join(",\n"),
         geo.join(", ")
     )
@@ -284,6 +352,74 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options(qemu: Option<&str>) -> Options {
+        Options {
+            scale: 1,
+            runs: 1,
+            interp_runs: 1,
+            interp_scale: 1,
+            engines: vec![Engine::Dbt],
+            mem_bytes: 64 << 20,
+            max_insns: None,
+            timeout: Duration::from_secs(1),
+            exe: "workloads".into(),
+            tmp_dir: "/tmp".into(),
+            qemu: qemu.map(Into::into),
+        }
+    }
+
+    fn result(qemu: Option<Duration>, qemu_problem: Option<&str>) -> GuestResult {
+        GuestResult {
+            name: "g",
+            native: Some(Duration::from_millis(100)),
+            qemu,
+            qemu_problem: qemu_problem.map(Into::into),
+            engines: vec![EngineResult {
+                engine: Engine::Dbt,
+                scale: 1,
+                run: Duration::from_millis(200),
+                estimate: None,
+                setup: Duration::ZERO,
+                runs: 1,
+                outcome: String::new(),
+                ok: true,
+                problem: None,
+                counters: Default::default(),
+            }],
+            error: None,
+        }
+    }
+
+    fn row(table: &str) -> &str {
+        table.lines().find(|l| l.starts_with("| g |")).unwrap()
+    }
+
+    #[test]
+    fn qemu_columns_are_dashes_without_qemu() {
+        let table = markdown(&[result(None, None)], &options(None));
+        assert!(table.starts_with(
+            "| guest | native ms | qemu ms | qemu/native | dbt ms | dbt/native | dbt/qemu |"
+        ));
+        assert!(row(&table).starts_with("| g | 100.0 | - | - | 200.0 | 2.00x | - |"));
+        assert!(table.contains("qemu-x86_64 was not found"));
+    }
+
+    #[test]
+    fn qemu_columns_and_ratios() {
+        let opts = options(Some("/usr/bin/qemu-x86_64"));
+        let table = markdown(&[result(Some(Duration::from_millis(400)), None)], &opts);
+        assert!(row(&table).starts_with("| g | 100.0 | 400.0 | 4.00x | 200.0 | 2.00x | 0.50x |"));
+        assert!(table.contains("Geometric mean of dbt/qemu: 0.50x over 1 guests"));
+        let flagged = result(Some(Duration::from_millis(400)), Some("output differs"));
+        let table = markdown(&[flagged], &opts);
+        assert!(row(&table).starts_with("| g | 100.0 | 400.0† | 4.00x |"));
+        let failed = markdown(&[result(None, Some("exit status 1"))], &opts);
+        assert!(row(&failed).starts_with("| g | 100.0 | **FAILED** | - |"));
+        let doc = json(&[result(Some(Duration::from_millis(400)), None)], &opts);
+        assert!(doc.contains("\"qemu_ms\": 400.000000"), "{doc}");
+        assert!(doc.contains("\"dbt/qemu\": 0.500000"), "{doc}");
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -43,6 +43,7 @@ fn add_block(c: &mut CodeCache, ranges: &[(u64, u64)], n_slots: usize) -> BlockI
     c.insert(BlockInfo {
         key: BlockKey {
             phys_pc: ranges[0].0,
+            virt_pc: ranges[0].0,
             mode: 0,
         },
         virt_pc: ranges[0].0 + 0x1_0000_0000,
@@ -161,6 +162,7 @@ fn generated_code_follows_links() {
     let a = c.insert(BlockInfo {
         key: BlockKey {
             phys_pc: 0x1000,
+            virt_pc: 0x1000,
             mode: 0,
         },
         virt_pc: 0x1000,
@@ -174,6 +176,7 @@ fn generated_code_follows_links() {
     let b = c.insert(BlockInfo {
         key: BlockKey {
             phys_pc: 0x3000,
+            virt_pc: 0x3000,
             mode: 0,
         },
         virt_pc: 0x3000,
@@ -438,6 +441,7 @@ fn block_at_host_finds_containing_block() {
     let id = c.insert(BlockInfo {
         key: BlockKey {
             phys_pc: 0x1000,
+            virt_pc: 0x1000,
             mode: 0,
         },
         virt_pc: 0x1000,
@@ -463,6 +467,7 @@ fn insert_rejects_unallocated_slots() {
     c.insert(BlockInfo {
         key: BlockKey {
             phys_pc: 0,
+            virt_pc: 0,
             mode: 0,
         },
         virt_pc: 0,

@@ -8,18 +8,26 @@
 //! - Device ranges never overlap (checked by [`PortBus::register`]).
 //! - Unclaimed ports read as all ones and ignore writes; both are counted.
 
+pub mod acpi_pm;
+pub mod chipset;
 pub mod debug_exit;
+pub mod i8042;
 pub mod ioapic;
 pub mod lapic;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod platform;
 pub mod rtc;
 pub mod serial;
 
+pub use acpi_pm::AcpiPm;
+pub use chipset::Chipset;
 pub use debug_exit::DebugExit;
+pub use i8042::I8042;
 pub use ioapic::IoApic;
 pub use lapic::LocalApic;
+pub use pci::PciHost;
 pub use pic::PicPair;
 pub use pit::Pit;
 pub use platform::{InterruptStats, Platform};
@@ -35,6 +43,11 @@ pub enum IoAction {
     Continue,
     /// Stop the VM; the guest wrote `value` to an exit device.
     Exit(u32),
+    /// The guest asked the board to power off (ACPI S5 through PM1 control).
+    PowerOff,
+    /// The guest asked the board to reset (the reset control register 0xCF9, the i8042's
+    /// reset line, the ACPI reset register).
+    Reset,
 }
 
 /// A device reached through port I/O (IN/OUT).

@@ -110,6 +110,9 @@ impl JitEnv for BlockEnv<'_> {
     fn host_stub(&mut self, stub: &translator::hostexec::HostStub) -> Option<usize> {
         self.stubs.addr(&stub.code)
     }
+    fn preserving_trampoline(&self) -> Option<usize> {
+        Some(crate::trampoline::address())
+    }
     fn helper_addr(&self, h: Helper) -> usize {
         helper_addr(h)
     }
@@ -284,6 +287,7 @@ impl Dbt {
                 let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
                 let key = BlockKey {
                     phys_pc: phys.0,
+                    virt_pc: pc,
                     mode: mode.key(),
                 };
                 let hit = match cache_mut(m).lookup(key) {

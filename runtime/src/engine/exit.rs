@@ -94,6 +94,8 @@ pub fn stop_outcome(req: StopRequest) -> RunOutcome {
         StopRequest::DebugExit(v) => RunOutcome::DebugExit(v),
         StopRequest::Internal(e) => RunOutcome::InternalError(e),
         StopRequest::TripleFault(report) => RunOutcome::TripleFault { report },
+        StopRequest::PowerOff => RunOutcome::PowerOff,
+        StopRequest::Reset => RunOutcome::Reset,
     }
 }
 

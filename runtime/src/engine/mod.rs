@@ -91,6 +91,11 @@ pub enum RunOutcome {
         /// The report.
         report: String,
     },
+    /// The guest powered the machine off (ACPI S5 through the PM1 control register).
+    PowerOff,
+    /// The guest reset the machine (reset control register 0xCF9, the i8042's reset line, the
+    /// ACPI reset register). popek does not reboot: the run ends, like QEMU's `-no-reboot`.
+    Reset,
     /// The guest executed the configured number of instructions.
     InstructionLimit,
     /// The host asked the VM to stop through a [`crate::vm::StopHandle`] (a watchdog, a
@@ -116,6 +121,8 @@ impl std::fmt::Display for RunOutcome {
                 write!(f, "]: {what}")
             }
             RunOutcome::TripleFault { report } => write!(f, "triple fault: {report}"),
+            RunOutcome::PowerOff => write!(f, "guest powered off"),
+            RunOutcome::Reset => write!(f, "guest reset the machine"),
             RunOutcome::InstructionLimit => write!(f, "instruction limit reached"),
             RunOutcome::Stopped => write!(f, "stopped by the host"),
             RunOutcome::InternalError(e) => write!(f, "internal error: {e}"),

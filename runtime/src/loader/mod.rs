@@ -4,9 +4,11 @@
 //! image leaves RAM untouched.
 
 pub mod elf;
+pub mod linux;
 pub mod multiboot;
 
 pub use elf::{Elf, LoadError};
+pub use linux::{LinuxBoot, LinuxError};
 pub use multiboot::{MultibootBoot, MultibootError};
 
 use crate::memory::GuestRam;

@@ -4,7 +4,8 @@
 //! - A privilege failure (#GP(0): CPL > IOPL without a permitting TSS I/O bitmap, or
 //!   virtual-8086 mode with IOPL < 3 for CLI/STI/PUSHF/POPF) changes nothing.
 //! - Port accesses reach devices only after the permission check passed; a write to an exit
-//!   device records [`StopRequest::DebugExit`] in [`Machine::stop`] and reports
+//!   device records [`StopRequest::DebugExit`] in [`Machine::stop`] (a power-off or reset
+//!   request [`StopRequest::PowerOff`] or [`StopRequest::Reset`]) and reports
 //!   [`IoOutcome::Stop`].
 //! - INS/OUTS run their whole REP loop here, but at most [`MAX_STRING_ITERATIONS`] per call:
 //!   RCX/RSI/RDI always describe the completed iterations, so a fault in the middle raises
@@ -215,6 +216,14 @@ fn write_port(m: &mut Machine, cpu: &mut CpuState, port: u16, size: u8, value: u
     match m.bus.write(port, usize::from(size), value) {
         IoAction::Exit(v) => {
             m.stop = Some(StopRequest::DebugExit(v));
+            IoOutcome::Stop
+        }
+        IoAction::PowerOff => {
+            m.stop = Some(StopRequest::PowerOff);
+            IoOutcome::Stop
+        }
+        IoAction::Reset => {
+            m.stop = Some(StopRequest::Reset);
             IoOutcome::Stop
         }
         IoAction::Continue => IoOutcome::Done,

@@ -78,11 +78,15 @@ pub fn fp_bits(cpu: &CpuState) -> u8 {
 }
 
 fn flat_segments(cpu: &mut CpuState, code_attr: u16) {
+    flat_segments_at(cpu, CODE_SELECTOR, DATA_SELECTOR, code_attr);
+}
+
+fn flat_segments_at(cpu: &mut CpuState, code: u16, data: u16, code_attr: u16) {
     for (i, s) in cpu.seg.iter_mut().enumerate() {
         *s = if i == seg::CS {
-            Segment::flat(CODE_SELECTOR, code_attr)
+            Segment::flat(code, code_attr)
         } else {
-            Segment::flat(DATA_SELECTOR, DATA_ATTR)
+            Segment::flat(data, DATA_ATTR)
         };
     }
     // The power-on values of the system registers: usable but empty-ish tables at 0.
@@ -135,6 +139,35 @@ pub fn reset_long_flat64(cpu: &mut CpuState) {
     cpu.cr0 = cr::CR0_PE | cr::CR0_MP | cr::CR0_ET | cr::CR0_NE;
     cpu.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
     cpu.efer = cr::EFER_LME | cr::EFER_LMA;
+}
+
+/// The Linux boot protocol's entry state ([`crate::loader::linux`]): flat segments with
+/// `__BOOT_CS` (0x10) and `__BOOT_DS` (0x18) as the boot GDT at `gdt` defines them, CPL 0,
+/// RFLAGS = 0x2, no IDT. With `cr3` (the 64-bit entry): 64-bit code, CR0 = PE | ET | PG,
+/// CR4 = PAE, EFER = LME | LMA, CR3 = `cr3`. Without: 32-bit code, CR0 = PE | ET, CR4 and
+/// EFER clear.
+pub fn reset_linux(cpu: &mut CpuState, gdt: DescTable, cr3: Option<u64>) {
+    use crate::loader::linux::entry::{BOOT_CS, BOOT_DS};
+    let code_attr = if cr3.is_some() {
+        CODE64_ATTR
+    } else {
+        CODE32_ATTR
+    };
+    flat_segments_at(cpu, BOOT_CS, BOOT_DS, code_attr);
+    cpu.gdtr = gdt;
+    match cr3 {
+        Some(cr3) => {
+            cpu.cr0 = cr::CR0_PE | cr::CR0_ET | cr::CR0_PG;
+            cpu.cr4 = cr::CR4_PAE;
+            cpu.cr3 = cr3;
+            cpu.efer = cr::EFER_LME | cr::EFER_LMA;
+        }
+        None => {
+            cpu.cr0 = cr::CR0_PE | cr::CR0_ET;
+            cpu.cr4 = 0;
+            cpu.efer = 0;
+        }
+    }
 }
 
 fn seg_line(out: &mut String, name: &str, s: &Segment) {
@@ -222,6 +255,29 @@ mod tests {
         cpu.cpl = 3;
         let m = mode(&cpu);
         assert_eq!((m.bitness, m.stack, m.cpl, m.seg_bases), (32, 16, 3, true));
+    }
+
+    #[test]
+    fn linux_entry_states() {
+        let mut cpu = CpuState::default();
+        let gdt = DescTable {
+            base: 0x500,
+            limit: 31,
+        };
+        reset_linux(&mut cpu, gdt, Some(0x3_0000));
+        let m = mode(&cpu);
+        assert_eq!((m.bitness, m.cpl, m.paging), (64, 0, true));
+        assert_eq!(
+            (cpu.seg[seg::CS].selector, cpu.seg[seg::SS].selector),
+            (0x10, 0x18)
+        );
+        assert_eq!((cpu.cr3, cpu.cr4, cpu.gdtr), (0x3_0000, cr::CR4_PAE, gdt));
+        assert_ne!(cpu.cr0 & cr::CR0_PG, 0);
+        assert_eq!(cpu.full_rflags(), 2);
+        reset_linux(&mut cpu, gdt, None);
+        let m = mode(&cpu);
+        assert_eq!((m.bitness, m.paging, cpu.efer), (32, false, 0));
+        assert_eq!(cpu.seg[seg::DS].selector, 0x18);
     }
 
     #[test]

@@ -169,6 +169,13 @@ pub fn cmpxchg_wide<E: Emitter>(ctx: &mut Ctx<E>) {
     ctx.update_flags(rflags::ZF, zf);
 }
 
+/// CLFLUSH m8: there are no caches to flush, but the address is checked as a byte read
+/// would be (#PF, #GP), as the manuals say.
+pub fn clflush<E: Emitter>(ctx: &mut Ctx<E>) {
+    let a = ctx.op_addr();
+    ctx.load(Ty::I8, a);
+}
+
 /// XADD r/m, r: source = destination, destination = sum; flags of the addition.
 pub fn xadd<E: Emitter>(ctx: &mut Ctx<E>) {
     let dest = ctx.read_op(0);
