@@ -183,11 +183,6 @@ fn accepted(insn: &Instruction) -> bool {
     if insn.mnemonic() == Mnemonic::Wait {
         return true;
     }
-    // CLFLUSH (its own CPUID bit): the stub flushes the frame's copy, which is harmless; what
-    // the guest sees is the access to its operand.
-    if insn.mnemonic() == Mnemonic::Clflush {
-        return true;
-    }
     let feats = insn.cpuid_features();
     !feats.is_empty()
         && feats.iter().all(|f| {

@@ -14,8 +14,9 @@
 //!   #GP(0) (`needs_alignment`).
 //!
 //! Instructions that carry an SSE CPUID feature but touch no x87/XMM state never trap on
-//! CR0/CR4: CRC32, MOVNTI, the fences and CLFLUSH are [`FpClass::Plain`] (a host stub, no
-//! checks); POPCNT, PREFETCHh and PAUSE are no class at all (integer and NOP semantics).
+//! CR0/CR4: CRC32 is [`FpClass::Plain`] (a host stub, no checks); POPCNT, MOVNTI, the
+//! fences, CLFLUSH, PREFETCHh and PAUSE are no class at all (integer, store and NOP
+//! semantics).
 
 use iced_x86::{CpuidFeature, Instruction, Mnemonic as M, OpKind};
 
@@ -36,8 +37,7 @@ pub enum FpClass {
     Mmx,
     /// An XMM operand (with or without MMX ones), or LDMXCSR/STMXCSR.
     Sse,
-    /// CRC32, MOVNTI, LFENCE/MFENCE/SFENCE, CLFLUSH: no floating-point state, no CR0/CR4
-    /// check; run by a host stub.
+    /// CRC32: no floating-point state, no CR0/CR4 check; run by a host stub.
     Plain,
 }
 
@@ -54,12 +54,18 @@ pub fn classify(insn: &Instruction) -> Option<FpClass> {
         M::Fxsave | M::Fxsave64 | M::Fxrstor | M::Fxrstor64 => return Some(FpClass::X87),
         M::Ldmxcsr | M::Stmxcsr => return Some(FpClass::Sse),
         M::Emms => return Some(FpClass::Mmx),
-        M::Crc32 | M::Movnti | M::Lfence | M::Mfence | M::Sfence | M::Clflush => {
-            return Some(FpClass::Plain)
-        }
-        M::Popcnt | M::Pause | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 => {
-            return None
-        }
+        M::Crc32 => return Some(FpClass::Plain),
+        M::Popcnt
+        | M::Movnti
+        | M::Lfence
+        | M::Mfence
+        | M::Sfence
+        | M::Clflush
+        | M::Pause
+        | M::Prefetchnta
+        | M::Prefetcht0
+        | M::Prefetcht1
+        | M::Prefetcht2 => return None,
         _ => {}
     }
     let feats = insn.cpuid_features();
@@ -157,7 +163,7 @@ mod tests {
         assert_eq!(class(&[0x66, 0x0F, 0xFC, 0xC1]), Some(FpClass::Sse)); // paddb xmm0, xmm1
         assert_eq!(class(&[0x0F, 0x2A, 0xC1]), Some(FpClass::Sse)); // cvtpi2ps xmm0, mm1
         assert_eq!(class(&[0xF2, 0x0F, 0x38, 0xF1, 0xC1]), Some(FpClass::Plain)); // crc32
-        assert_eq!(class(&[0x0F, 0xAE, 0xF8]), Some(FpClass::Plain)); // sfence
+        assert_eq!(class(&[0x0F, 0xAE, 0xF8]), None); // sfence
         assert_eq!(class(&[0xF3, 0x0F, 0xB8, 0xC1]), None); // popcnt
         assert_eq!(class(&[0x01, 0xC0]), None);
     }
