@@ -8,7 +8,8 @@
 //! - MXCSR: from [`enter`] to [`leave`] (one [`crate::Vm::run`]) the host MXCSR holds the
 //!   guest's rounding control, DAZ, FTZ and exception flags, with every exception *masked*
 //!   (the guest's masks stay in `CpuState::fx.mxcsr`; while one is unmasked, SIMD stubs go
-//!   through [`simd_checked`], which raises #XM itself). Generated code's inline float
+//!   through [`simd_checked`], which runs them with the guest's masks and catches the host's
+//!   own #XM, see [`crate::stubs`]). Generated code's inline float
 //!   operations therefore round, flush and raise flags exactly as the guest's instructions.
 //! - x87/MMX: loaded into the host FPU on the first x87 or MMX instruction of a run
 //!   (`CpuState::fpu_live`), left there across instructions, saved back by [`leave`].
@@ -32,13 +33,10 @@ use translator::state::{cr, fpu, mxcsr, CpuState, FxArea, HostFrame};
 use translator::Exception;
 
 use crate::machine::Machine;
+use crate::stubs::StubRun;
 
 /// The MXCSR host code expects: round to nearest, everything masked, no flags.
 const HOST_MXCSR: u32 = mxcsr::DEFAULT;
-
-/// MXCSR exception flags raised before computing a result (invalid, denormal, divide by
-/// zero); the others (overflow, underflow, precision) come from the result.
-const PRE_COMPUTATION: u32 = 0b000111;
 
 /// The host's MXCSR.
 pub fn read_mxcsr() -> u32 {
@@ -213,7 +211,9 @@ pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
     } else if info.waiting {
         m.fpu_error(false);
     }
-    let ran = if ignore_pending {
+    let ran = if info.check_only {
+        true
+    } else if ignore_pending {
         run_ignoring_pending(m, stub as usize, &mut cpu.hx)
     } else {
         m.stubs.call(stub as usize, &mut cpu.hx)
@@ -268,29 +268,29 @@ fn run_ignoring_pending(m: &mut Machine, addr: usize, frame: &mut HostFrame) -> 
 }
 
 /// [`translator::Helper::SimdChecked`]: an SSE stub while MXCSR unmasks an exception.
+///
+/// The stub runs with the guest's exception masks in the host MXCSR and its flags clear, so
+/// the host raises #XM exactly when and as the guest's instruction must: which exceptions
+/// fault (an unmasked underflow is raised for an exact tiny result too, where the masked
+/// response flags nothing; FTZ does not apply), which flags the fault leaves (precision only
+/// if the unbounded-exponent result is inexact; only the pre-computation ones when those
+/// fault), and no destination written. The stub cache catches that #XM
+/// ([`crate::stubs::HostStubs::call_catching_xm`]).
 pub fn simd_checked(m: &mut Machine, cpu: &mut CpuState, stub: u64) {
     let before = read_mxcsr();
-    write_mxcsr(before & !mxcsr::FLAGS);
-    let ran = m.stubs.call(stub as usize, &mut cpu.hx);
+    write_mxcsr((before & !(mxcsr::FLAGS | mxcsr::MASKS)) | (cpu.fx.mxcsr & mxcsr::MASKS));
+    let run = m.stubs.call_catching_xm(stub as usize, &mut cpu.hx);
     let raised = read_mxcsr() & mxcsr::FLAGS;
-    if !ran {
-        write_mxcsr(before);
-        return cpu.raise(Exception::InvalidOpcode);
+    write_mxcsr(before | raised);
+    match run {
+        StubRun::Ran => {}
+        StubRun::NotAStub => cpu.raise(Exception::InvalidOpcode),
+        StubRun::SimdException => cpu.raise(if cpu.cr4 & cr::CR4_OSXMMEXCPT != 0 {
+            Exception::SimdFloatingPoint
+        } else {
+            Exception::InvalidOpcode
+        }),
     }
-    let unmasked = raised & !(cpu.fx.mxcsr >> 7) & mxcsr::FLAGS;
-    if unmasked == 0 {
-        return write_mxcsr(before | raised);
-    }
-    // An unmasked exception: the destination stays unwritten (the fault path drops the
-    // stub's results). A pre-computation exception stops before any result is computed.
-    let pre = raised & PRE_COMPUTATION;
-    let flags = if pre & unmasked != 0 { pre } else { raised };
-    write_mxcsr(before | flags);
-    cpu.raise(if cpu.cr4 & cr::CR4_OSXMMEXCPT != 0 {
-        Exception::SimdFloatingPoint
-    } else {
-        Exception::InvalidOpcode
-    });
 }
 
 /// [`translator::Helper::Mxcsr`]: `op` 0 reads the guest's MXCSR, 1 loads `value`.
@@ -347,6 +347,11 @@ fn image_of(fx: &FxArea, mxcsr_now: u32, fcs: u16, fds: u16, wide: bool) -> [u8;
 
 /// [`translator::Helper::FxRstor`]: the guest state from the image in `cpu.hx.mem`
 /// (`len` bytes of it: 288 without XMM8..15).
+///
+/// The x87 part goes through the host's own FXRSTOR (of the instruction's format) and is
+/// live in the host FPU afterwards, so the guest keeps of the image exactly what the
+/// processor keeps: the difftester found that this host's FCW reads back with bit 6 set and
+/// bits 7, 13..15 clear, and FIP with fewer bits than 64 (FDP with all of them).
 pub fn fxrstor(cpu: &mut CpuState, wide: bool, len: u64) {
     let b = cpu.hx.mem;
     let word = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
@@ -356,23 +361,21 @@ pub fn fxrstor(cpu: &mut CpuState, wide: bool, len: u64) {
         return cpu.raise(Exception::GeneralProtection(0));
     }
     unload_x87(cpu);
+    let kept = host_fxrstor(&b, wide);
     let fx = &mut cpu.fx;
-    fx.fcw = word(0);
-    fx.fsw = word(2);
-    fx.ftw = b[4];
-    fx.fop = word(6) & 0x7FF;
-    if wide {
-        fx.fip = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
-        fx.fdp = u64::from_le_bytes(b[16..24].try_into().unwrap_or_default());
-    } else {
-        fx.fip = u64::from(dword(8));
-        fx.fdp = u64::from(dword(16));
+    fx.fcw = u16::from_le_bytes([kept.0[0], kept.0[1]]);
+    fx.fsw = u16::from_le_bytes([kept.0[2], kept.0[3]]);
+    fx.ftw = kept.0[4];
+    fx.fop = u16::from_le_bytes([kept.0[6], kept.0[7]]) & 0x7FF;
+    fx.fip = u64::from_le_bytes(kept.0[8..16].try_into().unwrap_or_default());
+    fx.fdp = u64::from_le_bytes(kept.0[16..24].try_into().unwrap_or_default());
+    if !wide {
         cpu.fpu_cs = word(12);
         cpu.fpu_ds = word(20);
     }
     let fx = &mut cpu.fx;
     for (i, st) in fx.st.iter_mut().enumerate() {
-        st.copy_from_slice(&b[32 + 16 * i..48 + 16 * i]);
+        st.copy_from_slice(&kept.0[32 + 16 * i..48 + 16 * i]);
     }
     let regs = if len >= 416 { 16 } else { 8 };
     for (i, x) in fx.xmm.iter_mut().take(regs).enumerate() {
@@ -380,6 +383,48 @@ pub fn fxrstor(cpu: &mut CpuState, wide: bool, len: u64) {
     }
     fx.mxcsr = new_mxcsr;
     write_mxcsr(new_mxcsr | mxcsr::MASKS);
+    // Live, and the next x87 instruction goes through `fpu_exec` (which settles FERR#).
+    cpu.fpu_live = LIVE_FERR;
+}
+
+/// Load the image `b` into the host FPU with FXRSTOR64 (`wide`) or FXRSTOR, keeping the
+/// host's MXCSR, and return what FXSAVE64 then reads back. The x87/MMX registers hold the
+/// image's afterwards.
+fn host_fxrstor(b: &[u8; 512], wide: bool) -> Image {
+    let mut img = Image(*b);
+    img.0[24..28].copy_from_slice(&read_mxcsr().to_le_bytes());
+    let mut out = Image([0; 512]);
+    // SAFETY: FXRSTOR(64) reads 512 bytes from the aligned image, whose MXCSR is the host's
+    // current (valid) one, so it cannot fault; it replaces the x87/MMX state and XMM0..15,
+    // all declared clobbered (the x87 and MMX registers belong to the guest from here on,
+    // see the module invariants). FXSAVE64 stores 512 bytes into the aligned `out`.
+    unsafe {
+        if wide {
+            asm!("fxrstor64 [{p}]", p = in(reg) img.0.as_ptr(),
+                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                 out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                 out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                 out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                 out("mm0") _, out("mm1") _, out("mm2") _, out("mm3") _,
+                 out("mm4") _, out("mm5") _, out("mm6") _, out("mm7") _,
+                 out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                 out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                 options(nostack, preserves_flags, readonly));
+        } else {
+            asm!("fxrstor [{p}]", p = in(reg) img.0.as_ptr(),
+                 out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                 out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                 out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                 out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                 out("mm0") _, out("mm1") _, out("mm2") _, out("mm3") _,
+                 out("mm4") _, out("mm5") _, out("mm6") _, out("mm7") _,
+                 out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                 out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                 options(nostack, preserves_flags, readonly));
+        }
+    }
+    fxsave_host(&mut out);
+    out
 }
 
 /// Run a stub for the interpreter, as generated code would call it.
@@ -436,6 +481,29 @@ mod tests {
         assert_eq!((cpu.fx.fcw, cpu.fx.fsw, cpu.fx.ftw), (0x027F, 0x3800, 0x80));
         assert_eq!(cpu.fx.st[0][..10], saved.st[0][..10]);
         assert_eq!(cpu.fpu_live, 0);
+    }
+
+    #[test]
+    fn fxrstor_keeps_what_the_processor_keeps() {
+        // FCW with its reserved bits inverted, FIP and FDP with every bit set above bit 47:
+        // the guest ends up with what the host's own FXRSTOR64 / FXSAVE64 keep.
+        let before = read_mxcsr();
+        let mut img = image_of(&FxArea::default(), mxcsr::DEFAULT, 0, 0, true);
+        img[0..2].copy_from_slice(&0xE03Fu16.to_le_bytes());
+        img[8..16].copy_from_slice(&0x1234_5678_9ABC_DEF0u64.to_le_bytes());
+        img[16..24].copy_from_slice(&0x0100_8000_0000_1000u64.to_le_bytes());
+        let host = host_fxrstor(&img, true);
+        // SAFETY: FNINIT (non-waiting) empties the x87 state `host_fxrstor` loaded.
+        unsafe { asm!("fninit", options(nostack, nomem, preserves_flags)) };
+        let mut cpu = CpuState::default();
+        cpu.hx.mem.copy_from_slice(&img);
+        fxrstor(&mut cpu, true, 416);
+        unload_x87(&mut cpu);
+        assert_eq!(cpu.fx.fcw, u16::from_le_bytes([host.0[0], host.0[1]]));
+        assert_eq!(cpu.fx.fcw & 0x40, 0x40, "bit 6 reads as 1");
+        assert_eq!(cpu.fx.fip.to_le_bytes()[..], host.0[8..16]);
+        assert_eq!(cpu.fx.fdp.to_le_bytes()[..], host.0[16..24]);
+        write_mxcsr(before);
     }
 
     #[test]

@@ -5,8 +5,15 @@
 //!   every day and a failure names the seed that reproduces it), each run natively and in
 //!   both engines. Debug builds run a quarter of that (the CI command uses `--release`);
 //!   `POPEK_DIFF_CASES` overrides the per-seed count.
-//! - `smoke_*`: a small deterministic run per instruction family.
-//! - Harness self-checks: known results for hand-written cases, #DE, landing detection.
+//! - `random_fp_cases`: the same for the floating-point and vector families (x87, MMX,
+//!   SSE..SSE4.2, the state instructions) and CMPXCHG8B/16B: 100,000 cases with a fixed seed
+//!   plus 100,000 with an exploring seed per engine (`POPEK_DIFF_FP_CASES` overrides the
+//!   per-seed count), minus the forms of [`KNOWN_OPEN_INTERP`] / [`KNOWN_OPEN_DBT`] whose
+//!   mismatches are known and open (`known_open_fp_mismatches`, ignored, runs just those).
+//! - `smoke_*`: a small deterministic run per instruction family (the FP ones on interp, dbt
+//!   and trap).
+//! - Harness self-checks: known results for hand-written cases, #DE, landing detection (the
+//!   FP harness checks and known-answer cases are in `diff_fp.rs`).
 
 use runtime::{Engine, RunOutcome};
 use testsuite::diff::case::Case;
@@ -19,12 +26,33 @@ use translator::state::rflags;
 use translator::Exception;
 
 const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Dbt];
+const FP_ENGINES: [Engine; 3] = [Engine::Interp, Engine::Dbt, Engine::Trap];
+
+/// The floating-point and vector families, and x86-64-v2's other newcomers.
+const FP_FILTER: &str = "fp,cmpxchg8b,cmpxchg16b";
+/// Every other form (`random_cases`: the same cases per seed as before the FP forms).
+const INT_FILTER: &str = "int,-cmpxchg8b,-cmpxchg16b";
+
+/// Forms with open mismatches on the interpreter (in the inline SSE lowerings, outside the
+/// difftester's branch): a packed float add/sub/mul/div/min/max whose m128 operand is
+/// misaligned raises #GP(0), but the interpreter still computes the operation on the host
+/// and leaves its MXCSR flags (IE/DE/ZE) set. Reproduce with
+/// `difftest --engine interp --seed 1 --filter ssefp --case 213`.
+const KNOWN_OPEN_INTERP: &str =
+    "-addps,-addpd,-subps,-subpd,-mulps,-mulpd,-divps,-divpd,-minps,-minpd,-maxps,-maxpd";
+
+/// Forms with open mismatches on dbt and trap (inline lowering to Cranelift's min/max):
+/// MIN/MAX with the same register twice is folded to the register, so DAZ does not flush a
+/// denormal lane and IE/DE are not raised for NaN/denormal lanes. Reproduce with
+/// `difftest --engine dbt --seed 1 --filter ssefp --case 336`.
+const KNOWN_OPEN_DBT: &str = "-minps,-minpd,-minss,-minsd,-maxps,-maxpd,-maxss,-maxsd";
 
 fn cases_per_seed() -> u64 {
-    if let Some(n) = std::env::var("POPEK_DIFF_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    cases_from_env("POPEK_DIFF_CASES")
+}
+
+fn cases_from_env(var: &str) -> u64 {
+    if let Some(n) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
         return n;
     }
     if cfg!(debug_assertions) {
@@ -83,6 +111,8 @@ fn random_cases() {
             engines: ENGINES.to_vec(),
             cases: n,
             seed,
+            // The integer forms it always ran (the FP ones have `random_fp_cases`).
+            filter: Some(INT_FILTER.into()),
             max_reports: 3,
             ..Options::default()
         });
@@ -90,12 +120,63 @@ fn random_cases() {
     }
 }
 
+/// See the module header: 200,000 FP cases per engine (interp, dbt).
+#[test]
+fn random_fp_cases() {
+    let n = cases_from_env("POPEK_DIFF_FP_CASES");
+    for seed in [7, exploring_seed()] {
+        for (engine, open) in [
+            (Engine::Interp, KNOWN_OPEN_INTERP),
+            (Engine::Dbt, KNOWN_OPEN_DBT),
+        ] {
+            let s = run_and_check(&Options {
+                engines: vec![engine],
+                cases: n,
+                seed,
+                filter: Some(format!("{FP_FILTER},{open}")),
+                max_reports: 3,
+                ..Options::default()
+            });
+            assert_eq!(s.cases, n);
+        }
+    }
+}
+
+/// The forms left out of `random_fp_cases` for their open mismatches: passes once they are
+/// fixed (then drop them from the `KNOWN_OPEN_*` lists).
+#[test]
+#[ignore = "known open mismatches of the inline SSE lowerings (see KNOWN_OPEN_INTERP/DBT)"]
+fn known_open_fp_mismatches() {
+    for (engine, open) in [
+        (Engine::Interp, KNOWN_OPEN_INTERP),
+        (Engine::Dbt, KNOWN_OPEN_DBT),
+    ] {
+        run_and_check(&Options {
+            engines: vec![engine],
+            cases: 50_000,
+            seed: 1,
+            filter: Some(open.replace('-', "")),
+            max_reports: 3,
+            ..Options::default()
+        });
+    }
+}
+
 fn smoke(family: Family) {
+    let engines = if family.is_fp() {
+        FP_ENGINES.to_vec()
+    } else {
+        ENGINES.to_vec()
+    };
+    let filter = match family {
+        Family::SseFp => format!("ssefp,{KNOWN_OPEN_INTERP},{KNOWN_OPEN_DBT}"),
+        _ => family.name().to_string(),
+    };
     run_and_check(&Options {
-        engines: ENGINES.to_vec(),
+        engines,
         cases: 2_000,
         seed: 0x5A0E,
-        filter: Some(family.name().to_string()),
+        filter: Some(filter),
         max_reports: 3,
         ..Options::default()
     });
@@ -140,6 +221,38 @@ fn smoke_branch() {
 #[test]
 fn smoke_string() {
     smoke(Family::String);
+}
+#[test]
+fn smoke_x87() {
+    smoke(Family::X87);
+}
+#[test]
+fn smoke_mmx() {
+    smoke(Family::Mmx);
+}
+#[test]
+fn smoke_sse() {
+    smoke(Family::Sse);
+}
+#[test]
+fn smoke_sseint() {
+    smoke(Family::SseInt);
+}
+#[test]
+fn smoke_ssefp() {
+    smoke(Family::SseFp);
+}
+#[test]
+fn smoke_sseconv() {
+    smoke(Family::SseConv);
+}
+#[test]
+fn smoke_ssestr() {
+    smoke(Family::SseStr);
+}
+#[test]
+fn smoke_fpstate() {
+    smoke(Family::FpState);
 }
 
 /// Registers with RSP in the stack area and everything else recognizable.

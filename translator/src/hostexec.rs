@@ -19,8 +19,10 @@
 //! Re-encoding: explicit XMM operands become XMM1 and XMM2 (in operand order; XMM0 stays for
 //! the implicit operand of BLENDV*/PCMPxSTRM), explicit general registers become R8 and R9
 //! of the same width (a high-byte register's value is passed shifted down), the memory
-//! operand becomes `[rdi + frame::MEM]`, and MMX and x87 stack registers keep their numbers:
-//! those instructions operate on the guest's x87/MMX state loaded in the host FPU.
+//! operand becomes `[rdi + frame::MEM]` (MASKMOVQ/MASKMOVDQU's implicit `[rdi]` becomes the
+//! same bytes, RDI pointing there around the instruction; the semantics read and write back
+//! all 8/16 bytes), and MMX and x87 stack registers keep their numbers: those instructions
+//! operate on the guest's x87/MMX state loaded in the host FPU.
 //!
 //! Invariants (what makes running guest-chosen instructions on the host safe):
 //! - Only legacy-encoded instructions whose every CPUID feature is x87, MMX or SSE..SSE4.2
@@ -70,17 +72,22 @@ pub enum StubCall {
 pub struct FpuInfo {
     /// Checks for a pending unmasked x87 exception first (everything but the FN* forms).
     pub waiting: bool,
+    /// Only the pending-exception check (#MF, or FERR#) and making the x87 state live, no
+    /// stub: made before the operand checks of an instruction whose operand can fault with
+    /// #GP first (a misaligned m128), and before a checked SSE run on MMX registers.
+    pub check_only: bool,
 }
 
 impl FpuInfo {
     /// The helper-argument encoding.
     pub const fn bits(self) -> u64 {
-        self.waiting as u64
+        self.waiting as u64 | (self.check_only as u64) << 2
     }
     /// Inverse of [`FpuInfo::bits`].
     pub const fn from_bits(b: u64) -> FpuInfo {
         FpuInfo {
             waiting: b & 1 != 0,
+            check_only: b & 4 != 0,
         }
     }
 }
@@ -170,10 +177,6 @@ pub enum PlanError {
 fn accepted(insn: &Instruction) -> bool {
     use CpuidFeature as F;
     if insn.encoding() != EncodingKind::Legacy || insn.flow_control() != FlowControl::Next {
-        return false;
-    }
-    // MASKMOVQ/MASKMOVDQU store through an implicit RDI: not a frame operand.
-    if matches!(insn.mnemonic(), Mnemonic::Maskmovq | Mnemonic::Maskmovdqu) {
         return false;
     }
     // WAIT/FWAIT is an 8086 instruction by CPUID, but it is the x87's.
@@ -323,6 +326,19 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                 re.set_memory_displ_size(1);
                 mem = Some((bytes, rw));
             }
+            // MASKMOVQ/MASKMOVDQU's [rDI]: read and written back whole (the bytes the mask
+            // leaves out are rewritten with their own values).
+            OpKind::MemorySegRDI | OpKind::MemorySegEDI => {
+                re.set_op_kind(i, OpKind::MemorySegRDI);
+                let bytes = insn.memory_size().size() as u32;
+                mem = Some((
+                    bytes,
+                    Rw {
+                        read: true,
+                        write: true,
+                    },
+                ));
+            }
             OpKind::Immediate8
             | OpKind::Immediate8_2nd
             | OpKind::Immediate16
@@ -384,6 +400,7 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                 Register::RDX => 2,
                 // The memory operand's address registers: the semantics compute the address.
                 _ if r == insn.memory_base() || r == insn.memory_index() => continue,
+                Register::RDI if implicit_rdi(insn) => continue,
                 _ => return Err(PlanError::Operand),
             };
             gpr.push(GprUse { slot, reg: r, rw });
@@ -407,6 +424,7 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
         flags_in: insn.rflags_read() != 0,
         flags_out: insn.rflags_modified() != 0,
         es_check: waiting,
+        rdi_mem: implicit_rdi(insn),
     };
     let code = assemble(&re, &uses).map_err(PlanError::Encode)?;
     Ok(Plan {
@@ -446,6 +464,14 @@ struct Uses {
     flags_out: bool,
     /// Begin with the pending-exception check of a waiting x87/MMX instruction.
     es_check: bool,
+    /// The memory operand is the implicit `[rdi]` (MASKMOVQ/MASKMOVDQU).
+    rdi_mem: bool,
+}
+
+/// Whether the instruction's memory operand is the implicit `[rDI]` (MASKMOVQ/MASKMOVDQU).
+pub fn implicit_rdi(insn: &Instruction) -> bool {
+    (0..insn.op_count())
+        .any(|i| matches!(insn.op_kind(i), OpKind::MemorySegRDI | OpKind::MemorySegEDI))
 }
 
 fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
@@ -501,7 +527,13 @@ fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
         a.push(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
         a.popfq().map_err(e)?;
     }
+    if u.rdi_mem {
+        a.lea(rdi, qword_ptr(rdi + frame::MEM)).map_err(e)?;
+    }
     a.add_instruction(*insn).map_err(e)?;
+    if u.rdi_mem {
+        a.lea(rdi, qword_ptr(rdi - frame::MEM)).map_err(e)?;
+    }
     if u.flags_out {
         a.pushfq().map_err(e)?;
         a.pop(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
@@ -630,10 +662,56 @@ mod tests {
     }
 
     #[test]
+    fn zero_extended_and_other_explicit_gprs_are_not_implicit() {
+        // cvttsd2si edx, xmm13: iced also lists RDX (the zero-extension) as written; it must
+        // not become a stale implicit RDX. cvtss2si r8d, xmm14; pextrw r13d, mm7, 0x6c;
+        // pmovmskb esi, mm7: their full registers are no implicit operand either.
+        let p = plan(&decode(&[0xF2, 0x41, 0x0F, 0x2C, 0xD5])).unwrap();
+        assert_eq!(p.gpr.len(), 1, "{:?}", p.gpr);
+        assert_eq!((p.gpr[0].slot, p.gpr[0].reg), (3, Register::EDX));
+        for bytes in [
+            &[0xF3, 0x45, 0x0F, 0x2D, 0xC6][..],
+            &[0x44, 0x0F, 0xC5, 0xEF, 0x6C],
+            &[0x0F, 0xD7, 0xF7],
+        ] {
+            let p = plan(&decode(bytes)).unwrap();
+            assert_eq!(p.gpr.len(), 1, "{:?}", p.gpr);
+        }
+    }
+
+    #[test]
     fn refuses_what_is_not_fp_or_vector() {
-        // add eax, ebx; jmp; maskmovdqu
+        // add eax, ebx; jmp
         assert!(plan(&decode(&[0x01, 0xD8])).is_err());
         assert!(plan(&decode(&[0xEB, 0x00])).is_err());
-        assert!(plan(&decode(&[0x66, 0x0F, 0xF7, 0xCA])).is_err());
+    }
+
+    #[test]
+    fn maskmov_reads_and_writes_its_rdi_bytes() {
+        // maskmovdqu xmm1, xmm2 (and with a 67h prefix: [edi]); maskmovq mm0, mm3
+        for (bytes, n, m) in [
+            (&[0x66, 0x0F, 0xF7, 0xCA][..], 16, Mnemonic::Maskmovdqu),
+            (&[0x67, 0x66, 0x0F, 0xF7, 0xCA], 16, Mnemonic::Maskmovdqu),
+            (&[0x0F, 0xF7, 0xC3], 8, Mnemonic::Maskmovq),
+        ] {
+            let p = plan(&decode(bytes)).unwrap();
+            assert_eq!(
+                p.mem,
+                Some((
+                    n,
+                    Rw {
+                        read: true,
+                        write: true
+                    }
+                ))
+            );
+            assert!(p.gpr.is_empty(), "{:?}", p.gpr);
+            assert_eq!(middle(&p, m).op0_kind(), OpKind::MemorySegRDI);
+            let mut d = Decoder::with_ip(64, &p.stub.code, 0, DecoderOptions::NONE);
+            let insns: Vec<Instruction> = (&mut d).into_iter().collect();
+            let at = insns.iter().position(|i| i.mnemonic() == m).unwrap();
+            assert_eq!(insns[at - 1].mnemonic(), Mnemonic::Lea);
+            assert_eq!(insns[at + 1].mnemonic(), Mnemonic::Lea);
+        }
     }
 }

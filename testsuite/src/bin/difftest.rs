@@ -4,6 +4,7 @@
 //! cargo run --release -p testsuite --bin difftest -- --engine both --cases 10000000
 //! cargo run --release -p testsuite --bin difftest -- --engine interp --filter shl --cases 20000
 //! cargo run --release -p testsuite --bin difftest -- --engine dbt --seed 7 --case 1234
+//! cargo run --release -p testsuite --bin difftest -- --engine all --filter fp --cases 100000
 //! ```
 //!
 //! Prints progress, detailed reports of the first mismatches, a table of failures by mnemonic,
@@ -20,7 +21,11 @@ use testsuite::diff::{forms, run, Options};
 enum EngineArg {
     Dbt,
     Interp,
+    Trap,
+    /// interp and dbt.
     Both,
+    /// interp, dbt and trap.
+    All,
 }
 
 /// Differential tester: random instances of every supported instruction form, run on the
@@ -37,8 +42,11 @@ struct Args {
     /// Run seed (cases are a function of the seed, the index and the filter).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Only these forms: comma-separated mnemonics (`shl,sar`), families (`alu flags muldiv
-    /// shift bits data nop stack branch string`), `jcc`/`setcc`/`cmovcc`, or iced Code names.
+    /// Only these forms: comma-separated mnemonics (`shl,sar`, `addps`), families (`alu flags
+    /// muldiv shift bits data nop stack branch string x87 mmx sse sseint ssefp sseconv ssestr
+    /// fpstate`), `fp` (every floating-point and vector family), `int` (every other one),
+    /// `jcc`/`setcc`/`cmovcc`, or iced Code names; a `-term` removes what it matches
+    /// (`fp,-minps`).
     #[arg(long)]
     filter: Option<String>,
     /// Run only the case with this index (prints its full report even if it passes).
@@ -90,7 +98,9 @@ fn main() -> ExitCode {
     let engines = match args.engine {
         EngineArg::Dbt => vec![Engine::Dbt],
         EngineArg::Interp => vec![Engine::Interp],
+        EngineArg::Trap => vec![Engine::Trap],
         EngineArg::Both => vec![Engine::Interp, Engine::Dbt],
+        EngineArg::All => vec![Engine::Interp, Engine::Dbt, Engine::Trap],
     };
     let (first, cases) = match args.case {
         Some(i) => (i, 1),
@@ -126,6 +136,7 @@ fn main() -> ExitCode {
         summary.generate_time.as_secs_f64()
     );
     for e in &summary.engines {
+        print!("{}", e.family_table());
         if e.failed > 0 {
             print!("{}", e.failure_table());
         }

@@ -4,6 +4,10 @@
 //! instruction under test, so wherever control goes next in the code pages the guest halts
 //! there and `cpu.rip - 1` is the next RIP, comparable with the native landing address. Its
 //! data and stack area holds the run's pristine pattern plus the case's memory patches.
+//! Floating point is set up as an operating system would: CR0.MP and CR0.NE (#MF, not
+//! FERR#/IRQ 13), CR4.OSFXSR and CR4.OSXMMEXCPT (SSE on, #XM reported), CR0.EM and CR0.TS
+//! clear; the case's x87/MMX/SSE state goes into `CpuState::fx` with the FPU segment
+//! selectors zero (the host stores zero for them, see `report`).
 //!
 //! Invariants:
 //! - Between cases the code pages are all `hlt` except the current group's instruction, and
@@ -13,7 +17,7 @@
 //!   zeroed RAM ends with `InstructionLimit` instead of running away.
 
 use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig, VmError};
-use translator::state::rflags;
+use translator::state::{cr, rflags, FxArea};
 
 use super::case::Case;
 use super::layout::{CODE_BASE, CODE_SIZE, GUEST_MEM_BYTES, MEM_BASE};
@@ -29,6 +33,8 @@ pub struct GuestResult {
     /// RFLAGS with the lazy arithmetic flags materialized.
     pub rflags: u64,
     pub rip: u64,
+    /// The x87/MMX/SSE state after the run.
+    pub fx: FxArea,
 }
 
 /// A VM dedicated to differential cases, with one engine.
@@ -98,6 +104,11 @@ impl GuestRunner {
         cpu.exc_vector = 0;
         cpu.exc_code = 0;
         cpu.exc_addr = 0;
+        cpu.cr0 = (cpu.cr0 | cr::CR0_MP | cr::CR0_NE) & !(cr::CR0_EM | cr::CR0_TS);
+        cpu.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
+        cpu.fx = case.fx;
+        cpu.fpu_cs = 0;
+        cpu.fpu_ds = 0;
         let outcome = vm.run();
         let cpu = vm.cpu();
         let result = GuestResult {
@@ -105,6 +116,7 @@ impl GuestRunner {
             gpr: cpu.gpr,
             rflags: cpu.full_rflags(),
             rip: cpu.rip,
+            fx: cpu.fx,
         };
         vm.read_phys(MEM_BASE, &mut self.mem)
             .expect("compared area inside guest RAM");

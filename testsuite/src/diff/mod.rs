@@ -24,6 +24,7 @@
 
 pub mod case;
 pub mod forms;
+pub mod fpreport;
 pub mod guest;
 pub mod native;
 pub mod report;

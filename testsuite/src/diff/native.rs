@@ -1,5 +1,6 @@
 //! The native side: runs one instruction on the host CPU, at the same address and against
-//! memory at the same addresses as the guest sees, and captures the resulting registers.
+//! memory at the same addresses as the guest sees, and captures the resulting registers and
+//! floating-point state.
 //!
 //! Layout (see [`super::layout`]): the compared data + stack area and a harness page are
 //! anonymous mappings at fixed low host addresses; the code pages are one memfd mapped twice,
@@ -9,11 +10,16 @@
 //! A run: the harness writes the instruction at its address and an 18-byte *landing pad* at
 //! every address control may reach next (the fall-through and, for branches, the target).
 //! Every other code byte is `int3`. [`popek_diff_enter`] saves the host callee-saved
-//! registers and stack pointer, loads RFLAGS and all 16 GPRs from a [`Regs`] and jumps to the
+//! registers, stack pointer and floating-point state (FXSAVE64), loads the case's x87/MMX/SSE
+//! state (FXRSTOR64 of its 64-bit FXSAVE image), RFLAGS and all 16 GPRs, and jumps to the
 //! instruction. A pad stores its own address in the harness page and jumps to
-//! `popek_diff_exit`, which stores all 16 GPRs and RFLAGS, restores the host context and
-//! returns. A fault (SIGFPE for #DE, SIGSEGV, SIGILL, SIGBUS) or an `int3` reached by an
-//! unexpected landing is caught by a signal handler that records it and redirects the faulting
+//! `popek_diff_exit`, which first stores the FP state (FXSAVE64: non-waiting, so a pending
+//! x87 exception stays pending and unraised), then all 16 GPRs and RFLAGS, restores the host
+//! FP state (FXRSTOR64 of what it saved: no exception pending, the host's MXCSR and FCW) and
+//! context, and returns. A fault (SIGFPE for #DE, #MF and #XM, SIGSEGV for #GP and #PF,
+//! SIGILL, SIGBUS) or an `int3` reached by an unexpected landing is caught by a signal handler
+//! that records it with the trap number and error code of the signal context and the FP state
+//! the kernel saved there (`uc_mcontext.fpregs`, FXSAVE format), and redirects the faulting
 //! context to `popek_diff_exit`, so the registers captured are those at the fault.
 //!
 //! Invariants:
@@ -24,12 +30,16 @@
 //! - Every signal the handler takes runs on an alternate stack (the guest-controlled RSP may
 //!   point anywhere), installed for the running thread before its first run.
 //! - After a run, every code byte the run wrote is `int3` again.
+//! - No host code runs between the FXRSTOR64 of the case's state and the FXSAVE64 of the
+//!   result but the instruction under test (and a pad, which touches no FP state): a pending
+//!   unmasked x87 exception of the case can never reach a waiting host instruction.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::layout::{CODE_BASE, CODE_SIZE, HARNESS_PAGE, MEM_BASE, MEM_SIZE, PAD_LEN};
+use translator::state::FxArea;
 
 /// Registers in and out of a native run: RAX..R15 in encoding order, then RFLAGS.
 #[repr(C)]
@@ -45,12 +55,15 @@ pub enum NativeStop {
     /// Control reached a landing pad (or an `int3` byte) at this address: the next RIP.
     Landed(u64),
     /// The instruction raised a signal: `pc` is the faulting instruction, `addr` the fault
-    /// address (`si_addr`).
+    /// address (`si_addr`), `trapno` and `err` the exception vector and error code of the
+    /// signal context (`REG_TRAPNO`, `REG_ERR`).
     Signal {
         signo: i32,
         code: i32,
         pc: u64,
         addr: u64,
+        trapno: u64,
+        err: u64,
     },
 }
 
@@ -59,10 +72,12 @@ pub enum NativeStop {
 pub struct NativeResult {
     pub stop: NativeStop,
     pub regs: Regs,
+    /// The x87/MMX/SSE state after the instruction (or at the fault).
+    pub fx: FxArea,
 }
 
 /// The trampoline's scratch area (addressed RIP-relative from the assembly below).
-#[repr(C)]
+#[repr(C, align(64))]
 struct Scratch {
     /// Host RSP after the callee-saved registers were pushed.
     host_rsp: u64,
@@ -70,12 +85,34 @@ struct Scratch {
     entry: u64,
     /// Registers captured by `popek_diff_exit`.
     out: Regs,
+    /// The host's FP state while the case runs.
+    host_fx: FxArea,
+    /// The FP state captured by `popek_diff_exit`.
+    out_fx: FxArea,
 }
 
 // Offsets used by the assembly.
 const SCRATCH_OUT: usize = 16;
+const SCRATCH_HOST_FX: usize = std::mem::offset_of!(Scratch, host_fx);
+const SCRATCH_OUT_FX: usize = std::mem::offset_of!(Scratch, out_fx);
 const _: () = assert!(std::mem::offset_of!(Scratch, out) == SCRATCH_OUT);
 const _: () = assert!(std::mem::offset_of!(Regs, rflags) == 128);
+const _: () = assert!(SCRATCH_HOST_FX.is_multiple_of(16) && SCRATCH_OUT_FX.is_multiple_of(16));
+
+const ZERO_FX: FxArea = FxArea {
+    fcw: 0,
+    fsw: 0,
+    ftw: 0,
+    _rsvd1: 0,
+    fop: 0,
+    fip: 0,
+    fdp: 0,
+    mxcsr: 0,
+    mxcsr_mask: 0,
+    st: [[0; 16]; 8],
+    xmm: [0; 16],
+    _rsvd: [0; 96],
+};
 
 static mut SCRATCH: Scratch = Scratch {
     host_rsp: 0,
@@ -84,14 +121,20 @@ static mut SCRATCH: Scratch = Scratch {
         gpr: [0; 16],
         rflags: 0,
     },
+    host_fx: ZERO_FX,
+    out_fx: ZERO_FX,
 };
+
+/// The FP state the kernel saved in the signal context of the last fault (written by the
+/// signal handler only, read after the run).
+static mut SIG_FX: FxArea = ZERO_FX;
 
 std::arch::global_asm!(
     ".pushsection .text.popek_diff,\"ax\",@progbits",
     ".globl popek_diff_enter",
     ".hidden popek_diff_enter",
     ".p2align 4",
-    // extern "C" fn(regs: *const Regs /* rdi */, entry: u64 /* rsi */)
+    // extern "C" fn(regs: *const Regs /* rdi */, entry: u64 /* rsi */, fx: *const FxArea /* rdx */)
     "popek_diff_enter:",
     "push rbx",
     "push rbp",
@@ -101,6 +144,8 @@ std::arch::global_asm!(
     "push r15",
     "mov qword ptr [rip + {s}], rsp",
     "mov qword ptr [rip + {s} + 8], rsi",
+    "fxsave64 [rip + {s} + {host_fx}]",
+    "fxrstor64 [rdx]",
     "push qword ptr [rdi + 128]",
     "popfq",
     "mov rax, qword ptr [rdi + 0]",
@@ -125,6 +170,7 @@ std::arch::global_asm!(
     ".hidden popek_diff_exit",
     ".p2align 4",
     "popek_diff_exit:",
+    "fxsave64 [rip + {s} + {out_fx}]",
     "mov qword ptr [rip + {s} + 16 + 0], rax",
     "mov qword ptr [rip + {s} + 16 + 8], rcx",
     "mov qword ptr [rip + {s} + 16 + 16], rdx",
@@ -145,6 +191,7 @@ std::arch::global_asm!(
     "pushfq",
     "pop rax",
     "mov qword ptr [rip + {s} + 16 + 128], rax",
+    "fxrstor64 [rip + {s} + {host_fx}]",
     "cld",
     "pop r15",
     "pop r14",
@@ -155,12 +202,15 @@ std::arch::global_asm!(
     "ret",
     ".popsection",
     s = sym SCRATCH,
+    host_fx = const SCRATCH_HOST_FX,
+    out_fx = const SCRATCH_OUT_FX,
 );
 
 extern "C" {
-    /// Enter the instruction at `entry` with the registers of `regs`; returns once
-    /// `popek_diff_exit` ran (the registers are then in `SCRATCH.out`).
-    fn popek_diff_enter(regs: *const Regs, entry: u64);
+    /// Enter the instruction at `entry` with the registers of `regs` and the FP state `fx`
+    /// (16-byte aligned); returns once `popek_diff_exit` ran (the registers are then in
+    /// `SCRATCH.out`, the FP state in `SCRATCH.out_fx`).
+    fn popek_diff_enter(regs: *const Regs, entry: u64, fx: *const FxArea);
     /// The common exit (never called from Rust: its address goes into pads and contexts).
     fn popek_diff_exit();
 }
@@ -171,6 +221,8 @@ static FAULT_SIG: AtomicI32 = AtomicI32::new(0);
 static FAULT_CODE: AtomicI32 = AtomicI32::new(0);
 static FAULT_PC: AtomicU64 = AtomicU64::new(0);
 static FAULT_ADDR: AtomicU64 = AtomicU64::new(0);
+static FAULT_TRAPNO: AtomicU64 = AtomicU64::new(0);
+static FAULT_ERR: AtomicU64 = AtomicU64::new(0);
 
 /// The signals the harness catches while native code runs.
 const SIGNALS: [i32; 5] = [
@@ -181,10 +233,14 @@ const SIGNALS: [i32; 5] = [
     libc::SIGTRAP,
 ];
 
-/// The handlers ours replaced, to chain to for signals that are not ours.
-static OLD_ACTIONS: Mutex<Vec<(i32, libc::sigaction)>> = Mutex::new(Vec::new());
-/// Read-only copy of `OLD_ACTIONS` for the handler (which must not lock).
-static OLD_ACTIONS_SNAPSHOT: OnceLock<Vec<(i32, libc::sigaction)>> = OnceLock::new();
+/// The handlers ours replaced, to chain to for signals that are not ours: per signal of
+/// [`SIGNALS`], the handler address and its `sa_flags` (atomics, so the handler reads them
+/// without locking, and a re-installation after someone replaced us, such as the trap
+/// engine's SIGTRAP handler, chains to the newer handler).
+static CHAIN_HANDLER: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static CHAIN_FLAGS: [AtomicI32; 5] = [const { AtomicI32::new(0) }; 5];
+/// Serializes installations.
+static INSTALLING: Mutex<()> = Mutex::new(());
 
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let active = ACTIVE_TID.load(Ordering::Acquire);
@@ -199,6 +255,18 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             FAULT_CODE.store((*info).si_code, Ordering::Relaxed);
             FAULT_PC.store(*rip as u64, Ordering::Relaxed);
             FAULT_ADDR.store((*info).si_addr() as u64, Ordering::Relaxed);
+            let gregs = &(*uc).uc_mcontext.gregs;
+            FAULT_TRAPNO.store(gregs[libc::REG_TRAPNO as usize] as u64, Ordering::Relaxed);
+            FAULT_ERR.store(gregs[libc::REG_ERR as usize] as u64, Ordering::Relaxed);
+            // The FP state at the fault, in the FXSAVE format (the legacy area of the
+            // kernel's XSAVE image).
+            let fp = (*uc).uc_mcontext.fpregs;
+            let dst = std::ptr::addr_of_mut!(SIG_FX).cast::<u8>();
+            if fp.is_null() {
+                std::ptr::write_bytes(dst, 0, 512);
+            } else {
+                std::ptr::copy_nonoverlapping(fp.cast::<u8>(), dst, 512);
+            }
             ACTIVE_TID.store(0, Ordering::Release);
             *rip = popek_diff_exit as *const () as usize as i64;
         }
@@ -209,20 +277,24 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 
 /// Hand a signal that is not ours to the handler we replaced.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let old = OLD_ACTIONS_SNAPSHOT
-        .get()
-        .and_then(|v| v.iter().find(|(s, _)| *s == sig).map(|(_, a)| *a));
+    let slot = SIGNALS.iter().position(|&s| s == sig);
+    let old = slot.map(|i| {
+        (
+            CHAIN_HANDLER[i].load(Ordering::Acquire) as usize,
+            CHAIN_FLAGS[i].load(Ordering::Acquire),
+        )
+    });
     match old {
-        Some(a) if a.sa_sigaction != libc::SIG_DFL && a.sa_sigaction != libc::SIG_IGN => {
-            if a.sa_flags & libc::SA_SIGINFO != 0 {
+        Some((h, flags)) if h != libc::SIG_DFL && h != libc::SIG_IGN => {
+            if flags & libc::SA_SIGINFO != 0 {
                 // SAFETY: an SA_SIGINFO handler has this signature; we forward the kernel's
                 // arguments unchanged.
                 let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                    unsafe { std::mem::transmute(a.sa_sigaction) };
+                    unsafe { std::mem::transmute(h) };
                 f(sig, info, ctx);
             } else {
                 // SAFETY: a plain handler takes the signal number only.
-                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(a.sa_sigaction) };
+                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
                 f(sig);
             }
         }
@@ -242,8 +314,8 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
 /// Install our handler for every signal in [`SIGNALS`] where it is not the current one,
 /// remembering what it replaces.
 fn install_handlers() {
-    let mut olds = OLD_ACTIONS.lock().unwrap_or_else(|e| e.into_inner());
-    for &sig in &SIGNALS {
+    let _serial = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    for (i, &sig) in SIGNALS.iter().enumerate() {
         // SAFETY: querying and setting a signal action with valid pointers; the handler is
         // an `extern "C"` function with the SA_SIGINFO signature.
         unsafe {
@@ -252,8 +324,8 @@ fn install_handlers() {
             if cur.sa_sigaction == on_signal as *const () as usize {
                 continue;
             }
-            olds.retain(|(s, _)| *s != sig);
-            olds.push((sig, cur));
+            CHAIN_FLAGS[i].store(cur.sa_flags, Ordering::Release);
+            CHAIN_HANDLER[i].store(cur.sa_sigaction as u64, Ordering::Release);
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = on_signal as *const () as usize;
             act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
@@ -261,9 +333,6 @@ fn install_handlers() {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
-    // The handler reads a snapshot; the first installation's set is what matters for chaining
-    // (a later re-installation only happens if someone replaced us, and they chain to us).
-    let _ = OLD_ACTIONS_SNAPSHOT.set(olds.clone());
 }
 
 thread_local! {
@@ -423,10 +492,20 @@ impl NativeMachine {
         self.dirty.push((off, bytes.len()));
     }
 
-    /// Run `code` placed at `ip` with the registers `input`; `pads` lists every address
-    /// control may reach after the instruction (each gets an [`PAD_LEN`]-byte landing pad; the
-    /// caller keeps them disjoint from each other and from the instruction).
-    pub fn run(&mut self, ip: u64, code: &[u8], pads: &[u64], input: &Regs) -> NativeResult {
+    /// Run `code` placed at `ip` with the registers `input` and the FP state `fx`; `pads`
+    /// lists every address control may reach after the instruction (each gets an
+    /// [`PAD_LEN`]-byte landing pad; the caller keeps them disjoint from each other and from
+    /// the instruction). `fx.mxcsr` must have no reserved bit set.
+    pub fn run(
+        &mut self,
+        ip: u64,
+        code: &[u8],
+        pads: &[u64],
+        input: &Regs,
+        fx: &FxArea,
+    ) -> NativeResult {
+        // Someone (the trap engine's SIGTRAP handler) may have replaced ours since.
+        install_handlers();
         for &p in pads {
             self.write_code(p, &landing_pad(p));
         }
@@ -442,8 +521,10 @@ impl NativeMachine {
         // caller predicted) by landing pads that jump to `popek_diff_exit`; any other path
         // hits `int3` or faults, and the signal handler redirects to `popek_diff_exit`. The
         // instruction only touches the fixed mappings the caller set up, and the trampoline
-        // restores every host callee-saved register, RSP and DF before returning.
-        unsafe { popek_diff_enter(input, ip) };
+        // restores every host callee-saved register, RSP, DF and the whole FP state
+        // (FXRSTOR64 of its own FXSAVE64) before returning. `fx` is a 16-byte aligned
+        // 512-byte image with a valid MXCSR, so FXRSTOR64 of it cannot fault.
+        unsafe { popek_diff_enter(input, ip, fx) };
         ACTIVE_TID.store(0, Ordering::Release);
 
         // SAFETY: the trampoline has returned; nothing else writes SCRATCH (we hold the
@@ -452,6 +533,15 @@ impl NativeMachine {
         // SAFETY: as above, offset 0 of the live harness page.
         let landed = unsafe { self.harness.cast::<u32>().read_volatile() } as u64;
         let sig = FAULT_SIG.load(Ordering::Relaxed);
+        // SAFETY: as above; after a signal the handler's copy of the kernel's saved state is
+        // the state at the fault (nothing writes SIG_FX outside a native run).
+        let out_fx = unsafe {
+            if sig == 0 {
+                std::ptr::addr_of!(SCRATCH.out_fx).read_volatile()
+            } else {
+                std::ptr::addr_of!(SIG_FX).read_volatile()
+            }
+        };
         let stop = if sig == 0 {
             NativeStop::Landed(landed)
         } else {
@@ -466,6 +556,8 @@ impl NativeMachine {
                     code,
                     pc,
                     addr: FAULT_ADDR.load(Ordering::Relaxed),
+                    trapno: FAULT_TRAPNO.load(Ordering::Relaxed),
+                    err: FAULT_ERR.load(Ordering::Relaxed),
                 }
             }
         };
@@ -474,7 +566,11 @@ impl NativeMachine {
             // SAFETY: every recorded range was checked to lie inside the writable view.
             unsafe { std::ptr::write_bytes(self.code_rw.add(off), 0xCC, len) };
         }
-        NativeResult { stop, regs }
+        NativeResult {
+            stop,
+            regs,
+            fx: out_fx,
+        }
     }
 }
 

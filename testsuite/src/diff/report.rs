@@ -1,9 +1,11 @@
 //! Comparing a guest run with the native run of the same case, and the mismatch report.
 //!
 //! What must agree: where control went (the native landing address and the guest's halt
-//! address, or a native fault and the guest exception it corresponds to), all 16 GPRs, the
-//! arithmetic flags and DF (undefined flags included: the requirement is to match the host),
-//! and every byte of the compared data + stack area.
+//! address, or a native fault and the guest exception it corresponds to: the vector from the
+//! signal context's trap number, so #DE, #MF and #XM (all SIGFPE) are told apart, and #GP's
+//! error code), all 16 GPRs, the arithmetic flags and DF (undefined flags included: the
+//! requirement is to match the host), the x87/MMX/SSE state (see [`super::fpreport`]), and
+//! every byte of the compared data + stack area.
 
 use std::fmt::Write as _;
 
@@ -13,6 +15,7 @@ use translator::state::rflags;
 use translator::Exception;
 
 use super::case::{Case, COMPARED_FLAGS};
+use super::fpreport::{compare_fp, fp_state_text};
 use super::guest::GuestResult;
 use super::layout::MEM_BASE;
 use super::native::{signal_name, NativeResult, NativeStop};
@@ -32,22 +35,59 @@ const NAMES: [&str; 16] = [
     "r14", "r15",
 ];
 
+/// Exception vectors of the signal context's trap number.
+mod vector {
+    pub const DE: u64 = 0;
+    pub const UD: u64 = 6;
+    pub const NM: u64 = 7;
+    pub const GP: u64 = 13;
+    pub const MF: u64 = 16;
+    pub const AC: u64 = 17;
+    pub const XM: u64 = 19;
+}
+
 /// The guest outcome a native stop corresponds to.
 fn expected_outcome(native: &NativeStop) -> Result<u64, (Exception, u64)> {
     match *native {
         NativeStop::Landed(a) => Ok(a),
         NativeStop::Signal {
-            signo, pc, addr, ..
-        } => Err(match signo {
-            libc::SIGFPE => (Exception::DivideError, pc),
-            libc::SIGILL => (Exception::InvalidOpcode, pc),
-            _ => (Exception::PageFault { addr, code: 0 }, pc),
-        }),
+            signo,
+            pc,
+            addr,
+            trapno,
+            err,
+            ..
+        } => Err((
+            match (signo, trapno) {
+                (libc::SIGFPE, vector::MF) => Exception::FloatingPoint,
+                (libc::SIGFPE, vector::XM) => Exception::SimdFloatingPoint,
+                (libc::SIGFPE, _) => Exception::DivideError,
+                (libc::SIGILL, _) => Exception::InvalidOpcode,
+                (_, vector::NM) => Exception::DeviceNotAvailable,
+                (libc::SIGSEGV | libc::SIGBUS, vector::GP) => {
+                    Exception::GeneralProtection(err as u16)
+                }
+                (libc::SIGBUS, vector::AC) => Exception::AlignmentCheck,
+                _ => Exception::PageFault { addr, code: 0 },
+            },
+            pc,
+        )),
+    }
+}
+
+/// Whether a native signal is one a case may legitimately raise (not a harness or
+/// case-generation bug such as a page fault outside the compared area).
+fn expected_signal(signo: i32, trapno: u64) -> bool {
+    match signo {
+        libc::SIGFPE | libc::SIGILL => true,
+        libc::SIGSEGV | libc::SIGBUS => trapno == vector::GP,
+        _ => trapno == vector::UD || trapno == vector::DE,
     }
 }
 
 /// Compare a guest run with the native run of the same case.
 pub fn compare(
+    case: &Case,
     native: &NativeResult,
     native_mem: &[u8],
     guest: &GuestResult,
@@ -65,8 +105,13 @@ pub fn compare(
             }
         }
         (RunOutcome::Exception { exc, rip }, Err((want, pc))) => {
-            let same_kind = std::mem::discriminant(exc) == std::mem::discriminant(&want);
-            if !same_kind || *rip != pc {
+            let same = match want {
+                Exception::PageFault { .. } => {
+                    std::mem::discriminant(exc) == std::mem::discriminant(&want)
+                }
+                _ => *exc == want,
+            };
+            if !same || *rip != pc {
                 diffs.push(format!(
                     "outcome: native {} at {pc:#x}, guest {exc} at {rip:#x}",
                     native_stop_text(&native.stop)
@@ -79,8 +124,8 @@ pub fn compare(
             guest_outcome_text(g, guest.rip)
         )),
     }
-    if let NativeStop::Signal { signo, .. } = native.stop {
-        if signo != libc::SIGFPE && signo != libc::SIGILL {
+    if let NativeStop::Signal { signo, trapno, .. } = native.stop {
+        if !expected_signal(signo, trapno) {
             diffs.push(format!(
                 "harness: the native run raised {} (a case-generation bug)",
                 signal_name(signo)
@@ -104,6 +149,7 @@ pub fn compare(
             flag_text(nf ^ gf)
         ));
     }
+    compare_fp(&case.fx, &native.fx, &guest.fx, &mut diffs);
     for (off, len) in byte_ranges(native_mem, guest_mem) {
         let show = len.min(32);
         diffs.push(format!(
@@ -177,8 +223,11 @@ fn native_stop_text(s: &NativeStop) -> String {
             code,
             pc,
             addr,
+            trapno,
+            err,
         } => format!(
-            "{} (si_code {code}) at {pc:#x}, fault address {addr:#x}",
+            "{} (si_code {code}, trap {trapno}, error code {err:#x}) at {pc:#x}, fault \
+             address {addr:#x}",
             signal_name(signo)
         ),
     }
@@ -304,6 +353,10 @@ pub fn case_report(
     s.push_str("input:\n");
     reg_lines(&mut s, "  ", &case.regs);
     let _ = writeln!(s, "  flags: {}", flag_text(case.rflags));
+    let fp = case.form.family.is_fp() || case.fx != native.fx || native.fx != guest.fx;
+    if fp {
+        s.push_str(&fp_state_text("  ", &case.fx));
+    }
     for (addr, bytes) in &case.mem {
         let _ = writeln!(s, "  memory {addr:#x}: {}", hex(bytes));
     }
@@ -314,6 +367,9 @@ pub fn case_report(
         "  flags: {}",
         flag_text(native.regs.rflags & COMPARED_FLAGS)
     );
+    if fp {
+        s.push_str(&fp_state_text("  ", &native.fx));
+    }
     let _ = writeln!(
         s,
         "guest ({}): {}",
@@ -322,6 +378,9 @@ pub fn case_report(
     );
     reg_lines(&mut s, "  ", &guest.gpr);
     let _ = writeln!(s, "  flags: {}", flag_text(guest.rflags & COMPARED_FLAGS));
+    if fp {
+        s.push_str(&fp_state_text("  ", &guest.fx));
+    }
     s.push_str("differences:\n");
     for d in diffs {
         let _ = writeln!(s, "  {d}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use runtime::Engine;
 
 use super::case::{generate, Case};
-use super::forms::{mnemonic_name, select};
+use super::forms::{mnemonic_name, select, Family};
 use super::guest::{dirty_chunks, GuestResult, GuestRunner};
 use super::layout::{MEM_BASE, MEM_SIZE};
 use super::native::{self, NativeResult, Regs};
@@ -80,6 +80,8 @@ pub struct EngineSummary {
     pub time: Duration,
     /// Failures by lower-case mnemonic.
     pub by_mnemonic: BTreeMap<String, Tally>,
+    /// Cases (passed, failed) by family.
+    pub by_family: BTreeMap<Family, (u64, u64)>,
     /// The first detailed mismatch reports.
     pub reports: Vec<String>,
 }
@@ -98,6 +100,18 @@ impl EngineSummary {
     /// Cases per second of guest time.
     pub fn rate(&self) -> f64 {
         (self.passed + self.failed) as f64 / self.time.as_secs_f64().max(1e-9)
+    }
+
+    /// One line per family: `  x87  123 passed, 4 failed`.
+    pub fn family_table(&self) -> String {
+        let mut s = format!("{} by family:\n", self.engine.name());
+        for (f, (p, n)) in &self.by_family {
+            s.push_str(&format!(
+                "  {:<8} {p:>10} passed, {n:>6} failed\n",
+                f.name()
+            ));
+        }
+        s
     }
 
     /// A table of failures by mnemonic, most frequent first.
@@ -162,6 +176,7 @@ pub fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
             unsupported: 0,
             time: Duration::ZERO,
             by_mnemonic: BTreeMap::new(),
+            by_family: BTreeMap::new(),
             reports: Vec::new(),
         })
         .collect();
@@ -182,7 +197,7 @@ pub fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
         for (g, sum) in guests.iter_mut().zip(sums.iter_mut()) {
             let t = Instant::now();
             let gres = g.run(&case);
-            let verdict = compare(&nres, machine.mem(), &gres, g.mem());
+            let verdict = compare(&case, &nres, machine.mem(), &gres, g.mem());
             if matches!(verdict, Verdict::Pass) {
                 g.restore(&pristine);
             } else {
@@ -203,6 +218,12 @@ pub fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
                     Verdict::Mismatch(d) => d.clone(),
                 };
                 let _ = writeln!(log, "{}", case_report(&ctx, &case, &nres, &gres, &diffs));
+            }
+            let fam = sum.by_family.entry(case.form.family).or_default();
+            if matches!(verdict, Verdict::Pass) {
+                fam.0 += 1;
+            } else {
+                fam.1 += 1;
             }
             match verdict {
                 Verdict::Pass => sum.passed += 1,
@@ -230,7 +251,9 @@ pub fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
                     }
                     if sum.reports.len() < opts.max_reports {
                         let r = case_report(&ctx, &case, &nres, &gres, &diffs);
-                        let _ = writeln!(log, "{r}");
+                        if !opts.verbose {
+                            let _ = writeln!(log, "{r}");
+                        }
                         sum.reports.push(r);
                     }
                     stop |= opts.stop_on_first;
@@ -288,7 +311,7 @@ pub fn run_single(case: &Case, engines: &[Engine]) -> Result<SingleRun, String> 
     for &e in engines {
         let mut g = GuestRunner::new(e, &pristine).map_err(|err| err.to_string())?;
         let res = g.run(case);
-        let verdict = compare(&native, machine.mem(), &res, g.mem());
+        let verdict = compare(case, &native, machine.mem(), &res, g.mem());
         guests.push((e, res, verdict));
     }
     restore_native(&mut machine, &pristine);
@@ -310,6 +333,7 @@ fn run_native(machine: &mut native::NativeMachine, case: &Case) -> NativeResult 
             gpr: case.regs,
             rflags: case.rflags,
         },
+        &case.fx,
     )
 }
 

@@ -13,8 +13,13 @@
 //!   or a store into translated code, stops it there), so its effect on the x87 state and
 //!   its store happen together or not at all. SSE stubs change no state but their frame and
 //!   MXCSR's flags, so a store they feed may be retried.
+//! - An x87 store's frame operand starts as the destination's current bytes: an unmasked
+//!   exception (stack underflow, invalid, overflow...) makes the host instruction store
+//!   nothing, and the copy back then rewrites what was there.
+//! - Nothing after a stub that raised an exception takes effect (the JIT's fault branch
+//!   leaves the block; the interpreter checks [`crate::emit::Emitter::faulted`]).
 
-use iced_x86::RflagsBits;
+use iced_x86::{OpKind, Register, RflagsBits};
 
 use super::simd::needs_alignment;
 use super::x87;
@@ -130,24 +135,55 @@ pub fn sse_call<E: Emitter>(ctx: &Ctx<E>) -> StubCall {
     }
 }
 
+/// The linear address of the instruction's memory operand: its ModRM operand, or
+/// MASKMOVQ/MASKMOVDQU's implicit rDI (EDI with an address-size prefix) in DS or the
+/// override segment.
+fn mem_addr<E: Emitter>(ctx: &mut Ctx<E>) -> E::Value {
+    let insn = *ctx.insn();
+    if !hostexec::implicit_rdi(&insn) {
+        return ctx.op_addr();
+    }
+    let edi = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::MemorySegEDI);
+    let di = ctx.reg(if edi { Register::EDI } else { Register::RDI });
+    let di = ctx.to_ty(di, Ty::I64, false);
+    ctx.seg_base_add(insn.memory_segment(), di)
+}
+
 /// Run the current instruction through a host stub.
 pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
     let insn = *ctx.insn();
     let Ok(plan) = hostexec::plan(&insn) else {
         return ctx.raise(Exception::InvalidOpcode);
     };
-    let how = if plan.fpu {
-        StubCall::Fpu(FpuInfo {
-            waiting: plan.waiting,
-        })
+    // An SSE instruction on MMX registers (CVTPI2PS, CVTPS2PI...) while MXCSR unmasks an
+    // exception takes the checked run, once the x87 check below made its state live.
+    let simd_on_mmx = plan.fpu && !x87::is_x87(&insn) && sse_call(ctx) == StubCall::Checked;
+    let info = FpuInfo {
+        waiting: plan.waiting,
+        check_only: false,
+    };
+    let how = if simd_on_mmx {
+        StubCall::Checked
+    } else if plan.fpu {
+        StubCall::Fpu(info)
     } else {
         sse_call(ctx)
     };
-    let addr = plan.mem.map(|_| ctx.op_addr());
-    if let Some(a) = addr {
-        if needs_alignment(&insn) {
-            check_alignment(ctx, a, 16);
-        }
+    let addr = plan.mem.map(|_| mem_addr(ctx));
+    let aligned = addr.is_some() && needs_alignment(&insn);
+    if simd_on_mmx || (plan.fpu && aligned) {
+        // The pending-x87-exception check (#MF) first: it comes before a misaligned m128's
+        // #GP (CVT(T)PD2PI), and it makes the x87 state live for a checked run.
+        let check = FpuInfo {
+            check_only: true,
+            ..info
+        };
+        let z = ctx.c(Ty::I64, 0);
+        let bits = ctx.c(Ty::I64, check.bits());
+        ctx.call(Helper::FpuExec, &[z, bits]);
+    }
+    if let (Some(a), true) = (addr, aligned) {
+        check_alignment(ctx, a, 16);
     }
     for x in &plan.xmm {
         if x.rw.read {
@@ -169,13 +205,19 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
         ctx.e.store_state(state::OFF_HX + frame::RFLAGS, f);
     }
     if let (Some(a), Some((bytes, rw))) = (addr, plan.mem) {
-        if rw.read {
-            copy_in(ctx, a, bytes);
-        } else if rw.write && plan.fpu {
+        if rw.write && plan.fpu {
             probe_write(ctx, a, bytes);
+        }
+        if rw.read || (rw.write && plan.fpu) {
+            copy_in(ctx, a, bytes);
         }
     }
     ctx.e.call_stub(&plan.stub, how);
+    if ctx.e.faulted() {
+        // Interpreter: the stub raised (#MF, #XM...); the instruction ends with the state of
+        // its start (the JIT branched to the fault exit inside `call_stub`).
+        return;
+    }
     for x in &plan.xmm {
         if x.rw.write {
             let v = ctx.e.vload_state(xmm_slot(x.slot));

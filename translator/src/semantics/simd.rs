@@ -13,8 +13,10 @@
 //! - a misaligned 16-byte operand of a legacy SSE instruction that requires alignment:
 //!   #GP(0) (`needs_alignment`).
 //!
-//! Instructions that carry an SSE CPUID feature but touch no x87/XMM state (CRC32, POPCNT,
-//! MOVNTI, the fences, PREFETCHh, PAUSE) are not in any class: they never trap on CR0/CR4.
+//! Instructions that carry an SSE CPUID feature but touch no x87/XMM state never trap on
+//! CR0/CR4: CRC32 is [`FpClass::Plain`] (a host stub, no checks); POPCNT, MOVNTI, the
+//! fences, CLFLUSH, PREFETCHh and PAUSE are no class at all (integer, store and NOP
+//! semantics).
 
 use iced_x86::{CpuidFeature, Instruction, Mnemonic as M, OpKind};
 
@@ -35,6 +37,8 @@ pub enum FpClass {
     Mmx,
     /// An XMM operand (with or without MMX ones), or LDMXCSR/STMXCSR.
     Sse,
+    /// CRC32: no floating-point state, no CR0/CR4 check; run by a host stub.
+    Plain,
 }
 
 fn has_reg(insn: &Instruction, f: impl Fn(iced_x86::Register) -> bool) -> bool {
@@ -50,18 +54,18 @@ pub fn classify(insn: &Instruction) -> Option<FpClass> {
         M::Fxsave | M::Fxsave64 | M::Fxrstor | M::Fxrstor64 => return Some(FpClass::X87),
         M::Ldmxcsr | M::Stmxcsr => return Some(FpClass::Sse),
         M::Emms => return Some(FpClass::Mmx),
-        M::Crc32
-        | M::Popcnt
+        M::Crc32 => return Some(FpClass::Plain),
+        M::Popcnt
         | M::Movnti
         | M::Lfence
         | M::Mfence
         | M::Sfence
+        | M::Clflush
         | M::Pause
         | M::Prefetchnta
         | M::Prefetcht0
         | M::Prefetcht1
-        | M::Prefetcht2
-        | M::Clflush => return None,
+        | M::Prefetcht2 => return None,
         _ => {}
     }
     let feats = insn.cpuid_features();
@@ -158,8 +162,9 @@ mod tests {
         assert_eq!(class(&[0x0F, 0xFC, 0xC1]), Some(FpClass::Mmx)); // paddb mm0, mm1
         assert_eq!(class(&[0x66, 0x0F, 0xFC, 0xC1]), Some(FpClass::Sse)); // paddb xmm0, xmm1
         assert_eq!(class(&[0x0F, 0x2A, 0xC1]), Some(FpClass::Sse)); // cvtpi2ps xmm0, mm1
-        assert_eq!(class(&[0xF2, 0x0F, 0x38, 0xF1, 0xC1]), None); // crc32
+        assert_eq!(class(&[0xF2, 0x0F, 0x38, 0xF1, 0xC1]), Some(FpClass::Plain)); // crc32
         assert_eq!(class(&[0x0F, 0xAE, 0xF8]), None); // sfence
+        assert_eq!(class(&[0xF3, 0x0F, 0xB8, 0xC1]), None); // popcnt
         assert_eq!(class(&[0x01, 0xC0]), None);
     }
 
@@ -186,5 +191,6 @@ mod tests {
         );
         assert_eq!(mode_fault(FpClass::Mmx, EM), Some(Exception::InvalidOpcode));
         assert_eq!(mode_fault(FpClass::Mmx, 0), None);
+        assert_eq!(mode_fault(FpClass::Plain, EM | TS), None);
     }
 }

@@ -23,7 +23,7 @@ use super::host::{self, check_alignment, copy_in, copy_out, mem_at};
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::helpers::Helper;
-use crate::ir::{BinOp, Cmp, Ty};
+use crate::ir::{BinOp, Ty};
 use crate::state::{self, seg};
 
 /// Translate an x87 instruction (or WAIT, FXSAVE, FXRSTOR).
@@ -89,13 +89,23 @@ fn seg_index(r: Register) -> usize {
     }
 }
 
+/// Whether `insn` is an x87 instruction (D8..DF, WAIT): only those keep FIP, FDP and FOP;
+/// MMX instructions and the SSE ones on MMX registers (PSHUFW, CVTPI2PS, MOVQ2DQ...) leave
+/// them alone.
+pub fn is_x87(insn: &Instruction) -> bool {
+    use iced_x86::CpuidFeature as F;
+    insn.mnemonic() == M::Wait
+        || insn
+            .cpuid_features()
+            .iter()
+            .any(|f| matches!(f, F::FPU | F::FPU287 | F::FPU387 | F::FPU387SL_ONLY))
+}
+
 /// After an x87/MMX stub: the guest's FPU pointers.
 pub fn after<E: Emitter>(ctx: &mut Ctx<E>, has_mem: bool) {
     let insn = *ctx.insn();
     let m = insn.mnemonic();
-    if !crate::hostexec::uses_fpu(&insn)
-        || insn.cpuid_features().contains(&iced_x86::CpuidFeature::MMX)
-    {
+    if !is_x87(&insn) {
         return;
     }
     match m {
@@ -160,8 +170,10 @@ fn env_layout(bytes: u32) -> Option<EnvLayout> {
     }
 }
 
-/// Before FNSTENV/FNSAVE's image goes to guest memory: where the host stored a pointer of
-/// its own (nonzero), store the guest's instead.
+/// Before FNSTENV/FNSAVE's image goes to guest memory: the guest's FIP, FCS, FOP, FDP and FDS
+/// replace the host's (which are those of the host's last stub, or zero: the host may
+/// deprecate FCS/FDS and update FDP/FOP only on unmasked exceptions, and popek's CPUID claims
+/// neither, so the guest's own values are always the ones its FXSAVE shows too).
 pub fn patch_env<E: Emitter>(ctx: &mut Ctx<E>, bytes: u32) {
     if !matches!(
         ctx.insn().mnemonic(),
@@ -179,25 +191,17 @@ pub fn patch_env<E: Emitter>(ctx: &mut Ctx<E>, bytes: u32) {
         (l.fds, Ty::I16, state::OFF_FPU_DS),
     ];
     for (off, ty, src) in fields {
-        let host = ctx.e.load_state(ty, mem_at(off));
         let guest = ctx.e.load_state(ty, src);
-        let z = ctx.c(ty, 0);
-        let stored = ctx.cmp(Cmp::Ne, host, z);
-        let v = ctx.select(stored, guest, z);
-        ctx.e.store_state(mem_at(off), v);
+        ctx.e.store_state(mem_at(off), guest);
     }
     if let Some(off) = l.fop {
         // The opcode shares its word with bits the processor stores as zero.
         let host = ctx.e.load_state(Ty::I16, mem_at(off));
         let guest = ctx.e.load_state(Ty::I16, state::OFF_FOP);
         let m = ctx.c(Ty::I16, 0x7FF);
-        let hop = ctx.bin(BinOp::And, host, m);
-        let z = ctx.c(Ty::I16, 0);
-        let stored = ctx.cmp(Cmp::Ne, hop, z);
         let keep = ctx.c(Ty::I16, !0x7FF);
         let high = ctx.bin(BinOp::And, host, keep);
         let gop = ctx.bin(BinOp::And, guest, m);
-        let gop = ctx.select(stored, gop, z);
         let v = ctx.bin(BinOp::Or, high, gop);
         ctx.e.store_state(mem_at(off), v);
     }

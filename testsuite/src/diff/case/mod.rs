@@ -1,5 +1,6 @@
-//! Random test cases: one instruction of a [`Form`] with random operands, an input register
-//! and flag state, the memory it reads, and the addresses control may reach after it.
+//! Random test cases: one instruction of a [`Form`] with random operands, an input register,
+//! flag and floating-point state, the memory it reads, and the addresses control may reach
+//! after it.
 //!
 //! Invariants (each is what makes native execution safe and the comparison meaningful):
 //! - Every memory access of the instruction lies in the compared area
@@ -11,13 +12,20 @@
 //! - Every possible next RIP (the fall-through and, for control transfers, the one target the
 //!   case sets up) is in `pads`, each with `PAD_LEN` bytes of room disjoint from the
 //!   instruction and from the other pads.
-//! - A case is a pure function of `(seed, index, forms, variants)`.
+//! - A case is a pure function of `(seed, index, forms, variants)`. The floating-point input
+//!   state and FP memory operands come from a third generator (`Gen::f`), so adding them left
+//!   the integer forms' cases as they were.
+//! - Forms outside the floating-point families start from the state after FNINIT with the
+//!   default MXCSR (`FxArea::default()`).
 
 use iced_x86::{
     Code, Decoder, DecoderOptions, Encoder, Instruction, InstructionInfoFactory, Mnemonic as M,
     OpAccess, OpCodeOperandKind as K, OpKind, Register,
 };
 
+mod fpgen;
+pub mod fpstate;
+pub mod fpvalues;
 mod values;
 
 use super::forms::{sized_gpr_kind, Form, Special};
@@ -25,7 +33,7 @@ use super::layout::{
     CODE_BASE, CODE_SIZE, HOT_BASE, HOT_SIZE, PAD_LEN, STACK_BASE, STACK_SIZE, STACK_TOP,
 };
 use super::rng::{width_mask, Rng};
-use translator::state::rflags;
+use translator::state::{rflags, FxArea};
 
 /// One generated test case.
 #[derive(Clone, Debug)]
@@ -45,6 +53,8 @@ pub struct Case {
     pub mem: Vec<(u64, Vec<u8>)>,
     /// Every address control may reach after the instruction; `pads[0]` is the fall-through.
     pub pads: Vec<u64>,
+    /// Input x87/MMX/SSE state (64-bit FXSAVE layout).
+    pub fx: FxArea,
 }
 
 impl Case {
@@ -80,7 +90,14 @@ impl Case {
             rflags: rflags::FIXED | (rflags & COMPARED_FLAGS),
             mem,
             pads,
+            fx: FxArea::default(),
         })
+    }
+
+    /// The same case with the floating-point input state `fx`.
+    pub fn with_fx(mut self, fx: FxArea) -> Case {
+        self.fx = fx;
+        self
     }
 }
 
@@ -215,6 +232,8 @@ struct MemTarget {
 struct Gen<'a> {
     s: &'a mut Rng,
     v: &'a mut Rng,
+    /// Floating-point input state and FP memory contents.
+    f: &'a mut Rng,
     form: Form,
     regs: [u64; 16],
     /// Registers whose value semantic constraints set (never chosen as base or index).
@@ -232,9 +251,10 @@ struct Gen<'a> {
 pub fn generate(seed: u64, index: u64, forms: &[Form], variants: u64) -> Case {
     let mut s = Rng::for_case(seed, index / variants.max(1));
     let mut v = Rng::for_case(seed ^ 0xA5A5_0F0F_3C3C_9669, index);
+    let mut f = Rng::for_case(seed ^ 0x0F10_A7F1_0A75_0003, index);
     let form = forms[s.below(forms.len() as u64) as usize];
     for _ in 0..10_000 {
-        if let Some(mut case) = try_generate(&mut s, &mut v, form) {
+        if let Some(mut case) = try_generate(&mut s, &mut v, &mut f, form) {
             case.index = index;
             return case;
         }
@@ -242,10 +262,11 @@ pub fn generate(seed: u64, index: u64, forms: &[Form], variants: u64) -> Case {
     panic!("could not generate a case for {:?}", form.code);
 }
 
-fn try_generate(s: &mut Rng, v: &mut Rng, form: Form) -> Option<Case> {
+fn try_generate(s: &mut Rng, v: &mut Rng, f: &mut Rng, form: Form) -> Option<Case> {
     let mut g = Gen {
         s,
         v,
+        f,
         form,
         regs: [0; 16],
         reserved: 1 << RSP,
@@ -254,6 +275,11 @@ fn try_generate(s: &mut Rng, v: &mut Rng, form: Form) -> Option<Case> {
     };
     g.init_regs();
     let rflags = g.init_flags();
+    let fx = if form.family.is_fp() {
+        fpstate::random_state(g.f, form.family)
+    } else {
+        FxArea::default()
+    };
     let (mut insn, ops) = g.build_insn(rflags)?;
     g.prefix_noise(&mut insn);
 
@@ -295,6 +321,7 @@ fn try_generate(s: &mut Rng, v: &mut Rng, form: Form) -> Option<Case> {
         rflags,
         mem: g.mem,
         pads,
+        fx,
     })
 }
 
@@ -440,6 +467,9 @@ impl Gen<'_> {
         if let Special::String(size) = form.special {
             return Some((self.build_string(size as u64, rflags)?, Vec::new()));
         }
+        if form.special == Special::MaskMove {
+            return Some((self.build_maskmove()?, Vec::new()));
+        }
         let kinds = form.code.op_code().op_kinds();
         let op_bits = operand_bits(form.code);
 
@@ -455,6 +485,17 @@ impl Gen<'_> {
                     } else {
                         Some(Op::Reg(self.random_reg(kind_bits(k))))
                     }
+                }
+                K::xmm_or_mem | K::mm_or_mem => {
+                    if self.s.chance(50) {
+                        mem_slot = Some(i);
+                        None
+                    } else {
+                        Some(Op::Reg(self.vector_reg(k)))
+                    }
+                }
+                K::xmm_reg | K::xmm_rm | K::mm_reg | K::mm_rm | K::st0 | K::sti_opcode => {
+                    Some(Op::Reg(self.vector_reg(k)))
                 }
                 K::mem | K::mem_offs => {
                     mem_slot = Some(i);
@@ -479,6 +520,7 @@ impl Gen<'_> {
             Special::Cmpxchg => 1 << RAX,
             Special::Enter | Special::Leave => 1 << RBP,
             Special::CountBranch { .. } => 1 << RCX,
+            Special::StrLen | Special::Cmpxchg8b => (1 << RAX) | (1 << RDX),
             _ => 0,
         };
         if kinds.contains(&K::cl) {
@@ -533,6 +575,9 @@ impl Gen<'_> {
     /// A random immediate of kind `k` for an instruction of `op_bits` operand bits.
     fn immediate(&mut self, k: K, op_bits: u32) -> Op {
         let m = self.form.mnemonic();
+        if k == K::imm8 && self.form.family.is_fp() {
+            return Op::Imm(OpKind::Immediate8, self.fp_imm8());
+        }
         let is_count =
             self.form.special == Special::Shift || matches!(m, M::Bt | M::Bts | M::Btr | M::Btc);
         match k {
@@ -595,23 +640,30 @@ impl Gen<'_> {
             0 => 8,
             s => s as u64,
         };
+        let fp = self.fp_memory_form();
         let addr32 = self.s.chance(15);
         let amask = if addr32 { 0xFFFF_FFFF } else { u64::MAX };
         let names = if addr32 { &GPR32 } else { &GPR64 };
         let wide = if addr32 { 4 } else { 8 };
         // An encoded target (RIP-relative, absolute) is part of the shape; a target reached
         // through registers is a value.
-        let mut fixed_target = HOT_BASE + self.s.below(HOT_SIZE - 32);
-        let mut target = HOT_BASE + self.v.below(HOT_SIZE - 32);
-        if self.s.chance(50) {
+        let (mut fixed_target, mut target) = if fp {
+            self.fp_targets(size)
+        } else {
+            (
+                HOT_BASE + self.s.below(HOT_SIZE - 32),
+                HOT_BASE + self.v.below(HOT_SIZE - 32),
+            )
+        };
+        if !fp && self.s.chance(50) {
             fixed_target &= !(size - 1);
             target &= !(size - 1);
         }
         // Sometimes straddle the boundary between the hot page and the next one.
-        if size > 1 && self.s.chance(3) {
+        if !fp && size > 1 && self.s.chance(3) {
             fixed_target = HOT_BASE + HOT_SIZE - 1 - self.s.below(size - 1);
         }
-        if size > 1 && self.v.chance(3) {
+        if !fp && size > 1 && self.v.chance(3) {
             target = HOT_BASE + HOT_SIZE - 1 - self.v.below(size - 1);
         }
         if !access && self.s.chance(50) {
@@ -671,7 +723,20 @@ impl Gen<'_> {
                 n => self.base_memory(n >= 55, access, target, addr32, upper)?,
             }
         };
-        if access {
+        if access && fp {
+            let bytes = self.fp_memory(size);
+            let mut low = [0u8; 8];
+            let n = bytes.len().min(8);
+            low[..n].copy_from_slice(&bytes[..n]);
+            self.target = Some(MemTarget {
+                addr: target,
+                size: n as u64,
+                value: u64::from_le_bytes(low),
+            });
+            if !bytes.is_empty() {
+                self.mem.push((target, bytes));
+            }
+        } else if access {
             let value = self.v.edge((size as u32 * 8).min(64));
             let sz = size.min(8);
             self.patch(target, value, sz);

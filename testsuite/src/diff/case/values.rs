@@ -204,6 +204,8 @@ impl Gen<'_> {
                 self.patch(rsp, target.unwrap_or(0), 8);
             }
             Special::Enter | Special::Leave => self.regs[RBP] = self.stack_addr(),
+            Special::StrLen => self.strlen_values(),
+            Special::Cmpxchg8b => self.cmpxchg8b_values(),
             _ => {}
         }
     }

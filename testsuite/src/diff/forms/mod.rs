@@ -1,6 +1,7 @@
 //! The instruction forms under test: every legacy-encoded iced-x86 [`Code`] valid in 64-bit
 //! mode whose mnemonic the translator supports (the dispatch in
-//! `translator/src/semantics/mod.rs`), classified by what its operands need.
+//! `translator/src/semantics/mod.rs`), and every x87, MMX and SSE..SSE4.2 form ([`fp`]),
+//! classified by what its operands need.
 //!
 //! Invariants:
 //! - A form is included only if the generator knows how to make every one of its operands
@@ -14,7 +15,10 @@ use std::sync::OnceLock;
 
 use iced_x86::{Code, EncodingKind, Mnemonic as M, OpCodeOperandKind as K};
 
-/// The semantics family of a form (the module of `translator/src/semantics` implementing it).
+pub mod fp;
+
+/// The semantics family of a form (the module of `translator/src/semantics` implementing it;
+/// the floating-point and vector forms by kind of operation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     Alu,
@@ -27,6 +31,23 @@ pub enum Family {
     Stack,
     Branch,
     String,
+    /// x87 arithmetic, loads/stores, comparisons, constants, transcendentals and control.
+    X87,
+    /// MMX register forms (MMX and the SSE/SSSE3 forms on MMX registers), EMMS.
+    Mmx,
+    /// SSE moves, shuffles, blends, inserts/extracts, bitwise logic, non-temporal stores,
+    /// fences and CLFLUSH.
+    Sse,
+    /// SSE packed-integer arithmetic, compares, packs and extensions, PTEST, CRC32.
+    SseInt,
+    /// SSE floating-point arithmetic, compares, rounding and dot products.
+    SseFp,
+    /// Conversions between floating-point and integer formats (CVT*).
+    SseConv,
+    /// SSE4.2 string compares (PCMPESTRI/M, PCMPISTRI/M).
+    SseStr,
+    /// The state instructions: FXSAVE/FXRSTOR, LDMXCSR/STMXCSR, FNSTENV/FLDENV/FNSAVE/FRSTOR.
+    FpState,
 }
 
 impl Family {
@@ -43,11 +64,37 @@ impl Family {
             Family::Stack => "stack",
             Family::Branch => "branch",
             Family::String => "string",
+            Family::X87 => "x87",
+            Family::Mmx => "mmx",
+            Family::Sse => "sse",
+            Family::SseInt => "sseint",
+            Family::SseFp => "ssefp",
+            Family::SseConv => "sseconv",
+            Family::SseStr => "ssestr",
+            Family::FpState => "fpstate",
         }
     }
 
+    /// Whether cases of this family get a random floating-point input state (the others
+    /// start from the state after FNINIT with the default MXCSR).
+    pub fn is_fp(self) -> bool {
+        Family::FP.contains(&self)
+    }
+
+    /// The floating-point and vector families.
+    pub const FP: [Family; 8] = [
+        Family::X87,
+        Family::Mmx,
+        Family::Sse,
+        Family::SseInt,
+        Family::SseFp,
+        Family::SseConv,
+        Family::SseStr,
+        Family::FpState,
+    ];
+
     /// Every family, in display order.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 18] = [
         Family::Alu,
         Family::Flags,
         Family::MulDiv,
@@ -58,6 +105,14 @@ impl Family {
         Family::Stack,
         Family::Branch,
         Family::String,
+        Family::X87,
+        Family::Mmx,
+        Family::Sse,
+        Family::SseInt,
+        Family::SseFp,
+        Family::SseConv,
+        Family::SseStr,
+        Family::FpState,
     ];
 }
 
@@ -90,6 +145,18 @@ pub enum Special {
     Leave,
     /// The memory operand is an address that is not accessed (LEA, NOP r/m, PREFETCHh).
     NoAccess,
+    /// A floating-point or vector form: the case gets a random FP state, and its memory
+    /// operand holds edge values of the operand's type (see `case::fpvalues`).
+    Fp,
+    /// FLDENV, FRSTOR, FXRSTOR, LDMXCSR: the memory operand holds a state image (mostly
+    /// valid, sometimes with reserved bits set).
+    FpImage,
+    /// MASKMOVQ/MASKMOVDQU: rDI points into the hot page.
+    MaskMove,
+    /// PCMPESTRI/PCMPESTRM: explicit lengths in rAX and rDX, often within the vector.
+    StrLen,
+    /// CMPXCHG8B/CMPXCHG16B: rDX:rAX often equals the memory operand.
+    Cmpxchg8b,
 }
 
 /// One instruction form under test.
@@ -227,6 +294,7 @@ pub fn sized_gpr_kind(k: K) -> bool {
 /// Whether the generator can produce an operand of this kind.
 pub fn operand_supported(k: K) -> bool {
     sized_gpr_kind(k)
+        || fp::operand_supported(k)
         || matches!(
             k,
             K::cl
@@ -265,8 +333,20 @@ pub fn classify(code: Code) -> Option<Form> {
         return None;
     }
     let m = code.mnemonic();
-    let family = family_of(m)?;
     let kinds = oc.op_kinds();
+    if let Some(family) = fp::family(code) {
+        // FSTENV, FINIT... are assembler names for WAIT followed by FNSTENV, FNINIT...: two
+        // instructions to the CPU and the decoder, each a form of its own.
+        if oc.fwait() {
+            return None;
+        }
+        return kinds.iter().all(|&k| operand_supported(k)).then(|| Form {
+            code,
+            family,
+            special: fp::special(code),
+        });
+    }
+    let family = family_of(m)?;
     if excluded(code) || !kinds.iter().all(|&k| operand_supported(k)) {
         return None;
     }
@@ -323,19 +403,30 @@ pub fn all_forms() -> &'static [Form] {
 }
 
 /// The forms a `--filter` selects: a comma-separated list of terms, each a mnemonic
-/// (`shl`, `cmovne`, `movsb`), a family (`alu flags muldiv shift bits data nop stack branch
-/// string`), a group (`jcc setcc cmovcc`), or an iced `Code` name (`Shl_rm8_CL`), all
-/// case-insensitive. `None` or an empty filter selects every form.
+/// (`shl`, `cmovne`, `movsb`, `addps`), a family (`alu flags muldiv shift bits data nop stack
+/// branch string x87 mmx sse sseint ssefp sseconv ssestr fpstate`), a group (`jcc setcc
+/// cmovcc`, `fp` for every floating-point and vector family, `int` for every other one), or
+/// an iced `Code` name (`Shl_rm8_CL`), all case-insensitive. A term starting with `-`
+/// removes what it matches from the rest (`fp,-minps`; a filter of only removals starts
+/// from every form). `None` or an empty filter selects every form.
 pub fn select(filter: Option<&str>) -> Result<Vec<Form>, String> {
     let all = all_forms();
     let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
         return Ok(all.to_vec());
     };
-    let mut out = Vec::new();
-    for term in filter.split(',').map(|t| t.trim().to_ascii_lowercase()) {
-        if term.is_empty() {
-            continue;
-        }
+    let terms: Vec<String> = filter
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let (removals, additions): (Vec<String>, Vec<String>) =
+        terms.into_iter().partition(|t| t.starts_with('-'));
+    let mut out = if additions.is_empty() {
+        all.to_vec()
+    } else {
+        Vec::new()
+    };
+    for term in additions {
         let matched: Vec<Form> = all
             .iter()
             .filter(|f| term_matches(&term, f))
@@ -344,7 +435,8 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Form>, String> {
         if matched.is_empty() {
             return Err(format!(
                 "--filter term `{term}` matches no supported form (try a mnemonic such as \
-                 `shl`, a family such as `shift`, or `jcc`/`setcc`/`cmovcc`)"
+                 `shl` or `addps`, a family such as `shift` or `ssefp`, `fp`, `int`, or \
+                 `jcc`/`setcc`/`cmovcc`)"
             ));
         }
         for f in matched {
@@ -352,6 +444,16 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Form>, String> {
                 out.push(f);
             }
         }
+    }
+    for term in removals {
+        let term = term.trim_start_matches('-').trim();
+        if !all.iter().any(|f| term_matches(term, f)) {
+            return Err(format!("--filter term `-{term}` matches no supported form"));
+        }
+        out.retain(|f| !term_matches(term, f));
+    }
+    if out.is_empty() {
+        return Err("--filter selects no form".into());
     }
     Ok(out)
 }
@@ -362,6 +464,8 @@ fn term_matches(term: &str, f: &Form) -> bool {
     m == term
         || f.family.name() == term
         || format!("{:?}", f.code).to_ascii_lowercase() == term
+        || (term == "fp" && f.family.is_fp())
+        || (term == "int" && !f.family.is_fp())
         || cc("set", "setcc")
         || cc("cmov", "cmovcc")
         || (term == "jcc" && f.code.is_jcc_short_or_near())
@@ -379,7 +483,45 @@ mod tests {
                 "no form for {fam:?}"
             );
         }
-        assert!(all_forms().len() > 400, "{}", all_forms().len());
+        assert!(all_forms().len() > 1000, "{}", all_forms().len());
+    }
+
+    #[test]
+    fn fp_forms() {
+        let x87 = select(Some("x87")).unwrap();
+        // Every D8..DF form, the undocumented aliases included.
+        for c in [
+            Code::Fstpnce_sti,
+            Code::Fcom_st0_sti_DCD0,
+            Code::Fxch_st0_sti_DFC8,
+            Code::Fstp_sti_DFD8,
+            Code::Ffreep_sti,
+            Code::Fcmovnbe_st0_sti,
+            Code::Fbstp_m80bcd,
+            Code::Fisttp_m16int,
+            Code::Wait,
+        ] {
+            assert!(x87.iter().any(|f| f.code == c), "{c:?}");
+        }
+        let state = select(Some("fpstate")).unwrap();
+        // FXSAVE/FXRSTOR (and 64), LDMXCSR/STMXCSR, FNSTENV/FLDENV/FNSAVE/FRSTOR x 2 sizes.
+        assert_eq!(state.len(), 4 + 2 + 8);
+        assert!(!all_forms().iter().any(|f| f.code == Code::Fstenv_m28byte));
+        let addps = select(Some("addps")).unwrap();
+        assert_eq!(addps.len(), 1);
+        assert_eq!(addps[0].family, Family::SseFp);
+        // SSE MOVSD/CMPSD are not string instructions, and the string ones stay.
+        assert_eq!(select(Some("movsd")).unwrap().len(), 3);
+        assert!(select(Some("fp")).unwrap().iter().all(|f| f.family.is_fp()));
+        for c in [
+            Code::Maskmovdqu_rDI_xmm_xmm,
+            Code::Pcmpestrm64_xmm_xmmm128_imm8,
+            Code::Cmpxchg16b_m128,
+            Code::Movq_rm64_mm,
+            Code::Pblendvb_xmm_xmmm128,
+        ] {
+            assert!(all_forms().iter().any(|f| f.code == c), "{c:?}");
+        }
     }
 
     #[test]
@@ -390,6 +532,16 @@ mod tests {
         assert_eq!(select(Some("jcc")).unwrap().len(), 32);
         assert!(select(Some("nosuch")).is_err());
         assert!(select(Some("Shl_rm8_CL,sar")).unwrap().len() == 13);
+        // Removals: from the rest, or from everything.
+        let no_shl8 = select(Some("-Shl_rm8_CL,shl")).unwrap();
+        assert_eq!(no_shl8.len(), 11);
+        assert!(!no_shl8.iter().any(|f| f.code == Code::Shl_rm8_CL));
+        assert_eq!(
+            select(Some("-fp")).unwrap().len(),
+            select(Some("int")).unwrap().len()
+        );
+        assert!(select(Some("shl,-shl")).is_err());
+        assert!(select(Some("shl,-nosuch")).is_err());
         assert!(select(Some("string")).unwrap().len() == 20);
         assert!(!all_forms().iter().any(|f| matches!(
             f.code,
