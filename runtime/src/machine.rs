@@ -198,6 +198,10 @@ pub struct Machine {
     pub interrupt_check: bool,
     /// Host stubs of the guest's floating-point and vector instructions.
     pub stubs: crate::stubs::HostStubs,
+    /// Bytes waiting for COM1's receiver (see [`crate::console`]).
+    pub console: crate::console::ConsoleInput,
+    /// Wakes the vCPU from a halted sleep (console input, a stop request).
+    pub doorbell: crate::console::Doorbell,
     /// FERR# is asserted (an x87 error with CR0.NE clear): IRQ 13 is raised.
     ferr: bool,
     /// Set by a write to port 0xF0 (the PC's "clear math coprocessor busy"): x87
@@ -302,6 +306,8 @@ impl Machine {
             tlb: TlbCounters::default(),
             tlb_large: false,
             stubs: crate::stubs::HostStubs::new(),
+            console: Default::default(),
+            doorbell: Default::default(),
             ferr: false,
             ignne,
         })
@@ -352,6 +358,23 @@ impl Machine {
     /// COM1, mutably.
     pub fn serial_mut(&mut self) -> &mut Serial {
         self.bus.device_mut(self.serial).expect("COM1 is a Serial")
+    }
+
+    /// Whether console input could still wake a halted vCPU: input may arrive, COM1's
+    /// received-data interrupt is enabled and its line reaches the CPU.
+    pub fn console_can_interrupt(&self) -> bool {
+        self.console.is_active()
+            && self.serial().rx_interrupt_enabled()
+            && self.platform.isa_irq_open(crate::devices::serial::COM1_IRQ)
+    }
+
+    /// Moves waiting console input into COM1's receive FIFO as it has room (see
+    /// [`crate::console::ConsoleInput::pump`]).
+    pub fn pump_console(&mut self) {
+        if self.console.is_active() {
+            let uart: &mut Serial = self.bus.device_mut(self.serial).expect("COM1 is a Serial");
+            self.console.pump(uart);
+        }
     }
 
     // ---------------------------------------------------------------- guest memory

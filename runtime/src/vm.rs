@@ -14,6 +14,7 @@ use cache::CacheConfig;
 use translator::state::rflags;
 use translator::CpuState;
 
+use crate::console::ConsoleWriter;
 use crate::devices::SerialSink;
 use crate::engine::dbt::{Dbt, DbtError};
 use crate::engine::{interp, Engine, RunOutcome};
@@ -93,12 +94,22 @@ pub enum VmError {
 /// [`RunOutcome::Stopped`] within one instruction slice (50,000 guest instructions) or one
 /// halted sleep (20 ms). A stop requested while the VM is not running ends its next run at once.
 #[derive(Clone, Debug)]
-pub struct StopHandle(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct StopHandle {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bell: crate::console::Doorbell,
+}
 
 impl StopHandle {
-    /// Asks the VM to stop.
+    /// Asks the VM to stop (a halted vCPU wakes at once).
     pub fn stop(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.bell.ring();
+    }
+
+    /// The flag [`StopHandle::stop`] sets, for a signal handler (which may store to it but
+    /// not ring the doorbell: the halted vCPU then notices within its 20 ms sleep).
+    pub fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.flag.clone()
     }
 }
 
@@ -194,7 +205,23 @@ impl Vm {
 
     /// A handle another thread can stop this VM's runs with.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.machine.stop_flag.clone())
+        StopHandle {
+            flag: self.machine.stop_flag.clone(),
+            bell: self.machine.doorbell.clone(),
+        }
+    }
+
+    /// Connects a new console input: what the returned writer sends (from any thread) is
+    /// what the guest reads from COM1, fed as the UART's receive FIFO has room; sending
+    /// wakes a halted vCPU. Dropping every writer ends the input (the guest keeps running).
+    pub fn console_input(&mut self) -> ConsoleWriter {
+        let bell = self.machine.doorbell.clone();
+        self.machine.console.connect(bell)
+    }
+
+    /// Queues `bytes` for COM1's receiver directly (between runs, no thread needed).
+    pub fn send_console(&mut self, bytes: &[u8]) {
+        self.machine.console.push(bytes);
     }
 
     /// The guest CPU state.
