@@ -205,6 +205,17 @@ impl Platform {
         self.lapic.base_msr()
     }
 
+    /// IA32_TSC_DEADLINE (the LAPIC's TSC-deadline timer).
+    pub fn tsc_deadline(&self) -> u64 {
+        self.lapic.tsc_deadline()
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE: `value` as the guest wrote it, `deadline_ns` the same
+    /// instant in virtual time (see [`LocalApic::set_tsc_deadline`]).
+    pub fn set_tsc_deadline(&mut self, value: u64, deadline_ns: u64) {
+        self.lapic.set_tsc_deadline(value, deadline_ns);
+    }
+
     /// MOV to CR8: TPR[7:4] = CR8[3:0].
     pub fn set_tpr(&mut self, cr8: u64) {
         self.lapic.set_cr8(cr8);
