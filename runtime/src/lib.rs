@@ -43,6 +43,7 @@ pub mod mmu;
 pub mod stats;
 pub mod stubs;
 pub mod system;
+pub mod trampoline;
 pub mod tsc;
 pub mod vm;
 

@@ -18,7 +18,7 @@ use iced_x86::{ConditionCode, Instruction, MemorySize, OpKind, Register};
 
 use crate::emit::{Emitter, Exit};
 use crate::exception::Exception;
-use crate::flags::{self, FlagOp, Lazy};
+use crate::flags::{self, FlagOp, Lazy, Vendor};
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{self, rflags, ExitReason};
@@ -36,8 +36,8 @@ enum FlagState<V> {
     /// Arithmetic bits held in the flags variable (used across control flow).
     InVar,
     /// As at block entry, except the flags in `mask`, which are the same bits of `bits`
-    /// (an `I64`). Instructions that write only some flags (rotates, MUL, BT) leave this so
-    /// the entry flags are materialized only if something reads the untouched ones.
+    /// (an `I64`). Instructions that write only some flags (rotates, AMD's MUL, BT) leave
+    /// this so the entry flags are materialized only if something reads the untouched ones.
     StoredWith { mask: u64, bits: V },
 }
 
@@ -60,7 +60,6 @@ struct FaultExit<L, V> {
     /// Index of the faulting instruction in the block.
     index: u32,
     written: u16,
-    xmm_written: u16,
     flags: FlagState<V>,
     pc: u64,
 }
@@ -70,6 +69,7 @@ pub struct Ctx<E: Emitter> {
     /// The emitter; semantics may use it directly for pure operations.
     pub e: E,
     mode: Mode,
+    vendor: Vendor,
     regs: [E::Var; 16],
     preloaded: u16,
     defined: u16,
@@ -99,16 +99,10 @@ pub struct Ctx<E: Emitter> {
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
     /// XMM registers (see `xmm`): variables declared on first use (JIT only), which of them
-    /// hold the register's value, which were written in the block, and this instruction's
-    /// pending writes.
+    /// hold the register's value, and this instruction's pending writes.
     xmm_vars: [Option<E::VVar>; 16],
     xmm_defined: u16,
-    xmm_written: u16,
     xmm_pending: [Option<E::Vec>; 16],
-    insn_start_xmm_written: u16,
-    /// XMM registers holding a floating-point result no instruction has read yet (see
-    /// `set_xmm_fp`).
-    xmm_fp_unread: u16,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -129,6 +123,7 @@ impl<E: Emitter> Ctx<E> {
         Ctx {
             e,
             mode,
+            vendor: Vendor::host(),
             regs,
             preloaded: preload,
             defined: preload,
@@ -152,10 +147,7 @@ impl<E: Emitter> Ctx<E> {
             missing_regs: false,
             xmm_vars: [None; 16],
             xmm_defined: 0,
-            xmm_written: 0,
             xmm_pending: [None; 16],
-            insn_start_xmm_written: 0,
-            xmm_fp_unread: 0,
         }
     }
 
@@ -190,9 +182,21 @@ impl<E: Emitter> Ctx<E> {
         })
     }
 
+    /// Translate for `vendor`'s undefined flags instead of the host's (tests that check
+    /// each vendor's rules on any host).
+    pub fn with_vendor(mut self, vendor: Vendor) -> Self {
+        self.vendor = vendor;
+        self
+    }
+
     /// The execution mode of the block.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+    /// Whose rules the flags the manuals leave undefined follow ([`Vendor::host`] unless a
+    /// test chose otherwise): a translation-time choice, never a run-time branch.
+    pub fn vendor(&self) -> Vendor {
+        self.vendor
     }
     /// The instruction being translated.
     pub fn insn(&self) -> &Instruction {
@@ -224,7 +228,6 @@ impl<E: Emitter> Ctx<E> {
         self.xmm_pending = [None; 16];
         self.insn_start_flags = self.flags;
         self.insn_start_written = self.written;
-        self.insn_start_xmm_written = self.xmm_written;
         let l = self.e.new_label();
         self.fault_label = Some(l);
         self.e.set_fault_label(Some(l));
@@ -243,7 +246,6 @@ impl<E: Emitter> Ctx<E> {
                     label,
                     index: self.begun - 1,
                     written: self.insn_start_written,
-                    xmm_written: self.insn_start_xmm_written,
                     flags: self.insn_start_flags,
                     pc: self.insn_pc,
                 });
@@ -256,8 +258,7 @@ impl<E: Emitter> Ctx<E> {
             self.xmm_pending = [None; 16];
             self.flags = self.insn_start_flags;
             let (written, fl, pc) = (self.insn_start_written, self.insn_start_flags, self.insn_pc);
-            let xw = self.insn_start_xmm_written;
-            self.emit_fault_exit(written, xw, fl, pc);
+            self.emit_fault_exit(written, fl, pc);
             self.terminated = true;
         }
     }
@@ -276,14 +277,13 @@ impl<E: Emitter> Ctx<E> {
             self.e.bind(f.label);
             // The faulting instruction and every later one did not execute.
             self.e.uncount(self.begun - f.index);
-            self.emit_fault_exit(f.written, f.xmm_written, f.flags, f.pc);
+            self.emit_fault_exit(f.written, f.flags, f.pc);
         }
         self.e
     }
 
-    fn emit_fault_exit(&mut self, written: u16, xmm: u16, fl: FlagState<E::Value>, pc: u64) {
+    fn emit_fault_exit(&mut self, written: u16, fl: FlagState<E::Value>, pc: u64) {
         self.write_back_regs(written);
-        self.write_back_xmm(xmm);
         self.write_back_flags(fl);
         let rip = self.e.iconst(Ty::I64, pc);
         self.e.store_state(state::OFF_RIP, rip);
@@ -303,14 +303,14 @@ impl<E: Emitter> Ctx<E> {
         }
         for i in 0..16 {
             if let Some(v) = self.xmm_pending[i].take() {
-                if self.e.is_concrete() {
-                    // The interpreter keeps no copies: the state is the register.
-                    self.e.vstore_state(state::off_xmm(i), v);
-                } else {
+                // Written through: `CpuState` always holds the committed XMM registers (so
+                // exits store none, and Cranelift computes a result where the instruction
+                // is, not again in each exit that would store it).
+                self.e.vstore_state(state::off_xmm(i), v);
+                if !self.e.is_concrete() {
                     let var = self.xmm_var(i);
                     self.e.def_vvar(var, v);
                     self.xmm_defined |= 1 << i;
-                    self.xmm_written |= 1 << i;
                 }
             }
         }
@@ -335,7 +335,6 @@ impl<E: Emitter> Ctx<E> {
     /// caching, since that position does not dominate what follows).
     pub fn xmm(&mut self, i: usize) -> E::Vec {
         let i = i & 15;
-        self.xmm_fp_unread &= !(1 << i);
         if let Some(v) = self.xmm_pending[i] {
             return v;
         }
@@ -354,65 +353,31 @@ impl<E: Emitter> Ctx<E> {
 
     /// Set XMM register `i` (pending until the instruction ends).
     pub fn set_xmm(&mut self, i: usize, v: E::Vec) {
-        self.sink_unread_fp(i & 15);
         self.xmm_pending[i & 15] = Some(v);
         self.writes = self.writes.wrapping_add(1);
     }
 
-    /// Set XMM register `i` to the result of an inline floating-point operation. Such an
-    /// operation raises MXCSR flags, which Cranelift does not know: if the result were
-    /// overwritten unread it would be removed as dead code, flags and all. So a result that
-    /// is overwritten before anything reads it is stored to a sink first.
+    /// Set XMM register `i` to the result of an inline floating-point operation. (Such an
+    /// operation raises MXCSR flags, which Cranelift does not know; the write-through of
+    /// committed XMM registers keeps every result used, so none is removed as dead code.)
     pub fn set_xmm_fp(&mut self, i: usize, v: E::Vec) {
         self.set_xmm(i, v);
-        if !self.e.is_concrete() {
-            self.xmm_fp_unread |= 1 << (i & 15);
-        }
-    }
-
-    fn sink_unread_fp(&mut self, i: usize) {
-        if self.xmm_fp_unread & (1 << i) != 0 {
-            self.xmm_fp_unread &= !(1 << i);
-            let old = self.xmm(i);
-            self.e.vstore_state(state::OFF_HX + state::frame::SINK, old);
-        }
     }
 
     /// Make every inline floating-point operation so far happen before what follows (a
     /// helper that reads MXCSR): Cranelift computes pure values where they are used, so the
     /// XMM registers and flags they feed are stored now.
     pub fn sync_fp(&mut self) {
-        self.sync_xmm();
         let f = self.flags;
         self.write_back_flags(f);
         self.flags = FlagState::Stored;
         self.entry_bits = None;
     }
 
-    fn write_back_xmm(&mut self, mask: u16) {
-        for i in 0..16 {
-            if mask & (1 << i) != 0 {
-                if let Some(var) = self.xmm_vars[i] {
-                    let v = self.e.use_vvar(var);
-                    self.e.vstore_state(state::off_xmm(i), v);
-                }
-            }
-        }
-    }
-
-    /// Store every XMM register the block has written to `CpuState` (before a helper that
-    /// reads the XMM state there, FXSAVE's). The registers stay cached.
-    pub fn sync_xmm(&mut self) {
-        let w = self.xmm_written;
-        self.write_back_xmm(w);
-    }
-
     /// Forget the cached XMM registers (after a helper that wrote the XMM state in
-    /// `CpuState`, FXRSTOR's): later reads load them afresh. Call [`Ctx::sync_xmm`] first
-    /// where the cached values matter.
+    /// `CpuState`, FXRSTOR's): later reads load them afresh.
     pub fn forget_xmm(&mut self) {
         self.xmm_defined = 0;
-        self.xmm_written = 0;
     }
 
     // ---------------------------------------------------------------- registers
@@ -934,11 +899,13 @@ impl<E: Emitter> Ctx<E> {
                         _ => None,
                     }
                 }
+                // ZF = (res == 0) and SF = sign(res), except ZF after Intel's MUL.
                 _ => {
                     let z = self.e.iconst(l.ty, 0);
+                    let zf_of_res = l.op != FlagOp::Mul;
                     match cc {
-                        C::e => Some((Cmp::Eq, l.res, z)),
-                        C::ne => Some((Cmp::Ne, l.res, z)),
+                        C::e if zf_of_res => Some((Cmp::Eq, l.res, z)),
+                        C::ne if zf_of_res => Some((Cmp::Ne, l.res, z)),
                         C::s => Some((Cmp::Slt, l.res, z)),
                         C::ns => Some((Cmp::Sge, l.res, z)),
                         _ => None,
@@ -1305,8 +1272,6 @@ impl<E: Emitter> Ctx<E> {
         self.commit();
         let w = self.written;
         self.write_back_regs(w);
-        let xw = self.xmm_written;
-        self.write_back_xmm(xw);
         let f = self.flags;
         self.write_back_flags(f);
     }

@@ -9,6 +9,15 @@
 //!
 //! Invariant: `cf/pf/af/zf/sf/of` below are the only definition of the arithmetic flags; the
 //! JIT, the interpreter and [`materialize`] all evaluate these functions.
+//!
+//! Flags the manuals leave undefined follow the host's [`Vendor`] (the guest sees the host's
+//! CPUID vendor, so it must see that vendor's flags too), chosen **at translation time**:
+//! semantics ask [`Ctx::vendor`](crate::ctx::Ctx::vendor) which formula or which [`FlagOp`]
+//! to record. A descriptor's meaning never depends on the vendor (Intel's MUL flags are their
+//! own [`FlagOp::Mul`]), so [`materialize`], `CpuState::full_rflags` and the
+//! `FlagsMaterialize` helper need no vendor and give the bits the inline evaluation gives.
+
+use std::sync::OnceLock;
 
 use crate::emit::ValueOps;
 use crate::ir::{eval_binop, eval_cmp, eval_convert, eval_unop, BinOp, Cmp, Conv, Ty, UnOp};
@@ -32,6 +41,9 @@ pub enum FlagOp {
     Inc = 6,
     /// DEC: as `Sub` but CF = `aux`.
     Dec = 7,
+    /// MUL/IMUL as Intel leaves the flags: CF = OF = `aux` (the product does not fit `res`,
+    /// its low half); SF and PF of `res`; ZF = AF = 0. `a` and `b` are unused.
+    Mul = 8,
 }
 
 impl FlagOp {
@@ -44,9 +56,48 @@ impl FlagOp {
             5 => FlagOp::Logic,
             6 => FlagOp::Inc,
             7 => FlagOp::Dec,
+            8 => FlagOp::Mul,
             _ => return None,
         })
     }
+}
+
+/// The processor vendor whose rules decide the flags (and the few register effects) the
+/// manuals leave undefined. Each family's module header states both vendors' rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Vendor {
+    /// `GenuineIntel` (rules measured on a Xeon, family 6 model 0xCF).
+    Intel,
+    /// `AuthenticAMD` and `HygonGenuine` (rules measured on an EPYC, Zen 5).
+    Amd,
+}
+
+impl Vendor {
+    /// The host's vendor, from CPUID leaf 0, read once per process. Every engine translates
+    /// with it, so all of them agree with each other and with the host.
+    pub fn host() -> Vendor {
+        static HOST: OnceLock<Vendor> = OnceLock::new();
+        *HOST.get_or_init(|| {
+            let r = std::arch::x86_64::__cpuid(0);
+            let mut id = [0u8; 12];
+            for (i, reg) in [r.ebx, r.edx, r.ecx].into_iter().enumerate() {
+                id[4 * i..4 * i + 4].copy_from_slice(&reg.to_le_bytes());
+            }
+            Vendor::from_cpuid_id(&id)
+        })
+    }
+
+    /// The vendor of a CPUID leaf 0 identification string (EBX, EDX, ECX). Anything but
+    /// `GenuineIntel` gets the AMD rules, popek's rules before vendors were told apart.
+    pub fn from_cpuid_id(id: &[u8; 12]) -> Vendor {
+        match id {
+            b"GenuineIntel" => Vendor::Intel,
+            _ => Vendor::Amd,
+        }
+    }
+
+    /// Both vendors (for tests that check each one's rules).
+    pub const ALL: [Vendor; 2] = [Vendor::Intel, Vendor::Amd];
 }
 
 /// A lazily described flag computation. `a`, `b`, `res` have type `ty`; `aux` is an `I8`
@@ -103,7 +154,7 @@ pub fn cf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
             e.select(l.aux, le, lt)
         }
         FlagOp::Logic => e.iconst(Ty::I8, 0),
-        FlagOp::Inc | FlagOp::Dec => l.aux,
+        FlagOp::Inc | FlagOp::Dec | FlagOp::Mul => l.aux,
     }
 }
 
@@ -124,13 +175,14 @@ pub fn of<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
             sign(e, t)
         }
         FlagOp::Logic => e.iconst(Ty::I8, 0),
+        FlagOp::Mul => l.aux,
     }
 }
 
 /// AF as an `I8` 0/1.
 #[inline]
 pub fn af<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
-    if l.op == FlagOp::Logic {
+    if matches!(l.op, FlagOp::Logic | FlagOp::Mul) {
         return e.iconst(Ty::I8, 0);
     }
     let x = e.binop(BinOp::Xor, l.a, l.b);
@@ -144,6 +196,9 @@ pub fn af<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
 /// ZF as an `I8` 0/1.
 #[inline]
 pub fn zf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
+    if l.op == FlagOp::Mul {
+        return e.iconst(Ty::I8, 0);
+    }
     let z = e.iconst(l.ty, 0);
     e.icmp(Cmp::Eq, l.res, z)
 }
@@ -300,6 +355,23 @@ mod tests {
         // 0xFF + 0 + 1 = 0 with carry
         let f = materialize(encode_op(FlagOp::Adc, Ty::I8), 0xFF, 0, 0, 1);
         assert_eq!(f & (CF | ZF), CF | ZF);
+    }
+
+    #[test]
+    fn mul_descriptor_is_intels_mul() {
+        // 0x80 * 2 = 0x100: the low byte is 0, yet ZF = 0; CF = OF = 1 (it does not fit).
+        let f = materialize(encode_op(FlagOp::Mul, Ty::I8), 0, 0, 0, 1);
+        assert_eq!(f, CF | OF | PF);
+        let f = materialize(encode_op(FlagOp::Mul, Ty::I32), 0, 0, 0x8000_0001, 0);
+        assert_eq!(f, SF);
+    }
+
+    #[test]
+    fn vendor_ids() {
+        assert_eq!(Vendor::from_cpuid_id(b"GenuineIntel"), Vendor::Intel);
+        assert_eq!(Vendor::from_cpuid_id(b"AuthenticAMD"), Vendor::Amd);
+        assert_eq!(Vendor::from_cpuid_id(b"HygonGenuine"), Vendor::Amd);
+        assert_eq!(Vendor::host(), Vendor::host());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use iced_x86::Instruction;
 use crate::ctx::Ctx;
 use crate::emit::VectorOps;
 use crate::emit::{Emitter, Exit, ValueOps};
-use crate::flags::{CVal, Concrete};
+use crate::flags::{CVal, Concrete, Vendor};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
@@ -406,6 +406,18 @@ pub fn run_block(
     insns: &[Instruction],
     mode: Mode,
 ) -> BlockRun {
+    run_block_as(Vendor::host(), cpu, env, insns, mode)
+}
+
+/// As [`run_block`], the flags the manuals leave undefined following `vendor` instead of
+/// the host's (for tests that check each vendor's rules on any host).
+pub fn run_block_as(
+    vendor: Vendor,
+    cpu: &mut CpuState,
+    env: &mut dyn InterpEnv,
+    insns: &[Instruction],
+    mode: Mode,
+) -> BlockRun {
     cpu.status = 0;
     let Some(first) = insns.first() else {
         return BlockRun {
@@ -416,7 +428,7 @@ pub fn run_block(
     let e = InterpEmitter::new(cpu, env);
     // Nothing preloaded: a register read goes straight to `CpuState`, which is as cheap as a
     // variable here.
-    let mut ctx = Ctx::new(e, mode, 0);
+    let mut ctx = Ctx::new(e, mode, 0).with_vendor(vendor);
     let mut retired = 0;
     let mut next = first.ip();
     let mut left = false;

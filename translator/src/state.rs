@@ -119,6 +119,9 @@ pub struct CpuState {
     pub link_slot: u64,
     /// Extra results of helpers with more than one output (CPUID, DIV).
     pub helper_out: [u64; 4],
+    /// A helper's result when generated code calls it through the runtime's
+    /// register-preserving trampoline (see `JitEnv::preserving_trampoline`).
+    pub helper_ret: u64,
     /// Opaque pointer for the runtime's helpers (never dereferenced by generated code).
     pub runtime: usize,
     /// Current privilege level (0..=3). Changes only through the runtime (far transfers,
@@ -498,6 +501,7 @@ impl Default for CpuState {
             exc_addr: 0,
             link_slot: 0,
             helper_out: [0; 4],
+            helper_ret: 0,
             runtime: 0,
             cpl: 0,
             seg: [Segment::default(); 6],
@@ -580,6 +584,7 @@ pub const OFF_ICOUNT_LIMIT: u32 = offset_of!(CpuState, icount_limit) as u32;
 pub const OFF_STATUS: u32 = offset_of!(CpuState, status) as u32;
 pub const OFF_LINK_SLOT: u32 = offset_of!(CpuState, link_slot) as u32;
 pub const OFF_HELPER_OUT: u32 = offset_of!(CpuState, helper_out) as u32;
+pub const OFF_HELPER_RET: u32 = offset_of!(CpuState, helper_ret) as u32;
 pub const OFF_TLB_INLINE_HITS: u32 = offset_of!(CpuState, tlb_inline_hits) as u32;
 pub const OFF_SEG: usize = offset_of!(CpuState, seg);
 /// Byte offset of the base of segment register `i` (see [`seg`]).

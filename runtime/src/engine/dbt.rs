@@ -110,6 +110,9 @@ impl JitEnv for BlockEnv<'_> {
     fn host_stub(&mut self, stub: &translator::hostexec::HostStub) -> Option<usize> {
         self.stubs.addr(&stub.code)
     }
+    fn preserving_trampoline(&self) -> Option<usize> {
+        Some(crate::trampoline::address())
+    }
     fn helper_addr(&self, h: Helper) -> usize {
         helper_addr(h)
     }

@@ -533,11 +533,31 @@ impl<'a> ClifEmitter<'a> {
 
     // ------------------------------------------------------------------ helpers
 
-    /// Call helper `h` with `args` (each converted to `I64`); no status check.
+    /// Call helper `h` with `args` (each converted to `I64`); no status check. Through the
+    /// runtime's register-preserving trampoline when there is one.
     pub(super) fn call_raw(&mut self, h: Helper, args: [Value; 3]) -> Value {
         let args = args.map(|a| self.coerce(a, Ty::I64));
         let addr = self.env.helper_addr(h);
         let f = self.iconst(Ty::I64, addr as u64);
+        if let Some(t) = self.env.preserving_trampoline() {
+            let mut sig = cranelift_codegen::ir::Signature::new(CallConv::PreserveAll);
+            for _ in 0..5 {
+                sig.params
+                    .push(cranelift_codegen::ir::AbiParam::new(types::I64));
+            }
+            let sig = self.b.import_signature(sig);
+            let t = self.iconst(Ty::I64, t as u64);
+            self.ensure_live();
+            self.b
+                .ins()
+                .call_indirect(sig, t, &[self.cpu, args[0], args[1], args[2], f]);
+            // Not `load_cpu`: `helper_ret` is never shadowed.
+            let flags = self.cpu_flags(state::OFF_HELPER_RET, 8);
+            return self
+                .b
+                .ins()
+                .load(types::I64, flags, self.cpu, state::OFF_HELPER_RET as i32);
+        }
         self.ensure_live();
         let call =
             self.b

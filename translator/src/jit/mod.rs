@@ -81,6 +81,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use iced_x86::{FlowControl, InstructionInfoFactory, OpAccess, Register};
 
 use crate::decode::DecodedBlock;
+use crate::flags::Vendor;
 use crate::helpers::Helper;
 use crate::state::ExitReason;
 use crate::Mode;
@@ -103,6 +104,16 @@ pub trait JitEnv {
     /// [`Helper::Lookup`]. `None` (the default): indirect exits always call the helper. A
     /// layout that fails [`JumpCacheLayout::is_valid`] is ignored.
     fn jump_cache(&self) -> Option<JumpCacheLayout> {
+        None
+    }
+    /// The host address of a register-preserving trampoline for helper calls, if the runtime
+    /// has one: called with `(cpu, a, b, c, helper)` in the System V argument registers, it
+    /// saves every caller-saved register (general and XMM), calls `helper(cpu, a, b, c)`,
+    /// stores its result in `CpuState::helper_ret` and restores them. Generated code then
+    /// calls helpers with Cranelift's `preserve_all` convention, so a helper on a cold path
+    /// does not force the hot path to keep its values in memory. `None`: helpers are
+    /// called directly (System V).
+    fn preserving_trampoline(&self) -> Option<usize> {
         None
     }
     /// The host address of `stub`'s code in executable memory the runtime keeps alive
@@ -243,6 +254,9 @@ pub struct JitConfig {
     /// Count the hits of inline soft-TLB probes in `CpuState::tlb_inline_hits` (one memory
     /// increment per hit: for `--stats`). Default off.
     pub count_tlb_hits: bool,
+    /// Whose rules the flags the manuals leave undefined follow. Default
+    /// [`Vendor::host`]: every engine must agree with the host.
+    pub vendor: Vendor,
 }
 
 impl Default for JitConfig {
@@ -253,6 +267,7 @@ impl Default for JitConfig {
             regalloc: Regalloc::Backtracking,
             trap_hypercalls: false,
             count_tlb_hits: false,
+            vendor: Vendor::host(),
         }
     }
 }
@@ -330,6 +345,7 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
     trap_hypercalls: bool,
     count_tlb_hits: bool,
+    vendor: Vendor,
 }
 
 /// What the emitter needs to know about a block before semantics run.
@@ -418,6 +434,7 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             trap_hypercalls: config.trap_hypercalls,
             count_tlb_hits: config.count_tlb_hits,
+            vendor: config.vendor,
         })
     }
 
@@ -457,8 +474,9 @@ impl Jit {
             trap_hypercalls: self.trap_hypercalls,
             count_tlb_hits: self.count_tlb_hits,
         };
+        let vendor = self.vendor;
         let (mut built, missing) = self.build_block(shape, env, &mut links, |e| {
-            crate::semantics::translate_block(e, block, mode, preload)
+            crate::semantics::translate_block(e, block, mode, preload, vendor)
         })?;
         if missing && preload != 0xffff {
             let shape = Shape {
@@ -466,7 +484,7 @@ impl Jit {
                 ..shape
             };
             (built, _) = self.build_block(shape, env, &mut links, |e| {
-                crate::semantics::translate_block(e, block, mode, 0xffff)
+                crate::semantics::translate_block(e, block, mode, 0xffff, vendor)
             })?;
         }
         let t1 = Instant::now();

@@ -8,18 +8,20 @@
 //! - BSF/BSR with a zero source leave the destination register entirely unchanged (the
 //!   32-bit form does not zero-extend), as AMD documents and Intel does.
 //!
-//! Flags, as measured on the host (AMD Zen 5, see the tests), undefined ones included:
+//! Flags, as measured on the host (see the tests), undefined ones included; the same on AMD
+//! (an EPYC, Zen 5) and Intel (a Xeon, family 6 model 0xCF) except where marked:
 //! - BT BTS BTR BTC: CF = the bit; OF SF ZF AF PF unchanged.
 //! - BSF BSR: ZF = (source == 0); PF = parity of the bit index, or 1 when the source is 0
 //!   (whatever the unchanged destination holds); CF OF SF AF = 0.
 //! - POPCNT: ZF = (source == 0); CF OF SF AF PF = 0.
-//! - LZCNT TZCNT: CF = (source == 0), ZF = (result == 0); SF AF PF = 0; OF unchanged.
+//! - LZCNT TZCNT: CF = (source == 0), ZF = (result == 0); SF AF PF = 0; OF unchanged (AMD)
+//!   or 0 (Intel), chosen at translation time ([`Ctx::vendor`]).
 //! - BSWAP: no flags. The 16-bit form (undefined) writes 0 to the low 16 bits, as the host.
 use iced_x86::{Mnemonic as M, OpKind};
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
-use crate::flags;
+use crate::flags::{self, Vendor};
 use crate::ir::{BinOp, Cmp, Ty, UnOp};
 use crate::state::rflags;
 
@@ -128,8 +130,11 @@ pub fn count<E: Emitter>(ctx: &mut Ctx<E>) {
     } else {
         let res_zero = ctx.cmp(Cmp::Eq, res, zero);
         let bits = flags::pack(&mut ctx.e, [src_zero, f0, f0, res_zero, f0, f0]);
-        let defined = rflags::CF | rflags::ZF | rflags::SF | rflags::AF | rflags::PF;
-        ctx.update_flags(defined, bits);
+        let written = match ctx.vendor() {
+            Vendor::Amd => rflags::CF | rflags::ZF | rflags::SF | rflags::AF | rflags::PF,
+            Vendor::Intel => rflags::ARITH,
+        };
+        ctx.update_flags(written, bits);
     }
 }
 
@@ -244,6 +249,18 @@ mod tests {
         fuzz(native!("tzcnt eax, dword ptr [rdi]"), 300, 237);
         fuzz(native!("tzcnt cx, dx"), 300, 238);
         fuzz(native!("tzcnt r11, r13"), 300, 239);
+    }
+
+    /// LZCNT/TZCNT's OF: cleared on Intel, kept on AMD (the host checks its own).
+    #[test]
+    fn count_overflow_flag_follows_the_vendor() {
+        use crate::semantics::alu::probe::{flags_only as f, vendor_rule};
+        use crate::state::rflags::{CF, OF, ZF};
+        let set = [(reg::RCX, 0x10)];
+        let lz = native!("lzcnt eax, ecx");
+        vendor_rule("lzcnt32", lz, &set, OF, [f(0), f(OF)]);
+        let tz = native!("tzcnt rax, rcx");
+        vendor_rule("tzcnt64", tz, &[], OF | ZF, [f(CF), f(CF | OF)]);
     }
 
     #[test]

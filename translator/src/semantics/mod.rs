@@ -1,10 +1,12 @@
 //! Instruction semantics, written once against [`Ctx`] and shared by every engine.
 //!
 //! The dispatch below is one line per family; each family module states the exact flag
-//! behaviour it implements, including the flags the manuals leave undefined (matched to the
-//! host CPU by the differential tester in `testsuite/`).
+//! behaviour it implements, including the flags the manuals leave undefined, for Intel and
+//! for AMD (the host's vendor is chosen at translation time, [`Ctx::vendor`]; matched to the
+//! host CPU by the differential tester in `testsuite/` and the families' own host tests).
 
 pub mod alu;
+pub mod bcd;
 pub mod bits;
 pub mod branch;
 pub mod data;
@@ -23,6 +25,7 @@ use iced_x86::Mnemonic as M;
 use crate::ctx::Ctx;
 use crate::decode::DecodedBlock;
 use crate::emit::Emitter;
+use crate::flags::Vendor;
 use crate::Mode;
 
 /// Translate the current instruction of `ctx` (between `begin_insn` and `end_insn`).
@@ -84,7 +87,7 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
         M::Neg => alu::neg(ctx),
         M::Not => alu::not(ctx),
         M::Clc | M::Stc | M::Cmc | M::Lahf | M::Sahf => alu::flag_op(ctx),
-        M::Aaa | M::Aas | M::Daa | M::Das | M::Aam | M::Aad => alu::bcd(ctx),
+        M::Aaa | M::Aas | M::Daa | M::Das | M::Aam | M::Aad => bcd::adjust(ctx),
         // ---- multiply and divide
         M::Mul | M::Imul => muldiv::mul(ctx),
         M::Div | M::Idiv => muldiv::div(ctx),
@@ -137,15 +140,17 @@ pub fn translate_insn<E: Emitter>(ctx: &mut Ctx<E>) {
     }
 }
 
-/// Translate a whole decoded block. Returns the emitter and whether semantics touched a
-/// register outside `preload` (the caller then retranslates with every register preloaded).
+/// Translate a whole decoded block, the undefined flags following `vendor` (engines pass
+/// [`Vendor::host`]). Returns the emitter and whether semantics touched a register outside
+/// `preload` (the caller then retranslates with every register preloaded).
 pub fn translate_block<E: Emitter>(
     e: E,
     block: &DecodedBlock,
     mode: Mode,
     preload: u16,
+    vendor: Vendor,
 ) -> (E, bool) {
-    let mut ctx = Ctx::new(e, mode, preload);
+    let mut ctx = Ctx::new(e, mode, preload).with_vendor(vendor);
     for insn in &block.insns {
         ctx.begin_insn(insn);
         translate_insn(&mut ctx);

@@ -11,17 +11,27 @@
 //!   wherever the fast one is taken (tests below). The divisor is loaded first, so a faulting
 //!   load or a #DE leaves every register and flag of the instruction's start.
 //!
-//! Flags the manuals leave undefined, as measured on the host (AMD Zen 5, see the tests):
-//! - MUL/IMUL: CF = OF = "the product does not fit the destination"; SF ZF AF PF are left
-//!   unchanged (not computed from the result, as on older CPUs).
-//! - DIV/IDIV: CF and OF are left unchanged; SF = ZF = PF = 0 and AF = 1, independent of the
-//!   operands and of the incoming flags (24,000 random divisions of every size while probing;
-//!   the tests keep 2,400).
+//! Flags, as measured on the host (the tests compare with it; each vendor's rules come from
+//! its own hardware: AMD on an EPYC, Zen 5; Intel on a Xeon, family 6 model 0xCF). MUL/IMUL
+//! define CF = OF = "the product does not fit the destination" (for the one-operand forms:
+//! the high half is not the extension of the low one); everything else is undefined:
+//! - MUL/IMUL, AMD: SF ZF AF PF are left unchanged (not computed from the result, as on
+//!   older CPUs).
+//! - MUL/IMUL, Intel: SF and PF from the low half of the product (AL for the 8-bit form, the
+//!   destination for the truncating forms), ZF = AF = 0 ([`FlagOp::Mul`], kept lazy).
+//! - DIV/IDIV, AMD: CF and OF are left unchanged; SF = ZF = PF = 0 and AF = 1, independent
+//!   of the operands and of the incoming flags (24,000 random divisions of every size while
+//!   probing; the tests keep 2,400).
+//! - DIV/IDIV, Intel: every arithmetic flag is left unchanged (160,000 random divisions of
+//!   every size and signedness while probing).
+//!
+//! The vendor is chosen at translation time ([`Ctx::vendor`]).
 use iced_x86::{Mnemonic as M, Register};
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::exception::Exception;
+use crate::flags::{FlagOp, Vendor};
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Cmp, Ty};
 use crate::state::{reg, rflags, OFF_HELPER_OUT};
@@ -70,8 +80,12 @@ fn overflows<E: Emitter>(ctx: &mut Ctx<E>, [lo, hi]: [E::Value; 2], signed: bool
     ctx.cmp(Cmp::Ne, hi, ext)
 }
 
-/// Flags after a multiply (host-measured): CF = OF = `overflow`; SF ZF AF PF unchanged.
-fn mul_flags<E: Emitter>(ctx: &mut Ctx<E>, overflow: E::Value) {
+/// Flags after a multiply whose low half is `lo`: CF = OF = `overflow`; SF ZF AF PF
+/// unchanged (AMD) or SF PF of `lo`, ZF = AF = 0 (Intel).
+fn mul_flags<E: Emitter>(ctx: &mut Ctx<E>, lo: E::Value, overflow: E::Value) {
+    if ctx.vendor() == Vendor::Intel {
+        return ctx.set_flags_lazy(FlagOp::Mul, lo, lo, lo, Some(overflow));
+    }
     let both = ctx.c(Ty::I64, rflags::CF | rflags::OF);
     let none = ctx.c(Ty::I64, 0);
     let bits = ctx.select(overflow, both, none);
@@ -93,7 +107,7 @@ fn widening<E: Emitter>(ctx: &mut Ctx<E>, signed: bool) {
         ctx.set_gpr_ty(reg::RAX, ty, lo);
         ctx.set_gpr_ty(reg::RDX, ty, hi);
     }
-    mul_flags(ctx, overflow);
+    mul_flags(ctx, lo, overflow);
 }
 
 /// Two- and three-operand IMUL: `op0 = op0 * op1` or `op0 = op1 * imm`, truncated.
@@ -107,7 +121,7 @@ fn truncating<E: Emitter>(ctx: &mut Ctx<E>) {
     let halves = product(ctx, a, b, true);
     let overflow = overflows(ctx, halves, true);
     ctx.write_op(0, halves[0]);
-    mul_flags(ctx, overflow);
+    mul_flags(ctx, halves[0], overflow);
 }
 
 /// DIV IDIV: rDX:rAX (AX for bytes) / src → quotient in rAX (AL), remainder in rDX (AH).
@@ -149,9 +163,12 @@ pub fn div<E: Emitter>(ctx: &mut Ctx<E>) {
         ctx.set_gpr_ty(reg::RAX, ty, q);
         ctx.set_gpr_ty(reg::RDX, ty, r);
     }
-    // Host-measured: CF and OF are kept, SF ZF PF cleared, AF set, whatever the operands.
-    let af = ctx.c(Ty::I64, rflags::AF);
-    ctx.update_flags(rflags::SF | rflags::ZF | rflags::AF | rflags::PF, af);
+    // Host-measured, whatever the operands: AMD keeps CF and OF, clears SF ZF PF and sets
+    // AF; Intel keeps every flag.
+    if ctx.vendor() == Vendor::Amd {
+        let af = ctx.c(Ty::I64, rflags::AF);
+        ctx.update_flags(rflags::SF | rflags::ZF | rflags::AF | rflags::PF, af);
+    }
 }
 
 /// Whether `hi:lo / divisor` is `lo / divisor` at the operand width, with a quotient that
@@ -234,7 +251,9 @@ pub fn divide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::semantics::alu::probe::{fuzz, fuzz_with, native, run_interp, Native, MEM};
+    use crate::semantics::alu::probe::{
+        fuzz, fuzz_with, native, run_interp, run_interp_as, Native, MEM,
+    };
     use crate::state::ExitReason;
 
     #[test]
@@ -569,6 +588,61 @@ mod tests {
         fuzz(native!("mov rax, -100; cqo; mov rcx, 7; idiv rcx"), 20, 149);
     }
 
+    /// One hand-written case per vendor-specific rule of the module header, with both
+    /// vendors' results (the host checks its own).
+    #[test]
+    fn undefined_flags_follow_the_vendor() {
+        use crate::semantics::alu::probe::{flags_only as f, vendor_rule, Want};
+        use crate::state::reg::{RAX, RBX, RCX, RDX};
+        use rflags::{AF, CF, OF, PF, SF, ZF};
+        let both = |what, run, set: &[(usize, u64)], fin, intel, amd| {
+            vendor_rule(what, run, set, fin, [f(intel), f(amd)]);
+        };
+        // MUL/IMUL: Intel sets SF PF from the low half and clears ZF AF (even for a zero low
+        // half); AMD keeps them.
+        let set = [(RAX, 0x80), (RBX, 2)];
+        let fin = ZF | SF | AF;
+        both(
+            "mul8",
+            native!("mul bl"),
+            &set,
+            fin,
+            CF | PF | OF,
+            CF | ZF | SF | AF | OF,
+        );
+        let set = [(RAX, 3), (RBX, 5)];
+        both("mul64", native!("mul rbx"), &set, SF, PF, SF);
+        let set = [(RAX, 0xffff_ffff), (RBX, 1)];
+        both(
+            "imul32",
+            native!("imul eax, ebx"),
+            &set,
+            ZF | AF,
+            SF | PF,
+            ZF | AF,
+        );
+        let imul = native!("imul cx, bx, 100");
+        both("imul16 zero", imul, &[(RBX, 0)], CF | OF, PF, 0);
+        // Read in the same block (the lazy descriptor's inline path) and after it.
+        let set = [(RAX, 0x1_0000), (RBX, 0x1_0000)];
+        let run = native!("imul eax, ebx; setz cl; sets dl");
+        let intel = Want {
+            flags: CF | PF | OF,
+            regs: &[(RCX, 0), (RDX, 0)],
+        };
+        let amd = Want {
+            flags: CF | ZF | OF,
+            regs: &[(RCX, 1), (RDX, 0)],
+        };
+        vendor_rule("imul32; setz; sets", run, &set, ZF, [intel, amd]);
+        // DIV/IDIV: Intel keeps every flag; AMD keeps CF OF, clears SF ZF PF, sets AF.
+        let set = [(RAX, 100), (RBX, 7)];
+        let fin = CF | PF | ZF | SF | OF;
+        both("div16", native!("div bx"), &set, fin, fin, CF | AF | OF);
+        let set = [(RAX, 0xff9c), (RCX, 7)];
+        both("idiv8", native!("idiv cl"), &set, 0, 0, AF);
+    }
+
     #[test]
     fn memory_divisor() {
         // div word ptr [rdi]: DX:AX = 0x0001:0x0005 / 0x10 = 0x1000 rem 5
@@ -576,10 +650,17 @@ mod tests {
         (g[0], g[2]) = (0xAAAA_0005, 0xBBBB_0001);
         let mut mem = vec![0u8; MEM];
         mem[MEM / 2] = 0x10;
-        let (exit, out, _) = run_interp(&[0x66, 0xF7, 0x37], g, 0, &mem);
-        assert_eq!(exit, ExitReason::Jump);
-        assert_eq!((out.gpr[0], out.gpr[2]), (0xAAAA_1000, 0xBBBB_0005));
-        assert_eq!(out.flags, rflags::AF);
+        // AMD keeps CF OF, clears SF ZF PF and sets AF; Intel keeps every flag.
+        let fin = rflags::CF | rflags::ZF;
+        for (vendor, want) in [
+            (Vendor::Amd, rflags::CF | rflags::AF),
+            (Vendor::Intel, rflags::CF | rflags::ZF),
+        ] {
+            let (exit, out, _) = run_interp_as(vendor, &[0x66, 0xF7, 0x37], g, fin, &mem);
+            assert_eq!(exit, ExitReason::Jump);
+            assert_eq!((out.gpr[0], out.gpr[2]), (0xAAAA_1000, 0xBBBB_0005));
+            assert_eq!(out.flags, want, "{vendor:?}");
+        }
     }
 
     #[test]

@@ -3,8 +3,14 @@
 //! Invariants:
 //! - One iteration is one `body`; `Ctx::rep` runs it under the prefix, counting rCX at the
 //!   address size and committing each iteration, so a fault in iteration k leaves
-//!   the state after k-1 with RIP at the instruction. With a zero count nothing is written,
-//!   not even the zero-extension of ECX (checked natively).
+//!   the state after k-1 with RIP at the instruction.
+//! - A repeated instruction with a 32-bit address size (67h in 64-bit mode, or 32-bit code,
+//!   whose upper register halves a later return to 64-bit mode sees) that runs zero
+//!   iterations, or faults in its first, follows the vendor (checked natively; a
+//!   translation-time choice, [`Ctx::vendor`]): AMD writes nothing, not even the
+//!   zero-extension of ECX; Intel zero-extends ECX into RCX, and for MOVS also ESI and EDI,
+//!   for STOS EDI (LODS, CMPS and SCAS: ECX only), before the first iteration, whatever the
+//!   count.
 //! - Within an iteration every load precedes the store, and RSI/RDI/RCX are pending.
 //! - Addresses are rSI/rDI at the address size (SI/DI, ESI/EDI or RSI/RDI, from the
 //!   decoder's operand kinds: the code size, or the other one with 67h); their updates wrap
@@ -21,7 +27,7 @@ use iced_x86::{Instruction, Mnemonic as M, Register};
 
 use crate::ctx::{Ctx, Rep};
 use crate::emit::Emitter;
-use crate::flags::FlagOp;
+use crate::flags::{FlagOp, Vendor};
 use crate::ir::{BinOp, Ty};
 use crate::state::reg;
 
@@ -55,6 +61,19 @@ pub fn string_op<E: Emitter>(ctx: &mut Ctx<E>) {
     let down = ctx.c(aty, (ty.bytes() as u64).wrapping_neg());
     let step = ctx.select(df, down, up);
     let seg = insn.memory_segment();
+    if rep != Rep::None && aty == Ty::I32 && ctx.vendor() == Vendor::Intel {
+        let extended: &[usize] = match op {
+            Op::Movs => &[reg::RCX, reg::RSI, reg::RDI],
+            Op::Stos => &[reg::RCX, reg::RDI],
+            Op::Lods | Op::Cmps | Op::Scas => &[reg::RCX],
+        };
+        // Every iteration writes these at 32 bits anyway; `rep` commits them before the
+        // first, so they stay zero-extended after zero iterations or a first-iteration fault.
+        for &r in extended {
+            let v = ctx.gpr_ty(r, Ty::I32);
+            ctx.set_gpr_ty(r, Ty::I32, v);
+        }
+    }
     ctx.rep(rep, sets_flags, |ctx| {
         iteration(ctx, op, ty, aty, step, seg)
     });
@@ -173,8 +192,12 @@ fn compare<E: Emitter>(ctx: &mut Ctx<E>, a: E::Value, b: E::Value) {
 
 #[cfg(test)]
 mod tests {
+    use crate::decode::decode_block;
+    use crate::flags::Vendor;
+    use crate::interp::run_block_as;
     use crate::semantics::system::test_env::*;
     use crate::state::{reg, rflags, CpuState, ExitReason};
+    use crate::Mode;
 
     fn setup() -> (TestEnv, CpuState) {
         let mut env = TestEnv::new();
@@ -245,15 +268,132 @@ mod tests {
         assert_eq!(cpu.gpr[reg::RCX], 0);
     }
 
+    /// Interpret the instruction at [`CODE`] translating for `vendor`.
+    fn step_as(vendor: Vendor, cpu: &mut CpuState, env: &mut TestEnv, code: &[u8]) -> ExitReason {
+        let block = decode_block(code, CODE, Mode::LONG64_CPL0, 1);
+        run_block_as(vendor, cpu, env, &block.insns, Mode::LONG64_CPL0).exit
+    }
+
+    /// With 67h and ECX = 0: AMD writes nothing; Intel zero-extends ECX, and for MOVS ESI
+    /// and EDI, for STOS EDI.
     #[test]
-    fn rep_with_zero_count_writes_nothing() {
-        let (mut env, mut cpu) = setup();
-        cpu.gpr[reg::RCX] = 0xdead_0000_0000_0000;
-        step1(&mut cpu, &mut env, &[0x67, 0xf3, 0xa4]); // ecx = 0
-        assert_eq!(cpu.gpr[reg::RCX], 0xdead_0000_0000_0000);
-        assert_eq!((cpu.gpr[reg::RSI], cpu.gpr[reg::RDI]), (0x2000, 0x3000));
-        assert_eq!(env.read(0x3000, 1), 0);
-        assert_eq!(cpu.rip, CODE + 3);
+    fn rep_with_zero_count_follows_the_vendor() {
+        let (rcx, rsi, rdi) = (reg::RCX, reg::RSI, reg::RDI);
+        let cases: [(&[u8], &[usize]); 6] = [
+            (&[0x67, 0xf3, 0xa4], &[rcx, rsi, rdi]),       // rep movsb
+            (&[0x67, 0xf2, 0x48, 0xa5], &[rcx, rsi, rdi]), // repne movsq
+            (&[0x67, 0xf3, 0xab], &[rcx, rdi]),            // rep stosd
+            (&[0x67, 0xf3, 0xac], &[rcx]),                 // rep lodsb
+            (&[0x67, 0xf3, 0xa6], &[rcx]),                 // repe cmpsb
+            (&[0x67, 0xf2, 0x66, 0xaf], &[rcx]),           // repne scasw
+        ];
+        for (code, extended) in cases {
+            for vendor in Vendor::ALL {
+                let (mut env, mut cpu) = setup();
+                cpu.gpr[rcx] = 0xdead_0000_0000_0000;
+                cpu.gpr[rsi] |= 0xbbbb_0000_0000_0000;
+                cpu.gpr[rdi] |= 0xcccc_0000_0000_0000;
+                cpu.rflags |= rflags::CF | rflags::ZF;
+                let before = cpu.clone();
+                let r = step_as(vendor, &mut cpu, &mut env, code);
+                assert_eq!((r, cpu.rip), (ExitReason::Jump, CODE + code.len() as u64));
+                for i in 0..16 {
+                    let want = match vendor {
+                        Vendor::Intel if extended.contains(&i) => before.gpr[i] as u32 as u64,
+                        _ => before.gpr[i],
+                    };
+                    assert_eq!(cpu.gpr[i], want, "{vendor:?} {code:x?} r{i}");
+                }
+                assert_eq!(arith(&cpu), rflags::CF | rflags::ZF);
+                assert_eq!(env.read(0x3000, 8), 0);
+            }
+        }
+    }
+
+    /// Intel writes those registers before the first iteration: a fault there leaves them
+    /// zero-extended (AMD: the state of the instruction's start).
+    #[test]
+    fn rep_first_iteration_fault_follows_the_vendor() {
+        for vendor in Vendor::ALL {
+            let (mut env, mut cpu) = setup();
+            env.ro = 0x3000..0x4000;
+            cpu.gpr[reg::RCX] = 0xdead_0000_0000_0005;
+            cpu.gpr[reg::RSI] = 0xbbbb_0000_0000_2000;
+            cpu.gpr[reg::RDI] = 0xcccc_0000_0000_3000;
+            let before = cpu.clone();
+            let r = step_as(vendor, &mut cpu, &mut env, &[0x67, 0xf3, 0xa4]);
+            assert_eq!((r, cpu.rip), (ExitReason::Exception, CODE));
+            let want = |v: u64| match vendor {
+                Vendor::Intel => v as u32 as u64,
+                Vendor::Amd => v,
+            };
+            for i in [reg::RCX, reg::RSI, reg::RDI] {
+                assert_eq!(cpu.gpr[i], want(before.gpr[i]), "{vendor:?} r{i}");
+            }
+        }
+    }
+
+    /// The same through the interpreter's block path and the JIT (RSI's low half points
+    /// past the probe's RAM: the first load faults).
+    #[test]
+    fn rep_first_iteration_fault_in_both_engines() {
+        use crate::semantics::alu::probe::{run_interp_as, JitRunner, MEM};
+        let mut g = [0u64; 16];
+        g[reg::RCX] = 0xdead_0000_0000_0005;
+        g[reg::RSI] = 0xbbbb_0000_00ff_0000;
+        g[reg::RDI] = 0xcccc_0000_0000_0000; // the window's middle, plus upper bits
+        let code = [0x67, 0xf3, 0xa4];
+        let mem = vec![0; MEM];
+        for vendor in Vendor::ALL {
+            let want = |v: u64| match vendor {
+                Vendor::Intel => v as u32 as u64,
+                Vendor::Amd => v,
+            };
+            let (exit, interp, _) = run_interp_as(vendor, &code, g, 0, &mem);
+            let (jexit, jitted, _) = JitRunner::for_vendor(vendor).run(&code, g, 0, &mem);
+            for (name, exit, out) in [("interp", exit, interp), ("jit", jexit, jitted)] {
+                assert_eq!(exit, ExitReason::Exception, "{vendor:?} {name}");
+                assert_eq!(out.gpr[reg::RCX], want(g[reg::RCX]), "{vendor:?} {name}");
+                assert_eq!(out.gpr[reg::RSI], want(g[reg::RSI]), "{vendor:?} {name}");
+                let rdi = if vendor == Vendor::Intel {
+                    0
+                } else {
+                    g[reg::RDI]
+                };
+                assert_eq!(out.gpr[reg::RDI], rdi, "{vendor:?} {name}");
+            }
+        }
+    }
+
+    /// The count-0 rule on the host (RDI is the probe's window pointer: not compared).
+    #[test]
+    fn rep_with_zero_count_matches_the_host() {
+        use crate::semantics::alu::probe::{native, vendor_rule, Want};
+        let set = [
+            (reg::RCX, 0xdead_0000_0000_0000),
+            (reg::RSI, 0xbbbb_0000_0000_1000),
+        ];
+        let amd = Want {
+            flags: 0,
+            regs: &[
+                (reg::RCX, 0xdead_0000_0000_0000),
+                (reg::RSI, 0xbbbb_0000_0000_1000),
+            ],
+        };
+        let movs = Want {
+            flags: 0,
+            regs: &[(reg::RCX, 0), (reg::RSI, 0x1000)],
+        };
+        let lods = Want {
+            flags: 0,
+            regs: &[(reg::RCX, 0), (reg::RSI, 0xbbbb_0000_0000_1000)],
+        };
+        let run = native!(".byte 0x67, 0xf3, 0xa4");
+        vendor_rule("rep movsb a32", run, &set, 0, [movs, amd]);
+        let run = native!(".byte 0x67, 0xf3, 0xac");
+        vendor_rule("rep lodsb a32", run, &set, 0, [lods, amd]);
+        let run = native!(".byte 0x67, 0xf3, 0xa6");
+        vendor_rule("repe cmpsb a32", run, &set, 0, [lods, amd]);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! Invariants:
 //! - LDMXCSR and FXRSTOR end their block without a link: they may change which SIMD
 //!   exceptions are unmasked, a part of the block mode ([`crate::fp_mode::SIMD_UNMASKED`]).
-//! - FXSAVE sees the XMM registers the block has cached (`Ctx::sync_fp`); after FXRSTOR the
-//!   block forgets them.
+//! - FXSAVE sees the XMM registers in `CpuState` (committed XMM writes are written through);
+//!   after FXRSTOR the block forgets the ones it had loaded.
 //! - Every inline floating-point operation before STMXCSR, LDMXCSR, FXSAVE or FXRSTOR has
 //!   happened (`Ctx::sync_fp`) before it reads or replaces MXCSR.
 
@@ -243,7 +243,6 @@ fn fx_bytes<E: Emitter>(ctx: &Ctx<E>) -> u32 {
 fn fxsave<E: Emitter>(ctx: &mut Ctx<E>) {
     let a = ctx.op_addr();
     check_alignment(ctx, a, 16);
-    ctx.sync_xmm();
     let wide = ctx.c(
         Ty::I64,
         u64::from(ctx.insn().code() == Code::Fxsave64_m512byte),

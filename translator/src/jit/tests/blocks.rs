@@ -157,6 +157,7 @@ fn random_blocks_match_the_interpreter_with_fast_compile() {
         regalloc: Regalloc::SinglePass,
         trap_hypercalls: false,
         count_tlb_hits: false,
+        vendor: crate::flags::Vendor::host(),
     };
     random_blocks(fast, 7);
 }

@@ -207,7 +207,13 @@ fn simple_loop_raw_clif() {
     let preload = shape.preload;
     h.jit
         .build_block(shape, &mut *h.m, &mut links, |e| {
-            crate::semantics::translate_block(e, &block, mode, preload)
+            crate::semantics::translate_block(
+                e,
+                &block,
+                mode,
+                preload,
+                crate::flags::Vendor::host(),
+            )
         })
         .expect("build");
     println!("{}", h.jit.ctx.func.display());
@@ -335,4 +341,39 @@ fn raw_tail_calls(n: u64) {
     assert_eq!(h.enter(hosts[0]), ExitReason::Stop as u64);
     let ns = (thread_cpu_ns() - t0) as f64;
     println!("raw tail-call pair: {:.2} ns per transition", ns / n as f64);
+}
+
+#[test]
+#[ignore = "prints the host code of an SSE loop, for reading"]
+fn dump_saxpy_loop() {
+    use iced_x86::code_asm::*;
+    use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
+    let code = super::asm(|a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.movups(xmm1, xmmword_ptr(rsi + rax))?;
+        a.movups(xmm0, xmmword_ptr(rdi + rax))?;
+        a.mulps(xmm0, xmm2)?;
+        a.addps(xmm0, xmm1)?;
+        a.movups(xmmword_ptr(rsi + rax), xmm0)?;
+        a.add(rax, 16)?;
+        a.cmp(rax, rdx)?;
+        a.jne(top)
+    });
+    let mut h = super::Harness::new();
+    h.load(0x1000, &code);
+    let block = h.decode(0x1000, 64);
+    let c = h
+        .jit
+        .translate(&block, h.mode, &mut *h.m)
+        .expect("translate");
+    let mut d = Decoder::with_ip(64, &c.code, 0, DecoderOptions::NONE);
+    let mut f = GasFormatter::new();
+    let mut out = String::new();
+    for insn in &mut d {
+        let mut s = String::new();
+        f.format(&insn, &mut s);
+        out.push_str(&format!("{:4x}: {s}\n", insn.ip()));
+    }
+    println!("{out}");
 }
