@@ -219,6 +219,13 @@ impl Vm {
         self.machine.console.connect(bell)
     }
 
+    /// A copy of everything the guest transmits on COM1 from now on, as it transmits it
+    /// (see [`crate::devices::Serial::tap`]): with [`Vm::console_input`], a harness thread
+    /// can hold a conversation with the guest while [`Vm::run`] runs.
+    pub fn serial_tap(&mut self) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        self.machine.serial_mut().tap()
+    }
+
     /// Queues `bytes` for COM1's receiver directly (between runs, no thread needed).
     pub fn send_console(&mut self, bytes: &[u8]) {
         self.machine.console.push(bytes);

@@ -91,6 +91,8 @@ pub struct SerialOut {
     buf: Vec<u8>,
     /// Bytes that could not be written to stdout (e.g. a closed pipe).
     lost: u64,
+    /// A copy of every transmitted byte, as it is transmitted (see [`Serial::tap`]).
+    tap: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 /// Bytes kept before stdout output is written even without a newline.
@@ -102,6 +104,7 @@ impl SerialOut {
             sink,
             buf: Vec::new(),
             lost: 0,
+            tap: None,
         }
     }
 
@@ -121,6 +124,11 @@ impl SerialOut {
 impl Write for SerialOut {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
+        if let Some(tap) = &self.tap {
+            if tap.send(data.to_vec()).is_err() {
+                self.tap = None;
+            }
+        }
         Ok(data.len())
     }
 
@@ -201,6 +209,15 @@ impl Serial {
         // The only errors are a full FIFO (nothing taken) and a trigger failure, which
         // cannot happen with an `IrqLatch`.
         self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+
+    /// From now on, also sends every transmitted byte to the returned receiver as it is
+    /// transmitted (besides the sink): a harness on another thread can watch the console
+    /// while the VM runs. A new tap replaces the old one; dropping the receiver ends it.
+    pub fn tap(&mut self) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.uart.writer_mut().tap = Some(tx);
+        rx
     }
 
     /// Bytes lost because stdout could not be written.
@@ -330,6 +347,19 @@ mod tests {
         s.write(MCR_OFF, &[0x0B]);
         assert_eq!(s.receive(&[0; 100]), 64, "a full FIFO takes no more");
         assert_eq!(s.receive(b"y"), 0);
+    }
+
+    #[test]
+    fn the_tap_sees_every_byte_as_it_is_sent() {
+        let mut s = Serial::new(SerialSink::Capture);
+        s.write(THR, b"a");
+        let tap = s.tap();
+        s.write(THR, b"b");
+        s.write(THR, b"c");
+        assert_eq!(tap.try_iter().concat(), b"bc");
+        drop(tap);
+        s.write(THR, b"d");
+        assert_eq!(s.captured(), b"abcd", "the sink is unaffected");
     }
 
     #[test]
