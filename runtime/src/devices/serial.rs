@@ -356,7 +356,7 @@ mod tests {
         let tap = s.tap();
         s.write(THR, b"b");
         s.write(THR, b"c");
-        assert_eq!(tap.try_iter().concat(), b"bc");
+        assert_eq!(tap.try_iter().flatten().collect::<Vec<u8>>(), b"bc");
         drop(tap);
         s.write(THR, b"d");
         assert_eq!(s.captured(), b"abcd", "the sink is unaffected");
