@@ -445,10 +445,13 @@ pub struct VmBoot {
     pub conversation: Result<Timeline, LinuxError>,
     /// The VM's statistics.
     pub stats: runtime::Stats,
+    /// From before the VM was created to the end of its run.
+    pub total: Duration,
 }
 
 /// Boots `kernel` with `initrd` under an in-process [`Vm`] on `engine` and holds the
 /// conversation over its console (no stdin involved); the VM is stopped if `timeout` passes.
+/// Times count from just before the VM is created.
 pub fn boot_in_process(
     engine: Engine,
     kernel: &[u8],
@@ -493,6 +496,7 @@ pub fn boot_in_process(
         result.map(|(_, times)| times)
     });
     let outcome = vm.run();
+    let total = start.elapsed();
     done.store(true, Ordering::SeqCst);
     let conversation = driver
         .join()
@@ -502,6 +506,7 @@ pub fn boot_in_process(
         console: vm.serial_output().to_vec(),
         conversation,
         stats: vm.stats(),
+        total,
     })
 }
 
