@@ -169,9 +169,9 @@ pub enum Keystroke {
 /// The escape prefix, `Ctrl-A` (as QEMU's `-nographic` console).
 pub const ESCAPE_KEY: u8 = 0x01;
 
-/// What `Ctrl-A h` prints (lines end in CR LF: the terminal is in raw mode).
-pub const ESCAPE_HELP: &str = "\r\nC-a h    print this help\r\nC-a x    exit popek\r\n\
-C-a C-a  sends C-a\r\n";
+/// What `Ctrl-A h` prints (raw mode keeps output processing: `\n` is enough).
+pub const ESCAPE_HELP: &str = "\nC-a h    print this help\nC-a x    exit popek\n\
+C-a C-a  sends C-a\n";
 
 /// The escape-key state machine of a terminal console: `Ctrl-A` followed by `x` (quit), `h`
 /// (help) or `Ctrl-A` (one literal `Ctrl-A` for the guest); any other key after the prefix

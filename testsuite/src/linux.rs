@@ -328,15 +328,15 @@ pub fn converse(
         deadline,
     };
     let ready = t.wait_for(READY, 0)?;
+    // Each line is typed at a prompt, so the shell reads it as a command.
     let mut at = t.wait_for("# ", ready)?;
     for s in steps {
         t.send(&marked(s), &s.name)?;
         let after = t.wait_for(&format!("@@END {} ", s.name), at)?;
-        at = t.wait_for("\n", after)?;
+        let line_end = t.wait_for("\n", after)?;
         t.times.steps.push((s.name.clone(), start.elapsed()));
+        at = t.wait_for("# ", line_end)?;
     }
-    // The prompt, so the shell reads the next line as a command.
-    t.wait_for("# ", at)?;
     t.send("poweroff -f\n", "poweroff")?;
     t.times.poweroff = Some(start.elapsed());
     Ok((t.console, t.times))
@@ -749,5 +749,12 @@ mod tests {
             Duration::from_millis(50),
         );
         assert!(matches!(err, Err(LinuxError::Conversation { .. })));
+        // No steps: power off at the first prompt.
+        let mut line = Script {
+            pending: vec![b"popek-init: ready\r\n/ # ".to_vec()],
+            typed: Vec::new(),
+        };
+        converse(&mut line, &[], Instant::now(), Duration::from_secs(5)).unwrap();
+        assert_eq!(line.typed, b"poweroff -f\n");
     }
 }
