@@ -366,23 +366,6 @@ impl Machine {
         self.bus.device_mut(self.serial).expect("COM1 is a Serial")
     }
 
-    /// Whether console input could still wake a halted vCPU: input may arrive, COM1's
-    /// received-data interrupt is enabled and its line reaches the CPU.
-    pub fn console_can_interrupt(&self) -> bool {
-        self.console.is_active()
-            && self.serial().rx_interrupt_enabled()
-            && self.platform.isa_irq_open(crate::devices::serial::COM1_IRQ)
-    }
-
-    /// Moves waiting console input into COM1's receive FIFO as it has room (see
-    /// [`crate::console::ConsoleInput::pump`]).
-    pub fn pump_console(&mut self) {
-        if self.console.is_active() {
-            let uart: &mut Serial = self.bus.device_mut(self.serial).expect("COM1 is a Serial");
-            self.console.pump(uart);
-        }
-    }
-
     // ---------------------------------------------------------------- guest memory
 
     /// Reads `size` bytes (1..=8) at `vaddr` as a CPU with CR0.PE = 0 sees it — the

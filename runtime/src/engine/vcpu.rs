@@ -35,7 +35,7 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if m.stop_flag.swap(false, Ordering::Relaxed) {
             return Err(RunOutcome::Stopped);
         }
-        m.pump_console();
+        pump_console(m);
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
@@ -69,7 +69,7 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         // timer or for console input a real CPU would sleep forever, so the run ends instead.
         let wait = match m.platform.next_wake_ns() {
             Some(next) => Duration::from_nanos(next.saturating_sub(now)).min(MAX_SLEEP),
-            None if m.console_can_interrupt() => MAX_SLEEP,
+            None if console_can_interrupt(m) => MAX_SLEEP,
             None => return Err(RunOutcome::Halted),
         };
         // Console input and stop requests ring the doorbell: the vCPU wakes at once.
@@ -83,6 +83,24 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     }
     open_slice(m, cpu);
     Ok(())
+}
+
+/// Moves waiting console input into COM1's receive FIFO as it has room (see
+/// [`crate::console::ConsoleInput::pump`]).
+fn pump_console(m: &mut Machine) {
+    if m.console.is_active() {
+        let mut input = std::mem::take(&mut m.console);
+        input.pump(m.serial_mut());
+        m.console = input;
+    }
+}
+
+/// Whether console input could still wake a halted vCPU: input may arrive, COM1's
+/// received-data interrupt is enabled and its line reaches the CPU.
+fn console_can_interrupt(m: &Machine) -> bool {
+    m.console.is_active()
+        && m.serial().rx_interrupt_enabled()
+        && m.platform.isa_irq_open(crate::devices::serial::COM1_IRQ)
 }
 
 /// Runs `body` (an engine's run loop) with `CpuState::icount_limit` as the instruction
