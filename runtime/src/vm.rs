@@ -412,6 +412,57 @@ mod tests {
     /// `jnz $` with ZF clear: an endless loop of one instruction.
     const SPIN: [u8; 2] = [0x75, 0xFE];
 
+    /// A guest that raises RTS, then echoes what COM1 receives (polling LSR.DR) until `!`,
+    /// then halts with interrupts off.
+    const ECHO: [u8; 27] = [
+        0x66, 0xBA, 0xFC, 0x03, // mov dx, 0x3FC (MCR)
+        0xB0, 0x0B, // mov al, DTR | RTS | OUT2
+        0xEE, // out dx, al
+        0x66, 0xBA, 0xFD, 0x03, // 1: mov dx, 0x3FD (LSR)
+        0xEC, // in al, dx
+        0xA8, 0x01, // test al, 1 (data ready)
+        0x74, 0xF7, // jz 1b
+        0x66, 0xBA, 0xF8, 0x03, // mov dx, 0x3F8 (RBR/THR)
+        0xEC, // in al, dx
+        0xEE, // out dx, al
+        0x3C, b'!', // cmp al, '!'
+        0x75, 0xED, // jne 1b
+        0xF4, // hlt
+    ];
+
+    #[test]
+    fn console_input_reaches_a_polling_guest_on_every_engine() {
+        for engine in [Engine::Interp, Engine::Dbt, Engine::Trap] {
+            let mut v = Vm::new(VmConfig {
+                mem_bytes: 4 << 20,
+                engine,
+                serial: SerialSink::Capture,
+                instruction_limit: Some(10_000_000),
+                ..VmConfig::default()
+            })
+            .unwrap();
+            v.write_phys(0x1000, &ECHO).unwrap();
+            v.cpu_mut().rip = 0x1000;
+            // Queued before the run, from the host side...
+            v.send_console(b"ab");
+            // ...and from another thread through a writer, more than the 64-byte FIFO.
+            let w = v.console_input();
+            let long: Vec<u8> = (0..200).map(|i| b'c' + (i % 20) as u8).collect();
+            let sender = std::thread::spawn(move || {
+                w.send(&long).unwrap();
+                w.send(b"!").unwrap();
+            });
+            sender.join().unwrap();
+            assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
+            let out = v.serial_output();
+            assert_eq!(out.len(), 203, "{engine:?}");
+            assert!(
+                out.starts_with(b"abcde") && out.ends_with(b"!"),
+                "{engine:?}"
+            );
+        }
+    }
+
     #[test]
     fn both_engines_stop_at_the_instruction_limit() {
         for engine in [Engine::Interp, Engine::Dbt] {
