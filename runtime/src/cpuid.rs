@@ -10,22 +10,43 @@
 //!
 //! | leaf | contents |
 //! | --- | --- |
-//! | 0 | max basic leaf 7, vendor |
-//! | 1 | family 6 model 1 stepping 1; CLFLUSH line 64 bytes, 1 logical CPU, APIC id 0; FPU DE PSE TSC MSR PAE CX8 APIC SEP PGE CMOV PAT CLFSH MMX FXSR SSE SSE2; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 PCID POPCNT hypervisor |
+//! | 0 | max basic leaf 0x16, vendor |
+//! | 1 | family 6 model 1 stepping 1; CLFLUSH line 64 bytes, 1 logical CPU, APIC id 0; FPU DE PSE TSC MSR PAE CX8 APIC SEP PGE CMOV PAT CLFSH MMX FXSR SSE SSE2; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 PCID POPCNT TSC-deadline hypervisor |
 //! | 2..6 | zeros (no cache/TLB descriptors, no MONITOR, no power management) |
 //! | 7.0 | max subleaf 0; SMEP INVPCID SMAP; UMIP |
+//! | 8..0x14 | zeros (no topology 0xB, no XSAVE 0xD, no PMU 0xA) |
+//! | 0x15 | TSC = 1 GHz crystal × 1/1 (the local APIC timer counts the crystal) |
+//! | 0x16 | base, maximum and bus frequency 1000 MHz |
+//! | 0x4000_0000 | max hypervisor leaf 0x4000_0010, `"KVMKVMKVM\0\0\0"` |
+//! | 0x4000_0001 | KVM features: NOP_IO_DELAY, CLOCKSOURCE2 (kvmclock), CLOCKSOURCE_STABLE_BIT; no hints |
+//! | 0x4000_0002..0x4000_000F | zeros |
+//! | 0x4000_0010 | TSC 1,000,000 kHz, local APIC bus 1,000,000 kHz |
 //! | 0x8000_0000 | max extended leaf 0x8000_0008 |
 //! | 0x8000_0001 | SYSCALL NX RDTSCP LM; LAHF/SAHF in 64-bit mode, LZCNT (ABM) |
 //! | 0x8000_0002..4 | brand string `"popek virtual CPU"` |
 //! | 0x8000_0007 | invariant TSC |
 //! | 0x8000_0008 | 40 physical, 48 linear address bits |
-//! | anything else (0xB and 0x1F included) | all zeros |
+//! | anything else (0x1F included) | all zeros |
+//!
+//! The TSC runs at the constant [`crate::tsc::TSC_HZ`] (1 GHz), which leaves 0x15, 0x16
+//! and 0x4000_0010 and kvmclock's scale all state; Linux takes it from kvmclock
+//! (`tsc_known_freq`, no PIT calibration) and, with TSC-deadline, skips the APIC timer's
+//! calibration. The hypervisor leaves are KVM's, with only the features
+//! [`crate::system::kvmclock`] implements.
 //!
 //! Two bits depend on the CPU state, as on hardware: CPUID.1:EDX.APIC reads 0 while the
 //! local APIC is globally disabled in IA32_APIC_BASE, and CPUID.1:ECX.OSXSAVE mirrors
 //! CR4.OSXSAVE (always 0 here: XSAVE is absent). [`cpuid_for`] applies them.
 
 use translator::CpuState;
+
+use crate::system::kvmclock;
+use crate::tsc::TSC_HZ;
+
+/// The TSC (and crystal, and APIC timer) frequency in MHz (leaf 0x16).
+const TSC_MHZ: u32 = (TSC_HZ / 1_000_000) as u32;
+/// The same in kHz (leaf 0x4000_0010).
+const TSC_KHZ: u32 = (TSC_HZ / 1_000) as u32;
 
 /// The vendor string, as EBX, EDX, ECX spell it.
 pub const VENDOR: &[u8; 12] = b"PopekVirtCPU";
@@ -34,7 +55,7 @@ pub const VENDOR: &[u8; 12] = b"PopekVirtCPU";
 pub const BRAND: &str = "popek virtual CPU";
 
 /// Highest basic leaf.
-pub const MAX_BASIC_LEAF: u32 = 7;
+pub const MAX_BASIC_LEAF: u32 = 0x16;
 /// Highest extended leaf.
 pub const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
@@ -110,6 +131,8 @@ pub mod features {
     pub const X2APIC: u32 = 1 << 21;
     /// 1:ECX.23: POPCNT.
     pub const POPCNT: u32 = 1 << 23;
+    /// 1:ECX.24: the local APIC timer's TSC-deadline mode (IA32_TSC_DEADLINE).
+    pub const TSC_DEADLINE: u32 = 1 << 24;
     /// 1:ECX.26: XSAVE (not implemented).
     pub const XSAVE: u32 = 1 << 26;
     /// 1:ECX.27: CR4.OSXSAVE is set (dynamic).
@@ -165,8 +188,15 @@ const LEAF1_EDX: u32 = f::FPU
     | f::SSE
     | f::SSE2;
 /// CPUID.1:ECX (OSXSAVE is dynamic).
-const LEAF1_ECX: u32 =
-    f::SSE3 | f::SSSE3 | f::CX16 | f::SSE4_1 | f::SSE4_2 | f::PCID | f::POPCNT | f::HYPERVISOR;
+const LEAF1_ECX: u32 = f::SSE3
+    | f::SSSE3
+    | f::CX16
+    | f::SSE4_1
+    | f::SSE4_2
+    | f::PCID
+    | f::POPCNT
+    | f::TSC_DEADLINE
+    | f::HYPERVISOR;
 /// CPUID.(7,0):EBX.
 const LEAF7_EBX: u32 = f::SMEP | f::INVPCID | f::SMAP;
 /// CPUID.(7,0):ECX.
@@ -211,6 +241,17 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         // EBX: CLFLUSH line size 8 quadwords (64 bytes), one logical processor, APIC id 0.
         1 => [SIGNATURE, 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX],
         7 if subleaf == 0 => [0, LEAF7_EBX, LEAF7_ECX, 0],
+        // TSC = crystal × EBX / EAX; the crystal (ECX, Hz) also clocks the APIC timer.
+        0x15 => [1, 1, TSC_HZ as u32, 0],
+        0x16 => [TSC_MHZ, TSC_MHZ, TSC_MHZ, 0],
+        kvmclock::CPUID_SIGNATURE => [
+            kvmclock::CPUID_TIMING,
+            word(&kvmclock::SIGNATURE[0..4]),
+            word(&kvmclock::SIGNATURE[4..8]),
+            word(&kvmclock::SIGNATURE[8..12]),
+        ],
+        kvmclock::CPUID_FEATURES => [kvmclock::FEATURES, 0, 0, 0],
+        kvmclock::CPUID_TIMING => [TSC_KHZ, TSC_KHZ, 0, 0],
         0x8000_0000 => [MAX_EXT_LEAF, 0, 0, 0],
         0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
         0x8000_0002..=0x8000_0004 => {
@@ -274,7 +315,13 @@ mod tests {
         }
         // No topology leaves (0xB, 0x1F), no XSAVE leaf (0xD), no PMU leaf (0xA).
         for leaf in [0xA, 0xB, 0xD, 0x1F] {
-            assert!(leaf > MAX_BASIC_LEAF && cpuid(leaf, 0) == [0; 4]);
+            assert_eq!(cpuid(leaf, 0), [0; 4]);
+        }
+        // The hypervisor range ends at its advertised maximum.
+        let max_hv = cpuid(0x4000_0000, 0)[0];
+        assert_eq!(max_hv, 0x4000_0010);
+        for leaf in (0x4000_0002..0x4000_0010).chain(max_hv + 1..0x4001_0000) {
+            assert_eq!(cpuid(leaf, 0), [0; 4], "leaf {leaf:#x}");
         }
         // Leaf 7 has only subleaf 0.
         assert_eq!(cpuid(7, 0)[0], 0);
@@ -314,6 +361,12 @@ mod tests {
         (1, 2, f::SSE4_2, "SSE4.2"),
         (1, 2, f::PCID, "CR4.PCIDE"),
         (1, 2, f::POPCNT, "POPCNT"),
+        (
+            1,
+            2,
+            f::TSC_DEADLINE,
+            "LAPIC TSC-deadline mode, IA32_TSC_DEADLINE",
+        ),
         (1, 2, f::HYPERVISOR, "hypervisor present"),
         (7, 1, f::SMEP, "CR4.SMEP"),
         (7, 1, f::INVPCID, "INVPCID"),
@@ -381,6 +434,40 @@ mod tests {
             0,
             "no XSAVE"
         );
+    }
+
+    #[test]
+    fn tsc_frequency_leaves_agree() {
+        let [den, num, crystal, _] = cpuid(0x15, 0);
+        assert_eq!(u64::from(crystal) * u64::from(num) / u64::from(den), TSC_HZ);
+        assert_eq!(cpuid(0x16, 0)[0], 1000, "MHz");
+        assert_eq!(cpuid(0x4000_0010, 0)[..2], [1_000_000, 1_000_000], "kHz");
+    }
+
+    #[test]
+    fn kvm_signature_and_only_the_implemented_features() {
+        let [max, b, c, d] = cpuid(0x4000_0000, 0);
+        assert_eq!(max, 0x4000_0010);
+        let mut sig = Vec::new();
+        for r in [b, c, d] {
+            sig.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(&sig, b"KVMKVMKVM\0\0\0");
+        let [features, _, _, hints] = cpuid(0x4000_0001, 0);
+        // NOP_IO_DELAY (1), CLOCKSOURCE2 (3), CLOCKSOURCE_STABLE_BIT (24): nothing else, in
+        // particular not the old clock MSRs (0), async PF (4), steal time (5), PV EOI (6)
+        // or PV unhalt (7).
+        assert_eq!(features, (1 << 1) | (1 << 3) | (1 << 24));
+        assert_eq!(hints, 0);
+        for msr in [0x4b56_4d00, 0x4b56_4d01] {
+            assert!(
+                crate::system::msr::Msr::from_index(msr).is_some(),
+                "{msr:#x}"
+            );
+        }
+        for absent in [0x11, 0x12, 0x4b56_4d02, 0x4b56_4d03, 0x4b56_4d04] {
+            assert!(crate::system::msr::Msr::from_index(absent).is_none());
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! ```
 //!
 //! Module map: [`memory`] (RAM, addresses, MMU), [`devices`] (port bus, UART, debug exit),
+//! [`console`] (console input for the UART, the terminal's escape keys),
 //! [`loader`] (ELF, Multiboot, Linux), [`firmware`] (ACPI tables, fw_cfg), [`machine`] (what helpers operate on), [`helpers`] (the helper table),
 //! [`cpuid`] and [`tsc`] (the virtual CPU model), [`engine`] (DBT, interpreter, exit
 //! handling), [`fpu`] and [`stubs`] (the guest's floating-point state on the host, and the
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod console;
 pub mod cpuid;
 pub mod devices;
 pub mod engine;
@@ -46,6 +48,7 @@ pub mod tsc;
 pub mod vm;
 
 pub use boot::{BootSpec, Initrd, KernelFormat};
+pub use console::{ConsoleWriter, Escape, Keystroke};
 pub use devices::SerialSink;
 pub use engine::{Engine, RunOutcome};
 pub use loader::LoadError;

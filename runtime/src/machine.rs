@@ -195,6 +195,12 @@ pub struct Machine {
     pub interrupt_check: bool,
     /// Host stubs of the guest's floating-point and vector instructions.
     pub stubs: crate::stubs::HostStubs,
+    /// Bytes waiting for COM1's receiver (see [`crate::console`]).
+    pub console: crate::console::ConsoleInput,
+    /// Wakes the vCPU from a halted sleep (console input, a stop request).
+    pub doorbell: crate::console::Doorbell,
+    /// The KVM paravirtual clock's MSRs and version.
+    pub kvmclock: crate::system::kvmclock::KvmClock,
     /// FERR# is asserted (an x87 error with CR0.NE clear): IRQ 13 is raised.
     ferr: bool,
     /// Set by a write to port 0xF0 (the PC's "clear math coprocessor busy"): x87
@@ -216,11 +222,12 @@ pub struct TlbCounters {
     pub page_invalidations: u64,
 }
 
-/// Host wall-clock seconds since the Unix epoch (the RTC's starting time).
-fn wall_clock() -> u64 {
+/// Host wall-clock nanoseconds since the Unix epoch (the RTC's and kvmclock's starting
+/// time).
+fn wall_clock_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The privilege an access is checked with.
@@ -249,7 +256,9 @@ impl Machine {
     pub fn new(mem_bytes: u64, serial: SerialSink) -> Result<Machine, MemError> {
         let ram = GuestRam::new(mem_bytes)?;
         let mut bus = PortBus::new();
-        let platform = crate::devices::platform::Platform::new(mem_bytes, wall_clock());
+        let boot_wall_ns = wall_clock_ns();
+        let platform =
+            crate::devices::platform::Platform::new(mem_bytes, boot_wall_ns / 1_000_000_000);
         let serial = bus
             .register(
                 COM1,
@@ -298,6 +307,9 @@ impl Machine {
             tlb: TlbCounters::default(),
             tlb_large: false,
             stubs: crate::stubs::HostStubs::new(),
+            console: Default::default(),
+            doorbell: Default::default(),
+            kvmclock: crate::system::kvmclock::KvmClock::new(boot_wall_ns),
             ferr: false,
             ignne,
         })

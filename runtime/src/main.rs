@@ -5,7 +5,8 @@
 //! -accel tcg`; see `qemu_cli.rs`).
 //!
 //! stdout carries only the guest's serial output; popek's own messages and `--stats` go to
-//! stderr. Exit status (popek's own are even, so they never collide with the guest's odd
+//! stderr. stdin is the guest's serial input (see `terminal.rs`: raw mode and QEMU's `Ctrl-A`
+//! escape keys on a terminal, plain bytes from a pipe or file). Exit status (popek's own are even, so they never collide with the guest's odd
 //! isa-debug-exit statuses):
 //!
 //! | status | meaning |
@@ -19,8 +20,12 @@
 //! | 10 | an internal error in popek |
 //! | 12 | the `--max-insns` instruction limit was reached |
 //! | 14 | `--timeout` stopped the guest |
+//! | 128 + n | signal n (SIGINT, SIGTERM, SIGHUP, SIGQUIT) stopped the guest; a second one ends popek at once |
+//!
+//! `Ctrl-A x` on a terminal console ends popek with status 0, as QEMU's.
 
 mod qemu_cli;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -270,6 +275,9 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             stop.stop();
         });
     }
+    // Restores the terminal when dropped, after the report (which may print in raw mode:
+    // output processing stays on).
+    let _console = terminal::Console::start(vm.console_input(), &vm.stop_handle());
     let outcome = vm.run();
     let status = report(&vm, &outcome);
     if args.stats {
@@ -322,12 +330,25 @@ fn report(vm: &Vm, outcome: &RunOutcome) -> u8 {
             EXIT_LIMIT
         }
         RunOutcome::Stopped => {
-            eprintln!(
-                "popek: timeout: stopped at rip {:#x} after {} instructions",
-                vm.cpu().rip,
-                vm.cpu().icount
-            );
-            EXIT_TIMEOUT
+            let (rip, icount) = (vm.cpu().rip, vm.cpu().icount);
+            match terminal::stop_cause() {
+                terminal::StopCause::Timeout => {
+                    eprintln!(
+                        "popek: timeout: stopped at rip {rip:#x} after {icount} instructions"
+                    );
+                    EXIT_TIMEOUT
+                }
+                terminal::StopCause::Quit => {
+                    eprintln!("popek: terminated (Ctrl-A x)");
+                    0
+                }
+                terminal::StopCause::Signal(sig) => {
+                    eprintln!(
+                        "popek: stopped by signal {sig} at rip {rip:#x} after {icount} instructions"
+                    );
+                    (128 + sig).clamp(0, 255) as u8
+                }
+            }
         }
         RunOutcome::InternalError(e) => {
             eprintln!("popek: internal error: {e}\n{}", register_dump(vm.cpu()));

@@ -6,7 +6,10 @@
 //! - [`guests`]: freestanding guest programs built at test time with the machine's gcc/as,
 //!   and [`native`]: their host-executable twins, whose output is the oracle
 //!   (`tests/guests.rs`);
-//! - [`fuzzing`]: what the fuzz tests share.
+//! - [`fuzzing`]: what the fuzz tests share;
+//! - [`kernels`]: the Multiboot test kernels and their QEMU oracle;
+//! - [`linux`]: Debian's kernel booted under popek and QEMU, with a shell conversation over
+//!   the serial console (`tests/linux.rs`, the `linux_boot` benchmark).
 //!
 //! ```no_run
 //! let g = testsuite::guests::by_name("sieve").unwrap();
@@ -18,4 +21,5 @@ pub mod diff;
 pub mod fuzzing;
 pub mod guests;
 pub mod kernels;
+pub mod linux;
 pub mod native;

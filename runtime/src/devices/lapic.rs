@@ -6,7 +6,8 @@
 //! whose priority class beats the processor priority (PPR = max(TPR, class of the highest
 //! in-service vector)); EOI retires the highest in-service vector. The timer counts down at
 //! 1 GHz (the virtual TSC rate, one count per ns) divided by the divide configuration register,
-//! in one-shot or periodic mode.
+//! in one-shot or periodic mode; in TSC-deadline mode it fires when the TSC reaches
+//! IA32_TSC_DEADLINE (the caller converts the guest's TSC value to the APIC's time base).
 //!
 //! The reset state is the one PC firmware leaves for the OS ("virtual wire" mode): APIC
 //! globally and software enabled with spurious vector 0xFF, LINT0 = ExtINT (the 8259A's INTR
@@ -16,9 +17,12 @@
 //! - One CPU: IPIs with delivery mode fixed or lowest-priority reach this APIC when the
 //!   shorthand is "self" or "all including self" or the destination matches; other delivery
 //!   modes (NMI, INIT, SIPI, SMI) and "all excluding self" do nothing. Delivery status is idle.
-//! - The TSC-deadline timer mode is not offered (CPUID does not advertise it); selecting it
-//!   stops the timer. A new divide value takes effect at the next initial-count write.
-//!   Several timer periods that pass unobserved raise one interrupt.
+//! - TSC-deadline mode as the SDM says: a non-zero IA32_TSC_DEADLINE arms the timer, zero
+//!   disarms it, expiry disarms it and clears the MSR, switching between TSC-deadline and
+//!   the other modes disarms it; outside the mode the MSR reads 0 and ignores writes; inside
+//!   it the initial count is ignored and the current count reads 0. A new divide value
+//!   takes effect at the next initial-count write. Several timer periods that pass
+//!   unobserved raise one interrupt.
 //! - Thermal and performance-counter LVTs never fire; LINT1 (NMI) has no source. ExtINT and
 //!   NMI messages from the I/O APIC are dropped.
 //! - Register accesses must be 32-bit aligned to take effect when writing; other writes are
@@ -186,6 +190,8 @@ pub struct LocalApic {
     timer_next_ns: Option<u64>,
     /// Timer expiries over the VM's life (missed periods included once).
     timer_fires: u64,
+    /// IA32_TSC_DEADLINE while armed in TSC-deadline mode, else 0.
+    tsc_deadline: u64,
 }
 
 impl Default for LocalApic {
@@ -221,6 +227,7 @@ impl LocalApic {
             timer_shift: 1,
             timer_next_ns: None,
             timer_fires: 0,
+            tsc_deadline: 0,
         }
     }
 
@@ -405,7 +412,10 @@ impl LocalApic {
 
     /// The current-count register at `now_ns`.
     pub fn timer_current(&self, now_ns: u64) -> u32 {
-        if self.timer_next_ns.is_none() || self.timer_initial == 0 {
+        if self.timer_next_ns.is_none()
+            || self.timer_initial == 0
+            || self.timer_mode() == LVT_TIMER_TSC_DEADLINE
+        {
             return 0;
         }
         let elapsed = now_ns.saturating_sub(self.timer_start_ns) >> self.timer_shift;
@@ -442,6 +452,24 @@ impl LocalApic {
             }
             _ => None,
         };
+        if self.timer_next_ns.is_none() {
+            self.tsc_deadline = 0;
+        }
+    }
+
+    /// IA32_TSC_DEADLINE: the armed deadline in TSC-deadline mode, else 0.
+    pub fn tsc_deadline(&self) -> u64 {
+        self.tsc_deadline
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE: `value` is the guest's TSC value, `deadline_ns` the same
+    /// instant in the APIC's time base. Ignored outside TSC-deadline mode; zero disarms.
+    pub fn set_tsc_deadline(&mut self, value: u64, deadline_ns: u64) {
+        if self.timer_mode() != LVT_TIMER_TSC_DEADLINE {
+            return;
+        }
+        self.tsc_deadline = value;
+        self.timer_next_ns = (value != 0).then_some(deadline_ns);
     }
 
     /// When the timer expires next, if it runs.
@@ -518,11 +546,15 @@ impl LocalApic {
                 if !self.sw_enabled() {
                     v |= LVT_MASKED;
                 }
-                if i == LVT_TIMER && v & LVT_TIMER_MODE == LVT_TIMER_TSC_DEADLINE {
+                let deadline = |lvt: u32| lvt & LVT_TIMER_MODE == LVT_TIMER_TSC_DEADLINE;
+                if i == LVT_TIMER && deadline(v) != deadline(self.lvt[i]) {
+                    // Entering or leaving TSC-deadline mode disarms the timer.
                     self.timer_next_ns = None;
+                    self.tsc_deadline = 0;
                 }
                 self.lvt[i] = v;
             }
+            reg::TIMER_INITIAL if self.timer_mode() == LVT_TIMER_TSC_DEADLINE => {}
             reg::TIMER_INITIAL => {
                 self.timer_initial = value;
                 self.timer_start_ns = now_ns;
@@ -737,10 +769,47 @@ mod tests {
         assert!(!apic.has_interrupt());
         write(&mut apic, reg::TIMER_INITIAL, 0);
         assert_eq!(apic.next_event_ns(), None);
-        // TSC-deadline mode is not offered: the timer stops.
+        // Entering TSC-deadline mode stops the count-down timer.
         write(&mut apic, reg::TIMER_INITIAL, 10);
         write(&mut apic, reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | 0x40);
         assert_eq!(apic.next_event_ns(), None);
+    }
+
+    #[test]
+    fn timer_tsc_deadline_mode() {
+        let mut apic = LocalApic::new();
+        // Outside the mode the MSR reads 0 and ignores writes.
+        write(&mut apic, reg::LVT_TIMER, 0x40);
+        apic.set_tsc_deadline(5_000, 500);
+        assert_eq!((apic.tsc_deadline(), apic.next_event_ns()), (0, None));
+        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | 0x40);
+        apic.set_tsc_deadline(5_000, 500);
+        assert_eq!(
+            (apic.tsc_deadline(), apic.next_event_ns()),
+            (5_000, Some(500))
+        );
+        // The initial count is ignored and the current count reads 0.
+        write(&mut apic, reg::TIMER_INITIAL, 7);
+        assert_eq!(apic.next_event_ns(), Some(500));
+        assert_eq!(apic.timer_current(100), 0);
+        // Rewriting the LVT in the same mode (e.g. unmasking) keeps it armed.
+        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | 0x41);
+        assert_eq!(apic.next_interrupt_ns(), Some(500));
+        apic.update(499);
+        assert!(!apic.has_interrupt());
+        apic.update(500);
+        assert_eq!(apic.acknowledge(), Some(0x41));
+        assert_eq!(apic.tsc_deadline(), 0, "expiry disarms and clears the MSR");
+        assert_eq!(apic.next_event_ns(), None);
+        apic.update(10_000);
+        assert_eq!(apic.timer_fires(), 1, "one interrupt per write");
+        // Zero disarms; leaving the mode disarms.
+        apic.set_tsc_deadline(9_000, 900);
+        apic.set_tsc_deadline(0, 0);
+        assert_eq!((apic.tsc_deadline(), apic.next_event_ns()), (0, None));
+        apic.set_tsc_deadline(9_000, 900);
+        write(&mut apic, reg::LVT_TIMER, 0x41);
+        assert_eq!((apic.tsc_deadline(), apic.next_event_ns()), (0, None));
     }
 
     #[test]

@@ -205,6 +205,17 @@ impl Platform {
         self.lapic.base_msr()
     }
 
+    /// IA32_TSC_DEADLINE (the LAPIC's TSC-deadline timer).
+    pub fn tsc_deadline(&self) -> u64 {
+        self.lapic.tsc_deadline()
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE: `value` as the guest wrote it, `deadline_ns` the same
+    /// instant in virtual time (see [`LocalApic::set_tsc_deadline`]).
+    pub fn set_tsc_deadline(&mut self, value: u64, deadline_ns: u64) {
+        self.lapic.set_tsc_deadline(value, deadline_ns);
+    }
+
     /// MOV to CR8: TPR[7:4] = CR8[3:0].
     pub fn set_tpr(&mut self, cr8: u64) {
         self.lapic.set_cr8(cr8);
@@ -270,28 +281,40 @@ impl Platform {
     /// LAPIC's LVT, TPR and ISR). `None` means no timer can interrupt the CPU: a halted vCPU
     /// would never wake, since only guest code (which does not run) could open a route.
     pub fn next_wake_ns(&self) -> Option<u64> {
-        const IOAPIC_MASKED: u64 = 1 << 16;
-        const IOAPIC_MODE: u64 = 7 << 8;
-        let pic_open = |irq: u8| self.pic_routed() && self.pic.could_signal(irq);
-        let ioapic_open = |pin: u8| {
-            let r = self.ioapic.redirection(usize::from(pin));
-            let fixed_or_lowest = r & IOAPIC_MODE <= 1 << 8;
-            r & IOAPIC_MASKED == 0
-                && self.lapic.hw_enabled()
-                && (!fixed_or_lowest || self.lapic.could_present(r as u8))
-        };
         let pit = self
             .pit
             .next_event_ns()
-            .filter(|_| pic_open(PIT_IRQ) || ioapic_open(PIT_IOAPIC_PIN));
+            .filter(|_| self.isa_irq_open(PIT_IRQ));
         let rtc = self
             .rtc
             .next_event_ns()
-            .filter(|_| pic_open(RTC_IRQ) || ioapic_open(RTC_IRQ));
+            .filter(|_| self.isa_irq_open(RTC_IRQ));
         [pit, rtc, self.lapic.next_interrupt_ns()]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Whether an edge on ISA line `isa_irq` (0–15) would reach the CPU through the current
+    /// masks, in-service bits and routing: the PIC (if its INTR is routed) or the line's
+    /// I/O APIC pin.
+    pub fn isa_irq_open(&self, isa_irq: u8) -> bool {
+        const IOAPIC_MASKED: u64 = 1 << 16;
+        const IOAPIC_MODE: u64 = 7 << 8;
+        if isa_irq >= 16 {
+            return false;
+        }
+        let pin = if isa_irq == PIT_IRQ {
+            PIT_IOAPIC_PIN
+        } else {
+            isa_irq
+        };
+        let r = self.ioapic.redirection(usize::from(pin));
+        let fixed_or_lowest = r & IOAPIC_MODE <= 1 << 8;
+        let ioapic_open = r & IOAPIC_MASKED == 0
+            && self.lapic.hw_enabled()
+            && (!fixed_or_lowest || self.lapic.could_present(r as u8));
+        ioapic_open || (self.pic_routed() && self.pic.could_signal(isa_irq))
     }
 
     /// Whether the PIC's INTR reaches the CPU (LINT0 ExtINT, or the LAPIC globally off).

@@ -6,6 +6,10 @@
 //! which samples it at block boundaries and pulses ISA IRQ4 (COM1's line). The modem-control
 //! OUT2 gate of PC boards is not modelled: every trigger reaches the line.
 //!
+//! Input arrives through [`Serial::receive`]: the run loop feeds it from
+//! [`crate::console::ConsoleInput`] as [`Serial::rx_room`] allows (FIFO room, and RTS
+//! asserted by the guest).
+//!
 //! Invariants: every byte the guest transmits (outside loopback mode) reaches the sink in
 //! order; stdout output is buffered per line and flushed by [`Serial::flush`] at the latest;
 //! every interrupt the model triggers is seen by the next [`IrqLatch::take`].
@@ -34,6 +38,11 @@ pub enum SerialSink {
     /// An in-memory buffer, read with [`Serial::captured`] (tests and harnesses).
     Capture,
 }
+
+/// The modem control register's offset, and its RTS and loopback bits.
+const MCR: u8 = 4;
+const MCR_RTS: u8 = 1 << 1;
+const MCR_LOOP: u8 = 1 << 4;
 
 /// COM1's ISA interrupt line.
 pub const COM1_IRQ: u8 = 4;
@@ -82,6 +91,8 @@ pub struct SerialOut {
     buf: Vec<u8>,
     /// Bytes that could not be written to stdout (e.g. a closed pipe).
     lost: u64,
+    /// A copy of every transmitted byte, as it is transmitted (see [`Serial::tap`]).
+    tap: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 /// Bytes kept before stdout output is written even without a newline.
@@ -93,6 +104,7 @@ impl SerialOut {
             sink,
             buf: Vec::new(),
             lost: 0,
+            tap: None,
         }
     }
 
@@ -112,6 +124,11 @@ impl SerialOut {
 impl Write for SerialOut {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
+        if let Some(tap) = &self.tap {
+            if tap.send(data.to_vec()).is_err() {
+                self.tap = None;
+            }
+        }
         Ok(data.len())
     }
 
@@ -164,6 +181,43 @@ impl Serial {
     /// Writes pending stdout output now.
     pub fn flush(&mut self) {
         self.uart.writer_mut().drain();
+    }
+
+    /// How many bytes the line may deliver now: the free entries of the receive FIFO
+    /// (16550A: 64) while the guest asserts RTS (MCR bit 1) outside loopback mode, else 0.
+    /// popek's end of the line honours RTS as a terminal with hardware flow control does:
+    /// Linux raises RTS when user space opens the port, after the driver's start-up has
+    /// discarded what the FIFO held, so no typed-ahead byte is lost to it.
+    pub fn rx_room(&mut self) -> usize {
+        let mcr = self.uart.read(MCR);
+        if mcr & (MCR_RTS | MCR_LOOP) == MCR_RTS {
+            self.uart.fifo_capacity()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the received-data interrupt is enabled (IER bit 0).
+    pub fn rx_interrupt_enabled(&self) -> bool {
+        self.uart.state().interrupt_enable & 1 != 0
+    }
+
+    /// Bytes arrive on the line: as many of `bytes` as the receive FIFO has room for are
+    /// queued (data ready set, the received-data interrupt raised if enabled). Returns how
+    /// many. In loopback mode the line is disconnected and nothing is taken.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        // The only errors are a full FIFO (nothing taken) and a trigger failure, which
+        // cannot happen with an `IrqLatch`.
+        self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+
+    /// From now on, also sends every transmitted byte to the returned receiver as it is
+    /// transmitted (besides the sink): a harness on another thread can watch the console
+    /// while the VM runs. A new tap replaces the old one; dropping the receiver ends it.
+    pub fn tap(&mut self) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.uart.writer_mut().tap = Some(tx);
+        rx
     }
 
     /// Bytes lost because stdout could not be written.
@@ -273,6 +327,39 @@ mod tests {
         let mut t = Serial::with_irq_line(SerialSink::Capture, shared.clone());
         t.write(IER, &[0x02]);
         assert!(shared.take());
+    }
+
+    #[test]
+    fn input_flows_while_rts_is_asserted_outside_loopback() {
+        const MCR_OFF: u16 = 4;
+        let mut s = Serial::new(SerialSink::Capture);
+        assert_eq!(s.rx_room(), 0, "reset: OUT2 only, RTS clear");
+        s.write(MCR_OFF, &[0x0B]); // DTR | RTS | OUT2
+        assert_eq!(s.rx_room(), 64);
+        assert_eq!(s.receive(b"hi"), 2);
+        assert_eq!(s.rx_room(), 62);
+        assert_ne!(rd(&mut s, LSR) & 1, 0, "data ready");
+        assert_eq!((rd(&mut s, THR), rd(&mut s, THR)), (b'h', b'i'));
+        assert_eq!(rd(&mut s, LSR) & 1, 0);
+        s.write(MCR_OFF, &[0x1B]); // loopback
+        assert_eq!(s.rx_room(), 0);
+        assert_eq!(s.receive(b"x"), 0, "the line is disconnected in loopback");
+        s.write(MCR_OFF, &[0x0B]);
+        assert_eq!(s.receive(&[0; 100]), 64, "a full FIFO takes no more");
+        assert_eq!(s.receive(b"y"), 0);
+    }
+
+    #[test]
+    fn the_tap_sees_every_byte_as_it_is_sent() {
+        let mut s = Serial::new(SerialSink::Capture);
+        s.write(THR, b"a");
+        let tap = s.tap();
+        s.write(THR, b"b");
+        s.write(THR, b"c");
+        assert_eq!(tap.try_iter().flatten().collect::<Vec<u8>>(), b"bc");
+        drop(tap);
+        s.write(THR, b"d");
+        assert_eq!(s.captured(), b"abcd", "the sink is unaffected");
     }
 
     #[test]

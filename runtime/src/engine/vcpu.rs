@@ -1,6 +1,7 @@
 //! What the run loop does between blocks, the same for every engine: advance the devices'
-//! clocks, take a pending interrupt (DESIGN.md: interrupts are taken at block boundaries),
-//! sleep while halted, and deliver guest exceptions through the IDT.
+//! clocks, feed console input to the UART, take a pending interrupt (DESIGN.md: interrupts
+//! are taken at block boundaries), sleep while halted (woken early by the machine's
+//! doorbell), and deliver guest exceptions through the IDT.
 //!
 //! Invariants:
 //! - Generated code returns to the dispatcher at least every [`SLICE`] guest instructions
@@ -23,7 +24,8 @@ use crate::system::delivery::{deliver, DeliveryError, Event};
 /// Guest instructions between two polls of the devices.
 pub const SLICE: u64 = 50_000;
 
-/// Longest single host sleep of a halted vCPU (so a stop request is noticed).
+/// Longest single host sleep of a halted vCPU (a stop from a signal handler, which cannot
+/// ring the doorbell, is noticed by then).
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
 /// Polls the devices, delivers a pending interrupt if RFLAGS.IF allows, waits while halted,
@@ -33,6 +35,7 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if m.stop_flag.swap(false, Ordering::Relaxed) {
             return Err(RunOutcome::Stopped);
         }
+        pump_console(m);
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
@@ -62,14 +65,17 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             // (the bare-metal ELF guests): the guest's way to stop.
             return Err(RunOutcome::Halted);
         }
-        // Masks and routes cannot change while no guest code runs: with no open route a
-        // real CPU would sleep forever, so the run ends instead.
-        let Some(next) = m.platform.next_wake_ns() else {
-            return Err(RunOutcome::Halted);
+        // Masks and routes cannot change while no guest code runs: with no open route for a
+        // timer or for console input a real CPU would sleep forever, so the run ends instead.
+        let wait = match m.platform.next_wake_ns() {
+            Some(next) => Duration::from_nanos(next.saturating_sub(now)).min(MAX_SLEEP),
+            None if console_can_interrupt(m) => MAX_SLEEP,
+            None => return Err(RunOutcome::Halted),
         };
-        let wait = Duration::from_nanos(next.saturating_sub(now)).min(MAX_SLEEP);
-        m.halted_ns += wait.as_nanos() as u64;
-        std::thread::sleep(wait);
+        // Console input and stop requests ring the doorbell: the vCPU wakes at once.
+        let t0 = std::time::Instant::now();
+        m.doorbell.wait(wait);
+        m.halted_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         if let Some(stop) = m.stop.take() {
             m.stop = Some(stop);
             return Ok(());
@@ -77,6 +83,24 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     }
     open_slice(m, cpu);
     Ok(())
+}
+
+/// Moves waiting console input into COM1's receive FIFO as it has room (see
+/// [`crate::console::ConsoleInput::pump`]).
+fn pump_console(m: &mut Machine) {
+    if m.console.is_active() {
+        let mut input = std::mem::take(&mut m.console);
+        input.pump(m.serial_mut());
+        m.console = input;
+    }
+}
+
+/// Whether console input could still wake a halted vCPU: input may arrive, COM1's
+/// received-data interrupt is enabled and its line reaches the CPU.
+fn console_can_interrupt(m: &Machine) -> bool {
+    m.console.is_active()
+        && m.serial().rx_interrupt_enabled()
+        && m.platform.isa_irq_open(crate::devices::serial::COM1_IRQ)
 }
 
 /// Runs `body` (an engine's run loop) with `CpuState::icount_limit` as the instruction
@@ -162,5 +186,60 @@ mod tests {
         assert_eq!(service(&mut m, &mut cpu), Err(RunOutcome::Halted));
         assert!(t0.elapsed() < Duration::from_secs(1));
         assert_eq!(m.halted_ns, 0, "it never slept");
+    }
+
+    /// A byte typed while the guest halts with no timer armed wakes it within milliseconds:
+    /// the console's doorbell ends the sleep and the UART's interrupt is delivered.
+    #[test]
+    fn console_input_wakes_a_halted_vcpu_at_once() {
+        use crate::devices::PortIo;
+        let (mut m, mut cpu) = crate::system::delivery::tests::setup64();
+        // PIC: vectors 0x20/0x28, only IRQ4 (COM1) unmasked; the PIT's IRQ0 is masked.
+        for (port, value) in [
+            (0x20, 0x11),
+            (0x21, 0x20),
+            (0x21, 4),
+            (0x21, 1),
+            (0x21, 0xEF),
+            (0xA0, 0x11),
+            (0xA1, 0x28),
+            (0xA1, 2),
+            (0xA1, 1),
+            (0xA1, 0xFF),
+        ] {
+            assert!(m.platform.io_write(port, 1, value, 0));
+        }
+        m.serial_mut().write(1, &[1]); // IER: received-data interrupt
+        m.serial_mut().write(4, &[0x0B]); // MCR: DTR, RTS, OUT2
+        assert_eq!(m.platform.next_wake_ns(), None, "no timer can wake it");
+        m.halted = true;
+        assert_eq!(
+            service(&mut m, &mut cpu),
+            Err(RunOutcome::Halted),
+            "no input"
+        );
+        let bell = m.doorbell.clone();
+        let writer = m.console.connect(bell);
+        m.halted = true;
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let t = std::time::Instant::now();
+            writer.send(b"k").unwrap();
+            t
+        });
+        assert_eq!(service(&mut m, &mut cpu), Ok(()));
+        let woke = std::time::Instant::now();
+        let sent = sender.join().unwrap();
+        let latency = woke.duration_since(sent);
+        assert!(
+            latency < Duration::from_millis(10),
+            "woke {latency:?} after the byte"
+        );
+        assert!(!m.halted);
+        assert_eq!(m.interrupts_delivered, 1);
+        assert_eq!(cpu.rip, crate::system::delivery::tests::HANDLER + 0x24);
+        let mut b = [0];
+        m.serial_mut().read(0, &mut b);
+        assert_eq!(b, *b"k");
     }
 }

@@ -482,7 +482,7 @@ pub fn iret(m: &mut Machine, cpu: &mut CpuState, op_size: u8) -> Result<(), Exce
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::system::descriptors::Desc;
     use crate::system::mode::reset_long_flat64;
@@ -492,7 +492,8 @@ mod tests {
 
     const IDT: u64 = 0x3000;
     const TSS: u64 = 0x5000;
-    const HANDLER: u64 = 0x40_0000;
+    /// Where `setup64`'s interrupt gates point: vector v goes to `HANDLER + v`.
+    pub(crate) const HANDLER: u64 = 0x40_0000;
     const GP: fn(u16) -> Exception = Exception::GeneralProtection;
 
     fn gate64(m: &mut Machine, vector: u8, sel: u16, off: u64, typ: u8, dpl: u8, ist: u8) {
@@ -531,7 +532,7 @@ mod tests {
     /// 64-bit machine: GDT 0x08 code64/0, 0x10 data/0, 0x18 code32/3, 0x23 data/3, 0x2B
     /// code64/3, 0x30 TSS64 (RSP0 = 0x9008, IST1 = 0xA000); every IDT vector an interrupt
     /// gate to 0x08:HANDLER + vector; CPL 0 with RSP = 0x8008 and IF set.
-    fn setup64() -> (Machine, CpuState) {
+    pub(crate) fn setup64() -> (Machine, CpuState) {
         let (mut m, mut cpu) = setup32();
         reset_long_flat64(&mut cpu);
         cpu.gdtr.base = GDT;

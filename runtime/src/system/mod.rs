@@ -16,6 +16,7 @@
 //! - [`control`]: control and debug registers, descriptor-table registers, cache and TLB
 //!   instructions.
 //! - [`msr`]: the model-specific registers.
+//! - [`kvmclock`]: the KVM paravirtual clock (its MSRs and the pvclock structures).
 //! - [`syscall`]: SYSCALL/SYSRET, SYSENTER/SYSEXIT, SWAPGS.
 //! - [`io`]: CLI/STI, PUSHF/POPF, IN/OUT/INS/OUTS with IOPL and the TSS I/O bitmap.
 //! - [`hypercall`]: the entry point generated code and the trap handler call, dispatching a
@@ -27,6 +28,7 @@ pub mod descriptors;
 pub mod far;
 pub mod hypercall;
 pub mod io;
+pub mod kvmclock;
 pub mod mode;
 pub mod msr;
 pub mod segments;

@@ -8,11 +8,16 @@
 //! - The bits a write may set follow the CPUID model ([`crate::cpuid`]): EFER.SCE/LME/NXE
 //!   exist because SYSCALL, long mode and NX are reported.
 //! - The virtual TSC seen by the guest is `m.tsc.read() + msr.tsc_offset`; writing
-//!   IA32_TSC moves the offset, never the host clock.
+//!   IA32_TSC moves the offset, never the host clock (and republishes kvmclock's time
+//!   structure, which is computed for one offset).
+//! - IA32_TSC_DEADLINE belongs to the local APIC (TSC-deadline timer mode); the KVM clock
+//!   MSRs to [`super::kvmclock`]. They exist because CPUID reports TSC-deadline and the KVM
+//!   signature with KVM_FEATURE_CLOCKSOURCE2.
 
 use translator::state::{cr, seg};
 use translator::{CpuState, Exception};
 
+use super::kvmclock;
 use crate::cpuid::{self, features};
 use crate::machine::Machine;
 
@@ -32,6 +37,12 @@ pub mod index {
     pub const MISC_ENABLE: u32 = 0x1A0;
     /// IA32_PAT.
     pub const PAT: u32 = 0x277;
+    /// IA32_TSC_DEADLINE: the local APIC timer's deadline in TSC-deadline mode.
+    pub const TSC_DEADLINE: u32 = 0x6E0;
+    /// MSR_KVM_WALL_CLOCK_NEW.
+    pub const KVM_WALL_CLOCK_NEW: u32 = super::super::kvmclock::MSR_WALL_CLOCK_NEW;
+    /// MSR_KVM_SYSTEM_TIME_NEW.
+    pub const KVM_SYSTEM_TIME_NEW: u32 = super::super::kvmclock::MSR_SYSTEM_TIME_NEW;
     /// IA32_EFER.
     pub const EFER: u32 = 0xC000_0080;
     /// IA32_STAR: SYSCALL/SYSRET selectors.
@@ -87,6 +98,12 @@ pub enum Msr {
     KernelGsBase,
     /// IA32_TSC_AUX.
     TscAux,
+    /// IA32_TSC_DEADLINE (owned by the local APIC).
+    TscDeadline,
+    /// MSR_KVM_WALL_CLOCK_NEW.
+    KvmWallClock,
+    /// MSR_KVM_SYSTEM_TIME_NEW.
+    KvmSystemTime,
 }
 
 /// The implemented MSRs: index, register, name.
@@ -111,6 +128,17 @@ pub static MSRS: &[(u32, Msr, &str)] = &[
         "IA32_KERNEL_GS_BASE",
     ),
     (index::TSC_AUX, Msr::TscAux, "IA32_TSC_AUX"),
+    (index::TSC_DEADLINE, Msr::TscDeadline, "IA32_TSC_DEADLINE"),
+    (
+        index::KVM_WALL_CLOCK_NEW,
+        Msr::KvmWallClock,
+        "MSR_KVM_WALL_CLOCK_NEW",
+    ),
+    (
+        index::KVM_SYSTEM_TIME_NEW,
+        Msr::KvmSystemTime,
+        "MSR_KVM_SYSTEM_TIME_NEW",
+    ),
 ];
 
 impl Msr {
@@ -206,6 +234,9 @@ pub fn rdmsr(m: &mut Machine, cpu: &CpuState, index: u32) -> Result<u64, Excepti
         Msr::GsBase => cpu.seg[seg::GS].base,
         Msr::KernelGsBase => r.kernel_gs_base,
         Msr::TscAux => r.tsc_aux,
+        Msr::TscDeadline => m.platform.tsc_deadline(),
+        Msr::KvmWallClock => m.kvmclock.wall_clock_msr(),
+        Msr::KvmSystemTime => m.kvmclock.system_time_msr(),
     })
 }
 
@@ -219,7 +250,10 @@ pub fn wrmsr(m: &mut Machine, cpu: &mut CpuState, index: u32, value: u64) -> Res
         return gp;
     };
     match msr {
-        Msr::Tsc => cpu.msr.tsc_offset = value.wrapping_sub(m.tsc.read()),
+        Msr::Tsc => {
+            cpu.msr.tsc_offset = value.wrapping_sub(m.tsc.read());
+            kvmclock::publish(m, cpu);
+        }
         Msr::ApicBase => {
             let phys_mask = (1u64 << cpuid::PHYS_ADDR_BITS) - 1;
             let writable = (phys_mask & !0xFFF) | APIC_BASE_ENABLE;
@@ -271,6 +305,17 @@ pub fn wrmsr(m: &mut Machine, cpu: &mut CpuState, index: u32, value: u64) -> Res
             }
             cpu.msr.tsc_aux = value;
         }
+        Msr::TscDeadline => {
+            // The deadline in the APIC's time base (virtual ns): a past deadline is due now.
+            let now = m.tsc.read();
+            let ahead = value.saturating_sub(now.wrapping_add(cpu.msr.tsc_offset));
+            m.platform
+                .set_tsc_deadline(value, now.saturating_add(ahead));
+            // A due deadline interrupts at the next block boundary, not the slice's end.
+            super::io::request_interrupt_check(cpu);
+        }
+        Msr::KvmWallClock => kvmclock::write_wall_clock(m, value),
+        Msr::KvmSystemTime => kvmclock::write_system_time(m, cpu, value),
     }
     Ok(())
 }
