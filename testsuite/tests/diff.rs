@@ -25,8 +25,8 @@ use testsuite::diff::{run, run_single, Options, Summary};
 use translator::state::rflags;
 use translator::Exception;
 
-const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Dbt];
-const FP_ENGINES: [Engine; 3] = [Engine::Interp, Engine::Dbt, Engine::Trap];
+const ENGINES: [Engine; 2] = [Engine::Interp, Engine::Jit];
+const FP_ENGINES: [Engine; 3] = [Engine::Interp, Engine::Jit, Engine::Trap];
 
 /// The floating-point and vector families, and x86-64-v2's other newcomers.
 const FP_FILTER: &str = "fp,cmpxchg8b,cmpxchg16b";
@@ -127,7 +127,7 @@ fn random_fp_cases() {
     for seed in [7, exploring_seed()] {
         for (engine, open) in [
             (Engine::Interp, KNOWN_OPEN_INTERP),
-            (Engine::Dbt, KNOWN_OPEN_DBT),
+            (Engine::Jit, KNOWN_OPEN_DBT),
         ] {
             let s = run_and_check(&Options {
                 engines: vec![engine],
@@ -149,7 +149,7 @@ fn random_fp_cases() {
 fn known_open_fp_mismatches() {
     for (engine, open) in [
         (Engine::Interp, KNOWN_OPEN_INTERP),
-        (Engine::Dbt, KNOWN_OPEN_DBT),
+        (Engine::Jit, KNOWN_OPEN_DBT),
     ] {
         run_and_check(&Options {
             engines: vec![engine],

@@ -17,7 +17,7 @@ use testsuite::diff::{run_single, SingleRun};
 use translator::state::{mxcsr, FxArea};
 use translator::Exception;
 
-const ENGINES: [Engine; 3] = [Engine::Interp, Engine::Dbt, Engine::Trap];
+const ENGINES: [Engine; 3] = [Engine::Interp, Engine::Jit, Engine::Trap];
 /// Where the hand-written instructions go.
 const IP: u64 = CODE_BASE + 0x500;
 /// A 16-byte aligned data address in the compared area.

@@ -23,7 +23,7 @@
 //! confirmed with a full RAM reset before it is reported.
 //!
 //! Environment: `POPEK_FUZZ_BLOCKS` (count), `POPEK_FUZZ_FIRST` (first block index, to replay
-//! one), `POPEK_FUZZ_ENGINES` (`interp`, `dbt` or both), `POPEK_FUZZ_PROGRESS=N` (a progress
+//! one), `POPEK_FUZZ_ENGINES` (`interp`, `jit` or both), `POPEK_FUZZ_PROGRESS=N` (a progress
 //! line every N blocks).
 
 use runtime::{Engine, RunOutcome, Vm};
@@ -226,7 +226,7 @@ fn random_code_on_both_engines() {
     let mut pristine = vec![0xF4u8; RAM as usize];
     Rng::new(seed).fill(&mut pristine[SCRATCH as usize..SCRATCH as usize + SCRATCH_LEN]);
     let mut interp = Engineer::new(Engine::Interp, &pristine);
-    let mut dbt = Engineer::new(Engine::Dbt, &pristine);
+    let mut dbt = Engineer::new(Engine::Jit, &pristine);
 
     let n = blocks();
     let mut failures = Vec::new();
@@ -235,12 +235,12 @@ fn random_code_on_both_engines() {
     let mut tsc_blocks = 0u64;
     let mut disagreement_examples = Vec::new();
     let first = env_u64("POPEK_FUZZ_FIRST").unwrap_or(0);
-    // Debugging aid: `POPEK_FUZZ_ENGINES=dbt` runs one engine only.
-    let engines = std::env::var("POPEK_FUZZ_ENGINES").unwrap_or_else(|_| "interp,dbt".into());
+    // Debugging aid: `POPEK_FUZZ_ENGINES=jit` runs one engine only.
+    let engines = std::env::var("POPEK_FUZZ_ENGINES").unwrap_or_else(|_| "interp,jit".into());
     for i in first..first + n {
         let b = random_block(seed, i);
         let mut results = Vec::new();
-        for (name, e) in [("interp", &mut interp), ("dbt", &mut dbt)] {
+        for (name, e) in [("interp", &mut interp), ("jit", &mut dbt)] {
             if !engines.contains(name) {
                 continue;
             }
@@ -294,7 +294,7 @@ fn random_code_on_both_engines() {
             engines_disagree += 1;
             if disagreement_examples.len() < 5 {
                 disagreement_examples.push(format!(
-                    "block {i} [{}] at {:#x}: interp {} (rip {:#x}, {} insns), dbt {} (rip {:#x}, \
+                    "block {i} [{}] at {:#x}: interp {} (rip {:#x}, {} insns), jit {} (rip {:#x}, \
                      {} insns)",
                     hex(&b.code),
                     b.rip,
@@ -323,7 +323,7 @@ fn random_code_on_both_engines() {
             let (a, b) = (interp.vm.stats(), dbt.vm.stats());
             let rss_mb = resident_mib();
             eprintln!(
-                "[fuzz] {} blocks, {rss_mb} MiB resident: interp {:.1} s, dbt {:.1} s ({} \
+                "[fuzz] {} blocks, {rss_mb} MiB resident: interp {:.1} s, jit {:.1} s ({} \
                  translated, {:.1} s compiling)",
                 i + 1,
                 a.run_ns as f64 / 1e9,
@@ -334,7 +334,7 @@ fn random_code_on_both_engines() {
         }
     }
     println!("{n} blocks; outcomes by engine: {kinds:?}");
-    for (name, e) in [("interp", &interp), ("dbt", &dbt)] {
+    for (name, e) in [("interp", &interp), ("jit", &dbt)] {
         let st = e.vm.stats();
         println!(
             "{name}: {:.1} s running, {} blocks translated ({} guest insns, {:.1} s translating, \

@@ -530,9 +530,9 @@ fn blocks() -> u64 {
 fn random_bytes_at_cpl0_with_paging_on() {
     let seed = 0x5E57_0003;
     let image = pristine(seed);
-    let mut dbt = Runner::new(Engine::Dbt, &image);
+    let mut dbt = Runner::new(Engine::Jit, &image);
     // The other engines run every SHARE-th block: the trap engine pays a host signal per
-    // sensitive instruction, the interpreter a decode per instruction.
+    // sensitive instruction, the interpreter a recording per block.
     const SHARE: u64 = 8;
     let mut trap = Runner::new(Engine::Trap, &image);
     let mut interp = Runner::new(Engine::Interp, &image);
@@ -558,7 +558,7 @@ fn random_bytes_at_cpl0_with_paging_on() {
         }
         let a = dbt.run(&b, &watchdog);
         let again = dbt.run(&b, &watchdog);
-        let mut results = vec![("dbt", a.clone())];
+        let mut results = vec![("jit", a.clone())];
         if a.timed || again.timed {
             timed += 1;
         } else if a != again {
@@ -690,7 +690,7 @@ fn random_bytes_at_cpl0_with_paging_on() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     if first == 0 && n >= 10_000 {
         // The mix must reach what the test is for, or it proves nothing.
-        let count = |k: &str| kinds.get(&("dbt", k.to_string())).copied().unwrap_or(0);
+        let count = |k: &str| kinds.get(&("jit", k.to_string())).copied().unwrap_or(0);
         assert!(
             count("exit-vector-14") > n / 100,
             "too few page faults: {kinds:?}"

@@ -78,6 +78,12 @@ macro_rules! kernel_tests {
             $(#[test]
               fn $manual() { super::under_popek(stringify!($manual), "dbt"); })*
         }
+        mod jit {
+            $(#[test]
+              fn $name() { super::under_popek(stringify!($name), "jit"); })*
+            $(#[test]
+              fn $manual() { super::under_popek(stringify!($manual), "jit"); })*
+        }
         mod interp {
             $(#[test]
               fn $name() { super::under_popek(stringify!($name), "interp"); })*

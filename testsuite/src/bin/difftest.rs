@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p testsuite --bin difftest -- --engine both --cases 10000000
 //! cargo run --release -p testsuite --bin difftest -- --engine interp --filter shl --cases 20000
-//! cargo run --release -p testsuite --bin difftest -- --engine dbt --seed 7 --case 1234
+//! cargo run --release -p testsuite --bin difftest -- --engine jit --seed 7 --case 1234
 //! cargo run --release -p testsuite --bin difftest -- --engine all --filter fp --cases 100000
 //! ```
 //!
@@ -19,12 +19,16 @@ use testsuite::diff::{forms, run, Options};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum EngineArg {
+    /// Tiered: blocks start in the interpreter tier and compile when hot.
     Dbt,
+    /// Every block compiled with Cranelift.
+    Jit,
+    /// The interpreter tier only.
     Interp,
     Trap,
-    /// interp and dbt.
+    /// interp and jit (each tier on its own).
     Both,
-    /// interp, dbt and trap.
+    /// interp, jit, dbt and trap.
     All,
 }
 
@@ -97,10 +101,11 @@ fn main() -> ExitCode {
     }
     let engines = match args.engine {
         EngineArg::Dbt => vec![Engine::Dbt],
+        EngineArg::Jit => vec![Engine::Jit],
         EngineArg::Interp => vec![Engine::Interp],
         EngineArg::Trap => vec![Engine::Trap],
-        EngineArg::Both => vec![Engine::Interp, Engine::Dbt],
-        EngineArg::All => vec![Engine::Interp, Engine::Dbt, Engine::Trap],
+        EngineArg::Both => vec![Engine::Interp, Engine::Jit],
+        EngineArg::All => Engine::ALL.to_vec(),
     };
     let (first, cases) = match args.case {
         Some(i) => (i, 1),

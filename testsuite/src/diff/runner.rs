@@ -45,7 +45,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            engines: vec![Engine::Interp, Engine::Dbt],
+            engines: vec![Engine::Interp, Engine::Jit],
             cases: 10_000,
             seed: 1,
             first: 0,
