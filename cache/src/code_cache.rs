@@ -451,7 +451,9 @@ impl CodeCache {
         self.masks.clear_page(page);
         let (blocks, base) = (&self.blocks, self.epoch_base);
         for &id in self.pages.blocks_on(page) {
-            let live = blocks.get(id.0.wrapping_sub(base) as usize).and_then(Option::as_ref);
+            let live = blocks
+                .get(id.0.wrapping_sub(base) as usize)
+                .and_then(Option::as_ref);
             for &(start, end) in live.iter().flat_map(|b| &b.info.phys_ranges) {
                 // Only this page: the block's other pages keep their own masks.
                 let lo = page << PAGE_SHIFT;

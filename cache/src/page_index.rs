@@ -226,7 +226,10 @@ mod tests {
         assert!(c.any(0x1fff, 0x2000));
         assert!(c.any(0x2002, 0x2010));
         assert!(!c.any(0x2003, 0x2010), "the byte after the code");
-        assert!(!c.any(0x1000, 0x1ffe), "the data before it on the same page");
+        assert!(
+            !c.any(0x1000, 0x1ffe),
+            "the data before it on the same page"
+        );
         c.clear_page(2);
         assert!(!c.any(0x2000, 0x2003));
         assert!(c.any(0x1ffe, 0x1fff));

@@ -536,7 +536,9 @@ impl Machine {
     /// data sharing a page with code is not code).
     fn has_translated_code(&self, phys: u64, len: usize) -> bool {
         let end = phys.saturating_add(len.max(1) as u64);
-        self.code.as_ref().is_some_and(|c| c.bytes_have_code(phys, end))
+        self.code
+            .as_ref()
+            .is_some_and(|c| c.bytes_have_code(phys, end))
     }
 
     /// Drops every translation (compiled and recorded blocks) overlapping guest-physical

@@ -106,11 +106,12 @@ impl fmt::Display for Stats {
         let t = &d.tier;
         writeln!(
             f,
-            "interpreter tier       {} blocks recorded ({} guest insns) in {:.3} ms; {} runs",
+            "interpreter tier       {} blocks recorded ({} guest insns) in {:.3} ms; {} runs ({} chained)",
             t.blocks_recorded,
             t.guest_insns_recorded,
             ms(t.record_ns),
-            t.cold_runs
+            t.cold_runs,
+            t.chained
         )?;
         writeln!(
             f,

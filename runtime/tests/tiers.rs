@@ -221,3 +221,45 @@ fn rewritten_code_stays_cold() {
         "the callee is not recompiled for every patch: {s}"
     );
 }
+
+/// Cold blocks jump to each other without the dispatcher (chained), and a chain still stops
+/// exactly at the instruction limit and at a block that is due for compiling.
+#[test]
+fn cold_blocks_chain_and_the_chain_keeps_every_stop() {
+    // Two blocks jumping to each other: `add rax, 1; jmp b` / `b: add rbx, 1; jmp top`.
+    let code = asm(0x1000, |a| {
+        let mut top = a.create_label();
+        let mut b = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(rax, 1)?;
+        a.jmp(b)?;
+        a.set_label(&mut b)?;
+        a.add(rbx, 1)?;
+        a.jmp(top)
+    });
+    let mut v = vm(Engine::Interp, None);
+    v.write_phys(0x1000, &code).unwrap();
+    v.cpu_mut().rip = 0x1000;
+    v.cpu_mut().icount_limit = 20_001;
+    assert_eq!(v.run(), RunOutcome::InstructionLimit);
+    // 20,001 instructions: 5,000 of each block pair, and the first block's `add` of the next.
+    assert_eq!(v.cpu().icount, 20_001);
+    assert_eq!((v.cpu().gpr[0], v.cpu().gpr[3]), (5_001, 5_000));
+    let s = v.stats();
+    assert!(s.dbt.tier.chained > 9_000, "{s}");
+    assert!(s.dbt.dispatches < 100, "{s}");
+
+    // Tiered with a threshold of 10: the chain hands each block back to the dispatcher when
+    // it is due, so both get compiled.
+    let inline = Tiering {
+        compile_after: 10,
+        background: false,
+    };
+    let mut v = vm(Engine::Dbt, Some(inline));
+    v.write_phys(0x1000, &code).unwrap();
+    v.cpu_mut().rip = 0x1000;
+    v.cpu_mut().icount_limit = 1_000;
+    assert_eq!(v.run(), RunOutcome::InstructionLimit);
+    assert_eq!(v.cpu().gpr[0] + v.cpu().gpr[3], 500);
+    assert_eq!(v.stats().dbt.blocks_translated, 2, "{}", v.stats());
+}

@@ -550,7 +550,10 @@ fn blocks_without_host_code_are_tracked_but_never_reached() {
     });
     assert_eq!(c.lookup(key), Some((cold, HostCode::NONE)));
     assert!(c.page_has_code(0x3000) && c.bytes_have_code(0x3007, 0x3008));
-    assert!(!c.link(slot(&c, a, 0), cold), "generated code never jumps to it");
+    assert!(
+        !c.link(slot(&c, a, 0), cold),
+        "generated code never jumps to it"
+    );
     c.jump_cache_set(0x3000, 0, cold);
     assert_eq!(c.jump_cache_lookup(0x3000, 0), None);
     assert_eq!(c.block_at_host(0), None);

@@ -283,12 +283,37 @@ impl Dbt {
             m.executing = Executing::Jit;
             let host = match next {
                 Next::Host(host) => host,
-                Next::Cold(id) => {
-                    // Stores to code stop the block as they stop generated code.
-                    cpu.status = 0;
-                    cpu.link_slot = 0;
+                Next::Cold(mut id) => {
                     let threshold = self.tiering.compile_after;
-                    let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
+                    let exit = loop {
+                        // Stores to code stop the block as they stop generated code.
+                        cpu.status = 0;
+                        cpu.link_slot = 0;
+                        let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
+                            break None;
+                        };
+                        // Cold blocks chain among themselves as compiled ones do through
+                        // links: a plain jump to a live cold block that is not due for
+                        // compiling runs it without the dispatcher, while nothing asks the
+                        // loop above to look (budget, stop, TF, mappings, halt).
+                        if exit != translator::ExitReason::Jump as u64
+                            || cpu.icount >= cpu.icount_limit
+                            || m.halted
+                            || m.stop.is_some()
+                            || m.mappings_changed
+                            || cpu.rflags & translator::state::rflags::TF != 0
+                        {
+                            break Some(exit);
+                        }
+                        let key = crate::system::mode::mode(cpu).key();
+                        match self.cold.chain(m, cpu.rip, key, threshold) {
+                            Some(next) => {
+                                id = next;
+                            }
+                            None => break Some(exit),
+                        }
+                    };
+                    let Some(exit) = exit else {
                         continue;
                     };
                     match handle_exit(m, cpu, exit) {
@@ -617,8 +642,7 @@ impl Dbt {
     fn install_background(&mut self, m: &mut Machine, done: Done) {
         let Done { pending, result } = done;
         let current = pending.flushes == self.flushes
-            && m
-                .code
+            && m.code
                 .as_ref()
                 .and_then(|c| c.block(pending.cold))
                 .is_some_and(|b| b.key == pending.key);
@@ -810,11 +834,12 @@ mod tests {
     use super::*;
     use crate::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 
-    /// A DBT VM with `code` pieces written at their guest-physical addresses, RIP at the first.
+    /// A VM compiling every block (these tests are about compiled code and its linking),
+    /// with `code` pieces written at their guest-physical addresses, RIP at the first.
     fn vm_with(code: &[(u64, &[u8])]) -> Vm {
         let mut vm = Vm::new(VmConfig {
             mem_bytes: 4 << 20,
-            engine: Engine::Dbt,
+            engine: Engine::Jit,
             serial: SerialSink::Capture,
             instruction_limit: Some(1_000_000),
             ..VmConfig::default()

@@ -74,8 +74,10 @@ pub struct TierStats {
     pub guest_insns_recorded: u64,
     /// Nanoseconds spent decoding and recording.
     pub record_ns: u64,
-    /// Runs of recorded blocks (entries from the dispatcher).
+    /// Runs of recorded blocks (entries from the dispatcher or chained).
     pub cold_runs: u64,
+    /// Of those, runs chained from another cold block without the dispatcher.
+    pub chained: u64,
     /// Blocks handed to the background compiler.
     pub background_jobs: u64,
     /// Background compilations thrown away (their block changed or the cache was flushed).
@@ -190,6 +192,19 @@ impl ColdBlocks {
                 self.blocks.retain(|&id, _| c.block(id).is_some());
             }
         }
+    }
+
+    /// The cold block for `pc` in `mode` if one is live and its next run (counted here)
+    /// does not make it due for compiling: what a chained jump may run directly.
+    pub fn chain(&mut self, m: &Machine, pc: u64, mode: u32, threshold: u32) -> Option<BlockId> {
+        let id = self.lookup(m, pc, mode)?;
+        let c = self.blocks.get_mut(&id)?;
+        if !c.pinned && !c.queued && c.runs.saturating_add(1) >= threshold {
+            return None;
+        }
+        c.runs = c.runs.saturating_add(1);
+        self.stats.chained += 1;
+        Some(id)
     }
 
     /// Counts a run of `id`; true if it has now run `threshold` times and should be

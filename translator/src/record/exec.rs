@@ -12,10 +12,11 @@
 //!   model's bounds check (and, for stores, the code bitmap), or by adding the addend of a
 //!   soft-TLB entry whose tag matched both ends of the access.
 //! - Slots and jump targets come from the recorder, which allocates every slot it names and
-//!   patches every target; the executor still never indexes out of bounds (a broken program
-//!   returns [`ExitReason::Unsupported`] before running).
+//!   patches every target, and `finish` checks each against the program's sizes: the
+//!   executor indexes register files without bounds checks only in a program that passed
+//!   (a broken or unchecked program returns [`ExitReason::Unsupported`] before running).
 
-use super::{Op, Program, NO_LABEL};
+use super::{Op, Program, Slot, NO_LABEL};
 use crate::helpers::Helper;
 use crate::hostexec::StubCall;
 use crate::interp::InterpEnv;
@@ -50,7 +51,7 @@ fn run_loops(
     loops: &mut u32,
 ) -> u64 {
     cpu.status = 0;
-    if p.broken.is_some() || p.ops.is_empty() {
+    if p.broken.is_some() || !p.checked || p.ops.is_empty() {
         cpu.rip = p.pc;
         return ExitReason::Unsupported as u64;
     }
@@ -61,7 +62,8 @@ fn run_loops(
     };
     // The program's own register files: constants stay put, every other slot is written
     // before it is read, so nothing is reset between runs.
-    let (r, v) = (&mut p.regs[..], &mut p.vregs[..]);
+    // SAFETY: `p.checked`: `finish` verified every slot its ops name against these files.
+    let (mut r, mut v) = unsafe { (Slots::new(&mut p.regs[..]), Slots::new(&mut p.vregs[..])) };
     let ops = &p.ops[..];
     let (pc0, stubs, masks) = (p.pc, &p.stubs[..], &p.masks[..]);
     let mut pc = 0usize;
@@ -80,31 +82,36 @@ fn run_loops(
                 m.cpu.icount = next;
             }
             Op::Bin { op, ty, d, a, b } => {
-                r[d as usize] = eval_binop(op, ty, r[a as usize], r[b as usize]);
+                r[d] = eval_binop(op, ty, r[a], r[b]);
             }
-            Op::Un { op, ty, d, a } => r[d as usize] = eval_unop(op, ty, r[a as usize]),
+            Op::Un { op, ty, d, a } => r[d] = eval_unop(op, ty, r[a]),
             Op::Cmp { cc, ty, d, a, b } => {
-                r[d as usize] = eval_cmp(cc, ty, r[a as usize], r[b as usize]);
+                r[d] = eval_cmp(cc, ty, r[a], r[b]);
             }
             Op::Select { ty, d, c, t, f } => {
-                let x = if r[c as usize] != 0 { r[t as usize] } else { r[f as usize] };
-                r[d as usize] = x & ty.mask();
+                let x = if r[c] != 0 { r[t] } else { r[f] };
+                r[d] = x & ty.mask();
             }
             Op::Conv { op, from, to, d, a } => {
-                r[d as usize] = eval_convert(op, from, to, r[a as usize]);
+                r[d] = eval_convert(op, from, to, r[a]);
             }
-            Op::Mov { d, a } => r[d as usize] = r[a as usize],
-            Op::LoadState { ty, d, off } => r[d as usize] = load_state(m.cpu, ty, off),
-            Op::StoreState { ty, off, a } => store_state(m.cpu, ty, off, r[a as usize]),
-            Op::LoadMem { ty, d, addr, fault } => match m.load(ty, r[addr as usize]) {
-                Some(x) => r[d as usize] = x,
+            Op::Mov { d, a } => r[d] = r[a],
+            Op::LoadState { ty, d, off } => r[d] = load_state(m.cpu, ty, off),
+            Op::StoreState { ty, off, a } => store_state(m.cpu, ty, off, r[a]),
+            Op::LoadMem { ty, d, addr, fault } => match m.load(ty, r[addr]) {
+                Some(x) => r[d] = x,
                 None => match on_fault(m.cpu, fault) {
                     Ok(to) => pc = to,
                     Err(e) => return e,
                 },
             },
-            Op::StoreMem { ty, addr, v: x, fault } => {
-                if !m.store(ty, r[addr as usize], r[x as usize]) {
+            Op::StoreMem {
+                ty,
+                addr,
+                v: x,
+                fault,
+            } => {
+                if !m.store(ty, r[addr], r[x]) {
                     match on_fault(m.cpu, fault) {
                         Ok(to) => pc = to,
                         Err(e) => return e,
@@ -112,8 +119,8 @@ fn run_loops(
                 }
             }
             Op::Helper { h, d, args, fault } => {
-                let a = args.map(|x| r[x as usize]);
-                r[d as usize] = m.env.helper(m.cpu, h, a);
+                let a = args.map(|x| r[x]);
+                r[d] = m.env.helper(m.cpu, h, a);
                 if h.can_stop() && m.cpu.status != 0 {
                     match on_fault(m.cpu, fault) {
                         Ok(to) => pc = to,
@@ -123,10 +130,10 @@ fn run_loops(
             }
             Op::Jump { to } => pc = to as usize,
             Op::Branch { c, then, els } => {
-                pc = if r[c as usize] != 0 { then } else { els } as usize;
+                pc = if r[c] != 0 { then } else { els } as usize;
             }
             Op::ExitJump { target } => {
-                let t = r[target as usize];
+                let t = r[target];
                 m.cpu.rip = t;
                 m.cpu.link_slot = 0;
                 if t == pc0 && *loops < max_loops {
@@ -142,26 +149,26 @@ fn run_loops(
             Op::ExitReturn { reason } => return reason as u64,
             Op::ExitStatus => return m.cpu.status,
             Op::Uncount { n } => m.cpu.icount = m.cpu.icount.wrapping_sub(u64::from(n)),
-            Op::VMov { d, a } => v[d as usize] = v[a as usize],
+            Op::VMov { d, a } => v[d] = v[a],
             Op::VLoadState { d, off } => {
                 let lo = load_state(m.cpu, Ty::I64, off);
                 let hi = load_state(m.cpu, Ty::I64, off + 8);
-                v[d as usize] = u128::from(lo) | u128::from(hi) << 64;
+                v[d] = u128::from(lo) | u128::from(hi) << 64;
             }
             Op::VStoreState { off, a } => {
-                let x = v[a as usize];
+                let x = v[a];
                 store_state(m.cpu, Ty::I64, off, x as u64);
                 store_state(m.cpu, Ty::I64, off + 8, (x >> 64) as u64);
             }
-            Op::VLoadMem { d, addr, fault } => match m.load16(r[addr as usize]) {
-                Some(x) => v[d as usize] = x,
+            Op::VLoadMem { d, addr, fault } => match m.load16(r[addr]) {
+                Some(x) => v[d] = x,
                 None => match on_fault(m.cpu, fault) {
                     Ok(to) => pc = to,
                     Err(e) => return e,
                 },
             },
             Op::VStoreMem { addr, v: x, fault } => {
-                if !m.store16(r[addr as usize], v[x as usize]) {
+                if !m.store16(r[addr], v[x]) {
                     match on_fault(m.cpu, fault) {
                         Ok(to) => pc = to,
                         Err(e) => return e,
@@ -169,48 +176,86 @@ fn run_loops(
                 }
             }
             Op::VBin { op, lanes, d, a, b } => {
-                v[d as usize] = vector::eval_bin(op, lanes, v[a as usize], v[b as usize]);
+                v[d] = vector::eval_bin(op, lanes, v[a], v[b]);
             }
-            Op::VUn { op, lanes, d, a } => v[d as usize] = vector::eval_un(op, lanes, v[a as usize]),
-            Op::VShift { op, lanes, d, a, count } => {
-                v[d as usize] = vector::eval_shift(op, lanes, v[a as usize], r[count as usize]);
+            Op::VUn { op, lanes, d, a } => v[d] = vector::eval_un(op, lanes, v[a]),
+            Op::VShift {
+                op,
+                lanes,
+                d,
+                a,
+                count,
+            } => {
+                v[d] = vector::eval_shift(op, lanes, v[a], r[count]);
             }
             Op::VShuffle { d, a, b, mask } => {
                 let mk = masks.get(mask as usize).copied().unwrap_or([0; 16]);
-                v[d as usize] = vector::eval_shuffle(v[a as usize], v[b as usize], mk);
+                v[d] = vector::eval_shuffle(v[a], v[b], mk);
             }
             Op::VExtract { lanes, idx, d, a } => {
                 let l = lanes.int();
-                r[d as usize] = vector::lane(v[a as usize], l.bits(), u32::from(idx) % l.count());
+                r[d] = vector::lane(v[a], l.bits(), u32::from(idx) % l.count());
             }
-            Op::VInsert { lanes, idx, d, a, x } => {
+            Op::VInsert {
+                lanes,
+                idx,
+                d,
+                a,
+                x,
+            } => {
                 let l = lanes.int();
                 let i = u32::from(idx) % l.count();
-                v[d as usize] = vector::with_lane(v[a as usize], l.bits(), i, r[x as usize]);
+                v[d] = vector::with_lane(v[a], l.bits(), i, r[x]);
             }
             Op::VSplat { lanes, d, x } => {
                 let l = lanes.int();
-                let val = r[x as usize];
-                v[d as usize] = (0..l.count()).fold(0, |acc, i| vector::with_lane(acc, l.bits(), i, val));
+                let val = r[x];
+                v[d] = (0..l.count()).fold(0, |acc, i| vector::with_lane(acc, l.bits(), i, val));
             }
-            Op::VMovmsk { lanes, d, a } => r[d as usize] = vector::eval_movmsk(v[a as usize], lanes),
+            Op::VMovmsk { lanes, d, a } => r[d] = vector::eval_movmsk(v[a], lanes),
             Op::VSelect { d, c, t, f } => {
-                v[d as usize] = if r[c as usize] != 0 { v[t as usize] } else { v[f as usize] };
+                v[d] = if r[c] != 0 { v[t] } else { v[f] };
             }
-            Op::VBlendv { lanes, d, a, b, m: mk } => {
-                v[d as usize] = vector::eval_blendv(lanes, v[a as usize], v[b as usize], v[mk as usize]);
+            Op::VBlendv {
+                lanes,
+                d,
+                a,
+                b,
+                m: mk,
+            } => {
+                v[d] = vector::eval_blendv(lanes, v[a], v[b], v[mk]);
             }
-            Op::VCvt { op, d, a } => v[d as usize] = vector::eval_cvt(op, v[a as usize]),
-            Op::VCvtFromInt { lanes, xty, d, a, x } => {
-                v[d as usize] =
-                    vector::eval_cvt_from_int(lanes, v[a as usize], r[x as usize], xty.bits());
+            Op::VCvt { op, d, a } => v[d] = vector::eval_cvt(op, v[a]),
+            Op::VCvtFromInt {
+                lanes,
+                xty,
+                d,
+                a,
+                x,
+            } => {
+                v[d] = vector::eval_cvt_from_int(lanes, v[a], r[x], xty.bits());
             }
             Op::VCvttToInt { lanes, ty, d, a } => {
-                r[d as usize] = vector::eval_cvtt_to_int(lanes, v[a as usize], ty.bits());
+                r[d] = vector::eval_cvtt_to_int(lanes, v[a], ty.bits());
             }
-            Op::VFcmpFlags { lanes, ordered, d, a, b } => {
-                r[d as usize] = vector::eval_fcmp_flags(lanes, v[a as usize], v[b as usize], ordered);
+            Op::VFcmpFlags {
+                lanes,
+                ordered,
+                d,
+                a,
+                b,
+            } => {
+                r[d] = vector::eval_fcmp_flags(lanes, v[a], v[b], ordered);
             }
+            Op::Add64 { d, a, b } => r[d] = r[a].wrapping_add(r[b]),
+            Op::Sub64 { d, a, b } => r[d] = r[a].wrapping_sub(r[b]),
+            Op::And64 { d, a, b } => r[d] = r[a] & r[b],
+            Op::Or64 { d, a, b } => r[d] = r[a] | r[b],
+            Op::Xor64 { d, a, b } => r[d] = r[a] ^ r[b],
+            Op::Shl64 { d, a, b } => r[d] = r[a] << (r[b] & 63),
+            Op::Mask { ty, d, a } => r[d] = r[a] & ty.mask(),
+            Op::Ld64 { d, off } => r[d] = load_state(m.cpu, Ty::I64, off),
+            Op::St64 { off, a } => store_state(m.cpu, Ty::I64, off, r[a]),
             Op::Stub { stub, how, fault } => {
                 let addr = stubs.get(stub as usize).copied().unwrap_or(0);
                 if !m.stub(addr, how) {
@@ -221,6 +266,38 @@ fn run_loops(
                 }
             }
         }
+    }
+}
+
+/// A register file indexed by the slots of a checked program, without bounds checks (they
+/// were a sixth of the executor's instructions).
+struct Slots<'a, T>(&'a mut [T]);
+
+impl<'a, T> Slots<'a, T> {
+    /// # Safety
+    /// Every slot the running program's ops name must be below `file.len()`: true of a
+    /// program `finish` checked ([`super::finish::in_range`]) and the file it sized.
+    unsafe fn new(file: &'a mut [T]) -> Self {
+        Slots(file)
+    }
+}
+
+impl<T> std::ops::Index<Slot> for Slots<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    fn index(&self, s: Slot) -> &T {
+        debug_assert!((s as usize) < self.0.len());
+        // SAFETY: only a checked program's slots reach here (see `Slots::new`).
+        unsafe { self.0.get_unchecked(s as usize) }
+    }
+}
+
+impl<T> std::ops::IndexMut<Slot> for Slots<'_, T> {
+    #[inline(always)]
+    fn index_mut(&mut self, s: Slot) -> &mut T {
+        debug_assert!((s as usize) < self.0.len());
+        // SAFETY: as in `index`.
+        unsafe { self.0.get_unchecked_mut(s as usize) }
     }
 }
 
@@ -385,7 +462,8 @@ impl Machine<'_> {
             return true;
         }
         let saved = std::mem::replace(&mut self.cpu.helper_out[0], (x >> 64) as u64);
-        self.env.helper(self.cpu, Helper::MemWrite, [addr, 16, x as u64]);
+        self.env
+            .helper(self.cpu, Helper::MemWrite, [addr, 16, x as u64]);
         self.cpu.helper_out[0] = saved;
         self.cpu.status == 0
     }
@@ -398,7 +476,8 @@ impl Machine<'_> {
                 true
             }
             StubCall::Checked => {
-                self.env.helper(self.cpu, Helper::SimdChecked, [addr as u64, 0, 0]);
+                self.env
+                    .helper(self.cpu, Helper::SimdChecked, [addr as u64, 0, 0]);
                 self.cpu.status == 0
             }
             StubCall::Fpu(info) => {

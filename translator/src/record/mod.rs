@@ -24,6 +24,8 @@
 
 pub mod exec;
 
+mod finish;
+
 use crate::emit::{Emitter, Exit, ValueOps, VectorOps};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
@@ -40,6 +42,9 @@ pub const NO_LABEL: u32 = u32::MAX;
 
 /// One recorded operation. Slots `d` are destinations.
 #[derive(Clone, Copy, Debug)]
+#[rustfmt::skip] // one line per op reads as a table
+// A plain tag byte: a niche-encoded tag cost the executor four instructions per op.
+#[repr(u8)]
 pub enum Op {
     /// The block's entry: if `icount + n > icount_limit`, `rip = pc` and return
     /// [`ExitReason::Budget`]; else `icount += n`.
@@ -85,29 +90,46 @@ pub enum Op {
     VFcmpFlags { lanes: Lanes, ordered: bool, d: Slot, a: Slot, b: Slot },
     /// Run host stub `stub` (an index into [`Program::stubs`]).
     Stub { stub: u32, how: StubCall, fault: u32 },
+    // The specialized forms `finish` turns the commonest generic ops into (by dynamic
+    // count on the workload guests: 64-bit state traffic, 64-bit add/sub/logic/shift, and
+    // width changes, which are masks of values already held masked to their type).
+    Add64 { d: Slot, a: Slot, b: Slot },
+    Sub64 { d: Slot, a: Slot, b: Slot },
+    And64 { d: Slot, a: Slot, b: Slot },
+    Or64 { d: Slot, a: Slot, b: Slot },
+    Xor64 { d: Slot, a: Slot, b: Slot },
+    Shl64 { d: Slot, a: Slot, b: Slot },
+    /// `d = a & ty.mask()` (zero extension or truncation).
+    Mask { ty: Ty, d: Slot, a: Slot },
+    /// `LoadState`/`StoreState` of 8 bytes at an offset checked by `finish`.
+    Ld64 { d: Slot, off: u32 },
+    St64 { off: u32, a: Slot },
 }
 
 /// A recorded block.
 #[derive(Clone, Debug, Default)]
 pub struct Program {
-    pub ops: Vec<Op>,
+    ops: Vec<Op>,
     /// The integer slots: constants where the recorder put them (never written), and the
     /// values of the last run elsewhere.
-    pub regs: Vec<u64>,
+    regs: Vec<u64>,
     /// The vector slots, likewise.
-    pub vregs: Vec<u128>,
+    vregs: Vec<u128>,
     /// Shuffle masks.
-    pub masks: Vec<[u8; 16]>,
+    masks: Vec<[u8; 16]>,
     /// Host addresses of the stubs the block calls.
-    pub stubs: Vec<usize>,
+    stubs: Vec<usize>,
     /// How guest memory is reached (as the JIT's [`MemoryModel`]).
-    pub memory: Option<MemoryModel>,
+    memory: Option<MemoryModel>,
     /// Guest address of the block.
     pub pc: u64,
     /// Guest instructions recorded (what `Charge` charges).
     pub insns: u32,
     /// Semantics misused the emitter (a bug, reported, never a panic).
     pub broken: Option<&'static str>,
+    /// Set by `finish` once [`finish::in_range`] holds: the executor indexes without bounds
+    /// checks only in a program with this set (fields are private so it stays true).
+    checked: bool,
 }
 
 /// An integer value while recording: its slot, type, and constant value if known.
@@ -222,13 +244,22 @@ impl<'a> Recorder<'a> {
         }
         for l in &self.labels {
             if l.at.is_none() && !l.fixups.is_empty() {
-                self.p.broken.get_or_insert("a label was jumped to but never bound");
+                self.p
+                    .broken
+                    .get_or_insert("a label was jumped to but never bound");
             }
         }
         let n = self.p.insns.max(1);
         self.p.ops[0] = Op::Charge { n };
+        for op in &mut self.p.ops {
+            *op = finish::specialize(*op);
+        }
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
+        self.p.checked = finish::in_range(&self.p);
+        if !self.p.checked {
+            self.fail("an op names a slot or target out of range");
+        }
         self.p
     }
 
@@ -394,12 +425,18 @@ impl<'a> Recorder<'a> {
                 match s {
                     VarVal::Int(v) => {
                         let t = self.fresh(v.ty);
-                        self.p.ops.push(Op::Mov { d: t.slot, a: v.slot });
+                        self.p.ops.push(Op::Mov {
+                            d: t.slot,
+                            a: v.slot,
+                        });
                         VarVal::Int(t)
                     }
                     VarVal::Vec(v) => {
                         let t = self.vfresh();
-                        self.p.ops.push(Op::VMov { d: t.slot, a: v.slot });
+                        self.p.ops.push(Op::VMov {
+                            d: t.slot,
+                            a: v.slot,
+                        });
                         VarVal::Vec(t)
                     }
                 }
@@ -759,8 +796,7 @@ impl Emitter for Recorder<'_> {
         d
     }
     fn store_state(&mut self, off: u32, v: RVal) {
-        if off as usize + v.ty.bytes() as usize > std::mem::size_of::<crate::state::CpuState>()
-        {
+        if off as usize + v.ty.bytes() as usize > std::mem::size_of::<crate::state::CpuState>() {
             return;
         }
         self.emit(Op::StoreState {
@@ -1003,8 +1039,13 @@ pub fn record(
     vendor: crate::flags::Vendor,
 ) -> Program {
     let preload = block.gpr_mask();
-    let (r, missing) =
-        crate::semantics::translate_block(Recorder::new(env, block.pc), block, mode, preload, vendor);
+    let (r, missing) = crate::semantics::translate_block(
+        Recorder::new(env, block.pc),
+        block,
+        mode,
+        preload,
+        vendor,
+    );
     if !missing {
         return r.finish();
     }
