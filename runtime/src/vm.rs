@@ -107,8 +107,11 @@ pub enum VmError {
 }
 
 /// Stops a [`Vm`] that another thread is running: [`Vm::run`] returns
-/// [`RunOutcome::Stopped`] within one instruction slice (50,000 guest instructions) or one
-/// halted sleep (20 ms). A stop requested while the VM is not running ends its next run at once.
+/// [`RunOutcome::Stopped`] before the dispatcher enters another block, within one
+/// instruction slice (50,000 guest instructions; a repeated string instruction counts its
+/// iterations and stops between them), or at once from a halted sleep (20 ms for a stop
+/// that only set [`StopHandle::flag`]). `runtime/tests/stops.rs` measures each case.
+/// A stop requested while the VM is not running ends its next run at once.
 #[derive(Clone, Debug)]
 pub struct StopHandle {
     flag: std::sync::Arc<std::sync::atomic::AtomicBool>,

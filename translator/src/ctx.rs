@@ -84,6 +84,9 @@ pub struct Ctx<E: Emitter> {
     insn_start_written: u16,
     fault_label: Option<E::Label>,
     fault_exits: Vec<FaultExit<E::Label, E::Value>>,
+    /// Exits of repeated string instructions that stopped between iterations at the end of
+    /// the budget (`index`: the instruction; `pc`: where it restarts).
+    rep_cuts: Vec<FaultExit<E::Label, E::Value>>,
     addr_cache: Option<E::Value>,
     terminated: bool,
     /// Nesting of structured control flow being emitted (REP bodies).
@@ -138,6 +141,7 @@ impl<E: Emitter> Ctx<E> {
             insn_start_written: 0,
             fault_label: None,
             fault_exits: Vec::new(),
+            rep_cuts: Vec::new(),
             addr_cache: None,
             terminated: false,
             loop_depth: 0,
@@ -278,6 +282,20 @@ impl<E: Emitter> Ctx<E> {
             // The faulting instruction and every later one did not execute.
             self.e.uncount(self.begun - f.index);
             self.emit_fault_exit(f.written, f.flags, f.pc);
+        }
+        for c in std::mem::take(&mut self.rep_cuts) {
+            self.e.bind(c.label);
+            // The later instructions did not execute. The string instruction keeps its
+            // charge (its iterations so far are counted); the block it restarts in charges
+            // its next iteration.
+            self.e.uncount(self.begun - c.index - 1);
+            self.write_back_regs(c.written);
+            self.write_back_flags(c.flags);
+            let rip = self.e.iconst(Ty::I64, c.pc);
+            self.e.store_state(state::OFF_RIP, rip);
+            let z = self.e.iconst(Ty::I64, 0);
+            self.e.store_state(state::OFF_LINK_SLOT, z);
+            self.e.exit(Exit::Return(ExitReason::Retry));
         }
         self.e
     }
@@ -1019,6 +1037,19 @@ impl<E: Emitter> Ctx<E> {
                 if self.e.as_const(go) == Some(0) || self.e.faulted() {
                     return;
                 }
+                // The first iteration is counted when the instruction retires: here it
+                // has not yet.
+                let (over, _) = self.rep_budget(go, 1);
+                if self.e.as_const(over) == Some(1) {
+                    // Not retired: it restarts where it stopped, its iterations so far
+                    // counted (the first one here).
+                    let icount = self.e.load_state(Ty::I64, state::OFF_ICOUNT);
+                    let one = self.e.iconst(Ty::I64, 1);
+                    let icount = self.e.binop(BinOp::Add, icount, one);
+                    self.e.store_state(state::OFF_ICOUNT, icount);
+                    let pc = self.insn_pc;
+                    return self.exit_with(ExitReason::Retry, pc);
+                }
             }
         }
         let head = self.e.new_label();
@@ -1028,10 +1059,46 @@ impl<E: Emitter> Ctx<E> {
         self.loop_depth += 1;
         body(self);
         let go = self.rep_step(kind, aty, sets_flags);
+        // The block's entry charged the first iteration.
+        let (over, go_on) = self.rep_budget(go, 0);
         self.loop_depth -= 1;
-        self.e.branch(go, head, done);
+        let after = self.e.new_label();
+        self.e.branch(go_on, head, after);
+        self.e.bind(after);
+        let cut = self.e.binop(BinOp::And, go, over);
+        let cut_label = self.e.new_label();
+        self.e.branch(cut, cut_label, done);
+        self.rep_cuts.push(FaultExit {
+            label: cut_label,
+            index: self.begun - 1,
+            written: self.written,
+            flags: self.flags,
+            pc: self.insn_pc,
+        });
         self.e.bind(done);
         self.insn_start_written = self.written;
+    }
+
+    /// After an iteration that continues if `go`: each further iteration counts as an
+    /// instruction (QEMU counts a repeated string instruction's re-executions so), so
+    /// slices, instruction limits and stop requests see a long one advance; once the budget
+    /// is spent (`over`), it stops between iterations, restartable, as a CPU takes an
+    /// interrupt there. A repeated instruction counts one instruction per iteration (one if
+    /// it runs none); `uncounted` of them are not in `icount` yet. Returns `(over, go_on)`,
+    /// both `I8`.
+    fn rep_budget(&mut self, go: E::Value, uncounted: u64) -> (E::Value, E::Value) {
+        let icount = self.e.load_state(Ty::I64, state::OFF_ICOUNT);
+        let limit = self.e.load_state(Ty::I64, state::OFF_ICOUNT_LIMIT);
+        let pending = self.e.iconst(Ty::I64, uncounted);
+        let counted = self.e.binop(BinOp::Add, icount, pending);
+        let over = self.e.icmp(Cmp::Uge, counted, limit);
+        let one = self.e.iconst(Ty::I8, 1);
+        let under = self.e.binop(BinOp::Xor, over, one);
+        let go_on = self.e.binop(BinOp::And, go, under);
+        let step = self.to_ty(go_on, Ty::I64, false);
+        let icount = self.e.binop(BinOp::Add, icount, step);
+        self.e.store_state(state::OFF_ICOUNT, icount);
+        (over, go_on)
     }
 
     /// After one iteration: decrement the count, commit, and say whether to continue.

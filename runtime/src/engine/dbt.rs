@@ -245,7 +245,11 @@ impl Dbt {
             return outcome;
         }
         loop {
-            if cpu.icount >= cpu.icount_limit || m.halted {
+            // A stop request is looked at before every block the dispatcher enters (one
+            // relaxed load), not only at slice ends: a slice of blocks that each need
+            // compiling can take seconds.
+            let stop_asked = m.stop_flag.load(std::sync::atomic::Ordering::Relaxed);
+            if cpu.icount >= cpu.icount_limit || m.halted || stop_asked {
                 if cpu.icount >= m.insn_limit {
                     return RunOutcome::InstructionLimit;
                 }

@@ -23,6 +23,10 @@
 //! - CMPS sets the flags of `[RSI] - [RDI]`, SCAS those of `accumulator - [RDI]` (lazily, as
 //!   SUB); the others leave the flags alone. No flag is undefined.
 //! - F2 on MOVS/STOS/LODS repeats like F3 (as the host does); INS/OUTS are unsupported.
+//! - A repeated instruction counts one instruction per iteration (one if it runs none), as
+//!   QEMU counts it, and stops between two iterations, restartable with RIP at it, once
+//!   `icount` reaches `icount_limit` (`Ctx::rep`): a count of 2^64 - 1 cannot hold off a
+//!   slice end, an interrupt, an instruction limit or a stop.
 use iced_x86::{Instruction, Mnemonic as M, Register};
 
 use crate::ctx::{Ctx, Rep};
