@@ -6,7 +6,7 @@ use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 use translator::state::{cr, mxcsr};
 use translator::Exception;
 
-const ENGINES: [Engine; 3] = [Engine::Interp, Engine::Dbt, Engine::Trap];
+const ENGINES: [Engine; 4] = Engine::ALL;
 const CODE: u64 = 0x1000;
 const DATA: u64 = 0x8000;
 
@@ -302,7 +302,7 @@ fn inline_lowerings_equal_the_host_stub() {
     for (name, bytes, bits) in &forms {
         let mut code = bytes.clone();
         code.push(0xF4);
-        for engine in [Engine::Interp, Engine::Dbt] {
+        for engine in [Engine::Interp, Engine::Jit] {
             for round in 0..40 {
                 let (a, b) = (rng.vec(*bits), rng.vec(*bits));
                 // Random rounding, DAZ and FTZ; every exception masked; flags clear.
@@ -399,7 +399,7 @@ fn inline_conversions_and_compares_equal_the_host_stub() {
         let plan = translator::hostexec::plan(&insn).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut stubs = runtime::stubs::HostStubs::new();
         let addr = stubs.addr(&plan.stub.code).unwrap();
-        for engine in [Engine::Interp, Engine::Dbt] {
+        for engine in [Engine::Interp, Engine::Jit] {
             for round in 0..60 {
                 let (a, b) = (rng.vec(*bits), rng.vec(*bits));
                 let g = match rng.next() % 4 {
@@ -445,6 +445,40 @@ fn inline_conversions_and_compares_equal_the_host_stub() {
                     vm.machine().stubs.len() <= 1,
                     "{name}: at most the guarded path's stub"
                 );
+            }
+        }
+    }
+}
+
+/// Regression: MIN/MAX of a register with itself, or with a copy of itself, was folded by
+/// Cranelift to the register (a select between equal values), so DAZ did not flush a
+/// denormal lane and IE/DE were not raised; such a form now runs as the host stub.
+#[test]
+fn min_and_max_of_a_value_with_itself_keep_daz_and_flags() {
+    let denormal_and_nans =
+        1u128 | 0x7FC0_0001u128 << 32 | 0x7FA0_0001u128 << 64 | 0x8000_0001u128 << 96;
+    for (name, op) in [("minps", 0x5Du8), ("maxps", 0x5F)] {
+        // `movaps xmm2, xmm1; OPps xmm1, xmm2` (a copy) and `OPps xmm1, xmm1` (itself).
+        for (what, code) in [
+            ("copy", vec![0x0F, 0x28, 0xD1, 0x0F, op, 0xCA, 0xF4]),
+            ("itself", vec![0x0F, op, 0xC9, 0xF4]),
+        ] {
+            let mx = mxcsr::MASKS | 1 << 6; // DAZ
+            let want = host_result(
+                &[0x0F, op, 0xCA],
+                denormal_and_nans,
+                denormal_and_nans,
+                mx,
+                0,
+            );
+            for engine in ENGINES {
+                let mut vm = make(engine, &code, &[]);
+                let cpu = vm.cpu_mut();
+                cpu.fx.xmm[1] = denormal_and_nans;
+                cpu.fx.mxcsr = mx;
+                assert_eq!(vm.run(), RunOutcome::Halted, "{name} {what} {engine:?}");
+                let got = (vm.cpu().fx.xmm[1], vm.cpu().fx.mxcsr);
+                assert_eq!(got, want, "{name} {what} {engine:?}");
             }
         }
     }

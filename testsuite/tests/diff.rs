@@ -8,9 +8,10 @@
 //! - `random_fp_cases`: the same for the floating-point and vector families (x87, MMX,
 //!   SSE..SSE4.2, the state instructions) and CMPXCHG8B/16B: 100,000 cases with a fixed seed
 //!   plus 100,000 with an exploring seed per engine (`POPEK_DIFF_FP_CASES` overrides the
-//!   per-seed count), minus the forms of [`KNOWN_OPEN_INTERP`] / [`KNOWN_OPEN_DBT`] whose
-//!   mismatches are known and open (`known_open_fp_mismatches`, ignored, runs just those).
-//! - `smoke_*`: a small deterministic run per instruction family (the FP ones on interp, dbt
+//!   per-seed count). No form is left out: the last known mismatches (MIN/MAX of a value
+//!   with itself under the JIT, a misaligned packed operation's MXCSR flags in the step
+//!   interpreter) have regression tests in `runtime/tests/fp.rs` and `translator::interp`.
+//! - `smoke_*`: a small deterministic run per instruction family (the FP ones on interp, jit
 //!   and trap).
 //! - Harness self-checks: known results for hand-written cases, #DE, landing detection (the
 //!   FP harness checks and known-answer cases are in `diff_fp.rs`).
@@ -32,20 +33,6 @@ const FP_ENGINES: [Engine; 3] = [Engine::Interp, Engine::Jit, Engine::Trap];
 const FP_FILTER: &str = "fp,cmpxchg8b,cmpxchg16b";
 /// Every other form (`random_cases`: the same cases per seed as before the FP forms).
 const INT_FILTER: &str = "int,-cmpxchg8b,-cmpxchg16b";
-
-/// Forms with open mismatches on the interpreter (in the inline SSE lowerings, outside the
-/// difftester's branch): a packed float add/sub/mul/div/min/max whose m128 operand is
-/// misaligned raises #GP(0), but the interpreter still computes the operation on the host
-/// and leaves its MXCSR flags (IE/DE/ZE) set. Reproduce with
-/// `difftest --engine interp --seed 1 --filter ssefp --case 213`.
-const KNOWN_OPEN_INTERP: &str =
-    "-addps,-addpd,-subps,-subpd,-mulps,-mulpd,-divps,-divpd,-minps,-minpd,-maxps,-maxpd";
-
-/// Forms with open mismatches on dbt and trap (inline lowering to Cranelift's min/max):
-/// MIN/MAX with the same register twice is folded to the register, so DAZ does not flush a
-/// denormal lane and IE/DE are not raised for NaN/denormal lanes. Reproduce with
-/// `difftest --engine dbt --seed 1 --filter ssefp --case 336`.
-const KNOWN_OPEN_DBT: &str = "-minps,-minpd,-minss,-minsd,-maxps,-maxpd,-maxss,-maxsd";
 
 fn cases_per_seed() -> u64 {
     cases_from_env("POPEK_DIFF_CASES")
@@ -120,45 +107,22 @@ fn random_cases() {
     }
 }
 
-/// See the module header: 200,000 FP cases per engine (interp, dbt).
+/// See the module header: 200,000 FP cases per engine (interp, jit).
 #[test]
 fn random_fp_cases() {
     let n = cases_from_env("POPEK_DIFF_FP_CASES");
     for seed in [7, exploring_seed()] {
-        for (engine, open) in [
-            (Engine::Interp, KNOWN_OPEN_INTERP),
-            (Engine::Jit, KNOWN_OPEN_DBT),
-        ] {
+        for engine in [Engine::Interp, Engine::Jit] {
             let s = run_and_check(&Options {
                 engines: vec![engine],
                 cases: n,
                 seed,
-                filter: Some(format!("{FP_FILTER},{open}")),
+                filter: Some(FP_FILTER.to_string()),
                 max_reports: 3,
                 ..Options::default()
             });
             assert_eq!(s.cases, n);
         }
-    }
-}
-
-/// The forms left out of `random_fp_cases` for their open mismatches: passes once they are
-/// fixed (then drop them from the `KNOWN_OPEN_*` lists).
-#[test]
-#[ignore = "known open mismatches of the inline SSE lowerings (see KNOWN_OPEN_INTERP/DBT)"]
-fn known_open_fp_mismatches() {
-    for (engine, open) in [
-        (Engine::Interp, KNOWN_OPEN_INTERP),
-        (Engine::Jit, KNOWN_OPEN_DBT),
-    ] {
-        run_and_check(&Options {
-            engines: vec![engine],
-            cases: 50_000,
-            seed: 1,
-            filter: Some(open.replace('-', "")),
-            max_reports: 3,
-            ..Options::default()
-        });
     }
 }
 
@@ -168,10 +132,7 @@ fn smoke(family: Family) {
     } else {
         ENGINES.to_vec()
     };
-    let filter = match family {
-        Family::SseFp => format!("ssefp,{KNOWN_OPEN_INTERP},{KNOWN_OPEN_DBT}"),
-        _ => family.name().to_string(),
-    };
+    let filter = family.name().to_string();
     run_and_check(&Options {
         engines,
         cases: 2_000,

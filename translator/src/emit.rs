@@ -56,6 +56,14 @@ pub trait VectorOps: ValueOps {
 
     /// A constant vector.
     fn vconst(&mut self, v: u128) -> Self::Vec;
+    /// Whether `a` and `b` are known to be the same value (one register read twice, or a
+    /// copy of it). Semantics use it where a compiler would fold an operation on equal
+    /// operands that the CPU still performs (MINPS x, x raises IE on a NaN and DE on a
+    /// denormal, and DAZ flushes). `false` is always safe.
+    fn same_vec(&self, a: Self::Vec, b: Self::Vec) -> bool {
+        let _ = (a, b);
+        false
+    }
     /// `a op b` lane-wise; see [`VBin`].
     fn vbin(&mut self, op: VBin, lanes: Lanes, a: Self::Vec, b: Self::Vec) -> Self::Vec;
     /// `op a` lane-wise; see [`VUn`].

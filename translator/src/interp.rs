@@ -124,10 +124,19 @@ impl VectorOps for InterpEmitter<'_> {
     fn vconst(&mut self, v: u128) -> u128 {
         v
     }
+    // After a fault (say a misaligned m128 operand's #GP) the semantics run on with dead
+    // values: a floating-point operation must not reach the host then, or it would leave
+    // its MXCSR flags behind an instruction that did not execute.
     fn vbin(&mut self, op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
+        if self.faulted {
+            return a;
+        }
         vector::eval_bin(op, lanes, a, b)
     }
     fn vun(&mut self, op: VUn, lanes: Lanes, a: u128) -> u128 {
+        if self.faulted {
+            return a;
+        }
         vector::eval_un(op, lanes, a)
     }
     fn vshift(&mut self, op: VShift, lanes: Lanes, a: u128, count: CVal) -> u128 {
@@ -169,21 +178,35 @@ impl VectorOps for InterpEmitter<'_> {
         vector::eval_blendv(lanes, a, b, mask)
     }
     fn vcvt(&mut self, op: VCvt, a: u128) -> u128 {
+        if self.faulted {
+            return a;
+        }
         vector::eval_cvt(op, a)
     }
     fn vcvt_from_int(&mut self, lanes: Lanes, a: u128, x: CVal) -> u128 {
+        if self.faulted {
+            return a;
+        }
         vector::eval_cvt_from_int(lanes, a, x.v, x.ty.bits())
     }
     fn vcvtt_to_int(&mut self, lanes: Lanes, a: u128, ty: Ty) -> CVal {
         CVal {
             ty,
-            v: vector::eval_cvtt_to_int(lanes, a, ty.bits()),
+            v: if self.faulted {
+                0
+            } else {
+                vector::eval_cvtt_to_int(lanes, a, ty.bits())
+            },
         }
     }
     fn vfcmp_flags(&mut self, lanes: Lanes, a: u128, b: u128, ordered: bool) -> CVal {
         CVal {
             ty: Ty::I64,
-            v: vector::eval_fcmp_flags(lanes, a, b, ordered),
+            v: if self.faulted {
+                0
+            } else {
+                vector::eval_fcmp_flags(lanes, a, b, ordered)
+            },
         }
     }
 }
@@ -501,6 +524,38 @@ mod tests {
                 }
                 _ => 0,
             }
+        }
+    }
+
+    fn host_mxcsr() -> u32 {
+        let mut m = 0u32;
+        // SAFETY: STMXCSR writes 4 bytes to a local.
+        unsafe { std::arch::asm!("stmxcsr [{p}]", p = in(reg) &mut m) };
+        m
+    }
+
+    fn set_host_mxcsr(m: u32) {
+        // SAFETY: LDMXCSR of a valid value (reserved bits clear) from a local.
+        unsafe { std::arch::asm!("ldmxcsr [{p}]", p = in(reg) &m) };
+    }
+
+    /// Regression (difftester, misaligned m128 operand): after the #GP the semantics ran on
+    /// and computed the packed division on the host, leaving ZE in MXCSR behind an
+    /// instruction that did not execute.
+    #[test]
+    fn a_faulted_instruction_leaves_mxcsr_alone() {
+        let mut ram = FlatRam(vec![0; 16]);
+        let mut cpu = CpuState::default();
+        let saved = host_mxcsr();
+        let one = u128::from(1f32.to_bits());
+        for faulted in [true, false] {
+            set_host_mxcsr(0x1F80);
+            let mut e = InterpEmitter::new(&mut cpu, &mut ram);
+            e.faulted = faulted;
+            e.vbin(VBin::FDiv, Lanes::F32, one, 0);
+            let ze = host_mxcsr() & 0x4 != 0;
+            set_host_mxcsr(saved);
+            assert_eq!(ze, !faulted, "faulted: {faulted}");
         }
     }
 

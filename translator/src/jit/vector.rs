@@ -310,6 +310,10 @@ impl ClifEmitter<'_> {
 impl VectorOps for ClifEmitter<'_> {
     type Vec = Value;
 
+    fn same_vec(&self, a: Value, b: Value) -> bool {
+        a == b
+    }
+
     fn vconst(&mut self, v: u128) -> Value {
         let c = self
             .b

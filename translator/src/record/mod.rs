@@ -628,6 +628,10 @@ impl ValueOps for Recorder<'_> {
 impl VectorOps for Recorder<'_> {
     type Vec = RVec;
 
+    fn same_vec(&self, a: RVec, b: RVec) -> bool {
+        a.slot == b.slot
+    }
+
     fn vconst(&mut self, v: u128) -> RVec {
         self.vkonst(v)
     }

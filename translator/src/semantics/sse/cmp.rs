@@ -6,7 +6,7 @@
 
 use iced_x86::Mnemonic as M;
 
-use super::{float_inline, read_v, xmm_num};
+use super::{float_inline, is_reg, read_v, xmm_num};
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::state::rflags;
@@ -57,6 +57,13 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>) -> bool {
                 _ => return false,
             };
             let a = ctx.xmm(xmm_num(ctx, 0));
+            let b_reg = is_reg(ctx, 1).then(|| ctx.xmm(xmm_num(ctx, 1)));
+            if b_reg.is_some_and(|b| ctx.e.same_vec(a, b)) {
+                // MIN/MAX of a value with itself: Cranelift folds the select to the value,
+                // but the CPU still flushes a denormal under DAZ and raises IE/DE. The
+                // host stub runs the instruction itself.
+                return false;
+            }
             let b = read_v(ctx, 1);
             let r = ctx.e.vbin(op, lanes, a, b);
             let n = xmm_num(ctx, 0);

@@ -40,7 +40,7 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>) -> bool {
         || cvt::translate(ctx)
 }
 
-fn is_reg<E: Emitter>(ctx: &Ctx<E>, i: u32) -> bool {
+pub(super) fn is_reg<E: Emitter>(ctx: &Ctx<E>, i: u32) -> bool {
     ctx.insn().op_kind(i) == OpKind::Register
 }
 
