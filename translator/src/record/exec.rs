@@ -256,6 +256,14 @@ fn run_loops(
             Op::Mask { ty, d, a } => r[d] = r[a] & ty.mask(),
             Op::Ld64 { d, off } => r[d] = load_state(m.cpu, Ty::I64, off),
             Op::St64 { off, a } => store_state(m.cpu, Ty::I64, off, r[a]),
+            Op::Ld64x2 { d, d2, off, off2 } => {
+                r[d] = load_state(m.cpu, Ty::I64, off);
+                r[d2] = load_state(m.cpu, Ty::I64, off2);
+            }
+            Op::St64x2 { off, off2, a, b } => {
+                store_state(m.cpu, Ty::I64, off, r[a]);
+                store_state(m.cpu, Ty::I64, off2, r[b]);
+            }
             Op::Stub { stub, how, fault } => {
                 let addr = stubs.get(stub as usize).copied().unwrap_or(0);
                 if !m.stub(addr, how) {

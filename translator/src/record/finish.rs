@@ -52,6 +52,57 @@ pub(super) fn specialize(op: Op) -> Op {
     }
 }
 
+/// Pair neighbouring `Ld64`s and `St64`s (see [`Op::Ld64x2`], [`Op::St64x2`]): one
+/// dispatch instead of two. The second of a pair must not be a jump or fault target, since
+/// a jump there would then run the first as well. Two loads pair only into different slots
+/// (a slot is written once anyway), so their order does not matter.
+pub(super) fn pair(p: &mut Program) {
+    let mut target = vec![false; p.ops.len()];
+    let mut mark = |x: u32| {
+        if let Some(t) = target.get_mut(x as usize) {
+            *t = true;
+        }
+    };
+    for op in &p.ops {
+        match *op {
+            Op::Jump { to } => mark(to),
+            Op::Branch { then, els, .. } => {
+                mark(then);
+                mark(els);
+            }
+            Op::LoadMem { fault, .. }
+            | Op::StoreMem { fault, .. }
+            | Op::Helper { fault, .. }
+            | Op::VLoadMem { fault, .. }
+            | Op::VStoreMem { fault, .. }
+            | Op::Stub { fault, .. } => mark(fault),
+            _ => {}
+        }
+    }
+    let mut keep = vec![true; p.ops.len()];
+    let mut i = 0;
+    while i + 1 < p.ops.len() {
+        let fused = match (p.ops[i], p.ops[i + 1]) {
+            _ if target[i + 1] => None,
+            (Op::St64 { off, a }, Op::St64 { off: off2, a: b }) => {
+                Some(Op::St64x2 { off, off2, a, b })
+            }
+            (Op::Ld64 { d, off }, Op::Ld64 { d: d2, off: off2 }) if d != d2 => {
+                Some(Op::Ld64x2 { d, d2, off, off2 })
+            }
+            _ => None,
+        };
+        if let Some(op) = fused {
+            p.ops[i] = op;
+            keep[i + 1] = false;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    super::dead::compact(p, keep);
+}
+
 fn op_back(op: BinOp, d: Slot, a: Slot, b: Slot) -> Op {
     Op::Bin {
         op,
@@ -86,6 +137,8 @@ pub(super) fn in_range(p: &Program) -> bool {
         Op::Select { d, c, t, f, .. } => ri(d) && ri(c) && ri(t) && ri(f),
         Op::LoadState { d, .. } | Op::Ld64 { d, .. } => ri(d),
         Op::StoreState { a, .. } | Op::St64 { a, .. } => ri(a),
+        Op::Ld64x2 { d, d2, .. } => ri(d) && ri(d2),
+        Op::St64x2 { a, b, .. } => ri(a) && ri(b),
         Op::LoadMem {
             d, addr, fault: f, ..
         } => ri(d) && ri(addr) && fault(f),
@@ -191,6 +244,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn neighbouring_state_accesses_pair_unless_the_second_is_a_target() {
+        let exit = Op::ExitReturn {
+            reason: crate::state::ExitReason::Jump,
+        };
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                Op::Ld64 { d: 0, off: 0 },
+                Op::Ld64 { d: 1, off: 8 },
+                Op::Branch {
+                    c: 0,
+                    then: 4,
+                    els: 5,
+                },
+                Op::St64 { off: 0, a: 1 },
+                Op::St64 { off: 8, a: 0 },
+                Op::St64 { off: 16, a: 0 },
+                exit,
+            ],
+            regs: vec![0; 2],
+            ..Program::default()
+        };
+        pair(&mut p);
+        assert!(matches!(
+            p.ops[1],
+            Op::Ld64x2 {
+                d: 0,
+                d2: 1,
+                off: 0,
+                off2: 8
+            }
+        ));
+        // Op 5 is a branch target: 4 stays alone, 5 and 6 pair, and the branch follows.
+        assert!(matches!(
+            p.ops[2],
+            Op::Branch {
+                then: 3,
+                els: 4,
+                ..
+            }
+        ));
+        assert!(matches!(p.ops[3], Op::St64 { off: 0, a: 1 }));
+        assert!(matches!(
+            p.ops[4],
+            Op::St64x2 {
+                off: 8,
+                off2: 16,
+                a: 0,
+                b: 0
+            }
+        ));
+        assert_eq!(p.ops.len(), 6);
+        assert!(in_range(&p));
     }
 
     #[test]

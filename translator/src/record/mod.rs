@@ -24,6 +24,7 @@
 
 pub mod exec;
 
+mod dead;
 mod finish;
 
 use crate::emit::{Emitter, Exit, ValueOps, VectorOps};
@@ -104,6 +105,11 @@ pub enum Op {
     /// `LoadState`/`StoreState` of 8 bytes at an offset checked by `finish`.
     Ld64 { d: Slot, off: u32 },
     St64 { off: u32, a: Slot },
+    /// Two `Ld64`s in a row, paired by `finish` (a block's entry loads its registers).
+    Ld64x2 { d: Slot, d2: Slot, off: u32, off2: u32 },
+    /// Two `St64`s in a row, paired by `finish` (a block's exits store its registers and
+    /// the five fields of the lazy-flag descriptor).
+    St64x2 { off: u32, off2: u32, a: Slot, b: Slot },
 }
 
 /// A recorded block.
@@ -138,6 +144,10 @@ pub struct RVal {
     slot: Slot,
     ty: Ty,
     konst: Option<u64>,
+    /// The narrowest type whose mask the slot's value is known to satisfy (`ty` or
+    /// narrower): a zero extension shares its operand's slot, so truncating it back to
+    /// this width needs no op either.
+    fits: Ty,
 }
 
 /// A vector value while recording.
@@ -249,11 +259,13 @@ impl<'a> Recorder<'a> {
                     .get_or_insert("a label was jumped to but never bound");
             }
         }
+        dead::remove_dead(&mut self.p, self.nslots as usize, self.nvslots as usize);
         let n = self.p.insns.max(1);
         self.p.ops[0] = Op::Charge { n };
         for op in &mut self.p.ops {
             *op = finish::specialize(*op);
         }
+        finish::pair(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
         self.p.checked = finish::in_range(&self.p);
@@ -311,6 +323,7 @@ impl<'a> Recorder<'a> {
             slot,
             ty,
             konst: Some(v),
+            fits: ty,
         }
     }
 
@@ -335,6 +348,7 @@ impl<'a> Recorder<'a> {
             slot: self.slot(),
             ty,
             konst: None,
+            fits: ty,
         }
     }
 
@@ -612,6 +626,13 @@ impl ValueOps for Recorder<'_> {
         }
         if let Some(x) = v.konst {
             return self.konst(to, eval_convert(op, v.ty, to, x));
+        }
+        // Slots hold values masked to their type, so a zero extension is the same bits, and
+        // so is a truncation to a width the value already fits (a register's low half that
+        // was zero-extended into it): share the slot instead of recording a mask.
+        let widens = v.ty.bits() < to.bits();
+        if (op == Conv::Zext && widens) || (op == Conv::Trunc && v.fits.bits() <= to.bits()) {
+            return RVal { ty: to, ..v };
         }
         let d = self.fresh(to);
         self.emit(Op::Conv {

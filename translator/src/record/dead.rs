@@ -1,0 +1,309 @@
+//! Dead-op removal for recorded blocks: an op with no effect but its destination slot, whose
+//! slot no op reads, is dropped before the program first runs.
+//!
+//! Most of what it removes is the flag arithmetic of an instruction whose flags the next
+//! flag-setting instruction replaces (a rotate's CF/OF merge followed by an `add`), and the
+//! entry loads of registers the decoder's preload guess named but the block never read. The
+//! JIT gets the same from Cranelift's dead-code pass; the recorder emits ops as the semantics
+//! ask for them, so without this the interpreter tier pays for every one.
+//!
+//! Why this is sound without a control-flow analysis: slots are written once (recording is
+//! SSA) except the slots of variables at labels, which several edge moves write; a slot that
+//! no op anywhere in the program reads cannot influence anything, whichever path runs. Ops
+//! that can fault, exit, touch memory or guest state, or change the host's floating-point
+//! status (vector arithmetic runs on the host's MXCSR) are never removed, whatever their
+//! destination.
+
+use super::{Op, Program, Slot, NO_LABEL};
+
+/// Which register file a slot belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum File {
+    Int,
+    Vec,
+}
+
+/// The one slot `op` writes, if `op` has no other effect (so removing it changes nothing
+/// once that slot is unread).
+fn pure_def(op: &Op) -> Option<(File, Slot)> {
+    match *op {
+        Op::Bin { d, .. }
+        | Op::Un { d, .. }
+        | Op::Cmp { d, .. }
+        | Op::Select { d, .. }
+        | Op::Conv { d, .. }
+        | Op::Mov { d, .. }
+        | Op::LoadState { d, .. }
+        | Op::Add64 { d, .. }
+        | Op::Sub64 { d, .. }
+        | Op::And64 { d, .. }
+        | Op::Or64 { d, .. }
+        | Op::Xor64 { d, .. }
+        | Op::Shl64 { d, .. }
+        | Op::Mask { d, .. }
+        | Op::Ld64 { d, .. }
+        | Op::VExtract { d, .. }
+        | Op::VMovmsk { d, .. } => Some((File::Int, d)),
+        // Data movement only: no floating-point arithmetic, so no MXCSR flags.
+        Op::VMov { d, .. }
+        | Op::VLoadState { d, .. }
+        | Op::VShuffle { d, .. }
+        | Op::VInsert { d, .. }
+        | Op::VSplat { d, .. }
+        | Op::VSelect { d, .. } => Some((File::Vec, d)),
+        _ => None,
+    }
+}
+
+/// Call `f` with every slot `op` reads. Exhaustive: a new op does not compile until its
+/// operands are listed here.
+fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
+    use File::{Int, Vec as V};
+    match *op {
+        Op::Charge { .. }
+        | Op::ExitReturn { .. }
+        | Op::ExitStatus
+        | Op::Uncount { .. }
+        | Op::Jump { .. }
+        | Op::LoadState { .. }
+        | Op::Ld64 { .. }
+        | Op::VLoadState { .. } => {}
+        Op::Bin { a, b, .. }
+        | Op::Cmp { a, b, .. }
+        | Op::Add64 { a, b, .. }
+        | Op::Sub64 { a, b, .. }
+        | Op::And64 { a, b, .. }
+        | Op::Or64 { a, b, .. }
+        | Op::Xor64 { a, b, .. }
+        | Op::Shl64 { a, b, .. } => {
+            f(Int, a);
+            f(Int, b);
+        }
+        Op::Un { a, .. } | Op::Conv { a, .. } | Op::Mov { a, .. } | Op::Mask { a, .. } => f(Int, a),
+        Op::Select { c, t, f: e, .. } => {
+            f(Int, c);
+            f(Int, t);
+            f(Int, e);
+        }
+        Op::StoreState { a, .. } | Op::St64 { a, .. } => f(Int, a),
+        Op::St64x2 { a, b, .. } => {
+            f(Int, a);
+            f(Int, b);
+        }
+        Op::Ld64x2 { .. } => {}
+        Op::LoadMem { addr, .. } => f(Int, addr),
+        Op::StoreMem { addr, v, .. } => {
+            f(Int, addr);
+            f(Int, v);
+        }
+        Op::Helper { args, .. } => args.iter().for_each(|&a| f(Int, a)),
+        Op::Branch { c, .. } => f(Int, c),
+        Op::ExitJump { target } => f(Int, target),
+        Op::VMov { a, .. } | Op::VUn { a, .. } | Op::VCvt { a, .. } => f(V, a),
+        Op::VStoreState { a, .. } => f(V, a),
+        Op::VLoadMem { addr, .. } => f(Int, addr),
+        Op::VStoreMem { addr, v, .. } => {
+            f(Int, addr);
+            f(V, v);
+        }
+        Op::VBin { a, b, .. } | Op::VShuffle { a, b, .. } | Op::VFcmpFlags { a, b, .. } => {
+            f(V, a);
+            f(V, b);
+        }
+        Op::VShift { a, count, .. } => {
+            f(V, a);
+            f(Int, count);
+        }
+        Op::VExtract { a, .. } | Op::VMovmsk { a, .. } | Op::VCvttToInt { a, .. } => f(V, a),
+        Op::VInsert { a, x, .. } | Op::VCvtFromInt { a, x, .. } => {
+            f(V, a);
+            f(Int, x);
+        }
+        Op::VSplat { x, .. } => f(Int, x),
+        Op::VSelect { c, t, f: e, .. } => {
+            f(Int, c);
+            f(V, t);
+            f(V, e);
+        }
+        Op::VBlendv { a, b, m, .. } => {
+            f(V, a);
+            f(V, b);
+            f(V, m);
+        }
+        // A stub reads and writes guest state and the vector file through its frame.
+        Op::Stub { .. } => {}
+    }
+}
+
+/// Point every jump and fault target of `op` through `map` (old op index → new).
+fn retarget(op: &mut Op, map: &[u32]) {
+    let at = |x: &mut u32| {
+        if *x != NO_LABEL {
+            if let Some(&n) = map.get(*x as usize) {
+                *x = n;
+            }
+        }
+    };
+    match op {
+        Op::Jump { to } => at(to),
+        Op::Branch { then, els, .. } => {
+            at(then);
+            at(els);
+        }
+        Op::LoadMem { fault, .. }
+        | Op::StoreMem { fault, .. }
+        | Op::Helper { fault, .. }
+        | Op::VLoadMem { fault, .. }
+        | Op::VStoreMem { fault, .. }
+        | Op::Stub { fault, .. } => at(fault),
+        _ => {}
+    }
+}
+
+/// Remove the ops whose only effect is a slot nothing reads, repeatedly (a removed op's
+/// operands may become unread in turn).
+pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
+    let mut keep = vec![true; p.ops.len()];
+    loop {
+        let mut read = [vec![false; nslots], vec![false; nvslots]];
+        for (op, _) in p.ops.iter().zip(&keep).filter(|(_, &k)| k) {
+            reads(op, &mut |file, s| {
+                if let Some(r) = read[file as usize].get_mut(s as usize) {
+                    *r = true;
+                }
+            });
+        }
+        let mut changed = false;
+        for (op, k) in p.ops.iter().zip(keep.iter_mut()).filter(|(_, k)| **k) {
+            if let Some((file, d)) = pure_def(op) {
+                // Out-of-range slots are left for `in_range` to reject.
+                if read[file as usize].get(d as usize) == Some(&false) {
+                    *k = false;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    compact(p, keep);
+}
+
+/// Drop the ops `keep` says to drop and re-aim jumps at the compacted positions. A jump to
+/// a dropped op lands on the next op kept, which is where running the dropped ones would
+/// have led (dead ops have no effect; a paired op's partner is never a target).
+pub(super) fn compact(p: &mut Program, keep: Vec<bool>) {
+    if keep.iter().all(|&k| k) {
+        return;
+    }
+    // map[i]: the new index of old op i, or of the next kept op after it.
+    let mut map = Vec::with_capacity(p.ops.len() + 1);
+    let mut n = 0u32;
+    for &k in &keep {
+        map.push(n);
+        n += u32::from(k);
+    }
+    map.push(n);
+    let old = std::mem::take(&mut p.ops);
+    p.ops = old
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(mut op, _)| {
+            retarget(&mut op, &map);
+            op
+        })
+        .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{BinOp, Ty};
+    use crate::state::ExitReason;
+
+    #[test]
+    fn unread_chains_go_and_targets_follow() {
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                // 1, 2: a chain nothing reads in the end.
+                Op::LoadState {
+                    ty: Ty::I64,
+                    d: 0,
+                    off: 0,
+                },
+                Op::Bin {
+                    op: BinOp::Add,
+                    ty: Ty::I64,
+                    d: 1,
+                    a: 0,
+                    b: 0,
+                },
+                // 3: the branch reads slot 2, defined at 4 only on the way round.
+                Op::Branch {
+                    c: 2,
+                    then: 1,
+                    els: 6,
+                },
+                Op::Mov { d: 2, a: 3 },
+                Op::Jump { to: 1 },
+                Op::StoreState {
+                    ty: Ty::I64,
+                    off: 8,
+                    a: 2,
+                },
+                Op::ExitReturn {
+                    reason: ExitReason::Jump,
+                },
+            ],
+            regs: vec![0; 4],
+            ..Program::default()
+        };
+        remove_dead(&mut p, 4, 0);
+        assert_eq!(p.ops.len(), 6, "{:?}", p.ops);
+        assert!(matches!(
+            p.ops[1],
+            Op::Branch {
+                then: 1,
+                els: 4,
+                ..
+            }
+        ));
+        assert!(matches!(p.ops[2], Op::Mov { d: 2, a: 3 }));
+        assert!(matches!(p.ops[3], Op::Jump { to: 1 }));
+        assert!(matches!(p.ops[4], Op::StoreState { .. }));
+    }
+
+    #[test]
+    fn effects_stay_even_when_their_result_is_unread() {
+        let ops = vec![
+            Op::Charge { n: 1 },
+            Op::LoadMem {
+                ty: Ty::I64,
+                d: 0,
+                addr: 1,
+                fault: NO_LABEL,
+            },
+            Op::VBin {
+                op: crate::vector::VBin::FAdd,
+                lanes: crate::vector::Lanes::F32,
+                d: 0,
+                a: 1,
+                b: 1,
+            },
+            Op::ExitReturn {
+                reason: ExitReason::Jump,
+            },
+        ];
+        let mut p = Program {
+            ops: ops.clone(),
+            regs: vec![0; 2],
+            vregs: vec![0; 2],
+            ..Program::default()
+        };
+        remove_dead(&mut p, 2, 2);
+        assert_eq!(p.ops.len(), ops.len());
+    }
+}
