@@ -108,6 +108,11 @@ static GUESTS: &[Guest] = guests! {
         Generated { file: "coldcode-gen.c", source: crate::coldcode::source };
 };
 
+/// The guests whose work is code that runs a few times: their `SCALE` multiplies the runs
+/// of every function, so a large scale makes their code hot. Benchmarks run them at a small
+/// scale of their own.
+pub const COLD: &[&str] = &["coldcode"];
+
 /// Every guest program.
 pub fn all() -> &'static [Guest] {
     GUESTS
