@@ -487,6 +487,37 @@ mod tests {
     }
 
     #[test]
+    fn a_threshold_sweep_has_a_column_per_value() {
+        let at = |n| Variant {
+            engine: Engine::Dbt,
+            compile_after: Some(n),
+        };
+        let mut opts = options(Some("/usr/bin/qemu-x86_64"));
+        opts.engines = vec![at(1), at(50)];
+        let mut r = result(Some(Duration::from_millis(400)), None);
+        r.engines[0].engine = at(1);
+        let mut slow = r.engines[0].clone();
+        slow.engine = at(50);
+        slow.run = Duration::from_millis(800);
+        r.engines.push(slow);
+        let table = markdown(&[r], &opts);
+        assert!(table.contains("| dbt@1 ms | dbt@1/native | dbt@1/qemu | dbt@50 ms |"));
+        assert!(row(&table).contains("| 200.0 | 2.00x | 0.50x | 800.0 | 8.00x | 2.00x |"));
+        assert!(table.contains("Geometric mean of dbt@50/qemu: 2.00x over 1 guests"));
+    }
+
+    #[test]
+    fn cold_guests_run_at_the_cold_scale_everywhere() {
+        let mut opts = options(None);
+        (opts.scale, opts.interp_scale, opts.cold_scale) = (100, 2, 1);
+        assert_eq!(opts.scale_for("sieve"), 100);
+        assert_eq!(opts.scale_of("sieve", Engine::Interp), 2);
+        assert_eq!(opts.scale_for("coldcode"), 1);
+        assert_eq!(opts.scale_of("coldcode", Engine::Interp), 1);
+        assert_eq!(opts.scale_of("coldcode", Engine::Dbt), 1);
+    }
+
+    #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json_str("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
         assert_eq!(json_num(Some(f64::NAN)), "null");
