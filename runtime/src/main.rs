@@ -33,6 +33,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use runtime::devices::DebugExit;
 use runtime::engine::exit::halted_with_interrupts;
+use runtime::engine::tier::Tiering;
 use runtime::memory::{MAX_RAM, MIN_RAM, PAGE_SIZE};
 use runtime::{
     register_dump, BootSpec, Engine, Initrd, RunOutcome, SerialSink, Vm, VmConfig, VmError,
@@ -90,6 +91,10 @@ struct RunArgs {
     /// The execution engine.
     #[arg(long, value_enum, default_value_t = EngineArg::Dbt)]
     engine: EngineArg,
+    /// dbt only: compile a block with Cranelift after it ran N times in the interpreter tier
+    /// (default 50; 0 compiles every block before it first runs, as --engine jit does).
+    #[arg(long, value_name = "N")]
+    compile_after: Option<u32>,
     /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 512M, 1G); 2M to 64G.
     #[arg(
         long,
@@ -205,6 +210,7 @@ fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
         initrd: q.initrd,
         append: q.append,
         engine: EngineArg::Dbt,
+        compile_after: None,
         mem: q.mem.unwrap_or_else(|| "128M".into()),
         stats: false,
         max_insns: None,
@@ -232,6 +238,20 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         EngineArg::Interp => Engine::Interp,
         EngineArg::Trap => Engine::Trap,
     };
+    // The other engines' policies are what they are for (compile all, compile none).
+    let tiering = match (args.compile_after, engine) {
+        (None, _) => None,
+        (Some(n), Engine::Dbt) => Some(Tiering {
+            compile_after: n,
+            ..Tiering::tiered()
+        }),
+        (Some(_), other) => {
+            return Err(Failure::usage(format!(
+                "--compile-after applies to --engine dbt only, not {}",
+                other.name()
+            )))
+        }
+    };
     let cfg = VmConfig {
         mem_bytes,
         engine,
@@ -239,6 +259,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         instruction_limit: args.max_insns,
         // The count costs an increment per inline hit: only when it will be shown.
         count_tlb_hits: args.stats,
+        tiering,
         ..VmConfig::default()
     };
     let mut vm = Vm::new(cfg).map_err(|e| match e {

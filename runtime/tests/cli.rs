@@ -318,3 +318,27 @@ fn bad_timeouts() {
         assert!(line.contains("--timeout"), "{bad}: {line}");
     }
 }
+
+#[test]
+fn compile_after_sets_the_dbt_threshold_and_only_its() {
+    let stats = |args: &[&str]| {
+        let out = popek(&[&["run", "--stats"], args].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // 0 compiles before the first run, so nothing goes through the interpreter tier.
+    let compiled = stats(&["--compile-after", "0"]);
+    assert!(
+        compiled.contains("tier       0 blocks recorded"),
+        "{compiled}"
+    );
+    let tiered = stats(&["--compile-after", "1000000"]);
+    assert!(!tiered.contains("tier       0 blocks recorded"), "{tiered}");
+    assert!(tiered.contains("blocks translated      0 ("), "{tiered}");
+
+    for engine in ["jit", "interp", "trap"] {
+        let out = popek(&["run", "--engine", engine, "--compile-after", "5"]);
+        let line = assert_usage_error(&out);
+        assert!(line.contains("--compile-after"), "{engine}: {line}");
+    }
+}

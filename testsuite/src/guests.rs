@@ -46,24 +46,45 @@ pub struct Guest {
     /// The exact output at `SCALE=1` (`guests/expected/<name>.out`; run the golden test with
     /// `BLESS=1` to regenerate it from the native twins).
     pub expected: &'static str,
+    /// A source generated at build time, compiled after [`Guest::sources`]: for programs
+    /// whose code is too large to keep in the repository (`coldcode`).
+    pub generated: Option<Generated>,
 }
 
-/// The table of guests: `name: source, flags, description;` (the golden output is found by
-/// name).
+/// A C source that a generator writes into the build directory ([`generated_dir`]) before
+/// each build; its text is part of the build-cache key like any source file's.
+#[derive(Debug, Clone, Copy)]
+pub struct Generated {
+    /// File name in [`generated_dir`].
+    pub file: &'static str,
+    /// The generator: the whole text, the same on every call.
+    pub source: fn() -> String,
+}
+
+/// The table of guests: `name: source, flags, description [, generated];` (the golden
+/// output is found by name).
 macro_rules! guests {
-    ($($name:ident: $source:literal, $cflags:expr, $description:literal;)*) => {
+    ($($name:ident: $source:literal, $cflags:expr, $description:literal
+        $(, $generated:expr)?;)*) => {
         &[$(Guest {
             name: stringify!($name),
             description: $description,
             sources: &[$source],
             cflags: $cflags,
             expected: include_str!(concat!("../guests/expected/", stringify!($name), ".out")),
+            generated: guests!(@generated $($generated)?),
         },)*]
     };
+    (@generated) => { None };
+    (@generated $generated:expr) => { Some($generated) };
 }
 
 /// The flags of the integer-only guests: no SSE, x87, MMX or AVX register anywhere.
 pub const INTEGER_ONLY: &[&str] = &["-mgeneral-regs-only"];
+
+/// The flags of `coldcode`: integer-only, and no debug information, which took a third of
+/// the compile time of its 70,000 generated lines.
+const COLD_CODE: &[&str] = &["-mgeneral-regs-only", "-g0"];
 
 static GUESTS: &[Guest] = guests! {
     sieve: "sieve.c", INTEGER_ONLY, "segmented sieve of Eratosthenes over byte flags";
@@ -83,7 +104,14 @@ static GUESTS: &[Guest] = guests! {
     nbody: "nbody.c", &["-fno-math-errno"], "double n-body, radix-2 complex FFT, sqrtsd, conversions";
     pcmpstr: "pcmpstr.c", &["-msse4.2"], "strlen/strchr/strspn/strstr by PCMPISTRI/PCMPESTRI/..M";
     x87: "x87.c", &[], "long double series, x87 transcendentals, fprem, BCD, rounding control";
+    coldcode: "coldcode.c", COLD_CODE, "3000 distinct generated functions, each called 4 times",
+        Generated { file: "coldcode-gen.c", source: crate::coldcode::source };
 };
+
+/// The guests whose work is code that runs a few times: their `SCALE` multiplies the runs
+/// of every function, so a large scale makes their code hot. Benchmarks run them at a small
+/// scale of their own.
+pub const COLD: &[&str] = &["coldcode"];
 
 /// Every guest program.
 pub fn all() -> &'static [Guest] {
@@ -288,6 +316,40 @@ pub fn output_dir() -> PathBuf {
         .join("guests")
 }
 
+/// Where generated sources are written (`<workspace>/target/guests/generated`).
+pub fn generated_dir() -> PathBuf {
+    output_dir().join("generated")
+}
+
+/// Writes `g`'s generated source, unless the file already holds that text.
+fn write_generated(g: &Guest) -> Result<(), BuildError> {
+    let Some(gen) = g.generated else {
+        return Ok(());
+    };
+    let dir = generated_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| BuildError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join(gen.file);
+    let text = (gen.source)();
+    if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    write_atomically(&path, text.as_bytes())
+}
+
+/// `g`'s own sources, then its generated source: `(name, path)`.
+fn program_sources(g: &Guest) -> Vec<(&'static str, PathBuf)> {
+    let dir = guests_dir();
+    let own = g.sources.iter().map(|s| (*s, dir.join(s)));
+    let generated = g
+        .generated
+        .iter()
+        .map(|gen| (gen.file, generated_dir().join(gen.file)));
+    own.chain(generated).collect()
+}
+
 /// The compiler: `$POPEK_GUEST_CC` if set, else `gcc`.
 fn compiler() -> String {
     std::env::var("POPEK_GUEST_CC").unwrap_or_else(|_| "gcc".to_owned())
@@ -329,8 +391,11 @@ fn compiler_args(g: &Guest, scale: u32, target: Target, output: &Path) -> Vec<St
     };
     args.push("-o".to_owned());
     args.push(output.display().to_string());
-    for source in runtime.iter().chain(g.sources) {
+    for source in runtime {
         args.push(dir.join(source).display().to_string());
+    }
+    for (_, path) in program_sources(g) {
+        args.push(path.display().to_string());
     }
     args.extend(LIBS.iter().map(|s| s.to_string()));
     args
@@ -367,8 +432,11 @@ fn build_hash(g: &Guest, scale: u32, target: Target, cc: &str) -> Result<String,
         Target::Guest => GUEST_RUNTIME,
         Target::Native => NATIVE_RUNTIME,
     };
-    for file in SHARED_INPUTS.iter().chain(runtime).chain(g.sources) {
-        let path = dir.join(file);
+    let inputs = SHARED_INPUTS
+        .iter()
+        .chain(runtime)
+        .map(|f| (*f, dir.join(f)));
+    for (file, path) in inputs.chain(program_sources(g)) {
         let bytes = std::fs::read(&path).map_err(|source| BuildError::Io { path, source })?;
         h.write(file.as_bytes());
         h.write(&bytes);
@@ -419,10 +487,10 @@ fn build(g: &Guest, scale: u32, target: Target) -> Result<PathBuf, BuildError> {
     let output = out_dir.join(format!("{}-s{scale}.{}", g.name, target.extension()));
     let stamp = output.with_extension(format!("{}.hash", target.extension()));
     let cc = compiler();
-    let hash = build_hash(g, scale, target, &cc)?;
-
     let lock = output_lock(&output);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    write_generated(g)?;
+    let hash = build_hash(g, scale, target, &cc)?;
     let fresh =
         output.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hash.as_str());
     if fresh {
@@ -753,6 +821,7 @@ mod tests {
             sources: g.sources,
             cflags,
             expected: g.expected,
+            generated: None,
         };
         let a = build_hash(&with(INTEGER_ONLY), 1, Target::Guest, "gcc").unwrap();
         let b = build_hash(&with(&["-O3"]), 1, Target::Guest, "gcc").unwrap();
@@ -808,6 +877,7 @@ mod tests {
             sources: Box::leak(Box::new([source])),
             cflags: INTEGER_ONLY,
             expected: "",
+            generated: None,
         };
         match build_guest(&broken, 1) {
             Err(BuildError::Compile { stderr, .. }) => {

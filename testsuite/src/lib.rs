@@ -17,6 +17,7 @@
 //! assert!(elf.exists());
 //! ```
 
+pub mod coldcode;
 pub mod diff;
 pub mod fuzzing;
 pub mod guests;

@@ -55,5 +55,5 @@ macro_rules! guest_tests {
 
 guest_tests!(
     sieve, crc32, sha256, sort, bytecode, muldiv, recursion, bits, lzss, matmul, strings, flags,
-    vecmath, nbody, pcmpstr, x87
+    vecmath, nbody, pcmpstr, x87, coldcode
 );

@@ -5,10 +5,13 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin workloads -- [--scale N] [--runs R] \
-//!     [--guests a,b] [--engines dbt,interp] [--json FILE] [--interp-runs R2] \
-//!     [--interp-scale N2] [--timeout SECS] [--max-insns N] [--mem-mib M] \
-//!     [--qemu PATH | --no-qemu]
+//!     [--guests a,b] [--engines dbt,jit,interp,trap] [--compile-after N[,N...]] \
+//!     [--cold-scale N] [--json FILE] [--interp-runs R2] [--interp-scale N2] \
+//!     [--timeout SECS] [--max-insns N] [--mem-mib M] [--qemu PATH | --no-qemu]
 //! ```
+//!
+//! `--compile-after` with several values sweeps the dbt engine's tier-up threshold: one dbt
+//! column per value (`dbt@1`, `dbt@10`, ...).
 //!
 //! Every engine run happens in a child process (this same binary, with hidden `--child-run`
 //! arguments), so a run that hangs or crashes is reported and the harness goes on.
@@ -24,12 +27,12 @@ use std::time::Duration;
 
 use benches::workloads::isolated::{run_in_child, RunRequest};
 use benches::workloads::report::{json, markdown};
-use benches::workloads::{measure_guest, Options};
+use benches::workloads::{measure_guest, Options, Variant};
 use clap::Parser;
 use runtime::Engine;
 use testsuite::guests::{all, by_name, Guest};
 
-/// Guest workloads: native vs the dbt and interp engines.
+/// Guest workloads: native and QEMU user mode vs popek's engines.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -50,9 +53,17 @@ struct Args {
     /// Comma-separated guest names (default: all).
     #[arg(long, value_delimiter = ',')]
     guests: Vec<String>,
-    /// Comma-separated engines: dbt, interp.
-    #[arg(long, value_delimiter = ',', default_value = "dbt,interp")]
+    /// Comma-separated engines: dbt, jit, interp, trap.
+    #[arg(long, value_delimiter = ',', default_value = "dbt,jit,interp")]
     engines: Vec<String>,
+    /// Comma-separated tier-up thresholds of the dbt engine (runs in the interpreter tier
+    /// before a block is compiled): one dbt column per value. Default: the engine's own (50).
+    #[arg(long, value_delimiter = ',')]
+    compile_after: Vec<u32>,
+    /// Scale of the cold-code guests (testsuite::guests::COLD: code that runs a few times,
+    /// which --scale would make hot), for native, QEMU and every engine.
+    #[arg(long, default_value_t = 1)]
+    cold_scale: u32,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -81,14 +92,15 @@ struct Args {
 }
 
 /// The child side of an isolated run: exit status 0 with a report line on stdout, or 3.
-fn child(args: &Args, image: &Path, engines: &[Engine]) -> ExitCode {
+fn child(args: &Args, image: &Path, engines: &[Variant]) -> ExitCode {
     let (Some(serial_out), [engine]) = (&args.child_serial_out, engines) else {
         eprintln!("workloads: --child-run needs --child-serial-out and one engine");
         return ExitCode::from(2);
     };
     let req = RunRequest {
         image: image.to_owned(),
-        engine: *engine,
+        engine: engine.engine,
+        compile_after: engine.compile_after,
         mem_bytes: args.mem_mib << 20,
         max_insns: args.max_insns,
         serial_out: serial_out.clone(),
@@ -145,12 +157,19 @@ fn guests(names: &[String]) -> Result<Vec<&'static Guest>, String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let setup = guests(&args.guests).and_then(|g| {
-        let engines = args
-            .engines
-            .iter()
-            .map(|e| engine(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((g, engines))
+        let mut variants = Vec::new();
+        for name in &args.engines {
+            match engine(name)? {
+                Engine::Dbt if !args.compile_after.is_empty() => {
+                    variants.extend(args.compile_after.iter().map(|&n| Variant {
+                        engine: Engine::Dbt,
+                        compile_after: Some(n),
+                    }))
+                }
+                e => variants.push(Variant::of(e)),
+            }
+        }
+        Ok((g, variants))
     });
     let (guests, engines) = match setup {
         Ok(x) => x,
@@ -179,6 +198,7 @@ fn main() -> ExitCode {
         runs: args.runs.max(1),
         interp_runs: args.interp_runs.unwrap_or(args.runs).max(1),
         interp_scale: args.interp_scale.unwrap_or(args.scale),
+        cold_scale: args.cold_scale.max(1),
         engines,
         mem_bytes: args.mem_mib << 20,
         max_insns: args.max_insns,
@@ -197,14 +217,16 @@ fn main() -> ExitCode {
             args.qemu.display()
         );
     }
+    let columns: Vec<String> = opts.engines.iter().map(Variant::name).collect();
     eprintln!(
-        "workloads: {} guests, scale {}, {} runs each (interp: {} at scale {}), engines {}, qemu {}",
+        "workloads: {} guests, scale {} (cold-code guests {}), {} runs each (interp: {} at scale {}), engines {}, qemu {}",
         guests.len(),
         opts.scale,
+        opts.cold_scale,
         opts.runs,
         opts.interp_runs,
         opts.interp_scale,
-        args.engines.join(","),
+        columns.join(","),
         opts.qemu
             .as_ref()
             .map_or("-".to_owned(), |p| p.display().to_string())
@@ -229,7 +251,7 @@ fn main() -> ExitCode {
     let _ = std::fs::remove_dir_all(&tmp_dir);
 
     println!();
-    let interp = if !opts.engines.contains(&Engine::Interp) {
+    let interp = if !opts.engines.iter().any(|v| v.engine == Engine::Interp) {
         String::new()
     } else if opts.interp_scale != opts.scale {
         format!(
@@ -242,9 +264,9 @@ fn main() -> ExitCode {
         String::new()
     };
     println!(
-        "Guest workloads, scale {}, median of {} runs{interp} (engine times: Vm::run only; \
-         native and qemu: process wall time)\n",
-        opts.scale, opts.runs
+        "Guest workloads, scale {} (cold-code guests: {}), median of {} runs{interp} (engine \
+         times: Vm::run only; native and qemu: process wall time)\n",
+        opts.scale, opts.cold_scale, opts.runs
     );
     print!("{}", markdown(&results, &opts));
     let _ = std::io::stdout().flush();

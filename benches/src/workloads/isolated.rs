@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use runtime::engine::tier::Tiering;
 use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 
 /// The marker that starts the report line.
@@ -38,6 +39,14 @@ pub struct Counters {
     pub code_bytes: u64,
     /// Blocks entered from the dispatcher.
     pub dispatches: u64,
+    /// Blocks recorded for the interpreter tier.
+    pub blocks_recorded: u64,
+    /// Guest instructions in those blocks.
+    pub guest_insns_recorded: u64,
+    /// Nanoseconds decoding and recording them.
+    pub record_ns: u64,
+    /// Blocks handed to the background compiler.
+    pub background_jobs: u64,
 }
 
 impl Counters {
@@ -79,6 +88,10 @@ impl RunReport {
             ("compile_ns", c.compile_ns),
             ("code_bytes", c.code_bytes),
             ("dispatches", c.dispatches),
+            ("blocks_recorded", c.blocks_recorded),
+            ("guest_insns_recorded", c.guest_insns_recorded),
+            ("record_ns", c.record_ns),
+            ("background_jobs", c.background_jobs),
         ] {
             let _ = write!(s, " {k}={v}");
         }
@@ -115,6 +128,10 @@ impl RunReport {
                 "compile_ns" => c.compile_ns = v,
                 "code_bytes" => c.code_bytes = v,
                 "dispatches" => c.dispatches = v,
+                "blocks_recorded" => c.blocks_recorded = v,
+                "guest_insns_recorded" => c.guest_insns_recorded = v,
+                "record_ns" => c.record_ns = v,
+                "background_jobs" => c.background_jobs = v,
                 _ => return None,
             }
         }
@@ -129,6 +146,8 @@ pub struct RunRequest {
     pub image: PathBuf,
     /// The engine.
     pub engine: Engine,
+    /// `dbt`'s tier-up threshold, if not its default.
+    pub compile_after: Option<u32>,
     /// Guest RAM in bytes.
     pub mem_bytes: u64,
     /// Guest instruction limit, if any.
@@ -152,6 +171,9 @@ pub fn child_args(req: &RunRequest) -> Vec<String> {
     if let Some(n) = req.max_insns {
         args.extend(["--max-insns".to_owned(), n.to_string()]);
     }
+    if let Some(n) = req.compile_after {
+        args.extend(["--compile-after".to_owned(), n.to_string()]);
+    }
     args
 }
 
@@ -163,10 +185,15 @@ fn nanos(d: Duration) -> u64 {
 /// the run impossible.
 pub fn run_in_child(req: &RunRequest) -> Result<RunReport, String> {
     let image = std::fs::read(&req.image).map_err(|e| format!("{}: {e}", req.image.display()))?;
+    let tiering = req.compile_after.map(|n| Tiering {
+        compile_after: n,
+        ..req.engine.tiering()
+    });
     let t0 = Instant::now();
     let mut vm = Vm::new(VmConfig {
         mem_bytes: req.mem_bytes,
         engine: req.engine,
+        tiering,
         serial: SerialSink::Capture,
         instruction_limit: req.max_insns,
         ..VmConfig::default()
@@ -194,6 +221,10 @@ pub fn run_in_child(req: &RunRequest) -> Result<RunReport, String> {
             compile_ns: d.compile_ns,
             code_bytes: d.code_bytes,
             dispatches: d.dispatches,
+            blocks_recorded: d.tier.blocks_recorded,
+            guest_insns_recorded: d.tier.guest_insns_recorded,
+            record_ns: d.tier.record_ns,
+            background_jobs: d.tier.background_jobs,
         },
         outcome: outcome.to_string(),
     })
@@ -289,6 +320,10 @@ mod tests {
                 compile_ns: 8,
                 code_bytes: 9,
                 dispatches: 10,
+                blocks_recorded: 11,
+                guest_insns_recorded: 12,
+                record_ns: 13,
+                background_jobs: 14,
             },
             outcome: "unsupported instruction at rip 0x1000 [0f 0b]: ud2 x=1".into(),
         };

@@ -13,7 +13,13 @@
 //! - engines: wall time around [`runtime::Vm::run`] only; creating the VM and loading the
 //!   image are timed separately (`setup`) and not part of the ratios. Each run is a fresh VM
 //!   in a fresh child process ([`isolated`]), so translation starts cold every time;
-//! - every figure is the median of the runs (the machine is shared and noisy).
+//! - every figure is the median of the runs (the machine is shared and noisy);
+//! - a cold-code guest ([`testsuite::guests::COLD`]) runs at [`Options::cold_scale`] instead
+//!   of [`Options::scale`], everywhere (native, QEMU, every engine): its scale multiplies how
+//!   often each function runs, so a benchmark scale would make its code hot.
+//!
+//! Columns are [`Variant`]s: an engine, and for `dbt` optionally its tier-up threshold, so one
+//! run can sweep the threshold (`dbt@10`, `dbt@50`, ...).
 //!
 //! A run *passes* when the guest exits through isa-debug-exit with 0 and its serial output is
 //! byte-for-byte the native stdout. Anything else (other outcome, different output, a crash,
@@ -26,11 +32,39 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runtime::Engine;
-use testsuite::guests::{build_guest, build_native, golden_view, Guest};
+use testsuite::guests::{build_guest, build_native, golden_view, Guest, COLD};
 use testsuite::native::{run_native, run_native_under};
 
 pub use isolated::Counters;
 use isolated::{run_isolated, RunRequest};
+
+/// One column of the table: an engine, and for `dbt` the tier-up threshold if not its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// The engine.
+    pub engine: Engine,
+    /// `dbt`: runs in the interpreter tier before a block is compiled
+    /// (`runtime::engine::tier::Tiering::compile_after`); `None` for the engine's default.
+    pub compile_after: Option<u32>,
+}
+
+impl Variant {
+    /// The engine with its own policy.
+    pub fn of(engine: Engine) -> Variant {
+        Variant {
+            engine,
+            compile_after: None,
+        }
+    }
+
+    /// The column's name: the engine's, with `@N` for a threshold (`dbt@50`).
+    pub fn name(&self) -> String {
+        match self.compile_after {
+            Some(n) => format!("{}@{n}", self.engine.name()),
+            None => self.engine.name().to_owned(),
+        }
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -43,8 +77,11 @@ pub struct Options {
     pub interp_runs: usize,
     /// Scale the interpreter runs at (its times are extrapolated to `scale` if different).
     pub interp_scale: u32,
-    /// Engines to run, in column order.
-    pub engines: Vec<Engine>,
+    /// Scale of the cold-code guests ([`COLD`]) for every column, instead of `scale` and
+    /// `interp_scale`.
+    pub cold_scale: u32,
+    /// Columns to run, in order.
+    pub engines: Vec<Variant>,
     /// Guest RAM per VM, in bytes.
     pub mem_bytes: u64,
     /// Guest instruction limit per run (a runaway guest then ends as a mismatch).
@@ -60,9 +97,24 @@ pub struct Options {
 }
 
 impl Options {
-    /// The scale `engine` runs at.
-    pub fn scale_of(&self, engine: Engine) -> u32 {
+    /// Whether `guest` is a cold-code guest, run at [`Options::cold_scale`].
+    pub fn is_cold(guest: &str) -> bool {
+        COLD.contains(&guest)
+    }
+
+    /// The scale of `guest`'s native, QEMU and table figures.
+    pub fn scale_for(&self, guest: &str) -> u32 {
+        if Self::is_cold(guest) {
+            self.cold_scale
+        } else {
+            self.scale
+        }
+    }
+
+    /// The scale `engine` runs `guest` at.
+    pub fn scale_of(&self, guest: &str, engine: Engine) -> u32 {
         match engine {
+            _ if Self::is_cold(guest) => self.cold_scale,
             Engine::Interp => self.interp_scale,
             Engine::Dbt | Engine::Jit | Engine::Trap => self.scale,
         }
@@ -72,8 +124,8 @@ impl Options {
 /// One engine's results on one guest.
 #[derive(Clone, Debug)]
 pub struct EngineResult {
-    /// The engine.
-    pub engine: Engine,
+    /// The column.
+    pub engine: Variant,
     /// The scale the engine ran the guest at.
     pub scale: u32,
     /// Median wall time of `Vm::run`, at [`EngineResult::scale`].
@@ -98,7 +150,7 @@ pub struct EngineResult {
 
 impl EngineResult {
     /// A result for a guest that could not be run at all.
-    fn failed(engine: Engine, scale: u32, problem: String) -> EngineResult {
+    fn failed(engine: Variant, scale: u32, problem: String) -> EngineResult {
         EngineResult {
             engine,
             scale,
@@ -129,6 +181,8 @@ impl EngineResult {
 pub struct GuestResult {
     /// The guest's name.
     pub name: &'static str,
+    /// The scale of its native and QEMU runs (and of the engines', unless extrapolated).
+    pub scale: u32,
     /// Median native wall time (`None` if the twin could not be built or run).
     pub native: Option<Duration>,
     /// Median wall time of the native twin under [`Options::qemu`] (`None` if not run, or if
@@ -149,13 +203,13 @@ impl GuestResult {
         self.error.is_none() && self.engines.iter().all(|e| e.ok)
     }
 
-    /// The result of `engine`, if it ran.
-    pub fn engine(&self, engine: Engine) -> Option<&EngineResult> {
+    /// The result of column `engine`, if it ran.
+    pub fn engine(&self, engine: Variant) -> Option<&EngineResult> {
         self.engines.iter().find(|e| e.engine == engine)
     }
 
     /// `engine`'s median time over the native median, if the engine passed.
-    pub fn ratio(&self, engine: Engine) -> Option<f64> {
+    pub fn ratio(&self, engine: Variant) -> Option<f64> {
         let native = self.native?.as_secs_f64();
         let e = self.engine(engine)?;
         (native > 0.0 && e.ok).then(|| e.time().as_secs_f64() / native)
@@ -169,7 +223,7 @@ impl GuestResult {
     }
 
     /// `engine`'s median time over the QEMU median, if both passed.
-    pub fn ratio_to_qemu(&self, engine: Engine) -> Option<f64> {
+    pub fn ratio_to_qemu(&self, engine: Variant) -> Option<f64> {
         let qemu = self.qemu?.as_secs_f64();
         let e = self.engine(engine)?;
         (qemu > 0.0 && e.ok).then(|| e.time().as_secs_f64() / qemu)
@@ -239,16 +293,18 @@ pub fn measure_guest(
     opts: &Options,
     progress: &mut dyn FnMut(&str),
 ) -> GuestResult {
+    let scale = opts.scale_for(g.name);
     let mut result = GuestResult {
         name: g.name,
+        scale,
         native: None,
         qemu: None,
         qemu_problem: None,
         engines: Vec::new(),
         error: None,
     };
-    progress(&format!("{}: building (scale {})", g.name, opts.scale));
-    let (image, reference) = match prepare(g, opts.scale) {
+    progress(&format!("{}: building (scale {scale})", g.name));
+    let (image, reference) = match prepare(g, scale) {
         Ok(x) => x,
         Err(e) => {
             result.error = Some(e);
@@ -259,7 +315,7 @@ pub fn measure_guest(
     progress(&format!("{}: native", g.name));
     let mut times = Vec::new();
     for _ in 0..opts.runs {
-        match run_native(g, opts.scale) {
+        match run_native(g, scale) {
             Ok((out, t)) if out == reference => times.push(t),
             Ok(_) => {
                 result.error = Some("the native twin's output changed between runs".into());
@@ -280,7 +336,7 @@ pub fn measure_guest(
     ));
 
     if let Some(qemu) = &opts.qemu {
-        let (time, problem) = measure_qemu(g, qemu, &reference, opts);
+        let (time, problem) = measure_qemu(g, scale, qemu, &reference, opts);
         if let Some(t) = time {
             progress(&format!("{}: qemu {:.1} ms", g.name, t.as_secs_f64() * 1e3));
         }
@@ -291,37 +347,41 @@ pub fn measure_guest(
         result.qemu_problem = problem;
     }
 
-    for &engine in &opts.engines {
-        let scale = opts.scale_of(engine);
-        let prepared = if scale == opts.scale {
+    for &variant in &opts.engines {
+        let engine_scale = opts.scale_of(g.name, variant.engine);
+        let prepared = if engine_scale == scale {
             Ok((image.clone(), reference.clone()))
         } else {
-            progress(&format!("{}: building (scale {scale})", g.name));
-            prepare(g, scale)
+            progress(&format!("{}: building (scale {engine_scale})", g.name));
+            prepare(g, engine_scale)
         };
         let (image, reference) = match prepared {
             Ok(x) => x,
             Err(e) => {
-                result.engines.push(EngineResult::failed(engine, scale, e));
+                result
+                    .engines
+                    .push(EngineResult::failed(variant, engine_scale, e));
                 continue;
             }
         };
         let req = RunRequest {
             image,
-            engine,
+            engine: variant.engine,
+            compile_after: variant.compile_after,
             mem_bytes: opts.mem_bytes,
             max_insns: opts.max_insns,
             serial_out: opts
                 .tmp_dir
-                .join(format!("{}-{}.serial", g.name, engine.name())),
+                .join(format!("{}-{}.serial", g.name, variant.name())),
         };
         let mut r = measure_engine(&req, &reference, opts, &mut |step| {
-            progress(&format!("{}: {} {step}", g.name, engine.name()))
+            progress(&format!("{}: {} {step}", g.name, variant.name()))
         });
-        r.scale = scale;
+        r.engine = variant;
+        r.scale = engine_scale;
         result.engines.push(r);
     }
-    extrapolate(&mut result, opts.scale);
+    extrapolate(&mut result, scale);
     result
 }
 
@@ -333,6 +393,7 @@ pub fn measure_guest(
 /// transcendentals, like another processor ([`golden_view`]).
 fn measure_qemu(
     g: &Guest,
+    scale: u32,
     qemu: &std::path::Path,
     reference: &[u8],
     opts: &Options,
@@ -341,7 +402,7 @@ fn measure_qemu(
     let mut problem = None;
     let view = |b: &[u8]| golden_view(&String::from_utf8_lossy(b));
     for i in 0..=opts.runs {
-        let (out, t) = match run_native_under(g, opts.scale, qemu) {
+        let (out, t) = match run_native_under(g, scale, qemu) {
             Ok(x) => x,
             Err(e) => return (None, Some(e.to_string())),
         };
@@ -385,9 +446,12 @@ fn measure_engine(
     progress: &mut dyn FnMut(&str),
 ) -> EngineResult {
     let (mut runs, mut setups) = (Vec::new(), Vec::new());
-    let (mut translate, mut compile) = (Vec::new(), Vec::new());
+    let (mut translate, mut compile, mut record) = (Vec::new(), Vec::new(), Vec::new());
     let mut result = EngineResult {
-        engine: req.engine,
+        engine: Variant {
+            engine: req.engine,
+            compile_after: req.compile_after,
+        },
         scale: opts.scale,
         run: Duration::ZERO,
         estimate: None,
@@ -409,6 +473,7 @@ fn measure_engine(
                 setups.push(Duration::from_nanos(report.setup_ns));
                 translate.push(report.counters.translate_ns);
                 compile.push(report.counters.compile_ns);
+                record.push(report.counters.record_ns);
                 result.runs += 1;
                 result.counters = report.counters;
                 progress(&format!(
@@ -439,6 +504,7 @@ fn measure_engine(
     result.setup = median(&mut setups);
     result.counters.translate_ns = median_u64(&mut translate);
     result.counters.compile_ns = median_u64(&mut compile);
+    result.counters.record_ns = median_u64(&mut record);
     result
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use runtime::Engine;
 use translator::decode::MAX_BLOCK_INSNS;
 
-use super::{geomean, EngineResult, GuestResult, Options};
+use super::{geomean, EngineResult, GuestResult, Options, Variant};
 use crate::json::{json_num, json_str};
 
 fn ms(d: Duration) -> f64 {
@@ -27,24 +27,31 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
     for e in &opts.engines {
         header.push(format!("{} ms", e.name()));
         header.push(format!("{}/native", e.name()));
-        if *e == Engine::Dbt {
-            header.push("dbt/qemu".to_owned());
-        }
+        header.push(format!("{}/qemu", e.name()));
     }
     header.push("guest insns".to_owned());
     for e in &opts.engines {
         header.push(format!("{} MIPS", e.name()));
     }
-    let dbt = opts.engines.contains(&Engine::Dbt);
-    if dbt {
-        header.push("blocks translated".to_owned());
-        header.push("translation ms (share of dbt)".to_owned());
+    // The translation columns are those of the first engine that compiles.
+    let translating = opts
+        .engines
+        .iter()
+        .copied()
+        .find(|v| v.engine != Engine::Interp);
+    if let Some(t) = translating {
+        header.push(format!("{} blocks compiled / recorded", t.name()));
+        header.push(format!("{} translation ms (share)", t.name()));
     }
     let _ = writeln!(s, "| {} |", header.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(header.len()));
 
     for r in results {
-        let mut row = vec![r.name.to_owned()];
+        let mut row = vec![if r.scale == opts.scale {
+            r.name.to_owned()
+        } else {
+            format!("{} (scale {})", r.name, r.scale)
+        }];
         if let Some(err) = &r.error {
             row.push(format!("**ERROR**: {err}"));
             row.resize(header.len(), String::new());
@@ -74,23 +81,22 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
                 }
                 None => row.extend(["-".to_owned(), "-".to_owned()]),
             }
-            if e == Engine::Dbt {
-                row.push(ratio_cell(r.ratio_to_qemu(e)));
-            }
+            row.push(ratio_cell(r.ratio_to_qemu(e)));
         }
-        row.push(insn_count(r, opts.scale));
+        row.push(insn_count(r, r.scale));
         for &e in &opts.engines {
             row.push(match r.engine(e) {
                 Some(x) if x.ok => format!("{:.0}", x.mips()),
                 _ => "-".into(),
             });
         }
-        if dbt {
-            match r.engine(Engine::Dbt) {
+        if let Some(t) = translating {
+            match r.engine(t) {
                 Some(x) if x.ok => {
-                    let t = x.counters.translation_ns() as f64 / 1e6;
+                    let c = &x.counters;
+                    let t = (c.translation_ns() + c.record_ns) as f64 / 1e6;
                     let share = 100.0 * t / ms(x.run).max(1e-9);
-                    row.push(x.counters.blocks_translated.to_string());
+                    row.push(format!("{} / {}", c.blocks_translated, c.blocks_recorded));
                     row.push(format!("{t:.1} ({share:.0}%)"));
                 }
                 _ => row.extend(["-".to_owned(), "-".to_owned()]),
@@ -116,7 +122,7 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
         );
     }
     for &e in &opts.engines {
-        let scale = opts.scale_of(e);
+        let scale = opts.scale_of("", e.engine);
         if scale != opts.scale {
             let _ = writeln!(
                 s,
@@ -126,6 +132,21 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
                 opts.scale
             );
         }
+    }
+    if results.iter().any(|r| r.scale != opts.scale) {
+        let _ = writeln!(
+            s,
+            "\nA guest marked (scale N) is a cold-code guest: natively, under QEMU and under \
+             every engine it ran at scale N, whose work is code run a few times (at --scale it \
+             would be hot)."
+        );
+    }
+    if translating.is_some() {
+        let _ = writeln!(
+            s,
+            "\nTranslation ms: IR building + Cranelift (on the background thread too) + \
+             recording for the interpreter tier, over the engine's run time."
+        );
     }
     s.push('\n');
     let mut means: Vec<(String, Vec<f64>)> = Vec::new();
@@ -138,9 +159,9 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
     for &e in &opts.engines {
         let ratios = results.iter().filter_map(|r| r.ratio(e)).collect();
         means.push((format!("{}/native", e.name()), ratios));
-        if e == Engine::Dbt && opts.qemu.is_some() {
+        if opts.qemu.is_some() {
             let ratios = results.iter().filter_map(|r| r.ratio_to_qemu(e)).collect();
-            means.push(("dbt/qemu".into(), ratios));
+            means.push((format!("{}/qemu", e.name()), ratios));
         }
     }
     for (what, ratios) in means {
@@ -157,9 +178,23 @@ pub fn markdown(results: &[GuestResult], opts: &Options) -> String {
             }
         }
     }
-    if dbt {
+    for &e in &opts.engines {
+        let mips: Vec<f64> = results
+            .iter()
+            .filter_map(|r| r.engine(e).filter(|x| x.ok).map(EngineResult::mips))
+            .collect();
+        if let Some(g) = geomean(&mips) {
+            let _ = writeln!(
+                s,
+                "Geometric mean of {} MIPS: {g:.0} over {} guests",
+                e.name(),
+                mips.len()
+            );
+        }
+    }
+    for &e in &opts.engines {
         s.push('\n');
-        s.push_str(&translation_summary(results));
+        s.push_str(&translation_summary(results, e));
     }
     s.push_str(&problems(results));
     s
@@ -218,50 +253,68 @@ pub fn problems(results: &[GuestResult]) -> String {
     }
 }
 
-/// Translation costs of the DBT: overall µs per translated guest instruction, and per guest.
-fn translation_summary(results: &[GuestResult]) -> String {
-    let dbt: Vec<(&str, &EngineResult)> = results
+/// Translation costs of column `v`: Cranelift (IR building and compiling) and recording
+/// for the interpreter tier, per guest instruction, overall and per guest.
+fn translation_summary(results: &[GuestResult], v: Variant) -> String {
+    let rows: Vec<(&str, &EngineResult)> = results
         .iter()
-        .filter_map(|r| Some((r.name, r.engine(Engine::Dbt).filter(|e| e.ok)?)))
+        .filter_map(|r| Some((r.name, r.engine(v).filter(|e| e.ok)?)))
         .collect();
     let mut s = String::new();
-    let (ns, insns, blocks): (u64, u64, u64) = dbt.iter().fold((0, 0, 0), |acc, (_, e)| {
-        let d = &e.counters;
-        (
-            acc.0 + e.counters.translation_ns(),
-            acc.1 + d.guest_insns_translated,
-            acc.2 + d.blocks_translated,
-        )
-    });
-    if insns == 0 {
-        let _ = writeln!(s, "Translation cost: - (no passing dbt run)");
+    let mut total = super::Counters::default();
+    for (_, e) in &rows {
+        let c = &e.counters;
+        total.translate_ns += c.translate_ns;
+        total.compile_ns += c.compile_ns;
+        total.guest_insns_translated += c.guest_insns_translated;
+        total.blocks_translated += c.blocks_translated;
+        total.record_ns += c.record_ns;
+        total.guest_insns_recorded += c.guest_insns_recorded;
+        total.blocks_recorded += c.blocks_recorded;
+    }
+    if total.guest_insns_translated + total.guest_insns_recorded == 0 {
         return s;
     }
+    let per_insn = |ns: u64, insns: u64| ns as f64 / 1e3 / insns.max(1) as f64;
     let _ = writeln!(
         s,
-        "Translation cost: {:.2} µs per guest instruction translated, {:.1} µs per block \
-         ({insns} instructions in {blocks} blocks, {:.1} ms)",
-        ns as f64 / 1e3 / insns as f64,
-        ns as f64 / 1e3 / blocks.max(1) as f64,
-        ns as f64 / 1e6
+        "Translation, {}: Cranelift {:.2} µs per guest instruction compiled ({} instructions \
+         in {} blocks, {:.1} ms, {:.0}% IR building); recording {:.3} µs per guest instruction \
+         recorded ({} instructions in {} blocks, {:.1} ms)",
+        v.name(),
+        per_insn(total.translation_ns(), total.guest_insns_translated),
+        total.guest_insns_translated,
+        total.blocks_translated,
+        total.translation_ns() as f64 / 1e6,
+        100.0 * total.translate_ns as f64 / total.translation_ns().max(1) as f64,
+        per_insn(total.record_ns, total.guest_insns_recorded),
+        total.guest_insns_recorded,
+        total.blocks_recorded,
+        total.record_ns as f64 / 1e6,
     );
     s.push('\n');
     let _ = writeln!(
         s,
-        "| guest | blocks | insns translated | insns/block | µs/insn | IR build % | host code bytes/insn | dispatches | setup ms |"
+        "| {} | blocks compiled | insns compiled | insns/block | µs/insn compiled | IR build % | \
+         blocks recorded | µs/insn recorded | background jobs | host code bytes/insn | \
+         dispatches | setup ms |",
+        v.name()
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-    for (name, e) in dbt {
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, e) in rows {
         let d = &e.counters;
         let n = d.guest_insns_translated.max(1) as f64;
         let _ = writeln!(
             s,
-            "| {name} | {} | {} | {:.1} | {:.2} | {:.0}% | {:.1} | {} | {:.1} |",
+            "| {name} | {} | {} | {:.1} | {:.2} | {:.0}% | {} | {:.3} | {} | {:.1} | {} | {:.1} |",
             d.blocks_translated,
             d.guest_insns_translated,
             d.guest_insns_translated as f64 / d.blocks_translated.max(1) as f64,
-            e.counters.translation_ns() as f64 / 1e3 / n,
-            100.0 * d.translate_ns as f64 / e.counters.translation_ns().max(1) as f64,
+            per_insn(d.translation_ns(), d.guest_insns_translated),
+            100.0 * d.translate_ns as f64 / d.translation_ns().max(1) as f64,
+            d.blocks_recorded,
+            per_insn(d.record_ns, d.guest_insns_recorded),
+            d.background_jobs,
             d.code_bytes as f64 / n,
             d.dispatches,
             ms(e.setup)
@@ -282,8 +335,10 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
                  \"scale\": {}, \"run_ms\": {}, \"estimated_run_ms\": {}, \"setup_ms\": {}, \"ratio\": {}, \"guest_insns\": {}, \
                  \"mips\": {}, \"blocks_translated\": {}, \"guest_insns_translated\": {}, \
                  \"ir_insts\": {}, \"translate_ms\": {}, \"compile_ms\": {}, \
-                 \"code_bytes\": {}, \"dispatches\": {}}}",
-                json_str(e.engine.name()),
+                 \"code_bytes\": {}, \"dispatches\": {}, \"qemu_ratio\": {}, \
+                 \"blocks_recorded\": {}, \"guest_insns_recorded\": {}, \"record_ms\": {}, \
+                 \"background_jobs\": {}}}",
+                json_str(&e.engine.name()),
                 e.ok,
                 e.problem.as_deref().map_or("null".into(), json_str),
                 json_str(&e.outcome),
@@ -302,19 +357,24 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
                 json_num(Some(d.compile_ns as f64 / 1e6)),
                 d.code_bytes,
                 d.dispatches,
+                json_num(r.ratio_to_qemu(e.engine)),
+                d.blocks_recorded,
+                d.guest_insns_recorded,
+                json_num(Some(d.record_ns as f64 / 1e6)),
+                d.background_jobs,
             ));
         }
         guests.push(format!(
-            "    {{\"name\": {}, \"ok\": {}, \"error\": {}, \"native_ms\": {}, \"qemu_ms\": {}, \
-             \"qemu_problem\": {}, \"qemu_ratio\": {}, \"dbt_qemu_ratio\": {}, \"engines\": {{{}}}}}",
+            "    {{\"name\": {}, \"scale\": {}, \"ok\": {}, \"error\": {}, \"native_ms\": {}, \
+             \"qemu_ms\": {}, \"qemu_problem\": {}, \"qemu_ratio\": {}, \"engines\": {{{}}}}}",
             json_str(r.name),
+            r.scale,
             r.ok(),
             r.error.as_deref().map_or("null".into(), json_str),
             json_num(r.native.map(ms)),
             json_num(r.qemu.map(ms)),
             r.qemu_problem.as_deref().map_or("null".into(), json_str),
             json_num(r.qemu_ratio()),
-            json_num(r.ratio_to_qemu(Engine::Dbt)),
             engines.join(", ")
         ));
     }
@@ -323,23 +383,26 @@ pub fn json(results: &[GuestResult], opts: &Options) -> String {
         .iter()
         .map(|&e| {
             let ratios: Vec<f64> = results.iter().filter_map(|r| r.ratio(e)).collect();
-            format!("{}: {}", json_str(e.name()), json_num(geomean(&ratios)))
+            let to_qemu: Vec<f64> = results.iter().filter_map(|r| r.ratio_to_qemu(e)).collect();
+            format!(
+                "{}: {}, {}: {}",
+                json_str(&e.name()),
+                json_num(geomean(&ratios)),
+                json_str(&format!("{}/qemu", e.name())),
+                json_num(geomean(&to_qemu))
+            )
         })
         .collect();
     let qemu: Vec<f64> = results.iter().filter_map(GuestResult::qemu_ratio).collect();
     geo.push(format!("\"qemu\": {}", json_num(geomean(&qemu))));
-    let dbt_qemu: Vec<f64> = results
-        .iter()
-        .filter_map(|r| r.ratio_to_qemu(Engine::Dbt))
-        .collect();
-    geo.push(format!("\"dbt/qemu\": {}", json_num(geomean(&dbt_qemu))));
     let qemu_path = opts
         .qemu
         .as_ref()
         .map_or("null".into(), |p| json_str(&p.display().to_string()));
     format!(
-        "{{\n  \"scale\": {},\n  \"runs\": {},\n  \"interp_runs\": {},\n  \"interp_scale\": {},\n  \"qemu\": {},\n  \"guests\": [\n{}\n  ],\n  \"geomean\": {{{}}}\n}}\n",
+        "{{\n  \"scale\": {},\n  \"cold_scale\": {},\n  \"runs\": {},\n  \"interp_runs\": {},\n  \"interp_scale\": {},\n  \"qemu\": {},\n  \"guests\": [\n{}\n  ],\n  \"geomean\": {{{}}}\n}}\n",
         opts.scale,
+        opts.cold_scale,
         opts.runs,
         opts.interp_runs,
         opts.interp_scale,
@@ -359,7 +422,8 @@ mod tests {
             runs: 1,
             interp_runs: 1,
             interp_scale: 1,
-            engines: vec![Engine::Dbt],
+            cold_scale: 1,
+            engines: vec![Variant::of(Engine::Dbt)],
             mem_bytes: 64 << 20,
             max_insns: None,
             timeout: Duration::from_secs(1),
@@ -372,11 +436,12 @@ mod tests {
     fn result(qemu: Option<Duration>, qemu_problem: Option<&str>) -> GuestResult {
         GuestResult {
             name: "g",
+            scale: 1,
             native: Some(Duration::from_millis(100)),
             qemu,
             qemu_problem: qemu_problem.map(Into::into),
             engines: vec![EngineResult {
-                engine: Engine::Dbt,
+                engine: Variant::of(Engine::Dbt),
                 scale: 1,
                 run: Duration::from_millis(200),
                 estimate: None,
@@ -419,6 +484,37 @@ mod tests {
         let doc = json(&[result(Some(Duration::from_millis(400)), None)], &opts);
         assert!(doc.contains("\"qemu_ms\": 400.000000"), "{doc}");
         assert!(doc.contains("\"dbt/qemu\": 0.500000"), "{doc}");
+    }
+
+    #[test]
+    fn a_threshold_sweep_has_a_column_per_value() {
+        let at = |n| Variant {
+            engine: Engine::Dbt,
+            compile_after: Some(n),
+        };
+        let mut opts = options(Some("/usr/bin/qemu-x86_64"));
+        opts.engines = vec![at(1), at(50)];
+        let mut r = result(Some(Duration::from_millis(400)), None);
+        r.engines[0].engine = at(1);
+        let mut slow = r.engines[0].clone();
+        slow.engine = at(50);
+        slow.run = Duration::from_millis(800);
+        r.engines.push(slow);
+        let table = markdown(&[r], &opts);
+        assert!(table.contains("| dbt@1 ms | dbt@1/native | dbt@1/qemu | dbt@50 ms |"));
+        assert!(row(&table).contains("| 200.0 | 2.00x | 0.50x | 800.0 | 8.00x | 2.00x |"));
+        assert!(table.contains("Geometric mean of dbt@50/qemu: 2.00x over 1 guests"));
+    }
+
+    #[test]
+    fn cold_guests_run_at_the_cold_scale_everywhere() {
+        let mut opts = options(None);
+        (opts.scale, opts.interp_scale, opts.cold_scale) = (100, 2, 1);
+        assert_eq!(opts.scale_for("sieve"), 100);
+        assert_eq!(opts.scale_of("sieve", Engine::Interp), 2);
+        assert_eq!(opts.scale_for("coldcode"), 1);
+        assert_eq!(opts.scale_of("coldcode", Engine::Interp), 1);
+        assert_eq!(opts.scale_of("coldcode", Engine::Dbt), 1);
     }
 
     #[test]
