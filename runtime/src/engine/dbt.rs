@@ -447,7 +447,11 @@ impl Dbt {
             return Ok(Next::Cold(id));
         };
         let pc = cpu.rip;
-        if self.tiering.background {
+        // A backlog means the compile thread is not keeping up (a burst of blocks turning
+        // hot at once, or a machine whose other core is busy): hot blocks would run in the
+        // interpreter tier until their turn, so past it the vCPU compiles its own.
+        let backlog = self.worker.as_ref().map_or(0, Worker::in_flight);
+        if self.tiering.background && backlog < Tiering::MAX_BACKLOG {
             self.compile_in_background(m, cpu, id, key, mode)?;
             return Ok(Next::Cold(id));
         }

@@ -37,6 +37,12 @@ pub struct Tiering {
 }
 
 impl Tiering {
+    /// Background compilations queued (or done and not yet installed) past which a block
+    /// turning hot is compiled on the vCPU's thread instead. Two: one compiling, one
+    /// waiting; a block further back would wait several compile times (~1 ms each on an
+    /// idle core) running in the interpreter tier.
+    pub const MAX_BACKLOG: usize = 2;
+
     /// `compile_after` value that never compiles.
     pub const NEVER: u32 = u32::MAX;
     /// Default hotness threshold (runs). Measured on the workload guests and the Linux boot
