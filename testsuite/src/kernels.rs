@@ -100,6 +100,16 @@ static KERNELS: &[Kernel] = &[
         sources: &["fpu.c"],
     },
     Kernel {
+        name: "identity",
+        description: "CPUID identity: known vendor, hypervisor leaves, brand, coherent family",
+        sources: &["identity.c"],
+    },
+    Kernel {
+        name: "msr",
+        description: "the model's MSRs: MISC_ENABLE, MTRRs, PAT, TSC_AUX, microcode, PMU, #GP",
+        sources: &["msr.c"],
+    },
+    Kernel {
         name: "ferr",
         description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
         sources: &["ferr.c"],
