@@ -110,6 +110,11 @@ static KERNELS: &[Kernel] = &[
         sources: &["msr.c"],
     },
     Kernel {
+        name: "nmi",
+        description: "NMIs: self-IPI, blocking until IRET with one pending, waking HLT with IF=0",
+        sources: &["nmi.c"],
+    },
+    Kernel {
         name: "ferr",
         description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
         sources: &["ferr.c"],

@@ -14,17 +14,22 @@
 //! passes through), LINT1 = NMI, other LVT entries masked.
 //!
 //! Deliberate simplifications:
-//! - One CPU: IPIs with delivery mode fixed or lowest-priority reach this APIC when the
+//! - One CPU: IPIs with delivery mode fixed, lowest-priority or NMI reach this APIC when the
 //!   shorthand is "self" or "all including self" or the destination matches; other delivery
-//!   modes (NMI, INIT, SIPI, SMI) and "all excluding self" do nothing. Delivery status is idle.
+//!   modes (INIT, SIPI, SMI) and "all excluding self" do nothing. Delivery status is idle.
+//! - NMIs (IPIs, I/O APIC messages in NMI mode, and the NMI line on LINT1 when its LVT entry
+//!   is unmasked in NMI mode, or directly while the APIC is globally disabled) latch one
+//!   pending NMI, whatever the software enable, as the SDM says (§10.4.7.2); the CPU takes
+//!   it with [`LocalApic::take_nmi`] when it is not blocking NMIs. A second NMI while one is
+//!   pending is lost, as on hardware.
 //! - TSC-deadline mode as the SDM says: a non-zero IA32_TSC_DEADLINE arms the timer, zero
 //!   disarms it, expiry disarms it and clears the MSR, switching between TSC-deadline and
 //!   the other modes disarms it; outside the mode the MSR reads 0 and ignores writes; inside
 //!   it the initial count is ignored and the current count reads 0. A new divide value
 //!   takes effect at the next initial-count write. Several timer periods that pass
 //!   unobserved raise one interrupt.
-//! - Thermal and performance-counter LVTs never fire; LINT1 (NMI) has no source. ExtINT and
-//!   NMI messages from the I/O APIC are dropped.
+//! - Thermal and performance-counter LVTs never fire; LINT1's source is the host's NMI
+//!   button ([`LocalApic::lint1_edge`]). ExtINT messages from the I/O APIC are dropped.
 //! - Register accesses must be 32-bit aligned to take effect when writing; other writes are
 //!   ignored (no illegal-register ESR bit); reads of any size return the register bytes.
 //!   Errors recorded in ESR: send/receive illegal vector (vectors 0–15).
@@ -192,6 +197,8 @@ pub struct LocalApic {
     timer_fires: u64,
     /// IA32_TSC_DEADLINE while armed in TSC-deadline mode, else 0.
     tsc_deadline: u64,
+    /// An NMI waits for the CPU.
+    nmi_pending: bool,
 }
 
 impl Default for LocalApic {
@@ -228,6 +235,7 @@ impl LocalApic {
             timer_next_ns: None,
             timer_fires: 0,
             tsc_deadline: 0,
+            nmi_pending: false,
         }
     }
 
@@ -363,6 +371,40 @@ impl LocalApic {
         self.hw_enabled() && lvt & LVT_MASKED == 0 && lvt & LVT_DELIVERY == LVT_DELIVERY_EXTINT
     }
 
+    // ---- NMI ----
+
+    /// Whether an NMI waits for the CPU.
+    pub fn nmi_pending(&self) -> bool {
+        self.nmi_pending
+    }
+
+    /// The CPU takes the pending NMI (vector 2), if there is one.
+    pub fn take_nmi(&mut self) -> bool {
+        std::mem::take(&mut self.nmi_pending)
+    }
+
+    /// What an edge on LINT1 does through its LVT entry: an NMI in NMI mode, a fixed
+    /// interrupt in fixed mode, nothing while masked (or in another mode). With the APIC
+    /// globally disabled the pin is the CPU's NMI input itself.
+    pub fn lint1_edge(&mut self) {
+        let lvt = self.lvt[LVT_LINT1];
+        if !self.hw_enabled() {
+            self.nmi_pending = true;
+        } else if lvt & LVT_MASKED == 0 {
+            match lvt & LVT_DELIVERY {
+                LVT_DELIVERY_NMI => self.nmi_pending = true,
+                0 => self.accept((lvt & LVT_VECTOR) as u8, false),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether an edge on LINT1 would raise an NMI now.
+    pub fn lint1_is_nmi(&self) -> bool {
+        let lvt = self.lvt[LVT_LINT1];
+        !self.hw_enabled() || (lvt & LVT_MASKED == 0 && lvt & LVT_DELIVERY == LVT_DELIVERY_NMI)
+    }
+
     /// End of interrupt: retires the highest in-service vector. Returns it if it was
     /// level-triggered (the EOI must be broadcast to the I/O APIC).
     pub fn eoi(&mut self) -> Option<u8> {
@@ -376,6 +418,7 @@ impl LocalApic {
         let low = self.icr_low;
         let vector = (low & LVT_VECTOR) as u8;
         let fixed = matches!(low & LVT_DELIVERY, 0 | 0x100);
+        let nmi = low & LVT_DELIVERY == LVT_DELIVERY_NMI;
         let to_self = match (low >> ICR_SHORTHAND_SHIFT) & 3 {
             SHORTHAND_NONE => {
                 self.matches_destination((self.icr_high >> 24) as u8, low & ICR_LOGICAL != 0)
@@ -383,6 +426,11 @@ impl LocalApic {
             SHORTHAND_SELF | SHORTHAND_ALL_INCLUDING_SELF => true,
             _ => false,
         };
+        if nmi {
+            // The vector field is ignored for NMIs.
+            self.nmi_pending |= to_self;
+            return;
+        }
         if !fixed {
             return;
         }
@@ -597,16 +645,17 @@ impl LocalApic {
 
 impl InterruptSink for LocalApic {
     /// Fixed and lowest-priority messages addressed to this (globally enabled) APIC land in
-    /// IRR; other delivery modes are dropped.
+    /// IRR, NMI messages make an NMI pending; other delivery modes are dropped.
     fn deliver(&mut self, msg: InterruptMessage) {
-        if self.hw_enabled()
-            && matches!(
-                msg.delivery,
-                DeliveryMode::Fixed | DeliveryMode::LowestPriority
-            )
-            && self.matches_destination(msg.destination, msg.logical)
-        {
-            self.accept(msg.vector, msg.level);
+        if !self.hw_enabled() || !self.matches_destination(msg.destination, msg.logical) {
+            return;
+        }
+        match msg.delivery {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                self.accept(msg.vector, msg.level)
+            }
+            DeliveryMode::Nmi => self.nmi_pending = true,
+            _ => {}
         }
     }
 }
@@ -842,6 +891,59 @@ mod tests {
         write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x500);
         assert!(!apic.has_interrupt());
         assert_eq!(apic.read(reg::ICR_LOW, 0), (1 << 18) | 0x500);
+    }
+
+    #[test]
+    fn nmi_ipis_messages_and_lint1_latch_one_nmi() {
+        let mut apic = LocalApic::new();
+        // Self-IPI in NMI mode: the vector field (0) is ignored, no ESR error.
+        write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x400);
+        assert!(apic.nmi_pending());
+        assert!(!apic.has_interrupt(), "not a fixed interrupt");
+        assert_eq!(apic.read(reg::ESR, 0), 0);
+        // A second NMI before the CPU takes the first is lost.
+        write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x400);
+        assert!(apic.take_nmi());
+        assert!(!apic.take_nmi());
+        // Our own APIC ID with no shorthand; another ID does not reach us.
+        write(&mut apic, reg::ICR_HIGH, 1 << 24);
+        write(&mut apic, reg::ICR_LOW, 0x400);
+        assert!(!apic.nmi_pending());
+        write(&mut apic, reg::ICR_HIGH, 0);
+        write(&mut apic, reg::ICR_LOW, 0x400);
+        assert!(apic.take_nmi());
+        // "All excluding self" does not.
+        write(&mut apic, reg::ICR_LOW, (3 << 18) | 0x400);
+        assert!(!apic.nmi_pending());
+        // An I/O APIC message in NMI mode.
+        apic.deliver(InterruptMessage {
+            vector: 0,
+            delivery: DeliveryMode::Nmi,
+            level: false,
+            logical: false,
+            destination: 0,
+        });
+        assert!(apic.take_nmi());
+        // LINT1: NMI at reset (virtual wire); masked: nothing; fixed: a vector.
+        assert!(apic.lint1_is_nmi());
+        apic.lint1_edge();
+        assert!(apic.take_nmi());
+        write(&mut apic, 0x360, LVT_MASKED | 0x400);
+        assert!(!apic.lint1_is_nmi());
+        apic.lint1_edge();
+        assert!(!apic.nmi_pending());
+        write(&mut apic, 0x360, 0x66);
+        apic.lint1_edge();
+        assert!(!apic.nmi_pending());
+        assert_eq!(apic.acknowledge(), Some(0x66));
+        // Software-disabled APIC: LVTs are masked, but NMI IPIs still arrive.
+        write(&mut apic, reg::SVR, 0xFF);
+        write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x400);
+        assert!(apic.take_nmi());
+        // Globally disabled: LINT1 is the NMI pin.
+        apic.set_base_msr(DEFAULT_BASE);
+        apic.lint1_edge();
+        assert!(apic.take_nmi());
     }
 
     #[test]
