@@ -44,7 +44,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
         if let Some(pc) = m.interrupt_shadow.take() {
-            let deliverable = cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt();
+            // MOV SS also blocks NMIs for one instruction (and STI may: SDM Vol. 3A §6.8.3).
+            let nmi = !m.nmi_blocked && m.platform.nmi_pending();
+            let deliverable = nmi || (cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt());
             if pc == cpu.rip && !m.halted && deliverable {
                 // The shadow of STI (or MOV SS): the next instruction completes first
                 // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).

@@ -180,7 +180,9 @@ impl Msr {
     /// The MSR at `index`, if the model presented as vendor `v` has it.
     pub fn from_index_as(v: Vendor, index: u32) -> Option<Msr> {
         if let Some(e) = MSRS.iter().find(|e| e.0 == index) {
-            return Some(e.1);
+            // IA32_TSC_AUX exists with RDTSCP (CPUID.8000_0001:EDX.27), as on hardware.
+            let rdtscp = cpuid::has_ext1_edx(features::RDTSCP);
+            return (e.1 != Msr::TscAux || rdtscp).then_some(e.1);
         }
         if let Some(m) = Mtrr::from_index(index) {
             return Some(Msr::Mtrr(m));
