@@ -1,17 +1,21 @@
 //! The virtual CPU model that CPUID reports.
 //!
-//! The vendor string is `"PopekVirtCPU"` (12 bytes, like `"GenuineIntel"`): popek does not
-//! pretend to be a real vendor's part, so guests take their generic paths. Feature bits are
+//! The vendor is the host's (`GenuineIntel`, or `AuthenticAMD` for AMD and Hygon hosts; see
+//! [`vendor`]): the flags the manuals leave undefined are computed by the host's rules
+//! ([`translator::flags::Vendor`]), so a guest that keys on the vendor finds the flag
+//! behaviour of that vendor, and software that only knows real vendors takes a path it
+//! knows. The family/model/stepping is a real part with the same instruction-set level and
+//! no AVX ([`signature`]); the brand string names popek. Feature bits are
 //! honest: a bit is set only when the translator and the system handlers implement it, and the
 //! handlers derive what they accept (CR4 bits, EFER bits, XCR0) from this model, so the two
 //! cannot disagree. The instruction set is the x86-64-v2 level: x87, MMX, SSE through SSE4.2,
 //! FXSAVE/FXRSTOR, POPCNT, CMPXCHG8B/16B, LAHF/SAHF in 64-bit mode, CLFLUSH; AVX, XSAVE and
-//! the rest are absent until implemented.
+//! the rest are absent until implemented. `docs/cpu-model.md` lists every bit and why.
 //!
 //! | leaf | contents |
 //! | --- | --- |
-//! | 0 | max basic leaf 0x16, vendor |
-//! | 1 | family 6 model 1 stepping 1; CLFLUSH line 64 bytes, 1 logical CPU, APIC id 0; FPU DE PSE TSC MSR PAE CX8 APIC SEP PGE CMOV PAT CLFSH MMX FXSR SSE SSE2; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 PCID POPCNT TSC-deadline hypervisor |
+//! | 0 | max basic leaf 0x16, vendor (the host's) |
+//! | 1 | Intel: family 6 model 0x7A stepping 1 (Goldmont Plus); AMD: family 0x16 model 0x30 stepping 1 (Puma); CLFLUSH line 64 bytes, 1 logical CPU, APIC id 0; FPU DE PSE TSC MSR PAE CX8 APIC SEP MTRR PGE CMOV PAT CLFSH MMX FXSR SSE SSE2; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 PCID POPCNT TSC-deadline hypervisor |
 //! | 2..6 | zeros (no cache/TLB descriptors, no MONITOR, no power management) |
 //! | 7.0 | max subleaf 0; SMEP INVPCID SMAP; UMIP |
 //! | 8..0x14 | zeros (no topology 0xB, no XSAVE 0xD, no PMU 0xA) |
@@ -21,15 +25,16 @@
 //! | 0x4000_0001 | KVM features: NOP_IO_DELAY, CLOCKSOURCE2 (kvmclock), CLOCKSOURCE_STABLE_BIT; no hints |
 //! | 0x4000_0002..0x4000_000F | zeros |
 //! | 0x4000_0010 | TSC 1,000,000 kHz, local APIC bus 1,000,000 kHz |
-//! | 0x8000_0000 | max extended leaf 0x8000_0008 |
-//! | 0x8000_0001 | SYSCALL NX RDTSCP LM; LAHF/SAHF in 64-bit mode, LZCNT (ABM) |
-//! | 0x8000_0002..4 | brand string `"popek virtual CPU"` |
+//! | 0x8000_0000 | max extended leaf 0x8000_0008 (AMD: and the vendor again, as AMD parts do) |
+//! | 0x8000_0001 | SYSCALL NX RDTSCP LM; LAHF/SAHF in 64-bit mode, LZCNT (ABM); AMD: the leaf-1 EDX bits AMD mirrors |
+//! | 0x8000_0002..4 | brand string `"popek virtual CPU @ 1.00GHz"` |
 //! | 0x8000_0007 | invariant TSC |
 //! | 0x8000_0008 | 40 physical, 48 linear address bits |
 //! | anything else (0x1F included) | all zeros |
 //!
 //! The TSC runs at the constant [`crate::tsc::TSC_HZ`] (1 GHz), which leaves 0x15, 0x16
-//! and 0x4000_0010 and kvmclock's scale all state; Linux takes it from kvmclock
+//! and 0x4000_0010 and kvmclock's scale all state, and which the brand string's "@ 1.00GHz"
+//! repeats; Linux takes it from kvmclock
 //! (`tsc_known_freq`, no PIT calibration) and, with TSC-deadline, skips the APIC timer's
 //! calibration. The hypervisor leaves are KVM's, with only the features
 //! [`crate::system::kvmclock`] implements.
@@ -38,6 +43,7 @@
 //! local APIC is globally disabled in IA32_APIC_BASE, and CPUID.1:ECX.OSXSAVE mirrors
 //! CR4.OSXSAVE (always 0 here: XSAVE is absent). [`cpuid_for`] applies them.
 
+pub use translator::flags::Vendor;
 use translator::CpuState;
 
 use crate::system::kvmclock;
@@ -48,19 +54,61 @@ const TSC_MHZ: u32 = (TSC_HZ / 1_000_000) as u32;
 /// The same in kHz (leaf 0x4000_0010).
 const TSC_KHZ: u32 = (TSC_HZ / 1_000) as u32;
 
-/// The vendor string, as EBX, EDX, ECX spell it.
-pub const VENDOR: &[u8; 12] = b"PopekVirtCPU";
+/// The vendor the model reports: the host's, whose undefined-flag rules every engine
+/// follows ([`Vendor::host`]).
+pub fn vendor() -> Vendor {
+    Vendor::host()
+}
 
-/// The brand string (NUL-padded to 48 bytes).
-pub const BRAND: &str = "popek virtual CPU";
+/// The vendor identification string of `v`, as EBX, EDX, ECX spell it (Hygon hosts get
+/// AMD's rules and AMD's string).
+pub const fn vendor_id(v: Vendor) -> &'static [u8; 12] {
+    match v {
+        Vendor::Intel => b"GenuineIntel",
+        Vendor::Amd => b"AuthenticAMD",
+    }
+}
+
+/// The brand string (NUL-padded to 48 bytes); the frequency is the TSC's ([`TSC_HZ`]).
+pub const BRAND: &str = "popek virtual CPU @ 1.00GHz";
 
 /// Highest basic leaf.
 pub const MAX_BASIC_LEAF: u32 = 0x16;
 /// Highest extended leaf.
 pub const MAX_EXT_LEAF: u32 = 0x8000_0008;
 
-/// CPUID.1:EAX — stepping 1, model 1, family 6.
-pub const SIGNATURE: u32 = (6 << 8) | (1 << 4) | 1;
+/// CPUID.1:EAX for `v`: a real part of that vendor with popek's instruction-set level.
+///
+/// - Intel: family 6, model 0x7A, stepping 1 (0x706A1, Goldmont Plus): SSE4.2, POPCNT,
+///   SMEP/SMAP, UMIP and RDTSCP, and no AVX or XSAVE-dependent extensions, like popek.
+/// - AMD: family 0x16, model 0x30, stepping 1 (0x730F01, Puma). No AMD part has SSE4.2
+///   without AVX; Puma is the nearest (SSE4.2, POPCNT, LZCNT, SMEP, no AVX2), presented
+///   with AVX/XSAVE cleared as hypervisors that mask them do. Family 0x16 has no errata
+///   Linux works around by family alone that would touch what popek models.
+pub const fn signature(v: Vendor) -> u32 {
+    match v {
+        // Extended model 7, family 6, model 0xA, stepping 1.
+        Vendor::Intel => (0x7 << 16) | (6 << 8) | (0xA << 4) | 1,
+        // Extended family 7 + family 0xF = 0x16; extended model 3, model 0, stepping 1.
+        Vendor::Amd => (0x7 << 20) | (0x3 << 16) | (0xF << 8) | 1,
+    }
+}
+
+/// The display family and model of a CPUID.1:EAX signature (SDM Vol. 2A, CPUID, Figure 3-6).
+pub const fn family_model(eax: u32) -> (u32, u32) {
+    let base_family = (eax >> 8) & 0xF;
+    let family = if base_family == 0xF {
+        base_family + ((eax >> 20) & 0xFF)
+    } else {
+        base_family
+    };
+    let model = if base_family == 6 || base_family == 0xF {
+        ((eax >> 12) & 0xF0) | ((eax >> 4) & 0xF)
+    } else {
+        (eax >> 4) & 0xF
+    };
+    (family, model)
+}
 
 /// Physical address width (MAXPHYADDR), reported in CPUID.8000_0008:EAX[7:0]. Physical
 /// address bits at and above it are reserved in page-table entries, CR3 and IA32_APIC_BASE.
@@ -97,6 +145,8 @@ pub mod features {
     pub const APIC: u32 = 1 << 9;
     /// 1:EDX.11: SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
+    /// 1:EDX.12: memory-type range registers (IA32_MTRRCAP, the variable and fixed ranges).
+    pub const MTRR: u32 = 1 << 12;
     /// 1:EDX.13: global pages (CR4.PGE).
     pub const PGE: u32 = 1 << 13;
     /// 1:EDX.15: CMOVcc.
@@ -179,6 +229,7 @@ const LEAF1_EDX: u32 = f::FPU
     | f::CX8
     | f::APIC
     | f::SEP
+    | f::MTRR
     | f::PGE
     | f::CMOV
     | f::PAT
@@ -205,6 +256,9 @@ const LEAF7_ECX: u32 = f::UMIP;
 const EXT1_ECX: u32 = f::LAHF_LM | f::ABM;
 /// CPUID.8000_0001:EDX.
 const EXT1_EDX: u32 = f::SYSCALL | f::NX | f::RDTSCP | f::LM;
+/// The CPUID.1:EDX bits AMD parts repeat in CPUID.8000_0001:EDX (FPU..APIC, MTRR..PSE36,
+/// MMX, FXSR; AMD APM Vol. 3, CPUID Fn8000_0001_EDX).
+const AMD_EXT1_ALIASES: u32 = 0x0183_F3FF;
 
 /// Whether the model reports feature `bit` of CPUID.1:EDX.
 pub const fn has_leaf1_edx(bit: u32) -> bool {
@@ -230,16 +284,22 @@ pub const fn has_ext1_edx(bit: u32) -> bool {
 /// EAX, EBX, ECX, EDX for `leaf`/`subleaf`, independent of the CPU state (the
 /// state-dependent bits read as after reset: APIC enabled, OSXSAVE clear).
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    cpuid_as(vendor(), leaf, subleaf)
+}
+
+/// [`cpuid`] of the model presented as vendor `v`.
+pub fn cpuid_as(v: Vendor, leaf: u32, subleaf: u32) -> [u32; 4] {
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let id = vendor_id(v);
     match leaf {
         0 => [
             MAX_BASIC_LEAF,
-            word(&VENDOR[0..4]),
-            word(&VENDOR[8..12]),
-            word(&VENDOR[4..8]),
+            word(&id[0..4]),
+            word(&id[8..12]),
+            word(&id[4..8]),
         ],
         // EBX: CLFLUSH line size 8 quadwords (64 bytes), one logical processor, APIC id 0.
-        1 => [SIGNATURE, 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX],
+        1 => [signature(v), 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX],
         7 if subleaf == 0 => [0, LEAF7_EBX, LEAF7_ECX, 0],
         // TSC = crystal × EBX / EAX; the crystal (ECX, Hz) also clocks the APIC timer.
         0x15 => [1, 1, TSC_HZ as u32, 0],
@@ -252,8 +312,25 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
         ],
         kvmclock::CPUID_FEATURES => [kvmclock::FEATURES, 0, 0, 0],
         kvmclock::CPUID_TIMING => [TSC_KHZ, TSC_KHZ, 0, 0],
-        0x8000_0000 => [MAX_EXT_LEAF, 0, 0, 0],
-        0x8000_0001 => [0, 0, EXT1_ECX, EXT1_EDX],
+        0x8000_0000 => match v {
+            Vendor::Intel => [MAX_EXT_LEAF, 0, 0, 0],
+            Vendor::Amd => [
+                MAX_EXT_LEAF,
+                word(&id[0..4]),
+                word(&id[8..12]),
+                word(&id[4..8]),
+            ],
+        },
+        0x8000_0001 => match v {
+            // AMD repeats the signature too.
+            Vendor::Intel => [0, 0, EXT1_ECX, EXT1_EDX],
+            Vendor::Amd => [
+                signature(v),
+                0,
+                EXT1_ECX,
+                EXT1_EDX | (LEAF1_EDX & AMD_EXT1_ALIASES),
+            ],
+        },
         0x8000_0002..=0x8000_0004 => {
             let mut brand = [0u8; 48];
             brand[..BRAND.len()].copy_from_slice(BRAND.as_bytes());
@@ -294,15 +371,62 @@ pub fn cpuid_for(cpu: &CpuState, apic_base: u64, leaf: u32, subleaf: u32) -> [u3
 mod tests {
     use super::*;
 
+    /// The 12 bytes of EBX, EDX, ECX (leaf 0's order).
+    fn id_of(r: [u32; 4]) -> Vec<u8> {
+        [r[1], r[3], r[2]]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
+    }
+
     #[test]
-    fn vendor_is_spelled_ebx_edx_ecx() {
-        let [max, b, c, d] = cpuid(0, 0);
+    fn vendor_is_the_hosts_spelled_ebx_edx_ecx() {
+        let [max, ..] = cpuid(0, 0);
         assert_eq!(max, MAX_BASIC_LEAF);
-        let mut s = Vec::new();
-        for r in [b, d, c] {
-            s.extend_from_slice(&r.to_le_bytes());
+        assert_eq!(&id_of(cpuid(0, 0)), vendor_id(Vendor::host()));
+        assert_eq!(&id_of(cpuid_as(Vendor::Intel, 0, 0)), b"GenuineIntel");
+        assert_eq!(&id_of(cpuid_as(Vendor::Amd, 0, 0)), b"AuthenticAMD");
+        // Whatever the model says, the translator reads back the vendor whose flag rules
+        // it applies.
+        for v in Vendor::ALL {
+            assert_eq!(Vendor::from_cpuid_id(vendor_id(v)), v);
         }
-        assert_eq!(&s, VENDOR);
+        // AMD repeats the vendor in 0x8000_0000; Intel leaves it zero.
+        assert_eq!(
+            &id_of(cpuid_as(Vendor::Amd, 0x8000_0000, 0)),
+            b"AuthenticAMD"
+        );
+        assert_eq!(cpuid_as(Vendor::Intel, 0x8000_0000, 0)[1..], [0, 0, 0]);
+    }
+
+    #[test]
+    fn family_and_model_are_real_parts_without_avx() {
+        // Goldmont Plus (06_7AH) and Puma (16h model 30h), as the SDM and the AMD
+        // revision guide spell their signatures.
+        assert_eq!(signature(Vendor::Intel), 0x0007_06A1);
+        assert_eq!(signature(Vendor::Amd), 0x0073_0F01);
+        assert_eq!(family_model(signature(Vendor::Intel)), (6, 0x7A));
+        assert_eq!(family_model(signature(Vendor::Amd)), (0x16, 0x30));
+        for v in Vendor::ALL {
+            assert_eq!(cpuid_as(v, 1, 0)[0], signature(v));
+            // Coherent with the features: SSE4.2 and POPCNT exist from family 6 (Intel)
+            // and 0x10+ (AMD) on; AVX and XSAVE are not claimed.
+            let [_, _, ecx, _] = cpuid_as(v, 1, 0);
+            assert_ne!(ecx & f::SSE4_2, 0);
+            assert_eq!(ecx & (1 << 28 | f::XSAVE), 0, "AVX, XSAVE");
+        }
+        assert_eq!(
+            cpuid_as(Vendor::Amd, 0x8000_0001, 0)[0],
+            signature(Vendor::Amd)
+        );
+    }
+
+    #[test]
+    fn amd_mirrors_only_claimed_leaf1_bits() {
+        let leaf1 = cpuid_as(Vendor::Amd, 1, 0)[3];
+        let ext = cpuid_as(Vendor::Amd, 0x8000_0001, 0)[3];
+        assert_eq!(ext & !EXT1_EDX, leaf1 & AMD_EXT1_ALIASES);
+        assert_eq!(cpuid_as(Vendor::Intel, 0x8000_0001, 0)[3], EXT1_EDX);
     }
 
     #[test]
@@ -326,9 +450,6 @@ mod tests {
         // Leaf 7 has only subleaf 0.
         assert_eq!(cpuid(7, 0)[0], 0);
         assert_eq!(cpuid(7, 1), [0; 4]);
-        // Family 6, model 1, stepping 1.
-        let eax = cpuid(1, 0)[0];
-        assert_eq!(((eax >> 8) & 0xF, (eax >> 4) & 0xF, eax & 0xF), (6, 1, 1));
         // Address sizes.
         let sizes = cpuid(0x8000_0008, 0)[0];
         assert_eq!((sizes & 0xFF, (sizes >> 8) & 0xFF), (40, 48));
@@ -344,6 +465,12 @@ mod tests {
         (1, 3, f::PAE, "PAE"),
         (1, 3, f::APIC, "IA32_APIC_BASE, local APIC"),
         (1, 3, f::SEP, "SYSENTER/SYSEXIT"),
+        (
+            1,
+            3,
+            f::MTRR,
+            "IA32_MTRRCAP, MTRR ranges (stored; memory types have no effect)",
+        ),
         (1, 3, f::PGE, "CR4.PGE"),
         (1, 3, f::CMOV, "CMOVcc"),
         (1, 3, f::PAT, "IA32_PAT"),
@@ -392,7 +519,8 @@ mod tests {
             .into_iter()
             .chain([(0x8000_0001, [2usize, 3].as_slice()), (0x8000_0007, &[3])])
         {
-            let r = cpuid(leaf, 0);
+            // Intel's view: AMD's 8000_0001 aliases repeat leaf-1 bits (checked above).
+            let r = cpuid_as(Vendor::Intel, leaf, 0);
             for &reg in regs {
                 let claimed = r[reg];
                 let known = EMULATED
@@ -472,6 +600,7 @@ mod tests {
 
     #[test]
     fn brand_string() {
+        assert_eq!(TSC_MHZ, 1000, "the brand string says 1.00GHz");
         let mut s = Vec::new();
         for leaf in 0x8000_0002..=0x8000_0004 {
             for r in cpuid(leaf, 0) {

@@ -53,7 +53,7 @@ pub use devices::SerialSink;
 pub use engine::{Engine, RunOutcome};
 pub use loader::LoadError;
 pub use stats::Stats;
-pub use vm::{register_dump, KernelError, StopHandle, Vm, VmConfig, VmError};
+pub use vm::{register_dump, KernelError, NmiHandle, StopHandle, Vm, VmConfig, VmError};
 
 /// The embedded demo guest (`runtime/demo/demo.S`): prints a banner, the CPU vendor, the
 /// primes below 1000 and a checksum on COM1, then writes 0 to the isa-debug-exit port.

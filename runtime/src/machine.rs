@@ -170,6 +170,12 @@ pub struct Machine {
     pub interrupt_shadow: Option<u64>,
     /// The vCPU executed HLT and waits for an interrupt.
     pub halted: bool,
+    /// NMI blocking: set when an NMI is delivered, cleared by the next IRET that completes
+    /// (SDM Vol. 3A §6.7.1); a pending NMI waits meanwhile.
+    pub nmi_blocked: bool,
+    /// The host's NMI button (see [`crate::vm::NmiHandle`]): an edge on the board's NMI
+    /// line, taken by the run loop between blocks and while halted.
+    pub nmi_button: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Interrupt controllers, timers and the RTC.
     pub platform: crate::devices::platform::Platform,
     /// The user's instruction limit (`u64::MAX` for none); `CpuState::icount_limit` is the
@@ -296,6 +302,8 @@ impl Machine {
             host_traps: 0,
             trap_table: Default::default(),
             halted: false,
+            nmi_blocked: false,
+            nmi_button: Default::default(),
             platform,
             insn_limit: u64::MAX,
             interrupts_delivered: 0,

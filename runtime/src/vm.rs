@@ -132,6 +132,26 @@ impl StopHandle {
     }
 }
 
+/// The host's NMI button for a [`Vm`] that another thread is running: an edge on the
+/// board's NMI line, which reaches the guest through LAPIC LINT1 (NMI mode at reset, as the
+/// ACPI MADT describes it; dropped while LINT1 is masked, as on hardware). The NMI wakes a
+/// halted vCPU, with RFLAGS.IF = 0 too: while a handle exists, a vCPU halted with
+/// interrupts off waits for it instead of ending the run.
+#[derive(Clone, Debug)]
+pub struct NmiHandle {
+    button: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bell: crate::console::Doorbell,
+}
+
+impl NmiHandle {
+    /// Presses the button (a halted vCPU wakes at once).
+    pub fn nmi(&self) {
+        self.button
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.bell.ring();
+    }
+}
+
 /// A virtual machine with one CPU.
 pub struct Vm {
     cpu: Box<CpuState>,
@@ -226,6 +246,22 @@ impl Vm {
             flag: self.machine.stop_flag.clone(),
             bell: self.machine.doorbell.clone(),
         }
+    }
+
+    /// A handle another thread can send this VM NMIs with (see [`NmiHandle`]).
+    pub fn nmi_handle(&self) -> NmiHandle {
+        NmiHandle {
+            button: self.machine.nmi_button.clone(),
+            bell: self.machine.doorbell.clone(),
+        }
+    }
+
+    /// Sends an NMI through the board's NMI line (see [`NmiHandle`]); between runs, the
+    /// next run takes it before its first instruction.
+    pub fn nmi(&mut self) {
+        self.machine
+            .nmi_button
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Connects a new console input: what the returned writer sends (from any thread) is

@@ -100,6 +100,21 @@ static KERNELS: &[Kernel] = &[
         sources: &["fpu.c"],
     },
     Kernel {
+        name: "identity",
+        description: "CPUID identity: known vendor, hypervisor leaves, brand, coherent family",
+        sources: &["identity.c"],
+    },
+    Kernel {
+        name: "msr",
+        description: "the model's MSRs: MISC_ENABLE, MTRRs, PAT, TSC_AUX, microcode, PMU, #GP",
+        sources: &["msr.c"],
+    },
+    Kernel {
+        name: "nmi",
+        description: "NMIs: self-IPI, blocking until IRET with one pending, waking HLT with IF=0",
+        sources: &["nmi.c"],
+    },
+    Kernel {
         name: "ferr",
         description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
         sources: &["ferr.c"],

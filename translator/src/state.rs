@@ -384,6 +384,12 @@ pub struct Msrs {
     pub tsc_aux: u64,
     /// Added to the virtual TSC (IA32_TSC writes set it).
     pub tsc_offset: u64,
+    /// IA32_MTRR_DEF_TYPE.
+    pub mtrr_def_type: u64,
+    /// IA32_MTRR_PHYSBASEn/PHYSMASKn, n = 0..8, interleaved as their MSR indices.
+    pub mtrr_var: [u64; 16],
+    /// The fixed-range MTRRs (0x250, 0x258, 0x259, 0x268..=0x26F).
+    pub mtrr_fixed: [u64; 11],
 }
 
 /// Entries per soft-TLB set.

@@ -14,17 +14,22 @@
 //! passes through), LINT1 = NMI, other LVT entries masked.
 //!
 //! Deliberate simplifications:
-//! - One CPU: IPIs with delivery mode fixed or lowest-priority reach this APIC when the
+//! - One CPU: IPIs with delivery mode fixed, lowest-priority or NMI reach this APIC when the
 //!   shorthand is "self" or "all including self" or the destination matches; other delivery
-//!   modes (NMI, INIT, SIPI, SMI) and "all excluding self" do nothing. Delivery status is idle.
+//!   modes (INIT, SIPI, SMI) and "all excluding self" do nothing. Delivery status is idle.
+//! - NMIs (IPIs, I/O APIC messages in NMI mode, and the NMI line on LINT1 when its LVT entry
+//!   is unmasked in NMI mode, or directly while the APIC is globally disabled) latch one
+//!   pending NMI, whatever the software enable, as the SDM says (§10.4.7.2); the CPU takes
+//!   it with [`LocalApic::take_nmi`] when it is not blocking NMIs. A second NMI while one is
+//!   pending is lost, as on hardware.
 //! - TSC-deadline mode as the SDM says: a non-zero IA32_TSC_DEADLINE arms the timer, zero
 //!   disarms it, expiry disarms it and clears the MSR, switching between TSC-deadline and
 //!   the other modes disarms it; outside the mode the MSR reads 0 and ignores writes; inside
 //!   it the initial count is ignored and the current count reads 0. A new divide value
 //!   takes effect at the next initial-count write. Several timer periods that pass
 //!   unobserved raise one interrupt.
-//! - Thermal and performance-counter LVTs never fire; LINT1 (NMI) has no source. ExtINT and
-//!   NMI messages from the I/O APIC are dropped.
+//! - Thermal and performance-counter LVTs never fire; LINT1's source is the host's NMI
+//!   button ([`LocalApic::lint1_edge`]). ExtINT messages from the I/O APIC are dropped.
 //! - Register accesses must be 32-bit aligned to take effect when writing; other writes are
 //!   ignored (no illegal-register ESR bit); reads of any size return the register bytes.
 //!   Errors recorded in ESR: send/receive illegal vector (vectors 0–15).
@@ -192,6 +197,8 @@ pub struct LocalApic {
     timer_fires: u64,
     /// IA32_TSC_DEADLINE while armed in TSC-deadline mode, else 0.
     tsc_deadline: u64,
+    /// An NMI waits for the CPU.
+    nmi_pending: bool,
 }
 
 impl Default for LocalApic {
@@ -228,6 +235,7 @@ impl LocalApic {
             timer_next_ns: None,
             timer_fires: 0,
             tsc_deadline: 0,
+            nmi_pending: false,
         }
     }
 
@@ -363,6 +371,40 @@ impl LocalApic {
         self.hw_enabled() && lvt & LVT_MASKED == 0 && lvt & LVT_DELIVERY == LVT_DELIVERY_EXTINT
     }
 
+    // ---- NMI ----
+
+    /// Whether an NMI waits for the CPU.
+    pub fn nmi_pending(&self) -> bool {
+        self.nmi_pending
+    }
+
+    /// The CPU takes the pending NMI (vector 2), if there is one.
+    pub fn take_nmi(&mut self) -> bool {
+        std::mem::take(&mut self.nmi_pending)
+    }
+
+    /// What an edge on LINT1 does through its LVT entry: an NMI in NMI mode, a fixed
+    /// interrupt in fixed mode, nothing while masked (or in another mode). With the APIC
+    /// globally disabled the pin is the CPU's NMI input itself.
+    pub fn lint1_edge(&mut self) {
+        let lvt = self.lvt[LVT_LINT1];
+        if !self.hw_enabled() {
+            self.nmi_pending = true;
+        } else if lvt & LVT_MASKED == 0 {
+            match lvt & LVT_DELIVERY {
+                LVT_DELIVERY_NMI => self.nmi_pending = true,
+                0 => self.accept((lvt & LVT_VECTOR) as u8, false),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether an edge on LINT1 would raise an NMI now.
+    pub fn lint1_is_nmi(&self) -> bool {
+        let lvt = self.lvt[LVT_LINT1];
+        !self.hw_enabled() || (lvt & LVT_MASKED == 0 && lvt & LVT_DELIVERY == LVT_DELIVERY_NMI)
+    }
+
     /// End of interrupt: retires the highest in-service vector. Returns it if it was
     /// level-triggered (the EOI must be broadcast to the I/O APIC).
     pub fn eoi(&mut self) -> Option<u8> {
@@ -376,6 +418,7 @@ impl LocalApic {
         let low = self.icr_low;
         let vector = (low & LVT_VECTOR) as u8;
         let fixed = matches!(low & LVT_DELIVERY, 0 | 0x100);
+        let nmi = low & LVT_DELIVERY == LVT_DELIVERY_NMI;
         let to_self = match (low >> ICR_SHORTHAND_SHIFT) & 3 {
             SHORTHAND_NONE => {
                 self.matches_destination((self.icr_high >> 24) as u8, low & ICR_LOGICAL != 0)
@@ -383,6 +426,11 @@ impl LocalApic {
             SHORTHAND_SELF | SHORTHAND_ALL_INCLUDING_SELF => true,
             _ => false,
         };
+        if nmi {
+            // The vector field is ignored for NMIs.
+            self.nmi_pending |= to_self;
+            return;
+        }
         if !fixed {
             return;
         }
@@ -597,315 +645,20 @@ impl LocalApic {
 
 impl InterruptSink for LocalApic {
     /// Fixed and lowest-priority messages addressed to this (globally enabled) APIC land in
-    /// IRR; other delivery modes are dropped.
+    /// IRR, NMI messages make an NMI pending; other delivery modes are dropped.
     fn deliver(&mut self, msg: InterruptMessage) {
-        if self.hw_enabled()
-            && matches!(
-                msg.delivery,
-                DeliveryMode::Fixed | DeliveryMode::LowestPriority
-            )
-            && self.matches_destination(msg.destination, msg.logical)
-        {
-            self.accept(msg.vector, msg.level);
+        if !self.hw_enabled() || !self.matches_destination(msg.destination, msg.logical) {
+            return;
+        }
+        match msg.delivery {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                self.accept(msg.vector, msg.level)
+            }
+            DeliveryMode::Nmi => self.nmi_pending = true,
+            _ => {}
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(apic: &mut LocalApic, offset: u32, value: u32) {
-        apic.write(offset, value, 0);
-    }
-
-    #[test]
-    fn reset_state_is_virtual_wire() {
-        let apic = LocalApic::new();
-        assert_eq!(apic.base_msr(), 0xFEE0_0900);
-        assert_eq!(apic.read(reg::VERSION, 0), 0x0005_0014);
-        assert_eq!(apic.read(reg::SVR, 0), 0x1FF);
-        assert_eq!(apic.read(0x350, 0), 0x700, "LINT0 ExtINT");
-        assert_eq!(apic.read(0x360, 0), 0x400, "LINT1 NMI");
-        assert_eq!(apic.read(reg::LVT_TIMER, 0), LVT_MASKED);
-        assert_eq!(apic.read(reg::DFR, 0), u32::MAX);
-        assert!(apic.lint0_extint());
-    }
-
-    #[test]
-    fn priority_tpr_ppr_and_eoi_order() {
-        let mut apic = LocalApic::new();
-        apic.accept(0x31, false);
-        apic.accept(0x52, false);
-        apic.accept(0x55, false);
-        assert_eq!(apic.acknowledge(), Some(0x55));
-        assert_eq!(apic.ppr(), 0x50);
-        assert!(!apic.has_interrupt(), "0x52 is in the in-service class");
-        assert_eq!(apic.read(reg::ISR + 0x20, 0), 1 << (0x55 - 0x40));
-        assert_eq!(apic.read(reg::IRR + 0x20, 0), 1 << (0x52 - 0x40));
-        apic.accept(0x61, false);
-        assert_eq!(apic.acknowledge(), Some(0x61), "a higher class nests");
-        assert_eq!(apic.write(reg::EOI, 0, 0), None);
-        assert_eq!(
-            apic.read(reg::ISR + 0x20, 0),
-            1 << (0x55 - 0x40),
-            "0x61 retired first"
-        );
-        write(&mut apic, reg::EOI, 0);
-        // TPR blocks classes at or below it.
-        write(&mut apic, reg::TPR, 0x52);
-        assert_eq!(apic.ppr(), 0x52);
-        assert!(!apic.has_interrupt());
-        apic.set_cr8(2);
-        assert_eq!(apic.read(reg::TPR, 0), 0x20);
-        assert_eq!(apic.cr8(), 2);
-        assert_eq!(apic.acknowledge(), Some(0x52));
-        write(&mut apic, reg::EOI, 0);
-        assert_eq!(
-            apic.acknowledge(),
-            Some(0x31),
-            "class 3 is above TPR class 2"
-        );
-    }
-
-    #[test]
-    fn level_triggered_eoi_is_reported() {
-        let mut apic = LocalApic::new();
-        apic.accept(0x40, true);
-        assert_eq!(apic.read(reg::TMR + 0x20, 0), 1);
-        assert_eq!(apic.acknowledge(), Some(0x40));
-        assert_eq!(apic.write(reg::EOI, 0, 0), Some(0x40));
-        assert_eq!(apic.write(reg::EOI, 0, 0), None, "nothing in service");
-    }
-
-    #[test]
-    fn software_disable_masks_lvts_and_holds_interrupts() {
-        let mut apic = LocalApic::new();
-        apic.accept(0x80, false);
-        write(&mut apic, reg::SVR, 0xFF);
-        assert!(!apic.has_interrupt());
-        assert!(!apic.lint0_extint());
-        assert_eq!(apic.read(0x350, 0), 0x700 | LVT_MASKED);
-        write(&mut apic, 0x350, 0x700);
-        assert_eq!(
-            apic.read(0x350, 0),
-            0x700 | LVT_MASKED,
-            "cannot unmask while disabled"
-        );
-        write(&mut apic, reg::SVR, 0x1FF);
-        assert!(apic.has_interrupt(), "held in IRR");
-        write(&mut apic, 0x350, 0x700);
-        assert!(apic.lint0_extint());
-        // Global disable hides everything.
-        apic.set_base_msr(DEFAULT_BASE);
-        assert!(!apic.hw_enabled());
-        assert!(!apic.has_interrupt());
-        assert_eq!(apic.base_msr(), DEFAULT_BASE | BASE_BSP);
-    }
-
-    #[test]
-    fn timer_one_shot() {
-        let mut apic = LocalApic::new();
-        write(&mut apic, reg::TIMER_DIVIDE, 0x3); // divide by 16
-        write(&mut apic, reg::LVT_TIMER, 0x40);
-        apic.write(reg::TIMER_INITIAL, 1000, 500);
-        assert_eq!(apic.next_event_ns(), Some(500 + 16_000));
-        assert_eq!(apic.timer_current(500 + 160), 990);
-        apic.update(500 + 15_999);
-        assert!(!apic.has_interrupt());
-        apic.update(500 + 16_000);
-        assert_eq!(apic.acknowledge(), Some(0x40));
-        assert_eq!(apic.next_event_ns(), None);
-        assert_eq!(apic.read(reg::TIMER_CURRENT, 1_000_000), 0);
-        apic.update(1_000_000);
-        assert!(!apic.has_interrupt(), "one shot");
-        assert_eq!(apic.timer_fires(), 1);
-    }
-
-    #[test]
-    fn timer_periodic_and_dividers() {
-        let mut apic = LocalApic::new();
-        write(&mut apic, reg::TIMER_DIVIDE, 0xB); // divide by 1
-        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_PERIODIC | 0x40);
-        write(&mut apic, reg::TIMER_INITIAL, 100);
-        assert_eq!(apic.timer_current(250), 50);
-        for k in 1..=3u64 {
-            assert_eq!(apic.next_event_ns(), Some(100 * k));
-            apic.update(100 * k);
-            assert_eq!(apic.acknowledge(), Some(0x40));
-            write(&mut apic, reg::EOI, 0);
-        }
-        // Missed periods coalesce and keep the phase.
-        apic.update(1050);
-        assert_eq!(apic.next_event_ns(), Some(1100));
-        assert_eq!(apic.timer_fires(), 4);
-        assert_eq!(apic.acknowledge(), Some(0x40));
-        assert!(
-            !apic.has_interrupt(),
-            "one interrupt for the missed periods"
-        );
-        write(&mut apic, reg::EOI, 0);
-        // Divider codes.
-        for (dcr, div) in [
-            (0x0, 2),
-            (0x1, 4),
-            (0x2, 8),
-            (0x3, 16),
-            (0x8, 32),
-            (0x9, 64),
-            (0xA, 128),
-        ] {
-            write(&mut apic, reg::TIMER_DIVIDE, dcr);
-            write(&mut apic, reg::TIMER_INITIAL, 10);
-            assert_eq!(apic.next_event_ns(), Some(10 * div));
-        }
-        // Masked timers count but do not interrupt; zero stops the timer.
-        write(
-            &mut apic,
-            reg::LVT_TIMER,
-            LVT_TIMER_PERIODIC | LVT_MASKED | 0x40,
-        );
-        apic.update(10_000);
-        assert!(!apic.has_interrupt());
-        write(&mut apic, reg::TIMER_INITIAL, 0);
-        assert_eq!(apic.next_event_ns(), None);
-        // Entering TSC-deadline mode stops the count-down timer.
-        write(&mut apic, reg::TIMER_INITIAL, 10);
-        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | 0x40);
-        assert_eq!(apic.next_event_ns(), None);
-    }
-
-    #[test]
-    fn timer_tsc_deadline_mode() {
-        let mut apic = LocalApic::new();
-        // Outside the mode the MSR reads 0 and ignores writes.
-        write(&mut apic, reg::LVT_TIMER, 0x40);
-        apic.set_tsc_deadline(5_000, 500);
-        assert_eq!((apic.tsc_deadline(), apic.next_event_ns()), (0, None));
-        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | 0x40);
-        apic.set_tsc_deadline(5_000, 500);
-        assert_eq!(
-            (apic.tsc_deadline(), apic.next_event_ns()),
-            (5_000, Some(500))
-        );
-        // The initial count is ignored and the current count reads 0.
-        write(&mut apic, reg::TIMER_INITIAL, 7);
-        assert_eq!(apic.next_event_ns(), Some(500));
-        assert_eq!(apic.timer_current(100), 0);
-        // Rewriting the LVT in the same mode (e.g. unmasking) keeps it armed.
-        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_TSC_DEADLINE | 0x41);
-        assert_eq!(apic.next_interrupt_ns(), Some(500));
-        apic.update(499);
-        assert!(!apic.has_interrupt());
-        apic.update(500);
-        assert_eq!(apic.acknowledge(), Some(0x41));
-        assert_eq!(apic.tsc_deadline(), 0, "expiry disarms and clears the MSR");
-        assert_eq!(apic.next_event_ns(), None);
-        apic.update(10_000);
-        assert_eq!(apic.timer_fires(), 1, "one interrupt per write");
-        // Zero disarms; leaving the mode disarms.
-        apic.set_tsc_deadline(9_000, 900);
-        apic.set_tsc_deadline(0, 0);
-        assert_eq!((apic.tsc_deadline(), apic.next_event_ns()), (0, None));
-        apic.set_tsc_deadline(9_000, 900);
-        write(&mut apic, reg::LVT_TIMER, 0x41);
-        assert_eq!((apic.tsc_deadline(), apic.next_event_ns()), (0, None));
-    }
-
-    #[test]
-    fn self_ipi_and_destinations() {
-        let mut apic = LocalApic::new();
-        write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x99); // self
-        assert_eq!(apic.read(reg::IRR + 0x40, 0), 1 << (0x99 - 0x80));
-        assert_eq!(apic.acknowledge(), Some(0x99));
-        write(&mut apic, reg::EOI, 0);
-        // Physical destination: our ID only.
-        write(&mut apic, reg::ID, 3 << 24);
-        write(&mut apic, reg::ICR_HIGH, 2 << 24);
-        write(&mut apic, reg::ICR_LOW, 0x9A);
-        assert!(!apic.has_interrupt());
-        write(&mut apic, reg::ICR_HIGH, 3 << 24);
-        write(&mut apic, reg::ICR_LOW, 0x9A);
-        assert_eq!(apic.acknowledge(), Some(0x9A));
-        write(&mut apic, reg::EOI, 0);
-        // Logical flat.
-        write(&mut apic, reg::LDR, 0x04 << 24);
-        assert!(apic.matches_destination(0x06, true));
-        assert!(!apic.matches_destination(0x01, true));
-        // Logical cluster.
-        write(&mut apic, reg::DFR, 0);
-        write(&mut apic, reg::LDR, 0x21 << 24);
-        assert!(apic.matches_destination(0x23, true));
-        assert!(!apic.matches_destination(0x13, true));
-        // "All excluding self" and INIT reach nobody.
-        write(&mut apic, reg::ICR_LOW, (3 << 18) | 0x9B);
-        write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x500);
-        assert!(!apic.has_interrupt());
-        assert_eq!(apic.read(reg::ICR_LOW, 0), (1 << 18) | 0x500);
-    }
-
-    #[test]
-    fn illegal_vectors_set_esr_and_raise_the_error_lvt() {
-        let mut apic = LocalApic::new();
-        write(&mut apic, reg::LVT_ERROR, 0xFE);
-        write(&mut apic, reg::ICR_LOW, (1 << 18) | 0x05);
-        apic.accept(0x0F, false);
-        assert_eq!(apic.read(reg::ESR, 0), 0, "ESR updates on write");
-        write(&mut apic, reg::ESR, 0);
-        assert_eq!(
-            apic.read(reg::ESR, 0),
-            ESR_SEND_ILLEGAL_VECTOR | ESR_RECEIVE_ILLEGAL_VECTOR
-        );
-        write(&mut apic, reg::ESR, 0);
-        assert_eq!(apic.read(reg::ESR, 0), 0);
-        assert_eq!(apic.acknowledge(), Some(0xFE));
-    }
-
-    #[test]
-    fn mmio_access_sizes() {
-        let mut apic = LocalApic::new();
-        assert_eq!(apic.mmio_read(0x30, 4, 0), 0x0005_0014);
-        assert_eq!(apic.mmio_read(0x30, 1, 0), 0x14);
-        assert_eq!(apic.mmio_read(0x32, 2, 0), 0x0005);
-        assert_eq!(
-            apic.mmio_read(0x30, 8, 0),
-            0x0005_0014,
-            "upper half reserved"
-        );
-        assert_eq!(apic.mmio_read(0xFFF, 8, 0), 0, "past the page");
-        assert_eq!(apic.mmio_read(u64::MAX, 8, 0), 0);
-        apic.mmio_write(0x80, 4, 0x30, 0);
-        assert_eq!(apic.read(reg::TPR, 0), 0x30);
-        apic.mmio_write(0x80, 1, 0x40, 0);
-        apic.mmio_write(0x84, 4, 0x40, 0);
-        apic.mmio_write(u64::MAX, 4, 0x40, 0);
-        assert_eq!(apic.read(reg::TPR, 0), 0x30, "odd writes are ignored");
-        apic.mmio_write(0x80, 8, 0xFFFF_FFFF_0000_0050, 0);
-        assert_eq!(apic.read(reg::TPR, 0), 0x50);
-    }
-
-    #[test]
-    fn hostile_register_writes_do_not_panic() {
-        let mut apic = LocalApic::new();
-        let mut now = 0u64;
-        for off in (0..0x1000u64).step_by(4) {
-            for v in [0u32, u32::MAX, 0x1_0000, 0xB, 0x2_00FF, 0x0C_0010] {
-                apic.mmio_write(off, 4, u64::from(v), now);
-                let _ = apic.mmio_read(off, 4, now);
-                now = now.wrapping_add(u64::from(v) << 7);
-                apic.update(now);
-                let _ = apic.acknowledge();
-            }
-        }
-        apic.update(u64::MAX);
-        let _ = apic.timer_current(u64::MAX);
-        // The shortest periodic timer, observed at the end of time.
-        let mut apic = LocalApic::new();
-        write(&mut apic, reg::TIMER_DIVIDE, 0xB);
-        write(&mut apic, reg::LVT_TIMER, LVT_TIMER_PERIODIC | 0x40);
-        write(&mut apic, reg::TIMER_INITIAL, 1);
-        apic.update(u64::MAX);
-        assert_eq!(apic.next_event_ns(), Some(u64::MAX));
-        assert_eq!(apic.acknowledge(), Some(0x40));
-    }
-}
+mod tests;

@@ -317,6 +317,45 @@ impl Platform {
         ioapic_open || (self.pic_routed() && self.pic.could_signal(isa_irq))
     }
 
+    /// The earliest future timer event that would raise an NMI (its I/O APIC pin unmasked
+    /// in NMI mode): what can still wake a CPU halted with RFLAGS.IF = 0.
+    pub fn next_nmi_wake_ns(&self) -> Option<u64> {
+        let nmi_route = |isa_irq: u8| {
+            let pin = if isa_irq == PIT_IRQ {
+                PIT_IOAPIC_PIN
+            } else {
+                isa_irq
+            };
+            let r = self.ioapic.redirection(usize::from(pin));
+            let nmi_mode = (r >> 8) & 7 == 4;
+            r & (1 << 16) == 0 && nmi_mode && self.lapic.hw_enabled()
+        };
+        let pit = self.pit.next_event_ns().filter(|_| nmi_route(PIT_IRQ));
+        let rtc = self.rtc.next_event_ns().filter(|_| nmi_route(RTC_IRQ));
+        [pit, rtc].into_iter().flatten().min()
+    }
+
+    /// Whether an NMI waits for the CPU (blocking is the CPU's business).
+    pub fn nmi_pending(&self) -> bool {
+        self.lapic.nmi_pending()
+    }
+
+    /// The CPU takes the pending NMI, if any.
+    pub fn take_nmi(&mut self) -> bool {
+        self.lapic.take_nmi()
+    }
+
+    /// An edge on the board's NMI line, which reaches the CPU through LAPIC LINT1 (the
+    /// ACPI MADT says so): what the host's NMI button does.
+    pub fn nmi_line_edge(&mut self) {
+        self.lapic.lint1_edge();
+    }
+
+    /// Whether an edge on the NMI line would raise an NMI now.
+    pub fn nmi_line_open(&self) -> bool {
+        self.lapic.lint1_is_nmi()
+    }
+
     /// Whether the PIC's INTR reaches the CPU (LINT0 ExtINT, or the LAPIC globally off).
     fn pic_routed(&self) -> bool {
         !self.lapic.hw_enabled() || self.lapic.lint0_extint()

@@ -1,6 +1,7 @@
 //! What the run loop does between blocks, the same for every engine: advance the devices'
-//! clocks, feed console input to the UART, take a pending interrupt (DESIGN.md: interrupts
-//! are taken at block boundaries), sleep while halted (woken early by the machine's
+//! clocks, feed console input to the UART, take a pending NMI (unless one is being handled:
+//! IRET ends the blocking) or interrupt (DESIGN.md: interrupts are taken at block
+//! boundaries), sleep while halted (woken early by the machine's
 //! doorbell), and deliver guest exceptions through the IDT.
 //!
 //! Invariants:
@@ -21,6 +22,9 @@ use super::RunOutcome;
 use crate::machine::Machine;
 use crate::system::delivery::{deliver, DeliveryError, Event};
 
+/// The NMI's interrupt vector.
+const NMI_VECTOR: u8 = 2;
+
 /// Guest instructions between two polls of the devices.
 pub const SLICE: u64 = 50_000;
 
@@ -40,7 +44,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
         if let Some(pc) = m.interrupt_shadow.take() {
-            let deliverable = cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt();
+            // MOV SS also blocks NMIs for one instruction (and STI may: SDM Vol. 3A §6.8.3).
+            let nmi = !m.nmi_blocked && m.platform.nmi_pending();
+            let deliverable = nmi || (cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt());
             if pc == cpu.rip && !m.halted && deliverable {
                 // The shadow of STI (or MOV SS): the next instruction completes first
                 // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).
@@ -48,6 +54,18 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
                     return Err(outcome);
                 }
             }
+        }
+        if m.nmi_button.swap(false, Ordering::Relaxed) {
+            m.platform.nmi_line_edge();
+        }
+        // An NMI goes before maskable interrupts, whatever RFLAGS.IF, unless an earlier
+        // NMI's handler has not yet executed IRET.
+        if !m.nmi_blocked && m.platform.take_nmi() {
+            m.halted = false;
+            m.nmi_blocked = true;
+            m.interrupts_delivered += 1;
+            let rip = cpu.rip;
+            deliver(m, cpu, Event::External(NMI_VECTOR), rip).map_err(triple_fault)?;
         }
         if cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt() {
             if let Some(vector) = m.platform.acknowledge() {
@@ -60,16 +78,29 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if !m.halted {
             break;
         }
-        if cpu.rflags & rflags::IF == 0 || (cpu.idtr.base == 0 && cpu.idtr.limit == 0) {
-            // Nothing can wake the vCPU (no NMI source), or no IDT could take the interrupt
-            // (the bare-metal ELF guests): the guest's way to stop.
+        if cpu.idtr.base == 0 && cpu.idtr.limit == 0 {
+            // No IDT could take an interrupt (the bare-metal ELF guests): the guest's way
+            // to stop.
             return Err(RunOutcome::Halted);
         }
+        // With RFLAGS.IF = 0 only an NMI wakes the vCPU: a timer routed as an NMI, or the
+        // host's NMI button while someone holds it and LINT1 passes it.
+        let maskable = cpu.rflags & rflags::IF != 0;
+        let nmi_can_wake = !m.nmi_blocked;
+        let button = nmi_can_wake
+            && std::sync::Arc::strong_count(&m.nmi_button) > 1
+            && m.platform.nmi_line_open();
+        let timer = match (maskable, nmi_can_wake) {
+            (true, _) => m.platform.next_wake_ns(),
+            (false, true) => m.platform.next_nmi_wake_ns(),
+            (false, false) => None,
+        };
         // Masks and routes cannot change while no guest code runs: with no open route for a
-        // timer or for console input a real CPU would sleep forever, so the run ends instead.
-        let wait = match m.platform.next_wake_ns() {
+        // timer, for console input or for an NMI a real CPU would sleep forever, so the run
+        // ends instead.
+        let wait = match timer {
             Some(next) => Duration::from_nanos(next.saturating_sub(now)).min(MAX_SLEEP),
-            None if console_can_interrupt(m) => MAX_SLEEP,
+            None if (maskable && console_can_interrupt(m)) || button => MAX_SLEEP,
             None => return Err(RunOutcome::Halted),
         };
         // Console input and stop requests ring the doorbell: the vCPU wakes at once.

@@ -222,6 +222,10 @@ pub fn dispatch(
             if was & rflags::IF == 0 && cpu.rflags & rflags::IF != 0 {
                 request_interrupt_check(cpu);
             }
+            // A completed IRET ends NMI blocking; an NMI that waited is taken next.
+            if std::mem::take(&mut m.nmi_blocked) && m.platform.nmi_pending() {
+                request_interrupt_check(cpu);
+            }
             Flow::Jumped
         }
         H::Int => software_interrupt(m, cpu, args, next)?,

@@ -31,5 +31,6 @@ pub mod io;
 pub mod kvmclock;
 pub mod mode;
 pub mod msr;
+pub mod mtrr;
 pub mod segments;
 pub mod syscall;

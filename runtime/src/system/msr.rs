@@ -12,13 +12,19 @@
 //!   structure, which is computed for one offset).
 //! - IA32_TSC_DEADLINE belongs to the local APIC (TSC-deadline timer mode); the KVM clock
 //!   MSRs to [`super::kvmclock`]. They exist because CPUID reports TSC-deadline and the KVM
-//!   signature with KVM_FEATURE_CLOCKSOURCE2.
+//!   signature with KVM_FEATURE_CLOCKSOURCE2. The MTRRs are [`super::mtrr`]'s (CPUID.MTRR).
+//! - Which MSRs exist past [`MSRS`] depends on the vendor the model reports
+//!   ([`cpuid::vendor`]): the vendor's performance-counter MSRs read as zero and ignore
+//!   writes (CPUID advertises no PMU: leaf 0xA is zero), as the other vendor's raise #GP.
+//!   The speculation-control MSRs (SPEC_CTRL, PRED_CMD, ARCH_CAPABILITIES) do not exist
+//!   because CPUID.7.0:EDX advertises none of them.
 
 use translator::state::{cr, seg};
 use translator::{CpuState, Exception};
 
 use super::kvmclock;
-use crate::cpuid::{self, features};
+use super::mtrr::{self, Mtrr};
+use crate::cpuid::{self, features, Vendor};
 use crate::machine::Machine;
 
 /// MSR indices.
@@ -27,6 +33,9 @@ pub mod index {
     pub const TSC: u32 = 0x10;
     /// IA32_APIC_BASE.
     pub const APIC_BASE: u32 = 0x1B;
+    /// IA32_BIOS_SIGN_ID (Intel: microcode revision in bits 63:32) / MSR_PATCH_LEVEL (AMD:
+    /// bits 31:0).
+    pub const BIOS_SIGN_ID: u32 = 0x8B;
     /// IA32_SYSENTER_CS.
     pub const SYSENTER_CS: u32 = 0x174;
     /// IA32_SYSENTER_ESP.
@@ -70,6 +79,13 @@ pub enum Msr {
     Tsc,
     /// IA32_APIC_BASE (owned by the local APIC).
     ApicBase,
+    /// IA32_BIOS_SIGN_ID / AMD's patch level.
+    BiosSignId,
+    /// A memory-type range register.
+    Mtrr(Mtrr),
+    /// A performance-monitoring MSR of the vendor, while no PMU is advertised: reads 0,
+    /// ignores writes.
+    PerfCounter,
     /// IA32_SYSENTER_CS.
     SysenterCs,
     /// IA32_SYSENTER_ESP.
@@ -110,6 +126,7 @@ pub enum Msr {
 pub static MSRS: &[(u32, Msr, &str)] = &[
     (index::TSC, Msr::Tsc, "IA32_TIME_STAMP_COUNTER"),
     (index::APIC_BASE, Msr::ApicBase, "IA32_APIC_BASE"),
+    (index::BIOS_SIGN_ID, Msr::BiosSignId, "IA32_BIOS_SIGN_ID"),
     (index::SYSENTER_CS, Msr::SysenterCs, "IA32_SYSENTER_CS"),
     (index::SYSENTER_ESP, Msr::SysenterEsp, "IA32_SYSENTER_ESP"),
     (index::SYSENTER_EIP, Msr::SysenterEip, "IA32_SYSENTER_EIP"),
@@ -141,10 +158,42 @@ pub static MSRS: &[(u32, Msr, &str)] = &[
     ),
 ];
 
+/// Intel's performance-monitoring MSRs: IA32_PMC0–3, IA32_PERFEVTSEL0–3,
+/// IA32_FIXED_CTR0–2, IA32_FIXED_CTR_CTRL and IA32_PERF_GLOBAL_STATUS/CTRL/OVF_CTRL.
+pub const INTEL_PERF_MSRS: [std::ops::RangeInclusive<u32>; 4] =
+    [0xC1..=0xC4, 0x186..=0x189, 0x309..=0x30B, 0x38D..=0x390];
+/// AMD's: PerfEvtSel0–3/PerfCtr0–3 (legacy) and the core extension's six pairs.
+pub const AMD_PERF_MSRS: [std::ops::RangeInclusive<u32>; 2] =
+    [0xC001_0000..=0xC001_0007, 0xC001_0200..=0xC001_020B];
+
+/// IA32_BIOS_SIGN_ID as QEMU reports it for Intel: microcode revision 1.
+pub const INTEL_MICROCODE: u64 = 1 << 32;
+/// MSR_PATCH_LEVEL as QEMU reports it for AMD.
+pub const AMD_PATCH_LEVEL: u64 = 0x0100_0065;
+
 impl Msr {
-    /// The MSR at `index`, if implemented.
+    /// The MSR at `index`, if the model (as [`cpuid::vendor`]) has it.
     pub fn from_index(index: u32) -> Option<Msr> {
-        MSRS.iter().find(|e| e.0 == index).map(|e| e.1)
+        Msr::from_index_as(cpuid::vendor(), index)
+    }
+
+    /// The MSR at `index`, if the model presented as vendor `v` has it.
+    pub fn from_index_as(v: Vendor, index: u32) -> Option<Msr> {
+        if let Some(e) = MSRS.iter().find(|e| e.0 == index) {
+            // IA32_TSC_AUX exists with RDTSCP (CPUID.8000_0001:EDX.27), as on hardware.
+            let rdtscp = cpuid::has_ext1_edx(features::RDTSCP);
+            return (e.1 != Msr::TscAux || rdtscp).then_some(e.1);
+        }
+        if let Some(m) = Mtrr::from_index(index) {
+            return Some(Msr::Mtrr(m));
+        }
+        let perf: &[std::ops::RangeInclusive<u32>] = match v {
+            Vendor::Intel => &INTEL_PERF_MSRS,
+            Vendor::Amd => &AMD_PERF_MSRS,
+        };
+        perf.iter()
+            .any(|r| r.contains(&index))
+            .then_some(Msr::PerfCounter)
     }
 }
 
@@ -166,8 +215,8 @@ pub const MISC_PEBS_UNAVAILABLE: u64 = 1 << 12;
 /// IA32_MISC_ENABLE at reset.
 pub const MISC_ENABLE_RESET: u64 = MISC_FAST_STRINGS | MISC_BTS_UNAVAILABLE | MISC_PEBS_UNAVAILABLE;
 
-/// Give the MSRs their power-on values (PAT, MISC_ENABLE, and `apic_base` mirroring the
-/// local APIC's reset value; everything else zero). Part of the reset state. The local
+/// Give the MSRs their power-on values (PAT, MISC_ENABLE, `apic_base` mirroring the
+/// local APIC's reset value, the MTRRs as firmware leaves them; everything else zero). Part of the reset state. The local
 /// APIC ([`Machine::platform`]) owns IA32_APIC_BASE; `cpu.msr.apic_base` mirrors it.
 pub fn reset(cpu: &mut CpuState) {
     cpu.msr = translator::state::Msrs {
@@ -176,6 +225,7 @@ pub fn reset(cpu: &mut CpuState) {
         misc_enable: MISC_ENABLE_RESET,
         ..Default::default()
     };
+    mtrr::reset(&mut cpu.msr);
     cpu.efer = 0;
 }
 
@@ -220,6 +270,12 @@ pub fn rdmsr(m: &mut Machine, cpu: &CpuState, index: u32) -> Result<u64, Excepti
     Ok(match msr {
         Msr::Tsc => read_tsc(m, cpu),
         Msr::ApicBase => m.platform.apic_base(),
+        Msr::BiosSignId => match cpuid::vendor() {
+            Vendor::Intel => INTEL_MICROCODE,
+            Vendor::Amd => AMD_PATCH_LEVEL,
+        },
+        Msr::Mtrr(which) => mtrr::read(r, which),
+        Msr::PerfCounter => 0,
         Msr::SysenterCs => r.sysenter_cs,
         Msr::SysenterEsp => r.sysenter_esp,
         Msr::SysenterEip => r.sysenter_eip,
@@ -269,6 +325,15 @@ pub fn wrmsr(m: &mut Machine, cpu: &mut CpuState, index: u32, value: u64) -> Res
                 m.flush_tlb(cpu, true);
             }
         }
+        // Intel: software writes 0 before CPUID to learn the revision CPUID loads; the
+        // revision never changes here, so the write has nothing to change. AMD's patch
+        // level is read-only.
+        Msr::BiosSignId => match cpuid::vendor() {
+            Vendor::Intel => {}
+            Vendor::Amd => return gp,
+        },
+        Msr::Mtrr(which) => mtrr::write(&mut cpu.msr, which, value)?,
+        Msr::PerfCounter => {}
         Msr::SysenterCs => cpu.msr.sysenter_cs = value,
         Msr::SysenterEsp => cpu.msr.sysenter_esp = canonical(value)?,
         Msr::SysenterEip => cpu.msr.sysenter_eip = canonical(value)?,
@@ -399,14 +464,20 @@ mod tests {
     #[test]
     fn unknown_and_invalid_writes_raise_gp_and_change_nothing() {
         let (mut m, mut cpu) = setup();
+        // The other vendor's performance counter.
+        let foreign_perf = match cpuid::vendor() {
+            Vendor::Intel => 0xC001_0000,
+            Vendor::Amd => 0xC1,
+        };
         for i in [
             0,
             0x3A,
-            0xFE,
-            0x2FF,
-            0x48,
+            0x48,  // SPEC_CTRL: CPUID.7.0:EDX.26 clear
+            0x49,  // PRED_CMD: likewise
+            0x10A, // ARCH_CAPABILITIES: CPUID.7.0:EDX.29 clear
+            0x210, // a ninth variable MTRR
             0xC000_0085,
-            0xC001_0000,
+            foreign_perf,
             u32::MAX,
         ] {
             assert_eq!(rdmsr(&mut m, &cpu, i), Err(GP), "{i:#x}");
@@ -436,6 +507,63 @@ mod tests {
         assert_eq!(cpu.msr, before.msr);
         assert_eq!(cpu.seg, before.seg);
         assert_eq!(cpu.efer, before.efer);
+    }
+
+    #[test]
+    fn performance_counters_read_zero_and_ignore_writes_per_vendor() {
+        assert_eq!(cpuid::cpuid(0xA, 0), [0; 4], "no PMU advertised");
+        for (v, ranges, other) in [
+            (Vendor::Intel, &INTEL_PERF_MSRS[..], &AMD_PERF_MSRS[..]),
+            (Vendor::Amd, &AMD_PERF_MSRS[..], &INTEL_PERF_MSRS[..]),
+        ] {
+            for i in ranges.iter().cloned().flatten() {
+                assert_eq!(Msr::from_index_as(v, i), Some(Msr::PerfCounter), "{i:#x}");
+            }
+            for i in other.iter().cloned().flatten() {
+                assert_eq!(Msr::from_index_as(v, i), None, "{v:?} {i:#x}");
+            }
+        }
+        let (mut m, mut cpu) = setup();
+        let own = match cpuid::vendor() {
+            Vendor::Intel => 0x186,
+            Vendor::Amd => 0xC001_0000,
+        };
+        let before = cpu.clone();
+        assert_eq!(wrmsr(&mut m, &mut cpu, own, 0x43_003C), Ok(()));
+        assert_eq!(rdmsr(&mut m, &cpu, own), Ok(0));
+        assert_eq!(cpu.msr, before.msr);
+    }
+
+    #[test]
+    fn microcode_revision() {
+        let (mut m, mut cpu) = setup();
+        match cpuid::vendor() {
+            Vendor::Intel => {
+                // Linux's intel_get_microcode_revision(): write 0, CPUID, read.
+                assert_eq!(wrmsr(&mut m, &mut cpu, index::BIOS_SIGN_ID, 0), Ok(()));
+                assert_eq!(rdmsr(&mut m, &cpu, index::BIOS_SIGN_ID), Ok(1 << 32));
+            }
+            Vendor::Amd => {
+                assert_eq!(
+                    rdmsr(&mut m, &cpu, index::BIOS_SIGN_ID),
+                    Ok(AMD_PATCH_LEVEL)
+                );
+                assert_eq!(wrmsr(&mut m, &mut cpu, index::BIOS_SIGN_ID, 0), Err(GP));
+            }
+        }
+    }
+
+    #[test]
+    fn mtrrs_through_the_msr_interface() {
+        let (mut m, mut cpu) = setup();
+        assert_eq!(rdmsr(&mut m, &cpu, 0xFE), Ok(mtrr::CAP_VALUE));
+        assert_eq!(rdmsr(&mut m, &cpu, 0x2FF), Ok(0xC06));
+        assert_eq!(wrmsr(&mut m, &mut cpu, 0xFE, 0), Err(GP));
+        wrmsr(&mut m, &mut cpu, 0x20E, 0xE000_0000).unwrap();
+        wrmsr(&mut m, &mut cpu, 0x20F, 0xFF_E000_0800).unwrap();
+        assert_eq!(rdmsr(&mut m, &cpu, 0x20E), Ok(0xE000_0000));
+        assert_eq!(rdmsr(&mut m, &cpu, 0x20F), Ok(0xFF_E000_0800));
+        assert_eq!(wrmsr(&mut m, &mut cpu, 0x26F, 0x0707), Err(GP));
     }
 
     #[test]
