@@ -26,7 +26,7 @@ fn run_guest(g: &Guest, engine: Engine) -> (RunOutcome, Vec<u8>) {
 fn check(name: &str) {
     let g = guests::by_name(name).expect("guest exists");
     let (native, _) = run_native(g, 1).unwrap_or_else(|e| panic!("native {name}: {e}"));
-    for engine in [Engine::Dbt, Engine::Interp] {
+    for engine in Engine::ALL {
         let (outcome, serial) = run_guest(g, engine);
         assert_eq!(
             String::from_utf8_lossy(&serial),
