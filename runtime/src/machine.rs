@@ -181,6 +181,12 @@ pub struct Machine {
     pub mmio: [u64; 2],
     /// Guest exceptions raised, by vector.
     pub exceptions_by_vector: [u64; 32],
+    /// An instruction the translator does not implement stops the run
+    /// ([`crate::VmConfig::stop_on_unsupported`]) instead of raising #UD.
+    pub stop_on_unsupported: bool,
+    /// The #UDs raised for instructions the translator does not implement, by lower-case
+    /// mnemonic ("invalid" for bytes that do not decode).
+    pub unsupported_uds: std::collections::BTreeMap<String, u64>,
     /// Host nanoseconds slept in HLT.
     pub halted_ns: u64,
     /// Hypercalls by [`translator::sensitive::Hypercall`] number.
@@ -301,6 +307,8 @@ impl Machine {
             interrupts_delivered: 0,
             mmio: [0; 2],
             exceptions_by_vector: [0; 32],
+            stop_on_unsupported: false,
+            unsupported_uds: Default::default(),
             halted_ns: 0,
             interrupt_check: false,
             hypercalls: [0; 64],

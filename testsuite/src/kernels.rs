@@ -104,6 +104,11 @@ static KERNELS: &[Kernel] = &[
         description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
         sources: &["ferr.c"],
     },
+    Kernel {
+        name: "ud",
+        description: "#UD for VMX/SVM, RDPRU, XSAVE, VEX/EVEX and whatever CPUID does not offer",
+        sources: &["ud.c"],
+    },
 ];
 
 /// Benchmark kernels: built and run like the test kernels, but their output is measurements,
