@@ -110,6 +110,11 @@ static KERNELS: &[Kernel] = &[
         sources: &["ud.c"],
     },
     Kernel {
+        name: "realmode",
+        description: "real mode: far CALL/JMP through m16:16 and m16:32, RETF, IRET",
+        sources: &["realmode.S"],
+    },
+    Kernel {
         name: "cmdline",
         description: "the Multiboot command line: the kernel's file name, then the -append text",
         sources: &["cmdline.c"],

@@ -116,7 +116,7 @@ macro_rules! kernel_tests {
 kernel_tests!(
     qemu: [
         longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu,
-        ud, cmdline
+        ud, realmode, cmdline
     ],
     manual: [ferr]
 );
