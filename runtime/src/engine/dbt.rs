@@ -597,6 +597,13 @@ impl Dbt {
             stubs: &mut m.stubs,
         };
         let program = translator::record::record(&mut env, &block, mode, self.vendor);
+        if let Some(what) = program.broken {
+            // A translator bug, not the guest's: its program would leave as Unsupported,
+            // which the guest would now see as a #UD.
+            return Err(Fetch::Stop(RunOutcome::InternalError(format!(
+                "the block at {pc:#x} could not be recorded: {what}"
+            ))));
+        }
         let byte_len = block.byte_len();
         let id = cache_mut(m).insert(BlockInfo {
             key,
