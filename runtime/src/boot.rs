@@ -81,7 +81,7 @@ impl Vm {
                 self.boot_linux(spec.kernel, initrd, spec.append)
             }
             KernelFormat::Multiboot => {
-                let cmdline = format!("{} {}", spec.kernel_name, spec.append);
+                let cmdline = multiboot::qemu_cmdline(spec.kernel_name, spec.append);
                 let modules: Vec<multiboot::Module> = spec
                     .initrds
                     .iter()

@@ -133,10 +133,15 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
 /// Indirect-branch lookup: the host code of the block for guest `target` in the current
 /// mode, or the unlinked exit stub. Never translates.
 fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
-    let mode = crate::system::mode::mode(cpu).key();
+    let mode = crate::system::mode::mode(cpu);
     let Some(cache) = m.code.as_mut() else {
         return 0;
     };
+    if mode.cs_based {
+        // CS.base + EIP is not a virtual PC the cache knows: the dispatcher finds the code.
+        return cache.unlinked_stub().0 as u64;
+    }
+    let mode = mode.key();
     if let Some(host) = cache.jump_cache_get(target, mode) {
         return host.0 as u64;
     }

@@ -30,6 +30,7 @@ use crate::devices::{
 use crate::helpers::HelperCounters;
 use crate::memory::{Access, GuestPhys, GuestRam, GuestVirt, MemError, Mmu};
 use crate::mmu::{tlb, walk, walk_peek, PagingRegs};
+use crate::system::mode::code_linear;
 use crate::tsc::VirtualTsc;
 
 /// The POST diagnostic port.
@@ -187,6 +188,12 @@ pub struct Machine {
     pub mmio: [u64; 2],
     /// Guest exceptions raised, by vector.
     pub exceptions_by_vector: [u64; 32],
+    /// An instruction the translator does not implement stops the run
+    /// ([`crate::VmConfig::stop_on_unsupported`]) instead of raising #UD.
+    pub stop_on_unsupported: bool,
+    /// The #UDs raised for instructions the translator does not implement, by lower-case
+    /// mnemonic ("invalid" for bytes that do not decode).
+    pub unsupported_uds: std::collections::BTreeMap<String, u64>,
     /// Host nanoseconds slept in HLT.
     pub halted_ns: u64,
     /// Hypercalls by [`translator::sensitive::Hypercall`] number.
@@ -309,6 +316,8 @@ impl Machine {
             interrupts_delivered: 0,
             mmio: [0; 2],
             exceptions_by_vector: [0; 32],
+            stop_on_unsupported: false,
+            unsupported_uds: Default::default(),
             halted_ns: 0,
             interrupt_check: false,
             hypercalls: [0; 64],
@@ -529,11 +538,12 @@ impl Machine {
         }
     }
 
-    /// The guest-physical address the code at `vaddr` is fetched from, for looking blocks up
-    /// by physical PC (sets A bits like the fetch itself will).
-    pub fn translate_code(&mut self, cpu: &CpuState, vaddr: u64) -> Result<GuestPhys, Exception> {
+    /// The guest-physical address the code at `rip` is fetched from (at CS.base + EIP
+    /// outside 64-bit mode), for looking blocks up by physical PC (sets A bits like the
+    /// fetch itself will).
+    pub fn translate_code(&mut self, cpu: &CpuState, rip: u64) -> Result<GuestPhys, Exception> {
         let regs = PagingRegs::of(cpu);
-        let lin = vaddr & regs.lin_mask();
+        let lin = code_linear(cpu, rip) & regs.lin_mask();
         let privilege = Privilege::of_cpl(cpu.cpl);
         match self.translate_with(&regs, None, lin, Access::Fetch, privilege)? {
             Target::Ram(pa) | Target::Mmio(pa) => Ok(GuestPhys(pa)),
@@ -570,23 +580,23 @@ impl Machine {
     /// The next page is only looked at, not walked: its A bits are set by
     /// [`Machine::next_code_page_is`] once the decoder has shown that an instruction really
     /// runs onto it (a decoder's lookahead is not a fetch).
-    pub fn fetch_code(&mut self, cpu: &CpuState, vaddr: u64) -> Result<Fetched, Exception> {
+    pub fn fetch_code(&mut self, cpu: &CpuState, rip: u64) -> Result<Fetched, Exception> {
         let regs = PagingRegs::of(cpu);
         let privilege = Privilege::of_cpl(cpu.cpl);
-        let lin = vaddr & regs.lin_mask();
+        let lin = code_linear(cpu, rip) & regs.lin_mask();
         let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
         let first = self.translate_with(&regs, None, lin, Access::Fetch, privilege)?;
         let second = self.translate_peek(&regs, next, Access::Fetch, privilege);
         self.assemble_fetch(lin, first, next, second)
     }
 
-    /// Whether the page after the one holding `vaddr` translates for a fetch, now, to the
+    /// Whether the page after the one holding the code at `rip` translates for a fetch, now, to the
     /// guest-physical page of `phys`, setting A bits as the fetch does. A cached block whose
     /// last instruction runs onto the next page was decoded from that page's old mapping: it
     /// may run only while this holds (blocks are keyed by the physical PC of their start).
-    pub fn next_code_page_is(&mut self, cpu: &CpuState, vaddr: u64, phys: u64) -> bool {
+    pub fn next_code_page_is(&mut self, cpu: &CpuState, rip: u64, phys: u64) -> bool {
         let regs = PagingRegs::of(cpu);
-        let lin = vaddr & regs.lin_mask();
+        let lin = code_linear(cpu, rip) & regs.lin_mask();
         let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
         let privilege = Privilege::of_cpl(cpu.cpl);
         matches!(
@@ -601,10 +611,11 @@ impl Machine {
         self.insn_bytes_with(&PagingRegs::default(), Privilege::Supervisor, vaddr)
     }
 
-    /// Up to [`MAX_INSN_LEN`] instruction bytes at `vaddr` as `cpu` would fetch them (fewer
+    /// Up to [`MAX_INSN_LEN`] instruction bytes at `rip` as `cpu` would fetch them (fewer
     /// at the end of memory), without setting any A bit; for reports.
-    pub fn insn_bytes_for(&self, cpu: &CpuState, vaddr: u64) -> Vec<u8> {
-        self.insn_bytes_with(&PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl), vaddr)
+    pub fn insn_bytes_for(&self, cpu: &CpuState, rip: u64) -> Vec<u8> {
+        let lin = code_linear(cpu, rip);
+        self.insn_bytes_with(&PagingRegs::of(cpu), Privilege::of_cpl(cpu.cpl), lin)
     }
 
     /// [`Machine::insn_bytes_for`] with explicit paging registers and privilege.

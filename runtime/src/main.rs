@@ -41,7 +41,7 @@ use runtime::{
 
 /// Exit status for bad input or usage (clap uses it too).
 const EXIT_USAGE: u8 = 2;
-/// Exit status for an unsupported guest instruction.
+/// Exit status for an unsupported guest instruction (with `--stop-on-unsupported`).
 const EXIT_UNSUPPORTED: u8 = 4;
 /// Exit status for a reset request or a triple fault.
 const EXIT_RESET: u8 = 6;
@@ -106,6 +106,10 @@ struct RunArgs {
     /// Print statistics to stderr when the guest stops.
     #[arg(long)]
     stats: bool,
+    /// Stop the VM at an instruction popek does not implement (exit status 4) instead of
+    /// raising #UD in the guest as a CPU without the feature does (a debugging aid).
+    #[arg(long)]
+    stop_on_unsupported: bool,
     /// Stop after this many guest instructions (exit status 12).
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
@@ -213,6 +217,7 @@ fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
         compile_after: None,
         mem: q.mem.unwrap_or_else(|| "128M".into()),
         stats: false,
+        stop_on_unsupported: false,
         max_insns: None,
         timeout: None,
     })
@@ -260,6 +265,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         // The count costs an increment per inline hit: only when it will be shown.
         count_tlb_hits: args.stats,
         tiering,
+        stop_on_unsupported: args.stop_on_unsupported,
         ..VmConfig::default()
     };
     let mut vm = Vm::new(cfg).map_err(|e| match e {

@@ -42,6 +42,8 @@ pub struct Stats {
     pub host_traps: u64,
     /// Guest exceptions by vector (those delivered or reported).
     pub exceptions_by_vector: [u64; 32],
+    /// #UDs raised for instructions popek does not implement, by mnemonic (sorted).
+    pub unsupported_uds: Vec<(String, u64)>,
     /// External interrupts delivered.
     pub interrupts: u64,
     /// Soft-TLB counters.
@@ -154,6 +156,14 @@ impl fmt::Display for Stats {
         if !vectors.is_empty() {
             writeln!(f, "exceptions by vector   {}", vectors.join(", "))?;
         }
+        if !self.unsupported_uds.is_empty() {
+            let uds: Vec<String> = self
+                .unsupported_uds
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            writeln!(f, "#UD (unimplemented)    {}", uds.join(", "))?;
+        }
         writeln!(
             f,
             "interrupts delivered   {} ({:.3} ms halted)",
@@ -200,7 +210,12 @@ mod tests {
         };
         s.helpers.0[Helper::MemRead as usize] = 3;
         s.exceptions_by_vector[14] = 2;
+        s.unsupported_uds = vec![("vmcall".into(), 2), ("xgetbv".into(), 1)];
         let text = s.to_string();
+        assert!(
+            text.contains("#UD (unimplemented)    vmcall 2, xgetbv 1\n"),
+            "{text}"
+        );
         assert!(text.contains("hypercalls             out 12\n"), "{text}");
         assert!(text.contains("helper calls           mem_read 3"), "{text}");
         assert!(text.contains("exceptions by vector   #14 2"), "{text}");

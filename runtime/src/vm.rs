@@ -46,6 +46,11 @@ pub struct VmConfig {
     /// Overrides the engine's tiering (e.g. another hotness threshold for `dbt`); `None` for
     /// the engine's own ([`Engine::tiering`]).
     pub tiering: Option<Tiering>,
+    /// An instruction popek does not implement stops the run with
+    /// [`RunOutcome::Unsupported`] (a debugging aid) instead of raising #UD in the guest, as
+    /// a CPU without the feature does; the #UDs raised are counted by mnemonic in
+    /// [`Stats::unsupported_uds`]. Default off.
+    pub stop_on_unsupported: bool,
 }
 
 /// The DBT options that make `engine`.
@@ -71,6 +76,7 @@ impl Default for VmConfig {
             instruction_limit: None,
             count_tlb_hits: false,
             tiering: None,
+            stop_on_unsupported: false,
         }
     }
 }
@@ -175,6 +181,7 @@ impl Vm {
             dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering),
         )?);
         machine.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
+        machine.stop_on_unsupported = cfg.stop_on_unsupported;
         // Between runs `icount_limit` holds the user's limit (see `engine::vcpu`).
         let mut cpu = Box::new(CpuState {
             rflags: rflags::FIXED,
@@ -366,6 +373,11 @@ impl Vm {
                 .collect(),
             host_traps: m.host_traps,
             exceptions_by_vector: m.exceptions_by_vector,
+            unsupported_uds: m
+                .unsupported_uds
+                .iter()
+                .map(|(k, &n)| (k.clone(), n))
+                .collect(),
             interrupts: m.interrupts_delivered,
             tlb: m.tlb,
             tlb_inline_hits: self.count_tlb_hits.then_some(self.cpu.tlb_inline_hits),

@@ -79,6 +79,7 @@ fn demo_guest_survives_a_tiny_code_cache() {
         instruction_limit: None,
         count_tlb_hits: false,
         tiering: None,
+        stop_on_unsupported: false,
     })
     .unwrap();
     vm.load_elf(runtime::DEMO_KERNEL).unwrap();

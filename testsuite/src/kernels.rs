@@ -119,7 +119,30 @@ static KERNELS: &[Kernel] = &[
         description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
         sources: &["ferr.c"],
     },
+    Kernel {
+        name: "ud",
+        description: "#UD for VMX/SVM, RDPRU, XSAVE, VEX/EVEX and whatever CPUID does not offer",
+        sources: &["ud.c"],
+    },
+    Kernel {
+        name: "realmode",
+        description: "real mode: far CALL/JMP through m16:16 and m16:32, RETF, IRET",
+        sources: &["realmode.S"],
+    },
+    Kernel {
+        name: "cmdline",
+        description: "the Multiboot command line: the kernel's file name, then the -append text",
+        sources: &["cmdline.c"],
+    },
 ];
+
+/// The `-append` text of the kernels that take one (the same for QEMU and popek).
+static APPEND: &[(&str, &str)] = &[("cmdline", "alpha beta=2 --gamma x,y")];
+
+/// The `-append` text kernel `name` is booted with, if any.
+pub fn append_for(name: &str) -> Option<&'static str> {
+    APPEND.iter().find(|(k, _)| *k == name).map(|(_, a)| *a)
+}
 
 /// Benchmark kernels: built and run like the test kernels, but their output is measurements,
 /// so they have no expected transcript and are not in [`all`] (nor the transcript tests).
@@ -484,6 +507,15 @@ fn run_captured(mut cmd: Command, timeout: Duration) -> Result<KernelRun, Kernel
 
 /// Run `image` under `qemu-system-x86_64 -accel tcg` (the oracle), for at most `timeout`.
 pub fn run_qemu(image: &Path, timeout: Duration) -> Result<KernelRun, KernelError> {
+    run_qemu_appending(image, None, timeout)
+}
+
+/// As [`run_qemu`], with `-append text` when `append` is given.
+pub fn run_qemu_appending(
+    image: &Path,
+    append: Option<&str>,
+    timeout: Duration,
+) -> Result<KernelRun, KernelError> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", "tcg", "-cpu", QEMU_CPU, "-m", "128", "-kernel"])
         .arg(image)
@@ -498,6 +530,9 @@ pub fn run_qemu(image: &Path, timeout: Duration) -> Result<KernelRun, KernelErro
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ]);
+    if let Some(text) = append {
+        cmd.arg("-append").arg(text);
+    }
     run_captured(cmd, timeout)
 }
 
@@ -528,6 +563,22 @@ pub fn popek_binary() -> Result<PathBuf, KernelError> {
 /// is the guest's serial output, for at most `timeout`.
 pub fn run_popek(image: &Path, engine: &str, timeout: Duration) -> Result<KernelRun, KernelError> {
     run_popek_with(&popek_binary()?, image, engine, timeout)
+}
+
+/// As [`run_popek`], with `--append text` when `append` is given.
+pub fn run_popek_appending(
+    image: &Path,
+    engine: &str,
+    append: Option<&str>,
+    timeout: Duration,
+) -> Result<KernelRun, KernelError> {
+    let mut cmd = Command::new(popek_binary()?);
+    cmd.args(["run", "--mem", "128M", "--engine", engine, "--kernel"])
+        .arg(image);
+    if let Some(text) = append {
+        cmd.arg("--append").arg(text);
+    }
+    run_captured(cmd, timeout)
 }
 
 /// As [`run_popek`], with the `popek` binary given (tools outside the test executables).

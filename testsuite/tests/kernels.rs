@@ -48,7 +48,8 @@ fn under_qemu(name: &str) {
         return;
     }
     let image = kernels::build_kernel(name).unwrap_or_else(|e| panic!("{e}"));
-    let run = kernels::run_qemu(&image, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let run = kernels::run_qemu_appending(&image, kernels::append_for(name), TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     if std::env::var_os("BLESS").is_some() {
         assert!(
             !run.serial.contains("FAIL") && run.exit_code == Some(0),
@@ -63,7 +64,8 @@ fn under_qemu(name: &str) {
 
 fn under_popek(name: &str, engine: &str) {
     let image = kernels::build_kernel(name).unwrap_or_else(|e| panic!("{e}"));
-    let run = kernels::run_popek(&image, engine, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let run = kernels::run_popek_appending(&image, engine, kernels::append_for(name), TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     check(name, &format!("popek --engine {engine}"), run);
 }
 
@@ -112,7 +114,10 @@ macro_rules! kernel_tests {
 // `qemu`: transcripts blessed from qemu-system-x86_64 -accel tcg. `manual`: kernels QEMU
 // cannot run (see each kernel's header), with transcripts written from the manuals.
 kernel_tests!(
-    qemu: [longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu, identity, msr, nmi],
+    qemu: [
+        longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu,
+        identity, msr, nmi, ud, realmode, cmdline
+    ],
     manual: [ferr]
 );
 

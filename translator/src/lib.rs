@@ -46,6 +46,12 @@ pub struct Mode {
     /// Outside 64-bit mode, some of CS/DS/ES/SS has a nonzero base, so every access adds its
     /// segment's base (FS and GS bases are always added).
     pub seg_bases: bool,
+    /// Outside 64-bit mode CS has a nonzero base (real mode after a far transfer, a based
+    /// code segment): code is fetched at CS.base + EIP. The caches keyed by virtual PC (the
+    /// jump cache, indirect-branch lookups, block links) know EIP alone, so the runtime
+    /// keeps such blocks out of them; this bit keeps their probes from matching entries
+    /// made with a zero CS base.
+    pub cs_based: bool,
     /// What x87, MMX and SSE instructions may do ([`fp_mode`] bits): decides whether they
     /// raise #UD or #NM and how SIMD floating-point exceptions are reported.
     pub fp: u8,
@@ -83,6 +89,7 @@ impl Mode {
             stack: bitness as u8,
             paging: false,
             seg_bases: false,
+            cs_based: false,
             fp: fp_mode::OS_DEFAULT,
         }
     }
@@ -91,6 +98,7 @@ impl Mode {
     pub const fn key(self) -> u32 {
         (self.bitness << 8)
             | self.cpl as u32
+            | (self.cs_based as u32) << 7
             | (self.stack as u32) << 16
             | (self.paging as u32) << 24
             | (self.seg_bases as u32) << 25

@@ -309,8 +309,11 @@ impl Dbt {
                         {
                             break Some(exit);
                         }
-                        let key = crate::system::mode::mode(cpu).key();
-                        match self.cold.chain(m, cpu.rip, key, threshold) {
+                        let next_mode = crate::system::mode::mode(cpu);
+                        if !by_virtual_pc(next_mode) {
+                            break Some(exit);
+                        }
+                        match self.cold.chain(m, cpu.rip, next_mode.key(), threshold) {
                             Some(next) => {
                                 id = next;
                             }
@@ -387,11 +390,17 @@ impl Dbt {
     ) -> Result<Next, Fetch> {
         let (pc, mode) = (cpu.rip, crate::system::mode::mode(cpu));
         let flushes = self.flushes;
-        let found = cache_mut(m).jump_cache_lookup(pc, mode.key());
+        let cached = by_virtual_pc(mode);
+        let found = cached
+            .then(|| cache_mut(m).jump_cache_lookup(pc, mode.key()))
+            .flatten();
         let (id, host) = match found {
             Some(hit) => hit,
             None => {
-                if let Some(id) = self.cold.lookup(m, pc, mode.key()) {
+                if let Some(id) = cached
+                    .then(|| self.cold.lookup(m, pc, mode.key()))
+                    .flatten()
+                {
                     return self.run_cold_or_compile(m, cpu, id, mode);
                 }
                 let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
@@ -404,16 +413,22 @@ impl Dbt {
                     Some(hit) if straddle_still_mapped(m, cpu, pc, hit.0) => hit,
                     _ if self.tiering.compile_after > 0 => {
                         let id = self.record(m, cpu, pc, key, mode)?;
-                        self.cold.remember(pc, mode.key(), id);
+                        if cached {
+                            self.cold.remember(pc, mode.key(), id);
+                        }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
                     _ => self.translate(m, cpu, pc, key, mode)?,
                 };
                 if hit.1.is_none() {
-                    self.cold.remember(pc, mode.key(), hit.0);
+                    if cached {
+                        self.cold.remember(pc, mode.key(), hit.0);
+                    }
                     return self.run_cold_or_compile(m, cpu, hit.0, mode);
                 }
-                cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
+                if cached {
+                    cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
+                }
                 hit
             }
         };
@@ -425,7 +440,7 @@ impl Dbt {
                 .as_ref()
                 .and_then(|c| c.block(id))
                 .is_some_and(|b| b.phys_ranges.len() > 1);
-        if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles) {
+        if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles && cached) {
             cache_mut(m).link(slot as *mut u64, id);
         }
         Ok(Next::Host(host))
@@ -456,7 +471,9 @@ impl Dbt {
             return Ok(Next::Cold(id));
         }
         let (id, host) = self.translate(m, cpu, pc, key, mode)?;
-        cache_mut(m).jump_cache_set(pc, mode.key(), id);
+        if by_virtual_pc(mode) {
+            cache_mut(m).jump_cache_set(pc, mode.key(), id);
+        }
         Ok(Next::Host(host))
     }
 
@@ -584,6 +601,13 @@ impl Dbt {
             stubs: &mut m.stubs,
         };
         let program = translator::record::record(&mut env, &block, mode, self.vendor);
+        if let Some(what) = program.broken {
+            // A translator bug, not the guest's: its program would leave as Unsupported,
+            // which the guest would now see as a #UD.
+            return Err(Fetch::Stop(RunOutcome::InternalError(format!(
+                "the block at {pc:#x} could not be recorded: {what}"
+            ))));
+        }
         let byte_len = block.byte_len();
         let id = cache_mut(m).insert(BlockInfo {
             key,
@@ -720,6 +744,13 @@ impl Dbt {
     }
 }
 
+/// Whether blocks of `mode` may be found by virtual PC (the jump cache, the cold tier's
+/// lookups, links): not while CS has a base outside 64-bit mode, where EIP alone does not
+/// name the code (the same EIP in another code segment is other code).
+fn by_virtual_pc(mode: Mode) -> bool {
+    !mode.cs_based
+}
+
 /// Fetches and decodes the block at guest-virtual `pc`.
 fn decode(
     m: &mut Machine,
@@ -730,7 +761,8 @@ fn decode(
     let fetched = m.fetch_code(cpu, pc).map_err(Fetch::Fault)?;
     let block = decode_block(&fetched.bytes, pc, mode, MAX_BLOCK_INSNS);
     if block.insns.is_empty() {
-        let exc = not_present(pc.wrapping_add(fetched.bytes.len() as u64), Access::Fetch);
+        let lin = crate::system::mode::code_linear(cpu, pc);
+        let exc = not_present(lin.wrapping_add(fetched.bytes.len() as u64), Access::Fetch);
         return Err(Fetch::Fault(exc));
     }
     Ok((fetched, block))

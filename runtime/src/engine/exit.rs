@@ -4,7 +4,7 @@
 
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use translator::state::rflags;
-use translator::{CpuState, ExitReason};
+use translator::{CpuState, Exception, ExitReason};
 
 use super::RunOutcome;
 use crate::machine::{Machine, StopRequest};
@@ -79,8 +79,19 @@ pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction
         },
         ExitReason::Unsupported => {
             let bytes = m.insn_bytes_for(cpu, rip);
-            let what = describe(&bytes, rip, crate::system::mode::mode(cpu).bitness);
-            RunOutcome::Unsupported { rip, bytes, what }
+            let bitness = crate::system::mode::mode(cpu).bitness;
+            if m.stop_on_unsupported {
+                let what = describe(&bytes, rip, bitness);
+                return ExitAction::Stop(RunOutcome::Unsupported { rip, bytes, what });
+            }
+            // A CPU without the feature raises #UD: the guest probes and carries on.
+            *m.unsupported_uds
+                .entry(mnemonic_name(&bytes, rip, bitness))
+                .or_default() += 1;
+            match super::vcpu::raise(m, cpu, Exception::InvalidOpcode) {
+                Ok(()) => return ExitAction::Continue { link_from: None },
+                Err(outcome) => outcome,
+            }
         }
         ExitReason::Stop => {
             RunOutcome::InternalError(format!("stop without a reason at rip {rip:#x}"))
@@ -105,6 +116,15 @@ pub fn halted_with_interrupts(cpu: &CpuState) -> bool {
     cpu.rflags & rflags::IF != 0
 }
 
+/// The lower-case mnemonic of the instruction in `bytes` ("invalid" if it does not decode).
+pub fn mnemonic_name(bytes: &[u8], rip: u64, bitness: u32) -> String {
+    let insn = Decoder::with_ip(bitness, bytes, rip, DecoderOptions::NONE).decode();
+    if insn.is_invalid() {
+        return "invalid".into();
+    }
+    format!("{:?}", insn.mnemonic()).to_ascii_lowercase()
+}
+
 /// "`mnemonic operands`" of the instruction in `bytes`, or why it cannot be decoded.
 pub fn describe(bytes: &[u8], rip: u64, bitness: u32) -> String {
     if bytes.is_empty() {
@@ -124,7 +144,6 @@ mod tests {
     use super::*;
     use crate::devices::SerialSink;
     use crate::memory::{GuestPhys, MIN_RAM};
-    use translator::Exception;
 
     fn machine() -> Machine {
         Machine::new(MIN_RAM, SerialSink::Capture).unwrap()
@@ -247,6 +266,7 @@ mod tests {
     #[test]
     fn unsupported_reports_bytes_and_mnemonic() {
         let mut m = machine();
+        m.stop_on_unsupported = true;
         // fsin (x87)
         m.ram.write(GuestPhys(0x3000), &[0xD9, 0xFE]).unwrap();
         let cpu = CpuState {
@@ -273,6 +293,38 @@ mod tests {
         };
         assert!(bytes.is_empty());
         assert!(what.contains("cannot be fetched"));
+    }
+
+    #[test]
+    fn unsupported_raises_ud_and_counts_it_by_mnemonic() {
+        let mut m = machine();
+        // vmcall, then bytes that do not decode in 64-bit mode (a lone LOCK on NOP).
+        m.ram.write(GuestPhys(0x3000), &[0x0F, 0x01, 0xC1]).unwrap();
+        m.ram.write(GuestPhys(0x3010), &[0xF0, 0x90]).unwrap();
+        let cpu = CpuState {
+            rip: 0x3000,
+            icount: 7,
+            ..Default::default()
+        };
+        // No IDT: the #UD ends the run as any unhandled exception does.
+        let action = exit(&mut m, &cpu, ExitReason::Unsupported);
+        assert_eq!(
+            action,
+            ExitAction::Stop(RunOutcome::Exception {
+                exc: Exception::InvalidOpcode,
+                rip: 0x3000
+            })
+        );
+        let cpu = CpuState { rip: 0x3010, ..cpu };
+        exit(&mut m, &cpu, ExitReason::Unsupported);
+        exit(&mut m, &cpu, ExitReason::Unsupported);
+        let counted: Vec<(&str, u64)> = m
+            .unsupported_uds
+            .iter()
+            .map(|(k, &n)| (k.as_str(), n))
+            .collect();
+        assert_eq!(counted, [("invalid", 2), ("vmcall", 1)]);
+        assert_eq!(m.exceptions_by_vector[6], 3);
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn decode_at(
     if block.insns.is_empty() {
         // The instruction runs past readable memory: its fetch faults there.
         return Err(not_present(
-            vpc.wrapping_add(f.bytes.len() as u64),
+            crate::system::mode::code_linear(cpu, vpc).wrapping_add(f.bytes.len() as u64),
             Access::Fetch,
         ));
     }

@@ -99,7 +99,9 @@ pub enum RunOutcome {
         /// Address of the faulting instruction.
         rip: u64,
     },
-    /// The engine cannot execute the instruction at `rip`.
+    /// The engine cannot execute the instruction at `rip` and
+    /// [`crate::VmConfig::stop_on_unsupported`] asked to stop there (otherwise the guest
+    /// gets #UD, as from a CPU without the feature).
     Unsupported {
         /// Address of the instruction.
         rip: u64,

@@ -29,7 +29,7 @@ pub const DATA_SELECTOR: u16 = 0x10;
 ///
 /// Bitness: 16 in real mode, 64 in 64-bit mode (EFER.LMA and CS.L), else CS.D ? 32 : 16.
 /// Stack: 64 in 64-bit mode, else SS.B ? 32 : 16. `seg_bases` is set outside 64-bit mode
-/// when any of CS/DS/ES/SS has a nonzero base.
+/// when any of CS/DS/ES/SS has a nonzero base, `cs_based` when CS has.
 pub fn mode(cpu: &CpuState) -> Mode {
     let cs = &cpu.seg[seg::CS];
     let bitness = if cpu.cr0 & cr::CR0_PE == 0 {
@@ -58,7 +58,18 @@ pub fn mode(cpu: &CpuState) -> Mode {
         stack,
         paging: cpu.cr0 & cr::CR0_PG != 0,
         seg_bases,
+        cs_based: bitness != 64 && cpu.seg[seg::CS].base != 0,
         fp: fp_bits(cpu),
+    }
+}
+
+/// The linear address code at `rip` is fetched from: RIP in 64-bit mode, else CS.base +
+/// EIP (real mode: CS × 16 + IP), wrapping at 4 GiB.
+pub fn code_linear(cpu: &CpuState, rip: u64) -> u64 {
+    if in_64bit(cpu) {
+        rip
+    } else {
+        cpu.seg[seg::CS].base.wrapping_add(rip) & 0xFFFF_FFFF
     }
 }
 
@@ -255,6 +266,40 @@ mod tests {
         cpu.cpl = 3;
         let m = mode(&cpu);
         assert_eq!((m.bitness, m.stack, m.cpl, m.seg_bases), (32, 16, 3, true));
+    }
+
+    #[test]
+    fn code_is_fetched_at_cs_base_plus_eip_outside_64bit_mode() {
+        let mut cpu = CpuState::default();
+        reset_long_flat64(&mut cpu);
+        cpu.seg[seg::CS].base = 0x7000;
+        assert_eq!(
+            code_linear(&cpu, 0x1_2345_6789),
+            0x1_2345_6789,
+            "64-bit: no base"
+        );
+        assert!(!mode(&cpu).cs_based);
+        // Real mode: CS × 16 + IP.
+        cpu.cr0 = 0;
+        cpu.efer = 0;
+        cpu.seg[seg::CS] = crate::system::far::real_mode_cs(0x06F0);
+        assert_eq!(code_linear(&cpu, 0x120), 0x7020);
+        let m = mode(&cpu);
+        assert!(m.cs_based && m.seg_bases);
+        assert_ne!(
+            m.key(),
+            Mode {
+                cs_based: false,
+                ..m
+            }
+            .key()
+        );
+        // Protected mode: the sum wraps at 4 GiB.
+        reset_protected_flat32(&mut cpu);
+        assert!(!mode(&cpu).cs_based);
+        cpu.seg[seg::CS].base = 0xFFFF_F000;
+        assert_eq!(code_linear(&cpu, 0x2000), 0x1000);
+        assert!(mode(&cpu).cs_based);
     }
 
     #[test]

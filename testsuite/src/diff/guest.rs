@@ -56,6 +56,9 @@ impl GuestRunner {
             engine,
             serial: SerialSink::Capture,
             instruction_limit: Some(INSN_BUDGET),
+            // The host executes what popek may not implement: such a case is skipped as
+            // unsupported, not compared as a #UD.
+            stop_on_unsupported: true,
             ..VmConfig::default()
         })?;
         vm.write_phys(CODE_BASE, &vec![0xF4; CODE_SIZE as usize])?;

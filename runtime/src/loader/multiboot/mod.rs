@@ -737,6 +737,14 @@ fn parse(
     Ok(plan)
 }
 
+/// The command line QEMU gives a Multiboot kernel (`hw/i386/multiboot.c`, `"%s %s"`): the
+/// kernel's file name as given to `-kernel`, a space, then the `-append` text. Without
+/// `-append` QEMU's text is empty, so the line ends with that space; a kernel that splits
+/// it into words finds its arguments from the second word on.
+pub fn qemu_cmdline(kernel_name: &str, append: &str) -> String {
+    format!("{kernel_name} {append}")
+}
+
 /// Validates the Multiboot kernel `image`, the command line and the modules, loads the kernel
 /// and the modules into `ram`, builds the boot information after them, and returns the entry
 /// state. On error RAM is untouched.

@@ -191,6 +191,22 @@ fn loads_elf32_segments_zeroes_bss_and_builds_boot_info() {
 }
 
 #[test]
+fn the_command_line_is_built_as_qemu_builds_it() {
+    assert_eq!(
+        qemu_cmdline("/tmp/k.elf", "alpha beta=2"),
+        "/tmp/k.elf alpha beta=2"
+    );
+    // No -append: QEMU's "%s %s" of the name and an empty string.
+    assert_eq!(qemu_cmdline("k.elf", ""), "k.elf ");
+    assert_eq!(qemu_cmdline("dir/k", " x "), "dir/k  x ");
+    let cmdline = qemu_cmdline("kernels/a.elf", "--flag value");
+    let (ram, boot) = load_ok(&good_elf(), &cmdline);
+    assert_boot_info(&ram, &boot, "kernels/a.elf --flag value");
+    let words: Vec<&str> = cmdline.split(' ').skip(1).collect();
+    assert_eq!(words, ["--flag", "value"], "argv[1..]");
+}
+
+#[test]
 fn elf_entry_is_translated_from_virtual_to_physical() {
     let off = payload_at(1);
     let phs = [(PT_LOAD, off, 0xC010_0000, 0x10_0000, 8, 0x100)];
