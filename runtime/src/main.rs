@@ -92,7 +92,7 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = EngineArg::Dbt)]
     engine: EngineArg,
     /// dbt only: compile a block with Cranelift after it ran N times in the interpreter tier
-    /// (default 50; 0 compiles every block before it first runs, as --engine jit does).
+    /// (default 200; 0 compiles every block before it first runs, as --engine jit does).
     #[arg(long, value_name = "N")]
     compile_after: Option<u32>,
     /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 512M, 1G); 2M to 64G.

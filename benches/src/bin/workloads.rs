@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "dbt,jit,interp")]
     engines: Vec<String>,
     /// Comma-separated tier-up thresholds of the dbt engine (runs in the interpreter tier
-    /// before a block is compiled): one dbt column per value. Default: the engine's own (50).
+    /// before a block is compiled): one dbt column per value. Default: the engine's own (200).
     #[arg(long, value_delimiter = ',')]
     compile_after: Vec<u32>,
     /// Scale of the cold-code guests (testsuite::guests::COLD: code that runs a few times,
