@@ -112,7 +112,7 @@ macro_rules! kernel_tests {
 // `qemu`: transcripts blessed from qemu-system-x86_64 -accel tcg. `manual`: kernels QEMU
 // cannot run (see each kernel's header), with transcripts written from the manuals.
 kernel_tests!(
-    qemu: [longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu],
+    qemu: [longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu, debug],
     manual: [ferr]
 );
 
