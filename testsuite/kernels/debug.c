@@ -99,8 +99,11 @@ static void print_trace(const char *what, void *base)
 
 /* ---------------------------------------------------------------- a. TF */
 
-void tf_popf(void *), tf_int(void *), tf_ud(void *), tf_movss(void *), tf_user(void);
-extern u8 tf_popf_base[], tf_int_base[], tf_ud_base[], tf_movss_base[], tf_user_base[];
+void tf_popf(void *), tf_int(void *), tf_ud(void *), tf_movss(void *), tf_user(void),
+	tf_rep(void *);
+extern u8 tf_popf_base[], tf_int_base[], tf_ud_base[], tf_movss_base[], tf_user_base[],
+	tf_rep_base[];
+extern u64 watched[2];
 
 /* Set with POPF (no trap after it), three steps, cleared with POPF (which traps). */
 ASM_FN(tf_popf, TF_ON LABEL(tf_popf_base) "nop\n xchg eax, eax\n mov eax, 1\n" TF_OFF "nop");
@@ -111,6 +114,9 @@ ASM_FN(tf_ud, TF_ON LABEL(tf_ud_base) "nop\n ud2\n nop\n" TF_OFF "nop");
 /* MOV SS holds the step trap: the instruction after it runs before #DB. */
 ASM_FN(tf_movss, "mov ax, ss\n" TF_ON LABEL(tf_movss_base) "nop\n mov ss, ax\n nop\n nop\n" TF_OFF
 		 "nop");
+/* A REP string instruction traps after each iteration, RIP at itself until the last. */
+ASM_FN(tf_rep, "lea rsi, [rip + watched]\n lea rdi, [rip + watched + 8]\n mov ecx, 3\n" TF_ON
+	       LABEL(tf_rep_base) "rep movsb\n nop\n" TF_OFF "nop");
 /* CPL 3 with TF from IRETQ: SYSCALL (FMASK clears TF), SYSRET (restores it from R11). */
 __asm__(".text\n.globl tf_user\ntf_user:\n" LABEL(tf_user_base) "nop\n mov eax, 1\n mov edi, 2\n"
 	" mov esi, 3\n syscall\n nop\n nop\n" TF_OFF "nop\n xor eax, eax\n int 0x80\n ud2\n");
@@ -152,6 +158,10 @@ static void single_step(void)
 	db_reset();
 	r = try_call(tf_movss, 0);
 	print_trace("tf over mov ss", tf_movss_base);
+
+	db_reset();
+	r = try_call(tf_rep, 0);
+	print_trace("tf over rep movsb (rcx=3)", tf_rep_base);
 
 	db_reset();
 	r = run_user(tf_user, 0x2 | RFLAGS_TF);

@@ -16,6 +16,8 @@
 //! - MOV SS and POP SS hold #DB for one instruction: the next one runs before the #DB that
 //!   both earned is delivered (their interrupt shadow is `Machine::interrupt_shadow`).
 //! - RF is cleared once an instruction completes, except by IRET, which loads it.
+//! - One iteration of a REP string instruction counts as the instruction: #DB comes after
+//!   each, with RIP at the instruction until the last (SDM 18.3.1.4; QEMU).
 
 use iced_x86::{Instruction, Mnemonic, Register};
 use translator::state::{rflags, seg};
@@ -86,7 +88,17 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if watching {
             m.debug_accesses.start();
         }
+        // A budget of one: a REP string instruction stops after one iteration (restartable,
+        // RIP still at it), and the step trap or data breakpoint comes after each iteration
+        // as on hardware.
+        let limit = cpu.icount_limit;
+        let one = cpu.icount.saturating_add(1).min(limit);
+        cpu.icount_limit = one;
         let stepped = interp::step_decoded(m, cpu);
+        if cpu.icount_limit >= one {
+            // Unless a handler lowered it to ask for an interrupt check (STI, POPF, ...).
+            cpu.icount_limit = limit;
+        }
         let accesses = m.debug_accesses.finish();
         let Some(insn) = stepped? else {
             return Ok(());
