@@ -275,4 +275,39 @@ mod tests {
             );
         }
     }
+
+    /// INT1 (ICEBP) is a trap-class #DB delivered like a hardware exception: through a
+    /// DPL 0 gate from CPL 3, RIP after it, DR6 untouched. (QEMU 7.2 raises #UD: the debug
+    /// kernel's `~icebp` lines.) Under TF it reports no single step either.
+    #[test]
+    fn icebp_at_cpl3_is_a_db_trap_without_a_dpl_check() {
+        let (mut m, mut cpu) = setup();
+        user_mode(&mut cpu);
+        m.write_virt(USER, 1, 0xF1).unwrap();
+        cpu.rip = USER;
+        cpu.rflags |= rflags::TF;
+        let dr6 = cpu.dr[6];
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(cpu.rip, HANDLER + 1);
+        let sp = cpu.gpr[reg::RSP];
+        let rd = |m: &mut Machine, at| m.read_virt(at, 8, crate::memory::Access::Read).unwrap();
+        assert_eq!((rd(&mut m, sp), rd(&mut m, sp + 8)), (USER + 1, 0x2B));
+        assert_eq!(cpu.dr[6], dr6);
+    }
+
+    /// DR7.GD: a MOV DR is a fault-class #DB with DR6.BD, and GD is cleared so the handler
+    /// can use the registers. (QEMU 7.2 has no general detect: `~dr7.gd`.)
+    #[test]
+    fn general_detect_faults_the_mov_dr() {
+        let (mut m, mut cpu) = setup();
+        m.write_virt(KERNEL, 3, 0xC0_210F).unwrap(); // mov rax, dr0
+        cpu.rip = KERNEL;
+        cpu.dr[7] = 0x2400;
+        assert!(!active(&cpu), "GD alone single-steps nothing");
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(cpu.rip, HANDLER + 1);
+        let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
+        assert_eq!(saved, Ok(KERNEL), "fault: RIP at the MOV");
+        assert_eq!((cpu.dr[6] & 0x2000, cpu.dr[7]), (0x2000, 0x400));
+    }
 }
