@@ -64,15 +64,24 @@ fn steps(insn: &Instruction, before: u64, after: &CpuState) -> bool {
     }
 }
 
+/// Delivers the single-step #DB that SYSRET left due (`Machine::step_trap_pending`), if any:
+/// before anything else, an external interrupt included (#DB traps have the higher priority).
+pub fn pending_step_trap(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
+    if std::mem::take(&mut m.step_trap_pending) {
+        report(cpu, 0, DR6_BS);
+        vcpu::raise(m, cpu, Exception::Debug)?;
+    }
+    Ok(())
+}
+
 /// Executes the instruction at RIP (two after MOV SS / POP SS) with the step interpreter,
 /// delivering the #DB hardware would raise before or after it. `Err` stops the run.
 pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     // DR6 bits earned by an instruction whose #DB is held (MOV SS): B0-B3, and BS.
     let (mut held_b, mut held_bs) = (0, 0);
     let mut after_ss = false;
-    if std::mem::take(&mut m.step_trap_pending) {
-        report(cpu, 0, DR6_BS);
-        return vcpu::raise(m, cpu, Exception::Debug);
+    if m.step_trap_pending {
+        return pending_step_trap(m, cpu);
     }
     loop {
         if cpu.rflags & rflags::RF == 0 && any_enabled(cpu) {
@@ -309,5 +318,21 @@ mod tests {
         let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
         assert_eq!(saved, Ok(KERNEL), "fault: RIP at the MOV");
         assert_eq!((cpu.dr[6] & 0x2000, cpu.dr[7]), (0x2000, 0x400));
+    }
+
+    /// The #DB SYSRET left due is delivered before the run loop services anything else (an
+    /// interrupt at a slice end would otherwise enter its handler first and leave the trap
+    /// stale for later).
+    #[test]
+    fn a_pending_sysret_trap_comes_before_servicing() {
+        let (mut m, mut cpu) = setup();
+        user_mode(&mut cpu);
+        cpu.rip = USER;
+        cpu.rflags |= rflags::TF;
+        m.step_trap_pending = true;
+        assert_eq!(vcpu::service(&mut m, &mut cpu), Ok(()));
+        assert_eq!(cpu.rip, HANDLER + 1);
+        assert!(!m.step_trap_pending);
+        assert_ne!(cpu.dr[6] & DR6_BS, 0);
     }
 }

@@ -36,6 +36,7 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             return Err(RunOutcome::Stopped);
         }
         pump_console(m);
+        super::debug::pending_step_trap(m, cpu)?;
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
