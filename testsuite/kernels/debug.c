@@ -12,7 +12,8 @@
  *
  * Oracle: QEMU TCG, except the `~` lines, where QEMU 7.2 departs from the SDM (no RF in
  * fault frames, no DR7.GD general detect, #UD for ICEBP); popek follows the SDM there and
- * testsuite/kernels/README.md gives both values. POP SS is not tested (#UD in 64-bit mode).
+ * testsuite/kernels/README.md gives both values. POP SS (#UD in 64-bit mode) is traced in
+ * compatibility mode at CPL 3.
  */
 #include "kernel.h"
 
@@ -114,6 +115,11 @@ ASM_FN(tf_ud, TF_ON LABEL(tf_ud_base) "nop\n ud2\n nop\n" TF_OFF "nop");
 /* MOV SS holds the step trap: the instruction after it runs before #DB. */
 ASM_FN(tf_movss, "mov ax, ss\n" TF_ON LABEL(tf_movss_base) "nop\n mov ss, ax\n nop\n nop\n" TF_OFF
 		 "nop");
+/* Compatibility mode at CPL 3, TF from IRETQ: POP SS holds the trap like MOV SS. */
+void tf_popss32(void);
+extern u8 tf_popss32_base[];
+__asm__(".section .text32, \"ax\"\n.code32\n.globl tf_popss32\ntf_popss32:\n" LABEL(tf_popss32_base)
+	"nop\n push ss\n pop ss\n nop\n nop\n xor eax, eax\n int 0x80\n ud2\n.code64\n.text\n");
 /* A REP string instruction traps after each iteration, RIP at itself until the last. */
 ASM_FN(tf_rep, "lea rsi, [rip + watched]\n lea rdi, [rip + watched + 8]\n mov ecx, 3\n" TF_ON
 	       LABEL(tf_rep_base) "rep movsb\n nop\n" TF_OFF "nop");
@@ -158,6 +164,10 @@ static void single_step(void)
 	db_reset();
 	r = try_call(tf_movss, 0);
 	print_trace("tf over mov ss", tf_movss_base);
+
+	db_reset();
+	r = run_user32((u32)(u64)tf_popss32, 0x2 | RFLAGS_TF);
+	print_trace("cpl3 compat tf over pop ss", tf_popss32_base);
 
 	db_reset();
 	r = try_call(tf_rep, 0);
