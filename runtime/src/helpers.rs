@@ -18,6 +18,7 @@ use translator::{CpuState, Exception, ExitReason, Helper};
 
 use crate::machine::{Machine, StopRequest, WriteOutcome};
 use crate::memory::{Access, GuestVirt};
+use crate::system::debug::AccessKind;
 
 /// Calls of each helper, indexed by `Helper as usize`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,6 +36,13 @@ impl HelperCounters {
 pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
     m.counters.0[h as usize] += 1;
     let [a, b, c] = args;
+    // Single-stepped instructions report their data accesses to the debug registers (only
+    // the step interpreter runs while DR7 enables a breakpoint, and it reaches memory here).
+    match h {
+        Helper::MemRead => m.debug_accesses.record(a, b, AccessKind::Read),
+        Helper::MemWrite => m.debug_accesses.record(a, b, AccessKind::Write),
+        _ => {}
+    }
     match h {
         Helper::Hypercall => crate::engine::hypercall_entry(m, cpu, args),
         Helper::MemRead if b == 16 => {

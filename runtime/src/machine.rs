@@ -169,6 +169,12 @@ pub struct Machine {
     /// The RIP of the instruction in the interrupt shadow of STI, MOV SS or POP SS: no
     /// interrupt is taken before it completes (see `engine::vcpu::service`).
     pub interrupt_shadow: Option<u64>,
+    /// The data and port accesses of the instruction being stepped for the debug registers
+    /// (collecting only while `engine::debug` asks).
+    pub debug_accesses: crate::system::debug::AccessLog,
+    /// SYSRET restored RFLAGS.TF: the single-step #DB is due before the next instruction
+    /// (taken by `engine::debug::step`).
+    pub step_trap_pending: bool,
     /// The vCPU executed HLT and waits for an interrupt.
     pub halted: bool,
     /// NMI blocking: set when an NMI is delivered, cleared by the next IRET that completes
@@ -306,6 +312,8 @@ impl Machine {
             invlpgs: 0,
             mappings_changed: false,
             interrupt_shadow: None,
+            debug_accesses: Default::default(),
+            step_trap_pending: false,
             host_traps: 0,
             trap_table: Default::default(),
             halted: false,

@@ -115,6 +115,11 @@ static KERNELS: &[Kernel] = &[
         sources: &["nmi.c"],
     },
     Kernel {
+        name: "debug",
+        description: "TF single-step, MOV SS, RF, DR0-DR3 breakpoints, DR7.GD, INT1 (ICEBP)",
+        sources: &["debug.c"],
+    },
+    Kernel {
         name: "ferr",
         description: "x87 errors with CR0.NE clear: FERR# on IRQ 13, port 0xF0 and IGNNE#",
         sources: &["ferr.c"],

@@ -116,7 +116,7 @@ macro_rules! kernel_tests {
 kernel_tests!(
     qemu: [
         longmode, exceptions, paging, paging32, usermode, pit, apic, smc, portio, sensitive, fpu,
-        identity, msr, nmi, ud, realmode, cmdline
+        identity, msr, nmi, ud, realmode, cmdline, debug
     ],
     manual: [ferr]
 );

@@ -406,7 +406,9 @@ pub fn lookup(insn: &Instruction) -> Option<Entry> {
             } else if s.is_cr() {
                 row(m, Priv, H::MovFromCr, true, false)
             } else if d.is_dr() {
-                row(m, Priv, H::MovToDr, false, false)
+                // Ends the block: new breakpoints or enables apply from the next instruction,
+                // which the run loop must then see (runtime `engine::debug`).
+                row(m, Priv, H::MovToDr, false, true)
             } else if s.is_dr() {
                 row(m, Priv, H::MovFromDr, true, false)
             } else if to_seg {

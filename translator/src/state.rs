@@ -144,7 +144,7 @@ pub struct CpuState {
     pub cr8: u64,
     pub efer: u64,
     pub xcr0: u64,
-    /// DR0..DR7 (stored and read back; hardware breakpoints are not emulated).
+    /// DR0..DR7 (breakpoints are the runtime's: `runtime::engine::debug`).
     pub dr: [u64; 8],
     /// Model-specific registers other than EFER and the FS/GS bases.
     pub msr: Msrs,

@@ -261,9 +261,9 @@ impl Dbt {
                     return super::exit::stop_outcome(stop);
                 }
             }
-            if cpu.rflags & translator::state::rflags::TF != 0 {
+            if super::debug::active(cpu) {
                 link_from = None;
-                if let Err(outcome) = vcpu::single_step_trap(m, cpu) {
+                if let Err(outcome) = super::debug::step(m, cpu) {
                     return outcome;
                 }
                 continue;
@@ -305,7 +305,7 @@ impl Dbt {
                             || m.halted
                             || m.stop.is_some()
                             || m.mappings_changed
-                            || cpu.rflags & translator::state::rflags::TF != 0
+                            || super::debug::active(cpu)
                         {
                             break Some(exit);
                         }

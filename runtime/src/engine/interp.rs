@@ -97,11 +97,23 @@ fn fetch_fault(m: &mut Machine, cpu: &mut CpuState, exc: Exception) -> Option<Ru
 /// Executes the single instruction at `cpu.rip` with the interpreter, without caching its
 /// decoding (the DBT engine's way through a store to translated code). `None` to continue.
 pub fn single_step(m: &mut Machine, cpu: &mut CpuState) -> Option<RunOutcome> {
+    step_decoded(m, cpu).err()
+}
+
+/// [`single_step`], returning the instruction it decoded (`None` if its fetch faulted, the
+/// fault delivered), or how the run ends.
+pub fn step_decoded(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+) -> Result<Option<Instruction>, RunOutcome> {
     m.executing = Executing::Interp;
     let mode = crate::system::mode::mode(cpu);
     let insns = match decode_at(m, cpu, cpu.rip, mode) {
         Ok(insns) => insns,
-        Err(exc) => return fetch_fault(m, cpu, exc),
+        Err(exc) => return fetch_fault(m, cpu, exc).map_or(Ok(None), Err),
     };
-    execute(m, cpu, &insns[..1], mode)
+    match execute(m, cpu, &insns[..1], mode) {
+        Some(outcome) => Err(outcome),
+        None => Ok(Some(insns[0])),
+    }
 }

@@ -6,6 +6,7 @@
 //! engines give a guest the same visible behaviour.
 
 pub mod dbt;
+pub mod debug;
 pub mod exit;
 pub mod interp;
 pub mod tier;

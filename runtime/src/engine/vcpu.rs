@@ -40,6 +40,7 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             return Err(RunOutcome::Stopped);
         }
         pump_console(m);
+        super::debug::pending_step_trap(m, cpu)?;
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
@@ -50,7 +51,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             if pc == cpu.rip && !m.halted && deliverable {
                 // The shadow of STI (or MOV SS): the next instruction completes first
                 // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).
-                if let Some(outcome) = super::interp::single_step(m, cpu) {
+                if super::debug::active(cpu) {
+                    super::debug::step(m, cpu)?;
+                } else if let Some(outcome) = super::interp::single_step(m, cpu) {
                     return Err(outcome);
                 }
             }
@@ -169,21 +172,6 @@ pub fn raise(m: &mut Machine, cpu: &mut CpuState, exc: Exception) -> Result<(), 
         return Err(RunOutcome::Exception { exc, rip });
     }
     deliver(m, cpu, Event::Exception(exc), rip).map_err(triple_fault)
-}
-
-/// RFLAGS.TF is set: executes one instruction with the interpreter and, if it completed
-/// without an exception, delivers the single-step #DB trap (DR6.BS set, RIP = the next
-/// instruction). `Err` stops the run.
-pub fn single_step_trap(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
-    let before = m.exceptions;
-    if let Some(outcome) = super::interp::single_step(m, cpu) {
-        return Err(outcome);
-    }
-    if m.exceptions == before {
-        cpu.dr[6] |= 1 << 14;
-        raise(m, cpu, Exception::Debug)?;
-    }
-    Ok(())
 }
 
 fn triple_fault(e: DeliveryError) -> RunOutcome {

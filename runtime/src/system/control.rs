@@ -307,7 +307,7 @@ pub fn read_dr(cpu: &mut CpuState, n: u8) -> Result<u64, Exception> {
     Ok(cpu.dr[i])
 }
 
-/// MOV to DRn: values are stored (breakpoints are not emulated); DR6/DR7 keep their fixed
+/// MOV to DRn (the breakpoints act through `engine::debug`); DR6/DR7 keep their fixed
 /// bits, and bits 63:32 of DR6/DR7 are reserved (#GP).
 pub fn write_dr(cpu: &mut CpuState, n: u8, value: u64) -> Result<(), Exception> {
     let i = dr_access(cpu, n)?;

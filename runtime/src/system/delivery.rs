@@ -21,7 +21,9 @@
 //! - IRET with RFLAGS.NT = 1 outside IA-32e mode (a task return): #GP(0), which is what
 //!   IA-32e mode does architecturally.
 //! - Virtual-8086 mode: RFLAGS.VM is never set by IRET and never consulted.
-//! - RF is not set in the RFLAGS image pushed for faults (QEMU does not either).
+//! - The RFLAGS image pushed for a fault-class exception other than #DB has RF set
+//!   (SDM vol. 3 18.3.1.1), so that IRET back to the faulting instruction does not take an
+//!   instruction breakpoint on it a second time; traps, aborts and interrupts push RF as it is.
 
 use translator::state::{reg, rflags, seg, seg_attr, CpuState};
 use translator::Exception;
@@ -107,12 +109,28 @@ impl Event {
         matches!(self, Event::Software { kind, .. } if *kind != SoftKind::Int1)
     }
 
+    /// RF as pushed in the frame: set for faults other than #DB (whose instruction-breakpoint
+    /// form must not set it, and whose other forms are traps or general detect, which the
+    /// SDM and QEMU treat alike), as it is otherwise.
+    fn pushed_rflags(&self, flags: u64) -> u64 {
+        match self {
+            Event::Exception(e) if is_fault(*e) => flags | rflags::RF,
+            _ => flags,
+        }
+    }
+
     fn class(&self) -> Class {
         match self {
             Event::Exception(e) => class_of(*e),
             _ => Class::Benign,
         }
     }
+}
+
+/// Fault-class exceptions: the saved RIP is the faulting instruction. #BP and #OF are traps,
+/// #DF and #MC aborts; #DB is left out (see [`Event::pushed_rflags`]).
+fn is_fault(e: Exception) -> bool {
+    !matches!(e.vector(), 1 | 3 | 4 | 8 | 18)
 }
 
 fn class_of(e: Exception) -> Class {
@@ -287,7 +305,7 @@ fn deliver_once(m: &mut Machine, cpu: &mut CpuState, ev: &Event, rip: u64) -> Re
     let privilege = Privilege::of_cpl(new_cpl as u64);
     let old_ss = cpu.seg[seg::SS];
     let old_sp = cpu.gpr[reg::RSP];
-    let flags = cpu.full_rflags();
+    let flags = ev.pushed_rflags(cpu.full_rflags());
     let old_cs = cpu.seg[seg::CS].selector as u64;
     let mut frame: Vec<u64> = Vec::with_capacity(6);
     let (stack, new_ss) = if lm {
@@ -580,7 +598,8 @@ pub(crate) mod tests {
         assert_eq!(cpu.gpr[reg::RSP], 0x8000 - 48, "aligned to 16, six slots");
         assert_eq!(
             frame(&mut m, 0x8000 - 48, 6, 8),
-            [0x18, 0x1234, 0x08, flags, 0x8008, 0x10]
+            [0x18, 0x1234, 0x08, flags | rflags::RF, 0x8008, 0x10],
+            "a fault's frame has RF set"
         );
         assert_eq!(cpu.rflags & rflags::IF, 0, "interrupt gate clears IF");
         assert_eq!(cpu.seg[seg::SS].selector, 0x10, "same privilege keeps SS");
@@ -860,7 +879,10 @@ pub(crate) mod tests {
             Ok(())
         );
         assert_eq!(cpu.gpr[reg::RSP], 0x8000 - 16);
-        assert_eq!(frame(&mut m, 0x8000 - 16, 4, 4), [0x28, 0x700, 0x08, flags]);
+        assert_eq!(
+            frame(&mut m, 0x8000 - 16, 4, 4),
+            [0x28, 0x700, 0x08, flags | rflags::RF]
+        );
         // From CPL 3 through SS0:ESP0.
         let (mut m, mut cpu) = setup_pm32();
         cpu.cpl = 3;
@@ -880,7 +902,7 @@ pub(crate) mod tests {
         assert_eq!(cpu.gpr[reg::RSP], 0x9000 - 24);
         assert_eq!(
             frame(&mut m, 0x9000 - 24, 6, 4),
-            [0, 0x700, 0x1B, flags, 0x7770, 0x23]
+            [0, 0x700, 0x1B, flags | rflags::RF, 0x7770, 0x23]
         );
         assert_eq!(crate::system::mode::mode(&cpu).bitness, 32);
         // The handler pops the error code and IRETDs.
@@ -894,7 +916,11 @@ pub(crate) mod tests {
             0,
             "ring-0 GS nulled on the way out"
         );
-        assert_eq!(cpu.full_rflags(), flags);
+        assert_eq!(
+            cpu.full_rflags(),
+            flags | rflags::RF,
+            "IRETD loads the frame's RF"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ use translator::state::{reg, rflags, ExitReason};
 use translator::{CpuState, Exception};
 
 use super::control::{self, TableReg};
+use super::debug::AccessKind;
 use super::delivery::{deliver, iret, DeliveryError, Event, SoftKind};
 use super::descriptors::{in_64bit, protected};
 use super::io::{self, request_interrupt_check, IoOutcome, StringIo};
@@ -174,6 +175,12 @@ fn leave_block(cpu: &mut CpuState, kind: Hypercall) {
     }
 }
 
+/// A port access, for the I/O breakpoints of a single-stepped instruction.
+fn record_port(m: &mut Machine, port: u16, size: u8) {
+    m.debug_accesses
+        .record(u64::from(port), u64::from(size), AccessKind::Port);
+}
+
 /// Privileged kinds whose handler has no #UD that takes precedence over the CPL check (the
 /// others — MOV CR/DR, SWAPGS, SYSRET, XSETBV — check the CPL themselves, after their #UD).
 fn needs_cpl0(kind: Hypercall) -> bool {
@@ -230,9 +237,16 @@ pub fn dispatch(
         }
         H::Int => software_interrupt(m, cpu, args, next)?,
         // ---- port I/O
-        H::In => Flow::Value(io::port_in(m, cpu, b as u16, op)?),
-        H::Out => port_flow(io::port_out(m, cpu, b as u16, op, c)?),
+        H::In => {
+            record_port(m, b as u16, op);
+            Flow::Value(io::port_in(m, cpu, b as u16, op)?)
+        }
+        H::Out => {
+            record_port(m, b as u16, op);
+            port_flow(io::port_out(m, cpu, b as u16, op, c)?)
+        }
         H::Ins | H::Outs => {
+            record_port(m, cpu.gpr[reg::RDX] as u16, op.min(4));
             let s = StringIo {
                 rep: args.extra & 1 != 0,
                 elem: op.min(4),
@@ -378,7 +392,13 @@ pub fn dispatch(
         H::RetFar => far::ret_far(m, cpu, op, args.imm).map(|_| Flow::Jumped)?,
         // ---- fast system calls
         H::Syscall => syscall::syscall(cpu, next).map(|_| Flow::Jumped)?,
-        H::Sysret => syscall::sysret(cpu, op).map(|_| Flow::Jumped)?,
+        H::Sysret => {
+            syscall::sysret(cpu, op)?;
+            // Unlike IRET, SYSRET looks at the TF it restores: the #DB comes at once, before
+            // the first user instruction (QEMU; Linux's entry_64.S relies on it).
+            m.step_trap_pending = cpu.rflags & rflags::TF != 0;
+            Flow::Jumped
+        }
         H::Sysenter => syscall::sysenter(cpu).map(|_| Flow::Jumped)?,
         H::Sysexit => syscall::sysexit(cpu, op).map(|_| Flow::Jumped)?,
         H::Swapgs => syscall::swapgs(cpu).map(ok)?,

@@ -15,6 +15,7 @@
 //!   faults.
 //! - [`control`]: control and debug registers, descriptor-table registers, cache and TLB
 //!   instructions.
+//! - [`debug`]: DR0-DR3 breakpoint matching under DR7, DR6 status.
 //! - [`msr`]: the model-specific registers.
 //! - [`kvmclock`]: the KVM paravirtual clock (its MSRs and the pvclock structures).
 //! - [`syscall`]: SYSCALL/SYSRET, SYSENTER/SYSEXIT, SWAPGS.
@@ -23,6 +24,7 @@
 //!   [`translator::sensitive::Hypercall`] to the modules above.
 
 pub mod control;
+pub mod debug;
 pub mod delivery;
 pub mod descriptors;
 pub mod far;
