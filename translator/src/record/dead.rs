@@ -55,11 +55,11 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
     }
 }
 
-/// Call `f` with every slot `op` reads. Exhaustive: a new op does not compile until its
+/// Call `f` with every slot `op` reads, which it may replace. Exhaustive: a new op does not compile until its
 /// operands are listed here.
-fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
+fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
     use File::{Int, Vec as V};
-    match *op {
+    match op {
         Op::Charge { .. }
         | Op::ExitReturn { .. }
         | Op::ExitStatus
@@ -96,7 +96,7 @@ fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
             f(Int, addr);
             f(Int, v);
         }
-        Op::Helper { args, .. } => args.iter().for_each(|&a| f(Int, a)),
+        Op::Helper { args, .. } => args.iter_mut().for_each(|a| f(Int, a)),
         Op::Branch { c, .. } => f(Int, c),
         Op::ExitJump { target } => f(Int, target),
         Op::VMov { a, .. } | Op::VUn { a, .. } | Op::VCvt { a, .. } => f(V, a),
@@ -132,6 +132,157 @@ fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
         }
         // A stub reads and writes guest state and the vector file through its frame.
         Op::Stub { .. } => {}
+    }
+}
+
+/// Call `f` with every slot `op` reads.
+fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
+    let mut copy = *op;
+    map_reads(&mut copy, &mut |file, s| f(file, *s));
+}
+
+/// The integer slots `op` writes. Exhaustive, like [`map_reads`].
+fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
+    match *op {
+        Op::Bin { d, .. }
+        | Op::Un { d, .. }
+        | Op::Cmp { d, .. }
+        | Op::Select { d, .. }
+        | Op::Conv { d, .. }
+        | Op::Mov { d, .. }
+        | Op::LoadState { d, .. }
+        | Op::LoadMem { d, .. }
+        | Op::Helper { d, .. }
+        | Op::Add64 { d, .. }
+        | Op::Sub64 { d, .. }
+        | Op::And64 { d, .. }
+        | Op::Or64 { d, .. }
+        | Op::Xor64 { d, .. }
+        | Op::Shl64 { d, .. }
+        | Op::Mask { d, .. }
+        | Op::Ld64 { d, .. }
+        | Op::VExtract { d, .. }
+        | Op::VMovmsk { d, .. }
+        | Op::VCvttToInt { d, .. }
+        | Op::VFcmpFlags { d, .. } => f(d),
+        Op::Ld64x2 { d, d2, .. } => {
+            f(d);
+            f(d2);
+        }
+        Op::Charge { .. }
+        | Op::StoreState { .. }
+        | Op::StoreMem { .. }
+        | Op::Jump { .. }
+        | Op::Branch { .. }
+        | Op::ExitJump { .. }
+        | Op::ExitReturn { .. }
+        | Op::ExitStatus
+        | Op::Uncount { .. }
+        | Op::VMov { .. }
+        | Op::VLoadState { .. }
+        | Op::VStoreState { .. }
+        | Op::VLoadMem { .. }
+        | Op::VStoreMem { .. }
+        | Op::VBin { .. }
+        | Op::VUn { .. }
+        | Op::VShift { .. }
+        | Op::VShuffle { .. }
+        | Op::VInsert { .. }
+        | Op::VSplat { .. }
+        | Op::VSelect { .. }
+        | Op::VBlendv { .. }
+        | Op::VCvt { .. }
+        | Op::VCvtFromInt { .. }
+        | Op::Stub { .. }
+        | Op::St64 { .. }
+        | Op::St64x2 { .. } => {}
+    }
+}
+
+/// Copy forwarding: a `Mov { d, a }` that is the only write of `d`, from a slot written at
+/// most once (a recorded value or a constant), makes every read of `d` a read of `a`, and
+/// the move then dies. These are the moves of an edge into a label with one incoming edge
+/// (a block's exit paths), which the recorder cannot tell from a merge when it records the
+/// edge.
+///
+/// Sound because every read of `d` is dominated by its one write (recording never reads a
+/// slot on a path that did not write it), and `a`, written at most once and before the
+/// move, cannot change between the move and such a read: a path from its write to the read
+/// that skipped the move would reach the read undominated.
+pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
+    let mut writes = vec![0u32; nslots];
+    for op in &p.ops {
+        int_defs(op, &mut |d| {
+            if let Some(w) = writes.get_mut(d as usize) {
+                *w = w.saturating_add(1);
+            }
+        });
+    }
+    let once = |s: Slot| writes.get(s as usize).is_some_and(|&w| w <= 1);
+    // to[d] = a for each forwardable move (chains resolved below).
+    let mut to: Vec<Option<Slot>> = vec![None; nslots];
+    for op in &p.ops {
+        if let Op::Mov { d, a } = *op {
+            if d != a && writes.get(d as usize) == Some(&1) && once(a) {
+                to[d as usize] = Some(a);
+            }
+        }
+    }
+    let resolve = |mut s: Slot| {
+        // A chain is at most as long as the number of moves; no cycle can form (each link
+        // goes to a slot whose one write is earlier), but stay bounded anyway.
+        for _ in 0..nslots {
+            match to.get(s as usize).copied().flatten() {
+                Some(a) => s = a,
+                None => break,
+            }
+        }
+        s
+    };
+    for op in &mut p.ops {
+        map_reads(op, &mut |file, s| {
+            if file == File::Int {
+                *s = resolve(*s);
+            }
+        });
+    }
+}
+
+/// Aim every jump, branch and fault target that lands on a plain `Jump` at that jump's
+/// target (the edges left empty by [`forward_moves`] and [`remove_dead`]).
+pub(super) fn thread_jumps(p: &mut Program) {
+    let dest = |ops: &[Op], mut x: u32| {
+        for _ in 0..8 {
+            match ops.get(x as usize) {
+                Some(Op::Jump { to }) if *to != x => x = *to,
+                _ => break,
+            }
+        }
+        x
+    };
+    for i in 0..p.ops.len() {
+        let mut op = p.ops[i];
+        let ops = &p.ops;
+        let at = |x: &mut u32| {
+            if *x != NO_LABEL {
+                *x = dest(ops, *x);
+            }
+        };
+        match &mut op {
+            Op::Jump { to } => at(to),
+            Op::Branch { then, els, .. } => {
+                at(then);
+                at(els);
+            }
+            Op::LoadMem { fault, .. }
+            | Op::StoreMem { fault, .. }
+            | Op::Helper { fault, .. }
+            | Op::VLoadMem { fault, .. }
+            | Op::VStoreMem { fault, .. }
+            | Op::Stub { fault, .. } => at(fault),
+            _ => {}
+        }
+        p.ops[i] = op;
     }
 }
 
@@ -274,6 +425,69 @@ mod tests {
         assert!(matches!(p.ops[2], Op::Mov { d: 2, a: 3 }));
         assert!(matches!(p.ops[3], Op::Jump { to: 1 }));
         assert!(matches!(p.ops[4], Op::StoreState { .. }));
+    }
+
+    #[test]
+    fn single_edge_copies_forward_and_the_emptied_edge_is_threaded() {
+        let st = |off, a| Op::StoreState {
+            ty: Ty::I64,
+            off,
+            a,
+        };
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                Op::LoadState {
+                    ty: Ty::I64,
+                    d: 0,
+                    off: 0,
+                },
+                // 2: to the edge at 5 (one incoming edge: slot 1 is written once).
+                Op::Branch {
+                    c: 0,
+                    then: 5,
+                    els: 7,
+                },
+                st(8, 1),
+                Op::ExitReturn {
+                    reason: ExitReason::Jump,
+                },
+                Op::Mov { d: 1, a: 0 },
+                Op::Jump { to: 3 },
+                // 7: a merge slot (two writes) keeps its moves.
+                Op::Mov { d: 2, a: 0 },
+                Op::Mov { d: 2, a: 3 },
+                st(16, 2),
+                Op::ExitReturn {
+                    reason: ExitReason::Jump,
+                },
+            ],
+            regs: vec![0; 4],
+            ..Program::default()
+        };
+        forward_moves(&mut p, 4);
+        assert!(
+            matches!(p.ops[3], Op::StoreState { a: 0, .. }),
+            "{:?}",
+            p.ops[3]
+        );
+        remove_dead(&mut p, 4, 0);
+        thread_jumps(&mut p);
+        // The edge's move is gone and the branch goes straight to the store.
+        assert!(
+            matches!(
+                p.ops[2],
+                Op::Branch {
+                    then: 3,
+                    els: 6,
+                    ..
+                }
+            ),
+            "{:?}",
+            p.ops
+        );
+        assert!(matches!(p.ops[6], Op::Mov { d: 2, a: 0 }));
+        assert!(matches!(p.ops[8], Op::StoreState { a: 2, .. }));
     }
 
     #[test]

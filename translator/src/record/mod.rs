@@ -198,6 +198,10 @@ pub struct Recorder<'a> {
     nvslots: u32,
     const_slots: std::collections::HashMap<u64, Slot>,
     vconst_slots: std::collections::HashMap<u128, Slot>,
+    /// Conversions recorded since the last label, by operand slot, conversion and source
+    /// and target widths. Only straight-line code after the last bound label is known to
+    /// run after them, so `bind` forgets them.
+    convs: std::collections::HashMap<(Slot, u8, u32, u32), RVal>,
     vars: Vec<Option<VarVal>>,
     var_tys: Vec<Option<Ty>>,
     labels: Vec<LabelInfo>,
@@ -226,6 +230,7 @@ impl<'a> Recorder<'a> {
             nvslots: 0,
             const_slots: std::collections::HashMap::new(),
             vconst_slots: std::collections::HashMap::new(),
+            convs: std::collections::HashMap::new(),
             vars: Vec::new(),
             var_tys: Vec::new(),
             labels: Vec::new(),
@@ -259,7 +264,9 @@ impl<'a> Recorder<'a> {
                     .get_or_insert("a label was jumped to but never bound");
             }
         }
+        dead::forward_moves(&mut self.p, self.nslots as usize);
         dead::remove_dead(&mut self.p, self.nslots as usize, self.nvslots as usize);
+        dead::thread_jumps(&mut self.p);
         let n = self.p.insns.max(1);
         self.p.ops[0] = Op::Charge { n };
         for op in &mut self.p.ops {
@@ -634,6 +641,10 @@ impl ValueOps for Recorder<'_> {
         if (op == Conv::Zext && widens) || (op == Conv::Trunc && v.fits.bits() <= to.bits()) {
             return RVal { ty: to, ..v };
         }
+        let key = (v.slot, op as u8, v.ty.bits(), to.bits());
+        if let Some(&d) = self.convs.get(&key) {
+            return d;
+        }
         let d = self.fresh(to);
         self.emit(Op::Conv {
             op,
@@ -642,6 +653,9 @@ impl ValueOps for Recorder<'_> {
             d: d.slot,
             a: v.slot,
         });
+        if self.live {
+            self.convs.insert(key, d);
+        }
         d
     }
 }
@@ -976,6 +990,7 @@ impl Emitter for Recorder<'_> {
             let moves = self.edge_moves(l);
             self.emit_moves(&moves);
         }
+        self.convs.clear();
         let at = self.p.ops.len() as u32;
         let info = &mut self.labels[l as usize];
         info.at = Some(at);
