@@ -262,37 +262,17 @@ pub(super) fn thread_jumps(p: &mut Program) {
     };
     for i in 0..p.ops.len() {
         let mut op = p.ops[i];
-        let ops = &p.ops;
-        let at = |x: &mut u32| {
-            if *x != NO_LABEL {
-                *x = dest(ops, *x);
-            }
-        };
-        match &mut op {
-            Op::Jump { to } => at(to),
-            Op::Branch { then, els, .. } => {
-                at(then);
-                at(els);
-            }
-            Op::LoadMem { fault, .. }
-            | Op::StoreMem { fault, .. }
-            | Op::Helper { fault, .. }
-            | Op::VLoadMem { fault, .. }
-            | Op::VStoreMem { fault, .. }
-            | Op::Stub { fault, .. } => at(fault),
-            _ => {}
-        }
+        map_targets(&mut op, &mut |x| *x = dest(&p.ops, *x));
         p.ops[i] = op;
     }
 }
 
-/// Point every jump and fault target of `op` through `map` (old op index → new).
-fn retarget(op: &mut Op, map: &[u32]) {
-    let at = |x: &mut u32| {
+/// Call `f` with every jump, branch and fault target of `op` (not [`NO_LABEL`]), which it
+/// may replace.
+pub(super) fn map_targets(op: &mut Op, f: &mut impl FnMut(&mut u32)) {
+    let mut at = |x: &mut u32| {
         if *x != NO_LABEL {
-            if let Some(&n) = map.get(*x as usize) {
-                *x = n;
-            }
+            f(x)
         }
     };
     match op {
@@ -309,6 +289,15 @@ fn retarget(op: &mut Op, map: &[u32]) {
         | Op::Stub { fault, .. } => at(fault),
         _ => {}
     }
+}
+
+/// Point every jump and fault target of `op` through `map` (old op index → new).
+fn retarget(op: &mut Op, map: &[u32]) {
+    map_targets(op, &mut |x| {
+        if let Some(&n) = map.get(*x as usize) {
+            *x = n;
+        }
+    });
 }
 
 /// Remove the ops whose only effect is a slot nothing reads, repeatedly (a removed op's

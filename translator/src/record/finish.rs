@@ -58,26 +58,12 @@ pub(super) fn specialize(op: Op) -> Op {
 /// (a slot is written once anyway), so their order does not matter.
 pub(super) fn pair(p: &mut Program) {
     let mut target = vec![false; p.ops.len()];
-    let mut mark = |x: u32| {
-        if let Some(t) = target.get_mut(x as usize) {
-            *t = true;
-        }
-    };
-    for op in &p.ops {
-        match *op {
-            Op::Jump { to } => mark(to),
-            Op::Branch { then, els, .. } => {
-                mark(then);
-                mark(els);
+    for &op in &p.ops {
+        super::dead::map_targets(&mut { op }, &mut |x| {
+            if let Some(t) = target.get_mut(*x as usize) {
+                *t = true;
             }
-            Op::LoadMem { fault, .. }
-            | Op::StoreMem { fault, .. }
-            | Op::Helper { fault, .. }
-            | Op::VLoadMem { fault, .. }
-            | Op::VStoreMem { fault, .. }
-            | Op::Stub { fault, .. } => mark(fault),
-            _ => {}
-        }
+        });
     }
     let mut keep = vec![true; p.ops.len()];
     let mut i = 0;
