@@ -44,7 +44,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
         _ => {}
     }
     match h {
-        Helper::Hypercall => crate::engine::hypercall_entry(m, cpu, args),
+        Helper::Hypercall => crate::system::hypercall::entry(m, cpu, args),
         Helper::MemRead if b == 16 => {
             let mut buf = [0u8; 16];
             match m.read_virt_bytes_for(cpu, a, &mut buf, Access::Read) {

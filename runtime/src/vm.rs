@@ -23,6 +23,7 @@ use crate::loader::{multiboot, Elf, KernelLoader, LoadError};
 use crate::machine::Machine;
 use crate::memory::{GuestPhys, MemError};
 use crate::stats::Stats;
+pub use crate::system::mode::register_dump;
 
 /// Configuration of a [`Vm`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -385,31 +386,6 @@ impl Vm {
             mmio: m.mmio,
         }
     }
-}
-
-/// A register dump of `cpu`, one register group per line (for reports).
-pub fn register_dump(cpu: &CpuState) -> String {
-    const NAMES: [&str; 16] = [
-        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
-        "r13", "r14", "r15",
-    ];
-    let mut s = String::new();
-    for (i, chunk) in NAMES.chunks(4).enumerate() {
-        let line: Vec<String> = chunk
-            .iter()
-            .enumerate()
-            .map(|(j, n)| format!("{n:>3}={:016x}", cpu.gpr[i * 4 + j]))
-            .collect();
-        s.push_str(&line.join(" "));
-        s.push('\n');
-    }
-    s.push_str(&format!(
-        "rip={:016x} rflags={:016x} icount={}",
-        cpu.rip,
-        cpu.full_rflags(),
-        cpu.icount
-    ));
-    s
 }
 
 #[cfg(test)]

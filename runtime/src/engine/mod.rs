@@ -13,28 +13,7 @@ pub mod tier;
 pub mod trap;
 pub mod vcpu;
 
-use translator::{CpuState, Exception};
-
-use crate::machine::Machine;
-
-/// Runs a hypercall for generated code, the interpreter or the trap handler (see
-/// [`translator::sensitive`] for the contract), then turns the handler's requests into run
-/// loop state: HLT parks the vCPU, a possibly unmasked interrupt ends the slice.
-pub fn hypercall_entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u64 {
-    if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
-        *n += 1;
-    }
-    let r = crate::system::hypercall::hypercall(m, cpu, args[0], args[1], args[2]);
-    if cpu.status == translator::ExitReason::Halt as u64 {
-        cpu.status = 0;
-        m.halted = true;
-        cpu.icount_limit = 0;
-    }
-    if std::mem::take(&mut m.interrupt_check) {
-        cpu.icount_limit = 0;
-    }
-    r
-}
+use translator::Exception;
 
 /// Which engine executes guest code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -492,7 +492,7 @@ fn set_zf(cpu: &mut CpuState, set: bool) {
 // `m.stop = Some(StopRequest::TripleFault(report))`, mapped to
 // `RunOutcome::TripleFault { report }` by `engine::exit::stop_outcome`.
 
-/// The hypercall counters of `m` (counted by `engine::hypercall_entry` in
+/// The hypercall counters of `m` (counted by [`entry`] in
 /// [`Machine::hypercalls`], indexed by kind number).
 pub fn counters(m: &Machine) -> HypercallCounters {
     HypercallCounters(m.hypercalls)
@@ -510,6 +510,25 @@ fn internal_stop(m: &mut Machine, cpu: &mut CpuState, why: String) {
 }
 
 /// Whether the table marks `kind` privileged (for the consistency test).
+/// Runs a hypercall for generated code, the interpreter or the trap handler (see
+/// [`translator::sensitive`] for the contract), then turns the handler's requests into run
+/// loop state: HLT parks the vCPU, a possibly unmasked interrupt ends the slice.
+pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u64 {
+    if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
+        *n += 1;
+    }
+    let r = hypercall(m, cpu, args[0], args[1], args[2]);
+    if cpu.status == translator::ExitReason::Halt as u64 {
+        cpu.status = 0;
+        m.halted = true;
+        cpu.icount_limit = 0;
+    }
+    if std::mem::take(&mut m.interrupt_check) {
+        cpu.icount_limit = 0;
+    }
+    r
+}
+
 #[cfg(test)]
 fn table_privileged(kind: Hypercall) -> bool {
     use Hypercall as H;

@@ -203,7 +203,7 @@ fn seg_line(out: &mut String, name: &str, s: &Segment) {
 /// hidden parts, control registers, EFER, descriptor-table registers, CPL) for the
 /// triple-fault report.
 pub fn state_dump(cpu: &CpuState) -> String {
-    let mut out = crate::vm::register_dump(cpu);
+    let mut out = register_dump(cpu);
     out.push('\n');
     let m = mode(cpu);
     let _ = writeln!(
@@ -239,6 +239,31 @@ pub fn state_dump(cpu: &CpuState) -> String {
     );
     let _ = write!(out, "cr8={:016x} efer={:016x}", cpu.cr8, cpu.efer);
     out
+}
+
+/// A register dump of `cpu`, one register group per line (for reports).
+pub fn register_dump(cpu: &CpuState) -> String {
+    const NAMES: [&str; 16] = [
+        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15",
+    ];
+    let mut s = String::new();
+    for (i, chunk) in NAMES.chunks(4).enumerate() {
+        let line: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, n)| format!("{n:>3}={:016x}", cpu.gpr[i * 4 + j]))
+            .collect();
+        s.push_str(&line.join(" "));
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "rip={:016x} rflags={:016x} icount={}",
+        cpu.rip,
+        cpu.full_rflags(),
+        cpu.icount
+    ));
+    s
 }
 
 #[cfg(test)]
