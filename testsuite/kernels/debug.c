@@ -5,7 +5,7 @@
  * and SYSRET restoring TF traps at once in user mode), MOV SS holding #DB for one
  * instruction, RF (set in fault frames, suppressing an instruction breakpoint after IRET,
  * cleared after one instruction), DR0-DR3 execute/write/read-write/I/O breakpoints with
- * DR6 status, DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
+ * DR6 status (also for IRETQ's stack pops and INS/OUTS's memory side), DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
  *
  * Single-step traces print the saved RIPs of successive #DBs as offsets from a label in
  * the traced code, so the transcript says exactly after which instructions #DB came.
@@ -306,6 +306,56 @@ static void breakpoints(void)
 	printf("cpl3 mov rax, dr7: vector=0x%lx err=0x%lx\n", last_trap.vector, last_trap.error);
 }
 
+/* ------------------------------------------- d2. data breakpoints on the CPU's own accesses */
+
+void iret_pop(void *), ins_write(void *), outs_read(void *);
+extern u8 iret_after[], ins_after[], outs_after[];
+/* Data breakpoints see the CPU's own accesses too: IRETQ's stack pops, INS's memory write
+ * and OUTS's memory read. (A frame pushed by event delivery is watched as well, but QEMU
+ * 7.2 aborts on that watchpoint hit, so the runtime tests check it:
+ * engine::debug::tests::a_frame_push_hitting_a_write_breakpoint_traps_at_the_handler.) */
+/* The frame's RSP is 128 below it: the #DB handler's pushes stay clear of the watched slot. */
+ASM_FN(iret_pop, "lea rcx, [rsp - 128]\n mov eax, ss\n push rax\n push rcx\n pushfq\n"
+		 "mov eax, cs\n push rax\n lea rax, [rip + iret_after]\n push rax\n mov dr0, rsp\n"
+		 "mov eax, 0xB0401\n mov dr7, rax\n iretq\n" LABEL(iret_after)
+		 "xor eax, eax\n mov dr7, rax\n add rsp, 128");
+ASM_FN(ins_write, "lea rdi, [rip + watched + 8]\n mov dx, 0x80\n insb\n" LABEL(ins_after) "nop");
+ASM_FN(outs_read, "lea rsi, [rip + watched + 8]\n mov dx, 0x80\n outsb\n" LABEL(outs_after) "nop");
+
+static void cpu_accesses(void)
+{
+	/* IRETQ's pop of RIP is a read (DR0 read/write, LEN 8): #DB after it, at the target. */
+	db_reset();
+	db.limit = 4;
+	try_call(iret_pop, 0);
+	write_dr7(0);
+	printf("iretq pop on a read/write bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
+	       db.rip[0] == (u64)iret_after ? "target" : "other", db.dr6[0]);
+
+	/* INSB's memory write, OUTSB's memory read (DR0 LEN 1 at watched+8). */
+	db_reset();
+	db.limit = 4;
+	write_dr0((u64)watched + 8);
+	write_dr7(0x400 | 0x10001);
+	try_call(ins_write, 0);
+	write_dr7(0);
+	printf("insb to a write bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
+	       db.rip[0] == (u64)ins_after ? "next" : "other", db.dr6[0]);
+	db_reset();
+	db.limit = 4;
+	write_dr7(0x400 | 0x10001);
+	try_call(outs_read, 0);
+	write_dr7(0);
+	printf("outsb from a write bp: %lu #DB\n", db.count);
+	db_reset();
+	db.limit = 4;
+	write_dr7(0x400 | 0x30001);
+	try_call(outs_read, 0);
+	write_dr7(0);
+	printf("outsb from a read/write bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
+	       db.rip[0] == (u64)outs_after ? "next" : "other", db.dr6[0]);
+}
+
 /* ---------------------------------------------------------------- e. INT1 */
 
 void icebp(void *), user_icebp(void);
@@ -341,6 +391,7 @@ void kmain(void)
 	set_trap_hook(6, 0);
 	set_trap_hook(13, 0);
 	breakpoints();
+	cpu_accesses();
 	int1();
 	printf("debug: done, %d failures\n", failures);
 }
