@@ -5,7 +5,8 @@
  * and SYSRET restoring TF traps at once in user mode), MOV SS holding #DB for one
  * instruction, RF (set in fault frames, suppressing an instruction breakpoint after IRET,
  * cleared after one instruction), DR0-DR3 execute/write/read-write/I/O breakpoints with
- * DR6 status (also for IRETQ's stack pops and INS/OUTS's memory side), DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
+ * DR6 status (also for IRETQ's stack pops and INS/OUTS's memory side), an instruction
+ * breakpoint after MOV SS, DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
  *
  * Single-step traces print the saved RIPs of successive #DBs as offsets from a label in
  * the traced code, so the transcript says exactly after which instructions #DB came.
@@ -222,8 +223,8 @@ static void resume_flag(void)
 /* ---------------------------------------------------------------- d. DR0-DR3 */
 
 void bp_exec(void *), bp_write(void *), bp_rw(void *), bp_io(void *), gd_read(void *),
-	dr4_read(void *), user_mov_dr(void);
-extern u8 bp_exec_x[], bp_write_after[], bp_rw_after[], bp_io_after[], gd_insn[];
+	dr4_read(void *), user_mov_dr(void), ss_bp(void *);
+extern u8 ss_bp_next[], ss_bp_later[], bp_exec_x[], bp_write_after[], bp_rw_after[], bp_io_after[], gd_insn[];
 u64 watched[2] __attribute__((aligned(16)));
 
 ASM_FN(bp_exec, "nop\n" LABEL(bp_exec_x) "nop\n nop");
@@ -232,6 +233,7 @@ ASM_FN(bp_write, "mov al, [rip + watched]\n mov byte ptr [rip + watched + 8], 1\
 		 "mov byte ptr [rip + watched + 3], 1\n" LABEL(bp_write_after) "nop");
 ASM_FN(bp_rw, "mov al, [rip + watched + 7]\n" LABEL(bp_rw_after) "nop");
 ASM_FN(bp_io, "in al, 0x81\n out 0x80, al\n" LABEL(bp_io_after) "nop");
+ASM_FN(ss_bp, "mov eax, ss\n mov ss, eax\n" LABEL(ss_bp_next) "nop\n" LABEL(ss_bp_later) "nop");
 ASM_FN(gd_read, LABEL(gd_insn) "mov rax, dr0");
 ASM_FN(dr4_read, "mov rax, dr4");
 __asm__(".text\n.globl user_mov_dr\nuser_mov_dr: mov rax, dr7\n xor eax, eax\n int 0x80\n");
@@ -250,6 +252,26 @@ static void breakpoints(void)
 	printf("execute bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
 	       db.rip[0] == (u64)bp_exec_x ? "insn" : "other", db.dr6[0]);
 	ok("  resumed", r == 0);
+
+	/* After MOV SS an instruction breakpoint on the next instruction is suppressed (as if
+	 * RF were 1, SDM vol. 3 6.8.3); one on the instruction after it fires. */
+	db_reset();
+	db.set_rf = 1;
+	db.limit = 4;
+	write_dr0((u64)ss_bp_next);
+	write_dr7(0x401);
+	try_call(ss_bp, 0);
+	write_dr7(0);
+	printf("~execute bp after mov ss: %lu #DB\n", db.count);
+	db_reset();
+	db.set_rf = 1;
+	db.limit = 4;
+	write_dr0((u64)ss_bp_later);
+	write_dr7(0x401);
+	try_call(ss_bp, 0);
+	write_dr7(0);
+	printf("execute bp one after mov ss: %lu #DB rip=%s\n", db.count,
+	       db.rip[0] == (u64)ss_bp_later ? "insn" : "other");
 
 	/* Write, 4 bytes at watched+2 (aligned down to watched): trap after the store. */
 	db_reset();

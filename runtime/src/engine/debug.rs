@@ -13,8 +13,11 @@
 //!   themselves (SYSCALL's FMASK keeps the kernel entry from trapping; SYSRET restoring TF
 //!   traps at once in user mode: QEMU, and Linux's `entry_64.S` relies on it). A software
 //!   interrupt (INT n, INT3, INT1) enters its handler with TF clear and reports no step.
-//! - MOV SS and POP SS hold #DB for one instruction: the next one runs before the #DB that
-//!   both earned is delivered (their interrupt shadow is `Machine::interrupt_shadow`).
+//! - MOV SS and POP SS (the first of a run of them) shape #DB for one instruction (SDM
+//!   vol. 3 6.8.3): the next one runs first; their data breakpoints are held until after
+//!   it, their single-step trap is suppressed (the next instruction traps on its own
+//!   account), and an instruction breakpoint on it is suppressed as if RF were 1. Their
+//!   interrupt shadow is `Machine::interrupt_shadow`.
 //! - RF is cleared once an instruction completes, except by IRET, which loads it.
 //! - Data breakpoints see the CPU's own accesses as well as the instruction's: stack pops
 //!   and pushes of IRET, far transfers and event delivery (`system::segments::Stack`), and
@@ -130,7 +133,9 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         return pending_step_trap(m, cpu);
     }
     loop {
-        if cpu.rflags & rflags::RF == 0 && any_enabled(cpu) {
+        // After MOV SS / POP SS an instruction breakpoint on the next instruction is
+        // suppressed, as if RF were 1 (SDM vol. 3 6.8.3).
+        if cpu.rflags & rflags::RF == 0 && !after_ss && any_enabled(cpu) {
             let h = execute_hits(cpu, linear_rip(cpu));
             if h.enabled {
                 report(cpu, h.all | held_b, held_bs);
@@ -179,10 +184,13 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if watching {
             held_b |= access_hits(cpu, &accesses).all;
         }
-        if steps(&insn, before, cpu) || std::mem::take(&mut m.step_trap_pending) {
+        let shadows = loads_ss(&insn) && !after_ss && !m.halted;
+        // MOV SS's own single-step trap is suppressed, not held (SDM vol. 3 6.8.3): the
+        // next instruction reports BS only if it earns a step itself (INT n does not).
+        if (steps(&insn, before, cpu) && !shadows) || std::mem::take(&mut m.step_trap_pending) {
             held_bs = DR6_BS;
         }
-        if loads_ss(&insn) && !after_ss && !m.halted {
+        if shadows {
             after_ss = true;
             continue;
         }
@@ -452,5 +460,47 @@ mod tests {
         let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
         assert_eq!(saved, Ok(USER));
         assert_eq!(cpu.dr[6] & 0xF, 2);
+    }
+
+    /// SDM vol. 3 6.8.3: after MOV SS an instruction breakpoint on the next instruction is
+    /// suppressed (as if RF were 1); one on the instruction after that fires. Under TF, MOV
+    /// SS's own step trap is suppressed: `mov ss; int 0x41` takes no #DB, `mov ss; nop`
+    /// one #DB after the NOP.
+    #[test]
+    fn mov_ss_suppresses_the_next_instruction_breakpoint_and_its_own_step() {
+        // mov ss, eax (8E D0); nop; nop
+        let code = 0x9090_D08E_u64;
+        let (mut m, mut cpu) = setup();
+        m.write_virt(KERNEL, 4, code).unwrap();
+        cpu.gpr[reg::RAX] = 0x10;
+        cpu.rip = KERNEL;
+        cpu.dr[0] = KERNEL + 2;
+        cpu.dr[7] = 0x401;
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(
+            (cpu.rip, m.exceptions),
+            (KERNEL + 3, 0),
+            "no #DB at the NOP"
+        );
+        cpu.dr[0] = KERNEL + 3;
+        cpu.rip = KERNEL;
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!((cpu.rip, m.exceptions), (KERNEL + 3, 0));
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(cpu.rip, HANDLER + 1, "the second NOP's breakpoint fires");
+        assert_eq!(cpu.dr[6] & (0xF | DR6_BS), 1);
+
+        for (next, db) in [(0x41CD_u64, false), (0x9090, true)] {
+            let (mut m, mut cpu) = setup();
+            m.write_virt(KERNEL, 2, 0xD08E).unwrap();
+            m.write_virt(KERNEL + 2, 2, next).unwrap();
+            cpu.gpr[reg::RAX] = 0x10;
+            cpu.rip = KERNEL;
+            cpu.rflags |= rflags::TF;
+            step(&mut m, &mut cpu).unwrap();
+            assert_eq!(cpu.dr[6] & DR6_BS != 0, db, "next {next:#x}");
+            let expected = if db { HANDLER + 1 } else { HANDLER + 0x41 };
+            assert_eq!(cpu.rip, expected, "next {next:#x}");
+        }
     }
 }
