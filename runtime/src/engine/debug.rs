@@ -24,6 +24,8 @@
 //!   INS/OUTS's memory side. A breakpoint hit by an event's frame push (a fault, INT n, an
 //!   interrupt or NMI) is reported once the delivery completes: the #DB's RIP is the
 //!   handler's first instruction.
+//! - HLT under TF traps like any instruction: the #DB, a debug exception, ends the HLT
+//!   state (SDM vol. 2 "HLT"), so the vCPU does not halt. (QEMU 7.2 halts and loses it.)
 //! - One iteration of a REP string instruction counts as the instruction: #DB comes after
 //!   each, with RIP at the instruction until the last (SDM 18.3.1.4; QEMU).
 
@@ -197,6 +199,9 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         break;
     }
     if held_b | held_bs != 0 {
+        // A debug exception ends the HLT state (SDM vol. 2 HLT): HLT under TF takes its
+        // #DB at once, RIP after it, and the handler's IRET resumes there, not halted.
+        m.halted = false;
         report(cpu, held_b, held_bs);
         vcpu::raise(m, cpu, Exception::Debug)?;
     }
@@ -501,6 +506,25 @@ mod tests {
             assert_eq!(cpu.dr[6] & DR6_BS != 0, db, "next {next:#x}");
             let expected = if db { HANDLER + 1 } else { HANDLER + 0x41 };
             assert_eq!(cpu.rip, expected, "next {next:#x}");
+        }
+    }
+
+    /// HLT under TF: the single-step #DB comes at once, RIP after the HLT, and ends the HLT
+    /// state (a debug exception resumes execution, SDM vol. 2 "HLT"): the vCPU is not left
+    /// halted behind the handler, even with IF = 0.
+    #[test]
+    fn hlt_under_tf_traps_at_once_and_does_not_halt() {
+        for interrupts in [rflags::IF, 0] {
+            let (mut m, mut cpu) = setup();
+            m.write_virt(KERNEL, 2, 0x90F4).unwrap(); // hlt; nop
+            cpu.rip = KERNEL;
+            cpu.rflags = (cpu.rflags & !rflags::IF) | interrupts | rflags::TF;
+            step(&mut m, &mut cpu).unwrap();
+            assert_eq!(cpu.rip, HANDLER + 1, "#DB delivered");
+            let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
+            assert_eq!(saved, Ok(KERNEL + 1), "trap: RIP after the HLT");
+            assert_ne!(cpu.dr[6] & DR6_BS, 0);
+            assert!(!m.halted, "IF={interrupts:#x}: the #DB ended the HLT state");
         }
     }
 }
