@@ -2,9 +2,9 @@
  * debug: debug exceptions (SDM vol. 3 ch. 18) in 64-bit mode — single-step with TF (the
  * instruction that sets TF does not trap, the one that clears it does; INT n and faults
  * enter their handlers with TF clear; SYSCALL's FMASK keeps the kernel entry from trapping
- * and SYSRET restoring TF traps at once in user mode), MOV SS holding #DB for one
- * instruction, RF (set in fault frames, suppressing an instruction breakpoint after IRET,
- * cleared after one instruction), DR0-DR3 execute/write/read-write/I/O breakpoints with
+ * and SYSRET restoring TF traps at once in user mode; HLT traps at once, not halting),
+ * MOV SS deferring #DB by one instruction, RF (set in fault frames, suppressing an
+ * instruction breakpoint after IRET, cleared after one instruction), DR0-DR3 execute/write/read-write/I/O breakpoints with
  * DR6 status (also for IRETQ's stack pops and INS/OUTS's memory side), an instruction
  * breakpoint after MOV SS, DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
  *
@@ -181,6 +181,38 @@ static void single_step(void)
 	for (u64 i = 0; i < db.count && i < MAX_DB; i++)
 		kernel += (db.cs[i] & 3) == 0;
 	printf("  #DB taken in the kernel: %lu\n", kernel);
+}
+
+/* HLT under TF: a debug exception ends the HLT state (SDM vol. 2 "HLT"), so the step trap
+ * after HLT comes at once (+1) and the vCPU does not halt. QEMU 7.2 halts, and a one-shot
+ * LAPIC timer (vector 0x42) wakes it without that trap: `~` line, README table. */
+void tf_hlt(void *);
+extern u8 tf_hlt_base[];
+ASM_FN(tf_hlt, TF_ON LABEL(tf_hlt_base) "hlt\n nop\n nop\n" TF_OFF "nop");
+static volatile u64 hlt_timer;
+static int hlt_timer_hook(struct frame *f)
+{
+	(void)f;
+	hlt_timer++;
+	mmio_write32(0xFEE000B0, 0); /* EOI */
+	return 1;
+}
+
+static void tf_over_hlt(void)
+{
+	set_trap_hook(0x42, hlt_timer_hook);
+	mmio_write32(0xFEE000F0, 0x1FF); /* SVR: enabled */
+	mmio_write32(0xFEE003E0, 0xB);   /* divide by 1 */
+	mmio_write32(0xFEE00320, 0x42);  /* LVT timer: one-shot, vector 0x42 */
+	db_reset();
+	sti();
+	mmio_write32(0xFEE00380, 10000000); /* initial count */
+	try_call(tf_hlt, 0);
+	while (!hlt_timer)
+		__asm__ volatile("pause");
+	cli();
+	print_trace("~tf over hlt", tf_hlt_base);
+	printf("  timer interrupt taken: %lu\n", hlt_timer);
 }
 
 /* ---------------------------------------------------------------- c. RF */
@@ -409,6 +441,7 @@ void kmain(void)
 	set_trap_hook(6, ud_hook);
 	set_trap_hook(13, gp_hook);
 	single_step();
+	tf_over_hlt();
 	resume_flag();
 	set_trap_hook(6, 0);
 	set_trap_hook(13, 0);
