@@ -2,10 +2,11 @@
  * debug: debug exceptions (SDM vol. 3 ch. 18) in 64-bit mode — single-step with TF (the
  * instruction that sets TF does not trap, the one that clears it does; INT n and faults
  * enter their handlers with TF clear; SYSCALL's FMASK keeps the kernel entry from trapping
- * and SYSRET restoring TF traps at once in user mode), MOV SS holding #DB for one
- * instruction, RF (set in fault frames, suppressing an instruction breakpoint after IRET,
- * cleared after one instruction), DR0-DR3 execute/write/read-write/I/O breakpoints with
- * DR6 status, DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
+ * and SYSRET restoring TF traps at once in user mode; HLT traps at once, not halting),
+ * MOV SS deferring #DB by one instruction, RF (set in fault frames, suppressing an
+ * instruction breakpoint after IRET, cleared after one instruction), DR0-DR3 execute/write/read-write/I/O breakpoints with
+ * DR6 status (also for IRETQ's stack pops and INS/OUTS's memory side), an instruction
+ * breakpoint after MOV SS, DR7.GD, DR4/DR5 aliases, MOV DR at CPL 3, and INT1/ICEBP.
  *
  * Single-step traces print the saved RIPs of successive #DBs as offsets from a label in
  * the traced code, so the transcript says exactly after which instructions #DB came.
@@ -182,6 +183,38 @@ static void single_step(void)
 	printf("  #DB taken in the kernel: %lu\n", kernel);
 }
 
+/* HLT under TF: a debug exception ends the HLT state (SDM vol. 2 "HLT"), so the step trap
+ * after HLT comes at once (+1) and the vCPU does not halt. QEMU 7.2 halts, and a one-shot
+ * LAPIC timer (vector 0x42) wakes it without that trap: `~` line, README table. */
+void tf_hlt(void *);
+extern u8 tf_hlt_base[];
+ASM_FN(tf_hlt, TF_ON LABEL(tf_hlt_base) "hlt\n nop\n nop\n" TF_OFF "nop");
+static volatile u64 hlt_timer;
+static int hlt_timer_hook(struct frame *f)
+{
+	(void)f;
+	hlt_timer++;
+	mmio_write32(0xFEE000B0, 0); /* EOI */
+	return 1;
+}
+
+static void tf_over_hlt(void)
+{
+	set_trap_hook(0x42, hlt_timer_hook);
+	mmio_write32(0xFEE000F0, 0x1FF); /* SVR: enabled */
+	mmio_write32(0xFEE003E0, 0xB);   /* divide by 1 */
+	mmio_write32(0xFEE00320, 0x42);  /* LVT timer: one-shot, vector 0x42 */
+	db_reset();
+	sti();
+	mmio_write32(0xFEE00380, 10000000); /* initial count */
+	try_call(tf_hlt, 0);
+	while (!hlt_timer)
+		__asm__ volatile("pause");
+	cli();
+	print_trace("~tf over hlt", tf_hlt_base);
+	printf("  timer interrupt taken: %lu\n", hlt_timer);
+}
+
 /* ---------------------------------------------------------------- c. RF */
 
 void rf_loop(void *), rf_gp(void *);
@@ -222,8 +255,8 @@ static void resume_flag(void)
 /* ---------------------------------------------------------------- d. DR0-DR3 */
 
 void bp_exec(void *), bp_write(void *), bp_rw(void *), bp_io(void *), gd_read(void *),
-	dr4_read(void *), user_mov_dr(void);
-extern u8 bp_exec_x[], bp_write_after[], bp_rw_after[], bp_io_after[], gd_insn[];
+	dr4_read(void *), user_mov_dr(void), ss_bp(void *);
+extern u8 ss_bp_next[], ss_bp_later[], bp_exec_x[], bp_write_after[], bp_rw_after[], bp_io_after[], gd_insn[];
 u64 watched[2] __attribute__((aligned(16)));
 
 ASM_FN(bp_exec, "nop\n" LABEL(bp_exec_x) "nop\n nop");
@@ -232,6 +265,7 @@ ASM_FN(bp_write, "mov al, [rip + watched]\n mov byte ptr [rip + watched + 8], 1\
 		 "mov byte ptr [rip + watched + 3], 1\n" LABEL(bp_write_after) "nop");
 ASM_FN(bp_rw, "mov al, [rip + watched + 7]\n" LABEL(bp_rw_after) "nop");
 ASM_FN(bp_io, "in al, 0x81\n out 0x80, al\n" LABEL(bp_io_after) "nop");
+ASM_FN(ss_bp, "mov eax, ss\n mov ss, eax\n" LABEL(ss_bp_next) "nop\n" LABEL(ss_bp_later) "nop");
 ASM_FN(gd_read, LABEL(gd_insn) "mov rax, dr0");
 ASM_FN(dr4_read, "mov rax, dr4");
 __asm__(".text\n.globl user_mov_dr\nuser_mov_dr: mov rax, dr7\n xor eax, eax\n int 0x80\n");
@@ -250,6 +284,26 @@ static void breakpoints(void)
 	printf("execute bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
 	       db.rip[0] == (u64)bp_exec_x ? "insn" : "other", db.dr6[0]);
 	ok("  resumed", r == 0);
+
+	/* After MOV SS an instruction breakpoint on the next instruction is suppressed (as if
+	 * RF were 1, SDM vol. 3 6.8.3); one on the instruction after it fires. */
+	db_reset();
+	db.set_rf = 1;
+	db.limit = 4;
+	write_dr0((u64)ss_bp_next);
+	write_dr7(0x401);
+	try_call(ss_bp, 0);
+	write_dr7(0);
+	printf("~execute bp after mov ss: %lu #DB\n", db.count);
+	db_reset();
+	db.set_rf = 1;
+	db.limit = 4;
+	write_dr0((u64)ss_bp_later);
+	write_dr7(0x401);
+	try_call(ss_bp, 0);
+	write_dr7(0);
+	printf("execute bp one after mov ss: %lu #DB rip=%s\n", db.count,
+	       db.rip[0] == (u64)ss_bp_later ? "insn" : "other");
 
 	/* Write, 4 bytes at watched+2 (aligned down to watched): trap after the store. */
 	db_reset();
@@ -306,6 +360,56 @@ static void breakpoints(void)
 	printf("cpl3 mov rax, dr7: vector=0x%lx err=0x%lx\n", last_trap.vector, last_trap.error);
 }
 
+/* ------------------------------------------- d2. data breakpoints on the CPU's own accesses */
+
+void iret_pop(void *), ins_write(void *), outs_read(void *);
+extern u8 iret_after[], ins_after[], outs_after[];
+/* Data breakpoints see the CPU's own accesses too: IRETQ's stack pops, INS's memory write
+ * and OUTS's memory read. (A frame pushed by event delivery is watched as well, but QEMU
+ * 7.2 aborts on that watchpoint hit, so the runtime tests check it:
+ * engine::debug::tests::a_frame_push_hitting_a_write_breakpoint_traps_at_the_handler.) */
+/* The frame's RSP is 128 below it: the #DB handler's pushes stay clear of the watched slot. */
+ASM_FN(iret_pop, "lea rcx, [rsp - 128]\n mov eax, ss\n push rax\n push rcx\n pushfq\n"
+		 "mov eax, cs\n push rax\n lea rax, [rip + iret_after]\n push rax\n mov dr0, rsp\n"
+		 "mov eax, 0xB0401\n mov dr7, rax\n iretq\n" LABEL(iret_after)
+		 "xor eax, eax\n mov dr7, rax\n add rsp, 128");
+ASM_FN(ins_write, "lea rdi, [rip + watched + 8]\n mov dx, 0x80\n insb\n" LABEL(ins_after) "nop");
+ASM_FN(outs_read, "lea rsi, [rip + watched + 8]\n mov dx, 0x80\n outsb\n" LABEL(outs_after) "nop");
+
+static void cpu_accesses(void)
+{
+	/* IRETQ's pop of RIP is a read (DR0 read/write, LEN 8): #DB after it, at the target. */
+	db_reset();
+	db.limit = 4;
+	try_call(iret_pop, 0);
+	write_dr7(0);
+	printf("iretq pop on a read/write bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
+	       db.rip[0] == (u64)iret_after ? "target" : "other", db.dr6[0]);
+
+	/* INSB's memory write, OUTSB's memory read (DR0 LEN 1 at watched+8). */
+	db_reset();
+	db.limit = 4;
+	write_dr0((u64)watched + 8);
+	write_dr7(0x400 | 0x10001);
+	try_call(ins_write, 0);
+	write_dr7(0);
+	printf("insb to a write bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
+	       db.rip[0] == (u64)ins_after ? "next" : "other", db.dr6[0]);
+	db_reset();
+	db.limit = 4;
+	write_dr7(0x400 | 0x10001);
+	try_call(outs_read, 0);
+	write_dr7(0);
+	printf("outsb from a write bp: %lu #DB\n", db.count);
+	db_reset();
+	db.limit = 4;
+	write_dr7(0x400 | 0x30001);
+	try_call(outs_read, 0);
+	write_dr7(0);
+	printf("outsb from a read/write bp: %lu #DB rip=%s dr6=0x%lx\n", db.count,
+	       db.rip[0] == (u64)outs_after ? "next" : "other", db.dr6[0]);
+}
+
 /* ---------------------------------------------------------------- e. INT1 */
 
 void icebp(void *), user_icebp(void);
@@ -337,10 +441,12 @@ void kmain(void)
 	set_trap_hook(6, ud_hook);
 	set_trap_hook(13, gp_hook);
 	single_step();
+	tf_over_hlt();
 	resume_flag();
 	set_trap_hook(6, 0);
 	set_trap_hook(13, 0);
 	breakpoints();
+	cpu_accesses();
 	int1();
 	printf("debug: done, %d failures\n", failures);
 }

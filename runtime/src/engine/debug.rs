@@ -13,9 +13,19 @@
 //!   themselves (SYSCALL's FMASK keeps the kernel entry from trapping; SYSRET restoring TF
 //!   traps at once in user mode: QEMU, and Linux's `entry_64.S` relies on it). A software
 //!   interrupt (INT n, INT3, INT1) enters its handler with TF clear and reports no step.
-//! - MOV SS and POP SS hold #DB for one instruction: the next one runs before the #DB that
-//!   both earned is delivered (their interrupt shadow is `Machine::interrupt_shadow`).
+//! - MOV SS and POP SS (the first of a run of them) shape #DB for one instruction (SDM
+//!   vol. 3 6.8.3): the next one runs first; their data breakpoints are held until after
+//!   it, their single-step trap is suppressed (the next instruction traps on its own
+//!   account), and an instruction breakpoint on it is suppressed as if RF were 1. Their
+//!   interrupt shadow is `Machine::interrupt_shadow`.
 //! - RF is cleared once an instruction completes, except by IRET, which loads it.
+//! - Data breakpoints see the CPU's own accesses as well as the instruction's: stack pops
+//!   and pushes of IRET, far transfers and event delivery (`system::segments::Stack`), and
+//!   INS/OUTS's memory side. A breakpoint hit by an event's frame push (a fault, INT n, an
+//!   interrupt or NMI) is reported once the delivery completes: the #DB's RIP is the
+//!   handler's first instruction.
+//! - HLT under TF traps like any instruction: the #DB, a debug exception, ends the HLT
+//!   state (SDM vol. 2 "HLT"), so the vCPU does not halt. (QEMU 7.2 halts and loses it.)
 //! - One iteration of a REP string instruction counts as the instruction: #DB comes after
 //!   each, with RIP at the instruction until the last (SDM 18.3.1.4; QEMU).
 
@@ -26,6 +36,7 @@ use translator::{CpuState, Exception};
 use super::{interp, vcpu, RunOutcome};
 use crate::machine::Machine;
 use crate::system::debug::{access_hits, any_enabled, execute_hits, report, DR6_BS};
+use crate::system::delivery::{deliver, Event};
 use crate::system::descriptors::in_64bit;
 
 /// Whether the next instruction must be executed here, not in a block.
@@ -74,6 +85,46 @@ pub fn pending_step_trap(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunO
     Ok(())
 }
 
+/// Raises the #DB that data breakpoints hit by an event delivery's frame pushes (or IRET's
+/// pops) earned, now that the delivery is complete: RIP is the handler's first instruction
+/// (SDM vol. 3 18.3.1.2: data breakpoints are traps, reported after the access completes;
+/// an event delivery's accesses complete with the delivery). This #DB's own frame is not
+/// watched: hardware would take a #DB for it again and again (Linux refuses breakpoints
+/// on its entry stacks for that reason); popek reports the first and goes on.
+fn frame_breakpoints(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    accesses: &[crate::system::debug::Access],
+) -> Result<(), RunOutcome> {
+    let b = access_hits(cpu, accesses).all;
+    if b != 0 {
+        report(cpu, b, 0);
+        vcpu::raise(m, cpu, Exception::Debug)?;
+    }
+    Ok(())
+}
+
+/// Delivers an external interrupt or NMI (from the run loop, between instructions),
+/// watching its frame pushes for the data breakpoints while DR7 enables any.
+pub fn deliver_watched(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    ev: Event,
+    rip: u64,
+) -> Result<(), RunOutcome> {
+    let watching = any_enabled(cpu);
+    if watching {
+        m.debug_accesses.start();
+    }
+    let delivered = deliver(m, cpu, ev, rip);
+    let accesses = m.debug_accesses.finish();
+    delivered.map_err(vcpu::triple_fault)?;
+    if watching {
+        frame_breakpoints(m, cpu, &accesses)?;
+    }
+    Ok(())
+}
+
 /// Executes the instruction at RIP (two after MOV SS / POP SS) with the step interpreter,
 /// delivering the #DB hardware would raise before or after it. `Err` stops the run.
 pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
@@ -84,7 +135,9 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         return pending_step_trap(m, cpu);
     }
     loop {
-        if cpu.rflags & rflags::RF == 0 && any_enabled(cpu) {
+        // After MOV SS / POP SS an instruction breakpoint on the next instruction is
+        // suppressed, as if RF were 1 (SDM vol. 3 6.8.3).
+        if cpu.rflags & rflags::RF == 0 && !after_ss && any_enabled(cpu) {
             let h = execute_hits(cpu, linear_rip(cpu));
             if h.enabled {
                 report(cpu, h.all | held_b, held_bs);
@@ -113,8 +166,14 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             return Ok(());
         };
         if m.exceptions != exceptions {
-            // It faulted: the fault was delivered (RF in its frame); nothing else is due.
-            return Ok(());
+            // It faulted: the fault was delivered (RF in its frame), and the log holds only
+            // its frame pushes (`vcpu::raise` restarted it): a data breakpoint they hit is
+            // a #DB at the handler's first instruction.
+            return if watching {
+                frame_breakpoints(m, cpu, &accesses)
+            } else {
+                Ok(())
+            };
         }
         if before & rflags::RF != 0
             && !matches!(
@@ -127,16 +186,22 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if watching {
             held_b |= access_hits(cpu, &accesses).all;
         }
-        if steps(&insn, before, cpu) || std::mem::take(&mut m.step_trap_pending) {
+        let shadows = loads_ss(&insn) && !after_ss && !m.halted;
+        // MOV SS's own single-step trap is suppressed, not held (SDM vol. 3 6.8.3): the
+        // next instruction reports BS only if it earns a step itself (INT n does not).
+        if (steps(&insn, before, cpu) && !shadows) || std::mem::take(&mut m.step_trap_pending) {
             held_bs = DR6_BS;
         }
-        if loads_ss(&insn) && !after_ss && !m.halted {
+        if shadows {
             after_ss = true;
             continue;
         }
         break;
     }
     if held_b | held_bs != 0 {
+        // A debug exception ends the HLT state (SDM vol. 2 HLT): HLT under TF takes its
+        // #DB at once, RIP after it, and the handler's IRET resumes there, not halted.
+        m.halted = false;
         report(cpu, held_b, held_bs);
         vcpu::raise(m, cpu, Exception::Debug)?;
     }
@@ -334,5 +399,132 @@ mod tests {
         assert_eq!(cpu.rip, HANDLER + 1);
         assert!(!m.step_trap_pending);
         assert_ne!(cpu.dr[6] & DR6_BS, 0);
+    }
+
+    /// A write breakpoint on the RFLAGS slot of a 64-bit frame at RSP 0x8008 (aligned to
+    /// 0x8000: SS 0x7FF8, RSP 0x7FF0, RFLAGS 0x7FE8), DR0 LEN 8.
+    fn frame_watch(cpu: &mut CpuState) {
+        cpu.dr[0] = 0x7FE8;
+        cpu.dr[7] = 0x400 | 1 | (0b10_01 << 16);
+    }
+
+    /// The #DB that a frame push earns comes after the delivery: at the handler's first
+    /// instruction, with B0 and without BS. For INT n (a trap) and a fault (#UD) alike.
+    #[test]
+    fn a_frame_push_hitting_a_write_breakpoint_traps_at_the_handler() {
+        for (code, len, vector) in [(0x41CD_u64, 2, 0x41_u64), (0x0B0F, 2, 6)] {
+            let (mut m, mut cpu) = setup();
+            m.write_virt(KERNEL, len, code).unwrap();
+            cpu.rip = KERNEL;
+            frame_watch(&mut cpu);
+            step(&mut m, &mut cpu).unwrap();
+            assert_eq!(cpu.rip, HANDLER + 1, "vector {vector:#x}: #DB delivered");
+            let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
+            assert_eq!(
+                saved,
+                Ok(HANDLER + vector),
+                "at the first handler instruction"
+            );
+            assert_eq!(cpu.dr[6] & (0xF | DR6_BS), 1, "vector {vector:#x}");
+        }
+    }
+
+    /// An external interrupt's frame is watched as well; a frame elsewhere hits nothing.
+    #[test]
+    fn an_interrupt_frame_is_watched_between_instructions() {
+        let (mut m, mut cpu) = setup();
+        cpu.rip = KERNEL;
+        frame_watch(&mut cpu);
+        deliver_watched(&mut m, &mut cpu, Event::External(0x30), KERNEL).unwrap();
+        assert_eq!(cpu.rip, HANDLER + 1);
+        assert_eq!(cpu.dr[6] & 0xF, 1);
+        let (mut m, mut cpu) = setup();
+        cpu.rip = KERNEL;
+        frame_watch(&mut cpu);
+        cpu.gpr[reg::RSP] = 0x6008;
+        deliver_watched(&mut m, &mut cpu, Event::External(0x30), KERNEL).unwrap();
+        assert_eq!((cpu.rip, cpu.dr[6] & 0xF), (HANDLER + 0x30, 0));
+    }
+
+    /// IRET's stack reads are data reads: a read/write breakpoint on the popped RIP traps
+    /// after the IRET, at the instruction it returned to.
+    #[test]
+    fn iret_pops_hit_read_write_breakpoints() {
+        let (mut m, mut cpu) = setup();
+        m.write_virt(KERNEL, 2, 0xCF48).unwrap(); // iretq
+        let sp = 0x7000;
+        for (i, v) in [USER, 0x08, rflags::FIXED, 0x7800, 0x10].iter().enumerate() {
+            m.write_virt(sp + 8 * i as u64, 8, *v).unwrap();
+        }
+        cpu.gpr[reg::RSP] = sp;
+        cpu.rip = KERNEL;
+        cpu.dr[1] = sp;
+        cpu.dr[7] = 0x400 | 4 | (0b10_11 << 20);
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(cpu.rip, HANDLER + 1);
+        let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
+        assert_eq!(saved, Ok(USER));
+        assert_eq!(cpu.dr[6] & 0xF, 2);
+    }
+
+    /// SDM vol. 3 6.8.3: after MOV SS an instruction breakpoint on the next instruction is
+    /// suppressed (as if RF were 1); one on the instruction after that fires. Under TF, MOV
+    /// SS's own step trap is suppressed: `mov ss; int 0x41` takes no #DB, `mov ss; nop`
+    /// one #DB after the NOP.
+    #[test]
+    fn mov_ss_suppresses_the_next_instruction_breakpoint_and_its_own_step() {
+        // mov ss, eax (8E D0); nop; nop
+        let code = 0x9090_D08E_u64;
+        let (mut m, mut cpu) = setup();
+        m.write_virt(KERNEL, 4, code).unwrap();
+        cpu.gpr[reg::RAX] = 0x10;
+        cpu.rip = KERNEL;
+        cpu.dr[0] = KERNEL + 2;
+        cpu.dr[7] = 0x401;
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(
+            (cpu.rip, m.exceptions),
+            (KERNEL + 3, 0),
+            "no #DB at the NOP"
+        );
+        cpu.dr[0] = KERNEL + 3;
+        cpu.rip = KERNEL;
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!((cpu.rip, m.exceptions), (KERNEL + 3, 0));
+        step(&mut m, &mut cpu).unwrap();
+        assert_eq!(cpu.rip, HANDLER + 1, "the second NOP's breakpoint fires");
+        assert_eq!(cpu.dr[6] & (0xF | DR6_BS), 1);
+
+        for (next, db) in [(0x41CD_u64, false), (0x9090, true)] {
+            let (mut m, mut cpu) = setup();
+            m.write_virt(KERNEL, 2, 0xD08E).unwrap();
+            m.write_virt(KERNEL + 2, 2, next).unwrap();
+            cpu.gpr[reg::RAX] = 0x10;
+            cpu.rip = KERNEL;
+            cpu.rflags |= rflags::TF;
+            step(&mut m, &mut cpu).unwrap();
+            assert_eq!(cpu.dr[6] & DR6_BS != 0, db, "next {next:#x}");
+            let expected = if db { HANDLER + 1 } else { HANDLER + 0x41 };
+            assert_eq!(cpu.rip, expected, "next {next:#x}");
+        }
+    }
+
+    /// HLT under TF: the single-step #DB comes at once, RIP after the HLT, and ends the HLT
+    /// state (a debug exception resumes execution, SDM vol. 2 "HLT"): the vCPU is not left
+    /// halted behind the handler, even with IF = 0.
+    #[test]
+    fn hlt_under_tf_traps_at_once_and_does_not_halt() {
+        for interrupts in [rflags::IF, 0] {
+            let (mut m, mut cpu) = setup();
+            m.write_virt(KERNEL, 2, 0x90F4).unwrap(); // hlt; nop
+            cpu.rip = KERNEL;
+            cpu.rflags = (cpu.rflags & !rflags::IF) | interrupts | rflags::TF;
+            step(&mut m, &mut cpu).unwrap();
+            assert_eq!(cpu.rip, HANDLER + 1, "#DB delivered");
+            let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
+            assert_eq!(saved, Ok(KERNEL + 1), "trap: RIP after the HLT");
+            assert_ne!(cpu.dr[6] & DR6_BS, 0);
+            assert!(!m.halted, "IF={interrupts:#x}: the #DB ended the HLT state");
+        }
     }
 }

@@ -68,14 +68,14 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
             m.nmi_blocked = true;
             m.interrupts_delivered += 1;
             let rip = cpu.rip;
-            deliver(m, cpu, Event::External(NMI_VECTOR), rip).map_err(triple_fault)?;
+            super::debug::deliver_watched(m, cpu, Event::External(NMI_VECTOR), rip)?;
         }
         if cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt() {
             if let Some(vector) = m.platform.acknowledge() {
                 m.halted = false;
                 m.interrupts_delivered += 1;
                 let rip = cpu.rip;
-                deliver(m, cpu, Event::External(vector), rip).map_err(triple_fault)?;
+                super::debug::deliver_watched(m, cpu, Event::External(vector), rip)?;
             }
         }
         if !m.halted {
@@ -168,13 +168,16 @@ pub fn raise(m: &mut Machine, cpu: &mut CpuState, exc: Exception) -> Result<(), 
     }
     let rip = cpu.rip;
     cpu.status = 0;
+    // While single-stepping for the debug registers, only the frame pushes count from here
+    // on (`engine::debug::step` matches them after the delivery).
+    m.debug_accesses.restart();
     if cpu.idtr.base == 0 && cpu.idtr.limit == 0 {
         return Err(RunOutcome::Exception { exc, rip });
     }
     deliver(m, cpu, Event::Exception(exc), rip).map_err(triple_fault)
 }
 
-fn triple_fault(e: DeliveryError) -> RunOutcome {
+pub(super) fn triple_fault(e: DeliveryError) -> RunOutcome {
     match e {
         DeliveryError::TripleFault { report } => RunOutcome::TripleFault { report },
     }

@@ -71,6 +71,13 @@ impl AccessLog {
     pub fn finish(&mut self) -> Vec<Access> {
         self.0.take().unwrap_or_default()
     }
+    /// Forgets what was collected so far, still collecting if it was: a fault's delivery
+    /// starts here, as the faulting instruction's own accesses never complete.
+    pub fn restart(&mut self) {
+        if let Some(log) = &mut self.0 {
+            log.clear();
+        }
+    }
     /// Records an access if collecting.
     pub fn record(&mut self, addr: u64, len: u64, kind: AccessKind) {
         if let Some(log) = &mut self.0 {

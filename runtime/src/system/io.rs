@@ -368,6 +368,9 @@ pub fn ins(m: &mut Machine, cpu: &mut CpuState, s: StringIo) -> Result<IoOutcome
         m.read_lin(cpu, lin, size, Access::Write, p)?;
         let v = read_port(m, port, s.elem);
         m.write_lin(cpu, lin, size, v, p)?;
+        // INS's memory side is a data write for DR0-DR3 (its port side is logged with it).
+        m.debug_accesses
+            .record(lin, u64::from(s.elem), super::debug::AccessKind::Write);
         advance(cpu, &s, &mut l, reg::RDI);
         if l.remaining == 0 {
             return Ok(IoOutcome::Done);
@@ -388,6 +391,8 @@ pub fn outs(m: &mut Machine, cpu: &mut CpuState, s: StringIo) -> Result<IoOutcom
     for _ in 0..MAX_STRING_ITERATIONS {
         let lin = seg_lin(cpu, src, cpu.gpr[reg::RSI] & l.mask, s.elem, false)?;
         let v = m.read_lin(cpu, lin, usize::from(s.elem), Access::Read, p)?;
+        m.debug_accesses
+            .record(lin, u64::from(s.elem), super::debug::AccessKind::Read);
         let out = write_port(m, cpu, port, s.elem, v);
         advance(cpu, &s, &mut l, reg::RSI);
         if out == IoOutcome::Stop {

@@ -379,7 +379,11 @@ impl Stack {
         size: u8,
     ) -> Result<u64, Exception> {
         let a = self.lin(cpu, delta, size as u64)?;
-        m.read_lin(cpu, a, size as usize, Access::Read, self.privilege)
+        let v = m.read_lin(cpu, a, size as usize, Access::Read, self.privilege)?;
+        // Stack reads of IRET, RET FAR and event delivery are data accesses for DR0-DR3.
+        m.debug_accesses
+            .record(a, u64::from(size), super::debug::AccessKind::Read);
+        Ok(v)
     }
 
     /// Pushes `slots` (first element pushed first, each `size` bytes) below `sp`, checking
@@ -400,6 +404,9 @@ impl Stack {
         }
         for (&a, &v) in addrs.iter().zip(slots) {
             m.write_lin(cpu, a, size as usize, v, self.privilege)?;
+            // Frame pushes of event delivery and far calls are data writes for DR0-DR3.
+            m.debug_accesses
+                .record(a, u64::from(size), super::debug::AccessKind::Write);
         }
         Ok(self.moved(-(slots.len() as i64 * size as i64)))
     }
