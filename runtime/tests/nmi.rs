@@ -6,6 +6,8 @@ use std::time::Duration;
 use iced_x86::code_asm::*;
 use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 
+mod common;
+
 const HANDLER: u64 = 0x2000;
 const IDT: u64 = 0x8000;
 /// The handler counts NMIs here.
@@ -38,28 +40,7 @@ fn guest(engine: Engine) -> Vm {
         a.inc(dword_ptr(COUNT))?;
         a.iretq()
     });
-    // GDT at 0 (where GDTR points): a 64-bit code segment at 0x08, data at 0x10.
-    let gdt: Vec<u8> = [0u64, 0x0020_9A00_0000_0000, 0x0000_9200_0000_0000]
-        .iter()
-        .flat_map(|d| d.to_le_bytes())
-        .collect();
-    // Interrupt gate 2: HANDLER, selector 0x08, present, DPL 0, type 0xE.
-    let gate: Vec<u8> = [
-        (HANDLER & 0xFFFF) | 0x08 << 16 | 0x8E00u64 << 32 | ((HANDLER >> 16) & 0xFFFF) << 48,
-        HANDLER >> 32,
-    ]
-    .iter()
-    .flat_map(|d| d.to_le_bytes())
-    .collect();
-    v.write_phys(0, &gdt).unwrap();
-    v.write_phys(IDT + 2 * 16, &gate).unwrap();
-    v.write_phys(HANDLER, &handler).unwrap();
-    v.write_phys(0x1000, &code).unwrap();
-    let cpu = v.cpu_mut();
-    cpu.rip = 0x1000;
-    cpu.gpr[4] = 0x7000;
-    cpu.idtr.base = IDT;
-    cpu.idtr.limit = 0xFFF;
+    common::with_handler(&mut v, IDT, 2, HANDLER, &handler, &code);
     v
 }
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use iced_x86::code_asm::*;
 use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 
+mod common;
+
 /// The promise: a stop takes effect within this.
 const PROMPT: Duration = Duration::from_millis(100);
 /// How long the guest runs before the stop is asked for.
@@ -199,31 +201,9 @@ fn a_stop_ends_a_long_halt_promptly() {
         a.out(0x20u32, al)?; // EOI
         a.iretq()
     });
-    // GDT at 0 (where GDTR points): a 64-bit code segment at 0x08, data at 0x10.
-    let gdt: Vec<u8> = [0u64, 0x0020_9A00_0000_0000, 0x0000_9200_0000_0000]
-        .iter()
-        .flat_map(|d| d.to_le_bytes())
-        .collect();
-    // Interrupt gate 0x20: HANDLER, selector 0x08, present, DPL 0, type 0xE.
-    let gate = [
-        (HANDLER & 0xFFFF) as u16 as u64
-            | 0x08 << 16
-            | 0x8E00u64 << 32
-            | ((HANDLER >> 16) & 0xFFFF) << 48,
-        HANDLER >> 32,
-    ];
-    let gate: Vec<u8> = gate.iter().flat_map(|d| d.to_le_bytes()).collect();
     for engine in Engine::ALL {
         let mut v = vm(engine, None);
-        v.write_phys(0, &gdt).unwrap();
-        v.write_phys(IDT + 0x20 * 16, &gate).unwrap();
-        v.write_phys(HANDLER, &handler).unwrap();
-        v.write_phys(0x1000, &code).unwrap();
-        let cpu = v.cpu_mut();
-        cpu.rip = 0x1000;
-        cpu.gpr[4] = 0x7000;
-        cpu.idtr.base = IDT;
-        cpu.idtr.limit = 0xFFF;
+        common::with_handler(&mut v, IDT, 0x20, HANDLER, &handler, &code);
         let (outcome, took, v) = stop_latency(v);
         assert_eq!(outcome, RunOutcome::Stopped, "{engine:?}");
         assert!(took < PROMPT, "{engine:?}: the stop took {took:?}");

@@ -5,6 +5,8 @@
 use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
 use translator::Exception;
 
+mod common;
+
 fn vm(engine: Engine, stop_on_unsupported: bool) -> Vm {
     Vm::new(VmConfig {
         mem_bytes: 16 << 20,
@@ -77,19 +79,6 @@ fn unimplemented_instructions_raise_ud_at_the_instruction() {
 fn a_guest_handler_sees_each_ud_and_the_count_adds_up() {
     const IDT: u64 = 0x8000;
     const HANDLER: u64 = 0x9000;
-    // GDT at 0 (where GDTR points): a 64-bit code segment at 0x08.
-    let gdt: Vec<u8> = [0u64, 0x0020_9A00_0000_0000, 0x0000_9200_0000_0000]
-        .iter()
-        .flat_map(|d| d.to_le_bytes())
-        .collect();
-    // Interrupt gate 6: HANDLER, selector 0x08, present, DPL 0, type 0xE.
-    let gate: Vec<u8> = [
-        (HANDLER & 0xFFFF) | 0x08 << 16 | 0x8E00u64 << 32 | ((HANDLER >> 16) & 0xFFFF) << 48,
-        HANDLER >> 32,
-    ]
-    .iter()
-    .flat_map(|d| d.to_le_bytes())
-    .collect();
     // inc rbx ; add qword [rsp], 3 (every probe below is 3 bytes) ; iretq
     let handler = [0x48, 0xFF, 0xC3, 0x48, 0x83, 0x04, 0x24, 0x03, 0x48, 0xCF];
     // vmcall ; vmmcall ; vmcall ; rdpru ; hlt
@@ -98,15 +87,7 @@ fn a_guest_handler_sees_each_ud_and_the_count_adds_up() {
     ];
     for engine in Engine::ALL {
         let mut v = vm(engine, false);
-        v.write_phys(0, &gdt).unwrap();
-        v.write_phys(IDT + 6 * 16, &gate).unwrap();
-        v.write_phys(HANDLER, &handler).unwrap();
-        v.write_phys(0x1000, &code).unwrap();
-        let cpu = v.cpu_mut();
-        cpu.rip = 0x1000;
-        cpu.gpr[4] = 0x7000;
-        cpu.idtr.base = IDT;
-        cpu.idtr.limit = 0xFFF;
+        common::with_handler(&mut v, IDT, 6, HANDLER, &handler, &code);
         assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
         assert_eq!(v.cpu().gpr[3], 4, "{engine:?}: four #UDs handled");
         assert_eq!(v.cpu().rip, 0x100D, "{engine:?}");
