@@ -141,7 +141,7 @@ pub struct Machine {
     pub executing: Executing,
     /// Set when a device or helper asks the VM to stop.
     pub stop: Option<StopRequest>,
-    /// Set by another thread to stop the run (see [`crate::vm::StopHandle`]); the run loop
+    /// Set by another thread to stop the run (the `Vm`'s stop handle); the run loop
     /// polls it between slices and while halted.
     pub stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Guest-physical ranges of the last store refused with [`WriteOutcome::CodeModified`].
@@ -164,8 +164,6 @@ pub struct Machine {
     pub mappings_changed: bool,
     /// Host traps taken by the `trap` engine.
     pub host_traps: u64,
-    /// The `trap` engine's trap sites, by block.
-    pub trap_table: crate::engine::trap::TrapTable,
     /// The RIP of the instruction in the interrupt shadow of STI, MOV SS or POP SS: no
     /// interrupt is taken before it completes (see `engine::vcpu::service`).
     pub interrupt_shadow: Option<u64>,
@@ -180,13 +178,13 @@ pub struct Machine {
     /// NMI blocking: set when an NMI is delivered, cleared by the next IRET that completes
     /// (SDM Vol. 3A §6.7.1); a pending NMI waits meanwhile.
     pub nmi_blocked: bool,
-    /// The host's NMI button (see [`crate::vm::NmiHandle`]): an edge on the board's NMI
+    /// The host's NMI button (the `Vm`'s NMI handle): an edge on the board's NMI
     /// line, taken by the run loop between blocks and while halted.
     pub nmi_button: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Interrupt controllers, timers and the RTC.
     pub platform: crate::devices::platform::Platform,
     /// The user's instruction limit (`u64::MAX` for none); `CpuState::icount_limit` is the
-    /// end of the current slice (see [`crate::engine::vcpu`]).
+    /// end of the current slice the run loop chose.
     pub insn_limit: u64,
     /// External interrupts delivered.
     pub interrupts_delivered: u64,
@@ -210,7 +208,7 @@ pub struct Machine {
     /// INVLPG must look at every entry): set by fills, cleared by full flushes.
     pub tlb_large: bool,
     /// A device register write may have made an interrupt deliverable; the helper that
-    /// caused it ends the current slice (see [`crate::engine::vcpu`]).
+    /// caused it ends the current slice, so the run loop looks.
     pub interrupt_check: bool,
     /// Host stubs of the guest's floating-point and vector instructions.
     pub stubs: crate::stubs::HostStubs,
@@ -315,7 +313,6 @@ impl Machine {
             debug_accesses: Default::default(),
             step_trap_pending: false,
             host_traps: 0,
-            trap_table: Default::default(),
             halted: false,
             nmi_blocked: false,
             nmi_button: Default::default(),

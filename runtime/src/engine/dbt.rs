@@ -96,6 +96,8 @@ pub struct Dbt {
     tiering: Tiering,
     /// The interpreter tier's blocks.
     cold: ColdBlocks,
+    /// The `trap` engine's trap sites, read by its signal handler while a block runs.
+    trap_table: trap::TrapTable,
     /// The background compiler, once started.
     worker: Option<Worker>,
     /// Whose undefined flags the interpreter tier computes (the JIT's).
@@ -220,6 +222,7 @@ impl Dbt {
             // Trap-and-emulate needs every block as host code: its hypercalls are host traps.
             tiering: if trap { Tiering::JIT } else { tiering },
             cold: ColdBlocks::default(),
+            trap_table: trap::TrapTable::default(),
             worker: None,
             vendor: JitConfig::default().vendor,
         })
@@ -346,7 +349,7 @@ impl Dbt {
             // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
             // is used until the call returns.
             let exit = if self.trap {
-                let _running = trap::Running::enter(cpu_ptr);
+                let _running = trap::Running::enter(cpu_ptr, &self.trap_table);
                 // SAFETY: as below; the trap handler reaches `cpu` only through `RUNNING`
                 // while the block runs, as a helper would.
                 unsafe { (self.enter)(cpu_ptr, host.0) }
@@ -531,7 +534,7 @@ impl Dbt {
                         })
                     })
                     .collect();
-                m.trap_table.insert(id, sites);
+                self.trap_table.insert(id, sites);
             }
             protect_code(m, cpu, pc, &fetched, byte_len);
             return Ok((id, host));
@@ -738,7 +741,7 @@ impl Dbt {
     fn flush(&mut self, m: &mut Machine) {
         cache_mut(m).flush();
         self.cold.clear();
-        m.trap_table.clear();
+        self.trap_table.clear();
         self.spare = None;
         self.flushes += 1;
     }

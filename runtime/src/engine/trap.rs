@@ -71,20 +71,25 @@ impl TrapTable {
 thread_local! {
     /// The CPU state generated code on this thread is running with (null when none).
     static RUNNING: Cell<*mut CpuState> = const { Cell::new(std::ptr::null_mut()) };
+    /// The trap sites of the engine running it (null when none).
+    static TABLE: Cell<*const TrapTable> = const { Cell::new(std::ptr::null()) };
 }
 
 /// While alive, traps from generated code on this thread belong to `cpu` (whose `runtime`
 /// names the machine).
 pub struct Running {
     prev: *mut CpuState,
+    prev_table: *const TrapTable,
 }
 
 impl Running {
-    /// Marks `cpu` as the state generated code on this thread runs with.
-    pub fn enter(cpu: *mut CpuState) -> Running {
+    /// Marks `cpu` as the state generated code on this thread runs with, and `table` as
+    /// its trap sites (the engine leaves it unchanged while the code runs).
+    pub fn enter(cpu: *mut CpuState, table: &TrapTable) -> Running {
         install();
         Running {
             prev: RUNNING.with(|r| r.replace(cpu)),
+            prev_table: TABLE.with(|t| t.replace(table)),
         }
     }
 }
@@ -92,6 +97,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         RUNNING.with(|r| r.set(self.prev));
+        TABLE.with(|t| t.set(self.prev_table));
     }
 }
 
@@ -158,7 +164,11 @@ fn handle(cpu_ptr: *mut CpuState, trap_pc: usize) -> bool {
         };
         m.host_traps += 1;
         let args = [cpu.helper_out[0], cpu.helper_out[1], cpu.helper_out[2]];
-        let site = m.trap_table.find(block, cpu.rip);
+        let table = TABLE.with(|t| t.get());
+        // SAFETY: `Running::enter` set it from the engine's table, which the engine neither
+        // moves nor changes while the block that trapped runs (sites are added and cleared
+        // only by the dispatcher); null when no engine entered code on this thread.
+        let site = unsafe { table.as_ref() }.and_then(|t| t.find(block, cpu.rip));
         let decoded = HypercallArgs::decode(args[0]);
         if !site.is_some_and(|s| decoded.is_some_and(|x| x.kind == s.kind)) {
             m.stop = Some(StopRequest::Internal(format!(

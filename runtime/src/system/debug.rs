@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - Pure functions of `CpuState` (and of the accesses an instruction made): the run loop
-//!   decides when to look ([`crate::engine::debug`]), this module only what matches.
+//!   decides when to look (the engine's debug stepper), this module only what matches.
 //! - A breakpoint's address is aligned down to its length (the SDM leaves unaligned
 //!   addresses undefined; hardware ignores the low bits), and an access matches when any of
 //!   its bytes falls inside the breakpoint's range.
