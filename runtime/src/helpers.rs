@@ -127,6 +127,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             }
             0
         }
+        Helper::RepString => m.rep_string(cpu, a, b, c),
         Helper::FaultIf => {
             if a != 0 {
                 // Semantics ask only for architectural vectors; anything else is #UD.
@@ -267,6 +268,7 @@ shims! {
     shim_fxsave => FxSave,
     shim_fxrstor => FxRstor,
     shim_probe_write => ProbeWrite,
+    shim_rep_string => RepString,
 }
 
 #[cfg(test)]

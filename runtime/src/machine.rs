@@ -33,6 +33,8 @@ use crate::mmu::{tlb, walk, walk_peek, PagingRegs};
 use crate::system::mode::code_linear;
 use crate::tsc::VirtualTsc;
 
+mod bulk;
+
 /// The POST diagnostic port.
 pub const POST_PORT: PortRange = PortRange { base: 0x80, len: 1 };
 

@@ -58,11 +58,100 @@ pub enum Helper {
     /// generated code, stops with [`crate::ExitReason::CodeModified`] if the bytes hold
     /// translated code; writes nothing.
     ProbeWrite,
+    /// The bulk part of a repeated string instruction with a 64-bit address size: (source
+    /// linear address, destination linear address, RCX) -> the number of whole iterations
+    /// done, as the per-iteration loop would have done them. `helper_out[0]` holds RAX,
+    /// `helper_out[1]` the `icount` the loop would see, `helper_out[2]` a [`RepString`].
+    /// Never faults: it stops before any iteration it cannot prove plain (a page that does
+    /// not translate, is not RAM, holds translated code, an element across a page for the
+    /// loop to take, the budget, an overlap it cannot copy exactly), always leaves at least
+    /// one iteration to the loop, and for REPE/REPNE does only iterations that continue.
+    RepString,
+}
+
+/// What [`Helper::RepString`] is asked to do (in `helper_out[2]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepString {
+    /// The operation.
+    pub op: StringOp,
+    /// Element size in bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// For CMPS and SCAS: `Some(true)` continues while equal (REPE), `Some(false)` while not
+    /// equal (REPNE). `None` for MOVS and STOS.
+    pub while_equal: Option<bool>,
+    /// DF = 1: the addresses step down.
+    pub backward: bool,
+}
+
+/// The string operations [`Helper::RepString`] performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StringOp {
+    /// `[RDI] = [RSI]`.
+    Movs,
+    /// `[RDI] = RAX` (low `size` bytes).
+    Stos,
+    /// Compare `[RSI]` with `[RDI]`.
+    Cmps,
+    /// Compare RAX (low `size` bytes) with `[RDI]`.
+    Scas,
+}
+
+impl RepString {
+    /// The bit of the encoding that says DF = 1 (set at run time by generated code).
+    pub const BACKWARD: u64 = 1 << 16;
+
+    /// The encoding (`backward` as [`RepString::BACKWARD`]).
+    pub fn encode(self) -> u64 {
+        let op_bits = match self.op {
+            StringOp::Movs => 0,
+            StringOp::Stos => 1,
+            StringOp::Cmps => 2,
+            StringOp::Scas => 3,
+        };
+        let cond = match self.while_equal {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        let backward = if self.backward { Self::BACKWARD } else { 0 };
+        op_bits | cond << 2 | u64::from(self.size) << 8 | backward
+    }
+
+    /// Decodes [`RepString::encode`]; `None` for anything it does not produce.
+    pub fn decode(v: u64) -> Option<RepString> {
+        let op = match v & 3 {
+            0 => StringOp::Movs,
+            1 => StringOp::Stos,
+            2 => StringOp::Cmps,
+            _ => StringOp::Scas,
+        };
+        let while_equal = match (v >> 2) & 3 {
+            0 => None,
+            1 => Some(true),
+            2 => Some(false),
+            _ => return None,
+        };
+        let size = ((v >> 8) & 0xff) as u8;
+        let compares = matches!(op, StringOp::Cmps | StringOp::Scas);
+        if !matches!(size, 1 | 2 | 4 | 8)
+            || compares != while_equal.is_some()
+            || v & !(0xffff | Self::BACKWARD) != 0
+            || v & 0xf0 != 0
+        {
+            return None;
+        }
+        Some(RepString {
+            op,
+            size,
+            while_equal,
+            backward: v & Self::BACKWARD != 0,
+        })
+    }
 }
 
 impl Helper {
     /// Every helper, in table order.
-    pub const ALL: [Helper; 14] = [
+    pub const ALL: [Helper; 15] = [
         Helper::MemRead,
         Helper::MemWrite,
         Helper::FlagsMaterialize,
@@ -77,6 +166,7 @@ impl Helper {
         Helper::FxSave,
         Helper::FxRstor,
         Helper::ProbeWrite,
+        Helper::RepString,
     ];
 
     /// Whether the helper may set `CpuState::status`, so the caller must check it.
@@ -120,6 +210,43 @@ impl Helper {
             Helper::FxSave => "fxsave",
             Helper::FxRstor => "fxrstor",
             Helper::ProbeWrite => "probe_write",
+            Helper::RepString => "rep_string",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rep_string_round_trips_and_refuses_garbage() {
+        for op in [
+            StringOp::Movs,
+            StringOp::Stos,
+            StringOp::Cmps,
+            StringOp::Scas,
+        ] {
+            let conds: &[Option<bool>] = match op {
+                StringOp::Cmps | StringOp::Scas => &[Some(true), Some(false)],
+                _ => &[None],
+            };
+            for &while_equal in conds {
+                for size in [1, 2, 4, 8] {
+                    for backward in [false, true] {
+                        let r = RepString {
+                            op,
+                            size,
+                            while_equal,
+                            backward,
+                        };
+                        assert_eq!(RepString::decode(r.encode()), Some(r));
+                    }
+                }
+            }
+        }
+        for bad in [0x300, 0x100 | 1 << 2, 0x102, 0x10c, 0x1_0000_0100, 0x110] {
+            assert_eq!(RepString::decode(bad), None, "{bad:#x}");
         }
     }
 }

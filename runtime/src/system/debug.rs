@@ -78,6 +78,10 @@ impl AccessLog {
             log.clear();
         }
     }
+    /// Whether accesses are being collected.
+    pub fn collecting(&self) -> bool {
+        self.0.is_some()
+    }
     /// Records an access if collecting.
     pub fn record(&mut self, addr: u64, len: u64, kind: AccessKind) {
         if let Some(log) = &mut self.0 {

@@ -32,8 +32,9 @@ use iced_x86::{Instruction, Mnemonic as M, Register};
 use crate::ctx::{Ctx, Rep};
 use crate::emit::Emitter;
 use crate::flags::{FlagOp, Vendor};
+use crate::helpers::{Helper, RepString, StringOp};
 use crate::ir::{BinOp, Ty};
-use crate::state::reg;
+use crate::state::{self, reg};
 
 /// The string operations.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -78,9 +79,83 @@ pub fn string_op<E: Emitter>(ctx: &mut Ctx<E>) {
             ctx.set_gpr_ty(r, Ty::I32, v);
         }
     }
+    if rep != Rep::None && aty == Ty::I64 {
+        bulk(ctx, op, ty, rep, df, step, seg);
+    }
     ctx.rep(rep, sets_flags, |ctx| {
         iteration(ctx, op, ty, aty, step, seg)
     });
+}
+
+/// The bulk fast path of a repeated instruction with a 64-bit address size (no segment
+/// limits, no wrapping but at 2^64): [`Helper::RepString`] does as many whole iterations as
+/// it can prove plain, at memory speed; RCX, RSI/RDI and `icount` then advance by their
+/// number exactly as that many turns of the loop would have advanced them, and the loop in
+/// `Ctx::rep` does the rest (at least one iteration: for CMPS/SCAS the one that sets the
+/// flags), so every corner case keeps the loop's behaviour. `df` is DF as an `I8`, `step`
+/// the signed element size (`I64`).
+fn bulk<E: Emitter>(
+    ctx: &mut Ctx<E>,
+    op: Op,
+    ty: Ty,
+    rep: Rep,
+    df: E::Value,
+    step: E::Value,
+    seg: Register,
+) {
+    let sop = match op {
+        Op::Movs => StringOp::Movs,
+        Op::Stos => StringOp::Stos,
+        Op::Cmps => StringOp::Cmps,
+        Op::Scas => StringOp::Scas,
+        // Only the last element of REP LODS is seen: nothing to gain.
+        Op::Lods => return,
+    };
+    let uses_src = matches!(op, Op::Movs | Op::Cmps);
+    let desc = RepString {
+        op: sop,
+        size: ty.bytes() as u8,
+        while_equal: match rep {
+            Rep::Repe => Some(true),
+            Rep::Repne => Some(false),
+            Rep::Rep | Rep::None => None,
+        },
+        backward: false,
+    }
+    .encode();
+    let src = if uses_src {
+        let ea = index(ctx, reg::RSI, Ty::I64);
+        ctx.seg_base_add(seg, ea)
+    } else {
+        ctx.c(Ty::I64, 0)
+    };
+    let dst = dst_addr(ctx, Ty::I64);
+    let rcx = ctx.gpr_ty(reg::RCX, Ty::I64);
+    if matches!(op, Op::Stos | Op::Scas) {
+        let rax = ctx.gpr_ty(reg::RAX, Ty::I64);
+        ctx.e.store_state(state::OFF_HELPER_OUT, rax);
+    }
+    let icount = ctx.e.load_state(Ty::I64, state::OFF_ICOUNT);
+    ctx.e.store_state(state::OFF_HELPER_OUT + 8, icount);
+    let df = ctx.to_ty(df, Ty::I64, false);
+    let sh = ctx.c(Ty::I64, RepString::BACKWARD.trailing_zeros().into());
+    let backward = ctx.bin(BinOp::Shl, df, sh);
+    let desc = ctx.c(Ty::I64, desc);
+    let desc = ctx.bin(BinOp::Or, desc, backward);
+    ctx.e.store_state(state::OFF_HELPER_OUT + 16, desc);
+    let n = ctx.call(Helper::RepString, &[src, dst, rcx]);
+    let rcx = ctx.bin(BinOp::Sub, rcx, n);
+    ctx.set_gpr_ty(reg::RCX, Ty::I64, rcx);
+    let delta = ctx.bin(BinOp::Mul, n, step);
+    if uses_src {
+        advance(ctx, reg::RSI, Ty::I64, delta);
+    }
+    advance(ctx, reg::RDI, Ty::I64, delta);
+    // Iterations 2..=n+1 are counted here, as the loop counts each iteration after the
+    // first when it decides to run it.
+    let icount = ctx.e.load_state(Ty::I64, state::OFF_ICOUNT);
+    let icount = ctx.bin(BinOp::Add, icount, n);
+    ctx.e.store_state(state::OFF_ICOUNT, icount);
 }
 
 /// The operation and element size of a string instruction; `None` for anything else

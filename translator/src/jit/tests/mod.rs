@@ -259,7 +259,7 @@ impl Machine {
                 cpu.raise(Exception::InvalidOpcode);
                 0
             }
-            Helper::ProbeWrite => 0,
+            Helper::ProbeWrite | Helper::RepString => 0,
             // Every sensitive instruction completes as a no-op (same for both engines).
             Helper::Hypercall => {
                 let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);
