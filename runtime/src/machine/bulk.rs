@@ -22,6 +22,9 @@
 //!   have stopped for the budget before any iteration done here (the bound holds for the
 //!   JIT's count, where the instruction is already charged, and the interpreter's, where it
 //!   is not). CMPS/SCAS do only iterations whose condition continues.
+//! - For CMPS/SCAS the iteration after the bulk's last reads pages that translate to RAM
+//!   (checked without side effects), so the loop's first iteration, which sets the flags
+//!   the bulk's iterations would have set, cannot fault.
 //! - Nothing happens while a single-stepped instruction's accesses are being collected for
 //!   the debug registers.
 
@@ -77,6 +80,8 @@ impl Machine {
         };
         let (mut src_page, mut dst_page): (PageCache, PageCache) = (None, None);
         let mut done = 0u64;
+        // Whether a compare ended the bulk (it read the elements of the iteration after).
+        let mut ended = false;
         while done < cap {
             let off = done.wrapping_mul(s);
             let (sa, da) = if op.backward {
@@ -141,10 +146,44 @@ impl Machine {
             };
             done += did;
             if did < k {
+                ended = true;
                 break;
             }
         }
+        // CMPS/SCAS: the flags after the iterations done are those of the last one's compare,
+        // which only the loop sets; so the loop's first iteration must not fault (it sets
+        // them). Unless the compare above read that iteration's elements, check its pages
+        // without side effects (the loop walks them), else leave it one more.
+        if op.while_equal.is_some() && done > 0 && !ended {
+            let off = done.wrapping_mul(s);
+            let next = |a: u64| {
+                if op.backward {
+                    a.wrapping_sub(off)
+                } else {
+                    a.wrapping_add(off)
+                }
+            };
+            let readable = (!uses_src || self.bulk_readable(&regs, privilege, next(src), s))
+                && self.bulk_readable(&regs, privilege, next(dst), s);
+            if !readable {
+                done -= 1;
+            }
+        }
         done
+    }
+
+    /// Whether the `s` bytes at linear `lin` are in RAM pages that translate for a read, now
+    /// (no side effects: no TLB fill, no A/D bits).
+    fn bulk_readable(&self, regs: &PagingRegs, privilege: Privilege, lin: u64, s: u64) -> bool {
+        let Some(last) = lin.checked_add(s - 1) else {
+            return false;
+        };
+        [lin, last].into_iter().all(|a| {
+            matches!(
+                self.translate_peek(regs, a, Access::Read, privilege),
+                Ok(Target::Ram(pa)) if self.ram.contains(GuestPhys(pa & !IN_PAGE), PAGE_SIZE)
+            )
+        })
     }
 
     /// The physical page of linear `lin` for `access` through the loop's data path, if it is
@@ -265,5 +304,351 @@ fn low(a: u64, k: u64, s: u64, backward: bool) -> u64 {
         a - (k - 1) * s
     } else {
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use translator::decode::decode_block;
+    use translator::interp::{run_block, InterpEnv};
+    use translator::state::cr::*;
+    use translator::state::{reg, rflags};
+    use translator::{CpuState, Exception, Helper, Mode};
+
+    use crate::devices::SerialSink;
+    use crate::helpers::run_helper;
+    use crate::machine::Machine;
+    use crate::memory::GuestPhys;
+    use crate::mmu::pte::{P, RW};
+
+    const RAM: u64 = 4 << 20;
+    const CODE: u64 = 0x1_0000;
+    /// Paged worlds: six pages from `DATA` (see `world`).
+    const DATA: u64 = 0x40_0000;
+
+    /// The loop alone: the runtime's helpers, but the bulk does nothing.
+    struct LoopOnly<'a>(&'a mut Machine);
+    impl InterpEnv for LoopOnly<'_> {
+        fn helper(&mut self, cpu: &mut CpuState, h: Helper, args: [u64; 3]) -> u64 {
+            if h == Helper::RepString {
+                0
+            } else {
+                run_helper(self.0, cpu, h, args)
+            }
+        }
+    }
+
+    /// A machine and CPU: flat (CR0.PE clear), or 4-level paging at CR3 = 0x1000 mapping
+    /// DATA + 0x0000 and + 0x1000 to RAM at 0x20_0000 (RW), + 0x2000 read-only, + 0x3000
+    /// not present, + 0x4000 to 0x20_0000 again (an alias), + 0x5000 outside RAM (MMIO).
+    /// RAM holds a byte pattern at 0x20_0000..0x20_3000 and 0x8000..0x1_0000.
+    fn world(paged: bool) -> (Box<Machine>, Box<CpuState>) {
+        let mut m = Box::new(Machine::new(RAM, SerialSink::Capture).unwrap());
+        for (base, len) in [(0x20_0000u64, 0x3000u64), (0x8000, 0x8000)] {
+            for i in 0..len {
+                let v = (i * 7 + i / 13) as u8;
+                m.ram
+                    .write_le(GuestPhys(base + i), 1, u64::from(v))
+                    .unwrap();
+            }
+        }
+        let mut cpu = Box::new(CpuState {
+            icount_limit: u64::MAX,
+            ..CpuState::default()
+        });
+        if paged {
+            // One table per level: 0x1000 (PML4), 0x2000, 0x3000, 0x4000 (PT).
+            for (at, next) in [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x4000)] {
+                let idx = match at {
+                    0x1000 => (DATA >> 39) & 0x1ff,
+                    0x2000 => (DATA >> 30) & 0x1ff,
+                    _ => (DATA >> 21) & 0x1ff,
+                };
+                m.ram
+                    .write_le(GuestPhys(at + idx * 8), 8, next | P | RW)
+                    .unwrap();
+            }
+            let pages = [
+                Some(0x20_0000 | P | RW),
+                Some(0x20_1000 | P | RW),
+                Some(0x20_2000 | P),
+                None,
+                Some(0x20_0000 | P | RW),
+                Some(0xE000_0000 | P | RW),
+            ];
+            for (i, pte) in pages.into_iter().enumerate() {
+                let at = 0x4000 + ((DATA >> 12) & 0x1ff) * 8 + i as u64 * 8;
+                m.ram.write_le(GuestPhys(at), 8, pte.unwrap_or(0)).unwrap();
+            }
+            cpu.cr0 = CR0_PE | CR0_PG | CR0_WP;
+            cpu.cr3 = 0x1000;
+            cpu.cr4 = CR4_PAE;
+            cpu.efer = EFER_LME | EFER_LMA;
+        }
+        (m, cpu)
+    }
+
+    /// Runs the one instruction `code` at CODE from `regs` (RCX, RSI, RDI, RAX), DF =
+    /// `df`, with and without the bulk, and checks that RAM (page tables and their A/D bits
+    /// included), the registers, RIP, the exit, the exception and `icount` agree. Returns
+    /// the bulk run's CPU and how many calls of the helper it made.
+    fn same_as_loop(
+        paged: bool,
+        code: &[u8],
+        regs: [u64; 4],
+        df: bool,
+        limit: u64,
+    ) -> (Box<CpuState>, u64) {
+        let block = decode_block(code, CODE, Mode::LONG64_CPL0, 1);
+        let mut runs = Vec::new();
+        for bulk in [true, false] {
+            let (mut m, mut cpu) = world(paged);
+            let [rcx, rsi, rdi, rax] = regs;
+            cpu.gpr[reg::RCX] = rcx;
+            cpu.gpr[reg::RSI] = rsi;
+            cpu.gpr[reg::RDI] = rdi;
+            cpu.gpr[reg::RAX] = rax;
+            cpu.rip = CODE;
+            cpu.icount = 1000;
+            cpu.icount_limit = limit;
+            if df {
+                cpu.rflags |= rflags::DF;
+            }
+            let exit = if bulk {
+                run_block(&mut cpu, &mut *m, &block.insns, Mode::LONG64_CPL0).exit
+            } else {
+                run_block(
+                    &mut cpu,
+                    &mut LoopOnly(&mut m),
+                    &block.insns,
+                    Mode::LONG64_CPL0,
+                )
+                .exit
+            };
+            let calls = m.counters.get(Helper::RepString);
+            let ram = m.ram.slice(GuestPhys(0), RAM as usize).unwrap().to_vec();
+            runs.push((exit, cpu, ram, calls));
+        }
+        let (loop_run, bulk_run) = (runs.pop().unwrap(), runs.pop().unwrap());
+        let what = format!("{code:x?} {regs:x?} df={df} paged={paged} limit={limit}");
+        assert_eq!(bulk_run.0, loop_run.0, "exit: {what}");
+        assert_eq!(bulk_run.1.gpr, loop_run.1.gpr, "registers: {what}");
+        assert_eq!(bulk_run.1.rip, loop_run.1.rip, "rip: {what}");
+        assert_eq!(bulk_run.1.icount, loop_run.1.icount, "icount: {what}");
+        assert_eq!(bulk_run.1.exception(), loop_run.1.exception(), "{what}");
+        assert_eq!(bulk_run.1.full_rflags(), loop_run.1.full_rflags(), "{what}");
+        if let Some(i) = (0..RAM as usize).find(|&i| bulk_run.2[i] != loop_run.2[i]) {
+            panic!("RAM differs first at {i:#x}: {what}");
+        }
+        (bulk_run.1, bulk_run.3)
+    }
+
+    /// REP MOVS/STOS of every size (REX.W for 8), both directions.
+    fn rep(op: u8, size: u64) -> Vec<u8> {
+        let op = if size == 1 { op } else { op + 1 };
+        match size {
+            2 => vec![0xf3, 0x66, op],
+            8 => vec![0xf3, 0x48, op],
+            _ => vec![0xf3, op],
+        }
+    }
+
+    #[test]
+    fn copies_match_the_loop_whatever_the_overlap_and_pages() {
+        let mut bulked = 0;
+        for size in [1u64, 2, 4, 8] {
+            for df in [false, true] {
+                // Distances in bytes: close overlaps both ways, exact element multiples,
+                // far apart; base addresses across a page boundary (0x9000) and unaligned.
+                for dist in [
+                    -17i64, -9, -8, -4, -3, -2, -1, 0, 1, 2, 3, 4, 7, 8, 16, 100, 3000,
+                ] {
+                    for (base, count) in [(0x8ff3u64, 700u64), (0x9400, 1000), (0xa000, 2)] {
+                        let dst = base.wrapping_add_signed(dist);
+                        let regs = [count, base, dst, 0x1122_3344_5566_7788];
+                        let (_, calls) = same_as_loop(false, &rep(0xa4, size), regs, df, u64::MAX);
+                        bulked += calls;
+                    }
+                }
+            }
+        }
+        assert!(bulked > 0);
+    }
+
+    #[test]
+    fn fills_match_the_loop() {
+        for size in [1u64, 2, 4, 8] {
+            for df in [false, true] {
+                for (dst, count) in [(0x8ff9u64, 3000u64), (0xc000, 1), (0xc001, 0)] {
+                    same_as_loop(
+                        false,
+                        &rep(0xaa, size),
+                        [count, 0, dst, 0xa1b2_c3d4_e5f6_0718],
+                        df,
+                        u64::MAX,
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compares_match_the_loop_and_leave_the_ending_iteration() {
+        // Mismatches planted in a copy of the pattern (0x8000.. copied to 0xc000..).
+        let repe_cmpsb = [0xf3, 0xa6];
+        let cases: [&[u8]; 6] = [
+            &repe_cmpsb,
+            &[0xf2, 0xa6],       // repne cmpsb
+            &[0xf3, 0x48, 0xa7], // repe cmpsq
+            &[0xf2, 0x66, 0xaf], // repne scasw
+            &[0xf3, 0xae],       // repe scasb
+            &[0xf2, 0x48, 0xaf], // repne scasq
+        ];
+        for code in cases {
+            for df in [false, true] {
+                for (rsi, rdi, count) in [
+                    (0x8000u64, 0x8000u64, 5000u64),
+                    (0x8100, 0x8101, 300),
+                    (0x9ff8, 0xa000, 9),
+                ] {
+                    same_as_loop(false, code, [count, rsi, rdi, 0x0707], df, u64::MAX);
+                }
+            }
+        }
+        // Equal for 99 bytes: the bulk does 98 at most... all of them but the last one, which
+        // the loop runs and which sets the flags.
+        let (cpu, calls) =
+            same_as_loop(false, &repe_cmpsb, [99, 0x8000, 0x8000, 0], false, u64::MAX);
+        assert_eq!((cpu.gpr[reg::RCX], calls), (0, 1));
+        assert_ne!(cpu.full_rflags() & rflags::ZF, 0);
+    }
+
+    #[test]
+    fn a_fault_in_the_middle_leaves_the_loops_state() {
+        // Stores run from RW pages into the read-only page and into the not-present one,
+        // loads into the not-present page and MMIO, both directions; the alias page makes
+        // a physical overlap that the linear addresses do not show.
+        let near = |page: u64, off: i64| (DATA + page * 0x1000).wrapping_add_signed(off);
+        let cases = [
+            (rep(0xa4, 1), [5000, near(0, 16), near(1, 0x10)], false),
+            (rep(0xa4, 8), [900, near(0, 0), near(1, 0x100)], false),
+            (rep(0xa4, 4), [3000, near(2, 0), near(0, 0x10)], false),
+            (rep(0xa4, 2), [3000, near(4, 8), near(1, -8)], false),
+            (rep(0xa4, 1), [3000, near(4, 0), near(0, 1)], false),
+            (rep(0xa4, 1), [3000, near(0, 0), near(4, 1)], false),
+            (rep(0xaa, 8), [2000, 0, near(1, 0x800)], false),
+            (rep(0xaa, 2), [9000, 0, near(5, 0x10)], true),
+            (vec![0xf3, 0xa6], [9000, near(0, 0), near(4, 0)], false),
+            (vec![0xf2, 0xae], [9000, 0, near(4, 0x20)], false),
+            (rep(0xa4, 8), [2000, near(1, 0xff0), near(0, 0x100)], true),
+        ];
+        for (code, [rcx, rsi, rdi], df) in cases {
+            let (cpu, calls) = same_as_loop(true, &code, [rcx, rsi, rdi, 0x5a], df, u64::MAX);
+            assert_eq!(calls, 1, "{code:x?}");
+            assert!(cpu.exception().is_some(), "{code:x?} {rcx} {rsi:x} {rdi:x}");
+        }
+        // The store into the read-only page: precise, after whole iterations.
+        let (cpu, _) = same_as_loop(
+            true,
+            &rep(0xaa, 4),
+            [2000, 0, near(1, 0xffe), 1],
+            false,
+            u64::MAX,
+        );
+        assert_eq!(
+            cpu.exception(),
+            Some(Exception::PageFault {
+                addr: near(2, 0),
+                code: 0b11
+            })
+        );
+        assert_eq!(
+            cpu.gpr[reg::RDI],
+            near(1, 0xffe),
+            "the element across the pages is not done"
+        );
+    }
+
+    #[test]
+    fn the_budget_stops_the_bulk_where_the_loop_stops() {
+        for limit in [0, 1000, 1001, 1002, 1003, 1050, 5000] {
+            for paged in [false, true] {
+                let rdi = if paged { DATA + 8 } else { 0x9000 };
+                let (cpu, _) =
+                    same_as_loop(paged, &rep(0xa4, 1), [3000, rdi - 8, rdi, 0], false, limit);
+                assert!(cpu.icount <= limit.max(1001), "limit {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn code_pages_are_left_to_the_loop() {
+        use cache::{BlockInfo, BlockKey, CacheConfig, CodeCache, HostCode, SlotRange};
+        let (mut m, mut cpu) = world(false);
+        let mut c = CodeCache::new(CacheConfig::default(), HostCode(0x1000)).unwrap();
+        c.set_phys_limit(RAM);
+        c.insert(BlockInfo {
+            key: BlockKey {
+                phys_pc: 0xa000,
+                virt_pc: 0xa000,
+                mode: 0,
+            },
+            virt_pc: 0xa000,
+            host: HostCode::NONE,
+            code_len: 0,
+            phys_ranges: vec![(0xa800, 0xa804)],
+            guest_insns: 1,
+            slots: SlotRange::EMPTY,
+        });
+        m.code = Some(c);
+        let desc = translator::helpers::RepString {
+            op: translator::helpers::StringOp::Movs,
+            size: 1,
+            while_equal: None,
+            backward: false,
+        };
+        cpu.helper_out[2] = desc.encode();
+        // Stores up to the code page, none into it; loads from it are fine.
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0x9f00, 0x1000), 0x100);
+        assert_eq!(m.rep_string(&mut cpu, 0xa000, 0xc000, 0x10), 0xf);
+        cpu.helper_out[2] = translator::helpers::RepString {
+            backward: true,
+            ..desc
+        }
+        .encode();
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0xb0ff, 0x1000), 0x100);
+    }
+
+    #[test]
+    fn the_helper_refuses_what_it_cannot_prove() {
+        let (mut m, mut cpu) = world(false);
+        // Garbage descriptors, RCX 0 and 1, no budget.
+        cpu.helper_out[2] = 0xffff;
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0x9000, 100), 0);
+        cpu.helper_out[2] = 0x100;
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0x9000, 0), 0);
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0x9000, 1), 0);
+        cpu.helper_out[1] = u64::MAX - 1;
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0x9000, 100), 0);
+        cpu.helper_out[1] = 0;
+        // Addresses beyond RAM, near 2^64 (wrapping), and an element over the top.
+        assert_eq!(m.rep_string(&mut cpu, RAM - 0x10, 0x9000, 100), 0x10);
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, u64::MAX - 3, 100), 0);
+        cpu.helper_out[2] = 0x801 | 1 << 16; // std; rep stosq from 4: one, then the loop wraps
+        assert_eq!(m.rep_string(&mut cpu, 0, 4, 100), 1);
+        // A 32-bit address size never calls it: the loop wraps.
+        let code = [0x67, 0xf3, 0xa4];
+        let (_, calls) = same_as_loop(
+            false,
+            &code,
+            [0x1_0000_0100, 0xffff_fff0, 0x9000, 0],
+            false,
+            u64::MAX,
+        );
+        assert_eq!(calls, 0);
+        // With debug accesses collected, nothing.
+        cpu.helper_out[2] = 0x100;
+        m.debug_accesses.start();
+        assert_eq!(m.rep_string(&mut cpu, 0x8000, 0x9000, 100), 0);
     }
 }
