@@ -242,12 +242,20 @@ impl Machine {
         let Ok(dst) = self.ram.slice_mut(GuestPhys(at), (k * s) as usize) else {
             return false;
         };
-        if s == 1 {
-            dst.fill(value as u8);
-        } else {
-            let v = &value.to_le_bytes()[..s as usize];
-            for e in dst.chunks_exact_mut(s as usize) {
-                e.copy_from_slice(v);
+        // Fixed-size element stores (no call per element).
+        match s {
+            1 => dst.fill(value as u8),
+            2 => {
+                let v = (value as u16).to_le_bytes();
+                dst.chunks_exact_mut(2).for_each(|e| e.copy_from_slice(&v));
+            }
+            4 => {
+                let v = (value as u32).to_le_bytes();
+                dst.chunks_exact_mut(4).for_each(|e| e.copy_from_slice(&v));
+            }
+            _ => {
+                let v = value.to_le_bytes();
+                dst.chunks_exact_mut(8).for_each(|e| e.copy_from_slice(&v));
             }
         }
         true
@@ -269,31 +277,41 @@ impl Machine {
             .ram
             .slice(GuestPhys(low(pd, k, s, op.backward)), (k * s) as usize)
             .ok()?;
-        let src = match op.op {
+        let src: &[u8] = match op.op {
             StringOp::Cmps => self
                 .ram
                 .slice(GuestPhys(low(ps, k, s, op.backward)), (k * s) as usize)
                 .ok()?,
-            _ => &value.to_le_bytes()[..],
+            _ => &[],
         };
-        let s = s as usize;
-        for i in 0..k as usize {
+        let (s, k) = (s as usize, k as usize);
+        let value = value & (u64::MAX >> (64 - 8 * s));
+        for i in 0..k {
             // Element i in the direction of travel, as an offset into the chunk.
-            let at = if op.backward {
-                (k as usize - 1 - i) * s
-            } else {
-                i * s
-            };
-            let b = &dst[at..at + s];
+            let at = if op.backward { (k - 1 - i) * s } else { i * s };
             let a = match op.op {
-                StringOp::Cmps => &src[at..at + s],
-                _ => &src[..s],
+                StringOp::Cmps => element(src, at, s),
+                _ => value,
             };
-            if (a == b) != while_equal {
+            if (a == element(dst, at, s)) != while_equal {
                 return Some(i as u64);
             }
         }
-        Some(k)
+        Some(k as u64)
+    }
+}
+
+/// The `s`-byte (1, 2, 4 or 8) little-endian element at `at` of `b`, zero-extended.
+fn element(b: &[u8], at: usize, s: usize) -> u64 {
+    match s {
+        1 => u64::from(b[at]),
+        2 => u64::from(u16::from_le_bytes([b[at], b[at + 1]])),
+        4 => u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])),
+        _ => {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(v)
+        }
     }
 }
 

@@ -27,6 +27,11 @@
 //!   QEMU counts it, and stops between two iterations, restartable with RIP at it, once
 //!   `icount` reaches `icount_limit` (`Ctx::rep`): a count of 2^64 - 1 cannot hold off a
 //!   slice end, an interrupt, an instruction limit or a stop.
+//! - With a 64-bit address size, MOVS STOS CMPS SCAS first call [`Helper::RepString`] (the
+//!   bulk fast path, `bulk`): it does whole iterations exactly as the loop would, never
+//!   faulting, within the budget, leaving at least one iteration (for CMPS/SCAS one that
+//!   cannot fault and sets the flags); RCX, RSI/RDI and `icount` advance by its count and
+//!   the loop does the rest. Engines without the helper (it returns 0) lose nothing.
 use iced_x86::{Instruction, Mnemonic as M, Register};
 
 use crate::ctx::{Ctx, Rep};
