@@ -11,7 +11,8 @@
 //!   the A/D bits and fills the TLB), the source before the destination as the loop's load
 //!   precedes its store, and only for iterations up to the first one left to the loop, which
 //!   translates the same pages again: A/D bits end as the loop leaves them.
-//! - An element that lies across two pages ends the bulk (the loop takes it and the rest).
+//! - An element that lies across two pages is one iteration on its own: both source pages,
+//!   then both destination pages, then the element read whole before it is written.
 //! - MOVS is exact, not memmove: a chunk is copied at once only when no byte it reads was
 //!   written earlier in the same chunk (distance in physical addresses, so aliases count);
 //!   when the destination runs ahead of the source by less than the chunk, chunks shrink to
@@ -94,6 +95,18 @@ impl Machine {
                 k = k.min(fit(sa));
             }
             if k == 0 {
+                // An element across two pages: one iteration on its own.
+                let (src_pages, dst_pages) = (&mut src_page, &mut dst_page);
+                match self.bulk_straddling(
+                    cpu, &regs, privilege, op, sa, da, value, src_pages, dst_pages,
+                ) {
+                    Some(true) => {
+                        done += 1;
+                        continue;
+                    }
+                    Some(false) => ended = true,
+                    None => {}
+                }
                 break;
             }
             // Physical addresses of element `done`, the source translated first.
@@ -170,6 +183,89 @@ impl Machine {
             }
         }
         done
+    }
+
+    /// One iteration whose source or destination element lies across two pages: the
+    /// source's pages translated (in order), then the destination's, then the element read
+    /// whole before it is written, as the loop does. `Some(true)` if done and it continues,
+    /// `Some(false)` if a compare ends the instruction there (not done: the loop does it),
+    /// `None` if a page is not plain (nothing done).
+    #[allow(clippy::too_many_arguments)]
+    fn bulk_straddling(
+        &mut self,
+        cpu: &mut CpuState,
+        regs: &PagingRegs,
+        privilege: Privilege,
+        op: RepString,
+        sa: u64,
+        da: u64,
+        value: u64,
+        src_page: &mut PageCache,
+        dst_page: &mut PageCache,
+    ) -> Option<bool> {
+        let s = u64::from(op.size);
+        let dst_access = match op.op {
+            StringOp::Movs | StringOp::Stos => Access::Write,
+            StringOp::Cmps | StringOp::Scas => Access::Read,
+        };
+        let mut a = value.to_le_bytes();
+        if matches!(op.op, StringOp::Movs | StringOp::Cmps) {
+            let pieces = self.bulk_pieces(cpu, regs, privilege, sa, s, Access::Read, src_page)?;
+            self.bulk_read(&pieces, &mut a[..s as usize])?;
+        }
+        let pieces = self.bulk_pieces(cpu, regs, privilege, da, s, dst_access, dst_page)?;
+        match op.op {
+            StringOp::Movs | StringOp::Stos => {
+                let mut at = 0;
+                for (pa, len) in pieces.into_iter().flatten() {
+                    let dst = self.ram.slice_mut(GuestPhys(pa), len).ok()?;
+                    dst.copy_from_slice(&a[at..at + len]);
+                    at += len;
+                }
+                Some(true)
+            }
+            StringOp::Cmps | StringOp::Scas => {
+                let mut b = [0u8; 8];
+                self.bulk_read(&pieces, &mut b[..s as usize])?;
+                let equal = a[..s as usize] == b[..s as usize];
+                Some(equal == op.while_equal.unwrap_or(true))
+            }
+        }
+    }
+
+    /// The physical pieces (start, length) of the `s` bytes at linear `lin`, each page
+    /// through [`Machine::bulk_page`] in order; `None` if one is not plain or it wraps.
+    #[allow(clippy::too_many_arguments)]
+    fn bulk_pieces(
+        &mut self,
+        cpu: &mut CpuState,
+        regs: &PagingRegs,
+        privilege: Privilege,
+        lin: u64,
+        s: u64,
+        access: Access,
+        cache: &mut PageCache,
+    ) -> Option<[Option<(u64, usize)>; 2]> {
+        lin.checked_add(s - 1)?;
+        let first = (PAGE_SIZE - (lin & IN_PAGE)).min(s);
+        let p0 = self.bulk_page(cpu, regs, privilege, lin, access, cache)?;
+        let head = (p0 | (lin & IN_PAGE), first as usize);
+        if first == s {
+            return Some([Some(head), None]);
+        }
+        let p1 = self.bulk_page(cpu, regs, privilege, lin + first, access, cache)?;
+        Some([Some(head), Some((p1, (s - first) as usize))])
+    }
+
+    /// Reads the bytes of `pieces` into `buf` (their total length); `None` if out of RAM.
+    fn bulk_read(&self, pieces: &[Option<(u64, usize)>; 2], buf: &mut [u8]) -> Option<()> {
+        let mut at = 0;
+        for &(pa, len) in pieces.iter().flatten() {
+            buf.get_mut(at..at + len)?
+                .copy_from_slice(self.ram.slice(GuestPhys(pa), len).ok()?);
+            at += len;
+        }
+        Some(())
     }
 
     /// Whether the `s` bytes at linear `lin` are in RAM pages that translate for a read, now
@@ -565,6 +661,26 @@ mod tests {
             assert_eq!(calls, 1, "{code:x?}");
             assert!(cpu.exception().is_some(), "{code:x?} {rcx} {rsi:x} {rdi:x}");
         }
+        // Elements across pages, paged: unaligned copies and fills over page boundaries into
+        // the read-only page, a compare whose elements run onto MMIO.
+        let cases = [
+            (rep(0xa4, 4), [2000, near(0, 0x7fd), near(1, -0x7fe)], false),
+            (rep(0xa4, 8), [2000, near(1, 0x7fb), near(2, -0x5)], true),
+            (rep(0xaa, 8), [2000, 0, near(0, 0xffb)], false),
+            (
+                vec![0xf3, 0x48, 0xa7],
+                [2000, near(0, 3), near(4, 3)],
+                false,
+            ),
+            (
+                vec![0xf3, 0x66, 0xa7],
+                [2000, near(0, 0xffd), near(4, 0xffd)],
+                true,
+            ),
+        ];
+        for (code, [rcx, rsi, rdi], df) in cases {
+            same_as_loop(true, &code, [rcx, rsi, rdi, 0x5a], df, u64::MAX);
+        }
         // The store into the read-only page: precise, after whole iterations.
         let (cpu, _) = same_as_loop(
             true,
@@ -635,6 +751,24 @@ mod tests {
         }
         .encode();
         assert_eq!(m.rep_string(&mut cpu, 0x8000, 0xb0ff, 0x1000), 0x100);
+    }
+
+    #[test]
+    fn an_element_across_pages_is_done_on_its_own() {
+        let (mut m, mut cpu) = world(false);
+        let movsw = translator::helpers::RepString {
+            op: translator::helpers::StringOp::Movs,
+            size: 2,
+            while_equal: None,
+            backward: false,
+        };
+        cpu.helper_out[2] = movsw.encode();
+        // The first source element is 0x8fff..0x9001: all nine before the last are done.
+        assert_eq!(m.rep_string(&mut cpu, 0x8fff, 0xc000, 10), 9);
+        let want: Vec<u8> = m.ram.slice(GuestPhys(0x8fff), 18).unwrap().to_vec();
+        assert_eq!(m.ram.slice(GuestPhys(0xc000), 18).unwrap(), &want[..]);
+        // Beyond RAM's end the second page is not RAM: nothing.
+        assert_eq!(m.rep_string(&mut cpu, RAM - 1, 0xc000, 10), 0);
     }
 
     #[test]
