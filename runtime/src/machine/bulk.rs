@@ -380,35 +380,49 @@ impl Machine {
                 .ok()?,
             _ => &[],
         };
-        let (s, k) = (s as usize, k as usize);
-        let value = value & (u64::MAX >> (64 - 8 * s));
-        for i in 0..k {
-            // Element i in the direction of travel, as an offset into the chunk.
-            let at = if op.backward { (k - 1 - i) * s } else { i * s };
-            let a = match op.op {
-                StringOp::Cmps => element(src, at, s),
-                _ => value,
-            };
-            if (a == element(dst, at, s)) != while_equal {
-                return Some(i as u64);
-            }
+        if op.op == StringOp::Cmps && while_equal && src == dst {
+            // REPE CMPS over equal bytes (the common case): one comparison.
+            return Some(k);
         }
-        Some(k as u64)
+        let src = (op.op == StringOp::Cmps).then_some(src);
+        let args = (dst, src, value, op.backward, while_equal);
+        Some(match op.size {
+            1 => continuing::<1>(args) as u64,
+            2 => continuing::<2>(args) as u64,
+            4 => continuing::<4>(args) as u64,
+            _ => continuing::<8>(args) as u64,
+        })
     }
 }
 
-/// The `s`-byte (1, 2, 4 or 8) little-endian element at `at` of `b`, zero-extended.
-fn element(b: &[u8], at: usize, s: usize) -> u64 {
-    match s {
-        1 => u64::from(b[at]),
-        2 => u64::from(u16::from_le_bytes([b[at], b[at + 1]])),
-        4 => u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])),
-        _ => {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&b[at..at + 8]);
-            u64::from_le_bytes(v)
+/// How many `S`-byte elements of `dst` (all of them, in the direction of travel) compare
+/// with those of `src` (or with `value` when there is none) so that the instruction
+/// continues: while equal if `while_equal`, else while not equal.
+fn continuing<const S: usize>(
+    (dst, src, value, backward, while_equal): (&[u8], Option<&[u8]>, u64, bool, bool),
+) -> usize {
+    let k = dst.len() / S;
+    let value = value & (u64::MAX >> (64 - 8 * S));
+    for i in 0..k {
+        // Element i in the direction of travel, as an offset into the chunk.
+        let at = if backward { (k - 1 - i) * S } else { i * S };
+        let a = match src {
+            Some(src) => element::<S>(src, at),
+            None => value,
+        };
+        if (a == element::<S>(dst, at)) != while_equal {
+            return i;
         }
     }
+    k
+}
+
+/// The `S`-byte little-endian element at `at` of `b`, zero-extended.
+#[inline(always)]
+fn element<const S: usize>(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v[..S].copy_from_slice(&b[at..at + S]);
+    u64::from_le_bytes(v)
 }
 
 /// The lowest address of `k` elements of `s` bytes whose first (in the direction of travel)
