@@ -211,7 +211,7 @@ mod tests {
         let mut mask = ARITH | TF | DF | NT | AC | ID;
         if cpu.cpl == 0 {
             mask |= IF | IOPL;
-        } else if u64::from(cpu.cpl) <= (old & IOPL) >> 12 {
+        } else if cpu.cpl <= (old & IOPL) >> 12 {
             mask |= IF;
         }
         let mut new = old;
