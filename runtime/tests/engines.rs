@@ -453,6 +453,66 @@ fn sti_shadows_exactly_one_instruction() {
     }
 }
 
+/// A 64-bit VM at CPL 0 with paging on, the LAPIC at 0x1FF000, RSP = 0x8000, running
+/// `code` at 0x1000 with IF = 0; IDT gate `vector` leads to `add eax, 0x100; out 0xf4, eax`.
+fn run_with_handler(engine: Engine, vector: u64, code: &[u8]) -> RunOutcome {
+    let mut v = vm(engine);
+    v.write_phys(0x1000, code).unwrap();
+    v.write_phys(0x4008, &0x00AF_9B00_0000_FFFFu64.to_le_bytes())
+        .unwrap();
+    let gate = 0x6000u64 | 0x08 << 16 | 0x8E << 40;
+    v.write_phys(0x5000 + 16 * vector, &gate.to_le_bytes())
+        .unwrap();
+    v.write_phys(0x6000, &[0x05, 0, 1, 0, 0, 0xE7, 0xF4])
+        .unwrap();
+    paging_on(&mut v, &[(0x1FF000, 0xFEE0_0000)]);
+    let cpu = v.cpu_mut();
+    cpu.gdtr = translator::state::DescTable {
+        base: 0x4000,
+        limit: 0xF,
+    };
+    cpu.idtr = translator::state::DescTable {
+        base: 0x5000,
+        limit: 0xFFF,
+    };
+    cpu.gpr[4] = 0x8000;
+    cpu.rip = 0x1000;
+    v.run()
+}
+
+/// POPF (in line in 64-bit mode) that turns IF on takes an interrupt already pending
+/// before the next instruction: unlike STI, it opens no interrupt shadow.
+#[test]
+fn popf_enabling_interrupts_takes_a_pending_one_at_the_next_instruction() {
+    // LAPIC on, self-IPI vector 0x40 pending; xor eax, eax; push 0x202; popfq;
+    // mov eax, 1; mov eax, 2; out 0xf4, eax
+    let code = [
+        0xC7, 0x04, 0x25, 0xF0, 0xF0, 0x1F, 0x00, 0xFF, 0x01, 0x00, 0x00, //
+        0xC7, 0x04, 0x25, 0x00, 0xF3, 0x1F, 0x00, 0x40, 0x00, 0x04, 0x00, //
+        0x31, 0xC0, 0x68, 0x02, 0x02, 0, 0, 0x9D, //
+        0xB8, 1, 0, 0, 0, 0xB8, 2, 0, 0, 0, 0xE7, 0xF4,
+    ];
+    for engine in Engine::ALL {
+        let o = run_with_handler(engine, 0x40, &code);
+        assert_eq!(o, RunOutcome::DebugExit(0x100), "{engine:?}");
+    }
+}
+
+/// POPF (in line in 64-bit mode) that sets TF does not trap itself; the next instruction
+/// runs and traps (#DB after it).
+#[test]
+fn popf_setting_tf_traps_after_the_next_instruction() {
+    // xor eax, eax; push 0x102; popfq; mov eax, 1; mov eax, 2; out 0xf4, eax
+    let code = [
+        0x31, 0xC0, 0x68, 0x02, 0x01, 0, 0, 0x9D, //
+        0xB8, 1, 0, 0, 0, 0xB8, 2, 0, 0, 0, 0xE7, 0xF4,
+    ];
+    for engine in Engine::ALL {
+        let o = run_with_handler(engine, 1, &code);
+        assert_eq!(o, RunOutcome::DebugExit(0x101), "{engine:?}");
+    }
+}
+
 /// A fault in the middle of REP INS / REP OUTS keeps the iterations done before it: RCX,
 /// RDI/RSI and memory say how far it got (the instruction restarts from there).
 #[test]

@@ -335,6 +335,137 @@ pub fn materialize(op: u64, a: u64, b: u64, res: u64, aux: u64) -> u64 {
     compute_all(&mut c, &l).v & rflags::ARITH
 }
 
+/// A descriptor as generated code finds it in `CpuState` (`flags_op`, `flags_a`, `flags_b`,
+/// `flags_res`, `flags_aux` and `rflags`), every field an `I64`. Generated code stores the
+/// operands zero-extended from the operation's type (`Ctx::write_back_flags`), which is what
+/// lets [`stored_flags`] evaluate them without knowing the type at translation time.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored<V> {
+    pub op: V,
+    pub a: V,
+    pub b: V,
+    pub res: V,
+    pub aux: V,
+    pub rflags: V,
+}
+
+/// The arithmetic flags in `mask` (RFLAGS positions, other bits zero, an `I64`) of a stored
+/// descriptor whose operation is known only when the code runs: what [`materialize`] gives,
+/// as straight-line code (compares and selects, no branch, no call), so generated code reads
+/// flags an earlier block set without the `FlagsMaterialize` helper. Only the flags in
+/// `mask` are evaluated. Each flag is the formula of `cf`/`pf`/... above, written on
+/// zero-extended operands: carries and borrows are unsigned compares, which zero extension
+/// keeps; ZF, PF and AF do not depend on the width; SF and OF take the sign bit at the
+/// width the descriptor names. `flags_op == 0` means the bits are `rflags`'s.
+pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> E::Value {
+    let mask = mask & rflags::ARITH;
+    let settled = e.as_const(d.op).is_some_and(|op| op == 0);
+    let m = e.iconst(Ty::I64, mask);
+    let from_rflags = e.binop(BinOp::And, d.rflags, m);
+    if mask == 0 || settled {
+        return from_rflags;
+    }
+    let eight = e.iconst(Ty::I64, 8);
+    let op = e.binop(BinOp::UShr, d.op, eight);
+    let is = |e: &mut E, f: FlagOp| {
+        let k = e.iconst(Ty::I64, f as u64);
+        e.icmp(Cmp::Eq, op, k)
+    };
+    let (add, adc, sub, sbb) = (
+        is(e, FlagOp::Add),
+        is(e, FlagOp::Adc),
+        is(e, FlagOp::Sub),
+        is(e, FlagOp::Sbb),
+    );
+    let (logic, inc, dec, mul) = (
+        is(e, FlagOp::Logic),
+        is(e, FlagOp::Inc),
+        is(e, FlagOp::Dec),
+        is(e, FlagOp::Mul),
+    );
+    let zero = e.iconst(Ty::I8, 0);
+    let aux = e.convert(Conv::Trunc, d.aux, Ty::I8);
+    // The sign bit of the descriptor's width, as an `I8` 0/1 of `v`.
+    let width_mask = e.iconst(Ty::I64, 0xff);
+    let width = e.binop(BinOp::And, d.op, width_mask);
+    let one64 = e.iconst(Ty::I64, 1);
+    let top = e.binop(BinOp::Sub, width, one64);
+    let sign = |e: &mut E, v: E::Value| {
+        let s = e.binop(BinOp::UShr, v, top);
+        let s = e.convert(Conv::Trunc, s, Ty::I8);
+        let one = e.iconst(Ty::I8, 1);
+        e.binop(BinOp::And, s, one)
+    };
+    let mut out = Vec::with_capacity(6);
+    if mask & rflags::CF != 0 {
+        let lt_add = e.icmp(Cmp::Ult, d.res, d.a);
+        let le_add = e.icmp(Cmp::Ule, d.res, d.a);
+        let lt_sub = e.icmp(Cmp::Ult, d.a, d.b);
+        let le_sub = e.icmp(Cmp::Ule, d.a, d.b);
+        let adc_cf = e.select(aux, le_add, lt_add);
+        let sbb_cf = e.select(aux, le_sub, lt_sub);
+        // Logic: 0; Inc, Dec, Mul: aux.
+        let rest = e.select(logic, zero, aux);
+        let v = e.select(sbb, sbb_cf, rest);
+        let v = e.select(sub, lt_sub, v);
+        let v = e.select(adc, adc_cf, v);
+        out.push((rflags::CF, e.select(add, lt_add, v)));
+    }
+    if mask & rflags::PF != 0 {
+        out.push((rflags::PF, parity(e, d.res)));
+    }
+    if mask & rflags::AF != 0 {
+        let x = e.binop(BinOp::Xor, d.a, d.b);
+        let x = e.binop(BinOp::Xor, x, d.res);
+        let four = e.iconst(Ty::I64, 4);
+        let x = e.binop(BinOp::UShr, x, four);
+        let x = e.convert(Conv::Trunc, x, Ty::I8);
+        let one = e.iconst(Ty::I8, 1);
+        let x = e.binop(BinOp::And, x, one);
+        let none = e.binop(BinOp::Or, logic, mul);
+        out.push((rflags::AF, e.select(none, zero, x)));
+    }
+    if mask & rflags::ZF != 0 {
+        let z64 = e.iconst(Ty::I64, 0);
+        let z = e.icmp(Cmp::Eq, d.res, z64);
+        out.push((rflags::ZF, e.select(mul, zero, z)));
+    }
+    if mask & rflags::SF != 0 {
+        out.push((rflags::SF, sign(e, d.res)));
+    }
+    if mask & rflags::OF != 0 {
+        let x = e.binop(BinOp::Xor, d.a, d.res);
+        let y = e.binop(BinOp::Xor, d.b, d.res);
+        let t = e.binop(BinOp::And, x, y);
+        let add_of = sign(e, t);
+        let x = e.binop(BinOp::Xor, d.a, d.b);
+        let y = e.binop(BinOp::Xor, d.a, d.res);
+        let t = e.binop(BinOp::And, x, y);
+        let sub_of = sign(e, t);
+        let add_like = e.binop(BinOp::Or, add, adc);
+        let add_like = e.binop(BinOp::Or, add_like, inc);
+        let sub_like = e.binop(BinOp::Or, sub, sbb);
+        let sub_like = e.binop(BinOp::Or, sub_like, dec);
+        let v = e.select(mul, aux, zero);
+        let v = e.select(sub_like, sub_of, v);
+        out.push((rflags::OF, e.select(add_like, add_of, v)));
+    }
+    let mut acc = e.iconst(Ty::I64, 0);
+    for (bit, v) in out {
+        let w = e.convert(Conv::Zext, v, Ty::I64);
+        let w = if bit == rflags::CF {
+            w
+        } else {
+            let sh = e.iconst(Ty::I64, u64::from(bit.trailing_zeros()));
+            e.binop(BinOp::Shl, w, sh)
+        };
+        acc = e.binop(BinOp::Or, acc, w);
+    }
+    let z64 = e.iconst(Ty::I64, 0);
+    let is_settled = e.icmp(Cmp::Eq, d.op, z64);
+    e.select(is_settled, from_rflags, acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +503,89 @@ mod tests {
         assert_eq!(Vendor::from_cpuid_id(b"AuthenticAMD"), Vendor::Amd);
         assert_eq!(Vendor::from_cpuid_id(b"HygonGenuine"), Vendor::Amd);
         assert_eq!(Vendor::host(), Vendor::host());
+    }
+
+    /// `stored_flags` evaluated on concrete values, for one stored descriptor.
+    fn stored(op: u64, a: u64, b: u64, res: u64, aux: u64, rf: u64, mask: u64) -> u64 {
+        let mut c = Concrete;
+        let d = Stored {
+            op: c.iconst(Ty::I64, op),
+            a: c.iconst(Ty::I64, a),
+            b: c.iconst(Ty::I64, b),
+            res: c.iconst(Ty::I64, res),
+            aux: c.iconst(Ty::I64, aux),
+            rflags: c.iconst(Ty::I64, rf),
+        };
+        stored_flags(&mut c, &d, mask).v
+    }
+
+    /// A small deterministic generator (xorshift64).
+    fn next(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    /// Operands that hit carries, sign bits and zero results more often than uniform ones.
+    fn operand(s: &mut u64, ty: Ty) -> u64 {
+        let r = next(s);
+        let v = match r % 6 {
+            0 => 0,
+            1 => ty.mask(),
+            2 => 1u64 << (ty.bits() - 1),
+            3 => (1u64 << (ty.bits() - 1)) - 1,
+            4 => r >> 32 & 0x1f,
+            _ => next(s),
+        };
+        v & ty.mask()
+    }
+
+    #[test]
+    fn stored_flags_equal_materialize_for_every_op_and_width() {
+        let ops = [
+            FlagOp::Add,
+            FlagOp::Adc,
+            FlagOp::Sub,
+            FlagOp::Sbb,
+            FlagOp::Logic,
+            FlagOp::Inc,
+            FlagOp::Dec,
+            FlagOp::Mul,
+        ];
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for &op in &ops {
+            for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+                for _ in 0..4000 {
+                    let (a, b) = (operand(&mut s, ty), operand(&mut s, ty));
+                    let aux = next(&mut s) & 1;
+                    let res = match op {
+                        FlagOp::Add | FlagOp::Inc => a.wrapping_add(b),
+                        FlagOp::Adc => a.wrapping_add(b).wrapping_add(aux),
+                        FlagOp::Sub | FlagOp::Dec => a.wrapping_sub(b),
+                        FlagOp::Sbb => a.wrapping_sub(b).wrapping_sub(aux),
+                        _ => operand(&mut s, ty),
+                    } & ty.mask();
+                    let word = encode_op(op, ty);
+                    let want = materialize(word, a, b, res, aux);
+                    let rf = next(&mut s);
+                    let mask = next(&mut s) & ARITH;
+                    assert_eq!(
+                        stored(word, a, b, res, aux, rf, ARITH),
+                        want,
+                        "{op:?} {ty:?} a={a:#x} b={b:#x} res={res:#x} aux={aux}"
+                    );
+                    assert_eq!(stored(word, a, b, res, aux, rf, mask), want & mask);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn settled_stored_flags_are_rflags_bits() {
+        let rf = 0x2c3 | ARITH;
+        assert_eq!(stored(0, 5, 6, 7, 1, rf, ARITH), ARITH);
+        assert_eq!(stored(0, 5, 6, 7, 1, CF | IF, CF | ZF), CF);
     }
 
     #[test]

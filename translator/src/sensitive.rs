@@ -3,7 +3,9 @@
 //! Every instruction whose behaviour depends on or changes privileged machine state is listed
 //! here with its class and the [`Hypercall`] that implements it. Semantics consult this table
 //! before anything else: a listed instruction is lowered to a hypercall stub (`dbt`, `interp`)
-//! or a host trap (`trap`), both of which reach the same runtime handler.
+//! or a host trap (`trap`), both of which reach the same runtime handler. Exception: PUSHF
+//! and POPF run in line where the block's mode rules out virtual-8086 mode (64-bit mode or
+//! CPL < 3, `semantics::eflags`); their hypercalls remain for the other modes.
 //!
 //! Hypercall contract (the stub, see `semantics::system::hypercall`):
 //! - Before the call, every register and the flags are written back to `CpuState` and
@@ -54,9 +56,11 @@ pub enum Hypercall {
     Ins,
     /// OUTS (with any REP prefix): `extra` bit 0 = REP, bits 4..7 = source segment.
     Outs,
-    /// PUSHF: returns the RFLAGS image to push (operand size).
+    /// PUSHF where VM86 is possible (elsewhere in line): returns the RFLAGS image to push
+    /// (operand size).
     Pushf,
-    /// POPF: b = the popped value; the handler applies it under the privilege rules.
+    /// POPF where VM86 is possible (elsewhere in line): b = the popped value; the handler
+    /// applies it under the privilege rules.
     Popf,
     /// IRET/IRETD/IRETQ (operand size 2/4/8). Ends the block.
     Iret,

@@ -10,6 +10,7 @@ pub mod bcd;
 pub mod bits;
 pub mod branch;
 pub mod data;
+pub mod eflags;
 pub mod host;
 pub mod muldiv;
 pub mod shift;

@@ -14,15 +14,17 @@
 //!   exits), so a helper faulting in one leaves with the state of the instruction's start.
 //! - Every exit writes back the registers written in the block and the flag state.
 
-use iced_x86::{ConditionCode, Instruction, MemorySize, OpKind, Register};
+use iced_x86::{Instruction, MemorySize, OpKind, Register};
 
 use crate::emit::{Emitter, Exit};
 use crate::exception::Exception;
-use crate::flags::{self, FlagOp, Lazy, Vendor};
+use crate::flags::{self, Lazy, Vendor};
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::{self, rflags, ExitReason};
 use crate::Mode;
+
+mod lazy_flags;
 
 /// Where the arithmetic flags currently are, at translation time.
 #[derive(Clone, Copy, Debug)]
@@ -93,8 +95,8 @@ pub struct Ctx<E: Emitter> {
     loop_depth: u32,
     /// Instructions begun so far (the block's instruction count once translation ends).
     begun: u32,
-    /// The entry flags once materialized by the helper in straight-line code.
-    entry_bits: Option<E::Value>,
+    /// The stored flag descriptor once loaded in straight-line code.
+    entry_desc: Option<flags::Stored<E::Value>>,
     /// Count of register and flag writes made pending (wrapping): `if_else` checks that its
     /// arms make none.
     writes: u32,
@@ -146,7 +148,7 @@ impl<E: Emitter> Ctx<E> {
             terminated: false,
             loop_depth: 0,
             begun: 0,
-            entry_bits: None,
+            entry_desc: None,
             writes: 0,
             missing_regs: false,
             xmm_vars: [None; 16],
@@ -275,7 +277,7 @@ impl<E: Emitter> Ctx<E> {
         }
         // Fault exits sit after the last instruction but are reached from earlier ones: a
         // value materialized later does not dominate them.
-        self.entry_bits = None;
+        self.entry_desc = None;
         self.loop_depth += 1;
         for f in std::mem::take(&mut self.fault_exits) {
             self.e.bind(f.label);
@@ -389,7 +391,7 @@ impl<E: Emitter> Ctx<E> {
         let f = self.flags;
         self.write_back_flags(f);
         self.flags = FlagState::Stored;
-        self.entry_bits = None;
+        self.entry_desc = None;
     }
 
     /// Forget the cached XMM registers (after a helper that wrote the XMM state in
@@ -762,243 +764,6 @@ impl<E: Emitter> Ctx<E> {
         }
     }
 
-    // ---------------------------------------------------------------- flags
-
-    fn current_flags(&self) -> FlagState<E::Value> {
-        self.pending_flags.unwrap_or(self.flags)
-    }
-
-    /// Record lazily described flags (pending until the instruction ends). `aux` is an `I8`
-    /// carry-in or preserved CF (see [`FlagOp`]); pass `None` for zero.
-    pub fn set_flags_lazy(
-        &mut self,
-        op: FlagOp,
-        a: E::Value,
-        b: E::Value,
-        res: E::Value,
-        aux: Option<E::Value>,
-    ) {
-        let ty = self.e.ty(res);
-        let aux = match aux {
-            Some(v) => self.to_ty(v, Ty::I8, false),
-            None => self.e.iconst(Ty::I8, 0),
-        };
-        self.pending_flags = Some(FlagState::Lazy(Lazy {
-            op,
-            ty,
-            a,
-            b,
-            res,
-            aux,
-        }));
-        self.writes = self.writes.wrapping_add(1);
-    }
-
-    /// Set all six arithmetic flags from an `I64` holding them in their RFLAGS positions
-    /// (other bits must be zero).
-    pub fn set_flags_bits(&mut self, bits: E::Value) {
-        self.pending_flags = Some(FlagState::Computed(bits));
-        self.writes = self.writes.wrapping_add(1);
-    }
-
-    /// Replace the arithmetic flags in `mask` with the same bits of `bits` (an `I64`),
-    /// keeping the others.
-    pub fn update_flags(&mut self, mask: u64, bits: E::Value) {
-        let mask = mask & rflags::ARITH;
-        let m = self.e.iconst(Ty::I64, mask);
-        let new = self.e.binop(BinOp::And, bits, m);
-        if mask == rflags::ARITH {
-            return self.set_flags_bits(new);
-        }
-        let state = match self.current_flags() {
-            FlagState::Stored => FlagState::StoredWith { mask, bits: new },
-            FlagState::StoredWith { mask: m0, bits: b0 } => {
-                let keep = self.e.iconst(Ty::I64, !mask);
-                let b0 = self.e.binop(BinOp::And, b0, keep);
-                let bits = self.e.binop(BinOp::Or, b0, new);
-                FlagState::StoredWith {
-                    mask: m0 | mask,
-                    bits,
-                }
-            }
-            _ => {
-                let old = self.flags_bits();
-                let keep = self.e.iconst(Ty::I64, !mask & rflags::ARITH);
-                let old = self.e.binop(BinOp::And, old, keep);
-                FlagState::Computed(self.e.binop(BinOp::Or, old, new))
-            }
-        };
-        self.pending_flags = Some(state);
-        self.writes = self.writes.wrapping_add(1);
-    }
-
-    /// The entry flags materialized through the helper (cached in straight-line code).
-    fn stored_bits(&mut self) -> E::Value {
-        if let Some(v) = self.entry_bits {
-            return v;
-        }
-        let z = self.e.iconst(Ty::I64, 0);
-        let v = self.e.call_helper(Helper::FlagsMaterialize, [z, z, z]);
-        // A value made inside a REP body does not dominate what follows the loop.
-        if self.loop_depth == 0 {
-            self.entry_bits = Some(v);
-        }
-        v
-    }
-
-    /// The six arithmetic flags as an `I64` in their RFLAGS positions.
-    pub fn flags_bits(&mut self) -> E::Value {
-        let fs = self.current_flags();
-        match fs {
-            FlagState::Lazy(l) => flags::compute_all(&mut self.e, &l),
-            FlagState::Computed(v) => v,
-            FlagState::InVar => self.e.use_var(self.flags_var),
-            FlagState::Stored => self.stored_bits(),
-            FlagState::StoredWith { mask, bits } => {
-                let base = self.stored_bits();
-                let keep = self.e.iconst(Ty::I64, !mask & rflags::ARITH);
-                let base = self.e.binop(BinOp::And, base, keep);
-                self.e.binop(BinOp::Or, base, bits)
-            }
-        }
-    }
-
-    /// One arithmetic flag (an RFLAGS bit mask, e.g. `rflags::CF`) as an `I8` 0/1.
-    pub fn flag(&mut self, bit: u64) -> E::Value {
-        if let FlagState::Lazy(l) = self.current_flags() {
-            return match bit {
-                rflags::CF => flags::cf(&mut self.e, &l),
-                rflags::PF => flags::pf(&mut self.e, &l),
-                rflags::AF => flags::af(&mut self.e, &l),
-                rflags::ZF => flags::zf(&mut self.e, &l),
-                rflags::SF => flags::sf(&mut self.e, &l),
-                _ => flags::of(&mut self.e, &l),
-            };
-        }
-        let bits = match self.current_flags() {
-            FlagState::StoredWith { mask, bits } if mask & bit != 0 => bits,
-            _ => self.flags_bits(),
-        };
-        let sh = self.e.iconst(Ty::I64, bit.trailing_zeros() as u64);
-        let v = self.e.binop(BinOp::UShr, bits, sh);
-        let v = self.e.convert(Conv::Trunc, v, Ty::I8);
-        let one = self.e.iconst(Ty::I8, 1);
-        self.e.binop(BinOp::And, v, one)
-    }
-
-    /// Evaluate a condition code (`I8` 0/1), straight from the operands where the flags are
-    /// lazily those of a compare or logic operation.
-    pub fn cond(&mut self, cc: ConditionCode) -> E::Value {
-        use ConditionCode as C;
-        if let FlagState::Lazy(l) = self.current_flags() {
-            let direct = match l.op {
-                FlagOp::Sub => match cc {
-                    C::b => Some((Cmp::Ult, l.a, l.b)),
-                    C::ae => Some((Cmp::Uge, l.a, l.b)),
-                    C::e => Some((Cmp::Eq, l.a, l.b)),
-                    C::ne => Some((Cmp::Ne, l.a, l.b)),
-                    C::be => Some((Cmp::Ule, l.a, l.b)),
-                    C::a => Some((Cmp::Ugt, l.a, l.b)),
-                    C::l => Some((Cmp::Slt, l.a, l.b)),
-                    C::ge => Some((Cmp::Sge, l.a, l.b)),
-                    C::le => Some((Cmp::Sle, l.a, l.b)),
-                    C::g => Some((Cmp::Sgt, l.a, l.b)),
-                    _ => None,
-                },
-                FlagOp::Logic => {
-                    let z = self.e.iconst(l.ty, 0);
-                    match cc {
-                        C::e | C::be => Some((Cmp::Eq, l.res, z)),
-                        C::ne | C::a => Some((Cmp::Ne, l.res, z)),
-                        C::s | C::l => Some((Cmp::Slt, l.res, z)),
-                        C::ns | C::ge => Some((Cmp::Sge, l.res, z)),
-                        C::le => Some((Cmp::Sle, l.res, z)),
-                        C::g => Some((Cmp::Sgt, l.res, z)),
-                        _ => None,
-                    }
-                }
-                // ZF = (res == 0) and SF = sign(res), except ZF after Intel's MUL.
-                _ => {
-                    let z = self.e.iconst(l.ty, 0);
-                    let zf_of_res = l.op != FlagOp::Mul;
-                    match cc {
-                        C::e if zf_of_res => Some((Cmp::Eq, l.res, z)),
-                        C::ne if zf_of_res => Some((Cmp::Ne, l.res, z)),
-                        C::s => Some((Cmp::Slt, l.res, z)),
-                        C::ns => Some((Cmp::Sge, l.res, z)),
-                        _ => None,
-                    }
-                }
-            };
-            if let Some((c, a, b)) = direct {
-                return self.e.icmp(c, a, b);
-            }
-        }
-        let one = self.e.iconst(Ty::I8, 1);
-        let (f, negate) = match cc {
-            C::o => (self.flag(rflags::OF), false),
-            C::no => (self.flag(rflags::OF), true),
-            C::b => (self.flag(rflags::CF), false),
-            C::ae => (self.flag(rflags::CF), true),
-            C::e => (self.flag(rflags::ZF), false),
-            C::ne => (self.flag(rflags::ZF), true),
-            C::be | C::a => {
-                let c = self.flag(rflags::CF);
-                let z = self.flag(rflags::ZF);
-                (self.e.binop(BinOp::Or, c, z), cc == C::a)
-            }
-            C::s => (self.flag(rflags::SF), false),
-            C::ns => (self.flag(rflags::SF), true),
-            C::p => (self.flag(rflags::PF), false),
-            C::np => (self.flag(rflags::PF), true),
-            C::l | C::ge => {
-                let s = self.flag(rflags::SF);
-                let o = self.flag(rflags::OF);
-                (self.e.binop(BinOp::Xor, s, o), cc == C::ge)
-            }
-            C::le | C::g => {
-                let s = self.flag(rflags::SF);
-                let o = self.flag(rflags::OF);
-                let l = self.e.binop(BinOp::Xor, s, o);
-                let z = self.flag(rflags::ZF);
-                (self.e.binop(BinOp::Or, l, z), cc == C::g)
-            }
-            C::None => return one,
-        };
-        if negate {
-            self.e.binop(BinOp::Xor, f, one)
-        } else {
-            f
-        }
-    }
-
-    /// Move the committed flags into the flags variable so they survive control flow.
-    fn flags_to_var(&mut self) {
-        let v = match self.flags {
-            FlagState::InVar => return,
-            _ => self.flags_bits_committed(),
-        };
-        self.e.def_var(self.flags_var, v);
-        self.flags = FlagState::InVar;
-    }
-
-    fn flags_bits_committed(&mut self) -> E::Value {
-        let saved = self.pending_flags.take();
-        let v = self.flags_bits();
-        self.pending_flags = saved;
-        v
-    }
-
-    /// The direction flag as an `I8` 0/1 (read from `CpuState::rflags`).
-    pub fn df(&mut self) -> E::Value {
-        let f = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
-        let sh = self.e.iconst(Ty::I64, 10);
-        let f = self.e.binop(BinOp::UShr, f, sh);
-        let f = self.e.convert(Conv::Trunc, f, Ty::I8);
-        let one = self.e.iconst(Ty::I8, 1);
-        self.e.binop(BinOp::And, f, one)
-    }
-
     // ---------------------------------------------------------------- control flow
 
     /// Run a string-instruction body under a REP prefix. `body` performs one iteration
@@ -1259,7 +1024,7 @@ impl<E: Emitter> Ctx<E> {
         // `insn_start_flags` stays: a fault of this instruction before the call (its memory
         // operand) leaves through the fault exit before the write-back above ran. A fault the
         // handler raises writes the same flags again, which it left as they were.
-        self.entry_bits = None;
+        self.entry_desc = None;
         let pc = self.e.iconst(Ty::I64, self.insn_pc);
         self.e.store_state(state::OFF_RIP, pc);
         let a = self.e.iconst(Ty::I64, args);
@@ -1297,42 +1062,6 @@ impl<E: Emitter> Ctx<E> {
                 self.e.store_state(state::off_gpr(i), v);
             }
         }
-    }
-
-    fn write_back_flags(&mut self, fs: FlagState<E::Value>) {
-        let bits = match fs {
-            FlagState::Stored => return,
-            FlagState::Lazy(l) => {
-                let op = self.e.iconst(Ty::I64, flags::encode_op(l.op, l.ty));
-                self.e.store_state(state::OFF_FLAGS_OP, op);
-                for (off, v) in [
-                    (state::OFF_FLAGS_A, l.a),
-                    (state::OFF_FLAGS_B, l.b),
-                    (state::OFF_FLAGS_RES, l.res),
-                    (state::OFF_FLAGS_AUX, l.aux),
-                ] {
-                    let v = self.to_ty(v, Ty::I64, false);
-                    self.e.store_state(off, v);
-                }
-                return;
-            }
-            FlagState::Computed(v) => v,
-            FlagState::InVar => self.e.use_var(self.flags_var),
-            FlagState::StoredWith { .. } => {
-                let saved = (self.flags, self.pending_flags.take());
-                self.flags = fs;
-                let v = self.flags_bits();
-                (self.flags, self.pending_flags) = saved;
-                v
-            }
-        };
-        let old = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
-        let keep = self.e.iconst(Ty::I64, !rflags::ARITH);
-        let old = self.e.binop(BinOp::And, old, keep);
-        let new = self.e.binop(BinOp::Or, old, bits);
-        self.e.store_state(state::OFF_RFLAGS, new);
-        let z = self.e.iconst(Ty::I64, 0);
-        self.e.store_state(state::OFF_FLAGS_OP, z);
     }
 
     fn write_back_all(&mut self) {
