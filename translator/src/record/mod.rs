@@ -27,6 +27,10 @@ pub mod exec;
 mod dead;
 mod finish;
 
+// foldhash, not SipHash: the constant and conversion tables are probed for almost every
+// recorded op, and recording is what cold code costs (`coldcode`, the Linux boot).
+use hashbrown::HashMap;
+
 use crate::emit::{Emitter, Exit, ValueOps, VectorOps};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
@@ -196,12 +200,12 @@ pub struct Recorder<'a> {
     p: Program,
     nslots: u32,
     nvslots: u32,
-    const_slots: std::collections::HashMap<u64, Slot>,
-    vconst_slots: std::collections::HashMap<u128, Slot>,
+    const_slots: HashMap<u64, Slot>,
+    vconst_slots: HashMap<u128, Slot>,
     /// Conversions recorded since the last label, by operand slot, conversion and source
     /// and target widths. Only straight-line code after the last bound label is known to
     /// run after them, so `bind` forgets them.
-    convs: std::collections::HashMap<(Slot, u8, u32, u32), RVal>,
+    convs: HashMap<(Slot, u8, u32, u32), RVal>,
     vars: Vec<Option<VarVal>>,
     var_tys: Vec<Option<Ty>>,
     labels: Vec<LabelInfo>,
@@ -210,6 +214,11 @@ pub struct Recorder<'a> {
     fault: Option<u32>,
     fault_used: bool,
 }
+
+/// Starting capacities, sized so a typical block grows no vector while it is recorded
+/// (growing them one push at a time was a tenth of what recording cold code cost).
+const TYPICAL_OPS: usize = 256;
+const TYPICAL_VARS: usize = 48;
 
 /// Slots a program may use (indices are `u16`).
 const MAX_SLOTS: u32 = 60_000;
@@ -221,20 +230,25 @@ impl<'a> Recorder<'a> {
         Recorder {
             env,
             p: Program {
-                ops: vec![Op::Charge { n: 0 }],
+                ops: {
+                    let mut ops = Vec::with_capacity(TYPICAL_OPS);
+                    ops.push(Op::Charge { n: 0 });
+                    ops
+                },
+                regs: Vec::with_capacity(TYPICAL_OPS),
                 memory: Some(memory),
                 pc,
                 ..Program::default()
             },
             nslots: 0,
             nvslots: 0,
-            const_slots: std::collections::HashMap::new(),
-            vconst_slots: std::collections::HashMap::new(),
-            convs: std::collections::HashMap::new(),
-            vars: Vec::new(),
-            var_tys: Vec::new(),
-            labels: Vec::new(),
-            edges: Vec::new(),
+            const_slots: HashMap::with_capacity(32),
+            vconst_slots: HashMap::new(),
+            convs: HashMap::with_capacity(16),
+            vars: Vec::with_capacity(TYPICAL_VARS),
+            var_tys: Vec::with_capacity(TYPICAL_VARS),
+            labels: Vec::with_capacity(TYPICAL_VARS),
+            edges: Vec::with_capacity(TYPICAL_VARS),
             live: true,
             fault: None,
             fault_used: false,
@@ -275,6 +289,9 @@ impl<'a> Recorder<'a> {
         finish::pair(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
+        // The program lives as long as its block is cached: give back the starting capacity.
+        self.p.ops.shrink_to_fit();
+        self.p.regs.shrink_to_fit();
         self.p.checked = finish::in_range(&self.p);
         if !self.p.checked {
             self.fail("an op names a slot or target out of range");
