@@ -1041,8 +1041,12 @@ impl Emitter for ClifEmitter<'_> {
                             self.tail_call(f);
                         }
                         None => {
+                            // No link (under paging, a target on another page): find the
+                            // successor as an indirect jump does, through the jump cache,
+                            // which mapping changes clear, without a trip through the
+                            // dispatcher.
                             self.store_cpu_const(state::OFF_LINK_SLOT, 0);
-                            self.ret_const(ExitReason::Jump as u64);
+                            self.indirect_jump(t);
                         }
                     },
                     None => {
