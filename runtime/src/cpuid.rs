@@ -17,7 +17,7 @@
 //! | 0 | max basic leaf 0x16, vendor (the host's) |
 //! | 1 | Intel: family 6 model 0x7A stepping 1 (Goldmont Plus); AMD: family 0x16 model 0x30 stepping 1 (Puma); CLFLUSH line 64 bytes, 1 logical CPU, APIC id 0; FPU DE PSE TSC MSR PAE CX8 APIC SEP MTRR PGE CMOV PAT CLFSH MMX FXSR SSE SSE2; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 PCID POPCNT TSC-deadline hypervisor |
 //! | 2..6 | zeros (no cache/TLB descriptors, no MONITOR, no power management) |
-//! | 7.0 | max subleaf 0; SMEP INVPCID SMAP; UMIP |
+//! | 7.0 | max subleaf 0; SMEP INVPCID SMAP; UMIP; Intel: IA32_ARCH_CAPABILITIES (see [`crate::system::msr`]) |
 //! | 8..0x14 | zeros (no topology 0xB, no XSAVE 0xD, no PMU 0xA) |
 //! | 0x15 | TSC = 1 GHz crystal × 1/1 (the local APIC timer counts the crystal) |
 //! | 0x16 | base, maximum and bus frequency 1000 MHz |
@@ -197,6 +197,8 @@ pub mod features {
     pub const SMAP: u32 = 1 << 20;
     /// 7.0:ECX.2: user-mode instruction prevention (CR4.UMIP).
     pub const UMIP: u32 = 1 << 2;
+    /// 7.0:EDX.29: the IA32_ARCH_CAPABILITIES MSR exists (Intel).
+    pub const ARCH_CAPABILITIES: u32 = 1 << 29;
     /// 8000_0001 ECX.0: LAHF/SAHF in 64-bit mode.
     pub const LAHF_LM: u32 = 1 << 0;
     /// 8000_0001 ECX.2: SVM (never).
@@ -252,6 +254,15 @@ const LEAF1_ECX: u32 = f::SSE3
 const LEAF7_EBX: u32 = f::SMEP | f::INVPCID | f::SMAP;
 /// CPUID.(7,0):ECX.
 const LEAF7_ECX: u32 = f::UMIP;
+/// CPUID.(7,0):EDX of the model presented as vendor `v`: IA32_ARCH_CAPABILITIES on Intel,
+/// where Linux reads it to learn which speculation bugs the CPU does not have (an AMD part
+/// has no such MSR; Linux treats AMD as free of the Intel-only bugs without it).
+pub const fn leaf7_edx(v: Vendor) -> u32 {
+    match v {
+        Vendor::Intel => f::ARCH_CAPABILITIES,
+        Vendor::Amd => 0,
+    }
+}
 /// CPUID.8000_0001:ECX.
 const EXT1_ECX: u32 = f::LAHF_LM | f::ABM;
 /// CPUID.8000_0001:EDX.
@@ -300,7 +311,7 @@ pub fn cpuid_as(v: Vendor, leaf: u32, subleaf: u32) -> [u32; 4] {
         ],
         // EBX: CLFLUSH line size 8 quadwords (64 bytes), one logical processor, APIC id 0.
         1 => [signature(v), 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX],
-        7 if subleaf == 0 => [0, LEAF7_EBX, LEAF7_ECX, 0],
+        7 if subleaf == 0 => [0, LEAF7_EBX, LEAF7_ECX, leaf7_edx(v)],
         // TSC = crystal × EBX / EAX; the crystal (ECX, Hz) also clocks the APIC timer.
         0x15 => [1, 1, TSC_HZ as u32, 0],
         0x16 => [TSC_MHZ, TSC_MHZ, TSC_MHZ, 0],
@@ -499,6 +510,12 @@ mod tests {
         (7, 1, f::INVPCID, "INVPCID"),
         (7, 1, f::SMAP, "CR4.SMAP, CLAC/STAC"),
         (7, 2, f::UMIP, "CR4.UMIP"),
+        (
+            7,
+            3,
+            f::ARCH_CAPABILITIES,
+            "IA32_ARCH_CAPABILITIES (read-only, Intel)",
+        ),
         (0x8000_0001, 2, f::LAHF_LM, "LAHF/SAHF"),
         (0x8000_0001, 2, f::ABM, "LZCNT"),
         (0x8000_0001, 3, f::SYSCALL, "SYSCALL/SYSRET"),

@@ -85,31 +85,48 @@ fn dump() -> String {
     writeln!(s, "\n### MSRs\n").unwrap();
     writeln!(s, "| index | MSR | vendor |").unwrap();
     writeln!(s, "| --- | --- | --- |").unwrap();
-    let mut rows: Vec<(u32, String, &str)> = MSRS
+    let mut rows: Vec<(u32, String, &str, &str)> = MSRS
         .iter()
-        .map(|&(i, _, name)| (i, format!("{i:#x}"), name))
+        .map(|&(i, _, name)| {
+            let has = |v| msr::Msr::from_index_as(v, i).is_some();
+            let vendor = match (has(Vendor::Intel), has(Vendor::Amd)) {
+                (true, true) => "both",
+                (true, false) => "Intel",
+                (false, true) => "AMD",
+                (false, false) => "neither",
+            };
+            (i, format!("{i:#x}"), name, vendor)
+        })
         .collect();
-    rows.push((mtrr::CAP, format!("{:#x}", mtrr::CAP), "IA32_MTRRCAP"));
+    rows.push((
+        mtrr::CAP,
+        format!("{:#x}", mtrr::CAP),
+        "IA32_MTRRCAP",
+        "both",
+    ));
     rows.push((
         mtrr::DEF_TYPE,
         format!("{:#x}", mtrr::DEF_TYPE),
         "IA32_MTRR_DEF_TYPE",
+        "both",
     ));
     let last_var = mtrr::PHYS_BASE0 + 2 * mtrr::VAR_COUNT as u32 - 1;
     rows.push((
         mtrr::PHYS_BASE0,
         format!("{:#x}..={last_var:#x}", mtrr::PHYS_BASE0),
         "IA32_MTRR_PHYSBASE0..7 / PHYSMASK0..7",
+        "both",
     ));
     let fixed: Vec<String> = mtrr::FIXED.iter().map(|i| format!("{i:#x}")).collect();
     rows.push((
         mtrr::FIXED[0],
         fixed.join(", "),
         "IA32_MTRR_FIX64K/16K/4K_*",
+        "both",
     ));
     rows.sort_by_key(|r| r.0);
-    for (_, index, name) in rows {
-        writeln!(s, "| {index} | {name} | both |").unwrap();
+    for (_, index, name, vendor) in rows {
+        writeln!(s, "| {index} | {name} | {vendor} |").unwrap();
     }
     for (v, ranges, what) in [
         (Vendor::Intel, &msr::INTEL_PERF_MSRS[..], "IA32_PMC0-3, PERFEVTSEL0-3, FIXED_CTR0-2, FIXED_CTR_CTRL, PERF_GLOBAL_*: read 0, writes ignored"),

@@ -8,6 +8,7 @@
 //! | uname | `uname -r` | the kit's kernel release, QEMU |
 //! | flags | `grep -m1 flags /proc/cpuinfo` | the CPUID model (what must and must not be there) |
 //! | clock | the current and available clocksources, `cpu MHz`, `bogomips` | `tsc` (with `kvm-clock` available), 1000.000, 2000.00 |
+//! | vuln | `/sys/devices/system/cpu/vulnerabilities/{meltdown,indirect_target_selection}` | `Not affected` (IA32_ARCH_CAPABILITIES: no page-table isolation, no return thunks), QEMU |
 //! | sha256 | `sha256sum` of a file made with `seq` and `dd` | QEMU, the host (same busybox) |
 //! | awk | a floating-point `awk` loop | QEMU, the host |
 //! | fpmath | `testsuite/linux/fpmath.c`: `long double` and SSE math, built at test time with `gcc -static`, added to the initramfs | QEMU, the host |
@@ -51,6 +52,11 @@ fn steps() -> Vec<Step> {
             "cat /sys/devices/system/clocksource/clocksource0/current_clocksource; \
              cat /sys/devices/system/clocksource/clocksource0/available_clocksource; \
              grep -m1 MHz /proc/cpuinfo; grep -m1 bogomips /proc/cpuinfo",
+        ),
+        step(
+            "vuln",
+            "cd /sys/devices/system/cpu/vulnerabilities && cat meltdown && \
+             (cat indirect_target_selection 2>/dev/null || echo absent)",
         ),
         step("sha256", SHA_CMD),
         step("awk", &format!("awk '{AWK_PROGRAM}'")),
@@ -251,13 +257,22 @@ fn boot_and_check(engine: Engine, timeout: Duration) {
     );
     assert!(clock.contains("cpu MHz\t\t: 1000.000"), "{clock}");
     assert!(clock.contains("bogomips\t: 2000.00"), "{clock}");
+    // The model's IA32_ARCH_CAPABILITIES: Linux runs without page-table isolation (a soft-TLB
+    // flush at every kernel entry and exit) and without ITS return thunks, as on QEMU's model.
+    let vuln = &section("vuln").output;
+    assert_eq!(
+        vuln.lines().next(),
+        Some("Not affected"),
+        "{engine:?}: {vuln}"
+    );
+    assert!(!vuln.contains("Mitigation"), "{engine:?}: {vuln}");
     // Host-independent results: the host's.
     assert_eq!(first_word(&section("sha256").output), s.host_sha256);
     assert_eq!(section("awk").output, s.host_awk);
     assert_eq!(section("fpmath").output, s.host_fpmath);
     // The oracle.
     if let Some(q) = qemu() {
-        for name in ["uname", "sha256", "awk", "fpmath"] {
+        for name in ["uname", "vuln", "sha256", "awk", "fpmath"] {
             let theirs = q
                 .get(name)
                 .unwrap_or_else(|| panic!("QEMU: no {name} section"));

@@ -85,7 +85,7 @@ pub fn ends_block(insn: &Instruction) -> bool {
 pub fn decode_block(bytes: &[u8], pc: u64, mode: Mode, max_insns: usize) -> DecodedBlock {
     let mut decoder = Decoder::with_ip(mode.bitness, bytes, pc, DecoderOptions::NONE);
     let page_end = (pc & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE);
-    let mut insns = Vec::new();
+    let mut insns = Vec::with_capacity(16);
     let mut insn = Instruction::default();
     let end = loop {
         if insns.len() >= max_insns.max(1) {

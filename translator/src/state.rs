@@ -392,8 +392,10 @@ pub struct Msrs {
     pub mtrr_fixed: [u64; 11],
 }
 
-/// Entries per soft-TLB set.
-pub const TLB_ENTRIES: usize = 256;
+/// Entries per soft-TLB set. 1024 rather than 256: booting Linux to `/init` (1.4G guest
+/// instructions) took 14.4M page walks with 256 and 5.1M with 1024; a flush then clears
+/// 64 KiB, which the ~17,000 CR3 writes of that boot do not notice.
+pub const TLB_ENTRIES: usize = 1024;
 
 /// A tag that never matches an address (its low bits are set; tags are page aligned).
 pub const TLB_INVALID: u64 = u64::MAX;

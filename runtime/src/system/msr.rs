@@ -16,8 +16,10 @@
 //! - Which MSRs exist past [`MSRS`] depends on the vendor the model reports
 //!   ([`cpuid::vendor`]): the vendor's performance-counter MSRs read as zero and ignore
 //!   writes (CPUID advertises no PMU: leaf 0xA is zero), as the other vendor's raise #GP.
-//!   The speculation-control MSRs (SPEC_CTRL, PRED_CMD, ARCH_CAPABILITIES) do not exist
-//!   because CPUID.7.0:EDX advertises none of them.
+//!   SPEC_CTRL and PRED_CMD do not exist because CPUID.7.0:EDX does not advertise them.
+//! - IA32_ARCH_CAPABILITIES exists on the Intel model (CPUID.7.0:EDX.29) and is read-only:
+//!   it reports the virtual CPU free of the speculative-execution bugs whose mitigations a
+//!   guest kernel would otherwise pay for ([`ARCH_CAPS`]).
 
 use translator::state::{cr, seg};
 use translator::{CpuState, Exception};
@@ -33,6 +35,8 @@ pub mod index {
     pub const TSC: u32 = 0x10;
     /// IA32_APIC_BASE.
     pub const APIC_BASE: u32 = 0x1B;
+    /// IA32_ARCH_CAPABILITIES (Intel; read-only).
+    pub const ARCH_CAPABILITIES: u32 = 0x10A;
     /// IA32_BIOS_SIGN_ID (Intel: microcode revision in bits 63:32) / MSR_PATCH_LEVEL (AMD:
     /// bits 31:0).
     pub const BIOS_SIGN_ID: u32 = 0x8B;
@@ -81,6 +85,8 @@ pub enum Msr {
     ApicBase,
     /// IA32_BIOS_SIGN_ID / AMD's patch level.
     BiosSignId,
+    /// IA32_ARCH_CAPABILITIES (Intel model only; read-only).
+    ArchCapabilities,
     /// A memory-type range register.
     Mtrr(Mtrr),
     /// A performance-monitoring MSR of the vendor, while no PMU is advertised: reads 0,
@@ -127,6 +133,11 @@ pub static MSRS: &[(u32, Msr, &str)] = &[
     (index::TSC, Msr::Tsc, "IA32_TIME_STAMP_COUNTER"),
     (index::APIC_BASE, Msr::ApicBase, "IA32_APIC_BASE"),
     (index::BIOS_SIGN_ID, Msr::BiosSignId, "IA32_BIOS_SIGN_ID"),
+    (
+        index::ARCH_CAPABILITIES,
+        Msr::ArchCapabilities,
+        "IA32_ARCH_CAPABILITIES",
+    ),
     (index::SYSENTER_CS, Msr::SysenterCs, "IA32_SYSENTER_CS"),
     (index::SYSENTER_ESP, Msr::SysenterEsp, "IA32_SYSENTER_ESP"),
     (index::SYSENTER_EIP, Msr::SysenterEip, "IA32_SYSENTER_EIP"),
@@ -182,7 +193,13 @@ impl Msr {
         if let Some(e) = MSRS.iter().find(|e| e.0 == index) {
             // IA32_TSC_AUX exists with RDTSCP (CPUID.8000_0001:EDX.27), as on hardware.
             let rdtscp = cpuid::has_ext1_edx(features::RDTSCP);
-            return (e.1 != Msr::TscAux || rdtscp).then_some(e.1);
+            let arch_caps = cpuid::leaf7_edx(v) & features::ARCH_CAPABILITIES != 0;
+            let exists = match e.1 {
+                Msr::TscAux => rdtscp,
+                Msr::ArchCapabilities => arch_caps,
+                _ => true,
+            };
+            return exists.then_some(e.1);
         }
         if let Some(m) = Mtrr::from_index(index) {
             return Some(Msr::Mtrr(m));
@@ -196,6 +213,27 @@ impl Msr {
             .then_some(Msr::PerfCounter)
     }
 }
+
+/// IA32_ARCH_CAPABILITIES: the "not affected" bits (Intel SDM vol. 4, table 2-2). The
+/// guest's memory accesses are checked in software by the soft MMU, the TLB, the segment
+/// checks, before any host access: no fault is deferred past a permission check
+/// (RDCL_NO: kernel page-table isolation would protect nothing and flush the soft TLB at
+/// every kernel entry), and there are no guest-visible fill, store or load-port buffers,
+/// TSX, or branch predictors to sample or train. QEMU's TCG presents an AMD model, which
+/// Linux treats the same way.
+pub const ARCH_CAPS: u64 = (1 << 0) // RDCL_NO
+    | (1 << 4) // SSB_NO
+    | (1 << 5) // MDS_NO
+    | (1 << 6) // IF_PSCHANGE_MC_NO
+    | (1 << 8) // TAA_NO
+    | (1 << 13) // SBDR_SSDP_NO
+    | (1 << 14) // FBSDP_NO
+    | (1 << 15) // PSDP_NO
+    | (1 << 20) // BHI_NO
+    | (1 << 24) // PBRSB_NO
+    | (1 << 26) // GDS_NO
+    | (1 << 27) // RFDS_NO
+    | (1 << 62); // ITS_NO
 
 /// IA32_APIC_BASE at reset: base 0xFEE0_0000, globally enabled (bit 11), bootstrap
 /// processor (bit 8).
@@ -274,6 +312,7 @@ pub fn rdmsr(m: &mut Machine, cpu: &CpuState, index: u32) -> Result<u64, Excepti
             Vendor::Intel => INTEL_MICROCODE,
             Vendor::Amd => AMD_PATCH_LEVEL,
         },
+        Msr::ArchCapabilities => ARCH_CAPS,
         Msr::Mtrr(which) => mtrr::read(r, which),
         Msr::PerfCounter => 0,
         Msr::SysenterCs => r.sysenter_cs,
@@ -332,6 +371,7 @@ pub fn wrmsr(m: &mut Machine, cpu: &mut CpuState, index: u32, value: u64) -> Res
             Vendor::Intel => {}
             Vendor::Amd => return gp,
         },
+        Msr::ArchCapabilities => return gp,
         Msr::Mtrr(which) => mtrr::write(&mut cpu.msr, which, value)?,
         Msr::PerfCounter => {}
         Msr::SysenterCs => cpu.msr.sysenter_cs = value,
@@ -462,6 +502,36 @@ mod tests {
     }
 
     #[test]
+    fn arch_capabilities_exists_as_cpuid_says_and_is_read_only() {
+        let (mut m, mut cpu) = setup();
+        let advertised = cpuid::cpuid(7, 0)[3] & features::ARCH_CAPABILITIES != 0;
+        assert_eq!(advertised, cpuid::vendor() == Vendor::Intel);
+        let read = rdmsr(&mut m, &cpu, index::ARCH_CAPABILITIES);
+        if advertised {
+            assert_eq!(read, Ok(ARCH_CAPS));
+            // RDCL_NO (no kernel page-table isolation) and ITS_NO, which Linux wants from
+            // a hypervisor before it leaves the return thunks out.
+            assert_eq!(ARCH_CAPS & 1, 1);
+            assert_ne!(ARCH_CAPS & (1 << 62), 0);
+        } else {
+            assert_eq!(read, Err(GP));
+        }
+        let before = cpu.clone();
+        assert_eq!(
+            wrmsr(&mut m, &mut cpu, index::ARCH_CAPABILITIES, 0),
+            Err(GP)
+        );
+        assert_eq!(cpu.msr, before.msr);
+        // Whatever the host, each vendor's model has it exactly when its CPUID says so.
+        for v in [Vendor::Intel, Vendor::Amd] {
+            let has = cpuid::cpuid_as(v, 7, 0)[3] & features::ARCH_CAPABILITIES != 0;
+            let msr = Msr::from_index_as(v, index::ARCH_CAPABILITIES);
+            assert_eq!(msr.is_some(), has, "{v:?}");
+            assert_eq!(has, v == Vendor::Intel);
+        }
+    }
+
+    #[test]
     fn unknown_and_invalid_writes_raise_gp_and_change_nothing() {
         let (mut m, mut cpu) = setup();
         // The other vendor's performance counter.
@@ -474,7 +544,6 @@ mod tests {
             0x3A,
             0x48,  // SPEC_CTRL: CPUID.7.0:EDX.26 clear
             0x49,  // PRED_CMD: likewise
-            0x10A, // ARCH_CAPABILITIES: CPUID.7.0:EDX.29 clear
             0x210, // a ninth variable MTRR
             0xC000_0085,
             foreign_perf,

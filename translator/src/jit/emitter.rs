@@ -1040,6 +1040,14 @@ impl Emitter for ClifEmitter<'_> {
                             let f = self.b.ins().load(types::I64, self.regions.slot, p, 0);
                             self.tail_call(f);
                         }
+                        None if self.jump_cache.is_some_and(|l| l.is_valid()) => {
+                            // No link (under paging, a target on another page): find the
+                            // successor as an indirect jump does, through the jump cache,
+                            // which mapping changes clear, without a trip through the
+                            // dispatcher.
+                            self.store_cpu_const(state::OFF_LINK_SLOT, 0);
+                            self.indirect_jump(t);
+                        }
                         None => {
                             self.store_cpu_const(state::OFF_LINK_SLOT, 0);
                             self.ret_const(ExitReason::Jump as u64);

@@ -26,8 +26,10 @@
 //!   `icount` staying in host registers (nothing is linked, no slot is asked for);
 //! - direct jump to another constant target `t`: `rip = t`; if [`JitEnv::link_slot`] gave a
 //!   slot, `link_slot = &slot` and the block tail-calls the address the slot holds (the
-//!   successor, or the exit stub while unlinked); otherwise `link_slot = 0` and it returns
-//!   [`ExitReason::Jump`];
+//!   successor, or the exit stub while unlinked); otherwise `link_slot = 0` and, with a
+//!   jump cache, it leaves as an indirect jump to `t` does (a target the runtime will not
+//!   link, such as one on another page under paging, is found through the jump cache, not
+//!   the dispatcher), without one it returns [`ExitReason::Jump`];
 //! - indirect jump: `rip = t`, `link_slot = 0`; if [`JitEnv::jump_cache`] gave a jump cache,
 //!   probe it inline for `t` in the block's mode and tail-call the hit; otherwise (and on a
 //!   miss) tail-call what [`Helper::Lookup`] returns;

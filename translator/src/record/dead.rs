@@ -302,29 +302,57 @@ fn retarget(op: &mut Op, map: &[u32]) {
 
 /// Remove the ops whose only effect is a slot nothing reads, repeatedly (a removed op's
 /// operands may become unread in turn).
+///
+/// Linear in the program's size: each slot keeps a count of the kept ops that read it and
+/// a list of the pure ops that define it; a count that drops to zero queues the slot, and
+/// removing its definitions decrements the counts of what they read. (Rescanning the whole
+/// program until nothing changed was quadratic in the length of a dead chain, and recording
+/// is what cold code costs.) An op that reads its own destination keeps itself alive, as a
+/// rescan would.
 pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
-    let mut keep = vec![true; p.ops.len()];
-    loop {
-        let mut read = [vec![false; nslots], vec![false; nvslots]];
-        for (op, _) in p.ops.iter().zip(&keep).filter(|(_, &k)| k) {
-            reads(op, &mut |file, s| {
-                if let Some(r) = read[file as usize].get_mut(s as usize) {
-                    *r = true;
-                }
-            });
-        }
-        let mut changed = false;
-        for (op, k) in p.ops.iter().zip(keep.iter_mut()).filter(|(_, k)| **k) {
-            if let Some((file, d)) = pure_def(op) {
-                // Out-of-range slots are left for `in_range` to reject.
-                if read[file as usize].get(d as usize) == Some(&false) {
-                    *k = false;
-                    changed = true;
-                }
+    const NONE: u32 = u32::MAX;
+    let sizes = [nslots, nvslots];
+    let mut count = [vec![0u32; nslots], vec![0u32; nvslots]];
+    // head[file][slot]: the last pure op defining the slot; next[op]: the one before it.
+    let mut head = [vec![NONE; nslots], vec![NONE; nvslots]];
+    let mut next = vec![NONE; p.ops.len()];
+    for (i, op) in p.ops.iter().enumerate() {
+        reads(op, &mut |file, s| {
+            if let Some(c) = count[file as usize].get_mut(s as usize) {
+                *c += 1;
+            }
+        });
+        if let Some((file, d)) = pure_def(op) {
+            // Out-of-range slots are left for `in_range` to reject.
+            if let Some(h) = head[file as usize].get_mut(d as usize) {
+                next[i] = *h;
+                *h = i as u32;
             }
         }
-        if !changed {
-            break;
+    }
+    let mut work: Vec<(File, Slot)> = Vec::new();
+    for (f, file) in [File::Int, File::Vec].into_iter().enumerate() {
+        for s in 0..sizes[f] {
+            if count[f][s] == 0 && head[f][s] != NONE {
+                work.push((file, s as Slot));
+            }
+        }
+    }
+    let mut keep = vec![true; p.ops.len()];
+    while let Some((file, s)) = work.pop() {
+        let mut i = std::mem::replace(&mut head[file as usize][s as usize], NONE);
+        while i != NONE {
+            let op = &p.ops[i as usize];
+            keep[i as usize] = false;
+            reads(op, &mut |f, r| {
+                if let Some(c) = count[f as usize].get_mut(r as usize) {
+                    *c -= 1;
+                    if *c == 0 && head[f as usize][r as usize] != NONE {
+                        work.push((f, r));
+                    }
+                }
+            });
+            i = next[i as usize];
         }
     }
     compact(p, keep);
@@ -362,6 +390,50 @@ mod tests {
     use super::*;
     use crate::ir::{BinOp, Ty};
     use crate::state::ExitReason;
+
+    #[test]
+    fn a_long_dead_chain_goes_and_a_self_reader_stays() {
+        // 0: load; 1..N: each adds the previous slot to itself; nothing reads the last one.
+        const N: u16 = 5_000;
+        let mut ops = vec![
+            Op::Charge { n: 1 },
+            Op::LoadState {
+                ty: Ty::I64,
+                d: 0,
+                off: 0,
+            },
+        ];
+        for d in 1..N {
+            ops.push(Op::Bin {
+                op: BinOp::Add,
+                ty: Ty::I64,
+                d,
+                a: d - 1,
+                b: d - 1,
+            });
+        }
+        // A slot whose only reader is its own definition (a loop counter nothing else
+        // uses) stays, as rescanning to a fixed point keeps it.
+        ops.push(Op::Bin {
+            op: BinOp::Add,
+            ty: Ty::I64,
+            d: N,
+            a: N,
+            b: 0,
+        });
+        ops.push(Op::ExitReturn {
+            reason: ExitReason::Jump,
+        });
+        let mut p = Program {
+            ops,
+            regs: vec![0; N as usize + 1],
+            ..Program::default()
+        };
+        remove_dead(&mut p, N as usize + 1, 0);
+        assert_eq!(p.ops.len(), 4, "{:?}", &p.ops[..p.ops.len().min(6)]);
+        assert!(matches!(p.ops[1], Op::LoadState { d: 0, .. }));
+        assert!(matches!(p.ops[2], Op::Bin { d: N, a: N, .. }));
+    }
 
     #[test]
     fn unread_chains_go_and_targets_follow() {

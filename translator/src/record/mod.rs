@@ -27,6 +27,10 @@ pub mod exec;
 mod dead;
 mod finish;
 
+// foldhash, not SipHash: the constant and conversion tables are probed for almost every
+// recorded op, and recording is what cold code costs (`coldcode`, the Linux boot).
+use hashbrown::HashMap;
+
 use crate::emit::{Emitter, Exit, ValueOps, VectorOps};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
@@ -196,12 +200,12 @@ pub struct Recorder<'a> {
     p: Program,
     nslots: u32,
     nvslots: u32,
-    const_slots: std::collections::HashMap<u64, Slot>,
-    vconst_slots: std::collections::HashMap<u128, Slot>,
+    const_slots: HashMap<u64, Slot>,
+    vconst_slots: HashMap<u128, Slot>,
     /// Conversions recorded since the last label, by operand slot, conversion and source
     /// and target widths. Only straight-line code after the last bound label is known to
     /// run after them, so `bind` forgets them.
-    convs: std::collections::HashMap<(Slot, u8, u32, u32), RVal>,
+    convs: HashMap<(Slot, u8, u32, u32), RVal>,
     vars: Vec<Option<VarVal>>,
     var_tys: Vec<Option<Ty>>,
     labels: Vec<LabelInfo>,
@@ -211,6 +215,29 @@ pub struct Recorder<'a> {
     fault_used: bool,
 }
 
+/// Starting capacity of a program's ops and registers, sized so a typical block grows
+/// neither while it is recorded (growing them one push at a time was a tenth of what
+/// recording cold code cost).
+const TYPICAL_OPS: usize = 256;
+
+/// The recorder's working tables, kept per thread between recordings so that recording a
+/// block allocates little beyond its program (allocation was a tenth of recording cold
+/// code). Empty whenever it is stored.
+#[derive(Default)]
+struct Scratch {
+    const_slots: HashMap<u64, Slot>,
+    vconst_slots: HashMap<u128, Slot>,
+    convs: HashMap<(Slot, u8, u32, u32), RVal>,
+    vars: Vec<Option<VarVal>>,
+    var_tys: Vec<Option<Ty>>,
+    labels: Vec<LabelInfo>,
+    edges: Vec<Edge>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// Slots a program may use (indices are `u16`).
 const MAX_SLOTS: u32 = 60_000;
 
@@ -218,23 +245,35 @@ impl<'a> Recorder<'a> {
     /// Start recording the block at `pc`.
     pub fn new(env: &'a mut dyn RecordEnv, pc: u64) -> Self {
         let memory = env.memory();
+        let Scratch {
+            const_slots,
+            vconst_slots,
+            convs,
+            vars,
+            var_tys,
+            labels,
+            edges,
+        } = SCRATCH.with(|c| c.take());
+        let mut ops = Vec::with_capacity(TYPICAL_OPS);
+        ops.push(Op::Charge { n: 0 });
         Recorder {
             env,
             p: Program {
-                ops: vec![Op::Charge { n: 0 }],
+                ops,
+                regs: Vec::with_capacity(TYPICAL_OPS),
                 memory: Some(memory),
                 pc,
                 ..Program::default()
             },
             nslots: 0,
             nvslots: 0,
-            const_slots: std::collections::HashMap::new(),
-            vconst_slots: std::collections::HashMap::new(),
-            convs: std::collections::HashMap::new(),
-            vars: Vec::new(),
-            var_tys: Vec::new(),
-            labels: Vec::new(),
-            edges: Vec::new(),
+            const_slots,
+            vconst_slots,
+            convs,
+            vars,
+            var_tys,
+            labels,
+            edges,
             live: true,
             fault: None,
             fault_used: false,
@@ -249,7 +288,8 @@ impl<'a> Recorder<'a> {
                 reason: ExitReason::Unsupported,
             });
         }
-        for e in std::mem::take(&mut self.edges) {
+        let edges = std::mem::take(&mut self.edges);
+        for e in &edges {
             let at = self.p.ops.len() as u32;
             patch(&mut self.p.ops[e.from.0], e.from.1, at);
             self.emit_moves(&e.moves);
@@ -257,6 +297,7 @@ impl<'a> Recorder<'a> {
             self.p.ops.push(Op::Jump { to: 0 });
             self.label_fixup(e.to, (idx, 0));
         }
+        self.edges = edges;
         for l in &self.labels {
             if l.at.is_none() && !l.fixups.is_empty() {
                 self.p
@@ -275,11 +316,14 @@ impl<'a> Recorder<'a> {
         finish::pair(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
+        // The program lives as long as its block is cached: give back the starting capacity.
+        self.p.ops.shrink_to_fit();
+        self.p.regs.shrink_to_fit();
         self.p.checked = finish::in_range(&self.p);
         if !self.p.checked {
             self.fail("an op names a slot or target out of range");
         }
-        self.p
+        std::mem::take(&mut self.p)
     }
 
     fn fail(&mut self, what: &'static str) {
@@ -1068,6 +1112,34 @@ impl Emitter for Recorder<'_> {
         if skipped != 0 {
             self.emit(Op::Uncount { n: skipped });
         }
+    }
+}
+
+impl Drop for Recorder<'_> {
+    /// Gives the working tables back, emptied, for the next recording on this thread.
+    fn drop(&mut self) {
+        let mut s = Scratch {
+            const_slots: std::mem::take(&mut self.const_slots),
+            vconst_slots: std::mem::take(&mut self.vconst_slots),
+            convs: std::mem::take(&mut self.convs),
+            vars: std::mem::take(&mut self.vars),
+            var_tys: std::mem::take(&mut self.var_tys),
+            labels: std::mem::take(&mut self.labels),
+            edges: std::mem::take(&mut self.edges),
+        };
+        s.const_slots.clear();
+        s.vconst_slots.clear();
+        s.convs.clear();
+        s.vars.clear();
+        s.var_tys.clear();
+        s.labels.clear();
+        s.edges.clear();
+        // A recording started inside another (none today) keeps the outer one's tables.
+        SCRATCH.with(|c| {
+            if let Ok(mut slot) = c.try_borrow_mut() {
+                *slot = s;
+            }
+        });
     }
 }
 

@@ -123,6 +123,30 @@ fn without_a_jump_cache_every_indirect_exit_calls_lookup() {
 }
 
 #[test]
+fn an_unlinked_direct_exit_probes_the_jump_cache_instead_of_returning() {
+    // Under paging the runtime links no direct exit to another page (`link_slot` gives
+    // none, as here with linking off): such an exit finds its successor as an indirect one
+    // does, inline, rather than returning to the dispatcher with `Jump`.
+    let mut h = Harness::new();
+    let (target, _) = setup(&mut h, FakeJumpCache::new(64, 4, [0, 1, 2]));
+    h.m.linking = false;
+    let direct = h
+        .install_raw(0x1000, |e| {
+            let t = e.iconst(Ty::I64, TARGET);
+            e.exit(Exit::Jump(t));
+        })
+        .expect("compile");
+    // A miss: Lookup, which finds nothing, returns the exit stub.
+    assert_eq!(jump(&mut h, direct, TARGET), (ExitReason::Jump, true));
+    assert_eq!(h.m.calls, vec![(Helper::Lookup, [TARGET, 0, 0])]);
+    // Cached: no helper, no dispatcher.
+    let key = h.mode.key();
+    jc(&mut h).set(TARGET, key, target);
+    assert_eq!(jump(&mut h, direct, TARGET), (ExitReason::Halt, false));
+    assert_eq!(h.cpu.gpr[3], 0x77);
+}
+
+#[test]
 fn invalid_layouts_are_ignored() {
     let base = FakeJumpCache::new(16, 4, [0, 1, 2]).layout();
     assert!(base.is_valid());
