@@ -75,7 +75,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             };
             match r {
                 Ok(WriteOutcome::Done) => {
-                    if std::mem::take(&mut m.interrupt_check) {
+                    if std::mem::take(&mut m.run.interrupt_check) {
                         cpu.icount_limit = 0;
                     }
                 }
@@ -220,7 +220,7 @@ fn guarded(
             if cpu.runtime != 0 {
                 // SAFETY: as above.
                 let m = unsafe { &mut *(cpu.runtime as *mut Machine) };
-                m.stop = Some(StopRequest::Internal(format!(
+                m.run.stop = Some(StopRequest::Internal(format!(
                     "panic in the {} helper: {what}",
                     h.name()
                 )));
@@ -404,7 +404,7 @@ mod tests {
         assert_eq!(cpu.status, 0);
         run_helper(&mut m, &mut cpu, hc, [port(H::Out, 4), 0xF4, 0x2A]);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
-        assert_eq!(m.stop, Some(StopRequest::DebugExit(0x2A)));
+        assert_eq!(m.run.stop, Some(StopRequest::DebugExit(0x2A)));
         assert_eq!(m.bus.stats().unclaimed_reads, 1);
     }
 
@@ -451,8 +451,8 @@ mod tests {
         let r = guarded(Helper::Hypercall, cpu_ptr, |_, _| panic!("device exploded"));
         assert_eq!(r, 0);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
-        let Some(StopRequest::Internal(note)) = &m.stop else {
-            panic!("expected an internal-error stop, got {:?}", m.stop);
+        let Some(StopRequest::Internal(note)) = &m.run.stop else {
+            panic!("expected an internal-error stop, got {:?}", m.run.stop);
         };
         assert!(
             note.contains("hypercall helper") && note.contains("device exploded"),

@@ -69,20 +69,7 @@ pub enum Executing {
     Jit,
 }
 
-/// Why a device or a helper asked the VM to stop.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopRequest {
-    /// The guest wrote this value to the isa-debug-exit port.
-    DebugExit(u32),
-    /// A runtime bug was caught (e.g. a panic inside a helper).
-    Internal(String),
-    /// A software interrupt's delivery ended in a triple fault; the report.
-    TripleFault(String),
-    /// The guest powered the board off (ACPI S5).
-    PowerOff,
-    /// The guest reset the board (reset control register, i8042, ACPI reset register).
-    Reset,
-}
+pub use crate::run_state::StopRequest;
 
 /// Result of a guest store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,11 +126,9 @@ pub struct Machine {
     pub code: Option<cache::CodeCache>,
     /// Who is executing guest code right now.
     pub executing: Executing,
-    /// Set when a device or helper asks the VM to stop.
-    pub stop: Option<StopRequest>,
-    /// Set by another thread to stop the run (the `Vm`'s stop handle); the run loop
-    /// polls it between slices and while halted.
-    pub stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The vCPU's run control (halted, interrupt shadow, stop requests, ...): not machine
+    /// state, but here because helpers reach only the machine (see [`crate::run_state`]).
+    pub run: crate::run_state::RunState,
     /// Guest-physical ranges of the last store refused with [`WriteOutcome::CodeModified`].
     pub modified: Vec<(u64, u64)>,
     /// The virtual time-stamp counter.
@@ -157,35 +142,13 @@ pub struct Machine {
     /// INVLPGs executed: engines caching code by virtual address forget what they cached
     /// when it changes.
     pub invlpgs: u64,
-    /// Set when virtual-to-physical mappings may have changed wholesale (a TLB flush, the host
-    /// replacing the CPU state); the dispatcher then drops virtual-PC-keyed state (the jump
-    /// cache, a pending link) and clears it. INVLPG drops its own window of the jump cache
-    /// instead (see [`Machine::invlpg`]).
-    pub mappings_changed: bool,
     /// Host traps taken by the `trap` engine.
     pub host_traps: u64,
-    /// The RIP of the instruction in the interrupt shadow of STI, MOV SS or POP SS: no
-    /// interrupt is taken before it completes (see `engine::vcpu::service`).
-    pub interrupt_shadow: Option<u64>,
     /// The data and port accesses of the instruction being stepped for the debug registers
     /// (collecting only while `engine::debug` asks).
     pub debug_accesses: crate::system::debug::AccessLog,
-    /// SYSRET restored RFLAGS.TF: the single-step #DB is due before the next instruction
-    /// (taken by `engine::debug::step`).
-    pub step_trap_pending: bool,
-    /// The vCPU executed HLT and waits for an interrupt.
-    pub halted: bool,
-    /// NMI blocking: set when an NMI is delivered, cleared by the next IRET that completes
-    /// (SDM Vol. 3A §6.7.1); a pending NMI waits meanwhile.
-    pub nmi_blocked: bool,
-    /// The host's NMI button (the `Vm`'s NMI handle): an edge on the board's NMI
-    /// line, taken by the run loop between blocks and while halted.
-    pub nmi_button: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Interrupt controllers, timers and the RTC.
     pub platform: crate::devices::platform::Platform,
-    /// The user's instruction limit (`u64::MAX` for none); `CpuState::icount_limit` is the
-    /// end of the current slice the run loop chose.
-    pub insn_limit: u64,
     /// External interrupts delivered.
     pub interrupts_delivered: u64,
     /// Guest MMIO reads and writes (outside RAM: the APICs, or nothing).
@@ -207,9 +170,6 @@ pub struct Machine {
     /// Some soft-TLB entry may come from a large page (it can then sit at any index, and
     /// INVLPG must look at every entry): set by fills, cleared by full flushes.
     pub tlb_large: bool,
-    /// A device register write may have made an interrupt deliverable; the helper that
-    /// caused it ends the current slice, so the run loop looks.
-    pub interrupt_check: bool,
     /// Host stubs of the guest's floating-point and vector instructions.
     pub stubs: crate::stubs::HostStubs,
     /// Bytes waiting for COM1's receiver (see [`crate::console`]).
@@ -300,31 +260,22 @@ impl Machine {
             chipset,
             code: None,
             executing: Executing::Interp,
-            stop: None,
-            stop_flag: Default::default(),
+            run: Default::default(),
             modified: Vec::new(),
             tsc,
             counters: HelperCounters::default(),
             exceptions: 0,
             code_modified: 0,
             invlpgs: 0,
-            mappings_changed: false,
-            interrupt_shadow: None,
             debug_accesses: Default::default(),
-            step_trap_pending: false,
             host_traps: 0,
-            halted: false,
-            nmi_blocked: false,
-            nmi_button: Default::default(),
             platform,
-            insn_limit: u64::MAX,
             interrupts_delivered: 0,
             mmio: [0; 2],
             exceptions_by_vector: [0; 32],
             stop_on_unsupported: false,
             unsupported_uds: Default::default(),
             halted_ns: 0,
-            interrupt_check: false,
             hypercalls: [0; 64],
             tlb: TlbCounters::default(),
             tlb_large: false,
@@ -472,8 +423,8 @@ impl Machine {
     }
 
     /// Invalidates every TLB entry; `global` also drops global pages. Sets
-    /// [`Machine::mappings_changed`]. The caller flushes on every paging-relevant change:
-    /// MOV CR3 and task-switch CR3 loads (`global` false), MOV CR0 changing PG or WP, MOV CR4
+    /// [`crate::run_state::RunState::mappings_changed`]. The caller flushes on every
+    /// paging-relevant change: MOV CR3 and task-switch CR3 loads (`global` false), MOV CR0 changing PG or WP, MOV CR4
     /// changing PGE, PAE, PSE, SMEP or SMAP, WRMSR EFER changing NXE or LME (`global` true).
     /// RFLAGS.AC changes need no flush (see [`crate::mmu::tlb`]).
     pub fn flush_tlb(&mut self, cpu: &mut CpuState, global: bool) {
@@ -482,7 +433,7 @@ impl Machine {
             self.tlb_large = false;
         }
         self.tlb.flushes += 1;
-        self.mappings_changed = true;
+        self.run.mappings_changed = true;
     }
 
     /// Invalidates the TLB entries of the page holding linear address `lin` in both sets,
@@ -490,8 +441,9 @@ impl Machine {
     /// entries that may have come through that page: every PC in the aligned window of the
     /// largest page size the paging mode has (the old mapping's size is unknown: the guest
     /// has usually just rewritten the entry), and the page before it (a block there may run
-    /// onto it). Cheaper than [`Machine::mappings_changed`]'s full clear, and the jump cache
-    /// keeps the entries of code elsewhere.
+    /// onto it). Cheaper than the full clear of
+    /// [`crate::run_state::RunState::mappings_changed`], and the jump cache keeps the entries
+    /// of code elsewhere.
     pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
         let regs = PagingRegs::of(cpu);
         let lin = lin & regs.lin_mask();
@@ -539,7 +491,7 @@ impl Machine {
             .platform
             .mmio_write(phys, size.clamp(1, 8) as u8, value, now)
         {
-            self.interrupt_check = true;
+            self.run.interrupt_check = true;
         }
     }
 

@@ -181,12 +181,12 @@ impl Vm {
             cfg.cache,
             dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering),
         )?);
-        machine.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
+        machine.run.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
         machine.stop_on_unsupported = cfg.stop_on_unsupported;
         // Between runs `icount_limit` holds the user's limit (see `engine::vcpu`).
         let mut cpu = Box::new(CpuState {
             rflags: rflags::FIXED,
-            icount_limit: machine.insn_limit,
+            icount_limit: machine.run.insn_limit,
             ..CpuState::default()
         });
         // MSRs first: their reset clears EFER, which the long-mode reset then sets.
@@ -230,7 +230,7 @@ impl Vm {
 
     /// The CPU state and the machine, for the boot code that sets both up.
     pub(crate) fn parts_mut(&mut self) -> (&mut CpuState, &mut Machine) {
-        self.machine.mappings_changed = true;
+        self.machine.run.mappings_changed = true;
         self.machine.tlb_large = true;
         (&mut self.cpu, &mut self.machine)
     }
@@ -251,7 +251,7 @@ impl Vm {
     /// A handle another thread can stop this VM's runs with.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            flag: self.machine.stop_flag.clone(),
+            flag: self.machine.run.stop_flag.clone(),
             bell: self.machine.doorbell.clone(),
         }
     }
@@ -259,7 +259,7 @@ impl Vm {
     /// A handle another thread can send this VM NMIs with (see [`NmiHandle`]).
     pub fn nmi_handle(&self) -> NmiHandle {
         NmiHandle {
-            button: self.machine.nmi_button.clone(),
+            button: self.machine.run.nmi_button.clone(),
             bell: self.machine.doorbell.clone(),
         }
     }
@@ -268,6 +268,7 @@ impl Vm {
     /// next run takes it before its first instruction.
     pub fn nmi(&mut self) {
         self.machine
+            .run
             .nmi_button
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -302,7 +303,7 @@ impl Vm {
     /// virtual-address-keyed lookup (as KVM flushes the TLB on `KVM_SET_SREGS`); the soft TLB
     /// is part of the state and is the caller's.
     pub fn cpu_mut(&mut self) -> &mut CpuState {
-        self.machine.mappings_changed = true;
+        self.machine.run.mappings_changed = true;
         // The TLB the host installs may hold anything.
         self.machine.tlb_large = true;
         &mut self.cpu

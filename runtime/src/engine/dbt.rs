@@ -251,16 +251,16 @@ impl Dbt {
             // A stop request is looked at before every block the dispatcher enters (one
             // relaxed load), not only at slice ends: a slice of blocks that each need
             // compiling can take seconds.
-            let stop_asked = m.stop_flag.load(std::sync::atomic::Ordering::Relaxed);
-            if cpu.icount >= cpu.icount_limit || m.halted || stop_asked {
-                if cpu.icount >= m.insn_limit {
+            let stop_asked = m.run.stop_flag.load(std::sync::atomic::Ordering::Relaxed);
+            if cpu.icount >= cpu.icount_limit || m.run.halted || stop_asked {
+                if cpu.icount >= m.run.insn_limit {
                     return RunOutcome::InstructionLimit;
                 }
                 link_from = None;
                 if let Err(outcome) = vcpu::service(m, cpu) {
                     return outcome;
                 }
-                if let Some(stop) = m.stop.take() {
+                if let Some(stop) = m.run.stop.take() {
                     return super::exit::stop_outcome(stop);
                 }
             }
@@ -271,7 +271,7 @@ impl Dbt {
                 }
                 continue;
             }
-            if std::mem::take(&mut m.mappings_changed) {
+            if std::mem::take(&mut m.run.mappings_changed) {
                 // Virtual-PC-keyed state is stale: the jump cache, and any pending link
                 // (links never cross pages while paging is on, see `BlockEnv::link_slot`).
                 cache_mut(m).jump_cache_clear();
@@ -305,9 +305,9 @@ impl Dbt {
                         // loop above to look (budget, stop, TF, mappings, halt).
                         if exit != translator::ExitReason::Jump as u64
                             || cpu.icount >= cpu.icount_limit
-                            || m.halted
-                            || m.stop.is_some()
-                            || m.mappings_changed
+                            || m.run.halted
+                            || m.run.stop.is_some()
+                            || m.run.mappings_changed
                             || super::debug::active(cpu)
                         {
                             break Some(exit);

@@ -37,7 +37,7 @@ impl InterpEnv for Machine {
         match self.stubs.addr(&stub.code) {
             Some(addr) => crate::fpu::run_stub(self, cpu, addr, how),
             None => {
-                self.stop = Some(crate::machine::StopRequest::Internal(
+                self.run.stop = Some(crate::machine::StopRequest::Internal(
                     "the host-stub cache is full".into(),
                 ));
                 cpu.status = ExitReason::Stop as u64;

@@ -171,7 +171,7 @@ fn handle(cpu_ptr: *mut CpuState, trap_pc: usize) -> bool {
         let site = unsafe { table.as_ref() }.and_then(|t| t.find(block, cpu.rip));
         let decoded = HypercallArgs::decode(args[0]);
         if !site.is_some_and(|s| decoded.is_some_and(|x| x.kind == s.kind)) {
-            m.stop = Some(StopRequest::Internal(format!(
+            m.run.stop = Some(StopRequest::Internal(format!(
                 "host trap at {trap_pc:#x} (guest rip {:#x}) has no trap-table entry",
                 cpu.rip
             )));

@@ -7,8 +7,8 @@
 //! Invariants:
 //! - Generated code returns to the dispatcher at least every [`SLICE`] guest instructions
 //!   (`icount_limit` is the end of the current slice, never beyond the user's limit in
-//!   [`Machine::insn_limit`]); a handler that may have unmasked an interrupt (STI, POPF,
-//!   MOV CR8, EOI) sets `icount_limit = 0` so the next block entry returns at once.
+//!   [`crate::run_state::RunState::insn_limit`]); a handler that may have unmasked an
+//!   interrupt (STI, POPF, MOV CR8, EOI) sets `icount_limit = 0` so the next block entry returns at once.
 //! - An exception or interrupt is delivered with the architectural state of an instruction
 //!   boundary; a delivery that ends in a triple fault stops the VM with a report.
 
@@ -36,7 +36,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// and opens the next instruction slice. `Err` stops the run.
 pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     loop {
-        if m.stop_flag.swap(false, Ordering::Relaxed) {
+        if m.run.stop_flag.swap(false, Ordering::Relaxed) {
             return Err(RunOutcome::Stopped);
         }
         pump_console(m);
@@ -44,11 +44,11 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
-        if let Some(pc) = m.interrupt_shadow.take() {
+        if let Some(pc) = m.run.interrupt_shadow.take() {
             // MOV SS also blocks NMIs for one instruction (and STI may: SDM Vol. 3A §6.8.3).
-            let nmi = !m.nmi_blocked && m.platform.nmi_pending();
+            let nmi = !m.run.nmi_blocked && m.platform.nmi_pending();
             let deliverable = nmi || (cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt());
-            if pc == cpu.rip && !m.halted && deliverable {
+            if pc == cpu.rip && !m.run.halted && deliverable {
                 // The shadow of STI (or MOV SS): the next instruction completes first
                 // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).
                 if super::debug::active(cpu) {
@@ -58,27 +58,27 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
                 }
             }
         }
-        if m.nmi_button.swap(false, Ordering::Relaxed) {
+        if m.run.nmi_button.swap(false, Ordering::Relaxed) {
             m.platform.nmi_line_edge();
         }
         // An NMI goes before maskable interrupts, whatever RFLAGS.IF, unless an earlier
         // NMI's handler has not yet executed IRET.
-        if !m.nmi_blocked && m.platform.take_nmi() {
-            m.halted = false;
-            m.nmi_blocked = true;
+        if !m.run.nmi_blocked && m.platform.take_nmi() {
+            m.run.halted = false;
+            m.run.nmi_blocked = true;
             m.interrupts_delivered += 1;
             let rip = cpu.rip;
             super::debug::deliver_watched(m, cpu, Event::External(NMI_VECTOR), rip)?;
         }
         if cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt() {
             if let Some(vector) = m.platform.acknowledge() {
-                m.halted = false;
+                m.run.halted = false;
                 m.interrupts_delivered += 1;
                 let rip = cpu.rip;
                 super::debug::deliver_watched(m, cpu, Event::External(vector), rip)?;
             }
         }
-        if !m.halted {
+        if !m.run.halted {
             break;
         }
         if cpu.idtr.base == 0 && cpu.idtr.limit == 0 {
@@ -89,9 +89,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         // With RFLAGS.IF = 0 only an NMI wakes the vCPU: a timer routed as an NMI, or the
         // host's NMI button while someone holds it and LINT1 passes it.
         let maskable = cpu.rflags & rflags::IF != 0;
-        let nmi_can_wake = !m.nmi_blocked;
+        let nmi_can_wake = !m.run.nmi_blocked;
         let button = nmi_can_wake
-            && std::sync::Arc::strong_count(&m.nmi_button) > 1
+            && std::sync::Arc::strong_count(&m.run.nmi_button) > 1
             && m.platform.nmi_line_open();
         let timer = match (maskable, nmi_can_wake) {
             (true, _) => m.platform.next_wake_ns(),
@@ -110,8 +110,8 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         let t0 = std::time::Instant::now();
         m.doorbell.wait(wait);
         m.halted_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if let Some(stop) = m.stop.take() {
-            m.stop = Some(stop);
+        if let Some(stop) = m.run.stop.take() {
+            m.run.stop = Some(stop);
             return Ok(());
         }
     }
@@ -145,19 +145,19 @@ pub fn with_slices(
     cpu: &mut CpuState,
     body: impl FnOnce(&mut Machine, &mut CpuState) -> RunOutcome,
 ) -> RunOutcome {
-    m.insn_limit = cpu.icount_limit;
+    m.run.insn_limit = cpu.icount_limit;
     // A new run resumes a vCPU that an earlier run left halted (the host decides).
-    m.halted = false;
+    m.run.halted = false;
     crate::fpu::enter(cpu);
     let outcome = body(m, cpu);
     crate::fpu::leave(cpu);
-    cpu.icount_limit = m.insn_limit;
+    cpu.icount_limit = m.run.insn_limit;
     outcome
 }
 
 /// Sets `icount_limit` to the end of the next slice.
 pub fn open_slice(m: &Machine, cpu: &mut CpuState) {
-    cpu.icount_limit = cpu.icount.saturating_add(SLICE).min(m.insn_limit);
+    cpu.icount_limit = cpu.icount.saturating_add(SLICE).min(m.run.insn_limit);
 }
 
 /// Delivers the guest exception `exc` raised by the instruction at `cpu.rip`.
@@ -203,7 +203,7 @@ mod tests {
             ..CpuState::default()
         };
         assert!(m.platform.next_event_ns().is_some());
-        m.halted = true;
+        m.run.halted = true;
         let t0 = std::time::Instant::now();
         assert_eq!(service(&mut m, &mut cpu), Err(RunOutcome::Halted));
         assert!(t0.elapsed() < Duration::from_secs(1));
@@ -234,7 +234,7 @@ mod tests {
         m.serial_mut().write(1, &[1]); // IER: received-data interrupt
         m.serial_mut().write(4, &[0x0B]); // MCR: DTR, RTS, OUT2
         assert_eq!(m.platform.next_wake_ns(), None, "no timer can wake it");
-        m.halted = true;
+        m.run.halted = true;
         assert_eq!(
             service(&mut m, &mut cpu),
             Err(RunOutcome::Halted),
@@ -242,7 +242,7 @@ mod tests {
         );
         let bell = m.doorbell.clone();
         let writer = m.console.connect(bell);
-        m.halted = true;
+        m.run.halted = true;
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             let t = std::time::Instant::now();
@@ -257,7 +257,7 @@ mod tests {
             latency < Duration::from_millis(10),
             "woke {latency:?} after the byte"
         );
-        assert!(!m.halted);
+        assert!(!m.run.halted);
         assert_eq!(m.interrupts_delivered, 1);
         assert_eq!(cpu.rip, crate::system::delivery::tests::HANDLER + 0x24);
         let mut b = [0];

@@ -11,9 +11,9 @@
 //! | [`Flow::Next`] / [`Flow::Value`] | next instruction | unchanged (0) | value returned for the destination |
 //! | [`Flow::Jumped`] | set by the handler | `Jump` unless the entry ends the block | |
 //! | [`Flow::Resume`] | the instruction | `Jump` unless the entry ends the block | REP INS/OUTS continues |
-//! | [`Flow::Halt`] | next instruction | unchanged | [`Machine::halted`] set |
-//! | [`Flow::Stop`] | the instruction | `Stop` | [`Machine::stop`] set by the device |
-//! | [`Flow::TripleFault`] | the instruction | `Stop` | [`Machine::stop`] with the report |
+//! | [`Flow::Halt`] | next instruction | unchanged | [`RunState::halted`](crate::run_state::RunState::halted) set |
+//! | [`Flow::Stop`] | the instruction | `Stop` | [`RunState::stop`](crate::run_state::RunState::stop) set by the device |
+//! | [`Flow::TripleFault`] | the instruction | `Stop` | [`RunState::stop`](crate::run_state::RunState::stop) with the report |
 //! | `Err(exception)` | the instruction | `Exception` | [`CpuState::raise`] |
 //!
 //! Invariants:
@@ -128,7 +128,7 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
         }
         Ok(Flow::Halt) => {
             cpu.rip = next;
-            m.halted = true;
+            m.run.halted = true;
             0
         }
         Ok(Flow::Stop) => {
@@ -230,7 +230,7 @@ pub fn dispatch(
                 request_interrupt_check(cpu);
             }
             // A completed IRET ends NMI blocking; an NMI that waited is taken next.
-            if std::mem::take(&mut m.nmi_blocked) && m.platform.nmi_pending() {
+            if std::mem::take(&mut m.run.nmi_blocked) && m.platform.nmi_pending() {
                 request_interrupt_check(cpu);
             }
             Flow::Jumped
@@ -371,7 +371,7 @@ pub fn dispatch(
             segments::load_seg(m, cpu, sreg, b as u16)?;
             if sreg == translator::state::seg::SS {
                 // MOV SS / POP SS shadow the next instruction (the `mov ss; mov esp` pair).
-                m.interrupt_shadow = Some(next);
+                m.run.interrupt_shadow = Some(next);
             }
             Flow::Next
         }
@@ -396,7 +396,7 @@ pub fn dispatch(
             syscall::sysret(cpu, op)?;
             // Unlike IRET, SYSRET looks at the TF it restores: the #DB comes at once, before
             // the first user instruction (QEMU; Linux's entry_64.S relies on it).
-            m.step_trap_pending = cpu.rflags & rflags::TF != 0;
+            m.run.step_trap_pending = cpu.rflags & rflags::TF != 0;
             Flow::Jumped
         }
         H::Sysenter => syscall::sysenter(cpu).map(|_| Flow::Jumped)?,
@@ -489,7 +489,7 @@ fn set_zf(cpu: &mut CpuState, set: bool) {
 //
 // TEMPORARY until `StopRequest` has a `TripleFault(String)` variant (machine.rs is not this
 // module's file): the lead replaces the body of `stop_triple_fault` with
-// `m.stop = Some(StopRequest::TripleFault(report))`, mapped to
+// `m.run.stop = Some(StopRequest::TripleFault(report))`, mapped to
 // `RunOutcome::TripleFault { report }` by `engine::exit::stop_outcome`.
 
 /// The hypercall counters of `m` (counted by [`entry`] in
@@ -500,12 +500,12 @@ pub fn counters(m: &Machine) -> HypercallCounters {
 
 /// Stop the VM: software-interrupt delivery triple-faulted (see the wiring note).
 fn stop_triple_fault(m: &mut Machine, report: String) {
-    m.stop = Some(StopRequest::TripleFault(report));
+    m.run.stop = Some(StopRequest::TripleFault(report));
 }
 
 /// Stop the VM for a runtime bug (an unknown hypercall number).
 fn internal_stop(m: &mut Machine, cpu: &mut CpuState, why: String) {
-    m.stop = Some(StopRequest::Internal(why));
+    m.run.stop = Some(StopRequest::Internal(why));
     cpu.status = ExitReason::Stop as u64;
 }
 
@@ -520,10 +520,10 @@ pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u64 {
     let r = hypercall(m, cpu, args[0], args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;
-        m.halted = true;
+        m.run.halted = true;
         cpu.icount_limit = 0;
     }
-    if std::mem::take(&mut m.interrupt_check) {
+    if std::mem::take(&mut m.run.interrupt_check) {
         cpu.icount_limit = 0;
     }
     r
@@ -615,7 +615,7 @@ mod tests {
                 (cpu.rip, cpu.gpr, cpu.cr0, cpu.cpl),
                 (before.rip, before.gpr, before.cr0, 3)
             );
-            assert!(!m.halted);
+            assert!(!m.run.halted);
         }
     }
 
@@ -624,7 +624,7 @@ mod tests {
         let (mut m, mut cpu) = setup();
         assert_eq!(hypercall(&mut m, &mut cpu, 0xFF, 0, 0), 0);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
-        assert!(matches!(m.stop, Some(StopRequest::Internal(_))));
+        assert!(matches!(m.run.stop, Some(StopRequest::Internal(_))));
     }
 
     #[test]
@@ -664,7 +664,7 @@ mod tests {
     fn hlt_sets_halted_and_moves_on() {
         let (mut m, mut cpu) = setup();
         call(&mut m, &mut cpu, args(Hypercall::Hlt, 1), 0, 0);
-        assert!(m.halted);
+        assert!(m.run.halted);
         assert_eq!((cpu.rip, cpu.status), (0x1001, 0));
     }
 
@@ -673,7 +673,7 @@ mod tests {
         let (mut m, mut cpu) = setup();
         call(&mut m, &mut cpu, args(Hypercall::Out, 1), 0xF4, 7);
         assert_eq!((cpu.status, cpu.rip), (ExitReason::Stop as u64, 0x1000));
-        assert_eq!(m.stop, Some(StopRequest::DebugExit(7)));
+        assert_eq!(m.run.stop, Some(StopRequest::DebugExit(7)));
     }
 
     #[test]
@@ -809,14 +809,14 @@ mod tests {
         };
         call(&mut m, &mut cpu, mov_ss, 0, 0);
         assert_eq!((cpu.status, cpu.rip), (0, 0x1002));
-        assert_eq!(m.interrupt_shadow, Some(0x1002));
+        assert_eq!(m.run.interrupt_shadow, Some(0x1002));
         let mov_ds = HypercallArgs {
             extra: seg::DS as u8,
             ..args(Hypercall::LoadSeg, 2)
         };
-        m.interrupt_shadow = None;
+        m.run.interrupt_shadow = None;
         call(&mut m, &mut cpu, mov_ds, 0, 0);
-        assert_eq!(m.interrupt_shadow, None, "only SS loads shadow");
+        assert_eq!(m.run.interrupt_shadow, None, "only SS loads shadow");
     }
 
     #[test]
@@ -833,8 +833,8 @@ mod tests {
         };
         call(&mut m, &mut cpu, int, 0, 0);
         assert_eq!((cpu.status, cpu.rip), (ExitReason::Stop as u64, 0x1000));
-        let Some(StopRequest::TripleFault(report)) = &m.stop else {
-            panic!("{:?}", m.stop);
+        let Some(StopRequest::TripleFault(report)) = &m.run.stop else {
+            panic!("{:?}", m.run.stop);
         };
         assert!(report.contains("#DF"), "{report}");
     }

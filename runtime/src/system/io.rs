@@ -4,8 +4,8 @@
 //! - A privilege failure (#GP(0): CPL > IOPL without a permitting TSS I/O bitmap, or
 //!   virtual-8086 mode with IOPL < 3 for CLI/STI/PUSHF/POPF) changes nothing.
 //! - Port accesses reach devices only after the permission check passed; a write to an exit
-//!   device records [`StopRequest::DebugExit`] in [`Machine::stop`] (a power-off or reset
-//!   request [`StopRequest::PowerOff`] or [`StopRequest::Reset`]) and reports
+//!   device records [`StopRequest::DebugExit`] in [`crate::run_state::RunState::stop`] (a
+//!   power-off or reset request [`StopRequest::PowerOff`] or [`StopRequest::Reset`]) and reports
 //!   [`IoOutcome::Stop`].
 //! - INS/OUTS run their whole REP loop here, but at most [`MAX_STRING_ITERATIONS`] per call:
 //!   RCX/RSI/RDI always describe the completed iterations, so a fault in the middle raises
@@ -39,7 +39,7 @@ pub enum IoOutcome {
     /// A REP string instruction reached [`MAX_STRING_ITERATIONS`]: RCX/RSI/RDI are updated
     /// and RIP must stay on the instruction, which continues when executed again.
     Resume,
-    /// A device asked the VM to stop ([`Machine::stop`] is set).
+    /// A device asked the VM to stop ([`crate::run_state::RunState::stop`] is set).
     Stop,
 }
 
@@ -77,8 +77,8 @@ pub fn cli(cpu: &mut CpuState) -> Result<(), Exception> {
 }
 
 /// STI: #GP(0) when IOPL does not allow it. Enabling interrupts opens the interrupt shadow
-/// at `next` (the instruction after STI runs before any interrupt; [`Machine::interrupt_shadow`])
-/// and, if an interrupt is already pending, asks for an interrupt check. A timer that comes
+/// at `next` (the instruction after STI runs before any interrupt;
+/// [`crate::run_state::RunState::interrupt_shadow`]) and, if an interrupt is already pending, asks for an interrupt check. A timer that comes
 /// due later is taken at a slice boundary, as for any code running with IF set.
 pub fn sti(m: &mut Machine, cpu: &mut CpuState, next: u64) -> Result<(), Exception> {
     if !iopl_allows(cpu) {
@@ -86,7 +86,7 @@ pub fn sti(m: &mut Machine, cpu: &mut CpuState, next: u64) -> Result<(), Excepti
     }
     if cpu.rflags & rflags::IF == 0 {
         cpu.rflags |= rflags::IF;
-        m.interrupt_shadow = Some(next);
+        m.run.interrupt_shadow = Some(next);
         if m.platform.has_interrupt() {
             request_interrupt_check(cpu);
         }
@@ -215,15 +215,15 @@ fn write_port(m: &mut Machine, cpu: &mut CpuState, port: u16, size: u8, value: u
     }
     match m.bus.write(port, usize::from(size), value) {
         IoAction::Exit(v) => {
-            m.stop = Some(StopRequest::DebugExit(v));
+            m.run.stop = Some(StopRequest::DebugExit(v));
             IoOutcome::Stop
         }
         IoAction::PowerOff => {
-            m.stop = Some(StopRequest::PowerOff);
+            m.run.stop = Some(StopRequest::PowerOff);
             IoOutcome::Stop
         }
         IoAction::Reset => {
-            m.stop = Some(StopRequest::Reset);
+            m.run.stop = Some(StopRequest::Reset);
             IoOutcome::Stop
         }
         IoAction::Continue => IoOutcome::Done,
@@ -461,7 +461,7 @@ mod tests {
         sti(&mut m, &mut cpu, 0x101).unwrap();
         assert_ne!(cpu.rflags & IF, 0);
         assert_eq!(
-            m.interrupt_shadow,
+            m.run.interrupt_shadow,
             Some(0x101),
             "the next instruction is shadowed"
         );
@@ -547,7 +547,7 @@ mod tests {
     fn out_to_debug_exit_stops() {
         let (mut m, mut cpu) = setup();
         assert_eq!(port_out(&mut m, &mut cpu, 0xF4, 4, 3), Ok(IoOutcome::Stop));
-        assert_eq!(m.stop, Some(StopRequest::DebugExit(3)));
+        assert_eq!(m.run.stop, Some(StopRequest::DebugExit(3)));
     }
 
     #[test]
