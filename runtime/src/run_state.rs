@@ -8,10 +8,16 @@
 //! generated code runs (`CpuState::runtime` names the machine), but it is not machine
 //! state: devices and the MMU never read it.
 //!
+//! Handlers do not write it: a hypercall handler returns its [`Effects`], the helper that ran
+//! it hands them over with [`RunState::post`] (which only ends the slice or the block when
+//! the loop must look soon), and the run loop applies them when the block or instruction
+//! returns (`engine::vcpu::settle`, the one place that does).
+//!
 //! Invariants:
-//! - Only the run loop clears `halted`, takes `interrupt_shadow`, `stop` and
-//!   `step_trap_pending`, sets `nmi_blocked`, and clears `mappings_changed`; handlers only
-//!   request (see [`crate::system::hypercall::Effects`] once it exists).
+//! - Only the run loop writes `halted`, `interrupt_shadow`, `nmi_blocked`,
+//!   `step_trap_pending` and `stop`, and clears `mappings_changed`; everything else posts
+//!   [`Effects`], and [`RunState::pending`] is empty whenever the loop decides what to do
+//!   next (it settles after every block exit and every interpreted instruction).
 //! - `stop` is looked at after every block exit before anything else: a block that asks to
 //!   stop also leaves with `ExitReason::Stop`, so no further guest instruction runs.
 //! - `insn_limit` is the user's limit; `CpuState::icount_limit` never exceeds it during a
@@ -19,6 +25,8 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+
+use translator::{CpuState, ExitReason};
 
 /// Why a device or a helper asked the VM to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,8 +74,67 @@ pub struct RunState {
     /// instead (see `Machine::invlpg`).
     pub mappings_changed: bool,
     /// A device register write may have made an interrupt deliverable; the helper that
-    /// caused it ends the current slice, so the run loop looks.
+    /// caused it ends the current slice, so the run loop looks. (The one request that is
+    /// not returned: it arises deep in the guest memory path, whose callers only see
+    /// whether the store was done.)
     pub interrupt_check: bool,
+    /// Effects posted by handlers since the run loop last settled (see the module doc).
+    pub pending: Effects,
+}
+
+/// What a handler asks of the run loop, returned instead of written into [`RunState`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Effects {
+    /// HLT: the vCPU waits for an interrupt after this instruction.
+    pub halt: bool,
+    /// STI, MOV SS or POP SS: the instruction at this RIP runs before any interrupt.
+    pub shadow: Option<u64>,
+    /// A completed IRET ends NMI blocking.
+    pub end_nmi_blocking: bool,
+    /// SYSRET restored RFLAGS.TF: a single-step #DB is due before the next instruction.
+    pub step_trap: bool,
+    /// A device or the runtime asks the VM to stop.
+    pub stop: Option<StopRequest>,
+    /// An interrupt may have become deliverable: the run loop should look before the next
+    /// block.
+    pub check_interrupts: bool,
+}
+
+impl Effects {
+    /// Asks the VM to stop.
+    pub fn stop(req: StopRequest) -> Effects {
+        Effects {
+            stop: Some(req),
+            ..Effects::default()
+        }
+    }
+
+    /// `later`'s effects after these (a later shadow or stop replaces an earlier one).
+    pub fn merge(&mut self, later: Effects) {
+        self.halt |= later.halt;
+        self.shadow = later.shadow.or(self.shadow);
+        self.end_nmi_blocking |= later.end_nmi_blocking;
+        self.step_trap |= later.step_trap;
+        self.stop = later.stop.or(self.stop.take());
+        self.check_interrupts |= later.check_interrupts;
+    }
+}
+
+impl RunState {
+    /// Hands a handler's effects to the run loop from inside a block (a helper, the trap
+    /// handler): they wait in [`RunState::pending`] until the block returns; an interrupt
+    /// check ends the slice (the next block entry returns at once) and a stop ends the block
+    /// (`ExitReason::Stop`), so the loop sees them before any further guest instruction.
+    pub fn post(&mut self, cpu: &mut CpuState, fx: Effects) {
+        if fx.check_interrupts {
+            cpu.icount_limit = 0;
+        }
+        if fx.stop.is_some() {
+            cpu.status = ExitReason::Stop as u64;
+        }
+        self.pending.merge(fx);
+    }
 }
 
 impl Default for RunState {
@@ -83,6 +150,7 @@ impl Default for RunState {
             insn_limit: u64::MAX,
             mappings_changed: false,
             interrupt_check: false,
+            pending: Effects::default(),
         }
     }
 }

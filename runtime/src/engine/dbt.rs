@@ -299,6 +299,7 @@ impl Dbt {
                         let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
                             break None;
                         };
+                        vcpu::settle(m);
                         // Cold blocks chain among themselves as compiled ones do through
                         // links: a plain jump to a live cold block that is not due for
                         // compiling runs it without the dispatcher, while nothing asks the

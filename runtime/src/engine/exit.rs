@@ -29,6 +29,7 @@ pub enum ExitAction {
 /// Handles the exit `exit` (a raw [`ExitReason`] value) of a block or an interpreted
 /// instruction.
 pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction {
+    super::vcpu::settle(m);
     // A stop request wins over whatever the block reported (e.g. a panicked Lookup, whose
     // block then left through the exit stub).
     if let Some(req) = m.run.stop.take() {

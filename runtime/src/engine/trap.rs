@@ -23,10 +23,10 @@ use std::sync::Once;
 
 use hashbrown::HashMap;
 use translator::sensitive::{Hypercall, HypercallArgs};
-use translator::state::ExitReason;
 use translator::CpuState;
 
 use crate::machine::{Machine, StopRequest};
+use crate::run_state::Effects;
 
 /// One trap site of a block: the guest instruction a trap stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,11 +171,11 @@ fn handle(cpu_ptr: *mut CpuState, trap_pc: usize) -> bool {
         let site = unsafe { table.as_ref() }.and_then(|t| t.find(block, cpu.rip));
         let decoded = HypercallArgs::decode(args[0]);
         if !site.is_some_and(|s| decoded.is_some_and(|x| x.kind == s.kind)) {
-            m.run.stop = Some(StopRequest::Internal(format!(
+            let why = format!(
                 "host trap at {trap_pc:#x} (guest rip {:#x}) has no trap-table entry",
                 cpu.rip
-            )));
-            cpu.status = ExitReason::Stop as u64;
+            );
+            m.run.post(cpu, Effects::stop(StopRequest::Internal(why)));
             cpu.helper_out[0] = 0;
             return true;
         }

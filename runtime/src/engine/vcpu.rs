@@ -119,6 +119,26 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     Ok(())
 }
 
+/// Applies the effects handlers posted while the last block or instruction ran (see
+/// [`crate::run_state`]): the one place they become run state. Called whenever guest code
+/// returns to the engine, before anything looks at that state.
+pub fn settle(m: &mut Machine) {
+    let fx = std::mem::take(&mut m.run.pending);
+    let run = &mut m.run;
+    run.halted |= fx.halt;
+    if let Some(pc) = fx.shadow {
+        run.interrupt_shadow = Some(pc);
+    }
+    if fx.end_nmi_blocking {
+        run.nmi_blocked = false;
+    }
+    run.step_trap_pending |= fx.step_trap;
+    if let Some(req) = fx.stop {
+        run.stop = Some(req);
+    }
+    // `check_interrupts` was applied when it was posted: the slice ended.
+}
+
 /// Moves waiting console input into COM1's receive FIFO as it has room (see
 /// [`crate::console::ConsoleInput::pump`]).
 fn pump_console(m: &mut Machine) {
