@@ -32,7 +32,8 @@ use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
 use super::tier::{ColdBlocks, Done, Pending, RecordEnvImpl, TierStats, Tiering, Worker};
-use super::{interp, trap, vcpu, RunOutcome};
+use super::vcpu::{self, Exit};
+use super::{interp, trap, RunOutcome};
 use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
 use crate::memory::{Access, PAGE_SIZE};
@@ -102,6 +103,9 @@ pub struct Dbt {
     worker: Option<Worker>,
     /// Whose undefined flags the interpreter tier computes (the JIT's).
     vendor: translator::flags::Vendor,
+    /// The link slot of the direct exit the last block took, linked to the next block once
+    /// it is found (dropped whenever the run loop does anything between the two).
+    link_from: Option<u64>,
 }
 
 /// How the DBT engine runs (see [`Dbt::with_options`]).
@@ -225,6 +229,7 @@ impl Dbt {
             trap_table: trap::TrapTable::default(),
             worker: None,
             vendor: JitConfig::default().vendor,
+            link_from: None,
         })
     }
 
@@ -236,138 +241,56 @@ impl Dbt {
         }
     }
 
-    /// Runs the guest until something stops it.
+    /// Runs the guest until something stops it (see [`vcpu::run`]).
     pub fn run(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
-        vcpu::with_slices(m, cpu, |m, cpu| self.run_slices(m, cpu))
+        vcpu::run(self, m, cpu)
     }
 
-    fn run_slices(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
-        let mut link_from = None;
-        vcpu::open_slice(m, cpu);
-        if let Err(outcome) = vcpu::service(m, cpu) {
-            return outcome;
-        }
-        loop {
-            // A stop request is looked at before every block the dispatcher enters (one
-            // relaxed load), not only at slice ends: a slice of blocks that each need
-            // compiling can take seconds.
-            let stop_asked = m.run.stop_flag.load(std::sync::atomic::Ordering::Relaxed);
-            if cpu.icount >= cpu.icount_limit || m.run.halted || stop_asked {
-                if cpu.icount >= m.run.insn_limit {
-                    return RunOutcome::InstructionLimit;
-                }
-                link_from = None;
-                if let Err(outcome) = vcpu::service(m, cpu) {
-                    return outcome;
-                }
-                if let Some(stop) = m.run.stop.take() {
-                    return super::exit::stop_outcome(stop);
-                }
-            }
-            if super::debug::active(cpu) {
-                link_from = None;
-                if let Err(outcome) = super::debug::step(m, cpu) {
-                    return outcome;
-                }
-                continue;
-            }
-            if std::mem::take(&mut m.run.mappings_changed) {
-                // Virtual-PC-keyed state is stale: the jump cache, and any pending link
-                // (links never cross pages while paging is on, see `BlockEnv::link_slot`).
-                cache_mut(m).jump_cache_clear();
-                self.cold.forget_mappings();
-                link_from = None;
-            }
-            if let Some(done) = self.worker.as_mut().and_then(Worker::poll) {
-                self.install_background(m, done);
-            }
-            let next = match self.block_for(m, cpu, link_from.take()) {
-                Ok(Some(next)) => next,
-                Ok(None) => continue,
-                Err(outcome) => return outcome,
-            };
-            self.stats.dispatches += 1;
-            m.executing = Executing::Jit;
-            let host = match next {
-                Next::Host(host) => host,
-                Next::Cold(mut id) => {
-                    let threshold = self.tiering.compile_after;
-                    let exit = loop {
-                        // Stores to code stop the block as they stop generated code.
-                        cpu.status = 0;
-                        cpu.link_slot = 0;
-                        let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
-                            break None;
-                        };
-                        vcpu::settle(m);
-                        // Cold blocks chain among themselves as compiled ones do through
-                        // links: a plain jump to a live cold block that is not due for
-                        // compiling runs it without the dispatcher, while nothing asks the
-                        // loop above to look (budget, stop, TF, mappings, halt).
-                        if exit != translator::ExitReason::Jump as u64
-                            || cpu.icount >= cpu.icount_limit
-                            || m.run.halted
-                            || m.run.stop.is_some()
-                            || m.run.mappings_changed
-                            || super::debug::active(cpu)
-                        {
-                            break Some(exit);
-                        }
-                        let next_mode = crate::system::mode::mode(cpu);
-                        if !by_virtual_pc(next_mode) {
-                            break Some(exit);
-                        }
-                        match self.cold.chain(m, cpu.rip, next_mode.key(), threshold) {
-                            Some(next) => {
-                                id = next;
-                            }
-                            None => break Some(exit),
-                        }
-                    };
-                    let Some(exit) = exit else {
-                        continue;
-                    };
-                    match handle_exit(m, cpu, exit) {
-                        ExitAction::Continue { .. } => {}
-                        ExitAction::SingleStep => {
-                            self.stats.single_steps += 1;
-                            if let Some(outcome) = interp::single_step(m, cpu) {
-                                return outcome;
-                            }
-                        }
-                        ExitAction::Stop(outcome) => return outcome,
-                    }
-                    continue;
-                }
-            };
+    /// Runs the cold block `id` and the cold blocks it chains to, then handles the exit.
+    fn run_cold(
+        &mut self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        mut id: BlockId,
+    ) -> Result<Exit, RunOutcome> {
+        let threshold = self.tiering.compile_after;
+        let exit = loop {
+            // Stores to code stop the block as they stop generated code.
             cpu.status = 0;
             cpu.link_slot = 0;
-            cpu.runtime = m as *mut Machine as usize;
-            let cpu_ptr: *mut CpuState = cpu;
-            // SAFETY: `host` is a live block (or the exit stub) in the cache's executable
-            // memory, generated for this machine: it reaches guest RAM only behind bounds
-            // checks, the code bitmap and link slots the cache keeps alive, and the machine
-            // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
-            // is used until the call returns.
-            let exit = if self.trap {
-                let _running = trap::Running::enter(cpu_ptr, &self.trap_table);
-                // SAFETY: as below; the trap handler reaches `cpu` only through `RUNNING`
-                // while the block runs, as a helper would.
-                unsafe { (self.enter)(cpu_ptr, host.0) }
-            } else {
-                // SAFETY: see above.
-                unsafe { (self.enter)(cpu_ptr, host.0) }
+            let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
+                break None;
             };
-            match handle_exit(m, cpu, exit) {
-                ExitAction::Continue { link_from: l } => link_from = l,
-                ExitAction::SingleStep => {
-                    self.stats.single_steps += 1;
-                    if let Some(outcome) = interp::single_step(m, cpu) {
-                        return outcome;
-                    }
-                }
-                ExitAction::Stop(outcome) => return outcome,
+            vcpu::settle(m);
+            // Cold blocks chain among themselves as compiled ones do through links: a
+            // plain jump to a live cold block that is not due for compiling runs it without
+            // the dispatcher, while nothing asks the run loop to look (budget, stop, TF,
+            // mappings, halt).
+            if exit != translator::ExitReason::Jump as u64
+                || cpu.icount >= cpu.icount_limit
+                || m.run.halted
+                || m.run.stop.is_some()
+                || m.run.mappings_changed
+                || super::debug::active(cpu)
+            {
+                break Some(exit);
             }
+            let next_mode = crate::system::mode::mode(cpu);
+            if !by_virtual_pc(next_mode) {
+                break Some(exit);
+            }
+            match self.cold.chain(m, cpu.rip, next_mode.key(), threshold) {
+                Some(next) => id = next,
+                None => break Some(exit),
+            }
+        };
+        let Some(exit) = exit else {
+            return Ok(Exit::Continue);
+        };
+        match handle_exit(m, cpu, exit) {
+            ExitAction::Continue { .. } => Ok(Exit::Continue),
+            ExitAction::SingleStep => Ok(Exit::SingleStep),
+            ExitAction::Stop(outcome) => Err(outcome),
         }
     }
 
@@ -745,6 +668,67 @@ impl Dbt {
         self.trap_table.clear();
         self.spare = None;
         self.flushes += 1;
+    }
+}
+
+impl vcpu::ExecEngine for Dbt {
+    fn run_block(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<Exit, RunOutcome> {
+        if let Some(done) = self.worker.as_mut().and_then(Worker::poll) {
+            self.install_background(m, done);
+        }
+        let link_from = self.link_from.take();
+        let Some(next) = self.block_for(m, cpu, link_from)? else {
+            return Ok(Exit::Continue);
+        };
+        self.stats.dispatches += 1;
+        m.executing = Executing::Jit;
+        let host = match next {
+            Next::Host(host) => host,
+            Next::Cold(id) => return self.run_cold(m, cpu, id),
+        };
+        cpu.status = 0;
+        cpu.link_slot = 0;
+        cpu.runtime = m as *mut Machine as usize;
+        let cpu_ptr: *mut CpuState = cpu;
+        // SAFETY: `host` is a live block (or the exit stub) in the cache's executable
+        // memory, generated for this machine: it reaches guest RAM only behind bounds
+        // checks, the code bitmap and link slots the cache keeps alive, and the machine
+        // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
+        // is used until the call returns.
+        let exit = if self.trap {
+            let _running = trap::Running::enter(cpu_ptr, &self.trap_table);
+            // SAFETY: as below; the trap handler reaches `cpu` only through `RUNNING`
+            // while the block runs, as a helper would.
+            unsafe { (self.enter)(cpu_ptr, host.0) }
+        } else {
+            // SAFETY: see above.
+            unsafe { (self.enter)(cpu_ptr, host.0) }
+        };
+        match handle_exit(m, cpu, exit) {
+            ExitAction::Continue { link_from } => {
+                self.link_from = link_from;
+                Ok(Exit::Continue)
+            }
+            ExitAction::SingleStep => Ok(Exit::SingleStep),
+            ExitAction::Stop(outcome) => Err(outcome),
+        }
+    }
+
+    fn step(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
+        self.stats.single_steps += 1;
+        interp::single_step(m, cpu).map_or(Ok(()), Err)
+    }
+
+    fn interrupted(&mut self) {
+        self.link_from = None;
+    }
+
+    fn forget_mappings(&mut self, m: &mut Machine) {
+        // Virtual-PC-keyed state is stale: the jump cache, and any pending link (links
+        // never cross pages while paging is on, see `BlockEnv::link_slot`).
+        cache_mut(m).jump_cache_clear();
+        self.cold.forget_mappings();
+        self.link_from = None;
     }
 }
 

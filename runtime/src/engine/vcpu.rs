@@ -157,22 +157,95 @@ fn console_can_interrupt(m: &Machine) -> bool {
         && m.platform.isa_irq_open(crate::devices::serial::COM1_IRQ)
 }
 
-/// Runs `body` (an engine's run loop) with `CpuState::icount_limit` as the instruction
-/// limit: outside a run it is the user's limit; inside, the end of the current slice. The
-/// guest's floating-point environment is the host's for the run (see [`crate::fpu`]).
-pub fn with_slices(
-    m: &mut Machine,
-    cpu: &mut CpuState,
-    body: impl FnOnce(&mut Machine, &mut CpuState) -> RunOutcome,
-) -> RunOutcome {
+/// What an engine's [`ExecEngine::run_block`] asks of the run loop next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Continue at `cpu.rip`.
+    Continue,
+    /// Execute the instruction at `cpu.rip` with [`ExecEngine::step`], then continue (a
+    /// store hit translated code, or a block would overrun the user's instruction limit).
+    SingleStep,
+}
+
+/// An execution engine as the run loop drives it: everything between two visits of the loop
+/// is the engine's (finding, translating, linking and running blocks); the slice, the
+/// instruction limit, stop requests, interrupts, halting and debug stepping are the loop's.
+/// [`run`] is generic over it, so the per-block calls are static.
+pub trait ExecEngine {
+    /// Runs guest code at `cpu.rip` — a block, or blocks chained without the loop — until it
+    /// returns to the loop. `Err` ends the run.
+    fn run_block(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<Exit, RunOutcome>;
+
+    /// Executes the one instruction at `cpu.rip` (see [`Exit::SingleStep`]).
+    fn step(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
+        super::interp::single_step(m, cpu).map_or(Ok(()), Err)
+    }
+
+    /// The loop ran something between two blocks (serviced the devices, stepped an
+    /// instruction for the debug registers): whatever the engine meant to do with the next
+    /// block on the strength of the last one (link them) no longer holds.
+    fn interrupted(&mut self) {}
+
+    /// Virtual-to-physical mappings may have changed wholesale: drop what is keyed by
+    /// virtual address.
+    fn forget_mappings(&mut self, m: &mut Machine);
+}
+
+/// Runs the guest on `engine` until something stops it: the one vCPU loop. Between blocks
+/// it looks at the slice and the user's instruction limit, stop requests, halting and
+/// interrupts ([`service`]), debug stepping, and changed mappings; the engine runs the
+/// blocks. `CpuState::icount_limit` is the user's limit outside a run and the end of the
+/// current slice inside one. The guest's floating-point environment is the host's for the
+/// run (see [`crate::fpu`]).
+pub fn run<E: ExecEngine>(engine: &mut E, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
     m.run.insn_limit = cpu.icount_limit;
     // A new run resumes a vCPU that an earlier run left halted (the host decides).
     m.run.halted = false;
     crate::fpu::enter(cpu);
-    let outcome = body(m, cpu);
+    let outcome = match run_slices(engine, m, cpu) {
+        Ok(never) => match never {},
+        Err(outcome) => outcome,
+    };
     crate::fpu::leave(cpu);
     cpu.icount_limit = m.run.insn_limit;
     outcome
+}
+
+/// The loop of [`run`]; it ends only with how the run ends.
+fn run_slices<E: ExecEngine>(
+    engine: &mut E,
+    m: &mut Machine,
+    cpu: &mut CpuState,
+) -> Result<std::convert::Infallible, RunOutcome> {
+    open_slice(m, cpu);
+    service(m, cpu)?;
+    loop {
+        // A stop request is looked at before every block the loop enters (one relaxed
+        // load), not only at slice ends: a slice of blocks that each need compiling can
+        // take seconds.
+        let stop_asked = m.run.stop_flag.load(Ordering::Relaxed);
+        if cpu.icount >= cpu.icount_limit || m.run.halted || stop_asked {
+            if cpu.icount >= m.run.insn_limit {
+                return Err(RunOutcome::InstructionLimit);
+            }
+            engine.interrupted();
+            service(m, cpu)?;
+            if let Some(stop) = m.run.stop.take() {
+                return Err(super::exit::stop_outcome(stop));
+            }
+        }
+        if super::debug::active(cpu) {
+            engine.interrupted();
+            super::debug::step(m, cpu)?;
+            continue;
+        }
+        if std::mem::take(&mut m.run.mappings_changed) {
+            engine.forget_mappings(m);
+        }
+        if engine.run_block(m, cpu)? == Exit::SingleStep {
+            engine.step(m, cpu)?;
+        }
+    }
 }
 
 /// Sets `icount_limit` to the end of the next slice.
