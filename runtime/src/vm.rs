@@ -16,7 +16,7 @@ use translator::CpuState;
 
 use crate::console::ConsoleWriter;
 use crate::devices::SerialSink;
-use crate::engine::dbt::{Dbt, DbtError, DbtOptions};
+use crate::engine::dbt::{Dbt, DbtError, DbtOptions, DbtStats, Trap};
 use crate::engine::tier::Tiering;
 use crate::engine::{Engine, RunOutcome};
 use crate::loader::{multiboot, Elf, KernelLoader, LoadError};
@@ -57,7 +57,6 @@ pub struct VmConfig {
 /// The DBT options that make `engine`.
 fn dbt_options(engine: Engine, count_tlb_hits: bool, tiering: Option<Tiering>) -> DbtOptions {
     DbtOptions {
-        trap: engine == Engine::Trap,
         count_tlb_hits,
         tiering: tiering.unwrap_or_else(|| engine.tiering()),
     }
@@ -159,12 +158,50 @@ impl NmiHandle {
     }
 }
 
+/// The engine a [`Vm`] runs: the DBT engine with a tiering policy (`dbt`, `jit`, `interp`),
+/// or with trapping hypercalls (`trap`). Each is its own [`crate::engine::vcpu::run`].
+enum Runner {
+    Dbt(Dbt),
+    Trap(Trap),
+}
+
+impl Runner {
+    /// Sets up `engine` on `m`.
+    fn new(
+        m: &mut Machine,
+        engine: Engine,
+        cfg: CacheConfig,
+        opts: DbtOptions,
+    ) -> Result<Runner, DbtError> {
+        Ok(match engine {
+            Engine::Trap => Runner::Trap(Trap::with_options(m, cfg, opts)?),
+            Engine::Dbt | Engine::Jit | Engine::Interp => {
+                Runner::Dbt(Dbt::with_options(m, cfg, opts)?)
+            }
+        })
+    }
+
+    fn run(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+        match self {
+            Runner::Dbt(e) => crate::engine::vcpu::run(e, m, cpu),
+            Runner::Trap(e) => crate::engine::vcpu::run(e, m, cpu),
+        }
+    }
+
+    fn stats(&self) -> DbtStats {
+        match self {
+            Runner::Dbt(e) => e.stats(),
+            Runner::Trap(e) => e.stats(),
+        }
+    }
+}
+
 /// A virtual machine with one CPU.
 pub struct Vm {
     cpu: Box<CpuState>,
     machine: Box<Machine>,
     engine: Engine,
-    dbt: Option<Dbt>,
+    dbt: Option<Runner>,
     cache_cfg: CacheConfig,
     count_tlb_hits: bool,
     tiering: Option<Tiering>,
@@ -176,8 +213,9 @@ impl Vm {
     /// register zero (RSP too: the guest sets it), and RAM zeroed.
     pub fn new(cfg: VmConfig) -> Result<Vm, VmError> {
         let mut machine = Box::new(Machine::new(cfg.mem_bytes, cfg.serial)?);
-        let dbt = Some(Dbt::with_options(
+        let dbt = Some(Runner::new(
             &mut machine,
+            cfg.engine,
             cfg.cache,
             dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering),
         )?);
@@ -336,7 +374,7 @@ impl Vm {
     fn run_dbt(&mut self) -> RunOutcome {
         if self.dbt.is_none() {
             let opts = dbt_options(self.engine, self.count_tlb_hits, self.tiering);
-            match Dbt::with_options(&mut self.machine, self.cache_cfg, opts) {
+            match Runner::new(&mut self.machine, self.engine, self.cache_cfg, opts) {
                 Ok(d) => self.dbt = Some(d),
                 Err(e) => return RunOutcome::InternalError(e.to_string()),
             }
@@ -361,7 +399,7 @@ impl Vm {
         Stats {
             engine: self.engine,
             guest_insns: self.cpu.icount,
-            dbt: self.dbt.as_ref().map(Dbt::stats).unwrap_or_default(),
+            dbt: self.dbt.as_ref().map(Runner::stats).unwrap_or_default(),
             cache: m.code.as_ref().map(|c| c.stats()).unwrap_or_default(),
             run_ns: self.run_ns,
             helpers: m.counters,

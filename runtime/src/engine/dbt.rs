@@ -43,7 +43,42 @@ use crate::memory::{Access, PAGE_SIZE};
 pub const SLOTS_PER_BLOCK: usize = 4;
 
 /// The entry trampoline: calls the block at `block` with `cpu`, returns its exit reason.
-type EntryFn = unsafe extern "C" fn(cpu: *mut CpuState, block: usize) -> u64;
+pub type EntryFn = unsafe extern "C" fn(cpu: *mut CpuState, block: usize) -> u64;
+
+/// How the DBT engine enters generated code, and what it keeps per compiled block for that:
+/// [`Direct`] (hypercalls are calls), or [`trap::Traps`] (the `trap` engine: hypercalls are
+/// host traps, emulated by a signal handler that needs each block's trap sites).
+pub trait HostEntry: Default {
+    /// Hypercalls are compiled as host traps (`int3`), not calls; every block is compiled.
+    const TRAPS: bool;
+    /// Block `id` was compiled from `block` and installed.
+    fn installed(&mut self, id: BlockId, block: &translator::decode::DecodedBlock);
+    /// The code cache was flushed: every block is gone.
+    fn flushed(&mut self);
+    /// Runs compiled code at `host` with `cpu` through the entry trampoline `enter`.
+    ///
+    /// # Safety
+    /// As calling `enter` directly: `host` is live code generated for the machine that
+    /// `cpu.runtime` names, and nothing else uses `cpu` or the machine until it returns.
+    unsafe fn enter(&self, enter: EntryFn, cpu: *mut CpuState, host: usize) -> u64;
+}
+
+/// The plain way into generated code (see [`HostEntry`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Direct;
+
+impl HostEntry for Direct {
+    const TRAPS: bool = false;
+    fn installed(&mut self, _id: BlockId, _block: &translator::decode::DecodedBlock) {}
+    fn flushed(&mut self) {}
+    unsafe fn enter(&self, enter: EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
+        // SAFETY: the caller's contract.
+        unsafe { enter(cpu, host) }
+    }
+}
+
+/// The trap-and-emulate engine: the DBT engine whose hypercalls are host traps.
+pub type Trap = Dbt<trap::Traps>;
 
 /// Errors setting up the DBT engine.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +114,10 @@ pub struct DbtStats {
     pub tier: TierStats,
 }
 
-/// The DBT engine. The code cache itself lives in [`Machine::code`], where the helpers
-/// reach it.
-pub struct Dbt {
+/// The DBT engine (every engine: `dbt`, `jit` and `interp` are its tiering policies,
+/// [`Trap`] its trapping entry). The code cache itself lives in [`Machine::code`], where
+/// the helpers reach it.
+pub struct Dbt<H: HostEntry = Direct> {
     jit: Jit,
     /// Keeps the trampoline and the exit stub mapped.
     _stubs: ExecMemory,
@@ -91,14 +127,12 @@ pub struct Dbt {
     /// Flushes this engine performed (to spot stale slot addresses).
     flushes: u64,
     stats: DbtStats,
-    /// Hypercalls are host traps (the `trap` engine).
-    trap: bool,
+    /// How generated code is entered.
+    entry: H,
     /// When blocks are compiled.
     tiering: Tiering,
     /// The interpreter tier's blocks.
     cold: ColdBlocks,
-    /// The `trap` engine's trap sites, read by its signal handler while a block runs.
-    trap_table: trap::TrapTable,
     /// The background compiler, once started.
     worker: Option<Worker>,
     /// Whose undefined flags the interpreter tier computes (the JIT's).
@@ -111,9 +145,6 @@ pub struct Dbt {
 /// How the DBT engine runs (see [`Dbt::with_options`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DbtOptions {
-    /// Each hypercall is a real host trap handled by the SIGTRAP handler (`--engine trap`,
-    /// see [`trap`]).
-    pub trap: bool,
     /// Generated code counts its inline soft-TLB hits in `CpuState::tlb_inline_hits`.
     pub count_tlb_hits: bool,
     /// When blocks are compiled.
@@ -123,7 +154,6 @@ pub struct DbtOptions {
 impl Default for DbtOptions {
     fn default() -> Self {
         DbtOptions {
-            trap: false,
             count_tlb_hits: false,
             tiering: Tiering::tiered(),
         }
@@ -182,9 +212,9 @@ impl JitEnv for BlockEnv<'_> {
     }
 }
 
-impl Dbt {
+impl<H: HostEntry> Dbt<H> {
     /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
-    pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt, DbtError> {
+    pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt<H>, DbtError> {
         Dbt::with_options(m, cfg, DbtOptions::default())
     }
 
@@ -193,14 +223,13 @@ impl Dbt {
         m: &mut Machine,
         cfg: CacheConfig,
         opts: DbtOptions,
-    ) -> Result<Dbt, DbtError> {
+    ) -> Result<Dbt<H>, DbtError> {
         let DbtOptions {
-            trap,
             count_tlb_hits,
             tiering,
         } = opts;
         let mut jit = Jit::with_config(JitConfig {
-            trap_hypercalls: trap,
+            trap_hypercalls: H::TRAPS,
             count_tlb_hits,
             ..JitConfig::default()
         })?;
@@ -222,11 +251,10 @@ impl Dbt {
             spare: None,
             flushes: 0,
             stats: DbtStats::default(),
-            trap,
+            entry: H::default(),
             // Trap-and-emulate needs every block as host code: its hypercalls are host traps.
-            tiering: if trap { Tiering::JIT } else { tiering },
+            tiering: if H::TRAPS { Tiering::JIT } else { tiering },
             cold: ColdBlocks::default(),
-            trap_table: trap::TrapTable::default(),
             worker: None,
             vendor: JitConfig::default().vendor,
             link_from: None,
@@ -447,19 +475,7 @@ impl Dbt {
             let byte_len = block.byte_len();
             let phys_ranges = fetched.phys_ranges(byte_len);
             let id = self.install(m, key, host, &compiled, phys_ranges, slots, used);
-            if self.trap {
-                let sites = block
-                    .insns
-                    .iter()
-                    .filter_map(|i| {
-                        translator::sensitive::lookup(i).map(|e| trap::TrapSite {
-                            guest_pc: i.ip(),
-                            kind: e.call,
-                        })
-                    })
-                    .collect();
-                self.trap_table.insert(id, sites);
-            }
+            self.entry.installed(id, &block);
             protect_code(m, cpu, pc, &fetched, byte_len);
             return Ok((id, host));
         }
@@ -665,13 +681,13 @@ impl Dbt {
     fn flush(&mut self, m: &mut Machine) {
         cache_mut(m).flush();
         self.cold.clear();
-        self.trap_table.clear();
+        self.entry.flushed();
         self.spare = None;
         self.flushes += 1;
     }
 }
 
-impl vcpu::ExecEngine for Dbt {
+impl<H: HostEntry> vcpu::ExecEngine for Dbt<H> {
     fn run_block(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<Exit, RunOutcome> {
         if let Some(done) = self.worker.as_mut().and_then(Worker::poll) {
             self.install_background(m, done);
@@ -695,15 +711,7 @@ impl vcpu::ExecEngine for Dbt {
         // checks, the code bitmap and link slots the cache keeps alive, and the machine
         // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
         // is used until the call returns.
-        let exit = if self.trap {
-            let _running = trap::Running::enter(cpu_ptr, &self.trap_table);
-            // SAFETY: as below; the trap handler reaches `cpu` only through `RUNNING`
-            // while the block runs, as a helper would.
-            unsafe { (self.enter)(cpu_ptr, host.0) }
-        } else {
-            // SAFETY: see above.
-            unsafe { (self.enter)(cpu_ptr, host.0) }
-        };
+        let exit = unsafe { self.entry.enter(self.enter, cpu_ptr, host.0) };
         match handle_exit(m, cpu, exit) {
             ExitAction::Continue { link_from } => {
                 self.link_from = link_from;

@@ -68,6 +68,43 @@ impl TrapTable {
     }
 }
 
+/// The `trap` engine's way into generated code ([`super::dbt::HostEntry`]): the trap sites
+/// of every compiled block, and the [`Running`] guard around each entry, through which the
+/// signal handler finds them.
+#[derive(Debug, Default)]
+pub struct Traps {
+    table: TrapTable,
+}
+
+impl super::dbt::HostEntry for Traps {
+    const TRAPS: bool = true;
+
+    fn installed(&mut self, id: cache::BlockId, block: &translator::decode::DecodedBlock) {
+        let sites = block
+            .insns
+            .iter()
+            .filter_map(|i| {
+                translator::sensitive::lookup(i).map(|e| TrapSite {
+                    guest_pc: i.ip(),
+                    kind: e.call,
+                })
+            })
+            .collect();
+        self.table.insert(id, sites);
+    }
+
+    fn flushed(&mut self) {
+        self.table.clear();
+    }
+
+    unsafe fn enter(&self, enter: super::dbt::EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
+        let _running = Running::enter(cpu, &self.table);
+        // SAFETY: the caller's contract; the trap handler reaches `cpu` only through
+        // `RUNNING` while the block runs, as a helper would.
+        unsafe { enter(cpu, host) }
+    }
+}
+
 thread_local! {
     /// The CPU state generated code on this thread is running with (null when none).
     static RUNNING: Cell<*mut CpuState> = const { Cell::new(std::ptr::null_mut()) };
