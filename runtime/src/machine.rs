@@ -1,6 +1,7 @@
 //! [`Machine`]: everything the runtime helpers reach while guest code runs — RAM and the MMU,
-//! the port bus, the code cache and the interpreter's decode cache, the virtual TSC — plus
-//! the guest memory access paths shared by both engines.
+//! the port bus and the platform devices, the code cache, the virtual TSC, and the vCPU's
+//! run control ([`crate::run_state`], which only the run loop acts on) — plus the guest
+//! memory access paths shared by every engine.
 //!
 //! Invariants:
 //! - The guest CPU state is *not* part of `Machine`: generated code holds a `*mut CpuState`

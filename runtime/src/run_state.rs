@@ -80,6 +80,9 @@ pub struct RunState {
     pub interrupt_check: bool,
     /// Effects posted by handlers since the run loop last settled (see the module doc).
     pub pending: Effects,
+    /// Something was posted since the run loop last settled (settling is then a single
+    /// test: it runs after every block).
+    pub posted: bool,
 }
 
 /// What a handler asks of the run loop, returned instead of written into [`RunState`].
@@ -134,6 +137,7 @@ impl RunState {
             cpu.status = ExitReason::Stop as u64;
         }
         self.pending.merge(fx);
+        self.posted = true;
     }
 }
 
@@ -151,6 +155,7 @@ impl Default for RunState {
             mappings_changed: false,
             interrupt_check: false,
             pending: Effects::default(),
+            posted: false,
         }
     }
 }

@@ -5,8 +5,9 @@
 //!   pointers to each, never one inside the other.
 //! - Host writes to guest memory ([`Vm::write_phys`], [`Vm::load_elf`]) invalidate every
 //!   translation of the bytes they change.
-//! - Every engine is the DBT engine with a tiering policy ([`Engine::tiering`]); switching
-//!   engines drops the code cache.
+//! - Every engine is the DBT engine with a tiering policy ([`Engine::tiering`]), `trap` with
+//!   its trapping entry ([`crate::engine::dbt::Trap`]), run by the one vCPU loop
+//!   ([`crate::engine::vcpu::run`]); switching engines drops the code cache.
 
 use std::time::Instant;
 

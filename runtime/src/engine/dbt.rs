@@ -9,8 +9,9 @@
 //!   no linkable exit gives its unused slots to the next translation.
 //! - A flush invalidates every slot address: after one, no slot remembered from before it
 //!   (the exit we are about to link, a spare range, a half-done translation) is used again.
-//! - Generated code runs only inside [`Dbt::run`], with `cpu.runtime` pointing at the
-//!   machine and no Rust reference to the machine or the CPU state in use meanwhile.
+//! - Generated code runs only inside the engine's `run_block` ([`vcpu::ExecEngine`]), with
+//!   `cpu.runtime` pointing at the machine and no Rust reference to the machine or the CPU
+//!   state in use meanwhile.
 //! - Direct links assume virtual → physical mappings do not change (true of the flat MMU).
 //!   Paging will have to unlink or flush on address-space changes.
 //! - Indirect exits probe the cache's jump cache inline (keyed by guest-virtual PC and the
@@ -289,15 +290,13 @@ impl<H: HostEntry> Dbt<H> {
             let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
                 break None;
             };
-            vcpu::settle(m);
             // Cold blocks chain among themselves as compiled ones do through links: a
             // plain jump to a live cold block that is not due for compiling runs it without
-            // the dispatcher, while nothing asks the run loop to look (budget, stop, TF,
-            // mappings, halt).
+            // the dispatcher, while nothing asks the run loop to look (budget, TF, mappings,
+            // or any posted effect: a halt, a stop, ...; `handle_exit` settles them).
             if exit != translator::ExitReason::Jump as u64
                 || cpu.icount >= cpu.icount_limit
-                || m.run.halted
-                || m.run.stop.is_some()
+                || m.run.posted
                 || m.run.mappings_changed
                 || super::debug::active(cpu)
             {

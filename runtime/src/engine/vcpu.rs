@@ -1,14 +1,20 @@
-//! What the run loop does between blocks, the same for every engine: advance the devices'
+//! The one vCPU loop, [`run`], which drives every engine through [`ExecEngine`], and what it
+//! does between blocks, the same for every engine ([`service`]): advance the devices'
 //! clocks, feed console input to the UART, take a pending NMI (unless one is being handled:
 //! IRET ends the blocking) or interrupt (DESIGN.md: interrupts are taken at block
-//! boundaries), sleep while halted (woken early by the machine's
-//! doorbell), and deliver guest exceptions through the IDT.
+//! boundaries), sleep while halted (woken early by the machine's doorbell), and deliver
+//! guest exceptions through the IDT. Effects that handlers posted while guest code ran
+//! become run state in [`settle`], and only there.
 //!
 //! Invariants:
 //! - Generated code returns to the dispatcher at least every [`SLICE`] guest instructions
 //!   (`icount_limit` is the end of the current slice, never beyond the user's limit in
 //!   [`crate::run_state::RunState::insn_limit`]); a handler that may have unmasked an
-//!   interrupt (STI, POPF, MOV CR8, EOI) sets `icount_limit = 0` so the next block entry returns at once.
+//!   interrupt (STI, POPF, MOV CR8, EOI) sets `icount_limit = 0` so the next block entry
+//!   returns at once.
+//! - The slice, the instruction limit, stop requests, halting, interrupts, debug stepping
+//!   and changed mappings are looked at here only; an engine never loops past them (its
+//!   `run_block` returns whenever one of them may need the loop).
 //! - An exception or interrupt is delivered with the architectural state of an instruction
 //!   boundary; a delivery that ends in a triple fault stops the VM with a report.
 
@@ -122,7 +128,16 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
 /// Applies the effects handlers posted while the last block or instruction ran (see
 /// [`crate::run_state`]): the one place they become run state. Called whenever guest code
 /// returns to the engine, before anything looks at that state.
+#[inline]
 pub fn settle(m: &mut Machine) {
+    if std::mem::take(&mut m.run.posted) {
+        apply(m);
+    }
+}
+
+/// Applies the posted effects (see [`settle`]).
+#[cold]
+fn apply(m: &mut Machine) {
     let fx = std::mem::take(&mut m.run.pending);
     let run = &mut m.run;
     run.halted |= fx.halt;
