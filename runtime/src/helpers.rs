@@ -44,7 +44,11 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
         _ => {}
     }
     match h {
-        Helper::Hypercall => crate::system::hypercall::entry(m, cpu, args),
+        Helper::Hypercall => {
+            let (r, fx) = crate::system::hypercall::entry(m, cpu, args);
+            m.run.post(cpu, fx);
+            r
+        }
         Helper::MemRead if b == 16 => {
             let mut buf = [0u8; 16];
             match m.read_virt_bytes_for(cpu, a, &mut buf, Access::Read) {
@@ -75,7 +79,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             };
             match r {
                 Ok(WriteOutcome::Done) => {
-                    if std::mem::take(&mut m.interrupt_check) {
+                    if std::mem::take(&mut m.run.interrupt_check) {
                         cpu.icount_limit = 0;
                     }
                 }
@@ -221,10 +225,11 @@ fn guarded(
             if cpu.runtime != 0 {
                 // SAFETY: as above.
                 let m = unsafe { &mut *(cpu.runtime as *mut Machine) };
-                m.stop = Some(StopRequest::Internal(format!(
-                    "panic in the {} helper: {what}",
-                    h.name()
-                )));
+                let why = format!("panic in the {} helper: {what}", h.name());
+                m.run.post(
+                    cpu,
+                    crate::run_state::Effects::stop(StopRequest::Internal(why)),
+                );
                 if h == Helper::Lookup {
                     // Lookup's result is jumped to: give it the exit stub, which returns.
                     return m.code.as_ref().map_or(0, |c| c.unlinked_stub().0 as u64);
@@ -406,7 +411,7 @@ mod tests {
         assert_eq!(cpu.status, 0);
         run_helper(&mut m, &mut cpu, hc, [port(H::Out, 4), 0xF4, 0x2A]);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
-        assert_eq!(m.stop, Some(StopRequest::DebugExit(0x2A)));
+        assert_eq!(m.run.pending.stop, Some(StopRequest::DebugExit(0x2A)));
         assert_eq!(m.bus.stats().unclaimed_reads, 1);
     }
 
@@ -453,8 +458,11 @@ mod tests {
         let r = guarded(Helper::Hypercall, cpu_ptr, |_, _| panic!("device exploded"));
         assert_eq!(r, 0);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
-        let Some(StopRequest::Internal(note)) = &m.stop else {
-            panic!("expected an internal-error stop, got {:?}", m.stop);
+        let Some(StopRequest::Internal(note)) = &m.run.pending.stop else {
+            panic!(
+                "expected an internal-error stop, got {:?}",
+                m.run.pending.stop
+            );
         };
         assert!(
             note.contains("hypercall helper") && note.contains("device exploded"),

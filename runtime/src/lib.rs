@@ -40,6 +40,7 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod mmu;
+pub mod run_state;
 pub mod stats;
 pub mod stubs;
 pub mod system;

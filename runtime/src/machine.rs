@@ -1,6 +1,7 @@
 //! [`Machine`]: everything the runtime helpers reach while guest code runs — RAM and the MMU,
-//! the port bus, the code cache and the interpreter's decode cache, the virtual TSC — plus
-//! the guest memory access paths shared by both engines.
+//! the port bus and the platform devices, the code cache, the virtual TSC, and the vCPU's
+//! run control ([`crate::run_state`], which only the run loop acts on) — plus the guest
+//! memory access paths shared by every engine.
 //!
 //! Invariants:
 //! - The guest CPU state is *not* part of `Machine`: generated code holds a `*mut CpuState`
@@ -71,20 +72,7 @@ pub enum Executing {
     Jit,
 }
 
-/// Why a device or a helper asked the VM to stop.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopRequest {
-    /// The guest wrote this value to the isa-debug-exit port.
-    DebugExit(u32),
-    /// A runtime bug was caught (e.g. a panic inside a helper).
-    Internal(String),
-    /// A software interrupt's delivery ended in a triple fault; the report.
-    TripleFault(String),
-    /// The guest powered the board off (ACPI S5).
-    PowerOff,
-    /// The guest reset the board (reset control register, i8042, ACPI reset register).
-    Reset,
-}
+pub use crate::run_state::StopRequest;
 
 /// Result of a guest store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,11 +129,9 @@ pub struct Machine {
     pub code: Option<cache::CodeCache>,
     /// Who is executing guest code right now.
     pub executing: Executing,
-    /// Set when a device or helper asks the VM to stop.
-    pub stop: Option<StopRequest>,
-    /// Set by another thread to stop the run (the `Vm`'s stop handle); the run loop
-    /// polls it between slices and while halted.
-    pub stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The vCPU's run control (halted, interrupt shadow, stop requests, ...): not machine
+    /// state, but here because helpers reach only the machine (see [`crate::run_state`]).
+    pub run: crate::run_state::RunState,
     /// Guest-physical ranges of the last store refused with [`WriteOutcome::CodeModified`].
     pub modified: Vec<(u64, u64)>,
     /// The virtual time-stamp counter.
@@ -159,35 +145,13 @@ pub struct Machine {
     /// INVLPGs executed: engines caching code by virtual address forget what they cached
     /// when it changes.
     pub invlpgs: u64,
-    /// Set when virtual-to-physical mappings may have changed wholesale (a TLB flush, the host
-    /// replacing the CPU state); the dispatcher then drops virtual-PC-keyed state (the jump
-    /// cache, a pending link) and clears it. INVLPG drops its own window of the jump cache
-    /// instead (see [`Machine::invlpg`]).
-    pub mappings_changed: bool,
     /// Host traps taken by the `trap` engine.
     pub host_traps: u64,
-    /// The RIP of the instruction in the interrupt shadow of STI, MOV SS or POP SS: no
-    /// interrupt is taken before it completes (see `engine::vcpu::service`).
-    pub interrupt_shadow: Option<u64>,
     /// The data and port accesses of the instruction being stepped for the debug registers
     /// (collecting only while `engine::debug` asks).
     pub debug_accesses: crate::system::debug::AccessLog,
-    /// SYSRET restored RFLAGS.TF: the single-step #DB is due before the next instruction
-    /// (taken by `engine::debug::step`).
-    pub step_trap_pending: bool,
-    /// The vCPU executed HLT and waits for an interrupt.
-    pub halted: bool,
-    /// NMI blocking: set when an NMI is delivered, cleared by the next IRET that completes
-    /// (SDM Vol. 3A §6.7.1); a pending NMI waits meanwhile.
-    pub nmi_blocked: bool,
-    /// The host's NMI button (the `Vm`'s NMI handle): an edge on the board's NMI
-    /// line, taken by the run loop between blocks and while halted.
-    pub nmi_button: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Interrupt controllers, timers and the RTC.
     pub platform: crate::devices::platform::Platform,
-    /// The user's instruction limit (`u64::MAX` for none); `CpuState::icount_limit` is the
-    /// end of the current slice the run loop chose.
-    pub insn_limit: u64,
     /// External interrupts delivered.
     pub interrupts_delivered: u64,
     /// Guest MMIO reads and writes (outside RAM: the APICs, or nothing).
@@ -209,9 +173,6 @@ pub struct Machine {
     /// Some soft-TLB entry may come from a large page (it can then sit at any index, and
     /// INVLPG must look at every entry): set by fills, cleared by full flushes.
     pub tlb_large: bool,
-    /// A device register write may have made an interrupt deliverable; the helper that
-    /// caused it ends the current slice, so the run loop looks.
-    pub interrupt_check: bool,
     /// Host stubs of the guest's floating-point and vector instructions.
     pub stubs: crate::stubs::HostStubs,
     /// Bytes waiting for COM1's receiver (see [`crate::console`]).
@@ -302,31 +263,22 @@ impl Machine {
             chipset,
             code: None,
             executing: Executing::Interp,
-            stop: None,
-            stop_flag: Default::default(),
+            run: Default::default(),
             modified: Vec::new(),
             tsc,
             counters: HelperCounters::default(),
             exceptions: 0,
             code_modified: 0,
             invlpgs: 0,
-            mappings_changed: false,
-            interrupt_shadow: None,
             debug_accesses: Default::default(),
-            step_trap_pending: false,
             host_traps: 0,
-            halted: false,
-            nmi_blocked: false,
-            nmi_button: Default::default(),
             platform,
-            insn_limit: u64::MAX,
             interrupts_delivered: 0,
             mmio: [0; 2],
             exceptions_by_vector: [0; 32],
             stop_on_unsupported: false,
             unsupported_uds: Default::default(),
             halted_ns: 0,
-            interrupt_check: false,
             hypercalls: [0; 64],
             tlb: TlbCounters::default(),
             tlb_large: false,
@@ -474,8 +426,8 @@ impl Machine {
     }
 
     /// Invalidates every TLB entry; `global` also drops global pages. Sets
-    /// [`Machine::mappings_changed`]. The caller flushes on every paging-relevant change:
-    /// MOV CR3 and task-switch CR3 loads (`global` false), MOV CR0 changing PG or WP, MOV CR4
+    /// [`crate::run_state::RunState::mappings_changed`]. The caller flushes on every
+    /// paging-relevant change: MOV CR3 and task-switch CR3 loads (`global` false), MOV CR0 changing PG or WP, MOV CR4
     /// changing PGE, PAE, PSE, SMEP or SMAP, WRMSR EFER changing NXE or LME (`global` true).
     /// RFLAGS.AC changes need no flush (see [`crate::mmu::tlb`]).
     pub fn flush_tlb(&mut self, cpu: &mut CpuState, global: bool) {
@@ -484,7 +436,7 @@ impl Machine {
             self.tlb_large = false;
         }
         self.tlb.flushes += 1;
-        self.mappings_changed = true;
+        self.run.mappings_changed = true;
     }
 
     /// Invalidates the TLB entries of the page holding linear address `lin` in both sets,
@@ -492,8 +444,9 @@ impl Machine {
     /// entries that may have come through that page: every PC in the aligned window of the
     /// largest page size the paging mode has (the old mapping's size is unknown: the guest
     /// has usually just rewritten the entry), and the page before it (a block there may run
-    /// onto it). Cheaper than [`Machine::mappings_changed`]'s full clear, and the jump cache
-    /// keeps the entries of code elsewhere.
+    /// onto it). Cheaper than the full clear of
+    /// [`crate::run_state::RunState::mappings_changed`], and the jump cache keeps the entries
+    /// of code elsewhere.
     pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
         let regs = PagingRegs::of(cpu);
         let lin = lin & regs.lin_mask();
@@ -541,7 +494,7 @@ impl Machine {
             .platform
             .mmio_write(phys, size.clamp(1, 8) as u8, value, now)
         {
-            self.interrupt_check = true;
+            self.run.interrupt_check = true;
         }
     }
 
@@ -992,86 +945,5 @@ pub fn not_present(vaddr: u64, access: Access) -> Exception {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memory::{GuestPhys, MIN_RAM};
-
-    fn machine() -> Machine {
-        Machine::new(MIN_RAM, SerialSink::Capture).unwrap()
-    }
-
-    #[test]
-    fn reads_and_writes_cross_pages() {
-        let mut m = machine();
-        assert_eq!(
-            m.write_virt(0x1FFD, 8, 0x1122_3344_5566_7788),
-            Ok(WriteOutcome::Done)
-        );
-        assert_eq!(
-            m.read_virt(0x1FFD, 8, Access::Read),
-            Ok(0x1122_3344_5566_7788)
-        );
-        assert_eq!(m.read_virt(0x2000, 1, Access::Read), Ok(0x55));
-    }
-
-    #[test]
-    fn out_of_ram_accesses_fault_precisely() {
-        let mut m = machine();
-        let end = MIN_RAM;
-        m.ram.write_le(GuestPhys(end - 2), 2, 0xAAAA).unwrap();
-        assert_eq!(
-            m.write_virt(end - 2, 4, 0),
-            Err(Exception::PageFault { addr: end, code: 2 })
-        );
-        assert_eq!(
-            m.ram.read_le(GuestPhys(end - 2), 2).unwrap(),
-            0xAAAA,
-            "no partial write"
-        );
-        assert_eq!(
-            m.read_virt(end - 1, 2, Access::Read),
-            Err(Exception::PageFault { addr: end, code: 0 })
-        );
-        assert_eq!(
-            m.read_virt(u64::MAX, 1, Access::Read),
-            Err(Exception::PageFault {
-                addr: u64::MAX,
-                code: 0
-            })
-        );
-        assert_eq!(
-            m.read_virt(1 << 63, 8, Access::Read),
-            Err(Exception::GeneralProtection(0))
-        );
-    }
-
-    #[test]
-    fn fetch_takes_the_page_and_a_little_of_the_next() {
-        let mut m = machine();
-        let cpu = CpuState::default();
-        let f = m.fetch_code(&cpu, 0x1FF0).unwrap();
-        assert_eq!(
-            (f.first_len, f.bytes.len(), f.next_phys),
-            (16, 31, Some(0x2000))
-        );
-        assert_eq!(f.phys_ranges(20), vec![(0x1FF0, 0x2000), (0x2000, 0x2004)]);
-        assert_eq!(f.phys_ranges(3), vec![(0x1FF0, 0x1FF3)]);
-        let last = m.fetch_code(&cpu, MIN_RAM - 4).unwrap();
-        assert_eq!((last.bytes.len(), last.next_phys), (4, None));
-        assert_eq!(
-            last.next_fault,
-            Some(Exception::PageFault {
-                addr: MIN_RAM,
-                code: 0x10
-            })
-        );
-        assert_eq!(
-            m.fetch_code(&cpu, MIN_RAM).unwrap_err(),
-            Exception::PageFault {
-                addr: MIN_RAM,
-                code: 0x10
-            }
-        );
-        assert_eq!(m.insn_bytes(0x1000).len(), MAX_INSN_LEN);
-    }
-}
+#[path = "machine_tests.rs"]
+mod tests;

@@ -5,8 +5,9 @@
 //!   pointers to each, never one inside the other.
 //! - Host writes to guest memory ([`Vm::write_phys`], [`Vm::load_elf`]) invalidate every
 //!   translation of the bytes they change.
-//! - Every engine is the DBT engine with a tiering policy ([`Engine::tiering`]); switching
-//!   engines drops the code cache.
+//! - Every engine is the DBT engine with a tiering policy ([`Engine::tiering`]), `trap` with
+//!   its trapping entry ([`crate::engine::dbt::Trap`]), run by the one vCPU loop
+//!   ([`crate::engine::vcpu::run`]); switching engines drops the code cache.
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use translator::CpuState;
 
 use crate::console::ConsoleWriter;
 use crate::devices::SerialSink;
-use crate::engine::dbt::{Dbt, DbtError, DbtOptions};
+use crate::engine::dbt::{Dbt, DbtError, DbtOptions, DbtStats, Trap};
 use crate::engine::tier::Tiering;
 use crate::engine::{Engine, RunOutcome};
 use crate::loader::{multiboot, Elf, KernelLoader, LoadError};
@@ -57,7 +58,6 @@ pub struct VmConfig {
 /// The DBT options that make `engine`.
 fn dbt_options(engine: Engine, count_tlb_hits: bool, tiering: Option<Tiering>) -> DbtOptions {
     DbtOptions {
-        trap: engine == Engine::Trap,
         count_tlb_hits,
         tiering: tiering.unwrap_or_else(|| engine.tiering()),
     }
@@ -159,12 +159,50 @@ impl NmiHandle {
     }
 }
 
+/// The engine a [`Vm`] runs: the DBT engine with a tiering policy (`dbt`, `jit`, `interp`),
+/// or with trapping hypercalls (`trap`). Each is its own [`crate::engine::vcpu::run`].
+enum Runner {
+    Dbt(Dbt),
+    Trap(Trap),
+}
+
+impl Runner {
+    /// Sets up `engine` on `m`.
+    fn new(
+        m: &mut Machine,
+        engine: Engine,
+        cfg: CacheConfig,
+        opts: DbtOptions,
+    ) -> Result<Runner, DbtError> {
+        Ok(match engine {
+            Engine::Trap => Runner::Trap(Trap::with_options(m, cfg, opts)?),
+            Engine::Dbt | Engine::Jit | Engine::Interp => {
+                Runner::Dbt(Dbt::with_options(m, cfg, opts)?)
+            }
+        })
+    }
+
+    fn run(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+        match self {
+            Runner::Dbt(e) => crate::engine::vcpu::run(e, m, cpu),
+            Runner::Trap(e) => crate::engine::vcpu::run(e, m, cpu),
+        }
+    }
+
+    fn stats(&self) -> DbtStats {
+        match self {
+            Runner::Dbt(e) => e.stats(),
+            Runner::Trap(e) => e.stats(),
+        }
+    }
+}
+
 /// A virtual machine with one CPU.
 pub struct Vm {
     cpu: Box<CpuState>,
     machine: Box<Machine>,
     engine: Engine,
-    dbt: Option<Dbt>,
+    dbt: Option<Runner>,
     cache_cfg: CacheConfig,
     count_tlb_hits: bool,
     tiering: Option<Tiering>,
@@ -176,17 +214,18 @@ impl Vm {
     /// register zero (RSP too: the guest sets it), and RAM zeroed.
     pub fn new(cfg: VmConfig) -> Result<Vm, VmError> {
         let mut machine = Box::new(Machine::new(cfg.mem_bytes, cfg.serial)?);
-        let dbt = Some(Dbt::with_options(
+        let dbt = Some(Runner::new(
             &mut machine,
+            cfg.engine,
             cfg.cache,
             dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering),
         )?);
-        machine.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
+        machine.run.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
         machine.stop_on_unsupported = cfg.stop_on_unsupported;
         // Between runs `icount_limit` holds the user's limit (see `engine::vcpu`).
         let mut cpu = Box::new(CpuState {
             rflags: rflags::FIXED,
-            icount_limit: machine.insn_limit,
+            icount_limit: machine.run.insn_limit,
             ..CpuState::default()
         });
         // MSRs first: their reset clears EFER, which the long-mode reset then sets.
@@ -230,7 +269,7 @@ impl Vm {
 
     /// The CPU state and the machine, for the boot code that sets both up.
     pub(crate) fn parts_mut(&mut self) -> (&mut CpuState, &mut Machine) {
-        self.machine.mappings_changed = true;
+        self.machine.run.mappings_changed = true;
         self.machine.tlb_large = true;
         (&mut self.cpu, &mut self.machine)
     }
@@ -251,7 +290,7 @@ impl Vm {
     /// A handle another thread can stop this VM's runs with.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            flag: self.machine.stop_flag.clone(),
+            flag: self.machine.run.stop_flag.clone(),
             bell: self.machine.doorbell.clone(),
         }
     }
@@ -259,7 +298,7 @@ impl Vm {
     /// A handle another thread can send this VM NMIs with (see [`NmiHandle`]).
     pub fn nmi_handle(&self) -> NmiHandle {
         NmiHandle {
-            button: self.machine.nmi_button.clone(),
+            button: self.machine.run.nmi_button.clone(),
             bell: self.machine.doorbell.clone(),
         }
     }
@@ -268,6 +307,7 @@ impl Vm {
     /// next run takes it before its first instruction.
     pub fn nmi(&mut self) {
         self.machine
+            .run
             .nmi_button
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -302,7 +342,7 @@ impl Vm {
     /// virtual-address-keyed lookup (as KVM flushes the TLB on `KVM_SET_SREGS`); the soft TLB
     /// is part of the state and is the caller's.
     pub fn cpu_mut(&mut self) -> &mut CpuState {
-        self.machine.mappings_changed = true;
+        self.machine.run.mappings_changed = true;
         // The TLB the host installs may hold anything.
         self.machine.tlb_large = true;
         &mut self.cpu
@@ -335,7 +375,7 @@ impl Vm {
     fn run_dbt(&mut self) -> RunOutcome {
         if self.dbt.is_none() {
             let opts = dbt_options(self.engine, self.count_tlb_hits, self.tiering);
-            match Dbt::with_options(&mut self.machine, self.cache_cfg, opts) {
+            match Runner::new(&mut self.machine, self.engine, self.cache_cfg, opts) {
                 Ok(d) => self.dbt = Some(d),
                 Err(e) => return RunOutcome::InternalError(e.to_string()),
             }
@@ -360,7 +400,7 @@ impl Vm {
         Stats {
             engine: self.engine,
             guest_insns: self.cpu.icount,
-            dbt: self.dbt.as_ref().map(Dbt::stats).unwrap_or_default(),
+            dbt: self.dbt.as_ref().map(Runner::stats).unwrap_or_default(),
             cache: m.code.as_ref().map(|c| c.stats()).unwrap_or_default(),
             run_ns: self.run_ns,
             helpers: m.counters,

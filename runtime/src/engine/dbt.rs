@@ -9,8 +9,9 @@
 //!   no linkable exit gives its unused slots to the next translation.
 //! - A flush invalidates every slot address: after one, no slot remembered from before it
 //!   (the exit we are about to link, a spare range, a half-done translation) is used again.
-//! - Generated code runs only inside [`Dbt::run`], with `cpu.runtime` pointing at the
-//!   machine and no Rust reference to the machine or the CPU state in use meanwhile.
+//! - Generated code runs only inside the engine's `run_block` ([`vcpu::ExecEngine`]), with
+//!   `cpu.runtime` pointing at the machine and no Rust reference to the machine or the CPU
+//!   state in use meanwhile.
 //! - Direct links assume virtual → physical mappings do not change (true of the flat MMU).
 //!   Paging will have to unlink or flush on address-space changes.
 //! - Indirect exits probe the cache's jump cache inline (keyed by guest-virtual PC and the
@@ -32,7 +33,8 @@ use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
 use super::tier::{ColdBlocks, Done, Pending, RecordEnvImpl, TierStats, Tiering, Worker};
-use super::{interp, trap, vcpu, RunOutcome};
+use super::vcpu::{self, Exit};
+use super::{interp, trap, RunOutcome};
 use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
 use crate::memory::{Access, PAGE_SIZE};
@@ -42,7 +44,42 @@ use crate::memory::{Access, PAGE_SIZE};
 pub const SLOTS_PER_BLOCK: usize = 4;
 
 /// The entry trampoline: calls the block at `block` with `cpu`, returns its exit reason.
-type EntryFn = unsafe extern "C" fn(cpu: *mut CpuState, block: usize) -> u64;
+pub type EntryFn = unsafe extern "C" fn(cpu: *mut CpuState, block: usize) -> u64;
+
+/// How the DBT engine enters generated code, and what it keeps per compiled block for that:
+/// [`Direct`] (hypercalls are calls), or [`trap::Traps`] (the `trap` engine: hypercalls are
+/// host traps, emulated by a signal handler that needs each block's trap sites).
+pub trait HostEntry: Default {
+    /// Hypercalls are compiled as host traps (`int3`), not calls; every block is compiled.
+    const TRAPS: bool;
+    /// Block `id` was compiled from `block` and installed.
+    fn installed(&mut self, id: BlockId, block: &translator::decode::DecodedBlock);
+    /// The code cache was flushed: every block is gone.
+    fn flushed(&mut self);
+    /// Runs compiled code at `host` with `cpu` through the entry trampoline `enter`.
+    ///
+    /// # Safety
+    /// As calling `enter` directly: `host` is live code generated for the machine that
+    /// `cpu.runtime` names, and nothing else uses `cpu` or the machine until it returns.
+    unsafe fn enter(&self, enter: EntryFn, cpu: *mut CpuState, host: usize) -> u64;
+}
+
+/// The plain way into generated code (see [`HostEntry`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Direct;
+
+impl HostEntry for Direct {
+    const TRAPS: bool = false;
+    fn installed(&mut self, _id: BlockId, _block: &translator::decode::DecodedBlock) {}
+    fn flushed(&mut self) {}
+    unsafe fn enter(&self, enter: EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
+        // SAFETY: the caller's contract.
+        unsafe { enter(cpu, host) }
+    }
+}
+
+/// The trap-and-emulate engine: the DBT engine whose hypercalls are host traps.
+pub type Trap = Dbt<trap::Traps>;
 
 /// Errors setting up the DBT engine.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +115,10 @@ pub struct DbtStats {
     pub tier: TierStats,
 }
 
-/// The DBT engine. The code cache itself lives in [`Machine::code`], where the helpers
-/// reach it.
-pub struct Dbt {
+/// The DBT engine (every engine: `dbt`, `jit` and `interp` are its tiering policies,
+/// [`Trap`] its trapping entry). The code cache itself lives in [`Machine::code`], where
+/// the helpers reach it.
+pub struct Dbt<H: HostEntry = Direct> {
     jit: Jit,
     /// Keeps the trampoline and the exit stub mapped.
     _stubs: ExecMemory,
@@ -90,26 +128,24 @@ pub struct Dbt {
     /// Flushes this engine performed (to spot stale slot addresses).
     flushes: u64,
     stats: DbtStats,
-    /// Hypercalls are host traps (the `trap` engine).
-    trap: bool,
+    /// How generated code is entered.
+    entry: H,
     /// When blocks are compiled.
     tiering: Tiering,
     /// The interpreter tier's blocks.
     cold: ColdBlocks,
-    /// The `trap` engine's trap sites, read by its signal handler while a block runs.
-    trap_table: trap::TrapTable,
     /// The background compiler, once started.
     worker: Option<Worker>,
     /// Whose undefined flags the interpreter tier computes (the JIT's).
     vendor: translator::flags::Vendor,
+    /// The link slot of the direct exit the last block took, linked to the next block once
+    /// it is found (dropped whenever the run loop does anything between the two).
+    link_from: Option<u64>,
 }
 
 /// How the DBT engine runs (see [`Dbt::with_options`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DbtOptions {
-    /// Each hypercall is a real host trap handled by the SIGTRAP handler (`--engine trap`,
-    /// see [`trap`]).
-    pub trap: bool,
     /// Generated code counts its inline soft-TLB hits in `CpuState::tlb_inline_hits`.
     pub count_tlb_hits: bool,
     /// When blocks are compiled.
@@ -119,7 +155,6 @@ pub struct DbtOptions {
 impl Default for DbtOptions {
     fn default() -> Self {
         DbtOptions {
-            trap: false,
             count_tlb_hits: false,
             tiering: Tiering::tiered(),
         }
@@ -178,9 +213,9 @@ impl JitEnv for BlockEnv<'_> {
     }
 }
 
-impl Dbt {
+impl<H: HostEntry> Dbt<H> {
     /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
-    pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt, DbtError> {
+    pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt<H>, DbtError> {
         Dbt::with_options(m, cfg, DbtOptions::default())
     }
 
@@ -189,14 +224,13 @@ impl Dbt {
         m: &mut Machine,
         cfg: CacheConfig,
         opts: DbtOptions,
-    ) -> Result<Dbt, DbtError> {
+    ) -> Result<Dbt<H>, DbtError> {
         let DbtOptions {
-            trap,
             count_tlb_hits,
             tiering,
         } = opts;
         let mut jit = Jit::with_config(JitConfig {
-            trap_hypercalls: trap,
+            trap_hypercalls: H::TRAPS,
             count_tlb_hits,
             ..JitConfig::default()
         })?;
@@ -218,13 +252,13 @@ impl Dbt {
             spare: None,
             flushes: 0,
             stats: DbtStats::default(),
-            trap,
+            entry: H::default(),
             // Trap-and-emulate needs every block as host code: its hypercalls are host traps.
-            tiering: if trap { Tiering::JIT } else { tiering },
+            tiering: if H::TRAPS { Tiering::JIT } else { tiering },
             cold: ColdBlocks::default(),
-            trap_table: trap::TrapTable::default(),
             worker: None,
             vendor: JitConfig::default().vendor,
+            link_from: None,
         })
     }
 
@@ -236,137 +270,54 @@ impl Dbt {
         }
     }
 
-    /// Runs the guest until something stops it.
+    /// Runs the guest until something stops it (see [`vcpu::run`]).
     pub fn run(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
-        vcpu::with_slices(m, cpu, |m, cpu| self.run_slices(m, cpu))
+        vcpu::run(self, m, cpu)
     }
 
-    fn run_slices(&mut self, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
-        let mut link_from = None;
-        vcpu::open_slice(m, cpu);
-        if let Err(outcome) = vcpu::service(m, cpu) {
-            return outcome;
-        }
-        loop {
-            // A stop request is looked at before every block the dispatcher enters (one
-            // relaxed load), not only at slice ends: a slice of blocks that each need
-            // compiling can take seconds.
-            let stop_asked = m.stop_flag.load(std::sync::atomic::Ordering::Relaxed);
-            if cpu.icount >= cpu.icount_limit || m.halted || stop_asked {
-                if cpu.icount >= m.insn_limit {
-                    return RunOutcome::InstructionLimit;
-                }
-                link_from = None;
-                if let Err(outcome) = vcpu::service(m, cpu) {
-                    return outcome;
-                }
-                if let Some(stop) = m.stop.take() {
-                    return super::exit::stop_outcome(stop);
-                }
-            }
-            if super::debug::active(cpu) {
-                link_from = None;
-                if let Err(outcome) = super::debug::step(m, cpu) {
-                    return outcome;
-                }
-                continue;
-            }
-            if std::mem::take(&mut m.mappings_changed) {
-                // Virtual-PC-keyed state is stale: the jump cache, and any pending link
-                // (links never cross pages while paging is on, see `BlockEnv::link_slot`).
-                cache_mut(m).jump_cache_clear();
-                self.cold.forget_mappings();
-                link_from = None;
-            }
-            if let Some(done) = self.worker.as_mut().and_then(Worker::poll) {
-                self.install_background(m, done);
-            }
-            let next = match self.block_for(m, cpu, link_from.take()) {
-                Ok(Some(next)) => next,
-                Ok(None) => continue,
-                Err(outcome) => return outcome,
-            };
-            self.stats.dispatches += 1;
-            m.executing = Executing::Jit;
-            let host = match next {
-                Next::Host(host) => host,
-                Next::Cold(mut id) => {
-                    let threshold = self.tiering.compile_after;
-                    let exit = loop {
-                        // Stores to code stop the block as they stop generated code.
-                        cpu.status = 0;
-                        cpu.link_slot = 0;
-                        let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
-                            break None;
-                        };
-                        // Cold blocks chain among themselves as compiled ones do through
-                        // links: a plain jump to a live cold block that is not due for
-                        // compiling runs it without the dispatcher, while nothing asks the
-                        // loop above to look (budget, stop, TF, mappings, halt).
-                        if exit != translator::ExitReason::Jump as u64
-                            || cpu.icount >= cpu.icount_limit
-                            || m.halted
-                            || m.stop.is_some()
-                            || m.mappings_changed
-                            || super::debug::active(cpu)
-                        {
-                            break Some(exit);
-                        }
-                        let next_mode = crate::system::mode::mode(cpu);
-                        if !by_virtual_pc(next_mode) {
-                            break Some(exit);
-                        }
-                        match self.cold.chain(m, cpu.rip, next_mode.key(), threshold) {
-                            Some(next) => {
-                                id = next;
-                            }
-                            None => break Some(exit),
-                        }
-                    };
-                    let Some(exit) = exit else {
-                        continue;
-                    };
-                    match handle_exit(m, cpu, exit) {
-                        ExitAction::Continue { .. } => {}
-                        ExitAction::SingleStep => {
-                            self.stats.single_steps += 1;
-                            if let Some(outcome) = interp::single_step(m, cpu) {
-                                return outcome;
-                            }
-                        }
-                        ExitAction::Stop(outcome) => return outcome,
-                    }
-                    continue;
-                }
-            };
+    /// Runs the cold block `id` and the cold blocks it chains to, then handles the exit.
+    fn run_cold(
+        &mut self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        mut id: BlockId,
+    ) -> Result<Exit, RunOutcome> {
+        let threshold = self.tiering.compile_after;
+        let exit = loop {
+            // Stores to code stop the block as they stop generated code.
             cpu.status = 0;
             cpu.link_slot = 0;
-            cpu.runtime = m as *mut Machine as usize;
-            let cpu_ptr: *mut CpuState = cpu;
-            // SAFETY: `host` is a live block (or the exit stub) in the cache's executable
-            // memory, generated for this machine: it reaches guest RAM only behind bounds
-            // checks, the code bitmap and link slots the cache keeps alive, and the machine
-            // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
-            // is used until the call returns.
-            let exit = if self.trap {
-                let _running = trap::Running::enter(cpu_ptr, &self.trap_table);
-                // SAFETY: as below; the trap handler reaches `cpu` only through `RUNNING`
-                // while the block runs, as a helper would.
-                unsafe { (self.enter)(cpu_ptr, host.0) }
-            } else {
-                // SAFETY: see above.
-                unsafe { (self.enter)(cpu_ptr, host.0) }
+            let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
+                break None;
             };
-            match handle_exit(m, cpu, exit) {
-                ExitAction::Continue { link_from: l } => link_from = l,
-                ExitAction::SingleStep => {
-                    self.stats.single_steps += 1;
-                    if let Some(outcome) = interp::single_step(m, cpu) {
-                        return outcome;
-                    }
-                }
-                ExitAction::Stop(outcome) => return outcome,
+            // Cold blocks chain among themselves as compiled ones do through links: a
+            // plain jump to a live cold block that is not due for compiling runs it without
+            // the dispatcher, while nothing asks the run loop to look (budget, TF, mappings,
+            // or any posted effect: a halt, a stop, ...; `handle_exit` settles them).
+            if exit != translator::ExitReason::Jump as u64
+                || cpu.icount >= cpu.icount_limit
+                || m.run.posted
+                || m.run.mappings_changed
+                || super::debug::active(cpu)
+            {
+                break Some(exit);
             }
+            let next_mode = crate::system::mode::mode(cpu);
+            if !by_virtual_pc(next_mode) {
+                break Some(exit);
+            }
+            match self.cold.chain(m, cpu.rip, next_mode.key(), threshold) {
+                Some(next) => id = next,
+                None => break Some(exit),
+            }
+        };
+        let Some(exit) = exit else {
+            return Ok(Exit::Continue);
+        };
+        match handle_exit(m, cpu, exit) {
+            ExitAction::Continue { .. } => Ok(Exit::Continue),
+            ExitAction::SingleStep => Ok(Exit::SingleStep),
+            ExitAction::Stop(outcome) => Err(outcome),
         }
     }
 
@@ -524,19 +475,7 @@ impl Dbt {
             let phys_ranges = fetched.phys_ranges(byte_len);
             let fresh = code_free_pages(m, &phys_ranges);
             let id = self.install(m, key, host, &compiled, phys_ranges, slots, used);
-            if self.trap {
-                let sites = block
-                    .insns
-                    .iter()
-                    .filter_map(|i| {
-                        translator::sensitive::lookup(i).map(|e| trap::TrapSite {
-                            guest_pc: i.ip(),
-                            kind: e.call,
-                        })
-                    })
-                    .collect();
-                self.trap_table.insert(id, sites);
-            }
+            self.entry.installed(id, &block);
             protect_code(m, cpu, pc, &fetched, byte_len, fresh);
             return Ok((id, host));
         }
@@ -744,9 +683,62 @@ impl Dbt {
     fn flush(&mut self, m: &mut Machine) {
         cache_mut(m).flush();
         self.cold.clear();
-        self.trap_table.clear();
+        self.entry.flushed();
         self.spare = None;
         self.flushes += 1;
+    }
+}
+
+impl<H: HostEntry> vcpu::ExecEngine for Dbt<H> {
+    fn run_block(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<Exit, RunOutcome> {
+        if let Some(done) = self.worker.as_mut().and_then(Worker::poll) {
+            self.install_background(m, done);
+        }
+        let link_from = self.link_from.take();
+        let Some(next) = self.block_for(m, cpu, link_from)? else {
+            return Ok(Exit::Continue);
+        };
+        self.stats.dispatches += 1;
+        m.executing = Executing::Jit;
+        let host = match next {
+            Next::Host(host) => host,
+            Next::Cold(id) => return self.run_cold(m, cpu, id),
+        };
+        cpu.status = 0;
+        cpu.link_slot = 0;
+        cpu.runtime = m as *mut Machine as usize;
+        let cpu_ptr: *mut CpuState = cpu;
+        // SAFETY: `host` is a live block (or the exit stub) in the cache's executable
+        // memory, generated for this machine: it reaches guest RAM only behind bounds
+        // checks, the code bitmap and link slots the cache keeps alive, and the machine
+        // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
+        // is used until the call returns.
+        let exit = unsafe { self.entry.enter(self.enter, cpu_ptr, host.0) };
+        match handle_exit(m, cpu, exit) {
+            ExitAction::Continue { link_from } => {
+                self.link_from = link_from;
+                Ok(Exit::Continue)
+            }
+            ExitAction::SingleStep => Ok(Exit::SingleStep),
+            ExitAction::Stop(outcome) => Err(outcome),
+        }
+    }
+
+    fn step(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
+        self.stats.single_steps += 1;
+        interp::single_step(m, cpu).map_or(Ok(()), Err)
+    }
+
+    fn interrupted(&mut self) {
+        self.link_from = None;
+    }
+
+    fn forget_mappings(&mut self, m: &mut Machine) {
+        // Virtual-PC-keyed state is stale: the jump cache, and any pending link (links
+        // never cross pages while paging is on, see `BlockEnv::link_slot`).
+        cache_mut(m).jump_cache_clear();
+        self.cold.forget_mappings();
+        self.link_from = None;
     }
 }
 

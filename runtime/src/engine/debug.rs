@@ -17,7 +17,7 @@
 //!   vol. 3 6.8.3): the next one runs first; their data breakpoints are held until after
 //!   it, their single-step trap is suppressed (the next instruction traps on its own
 //!   account), and an instruction breakpoint on it is suppressed as if RF were 1. Their
-//!   interrupt shadow is `Machine::interrupt_shadow`.
+//!   interrupt shadow is `RunState::interrupt_shadow`.
 //! - RF is cleared once an instruction completes, except by IRET, which loads it.
 //! - Data breakpoints see the CPU's own accesses as well as the instruction's: stack pops
 //!   and pushes of IRET, far transfers and event delivery (`system::segments::Stack`), and
@@ -65,7 +65,7 @@ fn loads_ss(insn: &Instruction) -> bool {
 /// trap (see the module invariants).
 fn steps(insn: &Instruction, before: u64, after: &CpuState) -> bool {
     match insn.mnemonic() {
-        // SYSRET's trap is `Machine::step_trap_pending`, as when it runs in a block.
+        // SYSRET's trap is `RunState::step_trap_pending`, as when it runs in a block.
         Mnemonic::Sysret | Mnemonic::Sysretq => false,
         Mnemonic::Syscall => after.rflags & rflags::TF != 0,
         Mnemonic::Int | Mnemonic::Int3 | Mnemonic::Int1 => false,
@@ -75,10 +75,10 @@ fn steps(insn: &Instruction, before: u64, after: &CpuState) -> bool {
     }
 }
 
-/// Delivers the single-step #DB that SYSRET left due (`Machine::step_trap_pending`), if any:
+/// Delivers the single-step #DB that SYSRET left due (`RunState::step_trap_pending`), if any:
 /// before anything else, an external interrupt included (#DB traps have the higher priority).
 pub fn pending_step_trap(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
-    if std::mem::take(&mut m.step_trap_pending) {
+    if std::mem::take(&mut m.run.step_trap_pending) {
         report(cpu, 0, DR6_BS);
         vcpu::raise(m, cpu, Exception::Debug)?;
     }
@@ -131,7 +131,7 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     // DR6 bits earned by an instruction whose #DB is held (MOV SS): B0-B3, and BS.
     let (mut held_b, mut held_bs) = (0, 0);
     let mut after_ss = false;
-    if m.step_trap_pending {
+    if m.run.step_trap_pending {
         return pending_step_trap(m, cpu);
     }
     loop {
@@ -186,10 +186,10 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         if watching {
             held_b |= access_hits(cpu, &accesses).all;
         }
-        let shadows = loads_ss(&insn) && !after_ss && !m.halted;
+        let shadows = loads_ss(&insn) && !after_ss && !m.run.halted;
         // MOV SS's own single-step trap is suppressed, not held (SDM vol. 3 6.8.3): the
         // next instruction reports BS only if it earns a step itself (INT n does not).
-        if (steps(&insn, before, cpu) && !shadows) || std::mem::take(&mut m.step_trap_pending) {
+        if (steps(&insn, before, cpu) && !shadows) || std::mem::take(&mut m.run.step_trap_pending) {
             held_bs = DR6_BS;
         }
         if shadows {
@@ -201,7 +201,7 @@ pub fn step(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     if held_b | held_bs != 0 {
         // A debug exception ends the HLT state (SDM vol. 2 HLT): HLT under TF takes its
         // #DB at once, RIP after it, and the handler's IRET resumes there, not halted.
-        m.halted = false;
+        m.run.halted = false;
         report(cpu, held_b, held_bs);
         vcpu::raise(m, cpu, Exception::Debug)?;
     }
@@ -298,7 +298,7 @@ mod tests {
         assert_eq!((rd(&mut m, sp), rd(&mut m, sp + 8)), (USER, 0x2B));
         assert_ne!(rd(&mut m, sp + 16) & rflags::TF, 0);
         assert_ne!(cpu.dr[6] & DR6_BS, 0);
-        assert!(!m.step_trap_pending);
+        assert!(!m.run.step_trap_pending);
     }
 
     /// An instruction breakpoint is a fault before the instruction; RF = 1 lets it run once,
@@ -394,10 +394,10 @@ mod tests {
         user_mode(&mut cpu);
         cpu.rip = USER;
         cpu.rflags |= rflags::TF;
-        m.step_trap_pending = true;
+        m.run.step_trap_pending = true;
         assert_eq!(vcpu::service(&mut m, &mut cpu), Ok(()));
         assert_eq!(cpu.rip, HANDLER + 1);
-        assert!(!m.step_trap_pending);
+        assert!(!m.run.step_trap_pending);
         assert_ne!(cpu.dr[6] & DR6_BS, 0);
     }
 
@@ -524,7 +524,10 @@ mod tests {
             let saved = m.read_virt(cpu.gpr[reg::RSP], 8, crate::memory::Access::Read);
             assert_eq!(saved, Ok(KERNEL + 1), "trap: RIP after the HLT");
             assert_ne!(cpu.dr[6] & DR6_BS, 0);
-            assert!(!m.halted, "IF={interrupts:#x}: the #DB ended the HLT state");
+            assert!(
+                !m.run.halted,
+                "IF={interrupts:#x}: the #DB ended the HLT state"
+            );
         }
     }
 }

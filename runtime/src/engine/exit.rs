@@ -29,9 +29,10 @@ pub enum ExitAction {
 /// Handles the exit `exit` (a raw [`ExitReason`] value) of a block or an interpreted
 /// instruction.
 pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction {
+    super::vcpu::settle(m);
     // A stop request wins over whatever the block reported (e.g. a panicked Lookup, whose
     // block then left through the exit stub).
-    if let Some(req) = m.stop.take() {
+    if let Some(req) = m.run.stop.take() {
         return ExitAction::Stop(stop_outcome(req));
     }
     let Some(reason) = ExitReason::from_u64(exit) else {
@@ -47,9 +48,11 @@ pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction
                 link_from: (cpu.link_slot != 0).then_some(cpu.link_slot),
             }
         }
-        ExitReason::Budget if cpu.icount >= m.insn_limit => RunOutcome::InstructionLimit,
+        ExitReason::Budget if cpu.icount >= m.run.insn_limit => RunOutcome::InstructionLimit,
         // The block's instructions do not all fit in the user's budget, but some do.
-        ExitReason::Budget if cpu.icount_limit >= m.insn_limit => return ExitAction::SingleStep,
+        ExitReason::Budget if cpu.icount_limit >= m.run.insn_limit => {
+            return ExitAction::SingleStep
+        }
         // The end of a slice, or a handler asked for an interrupt check: the run loop
         // services the devices before the next block.
         ExitReason::Budget => {
@@ -174,7 +177,7 @@ mod tests {
     #[test]
     fn budget_stops_only_at_the_limit() {
         let mut m = machine();
-        m.insn_limit = 10;
+        m.run.insn_limit = 10;
         let mut cpu = CpuState {
             icount: 5,
             icount_limit: 10,
@@ -224,13 +227,13 @@ mod tests {
     fn stop_requests_become_outcomes() {
         let mut m = machine();
         let cpu = CpuState::default();
-        m.stop = Some(StopRequest::DebugExit(3));
+        m.run.stop = Some(StopRequest::DebugExit(3));
         assert_eq!(
             exit(&mut m, &cpu, ExitReason::Stop),
             ExitAction::Stop(RunOutcome::DebugExit(3))
         );
-        assert!(m.stop.is_none());
-        m.stop = Some(StopRequest::Internal("boom".into()));
+        assert!(m.run.stop.is_none());
+        m.run.stop = Some(StopRequest::Internal("boom".into()));
         assert_eq!(
             exit(&mut m, &cpu, ExitReason::Jump),
             ExitAction::Stop(RunOutcome::InternalError("boom".into())),

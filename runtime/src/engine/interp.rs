@@ -37,10 +37,10 @@ impl InterpEnv for Machine {
         match self.stubs.addr(&stub.code) {
             Some(addr) => crate::fpu::run_stub(self, cpu, addr, how),
             None => {
-                self.stop = Some(crate::machine::StopRequest::Internal(
-                    "the host-stub cache is full".into(),
-                ));
-                cpu.status = ExitReason::Stop as u64;
+                let why = "the host-stub cache is full".into();
+                let fx =
+                    crate::run_state::Effects::stop(crate::machine::StopRequest::Internal(why));
+                self.run.post(cpu, fx);
             }
         }
     }
@@ -78,6 +78,7 @@ fn execute(
 ) -> Option<RunOutcome> {
     let r = run_block(cpu, m, insns, mode);
     cpu.icount += r.retired;
+    vcpu::settle(m);
     if r.exit == ExitReason::Jump {
         return None;
     }

@@ -1,9 +1,11 @@
-//! Execution engines and the exit handling they share.
+//! Execution engines, the one vCPU loop that drives them, and the exit handling they share.
 //!
-//! Both engines run the guest until something stops it and report a [`RunOutcome`]. Every
-//! exit — a block returning to the dispatcher, or an interpreted instruction that did not
-//! simply fall through — goes through the free function [`exit::handle_exit`], so both
-//! engines give a guest the same visible behaviour.
+//! [`vcpu::run`] runs the guest until something stops it and reports a [`RunOutcome`]; an
+//! engine ([`vcpu::ExecEngine`]: [`dbt::Dbt`] with its tiering policy for `dbt`, `jit` and
+//! `interp`, [`dbt::Trap`] for `trap`) only runs blocks and single instructions for it.
+//! Every exit — a block returning to the dispatcher, or an interpreted instruction that did
+//! not simply fall through — goes through the free function [`exit::handle_exit`], so every
+//! engine gives a guest the same visible behaviour.
 
 pub mod dbt;
 pub mod debug;

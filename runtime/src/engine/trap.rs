@@ -23,10 +23,10 @@ use std::sync::Once;
 
 use hashbrown::HashMap;
 use translator::sensitive::{Hypercall, HypercallArgs};
-use translator::state::ExitReason;
 use translator::CpuState;
 
 use crate::machine::{Machine, StopRequest};
+use crate::run_state::Effects;
 
 /// One trap site of a block: the guest instruction a trap stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,43 @@ impl TrapTable {
     /// Forgets every site (code-cache flush).
     pub fn clear(&mut self) {
         self.sites.clear();
+    }
+}
+
+/// The `trap` engine's way into generated code ([`super::dbt::HostEntry`]): the trap sites
+/// of every compiled block, and the [`Running`] guard around each entry, through which the
+/// signal handler finds them.
+#[derive(Debug, Default)]
+pub struct Traps {
+    table: TrapTable,
+}
+
+impl super::dbt::HostEntry for Traps {
+    const TRAPS: bool = true;
+
+    fn installed(&mut self, id: cache::BlockId, block: &translator::decode::DecodedBlock) {
+        let sites = block
+            .insns
+            .iter()
+            .filter_map(|i| {
+                translator::sensitive::lookup(i).map(|e| TrapSite {
+                    guest_pc: i.ip(),
+                    kind: e.call,
+                })
+            })
+            .collect();
+        self.table.insert(id, sites);
+    }
+
+    fn flushed(&mut self) {
+        self.table.clear();
+    }
+
+    unsafe fn enter(&self, enter: super::dbt::EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
+        let _running = Running::enter(cpu, &self.table);
+        // SAFETY: the caller's contract; the trap handler reaches `cpu` only through
+        // `RUNNING` while the block runs, as a helper would.
+        unsafe { enter(cpu, host) }
     }
 }
 
@@ -171,11 +208,11 @@ fn handle(cpu_ptr: *mut CpuState, trap_pc: usize) -> bool {
         let site = unsafe { table.as_ref() }.and_then(|t| t.find(block, cpu.rip));
         let decoded = HypercallArgs::decode(args[0]);
         if !site.is_some_and(|s| decoded.is_some_and(|x| x.kind == s.kind)) {
-            m.stop = Some(StopRequest::Internal(format!(
+            let why = format!(
                 "host trap at {trap_pc:#x} (guest rip {:#x}) has no trap-table entry",
                 cpu.rip
-            )));
-            cpu.status = ExitReason::Stop as u64;
+            );
+            m.run.post(cpu, Effects::stop(StopRequest::Internal(why)));
             cpu.helper_out[0] = 0;
             return true;
         }

@@ -1,14 +1,20 @@
-//! What the run loop does between blocks, the same for every engine: advance the devices'
+//! The one vCPU loop, [`run`], which drives every engine through [`ExecEngine`], and what it
+//! does between blocks, the same for every engine ([`service`]): advance the devices'
 //! clocks, feed console input to the UART, take a pending NMI (unless one is being handled:
 //! IRET ends the blocking) or interrupt (DESIGN.md: interrupts are taken at block
-//! boundaries), sleep while halted (woken early by the machine's
-//! doorbell), and deliver guest exceptions through the IDT.
+//! boundaries), sleep while halted (woken early by the machine's doorbell), and deliver
+//! guest exceptions through the IDT. Effects that handlers posted while guest code ran
+//! become run state in [`settle`], and only there.
 //!
 //! Invariants:
 //! - Generated code returns to the dispatcher at least every [`SLICE`] guest instructions
 //!   (`icount_limit` is the end of the current slice, never beyond the user's limit in
-//!   [`Machine::insn_limit`]); a handler that may have unmasked an interrupt (STI, POPF,
-//!   MOV CR8, EOI) sets `icount_limit = 0` so the next block entry returns at once.
+//!   [`crate::run_state::RunState::insn_limit`]); a handler that may have unmasked an
+//!   interrupt (STI, POPF, MOV CR8, EOI) sets `icount_limit = 0` so the next block entry
+//!   returns at once.
+//! - The slice, the instruction limit, stop requests, halting, interrupts, debug stepping
+//!   and changed mappings are looked at here only; an engine never loops past them (its
+//!   `run_block` returns whenever one of them may need the loop).
 //! - An exception or interrupt is delivered with the architectural state of an instruction
 //!   boundary; a delivery that ends in a triple fault stops the VM with a report.
 
@@ -36,7 +42,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// and opens the next instruction slice. `Err` stops the run.
 pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
     loop {
-        if m.stop_flag.swap(false, Ordering::Relaxed) {
+        if m.run.stop_flag.swap(false, Ordering::Relaxed) {
             return Err(RunOutcome::Stopped);
         }
         pump_console(m);
@@ -44,11 +50,11 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
-        if let Some(pc) = m.interrupt_shadow.take() {
+        if let Some(pc) = m.run.interrupt_shadow.take() {
             // MOV SS also blocks NMIs for one instruction (and STI may: SDM Vol. 3A §6.8.3).
-            let nmi = !m.nmi_blocked && m.platform.nmi_pending();
+            let nmi = !m.run.nmi_blocked && m.platform.nmi_pending();
             let deliverable = nmi || (cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt());
-            if pc == cpu.rip && !m.halted && deliverable {
+            if pc == cpu.rip && !m.run.halted && deliverable {
                 // The shadow of STI (or MOV SS): the next instruction completes first
                 // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).
                 if super::debug::active(cpu) {
@@ -58,27 +64,27 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
                 }
             }
         }
-        if m.nmi_button.swap(false, Ordering::Relaxed) {
+        if m.run.nmi_button.swap(false, Ordering::Relaxed) {
             m.platform.nmi_line_edge();
         }
         // An NMI goes before maskable interrupts, whatever RFLAGS.IF, unless an earlier
         // NMI's handler has not yet executed IRET.
-        if !m.nmi_blocked && m.platform.take_nmi() {
-            m.halted = false;
-            m.nmi_blocked = true;
+        if !m.run.nmi_blocked && m.platform.take_nmi() {
+            m.run.halted = false;
+            m.run.nmi_blocked = true;
             m.interrupts_delivered += 1;
             let rip = cpu.rip;
             super::debug::deliver_watched(m, cpu, Event::External(NMI_VECTOR), rip)?;
         }
         if cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt() {
             if let Some(vector) = m.platform.acknowledge() {
-                m.halted = false;
+                m.run.halted = false;
                 m.interrupts_delivered += 1;
                 let rip = cpu.rip;
                 super::debug::deliver_watched(m, cpu, Event::External(vector), rip)?;
             }
         }
-        if !m.halted {
+        if !m.run.halted {
             break;
         }
         if cpu.idtr.base == 0 && cpu.idtr.limit == 0 {
@@ -89,9 +95,9 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         // With RFLAGS.IF = 0 only an NMI wakes the vCPU: a timer routed as an NMI, or the
         // host's NMI button while someone holds it and LINT1 passes it.
         let maskable = cpu.rflags & rflags::IF != 0;
-        let nmi_can_wake = !m.nmi_blocked;
+        let nmi_can_wake = !m.run.nmi_blocked;
         let button = nmi_can_wake
-            && std::sync::Arc::strong_count(&m.nmi_button) > 1
+            && std::sync::Arc::strong_count(&m.run.nmi_button) > 1
             && m.platform.nmi_line_open();
         let timer = match (maskable, nmi_can_wake) {
             (true, _) => m.platform.next_wake_ns(),
@@ -110,13 +116,42 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         let t0 = std::time::Instant::now();
         m.doorbell.wait(wait);
         m.halted_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if let Some(stop) = m.stop.take() {
-            m.stop = Some(stop);
+        if let Some(stop) = m.run.stop.take() {
+            m.run.stop = Some(stop);
             return Ok(());
         }
     }
     open_slice(m, cpu);
     Ok(())
+}
+
+/// Applies the effects handlers posted while the last block or instruction ran (see
+/// [`crate::run_state`]): the one place they become run state. Called whenever guest code
+/// returns to the engine, before anything looks at that state.
+#[inline]
+pub fn settle(m: &mut Machine) {
+    if std::mem::take(&mut m.run.posted) {
+        apply(m);
+    }
+}
+
+/// Applies the posted effects (see [`settle`]).
+#[cold]
+fn apply(m: &mut Machine) {
+    let fx = std::mem::take(&mut m.run.pending);
+    let run = &mut m.run;
+    run.halted |= fx.halt;
+    if let Some(pc) = fx.shadow {
+        run.interrupt_shadow = Some(pc);
+    }
+    if fx.end_nmi_blocking {
+        run.nmi_blocked = false;
+    }
+    run.step_trap_pending |= fx.step_trap;
+    if let Some(req) = fx.stop {
+        run.stop = Some(req);
+    }
+    // `check_interrupts` was applied when it was posted: the slice ended.
 }
 
 /// Moves waiting console input into COM1's receive FIFO as it has room (see
@@ -137,27 +172,100 @@ fn console_can_interrupt(m: &Machine) -> bool {
         && m.platform.isa_irq_open(crate::devices::serial::COM1_IRQ)
 }
 
-/// Runs `body` (an engine's run loop) with `CpuState::icount_limit` as the instruction
-/// limit: outside a run it is the user's limit; inside, the end of the current slice. The
-/// guest's floating-point environment is the host's for the run (see [`crate::fpu`]).
-pub fn with_slices(
+/// What an engine's [`ExecEngine::run_block`] asks of the run loop next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Continue at `cpu.rip`.
+    Continue,
+    /// Execute the instruction at `cpu.rip` with [`ExecEngine::step`], then continue (a
+    /// store hit translated code, or a block would overrun the user's instruction limit).
+    SingleStep,
+}
+
+/// An execution engine as the run loop drives it: everything between two visits of the loop
+/// is the engine's (finding, translating, linking and running blocks); the slice, the
+/// instruction limit, stop requests, interrupts, halting and debug stepping are the loop's.
+/// [`run`] is generic over it, so the per-block calls are static.
+pub trait ExecEngine {
+    /// Runs guest code at `cpu.rip` — a block, or blocks chained without the loop — until it
+    /// returns to the loop. `Err` ends the run.
+    fn run_block(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<Exit, RunOutcome>;
+
+    /// Executes the one instruction at `cpu.rip` (see [`Exit::SingleStep`]).
+    fn step(&mut self, m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
+        super::interp::single_step(m, cpu).map_or(Ok(()), Err)
+    }
+
+    /// The loop ran something between two blocks (serviced the devices, stepped an
+    /// instruction for the debug registers): whatever the engine meant to do with the next
+    /// block on the strength of the last one (link them) no longer holds.
+    fn interrupted(&mut self) {}
+
+    /// Virtual-to-physical mappings may have changed wholesale: drop what is keyed by
+    /// virtual address.
+    fn forget_mappings(&mut self, m: &mut Machine);
+}
+
+/// Runs the guest on `engine` until something stops it: the one vCPU loop. Between blocks
+/// it looks at the slice and the user's instruction limit, stop requests, halting and
+/// interrupts ([`service`]), debug stepping, and changed mappings; the engine runs the
+/// blocks. `CpuState::icount_limit` is the user's limit outside a run and the end of the
+/// current slice inside one. The guest's floating-point environment is the host's for the
+/// run (see [`crate::fpu`]).
+pub fn run<E: ExecEngine>(engine: &mut E, m: &mut Machine, cpu: &mut CpuState) -> RunOutcome {
+    m.run.insn_limit = cpu.icount_limit;
+    // A new run resumes a vCPU that an earlier run left halted (the host decides).
+    m.run.halted = false;
+    crate::fpu::enter(cpu);
+    let outcome = match run_slices(engine, m, cpu) {
+        Ok(never) => match never {},
+        Err(outcome) => outcome,
+    };
+    crate::fpu::leave(cpu);
+    cpu.icount_limit = m.run.insn_limit;
+    outcome
+}
+
+/// The loop of [`run`]; it ends only with how the run ends.
+fn run_slices<E: ExecEngine>(
+    engine: &mut E,
     m: &mut Machine,
     cpu: &mut CpuState,
-    body: impl FnOnce(&mut Machine, &mut CpuState) -> RunOutcome,
-) -> RunOutcome {
-    m.insn_limit = cpu.icount_limit;
-    // A new run resumes a vCPU that an earlier run left halted (the host decides).
-    m.halted = false;
-    crate::fpu::enter(cpu);
-    let outcome = body(m, cpu);
-    crate::fpu::leave(cpu);
-    cpu.icount_limit = m.insn_limit;
-    outcome
+) -> Result<std::convert::Infallible, RunOutcome> {
+    open_slice(m, cpu);
+    service(m, cpu)?;
+    loop {
+        // A stop request is looked at before every block the loop enters (one relaxed
+        // load), not only at slice ends: a slice of blocks that each need compiling can
+        // take seconds.
+        let stop_asked = m.run.stop_flag.load(Ordering::Relaxed);
+        if cpu.icount >= cpu.icount_limit || m.run.halted || stop_asked {
+            if cpu.icount >= m.run.insn_limit {
+                return Err(RunOutcome::InstructionLimit);
+            }
+            engine.interrupted();
+            service(m, cpu)?;
+            if let Some(stop) = m.run.stop.take() {
+                return Err(super::exit::stop_outcome(stop));
+            }
+        }
+        if super::debug::active(cpu) {
+            engine.interrupted();
+            super::debug::step(m, cpu)?;
+            continue;
+        }
+        if std::mem::take(&mut m.run.mappings_changed) {
+            engine.forget_mappings(m);
+        }
+        if engine.run_block(m, cpu)? == Exit::SingleStep {
+            engine.step(m, cpu)?;
+        }
+    }
 }
 
 /// Sets `icount_limit` to the end of the next slice.
 pub fn open_slice(m: &Machine, cpu: &mut CpuState) {
-    cpu.icount_limit = cpu.icount.saturating_add(SLICE).min(m.insn_limit);
+    cpu.icount_limit = cpu.icount.saturating_add(SLICE).min(m.run.insn_limit);
 }
 
 /// Delivers the guest exception `exc` raised by the instruction at `cpu.rip`.
@@ -203,7 +311,7 @@ mod tests {
             ..CpuState::default()
         };
         assert!(m.platform.next_event_ns().is_some());
-        m.halted = true;
+        m.run.halted = true;
         let t0 = std::time::Instant::now();
         assert_eq!(service(&mut m, &mut cpu), Err(RunOutcome::Halted));
         assert!(t0.elapsed() < Duration::from_secs(1));
@@ -234,7 +342,7 @@ mod tests {
         m.serial_mut().write(1, &[1]); // IER: received-data interrupt
         m.serial_mut().write(4, &[0x0B]); // MCR: DTR, RTS, OUT2
         assert_eq!(m.platform.next_wake_ns(), None, "no timer can wake it");
-        m.halted = true;
+        m.run.halted = true;
         assert_eq!(
             service(&mut m, &mut cpu),
             Err(RunOutcome::Halted),
@@ -242,7 +350,7 @@ mod tests {
         );
         let bell = m.doorbell.clone();
         let writer = m.console.connect(bell);
-        m.halted = true;
+        m.run.halted = true;
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             let t = std::time::Instant::now();
@@ -257,7 +365,7 @@ mod tests {
             latency < Duration::from_millis(10),
             "woke {latency:?} after the byte"
         );
-        assert!(!m.halted);
+        assert!(!m.run.halted);
         assert_eq!(m.interrupts_delivered, 1);
         assert_eq!(cpu.rip, crate::system::delivery::tests::HANDLER + 0x24);
         let mut b = [0];

@@ -149,10 +149,10 @@ fn tlb_hits_skip_the_walk_until_invlpg_or_a_flush() {
         Ok(0xAA),
         "stale until invalidated, as on hardware"
     );
-    m.mappings_changed = false;
+    m.run.mappings_changed = false;
     m.invlpg(&mut cpu, DATA + 0x123);
     assert!(
-        !m.mappings_changed,
+        !m.run.mappings_changed,
         "INVLPG drops only its window of the jump cache"
     );
     assert_eq!(m.read_virt_for(&mut cpu, DATA, 1, Access::Read), Ok(0xBB));

@@ -573,10 +573,10 @@ mod tests {
         );
         assert_eq!((cpu.cr0 & cr::CR0_PG, cpu.efer), (0, cr::EFER_LME));
         write_cr4(&mut m, &mut cpu, cr::CR4_PAE).unwrap();
-        m.mappings_changed = false;
+        m.run.mappings_changed = false;
         write_cr0(&mut m, &mut cpu, cr::CR0_PE | cr::CR0_PG | cr::CR0_WP).unwrap();
         assert_eq!(cpu.efer, cr::EFER_LME | cr::EFER_LMA, "LMA set");
-        assert!(m.mappings_changed, "PG change flushes");
+        assert!(m.run.mappings_changed, "PG change flushes");
         // Compatibility mode (CS.L = 0): clearing PG leaves IA-32e mode.
         write_cr0(&mut m, &mut cpu, cr::CR0_PE).unwrap();
         assert_eq!(cpu.efer, cr::EFER_LME);
@@ -627,9 +627,9 @@ mod tests {
             Err(GP0),
             "bit 63 without PCIDE"
         );
-        m.mappings_changed = false;
+        m.run.mappings_changed = false;
         write_cr3(&mut m, &mut cpu, 0x1000).unwrap();
-        assert!(m.mappings_changed);
+        assert!(m.run.mappings_changed);
         assert_eq!(write_cr4(&mut m, &mut cpu, 0), Err(GP0), "PAE in long mode");
         assert_eq!(
             write_cr4(&mut m, &mut cpu, cr::CR4_PAE | cr::CR4_OSXSAVE),
@@ -837,10 +837,10 @@ mod tests {
         m.write_lin(&mut cpu, 0x400, 8, 0, sup).unwrap();
         m.write_lin(&mut cpu, 0x408, 8, 0x7000, sup).unwrap();
         for kind in 0..4 {
-            m.mappings_changed = false;
+            m.run.mappings_changed = false;
             invpcid(&mut m, &mut cpu, kind, 0x400).unwrap();
             // Kind 0 is one address: an INVLPG, which spares the rest of the jump cache.
-            assert_eq!(m.mappings_changed, kind != 0, "kind {kind}");
+            assert_eq!(m.run.mappings_changed, kind != 0, "kind {kind}");
         }
         assert_eq!(invpcid(&mut m, &mut cpu, 4, 0x400), Err(GP0));
         m.write_lin(&mut cpu, 0x400, 8, 5, sup).unwrap();

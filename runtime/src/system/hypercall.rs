@@ -4,16 +4,17 @@
 //! [`hypercall`] decodes the packed arguments, rejects privileged
 //! instructions at CPL > 0, marshals implicit registers (EDX:EAX, ECX, ...) to and from the
 //! handlers of the sibling modules, and turns the handler's [`Flow`] into what the block and
-//! the dispatcher see:
+//! the run loop see: RIP and `status` for the block, [`Effects`] returned for the run loop
+//! (handlers never write [`crate::run_state::RunState`]):
 //!
 //! | flow | RIP | `status` | also |
 //! | --- | --- | --- | --- |
 //! | [`Flow::Next`] / [`Flow::Value`] | next instruction | unchanged (0) | value returned for the destination |
 //! | [`Flow::Jumped`] | set by the handler | `Jump` unless the entry ends the block | |
 //! | [`Flow::Resume`] | the instruction | `Jump` unless the entry ends the block | REP INS/OUTS continues |
-//! | [`Flow::Halt`] | next instruction | unchanged | [`Machine::halted`] set |
-//! | [`Flow::Stop`] | the instruction | `Stop` | [`Machine::stop`] set by the device |
-//! | [`Flow::TripleFault`] | the instruction | `Stop` | [`Machine::stop`] with the report |
+//! | [`Flow::Halt`] | next instruction | unchanged | [`Effects::halt`] |
+//! | [`Flow::Stop`] | the instruction | `Stop` | [`Effects::stop`] with the device's request |
+//! | [`Flow::TripleFault`] | the instruction | `Stop` | [`Effects::stop`] with the report |
 //! | `Err(exception)` | the instruction | `Exception` | [`CpuState::raise`] |
 //!
 //! Invariants:
@@ -37,6 +38,7 @@ use super::descriptors::{in_64bit, protected};
 use super::io::{self, request_interrupt_check, IoOutcome, StringIo};
 use super::{far, msr, segments, syscall};
 use crate::machine::{Machine, StopRequest};
+use crate::run_state::Effects;
 
 const GP0: Exception = Exception::GeneralProtection(0);
 
@@ -83,22 +85,20 @@ pub enum Flow {
     /// HLT: continue after the instruction once an event wakes the vCPU.
     Halt,
     /// A device asked the VM to stop.
-    Stop,
+    Stop(StopRequest),
     /// Software-interrupt delivery ended in a triple fault; the report.
     TripleFault(String),
 }
 
 /// Runs the sensitive instruction described by `a` ([`HypercallArgs::encode`]) with operands
 /// `b` and `c` on `cpu`, as the module table describes. Returns the value for the
-/// destination operand (0 when the instruction has none or did not complete).
-pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) -> u64 {
+/// destination operand (0 when the instruction has none or did not complete) and what the
+/// run loop must do.
+pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) -> (u64, Effects) {
     let Some(args) = HypercallArgs::decode(a) else {
-        internal_stop(
-            m,
-            cpu,
-            format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip),
-        );
-        return 0;
+        let why = format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip);
+        cpu.status = ExitReason::Stop as u64;
+        return (0, Effects::stop(StopRequest::Internal(why)));
     };
     cpu.settle_flags();
     let rip = cpu.rip;
@@ -108,7 +108,11 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
     } else {
         dispatch(m, cpu, &args, b, c, next)
     };
-    match result {
+    let (flow, mut fx) = match result {
+        Ok((flow, fx)) => (Ok(flow), fx),
+        Err(e) => (Err(e), Effects::default()),
+    };
+    let r = match flow {
         Ok(Flow::Next) => {
             cpu.rip = next;
             0
@@ -128,18 +132,19 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
         }
         Ok(Flow::Halt) => {
             cpu.rip = next;
-            m.halted = true;
+            fx.halt = true;
             0
         }
-        Ok(Flow::Stop) => {
+        Ok(Flow::Stop(req)) => {
             cpu.rip = rip;
             cpu.status = ExitReason::Stop as u64;
+            fx.stop = Some(req);
             0
         }
         Ok(Flow::TripleFault(report)) => {
             cpu.rip = rip;
-            stop_triple_fault(m, report);
             cpu.status = ExitReason::Stop as u64;
+            fx.stop = Some(StopRequest::TripleFault(report));
             0
         }
         Err(e) => {
@@ -147,7 +152,8 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
             cpu.raise(e);
             0
         }
-    }
+    };
+    (r, fx)
 }
 
 /// The address after the instruction at `rip` of `len` bytes, wrapping as the current code
@@ -212,15 +218,20 @@ pub fn dispatch(
     b: u64,
     c: u64,
     next: u64,
-) -> Result<Flow, Exception> {
+) -> Result<(Flow, Effects), Exception> {
     use Hypercall as H;
     let op = args.op_size;
     let ok = |_: ()| Flow::Next;
-    Ok(match args.kind {
+    // What the run loop must do besides the flow (an interrupt shadow, ...).
+    let mut fx = Effects::default();
+    let flow = match args.kind {
         // ---- interrupts, halting, flags
         H::Hlt => Flow::Halt,
         H::Cli => io::cli(cpu).map(ok)?,
-        H::Sti => io::sti(m, cpu, next).map(ok)?,
+        H::Sti => {
+            fx = io::sti(m, cpu, next)?;
+            Flow::Next
+        }
         H::Pushf => Flow::Value(io::pushf(cpu)?),
         H::Popf => io::popf(cpu, b, op).map(ok)?,
         H::Iret => {
@@ -230,7 +241,8 @@ pub fn dispatch(
                 request_interrupt_check(cpu);
             }
             // A completed IRET ends NMI blocking; an NMI that waited is taken next.
-            if std::mem::take(&mut m.nmi_blocked) && m.platform.nmi_pending() {
+            fx.end_nmi_blocking = true;
+            if m.run.nmi_blocked && m.platform.nmi_pending() {
                 request_interrupt_check(cpu);
             }
             Flow::Jumped
@@ -371,7 +383,7 @@ pub fn dispatch(
             segments::load_seg(m, cpu, sreg, b as u16)?;
             if sreg == translator::state::seg::SS {
                 // MOV SS / POP SS shadow the next instruction (the `mov ss; mov esp` pair).
-                m.interrupt_shadow = Some(next);
+                fx.shadow = Some(next);
             }
             Flow::Next
         }
@@ -396,13 +408,15 @@ pub fn dispatch(
             syscall::sysret(cpu, op)?;
             // Unlike IRET, SYSRET looks at the TF it restores: the #DB comes at once, before
             // the first user instruction (QEMU; Linux's entry_64.S relies on it).
-            m.step_trap_pending = cpu.rflags & rflags::TF != 0;
+            // (A trap pending from an earlier SYSRET was taken before this instruction ran.)
+            fx.step_trap = cpu.rflags & rflags::TF != 0;
             Flow::Jumped
         }
         H::Sysenter => syscall::sysenter(cpu).map(|_| Flow::Jumped)?,
         H::Sysexit => syscall::sysexit(cpu, op).map(|_| Flow::Jumped)?,
         H::Swapgs => syscall::swapgs(cpu).map(ok)?,
-    })
+    };
+    Ok((flow, fx))
 }
 
 /// INT n / INT3 / INTO / INT1 (`extra` = vector, `extra2` = 0 INT n, 1 INT3, 2 INTO,
@@ -449,7 +463,7 @@ fn port_flow(r: IoOutcome) -> Flow {
     match r {
         IoOutcome::Done => Flow::Next,
         IoOutcome::Resume => Flow::Resume,
-        IoOutcome::Stop => Flow::Stop,
+        IoOutcome::Stop(req) => Flow::Stop(req),
     }
 }
 
@@ -486,11 +500,6 @@ fn set_zf(cpu: &mut CpuState, set: bool) {
 }
 
 // ------------------------------------------------------------------ wiring to Machine
-//
-// TEMPORARY until `StopRequest` has a `TripleFault(String)` variant (machine.rs is not this
-// module's file): the lead replaces the body of `stop_triple_fault` with
-// `m.stop = Some(StopRequest::TripleFault(report))`, mapped to
-// `RunOutcome::TripleFault { report }` by `engine::exit::stop_outcome`.
 
 /// The hypercall counters of `m` (counted by [`entry`] in
 /// [`Machine::hypercalls`], indexed by kind number).
@@ -498,35 +507,23 @@ pub fn counters(m: &Machine) -> HypercallCounters {
     HypercallCounters(m.hypercalls)
 }
 
-/// Stop the VM: software-interrupt delivery triple-faulted (see the wiring note).
-fn stop_triple_fault(m: &mut Machine, report: String) {
-    m.stop = Some(StopRequest::TripleFault(report));
-}
-
-/// Stop the VM for a runtime bug (an unknown hypercall number).
-fn internal_stop(m: &mut Machine, cpu: &mut CpuState, why: String) {
-    m.stop = Some(StopRequest::Internal(why));
-    cpu.status = ExitReason::Stop as u64;
-}
-
 /// Whether the table marks `kind` privileged (for the consistency test).
 /// Runs a hypercall for generated code, the interpreter or the trap handler (see
-/// [`translator::sensitive`] for the contract), then turns the handler's requests into run
-/// loop state: HLT parks the vCPU, a possibly unmasked interrupt ends the slice.
-pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u64 {
+/// [`translator::sensitive`] for the contract), and returns its value and its effects for the
+/// run loop (the caller posts them: [`crate::run_state::RunState::post`]): HLT parks the
+/// vCPU, a possibly unmasked interrupt ends the slice.
+pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effects) {
     if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
         *n += 1;
     }
-    let r = hypercall(m, cpu, args[0], args[1], args[2]);
+    let (r, mut fx) = hypercall(m, cpu, args[0], args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;
-        m.halted = true;
-        cpu.icount_limit = 0;
+        fx.halt = true;
+        fx.check_interrupts = true;
     }
-    if std::mem::take(&mut m.interrupt_check) {
-        cpu.icount_limit = 0;
-    }
-    r
+    fx.check_interrupts |= std::mem::take(&mut m.run.interrupt_check);
+    (r, fx)
 }
 
 #[cfg(test)]
@@ -577,8 +574,11 @@ mod tests {
         }
     }
 
+    /// Runs the hypercall and posts its effects as the helper does (see `m.run.pending`).
     fn call(m: &mut Machine, cpu: &mut CpuState, a: HypercallArgs, b: u64, c: u64) -> u64 {
-        hypercall(m, cpu, a.encode(), b, c)
+        let (r, fx) = hypercall(m, cpu, a.encode(), b, c);
+        m.run.post(cpu, fx);
+        r
     }
 
     #[test]
@@ -615,16 +615,17 @@ mod tests {
                 (cpu.rip, cpu.gpr, cpu.cr0, cpu.cpl),
                 (before.rip, before.gpr, before.cr0, 3)
             );
-            assert!(!m.halted);
+            assert!(!m.run.pending.halt);
         }
     }
 
     #[test]
     fn unknown_kind_stops_with_an_internal_error() {
         let (mut m, mut cpu) = setup();
-        assert_eq!(hypercall(&mut m, &mut cpu, 0xFF, 0, 0), 0);
+        let (r, fx) = hypercall(&mut m, &mut cpu, 0xFF, 0, 0);
+        assert_eq!(r, 0);
         assert_eq!(cpu.status, ExitReason::Stop as u64);
-        assert!(matches!(m.stop, Some(StopRequest::Internal(_))));
+        assert!(matches!(fx.stop, Some(StopRequest::Internal(_))));
     }
 
     #[test]
@@ -664,7 +665,7 @@ mod tests {
     fn hlt_sets_halted_and_moves_on() {
         let (mut m, mut cpu) = setup();
         call(&mut m, &mut cpu, args(Hypercall::Hlt, 1), 0, 0);
-        assert!(m.halted);
+        assert!(m.run.pending.halt);
         assert_eq!((cpu.rip, cpu.status), (0x1001, 0));
     }
 
@@ -673,7 +674,7 @@ mod tests {
         let (mut m, mut cpu) = setup();
         call(&mut m, &mut cpu, args(Hypercall::Out, 1), 0xF4, 7);
         assert_eq!((cpu.status, cpu.rip), (ExitReason::Stop as u64, 0x1000));
-        assert_eq!(m.stop, Some(StopRequest::DebugExit(7)));
+        assert_eq!(m.run.pending.stop, Some(StopRequest::DebugExit(7)));
     }
 
     #[test]
@@ -809,14 +810,14 @@ mod tests {
         };
         call(&mut m, &mut cpu, mov_ss, 0, 0);
         assert_eq!((cpu.status, cpu.rip), (0, 0x1002));
-        assert_eq!(m.interrupt_shadow, Some(0x1002));
+        assert_eq!(m.run.pending.shadow, Some(0x1002));
         let mov_ds = HypercallArgs {
             extra: seg::DS as u8,
             ..args(Hypercall::LoadSeg, 2)
         };
-        m.interrupt_shadow = None;
+        m.run.pending = Default::default();
         call(&mut m, &mut cpu, mov_ds, 0, 0);
-        assert_eq!(m.interrupt_shadow, None, "only SS loads shadow");
+        assert_eq!(m.run.pending.shadow, None, "only SS loads shadow");
     }
 
     #[test]
@@ -833,8 +834,8 @@ mod tests {
         };
         call(&mut m, &mut cpu, int, 0, 0);
         assert_eq!((cpu.status, cpu.rip), (ExitReason::Stop as u64, 0x1000));
-        let Some(StopRequest::TripleFault(report)) = &m.stop else {
-            panic!("{:?}", m.stop);
+        let Some(StopRequest::TripleFault(report)) = &m.run.pending.stop else {
+            panic!("{:?}", m.run.pending.stop);
         };
         assert!(report.contains("#DF"), "{report}");
     }

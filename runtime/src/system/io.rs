@@ -4,9 +4,8 @@
 //! - A privilege failure (#GP(0): CPL > IOPL without a permitting TSS I/O bitmap, or
 //!   virtual-8086 mode with IOPL < 3 for CLI/STI/PUSHF/POPF) changes nothing.
 //! - Port accesses reach devices only after the permission check passed; a write to an exit
-//!   device records [`StopRequest::DebugExit`] in [`Machine::stop`] (a power-off or reset
-//!   request [`StopRequest::PowerOff`] or [`StopRequest::Reset`]) and reports
-//!   [`IoOutcome::Stop`].
+//!   device reports [`IoOutcome::Stop`] with [`StopRequest::DebugExit`] (a power-off or reset
+//!   request: [`StopRequest::PowerOff`] or [`StopRequest::Reset`]).
 //! - INS/OUTS run their whole REP loop here, but at most [`MAX_STRING_ITERATIONS`] per call:
 //!   RCX/RSI/RDI always describe the completed iterations, so a fault in the middle raises
 //!   precisely (state of the faulting iteration's start) and a capped loop resumes by
@@ -21,6 +20,7 @@ use translator::{CpuState, Exception};
 use crate::devices::IoAction;
 use crate::machine::{Machine, Privilege, StopRequest};
 use crate::memory::Access;
+use crate::run_state::Effects;
 use crate::system::descriptors::in_64bit;
 
 const GP0: Exception = Exception::GeneralProtection(0);
@@ -32,15 +32,15 @@ pub const MAX_STRING_ITERATIONS: u64 = 4096;
 const TSS_IOMAP_BASE: u64 = 0x66;
 
 /// How a port instruction completed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IoOutcome {
     /// Done; continue after the instruction.
     Done,
     /// A REP string instruction reached [`MAX_STRING_ITERATIONS`]: RCX/RSI/RDI are updated
     /// and RIP must stay on the instruction, which continues when executed again.
     Resume,
-    /// A device asked the VM to stop ([`Machine::stop`] is set).
-    Stop,
+    /// A device asked the VM to stop.
+    Stop(StopRequest),
 }
 
 /// Ask the dispatcher to look for a deliverable interrupt before the next block runs (the
@@ -77,21 +77,22 @@ pub fn cli(cpu: &mut CpuState) -> Result<(), Exception> {
 }
 
 /// STI: #GP(0) when IOPL does not allow it. Enabling interrupts opens the interrupt shadow
-/// at `next` (the instruction after STI runs before any interrupt; [`Machine::interrupt_shadow`])
-/// and, if an interrupt is already pending, asks for an interrupt check. A timer that comes
+/// at `next` (the instruction after STI runs before any interrupt;
+/// [`crate::run_state::RunState::interrupt_shadow`]) and, if an interrupt is already pending, asks for an interrupt check. A timer that comes
 /// due later is taken at a slice boundary, as for any code running with IF set.
-pub fn sti(m: &mut Machine, cpu: &mut CpuState, next: u64) -> Result<(), Exception> {
+pub fn sti(m: &mut Machine, cpu: &mut CpuState, next: u64) -> Result<Effects, Exception> {
     if !iopl_allows(cpu) {
         return Err(GP0);
     }
+    let mut fx = Effects::default();
     if cpu.rflags & rflags::IF == 0 {
         cpu.rflags |= rflags::IF;
-        m.interrupt_shadow = Some(next);
+        fx.shadow = Some(next);
         if m.platform.has_interrupt() {
             request_interrupt_check(cpu);
         }
     }
-    Ok(())
+    Ok(fx)
 }
 
 /// PUSHF: the RFLAGS image to push (VM and RF read as zero; the caller stores the operand
@@ -214,18 +215,9 @@ fn write_port(m: &mut Machine, cpu: &mut CpuState, port: u16, size: u8, value: u
         return IoOutcome::Done;
     }
     match m.bus.write(port, usize::from(size), value) {
-        IoAction::Exit(v) => {
-            m.stop = Some(StopRequest::DebugExit(v));
-            IoOutcome::Stop
-        }
-        IoAction::PowerOff => {
-            m.stop = Some(StopRequest::PowerOff);
-            IoOutcome::Stop
-        }
-        IoAction::Reset => {
-            m.stop = Some(StopRequest::Reset);
-            IoOutcome::Stop
-        }
+        IoAction::Exit(v) => IoOutcome::Stop(StopRequest::DebugExit(v)),
+        IoAction::PowerOff => IoOutcome::Stop(StopRequest::PowerOff),
+        IoAction::Reset => IoOutcome::Stop(StopRequest::Reset),
         IoAction::Continue => IoOutcome::Done,
     }
 }
@@ -395,8 +387,8 @@ pub fn outs(m: &mut Machine, cpu: &mut CpuState, s: StringIo) -> Result<IoOutcom
             .record(lin, u64::from(s.elem), super::debug::AccessKind::Read);
         let out = write_port(m, cpu, port, s.elem, v);
         advance(cpu, &s, &mut l, reg::RSI);
-        if out == IoOutcome::Stop {
-            return Ok(IoOutcome::Stop);
+        if let IoOutcome::Stop(_) = out {
+            return Ok(out);
         }
         if l.remaining == 0 {
             return Ok(IoOutcome::Done);
@@ -458,13 +450,9 @@ mod tests {
         cli(&mut cpu).unwrap();
         assert_eq!(cpu.rflags & IF, 0);
         cpu.icount_limit = u64::MAX;
-        sti(&mut m, &mut cpu, 0x101).unwrap();
+        let fx = sti(&mut m, &mut cpu, 0x101).unwrap();
         assert_ne!(cpu.rflags & IF, 0);
-        assert_eq!(
-            m.interrupt_shadow,
-            Some(0x101),
-            "the next instruction is shadowed"
-        );
+        assert_eq!(fx.shadow, Some(0x101), "the next instruction is shadowed");
         assert_eq!(
             cpu.icount_limit,
             u64::MAX,
@@ -546,8 +534,10 @@ mod tests {
     #[test]
     fn out_to_debug_exit_stops() {
         let (mut m, mut cpu) = setup();
-        assert_eq!(port_out(&mut m, &mut cpu, 0xF4, 4, 3), Ok(IoOutcome::Stop));
-        assert_eq!(m.stop, Some(StopRequest::DebugExit(3)));
+        assert_eq!(
+            port_out(&mut m, &mut cpu, 0xF4, 4, 3),
+            Ok(IoOutcome::Stop(StopRequest::DebugExit(3)))
+        );
     }
 
     #[test]

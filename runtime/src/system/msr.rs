@@ -645,10 +645,10 @@ mod tests {
         cpu.cr0 = cr::CR0_PE | cr::CR0_PG;
         cpu.efer |= cr::EFER_LMA;
         assert_eq!(wrmsr(&mut m, &mut cpu, index::EFER, cr::EFER_SCE), Err(GP));
-        m.mappings_changed = false;
+        m.run.mappings_changed = false;
         wrmsr(&mut m, &mut cpu, index::EFER, cr::EFER_LME | cr::EFER_LMA).unwrap();
         assert_eq!(cpu.efer, cr::EFER_LME | cr::EFER_LMA);
-        assert!(m.mappings_changed, "an NXE change flushes the TLB");
+        assert!(m.run.mappings_changed, "an NXE change flushes the TLB");
     }
 
     #[test]
@@ -656,7 +656,7 @@ mod tests {
         let (mut m, mut cpu) = setup();
         wrmsr(&mut m, &mut cpu, index::APIC_BASE, 0xFEE0_0000).unwrap();
         assert_eq!(cpu.msr.apic_base, 0xFEE0_0100, "BSP is read-only");
-        assert!(m.mappings_changed);
+        assert!(m.run.mappings_changed);
     }
 
     #[test]
