@@ -8,6 +8,7 @@ mod legacy;
 mod ops;
 mod perf;
 mod probe;
+mod scalar_loads;
 mod tlb;
 
 use std::collections::HashMap;
