@@ -422,9 +422,7 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
                 .fold(Rw::NONE, |a, g| a.merge(g.rw))
         }),
         flags_in: insn.rflags_read() != 0,
-        // Only the arithmetic flags come back (FCOMI, PCMPxSTRx...): iced also counts the
-        // x87 condition codes, which live in FSW, not RFLAGS.
-        flags_out: insn.rflags_modified() & ARITH_RFLAGS != 0,
+        flags_out: insn.rflags_modified() != 0,
         es_check: waiting,
         rdi_mem: implicit_rdi(insn),
     };
@@ -457,14 +455,6 @@ pub fn waits(insn: &Instruction) -> bool {
             | Mnemonic::Fnsetpm
     )
 }
-
-/// iced's [`iced_x86::RflagsBits`] of the six arithmetic flags.
-const ARITH_RFLAGS: u32 = iced_x86::RflagsBits::OF
-    | iced_x86::RflagsBits::SF
-    | iced_x86::RflagsBits::ZF
-    | iced_x86::RflagsBits::AF
-    | iced_x86::RflagsBits::CF
-    | iced_x86::RflagsBits::PF;
 
 /// What a stub moves between the frame and the registers.
 struct Uses {
@@ -591,23 +581,6 @@ mod tests {
             .into_iter()
             .find(|i| i.mnemonic() == m)
             .expect("the guest instruction")
-    }
-
-    fn has(p: &Plan, m: Mnemonic) -> bool {
-        let mut d = Decoder::with_ip(64, &p.stub.code, 0, DecoderOptions::NONE);
-        (&mut d).into_iter().any(|i| i.mnemonic() == m)
-    }
-
-    #[test]
-    fn only_arithmetic_flag_writers_save_rflags() {
-        // fadd st(0), st(3) and fxch st(1) write only FSW's condition codes.
-        for bytes in [&[0xD8, 0xC3][..], &[0xD9, 0xC9]] {
-            let p = plan(&decode(bytes)).unwrap();
-            assert!(!has(&p, Mnemonic::Pushfq), "{bytes:02x?}");
-        }
-        // fcomi st(0), st(1) writes ZF, PF and CF.
-        let p = plan(&decode(&[0xDB, 0xF1])).unwrap();
-        assert!(has(&p, Mnemonic::Pushfq));
     }
 
     #[test]
