@@ -9,6 +9,10 @@
 //! bitmap bytes of the first and last byte's pages; a marked page takes the `MemWrite` helper
 //! so the runtime can invalidate translated code (self-modifying code).
 //!
+//! The x87 store probe ([`Helper::ProbeWrite`], made before a store the x87 state change
+//! must not be separated from) takes the same checks without the access: bytes the inline
+//! store would write need no helper, anything else calls it (cold).
+//!
 //! Constant addresses are checked at translation time, leaving only the path they take.
 //! Slow paths are cold blocks: the hot path is a compare, a branch and the access.
 //!
@@ -69,6 +73,10 @@ const TLB_MASK: u64 = (TLB_ENTRIES as u64 - 1) << TLB_ENTRY_BYTES.trailing_zeros
 /// The page-frame bits of an address (what a tag holds).
 const PAGE_MASK: u64 = !((1 << PAGE_SHIFT) - 1);
 
+/// The largest probe checked inline: its first and last byte lie on the same or adjacent
+/// pages, so the two bitmap bytes (or one TLB tag) cover every page it touches.
+const PROBE_INLINE_MAX: u64 = 1 << PAGE_SHIFT;
+
 impl ClifEmitter<'_> {
     /// Load `ty` from guest address `addr` (an `I64`).
     pub(super) fn guest_load(&mut self, ty: Ty, addr: Value) -> Value {
@@ -107,6 +115,74 @@ impl ClifEmitter<'_> {
             MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_store(addr, v, set),
             MemoryModel::Tlb { .. } => self.slow_store(addr, v),
         }
+    }
+
+    /// [`Helper::ProbeWrite`] `(addr, bytes)` with the store fast path's checks inline: a
+    /// probe of bytes the inline store would write (flat: inside the bitmap's part of RAM
+    /// and on no code page; Tlb: a write-tag hit, which the runtime grants only to dirty,
+    /// writable pages without translated code) can neither fault nor stop, so it does
+    /// nothing; anything else calls the helper (cold) and checks its status.
+    pub(super) fn probe_write(&mut self, args: [Value; 3]) {
+        let bytes = match self.const_of(args[1]) {
+            Some(n @ 1..=PROBE_INLINE_MAX) => n,
+            _ => return self.probe_helper(args),
+        };
+        let addr = self.coerce(args[0], Ty::I64);
+        let konst = self.const_of(addr);
+        let check = match self.mem {
+            MemoryModel::Flat {
+                ram_size,
+                code_bitmap,
+                code_bitmap_len,
+                ..
+            } => {
+                let covered = code_bitmap_len.saturating_mul(1 << PAGE_SHIFT);
+                match ram_size.min(covered).checked_sub(bytes) {
+                    Some(limit) if konst.is_none_or(|a| a <= limit) => {
+                        InlineProbe::Flat(limit, code_bitmap as u64)
+                    }
+                    _ => return self.probe_helper(args),
+                }
+            }
+            MemoryModel::Tlb { set } if set < TLB_SETS => InlineProbe::Tlb(set),
+            MemoryModel::Tlb { .. } => return self.probe_helper(args),
+        };
+        self.ensure_live();
+        let cold = self.is_cold();
+        let (fast, slow, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        match check {
+            InlineProbe::Flat(limit, bitmap) => {
+                if konst.is_none() {
+                    let lim = self.iconst(Ty::I64, limit);
+                    let inside = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, addr, lim);
+                    let in_ram = self.b.create_block();
+                    self.b.ins().brif(inside, in_ram, &[], slow, &[]);
+                    self.switch_sealed(in_ram, cold);
+                }
+                let marked = self.code_marked(addr, bytes, bitmap);
+                self.b.ins().brif(marked, slow, &[], fast, &[]);
+                self.terminated();
+            }
+            InlineProbe::Tlb(set) => {
+                self.tlb_probe(addr, bytes as u32, set, OFF_TLB_WRITE_TAG, fast, slow);
+            }
+        }
+        self.switch_sealed(fast, cold);
+        self.jump_with(join, &[]);
+        self.switch_sealed(slow, true);
+        self.call_raw(Helper::ProbeWrite, args);
+        self.cold_status_then(join, &[]);
+        self.switch_sealed(join, cold);
+    }
+
+    /// [`Helper::ProbeWrite`] through the helper, then the status check.
+    fn probe_helper(&mut self, args: [Value; 3]) {
+        self.call_raw(Helper::ProbeWrite, args);
+        self.check_status();
     }
 
     fn flat_load(&mut self, ty: Type, addr: Value, base: u64, limit: Option<u64>) -> Value {
@@ -389,6 +465,16 @@ impl ClifEmitter<'_> {
             .with_endianness(Endianness::Little)
             .with_alias_region(self.regions.guest.alias_region())
     }
+}
+
+/// How [`ClifEmitter::probe_write`] checks inline that the helper has nothing to do.
+#[derive(Clone, Copy)]
+enum InlineProbe {
+    /// Flat: the probe starts at or below this address (so it ends inside RAM and the
+    /// code bitmap's pages) and no byte of the bitmap at this host address marks its pages.
+    Flat(u64, u64),
+    /// Tlb: the write tag of the probe's entry in this set matches its last byte's page.
+    Tlb(usize),
 }
 
 /// Where a soft-TLB entry is: `base + disp` (`base` is `cpu`, plus the entry's offset in the

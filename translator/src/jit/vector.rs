@@ -12,7 +12,8 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Signature, Type, Value,
+    types, AbiParam, ConstantData, Endianness, InstBuilder, InstructionData, MemFlagsData, Opcode,
+    Signature, Type, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::Variable;
@@ -242,6 +243,26 @@ impl ClifEmitter<'_> {
         let (x, y) = (pick(self, a), pick(self, b));
         let r = self.b.ins().imul(x, y);
         self.vcast(r, V)
+    }
+
+    /// Whether `v` is a `vconst` of all-zero bytes.
+    fn is_zero_vconst(&self, v: Value) -> bool {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(dfg.resolve_aliases(v)) {
+            ValueDef::Result(inst, 0) => match dfg.insts[inst] {
+                InstructionData::UnaryConst {
+                    opcode: Opcode::Vconst,
+                    constant_handle,
+                } => dfg
+                    .constants
+                    .get(constant_handle)
+                    .as_slice()
+                    .iter()
+                    .all(|&b| b == 0),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     /// The address of `stub`'s code, or a recorded failure.
@@ -507,6 +528,15 @@ impl VectorOps for ClifEmitter<'_> {
 
     fn vinsert(&mut self, v: Value, lanes: Lanes, idx: u8, x: Value) -> Value {
         let l = lanes.int();
+        if idx == 0 && matches!(l, Lanes::I32 | Lanes::I64) && self.is_zero_vconst(v) {
+            // A scalar into an all-zero vector (MOVSS/MOVSD/MOVD/MOVQ loads): one
+            // `movd`/`movq`, which zeroes the other lanes, instead of a zeroing and an
+            // `pinsr`.
+            let x = self.coerce(x, l.ty());
+            self.ensure_live();
+            let r = self.b.ins().scalar_to_vector(vt(l), x);
+            return self.vcast(r, V);
+        }
         let v = self.vcast(v, vt(l));
         let x = self.coerce(x, l.ty());
         self.ensure_live();

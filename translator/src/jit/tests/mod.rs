@@ -7,6 +7,8 @@ mod jump_cache;
 mod legacy;
 mod ops;
 mod perf;
+mod probe;
+mod scalar_loads;
 mod tlb;
 
 use std::collections::HashMap;
@@ -259,7 +261,26 @@ impl Machine {
                 cpu.raise(Exception::InvalidOpcode);
                 0
             }
-            Helper::ProbeWrite | Helper::RepString => 0,
+            Helper::RepString => 0,
+            // As the runtime: #PF for bytes outside RAM, a stop for bytes on a code page.
+            Helper::ProbeWrite => {
+                let end = a[0]
+                    .checked_add(a[1])
+                    .filter(|&e| e <= self.ram.len() as u64);
+                match end {
+                    None => cpu.raise(Exception::PageFault {
+                        addr: a[0],
+                        code: 2,
+                    }),
+                    Some(end) => {
+                        let pages = (a[0] >> 12)..=((end - 1) >> 12);
+                        if pages.into_iter().any(|pg| self.bitmap[pg as usize] != 0) {
+                            cpu.status = ExitReason::CodeModified as u64;
+                        }
+                    }
+                }
+                0
+            }
             // Every sensitive instruction completes as a no-op (same for both engines).
             Helper::Hypercall => {
                 let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);

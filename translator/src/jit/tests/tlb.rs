@@ -595,3 +595,60 @@ fn tlb_access_code_report() {
         .expect("translate");
     println!("{}\n{}", h.jit.last_clif(), disassemble(&c.code, 0));
 }
+
+/// The x87 store probe: a write-tag hit needs no helper; a read-only entry, a miss or a
+/// page-crossing probe calls it (and outside RAM its #PF leaves the block).
+#[test]
+fn store_probes_hit_inline_through_the_write_tag() {
+    use crate::emit::{Emitter, Exit, ValueOps};
+    use crate::ir::Ty;
+    use crate::state::off_gpr;
+    let mut h = Harness::new();
+    h.mode = mode_of(0);
+    let shape = crate::jit::Shape {
+        pc: PC,
+        preload: 0,
+        reload: 0,
+        trap_hypercalls: false,
+        count_tlb_hits: false,
+        mode_key: h.mode.key(),
+    };
+    let mut env = TlbEnv {
+        m: &mut h.m,
+        set: 0,
+    };
+    h.jit
+        .build_block(shape, &mut env, &mut Default::default(), |mut e| {
+            let a = e.load_state(Ty::I64, off_gpr(reg::RCX));
+            let n = e.iconst(Ty::I64, 10);
+            let z = e.iconst(Ty::I64, 0);
+            e.call_helper(Helper::ProbeWrite, [a, n, z]);
+            e.exit(Exit::Return(ExitReason::Stop));
+            (e, false)
+        })
+        .expect("build");
+    let host = h.code.install(&h.jit.compile().expect("compile"));
+    let buf = buffer(2);
+    let probe = |h: &mut Harness, at: u64| {
+        h.m.calls.clear();
+        h.cpu.gpr[reg::RCX] = at;
+        let r = h.enter(host);
+        let n =
+            h.m.calls
+                .iter()
+                .filter(|c| c.0 == Helper::ProbeWrite)
+                .count();
+        (r, n)
+    };
+    let stop = ExitReason::Stop as u64;
+    let fault = ExitReason::Exception as u64;
+    map(&mut h.cpu, 0, FAR, buf.as_ptr() as usize, true);
+    assert_eq!(probe(&mut h, FAR + 0x10), (stop, 0));
+    assert_eq!(probe(&mut h, FAR + 0xff6), (stop, 0));
+    // Crossing into the next (unmapped) page, and a read-only entry.
+    assert_eq!(probe(&mut h, FAR + 0xff8), (fault, 1));
+    map(&mut h.cpu, 0, FAR, buf.as_ptr() as usize, false);
+    assert_eq!(probe(&mut h, FAR + 0x10), (fault, 1));
+    // A miss inside RAM: the helper finds nothing to stop for.
+    assert_eq!(probe(&mut h, NEAR), (stop, 1));
+}
