@@ -173,6 +173,9 @@ pub struct Machine {
     /// Some soft-TLB entry may come from a large page (it can then sit at any index, and
     /// INVLPG must look at every entry): set by fills, cleared by full flushes.
     pub tlb_large: bool,
+    /// Which soft-TLB entries were filled since the last flush (flushes, large-page INVLPGs
+    /// and code protection visit those, not all of them).
+    tlb_filled: tlb::Filled,
     /// Host stubs of the guest's floating-point and vector instructions.
     pub stubs: crate::stubs::HostStubs,
     /// Bytes waiting for COM1's receiver (see [`crate::console`]).
@@ -282,6 +285,7 @@ impl Machine {
             hypercalls: [0; 64],
             tlb: TlbCounters::default(),
             tlb_large: false,
+            tlb_filled: tlb::Filled::default(),
             stubs: crate::stubs::HostStubs::new(),
             console: Default::default(),
             doorbell: Default::default(),
@@ -431,7 +435,7 @@ impl Machine {
     /// changing PGE, PAE, PSE, SMEP or SMAP, WRMSR EFER changing NXE or LME (`global` true).
     /// RFLAGS.AC changes need no flush (see [`crate::mmu::tlb`]).
     pub fn flush_tlb(&mut self, cpu: &mut CpuState, global: bool) {
-        tlb::flush(&mut cpu.tlb, !global);
+        self.tlb_filled.flush(&mut cpu.tlb, !global);
         if global {
             self.tlb_large = false;
         }
@@ -450,7 +454,8 @@ impl Machine {
     pub fn invlpg(&mut self, cpu: &mut CpuState, lin: u64) {
         let regs = PagingRegs::of(cpu);
         let lin = lin & regs.lin_mask();
-        tlb::invalidate(&mut cpu.tlb, lin, self.tlb_large);
+        self.tlb_filled
+            .invalidate(&mut cpu.tlb, lin, self.tlb_large);
         self.tlb.page_invalidations += 1;
         let window = regs.largest_page();
         let start = (lin & !(window - 1)).saturating_sub(PAGE_SIZE);
@@ -465,7 +470,7 @@ impl Machine {
     /// it for every page it translates code from, so stores to code always reach the slow
     /// path, which detects self-modifying code.
     pub fn protect_code_page(&mut self, cpu: &mut CpuState, phys_page: u64) {
-        tlb::protect(&mut cpu.tlb, phys_page);
+        self.tlb_filled.protect(&mut cpu.tlb, phys_page);
     }
 
     /// Reads `size` bytes (1..=8) of guest-physical MMIO at `phys`: the local APIC and I/O
@@ -665,7 +670,8 @@ impl Machine {
             let code = self.code.as_ref().is_some_and(|c| c.page_has_code(page));
             let host_base = self.ram.host_base();
             self.tlb_large |= t.page_size > PAGE_SIZE;
-            tlb::fill(tlb, privilege, lin, &t, regs.smap(), code, host_base);
+            self.tlb_filled
+                .fill(tlb, privilege, lin, &t, regs.smap(), code, host_base);
         }
         Ok(target)
     }
