@@ -9,7 +9,7 @@
 //!   does not count its TLB hits); popek's guest instructions, blocks translated, translation
 //!   time and time halted for that boot;
 //! - **workloads**: commands typed into the shell of a second boot, each timed inside the
-//!   guest (`/proc/uptime` before and after, 10 ms resolution): `sha256sum` and `gzip` of a
+//!   guest (`/proc/uptime` before and after, 10 ms resolution): `sha256sum`, `md5sum` and `gzip` of a
 //!   64 MiB file of `/dev/urandom` bytes in the guest's tmpfs, an `awk` floating-point loop,
 //!   a fork+exec loop (`sh -c :`), a 1-byte `dd` loop (two system calls per byte); the same
 //!   commands run natively with the same busybox binary on the host (its `/proc/uptime`),
@@ -44,7 +44,7 @@ struct Args {
     /// Only the boot table.
     #[arg(long)]
     no_workloads: bool,
-    /// Size of the file the sha256sum and gzip workloads read, in MiB.
+    /// Size of the file the sha256sum, md5sum and gzip workloads read, in MiB.
     #[arg(long, default_value_t = 64)]
     mib: u32,
     /// Longest boot with its conversation, in seconds.
@@ -59,6 +59,7 @@ const WORKLOADS: &[(&str, &str, &str)] = &[
         "`sha256sum` of the file",
         "sha256sum BIG > /dev/null",
     ),
+    ("md5", "`md5sum` of the file", "md5sum BIG > /dev/null"),
     ("gzip", "`gzip -c` of the file", "gzip -c BIG > /dev/null"),
     (
         "awk",
