@@ -200,16 +200,8 @@ pub struct Recorder<'a> {
     p: Program,
     nslots: u32,
     nvslots: u32,
-    const_slots: HashMap<u64, Slot>,
-    vconst_slots: HashMap<u128, Slot>,
-    /// Conversions recorded since the last label, by operand slot, conversion and source
-    /// and target widths. Only straight-line code after the last bound label is known to
-    /// run after them, so `bind` forgets them.
-    convs: HashMap<(Slot, u8, u32, u32), RVal>,
-    vars: Vec<Option<VarVal>>,
-    var_tys: Vec<Option<Ty>>,
-    labels: Vec<LabelInfo>,
-    edges: Vec<Edge>,
+    /// The working tables, borrowed from [`SCRATCH`] for the recording.
+    t: Scratch,
     live: bool,
     fault: Option<u32>,
     fault_used: bool,
@@ -227,11 +219,26 @@ const TYPICAL_OPS: usize = 256;
 struct Scratch {
     const_slots: HashMap<u64, Slot>,
     vconst_slots: HashMap<u128, Slot>,
+    /// Conversions recorded since the last label, by operand slot, conversion and source
+    /// and target widths. Only straight-line code after the last bound label is known to
+    /// run after them, so `bind` forgets them.
     convs: HashMap<(Slot, u8, u32, u32), RVal>,
     vars: Vec<Option<VarVal>>,
     var_tys: Vec<Option<Ty>>,
     labels: Vec<LabelInfo>,
     edges: Vec<Edge>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.const_slots.clear();
+        self.vconst_slots.clear();
+        self.convs.clear();
+        self.vars.clear();
+        self.var_tys.clear();
+        self.labels.clear();
+        self.edges.clear();
+    }
 }
 
 thread_local! {
@@ -245,15 +252,6 @@ impl<'a> Recorder<'a> {
     /// Start recording the block at `pc`.
     pub fn new(env: &'a mut dyn RecordEnv, pc: u64) -> Self {
         let memory = env.memory();
-        let Scratch {
-            const_slots,
-            vconst_slots,
-            convs,
-            vars,
-            var_tys,
-            labels,
-            edges,
-        } = SCRATCH.with(|c| c.take());
         let mut ops = Vec::with_capacity(TYPICAL_OPS);
         ops.push(Op::Charge { n: 0 });
         Recorder {
@@ -267,13 +265,7 @@ impl<'a> Recorder<'a> {
             },
             nslots: 0,
             nvslots: 0,
-            const_slots,
-            vconst_slots,
-            convs,
-            vars,
-            var_tys,
-            labels,
-            edges,
+            t: SCRATCH.with(|c| c.take()),
             live: true,
             fault: None,
             fault_used: false,
@@ -288,7 +280,7 @@ impl<'a> Recorder<'a> {
                 reason: ExitReason::Unsupported,
             });
         }
-        let edges = std::mem::take(&mut self.edges);
+        let edges = std::mem::take(&mut self.t.edges);
         for e in &edges {
             let at = self.p.ops.len() as u32;
             patch(&mut self.p.ops[e.from.0], e.from.1, at);
@@ -297,8 +289,8 @@ impl<'a> Recorder<'a> {
             self.p.ops.push(Op::Jump { to: 0 });
             self.label_fixup(e.to, (idx, 0));
         }
-        self.edges = edges;
-        for l in &self.labels {
+        self.t.edges = edges;
+        for l in &self.t.labels {
             if l.at.is_none() && !l.fixups.is_empty() {
                 self.p
                     .broken
@@ -358,7 +350,7 @@ impl<'a> Recorder<'a> {
 
     fn konst(&mut self, ty: Ty, v: u64) -> RVal {
         let v = v & ty.mask();
-        let slot = match self.const_slots.get(&v) {
+        let slot = match self.t.const_slots.get(&v) {
             Some(&s) => s,
             None => {
                 let s = self.slot();
@@ -366,7 +358,7 @@ impl<'a> Recorder<'a> {
                     self.p.regs.resize(s as usize + 1, 0);
                 }
                 self.p.regs[s as usize] = v;
-                self.const_slots.insert(v, s);
+                self.t.const_slots.insert(v, s);
                 s
             }
         };
@@ -379,7 +371,7 @@ impl<'a> Recorder<'a> {
     }
 
     fn vkonst(&mut self, v: u128) -> RVec {
-        let slot = match self.vconst_slots.get(&v) {
+        let slot = match self.t.vconst_slots.get(&v) {
             Some(&s) => s,
             None => {
                 let s = self.vslot();
@@ -387,7 +379,7 @@ impl<'a> Recorder<'a> {
                     self.p.vregs.resize(s as usize + 1, 0);
                 }
                 self.p.vregs[s as usize] = v;
-                self.vconst_slots.insert(v, s);
+                self.t.vconst_slots.insert(v, s);
                 s
             }
         };
@@ -423,7 +415,7 @@ impl<'a> Recorder<'a> {
     // ---------------------------------------------------------------- control flow
 
     fn label_ok(&mut self, l: u32) -> bool {
-        if (l as usize) < self.labels.len() {
+        if (l as usize) < self.t.labels.len() {
             true
         } else {
             self.fail("jump to something that is not a label");
@@ -433,7 +425,7 @@ impl<'a> Recorder<'a> {
 
     /// Point jump field `f` at label `l` now if it is bound, else when it is.
     fn label_fixup(&mut self, l: u32, f: (usize, u8)) {
-        let info = &mut self.labels[l as usize];
+        let info = &mut self.t.labels[l as usize];
         match info.at {
             Some(at) => patch(&mut self.p.ops[f.0], f.1, at),
             None => info.fixups.push(f),
@@ -444,24 +436,24 @@ impl<'a> Recorder<'a> {
     /// map (fresh slots for every defined variable) at its first edge.
     fn edge_moves(&mut self, l: u32) -> Vec<(VarVal, VarVal)> {
         let l = l as usize;
-        let map = match &self.labels[l].map {
+        let map = match &self.t.labels[l].map {
             Some(m) => m.clone(),
             None => {
-                let mut map = Vec::with_capacity(self.vars.len());
-                for i in 0..self.vars.len() {
-                    map.push(match self.vars[i] {
+                let mut map = Vec::with_capacity(self.t.vars.len());
+                for i in 0..self.t.vars.len() {
+                    map.push(match self.t.vars[i] {
                         None => None,
                         Some(VarVal::Int(v)) => Some(VarVal::Int(self.fresh(v.ty))),
                         Some(VarVal::Vec(_)) => Some(VarVal::Vec(self.vfresh())),
                     });
                 }
-                self.labels[l].map = Some(map.clone());
+                self.t.labels[l].map = Some(map.clone());
                 map
             }
         };
         let mut moves = Vec::new();
         for (i, m) in map.iter().enumerate() {
-            match (m, self.vars.get(i).copied().flatten()) {
+            match (m, self.t.vars.get(i).copied().flatten()) {
                 (Some(VarVal::Int(d)), Some(VarVal::Int(s))) if d.slot != s.slot => {
                     moves.push((VarVal::Int(*d), VarVal::Int(s)))
                 }
@@ -532,7 +524,7 @@ impl<'a> Recorder<'a> {
         if moves.is_empty() {
             self.label_fixup(l, f);
         } else {
-            self.edges.push(Edge {
+            self.t.edges.push(Edge {
                 from: f,
                 moves,
                 to: l,
@@ -558,7 +550,7 @@ impl<'a> Recorder<'a> {
     }
 
     fn set_var(&mut self, var: usize, v: VarVal) {
-        if let Some(slot) = self.vars.get_mut(var) {
+        if let Some(slot) = self.t.vars.get_mut(var) {
             *slot = Some(v);
         } else {
             self.fail("an undeclared variable was defined");
@@ -686,7 +678,7 @@ impl ValueOps for Recorder<'_> {
             return RVal { ty: to, ..v };
         }
         let key = (v.slot, op as u8, v.ty.bits(), to.bits());
-        if let Some(&d) = self.convs.get(&key) {
+        if let Some(&d) = self.t.convs.get(&key) {
             return d;
         }
         let d = self.fresh(to);
@@ -698,7 +690,7 @@ impl ValueOps for Recorder<'_> {
             a: v.slot,
         });
         if self.live {
-            self.convs.insert(key, d);
+            self.t.convs.insert(key, d);
         }
         d
     }
@@ -923,15 +915,15 @@ impl Emitter for Recorder<'_> {
         self.aim_fault();
     }
     fn declare_vvar(&mut self) -> usize {
-        self.vars.push(None);
-        self.var_tys.push(None);
-        self.vars.len() - 1
+        self.t.vars.push(None);
+        self.t.var_tys.push(None);
+        self.t.vars.len() - 1
     }
     fn def_vvar(&mut self, var: usize, v: RVec) {
         self.set_var(var, VarVal::Vec(v));
     }
     fn use_vvar(&mut self, var: usize) -> RVec {
-        match self.vars.get(var).copied().flatten() {
+        match self.t.vars.get(var).copied().flatten() {
             Some(VarVal::Vec(v)) => v,
             _ => {
                 self.fail("an undefined vector variable was used");
@@ -957,23 +949,29 @@ impl Emitter for Recorder<'_> {
     }
 
     fn declare_var(&mut self, ty: Ty) -> usize {
-        self.vars.push(None);
-        self.var_tys.push(Some(ty));
-        self.vars.len() - 1
+        self.t.vars.push(None);
+        self.t.var_tys.push(Some(ty));
+        self.t.vars.len() - 1
     }
     fn def_var(&mut self, var: usize, v: RVal) {
-        let Some(Some(ty)) = self.var_tys.get(var).copied() else {
+        let Some(Some(ty)) = self.t.var_tys.get(var).copied() else {
             return self.fail("an undeclared variable was defined");
         };
         let v = self.coerce(v, ty);
         self.set_var(var, VarVal::Int(v));
     }
     fn use_var(&mut self, var: usize) -> RVal {
-        match self.vars.get(var).copied().flatten() {
+        match self.t.vars.get(var).copied().flatten() {
             Some(VarVal::Int(v)) => v,
             _ => {
                 self.fail("an undefined variable was used");
-                let ty = self.var_tys.get(var).copied().flatten().unwrap_or(Ty::I64);
+                let ty = self
+                    .t
+                    .var_tys
+                    .get(var)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(Ty::I64);
                 self.konst(ty, 0)
             }
         }
@@ -1018,14 +1016,14 @@ impl Emitter for Recorder<'_> {
     }
 
     fn new_label(&mut self) -> u32 {
-        self.labels.push(LabelInfo::default());
-        (self.labels.len() - 1) as u32
+        self.t.labels.push(LabelInfo::default());
+        (self.t.labels.len() - 1) as u32
     }
     fn bind(&mut self, l: u32) {
         if !self.label_ok(l) {
             return;
         }
-        if self.labels[l as usize].at.is_some() {
+        if self.t.labels[l as usize].at.is_some() {
             self.fail("a label was bound twice");
             return;
         }
@@ -1034,16 +1032,16 @@ impl Emitter for Recorder<'_> {
             let moves = self.edge_moves(l);
             self.emit_moves(&moves);
         }
-        self.convs.clear();
+        self.t.convs.clear();
         let at = self.p.ops.len() as u32;
-        let info = &mut self.labels[l as usize];
+        let info = &mut self.t.labels[l as usize];
         info.at = Some(at);
         for (idx, which) in std::mem::take(&mut info.fixups) {
             patch(&mut self.p.ops[idx], which, at);
         }
-        if let Some(map) = self.labels[l as usize].map.clone() {
+        if let Some(map) = self.t.labels[l as usize].map.clone() {
             for (i, m) in map.into_iter().enumerate() {
-                if let Some(v) = self.vars.get_mut(i) {
+                if let Some(v) = self.t.vars.get_mut(i) {
                     *v = m;
                 }
             }
@@ -1118,26 +1116,12 @@ impl Emitter for Recorder<'_> {
 impl Drop for Recorder<'_> {
     /// Gives the working tables back, emptied, for the next recording on this thread.
     fn drop(&mut self) {
-        let mut s = Scratch {
-            const_slots: std::mem::take(&mut self.const_slots),
-            vconst_slots: std::mem::take(&mut self.vconst_slots),
-            convs: std::mem::take(&mut self.convs),
-            vars: std::mem::take(&mut self.vars),
-            var_tys: std::mem::take(&mut self.var_tys),
-            labels: std::mem::take(&mut self.labels),
-            edges: std::mem::take(&mut self.edges),
-        };
-        s.const_slots.clear();
-        s.vconst_slots.clear();
-        s.convs.clear();
-        s.vars.clear();
-        s.var_tys.clear();
-        s.labels.clear();
-        s.edges.clear();
+        let mut t = std::mem::take(&mut self.t);
+        t.clear();
         // A recording started inside another (none today) keeps the outer one's tables.
         SCRATCH.with(|c| {
             if let Ok(mut slot) = c.try_borrow_mut() {
-                *slot = s;
+                *slot = t;
             }
         });
     }
