@@ -47,6 +47,18 @@ pub enum FlagOp {
 }
 
 impl FlagOp {
+    /// Every operation, in encoding order.
+    pub const ALL: [FlagOp; 8] = [
+        FlagOp::Add,
+        FlagOp::Adc,
+        FlagOp::Sub,
+        FlagOp::Sbb,
+        FlagOp::Logic,
+        FlagOp::Inc,
+        FlagOp::Dec,
+        FlagOp::Mul,
+    ];
+
     fn from_u8(v: u8) -> Option<FlagOp> {
         Some(match v {
             1 => FlagOp::Add,
@@ -543,16 +555,7 @@ mod tests {
 
     #[test]
     fn stored_flags_equal_materialize_for_every_op_and_width() {
-        let ops = [
-            FlagOp::Add,
-            FlagOp::Adc,
-            FlagOp::Sub,
-            FlagOp::Sbb,
-            FlagOp::Logic,
-            FlagOp::Inc,
-            FlagOp::Dec,
-            FlagOp::Mul,
-        ];
+        let ops = FlagOp::ALL;
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         for &op in &ops {
             for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {

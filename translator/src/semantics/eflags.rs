@@ -165,16 +165,7 @@ mod tests {
     #[test]
     fn inline_pushf_image_equals_the_handlers_for_random_lazy_states() {
         let insn = one(64, |a| a.pushfq());
-        let ops = [
-            FlagOp::Add,
-            FlagOp::Adc,
-            FlagOp::Sub,
-            FlagOp::Sbb,
-            FlagOp::Logic,
-            FlagOp::Inc,
-            FlagOp::Dec,
-            FlagOp::Mul,
-        ];
+        let ops = FlagOp::ALL;
         let tys = [Ty::I8, Ty::I16, Ty::I32, Ty::I64];
         let mut s = 0x1234_5678_9abc_def1u64;
         for i in 0..3000 {
