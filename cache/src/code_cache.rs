@@ -132,7 +132,9 @@ impl CodeCache {
 
     /// Indexes a new block by key, host address and every 4 KiB page its `phys_ranges` touch,
     /// and makes it the owner of its slots. A live block with the same key is dropped first
-    /// (counted as `replaced`). Panics if `info.slots` was not allocated by this cache since the
+    /// (counted as `replaced`); if both have code (better code replacing worse), the slots
+    /// of other live blocks linked to the old one are linked to the new one, and so is the
+    /// jump-cache entry of the new block's virtual PC. Panics if `info.slots` was not allocated by this cache since the
     /// last flush, or if its slots belong to another live block.
     pub fn insert(&mut self, info: BlockInfo) -> BlockId {
         assert!(
@@ -141,7 +143,17 @@ impl CodeCache {
             info.slots
         );
         assert!(self.blocks.len() < ID_WRAP as usize, "too many blocks");
+        let mut relink = Vec::new();
+        let mut cached = false;
         if let Some(old) = self.by_key.get(&info.key).copied() {
+            let b = self.info(old);
+            if !info.host.is_none() && !b.host.is_none() {
+                // Its own slots (a self-link) go with it.
+                let own = b.slots.indices();
+                relink = self.live(old).expect("indexed").incoming.clone();
+                relink.retain(|&s| !own.contains(&(s as usize)));
+                cached = self.jump.get(info.virt_pc, info.key.mode).map(|(id, _)| id) == Some(old);
+            }
             self.remove_blocks(&[old]);
             self.counters.replaced.bump();
         }
@@ -166,11 +178,18 @@ impl CodeCache {
             self.by_host.insert(info.host.0, id);
         }
         self.by_key.insert(info.key, id);
+        let (virt_pc, mode) = (info.virt_pc, info.key.mode);
         self.blocks.push(Some(Block {
             info,
             incoming: Vec::new(),
         }));
         self.counters.translations.bump();
+        for s in relink {
+            self.link(self.slots.addr(s as usize), id);
+        }
+        if cached {
+            self.jump_cache_set(virt_pc, mode, id);
+        }
         id
     }
 

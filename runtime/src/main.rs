@@ -95,6 +95,11 @@ struct RunArgs {
     /// (default 200; 0 compiles every block before it first runs, as --engine jit does).
     #[arg(long, value_name = "N")]
     compile_after: Option<u32>,
+    /// dbt only: blocks are first compiled quickly (little optimization); recompile one with
+    /// full optimization after its quick code ran N times (default 2000; 0 compiles hot
+    /// blocks fully optimized at once; 4294967295 never recompiles).
+    #[arg(long, value_name = "N")]
+    optimize_after: Option<u32>,
     /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 512M, 1G); 2M to 64G.
     #[arg(
         long,
@@ -215,6 +220,7 @@ fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
         append: q.append,
         engine: EngineArg::Dbt,
         compile_after: None,
+        optimize_after: None,
         mem: q.mem.unwrap_or_else(|| "128M".into()),
         stats: false,
         stop_on_unsupported: false,
@@ -244,17 +250,26 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         EngineArg::Trap => Engine::Trap,
     };
     // The other engines' policies are what they are for (compile all, compile none).
-    let tiering = match (args.compile_after, engine) {
-        (None, _) => None,
-        (Some(n), Engine::Dbt) => Some(Tiering {
-            compile_after: n,
-            ..Tiering::tiered()
-        }),
-        (Some(_), other) => {
+    let tiering = match (args.compile_after, args.optimize_after, engine) {
+        (None, None, _) => None,
+        (c, o, Engine::Dbt) => {
+            let dflt = Tiering::tiered();
+            Some(Tiering {
+                compile_after: c.unwrap_or(dflt.compile_after),
+                optimize_after: o.unwrap_or(dflt.optimize_after),
+                ..dflt
+            })
+        }
+        (c, _, other) => {
+            let flag = if c.is_some() {
+                "--compile-after"
+            } else {
+                "--optimize-after"
+            };
             return Err(Failure::usage(format!(
-                "--compile-after applies to --engine dbt only, not {}",
+                "{flag} applies to --engine dbt only, not {}",
                 other.name()
-            )))
+            )));
         }
     };
     let cfg = VmConfig {

@@ -85,6 +85,15 @@ impl fmt::Display for Stats {
             ms(d.translate_ns),
             ms(d.compile_ns)
         )?;
+        for (name, t) in [("quick", &d.quick), ("optimized", &d.optimized)] {
+            writeln!(
+                f,
+                "  {name:<20} {} blocks ({} guest insns), Cranelift {:.3} ms",
+                t.blocks,
+                t.guest_insns,
+                ms(t.compile_ns)
+            )?;
+        }
         writeln!(
             f,
             "dispatches             {} (+{} interpreted single steps)",
@@ -117,8 +126,8 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "tier-up                {} background compilations ({} discarded); {} blocks kept cold",
-            t.background_jobs, t.background_discarded, t.pinned_cold
+            "tier-up                {} background compilations ({} discarded); {} blocks kept cold; {} promotions of quick code ({} deferred)",
+            t.background_jobs, t.background_discarded, t.pinned_cold, t.promotions, t.promotions_deferred
         )?;
         // Hypercalls are listed by kind below; the other helpers by helper.
         let helper_calls = || -> String {

@@ -267,6 +267,15 @@ impl Vm {
         }
     }
 
+    /// The DBT engine, the machine and the CPU state, for the engine's unit tests.
+    #[cfg(test)]
+    pub(crate) fn dbt_parts(&mut self) -> Option<(&mut Dbt, &mut Machine, &mut CpuState)> {
+        match self.dbt.as_mut()? {
+            Runner::Dbt(e) => Some((e, &mut self.machine, &mut self.cpu)),
+            Runner::Trap(_) => None,
+        }
+    }
+
     /// The CPU state and the machine, for the boot code that sets both up.
     pub(crate) fn parts_mut(&mut self) -> (&mut CpuState, &mut Machine) {
         self.machine.run.mappings_changed = true;

@@ -39,6 +39,7 @@ fn counting_loop(n: u32) -> Vec<u8> {
 fn hot_blocks_are_compiled_and_cold_ones_are_not() {
     let inline = Tiering {
         compile_after: 10,
+        optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
     };
     for (tiering, compiled) in [
@@ -70,6 +71,7 @@ fn hot_blocks_are_compiled_and_cold_ones_are_not() {
 fn background_compilation_takes_over_a_hot_loop() {
     let background = Tiering {
         compile_after: 2,
+        optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: true,
     };
     let mut v = vm(Engine::Dbt, Some(background));
@@ -104,6 +106,7 @@ fn background_compilation_takes_over_a_hot_loop() {
 fn compiled_code_never_jumps_into_a_cold_block() {
     let tiering = Tiering {
         compile_after: 3,
+        optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
     };
     let mut v = vm(Engine::Dbt, Some(tiering));
@@ -185,6 +188,7 @@ fn data_next_to_code_is_not_code() {
 fn rewritten_code_stays_cold() {
     let tiering = Tiering {
         compile_after: 2,
+        optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
     };
     // 0x1000: loop 200 times: patch the immediate of `add rbx, imm8` at 0x2000, call it.
@@ -253,6 +257,7 @@ fn cold_blocks_chain_and_the_chain_keeps_every_stop() {
     // it is due, so both get compiled.
     let inline = Tiering {
         compile_after: 10,
+        optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
     };
     let mut v = vm(Engine::Dbt, Some(inline));
@@ -262,4 +267,83 @@ fn cold_blocks_chain_and_the_chain_keeps_every_stop() {
     assert_eq!(v.run(), RunOutcome::InstructionLimit);
     assert_eq!(v.cpu().gpr[0] + v.cpu().gpr[3], 500);
     assert_eq!(v.stats().dbt.blocks_translated, 2, "{}", v.stats());
+}
+
+/// Block A (`inc rax; jmp B`) and block B (`cmp rax, n; jb A; out 0xf4, eax`): each runs `n`
+/// times, entered through links once compiled.
+fn two_block_loop(n: u32) -> (Vec<u8>, Vec<u8>) {
+    let a = asm(0x1000, |a| {
+        a.inc(rax)?;
+        a.jmp(0x2000u64)
+    });
+    let b = asm(0x2000, |a| {
+        a.cmp(eax, n)?;
+        a.jb(0x1000u64)?;
+        a.out(0xf4, eax)
+    });
+    (a, b)
+}
+
+#[test]
+fn a_quick_block_is_optimized_on_its_nth_run() {
+    let tiering = Tiering {
+        compile_after: 2,
+        optimize_after: 5,
+        background: false,
+    };
+    // Runs 1 cold, 2 compiled quick and run, 3-5 quick, 6 promoted: optimized inline.
+    for (n, optimized) in [(5, 0), (6, 2), (100, 2)] {
+        let mut v = vm(Engine::Dbt, Some(tiering));
+        let (a, b) = two_block_loop(n);
+        v.write_phys(0x1000, &a).unwrap();
+        v.write_phys(0x2000, &b).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(n));
+        let s = v.stats();
+        assert_eq!(s.dbt.quick.blocks, 2, "n = {n}: {s}");
+        assert_eq!(s.dbt.optimized.blocks, optimized, "n = {n}: {s}");
+        assert_eq!(s.dbt.tier.promotions, optimized, "n = {n}: {s}");
+    }
+}
+
+#[test]
+fn optimize_after_zero_and_never() {
+    for (optimize_after, quick, optimized) in [(0, 0, 2), (Tiering::NEVER, 2, 0)] {
+        let tiering = Tiering {
+            compile_after: 2,
+            optimize_after,
+            background: false,
+        };
+        let mut v = vm(Engine::Dbt, Some(tiering));
+        let (a, b) = two_block_loop(1000);
+        v.write_phys(0x1000, &a).unwrap();
+        v.write_phys(0x2000, &b).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(1000));
+        let s = v.stats();
+        assert_eq!(s.dbt.quick.blocks, quick, "{s}");
+        assert_eq!(s.dbt.optimized.blocks, optimized, "{s}");
+        assert_eq!(s.dbt.tier.promotions, 0, "{s}");
+    }
+}
+
+#[test]
+fn a_self_loop_entered_once_is_promoted() {
+    for background in [false, true] {
+        let tiering = Tiering {
+            compile_after: 10,
+            optimize_after: 100,
+            background,
+        };
+        let mut v = vm(Engine::Dbt, Some(tiering));
+        v.write_phys(0x1000, &counting_loop(10_000_000)).unwrap();
+        v.cpu_mut().rip = 0x1000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(10_000_000));
+        let s = v.stats();
+        // The back edge runs through the counting prologue: the loop leaves once to be
+        // promoted, and its optimized code (installed between two slices in the background
+        // case) finishes it.
+        assert!(s.dbt.tier.promotions >= 1, "background {background}: {s}");
+        assert_eq!(s.dbt.optimized.blocks, 1, "background {background}: {s}");
+    }
 }

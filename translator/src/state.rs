@@ -60,6 +60,10 @@ pub enum ExitReason {
     /// The instruction at `rip` did not execute and runs again once pending interrupts
     /// have been taken (an x87 instruction waiting for the FERR# interrupt handler).
     Retry = 8,
+    /// The block's hotness counter ([`crate::jit::JitEnv::hot_counter`]) reached zero at
+    /// entry: nothing of the block executed, `rip` is the block start. The runtime
+    /// queues an optimized compilation and runs the block again.
+    Promote = 9,
 }
 
 impl ExitReason {
@@ -74,6 +78,7 @@ impl ExitReason {
             6 => ExitReason::Stop,
             7 => ExitReason::CodeModified,
             8 => ExitReason::Retry,
+            9 => ExitReason::Promote,
             _ => return None,
         })
     }

@@ -394,13 +394,66 @@ fn same_key_replaces() {
     let b = add_block(&mut c, &[(0x2000, 0x2010)], 1);
     let s = slot(&c, b, 0);
     assert!(c.link(s, a));
+    let own = slot(&c, a, 0);
+    assert!(c.link(own, a), "a self-link");
+    let virt = c.block(a).unwrap().virt_pc;
+    c.jump_cache_set(virt, 0, a);
     let a2 = add_block(&mut c, &[(0x1000, 0x1020)], 1);
     assert!(c.block(a).is_none());
-    assert_eq!(read_slot(s), STUB.0 as u64, "links to the old block reset");
+    let host2 = c.block(a2).unwrap().host.0 as u64;
+    assert_eq!(
+        read_slot(s),
+        host2,
+        "links to the old code now reach the new code"
+    );
+    assert_eq!(c.slot_target(s), Some(a2));
+    assert_eq!(
+        read_slot(own),
+        STUB.0 as u64,
+        "the old block's own slots are reset"
+    );
+    assert_eq!(
+        c.jump_cache_lookup(virt, 0),
+        Some((a2, HostCode(host2 as usize)))
+    );
     let key = c.block(a2).unwrap().key;
     assert_eq!(c.lookup(key).map(|(id, _)| id), Some(a2));
+    // The relinked slot is recorded at the new block: invalidating it resets the slot.
+    assert!(c.invalidate(a2));
+    assert_eq!(read_slot(s), STUB.0 as u64);
     let st = c.stats();
-    assert_eq!((st.replaced, st.invalidations, st.blocks_live), (1, 0, 2));
+    assert_eq!((st.replaced, st.invalidations, st.blocks_live), (1, 1, 1));
+}
+
+#[test]
+fn code_replacing_a_cold_block_is_not_linked_to_anything() {
+    let mut c = cache();
+    let slots = c.alloc_slots(0).unwrap();
+    let key = BlockKey {
+        phys_pc: 0x1000,
+        virt_pc: 0x1000,
+        mode: 0,
+    };
+    let info = |host, slots| BlockInfo {
+        key,
+        virt_pc: 0x1000,
+        host,
+        code_len: 1,
+        phys_ranges: vec![(0x1000, 0x1010)],
+        guest_insns: 1,
+        slots,
+    };
+    let cold = c.insert(info(HostCode::NONE, slots));
+    let b = add_block(&mut c, &[(0x2000, 0x2010)], 1);
+    assert!(
+        !c.link(slot(&c, b, 0), cold),
+        "cold blocks are never link targets"
+    );
+    let host = c.alloc_code(&[0xC3]).unwrap();
+    let hot = c.insert(info(host, SlotRange::EMPTY));
+    assert_eq!(c.slot_target(slot(&c, b, 0)), None);
+    assert_eq!(c.jump_cache_lookup(0x1000, 0), None);
+    assert_eq!(c.lookup(key).map(|(id, _)| id), Some(hot));
 }
 
 #[test]

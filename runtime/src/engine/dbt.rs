@@ -32,7 +32,9 @@ use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
-use super::tier::{ColdBlocks, Done, Pending, RecordEnvImpl, TierStats, Tiering, Worker};
+use super::tier::{
+    ColdBlocks, Done, HotCounters, Pending, RecordEnvImpl, Tier, TierStats, Tiering, Worker,
+};
 use super::vcpu::{self, Exit};
 use super::{interp, trap, RunOutcome};
 use crate::helpers::helper_addr;
@@ -111,15 +113,37 @@ pub struct DbtStats {
     pub dispatches: u64,
     /// Instructions executed by the interpreter on the DBT's behalf.
     pub single_steps: u64,
+    /// Of those, quick code ([`Tier::Quick`]).
+    pub quick: TierCompiles,
+    /// Of those, optimized code ([`Tier::Optimized`]).
+    pub optimized: TierCompiles,
     /// The interpreter tier's counters.
     pub tier: TierStats,
+}
+
+/// Compilations of one compiled tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierCompiles {
+    /// Blocks compiled and installed.
+    pub blocks: u64,
+    /// Guest instructions in them.
+    pub guest_insns: u64,
+    /// Nanoseconds in Cranelift for them.
+    pub compile_ns: u64,
 }
 
 /// The DBT engine (every engine: `dbt`, `jit` and `interp` are its tiering policies,
 /// [`Trap`] its trapping entry). The code cache itself lives in [`Machine::code`], where
 /// the helpers reach it.
 pub struct Dbt<H: HostEntry = Direct> {
+    /// The optimizing JIT ([`Tier::Optimized`]).
     jit: Jit,
+    /// The quick tier's JIT, if hot blocks are compiled quick first.
+    quick: Option<Jit>,
+    /// The hotness counters of quick code.
+    counters: HotCounters,
+    /// Quick blocks that count, and their counters: what a promotion re-arms.
+    counting: hashbrown::HashMap<BlockId, usize>,
     /// Keeps the trampoline and the exit stub mapped.
     _stubs: ExecMemory,
     enter: EntryFn,
@@ -182,9 +206,14 @@ struct BlockEnv<'a> {
     used: usize,
     /// Where host stubs are installed.
     stubs: &'a mut crate::stubs::HostStubs,
+    /// The block's hotness counter (quick code), as an address.
+    counter: Option<usize>,
 }
 
 impl JitEnv for BlockEnv<'_> {
+    fn hot_counter(&mut self) -> Option<usize> {
+        self.counter
+    }
     fn host_stub(&mut self, stub: &translator::hostexec::HostStub) -> Option<usize> {
         self.stubs.addr(&stub.code)
     }
@@ -229,11 +258,17 @@ impl<H: HostEntry> Dbt<H> {
             count_tlb_hits,
             tiering,
         } = opts;
-        let mut jit = Jit::with_config(JitConfig {
+        let base = JitConfig {
             trap_hypercalls: H::TRAPS,
             count_tlb_hits,
             ..JitConfig::default()
-        })?;
+        };
+        let mut jit = Jit::with_config(base)?;
+        // Trap-and-emulate needs every block as host code: its hypercalls are host traps.
+        let tiering = if H::TRAPS { Tiering::JIT } else { tiering };
+        let quick = (tiering.compile_after > 0 && tiering.optimize_after > 0)
+            .then(|| Jit::with_config(Tier::Quick.config(base)))
+            .transpose()?;
         let trampoline = jit.entry_trampoline()?;
         let stub = jit.exit_stub()?;
         let mut stubs = ExecMemory::new(trampoline.len() + stub.len() + 64)?;
@@ -247,14 +282,16 @@ impl<H: HostEntry> Dbt<H> {
         let enter: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(enter) };
         Ok(Dbt {
             jit,
+            quick,
+            counters: HotCounters::new(cfg.max_slots / SLOTS_PER_BLOCK),
+            counting: hashbrown::HashMap::new(),
             _stubs: stubs,
             enter,
             spare: None,
             flushes: 0,
             stats: DbtStats::default(),
             entry: H::default(),
-            // Trap-and-emulate needs every block as host code: its hypercalls are host traps.
-            tiering: if H::TRAPS { Tiering::JIT } else { tiering },
+            tiering,
             cold: ColdBlocks::default(),
             worker: None,
             vendor: JitConfig::default().vendor,
@@ -372,7 +409,7 @@ impl<H: HostEntry> Dbt<H> {
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
-                    _ => self.translate(m, cpu, pc, key, mode)?,
+                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized)?,
                 };
                 if hit.1.is_none() {
                     if cached {
@@ -419,19 +456,20 @@ impl<H: HostEntry> Dbt<H> {
         // A backlog means the compile thread is not keeping up (a burst of blocks turning
         // hot at once, or a machine whose other core is busy): hot blocks would run in the
         // interpreter tier until their turn, so past it the vCPU compiles its own.
-        let backlog = self.worker.as_ref().map_or(0, Worker::in_flight);
-        if self.tiering.background && backlog < Tiering::MAX_BACKLOG {
-            self.compile_in_background(m, cpu, id, key, mode)?;
+        let tier = self.hot_tier();
+        if self.background_has_room() {
+            self.compile_in_background(m, cpu, id, key, mode, tier)?;
             return Ok(Next::Cold(id));
         }
-        let (id, host) = self.translate(m, cpu, pc, key, mode)?;
+        let (id, host) = self.translate(m, cpu, pc, key, mode, tier)?;
         if by_virtual_pc(mode) {
             cache_mut(m).jump_cache_set(pc, mode.key(), id);
         }
         Ok(Next::Host(host))
     }
 
-    /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`).
+    /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`) as
+    /// `tier` code.
     fn translate(
         &mut self,
         m: &mut Machine,
@@ -439,15 +477,21 @@ impl<H: HostEntry> Dbt<H> {
         pc: u64,
         key: BlockKey,
         mode: Mode,
+        tier: Tier,
     ) -> Result<(BlockId, HostCode), Fetch> {
         let (fetched, block) = decode(m, cpu, pc, mode)?;
         // Two attempts: the second after a flush made room.
         for attempt in 0..2 {
-            let slots = self.reserve_slots(m)?;
+            let (slots, counter) = self.reserve(m, tier)?;
             let mut env = block_env(m, &block, mode, slots);
+            env.counter = counter.map(|c| self.counters.addr(c));
+            let jit = match (tier, self.quick.as_mut()) {
+                (Tier::Quick, Some(quick)) => quick,
+                _ => &mut self.jit,
+            };
             // Cranelift computes with floats: under the host's MXCSR, not the guest's.
             let host_fp = crate::fpu::HostFp::new();
-            let translated = self.jit.translate(&block, mode, &mut env);
+            let translated = jit.translate(&block, mode, &mut env);
             drop(host_fp);
             let used = env.used;
             let compiled = match translated {
@@ -474,7 +518,14 @@ impl<H: HostEntry> Dbt<H> {
             let byte_len = block.byte_len();
             let phys_ranges = fetched.phys_ranges(byte_len);
             let fresh = code_free_pages(m, &phys_ranges);
-            let id = self.install(m, key, host, &compiled, phys_ranges, slots, used);
+            let placed = Placed {
+                key,
+                slots,
+                used,
+                tier,
+                counter,
+            };
+            let id = self.install(m, placed, host, &compiled, phys_ranges);
             self.entry.installed(id, &block);
             protect_code(m, cpu, pc, &fetched, byte_len, fresh);
             return Ok((id, host));
@@ -484,19 +535,23 @@ impl<H: HostEntry> Dbt<H> {
         ))))
     }
 
-    /// Enters compiled code at `host` into the cache for `key` (replacing a cold block of the
-    /// same key), giving unused slots back, and counts it.
-    #[allow(clippy::too_many_arguments)]
+    /// Enters compiled code at `host` into the cache for `placed.key` (replacing a cold or
+    /// quick block of the same key), giving unused slots back, and counts it.
     fn install(
         &mut self,
         m: &mut Machine,
-        key: BlockKey,
+        placed: Placed,
         host: HostCode,
         compiled: &translator::jit::CompiledBlock,
         phys_ranges: Vec<(u64, u64)>,
-        slots: SlotRange,
-        used: usize,
     ) -> BlockId {
+        let Placed {
+            key,
+            slots,
+            used,
+            tier,
+            counter,
+        } = placed;
         let slots = if used == 0 {
             if self.spare.is_none() {
                 self.spare = Some(slots);
@@ -524,6 +579,16 @@ impl<H: HostEntry> Dbt<H> {
         s.translate_ns += compiled.time_translate_ns;
         s.compile_ns += compiled.time_compile_ns;
         s.code_bytes += compiled.code.len() as u64;
+        let t = match tier {
+            Tier::Quick => &mut s.quick,
+            Tier::Optimized => &mut s.optimized,
+        };
+        t.blocks += 1;
+        t.guest_insns += u64::from(compiled.guest_insns);
+        t.compile_ns += compiled.time_compile_ns;
+        if let Some(c) = counter {
+            self.counting.insert(id, c);
+        }
         id
     }
 
@@ -569,8 +634,8 @@ impl<H: HostEntry> Dbt<H> {
         Ok(id)
     }
 
-    /// Builds the IR of hot cold block `cold` (key `key`) and hands it to the background
-    /// compiler; on any trouble the block simply stays cold.
+    /// Builds the IR of hot block `cold` (key `key`, cold or quick code) as `tier` code and
+    /// hands it to the background compiler; on any trouble the block simply stays as it is.
     fn compile_in_background(
         &mut self,
         m: &mut Machine,
@@ -578,9 +643,11 @@ impl<H: HostEntry> Dbt<H> {
         cold: BlockId,
         key: BlockKey,
         mode: Mode,
+        tier: Tier,
     ) -> Result<(), Fetch> {
         if self.worker.is_none() {
-            match Worker::start(self.jit.compiler()) {
+            let quick = self.quick.as_ref().unwrap_or(&self.jit).compiler();
+            match Worker::start(quick, self.jit.compiler()) {
                 Ok(w) => self.worker = Some(w),
                 Err(_) => {
                     // No thread: compile inline from now on.
@@ -590,9 +657,11 @@ impl<H: HostEntry> Dbt<H> {
             }
         }
         let (_, block) = decode(m, cpu, key.virt_pc, mode)?;
-        let slots = self.reserve_slots(m)?;
+        let (slots, counter) = self.reserve(m, tier)?;
         let mut env = block_env(m, &block, mode, slots);
+        env.counter = counter.map(|c| self.counters.addr(c));
         let host_fp = crate::fpu::HostFp::new();
+        // Both JITs build the same IR; only their compilers differ.
         let built = self.jit.build(&block, mode, &mut env);
         drop(host_fp);
         let used = env.used;
@@ -603,6 +672,8 @@ impl<H: HostEntry> Dbt<H> {
         let pending = Pending {
             key,
             cold,
+            tier,
+            counter,
             slots,
             used,
             flushes: self.flushes,
@@ -653,9 +724,21 @@ impl<H: HostEntry> Dbt<H> {
             }
         };
         let Pending {
-            key, slots, used, ..
+            key,
+            slots,
+            used,
+            tier,
+            counter,
+            ..
         } = pending;
-        self.install(m, key, host, &compiled, phys_ranges, slots, used);
+        let placed = Placed {
+            key,
+            slots,
+            used,
+            tier,
+            counter,
+        };
+        self.install(m, placed, host, &compiled, phys_ranges);
     }
 
     /// The slots for the next block: the spare range, or a new one (flushing if full).
@@ -683,6 +766,8 @@ impl<H: HostEntry> Dbt<H> {
     fn flush(&mut self, m: &mut Machine) {
         cache_mut(m).flush();
         self.cold.clear();
+        self.counters.clear();
+        self.counting.clear();
         self.entry.flushed();
         self.spare = None;
         self.flushes += 1;
@@ -714,6 +799,9 @@ impl<H: HostEntry> vcpu::ExecEngine for Dbt<H> {
         // only through helpers given `cpu.runtime`, set just above. Neither `m` nor `cpu`
         // is used until the call returns.
         let exit = unsafe { self.entry.enter(self.enter, cpu_ptr, host.0) };
+        if exit == translator::ExitReason::Promote as u64 {
+            self.promote(m, cpu)?;
+        }
         match handle_exit(m, cpu, exit) {
             ExitAction::Continue { link_from } => {
                 self.link_from = link_from;
@@ -805,6 +893,7 @@ fn block_env<'a>(
         slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
         used: 0,
         stubs: &mut m.stubs,
+        counter: None,
     }
 }
 
@@ -884,108 +973,17 @@ enum Fetch {
     Stop(RunOutcome),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
-
-    /// A VM compiling every block (these tests are about compiled code and its linking),
-    /// with `code` pieces written at their guest-physical addresses, RIP at the first.
-    fn vm_with(code: &[(u64, &[u8])]) -> Vm {
-        let mut vm = Vm::new(VmConfig {
-            mem_bytes: 4 << 20,
-            engine: Engine::Jit,
-            serial: SerialSink::Capture,
-            instruction_limit: Some(1_000_000),
-            ..VmConfig::default()
-        })
-        .unwrap();
-        for &(addr, bytes) in code {
-            vm.write_phys(addr, bytes).unwrap();
-        }
-        vm.cpu_mut().rip = code[0].0;
-        vm
-    }
-
-    #[test]
-    fn an_indirect_loop_hits_the_jump_cache_inline() {
-        // 0x1000: add rax, 1; jmp rcx (rcx = 0x1000)
-        let mut vm = vm_with(&[(0x1000, &[0x48, 0x83, 0xC0, 0x01, 0xFF, 0xE1])]);
-        vm.cpu_mut().gpr[1] = 0x1000;
-        vm.cpu_mut().icount_limit = 2 * 1000;
-        assert_eq!(vm.run(), RunOutcome::InstructionLimit);
-        assert_eq!(vm.cpu().gpr[0], 1000);
-        let s = vm.stats();
-        // The dispatcher caches the block when it translates it: no lookup at all after that.
-        assert!(s.helpers.get(Helper::Lookup) <= 1, "{s}");
-        assert!(s.dbt.dispatches <= 2, "{s}");
-    }
-
-    #[test]
-    fn an_indirect_jump_never_reaches_invalidated_code() {
-        // The block at 0x2000 (`mov eax, 5; add rbx, rax; jmp rdx`) is cached in the jump
-        // cache, then its immediate is patched to 7 and it is jumped to indirectly again: the
-        // invalidation purged the entry, so the new code runs (rbx = 5 + 7).
-        let vm = &mut vm_with(&[
-            (
-                0x1000,
-                // mov rcx, 0x2000; mov rdx, 0x1100; jmp rcx
-                &[
-                    0x48, 0xC7, 0xC1, 0x00, 0x20, 0x00, 0x00, 0x48, 0xC7, 0xC2, 0x00, 0x11, 0x00,
-                    0x00, 0xFF, 0xE1,
-                ],
-            ),
-            (
-                0x1100,
-                // mov byte [0x2001], 7; mov rdx, 0x1200; jmp rcx
-                &[
-                    0xC6, 0x04, 0x25, 0x01, 0x20, 0x00, 0x00, 0x07, 0x48, 0xC7, 0xC2, 0x00, 0x12,
-                    0x00, 0x00, 0xFF, 0xE1,
-                ],
-            ),
-            (0x1200, &[0xF4]),
-            (
-                0x2000,
-                &[0xB8, 0x05, 0x00, 0x00, 0x00, 0x48, 0x01, 0xC3, 0xFF, 0xE2],
-            ),
-        ]);
-        assert_eq!(vm.run(), RunOutcome::Halted);
-        assert_eq!(vm.cpu().gpr[3], 12);
-        assert_eq!(vm.cpu().rip, 0x1201);
-        let s = vm.stats();
-        assert!(s.cache.invalidations >= 1, "{s}");
-    }
-
-    /// The JIT's index (what generated code computes) is the cache's: the same entry.
-    #[test]
-    fn the_jits_jump_cache_index_is_the_caches() {
-        for entries in [1, 16, 4096, 1 << 16] {
-            let cfg = CacheConfig {
-                code_bytes: 1 << 16,
-                max_slots: 16,
-                jump_cache_entries: entries,
-            };
-            let cache = CodeCache::new(cfg, HostCode(0x1000)).unwrap();
-            let layout = jit_jump_cache(cache.jump_cache_layout());
-            assert!(layout.is_valid(), "{layout:?}");
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
-            let pcs = [0, 1, 0x1000, u64::MAX, 1 << 63]
-                .into_iter()
-                .chain((0..1000).map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x
-                }));
-            for pc in pcs {
-                for mode in [Mode::LONG64_CPL0.key(), 0, 3, u32::MAX] {
-                    assert_eq!(
-                        layout.index(pc, mode),
-                        cache::jump_cache_hash(pc, mode) & (entries as u64 - 1),
-                        "pc {pc:#x} mode {mode:#x}"
-                    );
-                }
-            }
-        }
-    }
+/// Where and as what a compilation is installed (see [`Dbt::install`]).
+struct Placed {
+    key: BlockKey,
+    /// The block's link slots, and how many of them the code uses.
+    slots: SlotRange,
+    used: usize,
+    tier: Tier,
+    /// Its hotness counter ([`HotCounters`] index), for quick code that counts.
+    counter: Option<usize>,
 }
+
+mod promote;
+#[cfg(test)]
+mod tests;

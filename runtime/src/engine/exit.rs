@@ -69,6 +69,8 @@ pub fn handle_exit(m: &mut Machine, cpu: &mut CpuState, exit: u64) -> ExitAction
             return ExitAction::SingleStep;
         }
         ExitReason::Retry => return ExitAction::Continue { link_from: None },
+        // The engine queued the optimized compile before this; the block runs again.
+        ExitReason::Promote => return ExitAction::Continue { link_from: None },
         ExitReason::Halt => RunOutcome::Halted,
         ExitReason::Exception => match cpu.exception() {
             Some(exc) => match super::vcpu::raise(m, cpu, exc) {

@@ -1,5 +1,7 @@
 //! The DBT engine's tiers: cold blocks run as recorded programs ([`translator::record`], the
-//! interpreter tier), hot ones as Cranelift code, compiled inline or on a background thread.
+//! interpreter tier), hot ones as Cranelift code compiled cheaply ([`Tier::Quick`]), and the
+//! blocks that stay hot in quick code are compiled again with full optimization
+//! ([`Tier::Optimized`]); each compilation inline or on a background thread.
 //!
 //! Invariants:
 //! - A cold block is a block of the machine's code cache with [`HostCode::NONE`]: its bytes
@@ -10,15 +12,24 @@
 //! - A compiled block replaces the cold block of the same key only if that cold block is still
 //!   live and no flush happened since its IR was built: then the bytes it was built from are
 //!   still the guest's (any store to them would have invalidated the cold block first).
+//! - Optimized code replaces the quick block of the same key under the same condition (that
+//!   block still live, no flush since the IR was built): a store into the block's bytes
+//!   invalidates the quick block and so drops a pending optimized compilation with it.
+//! - Quick code counts its entries in a [`HotCounters`] cell, armed when the code is built
+//!   and written by the runtime only while no generated code runs. A flush frees every
+//!   cell, after the code that used them is gone.
 //! - The background thread sees nothing but IR and returns nothing but bytes; everything that
 //!   touches the machine (IR building, which asks for link slots and host stubs, and
 //!   installation) happens on the vCPU thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use cache::{BlockId, BlockKey, SlotRange};
 use hashbrown::HashMap;
-use translator::jit::{BuiltBlock, CompiledBlock, Compiler, JitError, MemoryModel};
+use translator::jit::{
+    BuiltBlock, CompiledBlock, Compiler, JitConfig, JitError, MemoryModel, OptLevel, Regalloc,
+};
 use translator::record::exec::run;
 use translator::record::{Program, RecordEnv};
 use translator::CpuState;
@@ -32,6 +43,10 @@ pub struct Tiering {
     /// block before it first runs (the `jit` engine), [`Tiering::NEVER`] never compiles (the
     /// `interp` engine).
     pub compile_after: u32,
+    /// Runs of a block's quick code after which it is compiled again, optimized: 0 compiles
+    /// hot blocks optimized at once (no quick tier), [`Tiering::NEVER`] keeps them quick.
+    /// Only for `compile_after > 0` (the `jit` engine compiles everything optimized).
+    pub optimize_after: u32,
     /// Compile on a second thread while the interpreter tier keeps running the block.
     pub background: bool,
 }
@@ -51,15 +66,19 @@ impl Tiering {
     /// 50, and the cold-code guest loses 8% at 200 (it never gets hot at any of them: the
     /// difference is blocks run 50-200 times).
     pub const DEFAULT_THRESHOLD: u32 = 200;
+    /// Default `optimize_after` (runs of quick code; benches/README.md, "Tier-up threshold").
+    pub const DEFAULT_OPTIMIZE_AFTER: u32 = 2000;
 
     /// Compile everything before it runs (the `jit` and `trap` engines).
     pub const JIT: Tiering = Tiering {
         compile_after: 0,
+        optimize_after: 0,
         background: false,
     };
     /// Never compile (the `interp` engine).
     pub const INTERP: Tiering = Tiering {
         compile_after: Tiering::NEVER,
+        optimize_after: 0,
         background: false,
     };
 
@@ -68,6 +87,7 @@ impl Tiering {
     pub fn tiered() -> Tiering {
         Tiering {
             compile_after: Tiering::DEFAULT_THRESHOLD,
+            optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
             background: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
@@ -92,6 +112,84 @@ pub struct TierStats {
     pub background_discarded: u64,
     /// Blocks kept in the interpreter tier because their code kept being rewritten.
     pub pinned_cold: u64,
+    /// Quick blocks that turned hot ([`translator::ExitReason::Promote`] exits).
+    pub promotions: u64,
+    /// Of those, put back to counting because the background compiler was busy.
+    pub promotions_deferred: u64,
+}
+
+/// A compiled tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Cheap to compile (no mid-end optimization, single-pass register allocation), and
+    /// counting its runs to be optimized once it stays hot.
+    Quick,
+    /// Cranelift's full optimization (the `jit` engine's only tier).
+    Optimized,
+}
+
+impl Tier {
+    /// The JIT settings of the tier (over `base`, the engine's settings).
+    pub fn config(self, base: JitConfig) -> JitConfig {
+        match self {
+            Tier::Quick => JitConfig {
+                opt_level: OptLevel::None,
+                regalloc: Regalloc::SinglePass,
+                ..base
+            },
+            Tier::Optimized => base,
+        }
+    }
+}
+
+/// Hotness counters of quick code: `u64` cells at stable addresses (see the module
+/// invariants), bump-allocated, all freed at once by a flush.
+pub struct HotCounters {
+    cells: Box<[AtomicU64]>,
+    used: usize,
+}
+
+impl HotCounters {
+    /// Room for `capacity` counters.
+    pub fn new(capacity: usize) -> HotCounters {
+        HotCounters {
+            cells: (0..capacity.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            used: 0,
+        }
+    }
+
+    /// A new counter that reaches zero after `runs` entries; `None` when all are in use
+    /// (flush and retry).
+    pub fn alloc(&mut self, runs: u32) -> Option<usize> {
+        let i = self.used;
+        self.cells
+            .get(i)?
+            .store(u64::from(runs.max(1)), Ordering::Relaxed);
+        self.used += 1;
+        Some(i)
+    }
+
+    /// Counts `runs` more entries on counter `i` before it reaches zero again.
+    pub fn rearm(&self, i: usize, runs: u32) {
+        if let Some(c) = self.cells.get(i) {
+            c.store(u64::from(runs.max(1)), Ordering::Relaxed);
+        }
+    }
+
+    /// The address generated code counts counter `i` at.
+    pub fn addr(&self, i: usize) -> usize {
+        self.cells.get(i).map_or(0, |c| c.as_ptr() as usize)
+    }
+
+    /// Current value of counter `i` (entries left before it turns hot).
+    pub fn get(&self, i: usize) -> u64 {
+        self.cells.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Frees every counter (the cache was flushed: no code counts any more).
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
 }
 
 /// A recorded block and how often it ran.
@@ -268,10 +366,14 @@ impl RecordEnv for RecordEnvImpl<'_> {
 
 /// What must be true to install a background compilation, and how.
 pub struct Pending {
-    /// The block's key (the cold block's).
+    /// The block's key (the replaced block's).
     pub key: BlockKey,
-    /// The cold block it replaces.
+    /// The block it replaces: cold, or quick code.
     pub cold: BlockId,
+    /// The tier compiled.
+    pub tier: Tier,
+    /// Its hotness counter ([`HotCounters`] index), for quick code that counts.
+    pub counter: Option<usize>,
     /// Its link slots, and how many the code uses.
     pub slots: SlotRange,
     /// How many of `slots` the code uses.
@@ -297,14 +399,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread.
-    pub fn start(mut compiler: Compiler) -> std::io::Result<Worker> {
+    /// Starts the thread, compiling each job with the compiler of its [`Pending::tier`].
+    pub fn start(mut quick: Compiler, mut optimized: Compiler) -> std::io::Result<Worker> {
         let (jobs, rx) = channel::<(BuiltBlock, Pending)>();
         let (tx, done) = channel();
         let thread = std::thread::Builder::new()
             .name("popek-compile".into())
             .spawn(move || {
                 while let Ok((built, pending)) = rx.recv() {
+                    let compiler = match pending.tier {
+                        Tier::Quick => &mut quick,
+                        Tier::Optimized => &mut optimized,
+                    };
                     let result = compiler.compile(built);
                     if tx.send(Done { pending, result }).is_err() {
                         break;

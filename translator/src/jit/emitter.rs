@@ -56,6 +56,8 @@ pub(super) struct Regions {
     pub bitmap: MemFlagsData,
     /// Link slots.
     pub slot: MemFlagsData,
+    /// The hotness counter ([`super::JitEnv::hot_counter`]).
+    pub counter: MemFlagsData,
 }
 
 /// The Cranelift emitter of one block. See the module invariants.
@@ -184,11 +186,12 @@ impl<'a> ClifEmitter<'a> {
                 description: name.into(),
             })
         };
-        let (r_cpu, r_guest, r_bitmap, r_slot) = (
+        let (r_cpu, r_guest, r_bitmap, r_slot, r_counter) = (
             region(1, "cpu"),
             region(2, "guest"),
             region(3, "code bitmap"),
             region(4, "link slot"),
+            region(5, "hot counter"),
         );
         let regions = Regions {
             cpu: MemFlagsData::trusted().with_alias_region(Some(r_cpu)),
@@ -200,6 +203,7 @@ impl<'a> ClifEmitter<'a> {
                 .with_notrap()
                 .with_alias_region(Some(r_bitmap)),
             slot: MemFlagsData::trusted().with_alias_region(Some(r_slot)),
+            counter: MemFlagsData::trusted().with_alias_region(Some(r_counter)),
         };
         let mut helper = cranelift_codegen::ir::Signature::new(CallConv::SystemV);
         for _ in 0..4 {
@@ -234,8 +238,26 @@ impl<'a> ClifEmitter<'a> {
         let head = b.create_block();
         b.ins().jump(head, &[]);
 
-        // head (sealed at the end: self-loops jump back here): the budget check.
+        // head (sealed at the end: self-loops jump back here): the hotness count, then the
+        // budget check.
         b.switch_to_block(head);
+        if let Some(counter) = env.hot_counter() {
+            let p = b.ins().iconst(types::I64, counter as i64);
+            let c = b.ins().load(types::I64, regions.counter, p, 0);
+            let c = b.ins().iadd_imm_s(c, -1);
+            b.ins().store(regions.counter, c, p, 0);
+            let (promote, count) = (b.create_block(), b.create_block());
+            b.ins().brif(c, count, &[], promote, &[]);
+            b.set_cold_block(promote);
+            b.switch_to_block(promote);
+            b.seal_block(promote);
+            let rip = b.ins().iconst(types::I64, pc as i64);
+            b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
+            let r = b.ins().iconst(types::I64, ExitReason::Promote as i64);
+            b.ins().return_(&[r]);
+            b.switch_to_block(count);
+            b.seal_block(count);
+        }
         let ic = b.use_var(icount_var);
         let lim = b
             .ins()

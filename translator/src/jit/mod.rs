@@ -18,6 +18,9 @@
 //!    (how the runtime delivers interrupts). `n` counts the instructions actually translated
 //!    (up to the one that ends the block), and is charged in full even if the block leaves
 //!    early through a fault.
+//!    Before that, with a [`JitEnv::hot_counter`], it decrements the counter and, if that
+//!    made it zero, stores `rip = block pc` and returns [`ExitReason::Promote`], again
+//!    without executing or charging anything.
 //! 2. runs the guest instructions, guest GPRs in SSA variables;
 //! 3. leaves through one of the exits below, having written back registers and flags.
 //!
@@ -123,6 +126,15 @@ pub trait JitEnv {
     /// provide one (the translation then fails).
     fn host_stub(&mut self, stub: &crate::hostexec::HostStub) -> Option<usize> {
         let _ = stub;
+        None
+    }
+    /// The address of a `u64` cell the block counts its entries in (a tiered runtime's
+    /// first compiled tier): each entry, self-loop iterations included, decrements it, and
+    /// the entry that brings it to zero leaves at once with [`ExitReason::Promote`]. The
+    /// runtime keeps the cell (8-byte aligned) at this address while the code may run and
+    /// writes it only while no code runs. `None` (the default): no counting. Asked for
+    /// once per build; must answer the same for both builds of one block.
+    fn hot_counter(&mut self) -> Option<usize> {
         None
     }
 }

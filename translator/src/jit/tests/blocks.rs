@@ -270,6 +270,32 @@ fn budget_exit_leaves_before_the_block_runs() {
 }
 
 #[test]
+fn a_counting_block_leaves_once_when_its_counter_reaches_zero() {
+    let mut h = Harness::new();
+    h.m.hot_counter = Some(Box::new(3));
+    // A self-loop: `inc rax; cmp rax, 10; jb self`: the back edge counts too.
+    let code = asm(|a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.inc(rax)?;
+        a.cmp(rax, 10)?;
+        a.jb(top)
+    });
+    h.load(0x1000, &code);
+    let b = h.decode(0x1000, 3);
+    let host = h.install(&b).expect("translate");
+    h.cpu.icount_limit = u64::MAX;
+    // Entries 1 and 2 (the entry and one back edge) run; the third leaves before the body,
+    // rip at the block, nothing charged for it.
+    assert_eq!(h.enter(host), ExitReason::Promote as u64);
+    assert_eq!((h.cpu.rip, h.cpu.gpr[0], h.cpu.icount), (0x1000, 2, 6));
+    assert_eq!(h.m.hot_counter.as_deref(), Some(&0));
+    // Only once: the counter went past zero, the loop now runs to its end.
+    assert_eq!(h.enter(host), ExitReason::Jump as u64);
+    assert_eq!((h.cpu.rip, h.cpu.gpr[0]), (b.next_pc(), 10));
+}
+
+#[test]
 fn fault_exit_restores_the_faulting_instruction_start() {
     let mut h = Harness::new();
     let code = asm(|a| {

@@ -146,6 +146,8 @@ pub struct Machine {
     /// harness keeps no guest x87 state in the host FPU).
     pub stubs: HashMap<Vec<u8>, usize>,
     stub_code: Code,
+    /// The hotness counter blocks count in, if any ([`JitEnv::hot_counter`]).
+    pub hot_counter: Option<Box<u64>>,
 }
 
 impl Machine {
@@ -165,6 +167,7 @@ impl Machine {
             mode_key: Mode::LONG64_CPL0.key(),
             stubs: HashMap::new(),
             stub_code: Code::default(),
+            hot_counter: None,
         })
     }
 
@@ -357,6 +360,11 @@ impl JitEnv for Machine {
     }
     fn host_stub(&mut self, stub: &crate::hostexec::HostStub) -> Option<usize> {
         Some(self.stub_addr(&stub.code))
+    }
+    fn hot_counter(&mut self) -> Option<usize> {
+        self.hot_counter
+            .as_mut()
+            .map(|c| &mut **c as *mut u64 as usize)
     }
 }
 

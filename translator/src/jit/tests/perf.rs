@@ -92,6 +92,20 @@ fn translation_cost_report() {
                 ..JitConfig::default()
             },
         ),
+        (
+            "no opt, backtracking",
+            JitConfig {
+                opt_level: OptLevel::None,
+                ..JitConfig::default()
+            },
+        ),
+        (
+            "speed, single pass",
+            JitConfig {
+                regalloc: Regalloc::SinglePass,
+                ..JitConfig::default()
+            },
+        ),
     ] {
         println!("== {name}");
         cost(config);
