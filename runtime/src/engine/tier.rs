@@ -66,7 +66,10 @@ impl Tiering {
     /// 50, and the cold-code guest loses 8% at 200 (it never gets hot at any of them: the
     /// difference is blocks run 50-200 times).
     pub const DEFAULT_THRESHOLD: u32 = 200;
-    /// Default `optimize_after` (runs of quick code; benches/README.md, "Tier-up threshold").
+    /// Default `optimize_after` (runs of quick code). Measured (benches/README.md, "Tier-up
+    /// threshold of the second compiled tier"): 2000 and 10000 tie on the workload guests
+    /// and beat 500 and 0 (no quick tier); the lower of the two, since quick code is up to
+    /// twice as slow on hot arithmetic.
     pub const DEFAULT_OPTIMIZE_AFTER: u32 = 2000;
 
     /// Compile everything before it runs (the `jit` and `trap` engines).
