@@ -371,3 +371,20 @@ fn compile_after_sets_the_dbt_threshold_and_only_its() {
         assert!(line.contains("--compile-after"), "{engine}: {line}");
     }
 }
+
+#[test]
+fn optimize_after_is_dbt_only_and_documented() {
+    for engine in ["jit", "interp", "trap"] {
+        let out = popek(&["run", "--engine", engine, "--optimize-after", "5"]);
+        let line = assert_usage_error(&out);
+        assert!(line.contains("--optimize-after"), "{engine}: {line}");
+    }
+    let help = popek(&["run", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("--optimize-after <N>"),
+        "{help:?}"
+    );
+    let out = popek(&["run", "--stats", "--optimize-after", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("quick                0 blocks"), "{stderr}");
+}
