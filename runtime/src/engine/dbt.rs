@@ -113,9 +113,9 @@ pub struct DbtStats {
     pub dispatches: u64,
     /// Instructions executed by the interpreter on the DBT's behalf.
     pub single_steps: u64,
-    /// Of those, quick code ([`Tier::Quick`]).
+    /// Of the blocks translated, those compiled quick ([`Tier::Quick`]).
     pub quick: TierCompiles,
-    /// Of those, optimized code ([`Tier::Optimized`]).
+    /// Of the blocks translated, those compiled optimized ([`Tier::Optimized`]).
     pub optimized: TierCompiles,
     /// The interpreter tier's counters.
     pub tier: TierStats,
