@@ -86,11 +86,9 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
             f(Int, e);
         }
         Op::StoreState { a, .. } | Op::St64 { a, .. } => f(Int, a),
-        Op::St64x2 { a, b, .. } => {
-            f(Int, a);
-            f(Int, b);
-        }
-        Op::Ld64x2 { .. } => {}
+        // Their slots are in `Program::runs`: they are formed after the passes here ran
+        // (see `remove_dead`), which is why no pass here needs to see them.
+        Op::LdRun { .. } | Op::StRun { .. } => {}
         Op::LoadMem { addr, .. } => f(Int, addr),
         Op::StoreMem { addr, v, .. } => {
             f(Int, addr);
@@ -165,10 +163,6 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::VMovmsk { d, .. }
         | Op::VCvttToInt { d, .. }
         | Op::VFcmpFlags { d, .. } => f(d),
-        Op::Ld64x2 { d, d2, .. } => {
-            f(d);
-            f(d2);
-        }
         Op::Charge { .. }
         | Op::StoreState { .. }
         | Op::StoreMem { .. }
@@ -195,7 +189,8 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::VCvtFromInt { .. }
         | Op::Stub { .. }
         | Op::St64 { .. }
-        | Op::St64x2 { .. } => {}
+        | Op::LdRun { .. }
+        | Op::StRun { .. } => {}
     }
 }
 
@@ -210,6 +205,9 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
 /// move, cannot change between the move and such a read: a path from its write to the read
 /// that skipped the move would reach the read undominated.
 pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
+    if !p.runs.is_empty() {
+        return; // The ops do not name the slots of its runs (see `map_reads`).
+    }
     let mut writes = vec![0u32; nslots];
     for op in &p.ops {
         int_defs(op, &mut |d| {
@@ -310,6 +308,9 @@ fn retarget(op: &mut Op, map: &[u32]) {
 /// is what cold code costs.) An op that reads its own destination keeps itself alive, as a
 /// rescan would.
 pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
+    if !p.runs.is_empty() {
+        return; // As in `forward_moves`.
+    }
     const NONE: u32 = u32::MAX;
     let sizes = [nslots, nvslots];
     let mut count = [vec![0u32; nslots], vec![0u32; nvslots]];

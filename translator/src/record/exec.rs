@@ -12,9 +12,10 @@
 //!   model's bounds check (and, for stores, the code bitmap), or by adding the addend of a
 //!   soft-TLB entry whose tag matched both ends of the access.
 //! - Slots and jump targets come from the recorder, which allocates every slot it names and
-//!   patches every target, and `finish` checks each against the program's sizes: the
-//!   executor indexes register files without bounds checks only in a program that passed
-//!   (a broken or unchecked program returns [`ExitReason::Unsupported`] before running).
+//!   patches every target, and `finish` checks each (and each `Ld64`/`St64` state offset and
+//!   state run) against the program's sizes: the executor indexes register files, runs and
+//!   the state at those offsets without bounds checks only in a program that passed (a
+//!   broken or unchecked program returns [`ExitReason::Unsupported`] before running).
 
 use super::{Op, Program, Slot, NO_LABEL};
 use crate::helpers::Helper;
@@ -65,7 +66,7 @@ fn run_loops(
     // SAFETY: `p.checked`: `finish` verified every slot its ops name against these files.
     let (mut r, mut v) = unsafe { (Slots::new(&mut p.regs[..]), Slots::new(&mut p.vregs[..])) };
     let ops = &p.ops[..];
-    let (pc0, stubs, masks) = (p.pc, &p.stubs[..], &p.masks[..]);
+    let (pc0, stubs, masks, runs) = (p.pc, &p.stubs[..], &p.masks[..], &p.runs[..]);
     let mut pc = 0usize;
     loop {
         let Some(op) = ops.get(pc) else {
@@ -254,15 +255,21 @@ fn run_loops(
             Op::Xor64 { d, a, b } => r[d] = r[a] ^ r[b],
             Op::Shl64 { d, a, b } => r[d] = r[a] << (r[b] & 63),
             Op::Mask { ty, d, a } => r[d] = r[a] & ty.mask(),
-            Op::Ld64 { d, off } => r[d] = load_state(m.cpu, Ty::I64, off),
-            Op::St64 { off, a } => store_state(m.cpu, Ty::I64, off, r[a]),
-            Op::Ld64x2 { d, d2, off, off2 } => {
-                r[d] = load_state(m.cpu, Ty::I64, off);
-                r[d2] = load_state(m.cpu, Ty::I64, off2);
+            // SAFETY (these four): `p.checked`: `finish` verified every offset they name
+            // (also in `runs`) lies 8 bytes inside the state, and every run inside `runs`.
+            Op::Ld64 { d, off } => r[d] = unsafe { ld64(m.cpu, off) },
+            Op::St64 { off, a } => unsafe { st64(m.cpu, off, r[a]) },
+            Op::LdRun { at, n } => {
+                let run = unsafe { runs.get_unchecked(at as usize..(at + n) as usize) };
+                for &(off, d) in run {
+                    r[d] = unsafe { ld64(m.cpu, off) };
+                }
             }
-            Op::St64x2 { off, off2, a, b } => {
-                store_state(m.cpu, Ty::I64, off, r[a]);
-                store_state(m.cpu, Ty::I64, off2, r[b]);
+            Op::StRun { at, n } => {
+                let run = unsafe { runs.get_unchecked(at as usize..(at + n) as usize) };
+                for &(off, a) in run {
+                    unsafe { st64(m.cpu, off, r[a]) };
+                }
             }
             Op::Stub { stub, how, fault } => {
                 let addr = stubs.get(stub as usize).copied().unwrap_or(0);
@@ -337,6 +344,39 @@ fn store_state(cpu: &mut CpuState, ty: Ty, off: u32, x: u64) {
     // SAFETY: as in `load_state`, the destination range is inside our `CpuState`, whose
     // fields accept any bit pattern.
     unsafe { write_le(ty, (cpu as *mut CpuState).cast::<u8>().add(off), x) }
+}
+
+/// The 8 bytes at `off` of `cpu`.
+///
+/// # Safety
+/// `off + 8 <= size_of::<CpuState>()`.
+#[inline(always)]
+unsafe fn ld64(cpu: &CpuState, off: u32) -> u64 {
+    debug_assert!(off as usize + 8 <= std::mem::size_of::<CpuState>());
+    // SAFETY: the caller vouches the bytes are inside `cpu`, whose fields are plain data.
+    unsafe {
+        read_le(
+            Ty::I64,
+            (cpu as *const CpuState).cast::<u8>().add(off as usize),
+        )
+    }
+}
+
+/// Store `x` in the 8 bytes at `off` of `cpu`.
+///
+/// # Safety
+/// As for [`ld64`].
+#[inline(always)]
+unsafe fn st64(cpu: &mut CpuState, off: u32, x: u64) {
+    debug_assert!(off as usize + 8 <= std::mem::size_of::<CpuState>());
+    // SAFETY: as in `ld64`; any bit pattern is a valid value of every field.
+    unsafe {
+        write_le(
+            Ty::I64,
+            (cpu as *mut CpuState).cast::<u8>().add(off as usize),
+            x,
+        )
+    }
 }
 
 /// Read a `ty`-sized little-endian integer at `p` with one fixed-size access (a

@@ -52,11 +52,12 @@ pub(super) fn specialize(op: Op) -> Op {
     }
 }
 
-/// Pair neighbouring `Ld64`s and `St64`s (see [`Op::Ld64x2`], [`Op::St64x2`]): one
-/// dispatch instead of two. The second of a pair must not be a jump or fault target, since
-/// a jump there would then run the first as well. Two loads pair only into different slots
-/// (a slot is written once anyway), so their order does not matter.
-pub(super) fn pair(p: &mut Program) {
+/// Join runs of neighbouring `Ld64`s, and of neighbouring `St64`s, into one
+/// [`Op::LdRun`] or [`Op::StRun`]: one dispatch for a block's entry loads and one for each
+/// exit's stores (they were a third of the ops the workload guests ran). No op of a run but
+/// the first may be a jump or fault target, since a jump there would then run the ones
+/// before it as well. The ops of a run keep their order.
+pub(super) fn join_runs(p: &mut Program) {
     let mut target = vec![false; p.ops.len()];
     for &op in &p.ops {
         super::dead::map_targets(&mut { op }, &mut |x| {
@@ -65,27 +66,44 @@ pub(super) fn pair(p: &mut Program) {
             }
         });
     }
+    let state_op = |op: Op| match op {
+        Op::Ld64 { d, off } => Some((false, off, d)),
+        Op::St64 { off, a } => Some((true, off, a)),
+        _ => None,
+    };
     let mut keep = vec![true; p.ops.len()];
     let mut i = 0;
-    while i + 1 < p.ops.len() {
-        let fused = match (p.ops[i], p.ops[i + 1]) {
-            _ if target[i + 1] => None,
-            (Op::St64 { off, a }, Op::St64 { off: off2, a: b }) => {
-                Some(Op::St64x2 { off, off2, a, b })
-            }
-            (Op::Ld64 { d, off }, Op::Ld64 { d: d2, off: off2 }) if d != d2 => {
-                Some(Op::Ld64x2 { d, d2, off, off2 })
-            }
-            _ => None,
-        };
-        if let Some(op) = fused {
-            p.ops[i] = op;
-            keep[i + 1] = false;
-            i += 2;
-        } else {
+    while i < p.ops.len() {
+        let Some((store, off, s)) = state_op(p.ops[i]) else {
             i += 1;
+            continue;
+        };
+        let mut end = i + 1;
+        while end < p.ops.len()
+            && !target[end]
+            && state_op(p.ops[end]).is_some_and(|(st, ..)| st == store)
+        {
+            end += 1;
         }
+        if end - i >= 2 {
+            let at = p.runs.len() as u32;
+            p.runs.push((off, s));
+            for j in i + 1..end {
+                if let Some((_, off, s)) = state_op(p.ops[j]) {
+                    p.runs.push((off, s));
+                }
+                keep[j] = false;
+            }
+            let n = (end - i) as u32;
+            p.ops[i] = if store {
+                Op::StRun { at, n }
+            } else {
+                Op::LdRun { at, n }
+            };
+        }
+        i = end;
     }
+    p.runs.shrink_to_fit();
     super::dead::compact(p, keep);
 }
 
@@ -99,15 +117,21 @@ fn op_back(op: BinOp, d: Slot, a: Slot, b: Slot) -> Op {
     }
 }
 
-/// Whether every slot, jump target, fault target, mask and stub index of `p`'s ops is in
-/// range of its register files, ops and tables (the executor's license to index without
-/// checks). The match is exhaustive: a new op does not compile until it is checked here.
+/// Whether every slot, jump target, fault target, mask, stub and run index of `p`'s ops is
+/// in range of its register files, ops and tables, and every `Ld64`/`St64` offset (also in
+/// runs) inside [`CpuState`] (the executor's license to index without checks). The match is exhaustive: a new op does not compile until it is checked here.
 pub(super) fn in_range(p: &Program) -> bool {
     let (nr, nv, no) = (p.regs.len(), p.vregs.len(), p.ops.len());
     let ri = |s: Slot| (s as usize) < nr;
     let vi = |s: Slot| (s as usize) < nv;
     let to = |x: u32| (x as usize) < no;
     let fault = |x: u32| x == NO_LABEL || to(x);
+    let state = |off: u32| off as usize + 8 <= std::mem::size_of::<CpuState>();
+    let run = |at: u32, n: u32| {
+        p.runs
+            .get(at as usize..(at as usize).saturating_add(n as usize))
+            .is_some_and(|r| r.iter().all(|&(off, s)| state(off) && ri(s)))
+    };
     p.ops.iter().all(|op| match *op {
         Op::Charge { .. } | Op::ExitReturn { .. } | Op::ExitStatus | Op::Uncount { .. } => true,
         Op::Bin { d, a, b, .. } | Op::Cmp { d, a, b, .. } => ri(d) && ri(a) && ri(b),
@@ -121,10 +145,11 @@ pub(super) fn in_range(p: &Program) -> bool {
             ri(d) && ri(a)
         }
         Op::Select { d, c, t, f, .. } => ri(d) && ri(c) && ri(t) && ri(f),
-        Op::LoadState { d, .. } | Op::Ld64 { d, .. } => ri(d),
-        Op::StoreState { a, .. } | Op::St64 { a, .. } => ri(a),
-        Op::Ld64x2 { d, d2, .. } => ri(d) && ri(d2),
-        Op::St64x2 { a, b, .. } => ri(a) && ri(b),
+        Op::LoadState { d, .. } => ri(d),
+        Op::StoreState { a, .. } => ri(a),
+        Op::Ld64 { d, off } => ri(d) && state(off),
+        Op::St64 { off, a } => ri(a) && state(off),
+        Op::LdRun { at, n } | Op::StRun { at, n } => run(at, n),
         Op::LoadMem {
             d, addr, fault: f, ..
         } => ri(d) && ri(addr) && fault(f),
@@ -233,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn neighbouring_state_accesses_pair_unless_the_second_is_a_target() {
+    fn neighbouring_state_accesses_join_unless_one_is_a_target() {
         let exit = Op::ExitReturn {
             reason: crate::state::ExitReason::Jump,
         };
@@ -242,30 +267,26 @@ mod tests {
                 Op::Charge { n: 1 },
                 Op::Ld64 { d: 0, off: 0 },
                 Op::Ld64 { d: 1, off: 8 },
+                Op::Ld64 { d: 2, off: 16 },
                 Op::Branch {
                     c: 0,
-                    then: 4,
-                    els: 5,
+                    then: 5,
+                    els: 6,
                 },
                 Op::St64 { off: 0, a: 1 },
                 Op::St64 { off: 8, a: 0 },
                 Op::St64 { off: 16, a: 0 },
+                Op::St64 { off: 24, a: 2 },
+                Op::Ld64 { d: 3, off: 32 },
                 exit,
             ],
-            regs: vec![0; 2],
+            regs: vec![0; 4],
             ..Program::default()
         };
-        pair(&mut p);
-        assert!(matches!(
-            p.ops[1],
-            Op::Ld64x2 {
-                d: 0,
-                d2: 1,
-                off: 0,
-                off2: 8
-            }
-        ));
-        // Op 5 is a branch target: 4 stays alone, 5 and 6 pair, and the branch follows.
+        join_runs(&mut p);
+        assert!(matches!(p.ops[1], Op::LdRun { at: 0, n: 3 }));
+        // Op 6 is a branch target: 5 stays alone, 6 to 8 join (a load ends them), and the
+        // branch follows.
         assert!(matches!(
             p.ops[2],
             Op::Branch {
@@ -275,17 +296,19 @@ mod tests {
             }
         ));
         assert!(matches!(p.ops[3], Op::St64 { off: 0, a: 1 }));
-        assert!(matches!(
-            p.ops[4],
-            Op::St64x2 {
-                off: 8,
-                off2: 16,
-                a: 0,
-                b: 0
-            }
-        ));
-        assert_eq!(p.ops.len(), 6);
+        assert!(matches!(p.ops[4], Op::StRun { at: 3, n: 3 }));
+        assert!(matches!(p.ops[5], Op::Ld64 { d: 3, off: 32 }));
+        assert_eq!(p.ops.len(), 7);
+        assert_eq!(
+            p.runs,
+            [(0, 0), (8, 1), (16, 2), (8, 0), (16, 0), (24, 2)],
+            "in program order"
+        );
         assert!(in_range(&p));
+        p.runs[4].0 = std::mem::size_of::<CpuState>() as u32 - 4;
+        assert!(!in_range(&p), "a run's offset past the state");
+        p.runs.pop();
+        assert!(!in_range(&p), "a run past the table");
     }
 
     #[test]

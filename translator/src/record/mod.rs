@@ -109,11 +109,13 @@ pub enum Op {
     /// `LoadState`/`StoreState` of 8 bytes at an offset checked by `finish`.
     Ld64 { d: Slot, off: u32 },
     St64 { off: u32, a: Slot },
-    /// Two `Ld64`s in a row, paired by `finish` (a block's entry loads its registers).
-    Ld64x2 { d: Slot, d2: Slot, off: u32, off2: u32 },
-    /// Two `St64`s in a row, paired by `finish` (a block's exits store its registers and
-    /// the five fields of the lazy-flag descriptor).
-    St64x2 { off: u32, off2: u32, a: Slot, b: Slot },
+    /// `n` (two or more) `Ld64`s in a row, joined by `finish` (a block's entry loads its
+    /// registers): `(off, d)` pairs `at..at + n` of [`Program::runs`], done in order.
+    LdRun { at: u32, n: u32 },
+    /// `n` (two or more) `St64`s in a row, joined by `finish` (a block's exits store its
+    /// registers and the five fields of the lazy-flag descriptor): `(off, a)` pairs
+    /// `at..at + n` of [`Program::runs`], done in order.
+    StRun { at: u32, n: u32 },
 }
 
 /// A recorded block.
@@ -129,6 +131,8 @@ pub struct Program {
     masks: Vec<[u8; 16]>,
     /// Host addresses of the stubs the block calls.
     stubs: Vec<usize>,
+    /// The `(state offset, slot)` pairs of [`Op::LdRun`] and [`Op::StRun`].
+    runs: Vec<(u32, Slot)>,
     /// How guest memory is reached (as the JIT's [`MemoryModel`]).
     memory: Option<MemoryModel>,
     /// Guest address of the block.
@@ -305,7 +309,7 @@ impl<'a> Recorder<'a> {
         for op in &mut self.p.ops {
             *op = finish::specialize(*op);
         }
-        finish::pair(&mut self.p);
+        finish::join_runs(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
         // The program lives as long as its block is cached: give back the starting capacity.
