@@ -30,6 +30,7 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
         Op::Bin { d, .. }
         | Op::Un { d, .. }
         | Op::Cmp { d, .. }
+        | Op::Test { d, .. }
         | Op::Select { d, .. }
         | Op::Conv { d, .. }
         | Op::Mov { d, .. }
@@ -70,6 +71,8 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
         | Op::VLoadState { .. } => {}
         Op::Bin { a, b, .. }
         | Op::Cmp { a, b, .. }
+        | Op::Test { a, b, .. }
+        | Op::BrTest { a, b, .. }
         | Op::Add64 { a, b, .. }
         | Op::Sub64 { a, b, .. }
         | Op::And64 { a, b, .. }
@@ -133,6 +136,19 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
     }
 }
 
+/// How many ops read each integer slot (`nslots` of them).
+pub(super) fn int_reads(p: &Program, nslots: usize) -> Vec<u32> {
+    let mut n = vec![0u32; nslots];
+    for op in &p.ops {
+        reads(op, &mut |file, s| {
+            if let (File::Int, Some(c)) = (file, n.get_mut(s as usize)) {
+                *c = c.saturating_add(1);
+            }
+        });
+    }
+    n
+}
+
 /// Call `f` with every slot `op` reads.
 fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
     let mut copy = *op;
@@ -145,6 +161,7 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         Op::Bin { d, .. }
         | Op::Un { d, .. }
         | Op::Cmp { d, .. }
+        | Op::Test { d, .. }
         | Op::Select { d, .. }
         | Op::Conv { d, .. }
         | Op::Mov { d, .. }
@@ -168,6 +185,7 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::StoreMem { .. }
         | Op::Jump { .. }
         | Op::Branch { .. }
+        | Op::BrTest { .. }
         | Op::ExitJump { .. }
         | Op::ExitReturn { .. }
         | Op::ExitStatus
@@ -275,7 +293,7 @@ pub(super) fn map_targets(op: &mut Op, f: &mut impl FnMut(&mut u32)) {
     };
     match op {
         Op::Jump { to } => at(to),
-        Op::Branch { then, els, .. } => {
+        Op::Branch { then, els, .. } | Op::BrTest { then, els, .. } => {
             at(then);
             at(els);
         }

@@ -133,6 +133,10 @@ fn run_loops(
             Op::Branch { c, then, els } => {
                 pc = if r[c] != 0 { then } else { els } as usize;
             }
+            Op::Test { t, d, a, b } => r[d] = u64::from(t.eval(r[a], r[b])),
+            Op::BrTest { t, a, b, then, els } => {
+                pc = if t.eval(r[a], r[b]) { then } else { els } as usize;
+            }
             Op::ExitJump { target } => {
                 let t = r[target];
                 m.cpu.rip = t;

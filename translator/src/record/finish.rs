@@ -5,8 +5,52 @@
 //! bounds checks.
 
 use super::{Op, Program, Slot, NO_LABEL};
-use crate::ir::{BinOp, Conv, Ty};
+use crate::ir::{BinOp, Cmp, Conv, Ty};
 use crate::state::CpuState;
+
+/// A comparison the executor evaluates without branching on its condition or width: it
+/// flips the sign bits of signed operands (held masked to their width, so signed order
+/// becomes unsigned order) and compares unsigned; `take` says which outcomes make it true
+/// (bit 0: greater, bit 1: equal, bit 2: less).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmpTest {
+    take: u8,
+    signed: bool,
+    sign_at: u8,
+}
+
+impl CmpTest {
+    /// `cc` on operands of type `ty`.
+    pub fn new(cc: Cmp, ty: Ty) -> CmpTest {
+        let (gt, eq, lt) = (1, 2, 4);
+        let (take, signed) = match cc {
+            Cmp::Eq => (eq, false),
+            Cmp::Ne => (gt | lt, false),
+            Cmp::Ult => (lt, false),
+            Cmp::Ule => (lt | eq, false),
+            Cmp::Ugt => (gt, false),
+            Cmp::Uge => (gt | eq, false),
+            Cmp::Slt => (lt, true),
+            Cmp::Sle => (lt | eq, true),
+            Cmp::Sgt => (gt, true),
+            Cmp::Sge => (gt | eq, true),
+        };
+        CmpTest {
+            take,
+            signed,
+            sign_at: (ty.bits() - 1) as u8,
+        }
+    }
+
+    /// Whether the comparison holds of `a` and `b` (masked to its type).
+    #[inline(always)]
+    pub fn eval(self, a: u64, b: u64) -> bool {
+        let flip = u64::from(self.signed) << (self.sign_at & 63);
+        let (a, b) = (a ^ flip, b ^ flip);
+        let outcome = (u32::from(a < b) << 1) | u32::from(a == b);
+        (self.take >> outcome) & 1 != 0
+    }
+}
 
 /// The specialized form of `op`, if it has one (see the specialized variants of [`Op`]).
 pub(super) fn specialize(op: Op) -> Op {
@@ -38,6 +82,12 @@ pub(super) fn specialize(op: Op) -> Op {
             d,
             a,
         },
+        Op::Cmp { cc, ty, d, a, b } => Op::Test {
+            t: CmpTest::new(cc, ty),
+            d,
+            a,
+            b,
+        },
         Op::LoadState {
             ty: Ty::I64,
             d,
@@ -52,12 +102,27 @@ pub(super) fn specialize(op: Op) -> Op {
     }
 }
 
-/// Join runs of neighbouring `Ld64`s, and of neighbouring `St64`s, into one
-/// [`Op::LdRun`] or [`Op::StRun`]: one dispatch for a block's entry loads and one for each
-/// exit's stores (they were a third of the ops the workload guests ran). No op of a run but
-/// the first may be a jump or fault target, since a jump there would then run the ones
-/// before it as well. The ops of a run keep their order.
-pub(super) fn join_runs(p: &mut Program) {
+/// Join each `Test` whose result only the `Branch` right after it reads with that branch
+/// (see [`Op::BrTest`]). The branch must not be a jump or fault target: a jump there would
+/// then run the test as well (harmless, as nothing else reads its slot, but a slot read
+/// that the recorder never meant).
+pub(super) fn join_branches(p: &mut Program, nslots: usize) {
+    let reads = super::dead::int_reads(p, nslots);
+    let target = targets(p);
+    let mut keep = vec![true; p.ops.len()];
+    for i in 0..p.ops.len().saturating_sub(1) {
+        if let (Op::Test { t, d, a, b }, Op::Branch { c, then, els }) = (p.ops[i], p.ops[i + 1]) {
+            if c == d && reads.get(d as usize) == Some(&1) && !target[i + 1] {
+                p.ops[i] = Op::BrTest { t, a, b, then, els };
+                keep[i + 1] = false;
+            }
+        }
+    }
+    super::dead::compact(p, keep);
+}
+
+/// Which ops are jump or fault targets.
+fn targets(p: &Program) -> Vec<bool> {
     let mut target = vec![false; p.ops.len()];
     for &op in &p.ops {
         super::dead::map_targets(&mut { op }, &mut |x| {
@@ -66,6 +131,16 @@ pub(super) fn join_runs(p: &mut Program) {
             }
         });
     }
+    target
+}
+
+/// Join runs of neighbouring `Ld64`s, and of neighbouring `St64`s, into one
+/// [`Op::LdRun`] or [`Op::StRun`]: one dispatch for a block's entry loads and one for each
+/// exit's stores (they were a third of the ops the workload guests ran). No op of a run but
+/// the first may be a jump or fault target, since a jump there would then run the ones
+/// before it as well. The ops of a run keep their order.
+pub(super) fn join_runs(p: &mut Program) {
+    let target = targets(p);
     let state_op = |op: Op| match op {
         Op::Ld64 { d, off } => Some((false, off, d)),
         Op::St64 { off, a } => Some((true, off, a)),
@@ -134,7 +209,12 @@ pub(super) fn in_range(p: &Program) -> bool {
     };
     p.ops.iter().all(|op| match *op {
         Op::Charge { .. } | Op::ExitReturn { .. } | Op::ExitStatus | Op::Uncount { .. } => true,
-        Op::Bin { d, a, b, .. } | Op::Cmp { d, a, b, .. } => ri(d) && ri(a) && ri(b),
+        Op::Bin { d, a, b, .. } | Op::Cmp { d, a, b, .. } | Op::Test { d, a, b, .. } => {
+            ri(d) && ri(a) && ri(b)
+        }
+        Op::BrTest {
+            a, b, then, els, ..
+        } => ri(a) && ri(b) && to(then) && to(els),
         Op::Add64 { d, a, b }
         | Op::Sub64 { d, a, b }
         | Op::And64 { d, a, b }
@@ -255,6 +335,96 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tests_agree_with_the_generic_comparison() {
+        let ccs = [
+            Cmp::Eq,
+            Cmp::Ne,
+            Cmp::Ult,
+            Cmp::Ule,
+            Cmp::Ugt,
+            Cmp::Uge,
+            Cmp::Slt,
+            Cmp::Sle,
+            Cmp::Sgt,
+            Cmp::Sge,
+        ];
+        let vals = [
+            0u64,
+            1,
+            2,
+            0x7f,
+            0x80,
+            0xff,
+            0x7fff,
+            0x8000,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            1 << 63,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
+        for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+            for cc in ccs {
+                let t = CmpTest::new(cc, ty);
+                for &a in &vals {
+                    for &b in &vals {
+                        let (a, b) = (a & ty.mask(), b & ty.mask());
+                        assert_eq!(
+                            u64::from(t.eval(a, b)),
+                            crate::ir::eval_cmp(cc, ty, a, b),
+                            "{cc:?} {ty:?} {a:#x} {b:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_test_joins_the_branch_that_alone_reads_it() {
+        let exit = Op::ExitReturn {
+            reason: crate::state::ExitReason::Jump,
+        };
+        let t = CmpTest::new(Cmp::Eq, Ty::I64);
+        let test = |d| Op::Test { t, d, a: 0, b: 1 };
+        let branch = |c, then| Op::Branch { c, then, els: 9 };
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                test(2),
+                branch(2, 4),
+                test(3),
+                branch(3, 5),
+                test(4),
+                Op::Mov { d: 5, a: 4 },
+                branch(4, 8),
+                branch(4, 7),
+                exit,
+            ],
+            regs: vec![0; 6],
+            ..Program::default()
+        };
+        join_branches(&mut p, 6);
+        // 1-2 join; 3-4 do not (4 is a target); 5 is read three times.
+        assert!(matches!(
+            p.ops[1],
+            Op::BrTest {
+                then: 3,
+                els: 8,
+                a: 0,
+                b: 1,
+                ..
+            }
+        ));
+        assert!(matches!(p.ops[2], Op::Test { d: 3, .. }));
+        assert!(matches!(p.ops[3], Op::Branch { c: 3, then: 4, .. }));
+        assert!(matches!(p.ops[4], Op::Test { d: 4, .. }));
+        assert_eq!(p.ops.len(), 9);
+        assert!(in_range(&p));
     }
 
     #[test]

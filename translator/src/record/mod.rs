@@ -27,6 +27,8 @@ pub mod exec;
 mod dead;
 mod finish;
 
+pub use finish::CmpTest;
+
 // foldhash, not SipHash: the constant and conversion tables are probed for almost every
 // recorded op, and recording is what cold code costs (`coldcode`, the Linux boot).
 use hashbrown::HashMap;
@@ -104,6 +106,11 @@ pub enum Op {
     Or64 { d: Slot, a: Slot, b: Slot },
     Xor64 { d: Slot, a: Slot, b: Slot },
     Shl64 { d: Slot, a: Slot, b: Slot },
+    /// A [`Op::Cmp`] in the form [`CmpTest`] evaluates without branching.
+    Test { t: CmpTest, d: Slot, a: Slot, b: Slot },
+    /// A `Test` whose only reader is the `Branch` after it, joined by `finish`: one
+    /// dispatch for a block's closing compare-and-branch.
+    BrTest { t: CmpTest, a: Slot, b: Slot, then: u32, els: u32 },
     /// `d = a & ty.mask()` (zero extension or truncation).
     Mask { ty: Ty, d: Slot, a: Slot },
     /// `LoadState`/`StoreState` of 8 bytes at an offset checked by `finish`.
@@ -309,6 +316,7 @@ impl<'a> Recorder<'a> {
         for op in &mut self.p.ops {
             *op = finish::specialize(*op);
         }
+        finish::join_branches(&mut self.p, self.nslots as usize);
         finish::join_runs(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
