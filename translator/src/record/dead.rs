@@ -41,6 +41,11 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
         | Op::Or64 { d, .. }
         | Op::Xor64 { d, .. }
         | Op::Shl64 { d, .. }
+        | Op::UShr64 { d, .. }
+        | Op::Add32 { d, .. }
+        | Op::Sub32 { d, .. }
+        | Op::Shl32 { d, .. }
+        | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
         | Op::Ld64 { d, .. }
         | Op::VExtract { d, .. }
@@ -78,7 +83,12 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
         | Op::And64 { a, b, .. }
         | Op::Or64 { a, b, .. }
         | Op::Xor64 { a, b, .. }
-        | Op::Shl64 { a, b, .. } => {
+        | Op::Shl64 { a, b, .. }
+        | Op::UShr64 { a, b, .. }
+        | Op::Add32 { a, b, .. }
+        | Op::Sub32 { a, b, .. }
+        | Op::Shl32 { a, b, .. }
+        | Op::UShr32 { a, b, .. } => {
             f(Int, a);
             f(Int, b);
         }
@@ -174,6 +184,11 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::Or64 { d, .. }
         | Op::Xor64 { d, .. }
         | Op::Shl64 { d, .. }
+        | Op::UShr64 { d, .. }
+        | Op::Add32 { d, .. }
+        | Op::Sub32 { d, .. }
+        | Op::Shl32 { d, .. }
+        | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
         | Op::Ld64 { d, .. }
         | Op::VExtract { d, .. }

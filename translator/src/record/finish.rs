@@ -56,6 +56,29 @@ impl CmpTest {
 pub(super) fn specialize(op: Op) -> Op {
     let in_state = |off: u32| off as usize + 8 <= std::mem::size_of::<CpuState>();
     match op {
+        // Both operands are held masked to the type (the second coerced to it), so bitwise
+        // logic at any width is the 64-bit operation.
+        Op::Bin {
+            op: BinOp::And,
+            d,
+            a,
+            b,
+            ..
+        } => Op::And64 { d, a, b },
+        Op::Bin {
+            op: BinOp::Or,
+            d,
+            a,
+            b,
+            ..
+        } => Op::Or64 { d, a, b },
+        Op::Bin {
+            op: BinOp::Xor,
+            d,
+            a,
+            b,
+            ..
+        } => Op::Xor64 { d, a, b },
         Op::Bin {
             op,
             ty: Ty::I64,
@@ -65,11 +88,22 @@ pub(super) fn specialize(op: Op) -> Op {
         } => match op {
             BinOp::Add => Op::Add64 { d, a, b },
             BinOp::Sub => Op::Sub64 { d, a, b },
-            BinOp::And => Op::And64 { d, a, b },
-            BinOp::Or => Op::Or64 { d, a, b },
-            BinOp::Xor => Op::Xor64 { d, a, b },
             BinOp::Shl => Op::Shl64 { d, a, b },
-            _ => op_back(op, d, a, b),
+            BinOp::UShr => Op::UShr64 { d, a, b },
+            _ => op_back(op, Ty::I64, d, a, b),
+        },
+        Op::Bin {
+            op,
+            ty: Ty::I32,
+            d,
+            a,
+            b,
+        } => match op {
+            BinOp::Add => Op::Add32 { d, a, b },
+            BinOp::Sub => Op::Sub32 { d, a, b },
+            BinOp::Shl => Op::Shl32 { d, a, b },
+            BinOp::UShr => Op::UShr32 { d, a, b },
+            _ => op_back(op, Ty::I32, d, a, b),
         },
         Op::Conv {
             op: Conv::Zext | Conv::Trunc,
@@ -182,14 +216,8 @@ pub(super) fn join_runs(p: &mut Program) {
     super::dead::compact(p, keep);
 }
 
-fn op_back(op: BinOp, d: Slot, a: Slot, b: Slot) -> Op {
-    Op::Bin {
-        op,
-        ty: Ty::I64,
-        d,
-        a,
-        b,
-    }
+fn op_back(op: BinOp, ty: Ty, d: Slot, a: Slot, b: Slot) -> Op {
+    Op::Bin { op, ty, d, a, b }
 }
 
 /// Whether every slot, jump target, fault target, mask, stub and run index of `p`'s ops is
@@ -220,7 +248,12 @@ pub(super) fn in_range(p: &Program) -> bool {
         | Op::And64 { d, a, b }
         | Op::Or64 { d, a, b }
         | Op::Xor64 { d, a, b }
-        | Op::Shl64 { d, a, b } => ri(d) && ri(a) && ri(b),
+        | Op::Shl64 { d, a, b }
+        | Op::UShr64 { d, a, b }
+        | Op::Add32 { d, a, b }
+        | Op::Sub32 { d, a, b }
+        | Op::Shl32 { d, a, b }
+        | Op::UShr32 { d, a, b } => ri(d) && ri(a) && ri(b),
         Op::Un { d, a, .. } | Op::Conv { d, a, .. } | Op::Mov { d, a } | Op::Mask { d, a, .. } => {
             ri(d) && ri(a)
         }
@@ -285,33 +318,52 @@ mod tests {
             u64::MAX,
             0x1234_5678_9abc_def0,
         ];
-        for op in [
+        let ops = [
             BinOp::Add,
             BinOp::Sub,
             BinOp::And,
             BinOp::Or,
             BinOp::Xor,
             BinOp::Shl,
-        ] {
-            for &a in &vals {
-                for &b in &vals {
-                    let generic = eval_binop(op, Ty::I64, a, b);
-                    let fast = match specialize(Op::Bin {
-                        op,
-                        ty: Ty::I64,
-                        d: 0,
-                        a: 1,
-                        b: 2,
-                    }) {
-                        Op::Add64 { .. } => a.wrapping_add(b),
-                        Op::Sub64 { .. } => a.wrapping_sub(b),
-                        Op::And64 { .. } => a & b,
-                        Op::Or64 { .. } => a | b,
-                        Op::Xor64 { .. } => a ^ b,
-                        Op::Shl64 { .. } => a << (b & 63),
-                        other => panic!("{op:?} not specialized: {other:?}"),
-                    };
-                    assert_eq!(fast, generic, "{op:?} {a:#x} {b:#x}");
+            BinOp::UShr,
+        ];
+        for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+            for op in ops {
+                for &a in &vals {
+                    for &b in &vals {
+                        // Operands as the executor holds them: masked to their type (a
+                        // shift's count is not coerced, so it may be wider).
+                        let a = a & ty.mask();
+                        let (b, narrow) = match op {
+                            BinOp::Shl | BinOp::UShr => (b, b & Ty::I8.mask()),
+                            _ => (b & ty.mask(), b & ty.mask()),
+                        };
+                        for b in [b, narrow] {
+                            let generic = eval_binop(op, ty, a, b);
+                            let fast = match specialize(Op::Bin {
+                                op,
+                                ty,
+                                d: 0,
+                                a: 1,
+                                b: 2,
+                            }) {
+                                Op::Add64 { .. } => a.wrapping_add(b),
+                                Op::Sub64 { .. } => a.wrapping_sub(b),
+                                Op::And64 { .. } => a & b,
+                                Op::Or64 { .. } => a | b,
+                                Op::Xor64 { .. } => a ^ b,
+                                Op::Shl64 { .. } => a << (b & 63),
+                                Op::UShr64 { .. } => a >> (b & 63),
+                                Op::Add32 { .. } => u64::from((a as u32).wrapping_add(b as u32)),
+                                Op::Sub32 { .. } => u64::from((a as u32).wrapping_sub(b as u32)),
+                                Op::Shl32 { .. } => u64::from((a as u32) << (b & 31)),
+                                Op::UShr32 { .. } => a >> (b & 31),
+                                Op::Bin { .. } if ty.bits() < 32 => generic,
+                                other => panic!("{op:?} {ty:?} not specialized: {other:?}"),
+                            };
+                            assert_eq!(fast, generic, "{op:?} {ty:?} {a:#x} {b:#x}");
+                        }
+                    }
                 }
             }
         }

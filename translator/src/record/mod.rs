@@ -106,6 +106,11 @@ pub enum Op {
     Or64 { d: Slot, a: Slot, b: Slot },
     Xor64 { d: Slot, a: Slot, b: Slot },
     Shl64 { d: Slot, a: Slot, b: Slot },
+    UShr64 { d: Slot, a: Slot, b: Slot },
+    Add32 { d: Slot, a: Slot, b: Slot },
+    Sub32 { d: Slot, a: Slot, b: Slot },
+    Shl32 { d: Slot, a: Slot, b: Slot },
+    UShr32 { d: Slot, a: Slot, b: Slot },
     /// A [`Op::Cmp`] in the form [`CmpTest`] evaluates without branching.
     Test { t: CmpTest, d: Slot, a: Slot, b: Slot },
     /// A `Test` whose only reader is the `Branch` after it, joined by `finish`: one
