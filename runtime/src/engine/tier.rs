@@ -125,12 +125,14 @@ const MAX_RERECORDS: u8 = 4;
 /// Entries of the cold blocks' direct-mapped lookup table.
 const JUMP_ENTRIES: usize = 4096;
 
+/// `(virt_pc, mode, block, its position in ColdBlocks::blocks)`.
+type JumpEntry = (u64, u32, BlockId, u32);
+
 /// The interpreter tier's blocks. See the module invariants.
 pub struct ColdBlocks {
     blocks: BlockSlab<Cold>,
-    /// `(virt_pc, mode, block, its position in blocks)` by hash of the first two: the
-    /// dispatcher's fast path.
-    jump: Box<[Option<(u64, u32, BlockId, u32)>]>,
+    /// Entries by hash of their `virt_pc` and mode: the dispatcher's fast path.
+    jump: Box<[Option<JumpEntry>]>,
     /// Changes whenever `jump` does: a [`Successor`] of another epoch is not trusted.
     epoch: u64,
     /// Times a block was recorded at a physical address (see [`MAX_RERECORDS`]).

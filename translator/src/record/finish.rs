@@ -197,12 +197,12 @@ pub(super) fn join_runs(p: &mut Program) {
         if end - i >= 2 {
             let at = p.runs.len() as u32;
             p.runs.push((off, s));
-            for j in i + 1..end {
-                if let Some((_, off, s)) = state_op(p.ops[j]) {
+            for &op in &p.ops[i + 1..end] {
+                if let Some((_, off, s)) = state_op(op) {
                     p.runs.push((off, s));
                 }
-                keep[j] = false;
             }
+            keep[i + 1..end].fill(false);
             let n = (end - i) as u32;
             p.ops[i] = if store {
                 Op::StRun { at, n }
