@@ -101,7 +101,7 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
         Op::StoreState { a, .. } | Op::St64 { a, .. } => f(Int, a),
         // Their slots are in `Program::runs`: they are formed after the passes here ran
         // (see `remove_dead`), which is why no pass here needs to see them.
-        Op::LdRun { .. } | Op::StRun { .. } => {}
+        Op::LdRun { .. } | Op::StRun { .. } | Op::StRunExit { .. } => {}
         Op::LoadMem { addr, .. } => f(Int, addr),
         Op::StoreMem { addr, v, .. } => {
             f(Int, addr);
@@ -223,7 +223,8 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::Stub { .. }
         | Op::St64 { .. }
         | Op::LdRun { .. }
-        | Op::StRun { .. } => {}
+        | Op::StRun { .. }
+        | Op::StRunExit { .. } => {}
     }
 }
 

@@ -68,6 +68,13 @@ fn run_loops(
     let ops = &p.ops[..];
     let (pc0, stubs, masks, runs) = (p.pc, &p.stubs[..], &p.masks[..], &p.runs[..]);
     let mut pc = 0usize;
+    // The entry's budget check, ahead of the loop: one dispatch less per run.
+    if let Some(&Op::Charge { n }) = ops.first() {
+        if let Err(e) = charge(m.cpu, n, pc0) {
+            return e;
+        }
+        pc = 1;
+    }
     loop {
         let Some(op) = ops.get(pc) else {
             return ExitReason::Unsupported as u64;
@@ -75,12 +82,9 @@ fn run_loops(
         pc += 1;
         match *op {
             Op::Charge { n } => {
-                let next = m.cpu.icount.wrapping_add(u64::from(n));
-                if next > m.cpu.icount_limit {
-                    m.cpu.rip = pc0;
-                    return ExitReason::Budget as u64;
+                if let Err(e) = charge(m.cpu, n, pc0) {
+                    return e;
                 }
-                m.cpu.icount = next;
             }
             Op::Bin { op, ty, d, a, b } => {
                 r[d] = eval_binop(op, ty, r[a], r[b]);
@@ -138,18 +142,25 @@ fn run_loops(
                 pc = if t.eval(r[a], r[b]) { then } else { els } as usize;
             }
             Op::ExitJump { target } => {
-                let t = r[target];
-                m.cpu.rip = t;
-                m.cpu.link_slot = 0;
-                if t == pc0 && *loops < max_loops {
-                    *loops += 1;
-                    // A loop: straight back to the budget check, as a JIT block does. Slots
-                    // need no reset: constants are never written, and every other slot is
-                    // written before it is read.
-                    pc = 0;
-                    continue;
+                if !exit_jump(m.cpu, r[target], pc0, loops, max_loops) {
+                    return ExitReason::Jump as u64;
                 }
-                return ExitReason::Jump as u64;
+                // A loop: straight back to the budget check, as a JIT block does. Slots
+                // need no reset: constants are never written, and every other slot is
+                // written before it is read.
+                pc = 0;
+            }
+            Op::StRunExit { at, n, target } => {
+                // SAFETY: as for `StRun`.
+                let run = unsafe { runs.get_unchecked(at as usize..(at + n) as usize) };
+                for &(off, a) in run {
+                    // SAFETY: as for `StRun`.
+                    unsafe { st64(m.cpu, off, r[a]) };
+                }
+                if !exit_jump(m.cpu, r[target], pc0, loops, max_loops) {
+                    return ExitReason::Jump as u64;
+                }
+                pc = 0; // A loop, as for `ExitJump`.
             }
             Op::ExitReturn { reason } => return reason as u64,
             Op::ExitStatus => return m.cpu.status,
@@ -264,7 +275,7 @@ fn run_loops(
             Op::Shl32 { d, a, b } => r[d] = u64::from((r[a] as u32) << (r[b] & 31)),
             Op::UShr32 { d, a, b } => r[d] = r[a] >> (r[b] & 31),
             Op::Mask { ty, d, a } => r[d] = r[a] & MASKS[ty as usize],
-            // SAFETY (these four): `p.checked`: `finish` verified every offset they name
+            // SAFETY (these four, and `StRunExit`): `p.checked`: `finish` verified every offset they name
             // (also in `runs`) lies 8 bytes inside the state, and every run inside `runs`.
             Op::Ld64 { d, off } => r[d] = unsafe { ld64(m.cpu, off) },
             Op::St64 { off, a } => unsafe { st64(m.cpu, off, r[a]) },
@@ -300,6 +311,32 @@ const MASKS: [u64; 4] = [
     Ty::I32.mask(),
     Ty::I64.mask(),
 ];
+
+/// The budget check of a block's entry: charge `n` instructions, or leave at the block's
+/// start (`pc0`) with [`ExitReason::Budget`] if they would pass the limit.
+#[inline(always)]
+fn charge(cpu: &mut CpuState, n: u32, pc0: u64) -> Result<(), u64> {
+    let next = cpu.icount.wrapping_add(u64::from(n));
+    if next > cpu.icount_limit {
+        cpu.rip = pc0;
+        return Err(ExitReason::Budget as u64);
+    }
+    cpu.icount = next;
+    Ok(())
+}
+
+/// Leave for guest address `t`; true if instead the block runs again (it jumps to its own
+/// start `pc0`, and has looped fewer than `max_loops` times).
+#[inline(always)]
+fn exit_jump(cpu: &mut CpuState, t: u64, pc0: u64, loops: &mut u32, max_loops: u32) -> bool {
+    cpu.rip = t;
+    cpu.link_slot = 0;
+    if t == pc0 && *loops < max_loops {
+        *loops += 1;
+        return true;
+    }
+    false
+}
 
 /// A register file indexed by the slots of a checked program, without bounds checks (they
 /// were a sixth of the executor's instructions).

@@ -172,9 +172,11 @@ fn targets(p: &Program) -> Vec<bool> {
 /// [`Op::LdRun`] or [`Op::StRun`]: one dispatch for a block's entry loads and one for each
 /// exit's stores (they were a third of the ops the workload guests ran). No op of a run but
 /// the first may be a jump or fault target, since a jump there would then run the ones
-/// before it as well. The ops of a run keep their order.
+/// before it as well. The ops of a run keep their order. A run of stores followed by the
+/// exit jump it leads to (not a target either) becomes one [`Op::StRunExit`].
 pub(super) fn join_runs(p: &mut Program) {
     let target = targets(p);
+    let target_at = |i: usize| target.get(i).copied().unwrap_or(false);
     let state_op = |op: Op| match op {
         Op::Ld64 { d, off } => Some((false, off, d)),
         Op::St64 { off, a } => Some((true, off, a)),
@@ -204,10 +206,13 @@ pub(super) fn join_runs(p: &mut Program) {
             }
             keep[i + 1..end].fill(false);
             let n = (end - i) as u32;
-            p.ops[i] = if store {
-                Op::StRun { at, n }
-            } else {
-                Op::LdRun { at, n }
+            p.ops[i] = match p.ops.get(end) {
+                Some(&Op::ExitJump { target }) if store && !target_at(end) => {
+                    keep[end] = false;
+                    Op::StRunExit { at, n, target }
+                }
+                _ if store => Op::StRun { at, n },
+                _ => Op::LdRun { at, n },
             };
         }
         i = end;
@@ -263,6 +268,7 @@ pub(super) fn in_range(p: &Program) -> bool {
         Op::Ld64 { d, off } => ri(d) && state(off),
         Op::St64 { off, a } => ri(a) && state(off),
         Op::LdRun { at, n } | Op::StRun { at, n } => run(at, n),
+        Op::StRunExit { at, n, target } => run(at, n) && ri(target),
         Op::LoadMem {
             d, addr, fault: f, ..
         } => ri(d) && ri(addr) && fault(f),
@@ -531,6 +537,42 @@ mod tests {
         assert!(!in_range(&p), "a run's offset past the state");
         p.runs.pop();
         assert!(!in_range(&p), "a run past the table");
+    }
+
+    #[test]
+    fn stores_join_the_exit_jump_they_lead_to_unless_it_is_a_target() {
+        let stores = [Op::St64 { off: 0, a: 0 }, Op::St64 { off: 8, a: 1 }];
+        let exit = Op::ExitJump { target: 1 };
+        let mut ops = vec![Op::Charge { n: 1 }];
+        ops.extend(stores);
+        ops.push(exit);
+        ops.extend(stores);
+        ops.push(exit);
+        ops.push(Op::Jump { to: 6 });
+        let mut p = Program {
+            ops,
+            regs: vec![0; 2],
+            ..Program::default()
+        };
+        join_runs(&mut p);
+        assert!(matches!(
+            p.ops[1],
+            Op::StRunExit {
+                at: 0,
+                n: 2,
+                target: 1
+            }
+        ));
+        assert!(matches!(p.ops[2], Op::StRun { at: 2, n: 2 }));
+        assert!(matches!(p.ops[3], Op::ExitJump { target: 1 }));
+        assert!(matches!(p.ops[4], Op::Jump { to: 3 }));
+        assert!(in_range(&p));
+        p.ops[1] = Op::StRunExit {
+            at: 0,
+            n: 2,
+            target: 2,
+        };
+        assert!(!in_range(&p), "a target slot out of range");
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub enum Op {
     /// registers and the five fields of the lazy-flag descriptor): `(off, a)` pairs
     /// `at..at + n` of [`Program::runs`], done in order.
     StRun { at: u32, n: u32 },
+    /// A `StRun` followed by the `ExitJump` it leads to, joined by `finish`.
+    StRunExit { at: u32, n: u32, target: Slot },
 }
 
 /// A recorded block.
