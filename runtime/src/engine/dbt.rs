@@ -317,37 +317,24 @@ impl<H: HostEntry> Dbt<H> {
         &mut self,
         m: &mut Machine,
         cpu: &mut CpuState,
-        mut id: BlockId,
+        id: BlockId,
     ) -> Result<Exit, RunOutcome> {
         let threshold = self.tiering.compile_after;
-        let exit = loop {
-            // Stores to code stop the block as they stop generated code.
-            cpu.status = 0;
-            cpu.link_slot = 0;
-            let Some(exit) = self.cold.run(id, m, cpu, threshold) else {
-                break None;
-            };
-            // Cold blocks chain among themselves as compiled ones do through links: a
-            // plain jump to a live cold block that is not due for compiling runs it without
-            // the dispatcher, while nothing asks the run loop to look (budget, TF, mappings,
-            // or any posted effect: a halt, a stop, ...; `handle_exit` settles them).
-            if exit != translator::ExitReason::Jump as u64
-                || cpu.icount >= cpu.icount_limit
+        // Cold blocks chain among themselves as compiled ones do through links: a plain
+        // jump to a live cold block that is not due for compiling runs it without the
+        // dispatcher, while nothing asks the run loop to look (budget, TF, mappings, or any
+        // posted effect: a halt, a stop, ...; `handle_exit` settles them).
+        let exit = self.cold.run_chain(id, m, cpu, threshold, |m, cpu| {
+            if cpu.icount >= cpu.icount_limit
                 || m.run.posted
                 || m.run.mappings_changed
                 || super::debug::active(cpu)
             {
-                break Some(exit);
+                return None;
             }
             let next_mode = crate::system::mode::mode(cpu);
-            if !by_virtual_pc(next_mode) {
-                break Some(exit);
-            }
-            match self.cold.chain(m, cpu.rip, next_mode.key(), threshold) {
-                Some(next) => id = next,
-                None => break Some(exit),
-            }
-        };
+            by_virtual_pc(next_mode).then(|| next_mode.key())
+        });
         let Some(exit) = exit else {
             return Ok(Exit::Continue);
         };

@@ -7,6 +7,7 @@
 //! not simply fall through — goes through the free function [`exit::handle_exit`], so every
 //! engine gives a guest the same visible behaviour.
 
+mod block_slab;
 pub mod dbt;
 pub mod debug;
 pub mod exit;

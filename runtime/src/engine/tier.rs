@@ -30,9 +30,11 @@ use hashbrown::HashMap;
 use translator::jit::{
     BuiltBlock, CompiledBlock, Compiler, JitConfig, JitError, MemoryModel, OptLevel, Regalloc,
 };
+
+use super::block_slab::BlockSlab;
 use translator::record::exec::run;
 use translator::record::{Program, RecordEnv};
-use translator::CpuState;
+use translator::{CpuState, ExitReason};
 
 use crate::machine::Machine;
 
@@ -203,6 +205,18 @@ struct Cold {
     queued: bool,
     /// Never compile (its code keeps changing).
     pinned: bool,
+    /// The block it last chained to, which it usually chains to again.
+    next: Option<Successor>,
+}
+
+/// A cold block's last successor: what the lookup table gave for `(pc, mode)` in `epoch`.
+#[derive(Clone, Copy)]
+struct Successor {
+    pc: u64,
+    mode: u32,
+    id: BlockId,
+    at: u32,
+    epoch: u64,
 }
 
 /// Times a block at one physical address may be recorded before it stays cold: each new
@@ -212,11 +226,16 @@ const MAX_RERECORDS: u8 = 4;
 /// Entries of the cold blocks' direct-mapped lookup table.
 const JUMP_ENTRIES: usize = 4096;
 
+/// `(virt_pc, mode, block, its position in ColdBlocks::blocks)`.
+type JumpEntry = (u64, u32, BlockId, u32);
+
 /// The interpreter tier's blocks. See the module invariants.
 pub struct ColdBlocks {
-    blocks: HashMap<BlockId, Cold>,
-    /// `(virt_pc, mode, block)` by hash of the first two: the dispatcher's fast path.
-    jump: Box<[Option<(u64, u32, BlockId)>]>,
+    blocks: BlockSlab<Cold>,
+    /// Entries by hash of their `virt_pc` and mode: the dispatcher's fast path.
+    jump: Box<[Option<JumpEntry>]>,
+    /// Changes whenever `jump` does: a [`Successor`] of another epoch is not trusted.
+    epoch: u64,
     /// Times a block was recorded at a physical address (see [`MAX_RERECORDS`]).
     recorded_at: HashMap<u64, u8>,
     /// [`Machine::invlpgs`] when `jump` was last known valid.
@@ -228,7 +247,8 @@ pub struct ColdBlocks {
 impl Default for ColdBlocks {
     fn default() -> Self {
         ColdBlocks {
-            blocks: HashMap::new(),
+            blocks: BlockSlab::default(),
+            epoch: 0,
             jump: vec![None; JUMP_ENTRIES].into_boxed_slice(),
             recorded_at: HashMap::new(),
             invlpgs: 0,
@@ -244,25 +264,34 @@ fn jump_index(pc: u64, mode: u32) -> usize {
 impl ColdBlocks {
     /// The cold block cached for guest-virtual `pc` in `mode`, if it is live in `m`'s cache.
     pub fn lookup(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<BlockId> {
+        self.find(m, pc, mode).map(|(id, _)| id)
+    }
+
+    /// [`ColdBlocks::lookup`], with the block's position in `blocks` (`u32::MAX` if it
+    /// is not one of ours).
+    fn find(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<(BlockId, u32)> {
         if m.invlpgs != self.invlpgs {
             // Some page's mapping changed; which PCs it covered is not worth working out.
             self.invlpgs = m.invlpgs;
             self.forget_mappings();
             return None;
         }
-        let (p, md, id) = self.jump[jump_index(pc, mode)]?;
+        let (p, md, id, at) = self.jump[jump_index(pc, mode)]?;
         let live = m.code.as_ref().is_some_and(|c| c.block(id).is_some());
-        (p == pc && md == mode && live).then_some(id)
+        (p == pc && md == mode && live).then_some((id, at))
     }
 
     /// Remembers `id` for `pc` in `mode`.
     pub fn remember(&mut self, pc: u64, mode: u32, id: BlockId) {
-        self.jump[jump_index(pc, mode)] = Some((pc, mode, id));
+        let at = self.blocks.position(id).unwrap_or(u32::MAX);
+        self.jump[jump_index(pc, mode)] = Some((pc, mode, id, at));
+        self.epoch += 1;
     }
 
     /// Forgets every virtual-address lookup (the guest changed its mappings).
     pub fn forget_mappings(&mut self) {
         self.jump.fill(None);
+        self.epoch += 1;
     }
 
     /// Forgets everything (the cache was flushed).
@@ -273,7 +302,7 @@ impl ColdBlocks {
 
     /// Whether `id` is one of ours.
     pub fn contains(&self, id: BlockId) -> bool {
-        self.blocks.contains_key(&id)
+        self.blocks.contains(id)
     }
 
     /// Adds the program of cold block `id` (recorded at guest-physical `phys_pc`).
@@ -284,42 +313,28 @@ impl ColdBlocks {
         *n = n.saturating_add(1);
         let pinned = *n > MAX_RERECORDS;
         self.stats.pinned_cold += u64::from(pinned && *n == MAX_RERECORDS + 1);
-        self.blocks.insert(
-            id,
-            Cold {
-                program,
-                runs: 0,
-                queued: false,
-                pinned,
-            },
-        );
+        let cold = Cold {
+            program,
+            runs: 0,
+            queued: false,
+            pinned,
+            next: None,
+        };
+        self.blocks.insert(id, cold);
         // Programs of blocks the cache dropped (invalidated, replaced by compiled code) are
         // pruned in bulk, when they outnumber the live ones.
         let live = m.code.as_ref().map_or(0, |c| c.stats().blocks_live);
         if self.blocks.len() > 2 * live + 1024 {
             if let Some(c) = m.code.as_ref() {
-                self.blocks.retain(|&id, _| c.block(id).is_some());
+                self.blocks.retain(|id| c.block(id).is_some());
             }
         }
-    }
-
-    /// The cold block for `pc` in `mode` if one is live and its next run (counted here)
-    /// does not make it due for compiling: what a chained jump may run directly.
-    pub fn chain(&mut self, m: &Machine, pc: u64, mode: u32, threshold: u32) -> Option<BlockId> {
-        let id = self.lookup(m, pc, mode)?;
-        let c = self.blocks.get_mut(&id)?;
-        if !c.pinned && !c.queued && c.runs.saturating_add(1) >= threshold {
-            return None;
-        }
-        c.runs = c.runs.saturating_add(1);
-        self.stats.chained += 1;
-        Some(id)
     }
 
     /// Counts a run of `id`; true if it has now run `threshold` times and should be
     /// compiled (once).
     pub fn count_run(&mut self, id: BlockId, threshold: u32) -> bool {
-        let Some(c) = self.blocks.get_mut(&id) else {
+        let Some(c) = self.blocks.get(id) else {
             return false;
         };
         c.runs = c.runs.saturating_add(1);
@@ -330,23 +345,73 @@ impl ColdBlocks {
         true
     }
 
-    /// Runs cold block `id` on `cpu`; its exit reason (as generated code returns it), or
-    /// `None` if the block is gone (a flush since it was found). A block looping on itself
-    /// returns after `threshold` iterations, each counted as a run: a hot loop entered once
-    /// is compiled like any hot block.
-    pub fn run(
+    /// Runs cold block `id` on `cpu`, and then, while `next_mode` gives the mode of a plain
+    /// jump's target (`None`: leave to the dispatcher), the live cold block there, unless
+    /// its next run (counted here) makes it due for compiling. The last exit reason (as
+    /// generated code returns it), or `None` if `id` is gone (a flush since it was found).
+    /// A block looping on itself returns after `threshold` iterations, each counted as a
+    /// run: a hot loop entered once is compiled like any hot block.
+    ///
+    /// Each block remembers its last successor, checked against the lookup table's epoch
+    /// and the code cache, so a chain usually costs no table lookup or hashing.
+    pub fn run_chain(
         &mut self,
-        id: BlockId,
+        mut id: BlockId,
         m: &mut Machine,
         cpu: &mut CpuState,
         threshold: u32,
+        mut next_mode: impl FnMut(&Machine, &CpuState) -> Option<u32>,
     ) -> Option<u64> {
-        let c = self.blocks.get_mut(&id)?;
-        self.stats.cold_runs += 1;
-        let max_loops = if c.pinned { u32::MAX } else { threshold };
-        let ran = run(&mut c.program, cpu, m, max_loops);
-        c.runs = c.runs.saturating_add(ran.loops);
-        Some(ran.exit)
+        let mut at = self.blocks.position(id)?;
+        loop {
+            // Stores to code stop the block as they stop generated code.
+            cpu.status = 0;
+            cpu.link_slot = 0;
+            let c = self.blocks.get_at(at, id)?;
+            self.stats.cold_runs += 1;
+            let max_loops = if c.pinned { u32::MAX } else { threshold };
+            let ran = run(&mut c.program, cpu, m, max_loops);
+            c.runs = c.runs.saturating_add(ran.loops);
+            let exit = ran.exit;
+            if exit != ExitReason::Jump as u64 {
+                return Some(exit);
+            }
+            let Some(mode) = next_mode(m, cpu) else {
+                return Some(exit);
+            };
+            let pc = cpu.rip;
+            let known = c.next.filter(|n| {
+                n.pc == pc && n.mode == mode && n.epoch == self.epoch && m.invlpgs == self.invlpgs
+            });
+            let next = match known {
+                Some(n) if m.code.as_ref().is_some_and(|c| c.block(n.id).is_some()) => n,
+                _ => {
+                    let Some((nid, nat)) = self.find(m, pc, mode) else {
+                        return Some(exit);
+                    };
+                    let n = Successor {
+                        pc,
+                        mode,
+                        id: nid,
+                        at: nat,
+                        epoch: self.epoch,
+                    };
+                    if let Some(c) = self.blocks.get_at(at, id) {
+                        c.next = Some(n);
+                    }
+                    n
+                }
+            };
+            let Some(n) = self.blocks.get_at(next.at, next.id) else {
+                return Some(exit);
+            };
+            if !n.pinned && !n.queued && n.runs.saturating_add(1) >= threshold {
+                return Some(exit);
+            }
+            n.runs = n.runs.saturating_add(1);
+            self.stats.chained += 1;
+            (id, at) = (next.id, next.at);
+        }
     }
 }
 

@@ -30,6 +30,7 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
         Op::Bin { d, .. }
         | Op::Un { d, .. }
         | Op::Cmp { d, .. }
+        | Op::Test { d, .. }
         | Op::Select { d, .. }
         | Op::Conv { d, .. }
         | Op::Mov { d, .. }
@@ -40,6 +41,11 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
         | Op::Or64 { d, .. }
         | Op::Xor64 { d, .. }
         | Op::Shl64 { d, .. }
+        | Op::UShr64 { d, .. }
+        | Op::Add32 { d, .. }
+        | Op::Sub32 { d, .. }
+        | Op::Shl32 { d, .. }
+        | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
         | Op::Ld64 { d, .. }
         | Op::VExtract { d, .. }
@@ -70,12 +76,19 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
         | Op::VLoadState { .. } => {}
         Op::Bin { a, b, .. }
         | Op::Cmp { a, b, .. }
+        | Op::Test { a, b, .. }
+        | Op::BrTest { a, b, .. }
         | Op::Add64 { a, b, .. }
         | Op::Sub64 { a, b, .. }
         | Op::And64 { a, b, .. }
         | Op::Or64 { a, b, .. }
         | Op::Xor64 { a, b, .. }
-        | Op::Shl64 { a, b, .. } => {
+        | Op::Shl64 { a, b, .. }
+        | Op::UShr64 { a, b, .. }
+        | Op::Add32 { a, b, .. }
+        | Op::Sub32 { a, b, .. }
+        | Op::Shl32 { a, b, .. }
+        | Op::UShr32 { a, b, .. } => {
             f(Int, a);
             f(Int, b);
         }
@@ -86,11 +99,9 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
             f(Int, e);
         }
         Op::StoreState { a, .. } | Op::St64 { a, .. } => f(Int, a),
-        Op::St64x2 { a, b, .. } => {
-            f(Int, a);
-            f(Int, b);
-        }
-        Op::Ld64x2 { .. } => {}
+        // Their slots are in `Program::runs`: they are formed after the passes here ran
+        // (see `remove_dead`), which is why no pass here needs to see them.
+        Op::LdRun { .. } | Op::StRun { .. } | Op::StRunExit { .. } => {}
         Op::LoadMem { addr, .. } => f(Int, addr),
         Op::StoreMem { addr, v, .. } => {
             f(Int, addr);
@@ -135,6 +146,19 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
     }
 }
 
+/// How many ops read each integer slot (`nslots` of them).
+pub(super) fn int_reads(p: &Program, nslots: usize) -> Vec<u32> {
+    let mut n = vec![0u32; nslots];
+    for op in &p.ops {
+        reads(op, &mut |file, s| {
+            if let (File::Int, Some(c)) = (file, n.get_mut(s as usize)) {
+                *c = c.saturating_add(1);
+            }
+        });
+    }
+    n
+}
+
 /// Call `f` with every slot `op` reads.
 fn reads(op: &Op, f: &mut impl FnMut(File, Slot)) {
     let mut copy = *op;
@@ -147,6 +171,7 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         Op::Bin { d, .. }
         | Op::Un { d, .. }
         | Op::Cmp { d, .. }
+        | Op::Test { d, .. }
         | Op::Select { d, .. }
         | Op::Conv { d, .. }
         | Op::Mov { d, .. }
@@ -159,21 +184,23 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::Or64 { d, .. }
         | Op::Xor64 { d, .. }
         | Op::Shl64 { d, .. }
+        | Op::UShr64 { d, .. }
+        | Op::Add32 { d, .. }
+        | Op::Sub32 { d, .. }
+        | Op::Shl32 { d, .. }
+        | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
         | Op::Ld64 { d, .. }
         | Op::VExtract { d, .. }
         | Op::VMovmsk { d, .. }
         | Op::VCvttToInt { d, .. }
         | Op::VFcmpFlags { d, .. } => f(d),
-        Op::Ld64x2 { d, d2, .. } => {
-            f(d);
-            f(d2);
-        }
         Op::Charge { .. }
         | Op::StoreState { .. }
         | Op::StoreMem { .. }
         | Op::Jump { .. }
         | Op::Branch { .. }
+        | Op::BrTest { .. }
         | Op::ExitJump { .. }
         | Op::ExitReturn { .. }
         | Op::ExitStatus
@@ -195,7 +222,9 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::VCvtFromInt { .. }
         | Op::Stub { .. }
         | Op::St64 { .. }
-        | Op::St64x2 { .. } => {}
+        | Op::LdRun { .. }
+        | Op::StRun { .. }
+        | Op::StRunExit { .. } => {}
     }
 }
 
@@ -210,6 +239,9 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
 /// move, cannot change between the move and such a read: a path from its write to the read
 /// that skipped the move would reach the read undominated.
 pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
+    if !p.runs.is_empty() {
+        return; // The ops do not name the slots of its runs (see `map_reads`).
+    }
     let mut writes = vec![0u32; nslots];
     for op in &p.ops {
         int_defs(op, &mut |d| {
@@ -277,7 +309,7 @@ pub(super) fn map_targets(op: &mut Op, f: &mut impl FnMut(&mut u32)) {
     };
     match op {
         Op::Jump { to } => at(to),
-        Op::Branch { then, els, .. } => {
+        Op::Branch { then, els, .. } | Op::BrTest { then, els, .. } => {
             at(then);
             at(els);
         }
@@ -310,6 +342,9 @@ fn retarget(op: &mut Op, map: &[u32]) {
 /// is what cold code costs.) An op that reads its own destination keeps itself alive, as a
 /// rescan would.
 pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
+    if !p.runs.is_empty() {
+        return; // As in `forward_moves`.
+    }
     const NONE: u32 = u32::MAX;
     let sizes = [nslots, nvslots];
     let mut count = [vec![0u32; nslots], vec![0u32; nvslots]];

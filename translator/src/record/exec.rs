@@ -12,9 +12,10 @@
 //!   model's bounds check (and, for stores, the code bitmap), or by adding the addend of a
 //!   soft-TLB entry whose tag matched both ends of the access.
 //! - Slots and jump targets come from the recorder, which allocates every slot it names and
-//!   patches every target, and `finish` checks each against the program's sizes: the
-//!   executor indexes register files without bounds checks only in a program that passed
-//!   (a broken or unchecked program returns [`ExitReason::Unsupported`] before running).
+//!   patches every target, and `finish` checks each (and each `Ld64`/`St64` state offset and
+//!   state run) against the program's sizes: the executor indexes register files, runs and
+//!   the state at those offsets without bounds checks only in a program that passed (a
+//!   broken or unchecked program returns [`ExitReason::Unsupported`] before running).
 
 use super::{Op, Program, Slot, NO_LABEL};
 use crate::helpers::Helper;
@@ -65,8 +66,15 @@ fn run_loops(
     // SAFETY: `p.checked`: `finish` verified every slot its ops name against these files.
     let (mut r, mut v) = unsafe { (Slots::new(&mut p.regs[..]), Slots::new(&mut p.vregs[..])) };
     let ops = &p.ops[..];
-    let (pc0, stubs, masks) = (p.pc, &p.stubs[..], &p.masks[..]);
+    let (pc0, stubs, masks, runs) = (p.pc, &p.stubs[..], &p.masks[..], &p.runs[..]);
     let mut pc = 0usize;
+    // The entry's budget check, ahead of the loop: one dispatch less per run.
+    if let Some(&Op::Charge { n }) = ops.first() {
+        if let Err(e) = charge(m.cpu, n, pc0) {
+            return e;
+        }
+        pc = 1;
+    }
     loop {
         let Some(op) = ops.get(pc) else {
             return ExitReason::Unsupported as u64;
@@ -74,12 +82,9 @@ fn run_loops(
         pc += 1;
         match *op {
             Op::Charge { n } => {
-                let next = m.cpu.icount.wrapping_add(u64::from(n));
-                if next > m.cpu.icount_limit {
-                    m.cpu.rip = pc0;
-                    return ExitReason::Budget as u64;
+                if let Err(e) = charge(m.cpu, n, pc0) {
+                    return e;
                 }
-                m.cpu.icount = next;
             }
             Op::Bin { op, ty, d, a, b } => {
                 r[d] = eval_binop(op, ty, r[a], r[b]);
@@ -132,19 +137,30 @@ fn run_loops(
             Op::Branch { c, then, els } => {
                 pc = if r[c] != 0 { then } else { els } as usize;
             }
+            Op::Test { t, d, a, b } => r[d] = u64::from(t.eval(r[a], r[b])),
+            Op::BrTest { t, a, b, then, els } => {
+                pc = if t.eval(r[a], r[b]) { then } else { els } as usize;
+            }
             Op::ExitJump { target } => {
-                let t = r[target];
-                m.cpu.rip = t;
-                m.cpu.link_slot = 0;
-                if t == pc0 && *loops < max_loops {
-                    *loops += 1;
-                    // A loop: straight back to the budget check, as a JIT block does. Slots
-                    // need no reset: constants are never written, and every other slot is
-                    // written before it is read.
-                    pc = 0;
-                    continue;
+                if !exit_jump(m.cpu, r[target], pc0, loops, max_loops) {
+                    return ExitReason::Jump as u64;
                 }
-                return ExitReason::Jump as u64;
+                // A loop: straight back to the budget check, as a JIT block does. Slots
+                // need no reset: constants are never written, and every other slot is
+                // written before it is read.
+                pc = 0;
+            }
+            Op::StRunExit { at, n, target } => {
+                // SAFETY: as for `StRun`.
+                let run = unsafe { runs.get_unchecked(at as usize..(at + n) as usize) };
+                for &(off, a) in run {
+                    // SAFETY: as for `StRun`.
+                    unsafe { st64(m.cpu, off, r[a]) };
+                }
+                if !exit_jump(m.cpu, r[target], pc0, loops, max_loops) {
+                    return ExitReason::Jump as u64;
+                }
+                pc = 0; // A loop, as for `ExitJump`.
             }
             Op::ExitReturn { reason } => return reason as u64,
             Op::ExitStatus => return m.cpu.status,
@@ -253,16 +269,27 @@ fn run_loops(
             Op::Or64 { d, a, b } => r[d] = r[a] | r[b],
             Op::Xor64 { d, a, b } => r[d] = r[a] ^ r[b],
             Op::Shl64 { d, a, b } => r[d] = r[a] << (r[b] & 63),
-            Op::Mask { ty, d, a } => r[d] = r[a] & ty.mask(),
-            Op::Ld64 { d, off } => r[d] = load_state(m.cpu, Ty::I64, off),
-            Op::St64 { off, a } => store_state(m.cpu, Ty::I64, off, r[a]),
-            Op::Ld64x2 { d, d2, off, off2 } => {
-                r[d] = load_state(m.cpu, Ty::I64, off);
-                r[d2] = load_state(m.cpu, Ty::I64, off2);
+            Op::UShr64 { d, a, b } => r[d] = r[a] >> (r[b] & 63),
+            Op::Add32 { d, a, b } => r[d] = u64::from((r[a] as u32).wrapping_add(r[b] as u32)),
+            Op::Sub32 { d, a, b } => r[d] = u64::from((r[a] as u32).wrapping_sub(r[b] as u32)),
+            Op::Shl32 { d, a, b } => r[d] = u64::from((r[a] as u32) << (r[b] & 31)),
+            Op::UShr32 { d, a, b } => r[d] = r[a] >> (r[b] & 31),
+            Op::Mask { ty, d, a } => r[d] = r[a] & MASKS[ty as usize],
+            // SAFETY (these four, and `StRunExit`): `p.checked`: `finish` verified every offset they name
+            // (also in `runs`) lies 8 bytes inside the state, and every run inside `runs`.
+            Op::Ld64 { d, off } => r[d] = unsafe { ld64(m.cpu, off) },
+            Op::St64 { off, a } => unsafe { st64(m.cpu, off, r[a]) },
+            Op::LdRun { at, n } => {
+                let run = unsafe { runs.get_unchecked(at as usize..(at + n) as usize) };
+                for &(off, d) in run {
+                    r[d] = unsafe { ld64(m.cpu, off) };
+                }
             }
-            Op::St64x2 { off, off2, a, b } => {
-                store_state(m.cpu, Ty::I64, off, r[a]);
-                store_state(m.cpu, Ty::I64, off2, r[b]);
+            Op::StRun { at, n } => {
+                let run = unsafe { runs.get_unchecked(at as usize..(at + n) as usize) };
+                for &(off, a) in run {
+                    unsafe { st64(m.cpu, off, r[a]) };
+                }
             }
             Op::Stub { stub, how, fault } => {
                 let addr = stubs.get(stub as usize).copied().unwrap_or(0);
@@ -275,6 +302,40 @@ fn run_loops(
             }
         }
     }
+}
+
+/// [`Ty::mask`] by `ty as usize`: one load instead of a shift and two ALU ops.
+const MASKS: [u64; 4] = [
+    Ty::I8.mask(),
+    Ty::I16.mask(),
+    Ty::I32.mask(),
+    Ty::I64.mask(),
+];
+
+/// The budget check of a block's entry: charge `n` instructions, or leave at the block's
+/// start (`pc0`) with [`ExitReason::Budget`] if they would pass the limit.
+#[inline(always)]
+fn charge(cpu: &mut CpuState, n: u32, pc0: u64) -> Result<(), u64> {
+    let next = cpu.icount.wrapping_add(u64::from(n));
+    if next > cpu.icount_limit {
+        cpu.rip = pc0;
+        return Err(ExitReason::Budget as u64);
+    }
+    cpu.icount = next;
+    Ok(())
+}
+
+/// Leave for guest address `t`; true if instead the block runs again (it jumps to its own
+/// start `pc0`, and has looped fewer than `max_loops` times).
+#[inline(always)]
+fn exit_jump(cpu: &mut CpuState, t: u64, pc0: u64, loops: &mut u32, max_loops: u32) -> bool {
+    cpu.rip = t;
+    cpu.link_slot = 0;
+    if t == pc0 && *loops < max_loops {
+        *loops += 1;
+        return true;
+    }
+    false
 }
 
 /// A register file indexed by the slots of a checked program, without bounds checks (they
@@ -337,6 +398,39 @@ fn store_state(cpu: &mut CpuState, ty: Ty, off: u32, x: u64) {
     // SAFETY: as in `load_state`, the destination range is inside our `CpuState`, whose
     // fields accept any bit pattern.
     unsafe { write_le(ty, (cpu as *mut CpuState).cast::<u8>().add(off), x) }
+}
+
+/// The 8 bytes at `off` of `cpu`.
+///
+/// # Safety
+/// `off + 8 <= size_of::<CpuState>()`.
+#[inline(always)]
+unsafe fn ld64(cpu: &CpuState, off: u32) -> u64 {
+    debug_assert!(off as usize + 8 <= std::mem::size_of::<CpuState>());
+    // SAFETY: the caller vouches the bytes are inside `cpu`, whose fields are plain data.
+    unsafe {
+        read_le(
+            Ty::I64,
+            (cpu as *const CpuState).cast::<u8>().add(off as usize),
+        )
+    }
+}
+
+/// Store `x` in the 8 bytes at `off` of `cpu`.
+///
+/// # Safety
+/// As for [`ld64`].
+#[inline(always)]
+unsafe fn st64(cpu: &mut CpuState, off: u32, x: u64) {
+    debug_assert!(off as usize + 8 <= std::mem::size_of::<CpuState>());
+    // SAFETY: as in `ld64`; any bit pattern is a valid value of every field.
+    unsafe {
+        write_le(
+            Ty::I64,
+            (cpu as *mut CpuState).cast::<u8>().add(off as usize),
+            x,
+        )
+    }
 }
 
 /// Read a `ty`-sized little-endian integer at `p` with one fixed-size access (a
@@ -517,5 +611,17 @@ fn call_stub(addr: usize, frame: &mut HostFrame) {
     unsafe {
         let f: extern "C" fn(*mut HostFrame) = std::mem::transmute(addr);
         f(frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mask_table_follows_the_type_order() {
+        for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+            assert_eq!(MASKS[ty as usize], ty.mask(), "{ty:?}");
+        }
     }
 }

@@ -5,13 +5,80 @@
 //! bounds checks.
 
 use super::{Op, Program, Slot, NO_LABEL};
-use crate::ir::{BinOp, Conv, Ty};
+use crate::ir::{BinOp, Cmp, Conv, Ty};
 use crate::state::CpuState;
+
+/// A comparison the executor evaluates without branching on its condition or width: it
+/// flips the sign bits of signed operands (held masked to their width, so signed order
+/// becomes unsigned order) and compares unsigned; `take` says which outcomes make it true
+/// (bit 0: greater, bit 1: equal, bit 2: less).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmpTest {
+    take: u8,
+    signed: bool,
+    sign_at: u8,
+}
+
+impl CmpTest {
+    /// `cc` on operands of type `ty`.
+    pub fn new(cc: Cmp, ty: Ty) -> CmpTest {
+        let (gt, eq, lt) = (1, 2, 4);
+        let (take, signed) = match cc {
+            Cmp::Eq => (eq, false),
+            Cmp::Ne => (gt | lt, false),
+            Cmp::Ult => (lt, false),
+            Cmp::Ule => (lt | eq, false),
+            Cmp::Ugt => (gt, false),
+            Cmp::Uge => (gt | eq, false),
+            Cmp::Slt => (lt, true),
+            Cmp::Sle => (lt | eq, true),
+            Cmp::Sgt => (gt, true),
+            Cmp::Sge => (gt | eq, true),
+        };
+        CmpTest {
+            take,
+            signed,
+            sign_at: (ty.bits() - 1) as u8,
+        }
+    }
+
+    /// Whether the comparison holds of `a` and `b` (masked to its type).
+    #[inline(always)]
+    pub fn eval(self, a: u64, b: u64) -> bool {
+        let flip = u64::from(self.signed) << (self.sign_at & 63);
+        let (a, b) = (a ^ flip, b ^ flip);
+        let outcome = (u32::from(a < b) << 1) | u32::from(a == b);
+        (self.take >> outcome) & 1 != 0
+    }
+}
 
 /// The specialized form of `op`, if it has one (see the specialized variants of [`Op`]).
 pub(super) fn specialize(op: Op) -> Op {
     let in_state = |off: u32| off as usize + 8 <= std::mem::size_of::<CpuState>();
     match op {
+        // Both operands are held masked to the type (the second coerced to it), so bitwise
+        // logic at any width is the 64-bit operation.
+        Op::Bin {
+            op: BinOp::And,
+            d,
+            a,
+            b,
+            ..
+        } => Op::And64 { d, a, b },
+        Op::Bin {
+            op: BinOp::Or,
+            d,
+            a,
+            b,
+            ..
+        } => Op::Or64 { d, a, b },
+        Op::Bin {
+            op: BinOp::Xor,
+            d,
+            a,
+            b,
+            ..
+        } => Op::Xor64 { d, a, b },
         Op::Bin {
             op,
             ty: Ty::I64,
@@ -21,11 +88,22 @@ pub(super) fn specialize(op: Op) -> Op {
         } => match op {
             BinOp::Add => Op::Add64 { d, a, b },
             BinOp::Sub => Op::Sub64 { d, a, b },
-            BinOp::And => Op::And64 { d, a, b },
-            BinOp::Or => Op::Or64 { d, a, b },
-            BinOp::Xor => Op::Xor64 { d, a, b },
             BinOp::Shl => Op::Shl64 { d, a, b },
-            _ => op_back(op, d, a, b),
+            BinOp::UShr => Op::UShr64 { d, a, b },
+            _ => op_back(op, Ty::I64, d, a, b),
+        },
+        Op::Bin {
+            op,
+            ty: Ty::I32,
+            d,
+            a,
+            b,
+        } => match op {
+            BinOp::Add => Op::Add32 { d, a, b },
+            BinOp::Sub => Op::Sub32 { d, a, b },
+            BinOp::Shl => Op::Shl32 { d, a, b },
+            BinOp::UShr => Op::UShr32 { d, a, b },
+            _ => op_back(op, Ty::I32, d, a, b),
         },
         Op::Conv {
             op: Conv::Zext | Conv::Trunc,
@@ -37,6 +115,12 @@ pub(super) fn specialize(op: Op) -> Op {
             ty: if from.bits() < to.bits() { from } else { to },
             d,
             a,
+        },
+        Op::Cmp { cc, ty, d, a, b } => Op::Test {
+            t: CmpTest::new(cc, ty),
+            d,
+            a,
+            b,
         },
         Op::LoadState {
             ty: Ty::I64,
@@ -52,11 +136,27 @@ pub(super) fn specialize(op: Op) -> Op {
     }
 }
 
-/// Pair neighbouring `Ld64`s and `St64`s (see [`Op::Ld64x2`], [`Op::St64x2`]): one
-/// dispatch instead of two. The second of a pair must not be a jump or fault target, since
-/// a jump there would then run the first as well. Two loads pair only into different slots
-/// (a slot is written once anyway), so their order does not matter.
-pub(super) fn pair(p: &mut Program) {
+/// Join each `Test` whose result only the `Branch` right after it reads with that branch
+/// (see [`Op::BrTest`]). The branch must not be a jump or fault target: a jump there would
+/// then run the test as well (harmless, as nothing else reads its slot, but a slot read
+/// that the recorder never meant).
+pub(super) fn join_branches(p: &mut Program, nslots: usize) {
+    let reads = super::dead::int_reads(p, nslots);
+    let target = targets(p);
+    let mut keep = vec![true; p.ops.len()];
+    for i in 0..p.ops.len().saturating_sub(1) {
+        if let (Op::Test { t, d, a, b }, Op::Branch { c, then, els }) = (p.ops[i], p.ops[i + 1]) {
+            if c == d && reads.get(d as usize) == Some(&1) && !target[i + 1] {
+                p.ops[i] = Op::BrTest { t, a, b, then, els };
+                keep[i + 1] = false;
+            }
+        }
+    }
+    super::dead::compact(p, keep);
+}
+
+/// Which ops are jump or fault targets.
+fn targets(p: &Program) -> Vec<bool> {
     let mut target = vec![false; p.ops.len()];
     for &op in &p.ops {
         super::dead::map_targets(&mut { op }, &mut |x| {
@@ -65,66 +165,110 @@ pub(super) fn pair(p: &mut Program) {
             }
         });
     }
+    target
+}
+
+/// Join runs of neighbouring `Ld64`s, and of neighbouring `St64`s, into one
+/// [`Op::LdRun`] or [`Op::StRun`]: one dispatch for a block's entry loads and one for each
+/// exit's stores (they were a third of the ops the workload guests ran). No op of a run but
+/// the first may be a jump or fault target, since a jump there would then run the ones
+/// before it as well. The ops of a run keep their order. A run of stores followed by the
+/// exit jump it leads to (not a target either) becomes one [`Op::StRunExit`].
+pub(super) fn join_runs(p: &mut Program) {
+    let target = targets(p);
+    let target_at = |i: usize| target.get(i).copied().unwrap_or(false);
+    let state_op = |op: Op| match op {
+        Op::Ld64 { d, off } => Some((false, off, d)),
+        Op::St64 { off, a } => Some((true, off, a)),
+        _ => None,
+    };
     let mut keep = vec![true; p.ops.len()];
     let mut i = 0;
-    while i + 1 < p.ops.len() {
-        let fused = match (p.ops[i], p.ops[i + 1]) {
-            _ if target[i + 1] => None,
-            (Op::St64 { off, a }, Op::St64 { off: off2, a: b }) => {
-                Some(Op::St64x2 { off, off2, a, b })
-            }
-            (Op::Ld64 { d, off }, Op::Ld64 { d: d2, off: off2 }) if d != d2 => {
-                Some(Op::Ld64x2 { d, d2, off, off2 })
-            }
-            _ => None,
-        };
-        if let Some(op) = fused {
-            p.ops[i] = op;
-            keep[i + 1] = false;
-            i += 2;
-        } else {
+    while i < p.ops.len() {
+        let Some((store, off, s)) = state_op(p.ops[i]) else {
             i += 1;
+            continue;
+        };
+        let mut end = i + 1;
+        while end < p.ops.len()
+            && !target[end]
+            && state_op(p.ops[end]).is_some_and(|(st, ..)| st == store)
+        {
+            end += 1;
         }
+        if end - i >= 2 {
+            let at = p.runs.len() as u32;
+            p.runs.push((off, s));
+            for &op in &p.ops[i + 1..end] {
+                if let Some((_, off, s)) = state_op(op) {
+                    p.runs.push((off, s));
+                }
+            }
+            keep[i + 1..end].fill(false);
+            let n = (end - i) as u32;
+            p.ops[i] = match p.ops.get(end) {
+                Some(&Op::ExitJump { target }) if store && !target_at(end) => {
+                    keep[end] = false;
+                    Op::StRunExit { at, n, target }
+                }
+                _ if store => Op::StRun { at, n },
+                _ => Op::LdRun { at, n },
+            };
+        }
+        i = end;
     }
+    p.runs.shrink_to_fit();
     super::dead::compact(p, keep);
 }
 
-fn op_back(op: BinOp, d: Slot, a: Slot, b: Slot) -> Op {
-    Op::Bin {
-        op,
-        ty: Ty::I64,
-        d,
-        a,
-        b,
-    }
+fn op_back(op: BinOp, ty: Ty, d: Slot, a: Slot, b: Slot) -> Op {
+    Op::Bin { op, ty, d, a, b }
 }
 
-/// Whether every slot, jump target, fault target, mask and stub index of `p`'s ops is in
-/// range of its register files, ops and tables (the executor's license to index without
-/// checks). The match is exhaustive: a new op does not compile until it is checked here.
+/// Whether every slot, jump target, fault target, mask, stub and run index of `p`'s ops is
+/// in range of its register files, ops and tables, and every `Ld64`/`St64` offset (also in
+/// runs) inside [`CpuState`] (the executor's license to index without checks). The match is exhaustive: a new op does not compile until it is checked here.
 pub(super) fn in_range(p: &Program) -> bool {
     let (nr, nv, no) = (p.regs.len(), p.vregs.len(), p.ops.len());
     let ri = |s: Slot| (s as usize) < nr;
     let vi = |s: Slot| (s as usize) < nv;
     let to = |x: u32| (x as usize) < no;
     let fault = |x: u32| x == NO_LABEL || to(x);
+    let state = |off: u32| off as usize + 8 <= std::mem::size_of::<CpuState>();
+    let run = |at: u32, n: u32| {
+        p.runs
+            .get(at as usize..(at as usize).saturating_add(n as usize))
+            .is_some_and(|r| r.iter().all(|&(off, s)| state(off) && ri(s)))
+    };
     p.ops.iter().all(|op| match *op {
         Op::Charge { .. } | Op::ExitReturn { .. } | Op::ExitStatus | Op::Uncount { .. } => true,
-        Op::Bin { d, a, b, .. } | Op::Cmp { d, a, b, .. } => ri(d) && ri(a) && ri(b),
+        Op::Bin { d, a, b, .. } | Op::Cmp { d, a, b, .. } | Op::Test { d, a, b, .. } => {
+            ri(d) && ri(a) && ri(b)
+        }
+        Op::BrTest {
+            a, b, then, els, ..
+        } => ri(a) && ri(b) && to(then) && to(els),
         Op::Add64 { d, a, b }
         | Op::Sub64 { d, a, b }
         | Op::And64 { d, a, b }
         | Op::Or64 { d, a, b }
         | Op::Xor64 { d, a, b }
-        | Op::Shl64 { d, a, b } => ri(d) && ri(a) && ri(b),
+        | Op::Shl64 { d, a, b }
+        | Op::UShr64 { d, a, b }
+        | Op::Add32 { d, a, b }
+        | Op::Sub32 { d, a, b }
+        | Op::Shl32 { d, a, b }
+        | Op::UShr32 { d, a, b } => ri(d) && ri(a) && ri(b),
         Op::Un { d, a, .. } | Op::Conv { d, a, .. } | Op::Mov { d, a } | Op::Mask { d, a, .. } => {
             ri(d) && ri(a)
         }
         Op::Select { d, c, t, f, .. } => ri(d) && ri(c) && ri(t) && ri(f),
-        Op::LoadState { d, .. } | Op::Ld64 { d, .. } => ri(d),
-        Op::StoreState { a, .. } | Op::St64 { a, .. } => ri(a),
-        Op::Ld64x2 { d, d2, .. } => ri(d) && ri(d2),
-        Op::St64x2 { a, b, .. } => ri(a) && ri(b),
+        Op::LoadState { d, .. } => ri(d),
+        Op::StoreState { a, .. } => ri(a),
+        Op::Ld64 { d, off } => ri(d) && state(off),
+        Op::St64 { off, a } => ri(a) && state(off),
+        Op::LdRun { at, n } | Op::StRun { at, n } => run(at, n),
+        Op::StRunExit { at, n, target } => run(at, n) && ri(target),
         Op::LoadMem {
             d, addr, fault: f, ..
         } => ri(d) && ri(addr) && fault(f),
@@ -180,33 +324,52 @@ mod tests {
             u64::MAX,
             0x1234_5678_9abc_def0,
         ];
-        for op in [
+        let ops = [
             BinOp::Add,
             BinOp::Sub,
             BinOp::And,
             BinOp::Or,
             BinOp::Xor,
             BinOp::Shl,
-        ] {
-            for &a in &vals {
-                for &b in &vals {
-                    let generic = eval_binop(op, Ty::I64, a, b);
-                    let fast = match specialize(Op::Bin {
-                        op,
-                        ty: Ty::I64,
-                        d: 0,
-                        a: 1,
-                        b: 2,
-                    }) {
-                        Op::Add64 { .. } => a.wrapping_add(b),
-                        Op::Sub64 { .. } => a.wrapping_sub(b),
-                        Op::And64 { .. } => a & b,
-                        Op::Or64 { .. } => a | b,
-                        Op::Xor64 { .. } => a ^ b,
-                        Op::Shl64 { .. } => a << (b & 63),
-                        other => panic!("{op:?} not specialized: {other:?}"),
-                    };
-                    assert_eq!(fast, generic, "{op:?} {a:#x} {b:#x}");
+            BinOp::UShr,
+        ];
+        for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+            for op in ops {
+                for &a in &vals {
+                    for &b in &vals {
+                        // Operands as the executor holds them: masked to their type (a
+                        // shift's count is not coerced, so it may be wider).
+                        let a = a & ty.mask();
+                        let (b, narrow) = match op {
+                            BinOp::Shl | BinOp::UShr => (b, b & Ty::I8.mask()),
+                            _ => (b & ty.mask(), b & ty.mask()),
+                        };
+                        for b in [b, narrow] {
+                            let generic = eval_binop(op, ty, a, b);
+                            let fast = match specialize(Op::Bin {
+                                op,
+                                ty,
+                                d: 0,
+                                a: 1,
+                                b: 2,
+                            }) {
+                                Op::Add64 { .. } => a.wrapping_add(b),
+                                Op::Sub64 { .. } => a.wrapping_sub(b),
+                                Op::And64 { .. } => a & b,
+                                Op::Or64 { .. } => a | b,
+                                Op::Xor64 { .. } => a ^ b,
+                                Op::Shl64 { .. } => a << (b & 63),
+                                Op::UShr64 { .. } => a >> (b & 63),
+                                Op::Add32 { .. } => u64::from((a as u32).wrapping_add(b as u32)),
+                                Op::Sub32 { .. } => u64::from((a as u32).wrapping_sub(b as u32)),
+                                Op::Shl32 { .. } => u64::from((a as u32) << (b & 31)),
+                                Op::UShr32 { .. } => a >> (b & 31),
+                                Op::Bin { .. } if ty.bits() < 32 => generic,
+                                other => panic!("{op:?} {ty:?} not specialized: {other:?}"),
+                            };
+                            assert_eq!(fast, generic, "{op:?} {ty:?} {a:#x} {b:#x}");
+                        }
+                    }
                 }
             }
         }
@@ -233,7 +396,97 @@ mod tests {
     }
 
     #[test]
-    fn neighbouring_state_accesses_pair_unless_the_second_is_a_target() {
+    fn tests_agree_with_the_generic_comparison() {
+        let ccs = [
+            Cmp::Eq,
+            Cmp::Ne,
+            Cmp::Ult,
+            Cmp::Ule,
+            Cmp::Ugt,
+            Cmp::Uge,
+            Cmp::Slt,
+            Cmp::Sle,
+            Cmp::Sgt,
+            Cmp::Sge,
+        ];
+        let vals = [
+            0u64,
+            1,
+            2,
+            0x7f,
+            0x80,
+            0xff,
+            0x7fff,
+            0x8000,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            1 << 63,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
+        for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
+            for cc in ccs {
+                let t = CmpTest::new(cc, ty);
+                for &a in &vals {
+                    for &b in &vals {
+                        let (a, b) = (a & ty.mask(), b & ty.mask());
+                        assert_eq!(
+                            u64::from(t.eval(a, b)),
+                            crate::ir::eval_cmp(cc, ty, a, b),
+                            "{cc:?} {ty:?} {a:#x} {b:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_test_joins_the_branch_that_alone_reads_it() {
+        let exit = Op::ExitReturn {
+            reason: crate::state::ExitReason::Jump,
+        };
+        let t = CmpTest::new(Cmp::Eq, Ty::I64);
+        let test = |d| Op::Test { t, d, a: 0, b: 1 };
+        let branch = |c, then| Op::Branch { c, then, els: 9 };
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                test(2),
+                branch(2, 4),
+                test(3),
+                branch(3, 5),
+                test(4),
+                Op::Mov { d: 5, a: 4 },
+                branch(4, 8),
+                branch(4, 7),
+                exit,
+            ],
+            regs: vec![0; 6],
+            ..Program::default()
+        };
+        join_branches(&mut p, 6);
+        // 1-2 join; 3-4 do not (4 is a target); 5 is read three times.
+        assert!(matches!(
+            p.ops[1],
+            Op::BrTest {
+                then: 3,
+                els: 8,
+                a: 0,
+                b: 1,
+                ..
+            }
+        ));
+        assert!(matches!(p.ops[2], Op::Test { d: 3, .. }));
+        assert!(matches!(p.ops[3], Op::Branch { c: 3, then: 4, .. }));
+        assert!(matches!(p.ops[4], Op::Test { d: 4, .. }));
+        assert_eq!(p.ops.len(), 9);
+        assert!(in_range(&p));
+    }
+
+    #[test]
+    fn neighbouring_state_accesses_join_unless_one_is_a_target() {
         let exit = Op::ExitReturn {
             reason: crate::state::ExitReason::Jump,
         };
@@ -242,30 +495,26 @@ mod tests {
                 Op::Charge { n: 1 },
                 Op::Ld64 { d: 0, off: 0 },
                 Op::Ld64 { d: 1, off: 8 },
+                Op::Ld64 { d: 2, off: 16 },
                 Op::Branch {
                     c: 0,
-                    then: 4,
-                    els: 5,
+                    then: 5,
+                    els: 6,
                 },
                 Op::St64 { off: 0, a: 1 },
                 Op::St64 { off: 8, a: 0 },
                 Op::St64 { off: 16, a: 0 },
+                Op::St64 { off: 24, a: 2 },
+                Op::Ld64 { d: 3, off: 32 },
                 exit,
             ],
-            regs: vec![0; 2],
+            regs: vec![0; 4],
             ..Program::default()
         };
-        pair(&mut p);
-        assert!(matches!(
-            p.ops[1],
-            Op::Ld64x2 {
-                d: 0,
-                d2: 1,
-                off: 0,
-                off2: 8
-            }
-        ));
-        // Op 5 is a branch target: 4 stays alone, 5 and 6 pair, and the branch follows.
+        join_runs(&mut p);
+        assert!(matches!(p.ops[1], Op::LdRun { at: 0, n: 3 }));
+        // Op 6 is a branch target: 5 stays alone, 6 to 8 join (a load ends them), and the
+        // branch follows.
         assert!(matches!(
             p.ops[2],
             Op::Branch {
@@ -275,17 +524,55 @@ mod tests {
             }
         ));
         assert!(matches!(p.ops[3], Op::St64 { off: 0, a: 1 }));
+        assert!(matches!(p.ops[4], Op::StRun { at: 3, n: 3 }));
+        assert!(matches!(p.ops[5], Op::Ld64 { d: 3, off: 32 }));
+        assert_eq!(p.ops.len(), 7);
+        assert_eq!(
+            p.runs,
+            [(0, 0), (8, 1), (16, 2), (8, 0), (16, 0), (24, 2)],
+            "in program order"
+        );
+        assert!(in_range(&p));
+        p.runs[4].0 = std::mem::size_of::<CpuState>() as u32 - 4;
+        assert!(!in_range(&p), "a run's offset past the state");
+        p.runs.pop();
+        assert!(!in_range(&p), "a run past the table");
+    }
+
+    #[test]
+    fn stores_join_the_exit_jump_they_lead_to_unless_it_is_a_target() {
+        let stores = [Op::St64 { off: 0, a: 0 }, Op::St64 { off: 8, a: 1 }];
+        let exit = Op::ExitJump { target: 1 };
+        let mut ops = vec![Op::Charge { n: 1 }];
+        ops.extend(stores);
+        ops.push(exit);
+        ops.extend(stores);
+        ops.push(exit);
+        ops.push(Op::Jump { to: 6 });
+        let mut p = Program {
+            ops,
+            regs: vec![0; 2],
+            ..Program::default()
+        };
+        join_runs(&mut p);
         assert!(matches!(
-            p.ops[4],
-            Op::St64x2 {
-                off: 8,
-                off2: 16,
-                a: 0,
-                b: 0
+            p.ops[1],
+            Op::StRunExit {
+                at: 0,
+                n: 2,
+                target: 1
             }
         ));
-        assert_eq!(p.ops.len(), 6);
+        assert!(matches!(p.ops[2], Op::StRun { at: 2, n: 2 }));
+        assert!(matches!(p.ops[3], Op::ExitJump { target: 1 }));
+        assert!(matches!(p.ops[4], Op::Jump { to: 3 }));
         assert!(in_range(&p));
+        p.ops[1] = Op::StRunExit {
+            at: 0,
+            n: 2,
+            target: 2,
+        };
+        assert!(!in_range(&p), "a target slot out of range");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub mod exec;
 mod dead;
 mod finish;
 
+pub use finish::CmpTest;
+
 // foldhash, not SipHash: the constant and conversion tables are probed for almost every
 // recorded op, and recording is what cold code costs (`coldcode`, the Linux boot).
 use hashbrown::HashMap;
@@ -104,16 +106,30 @@ pub enum Op {
     Or64 { d: Slot, a: Slot, b: Slot },
     Xor64 { d: Slot, a: Slot, b: Slot },
     Shl64 { d: Slot, a: Slot, b: Slot },
+    UShr64 { d: Slot, a: Slot, b: Slot },
+    Add32 { d: Slot, a: Slot, b: Slot },
+    Sub32 { d: Slot, a: Slot, b: Slot },
+    Shl32 { d: Slot, a: Slot, b: Slot },
+    UShr32 { d: Slot, a: Slot, b: Slot },
+    /// A [`Op::Cmp`] in the form [`CmpTest`] evaluates without branching.
+    Test { t: CmpTest, d: Slot, a: Slot, b: Slot },
+    /// A `Test` whose only reader is the `Branch` after it, joined by `finish`: one
+    /// dispatch for a block's closing compare-and-branch.
+    BrTest { t: CmpTest, a: Slot, b: Slot, then: u32, els: u32 },
     /// `d = a & ty.mask()` (zero extension or truncation).
     Mask { ty: Ty, d: Slot, a: Slot },
     /// `LoadState`/`StoreState` of 8 bytes at an offset checked by `finish`.
     Ld64 { d: Slot, off: u32 },
     St64 { off: u32, a: Slot },
-    /// Two `Ld64`s in a row, paired by `finish` (a block's entry loads its registers).
-    Ld64x2 { d: Slot, d2: Slot, off: u32, off2: u32 },
-    /// Two `St64`s in a row, paired by `finish` (a block's exits store its registers and
-    /// the five fields of the lazy-flag descriptor).
-    St64x2 { off: u32, off2: u32, a: Slot, b: Slot },
+    /// `n` (two or more) `Ld64`s in a row, joined by `finish` (a block's entry loads its
+    /// registers): `(off, d)` pairs `at..at + n` of [`Program::runs`], done in order.
+    LdRun { at: u32, n: u32 },
+    /// `n` (two or more) `St64`s in a row, joined by `finish` (a block's exits store its
+    /// registers and the five fields of the lazy-flag descriptor): `(off, a)` pairs
+    /// `at..at + n` of [`Program::runs`], done in order.
+    StRun { at: u32, n: u32 },
+    /// A `StRun` followed by the `ExitJump` it leads to, joined by `finish`.
+    StRunExit { at: u32, n: u32, target: Slot },
 }
 
 /// A recorded block.
@@ -129,6 +145,8 @@ pub struct Program {
     masks: Vec<[u8; 16]>,
     /// Host addresses of the stubs the block calls.
     stubs: Vec<usize>,
+    /// The `(state offset, slot)` pairs of [`Op::LdRun`] and [`Op::StRun`].
+    runs: Vec<(u32, Slot)>,
     /// How guest memory is reached (as the JIT's [`MemoryModel`]).
     memory: Option<MemoryModel>,
     /// Guest address of the block.
@@ -305,7 +323,8 @@ impl<'a> Recorder<'a> {
         for op in &mut self.p.ops {
             *op = finish::specialize(*op);
         }
-        finish::pair(&mut self.p);
+        finish::join_branches(&mut self.p, self.nslots as usize);
+        finish::join_runs(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
         // The program lives as long as its block is cached: give back the starting capacity.
