@@ -95,6 +95,10 @@ struct RunArgs {
     /// (default 200; 0 compiles every block before it first runs, as --engine jit does).
     #[arg(long, value_name = "N")]
     compile_after: Option<u32>,
+    /// dbt only: compile each hot block alone, not with the blocks of the loop around it as
+    /// one region (for comparisons).
+    #[arg(long)]
+    no_regions: bool,
     /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 512M, 1G); 2M to 64G.
     #[arg(
         long,
@@ -215,6 +219,7 @@ fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
         append: q.append,
         engine: EngineArg::Dbt,
         compile_after: None,
+        no_regions: false,
         mem: q.mem.unwrap_or_else(|| "128M".into()),
         stats: false,
         stop_on_unsupported: false,
@@ -244,15 +249,16 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         EngineArg::Trap => Engine::Trap,
     };
     // The other engines' policies are what they are for (compile all, compile none).
-    let tiering = match (args.compile_after, engine) {
-        (None, _) => None,
-        (Some(n), Engine::Dbt) => Some(Tiering {
-            compile_after: n,
+    let tiering = match (args.compile_after, args.no_regions, engine) {
+        (None, false, _) => None,
+        (n, no_regions, Engine::Dbt) => Some(Tiering {
+            compile_after: n.unwrap_or(Tiering::DEFAULT_THRESHOLD),
+            regions: !no_regions,
             ..Tiering::tiered()
         }),
-        (Some(_), other) => {
+        (_, _, other) => {
             return Err(Failure::usage(format!(
-                "--compile-after applies to --engine dbt only, not {}",
+                "--compile-after and --no-regions apply to --engine dbt only, not {}",
                 other.name()
             )))
         }

@@ -32,6 +32,7 @@ use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
+use super::region::{self, Region};
 use super::tier::{ColdBlocks, Done, Pending, RecordEnvImpl, TierStats, Tiering, Worker};
 use super::vcpu::{self, Exit};
 use super::{interp, trap, RunOutcome};
@@ -111,6 +112,11 @@ pub struct DbtStats {
     pub dispatches: u64,
     /// Instructions executed by the interpreter on the DBT's behalf.
     pub single_steps: u64,
+    /// Hot blocks compiled as regions (with other blocks of their loop), and the blocks in
+    /// them.
+    pub regions: u64,
+    /// Blocks in those regions.
+    pub region_blocks: u64,
     /// The interpreter tier's counters.
     pub tier: TierStats,
 }
@@ -372,7 +378,7 @@ impl<H: HostEntry> Dbt<H> {
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
-                    _ => self.translate(m, cpu, pc, key, mode)?,
+                    _ => self.translate(m, cpu, pc, key, mode, false)?,
                 };
                 if hit.1.is_none() {
                     if cached {
@@ -393,7 +399,7 @@ impl<H: HostEntry> Dbt<H> {
             && m.code
                 .as_ref()
                 .and_then(|c| c.block(id))
-                .is_some_and(|b| b.phys_ranges.len() > 1);
+                .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
         if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles && cached) {
             cache_mut(m).link(slot as *mut u64, id);
         }
@@ -424,14 +430,15 @@ impl<H: HostEntry> Dbt<H> {
             self.compile_in_background(m, cpu, id, key, mode)?;
             return Ok(Next::Cold(id));
         }
-        let (id, host) = self.translate(m, cpu, pc, key, mode)?;
+        let (id, host) = self.translate(m, cpu, pc, key, mode, true)?;
         if by_virtual_pc(mode) {
             cache_mut(m).jump_cache_set(pc, mode.key(), id);
         }
         Ok(Next::Host(host))
     }
 
-    /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`).
+    /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`); a
+    /// hot block (`hot`) with the loop around it, as a region.
     fn translate(
         &mut self,
         m: &mut Machine,
@@ -439,15 +446,18 @@ impl<H: HostEntry> Dbt<H> {
         pc: u64,
         key: BlockKey,
         mode: Mode,
+        hot: bool,
     ) -> Result<(BlockId, HostCode), Fetch> {
         let (fetched, block) = decode(m, cpu, pc, mode)?;
+        let region = self.region(m, &fetched, block, mode, hot);
+        let block = &region.blocks[0];
         // Two attempts: the second after a flush made room.
         for attempt in 0..2 {
             let slots = self.reserve_slots(m)?;
-            let mut env = block_env(m, &block, mode, slots);
+            let mut env = block_env(m, block, mode, slots);
             // Cranelift computes with floats: under the host's MXCSR, not the guest's.
             let host_fp = crate::fpu::HostFp::new();
-            let translated = self.jit.translate(&block, mode, &mut env);
+            let translated = self.jit.translate_region(&region.blocks, mode, &mut env);
             drop(host_fp);
             let used = env.used;
             let compiled = match translated {
@@ -472,16 +482,45 @@ impl<H: HostEntry> Dbt<H> {
                 }
             };
             let byte_len = block.byte_len();
-            let phys_ranges = fetched.phys_ranges(byte_len);
+            let phys_ranges = region.phys_ranges.clone();
             let fresh = code_free_pages(m, &phys_ranges);
+            self.count_region(&region);
             let id = self.install(m, key, host, &compiled, phys_ranges, slots, used);
-            self.entry.installed(id, &block);
+            self.entry.installed(id, block);
             protect_code(m, cpu, pc, &fetched, byte_len, fresh);
             return Ok((id, host));
         }
         Err(Fetch::Stop(RunOutcome::InternalError(format!(
             "the block at {pc:#x} does not fit in an empty code cache"
         ))))
+    }
+
+    /// The region to compile for `entry`: with the loop around it when the block is `hot`,
+    /// the engine tiers (a cold tier's counts say what is hot) and enters code directly
+    /// (the trap engine's table knows blocks only), and the block is found by virtual PC.
+    fn region(
+        &self,
+        m: &Machine,
+        fetched: &crate::machine::Fetched,
+        entry: translator::decode::DecodedBlock,
+        mode: Mode,
+        hot: bool,
+    ) -> Region {
+        if hot && self.tiering.regions && !H::TRAPS && by_virtual_pc(mode) {
+            region::form(m, fetched, entry, mode)
+        } else {
+            Region {
+                phys_ranges: fetched.phys_ranges(entry.byte_len()),
+                blocks: vec![entry],
+            }
+        }
+    }
+
+    fn count_region(&mut self, region: &Region) {
+        if region.is_region() {
+            self.stats.regions += 1;
+            self.stats.region_blocks += region.blocks.len() as u64;
+        }
     }
 
     /// Enters compiled code at `host` into the cache for `key` (replacing a cold block of the
@@ -589,23 +628,34 @@ impl<H: HostEntry> Dbt<H> {
                 }
             }
         }
-        let (_, block) = decode(m, cpu, key.virt_pc, mode)?;
+        let (fetched, block) = decode(m, cpu, key.virt_pc, mode)?;
+        let region = self.region(m, &fetched, block, mode, true);
+        // The cold block guards the entry's bytes until the code is installed; the rest of
+        // a region's are compared then.
+        let snapshot = match region.is_region() {
+            true => region.snapshot(m).map(|b| (region.phys_ranges.clone(), b)),
+            false => None,
+        };
         let slots = self.reserve_slots(m)?;
-        let mut env = block_env(m, &block, mode, slots);
+        let mut env = block_env(m, &region.blocks[0], mode, slots);
         let host_fp = crate::fpu::HostFp::new();
-        let built = self.jit.build(&block, mode, &mut env);
+        let built = self.jit.build_region(&region.blocks, mode, &mut env);
         drop(host_fp);
         let used = env.used;
         let Ok(built) = built else {
             self.spare = Some(slots);
             return Ok(());
         };
+        if snapshot.is_some() {
+            self.count_region(&region);
+        }
         let pending = Pending {
             key,
             cold,
             slots,
             used,
             flushes: self.flushes,
+            region: snapshot,
         };
         if let Some(w) = self.worker.as_mut() {
             if w.submit(built, pending) {
@@ -637,12 +687,20 @@ impl<H: HostEntry> Dbt<H> {
                 return;
             }
         };
-        let phys_ranges = m
-            .code
-            .as_ref()
-            .and_then(|c| c.block(pending.cold))
-            .map(|b| b.phys_ranges.clone())
-            .unwrap_or_default();
+        let phys_ranges = match &pending.region {
+            Some((ranges, bytes)) if Region::still_current(ranges, bytes, m) => ranges.clone(),
+            Some(_) => {
+                // Bytes of the region outside its entry changed while it compiled.
+                self.cold.stats.background_discarded += 1;
+                return;
+            }
+            None => m
+                .code
+                .as_ref()
+                .and_then(|c| c.block(pending.cold))
+                .map(|b| b.phys_ranges.clone())
+                .unwrap_or_default(),
+        };
         let host = match cache_mut(m).alloc_code(&compiled.code) {
             Ok(host) => host,
             Err(_) => {
@@ -845,6 +903,15 @@ fn protect_code(
     }
 }
 
+/// Where a block whose last instruction runs onto the next page has its bytes there: the
+/// first of `ranges` on another page than the first range's (a region's other ranges share
+/// its entry's page).
+fn next_page_range(ranges: &[(u64, u64)]) -> Option<u64> {
+    let page = |a: u64| a & !(PAGE_SIZE - 1);
+    let first = page(ranges.first()?.0);
+    ranges.iter().map(|r| r.0).find(|&s| page(s) != first)
+}
+
 /// The jump cache layout as the JIT takes it.
 /// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last
 /// instruction runs onto the next page needs that page to map where it did at translation.
@@ -853,7 +920,7 @@ fn straddle_still_mapped(m: &mut Machine, cpu: &CpuState, pc: u64, id: BlockId) 
         .code
         .as_ref()
         .and_then(|c| c.block(id))
-        .and_then(|b| b.phys_ranges.get(1).map(|r| r.0));
+        .and_then(|b| next_page_range(&b.phys_ranges));
     next.is_none_or(|phys| m.next_code_page_is(cpu, pc, phys))
 }
 

@@ -34,6 +34,9 @@ pub struct Tiering {
     pub compile_after: u32,
     /// Compile on a second thread while the interpreter tier keeps running the block.
     pub background: bool,
+    /// Compile a hot block with the blocks of the loop around it, as one region
+    /// ([`translator::region`]).
+    pub regions: bool,
 }
 
 impl Tiering {
@@ -56,11 +59,13 @@ impl Tiering {
     pub const JIT: Tiering = Tiering {
         compile_after: 0,
         background: false,
+        regions: false,
     };
     /// Never compile (the `interp` engine).
     pub const INTERP: Tiering = Tiering {
         compile_after: Tiering::NEVER,
         background: false,
+        regions: false,
     };
 
     /// The tiered default: interpret cold blocks, compile hot ones, in the background when
@@ -69,6 +74,7 @@ impl Tiering {
         Tiering {
             compile_after: Tiering::DEFAULT_THRESHOLD,
             background: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            regions: true,
         }
     }
 }
@@ -278,6 +284,9 @@ pub struct Pending {
     pub used: usize,
     /// The engine's flush count when the IR was built.
     pub flushes: u64,
+    /// For a region: its guest-physical ranges and their bytes when the IR was built (the
+    /// cold block guards only the entry's).
+    pub region: Option<(Vec<(u64, u64)>, Vec<u8>)>,
 }
 
 /// A finished background compilation.
