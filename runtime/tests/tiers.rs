@@ -40,6 +40,7 @@ fn hot_blocks_are_compiled_and_cold_ones_are_not() {
     let inline = Tiering {
         compile_after: 10,
         background: false,
+        regions: true,
     };
     for (tiering, compiled) in [
         (Some(inline), true),
@@ -71,6 +72,7 @@ fn background_compilation_takes_over_a_hot_loop() {
     let background = Tiering {
         compile_after: 2,
         background: true,
+        regions: true,
     };
     let mut v = vm(Engine::Dbt, Some(background));
     // A loop of loops: the inner block is re-entered from the dispatcher often enough to see
@@ -105,6 +107,7 @@ fn compiled_code_never_jumps_into_a_cold_block() {
     let tiering = Tiering {
         compile_after: 3,
         background: false,
+        regions: true,
     };
     let mut v = vm(Engine::Dbt, Some(tiering));
     // A at 0x1000: inc rax; jmp rcx
@@ -186,6 +189,7 @@ fn rewritten_code_stays_cold() {
     let tiering = Tiering {
         compile_after: 2,
         background: false,
+        regions: true,
     };
     // 0x1000: loop 200 times: patch the immediate of `add rbx, imm8` at 0x2000, call it.
     let main = asm(0x1000, |a| {
@@ -250,10 +254,12 @@ fn cold_blocks_chain_and_the_chain_keeps_every_stop() {
     assert!(s.dbt.dispatches < 100, "{s}");
 
     // Tiered with a threshold of 10: the chain hands each block back to the dispatcher when
-    // it is due, so both get compiled.
+    // it is due, so both get compiled (each alone: as a region the first would take the
+    // second in).
     let inline = Tiering {
         compile_after: 10,
         background: false,
+        regions: false,
     };
     let mut v = vm(Engine::Dbt, Some(inline));
     v.write_phys(0x1000, &code).unwrap();
@@ -262,4 +268,111 @@ fn cold_blocks_chain_and_the_chain_keeps_every_stop() {
     assert_eq!(v.run(), RunOutcome::InstructionLimit);
     assert_eq!(v.cpu().gpr[0] + v.cpu().gpr[3], 500);
     assert_eq!(v.stats().dbt.blocks_translated, 2, "{}", v.stats());
+}
+
+/// A loop of five blocks in one page (head and odd arm at 0x1100, even arm 0x1800, latch
+/// 0x1900) counting `ecx` to 1000; at `ecx` = 501 the odd arm stores `cl` to `target` (the
+/// even arm's immediate at 0x1802: code; 0x1F00: data in the same page), and the even arm
+/// adds that immediate to `ebx`.
+fn loop_of_five_blocks(v: &mut Vm, target: u64) {
+    let entry = asm(0x1000, |a| {
+        a.xor(ecx, ecx)?;
+        a.xor(ebx, ebx)?;
+        a.jmp(0x1100u64)
+    });
+    let head = asm(0x1100, |a| {
+        let mut store = a.create_label();
+        a.test(ecx, 1)?;
+        a.jz(0x1800u64)?;
+        a.cmp(ecx, 501)?;
+        a.je(store)?;
+        a.jmp(0x1900u64)?;
+        a.set_label(&mut store)?;
+        a.mov(byte_ptr(target), cl)?;
+        a.jmp(0x1900u64)
+    });
+    let even = asm(0x1800, |a| {
+        a.add(ebx, 5)?;
+        a.jmp(0x1900u64)
+    });
+    let latch = asm(0x1900, |a| {
+        a.inc(ecx)?;
+        a.cmp(ecx, 1000)?;
+        a.jne(0x1100u64)?;
+        a.mov(eax, ebx)?;
+        a.out(0xf4, eax)
+    });
+    assert_eq!(&even[..3], &[0x83, 0xc3, 0x05], "add ebx, imm8");
+    for (at, code) in [
+        (0x1000, entry),
+        (0x1100, head),
+        (0x1800, even),
+        (0x1900, latch),
+    ] {
+        v.write_phys(at, &code).unwrap();
+    }
+    v.cpu_mut().rip = 0x1000;
+}
+
+#[test]
+fn a_hot_loop_of_several_blocks_runs_as_one_region_as_exactly_as_block_by_block() {
+    let tiered = |regions| Tiering {
+        compile_after: 10,
+        background: false,
+        regions,
+    };
+    // 500 even iterations adding 5.
+    for regions in [true, false] {
+        let mut v = vm(Engine::Dbt, Some(tiered(regions)));
+        loop_of_five_blocks(&mut v, 0x1f00);
+        assert_eq!(v.run(), RunOutcome::DebugExit(2500));
+        let mut byte = [0];
+        v.read_phys(0x1f00, &mut byte).unwrap();
+        assert_eq!(byte, [0xf5]);
+        let s = v.stats();
+        assert_eq!(s.dbt.regions > 0, regions, "{s}");
+        // Data next to the region's code costs nothing.
+        assert_eq!(s.cache.invalidations, 0, "{s}");
+    }
+}
+
+#[test]
+fn a_store_into_a_later_block_of_a_region_takes_effect_at_once() {
+    // Half way, an odd iteration of the compiled region rewrites the immediate the next
+    // even one adds (in another block of the region).
+    let mut results = Vec::new();
+    for (engine, tiering) in [
+        (Engine::Interp, None),
+        (Engine::Jit, None),
+        (
+            Engine::Dbt,
+            Some(Tiering {
+                compile_after: 10,
+                background: false,
+                regions: true,
+            }),
+        ),
+        (
+            Engine::Dbt,
+            Some(Tiering {
+                compile_after: 10,
+                background: true,
+                regions: true,
+            }),
+        ),
+    ] {
+        let mut v = vm(engine, tiering);
+        loop_of_five_blocks(&mut v, 0x1802);
+        results.push(v.run());
+        let s = v.stats();
+        if tiering.is_some_and(|t| !t.background) {
+            assert!(s.dbt.regions > 0, "{s}");
+            assert!(s.cache.invalidations > 0, "{s}");
+        }
+    }
+    // 5 at the 251 even i up to 500, then 501 = 0xf5 sign-extended (-11) at the other 249.
+    let expect = (251 * 5 - 249 * 11) as u32;
+    for r in results {
+        assert_eq!(r, RunOutcome::DebugExit(expect));
+    }
 }

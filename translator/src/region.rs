@@ -124,7 +124,8 @@ mod tests {
     /// cmp rcx,rdx; jne top; hlt`
     fn if_in_loop() -> Vec<u8> {
         code(|a| {
-            let (mut top, mut even, mut next) = (a.create_label(), a.create_label(), a.create_label());
+            let (mut top, mut even, mut next) =
+                (a.create_label(), a.create_label(), a.create_label());
             a.set_label(&mut top)?;
             a.test(rcx, 1)?;
             a.jz(even)?;

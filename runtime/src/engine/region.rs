@@ -81,7 +81,12 @@ pub fn form(m: &Machine, fetched: &Fetched, entry: DecodedBlock, mode: Mode) -> 
         if pc & !(PAGE_SIZE - 1) != page_virt {
             return None;
         }
-        let b = decode_block(&page[(pc - page_virt) as usize..], pc, mode, MAX_BLOCK_INSNS);
+        let b = decode_block(
+            &page[(pc - page_virt) as usize..],
+            pc,
+            mode,
+            MAX_BLOCK_INSNS,
+        );
         // A block cut by the page's end (or by bytes that do not decode) would not be the
         // block the guest runs: leave it to its own translation.
         let whole = b.next_pc() < page_end && b.insns.iter().all(|i| !i.is_invalid());
