@@ -632,10 +632,7 @@ impl<H: HostEntry> Dbt<H> {
         let region = self.region(m, &fetched, block, mode, true);
         // The cold block guards the entry's bytes until the code is installed; the rest of
         // a region's are compared then.
-        let snapshot = match region.is_region() {
-            true => region.snapshot(m).map(|b| (region.phys_ranges.clone(), b)),
-            false => None,
-        };
+        let snapshot = region.is_region().then(|| region.snapshot(m)).flatten();
         let slots = self.reserve_slots(m)?;
         let mut env = block_env(m, &region.blocks[0], mode, slots);
         let host_fp = crate::fpu::HostFp::new();
@@ -688,7 +685,7 @@ impl<H: HostEntry> Dbt<H> {
             }
         };
         let phys_ranges = match &pending.region {
-            Some((ranges, bytes)) if Region::still_current(ranges, bytes, m) => ranges.clone(),
+            Some(snap) if snap.still_current(m) => snap.ranges.clone(),
             Some(_) => {
                 // Bytes of the region outside its entry changed while it compiled.
                 self.cold.stats.background_discarded += 1;

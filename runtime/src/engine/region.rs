@@ -30,32 +30,45 @@ impl Region {
         self.blocks.len() > 1
     }
 
-    /// A copy of the region's bytes, as [`Region::still_current`] compares them.
-    pub fn snapshot(&self, m: &Machine) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
+    /// A copy of the region's bytes, to tell later whether they are still the guest's.
+    pub fn snapshot(&self, m: &Machine) -> Option<Snapshot> {
+        let mut bytes = Vec::new();
         for &(start, end) in &self.phys_ranges {
             let len = usize::try_from(end - start).ok()?;
-            out.extend_from_slice(m.ram.slice(GuestPhys(start), len).ok()?);
+            bytes.extend_from_slice(m.ram.slice(GuestPhys(start), len).ok()?);
         }
-        Some(out)
+        Some(Snapshot {
+            ranges: self.phys_ranges.clone(),
+            bytes,
+        })
     }
+}
 
-    /// Whether guest RAM still holds `snapshot` at the region's ranges.
-    pub fn still_current(ranges: &[(u64, u64)], snapshot: &[u8], m: &Machine) -> bool {
+/// A region's guest-physical ranges and the bytes they held when its IR was built.
+pub struct Snapshot {
+    /// The region's [`Region::phys_ranges`].
+    pub ranges: Vec<(u64, u64)>,
+    /// Their bytes, in order.
+    pub bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Whether guest RAM still holds the bytes.
+    pub fn still_current(&self, m: &Machine) -> bool {
         let mut at = 0;
-        for &(start, end) in ranges {
+        for &(start, end) in &self.ranges {
             let Ok(len) = usize::try_from(end - start) else {
                 return false;
             };
             let Ok(now) = m.ram.slice(GuestPhys(start), len) else {
                 return false;
             };
-            if snapshot.get(at..at + len) != Some(now) {
+            if self.bytes.get(at..at + len) != Some(now) {
                 return false;
             }
             at += len;
         }
-        at == snapshot.len()
+        at == self.bytes.len()
     }
 }
 
@@ -117,11 +130,11 @@ mod tests {
             phys_ranges: vec![(0x2000, 0x2004), (0x2008, 0x200c)],
         };
         let snap = r.snapshot(&m).unwrap();
-        assert!(Region::still_current(&r.phys_ranges, &snap, &m));
+        assert!(snap.still_current(&m));
         // A byte between the ranges is not the region's.
         m.ram.slice_mut(GuestPhys(0x2005), 1).unwrap()[0] = 0xcc;
-        assert!(Region::still_current(&r.phys_ranges, &snap, &m));
+        assert!(snap.still_current(&m));
         m.ram.slice_mut(GuestPhys(0x2009), 1).unwrap()[0] = 0xcc;
-        assert!(!Region::still_current(&r.phys_ranges, &snap, &m));
+        assert!(!snap.still_current(&m));
     }
 }

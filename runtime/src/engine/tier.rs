@@ -286,7 +286,7 @@ pub struct Pending {
     pub flushes: u64,
     /// For a region: its guest-physical ranges and their bytes when the IR was built (the
     /// cold block guards only the entry's).
-    pub region: Option<(Vec<(u64, u64)>, Vec<u8>)>,
+    pub region: Option<super::region::Snapshot>,
 }
 
 /// A finished background compilation.

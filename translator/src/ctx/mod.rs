@@ -298,6 +298,15 @@ impl<E: Emitter> Ctx<E> {
         self.written = 0;
         self.preloaded = self.entry_preload;
         self.defined = self.entry_preload;
+        // Memory holds every register here: take them from there (in the JIT, the shadows
+        // of `CpuState`), so a use may reload a value instead of holding it in a host
+        // register across the region.
+        for i in 0..16 {
+            if self.entry_preload & (1 << i) != 0 {
+                let v = self.e.load_state(Ty::I64, state::off_gpr(i));
+                self.e.def_var(self.regs[i], v);
+            }
+        }
         self.entry_desc = None;
         self.addr_cache = None;
         self.xmm_defined = 0;

@@ -95,7 +95,7 @@ pub(crate) struct ClifEmitter<'a> {
     head: Block,
     /// In a region, the head of every block after the entry, by guest address (see
     /// [`crate::semantics::translate_region`]); direct exits to them stay in the function.
-    region_heads: HashMap<u64, Block>,
+    region_heads: HashMap<u64, (Block, u16)>,
     /// Each head's instruction-count `iconst` (the entry's is `icount`) and the value of
     /// `insns` when its block began; patched at the end.
     head_counts: Vec<(Inst, u32)>,
@@ -216,7 +216,7 @@ impl<'a> ClifEmitter<'a> {
         env: &'a mut dyn JitEnv,
         links: &'a mut HashMap<u64, Option<usize>>,
         shape: Shape,
-        heads: &[u64],
+        heads: &[(u64, u16)],
     ) -> Self {
         let Shape {
             pc,
@@ -285,7 +285,10 @@ impl<'a> ClifEmitter<'a> {
         // head (sealed at the end: self-loops jump back here): the budget check.
         b.switch_to_block(head);
         let icount = budget_check(&mut b, &regions, cpu, icount_var, pc);
-        let region_heads = heads.iter().map(|&pc| (pc, b.create_block())).collect();
+        let region_heads = heads
+            .iter()
+            .map(|&(pc, reload)| (pc, (b.create_block(), reload)))
+            .collect();
 
         let mem = env.memory();
         let jump_cache = env.jump_cache();
@@ -370,7 +373,7 @@ impl<'a> ClifEmitter<'a> {
         for l in labels {
             self.b.seal_block(l);
         }
-        let heads: Vec<Block> = self.region_heads.values().copied().collect();
+        let heads: Vec<Block> = self.region_heads.values().map(|h| h.0).collect();
         for h in heads {
             self.b.seal_block(h);
         }
@@ -1058,9 +1061,10 @@ impl Emitter for ClifEmitter<'_> {
     }
 
     fn begin_region_block(&mut self, pc: u64) {
-        let Some(&head) = self.region_heads.get(&pc) else {
+        let Some(&(head, reload)) = self.region_heads.get(&pc) else {
             return self.fail("a region block without a head");
         };
+        self.reload = reload;
         if self.live && !self.dead {
             return self.fail("a region block began while the previous one runs on");
         }
@@ -1093,7 +1097,7 @@ impl Emitter for ClifEmitter<'_> {
                 let t = self.coerce(t, Ty::I64);
                 let internal = self
                     .const_of(t)
-                    .and_then(|pc| self.region_heads.get(&pc).copied());
+                    .and_then(|pc| self.region_heads.get(&pc).map(|h| h.0));
                 if self.const_of(t) != Some(self.pc) && internal.is_none() {
                     self.store_state(state::OFF_RIP, t);
                 }

@@ -491,22 +491,26 @@ impl Jit {
         // Link slots are asked for once per target, even if the block is built twice.
         let mut links = HashMap::new();
         let preload = blocks.iter().fold(0, |m, b| m | b.gpr_mask());
-        let heads: Vec<u64> = blocks[1..].iter().map(|b| b.pc).collect();
-        let self_loop = blocks.len() > 1
-            || block.insns.iter().any(|i| {
+        // Unmodified registers are reloaded at each use (short live ranges); in a self-loop
+        // only those the loop never writes, so loop-carried values stay in registers. In a
+        // region every way into a block stored the registers, so the rule is the block's own:
+        // values carried from block to block are reloaded rather than held in host registers
+        // across the whole region (which spilled inside its inner loops).
+        let reload_of = |b: &DecodedBlock| {
+            let self_loop = b.insns.iter().any(|i| {
                 matches!(
                     i.flow_control(),
                     FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
-                ) && i.near_branch_target() == block.pc
+                ) && i.near_branch_target() == b.pc
             });
-        // Unmodified registers are reloaded at each use (short live ranges); in a loop (a
-        // self-loop or a region) only those it never writes, so loop-carried values stay in
-        // registers.
-        let reload = if self_loop {
-            !blocks.iter().fold(0, |m, b| m | written_gprs(b))
-        } else {
-            0xffff
+            if self_loop {
+                !written_gprs(b)
+            } else {
+                0xffff
+            }
         };
+        let reload = reload_of(block);
+        let heads: Vec<(u64, u16)> = blocks[1..].iter().map(|b| (b.pc, reload_of(b))).collect();
         let shape = Shape {
             pc: block.pc,
             preload,
@@ -623,7 +627,7 @@ impl Jit {
     fn build_block(
         &mut self,
         shape: Shape,
-        heads: &[u64],
+        heads: &[(u64, u16)],
         env: &mut dyn JitEnv,
         links: &mut HashMap<u64, Option<usize>>,
         body: impl FnOnce(ClifEmitter<'_>) -> (ClifEmitter<'_>, bool),
