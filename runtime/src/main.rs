@@ -100,6 +100,10 @@ struct RunArgs {
     /// blocks fully optimized at once; 4294967295 never recompiles).
     #[arg(long, value_name = "N")]
     optimize_after: Option<u32>,
+    /// dbt only: compile each hot block alone, not with the blocks of the loop around it as
+    /// one region (for comparisons).
+    #[arg(long)]
+    no_regions: bool,
     /// Guest RAM: bytes, or with a K, M or G suffix (e.g. 512M, 1G); 2M to 64G.
     #[arg(
         long,
@@ -221,6 +225,7 @@ fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
         engine: EngineArg::Dbt,
         compile_after: None,
         optimize_after: None,
+        no_regions: false,
         mem: q.mem.unwrap_or_else(|| "128M".into()),
         stats: false,
         stop_on_unsupported: false,
@@ -250,21 +255,25 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         EngineArg::Trap => Engine::Trap,
     };
     // The other engines' policies are what they are for (compile all, compile none).
-    let tiering = match (args.compile_after, args.optimize_after, engine) {
-        (None, None, _) => None,
-        (c, o, Engine::Dbt) => {
+    let dbt_only = args.compile_after.is_some() || args.optimize_after.is_some() || args.no_regions;
+    let tiering = match (dbt_only, engine) {
+        (false, _) => None,
+        (true, Engine::Dbt) => {
             let dflt = Tiering::tiered();
             Some(Tiering {
-                compile_after: c.unwrap_or(dflt.compile_after),
-                optimize_after: o.unwrap_or(dflt.optimize_after),
+                compile_after: args.compile_after.unwrap_or(dflt.compile_after),
+                optimize_after: args.optimize_after.unwrap_or(dflt.optimize_after),
+                regions: !args.no_regions,
                 ..dflt
             })
         }
-        (c, _, other) => {
-            let flag = if c.is_some() {
+        (true, other) => {
+            let flag = if args.compile_after.is_some() {
                 "--compile-after"
-            } else {
+            } else if args.optimize_after.is_some() {
                 "--optimize-after"
+            } else {
+                "--no-regions"
             };
             return Err(Failure::usage(format!(
                 "{flag} applies to --engine dbt only, not {}",

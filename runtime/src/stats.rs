@@ -96,6 +96,11 @@ impl fmt::Display for Stats {
         }
         writeln!(
             f,
+            "regions                {} hot blocks compiled with their loop ({} blocks in all)",
+            d.regions, d.region_blocks
+        )?;
+        writeln!(
+            f,
             "dispatches             {} (+{} interpreted single steps)",
             d.dispatches, d.single_steps
         )?;

@@ -41,6 +41,7 @@ fn hot_blocks_are_compiled_and_cold_ones_are_not() {
         compile_after: 10,
         optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
+        regions: true,
     };
     for (tiering, compiled) in [
         (Some(inline), true),
@@ -73,6 +74,7 @@ fn background_compilation_takes_over_a_hot_loop() {
         compile_after: 2,
         optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: true,
+        regions: true,
     };
     let mut v = vm(Engine::Dbt, Some(background));
     // A loop of loops: the inner block is re-entered from the dispatcher often enough to see
@@ -108,6 +110,7 @@ fn compiled_code_never_jumps_into_a_cold_block() {
         compile_after: 3,
         optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
+        regions: true,
     };
     let mut v = vm(Engine::Dbt, Some(tiering));
     // A at 0x1000: inc rax; jmp rcx
@@ -190,6 +193,7 @@ fn rewritten_code_stays_cold() {
         compile_after: 2,
         optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
+        regions: true,
     };
     // 0x1000: loop 200 times: patch the immediate of `add rbx, imm8` at 0x2000, call it.
     let main = asm(0x1000, |a| {
@@ -254,11 +258,13 @@ fn cold_blocks_chain_and_the_chain_keeps_every_stop() {
     assert!(s.dbt.dispatches < 100, "{s}");
 
     // Tiered with a threshold of 10: the chain hands each block back to the dispatcher when
-    // it is due, so both get compiled.
+    // it is due, so both get compiled (each alone: as a region the first would take the
+    // second in).
     let inline = Tiering {
         compile_after: 10,
         optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
         background: false,
+        regions: false,
     };
     let mut v = vm(Engine::Dbt, Some(inline));
     v.write_phys(0x1000, &code).unwrap();
@@ -290,6 +296,7 @@ fn a_quick_block_is_optimized_on_its_nth_run() {
         compile_after: 2,
         optimize_after: 5,
         background: false,
+        regions: true,
     };
     // Runs 1 cold, 2 compiled quick and run, 3-5 quick, 6 promoted: optimized inline.
     for (n, optimized) in [(5, 0), (6, 2), (100, 2)] {
@@ -313,6 +320,7 @@ fn optimize_after_zero_and_never() {
             compile_after: 2,
             optimize_after,
             background: false,
+            regions: true,
         };
         let mut v = vm(Engine::Dbt, Some(tiering));
         let (a, b) = two_block_loop(1000);
@@ -334,6 +342,7 @@ fn a_self_loop_entered_once_is_promoted() {
             compile_after: 10,
             optimize_after: 100,
             background,
+            regions: true,
         };
         let mut v = vm(Engine::Dbt, Some(tiering));
         v.write_phys(0x1000, &counting_loop(10_000_000)).unwrap();
@@ -345,5 +354,125 @@ fn a_self_loop_entered_once_is_promoted() {
         // case) finishes it.
         assert!(s.dbt.tier.promotions >= 1, "background {background}: {s}");
         assert_eq!(s.dbt.optimized.blocks, 1, "background {background}: {s}");
+    }
+}
+
+/// A loop of five blocks in one page (head and odd arm at 0x1100, even arm 0x1800, latch
+/// 0x1900) counting `ecx` to 1000; at `ecx` = 501 the odd arm stores `cl` to `target` (the
+/// even arm's immediate at 0x1802: code; 0x1F00: data in the same page), and the even arm
+/// adds that immediate to `ebx`.
+fn loop_of_five_blocks(v: &mut Vm, target: u64) {
+    let entry = asm(0x1000, |a| {
+        a.xor(ecx, ecx)?;
+        a.xor(ebx, ebx)?;
+        a.jmp(0x1100u64)
+    });
+    let head = asm(0x1100, |a| {
+        let mut store = a.create_label();
+        a.test(ecx, 1)?;
+        a.jz(0x1800u64)?;
+        a.cmp(ecx, 501)?;
+        a.je(store)?;
+        a.jmp(0x1900u64)?;
+        a.set_label(&mut store)?;
+        a.mov(byte_ptr(target), cl)?;
+        a.jmp(0x1900u64)
+    });
+    let even = asm(0x1800, |a| {
+        a.add(ebx, 5)?;
+        a.jmp(0x1900u64)
+    });
+    let latch = asm(0x1900, |a| {
+        a.inc(ecx)?;
+        a.cmp(ecx, 1000)?;
+        a.jne(0x1100u64)?;
+        a.mov(eax, ebx)?;
+        a.out(0xf4, eax)
+    });
+    assert_eq!(&even[..3], &[0x83, 0xc3, 0x05], "add ebx, imm8");
+    for (at, code) in [
+        (0x1000, entry),
+        (0x1100, head),
+        (0x1800, even),
+        (0x1900, latch),
+    ] {
+        v.write_phys(at, &code).unwrap();
+    }
+    v.cpu_mut().rip = 0x1000;
+}
+
+#[test]
+fn a_hot_loop_of_several_blocks_runs_as_one_region_as_exactly_as_block_by_block() {
+    let tiered = |regions| Tiering {
+        compile_after: 10,
+        optimize_after: 0,
+        background: false,
+        regions,
+    };
+    // 500 even iterations adding 5.
+    for regions in [true, false] {
+        let mut v = vm(Engine::Dbt, Some(tiered(regions)));
+        loop_of_five_blocks(&mut v, 0x1f00);
+        assert_eq!(v.run(), RunOutcome::DebugExit(2500));
+        let mut byte = [0];
+        v.read_phys(0x1f00, &mut byte).unwrap();
+        assert_eq!(byte, [0xf5]);
+        let s = v.stats();
+        assert_eq!(s.dbt.regions > 0, regions, "{s}");
+        // Data next to the region's code costs nothing.
+        assert_eq!(s.cache.invalidations, 0, "{s}");
+    }
+}
+
+#[test]
+fn a_store_into_a_later_block_of_a_region_takes_effect_at_once() {
+    // Half way, an odd iteration of the compiled region rewrites the immediate the next
+    // even one adds (in another block of the region).
+    let mut results = Vec::new();
+    for (engine, tiering) in [
+        (Engine::Interp, None),
+        (Engine::Jit, None),
+        (
+            Engine::Dbt,
+            Some(Tiering {
+                compile_after: 10,
+                optimize_after: 0,
+                background: false,
+                regions: true,
+            }),
+        ),
+        (
+            // Quick code first, promoted to optimized code along the way.
+            Engine::Dbt,
+            Some(Tiering {
+                compile_after: 10,
+                optimize_after: 20,
+                background: false,
+                regions: true,
+            }),
+        ),
+        (
+            Engine::Dbt,
+            Some(Tiering {
+                compile_after: 10,
+                optimize_after: 20,
+                background: true,
+                regions: true,
+            }),
+        ),
+    ] {
+        let mut v = vm(engine, tiering);
+        loop_of_five_blocks(&mut v, 0x1802);
+        results.push(v.run());
+        let s = v.stats();
+        if tiering.is_some_and(|t| !t.background) {
+            assert!(s.dbt.regions > 0, "{s}");
+            assert!(s.cache.invalidations > 0, "{s}");
+        }
+    }
+    // 5 at the 251 even i up to 500, then 501 = 0xf5 sign-extended (-11) at the other 249.
+    let expect = (251 * 5 - 249 * 11) as u32;
+    for r in results {
+        assert_eq!(r, RunOutcome::DebugExit(expect));
     }
 }

@@ -198,4 +198,17 @@ pub trait Emitter: ValueOps + VectorOps {
     fn uncount(&mut self, skipped: u32) {
         let _ = skipped;
     }
+
+    /// Start the next block of a region (see [`crate::semantics::translate_region`]): the
+    /// guest block at `pc`, whose head charges its own instructions and checks the budget.
+    /// Direct jumps to a region block's `pc` stay inside the function. Only an emitter that
+    /// returns true from [`Emitter::supports_regions`] is given regions.
+    fn begin_region_block(&mut self, pc: u64) {
+        let _ = pc;
+    }
+
+    /// Whether this emitter translates regions (several guest blocks in one function).
+    fn supports_regions(&self) -> bool {
+        false
+    }
 }

@@ -23,6 +23,7 @@ pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod record;
+pub mod region;
 pub mod semantics;
 pub mod sensitive;
 pub mod state;

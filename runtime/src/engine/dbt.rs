@@ -32,6 +32,7 @@ use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
+use super::region::{self, Region};
 use super::tier::{
     ColdBlocks, Done, HotCounters, Pending, RecordEnvImpl, Tier, TierStats, Tiering, Worker,
 };
@@ -117,6 +118,10 @@ pub struct DbtStats {
     pub quick: TierCompiles,
     /// Of the blocks translated, those compiled optimized ([`Tier::Optimized`]).
     pub optimized: TierCompiles,
+    /// Hot blocks compiled as regions (with other blocks of their loop).
+    pub regions: u64,
+    /// Blocks in those regions.
+    pub region_blocks: u64,
     /// The interpreter tier's counters.
     pub tier: TierStats,
 }
@@ -396,7 +401,7 @@ impl<H: HostEntry> Dbt<H> {
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
-                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized)?,
+                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized, false)?,
                 };
                 if hit.1.is_none() {
                     if cached {
@@ -417,7 +422,7 @@ impl<H: HostEntry> Dbt<H> {
             && m.code
                 .as_ref()
                 .and_then(|c| c.block(id))
-                .is_some_and(|b| b.phys_ranges.len() > 1);
+                .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
         if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles && cached) {
             cache_mut(m).link(slot as *mut u64, id);
         }
@@ -448,7 +453,7 @@ impl<H: HostEntry> Dbt<H> {
             self.compile_in_background(m, cpu, id, key, mode, tier)?;
             return Ok(Next::Cold(id));
         }
-        let (id, host) = self.translate(m, cpu, pc, key, mode, tier)?;
+        let (id, host) = self.translate(m, cpu, pc, key, mode, tier, true)?;
         if by_virtual_pc(mode) {
             cache_mut(m).jump_cache_set(pc, mode.key(), id);
         }
@@ -456,7 +461,7 @@ impl<H: HostEntry> Dbt<H> {
     }
 
     /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`) as
-    /// `tier` code.
+    /// `tier` code; a hot block (`hot`) with the loop around it, as a region.
     fn translate(
         &mut self,
         m: &mut Machine,
@@ -465,12 +470,15 @@ impl<H: HostEntry> Dbt<H> {
         key: BlockKey,
         mode: Mode,
         tier: Tier,
+        hot: bool,
     ) -> Result<(BlockId, HostCode), Fetch> {
         let (fetched, block) = decode(m, cpu, pc, mode)?;
+        let region = self.region(m, &fetched, block, mode, hot);
+        let block = &region.blocks[0];
         // Two attempts: the second after a flush made room.
         for attempt in 0..2 {
             let (slots, counter) = self.reserve(m, tier)?;
-            let mut env = block_env(m, &block, mode, slots);
+            let mut env = block_env(m, block, mode, slots);
             env.counter = counter.map(|c| self.counters.addr(c));
             let jit = match (tier, self.quick.as_mut()) {
                 (Tier::Quick, Some(quick)) => quick,
@@ -478,7 +486,7 @@ impl<H: HostEntry> Dbt<H> {
             };
             // Cranelift computes with floats: under the host's MXCSR, not the guest's.
             let host_fp = crate::fpu::HostFp::new();
-            let translated = jit.translate(&block, mode, &mut env);
+            let translated = jit.translate_region(&region.blocks, mode, &mut env);
             drop(host_fp);
             let used = env.used;
             let compiled = match translated {
@@ -503,7 +511,7 @@ impl<H: HostEntry> Dbt<H> {
                 }
             };
             let byte_len = block.byte_len();
-            let phys_ranges = fetched.phys_ranges(byte_len);
+            let phys_ranges = region.phys_ranges.clone();
             let fresh = code_free_pages(m, &phys_ranges);
             let placed = Placed {
                 key,
@@ -512,14 +520,43 @@ impl<H: HostEntry> Dbt<H> {
                 tier,
                 counter,
             };
+            self.count_region(&region);
             let id = self.install(m, placed, host, &compiled, phys_ranges);
-            self.entry.installed(id, &block);
+            self.entry.installed(id, block);
             protect_code(m, cpu, pc, &fetched, byte_len, fresh);
             return Ok((id, host));
         }
         Err(Fetch::Stop(RunOutcome::InternalError(format!(
             "the block at {pc:#x} does not fit in an empty code cache"
         ))))
+    }
+
+    /// The region to compile for `entry`: with the loop around it when the block is `hot`,
+    /// the engine tiers (a cold tier's counts say what is hot) and enters code directly
+    /// (the trap engine's table knows blocks only), and the block is found by virtual PC.
+    fn region(
+        &self,
+        m: &Machine,
+        fetched: &crate::machine::Fetched,
+        entry: translator::decode::DecodedBlock,
+        mode: Mode,
+        hot: bool,
+    ) -> Region {
+        if hot && self.tiering.regions && !H::TRAPS && by_virtual_pc(mode) {
+            region::form(m, fetched, entry, mode)
+        } else {
+            Region {
+                phys_ranges: fetched.phys_ranges(entry.byte_len()),
+                blocks: vec![entry],
+            }
+        }
+    }
+
+    fn count_region(&mut self, region: &Region) {
+        if region.is_region() {
+            self.stats.regions += 1;
+            self.stats.region_blocks += region.blocks.len() as u64;
+        }
     }
 
     /// Enters compiled code at `host` into the cache for `placed.key` (replacing a cold or
@@ -643,19 +680,26 @@ impl<H: HostEntry> Dbt<H> {
                 }
             }
         }
-        let (_, block) = decode(m, cpu, key.virt_pc, mode)?;
+        let (fetched, block) = decode(m, cpu, key.virt_pc, mode)?;
+        let region = self.region(m, &fetched, block, mode, true);
+        // The cold (or quick) block guards the entry's bytes until the code is installed;
+        // the rest of a region's are compared then.
+        let snapshot = region.is_region().then(|| region.snapshot(m)).flatten();
         let (slots, counter) = self.reserve(m, tier)?;
-        let mut env = block_env(m, &block, mode, slots);
+        let mut env = block_env(m, &region.blocks[0], mode, slots);
         env.counter = counter.map(|c| self.counters.addr(c));
         let host_fp = crate::fpu::HostFp::new();
         // Both JITs build the same IR; only their compilers differ.
-        let built = self.jit.build(&block, mode, &mut env);
+        let built = self.jit.build_region(&region.blocks, mode, &mut env);
         drop(host_fp);
         let used = env.used;
         let Ok(built) = built else {
             self.spare = Some(slots);
             return Ok(());
         };
+        if snapshot.is_some() {
+            self.count_region(&region);
+        }
         let pending = Pending {
             key,
             cold,
@@ -664,6 +708,7 @@ impl<H: HostEntry> Dbt<H> {
             slots,
             used,
             flushes: self.flushes,
+            region: snapshot,
         };
         if let Some(w) = self.worker.as_mut() {
             if w.submit(built, pending) {
@@ -695,12 +740,20 @@ impl<H: HostEntry> Dbt<H> {
                 return;
             }
         };
-        let phys_ranges = m
-            .code
-            .as_ref()
-            .and_then(|c| c.block(pending.cold))
-            .map(|b| b.phys_ranges.clone())
-            .unwrap_or_default();
+        let phys_ranges = match &pending.region {
+            Some(snap) if snap.still_current(m) => snap.ranges.clone(),
+            Some(_) => {
+                // Bytes of the region outside its entry changed while it compiled.
+                self.cold.stats.background_discarded += 1;
+                return;
+            }
+            None => m
+                .code
+                .as_ref()
+                .and_then(|c| c.block(pending.cold))
+                .map(|b| b.phys_ranges.clone())
+                .unwrap_or_default(),
+        };
         let host = match cache_mut(m).alloc_code(&compiled.code) {
             Ok(host) => host,
             Err(_) => {
@@ -921,6 +974,15 @@ fn protect_code(
     }
 }
 
+/// Where a block whose last instruction runs onto the next page has its bytes there: the
+/// first of `ranges` on another page than the first range's (a region's other ranges share
+/// its entry's page).
+fn next_page_range(ranges: &[(u64, u64)]) -> Option<u64> {
+    let page = |a: u64| a & !(PAGE_SIZE - 1);
+    let first = page(ranges.first()?.0);
+    ranges.iter().map(|r| r.0).find(|&s| page(s) != first)
+}
+
 /// The jump cache layout as the JIT takes it.
 /// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last
 /// instruction runs onto the next page needs that page to map where it did at translation.
@@ -929,7 +991,7 @@ fn straddle_still_mapped(m: &mut Machine, cpu: &CpuState, pc: u64, id: BlockId) 
         .code
         .as_ref()
         .and_then(|c| c.block(id))
-        .and_then(|b| b.phys_ranges.get(1).map(|r| r.0));
+        .and_then(|b| next_page_range(&b.phys_ranges));
     next.is_none_or(|phys| m.next_code_page_is(cpu, pc, phys))
 }
 

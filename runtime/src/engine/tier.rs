@@ -51,6 +51,9 @@ pub struct Tiering {
     pub optimize_after: u32,
     /// Compile on a second thread while the interpreter tier keeps running the block.
     pub background: bool,
+    /// Compile a hot block with the blocks of the loop around it, as one region
+    /// ([`translator::region`]).
+    pub regions: bool,
 }
 
 impl Tiering {
@@ -79,12 +82,14 @@ impl Tiering {
         compile_after: 0,
         optimize_after: 0,
         background: false,
+        regions: false,
     };
     /// Never compile (the `interp` engine).
     pub const INTERP: Tiering = Tiering {
         compile_after: Tiering::NEVER,
         optimize_after: 0,
         background: false,
+        regions: false,
     };
 
     /// The tiered default: interpret cold blocks, compile hot ones, in the background when
@@ -94,6 +99,7 @@ impl Tiering {
             compile_after: Tiering::DEFAULT_THRESHOLD,
             optimize_after: Tiering::DEFAULT_OPTIMIZE_AFTER,
             background: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            regions: true,
         }
     }
 }
@@ -448,6 +454,9 @@ pub struct Pending {
     pub used: usize,
     /// The engine's flush count when the IR was built.
     pub flushes: u64,
+    /// For a region: its guest-physical ranges and their bytes when the IR was built (the
+    /// cold block guards only the entry's).
+    pub region: Option<super::region::Snapshot>,
 }
 
 /// A finished background compilation.

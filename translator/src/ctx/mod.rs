@@ -59,8 +59,10 @@ pub enum Rep {
 /// A fault exit to emit at the end of translation.
 struct FaultExit<L, V> {
     label: L,
-    /// Index of the faulting instruction in the block.
+    /// Index of the faulting instruction in the block (in the function, for a region).
     index: u32,
+    /// Which block of the region it is in (0 outside regions).
+    block: usize,
     written: u16,
     flags: FlagState<V>,
     pc: u64,
@@ -73,6 +75,8 @@ pub struct Ctx<E: Emitter> {
     mode: Mode,
     vendor: Vendor,
     regs: [E::Var; 16],
+    /// The GPRs loaded at function entry (defined on every path of a region).
+    entry_preload: u16,
     preloaded: u16,
     defined: u16,
     written: u16,
@@ -95,6 +99,10 @@ pub struct Ctx<E: Emitter> {
     loop_depth: u32,
     /// Instructions begun so far (the block's instruction count once translation ends).
     begun: u32,
+    /// In a region, `begun` at the end of each block before the current one: a fault exit
+    /// of block `k` takes back the instructions up to `block_ends[k]`, which that block's
+    /// head charged.
+    block_ends: Vec<u32>,
     /// The stored flag descriptor once loaded in straight-line code.
     entry_desc: Option<flags::Stored<E::Value>>,
     /// Count of register and flag writes made pending (wrapping): `if_else` checks that its
@@ -130,6 +138,7 @@ impl<E: Emitter> Ctx<E> {
             mode,
             vendor: Vendor::host(),
             regs,
+            entry_preload: preload,
             preloaded: preload,
             defined: preload,
             written: 0,
@@ -148,6 +157,7 @@ impl<E: Emitter> Ctx<E> {
             terminated: false,
             loop_depth: 0,
             begun: 0,
+            block_ends: Vec::new(),
             entry_desc: None,
             writes: 0,
             missing_regs: false,
@@ -251,6 +261,7 @@ impl<E: Emitter> Ctx<E> {
                 self.fault_exits.push(FaultExit {
                     label,
                     index: self.begun - 1,
+                    block: self.block_ends.len(),
                     written: self.insn_start_written,
                     flags: self.insn_start_flags,
                     pc: self.insn_pc,
@@ -269,6 +280,38 @@ impl<E: Emitter> Ctx<E> {
         }
     }
 
+    /// Start the next block of a region at `pc` (see
+    /// [`crate::semantics::translate_region`]); the previous one, if it did not exit,
+    /// continues at `prev_next_pc` first. Every exit wrote the state back, so the new block
+    /// starts as a block of its own does: flags stored, no register written, nothing
+    /// materialized by another block reused (it would not dominate this one).
+    pub fn begin_region_block(&mut self, pc: u64, prev_next_pc: u64) {
+        if !self.terminated {
+            let t = self.e.iconst(Ty::I64, prev_next_pc);
+            self.exit_jump(t);
+        }
+        self.block_ends.push(self.begun);
+        self.e.begin_region_block(pc);
+        self.terminated = false;
+        self.flags = Self::entry_flags(&mut self.e);
+        self.pending_flags = None;
+        self.written = 0;
+        self.preloaded = self.entry_preload;
+        self.defined = self.entry_preload;
+        // Memory holds every register here: take them from there (in the JIT, the shadows
+        // of `CpuState`), so a use may reload a value instead of holding it in a host
+        // register across the region.
+        for i in 0..16 {
+            if self.entry_preload & (1 << i) != 0 {
+                let v = self.e.load_state(Ty::I64, state::off_gpr(i));
+                self.e.def_var(self.regs[i], v);
+            }
+        }
+        self.entry_desc = None;
+        self.addr_cache = None;
+        self.xmm_defined = 0;
+    }
+
     /// End the block: if it did not exit, continue at `next_pc`; emit the fault exits.
     pub fn finish(mut self, next_pc: u64) -> E {
         if !self.terminated {
@@ -279,10 +322,11 @@ impl<E: Emitter> Ctx<E> {
         // value materialized later does not dominate them.
         self.entry_desc = None;
         self.loop_depth += 1;
+        self.block_ends.push(self.begun);
         for f in std::mem::take(&mut self.fault_exits) {
             self.e.bind(f.label);
-            // The faulting instruction and every later one did not execute.
-            self.e.uncount(self.begun - f.index);
+            // The faulting instruction and every later one of its block did not execute.
+            self.e.uncount(self.block_ends[f.block] - f.index);
             self.emit_fault_exit(f.written, f.flags, f.pc);
         }
         for c in std::mem::take(&mut self.rep_cuts) {
@@ -290,7 +334,7 @@ impl<E: Emitter> Ctx<E> {
             // The later instructions did not execute. The string instruction keeps its
             // charge (its iterations so far are counted); the block it restarts in charges
             // its next iteration.
-            self.e.uncount(self.begun - c.index - 1);
+            self.e.uncount(self.block_ends[c.block] - c.index - 1);
             self.write_back_regs(c.written);
             self.write_back_flags(c.flags);
             let rip = self.e.iconst(Ty::I64, c.pc);
@@ -836,6 +880,7 @@ impl<E: Emitter> Ctx<E> {
         self.rep_cuts.push(FaultExit {
             label: cut_label,
             index: self.begun - 1,
+            block: self.block_ends.len(),
             written: self.written,
             flags: self.flags,
             pc: self.insn_pc,

@@ -95,6 +95,16 @@ pub(crate) struct ClifEmitter<'a> {
     pub(super) jump_cache: Option<JumpCacheLayout>,
     /// The loop head: budget check, then the body.
     head: Block,
+    /// In a region, the head of every block after the entry, by guest address (see
+    /// [`crate::semantics::translate_region`]); direct exits to them stay in the function.
+    region_heads: HashMap<u64, (Block, u16)>,
+    /// Each head's instruction-count `iconst` (the entry's is `icount`) and the value of
+    /// `insns` when its block began; patched at the end.
+    head_counts: Vec<(Inst, u32)>,
+    /// The variable of the shadowed `icount`.
+    icount_var: Variable,
+    /// The block's hotness counter ([`super::JitEnv::hot_counter`]), if it counts.
+    hot_counter: Option<usize>,
     /// `CpuState` fields (I64 at these offsets) mirrored in variables; see `load_state`.
     shadows: Vec<(u32, Variable)>,
     /// Values `load_state` returned from a shadow, and the field they came from.
@@ -162,6 +172,45 @@ fn int_cc(c: Cmp) -> IntCC {
     }
 }
 
+/// At the current position (a head): charge the block's instructions to `icount` or, over
+/// the budget, store `rip = pc` and return [`ExitReason::Budget`] (nothing of the block ran,
+/// and every way into a head left memory current). Returns the `iconst` of the count, to be
+/// patched once the block's length is known.
+fn budget_check(
+    b: &mut FunctionBuilder<'_>,
+    regions: &Regions,
+    cpu: Value,
+    icount_var: Variable,
+    pc: u64,
+) -> Inst {
+    let ic = b.use_var(icount_var);
+    let lim = b
+        .ins()
+        .load(types::I64, regions.cpu, cpu, state::OFF_ICOUNT_LIMIT as i32);
+    let n = b.ins().iconst(types::I64, 0);
+    let icount = match b.func.dfg.value_def(n) {
+        ValueDef::Result(inst, _) => inst,
+        _ => unreachable!("iconst defines its result"),
+    };
+    let new = b.ins().iadd(ic, n);
+    let over = b.ins().icmp(IntCC::UnsignedGreaterThan, new, lim);
+    let (budget, body) = (b.create_block(), b.create_block());
+    b.ins().brif(over, budget, &[], body, &[]);
+    b.set_cold_block(budget);
+    b.switch_to_block(budget);
+    b.seal_block(budget);
+    let rip = b.ins().iconst(types::I64, pc as i64);
+    b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
+    let r = b.ins().iconst(types::I64, ExitReason::Budget as i64);
+    b.ins().return_(&[r]);
+    b.switch_to_block(body);
+    b.seal_block(body);
+    b.ins()
+        .store(regions.cpu, new, cpu, state::OFF_ICOUNT as i32);
+    b.def_var(icount_var, new);
+    icount
+}
+
 impl<'a> ClifEmitter<'a> {
     /// Start the block function at `pc`: the entry loads the shadowed fields (the GPRs in
     /// `preload` and `icount`), the loop head checks the budget, then an empty body where
@@ -171,6 +220,7 @@ impl<'a> ClifEmitter<'a> {
         env: &'a mut dyn JitEnv,
         links: &'a mut HashMap<u64, Option<usize>>,
         shape: Shape,
+        heads: &[(u64, u16)],
     ) -> Self {
         let Shape {
             pc,
@@ -241,7 +291,8 @@ impl<'a> ClifEmitter<'a> {
         // head (sealed at the end: self-loops jump back here): the hotness count, then the
         // budget check.
         b.switch_to_block(head);
-        if let Some(counter) = env.hot_counter() {
+        let hot_counter = env.hot_counter();
+        if let Some(counter) = hot_counter {
             let p = b.ins().iconst(types::I64, counter as i64);
             let c = b.ins().load(types::I64, regions.counter, p, 0);
             let c = b.ins().iadd_imm_s(c, -1);
@@ -258,31 +309,11 @@ impl<'a> ClifEmitter<'a> {
             b.switch_to_block(count);
             b.seal_block(count);
         }
-        let ic = b.use_var(icount_var);
-        let lim = b
-            .ins()
-            .load(types::I64, regions.cpu, cpu, state::OFF_ICOUNT_LIMIT as i32);
-        let n = b.ins().iconst(types::I64, 0);
-        let icount = match b.func.dfg.value_def(n) {
-            ValueDef::Result(inst, _) => inst,
-            _ => unreachable!("iconst defines its result"),
-        };
-        let new = b.ins().iadd(ic, n);
-        let over = b.ins().icmp(IntCC::UnsignedGreaterThan, new, lim);
-        let (budget, body) = (b.create_block(), b.create_block());
-        b.ins().brif(over, budget, &[], body, &[]);
-        b.set_cold_block(budget);
-        b.switch_to_block(budget);
-        b.seal_block(budget);
-        let rip = b.ins().iconst(types::I64, pc as i64);
-        b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
-        let r = b.ins().iconst(types::I64, ExitReason::Budget as i64);
-        b.ins().return_(&[r]);
-        b.switch_to_block(body);
-        b.seal_block(body);
-        b.ins()
-            .store(regions.cpu, new, cpu, state::OFF_ICOUNT as i32);
-        b.def_var(icount_var, new);
+        let icount = budget_check(&mut b, &regions, cpu, icount_var, pc);
+        let region_heads = heads
+            .iter()
+            .map(|&(pc, reload)| (pc, (b.create_block(), reload)))
+            .collect();
 
         let mem = env.memory();
         let jump_cache = env.jump_cache();
@@ -310,6 +341,10 @@ impl<'a> ClifEmitter<'a> {
             mode_key,
             jump_cache,
             head,
+            region_heads,
+            head_counts: Vec::new(),
+            hot_counter,
+            icount_var,
             shadows,
             shadow_vals: HashMap::new(),
             reload,
@@ -340,17 +375,33 @@ impl<'a> ClifEmitter<'a> {
             self.dead = true;
             self.ret_const(ExitReason::Unsupported as u64);
         }
+        // Each head charges the instructions of its own block.
+        let mut starts: Vec<(Inst, u32)> = vec![(self.icount, 0)];
+        starts.extend(self.head_counts.iter().copied());
+        let ends: Vec<u32> = starts
+            .iter()
+            .skip(1)
+            .map(|&(_, s)| s)
+            .chain([self.insns])
+            .collect();
+        for (&(inst, start), end) in starts.iter().zip(ends) {
+            let n = end.saturating_sub(start).max(1);
+            self.b.func.dfg.insts[inst] = InstructionData::UnaryImm {
+                opcode: Opcode::Iconst,
+                imm: Imm64::new(i64::from(n)),
+            };
+        }
         let n = self.insns.max(1);
-        self.b.func.dfg.insts[self.icount] = InstructionData::UnaryImm {
-            opcode: Opcode::Iconst,
-            imm: Imm64::new(i64::from(n)),
-        };
         // Seal the labels before the loop head: the head's variables then resolve through
         // already-sealed blocks, so unmodified registers get no (constant) phi there and
         // their entry loads stay dead.
         let labels: Vec<Block> = self.labels.iter().collect();
         for l in labels {
             self.b.seal_block(l);
+        }
+        let heads: Vec<Block> = self.region_heads.values().map(|h| h.0).collect();
+        for h in heads {
+            self.b.seal_block(h);
         }
         self.b.seal_block(self.head);
         self.b.seal_all_blocks();
@@ -1031,6 +1082,37 @@ impl Emitter for ClifEmitter<'_> {
         self.fault_used
     }
 
+    fn supports_regions(&self) -> bool {
+        true
+    }
+
+    fn begin_region_block(&mut self, pc: u64) {
+        let Some(&(head, reload)) = self.region_heads.get(&pc) else {
+            return self.fail("a region block without a head");
+        };
+        self.reload = reload;
+        if self.live && !self.dead {
+            return self.fail("a region block began while the previous one runs on");
+        }
+        self.b.switch_to_block(head);
+        if let Some(counter) = self.hot_counter {
+            // Runs inside a region count towards its promotion too, but only the entry may
+            // leave with `Promote` (the runtime promotes the block at `rip`): count down
+            // while above 1, so the entry's next pass reaches 0 exactly once.
+            let p = self.b.ins().iconst(types::I64, counter as i64);
+            let c = self.b.ins().load(types::I64, self.regions.counter, p, 0);
+            let dec = self.b.ins().iadd_imm_s(c, -1);
+            let above = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, c, 1);
+            let c = self.b.ins().select(above, dec, c);
+            self.b.ins().store(self.regions.counter, c, p, 0);
+        }
+        let n = budget_check(&mut self.b, &self.regions, self.cpu, self.icount_var, pc);
+        self.head_counts.push((n, self.insns));
+        self.live = true;
+        self.dead = false;
+        self.cold = false;
+    }
+
     fn uncount(&mut self, skipped: u32) {
         if skipped == 0 {
             return;
@@ -1050,13 +1132,23 @@ impl Emitter for ClifEmitter<'_> {
         match exit {
             Exit::Jump(t) => {
                 let t = self.coerce(t, Ty::I64);
-                if self.const_of(t) != Some(self.pc) {
+                let internal = self
+                    .const_of(t)
+                    .and_then(|pc| self.region_heads.get(&pc).map(|h| h.0));
+                if self.const_of(t) != Some(self.pc) && internal.is_none() {
                     self.store_state(state::OFF_RIP, t);
                 }
                 match self.const_of(t) {
                     Some(pc) if pc == self.pc => {
                         // A loop: straight back to the budget check, registers in variables.
                         self.b.ins().jump(self.head, &[]);
+                        self.terminated();
+                    }
+                    Some(_) if internal.is_some() => {
+                        // Another block of the region: its head, registers in variables.
+                        if let Some(h) = internal {
+                            self.b.ins().jump(h, &[]);
+                        }
                         self.terminated();
                     }
                     Some(pc) => match self.link_slot(pc) {

@@ -460,8 +460,20 @@ impl Jit {
         mode: Mode,
         env: &mut dyn JitEnv,
     ) -> Result<CompiledBlock, JitError> {
+        self.translate_region(std::slice::from_ref(block), mode, env)
+    }
+
+    /// Translate a region: the blocks of `blocks` as one function entered at `blocks[0]`
+    /// (see [`crate::semantics::translate_region`]). `guest_insns` is the sum of what each
+    /// block charges.
+    pub fn translate_region(
+        &mut self,
+        blocks: &[DecodedBlock],
+        mode: Mode,
+        env: &mut dyn JitEnv,
+    ) -> Result<CompiledBlock, JitError> {
         let t0 = Instant::now();
-        let built = self.translate_ir(block, mode, env)?;
+        let built = self.translate_ir(blocks, mode, env)?;
         let t1 = Instant::now();
         let code = self.compile()?;
         let t2 = Instant::now();
@@ -474,32 +486,43 @@ impl Jit {
         })
     }
 
-    /// Builds `block`'s function in `self.ctx`.
+    /// Builds the function of `blocks` (a block, or a region entered at `blocks[0]`) in
+    /// `self.ctx`.
     fn translate_ir(
         &mut self,
-        block: &DecodedBlock,
+        blocks: &[DecodedBlock],
         mode: Mode,
         env: &mut dyn JitEnv,
     ) -> Result<Built, JitError> {
-        if block.insns.is_empty() {
+        let Some(block) = blocks.first() else {
+            return Err(JitError::EmptyBlock);
+        };
+        if blocks.iter().any(|b| b.insns.is_empty()) {
             return Err(JitError::EmptyBlock);
         }
         // Link slots are asked for once per target, even if the block is built twice.
         let mut links = HashMap::new();
-        let preload = block.gpr_mask();
-        let self_loop = block.insns.iter().any(|i| {
-            matches!(
-                i.flow_control(),
-                FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
-            ) && i.near_branch_target() == block.pc
-        });
+        let preload = blocks.iter().fold(0, |m, b| m | b.gpr_mask());
         // Unmodified registers are reloaded at each use (short live ranges); in a self-loop
-        // only those the loop never writes, so loop-carried values stay in registers.
-        let reload = if self_loop {
-            !written_gprs(block)
-        } else {
-            0xffff
+        // only those the loop never writes, so loop-carried values stay in registers. In a
+        // region every way into a block stored the registers, so the rule is the block's own:
+        // values carried from block to block are reloaded rather than held in host registers
+        // across the whole region (which spilled inside its inner loops).
+        let reload_of = |b: &DecodedBlock| {
+            let self_loop = b.insns.iter().any(|i| {
+                matches!(
+                    i.flow_control(),
+                    FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
+                ) && i.near_branch_target() == b.pc
+            });
+            if self_loop {
+                !written_gprs(b)
+            } else {
+                0xffff
+            }
         };
+        let reload = reload_of(block);
+        let heads: Vec<(u64, u16)> = blocks[1..].iter().map(|b| (b.pc, reload_of(b))).collect();
         let shape = Shape {
             pc: block.pc,
             preload,
@@ -509,16 +532,16 @@ impl Jit {
             count_tlb_hits: self.count_tlb_hits,
         };
         let vendor = self.vendor;
-        let (mut built, missing) = self.build_block(shape, env, &mut links, |e| {
-            crate::semantics::translate_block(e, block, mode, preload, vendor)
+        let (mut built, missing) = self.build_block(shape, &heads, env, &mut links, |e| {
+            crate::semantics::translate_region(e, blocks, mode, preload, vendor)
         })?;
         if missing && preload != 0xffff {
             let shape = Shape {
                 preload: 0xffff,
                 ..shape
             };
-            (built, _) = self.build_block(shape, env, &mut links, |e| {
-                crate::semantics::translate_block(e, block, mode, 0xffff, vendor)
+            (built, _) = self.build_block(shape, &heads, env, &mut links, |e| {
+                crate::semantics::translate_region(e, blocks, mode, 0xffff, vendor)
             })?;
         }
         Ok(built)
@@ -533,9 +556,19 @@ impl Jit {
         mode: Mode,
         env: &mut dyn JitEnv,
     ) -> Result<BuiltBlock, JitError> {
+        self.build_region(std::slice::from_ref(block), mode, env)
+    }
+
+    /// [`Jit::build`] for a region (see [`Jit::translate_region`]).
+    pub fn build_region(
+        &mut self,
+        blocks: &[DecodedBlock],
+        mode: Mode,
+        env: &mut dyn JitEnv,
+    ) -> Result<BuiltBlock, JitError> {
         let t0 = Instant::now();
         // As `translate`, without the compilation (the same function, built the same way).
-        let built = self.translate_ir(block, mode, env)?;
+        let built = self.translate_ir(blocks, mode, env)?;
         Ok(BuiltBlock {
             func: std::mem::replace(&mut self.ctx.func, Function::new()),
             guest_insns: built.insns,
@@ -606,6 +639,7 @@ impl Jit {
     fn build_block(
         &mut self,
         shape: Shape,
+        heads: &[(u64, u16)],
         env: &mut dyn JitEnv,
         links: &mut HashMap<u64, Option<usize>>,
         body: impl FnOnce(ClifEmitter<'_>) -> (ClifEmitter<'_>, bool),
@@ -616,7 +650,7 @@ impl Jit {
         let (ctx, fctx) = (&mut self.ctx, &mut self.fctx);
         let run = catch_unwind(AssertUnwindSafe(|| {
             let b = FunctionBuilder::new(&mut ctx.func, fctx);
-            let e = ClifEmitter::begin(b, env, links, shape);
+            let e = ClifEmitter::begin(b, env, links, shape, heads);
             let (e, missing) = body(e);
             e.end(frontend).map(|insns| (insns, missing))
         }));

@@ -151,15 +151,44 @@ pub fn translate_block<E: Emitter>(
     preload: u16,
     vendor: Vendor,
 ) -> (E, bool) {
+    translate_region(e, std::slice::from_ref(block), mode, preload, vendor)
+}
+
+/// Translate a region: `blocks[0]` is its entry, and a direct jump from any of them to the
+/// start of any of them continues inside the function instead of leaving it. Each block
+/// charges its own instructions at its head, as a block of its own would, and at every
+/// internal edge the state is written back (so a budget stop or an interrupt check at a
+/// head finds memory current), but registers stay in SSA values and nothing is reloaded.
+/// `preload` must cover every block's registers. An emitter without region support (see
+/// [`Emitter::supports_regions`]) gets the entry block only.
+pub fn translate_region<E: Emitter>(
+    e: E,
+    blocks: &[DecodedBlock],
+    mode: Mode,
+    preload: u16,
+    vendor: Vendor,
+) -> (E, bool) {
+    let blocks = if e.supports_regions() {
+        blocks
+    } else {
+        &blocks[..blocks.len().min(1)]
+    };
     let mut ctx = Ctx::new(e, mode, preload).with_vendor(vendor);
-    for insn in &block.insns {
-        ctx.begin_insn(insn);
-        translate_insn(&mut ctx);
-        ctx.end_insn();
-        if ctx.terminated() {
-            break;
+    let mut next_pc = 0;
+    for (k, block) in blocks.iter().enumerate() {
+        if k > 0 {
+            ctx.begin_region_block(block.pc, next_pc);
         }
+        for insn in &block.insns {
+            ctx.begin_insn(insn);
+            translate_insn(&mut ctx);
+            ctx.end_insn();
+            if ctx.terminated() {
+                break;
+            }
+        }
+        next_pc = block.next_pc();
     }
     let missing = ctx.missing_regs;
-    (ctx.finish(block.next_pc()), missing)
+    (ctx.finish(next_pc), missing)
 }

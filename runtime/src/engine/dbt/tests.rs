@@ -109,6 +109,7 @@ fn queued_promotion(code: &[u8]) -> (Vm, BlockKey) {
         compile_after: 1,
         optimize_after: 10,
         background: true,
+        regions: false,
     };
     let mut vm = Vm::new(VmConfig {
         mem_bytes: 4 << 20,
@@ -128,7 +129,7 @@ fn queued_promotion(code: &[u8]) -> (Vm, BlockKey) {
         virt_pc: 0x1000,
         mode: mode.key(),
     };
-    let Ok((quick, _)) = dbt.translate(m, cpu, 0x1000, key, mode, Tier::Quick) else {
+    let Ok((quick, _)) = dbt.translate(m, cpu, 0x1000, key, mode, Tier::Quick, true) else {
         panic!("translating the quick block failed");
     };
     assert!(dbt.counting.contains_key(&quick));

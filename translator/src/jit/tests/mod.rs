@@ -8,6 +8,7 @@ mod legacy;
 mod ops;
 mod perf;
 mod probe;
+mod regions;
 mod scalar_loads;
 mod tlb;
 
@@ -461,7 +462,7 @@ impl Harness {
             mode_key: self.mode.key(),
         };
         self.jit
-            .build_block(shape, &mut *self.m, &mut links, |mut e| {
+            .build_block(shape, &[], &mut *self.m, &mut links, |mut e| {
                 f(&mut e);
                 (e, false)
             })?;

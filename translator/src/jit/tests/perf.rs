@@ -220,7 +220,7 @@ fn simple_loop_raw_clif() {
     let mut links = std::collections::HashMap::new();
     let preload = shape.preload;
     h.jit
-        .build_block(shape, &mut *h.m, &mut links, |e| {
+        .build_block(shape, &[], &mut *h.m, &mut links, |e| {
             crate::semantics::translate_block(
                 e,
                 &block,

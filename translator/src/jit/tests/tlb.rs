@@ -618,7 +618,7 @@ fn store_probes_hit_inline_through_the_write_tag() {
         set: 0,
     };
     h.jit
-        .build_block(shape, &mut env, &mut Default::default(), |mut e| {
+        .build_block(shape, &[], &mut env, &mut Default::default(), |mut e| {
             let a = e.load_state(Ty::I64, off_gpr(reg::RCX));
             let n = e.iconst(Ty::I64, 10);
             let z = e.iconst(Ty::I64, 0);

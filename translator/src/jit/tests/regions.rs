@@ -1,0 +1,209 @@
+//! Regions run exactly as their blocks run one by one: same registers, flags, memory,
+//! instruction count, budget stops and faults.
+
+use iced_x86::code_asm::*;
+
+use super::blocks::fuzz_rounds;
+use super::{asm, Harness, Observed, Rng, RAM_SIZE};
+use crate::region;
+use crate::state::{reg, ExitReason};
+
+/// Run from `pc` until an exit other than `Jump`, with the block at `pc` compiled as a
+/// region when `as_region`, the rest block by block (linked).
+fn run(code: &[u8], pc: u64, as_region: bool, init: impl Fn(&mut Harness)) -> Observed {
+    run_ram(code, pc, as_region, init).0
+}
+
+/// As [`run`], also returning RAM.
+fn run_ram(
+    code: &[u8],
+    pc: u64,
+    as_region: bool,
+    init: impl Fn(&mut Harness),
+) -> (Observed, Vec<u8>) {
+    let mut h = Harness::new();
+    h.m.linking = true;
+    h.load(pc, code);
+    init(&mut h);
+    h.cpu.rip = pc;
+    if as_region {
+        let entry = h.decode(pc, 64);
+        let blocks = region::form(entry, |t| {
+            (t >= pc && t < pc + code.len() as u64).then(|| h.decode(t, 64))
+        });
+        assert!(blocks.len() > 1, "the test code must form a region");
+        let c = h
+            .jit
+            .translate_region(&blocks, h.mode, &mut *h.m)
+            .expect("translate region");
+        let host = h.code.install(&c.code);
+        h.m.blocks.insert(pc, host);
+    }
+    let exit = h.run(10_000);
+    let mut o = Observed::of(exit, &h.cpu);
+    o.helper_out0 = 0;
+    (o, std::mem::take(&mut h.m.ram))
+}
+
+/// `top: [load r8 from rsi in the even arm]; test rcx,1; jz even; add rax,rcx; jmp next;
+/// even: mov r8,[rsi]; add rsi,8; sub rbx,r8; next: inc rcx; cmp rcx,rdx; jne top; ud2`
+fn loop_with_if() -> Vec<u8> {
+    asm(|a| {
+        let (mut top, mut even, mut next) = (a.create_label(), a.create_label(), a.create_label());
+        a.set_label(&mut top)?;
+        a.test(rcx, 1)?;
+        a.jz(even)?;
+        a.add(rax, rcx)?;
+        a.jmp(next)?;
+        a.set_label(&mut even)?;
+        a.mov(r8, qword_ptr(rsi))?;
+        a.add(rsi, 8)?;
+        a.sub(rbx, r8)?;
+        a.set_label(&mut next)?;
+        a.inc(rcx)?;
+        a.cmp(rcx, rdx)?;
+        a.jne(top)?;
+        a.ud2()
+    })
+}
+
+fn init(limit: u64, src: u64) -> impl Fn(&mut Harness) {
+    move |h: &mut Harness| {
+        for i in 0..64u64 {
+            let at = 0x8000 + 8 * i as usize;
+            h.m.ram[at..at + 8].copy_from_slice(&(i * 0x0101_0101).to_le_bytes());
+        }
+        h.cpu.gpr[reg::RCX] = 0;
+        h.cpu.gpr[reg::RDX] = 40;
+        h.cpu.gpr[reg::RSI] = src;
+        h.cpu.gpr[reg::RAX] = 7;
+        h.cpu.icount_limit = limit;
+    }
+}
+
+#[test]
+fn a_region_computes_what_its_blocks_compute() {
+    let code = loop_with_if();
+    let a = run(&code, 0x1000, false, init(u64::MAX, 0x8000));
+    let b = run(&code, 0x1000, true, init(u64::MAX, 0x8000));
+    assert_eq!(a.gpr[reg::RCX], 40);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_region_stops_at_the_same_block_head_for_every_budget() {
+    let code = loop_with_if();
+    for limit in (0..200).step_by(7) {
+        let a = run(&code, 0x1000, false, init(limit, 0x8000));
+        let b = run(&code, 0x1000, true, init(limit, 0x8000));
+        assert_eq!(a.exit, ExitReason::Budget, "limit {limit}");
+        assert_eq!(a, b, "limit {limit}");
+    }
+}
+
+#[test]
+fn a_fault_in_a_later_block_of_a_region_is_precise() {
+    let code = loop_with_if();
+    // The even arm's load walks off the end of RAM after a few iterations.
+    let src = RAM_SIZE as u64 - 5 * 8;
+    let a = run(&code, 0x1000, false, init(u64::MAX, src));
+    let b = run(&code, 0x1000, true, init(u64::MAX, src));
+    // It stopped on the load (not at the final HLT), in the region's third block.
+    assert_eq!(a.exit, ExitReason::Exception, "{a:?}");
+    // test rcx,1 (7 bytes), jz (2), add (3), jmp (2): the even arm's load.
+    let even = 0x1000 + 7 + 2 + 3 + 2;
+    assert_eq!(a.rip, even, "{a:?}");
+    assert_eq!(a, b);
+}
+
+/// Random loops of four blocks (random instructions in the head and both arms, the branch
+/// on flags whichever of them set last, memory through R15 and sometimes a faulting access
+/// through R14), with random budgets: the region and its blocks one by one agree.
+#[test]
+fn random_loops_run_as_regions_exactly_as_block_by_block() {
+    let mut rng = Rng(0x5eed_1234);
+    let regs64 = [rax, rcx, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13];
+    let regs32 = [
+        eax, ecx, edx, ebx, esi, edi, r8d, r9d, r10d, r11d, r12d, r13d,
+    ];
+    for round in 0..fuzz_rounds(60) {
+        let mut arms: [Vec<(u64, u64, u64)>; 3] = Default::default();
+        for arm in &mut arms {
+            for _ in 0..1 + rng.below(6) {
+                arm.push((rng.below(16), rng.next(), rng.next()));
+            }
+        }
+        let cond = rng.below(4);
+        let code = asm(|a| {
+            let emit = |a: &mut CodeAssembler, picks: &[(u64, u64, u64)]| {
+                for &(k, x, y) in picks {
+                    let (r, s) = (regs64[(x % 12) as usize], regs64[(y % 12) as usize]);
+                    let (r32, s32) = (regs32[(x % 12) as usize], regs32[(y % 12) as usize]);
+                    let disp = (y % 0x1000) as i32 - 0x800;
+                    match k {
+                        0 => a.mov(r, s)?,
+                        1 => a.add(r, s)?,
+                        2 => a.sub(r32, s32)?,
+                        3 => a.adc(r, s)?,
+                        4 => a.sbb(r32, s32)?,
+                        5 => a.cmp(r, s)?,
+                        6 => a.inc(r)?,
+                        7 => a.shl(r32, (x % 32) as u32)?,
+                        8 => a.imul_2(r, s)?,
+                        9 => a.add(r, qword_ptr(r15 + disp))?,
+                        10 => a.mov(qword_ptr(r15 + disp), r)?,
+                        11 => a.lea(r, qword_ptr(s + r * 2))?,
+                        12 => a.cmovb(r, s)?,
+                        13 => a.mov(r32, (x >> 32) as u32)?,
+                        14 => a.neg(r)?,
+                        _ if x % 8 == 0 => a.xor(qword_ptr(r14 + disp), r)?,
+                        _ => a.xor(r, s)?,
+                    }
+                }
+                Ok::<(), IcedError>(())
+            };
+            let (mut top, mut even, mut next) =
+                (a.create_label(), a.create_label(), a.create_label());
+            a.set_label(&mut top)?;
+            emit(a, &arms[0])?;
+            match cond {
+                0 => a.jl(even)?,
+                1 => a.jbe(even)?,
+                2 => a.js(even)?,
+                _ => a.jp(even)?,
+            }
+            emit(a, &arms[1])?;
+            a.jmp(next)?;
+            a.set_label(&mut even)?;
+            emit(a, &arms[2])?;
+            a.set_label(&mut next)?;
+            a.dec(ebp)?;
+            a.jnz(top)?;
+            a.ud2()
+        });
+        let seed = rng.next();
+        let limit = if rng.below(3) == 0 {
+            rng.below(300)
+        } else {
+            u64::MAX
+        };
+        let init = |h: &mut Harness| {
+            let mut r = Rng(seed);
+            for g in h.cpu.gpr.iter_mut() {
+                *g = r.next() >> (r.below(4) * 16);
+            }
+            h.cpu.gpr[reg::RBP] = 1 + r.below(30);
+            h.cpu.gpr[reg::RSP] = 0x8_0000;
+            h.cpu.gpr[15] = 0x4_0000;
+            h.cpu.rflags = crate::state::rflags::FIXED | (r.next() & crate::state::rflags::ARITH);
+            h.cpu.icount_limit = limit;
+            for b in &mut h.m.ram[0x4_0000 - 0x1000..0x4_0000 + 0x1000] {
+                *b = r.next() as u8;
+            }
+        };
+        let (a, ram_a) = run_ram(&code, 0x1000, false, init);
+        let (b, ram_b) = run_ram(&code, 0x1000, true, init);
+        assert_eq!(a, b, "round {round}: {code:02x?}");
+        assert!(ram_a == ram_b, "round {round}: RAM differs");
+    }
+}
