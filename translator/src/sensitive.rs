@@ -21,7 +21,10 @@
 //! - A handler stops the block by setting `status`: `Exception` (state left at the
 //!   instruction's start) or `Jump` (the handler completed the instruction and set `rip` and
 //!   any mode change; the dispatcher continues there). Entries with [`Entry::ends_block`]
-//!   always leave to the dispatcher after the handler returns.
+//!   leave the block after the handler returns, to where [`Hypercall::resume`] and the
+//!   handler's return value say: the dispatcher, the host code the runtime found for the new
+//!   `rip` and mode, or (when the mode key is unchanged and nothing waits for the
+//!   dispatcher) on in the same block.
 
 use iced_x86::{Code, Instruction, Mnemonic};
 
@@ -233,6 +236,38 @@ impl Hypercall {
             CallFar => "call_far",
             RetFar => "ret_far",
             SetAc => "set_ac",
+        }
+    }
+}
+
+/// How a block goes on after the hypercall of an entry that ends the block
+/// ([`Entry::ends_block`]), when the handler leaves nothing for the dispatcher to do. The
+/// handler's return value says which (these entries have no destination operand): 0 =
+/// go on after the instruction in this block; otherwise the host code to continue at (the
+/// runtime's choice for the RIP and mode the handler left: a block found in the jump cache,
+/// or the exit stub, which returns to the dispatcher).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Always back to the dispatcher (the return value is ignored).
+    Dispatcher,
+    /// The instruction completes in place (RIP = the next instruction); the handler returns
+    /// 0 when the mode key is unchanged and nothing waits for the dispatcher.
+    InBlock,
+    /// The handler sets RIP and possibly the mode; the return value is never 0.
+    Lookup,
+}
+
+impl Hypercall {
+    /// How a block goes on after this hypercall when its entry ends the block (see
+    /// [`Resume`]).
+    pub fn resume(self) -> Resume {
+        use Hypercall::*;
+        match self {
+            // Not POPF: where it runs in line (`semantics::eflags`) only the block end
+            // makes the run loop see a new TF or IF.
+            Sti | Invlpg | Wrmsr | MovToCr => Resume::InBlock,
+            Iret | Int | Syscall | Sysret | Sysenter | Sysexit => Resume::Lookup,
+            _ => Resume::Dispatcher,
         }
     }
 }
