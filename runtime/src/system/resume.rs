@@ -159,6 +159,81 @@ fn near_code(cpu: &CpuState, rip: u64, lin: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::SerialSink;
+    use translator::sensitive::HypercallArgs;
+    use translator::state::{cr, seg, Segment};
+
+    /// 64-bit mode at CPL 0 without paging, SYSCALL enabled, at 0x1000.
+    fn machine() -> (Machine, CpuState) {
+        let m = Machine::new(4 << 20, SerialSink::Capture).unwrap();
+        let mut cpu = CpuState::default();
+        super::super::msr::reset(&mut cpu);
+        cpu.rip = 0x1000;
+        cpu.icount_limit = u64::MAX;
+        cpu.cr0 = cr::CR0_PE | cr::CR0_ET;
+        cpu.cr4 = cr::CR4_PAE;
+        cpu.efer = cr::EFER_SCE | cr::EFER_LME | cr::EFER_LMA;
+        cpu.seg[seg::CS] = Segment::flat(0x10, 0xA09B);
+        cpu.seg[seg::SS] = Segment::flat(0x18, 0xC093);
+        (m, cpu)
+    }
+
+    /// The hypercall entry's return value for `kind` (3 bytes long, `extra`, operand `b`).
+    fn entry(m: &mut Machine, cpu: &mut CpuState, kind: Hypercall, extra: u8, b: u64) -> u64 {
+        let a = HypercallArgs {
+            kind,
+            len: 3,
+            op_size: 8,
+            addr_size: 8,
+            extra,
+            extra2: 0,
+            imm: 0,
+        };
+        let (r, fx) = super::super::hypercall::entry(m, cpu, [a.encode(), b, 0]);
+        m.run.post(cpu, fx);
+        r
+    }
+
+    #[test]
+    fn sti_without_a_pending_interrupt_goes_on_in_place() {
+        let (mut m, mut cpu) = machine();
+        assert_eq!(entry(&mut m, &mut cpu, Hypercall::Sti, 0, 0), 0);
+        assert_eq!(cpu.rip, 0x1003);
+        assert_eq!(
+            m.run.pending.shadow,
+            Some(0x1003),
+            "the shadow is still posted"
+        );
+    }
+
+    #[test]
+    fn a_mode_change_or_single_stepping_leaves() {
+        let (mut m, mut cpu) = machine();
+        // CR0.TS is part of the mode key (x87 and SSE raise #NM).
+        let cr0 = cpu.cr0 | cr::CR0_TS;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::MovToCr, 0, cr0), 0);
+        assert_eq!(cpu.cr0, cr0);
+        cpu.rflags |= rflags::TF;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Sti, 0, 0), 0);
+    }
+
+    #[test]
+    fn invlpg_of_the_code_page_leaves_of_another_goes_on() {
+        let (mut m, mut cpu) = machine();
+        assert_eq!(entry(&mut m, &mut cpu, Hypercall::Invlpg, 0, 0x40_0000), 0);
+        cpu.rip = 0x1000;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Invlpg, 0, 0x1800), 0);
+        cpu.rip = 0x1000;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Invlpg, 0, 0x2000), 0);
+    }
+
+    #[test]
+    fn syscall_names_code_to_go_on_at() {
+        let (mut m, mut cpu) = machine();
+        cpu.msr.lstar = 0x2000;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Syscall, 0, 0), 0);
+        assert_eq!(cpu.rip, 0x2000);
+    }
 
     fn done(resume: Resume, fx: &Effects) -> Done<'_> {
         Done {
