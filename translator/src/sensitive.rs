@@ -5,7 +5,8 @@
 //! before anything else: a listed instruction is lowered to a hypercall stub (`dbt`, `interp`)
 //! or a host trap (`trap`), both of which reach the same runtime handler. Exception: PUSHF
 //! and POPF run in line where the block's mode rules out virtual-8086 mode (64-bit mode or
-//! CPL < 3, `semantics::eflags`); their hypercalls remain for the other modes.
+//! CPL < 3, `semantics::eflags`), and CLI at CPL 0; their hypercalls remain for the other
+//! modes.
 //!
 //! Hypercall contract (the stub, see `semantics::system::hypercall`):
 //! - Before the call, every register and the flags are written back to `CpuState` and

@@ -6,8 +6,8 @@
 //!   ([`crate::sensitive`]); this module only marshals operands. Each sensitive instruction
 //!   is exactly one [`Ctx::hypercall`], issued before any store of the instruction, so a
 //!   handler's exception is precise.
-//! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode
-//!   ([`super::eflags`]).
+//! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode, nor
+//!   CLI at CPL 0 ([`super::eflags`]).
 //! - Privileged instructions in CPL > 0 blocks are not stubs: they raise #GP(0) here, at
 //!   translation time, as hardware does. IOPL- and CR4-dependent checks are the handler's.
 //! - Instructions whose entry ends the block leave right after the handler, which may have
@@ -41,6 +41,7 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
     match entry.call {
         H::Pushf if super::eflags::inline(ctx) => return super::eflags::pushf(ctx),
         H::Popf if super::eflags::inline(ctx) => return super::eflags::popf(ctx),
+        H::Cli if super::eflags::cli_inline(ctx) => return super::eflags::cli(ctx),
         _ => {}
     }
     let insn = *ctx.insn();
