@@ -145,7 +145,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
 
 /// Indirect-branch lookup: the host code of the block for guest `target` in the current
 /// mode, or the unlinked exit stub. Never translates.
-fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
+pub(crate) fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
     let mode = crate::system::mode::mode(cpu);
     let Some(cache) = m.code.as_mut() else {
         return 0;

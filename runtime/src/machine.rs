@@ -429,6 +429,22 @@ impl Machine {
         r.map(|_| ())
     }
 
+    /// Writes `src` (up to a page) at linear address `lin` as [`Machine::write_lin`] writes
+    /// one value: translated everywhere first, so a fault leaves memory untouched.
+    pub fn write_lin_bytes(
+        &mut self,
+        cpu: &mut CpuState,
+        lin: u64,
+        src: &[u8],
+        privilege: Privilege,
+    ) -> Result<(), Exception> {
+        let regs = PagingRegs::of(cpu).implicit(implicit(cpu, privilege));
+        let saved = std::mem::replace(&mut self.executing, Executing::Interp);
+        let r = self.write_bytes_with(&regs, Some(&mut cpu.tlb), lin, src, privilege);
+        self.executing = saved;
+        r.map(|_| ())
+    }
+
     /// Invalidates every TLB entry; `global` also drops global pages. Sets
     /// [`crate::run_state::RunState::mappings_changed`]. The caller flushes on every
     /// paging-relevant change: MOV CR3 and task-switch CR3 loads (`global` false), MOV CR0 changing PG or WP, MOV CR4

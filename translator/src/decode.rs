@@ -1,7 +1,8 @@
 //! Block decoding: guest bytes → the instructions of one basic block.
 //!
 //! A block ends after a control transfer, after an instruction that must return to the
-//! runtime (HLT, undefined opcodes), when the next instruction would start on another page
+//! runtime (HLT, undefined opcodes, sensitive instructions whose entry ends the block, except
+//! those that may go on in place: [`crate::sensitive::Resume::InBlock`]), when the next instruction would start on another page
 //! (an instruction straddling the boundary is the block's last), or at a size cap.
 
 use iced_x86::{
@@ -9,6 +10,7 @@ use iced_x86::{
     Mnemonic, OpAccess,
 };
 
+use crate::sensitive::Resume;
 use crate::Mode;
 
 /// Guest page size.
@@ -77,7 +79,8 @@ pub fn ends_block(insn: &Instruction) -> bool {
     insn.flow_control() != FlowControl::Next
         || insn.is_invalid()
         || matches!(insn.mnemonic(), Mnemonic::Hlt)
-        || crate::sensitive::lookup(insn).is_some_and(|e| e.ends_block)
+        || crate::sensitive::lookup(insn)
+            .is_some_and(|e| e.ends_block && e.call.resume() != Resume::InBlock)
 }
 
 /// Decode a block starting at `pc` from `bytes` (guest memory from `pc` on: at least up to

@@ -114,6 +114,11 @@ pub enum Exit<V> {
     /// Return to the dispatcher with the reason a helper left in `CpuState::status` (the
     /// fault path); `rip` has been stored by the caller.
     Status,
+    /// Continue at the host code at address `code` (an `I64`) that the runtime chose for the
+    /// `rip` and mode a hypercall handler left ([`crate::sensitive::Resume`]); `rip` and
+    /// `link_slot = 0` have been stored by the caller. Engines without host code return to
+    /// the dispatcher with [`ExitReason::Jump`] instead.
+    Host(V),
 }
 
 /// Everything semantics need beyond pure values: guest CPU state, variables, guest memory,

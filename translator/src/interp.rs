@@ -404,6 +404,7 @@ impl Emitter for InterpEmitter<'_> {
             }
             Exit::Return(r) => r,
             Exit::Status => ExitReason::from_u64(self.cpu.status).unwrap_or(ExitReason::Exception),
+            Exit::Host(_) => ExitReason::Jump,
         });
     }
 }

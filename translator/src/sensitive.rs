@@ -5,7 +5,8 @@
 //! before anything else: a listed instruction is lowered to a hypercall stub (`dbt`, `interp`)
 //! or a host trap (`trap`), both of which reach the same runtime handler. Exception: PUSHF
 //! and POPF run in line where the block's mode rules out virtual-8086 mode (64-bit mode or
-//! CPL < 3, `semantics::eflags`); their hypercalls remain for the other modes.
+//! CPL < 3, `semantics::eflags`), and CLI at CPL 0; their hypercalls remain for the other
+//! modes.
 //!
 //! Hypercall contract (the stub, see `semantics::system::hypercall`):
 //! - Before the call, every register and the flags are written back to `CpuState` and
@@ -21,7 +22,10 @@
 //! - A handler stops the block by setting `status`: `Exception` (state left at the
 //!   instruction's start) or `Jump` (the handler completed the instruction and set `rip` and
 //!   any mode change; the dispatcher continues there). Entries with [`Entry::ends_block`]
-//!   always leave to the dispatcher after the handler returns.
+//!   leave the block after the handler returns, to where [`Hypercall::resume`] and the
+//!   handler's return value say: the dispatcher, the host code the runtime found for the new
+//!   `rip` and mode, or (when the mode key is unchanged and nothing waits for the
+//!   dispatcher) on in the same block.
 
 use iced_x86::{Code, Instruction, Mnemonic};
 
@@ -233,6 +237,38 @@ impl Hypercall {
             CallFar => "call_far",
             RetFar => "ret_far",
             SetAc => "set_ac",
+        }
+    }
+}
+
+/// How a block goes on after the hypercall of an entry that ends the block
+/// ([`Entry::ends_block`]), when the handler leaves nothing for the dispatcher to do. The
+/// handler's return value says which (these entries have no destination operand): 0 =
+/// go on after the instruction in this block; otherwise the host code to continue at (the
+/// runtime's choice for the RIP and mode the handler left: a block found in the jump cache,
+/// or the exit stub, which returns to the dispatcher).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Always back to the dispatcher (the return value is ignored).
+    Dispatcher,
+    /// The instruction completes in place (RIP = the next instruction); the handler returns
+    /// 0 when the mode key is unchanged and nothing waits for the dispatcher.
+    InBlock,
+    /// The handler sets RIP and possibly the mode; the return value is never 0.
+    Lookup,
+}
+
+impl Hypercall {
+    /// How a block goes on after this hypercall when its entry ends the block (see
+    /// [`Resume`]).
+    pub fn resume(self) -> Resume {
+        use Hypercall::*;
+        match self {
+            // Not POPF: where it runs in line (`semantics::eflags`) only the block end
+            // makes the run loop see a new TF or IF.
+            Sti | Invlpg | Wrmsr | MovToCr => Resume::InBlock,
+            Iret | Int | Syscall | Sysret | Sysenter | Sysexit => Resume::Lookup,
+            _ => Resume::Dispatcher,
         }
     }
 }

@@ -17,6 +17,10 @@
 //! | [`Flow::TripleFault`] | the instruction | `Stop` | [`Effects::stop`] with the report |
 //! | `Err(exception)` | the instruction | `Exception` | [`CpuState::raise`] |
 //!
+//! For entries that end the block and may go on without the dispatcher
+//! ([`translator::sensitive::Resume`]), [`entry`] returns where the block goes on instead of a
+//! value ([`super::resume`]).
+//!
 //! Invariants:
 //! - On `Err`, RIP is the instruction's address and the handler changed no other state
 //!   (REP INS/OUTS keep the registers of their completed iterations, as hardware does).
@@ -27,7 +31,7 @@
 //! - Nothing here panics on guest input: unknown kinds and out-of-range operands become a
 //!   stop with an internal-error report or a guest exception.
 
-use translator::sensitive::{Hypercall, HypercallArgs, TABLE};
+use translator::sensitive::{Hypercall, HypercallArgs, Resume, TABLE};
 use translator::state::{reg, rflags, ExitReason};
 use translator::{CpuState, Exception};
 
@@ -36,7 +40,7 @@ use super::debug::AccessKind;
 use super::delivery::{deliver, iret, DeliveryError, Event, SoftKind};
 use super::descriptors::{in_64bit, protected};
 use super::io::{self, request_interrupt_check, IoOutcome, StringIo};
-use super::{far, msr, segments, syscall};
+use super::{far, msr, resume, segments, syscall};
 use crate::machine::{Machine, StopRequest};
 use crate::run_state::Effects;
 
@@ -172,14 +176,29 @@ fn next_rip(cpu: &CpuState, rip: u64, len: u8) -> u64 {
 /// A handler that moved RIP itself (or wants the instruction again) must leave the block:
 /// entries that end the block do; the others stop it through `status`.
 fn leave_block(cpu: &mut CpuState, kind: Hypercall) {
-    let ends = TABLE
-        .iter()
-        .find(|e| e.call == kind)
-        .is_some_and(|e| e.ends_block);
-    if !ends {
+    if !ends_block(kind) {
         cpu.status = ExitReason::Jump as u64;
     }
 }
+
+/// Whether the table's entry for `kind` ends the block (the entries of one kind agree; MOV
+/// CRn's refinement to a read is `MovFromCr`).
+fn ends_block(kind: Hypercall) -> bool {
+    ENDS_BLOCK[kind as usize & 63]
+}
+
+/// [`ends_block`] by kind number, computed from the table once.
+static ENDS_BLOCK: [bool; 64] = {
+    let mut ends = [false; 64];
+    let mut i = 0;
+    while i < TABLE.len() {
+        if TABLE[i].ends_block {
+            ends[TABLE[i].call as usize & 63] = true;
+        }
+        i += 1;
+    }
+    ends
+};
 
 /// A port access, for the I/O breakpoints of a single-stepped instruction.
 fn record_port(m: &mut Machine, port: u16, size: u8) {
@@ -512,10 +531,16 @@ pub fn counters(m: &Machine) -> HypercallCounters {
 /// [`translator::sensitive`] for the contract), and returns its value and its effects for the
 /// run loop (the caller posts them: [`crate::run_state::RunState::post`]): HLT parks the
 /// vCPU, a possibly unmasked interrupt ends the slice.
+///
+/// For an entry that ends the block with a [`Resume`] other than `Dispatcher`, the value is
+/// where the block goes on ([`resume::token`]).
 pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effects) {
     if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
         *n += 1;
     }
+    let resumable = HypercallArgs::decode(args[0])
+        .filter(|a| a.kind.resume() != Resume::Dispatcher && ends_block(a.kind));
+    let before = resumable.map(|a| resume::Before::of(cpu, a.kind));
     let (r, mut fx) = hypercall(m, cpu, args[0], args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;
@@ -523,6 +548,10 @@ pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effec
         fx.check_interrupts = true;
     }
     fx.check_interrupts |= std::mem::take(&mut m.run.interrupt_check);
+    let r = match (resumable, before) {
+        (Some(a), Some(before)) => resume::token(m, cpu, before, a.kind, a.len, args[1], &fx),
+        _ => r,
+    };
     (r, fx)
 }
 

@@ -17,6 +17,7 @@
 use translator::state::{cr, reg, rflags, seg, seg_attr, Segment};
 use translator::{CpuState, Exception};
 
+use crate::devices::platform::Platform;
 use crate::devices::IoAction;
 use crate::machine::{Machine, Privilege, StopRequest};
 use crate::memory::Access;
@@ -198,21 +199,27 @@ pub fn port_out(
 }
 
 /// A device read: the platform's interrupt controllers, timer and RTC, else the port bus.
+/// Only the platform's ports read the clock (a host system call's worth on a POST-code or
+/// UART access otherwise).
 fn read_port(m: &mut Machine, port: u16, size: u8) -> u64 {
-    let now = m.tsc.read();
-    match m.platform.io_read(port, size, now) {
-        Some(v) => u64::from(v),
-        None => m.bus.read(port, usize::from(size)),
+    if Platform::claims_port(port) {
+        let now = m.tsc.read();
+        if let Some(v) = m.platform.io_read(port, size, now) {
+            return u64::from(v);
+        }
     }
+    m.bus.read(port, usize::from(size))
 }
 
 /// A device write. A platform write (PIC mask or EOI, timer programming) may make an
 /// interrupt deliverable, so it asks for an interrupt check; an exit device stops the VM.
 fn write_port(m: &mut Machine, cpu: &mut CpuState, port: u16, size: u8, value: u64) -> IoOutcome {
-    let now = m.tsc.read();
-    if m.platform.io_write(port, size, value as u32, now) {
-        request_interrupt_check(cpu);
-        return IoOutcome::Done;
+    if Platform::claims_port(port) {
+        let now = m.tsc.read();
+        if m.platform.io_write(port, size, value as u32, now) {
+            request_interrupt_check(cpu);
+            return IoOutcome::Done;
+        }
     }
     match m.bus.write(port, usize::from(size), value) {
         IoAction::Exit(v) => IoOutcome::Stop(StopRequest::DebugExit(v)),

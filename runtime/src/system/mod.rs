@@ -22,6 +22,8 @@
 //! - [`io`]: CLI/STI, PUSHF/POPF, IN/OUT/INS/OUTS with IOPL and the TSS I/O bitmap.
 //! - [`hypercall`]: the entry point generated code and the trap handler call, dispatching a
 //!   [`translator::sensitive::Hypercall`] to the modules above.
+//! - [`resume`]: where a block goes on after a hypercall that ends it (the same block, the
+//!   jump cache, or the dispatcher).
 
 pub mod control;
 pub mod debug;
@@ -34,5 +36,6 @@ pub mod kvmclock;
 pub mod mode;
 pub mod msr;
 pub mod mtrr;
+pub mod resume;
 pub mod segments;
 pub mod syscall;

@@ -399,6 +399,9 @@ impl Stack {
         for i in 0..slots.len() {
             addrs.push(self.lin(cpu, -((i as i64 + 1) * size as i64), size as u64)?);
         }
+        if self.push_in_one_page(m, cpu, slots, size, &addrs) {
+            return Ok(self.moved(-(slots.len() as i64 * size as i64)));
+        }
         for &a in &addrs {
             m.read_lin(cpu, a, size as usize, Access::Write, self.privilege)?;
         }
@@ -409,6 +412,49 @@ impl Stack {
                 .record(a, u64::from(size), super::debug::AccessKind::Write);
         }
         Ok(self.moved(-(slots.len() as i64 * size as i64)))
+    }
+
+    /// The common case of [`Stack::push`] in one write: 8-byte slots at consecutive
+    /// descending addresses `addrs` within one page. False (nothing written) if they are not,
+    /// or if the write would fault: the slot-by-slot path then raises the exact fault.
+    fn push_in_one_page(
+        &self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        slots: &[u64],
+        size: u8,
+        addrs: &[u64],
+    ) -> bool {
+        const MAX: usize = 8;
+        let (Some(&high), Some(&low)) = (addrs.first(), addrs.last()) else {
+            return false;
+        };
+        let n = slots.len();
+        let contiguous = size == 8
+            && n <= MAX
+            && high.checked_sub(low) == Some(8 * (n as u64 - 1))
+            && high
+                .checked_add(7)
+                .is_some_and(|end| end >> 12 == low >> 12);
+        if !contiguous {
+            return false;
+        }
+        let mut buf = [0u8; 8 * MAX];
+        // The first slot is pushed first: it is at the highest address.
+        for (i, v) in slots.iter().rev().enumerate() {
+            buf[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        if m.write_lin_bytes(cpu, low, &buf[..8 * n], self.privilege)
+            .is_err()
+        {
+            return false;
+        }
+        for &a in addrs {
+            // Frame pushes of event delivery and far calls are data writes for DR0-DR3.
+            m.debug_accesses
+                .record(a, 8, super::debug::AccessKind::Write);
+        }
+        true
     }
 }
 
@@ -644,5 +690,24 @@ pub(crate) mod tests {
         assert!(seg_contains(&s, 0x1000, 4));
         assert!(!seg_contains(&s, 0xFFFE, 4), "16-bit upper bound");
         assert!(!seg_contains(&Segment::flat(0x10, 0xC093), u64::MAX, 8));
+    }
+
+    /// The one-write push and the slot-by-slot one leave the same frame: within a page and
+    /// across a page boundary (the latter takes the slot-by-slot path).
+    #[test]
+    fn frame_pushes_within_and_across_a_page_agree() {
+        let (mut m, mut cpu) = crate::system::delivery::tests::setup64();
+        let slots = [0x11, 0x22, 0x33, 0x44, 0x55];
+        for sp in [0x9000u64, 0x8010] {
+            cpu.gpr[translator::state::reg::RSP] = sp;
+            let st = Stack::current(&cpu);
+            assert_eq!(st.push(&mut m, &mut cpu, &slots, 8), Ok(sp - 40));
+            let sup = Privilege::Supervisor;
+            for (i, &v) in slots.iter().enumerate() {
+                let a = sp - 8 * (i as u64 + 1);
+                let got = m.read_lin(&mut cpu, a, 8, Access::Read, sup);
+                assert_eq!(got, Ok(v), "sp {sp:#x} slot {i}");
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@ use crate::exception::Exception;
 use crate::flags::{self, Lazy, Vendor};
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
+use crate::sensitive::Resume;
 use crate::state::{self, rflags, ExitReason};
 use crate::Mode;
 
@@ -68,6 +69,13 @@ struct FaultExit<L, V> {
     pc: u64,
 }
 
+/// An exit after a hypercall that may go on in place: where it is, and the host code the
+/// handler named.
+struct HostExit<L, V> {
+    at: FaultExit<L, V>,
+    code: V,
+}
+
 /// The translation context. See the module documentation.
 pub struct Ctx<E: Emitter> {
     /// The emitter; semantics may use it directly for pure operations.
@@ -93,6 +101,9 @@ pub struct Ctx<E: Emitter> {
     /// Exits of repeated string instructions that stopped between iterations at the end of
     /// the budget (`index`: the instruction; `pc`: where it restarts).
     rep_cuts: Vec<FaultExit<E::Label, E::Value>>,
+    /// Exits after a hypercall that went on in place, taken when its handler named host code
+    /// instead (`index`: the instruction; `pc` unused), with that code.
+    host_exits: Vec<HostExit<E::Label, E::Value>>,
     addr_cache: Option<E::Value>,
     terminated: bool,
     /// Nesting of structured control flow being emitted (REP bodies).
@@ -153,6 +164,7 @@ impl<E: Emitter> Ctx<E> {
             fault_label: None,
             fault_exits: Vec::new(),
             rep_cuts: Vec::new(),
+            host_exits: Vec::new(),
             addr_cache: None,
             terminated: false,
             loop_depth: 0,
@@ -328,6 +340,12 @@ impl<E: Emitter> Ctx<E> {
             // The faulting instruction and every later one of its block did not execute.
             self.e.uncount(self.block_ends[f.block] - f.index);
             self.emit_fault_exit(f.written, f.flags, f.pc);
+        }
+        for HostExit { at: x, code } in std::mem::take(&mut self.host_exits) {
+            self.e.bind(x.label);
+            // The hypercall's instruction completed; the later ones did not execute.
+            self.e.uncount(self.block_ends[x.block] - x.index - 1);
+            self.exit_to_host(x.written, x.flags, code);
         }
         for c in std::mem::take(&mut self.rep_cuts) {
             self.e.bind(c.label);
@@ -1098,6 +1116,65 @@ impl<E: Emitter> Ctx<E> {
         self.e.store_state(state::OFF_LINK_SLOT, z);
         self.e.exit(Exit::Return(ExitReason::Jump));
         self.terminated = true;
+    }
+
+    /// Go on after a block-ending hypercall as [`Hypercall::resume`] says, with the handler's
+    /// return value `r`: leave for the host code `r` names (the runtime's choice for the RIP
+    /// and mode the handler left; a non-zero `r` in [`Resume::InBlock`]), or, for
+    /// [`Resume::InBlock`] and `r = 0`, go on with the next instruction of this block. The
+    /// instruction is complete once the handler returned, so its pending writes commit first.
+    ///
+    /// [`Hypercall::resume`]: crate::sensitive::Hypercall::resume
+    pub fn resume_after_hypercall(&mut self, resume: Resume, r: E::Value) {
+        if resume == Resume::Dispatcher {
+            return self.exit_after_hypercall();
+        }
+        if self.leave_faulted() {
+            return;
+        }
+        self.commit();
+        let (w, f) = (self.written, self.flags);
+        if resume == Resume::Lookup {
+            self.exit_to_host(w, f, r);
+            self.terminated = true;
+            return;
+        }
+        if let Some(r) = self.e.as_const(r) {
+            // Concrete values (the interpreter): the decision is known now.
+            if r != 0 {
+                let r = self.e.iconst(Ty::I64, r);
+                self.exit_to_host(w, f, r);
+                self.terminated = true;
+            }
+            return;
+        }
+        // The exit is emitted by `finish`, which knows how many later instructions to
+        // take back from the block's charge.
+        let (leave, stay) = (self.e.new_label(), self.e.new_label());
+        self.e.branch(r, leave, stay);
+        self.host_exits.push(HostExit {
+            at: FaultExit {
+                label: leave,
+                index: self.begun - 1,
+                block: self.block_ends.len(),
+                written: w,
+                flags: f,
+                pc: self.insn_pc,
+            },
+            code: r,
+        });
+        self.e.bind(stay);
+    }
+
+    /// Leave for the host code at `code`, writing back the registers in `written` and the
+    /// flags `fl` (`rip` is the handler's).
+    fn exit_to_host(&mut self, written: u16, fl: FlagState<E::Value>, code: E::Value) {
+        self.write_back_regs(written);
+        self.write_back_flags(fl);
+        // Not a linkable edge: the target and the mode are the handler's.
+        let z = self.e.iconst(Ty::I64, 0);
+        self.e.store_state(state::OFF_LINK_SLOT, z);
+        self.e.exit(Exit::Host(code));
     }
 
     fn write_back_regs(&mut self, written: u16) {

@@ -1183,6 +1183,10 @@ impl Emitter for ClifEmitter<'_> {
                 self.b.ins().return_(&[st]);
                 self.terminated();
             }
+            Exit::Host(f) => {
+                let f = self.coerce(f, Ty::I64);
+                self.tail_call(f);
+            }
         }
     }
 }

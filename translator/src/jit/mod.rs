@@ -36,6 +36,10 @@
 //! - indirect jump: `rip = t`, `link_slot = 0`; if [`JitEnv::jump_cache`] gave a jump cache,
 //!   probe it inline for `t` in the block's mode and tail-call the hit; otherwise (and on a
 //!   miss) tail-call what [`Helper::Lookup`] returns;
+//! - host code chosen at run time (after a hypercall that may end the block, see
+//!   [`crate::sensitive::Resume`]): `rip` is the handler's, `link_slot = 0`, and the block
+//!   tail-calls the address the hypercall returned (a block from the jump cache, keyed by the
+//!   mode the handler left, or the exit stub);
 //! - return to the dispatcher with a reason (`rip` stored by the semantics);
 //! - fault: a helper that can stop ([`Helper::can_stop`]) left a nonzero `status`: the state
 //!   of the start of the faulting instruction is written back, `rip` = that instruction, and

@@ -1120,6 +1120,10 @@ impl Emitter for Recorder<'_> {
             }
             Exit::Return(r) => Op::ExitReturn { reason: r },
             Exit::Status => Op::ExitStatus,
+            // Recorded code has no host code to go to: the dispatcher finds it.
+            Exit::Host(_) => Op::ExitReturn {
+                reason: ExitReason::Jump,
+            },
         };
         self.emit(op);
         self.live = false;

@@ -1,7 +1,7 @@
 //! PUSHF and POPF in line, where the block's mode decides their privilege rules at
-//! translation time: no hypercall, the same result as the runtime's handlers
-//! (`runtime::system::io::{pushf, popf}`), which remain for the modes decided here not to
-//! be inline.
+//! translation time, and CLI at CPL 0: no hypercall, the same result as the runtime's
+//! handlers (`runtime::system::io::{pushf, popf, cli}`), which remain for the modes decided
+//! here not to be inline.
 //!
 //! Invariants:
 //! - Inline only where virtual-8086 mode is impossible ([`inline`]): VM86 code runs at
@@ -17,6 +17,9 @@
 //!   `icount_limit = 0`, so the next block entry (linked or not) returns to the run loop,
 //!   which takes a pending interrupt or starts single-stepping before the next instruction,
 //!   as after the hypercall (`request_interrupt_check`).
+//! - CLI at CPL 0 (real mode included; never VM86) always passes its IOPL check and has no
+//!   effect for the run loop (masking interrupts makes none deliverable): it clears
+//!   `CpuState::rflags.IF` and nothing else.
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
@@ -29,6 +32,19 @@ use super::system::{op_ty, push_size};
 pub fn inline<E: Emitter>(ctx: &Ctx<E>) -> bool {
     let m = ctx.mode();
     m.bitness == 64 || m.cpl < 3
+}
+
+/// Whether CLI is translated in line in this block (see the module invariants).
+pub fn cli_inline<E: Emitter>(ctx: &Ctx<E>) -> bool {
+    ctx.mode().cpl == 0
+}
+
+/// CLI at CPL 0.
+pub fn cli<E: Emitter>(ctx: &mut Ctx<E>) {
+    let rf = ctx.e.load_state(Ty::I64, state::OFF_RFLAGS);
+    let keep = ctx.c(Ty::I64, !rflags::IF);
+    let rf = ctx.bin(BinOp::And, rf, keep);
+    ctx.e.store_state(state::OFF_RFLAGS, rf);
 }
 
 /// PUSHF/PUSHFD/PUSHFQ.
@@ -292,5 +308,22 @@ mod tests {
             let kinds: Vec<H> = env.hypercalls.iter().map(|h| h.0.kind).collect();
             assert!(matches!(kinds[..], [H::Pushf] | [H::Popf]), "{kinds:?}");
         }
+    }
+
+    #[test]
+    fn cli_is_inline_at_cpl0_and_a_hypercall_above() {
+        use crate::state::rflags;
+        let insn = one(64, |a| a.cli());
+        let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        cpu.rflags |= rflags::IF | rflags::DF;
+        let r = crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(64, 0));
+        assert_eq!(r, crate::state::ExitReason::Jump);
+        assert_eq!(cpu.rflags & (rflags::IF | rflags::DF), rflags::DF);
+        assert!(env.hypercalls.is_empty());
+        let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        cpu.cpl = 3;
+        let _ = crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(64, 3));
+        let kinds: Vec<H> = env.hypercalls.iter().map(|h| h.0.kind).collect();
+        assert_eq!(kinds, [H::Cli], "the IOPL check is the handler's");
     }
 }

@@ -6,12 +6,14 @@
 //!   ([`crate::sensitive`]); this module only marshals operands. Each sensitive instruction
 //!   is exactly one [`Ctx::hypercall`], issued before any store of the instruction, so a
 //!   handler's exception is precise.
-//! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode
-//!   ([`super::eflags`]).
+//! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode, nor
+//!   CLI at CPL 0 ([`super::eflags`]).
 //! - Privileged instructions in CPL > 0 blocks are not stubs: they raise #GP(0) here, at
 //!   translation time, as hardware does. IOPL- and CR4-dependent checks are the handler's.
-//! - Instructions whose entry ends the block leave to the dispatcher right after the
-//!   handler, which may have changed RIP, the mode or the address space.
+//! - Instructions whose entry ends the block leave right after the handler, which may have
+//!   changed RIP, the mode or the address space: to the dispatcher, to the host code the
+//!   handler returned, or on in the block when it returned 0 ([`crate::sensitive::Resume`]).
+//!   Their entries have no destination operand, so the return value is free for that.
 
 use iced_x86::{Code, Instruction, OpKind, Register};
 
@@ -39,6 +41,7 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
     match entry.call {
         H::Pushf if super::eflags::inline(ctx) => return super::eflags::pushf(ctx),
         H::Popf if super::eflags::inline(ctx) => return super::eflags::popf(ctx),
+        H::Cli if super::eflags::cli_inline(ctx) => return super::eflags::cli(ctx),
         _ => {}
     }
     let insn = *ctx.insn();
@@ -237,7 +240,7 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
         _ => {}
     }
     if entry.ends_block {
-        ctx.exit_after_hypercall();
+        ctx.resume_after_hypercall(entry.call.resume(), r);
     }
 }
 

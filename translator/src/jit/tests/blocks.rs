@@ -296,6 +296,49 @@ fn a_counting_block_leaves_once_when_its_counter_reaches_zero() {
 }
 
 #[test]
+fn block_ending_hypercalls_go_on_where_the_handler_says() {
+    // STI and INVLPG end the block unless the handler returns 0 (go on in place); SYSCALL
+    // always leaves for the host code the handler names (here the exit stub).
+    let code = asm(|a| {
+        a.sti()?;
+        a.mov(rax, 1u64)?;
+        a.invlpg(qword_ptr(rbx))?;
+        a.mov(rcx, 2u64)?;
+        a.syscall()?;
+        a.mov(rdx, 3u64)?;
+        a.hlt()
+    });
+    for leave in [false, true] {
+        let mut h = Harness::new();
+        h.m.leave_after_hypercalls = leave;
+        h.load(0x1000, &code);
+        let b = h.decode(0x1000, 64);
+        assert_eq!(b.insns.len(), 5, "SYSCALL ends the block");
+        let host = h.install(&b).expect("translate");
+        h.cpu.icount_limit = 1000;
+        assert_eq!(h.enter(host), ExitReason::Jump as u64);
+        let (rip, link) = (h.cpu.rip, h.cpu.link_slot);
+        let regs = [
+            h.cpu.gpr[reg::RAX],
+            h.cpu.gpr[reg::RCX],
+            h.cpu.gpr[reg::RDX],
+        ];
+        let ran = h.cpu.icount;
+        if leave {
+            assert_eq!(
+                (rip, regs, ran),
+                (b.insns[1].ip(), [0, 0, 0], 1),
+                "left after STI"
+            );
+        } else {
+            let want = (b.next_pc(), [1, 2, 0], 5);
+            assert_eq!((rip, regs, ran), want, "on to SYSCALL's stub");
+        }
+        assert_eq!(link, 0, "not a linkable edge");
+    }
+}
+
+#[test]
 fn fault_exit_restores_the_faulting_instruction_start() {
     let mut h = Harness::new();
     let code = asm(|a| {

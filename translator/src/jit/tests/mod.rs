@@ -143,6 +143,9 @@ pub struct Machine {
     pub jump: Option<FakeJumpCache>,
     /// The mode key `Lookup` fills the jump cache for.
     pub mode_key: u32,
+    /// Hypercalls that may let the block go on in place name the exit stub instead (as the
+    /// runtime does when the dispatcher has something to do).
+    pub leave_after_hypercalls: bool,
     /// Host stubs by code (SSE ones run; x87/MMX ones raise #UD in both engines, since the
     /// harness keeps no guest x87 state in the host FPU).
     pub stubs: HashMap<Vec<u8>, usize>,
@@ -166,6 +169,7 @@ impl Machine {
             smc_writes: 0,
             jump: None,
             mode_key: Mode::LONG64_CPL0.key(),
+            leave_after_hypercalls: false,
             stubs: HashMap::new(),
             stub_code: Code::default(),
             hot_counter: None,
@@ -285,11 +289,20 @@ impl Machine {
                 }
                 0
             }
-            // Every sensitive instruction completes as a no-op (same for both engines).
+            // Every sensitive instruction completes as a no-op (same for both engines); as
+            // the runtime, a handler that may have moved RIP names the code to go on at (the
+            // exit stub: the dispatcher), the others let the block go on.
             Helper::Hypercall => {
-                let len = crate::sensitive::HypercallArgs::decode(a[0]).map_or(1, |x| x.len);
+                let args = crate::sensitive::HypercallArgs::decode(a[0]);
+                let len = args.map_or(1, |x| x.len);
                 cpu.rip = cpu.rip.wrapping_add(u64::from(len.max(1)));
-                0
+                match args.map(|x| x.kind.resume()) {
+                    Some(crate::sensitive::Resume::Lookup) => self.stub as u64,
+                    Some(crate::sensitive::Resume::InBlock) if self.leave_after_hypercalls => {
+                        self.stub as u64
+                    }
+                    _ => 0,
+                }
             }
         }
     }
