@@ -24,26 +24,7 @@ impl<E: Emitter> Ctx<E> {
         // value materialized later does not dominate them.
         self.entry_desc = None;
         self.loop_depth += 1;
-        for f in std::mem::take(&mut self.fault_exits) {
-            self.e.bind(f.label);
-            // The faulting instruction and every later one did not execute.
-            self.e.uncount(self.begun - f.index);
-            self.emit_fault_exit(f.written, f.flags, f.pc);
-        }
-        for c in std::mem::take(&mut self.rep_cuts) {
-            self.e.bind(c.label);
-            // The later instructions did not execute. The string instruction keeps its
-            // charge (its iterations so far are counted); the block it restarts in charges
-            // its next iteration.
-            self.e.uncount(self.begun - c.index - 1);
-            self.write_back_regs(c.written);
-            self.write_back_flags(c.flags);
-            let rip = self.e.iconst(Ty::I64, c.pc);
-            self.e.store_state(state::OFF_RIP, rip);
-            let z = self.e.iconst(Ty::I64, 0);
-            self.e.store_state(state::OFF_LINK_SLOT, z);
-            self.e.exit(Exit::Return(ExitReason::Retry));
-        }
+        self.emit_fault_tails();
         self.e
     }
 
@@ -111,7 +92,7 @@ impl<E: Emitter> Ctx<E> {
         self.terminated = true;
     }
 
-    fn write_back_regs(&mut self, written: u16) {
+    pub(super) fn write_back_regs(&mut self, written: u16) {
         for i in 0..16 {
             if written & (1 << i) != 0 {
                 let v = self.e.use_var(self.regs[i]);

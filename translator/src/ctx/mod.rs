@@ -26,6 +26,7 @@ use crate::Mode;
 
 mod control;
 mod exits;
+mod fault_tail;
 mod lazy_flags;
 
 /// Where the arithmetic flags currently are, at translation time.

@@ -1,0 +1,185 @@
+//! The fault exits of a block, emitted when translation ends. Each instruction that can fault
+//! (and each REP instruction that can stop between iterations) is a *site*; instead of a
+//! write-back of every register, the flags, RIP, the uncharge and an epilogue per site, sites
+//! that leave the same way share one *tail*. A site sets what differs (RIP, the instructions
+//! to uncharge, the flag values, the registers) in variables and jumps to its tail, which
+//! stores them and leaves: in the JIT the variables become the tail's block parameters, so a
+//! site costs a jump with arguments.
+//!
+//! Invariants:
+//! - A tail stores the union of the written registers of its sites. A site that has not
+//!   written one of them passes the value its `CpuState` field holds (read afresh, not
+//!   the block's entry value kept alive), so the store changes nothing.
+//! - Sites share a tail only when they write the same kind of flag state ([`FlagShape`])
+//!   and leave the same way ([`SiteKind`]): the flag write-back differs in its stores, not
+//!   only in values.
+//! - Values a site passes are made in the site's own block, which the faulting instruction
+//!   dominates; nothing made by a later instruction or by another site is used.
+
+use super::{Ctx, FaultExit, FlagState};
+use crate::emit::{Emitter, Exit};
+use crate::ir::Ty;
+use crate::state::{self, ExitReason};
+
+/// How a site leaves the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SiteKind {
+    /// A helper stopped: return the status it left in `CpuState`.
+    Fault,
+    /// A REP instruction stopped between iterations at the end of the budget: return
+    /// [`ExitReason::Retry`], not through a link.
+    Cut,
+}
+
+/// Which stores write a site's flag state back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlagShape {
+    /// None: the flags are as stored at block entry.
+    Stored,
+    /// The five fields of a lazy descriptor.
+    Lazy,
+    /// The arithmetic bits merged into `rflags`, the descriptor marked settled.
+    Bits,
+}
+
+fn flag_shape<V>(fs: &FlagState<V>) -> FlagShape {
+    match fs {
+        FlagState::Stored => FlagShape::Stored,
+        FlagState::Lazy(_) => FlagShape::Lazy,
+        _ => FlagShape::Bits,
+    }
+}
+
+/// A site: how it leaves, and the state it leaves with.
+type Site<E> = (
+    SiteKind,
+    FaultExit<<E as Emitter>::Label, <E as crate::emit::ValueOps>::Value>,
+);
+
+/// One shared exit.
+struct Tail<L> {
+    label: L,
+    kind: SiteKind,
+    flags: FlagShape,
+    /// Registers it stores: the union of its sites' written registers.
+    written: u16,
+}
+
+/// The variables a site sets for its tail (all `I64`), besides the register variables.
+struct TailVars<V> {
+    rip: V,
+    /// Instructions to uncharge.
+    skip: V,
+    /// Lazy descriptor fields, in the order of `Ctx::descriptor_fields`.
+    desc: [V; 5],
+    /// Arithmetic flag bits.
+    bits: V,
+}
+
+impl<E: Emitter> Ctx<E> {
+    /// Bind every recorded fault label and REP cut, and emit the tails they share.
+    pub(super) fn emit_fault_tails(&mut self) {
+        let sites: Vec<Site<E>> = std::mem::take(&mut self.fault_exits)
+            .into_iter()
+            .map(|f| (SiteKind::Fault, f))
+            .chain(
+                std::mem::take(&mut self.rep_cuts)
+                    .into_iter()
+                    .map(|c| (SiteKind::Cut, c)),
+            )
+            .collect();
+        if sites.is_empty() {
+            return;
+        }
+        let mut tails: Vec<Tail<E::Label>> = Vec::new();
+        let mut tail_of = Vec::with_capacity(sites.len());
+        for (kind, s) in &sites {
+            let flags = flag_shape(&s.flags);
+            let i = match tails
+                .iter()
+                .position(|t| t.kind == *kind && t.flags == flags)
+            {
+                Some(i) => i,
+                None => {
+                    let label = self.e.new_label();
+                    tails.push(Tail {
+                        label,
+                        kind: *kind,
+                        flags,
+                        written: 0,
+                    });
+                    tails.len() - 1
+                }
+            };
+            tails[i].written |= s.written;
+            tail_of.push(i);
+        }
+        let mut var = || self.e.declare_var(Ty::I64);
+        let vars = TailVars {
+            rip: var(),
+            skip: var(),
+            desc: [var(), var(), var(), var(), var()],
+            bits: var(),
+        };
+        for ((kind, s), &t) in sites.iter().zip(&tail_of) {
+            self.e.bind(s.label);
+            let unwritten = tails[t].written & !s.written;
+            for i in (0..16).filter(|i| unwritten & (1 << i) != 0) {
+                let v = self.e.reload_state(Ty::I64, state::off_gpr(i));
+                self.e.def_var(self.regs[i], v);
+            }
+            match s.flags {
+                FlagState::Stored => {}
+                FlagState::Lazy(l) => {
+                    let d = self.descriptor_fields(&l);
+                    for (&var, v) in vars.desc.iter().zip(d) {
+                        self.e.def_var(var, v);
+                    }
+                }
+                fs => {
+                    let b = self.bits_of(fs);
+                    self.e.def_var(vars.bits, b);
+                }
+            }
+            // A fault: the instruction and every later one did not execute. A cut: only the
+            // later ones; the string instruction keeps its charge (its iterations so far
+            // are counted), and the block it restarts in charges its next iteration.
+            let skip = match kind {
+                SiteKind::Fault => self.begun - s.index,
+                SiteKind::Cut => self.begun - s.index - 1,
+            };
+            let skip = self.e.iconst(Ty::I64, u64::from(skip));
+            self.e.def_var(vars.skip, skip);
+            let rip = self.e.iconst(Ty::I64, s.pc);
+            self.e.def_var(vars.rip, rip);
+            self.e.jump(tails[t].label);
+        }
+        for t in tails {
+            self.e.bind(t.label);
+            let skip = self.e.use_var(vars.skip);
+            self.e.uncount_value(skip);
+            self.write_back_regs(t.written);
+            match t.flags {
+                FlagShape::Stored => {}
+                FlagShape::Lazy => {
+                    let d = vars.desc.map(|v| self.e.use_var(v));
+                    self.store_descriptor(d);
+                }
+                FlagShape::Bits => {
+                    let b = self.e.use_var(vars.bits);
+                    self.store_flag_bits(b);
+                }
+            }
+            let rip = self.e.use_var(vars.rip);
+            self.e.store_state(state::OFF_RIP, rip);
+            match t.kind {
+                SiteKind::Fault => self.e.exit(Exit::Status),
+                SiteKind::Cut => {
+                    let z = self.e.iconst(Ty::I64, 0);
+                    self.e.store_state(state::OFF_LINK_SLOT, z);
+                    self.e.exit(Exit::Return(ExitReason::Retry));
+                }
+            }
+        }
+    }
+}
