@@ -131,18 +131,16 @@ impl<E: Emitter> Ctx<E> {
                 .iconst(Ty::I64, if c != 0 { taken } else { not_taken });
             return self.exit_jump(t);
         }
-        self.commit();
+        // Both edges leave with the same state: write it back once, before the branch,
+        // rather than a copy of every store on each edge.
+        self.write_back_all();
         let (lt, lf) = (self.e.new_label(), self.e.new_label());
         self.e.branch(cond, lt, lf);
-        // Neither arm may reuse a value the other materialized (it would not dominate).
-        self.loop_depth += 1;
         for (l, target) in [(lt, taken), (lf, not_taken)] {
             self.e.bind(l);
             let t = self.e.iconst(Ty::I64, target);
-            self.write_back_all();
             self.e.exit(Exit::Jump(t));
         }
-        self.loop_depth -= 1;
         self.terminated = true;
     }
 
