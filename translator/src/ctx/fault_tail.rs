@@ -7,9 +7,11 @@
 //! site costs a jump with arguments.
 //!
 //! Invariants:
-//! - A tail stores the union of the written registers of its sites. A site that has not
-//!   written one of them passes the value its `CpuState` field holds (read afresh, not
-//!   the block's entry value kept alive), so the store changes nothing.
+//! - A tail is a chain of nodes (see [`Tail`]); a site enters at the first node whose set
+//!   of registers holds its written set, and the chain from there stores exactly that
+//!   node's set. Should a site not have written one of them (sets that did not nest), it
+//!   passes the value its `CpuState` field holds (read afresh, not the block's entry value
+//!   kept alive), so the store changes nothing.
 //! - Sites share a tail only when they write the same kind of flag state ([`FlagShape`])
 //!   and leave the same way ([`SiteKind`]): the flag write-back differs in its stores, not
 //!   only in values.
@@ -56,13 +58,29 @@ type Site<E> = (
     FaultExit<<E as Emitter>::Label, <E as crate::emit::ValueOps>::Value>,
 );
 
-/// One shared exit.
+/// One shared exit: a chain of nodes, one per distinct set of registers its sites store.
+/// Written sets only grow along a block, so the sets nest; node `j` stores the registers
+/// of its set that node `j - 1`'s lacks and continues there, and node 0 stores the rest
+/// (its registers, the flags, RIP, the uncharge) and leaves.
 struct Tail<L> {
-    label: L,
     kind: SiteKind,
     flags: FlagShape,
-    /// Registers it stores: the union of its sites' written registers.
-    written: u16,
+    /// Each node's label and registers, sets increasing (each the union of the earlier
+    /// ones and its own sites' written sets, so a set that did not nest stays correct).
+    nodes: Vec<(L, u16)>,
+}
+
+/// The nodes of a tail for sites with these written sets: sorted and accumulated.
+fn node_sets(mut sets: Vec<u16>) -> Vec<u16> {
+    sets.sort_by_key(|&w| (w.count_ones(), w));
+    let mut out: Vec<u16> = Vec::with_capacity(sets.len());
+    for w in sets {
+        let acc = w | out.last().copied().unwrap_or(0);
+        if out.last() != Some(&acc) {
+            out.push(acc);
+        }
+    }
+    out
 }
 
 /// The variables a site sets for its tail (all `I64`), besides the register variables.
@@ -92,6 +110,7 @@ impl<E: Emitter> Ctx<E> {
             return;
         }
         let mut tails: Vec<Tail<E::Label>> = Vec::new();
+        let mut sets: Vec<Vec<u16>> = Vec::new();
         let mut tail_of = Vec::with_capacity(sites.len());
         for (kind, s) in &sites {
             let flags = flag_shape(&s.flags);
@@ -101,18 +120,22 @@ impl<E: Emitter> Ctx<E> {
             {
                 Some(i) => i,
                 None => {
-                    let label = self.e.new_label();
                     tails.push(Tail {
-                        label,
                         kind: *kind,
                         flags,
-                        written: 0,
+                        nodes: Vec::new(),
                     });
+                    sets.push(Vec::new());
                     tails.len() - 1
                 }
             };
-            tails[i].written |= s.written;
+            sets[i].push(s.written);
             tail_of.push(i);
+        }
+        for (t, sets) in tails.iter_mut().zip(sets) {
+            for w in node_sets(sets) {
+                t.nodes.push((self.e.new_label(), w));
+            }
         }
         let mut var = || self.e.declare_var(Ty::I64);
         let vars = TailVars {
@@ -123,7 +146,14 @@ impl<E: Emitter> Ctx<E> {
         };
         for ((kind, s), &t) in sites.iter().zip(&tail_of) {
             self.e.bind(s.label);
-            let unwritten = tails[t].written & !s.written;
+            // The first node whose set holds the site's (the sets only grow).
+            let nodes = &tails[t].nodes;
+            let (node, set) = nodes
+                .iter()
+                .copied()
+                .find(|&(_, w)| s.written & !w == 0)
+                .unwrap_or(nodes[nodes.len() - 1]);
+            let unwritten = set & !s.written;
             for i in (0..16).filter(|i| unwritten & (1 << i) != 0) {
                 let v = self.e.reload_state(Ty::I64, state::off_gpr(i));
                 self.e.def_var(self.regs[i], v);
@@ -152,13 +182,20 @@ impl<E: Emitter> Ctx<E> {
             self.e.def_var(vars.skip, skip);
             let rip = self.e.iconst(Ty::I64, s.pc);
             self.e.def_var(vars.rip, rip);
-            self.e.jump(tails[t].label);
+            self.e.jump(node);
         }
         for t in tails {
-            self.e.bind(t.label);
+            for j in (1..t.nodes.len()).rev() {
+                let ((label, w), (prev, pw)) = (t.nodes[j], t.nodes[j - 1]);
+                self.e.bind(label);
+                self.write_back_regs(w & !pw);
+                self.e.jump(prev);
+            }
+            let (label, w) = t.nodes[0];
+            self.e.bind(label);
             let skip = self.e.use_var(vars.skip);
             self.e.uncount_value(skip);
-            self.write_back_regs(t.written);
+            self.write_back_regs(w);
             match t.flags {
                 FlagShape::Stored => {}
                 FlagShape::Lazy => {
