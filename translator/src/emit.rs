@@ -205,6 +205,14 @@ pub trait Emitter: ValueOps + VectorOps {
         let _ = skipped;
     }
 
+    /// Whether the fault exits of a block share code: each faulting instruction jumps with
+    /// its values into a common tail (`ctx::fault_tail`) instead of writing the state back
+    /// itself. Worth it where every copy costs compilation and code (the JIT); a recorder's
+    /// edge moves cost about what the stores they replace do. Default: no.
+    fn shares_fault_exits(&self) -> bool {
+        false
+    }
+
     /// [`Emitter::uncount`] for a count known only when the exit runs (an `I64`): the fault
     /// exits of a block share one tail that takes it as a value. The default takes a
     /// constant back through `uncount` and any other value from `icount` in `CpuState`.

@@ -4,7 +4,8 @@
 //! that leave the same way share one *tail*. A site sets what differs (RIP, the instructions
 //! to uncharge, the flag values, the registers) in variables and jumps to its tail, which
 //! stores them and leaves: in the JIT the variables become the tail's block parameters, so a
-//! site costs a jump with arguments.
+//! site costs a jump with arguments. Emitters that do not ask for it
+//! ([`Emitter::shares_fault_exits`]) get a full exit per site, as before.
 //!
 //! Invariants:
 //! - A tail is a chain of nodes (see [`Tail`]); a site enters at the first node whose set
@@ -106,6 +107,18 @@ impl<E: Emitter> Ctx<E> {
                     .map(|c| (SiteKind::Cut, c)),
             )
             .collect();
+        if !self.e.shares_fault_exits() {
+            for (kind, s) in sites {
+                self.e.bind(s.label);
+                self.e.uncount(skipped(kind, self.begun, s.index));
+                self.write_back_regs(s.written);
+                self.write_back_flags(s.flags);
+                let rip = self.e.iconst(Ty::I64, s.pc);
+                self.e.store_state(state::OFF_RIP, rip);
+                self.leave(kind);
+            }
+            return;
+        }
         if sites.is_empty() {
             return;
         }
@@ -171,14 +184,9 @@ impl<E: Emitter> Ctx<E> {
                     self.e.def_var(vars.bits, b);
                 }
             }
-            // A fault: the instruction and every later one did not execute. A cut: only the
-            // later ones; the string instruction keeps its charge (its iterations so far
-            // are counted), and the block it restarts in charges its next iteration.
-            let skip = match kind {
-                SiteKind::Fault => self.begun - s.index,
-                SiteKind::Cut => self.begun - s.index - 1,
-            };
-            let skip = self.e.iconst(Ty::I64, u64::from(skip));
+            let skip = self
+                .e
+                .iconst(Ty::I64, u64::from(skipped(*kind, self.begun, s.index)));
             self.e.def_var(vars.skip, skip);
             let rip = self.e.iconst(Ty::I64, s.pc);
             self.e.def_var(vars.rip, rip);
@@ -209,14 +217,30 @@ impl<E: Emitter> Ctx<E> {
             }
             let rip = self.e.use_var(vars.rip);
             self.e.store_state(state::OFF_RIP, rip);
-            match t.kind {
-                SiteKind::Fault => self.e.exit(Exit::Status),
-                SiteKind::Cut => {
-                    let z = self.e.iconst(Ty::I64, 0);
-                    self.e.store_state(state::OFF_LINK_SLOT, z);
-                    self.e.exit(Exit::Return(ExitReason::Retry));
-                }
+            self.leave(t.kind);
+        }
+    }
+
+    /// The last part of a fault exit or REP cut, after RIP is stored.
+    fn leave(&mut self, kind: SiteKind) {
+        match kind {
+            SiteKind::Fault => self.e.exit(Exit::Status),
+            SiteKind::Cut => {
+                let z = self.e.iconst(Ty::I64, 0);
+                self.e.store_state(state::OFF_LINK_SLOT, z);
+                self.e.exit(Exit::Return(ExitReason::Retry));
             }
         }
+    }
+}
+
+/// The instructions a site leaves unexecuted, of the block's `begun`, the site being
+/// instruction `index`. A fault: it and every later one. A cut: only the later ones; the
+/// string instruction keeps its charge (its iterations so far are counted), and the block
+/// it restarts in charges its next iteration.
+fn skipped(kind: SiteKind, begun: u32, index: u32) -> u32 {
+    match kind {
+        SiteKind::Fault => begun - index,
+        SiteKind::Cut => begun - index - 1,
     }
 }

@@ -1030,6 +1030,10 @@ impl Emitter for ClifEmitter<'_> {
         self.store_state(state::OFF_ICOUNT, v);
     }
 
+    fn shares_fault_exits(&self) -> bool {
+        true
+    }
+
     fn faulted(&self) -> bool {
         false
     }
