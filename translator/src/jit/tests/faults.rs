@@ -14,7 +14,9 @@ const BAD: u64 = 0x7000_0000_0000;
 /// Memory instructions (by index in the block, and the register holding their address)
 /// between register and flag writes of every kind the fault exits write back: none yet,
 /// a lazy descriptor (ADD, SUB), and bits (BT after a lazy state).
-fn block() -> (Vec<u8>, [(usize, usize); 5]) {
+/// Nine sites: enough that the JIT shares their exits (blocks with few sites get a full
+/// exit each).
+fn block() -> (Vec<u8>, [(usize, usize); 9]) {
     let code = asm(|a| {
         a.mov(rax, qword_ptr(rdi))?; // 0: flags as stored
         a.add(rax, rbx)?;
@@ -26,17 +28,31 @@ fn block() -> (Vec<u8>, [(usize, usize); 5]) {
         a.mov(qword_ptr(r9), rdx)?; // 7: lazy SUB, RAX RCX RDX written
         a.xor(r10d, r10d)?;
         a.add(r10, qword_ptr(r11))?; // 9: lazy logic, R10 written too
+        a.or(r12, qword_ptr(rbp))?; // 10: lazy ADD, R10 written
+        a.mov(qword_ptr(r13), rcx)?; // 11: lazy OR, R12 written
+        a.sub(rax, qword_ptr(r14))?; // 12
+        a.mov(qword_ptr(r15), rbx)?; // 13: lazy SUB, RAX written again
         a.inc(rbx)?;
         let mut out = a.create_label();
         a.jmp(out)?;
         a.set_label(&mut out)?;
         a.nop()
     });
-    (
-        code,
-        [(0, reg::RDI), (2, reg::RSI), (5, 8), (7, 9), (9, 11)],
-    )
+    (code, SITES)
 }
+
+/// (instruction index, address register) of each memory access.
+const SITES: [(usize, usize); 9] = [
+    (0, reg::RDI),
+    (2, reg::RSI),
+    (5, 8),
+    (7, 9),
+    (9, 11),
+    (10, reg::RBP),
+    (11, 13),
+    (12, 14),
+    (13, 15),
+];
 
 fn cpu() -> CpuState {
     let mut cpu = CpuState::default();
@@ -44,7 +60,7 @@ fn cpu() -> CpuState {
         *g = 0x1111_1111_1111_1111u64.wrapping_mul(i as u64 + 1);
     }
     cpu.gpr[reg::RSP] = 0x8_0000;
-    for (k, r) in [reg::RDI, reg::RSI, 8, 9, 11].into_iter().enumerate() {
+    for (k, (_, r)) in SITES.into_iter().enumerate() {
         cpu.gpr[r] = 0x4_0000 + 0x100 * k as u64;
     }
     cpu.rflags = rflags::FIXED | rflags::CF | rflags::ZF;
