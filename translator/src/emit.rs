@@ -136,6 +136,12 @@ pub trait Emitter: ValueOps + VectorOps {
     fn load_state(&mut self, ty: Ty, off: u32) -> Self::Value;
     /// Store to a field of `CpuState` at byte offset `off`.
     fn store_state(&mut self, off: u32, v: Self::Value);
+    /// [`Emitter::load_state`] as a fresh read of memory where it matters: a JIT that
+    /// mirrors fields in variables reads the field here instead of keeping an earlier value
+    /// alive up to this point (for cold code that needs a field's value once).
+    fn reload_state(&mut self, ty: Ty, off: u32) -> Self::Value {
+        self.load_state(ty, off)
+    }
 
     /// Declare a variable of type `ty`.
     fn declare_var(&mut self, ty: Ty) -> Self::Var;
@@ -215,5 +221,25 @@ pub trait Emitter: ValueOps + VectorOps {
     /// Whether this emitter translates regions (several guest blocks in one function).
     fn supports_regions(&self) -> bool {
         false
+    }
+
+    /// Whether the fault exits of a block share code: each faulting instruction jumps with
+    /// its values into a common tail (`ctx::fault_tail`) instead of writing the state back
+    /// itself. Worth it where every copy costs compilation and code (the JIT); a recorder's
+    /// edge moves cost about what the stores they replace do. Default: no.
+    fn shares_fault_exits(&self) -> bool {
+        false
+    }
+
+    /// [`Emitter::uncount`] for a count known only when the exit runs (an `I64`): the fault
+    /// exits of a block share one tail that takes it as a value. The default takes a
+    /// constant back through `uncount` and any other value from `icount` in `CpuState`.
+    fn uncount_value(&mut self, skipped: Self::Value) {
+        if let Some(n) = self.as_const(skipped) {
+            return self.uncount(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        let ic = self.load_state(Ty::I64, crate::state::OFF_ICOUNT);
+        let v = self.binop(BinOp::Sub, ic, skipped);
+        self.store_state(crate::state::OFF_ICOUNT, v);
     }
 }

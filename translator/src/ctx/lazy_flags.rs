@@ -264,33 +264,55 @@ impl<E: Emitter> Ctx<E> {
         self.e.binop(BinOp::And, f, one)
     }
 
+    /// Store flag state `fs` to `CpuState` (nothing for [`FlagState::Stored`]).
     pub(super) fn write_back_flags(&mut self, fs: FlagState<E::Value>) {
-        let bits = match fs {
-            FlagState::Stored => return,
+        match fs {
+            FlagState::Stored => {}
             FlagState::Lazy(l) => {
-                let op = self.e.iconst(Ty::I64, flags::encode_op(l.op, l.ty));
-                self.e.store_state(state::OFF_FLAGS_OP, op);
-                for (off, v) in [
-                    (state::OFF_FLAGS_A, l.a),
-                    (state::OFF_FLAGS_B, l.b),
-                    (state::OFF_FLAGS_RES, l.res),
-                    (state::OFF_FLAGS_AUX, l.aux),
-                ] {
-                    let v = self.to_ty(v, Ty::I64, false);
-                    self.e.store_state(off, v);
-                }
-                return;
+                let d = self.descriptor_fields(&l);
+                self.store_descriptor(d);
             }
+            _ => {
+                let bits = self.bits_of(fs);
+                self.store_flag_bits(bits);
+            }
+        }
+    }
+
+    /// The five `I64` fields of the stored form of `l`, in the order of
+    /// [`DESCRIPTOR_OFFSETS`].
+    pub(super) fn descriptor_fields(&mut self, l: &Lazy<E::Value>) -> [E::Value; 5] {
+        let op = self.e.iconst(Ty::I64, flags::encode_op(l.op, l.ty));
+        let mut wide = |v| self.to_ty(v, Ty::I64, false);
+        [op, wide(l.a), wide(l.b), wide(l.res), wide(l.aux)]
+    }
+
+    /// Store a lazy descriptor (fields as [`Ctx::descriptor_fields`] gives them).
+    pub(super) fn store_descriptor(&mut self, d: [E::Value; 5]) {
+        for (off, v) in DESCRIPTOR_OFFSETS.into_iter().zip(d) {
+            self.e.store_state(off, v);
+        }
+    }
+
+    /// The six arithmetic flags of a state that is neither stored nor lazy, as an `I64` in
+    /// their RFLAGS positions.
+    pub(super) fn bits_of(&mut self, fs: FlagState<E::Value>) -> E::Value {
+        match fs {
             FlagState::Computed(v) => v,
             FlagState::InVar => self.e.use_var(self.flags_var),
-            FlagState::StoredWith { .. } => {
+            _ => {
                 let saved = (self.flags, self.pending_flags.take());
                 self.flags = fs;
                 let v = self.flags_bits();
                 (self.flags, self.pending_flags) = saved;
                 v
             }
-        };
+        }
+    }
+
+    /// Store the arithmetic flags `bits` (see [`Ctx::bits_of`]) in `rflags` and mark the
+    /// descriptor settled.
+    pub(super) fn store_flag_bits(&mut self, bits: E::Value) {
         let old = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
         let keep = self.e.iconst(Ty::I64, !rflags::ARITH);
         let old = self.e.binop(BinOp::And, old, keep);
@@ -300,3 +322,12 @@ impl<E: Emitter> Ctx<E> {
         self.e.store_state(state::OFF_FLAGS_OP, z);
     }
 }
+
+/// Offsets of the lazy descriptor's fields: operation, `a`, `b`, `res`, `aux`.
+pub(super) const DESCRIPTOR_OFFSETS: [u32; 5] = [
+    state::OFF_FLAGS_OP,
+    state::OFF_FLAGS_A,
+    state::OFF_FLAGS_B,
+    state::OFF_FLAGS_RES,
+    state::OFF_FLAGS_AUX,
+];

@@ -929,6 +929,16 @@ impl Emitter for ClifEmitter<'_> {
         self.b.ins().load(clif(ty), flags, self.cpu, off as i32)
     }
 
+    fn reload_state(&mut self, ty: Ty, off: u32) -> Value {
+        if off as usize + ty.bytes() as usize > std::mem::size_of::<CpuState>() {
+            return self.iconst(ty, 0);
+        }
+        // The field's memory equals its shadow variable (module invariants).
+        let flags = self.cpu_flags(off, ty.bytes());
+        self.ensure_live();
+        self.b.ins().load(clif(ty), flags, self.cpu, off as i32)
+    }
+
     fn store_state(&mut self, off: u32, v: Value) {
         let bytes = self.ty(v).bytes();
         if off as usize + bytes as usize > std::mem::size_of::<CpuState>() {
@@ -1122,6 +1132,10 @@ impl Emitter for ClifEmitter<'_> {
         let n = self.iconst(Ty::I64, u64::from(skipped));
         let v = self.binop(BinOp::Sub, ic, n);
         self.store_state(state::OFF_ICOUNT, v);
+    }
+
+    fn shares_fault_exits(&self) -> bool {
+        true
     }
 
     fn faulted(&self) -> bool {

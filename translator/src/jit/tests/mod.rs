@@ -3,6 +3,7 @@
 //! environment calls, and a small dispatcher (translate, link, run).
 
 mod blocks;
+mod faults;
 mod jump_cache;
 mod legacy;
 mod ops;
