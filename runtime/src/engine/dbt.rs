@@ -401,7 +401,7 @@ impl<H: HostEntry> Dbt<H> {
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
-                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized, false)?,
+                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized)?,
                 };
                 if hit.1.is_none() {
                     if cached {
@@ -453,7 +453,7 @@ impl<H: HostEntry> Dbt<H> {
             self.compile_in_background(m, cpu, id, key, mode, tier)?;
             return Ok(Next::Cold(id));
         }
-        let (id, host) = self.translate(m, cpu, pc, key, mode, tier, true)?;
+        let (id, host) = self.translate(m, cpu, pc, key, mode, tier)?;
         if by_virtual_pc(mode) {
             cache_mut(m).jump_cache_set(pc, mode.key(), id);
         }
@@ -461,7 +461,8 @@ impl<H: HostEntry> Dbt<H> {
     }
 
     /// Translates and installs the block at guest-virtual `pc` (physical `key.phys_pc`) as
-    /// `tier` code; a hot block (`hot`) with the loop around it, as a region.
+    /// `tier` code; in a tiered engine (where only hot blocks get here) with the loop around
+    /// it, as a region.
     fn translate(
         &mut self,
         m: &mut Machine,
@@ -470,10 +471,9 @@ impl<H: HostEntry> Dbt<H> {
         key: BlockKey,
         mode: Mode,
         tier: Tier,
-        hot: bool,
     ) -> Result<(BlockId, HostCode), Fetch> {
         let (fetched, block) = decode(m, cpu, pc, mode)?;
-        let region = self.region(m, &fetched, block, mode, hot);
+        let region = self.region(m, &fetched, block, mode);
         let block = &region.blocks[0];
         // Two attempts: the second after a flush made room.
         for attempt in 0..2 {
@@ -531,18 +531,19 @@ impl<H: HostEntry> Dbt<H> {
         ))))
     }
 
-    /// The region to compile for `entry`: with the loop around it when the block is `hot`,
-    /// the engine tiers (a cold tier's counts say what is hot) and enters code directly
-    /// (the trap engine's table knows blocks only), and the block is found by virtual PC.
+    /// The region to compile for `entry`: with the loop around it when the engine forms
+    /// regions and tiers (then only blocks its cold tier found hot are compiled), enters code
+    /// directly (the trap engine's table knows blocks only), and the block is found by
+    /// virtual PC.
     fn region(
         &self,
         m: &Machine,
         fetched: &crate::machine::Fetched,
         entry: translator::decode::DecodedBlock,
         mode: Mode,
-        hot: bool,
     ) -> Region {
-        if hot && self.tiering.regions && !H::TRAPS && by_virtual_pc(mode) {
+        let tiered = self.tiering.compile_after > 0;
+        if self.tiering.regions && tiered && !H::TRAPS && by_virtual_pc(mode) {
             region::form(m, fetched, entry, mode)
         } else {
             Region {
@@ -681,7 +682,7 @@ impl<H: HostEntry> Dbt<H> {
             }
         }
         let (fetched, block) = decode(m, cpu, key.virt_pc, mode)?;
-        let region = self.region(m, &fetched, block, mode, true);
+        let region = self.region(m, &fetched, block, mode);
         // The cold (or quick) block guards the entry's bytes until the code is installed;
         // the rest of a region's are compared then.
         let snapshot = region.is_region().then(|| region.snapshot(m)).flatten();

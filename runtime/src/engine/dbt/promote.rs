@@ -95,7 +95,7 @@ impl<H: HostEntry> Dbt<H> {
             }
             self.compile_in_background(m, cpu, id, key, mode, Tier::Optimized)
         } else {
-            self.translate(m, cpu, pc, key, mode, Tier::Optimized, true)
+            self.translate(m, cpu, pc, key, mode, Tier::Optimized)
                 .map(|_| ())
         };
         self.counting.remove(&id);

@@ -129,7 +129,7 @@ fn queued_promotion(code: &[u8]) -> (Vm, BlockKey) {
         virt_pc: 0x1000,
         mode: mode.key(),
     };
-    let Ok((quick, _)) = dbt.translate(m, cpu, 0x1000, key, mode, Tier::Quick, true) else {
+    let Ok((quick, _)) = dbt.translate(m, cpu, 0x1000, key, mode, Tier::Quick) else {
         panic!("translating the quick block failed");
     };
     assert!(dbt.counting.contains_key(&quick));
