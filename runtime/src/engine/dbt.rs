@@ -32,7 +32,6 @@ use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
-use super::region::{self, Region};
 use super::tier::{
     ColdBlocks, Done, HotCounters, Pending, RecordEnvImpl, Tier, TierStats, Tiering, Worker,
 };
@@ -41,6 +40,7 @@ use super::{interp, trap, RunOutcome};
 use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
 use crate::memory::{Access, PAGE_SIZE};
+pub use region::Snapshot as RegionSnapshot;
 
 /// Link slots reserved per block: enough for a conditional branch, its fall-through and a
 /// page-boundary continuation. More direct exits than this go back through the dispatcher.
@@ -531,35 +531,6 @@ impl<H: HostEntry> Dbt<H> {
         ))))
     }
 
-    /// The region to compile for `entry`: with the loop around it when the engine forms
-    /// regions and tiers (then only blocks its cold tier found hot are compiled), enters code
-    /// directly (the trap engine's table knows blocks only), and the block is found by
-    /// virtual PC.
-    fn region(
-        &self,
-        m: &Machine,
-        fetched: &crate::machine::Fetched,
-        entry: translator::decode::DecodedBlock,
-        mode: Mode,
-    ) -> Region {
-        let tiered = self.tiering.compile_after > 0;
-        if self.tiering.regions && tiered && !H::TRAPS && by_virtual_pc(mode) {
-            region::form(m, fetched, entry, mode)
-        } else {
-            Region {
-                phys_ranges: fetched.phys_ranges(entry.byte_len()),
-                blocks: vec![entry],
-            }
-        }
-    }
-
-    fn count_region(&mut self, region: &Region) {
-        if region.is_region() {
-            self.stats.regions += 1;
-            self.stats.region_blocks += region.blocks.len() as u64;
-        }
-    }
-
     /// Enters compiled code at `host` into the cache for `placed.key` (replacing a cold or
     /// quick block of the same key), giving unused slots back, and counts it.
     fn install(
@@ -1035,5 +1006,6 @@ struct Placed {
 }
 
 mod promote;
+mod region;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,6 @@ pub mod dbt;
 pub mod debug;
 pub mod exit;
 pub mod interp;
-pub mod region;
 pub mod tier;
 pub mod trap;
 pub mod vcpu;

@@ -456,7 +456,7 @@ pub struct Pending {
     pub flushes: u64,
     /// For a region: its guest-physical ranges and their bytes when the IR was built (the
     /// cold block guards only the entry's).
-    pub region: Option<super::region::Snapshot>,
+    pub region: Option<super::dbt::RegionSnapshot>,
 }
 
 /// A finished background compilation.

@@ -30,15 +30,15 @@ use std::collections::HashMap;
 
 use cranelift_codegen::entity::EntitySet;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::immediates::Imm64;
 use cranelift_codegen::ir::{
-    types, AliasRegionData, Block, BlockArg, Endianness, Function, Inst, InstBuilder,
-    InstructionData, MemFlagsData, Opcode, SigRef, Type, Value, ValueDef,
+    types, Block, BlockArg, Inst, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Type,
+    Value, ValueDef,
 };
-use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
+use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::{block_signature, JitEnv, JitError, JumpCacheLayout, MemoryModel, Shape};
+use super::frame::budget_check;
+use super::{JitEnv, JitError, JumpCacheLayout, MemoryModel};
 use crate::emit::{Emitter, Exit, ValueOps};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
@@ -63,59 +63,59 @@ pub(super) struct Regions {
 /// The Cranelift emitter of one block. See the module invariants.
 pub(crate) struct ClifEmitter<'a> {
     pub(super) b: FunctionBuilder<'a>,
-    env: &'a mut dyn JitEnv,
-    links: &'a mut HashMap<u64, Option<usize>>,
+    pub(super) env: &'a mut dyn JitEnv,
+    pub(super) links: &'a mut HashMap<u64, Option<usize>>,
     pub(super) mem: MemoryModel,
     /// The `cpu` argument.
     pub(super) cpu: Value,
-    sig_helper: SigRef,
-    sig_block: SigRef,
+    pub(super) sig_helper: SigRef,
+    pub(super) sig_block: SigRef,
     pub(super) regions: Regions,
     /// Whether the current position may receive instructions.
-    live: bool,
+    pub(super) live: bool,
     /// Whether the current block is an unreachable one made after a terminator.
-    dead: bool,
+    pub(super) dead: bool,
     /// Whether the current block is out of line (slow paths, fault exits).
-    cold: bool,
-    labels: EntitySet<Block>,
-    bound: EntitySet<Block>,
-    targeted: EntitySet<Block>,
-    fault: Option<Block>,
-    fault_used: bool,
+    pub(super) cold: bool,
+    pub(super) labels: EntitySet<Block>,
+    pub(super) bound: EntitySet<Block>,
+    pub(super) targeted: EntitySet<Block>,
+    pub(super) fault: Option<Block>,
+    pub(super) fault_used: bool,
     /// Types of the variables semantics declared, by variable index.
-    var_tys: Vec<Option<Ty>>,
-    insns: u32,
+    pub(super) var_tys: Vec<Option<Ty>>,
+    pub(super) insns: u32,
     /// The `iconst` of the entry's instruction count, patched at the end.
-    icount: Inst,
+    pub(super) icount: Inst,
     /// Guest address of the block; a direct exit to it jumps back to `head`.
-    pc: u64,
+    pub(super) pc: u64,
     /// [`crate::Mode::key`] of the block's mode.
     pub(super) mode_key: u32,
     /// The runtime's jump cache, probed by indirect exits (see `lookup`).
     pub(super) jump_cache: Option<JumpCacheLayout>,
     /// The loop head: budget check, then the body.
-    head: Block,
+    pub(super) head: Block,
     /// In a region, the head of every block after the entry, by guest address (see
     /// [`crate::semantics::translate_region`]); direct exits to them stay in the function.
-    region_heads: HashMap<u64, (Block, u16)>,
+    pub(super) region_heads: HashMap<u64, (Block, u16)>,
     /// Each head's instruction-count `iconst` (the entry's is `icount`) and the value of
     /// `insns` when its block began; patched at the end.
-    head_counts: Vec<(Inst, u32)>,
+    pub(super) head_counts: Vec<(Inst, u32)>,
     /// The variable of the shadowed `icount`.
-    icount_var: Variable,
+    pub(super) icount_var: Variable,
     /// The block's hotness counter ([`super::JitEnv::hot_counter`]), if it counts.
-    hot_counter: Option<usize>,
+    pub(super) hot_counter: Option<usize>,
     /// `CpuState` fields (I64 at these offsets) mirrored in variables; see `load_state`.
-    shadows: Vec<(u32, Variable)>,
+    pub(super) shadows: Vec<(u32, Variable)>,
     /// Values `load_state` returned from a shadow, and the field they came from.
-    shadow_vals: HashMap<Value, u32>,
+    pub(super) shadow_vals: HashMap<Value, u32>,
     /// GPRs whose unmodified value is reloaded from `CpuState` at each use.
-    reload: u16,
+    pub(super) reload: u16,
     /// Hypercalls are `int3` host traps (see [`super::JitConfig::trap_hypercalls`]).
-    trap_hypercalls: bool,
+    pub(super) trap_hypercalls: bool,
     /// Inline soft-TLB hits are counted (see [`super::JitConfig::count_tlb_hits`]).
     pub(super) count_tlb_hits: bool,
-    error: Option<JitError>,
+    pub(super) error: Option<JitError>,
 }
 
 /// The Cranelift type of `t`.
@@ -125,35 +125,6 @@ pub(super) fn clif(t: Ty) -> Type {
         Ty::I16 => types::I16,
         Ty::I32 => types::I32,
         Ty::I64 => types::I64,
-    }
-}
-
-/// Remove `notrap` loads whose result is unused. Cranelift keeps every load through
-/// lowering; preloads superseded by reloads (see `ClifEmitter::reload`) would otherwise stay.
-fn remove_dead_loads(func: &mut Function) {
-    let mut used = EntitySet::<Value>::new();
-    let mut loads = Vec::new();
-    for block in func.layout.blocks() {
-        for inst in func.layout.block_insts(block) {
-            for v in func.dfg.inst_values(inst) {
-                used.insert(func.dfg.resolve_aliases(v));
-            }
-            if let InstructionData::Load {
-                opcode: Opcode::Load,
-                flags,
-                ..
-            } = func.dfg.insts[inst]
-            {
-                if func.dfg.mem_flags[flags].notrap() {
-                    loads.push(inst);
-                }
-            }
-        }
-    }
-    for inst in loads {
-        if !used.contains(func.dfg.first_result(inst)) {
-            func.layout.remove_inst(inst);
-        }
     }
 }
 
@@ -172,248 +143,8 @@ fn int_cc(c: Cmp) -> IntCC {
     }
 }
 
-/// At the current position (a head): charge the block's instructions to `icount` or, over
-/// the budget, store `rip = pc` and return [`ExitReason::Budget`] (nothing of the block ran,
-/// and every way into a head left memory current). Returns the `iconst` of the count, to be
-/// patched once the block's length is known.
-fn budget_check(
-    b: &mut FunctionBuilder<'_>,
-    regions: &Regions,
-    cpu: Value,
-    icount_var: Variable,
-    pc: u64,
-) -> Inst {
-    let ic = b.use_var(icount_var);
-    let lim = b
-        .ins()
-        .load(types::I64, regions.cpu, cpu, state::OFF_ICOUNT_LIMIT as i32);
-    let n = b.ins().iconst(types::I64, 0);
-    let icount = match b.func.dfg.value_def(n) {
-        ValueDef::Result(inst, _) => inst,
-        _ => unreachable!("iconst defines its result"),
-    };
-    let new = b.ins().iadd(ic, n);
-    let over = b.ins().icmp(IntCC::UnsignedGreaterThan, new, lim);
-    let (budget, body) = (b.create_block(), b.create_block());
-    b.ins().brif(over, budget, &[], body, &[]);
-    b.set_cold_block(budget);
-    b.switch_to_block(budget);
-    b.seal_block(budget);
-    let rip = b.ins().iconst(types::I64, pc as i64);
-    b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
-    let r = b.ins().iconst(types::I64, ExitReason::Budget as i64);
-    b.ins().return_(&[r]);
-    b.switch_to_block(body);
-    b.seal_block(body);
-    b.ins()
-        .store(regions.cpu, new, cpu, state::OFF_ICOUNT as i32);
-    b.def_var(icount_var, new);
-    icount
-}
-
 impl<'a> ClifEmitter<'a> {
-    /// Start the block function at `pc`: the entry loads the shadowed fields (the GPRs in
-    /// `preload` and `icount`), the loop head checks the budget, then an empty body where
-    /// semantics continue.
-    pub(super) fn begin(
-        mut b: FunctionBuilder<'a>,
-        env: &'a mut dyn JitEnv,
-        links: &'a mut HashMap<u64, Option<usize>>,
-        shape: Shape,
-        heads: &[(u64, u16)],
-    ) -> Self {
-        let Shape {
-            pc,
-            preload,
-            reload,
-            mode_key,
-            trap_hypercalls,
-            count_tlb_hits,
-        } = shape;
-        let mut region = |id: u32, name: &'static str| {
-            b.func.dfg.alias_regions.insert(AliasRegionData {
-                user_id: id,
-                description: name.into(),
-            })
-        };
-        let (r_cpu, r_guest, r_bitmap, r_slot, r_counter) = (
-            region(1, "cpu"),
-            region(2, "guest"),
-            region(3, "code bitmap"),
-            region(4, "link slot"),
-            region(5, "hot counter"),
-        );
-        let regions = Regions {
-            cpu: MemFlagsData::trusted().with_alias_region(Some(r_cpu)),
-            guest: MemFlagsData::new()
-                .with_notrap()
-                .with_endianness(Endianness::Little)
-                .with_alias_region(Some(r_guest)),
-            bitmap: MemFlagsData::new()
-                .with_notrap()
-                .with_alias_region(Some(r_bitmap)),
-            slot: MemFlagsData::trusted().with_alias_region(Some(r_slot)),
-            counter: MemFlagsData::trusted().with_alias_region(Some(r_counter)),
-        };
-        let mut helper = cranelift_codegen::ir::Signature::new(CallConv::SystemV);
-        for _ in 0..4 {
-            helper
-                .params
-                .push(cranelift_codegen::ir::AbiParam::new(types::I64));
-        }
-        helper
-            .returns
-            .push(cranelift_codegen::ir::AbiParam::new(types::I64));
-        let sig_helper = b.import_signature(helper);
-        let sig_block = b.import_signature(block_signature());
-
-        // entry: load the CpuState fields kept in shadow variables, then the loop head.
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let cpu = b.block_params(entry)[0];
-        let mut shadows = Vec::new();
-        let fields = (0..16)
-            .filter(|i| preload & (1 << i) != 0)
-            .map(state::off_gpr)
-            .chain([state::OFF_ICOUNT]);
-        for off in fields {
-            let var = b.declare_var(types::I64);
-            let v = b.ins().load(types::I64, regions.cpu, cpu, off as i32);
-            b.def_var(var, v);
-            shadows.push((off, var));
-        }
-        let icount_var = shadows[shadows.len() - 1].1;
-        let head = b.create_block();
-        b.ins().jump(head, &[]);
-
-        // head (sealed at the end: self-loops jump back here): the hotness count, then the
-        // budget check.
-        b.switch_to_block(head);
-        let hot_counter = env.hot_counter();
-        if let Some(counter) = hot_counter {
-            let p = b.ins().iconst(types::I64, counter as i64);
-            let c = b.ins().load(types::I64, regions.counter, p, 0);
-            let c = b.ins().iadd_imm_s(c, -1);
-            b.ins().store(regions.counter, c, p, 0);
-            let (promote, count) = (b.create_block(), b.create_block());
-            b.ins().brif(c, count, &[], promote, &[]);
-            b.set_cold_block(promote);
-            b.switch_to_block(promote);
-            b.seal_block(promote);
-            let rip = b.ins().iconst(types::I64, pc as i64);
-            b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
-            let r = b.ins().iconst(types::I64, ExitReason::Promote as i64);
-            b.ins().return_(&[r]);
-            b.switch_to_block(count);
-            b.seal_block(count);
-        }
-        let icount = budget_check(&mut b, &regions, cpu, icount_var, pc);
-        let region_heads = heads
-            .iter()
-            .map(|&(pc, reload)| (pc, (b.create_block(), reload)))
-            .collect();
-
-        let mem = env.memory();
-        let jump_cache = env.jump_cache();
-        ClifEmitter {
-            b,
-            env,
-            links,
-            mem,
-            cpu,
-            sig_helper,
-            sig_block,
-            regions,
-            live: true,
-            dead: false,
-            cold: false,
-            labels: EntitySet::new(),
-            bound: EntitySet::new(),
-            targeted: EntitySet::new(),
-            fault: None,
-            fault_used: false,
-            var_tys: Vec::new(),
-            insns: 0,
-            icount,
-            pc,
-            mode_key,
-            jump_cache,
-            head,
-            region_heads,
-            head_counts: Vec::new(),
-            hot_counter,
-            icount_var,
-            shadows,
-            shadow_vals: HashMap::new(),
-            reload,
-            trap_hypercalls,
-            count_tlb_hits,
-            error: None,
-        }
-    }
-
-    /// Finish the function: repair what semantics left open, seal, finalize. Returns the
-    /// number of guest instructions translated.
-    pub(super) fn end(mut self, frontend: TargetFrontendConfig) -> Result<u32, JitError> {
-        if self.live {
-            if !self.dead {
-                self.fail("the block does not end with an exit");
-            }
-            self.ret_const(ExitReason::Unsupported as u64);
-        }
-        let dangling: Vec<Block> = self
-            .targeted
-            .iter()
-            .filter(|&l| !self.bound.contains(l))
-            .collect();
-        for l in dangling {
-            self.fail("a label was jumped to but never bound");
-            self.b.switch_to_block(l);
-            self.live = true;
-            self.dead = true;
-            self.ret_const(ExitReason::Unsupported as u64);
-        }
-        // Each head charges the instructions of its own block.
-        let mut starts: Vec<(Inst, u32)> = vec![(self.icount, 0)];
-        starts.extend(self.head_counts.iter().copied());
-        let ends: Vec<u32> = starts
-            .iter()
-            .skip(1)
-            .map(|&(_, s)| s)
-            .chain([self.insns])
-            .collect();
-        for (&(inst, start), end) in starts.iter().zip(ends) {
-            let n = end.saturating_sub(start).max(1);
-            self.b.func.dfg.insts[inst] = InstructionData::UnaryImm {
-                opcode: Opcode::Iconst,
-                imm: Imm64::new(i64::from(n)),
-            };
-        }
-        let n = self.insns.max(1);
-        // Seal the labels before the loop head: the head's variables then resolve through
-        // already-sealed blocks, so unmodified registers get no (constant) phi there and
-        // their entry loads stay dead.
-        let labels: Vec<Block> = self.labels.iter().collect();
-        for l in labels {
-            self.b.seal_block(l);
-        }
-        let heads: Vec<Block> = self.region_heads.values().map(|h| h.0).collect();
-        for h in heads {
-            self.b.seal_block(h);
-        }
-        self.b.seal_block(self.head);
-        self.b.seal_all_blocks();
-        remove_dead_loads(self.b.func);
-        self.b.finalize(frontend);
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(n),
-        }
-    }
-
-    fn fail(&mut self, what: &'static str) {
+    pub(super) fn fail(&mut self, what: &'static str) {
         self.error.get_or_insert(JitError::Internal(what));
     }
 
@@ -461,7 +192,7 @@ impl<'a> ClifEmitter<'a> {
         self.cold
     }
 
-    fn ret_const(&mut self, v: u64) {
+    pub(super) fn ret_const(&mut self, v: u64) {
         self.ensure_live();
         let r = self.b.ins().iconst(types::I64, v as i64);
         self.b.ins().return_(&[r]);

@@ -3,7 +3,8 @@
 //! The semantics drive `ClifEmitter`, the [`crate::emit::Emitter`] that builds one Cranelift
 //! function per block; [`Jit::translate`] compiles it and returns the bytes. How guest memory,
 //! helpers and block links are reached is decided by the runtime through [`JitEnv`].
-//! Module map: `emitter` (values, state, variables, control flow, exits), `memory` (guest
+//! Module map: `emitter` (values, state, variables, control flow, exits), `frame` (the
+//! function's entry, heads and end), `memory` (guest
 //! memory access per [`MemoryModel`]), `tests` (compiled code run for real against the
 //! interpreter).
 //!
@@ -27,6 +28,9 @@
 //! Exits:
 //! - direct jump to the block's own start (a loop): straight back to step 1, registers and
 //!   `icount` staying in host registers (nothing is linked, no slot is asked for);
+//! - in a region ([`Jit::translate_region`]), direct jump to the start of another of its
+//!   blocks: the state written back, a jump to that block's head, which charges that block's
+//!   instructions (step 1 for it) and goes on with registers in host registers;
 //! - direct jump to another constant target `t`: `rip = t`; if [`JitEnv::link_slot`] gave a
 //!   slot, `link_slot = &slot` and the block tail-calls the address the slot holds (the
 //!   successor, or the exit stub while unlinked); otherwise `link_slot = 0` and, with a
@@ -67,6 +71,7 @@
 //!   [`JitError::Panic`].
 
 mod emitter;
+mod frame;
 mod lookup;
 mod memory;
 mod vector;

@@ -1,4 +1,4 @@
-//! Regions for the DBT's hot blocks: which guest bytes may join a region, and checking, when
+//! The DBT engine's regions: which guest bytes may join a region, and checking, when
 //! a background compilation of one finishes, that its bytes are still the guest's.
 //!
 //! Invariants:
@@ -12,6 +12,7 @@
 use translator::decode::{decode_block, DecodedBlock, MAX_BLOCK_INSNS, PAGE_SIZE};
 use translator::Mode;
 
+use super::{by_virtual_pc, Dbt, HostEntry};
 use crate::machine::{Fetched, Machine};
 use crate::memory::GuestPhys;
 
@@ -113,6 +114,37 @@ pub fn form(m: &Machine, fetched: &Fetched, entry: DecodedBlock, mode: Mode) -> 
     Region {
         blocks,
         phys_ranges,
+    }
+}
+
+impl<H: HostEntry> Dbt<H> {
+    /// The region to compile for `entry`: with the loop around it when the engine forms
+    /// regions and tiers (then only blocks its cold tier found hot are compiled), enters code
+    /// directly (the trap engine's table knows blocks only), and the block is found by
+    /// virtual PC.
+    pub(super) fn region(
+        &self,
+        m: &Machine,
+        fetched: &Fetched,
+        entry: translator::decode::DecodedBlock,
+        mode: Mode,
+    ) -> Region {
+        let tiered = self.tiering.compile_after > 0;
+        if self.tiering.regions && tiered && !H::TRAPS && by_virtual_pc(mode) {
+            form(m, fetched, entry, mode)
+        } else {
+            Region {
+                phys_ranges: fetched.phys_ranges(entry.byte_len()),
+                blocks: vec![entry],
+            }
+        }
+    }
+
+    pub(super) fn count_region(&mut self, region: &Region) {
+        if region.is_region() {
+            self.stats.regions += 1;
+            self.stats.region_blocks += region.blocks.len() as u64;
+        }
     }
 }
 
