@@ -427,29 +427,9 @@ fn sti_shadows_exactly_one_instruction() {
         0x31, 0xC0, 0xFB, 0xB8, 1, 0, 0, 0, 0xB8, 2, 0, 0, 0, 0xE7, 0xF4,
     ];
     for engine in Engine::ALL {
-        let mut v = vm(engine);
-        v.write_phys(0x1000, &code).unwrap();
-        // GDT (code64 at 0x08), IDT gate 0x40 → 0x6000: out 0xf4, eax (EAX + 0x100).
-        v.write_phys(0x4008, &0x00AF_9B00_0000_FFFFu64.to_le_bytes())
-            .unwrap();
-        let gate = 0x6000u64 | 0x08 << 16 | 0x8E << 40;
-        v.write_phys(0x5000 + 16 * 0x40, &gate.to_le_bytes())
-            .unwrap();
-        v.write_phys(0x6000, &[0x05, 0, 1, 0, 0, 0xE7, 0xF4])
-            .unwrap();
-        paging_on(&mut v, &[(0x1FF000, 0xFEE0_0000)]);
-        let cpu = v.cpu_mut();
-        cpu.gdtr = translator::state::DescTable {
-            base: 0x4000,
-            limit: 0xF,
-        };
-        cpu.idtr = translator::state::DescTable {
-            base: 0x5000,
-            limit: 0xFFF,
-        };
-        cpu.gpr[4] = 0x8000;
-        cpu.rip = 0x1000;
-        assert_eq!(v.run(), RunOutcome::DebugExit(0x101), "{engine:?}");
+        // The handler adds 0x100 to EAX: 1 + 0x100 says exactly one instruction ran.
+        let o = run_with_handler(engine, 0x40, &code);
+        assert_eq!(o, RunOutcome::DebugExit(0x101), "{engine:?}");
     }
 }
 

@@ -655,8 +655,15 @@ impl<H: HostEntry> Dbt<H> {
         let (fetched, block) = decode(m, cpu, key.virt_pc, mode)?;
         let region = self.region(m, &fetched, block, mode);
         // The cold (or quick) block guards the entry's bytes until the code is installed;
-        // the rest of a region's are compared then.
-        let snapshot = region.is_region().then(|| region.snapshot(m)).flatten();
+        // the rest of a region's are compared then (a region whose bytes cannot be read back
+        // is not compiled: it would be installed with only its entry's bytes tracked).
+        let snapshot = match region.is_region() {
+            false => None,
+            true => match region.snapshot(m) {
+                Some(s) => Some(s),
+                None => return Ok(()),
+            },
+        };
         let (slots, counter) = self.reserve(m, tier)?;
         let mut env = block_env(m, &region.blocks[0], mode, slots);
         env.counter = counter.map(|c| self.counters.addr(c));
@@ -669,9 +676,7 @@ impl<H: HostEntry> Dbt<H> {
             self.spare = Some(slots);
             return Ok(());
         };
-        if snapshot.is_some() {
-            self.count_region(&region);
-        }
+        self.count_region(&region);
         let pending = Pending {
             key,
             cold,

@@ -73,21 +73,40 @@ pub(super) fn budget_check(
     };
     let new = b.ins().iadd(ic, n);
     let over = b.ins().icmp(IntCC::UnsignedGreaterThan, new, lim);
-    let (budget, body) = (b.create_block(), b.create_block());
-    b.ins().brif(over, budget, &[], body, &[]);
-    b.set_cold_block(budget);
-    b.switch_to_block(budget);
-    b.seal_block(budget);
-    let rip = b.ins().iconst(types::I64, pc as i64);
-    b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
-    let r = b.ins().iconst(types::I64, ExitReason::Budget as i64);
-    b.ins().return_(&[r]);
-    b.switch_to_block(body);
-    b.seal_block(body);
+    leave_at_head(b, regions, cpu, over, true, pc, ExitReason::Budget);
     b.ins()
         .store(regions.cpu, new, cpu, state::OFF_ICOUNT as i32);
     b.def_var(icount_var, new);
     icount
+}
+
+/// At a head: if `cond` is nonzero (`leave_if_set`) or zero (otherwise), leave through a cold
+/// block that stores `rip = pc` and returns `reason` (nothing of the block ran); go on in a
+/// fresh sealed block either way.
+fn leave_at_head(
+    b: &mut FunctionBuilder<'_>,
+    regions: &Regions,
+    cpu: Value,
+    cond: Value,
+    leave_if_set: bool,
+    pc: u64,
+    reason: ExitReason,
+) {
+    let (leave, stay) = (b.create_block(), b.create_block());
+    if leave_if_set {
+        b.ins().brif(cond, leave, &[], stay, &[]);
+    } else {
+        b.ins().brif(cond, stay, &[], leave, &[]);
+    }
+    b.set_cold_block(leave);
+    b.switch_to_block(leave);
+    b.seal_block(leave);
+    let rip = b.ins().iconst(types::I64, pc as i64);
+    b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
+    let r = b.ins().iconst(types::I64, reason as i64);
+    b.ins().return_(&[r]);
+    b.switch_to_block(stay);
+    b.seal_block(stay);
 }
 
 impl<'a> ClifEmitter<'a> {
@@ -176,17 +195,7 @@ impl<'a> ClifEmitter<'a> {
             let c = b.ins().load(types::I64, regions.counter, p, 0);
             let c = b.ins().iadd_imm_s(c, -1);
             b.ins().store(regions.counter, c, p, 0);
-            let (promote, count) = (b.create_block(), b.create_block());
-            b.ins().brif(c, count, &[], promote, &[]);
-            b.set_cold_block(promote);
-            b.switch_to_block(promote);
-            b.seal_block(promote);
-            let rip = b.ins().iconst(types::I64, pc as i64);
-            b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
-            let r = b.ins().iconst(types::I64, ExitReason::Promote as i64);
-            b.ins().return_(&[r]);
-            b.switch_to_block(count);
-            b.seal_block(count);
+            leave_at_head(&mut b, &regions, cpu, c, false, pc, ExitReason::Promote);
         }
         let icount = budget_check(&mut b, &regions, cpu, icount_var, pc);
         let region_heads = heads
