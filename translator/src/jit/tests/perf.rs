@@ -215,6 +215,8 @@ fn simple_loop_raw_clif() {
         reload: !crate::jit::written_gprs(&block),
         trap_hypercalls: false,
         count_tlb_hits: false,
+        carry: None,
+        carry_flags: false,
         mode_key: mode.key(),
     };
     let mut links = std::collections::HashMap::new();
