@@ -18,6 +18,21 @@ use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 use crate::state::ExitReason;
 use crate::vector::{Lanes, VBin, VCvt, VShift, VUn};
 
+/// What a looping function keeps in variables across its internal edges (the back edge to
+/// its entry, the edges between a region's blocks), written back to `CpuState` only on the
+/// way out: every exit, fault exit, hypercall and head exit. The variables are defined at
+/// the function's entry from `CpuState`, so they hold the guest's values at every head.
+#[derive(Clone, Copy, Debug)]
+pub struct Carried<V> {
+    /// The GPRs carried; `gpr[i]` is the variable of GPR `i` for each of them.
+    pub gprs: u16,
+    pub gpr: [Option<V>; 16],
+    /// If the flags are carried too, the variables of the lazy-flag descriptor's five fields
+    /// (`flags_op`, `a`, `b`, `res`, `aux`, all `I64`). With `flags_op == 0` the arithmetic
+    /// flags are those in `rflags`, which is then current in `CpuState`.
+    pub flags: Option<[V; 5]>,
+}
+
 /// Pure value operations. Implemented by every emitter and by [`crate::flags::Concrete`].
 pub trait ValueOps {
     /// A value: an SSA value in the JIT, a concrete integer in the interpreter.
@@ -221,6 +236,26 @@ pub trait Emitter: ValueOps + VectorOps {
     /// Whether this emitter translates regions (several guest blocks in one function).
     fn supports_regions(&self) -> bool {
         false
+    }
+
+    /// The state a looping function carries across its internal edges in variables instead
+    /// of `CpuState` (see [`Carried`]); `None` (the default) when every edge writes back.
+    fn carried(&self) -> Option<Carried<Self::Var>> {
+        None
+    }
+
+    /// Whether a direct jump to `pc` stays in this function (the entry of a self-loop, a
+    /// region's block) rather than leaving it.
+    fn is_internal(&self, pc: u64) -> bool {
+        let _ = pc;
+        false
+    }
+
+    /// The exits of the function's heads (budget, promotion) that the semantics must write
+    /// the carried state back on: each label to bind once, the head's `pc` (to store as
+    /// RIP) and the reason to return. Empty unless [`Emitter::carried`] is `Some`.
+    fn take_head_exits(&mut self) -> Vec<(Self::Label, u64, ExitReason)> {
+        Vec::new()
     }
 
     /// Whether the fault exits of a block share code: each faulting instruction jumps with

@@ -26,6 +26,18 @@ impl<E: Emitter> Ctx<E> {
         self.entry_desc = None;
         self.loop_depth += 1;
         self.block_ends.push(self.begun);
+        // The heads' budget and promotion exits: nothing of their block ran; the carried
+        // state (the variables' values at the head) goes back to `CpuState`.
+        for (label, pc, reason) in self.e.take_head_exits() {
+            self.e.bind(label);
+            let carried = self.carried.map_or(0, |c| c.gprs);
+            self.write_back_regs(carried);
+            let f = self.head_flags();
+            self.write_back_flags(f);
+            let rip = self.e.iconst(Ty::I64, pc);
+            self.e.store_state(state::OFF_RIP, rip);
+            self.e.exit(Exit::Return(reason));
+        }
         for HostExit { at: x, code } in std::mem::take(&mut self.host_exits) {
             self.e.bind(x.label);
             // The hypercall's instruction completed; the later ones of its block did not
@@ -39,9 +51,10 @@ impl<E: Emitter> Ctx<E> {
 
     /// Start the next block of a region at `pc` (see
     /// [`crate::semantics::translate_region`]); the previous one, if it did not exit,
-    /// continues at `prev_next_pc` first. Every exit wrote the state back, so the new block
-    /// starts as a block of its own does: flags stored, no register written, nothing
-    /// materialized by another block reused (it would not dominate this one).
+    /// continues at `prev_next_pc` first. Every way in wrote back what is not carried, so
+    /// the new block starts as a block of its own does, except for the carried state (see
+    /// the module invariants): nothing materialized by another block is reused (it would
+    /// not dominate this one).
     pub fn begin_region_block(&mut self, pc: u64, prev_next_pc: u64) {
         if !self.terminated {
             let t = self.e.iconst(Ty::I64, prev_next_pc);
@@ -50,16 +63,17 @@ impl<E: Emitter> Ctx<E> {
         self.block_ends.push(self.begun);
         self.e.begin_region_block(pc);
         self.terminated = false;
-        self.flags = Self::entry_flags(&mut self.e);
+        let carried = self.carried.map_or(0, |c| c.gprs);
+        self.flags = self.head_flags();
         self.pending_flags = None;
-        self.written = 0;
+        self.written = carried;
         self.preloaded = self.entry_preload;
         self.defined = self.entry_preload;
-        // Memory holds every register here: take them from there (in the JIT, the shadows
-        // of `CpuState`), so a use may reload a value instead of holding it in a host
-        // register across the region.
+        // Memory holds every other register here: take them from there (in the JIT, the
+        // shadows of `CpuState`), so a use may reload a value instead of holding it in a
+        // host register across the region.
         for i in 0..16 {
-            if self.entry_preload & (1 << i) != 0 {
+            if self.entry_preload & !carried & (1 << i) != 0 {
                 let v = self.e.load_state(Ty::I64, state::off_gpr(i));
                 self.e.def_var(self.regs[i], v);
             }
@@ -209,12 +223,43 @@ impl<E: Emitter> Ctx<E> {
         self.write_back_flags(f);
     }
 
+    /// Whether a direct jump to `target` is an internal edge that carries state.
+    fn carries_to(&self, target: u64) -> bool {
+        self.carried.is_some() && self.e.is_internal(target)
+    }
+
+    /// At an internal edge: write back what is not carried; the flags go to the carried
+    /// variables.
+    fn write_back_for_edge(&mut self) {
+        self.commit();
+        let carried = self.carried.map_or(0, |c| c.gprs);
+        let w = self.written & !carried;
+        self.write_back_regs(w);
+        let f = self.flags;
+        self.flags_to_carried(f);
+        self.flags = match self.carried.and_then(|c| c.flags) {
+            Some(_) => FlagState::Carried,
+            None => FlagState::Stored,
+        };
+    }
+
+    /// The flag state at a head: carried, or as stored (every way in wrote it back).
+    pub(super) fn head_flags(&mut self) -> FlagState<E::Value> {
+        match self.carried.and_then(|c| c.flags) {
+            Some(_) => FlagState::Carried,
+            None => Self::entry_flags(&mut self.e),
+        }
+    }
+
     /// Complete the instruction and leave the block, continuing at `target` (an `I64`).
     pub fn exit_jump(&mut self, target: E::Value) {
         if self.leave_faulted() {
             return;
         }
-        self.write_back_all();
+        match self.e.as_const(target) {
+            Some(t) if self.carries_to(t) => self.write_back_for_edge(),
+            _ => self.write_back_all(),
+        }
         self.e.exit(Exit::Jump(target));
         self.terminated = true;
     }
@@ -232,12 +277,25 @@ impl<E: Emitter> Ctx<E> {
             return self.exit_jump(t);
         }
         // Both edges leave with the same state: write it back once, before the branch,
-        // rather than a copy of every store on each edge.
-        self.write_back_all();
+        // rather than a copy of every store on each edge. Where one edge stays in the
+        // function, what it carries is written back on the other edge only.
+        let internal = [taken, not_taken].map(|t| self.carries_to(t));
+        let carrying = internal[0] || internal[1];
+        if carrying {
+            self.write_back_for_edge();
+        } else {
+            self.write_back_all();
+        }
         let (lt, lf) = (self.e.new_label(), self.e.new_label());
         self.e.branch(cond, lt, lf);
-        for (l, target) in [(lt, taken), (lf, not_taken)] {
+        for ((l, target), internal) in [(lt, taken), (lf, not_taken)].into_iter().zip(internal) {
             self.e.bind(l);
+            if carrying && !internal {
+                let carried = self.carried.map_or(0, |c| c.gprs);
+                self.write_back_regs(self.written & carried);
+                let f = self.flags;
+                self.write_back_flags(f);
+            }
             let t = self.e.iconst(Ty::I64, target);
             self.e.exit(Exit::Jump(t));
         }

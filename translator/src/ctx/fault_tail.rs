@@ -46,12 +46,15 @@ enum FlagShape {
     Lazy,
     /// The arithmetic bits merged into `rflags`, the descriptor marked settled.
     Bits,
+    /// The five fields of the carried descriptor, from its variables.
+    Carried,
 }
 
 fn flag_shape<V>(fs: &FlagState<V>) -> FlagShape {
     match fs {
         FlagState::Stored => FlagShape::Stored,
         FlagState::Lazy(_) => FlagShape::Lazy,
+        FlagState::Carried => FlagShape::Carried,
         _ => FlagShape::Bits,
     }
 }
@@ -180,7 +183,8 @@ impl<E: Emitter> Ctx<E> {
                 self.e.def_var(self.regs[i], v);
             }
             match s.flags {
-                FlagState::Stored => {}
+                // The tail reads the carried variables, which hold the site's values.
+                FlagState::Stored | FlagState::Carried => {}
                 FlagState::Lazy(l) => {
                     let d = self.descriptor_fields(&l);
                     for (&var, v) in vars.desc.iter().zip(d) {
@@ -223,6 +227,7 @@ impl<E: Emitter> Ctx<E> {
                     let b = self.e.use_var(vars.bits);
                     self.store_flag_bits(b);
                 }
+                FlagShape::Carried => self.write_back_flags(FlagState::Carried),
             }
             let rip = self.e.use_var(vars.rip);
             self.e.store_state(state::OFF_RIP, rip);

@@ -4,7 +4,8 @@
 //! Invariants:
 //! - Flags written by an instruction are pending until it ends, as registers are.
 //! - `FlagState::Stored` means "as in `CpuState`": a descriptor, or the bits in `rflags`
-//!   when `flags_op == 0`. Generated code reads it inline ([`flags::stored_flags`]) for
+//!   when `flags_op == 0`; `FlagState::Carried` the same of the carried flag variables
+//!   (whose `rflags` is the one in `CpuState`). Generated code reads it inline ([`flags::stored_flags`]) for
 //!   exactly the flags it needs; nothing in a block changes the stored state except the
 //!   write-backs before hypercalls and exits, which reset the caches below.
 
@@ -112,6 +113,48 @@ impl<E: Emitter> Ctx<E> {
         flags::stored_flags(&mut self.e, &d, mask)
     }
 
+    /// The flags in `mask` of the descriptor in the carried flag variables, evaluated inline.
+    fn carried_bits(&mut self, mask: u64) -> E::Value {
+        let Some(vars) = self.carried.and_then(|c| c.flags) else {
+            return self.stored_bits(mask);
+        };
+        let [op, a, b, res, aux] = vars.map(|v| self.e.use_var(v));
+        let rflags = self.e.load_state(Ty::I64, state::OFF_RFLAGS);
+        let d = flags::Stored {
+            op,
+            a,
+            b,
+            res,
+            aux,
+            rflags,
+        };
+        flags::stored_flags(&mut self.e, &d, mask)
+    }
+
+    /// At an internal edge: make the carried flag variables describe flag state `fs` (see
+    /// the `ctx` module invariants). Bits that only `rflags` can hold are stored there, with
+    /// the variables' operation 0.
+    pub(super) fn flags_to_carried(&mut self, fs: FlagState<E::Value>) {
+        let Some(vars) = self.carried.and_then(|c| c.flags) else {
+            return self.write_back_flags(fs);
+        };
+        let d = match fs {
+            FlagState::Carried => return,
+            FlagState::Lazy(l) => self.descriptor_fields(&l),
+            FlagState::Stored => DESCRIPTOR_OFFSETS.map(|off| self.e.load_state(Ty::I64, off)),
+            fs => {
+                let bits = self.bits_of(fs);
+                self.store_flag_bits(bits);
+                let z = self.e.iconst(Ty::I64, 0);
+                self.e.def_var(vars[0], z);
+                return;
+            }
+        };
+        for (&var, v) in vars.iter().zip(d) {
+            self.e.def_var(var, v);
+        }
+    }
+
     /// The six arithmetic flags as an `I64` in their RFLAGS positions.
     pub fn flags_bits(&mut self) -> E::Value {
         let fs = self.current_flags();
@@ -120,6 +163,7 @@ impl<E: Emitter> Ctx<E> {
             FlagState::Computed(v) => v,
             FlagState::InVar => self.e.use_var(self.flags_var),
             FlagState::Stored => self.stored_bits(rflags::ARITH),
+            FlagState::Carried => self.carried_bits(rflags::ARITH),
             FlagState::StoredWith { mask, bits } => {
                 let base = self.stored_bits(!mask & rflags::ARITH);
                 self.e.binop(BinOp::Or, base, bits)
@@ -142,6 +186,7 @@ impl<E: Emitter> Ctx<E> {
         let bits = match self.current_flags() {
             FlagState::StoredWith { mask, bits } if mask & bit != 0 => bits,
             FlagState::Stored | FlagState::StoredWith { .. } => self.stored_bits(bit),
+            FlagState::Carried => self.carried_bits(bit),
             _ => self.flags_bits(),
         };
         let sh = self.e.iconst(Ty::I64, bit.trailing_zeros() as u64);
@@ -264,13 +309,20 @@ impl<E: Emitter> Ctx<E> {
         self.e.binop(BinOp::And, f, one)
     }
 
-    /// Store flag state `fs` to `CpuState` (nothing for [`FlagState::Stored`]).
+    /// Store flag state `fs` to `CpuState` (nothing for [`FlagState::Stored`]; the carried
+    /// descriptor for [`FlagState::Carried`]).
     pub(super) fn write_back_flags(&mut self, fs: FlagState<E::Value>) {
         match fs {
             FlagState::Stored => {}
             FlagState::Lazy(l) => {
                 let d = self.descriptor_fields(&l);
                 self.store_descriptor(d);
+            }
+            FlagState::Carried => {
+                if let Some(vars) = self.carried.and_then(|c| c.flags) {
+                    let d = vars.map(|v| self.e.use_var(v));
+                    self.store_descriptor(d);
+                }
             }
             _ => {
                 let bits = self.bits_of(fs);

@@ -15,10 +15,17 @@
 //! - The arms of [`Ctx::if_else`] compute values only (no register or flag writes, no
 //!   exits), so a helper faulting in one leaves with the state of the instruction's start.
 //! - Every exit writes back the registers written in the block and the flag state.
+//! - In a function that loops and carries state ([`crate::emit::Carried`]), an internal
+//!   edge (a direct jump to the function's entry or to another block of its region) writes
+//!   back only the registers outside the carried set; the carried registers stay in their
+//!   variables and count as written from every head on, and the flags go to the carried
+//!   descriptor variables ([`FlagState::Carried`] at every head). Every way out of the
+//!   function (exits, fault exits, hypercalls, the heads' budget and promotion exits)
+//!   writes them back.
 
 use iced_x86::{Instruction, MemorySize, OpKind, Register};
 
-use crate::emit::Emitter;
+use crate::emit::{Carried, Emitter};
 use crate::flags::{self, Lazy, Vendor};
 use crate::ir::{BinOp, Cmp, Conv, Ty, UnOp};
 
@@ -41,6 +48,9 @@ enum FlagState<V> {
     Computed(V),
     /// Arithmetic bits held in the flags variable (used across control flow).
     InVar,
+    /// As the descriptor in the carried flag variables says (the state at a head of a
+    /// function that carries state; see [`crate::emit::Carried`]).
+    Carried,
     /// As at block entry, except the flags in `mask`, which are the same bits of `bits`
     /// (an `I64`). Instructions that write only some flags (rotates, AMD's MUL, BT) leave
     /// this so the entry flags are materialized only if something reads the untouched ones.
@@ -125,6 +135,8 @@ pub struct Ctx<E: Emitter> {
     /// Set when semantics touched a register the block did not preload; the JIT then
     /// retranslates with every register preloaded.
     pub missing_regs: bool,
+    /// The state carried across internal edges (see the module invariants), if any.
+    carried: Option<Carried<E::Var>>,
     /// XMM registers (see `xmm`): variables declared on first use (JIT only), which of them
     /// hold the register's value, and this instruction's pending writes.
     xmm_vars: [Option<E::VVar>; 16],
@@ -136,17 +148,26 @@ impl<E: Emitter> Ctx<E> {
     /// Start a block. `preload` is a bit mask of the GPRs the block may touch; they are loaded
     /// from `CpuState` into variables at entry.
     pub fn new(mut e: E, mode: Mode, preload: u16) -> Self {
-        let regs: [E::Var; 16] = std::array::from_fn(|_| e.declare_var(Ty::I64));
+        let carried = e.carried();
+        let carried_gprs = carried.map_or(0, |c| c.gprs);
+        // A carried register's variable is the emitter's, defined before the loop head.
+        let regs: [E::Var; 16] = std::array::from_fn(|i| match carried.and_then(|c| c.gpr[i]) {
+            Some(v) => v,
+            None => e.declare_var(Ty::I64),
+        });
         let flags_var = e.declare_var(Ty::I64);
         for (i, &var) in regs.iter().enumerate() {
-            if preload & (1 << i) != 0 {
+            if preload & !carried_gprs & (1 << i) != 0 {
                 let v = e.load_state(Ty::I64, state::off_gpr(i));
                 e.def_var(var, v);
             }
         }
         let zero = e.iconst(Ty::I64, 0);
         e.def_var(flags_var, zero);
-        let flags = Self::entry_flags(&mut e);
+        let flags = match carried.and_then(|c| c.flags) {
+            Some(_) => FlagState::Carried,
+            None => Self::entry_flags(&mut e),
+        };
         Ctx {
             e,
             mode,
@@ -154,8 +175,8 @@ impl<E: Emitter> Ctx<E> {
             regs,
             entry_preload: preload,
             preloaded: preload,
-            defined: preload,
-            written: 0,
+            defined: preload | carried_gprs,
+            written: carried_gprs,
             pending: [None; 16],
             flags,
             pending_flags: None,
@@ -176,6 +197,7 @@ impl<E: Emitter> Ctx<E> {
             entry_desc: None,
             writes: 0,
             missing_regs: false,
+            carried,
             xmm_vars: [None; 16],
             xmm_defined: 0,
             xmm_pending: [None; 16],

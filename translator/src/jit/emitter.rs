@@ -21,7 +21,11 @@
 //!   store). Reading such a field reads the variable, so a self-loop (a direct exit to the
 //!   block's own pc jumps back to the loop head) carries registers and `icount` in host
 //!   registers instead of through memory. This relies on helpers never writing those fields
-//!   (generated code owns them while a block runs).
+//!   (generated code owns them while a block runs). The exception: in a looping function
+//!   the shadows of the carried GPRs ([`crate::emit::Carried`]) are the guest registers
+//!   themselves, which the semantics define without a store at internal edges; their memory
+//!   is current only where the semantics wrote them back (every way out of the function),
+//!   and they are never reloaded.
 //! - Reloads: reading a semantics variable that still holds a GPR's unmodified value emits a
 //!   fresh load of the field (its memory is known to hold it) instead of keeping the entry
 //!   value alive across the block; entry loads left unused are deleted before compiling.
@@ -37,9 +41,9 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::frame::budget_check;
+use super::frame::{budget_check, HeadExits};
 use super::{JitEnv, JitError, JumpCacheLayout, MemoryModel};
-use crate::emit::{Emitter, Exit, ValueOps};
+use crate::emit::{Carried, Emitter, Exit, ValueOps};
 use crate::helpers::Helper;
 use crate::hostexec::{HostStub, StubCall};
 use crate::ir::{eval_binop, eval_cmp, eval_convert, eval_unop, BinOp, Cmp, Conv, Ty, UnOp};
@@ -115,6 +119,11 @@ pub(crate) struct ClifEmitter<'a> {
     pub(super) trap_hypercalls: bool,
     /// Inline soft-TLB hits are counted (see [`super::JitConfig::count_tlb_hits`]).
     pub(super) count_tlb_hits: bool,
+    /// The state carried across internal edges, if the function loops (see
+    /// [`crate::emit::Carried`]).
+    pub(super) carried: Option<Carried<Variable>>,
+    /// Head exits left for the semantics to write (see [`super::frame`]).
+    pub(super) head_exits: HeadExits,
     pub(super) error: Option<JitError>,
 }
 
@@ -827,15 +836,34 @@ impl Emitter for ClifEmitter<'_> {
         true
     }
 
+    fn carried(&self) -> Option<Carried<Variable>> {
+        self.carried
+    }
+
+    fn is_internal(&self, pc: u64) -> bool {
+        pc == self.pc || self.region_heads.contains_key(&pc)
+    }
+
+    fn take_head_exits(&mut self) -> Vec<(Block, u64, ExitReason)> {
+        let exits = std::mem::take(&mut self.head_exits);
+        for &(l, _, _) in &exits {
+            // Labels the semantics bind; already jumped to from their heads.
+            self.labels.insert(l);
+            self.targeted.insert(l);
+        }
+        exits
+    }
+
     fn begin_region_block(&mut self, pc: u64) {
         let Some(&(head, reload)) = self.region_heads.get(&pc) else {
             return self.fail("a region block without a head");
         };
-        self.reload = reload;
         if self.live && !self.dead {
             return self.fail("a region block began while the previous one runs on");
         }
         self.b.switch_to_block(head);
+        let carried = self.carried.map_or(0, |c| c.gprs);
+        self.reload = reload & !carried;
         if let Some(counter) = self.hot_counter {
             // Runs inside a region count towards its promotion too, but only the entry may
             // leave with `Promote` (the runtime promotes the block at `rip`): count down
@@ -847,7 +875,15 @@ impl Emitter for ClifEmitter<'_> {
             let c = self.b.ins().select(above, dec, c);
             self.b.ins().store(self.regions.counter, c, p, 0);
         }
-        let n = budget_check(&mut self.b, &self.regions, self.cpu, self.icount_var, pc);
+        let deferred = self.carried.is_some().then_some(&mut self.head_exits);
+        let n = budget_check(
+            &mut self.b,
+            &self.regions,
+            self.cpu,
+            self.icount_var,
+            pc,
+            deferred,
+        );
         self.head_counts.push((n, self.insns));
         self.live = true;
         self.dead = false;

@@ -2,9 +2,12 @@
 //! heads (the entry's and, in a region, each block's: hotness count, budget check), and the
 //! end (what semantics left open repaired, instruction counts patched, blocks sealed).
 //!
-//! Invariants: those of [`super::emitter`]; a head is entered only with `CpuState` current
-//! (from the entry, a self-loop's back edge, or an internal edge of a region, each of which
-//! wrote the state back), so its budget exit stores nothing but `rip`.
+//! Invariants: those of [`super::emitter`]. A head is entered either with `CpuState` current
+//! (every way into it wrote the state back), and then its budget and promotion exits store
+//! nothing but `rip`; or, in a function that carries state across its internal edges
+//! ([`crate::emit::Carried`]), with the carried registers and flags in variables, and then
+//! those exits are labels the semantics bind at the end to write the carried state back
+//! ([`crate::emit::Emitter::take_head_exits`]).
 
 use std::collections::HashMap;
 
@@ -20,6 +23,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 use super::emitter::{ClifEmitter, Regions};
 use super::{block_signature, JitEnv, JitError, Shape};
+use crate::emit::Carried;
 use crate::state::{self, ExitReason};
 
 /// Remove `notrap` loads whose result is unused. Cranelift keeps every load through
@@ -51,16 +55,21 @@ fn remove_dead_loads(func: &mut Function) {
     }
 }
 
+/// The exits of heads left for the semantics to write (see the module invariants): label,
+/// head pc, reason.
+pub(super) type HeadExits = Vec<(Block, u64, ExitReason)>;
+
 /// At the current position (a head): charge the block's instructions to `icount` or, over
-/// the budget, store `rip = pc` and return [`ExitReason::Budget`] (nothing of the block ran,
-/// and every way into a head left memory current). Returns the `iconst` of the count, to be
-/// patched once the block's length is known.
+/// the budget, leave with [`ExitReason::Budget`] and `rip = pc` (nothing of the block ran)
+/// — directly, or through a label recorded in `deferred`. Returns the `iconst` of the count,
+/// to be patched once the block's length is known.
 pub(super) fn budget_check(
     b: &mut FunctionBuilder<'_>,
     regions: &Regions,
     cpu: Value,
     icount_var: Variable,
     pc: u64,
+    deferred: Option<&mut HeadExits>,
 ) -> Inst {
     let ic = b.use_var(icount_var);
     let lim = b
@@ -73,38 +82,56 @@ pub(super) fn budget_check(
     };
     let new = b.ins().iadd(ic, n);
     let over = b.ins().icmp(IntCC::UnsignedGreaterThan, new, lim);
-    leave_at_head(b, regions, cpu, over, true, pc, ExitReason::Budget);
+    let how = Leave {
+        leave_if_set: true,
+        pc,
+        reason: ExitReason::Budget,
+    };
+    leave_at_head(b, regions, cpu, over, how, deferred);
     b.ins()
         .store(regions.cpu, new, cpu, state::OFF_ICOUNT as i32);
     b.def_var(icount_var, new);
     icount
 }
 
-/// At a head: if `cond` is nonzero (`leave_if_set`) or zero (otherwise), leave through a cold
-/// block that stores `rip = pc` and returns `reason` (nothing of the block ran); go on in a
-/// fresh sealed block either way.
+/// How a head leaves: on a nonzero condition (`leave_if_set`) or a zero one, with
+/// `rip = pc`, returning `reason`.
+#[derive(Clone, Copy)]
+struct Leave {
+    leave_if_set: bool,
+    pc: u64,
+    reason: ExitReason,
+}
+
+/// At a head: if `cond` says so, leave through a cold block that stores `rip = pc` and
+/// returns the reason (nothing of the block ran) — or, with `deferred`, through a cold label
+/// recorded there and left empty for the semantics; go on in a fresh sealed block either way.
 fn leave_at_head(
     b: &mut FunctionBuilder<'_>,
     regions: &Regions,
     cpu: Value,
     cond: Value,
-    leave_if_set: bool,
-    pc: u64,
-    reason: ExitReason,
+    how: Leave,
+    deferred: Option<&mut HeadExits>,
 ) {
     let (leave, stay) = (b.create_block(), b.create_block());
-    if leave_if_set {
+    if how.leave_if_set {
         b.ins().brif(cond, leave, &[], stay, &[]);
     } else {
         b.ins().brif(cond, stay, &[], leave, &[]);
     }
     b.set_cold_block(leave);
-    b.switch_to_block(leave);
-    b.seal_block(leave);
-    let rip = b.ins().iconst(types::I64, pc as i64);
-    b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
-    let r = b.ins().iconst(types::I64, reason as i64);
-    b.ins().return_(&[r]);
+    match deferred {
+        Some(d) => d.push((leave, how.pc, how.reason)),
+        None => {
+            b.switch_to_block(leave);
+            b.seal_block(leave);
+            let rip = b.ins().iconst(types::I64, how.pc as i64);
+            b.ins().store(regions.cpu, rip, cpu, state::OFF_RIP as i32);
+            let r = b.ins().iconst(types::I64, how.reason as i64);
+            b.ins().return_(&[r]);
+        }
+    }
     b.switch_to_block(stay);
     b.seal_block(stay);
 }
@@ -127,6 +154,8 @@ impl<'a> ClifEmitter<'a> {
             mode_key,
             trap_hypercalls,
             count_tlb_hits,
+            carry,
+            carry_flags,
         } = shape;
         let mut region = |id: u32, name: &'static str| {
             b.func.dfg.alias_regions.insert(AliasRegionData {
@@ -183,6 +212,37 @@ impl<'a> ClifEmitter<'a> {
             shadows.push((off, var));
         }
         let icount_var = shadows[shadows.len() - 1].1;
+        // Carried state: the GPRs' shadows stand for the guest registers themselves, and the
+        // flag descriptor is loaded into variables of its own.
+        let carried = carry.map(|gprs| {
+            let gprs = gprs & preload;
+            let mut gpr = [None; 16];
+            for (i, g) in gpr.iter_mut().enumerate() {
+                if gprs & (1 << i) != 0 {
+                    *g = shadows
+                        .iter()
+                        .find(|s| s.0 == state::off_gpr(i))
+                        .map(|s| s.1);
+                }
+            }
+            let flags = carry_flags.then(|| {
+                [
+                    state::OFF_FLAGS_OP,
+                    state::OFF_FLAGS_A,
+                    state::OFF_FLAGS_B,
+                    state::OFF_FLAGS_RES,
+                    state::OFF_FLAGS_AUX,
+                ]
+                .map(|off| {
+                    let var = b.declare_var(types::I64);
+                    let v = b.ins().load(types::I64, regions.cpu, cpu, off as i32);
+                    b.def_var(var, v);
+                    var
+                })
+            });
+            Carried { gprs, gpr, flags }
+        });
+        let mut head_exits = HeadExits::new();
         let head = b.create_block();
         b.ins().jump(head, &[]);
 
@@ -195,9 +255,16 @@ impl<'a> ClifEmitter<'a> {
             let c = b.ins().load(types::I64, regions.counter, p, 0);
             let c = b.ins().iadd_imm_s(c, -1);
             b.ins().store(regions.counter, c, p, 0);
-            leave_at_head(&mut b, &regions, cpu, c, false, pc, ExitReason::Promote);
+            let how = Leave {
+                leave_if_set: false,
+                pc,
+                reason: ExitReason::Promote,
+            };
+            let deferred = carried.is_some().then_some(&mut head_exits);
+            leave_at_head(&mut b, &regions, cpu, c, how, deferred);
         }
-        let icount = budget_check(&mut b, &regions, cpu, icount_var, pc);
+        let deferred = carried.is_some().then_some(&mut head_exits);
+        let icount = budget_check(&mut b, &regions, cpu, icount_var, pc, deferred);
         let region_heads = heads
             .iter()
             .map(|&(pc, reload)| (pc, (b.create_block(), reload)))
@@ -205,6 +272,17 @@ impl<'a> ClifEmitter<'a> {
 
         let mem = env.memory();
         let jump_cache = env.jump_cache();
+        // The carried variables are the semantics' too: declared as `I64` for them.
+        let mut var_tys = Vec::new();
+        if let Some(c) = &carried {
+            for var in c.gpr.iter().flatten().chain(c.flags.iter().flatten()) {
+                let i = var.as_u32() as usize;
+                if var_tys.len() <= i {
+                    var_tys.resize(i + 1, None);
+                }
+                var_tys[i] = Some(crate::ir::Ty::I64);
+            }
+        }
         ClifEmitter {
             b,
             env,
@@ -222,7 +300,7 @@ impl<'a> ClifEmitter<'a> {
             targeted: EntitySet::new(),
             fault: None,
             fault_used: false,
-            var_tys: Vec::new(),
+            var_tys,
             insns: 0,
             icount,
             pc,
@@ -235,9 +313,11 @@ impl<'a> ClifEmitter<'a> {
             icount_var,
             shadows,
             shadow_vals: HashMap::new(),
-            reload,
+            reload: reload & !carried.map_or(0, |c| c.gprs),
             trap_hypercalls,
             count_tlb_hits,
+            carried,
+            head_exits,
             error: None,
         }
     }

@@ -156,9 +156,10 @@ pub fn translate_block<E: Emitter>(
 
 /// Translate a region: `blocks[0]` is its entry, and a direct jump from any of them to the
 /// start of any of them continues inside the function instead of leaving it. Each block
-/// charges its own instructions at its head, as a block of its own would, and at every
-/// internal edge the state is written back (so a budget stop or an interrupt check at a
-/// head finds memory current), but registers stay in SSA values and nothing is reloaded.
+/// charges its own instructions at its head, as a block of its own would. Where the
+/// emitter carries state ([`Emitter::carried`]), the registers the region writes and the
+/// flags stay in SSA values across its internal edges and are written back only on the way
+/// out, a head's budget stop included; otherwise every internal edge writes the state back.
 /// `preload` must cover every block's registers. An emitter without region support (see
 /// [`Emitter::supports_regions`]) gets the entry block only.
 pub fn translate_region<E: Emitter>(

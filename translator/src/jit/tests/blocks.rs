@@ -158,6 +158,7 @@ fn random_blocks_match_the_interpreter_with_fast_compile() {
         trap_hypercalls: false,
         count_tlb_hits: false,
         vendor: crate::flags::Vendor::host(),
+        carry_state: true,
     };
     random_blocks(fast, 7);
 }

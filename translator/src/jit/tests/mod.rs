@@ -473,6 +473,8 @@ impl Harness {
             reload: 0,
             trap_hypercalls: false,
             count_tlb_hits: false,
+            carry: None,
+            carry_flags: false,
             mode_key: self.mode.key(),
         };
         self.jit

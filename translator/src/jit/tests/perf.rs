@@ -215,6 +215,8 @@ fn simple_loop_raw_clif() {
         reload: !crate::jit::written_gprs(&block),
         trap_hypercalls: false,
         count_tlb_hits: false,
+        carry: None,
+        carry_flags: false,
         mode_key: mode.key(),
     };
     let mut links = std::collections::HashMap::new();
@@ -390,4 +392,42 @@ fn dump_saxpy_loop() {
         out.push_str(&format!("{:4x}: {s}\n", insn.ip()));
     }
     println!("{out}");
+}
+
+/// Research aid: the CLIF and host code of any guest bytes, as the optimized tier compiles
+/// them (a self-loop included). `POPEK_DUMP_HEX` holds the bytes (hex, spaces allowed),
+/// `POPEK_DUMP_PC` their guest address (hex, default 1000).
+#[test]
+#[ignore = "report: POPEK_DUMP_HEX=... cargo test --release -p translator dump_guest_bytes -- --ignored --nocapture"]
+fn dump_guest_bytes() {
+    let Ok(hex) = std::env::var("POPEK_DUMP_HEX") else {
+        println!("set POPEK_DUMP_HEX");
+        return;
+    };
+    let digits: Vec<u8> = hex
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|c| (c as char).to_digit(16).unwrap_or(0) as u8)
+        .collect();
+    let bytes: Vec<u8> = digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect();
+    let pc = std::env::var("POPEK_DUMP_PC")
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0x1000);
+    if pc as usize + bytes.len() > super::RAM_SIZE {
+        println!(
+            "POPEK_DUMP_PC must leave the bytes inside the test RAM ({:#x} bytes)",
+            super::RAM_SIZE
+        );
+        return;
+    }
+    let mut h = Harness::new();
+    h.load(pc, &bytes);
+    let block = h.decode(pc, 64);
+    let c = h
+        .jit
+        .translate(&block, h.mode, &mut *h.m)
+        .expect("translate");
+    println!("{}", h.jit.last_clif());
+    println!("{}", disassemble(&c.code, 0));
 }

@@ -5,23 +5,32 @@ use iced_x86::code_asm::*;
 
 use super::blocks::fuzz_rounds;
 use super::{asm, Harness, Observed, Rng, RAM_SIZE};
+use crate::jit::{Jit, JitConfig};
 use crate::region;
 use crate::state::{reg, ExitReason};
 
 /// Run from `pc` until an exit other than `Jump`, with the block at `pc` compiled as a
 /// region when `as_region`, the rest block by block (linked).
 fn run(code: &[u8], pc: u64, as_region: bool, init: impl Fn(&mut Harness)) -> Observed {
-    run_ram(code, pc, as_region, init).0
+    run_ram(code, pc, as_region, true, init).0
 }
 
-/// As [`run`], also returning RAM.
+/// As [`run`], also returning RAM; `carry` is [`JitConfig::carry_state`].
 fn run_ram(
     code: &[u8],
     pc: u64,
     as_region: bool,
+    carry: bool,
     init: impl Fn(&mut Harness),
 ) -> (Observed, Vec<u8>) {
     let mut h = Harness::new();
+    if !carry {
+        h.jit = Jit::with_config(JitConfig {
+            carry_state: false,
+            ..JitConfig::default()
+        })
+        .expect("host JIT");
+    }
     h.m.linking = true;
     h.load(pc, code);
     init(&mut h);
@@ -121,7 +130,17 @@ fn a_fault_in_a_later_block_of_a_region_is_precise() {
 /// through R14), with random budgets: the region and its blocks one by one agree.
 #[test]
 fn random_loops_run_as_regions_exactly_as_block_by_block() {
-    let mut rng = Rng(0x5eed_1234);
+    random_loops(0x5eed_1234, true);
+}
+
+/// The same with every internal edge writing the state back (no carried state).
+#[test]
+fn random_loops_without_carried_state_run_as_block_by_block() {
+    random_loops(0x5eed_4321, false);
+}
+
+fn random_loops(seed: u64, carry: bool) {
+    let mut rng = Rng(seed);
     let regs64 = [rax, rcx, rdx, rbx, rsi, rdi, r8, r9, r10, r11, r12, r13];
     let regs32 = [
         eax, ecx, edx, ebx, esi, edi, r8d, r9d, r10d, r11d, r12d, r13d,
@@ -201,9 +220,53 @@ fn random_loops_run_as_regions_exactly_as_block_by_block() {
                 *b = r.next() as u8;
             }
         };
-        let (a, ram_a) = run_ram(&code, 0x1000, false, init);
-        let (b, ram_b) = run_ram(&code, 0x1000, true, init);
+        let (a, ram_a) = run_ram(&code, 0x1000, false, false, init);
+        let (b, ram_b) = run_ram(&code, 0x1000, true, carry, init);
         assert_eq!(a, b, "round {round}: {code:02x?}");
         assert!(ram_a == ram_b, "round {round}: RAM differs");
     }
+}
+
+/// Flags are carried across a loop's edges only where every block overwrites them, reading
+/// none, within its first three instructions.
+#[test]
+fn flags_are_carried_only_where_blocks_overwrite_them_early() {
+    let mut h = Harness::new();
+    let early = asm(|a| {
+        a.mov(rax, qword_ptr(rsi))?;
+        a.cmp(rax, rbx)?;
+        a.jne(0x1000)?;
+        a.ud2()
+    });
+    let late = asm(|a| {
+        a.mov(rax, qword_ptr(rsi))?;
+        a.add(rsi, 8)?;
+        a.adc(rax, rbx)?;
+        a.jne(0x1000)?;
+        a.ud2()
+    });
+    h.load(0x1000, &early);
+    assert!(crate::jit::flags_overwritten_early(&h.decode(0x1000, 64)));
+    h.load(0x1000, &late);
+    // ADD overwrites all six, but ADC after it is not reached first: ADD is the second
+    // instruction, so the block qualifies; a block starting with ADC would not.
+    assert!(crate::jit::flags_overwritten_early(&h.decode(0x1000, 64)));
+    let reads = asm(|a| {
+        a.adc(rax, rbx)?;
+        a.cmp(rax, rbx)?;
+        a.jne(0x1000)?;
+        a.ud2()
+    });
+    h.load(0x1000, &reads);
+    assert!(!crate::jit::flags_overwritten_early(&h.decode(0x1000, 64)));
+    let never = asm(|a| {
+        a.mov(rax, qword_ptr(rsi))?;
+        a.mov(rbx, rax)?;
+        a.mov(rcx, rax)?;
+        a.inc(rdx)?;
+        a.jmp(0x1000)?;
+        a.ud2()
+    });
+    h.load(0x1000, &never);
+    assert!(!crate::jit::flags_overwritten_early(&h.decode(0x1000, 64)));
 }

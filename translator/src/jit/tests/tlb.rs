@@ -611,6 +611,8 @@ fn store_probes_hit_inline_through_the_write_tag() {
         reload: 0,
         trap_hypercalls: false,
         count_tlb_hits: false,
+        carry: None,
+        carry_flags: false,
         mode_key: h.mode.key(),
     };
     let mut env = TlbEnv {
