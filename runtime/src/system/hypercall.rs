@@ -540,7 +540,7 @@ pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effec
     }
     let resumable = HypercallArgs::decode(args[0])
         .filter(|a| a.kind.resume() != Resume::Dispatcher && ends_block(a.kind));
-    let before = resumable.map(|a| resume::Before::of(cpu, a.kind));
+    let before = resumable.map(|a| resume::Before::of(m, cpu, &a));
     let (r, mut fx) = hypercall(m, cpu, args[0], args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;
