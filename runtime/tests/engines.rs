@@ -598,3 +598,34 @@ fn mov_cr3_goes_on_in_place_only_while_the_code_stays_mapped() {
         }
     }
 }
+
+/// The hypercalls that leave the lazy flags unsettled (STI, MOV CRn, OUT) keep the flags of
+/// the instruction before them: PUSHFQ after them sees ADD's.
+#[test]
+fn flags_survive_the_hypercalls_that_do_not_settle_them() {
+    // mov al, 1; add al, 0xff; sti; mov cr8, rbx; out 0x80, al; mov cr3, rcx; pushfq;
+    // pop rdx; cli; hlt
+    const CODE: [u8; 18] = [
+        0xb0, 0x01, 0x04, 0xff, 0xfb, 0x44, 0x0f, 0x22, 0xc3, 0xe6, 0x80, 0x0f, 0x22, 0xd9, 0x9c,
+        0x5a, 0xfa, 0xf4,
+    ];
+    use translator::state::rflags;
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &CODE).unwrap();
+        let cpu = v.cpu_mut();
+        cpu.rip = 0x1000;
+        cpu.gpr[1] = 0; // rcx: CR3
+        cpu.gpr[3] = 0; // rbx: CR8
+        cpu.gpr[4] = 0x8000; // rsp
+        assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
+        let pushed = v.cpu().gpr[2];
+        let arith = rflags::CF | rflags::PF | rflags::AF | rflags::ZF | rflags::SF | rflags::OF;
+        assert_eq!(
+            pushed & arith,
+            rflags::CF | rflags::PF | rflags::AF | rflags::ZF,
+            "{engine:?}: {pushed:#x}"
+        );
+        assert_ne!(pushed & rflags::IF, 0, "{engine:?}");
+    }
+}

@@ -92,12 +92,23 @@ pub fn decide(d: &Done) -> Next {
     }
 }
 
+/// What [`token`] compares the mode key after the handler with.
+#[derive(Clone, Copy, Debug)]
+enum ModeBefore {
+    /// Not compared (the block does not go on in place).
+    Unused,
+    /// The handler cannot change it (computing it is a good part of a cheap hypercall).
+    Kept,
+    /// The key before the handler.
+    Key(u32),
+}
+
 /// The state before a hypercall that [`token`] compares with.
 #[derive(Clone, Copy, Debug)]
 pub struct Before {
     rip: u64,
     /// The mode key, for [`Resume::InBlock`] only (a lookup is keyed by the new mode).
-    mode_key: Option<u32>,
+    mode_key: ModeBefore,
     /// For MOV CR3: the physical pages of the block's code ([`Machine::code_pages_peek`]).
     code_pages: Option<[Option<u64>; 2]>,
 }
@@ -109,7 +120,12 @@ impl Before {
         let cr3 = kind == Hypercall::MovToCr && a.extra == 3;
         Before {
             rip: cpu.rip,
-            mode_key: (kind.resume() == Resume::InBlock).then(|| super::mode::mode(cpu).key()),
+            mode_key: match kind {
+                _ if kind.resume() != Resume::InBlock => ModeBefore::Unused,
+                // Only IF, or the TLB: nothing the mode is computed from.
+                Hypercall::Sti | Hypercall::Invlpg => ModeBefore::Kept,
+                _ => ModeBefore::Key(super::mode::mode(cpu).key()),
+            },
             // Only where virtual pages are linear ones (CS base 0): links and regions are
             // confined to virtual pages.
             code_pages: (cr3 && super::mode::code_linear(cpu, cpu.rip) == cpu.rip)
@@ -150,9 +166,11 @@ pub fn token(
         stopped: cpu.status != 0,
         // 16/32-bit wrap-around of RIP: leave, the dispatcher handles it.
         in_place: cpu.rip == next_rip,
-        same_mode: before
-            .mode_key
-            .is_some_and(|k| super::mode::mode(cpu).key() == k),
+        same_mode: match before.mode_key {
+            ModeBefore::Unused => false,
+            ModeBefore::Kept => true,
+            ModeBefore::Key(k) => super::mode::mode(cpu).key() == k,
+        },
         effects: fx,
         mappings_changed: m.run.mappings_changed && !code_kept,
         interrupt_check: cpu.icount_limit == 0 || m.run.interrupt_check,
