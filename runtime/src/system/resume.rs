@@ -274,6 +274,28 @@ mod tests {
     }
 
     #[test]
+    fn popf_goes_on_in_place_unless_tf_or_if_turns_on() {
+        let (mut m, mut cpu) = machine();
+        let flags = rflags::FIXED | rflags::CF | rflags::DF;
+        assert_eq!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, flags), 0);
+        assert_eq!(cpu.rflags, flags);
+        assert_eq!(cpu.rip, 0x1003);
+        // TF: the run loop single-steps from the next instruction.
+        let tf = flags | rflags::TF;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, tf), 0);
+        assert_eq!(cpu.rflags, tf);
+        cpu.rflags = flags;
+        // IF turning on: an interrupt may be deliverable.
+        cpu.icount_limit = u64::MAX;
+        let on = flags | rflags::IF;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, on), 0);
+        assert_eq!(cpu.rflags, on);
+        // IF already on: nothing for the run loop.
+        cpu.icount_limit = u64::MAX;
+        assert_eq!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, on), 0);
+    }
+
+    #[test]
     fn syscall_names_code_to_go_on_at() {
         let (mut m, mut cpu) = machine();
         cpu.msr.lstar = 0x2000;
