@@ -619,12 +619,25 @@ impl Machine {
     fn insn_bytes_with(&self, regs: &PagingRegs, privilege: Privilege, vaddr: u64) -> Vec<u8> {
         let regs = *regs;
         let lin = vaddr & regs.lin_mask();
-        let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
         let peek = |a| self.translate_peek(&regs, a, Access::Fetch, privilege);
-        peek(lin)
-            .and_then(|first| self.assemble_fetch(lin, first, next, peek(next)))
-            .map(|f| f.bytes.into_iter().take(MAX_INSN_LEN).collect())
-            .unwrap_or_default()
+        let ram = |a, len| match peek(a) {
+            Ok(Target::Ram(pa)) => self.ram.slice(GuestPhys(pa), len).ok(),
+            _ => None,
+        };
+        // Only the bytes wanted (the run loop asks before every RF-marked instruction), and
+        // the next page only when the instruction may run onto it.
+        let first_len = bytes_to_page_end(lin).min(MAX_INSN_LEN);
+        let Some(first) = ram(lin, first_len) else {
+            return Vec::new();
+        };
+        let mut bytes = first.to_vec();
+        if first_len < MAX_INSN_LEN {
+            let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
+            if let Some(rest) = ram(next, MAX_INSN_LEN - first_len) {
+                bytes.extend_from_slice(rest);
+            }
+        }
+        bytes
     }
 
     /// The [`Fetched`] bytes at `lin` (translated to `first`) and, when `second` is RAM, of
