@@ -586,6 +586,22 @@ impl Machine {
         )
     }
 
+    /// The guest-physical pages that the page holding the code at `rip` and the page after it
+    /// translate to for a fetch now (`None` where a page does not translate to RAM), without
+    /// side effects (no A bit, no TLB fill): the pages any block holding an instruction at
+    /// `rip` lies on (its instructions all start on one page; the last may run onto the next).
+    pub fn code_pages_peek(&self, cpu: &CpuState, rip: u64) -> [Option<u64>; 2] {
+        let regs = PagingRegs::of(cpu);
+        let lin = code_linear(cpu, rip) & regs.lin_mask();
+        let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
+        let privilege = Privilege::of_cpl(cpu.cpl);
+        let page = |a| match self.translate_peek(&regs, a, Access::Fetch, privilege) {
+            Ok(Target::Ram(pa)) => Some(pa & !(PAGE_SIZE - 1)),
+            _ => None,
+        };
+        [page(lin), page(next)]
+    }
+
     /// Up to [`MAX_INSN_LEN`] instruction bytes at `vaddr` (fewer at the end of memory) in
     /// the flat model of [`Machine::read_virt`]; for reports.
     pub fn insn_bytes(&self, vaddr: u64) -> Vec<u8> {
@@ -603,12 +619,25 @@ impl Machine {
     fn insn_bytes_with(&self, regs: &PagingRegs, privilege: Privilege, vaddr: u64) -> Vec<u8> {
         let regs = *regs;
         let lin = vaddr & regs.lin_mask();
-        let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
         let peek = |a| self.translate_peek(&regs, a, Access::Fetch, privilege);
-        peek(lin)
-            .and_then(|first| self.assemble_fetch(lin, first, next, peek(next)))
-            .map(|f| f.bytes.into_iter().take(MAX_INSN_LEN).collect())
-            .unwrap_or_default()
+        let ram = |a, len| match peek(a) {
+            Ok(Target::Ram(pa)) => self.ram.slice(GuestPhys(pa), len).ok(),
+            _ => None,
+        };
+        // Only the bytes wanted (the run loop asks before every RF-marked instruction), and
+        // the next page only when the instruction may run onto it.
+        let first_len = bytes_to_page_end(lin).min(MAX_INSN_LEN);
+        let Some(first) = ram(lin, first_len) else {
+            return Vec::new();
+        };
+        let mut bytes = first.to_vec();
+        if first_len < MAX_INSN_LEN {
+            let next = lin.wrapping_add(bytes_to_page_end(lin) as u64) & regs.lin_mask();
+            if let Some(rest) = ram(next, MAX_INSN_LEN - first_len) {
+                bytes.extend_from_slice(rest);
+            }
+        }
+        bytes
     }
 
     /// The [`Fetched`] bytes at `lin` (translated to `first`) and, when `second` is RAM, of

@@ -80,4 +80,10 @@ fn fetch_takes_the_page_and_a_little_of_the_next() {
         }
     );
     assert_eq!(m.insn_bytes(0x1000).len(), MAX_INSN_LEN);
+    // Across a page boundary, and at the end of RAM (only what is there).
+    m.write_virt(0x1FF8, 8, 0x0807_0605_0403_0201).unwrap();
+    m.write_virt(0x2000, 8, 0x100F_0E0D_0C0B_0A09).unwrap();
+    assert_eq!(m.insn_bytes(0x1FF8), (1..=15).collect::<Vec<u8>>());
+    assert_eq!(m.insn_bytes(MIN_RAM - 4).len(), 4);
+    assert!(m.insn_bytes(MIN_RAM).is_empty());
 }

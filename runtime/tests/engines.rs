@@ -531,3 +531,101 @@ fn rep_ins_and_outs_fault_with_their_progress() {
         }
     }
 }
+
+/// Builds a second address space like [`paging_on`]'s (tables from `base`: PML4, PDPT, PD,
+/// PT) with `extra` mapped over the identity map; returns its CR3.
+fn address_space(v: &mut Vm, base: u64, extra: &[(u64, u64)]) -> u64 {
+    let entry = |phys: u64| (phys | 3).to_le_bytes();
+    for level in 0..3 {
+        let table = base + level * 0x1000;
+        v.write_phys(table, &entry(table + 0x1000)).unwrap();
+    }
+    for page in 0..512u64 {
+        let phys = extra
+            .iter()
+            .find(|&&(virt, _)| virt == page << 12)
+            .map_or(page << 12, |&(_, phys)| phys);
+        v.write_phys(base + 0x3000 + 8 * page, &entry(phys))
+            .unwrap();
+    }
+    base
+}
+
+/// MOV CR3 goes on in the block when the code stays mapped where it was: the data read right
+/// after each switch comes from the new address space (the TLB and the jump cache were
+/// flushed), and when the switch remaps the code's own page the next instruction comes from
+/// the new mapping.
+#[test]
+fn mov_cr3_goes_on_in_place_only_while_the_code_stays_mapped() {
+    // 0x1000 (mapped alike in both spaces), rcx times:
+    //   mov cr3, rsi; add rbx, [0x5000]; mov cr3, rdi; add rbp, [0x5000]; dec rcx; jnz
+    // then: mov eax, 0x3000; jmp rax
+    const LOOP: [u8; 34] = [
+        0x0f, 0x22, 0xde, 0x48, 0x03, 0x1c, 0x25, 0x00, 0x50, 0x00, 0x00, 0x0f, 0x22, 0xdf, 0x48,
+        0x03, 0x2c, 0x25, 0x00, 0x50, 0x00, 0x00, 0x48, 0xff, 0xc9, 0x75, 0xe5, 0xb8, 0x00, 0x30,
+        0x00, 0x00, 0xff, 0xe0,
+    ];
+    // At virtual 0x3000, one copy per space: mov cr3, rsi; mov edx, 1 (2 in space B); hlt
+    let tail = |n: u8| [0x0f, 0x22, 0xde, 0xba, n, 0x00, 0x00, 0x00, 0xf4];
+    const ROUNDS: u64 = 2000;
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &LOOP).unwrap();
+        v.write_phys(0x3000, &tail(1)).unwrap();
+        v.write_phys(0x8000, &tail(2)).unwrap();
+        v.write_phys(0x6000, &1u64.to_le_bytes()).unwrap();
+        v.write_phys(0x7000, &100u64.to_le_bytes()).unwrap();
+        paging_on(&mut v, &[(0x5000, 0x6000)]);
+        let b = address_space(&mut v, 0x40000, &[(0x5000, 0x7000), (0x3000, 0x8000)]);
+        let cpu = v.cpu_mut();
+        cpu.rip = 0x1000;
+        cpu.gpr[1] = ROUNDS; // rcx
+        cpu.gpr[6] = b; // rsi
+        cpu.gpr[7] = 0x10000; // rdi: space A
+        assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
+        let cpu = v.cpu();
+        assert_eq!(cpu.gpr[3], 100 * ROUNDS, "{engine:?}: rbx, space B's data");
+        assert_eq!(cpu.gpr[5], ROUNDS, "{engine:?}: rbp, space A's data");
+        assert_eq!(cpu.gpr[2], 2, "{engine:?}: edx, space B's code at 0x3000");
+        assert_eq!(cpu.cr3, b, "{engine:?}");
+        assert_eq!(cpu.rip, 0x3009, "{engine:?}");
+        if engine == Engine::Jit {
+            let s = v.stats();
+            assert!(
+                s.dbt.dispatches < ROUNDS / 4,
+                "{engine:?}: the switches went through the dispatcher: {s}"
+            );
+        }
+    }
+}
+
+/// The hypercalls that leave the lazy flags unsettled (STI, MOV CRn, OUT) keep the flags of
+/// the instruction before them: PUSHFQ after them sees ADD's.
+#[test]
+fn flags_survive_the_hypercalls_that_do_not_settle_them() {
+    // mov al, 1; add al, 0xff; sti; mov cr8, rbx; out 0x80, al; mov cr3, rcx; pushfq;
+    // pop rdx; cli; hlt
+    const CODE: [u8; 18] = [
+        0xb0, 0x01, 0x04, 0xff, 0xfb, 0x44, 0x0f, 0x22, 0xc3, 0xe6, 0x80, 0x0f, 0x22, 0xd9, 0x9c,
+        0x5a, 0xfa, 0xf4,
+    ];
+    use translator::state::rflags;
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x1000, &CODE).unwrap();
+        let cpu = v.cpu_mut();
+        cpu.rip = 0x1000;
+        cpu.gpr[1] = 0; // rcx: CR3
+        cpu.gpr[3] = 0; // rbx: CR8
+        cpu.gpr[4] = 0x8000; // rsp
+        assert_eq!(v.run(), RunOutcome::Halted, "{engine:?}");
+        let pushed = v.cpu().gpr[2];
+        let arith = rflags::CF | rflags::PF | rflags::AF | rflags::ZF | rflags::SF | rflags::OF;
+        assert_eq!(
+            pushed & arith,
+            rflags::CF | rflags::PF | rflags::AF | rflags::ZF,
+            "{engine:?}: {pushed:#x}"
+        );
+        assert_ne!(pushed & rflags::IF, 0, "{engine:?}");
+    }
+}

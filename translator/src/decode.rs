@@ -2,7 +2,8 @@
 //!
 //! A block ends after a control transfer, after an instruction that must return to the
 //! runtime (HLT, undefined opcodes, sensitive instructions whose entry ends the block, except
-//! those that may go on in place: [`crate::sensitive::Resume::InBlock`]), when the next instruction would start on another page
+//! those that may go on in place: [`crate::sensitive::Resume::InBlock`], POPF aside), when
+//! the next instruction would start on another page
 //! (an instruction straddling the boundary is the block's last), or at a size cap.
 
 use iced_x86::{
@@ -10,7 +11,7 @@ use iced_x86::{
     Mnemonic, OpAccess,
 };
 
-use crate::sensitive::Resume;
+use crate::sensitive::{Hypercall, Resume};
 use crate::Mode;
 
 /// Guest page size.
@@ -79,8 +80,11 @@ pub fn ends_block(insn: &Instruction) -> bool {
     insn.flow_control() != FlowControl::Next
         || insn.is_invalid()
         || matches!(insn.mnemonic(), Mnemonic::Hlt)
-        || crate::sensitive::lookup(insn)
-            .is_some_and(|e| e.ends_block && e.call.resume() != Resume::InBlock)
+        || crate::sensitive::lookup(insn).is_some_and(|e| {
+            // POPF in line (`semantics::eflags`) relies on its block ending after it; its
+            // hypercall form then goes on in place to the block's end.
+            e.ends_block && (e.call.resume() != Resume::InBlock || e.call == Hypercall::Popf)
+        })
 }
 
 /// Decode a block starting at `pc` from `bytes` (guest memory from `pc` on: at least up to

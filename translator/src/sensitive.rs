@@ -264,9 +264,9 @@ impl Hypercall {
     pub fn resume(self) -> Resume {
         use Hypercall::*;
         match self {
-            // Not POPF: where it runs in line (`semantics::eflags`) only the block end
-            // makes the run loop see a new TF or IF.
-            Sti | Invlpg | Wrmsr | MovToCr => Resume::InBlock,
+            // POPF's hypercall form (where it does not run in line, `semantics::eflags`):
+            // the runtime leaves when TF or IF changed in a way the run loop must see.
+            Sti | Popf | Invlpg | Wrmsr | MovToCr => Resume::InBlock,
             Iret | Int | Syscall | Sysret | Sysenter | Sysexit => Resume::Lookup,
             _ => Resume::Dispatcher,
         }

@@ -18,7 +18,9 @@
 //!   it, their single-step trap is suppressed (the next instruction traps on its own
 //!   account), and an instruction breakpoint on it is suppressed as if RF were 1. Their
 //!   interrupt shadow is `RunState::interrupt_shadow`.
-//! - RF is cleared once an instruction completes, except by IRET, which loads it.
+//! - RF is cleared once an instruction completes, except by IRET, which loads it; or before
+//!   the instruction, when nothing can see the difference ([`drop_moot_rf`]), and the
+//!   instruction then runs in a block.
 //! - Data breakpoints see the CPU's own accesses as well as the instruction's: stack pops
 //!   and pushes of IRET, far transfers and event delivery (`system::segments::Stack`), and
 //!   INS/OUTS's memory side. A breakpoint hit by an event's frame push (a fault, INT n, an
@@ -42,6 +44,34 @@ use crate::system::descriptors::in_64bit;
 /// Whether the next instruction must be executed here, not in a block.
 pub fn active(cpu: &CpuState) -> bool {
     cpu.rflags & (rflags::TF | rflags::RF) != 0 || any_enabled(cpu)
+}
+
+/// Clears RF before the instruction at RIP instead of after it when nothing can tell the
+/// difference, so that the instruction runs in a block instead of being stepped here (the
+/// IRET back to a faulting instruction sets RF every time). Without TF and with no
+/// breakpoint enabled, RF is only ever seen in an RFLAGS image that an instruction or an
+/// event saves: a fault's frame has RF set either way, PUSHF never saves it, and everything
+/// else that saves or loads RFLAGS (INT n, SYSCALL, IRET, POPF, MOV SS's shadow, ...) is a
+/// sensitive instruction, which keeps RF to be stepped here.
+pub fn drop_moot_rf(m: &Machine, cpu: &mut CpuState) {
+    if cpu.rflags & (rflags::TF | rflags::RF) != rflags::RF
+        || any_enabled(cpu)
+        || m.run.step_trap_pending
+    {
+        return;
+    }
+    let bytes = m.insn_bytes_for(cpu, cpu.rip);
+    let mode = crate::system::mode::mode(cpu);
+    let mut decoder = iced_x86::Decoder::with_ip(
+        mode.bitness,
+        &bytes,
+        cpu.rip,
+        iced_x86::DecoderOptions::NONE,
+    );
+    let insn = decoder.decode();
+    if !insn.is_invalid() && translator::sensitive::lookup(&insn).is_none() {
+        cpu.rflags &= !rflags::RF;
+    }
 }
 
 /// The linear address of the instruction at RIP (what DR0-DR3 hold for an instruction
@@ -233,6 +263,29 @@ mod tests {
         cpu.cpl = 3;
         cpu.seg[seg::CS] = Segment::flat(0x2B, 0xA0FB);
         cpu.seg[seg::SS] = Segment::flat(0x23, 0xC0F3);
+    }
+
+    /// RF is dropped before an ordinary instruction (it then runs in a block), kept for a
+    /// sensitive one (INT n pushes it) and whenever TF or a breakpoint makes it matter.
+    #[test]
+    fn rf_is_dropped_early_only_where_nothing_sees_it() {
+        let (mut m, mut cpu) = setup();
+        m.write_virt(KERNEL, 2, 0xF1F7).unwrap(); // div ecx
+        m.write_virt(KERNEL + 0x10, 2, 0x80CD).unwrap(); // int 0x80
+        let cases: [(u64, u64, u64, bool); 4] = [
+            (KERNEL, 0, 0, true),
+            (KERNEL + 0x10, 0, 0, false),
+            (KERNEL, rflags::TF, 0, false),
+            (KERNEL, 0, 1, false), // DR7.L0
+        ];
+        for (i, &(rip, tf, dr7, dropped)) in cases.iter().enumerate() {
+            cpu.rip = rip;
+            cpu.rflags = rflags::FIXED | rflags::RF | tf;
+            cpu.dr[7] = dr7;
+            drop_moot_rf(&m, &mut cpu);
+            assert_eq!(cpu.rflags & rflags::RF == 0, dropped, "case {i}");
+            assert_eq!(cpu.rflags & rflags::TF, tf, "case {i}");
+        }
     }
 
     /// Regression (issue 12): single-stepping SYSCALL delivered a #DB at the kernel entry

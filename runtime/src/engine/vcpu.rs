@@ -249,6 +249,7 @@ fn run_slices<E: ExecEngine>(
                 return Err(super::exit::stop_outcome(stop));
             }
         }
+        super::debug::drop_moot_rf(m, cpu);
         if super::debug::active(cpu) {
             engine.interrupted();
             super::debug::step(m, cpu)?;

@@ -180,18 +180,26 @@ const LOGGED_MAX: usize = 256;
 /// functions, with the same result.
 ///
 /// Invariant: unless `overflow`, every valid entry's index is in `idx` (it may also hold
-/// indices of entries dropped or refilled since, which are visited harmlessly). It starts in
-/// `overflow`, so entries that exist before the first flush are never missed.
+/// indices of entries dropped or refilled since, which are visited harmlessly), and `idx`
+/// holds no index twice: `logged` is its set. (A page that is dropped and refilled over and
+/// over, as by INVLPG and a #PF handler, would otherwise overflow the log and make every
+/// later INVLPG of a large page scan the whole TLB.) It starts in `overflow`, so entries
+/// that exist before the first flush are never missed.
 #[derive(Debug)]
 pub struct Filled {
     idx: Vec<u16>,
+    logged: Box<[u64; LOGGED_WORDS]>,
     overflow: bool,
 }
+
+/// Words of [`Filled::logged`]: one bit per entry of both sets.
+const LOGGED_WORDS: usize = 2 * TLB_ENTRIES / 64;
 
 impl Default for Filled {
     fn default() -> Self {
         Filled {
             idx: Vec::with_capacity(LOGGED_MAX),
+            logged: Box::new([0; LOGGED_WORDS]),
             overflow: true,
         }
     }
@@ -218,12 +226,23 @@ impl Filled {
         if self.overflow {
             return;
         }
-        if self.idx.len() >= LOGGED_MAX {
-            self.overflow = true;
-            self.idx.clear();
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if self.logged[word] & bit != 0 {
             return;
         }
+        if self.idx.len() >= LOGGED_MAX {
+            self.overflow = true;
+            self.forget();
+            return;
+        }
+        self.logged[word] |= bit;
         self.idx.push(i as u16);
+    }
+
+    /// Empties the log.
+    fn forget(&mut self) {
+        self.idx.clear();
+        self.logged.fill(0);
     }
 
     /// [`flush`], visiting only logged entries when it can.
@@ -231,7 +250,7 @@ impl Filled {
         if self.overflow {
             flush(tlb, keep_global);
             self.overflow = false;
-            self.idx.clear();
+            self.forget();
             if keep_global {
                 for (i, e) in tlb.sets.iter().flatten().enumerate() {
                     if valid(e) {
@@ -241,14 +260,16 @@ impl Filled {
             }
             return;
         }
+        let logged = &mut self.logged;
         self.idx.retain(|&i| {
-            let Some(e) = entry_mut(tlb, i) else {
-                return false;
-            };
-            if keep_global && valid(e) && entry_is_global(e) {
-                return true;
+            if let Some(e) = entry_mut(tlb, i) {
+                if keep_global && valid(e) && entry_is_global(e) {
+                    return true;
+                }
+                *e = TlbEntry::EMPTY;
             }
-            *e = TlbEntry::EMPTY;
+            let i = usize::from(i);
+            logged[i / 64] &= !(1u64 << (i % 64));
             false
         });
     }
@@ -347,6 +368,33 @@ mod tests {
             }
             assert!(a.sets == b.sets, "step {step}");
         }
+    }
+
+    /// Regression: a page dropped and refilled over and over (INVLPG, then the #PF handler's
+    /// fix-up and the access again) was logged once per fill, overflowed the log, and every
+    /// later INVLPG under large pages scanned all 2,048 entries.
+    #[test]
+    fn refilling_one_entry_does_not_overflow_the_log() {
+        let mut tlb = Tlb::default();
+        let mut log = Filled::default();
+        log.flush(&mut tlb, false);
+        let tr = t(0x5000, true, true, false);
+        for _ in 0..4 * LOGGED_MAX {
+            log.fill(
+                &mut tlb,
+                Privilege::Supervisor,
+                0x4000_0000,
+                &tr,
+                false,
+                false,
+                0,
+            );
+            log.invalidate(&mut tlb, 0x4000_0000, true);
+        }
+        assert!(!log.overflow);
+        assert_eq!(log.idx.len(), 1);
+        log.flush(&mut tlb, false);
+        assert!(log.idx.is_empty() && log.logged.iter().all(|&w| w == 0));
     }
 
     fn t(phys: u64, writable: bool, dirty: bool, user: bool) -> Translation {

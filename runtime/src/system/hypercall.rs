@@ -26,8 +26,11 @@
 //!   (REP INS/OUTS keep the registers of their completed iterations, as hardware does).
 //! - Entries that end the block always leave with RIP set: the block then exits to the
 //!   dispatcher at `cpu.rip` (HLT included: the dispatcher sleeps while `halted`).
-//! - Arithmetic flags are settled into `rflags` before any handler runs (handlers read and
-//!   write RFLAGS as a whole; the stub reloads the flags afterwards).
+//! - Arithmetic flags are settled into `rflags` before any handler runs that may read or
+//!   write them (handlers read and write RFLAGS as a whole; the stub reloads the flags
+//!   afterwards). The kinds of [`keeps_lazy_flags`] touch at most IF and leave the lazy-flag
+//!   descriptor live: generated code reads a live descriptor as well as a settled one, and
+//!   an exception they raise is delivered with [`CpuState::full_rflags`].
 //! - Nothing here panics on guest input: unknown kinds and out-of-range operands become a
 //!   stop with an internal-error report or a guest exception.
 
@@ -104,7 +107,9 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
         cpu.status = ExitReason::Stop as u64;
         return (0, Effects::stop(StopRequest::Internal(why)));
     };
-    cpu.settle_flags();
+    if !keeps_lazy_flags(args.kind) {
+        cpu.settle_flags();
+    }
     let rip = cpu.rip;
     let next = next_rip(cpu, rip, args.len);
     let result = if needs_cpl0(args.kind) && cpu.cpl != 0 {
@@ -204,6 +209,16 @@ static ENDS_BLOCK: [bool; 64] = {
 fn record_port(m: &mut Machine, port: u16, size: u8) {
     m.debug_accesses
         .record(u64::from(port), u64::from(size), AccessKind::Port);
+}
+
+/// Kinds whose handlers neither read nor write the arithmetic flags (nor RFLAGS as a whole):
+/// settling them first is wasted work on the hottest hypercalls (STI, IN/OUT, MOV CRn).
+fn keeps_lazy_flags(kind: Hypercall) -> bool {
+    use Hypercall::*;
+    matches!(
+        kind,
+        Cli | Sti | In | Out | MovToCr | MovFromCr | Invlpg | Rdmsr | Wrmsr | Rdtsc | Cpuid
+    )
 }
 
 /// Privileged kinds whose handler has no #UD that takes precedence over the CPL check (the
@@ -540,7 +555,7 @@ pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effec
     }
     let resumable = HypercallArgs::decode(args[0])
         .filter(|a| a.kind.resume() != Resume::Dispatcher && ends_block(a.kind));
-    let before = resumable.map(|a| resume::Before::of(cpu, a.kind));
+    let before = resumable.map(|a| resume::Before::of(m, cpu, &a));
     let (r, mut fx) = hypercall(m, cpu, args[0], args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;

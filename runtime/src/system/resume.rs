@@ -19,8 +19,17 @@
 //!   instruction), the mode key is unchanged, and (INVLPG) the invalidated page is not one
 //!   the block's code may lie on: the code after the instruction is then what the dispatcher
 //!   would run.
+//! - Changed mappings leave, except after MOV CR3 when both pages a block holding the
+//!   instruction may lie on ([`Machine::code_pages_peek`]) still translate to the physical
+//!   pages they did: the rest of the block, and every block its links reach (links stay on
+//!   the block's first page, see `engine::dbt`'s `BlockEnv::link_slot`; regions stay on their
+//!   entry's page), is then the code the dispatcher would find. The jump cache is emptied
+//!   before the block goes on, so no inline probe or [`Next::Lookup`] finds a block through
+//!   a stale virtual PC; `mappings_changed` stays set, so the run loop still drops the rest
+//!   of the virtual-PC-keyed state when the chain returns. Until then every other hypercall
+//!   that sees `mappings_changed` leaves.
 
-use translator::sensitive::{Hypercall, Resume};
+use translator::sensitive::{Hypercall, HypercallArgs, Resume};
 use translator::state::rflags;
 use translator::CpuState;
 
@@ -83,20 +92,44 @@ pub fn decide(d: &Done) -> Next {
     }
 }
 
+/// What [`token`] compares the mode key after the handler with.
+#[derive(Clone, Copy, Debug)]
+enum ModeBefore {
+    /// Not compared (the block does not go on in place).
+    Unused,
+    /// The handler cannot change it (computing it is a good part of a cheap hypercall).
+    Kept,
+    /// The key before the handler.
+    Key(u32),
+}
+
 /// The state before a hypercall that [`token`] compares with.
 #[derive(Clone, Copy, Debug)]
 pub struct Before {
     rip: u64,
     /// The mode key, for [`Resume::InBlock`] only (a lookup is keyed by the new mode).
-    mode_key: Option<u32>,
+    mode_key: ModeBefore,
+    /// For MOV CR3: the physical pages of the block's code ([`Machine::code_pages_peek`]).
+    code_pages: Option<[Option<u64>; 2]>,
 }
 
 impl Before {
-    /// Records `cpu` before the handler of a block-ending `kind` runs.
-    pub fn of(cpu: &CpuState, kind: Hypercall) -> Before {
+    /// Records `cpu` before the handler of a block-ending hypercall `a` runs.
+    pub fn of(m: &Machine, cpu: &CpuState, a: &HypercallArgs) -> Before {
+        let kind = a.kind;
+        let cr3 = kind == Hypercall::MovToCr && a.extra == 3;
         Before {
             rip: cpu.rip,
-            mode_key: (kind.resume() == Resume::InBlock).then(|| super::mode::mode(cpu).key()),
+            mode_key: match kind {
+                _ if kind.resume() != Resume::InBlock => ModeBefore::Unused,
+                // Only IF, or the TLB: nothing the mode is computed from.
+                Hypercall::Sti | Hypercall::Invlpg => ModeBefore::Kept,
+                _ => ModeBefore::Key(super::mode::mode(cpu).key()),
+            },
+            // Only where virtual pages are linear ones (CS base 0): links and regions are
+            // confined to virtual pages.
+            code_pages: (cr3 && super::mode::code_linear(cpu, cpu.rip) == cpu.rip)
+                .then(|| m.code_pages_peek(cpu, cpu.rip)),
         }
     }
 }
@@ -116,16 +149,30 @@ pub fn token(
 ) -> u64 {
     let next_rip = before.rip.wrapping_add(u64::from(len));
     let own_page = kind == Hypercall::Invlpg && near_code(cpu, before.rip, b);
+    // The block's code may stay where it was (see the module invariants); `cpu.rip` is only
+    // compared once the handler completed in place.
+    let code_kept = m.run.mappings_changed
+        && cpu.status == 0
+        && before
+            .code_pages
+            .is_some_and(|old| m.code_pages_peek(cpu, before.rip) == old);
+    if code_kept {
+        if let Some(c) = m.code.as_mut() {
+            c.jump_cache_clear();
+        }
+    }
     let done = Done {
         resume: kind.resume(),
         stopped: cpu.status != 0,
         // 16/32-bit wrap-around of RIP: leave, the dispatcher handles it.
         in_place: cpu.rip == next_rip,
-        same_mode: before
-            .mode_key
-            .is_some_and(|k| super::mode::mode(cpu).key() == k),
+        same_mode: match before.mode_key {
+            ModeBefore::Unused => false,
+            ModeBefore::Kept => true,
+            ModeBefore::Key(k) => super::mode::mode(cpu).key() == k,
+        },
         effects: fx,
-        mappings_changed: m.run.mappings_changed,
+        mappings_changed: m.run.mappings_changed && !code_kept,
         interrupt_check: cpu.icount_limit == 0 || m.run.interrupt_check,
         debug: cpu.rflags & (rflags::TF | rflags::RF) != 0 || super::debug::any_enabled(cpu),
         own_page,
@@ -160,7 +207,6 @@ fn near_code(cpu: &CpuState, rip: u64, lin: u64) -> bool {
 mod tests {
     use super::*;
     use crate::devices::SerialSink;
-    use translator::sensitive::HypercallArgs;
     use translator::state::{cr, seg, Segment};
 
     /// 64-bit mode at CPL 0 without paging, SYSCALL enabled, at 0x1000.
@@ -225,6 +271,28 @@ mod tests {
         assert_ne!(entry(&mut m, &mut cpu, Hypercall::Invlpg, 0, 0x1800), 0);
         cpu.rip = 0x1000;
         assert_ne!(entry(&mut m, &mut cpu, Hypercall::Invlpg, 0, 0x2000), 0);
+    }
+
+    #[test]
+    fn popf_goes_on_in_place_unless_tf_or_if_turns_on() {
+        let (mut m, mut cpu) = machine();
+        let flags = rflags::FIXED | rflags::CF | rflags::DF;
+        assert_eq!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, flags), 0);
+        assert_eq!(cpu.rflags, flags);
+        assert_eq!(cpu.rip, 0x1003);
+        // TF: the run loop single-steps from the next instruction.
+        let tf = flags | rflags::TF;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, tf), 0);
+        assert_eq!(cpu.rflags, tf);
+        cpu.rflags = flags;
+        // IF turning on: an interrupt may be deliverable.
+        cpu.icount_limit = u64::MAX;
+        let on = flags | rflags::IF;
+        assert_ne!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, on), 0);
+        assert_eq!(cpu.rflags, on);
+        // IF already on: nothing for the run loop.
+        cpu.icount_limit = u64::MAX;
+        assert_eq!(entry(&mut m, &mut cpu, Hypercall::Popf, 0, on), 0);
     }
 
     #[test]
