@@ -329,13 +329,16 @@ impl<H: HostEntry> Dbt<H> {
         // jump to a live cold block that is not due for compiling runs it without the
         // dispatcher, while nothing asks the run loop to look (budget, TF, mappings, or any
         // posted effect: a halt, a stop, ...; `handle_exit` settles them).
-        let exit = self.cold.run_chain(id, m, cpu, threshold, |m, cpu| {
+        let exit = self.cold.run_chain(id, m, cpu, threshold, |m, cpu, kept| {
             if cpu.icount >= cpu.icount_limit
                 || m.run.posted
                 || m.run.mappings_changed
                 || super::debug::active(cpu)
             {
                 return None;
+            }
+            if kept.is_some() {
+                return kept;
             }
             let next_mode = crate::system::mode::mode(cpu);
             by_virtual_pc(next_mode).then(|| next_mode.key())
@@ -625,7 +628,8 @@ impl<H: HostEntry> Dbt<H> {
             slots: SlotRange::EMPTY,
         });
         protect_code(m, cpu, pc, &fetched, byte_len, fresh);
-        self.cold.insert(m, id, key.phys_pc, program);
+        let chain_mode = by_virtual_pc(mode).then_some(key.mode);
+        self.cold.insert(m, id, key.phys_pc, program, chain_mode);
         self.cold.stats.record_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         Ok(id)
     }

@@ -213,6 +213,10 @@ struct Cold {
     pinned: bool,
     /// The block it last chained to, which it usually chains to again.
     next: Option<Successor>,
+    /// The mode key of the block's successors, when the block cannot change its own mode
+    /// ([`Program::keeps_mode`]) and chains by virtual PC in it: then the mode need not be
+    /// worked out again after it ran.
+    keeps: Option<u32>,
 }
 
 /// A cold block's last successor: what the lookup table gave for `(pc, mode)` in `epoch`.
@@ -312,14 +316,25 @@ impl ColdBlocks {
     }
 
     /// Adds the program of cold block `id` (recorded at guest-physical `phys_pc`).
-    pub fn insert(&mut self, m: &Machine, id: BlockId, phys_pc: u64, program: Program) {
+    /// `chain_mode`: the key of the mode it runs in, if blocks chain by virtual PC in that
+    /// mode.
+    pub fn insert(
+        &mut self,
+        m: &Machine,
+        id: BlockId,
+        phys_pc: u64,
+        program: Program,
+        chain_mode: Option<u32>,
+    ) {
         self.stats.blocks_recorded += 1;
         self.stats.guest_insns_recorded += u64::from(program.insns);
         let n = self.recorded_at.entry(phys_pc).or_insert(0);
         *n = n.saturating_add(1);
         let pinned = *n > MAX_RERECORDS;
         self.stats.pinned_cold += u64::from(pinned && *n == MAX_RERECORDS + 1);
+        let keeps = chain_mode.filter(|_| program.keeps_mode());
         let cold = Cold {
+            keeps,
             program,
             runs: 0,
             queued: false,
@@ -352,7 +367,8 @@ impl ColdBlocks {
     }
 
     /// Runs cold block `id` on `cpu`, and then, while `next_mode` gives the mode of a plain
-    /// jump's target (`None`: leave to the dispatcher), the live cold block there, unless
+    /// jump's target (`None`: leave to the dispatcher; its last argument is that mode's key
+    /// if the block that ran could not have changed it), the live cold block there, unless
     /// its next run (counted here) makes it due for compiling. The last exit reason (as
     /// generated code returns it), or `None` if `id` is gone (a flush since it was found).
     /// A block looping on itself returns after `threshold` iterations, each counted as a
@@ -366,7 +382,7 @@ impl ColdBlocks {
         m: &mut Machine,
         cpu: &mut CpuState,
         threshold: u32,
-        mut next_mode: impl FnMut(&Machine, &CpuState) -> Option<u32>,
+        mut next_mode: impl FnMut(&Machine, &CpuState, Option<u32>) -> Option<u32>,
     ) -> Option<u64> {
         let mut at = self.blocks.position(id)?;
         loop {
@@ -382,7 +398,7 @@ impl ColdBlocks {
             if exit != ExitReason::Jump as u64 {
                 return Some(exit);
             }
-            let Some(mode) = next_mode(m, cpu) else {
+            let Some(mode) = next_mode(m, cpu, c.keeps) else {
                 return Some(exit);
             };
             let pc = cpu.rip;

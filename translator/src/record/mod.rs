@@ -158,6 +158,19 @@ pub struct Program {
     /// Set by `finish` once [`finish::in_range`] holds: the executor indexes without bounds
     /// checks only in a program with this set (fields are private so it stays true).
     checked: bool,
+    /// Set by `finish` when [`finish::keeps_mode`] holds (see [`Program::keeps_mode`]).
+    keeps_mode: bool,
+}
+
+impl Program {
+    /// Whether running the program leaves every part of the CPU state outside the general
+    /// registers, RIP, RFLAGS, the lazy-flag descriptor and the XMM registers as it was: it
+    /// calls no helper and no host stub, and stores nowhere else in the state. Such a block
+    /// cannot change the mode it ran in (control registers, EFER, CPL, segments, MXCSR), so
+    /// a caller chaining blocks may skip working the mode out again after it.
+    pub fn keeps_mode(&self) -> bool {
+        self.keeps_mode
+    }
 }
 
 /// An integer value while recording: its slot, type, and constant value if known.
@@ -330,6 +343,7 @@ impl<'a> Recorder<'a> {
         // The program lives as long as its block is cached: give back the starting capacity.
         self.p.ops.shrink_to_fit();
         self.p.regs.shrink_to_fit();
+        self.p.keeps_mode = finish::keeps_mode(&self.p);
         self.p.checked = finish::in_range(&self.p);
         if !self.p.checked {
             self.fail("an op names a slot or target out of range");
