@@ -44,6 +44,9 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
         | Op::UShr64 { d, .. }
         | Op::Add32 { d, .. }
         | Op::Sub32 { d, .. }
+        | Op::And32 { d, .. }
+        | Op::Or32 { d, .. }
+        | Op::Xor32 { d, .. }
         | Op::Shl32 { d, .. }
         | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
@@ -87,6 +90,9 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
         | Op::UShr64 { a, b, .. }
         | Op::Add32 { a, b, .. }
         | Op::Sub32 { a, b, .. }
+        | Op::And32 { a, b, .. }
+        | Op::Or32 { a, b, .. }
+        | Op::Xor32 { a, b, .. }
         | Op::Shl32 { a, b, .. }
         | Op::UShr32 { a, b, .. } => {
             f(Int, a);
@@ -187,6 +193,9 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::UShr64 { d, .. }
         | Op::Add32 { d, .. }
         | Op::Sub32 { d, .. }
+        | Op::And32 { d, .. }
+        | Op::Or32 { d, .. }
+        | Op::Xor32 { d, .. }
         | Op::Shl32 { d, .. }
         | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
@@ -277,6 +286,82 @@ pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
                 *s = resolve(*s);
             }
         });
+    }
+}
+
+/// Mask forwarding: a read of the result of `Mask { ty, d, a }` by an op that looks only at
+/// the low `ty.bits()` bits of that operand (or fewer) becomes a read of `a`, and the mask
+/// dies once nothing else reads `d`. These are mostly the truncations of 64-bit registers
+/// to the operands of 32-bit arithmetic and logic (3-4% of the host instructions of `bits`
+/// and `crc32` in the interpreter). Runs after [`super::finish::specialize`]: its bitwise forms (`And64`, ...) need
+/// masked operands and take none forwarded, while the 32-bit forms and the generic ones
+/// look only at their width's bits (see [`low_reads`]).
+///
+/// Sound as [`forward_moves`] is: `d` has one write and `a` at most one, before the mask,
+/// so `a` holds at every read of `d` what the mask read. Each slot still holds its value
+/// masked to its own type; only what a reader reads changes, never a result.
+pub(super) fn forward_masks(p: &mut Program, nslots: usize) {
+    if !p.runs.is_empty() || !p.ops.iter().any(|op| matches!(op, Op::Mask { .. })) {
+        return; // As in `forward_moves`; and most programs have no mask.
+    }
+    let mut writes = vec![0u32; nslots];
+    for op in &p.ops {
+        int_defs(op, &mut |d| {
+            if let Some(w) = writes.get_mut(d as usize) {
+                *w = w.saturating_add(1);
+            }
+        });
+    }
+    // from[d] = (a, width) for each forwardable mask.
+    let mut from: Vec<Option<(Slot, u32)>> = vec![None; nslots];
+    for op in &p.ops {
+        if let Op::Mask { ty, d, a } = *op {
+            let once = writes.get(a as usize).is_some_and(|&w| w <= 1);
+            if d != a && writes.get(d as usize) == Some(&1) && once {
+                from[d as usize] = Some((a, ty.bits()));
+            }
+        }
+    }
+    for op in &mut p.ops {
+        low_reads(op, &mut |s, bits| {
+            // A mask of a mask forwards on while each is at least as wide as the read; a
+            // chain is no longer than the number of masks (each link an earlier write).
+            for _ in 0..nslots {
+                match from.get(*s as usize).copied().flatten() {
+                    Some((a, width)) if bits <= width => *s = a,
+                    _ => break,
+                }
+            }
+        });
+    }
+}
+
+/// Call `f` with each integer operand of `op` whose value matters to it only in its low
+/// `bits` bits, with that number (which it may replace).
+fn low_reads(op: &mut Op, f: &mut impl FnMut(&mut Slot, u32)) {
+    match op {
+        Op::Add32 { a, b, .. }
+        | Op::Sub32 { a, b, .. }
+        | Op::And32 { a, b, .. }
+        | Op::Or32 { a, b, .. }
+        | Op::Xor32 { a, b, .. } => {
+            f(a, 32);
+            f(b, 32);
+        }
+        // Shift counts: the executor masks them to 5 or 6 bits.
+        Op::Shl32 { a, b, .. } => {
+            f(a, 32);
+            f(b, 8);
+        }
+        Op::UShr32 { b, .. } | Op::Shl64 { b, .. } | Op::UShr64 { b, .. } => f(b, 8),
+        // The evaluators mask their operands to the type, or use only their low bits (see
+        // `eval_binop`: "inputs need not be masked").
+        Op::Bin { ty, a, b, .. } => {
+            f(a, ty.bits());
+            f(b, ty.bits());
+        }
+        Op::Un { ty, a, .. } | Op::Mask { ty, a, .. } => f(a, ty.bits()),
+        _ => {}
     }
 }
 
@@ -521,6 +606,54 @@ mod tests {
         assert!(matches!(p.ops[2], Op::Mov { d: 2, a: 3 }));
         assert!(matches!(p.ops[3], Op::Jump { to: 1 }));
         assert!(matches!(p.ops[4], Op::StoreState { .. }));
+    }
+
+    #[test]
+    fn masks_forward_into_narrow_readers_only() {
+        let add32 = |d, a, b| Op::Add32 { d, a, b };
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                Op::Ld64 { d: 0, off: 0 },
+                // 2: a 32-bit truncation read by 32-bit additions only: it dies.
+                Op::Mask {
+                    ty: Ty::I32,
+                    d: 1,
+                    a: 0,
+                },
+                add32(2, 1, 1),
+                // 4: a byte truncation: a 32-bit reader needs its zeroed bits.
+                Op::Mask {
+                    ty: Ty::I8,
+                    d: 3,
+                    a: 0,
+                },
+                add32(4, 3, 2),
+                // 6: read by a right shift's shifted operand, which needs the high half
+                // zero, and as its count, which does not.
+                Op::Mask {
+                    ty: Ty::I32,
+                    d: 5,
+                    a: 0,
+                },
+                Op::UShr32 { d: 6, a: 5, b: 5 },
+                Op::St64 { off: 8, a: 4 },
+                Op::St64 { off: 16, a: 6 },
+                Op::ExitReturn {
+                    reason: ExitReason::Jump,
+                },
+            ],
+            regs: vec![0; 7],
+            ..Program::default()
+        };
+        forward_masks(&mut p, 7);
+        remove_dead(&mut p, 7, 0);
+        assert_eq!(p.ops.len(), 10, "{:?}", p.ops);
+        assert!(matches!(p.ops[2], Op::Add32 { d: 2, a: 0, b: 0 }));
+        assert!(matches!(p.ops[3], Op::Mask { d: 3, .. }));
+        assert!(matches!(p.ops[4], Op::Add32 { d: 4, a: 3, b: 2 }));
+        assert!(matches!(p.ops[5], Op::Mask { d: 5, .. }));
+        assert!(matches!(p.ops[6], Op::UShr32 { d: 6, a: 5, b: 0 }));
     }
 
     #[test]

@@ -52,14 +52,15 @@ fn run_loops(
     loops: &mut u32,
 ) -> u64 {
     cpu.status = 0;
-    if p.broken.is_some() || !p.checked || p.ops.is_empty() {
+    // Not checked: broken, or not proven in range (which needs at least one op).
+    if !p.checked {
         cpu.rip = p.pc;
         return ExitReason::Unsupported as u64;
     }
     let mut m = Machine {
         cpu,
         env,
-        mem: p.memory,
+        mem: &p.memory,
     };
     // The program's own register files: constants stay put, every other slot is written
     // before it is read, so nothing is reset between runs.
@@ -275,6 +276,9 @@ fn run_loops(
             Op::UShr64 { d, a, b } => r[d] = r[a] >> (r[b] & 63),
             Op::Add32 { d, a, b } => r[d] = u64::from((r[a] as u32).wrapping_add(r[b] as u32)),
             Op::Sub32 { d, a, b } => r[d] = u64::from((r[a] as u32).wrapping_sub(r[b] as u32)),
+            Op::And32 { d, a, b } => r[d] = u64::from(r[a] as u32 & r[b] as u32),
+            Op::Or32 { d, a, b } => r[d] = u64::from(r[a] as u32 | r[b] as u32),
+            Op::Xor32 { d, a, b } => r[d] = u64::from(r[a] as u32 ^ r[b] as u32),
             Op::Shl32 { d, a, b } => r[d] = u64::from((r[a] as u32) << (r[b] & 31)),
             Op::UShr32 { d, a, b } => r[d] = r[a] >> (r[b] & 31),
             Op::Mask { ty, d, a } => r[d] = r[a] & MASKS[ty as usize],
@@ -473,14 +477,14 @@ unsafe fn write_le(ty: Ty, p: *mut u8, x: u64) {
 struct Machine<'a> {
     cpu: &'a mut CpuState,
     env: &'a mut dyn InterpEnv,
-    mem: Option<MemoryModel>,
+    mem: &'a Option<MemoryModel>,
 }
 
 impl Machine<'_> {
     /// The host address of `bytes` at guest `addr` for a load (`write` false) or a store,
     /// if the inline fast path covers it.
     fn host(&self, addr: u64, bytes: u64, write: bool) -> Option<*mut u8> {
-        match self.mem? {
+        match *self.mem.as_ref()? {
             MemoryModel::Flat {
                 ram_base,
                 ram_size,

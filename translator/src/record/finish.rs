@@ -56,8 +56,20 @@ impl CmpTest {
 pub(super) fn specialize(op: Op) -> Op {
     let in_state = |off: u32| off as usize + 8 <= std::mem::size_of::<CpuState>();
     match op {
+        // 32-bit logic reads only the low halves (so truncations forward into it).
+        Op::Bin {
+            op: op @ (BinOp::And | BinOp::Or | BinOp::Xor),
+            ty: Ty::I32,
+            d,
+            a,
+            b,
+        } => match op {
+            BinOp::And => Op::And32 { d, a, b },
+            BinOp::Or => Op::Or32 { d, a, b },
+            _ => Op::Xor32 { d, a, b },
+        },
         // Both operands are held masked to the type (the second coerced to it), so bitwise
-        // logic at any width is the 64-bit operation.
+        // logic at any other width is the 64-bit operation.
         Op::Bin {
             op: BinOp::And,
             d,
@@ -303,6 +315,9 @@ fn ops_in_range(p: &Program) -> bool {
         | Op::UShr64 { d, a, b }
         | Op::Add32 { d, a, b }
         | Op::Sub32 { d, a, b }
+        | Op::And32 { d, a, b }
+        | Op::Or32 { d, a, b }
+        | Op::Xor32 { d, a, b }
         | Op::Shl32 { d, a, b }
         | Op::UShr32 { d, a, b } => ri(d) && ri(a) && ri(b),
         Op::Un { d, a, .. } | Op::Conv { d, a, .. } | Op::Mov { d, a } | Op::Mask { d, a, .. } => {
@@ -408,6 +423,9 @@ mod tests {
                                 Op::UShr64 { .. } => a >> (b & 63),
                                 Op::Add32 { .. } => u64::from((a as u32).wrapping_add(b as u32)),
                                 Op::Sub32 { .. } => u64::from((a as u32).wrapping_sub(b as u32)),
+                                Op::And32 { .. } => u64::from(a as u32 & b as u32),
+                                Op::Or32 { .. } => u64::from(a as u32 | b as u32),
+                                Op::Xor32 { .. } => u64::from(a as u32 ^ b as u32),
                                 Op::Shl32 { .. } => u64::from((a as u32) << (b & 31)),
                                 Op::UShr32 { .. } => a >> (b & 31),
                                 Op::Bin { .. } if ty.bits() < 32 => generic,

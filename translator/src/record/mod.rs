@@ -105,6 +105,11 @@ pub enum Op {
     And64 { d: Slot, a: Slot, b: Slot },
     Or64 { d: Slot, a: Slot, b: Slot },
     Xor64 { d: Slot, a: Slot, b: Slot },
+    /// 32-bit logic: as `And64`.. on masked operands, but reading only their low halves,
+    /// so a truncation feeding them forwards (see `dead::forward_masks`).
+    And32 { d: Slot, a: Slot, b: Slot },
+    Or32 { d: Slot, a: Slot, b: Slot },
+    Xor32 { d: Slot, a: Slot, b: Slot },
     Shl64 { d: Slot, a: Slot, b: Slot },
     UShr64 { d: Slot, a: Slot, b: Slot },
     Add32 { d: Slot, a: Slot, b: Slot },
@@ -155,8 +160,9 @@ pub struct Program {
     pub insns: u32,
     /// Semantics misused the emitter (a bug, reported, never a panic).
     pub broken: Option<&'static str>,
-    /// Set by `finish` once [`finish::in_range`] holds: the executor indexes without bounds
-    /// checks only in a program with this set (fields are private so it stays true).
+    /// Set by `finish` once [`finish::in_range`] holds and nothing broke: the executor runs,
+    /// indexing without bounds checks, only a program with this set (fields are private so
+    /// it stays true).
     checked: bool,
     /// Set by `finish` when [`finish::keeps_mode`] holds (see [`Program::keeps_mode`]).
     keeps_mode: bool,
@@ -329,13 +335,14 @@ impl<'a> Recorder<'a> {
             }
         }
         dead::forward_moves(&mut self.p, self.nslots as usize);
+        for op in &mut self.p.ops {
+            *op = finish::specialize(*op);
+        }
+        dead::forward_masks(&mut self.p, self.nslots as usize);
         dead::remove_dead(&mut self.p, self.nslots as usize, self.nvslots as usize);
         dead::thread_jumps(&mut self.p);
         let n = self.p.insns.max(1);
         self.p.ops[0] = Op::Charge { n };
-        for op in &mut self.p.ops {
-            *op = finish::specialize(*op);
-        }
         finish::join_branches(&mut self.p, self.nslots as usize);
         finish::join_runs(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
@@ -344,10 +351,11 @@ impl<'a> Recorder<'a> {
         self.p.ops.shrink_to_fit();
         self.p.regs.shrink_to_fit();
         self.p.keeps_mode = finish::keeps_mode(&self.p);
-        self.p.checked = finish::in_range(&self.p);
-        if !self.p.checked {
+        let in_range = finish::in_range(&self.p);
+        if !in_range {
             self.fail("an op names a slot or target out of range");
         }
+        self.p.checked = in_range && self.p.broken.is_none();
         std::mem::take(&mut self.p)
     }
 
