@@ -237,41 +237,62 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
     }
 }
 
-/// Copy forwarding: a `Mov { d, a }` that is the only write of `d`, from a slot written at
-/// most once (a recorded value or a constant), makes every read of `d` a read of `a`, and
-/// the move then dies. These are the moves of an edge into a label with one incoming edge
-/// (a block's exit paths), which the recorder cannot tell from a merge when it records the
-/// edge.
+/// Copy and mask forwarding, in one pass over the program.
+///
+/// Copies: a `Mov { d, a }` that is the only write of `d`, from a slot written at most once
+/// (a recorded value or a constant), makes every read of `d` a read of `a`, and the move
+/// then dies. These are the moves of an edge into a label with one incoming edge (a block's
+/// exit paths), which the recorder cannot tell from a merge when it records the edge.
+///
+/// Masks: likewise a `Mask { ty, d, a }`, but only for the reads of `d` by ops that look
+/// at no more than its low `ty.bits()` bits ([`low_reads`]). These are mostly the
+/// truncations of 64-bit registers to the operands of 32-bit arithmetic and logic (3-4% of
+/// the host instructions of `bits` and `crc32` in the interpreter). Runs after
+/// [`super::finish::specialize`]: its bitwise forms (`And64`, ...) need masked operands and
+/// take none forwarded, while the 32-bit forms and the generic ones look only at their
+/// width's bits. Each slot still holds its value masked to its own type; only what a
+/// reader reads changes, never a result.
 ///
 /// Sound because every read of `d` is dominated by its one write (recording never reads a
 /// slot on a path that did not write it), and `a`, written at most once and before the
 /// move, cannot change between the move and such a read: a path from its write to the read
 /// that skipped the move would reach the read undominated.
-pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
+pub(super) fn forward(p: &mut Program, nslots: usize) {
     if !p.runs.is_empty() {
         return; // The ops do not name the slots of its runs (see `map_reads`).
     }
     let mut writes = vec![0u32; nslots];
+    let mut candidates = false;
     for op in &p.ops {
+        candidates |= matches!(op, Op::Mov { .. } | Op::Mask { .. });
         int_defs(op, &mut |d| {
             if let Some(w) = writes.get_mut(d as usize) {
                 *w = w.saturating_add(1);
             }
         });
     }
+    if !candidates {
+        return;
+    }
     let once = |s: Slot| writes.get(s as usize).is_some_and(|&w| w <= 1);
-    // to[d] = a for each forwardable move (chains resolved below).
+    // to[d] = a for each forwardable move, mask[d] = (a, width) for each mask (chains
+    // resolved below).
     let mut to: Vec<Option<Slot>> = vec![None; nslots];
+    let mut mask: Vec<Option<(Slot, u32)>> = vec![None; nslots];
     for op in &p.ops {
-        if let Op::Mov { d, a } = *op {
-            if d != a && writes.get(d as usize) == Some(&1) && once(a) {
+        match *op {
+            Op::Mov { d, a } if d != a && writes.get(d as usize) == Some(&1) && once(a) => {
                 to[d as usize] = Some(a);
             }
+            Op::Mask { ty, d, a } if d != a && writes.get(d as usize) == Some(&1) && once(a) => {
+                mask[d as usize] = Some((a, ty.bits()));
+            }
+            _ => {}
         }
     }
+    // A chain is at most as long as the number of moves or masks; no cycle can form (each
+    // link goes to a slot whose one write is earlier), but stay bounded anyway.
     let resolve = |mut s: Slot| {
-        // A chain is at most as long as the number of moves; no cycle can form (each link
-        // goes to a slot whose one write is earlier), but stay bounded anyway.
         for _ in 0..nslots {
             match to.get(s as usize).copied().flatten() {
                 Some(a) => s = a,
@@ -286,49 +307,10 @@ pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
                 *s = resolve(*s);
             }
         });
-    }
-}
-
-/// Mask forwarding: a read of the result of `Mask { ty, d, a }` by an op that looks only at
-/// the low `ty.bits()` bits of that operand (or fewer) becomes a read of `a`, and the mask
-/// dies once nothing else reads `d`. These are mostly the truncations of 64-bit registers
-/// to the operands of 32-bit arithmetic and logic (3-4% of the host instructions of `bits`
-/// and `crc32` in the interpreter). Runs after [`super::finish::specialize`]: its bitwise forms (`And64`, ...) need
-/// masked operands and take none forwarded, while the 32-bit forms and the generic ones
-/// look only at their width's bits (see [`low_reads`]).
-///
-/// Sound as [`forward_moves`] is: `d` has one write and `a` at most one, before the mask,
-/// so `a` holds at every read of `d` what the mask read. Each slot still holds its value
-/// masked to its own type; only what a reader reads changes, never a result.
-pub(super) fn forward_masks(p: &mut Program, nslots: usize) {
-    if !p.runs.is_empty() || !p.ops.iter().any(|op| matches!(op, Op::Mask { .. })) {
-        return; // As in `forward_moves`; and most programs have no mask.
-    }
-    let mut writes = vec![0u32; nslots];
-    for op in &p.ops {
-        int_defs(op, &mut |d| {
-            if let Some(w) = writes.get_mut(d as usize) {
-                *w = w.saturating_add(1);
-            }
-        });
-    }
-    // from[d] = (a, width) for each forwardable mask.
-    let mut from: Vec<Option<(Slot, u32)>> = vec![None; nslots];
-    for op in &p.ops {
-        if let Op::Mask { ty, d, a } = *op {
-            let once = writes.get(a as usize).is_some_and(|&w| w <= 1);
-            if d != a && writes.get(d as usize) == Some(&1) && once {
-                from[d as usize] = Some((a, ty.bits()));
-            }
-        }
-    }
-    for op in &mut p.ops {
         low_reads(op, &mut |s, bits| {
-            // A mask of a mask forwards on while each is at least as wide as the read; a
-            // chain is no longer than the number of masks (each link an earlier write).
             for _ in 0..nslots {
-                match from.get(*s as usize).copied().flatten() {
-                    Some((a, width)) if bits <= width => *s = a,
+                match mask.get(*s as usize).copied().flatten() {
+                    Some((a, width)) if bits <= width => *s = resolve(a),
                     _ => break,
                 }
             }
@@ -366,7 +348,7 @@ fn low_reads(op: &mut Op, f: &mut impl FnMut(&mut Slot, u32)) {
 }
 
 /// Aim every jump, branch and fault target that lands on a plain `Jump` at that jump's
-/// target (the edges left empty by [`forward_moves`] and [`remove_dead`]).
+/// target (the edges left empty by [`forward`] and [`remove_dead`]).
 pub(super) fn thread_jumps(p: &mut Program) {
     let dest = |ops: &[Op], mut x: u32| {
         for _ in 0..8 {
@@ -428,7 +410,7 @@ fn retarget(op: &mut Op, map: &[u32]) {
 /// rescan would.
 pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
     if !p.runs.is_empty() {
-        return; // As in `forward_moves`.
+        return; // As in `forward`.
     }
     const NONE: u32 = u32::MAX;
     let sizes = [nslots, nvslots];
@@ -450,7 +432,7 @@ pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
             }
         }
     }
-    let mut work: Vec<(File, Slot)> = Vec::new();
+    let mut work: Vec<(File, Slot)> = Vec::with_capacity(p.ops.len());
     for (f, file) in [File::Int, File::Vec].into_iter().enumerate() {
         for s in 0..sizes[f] {
             if count[f][s] == 0 && head[f][s] != NONE {
@@ -646,7 +628,7 @@ mod tests {
             regs: vec![0; 7],
             ..Program::default()
         };
-        forward_masks(&mut p, 7);
+        forward(&mut p, 7);
         remove_dead(&mut p, 7, 0);
         assert_eq!(p.ops.len(), 10, "{:?}", p.ops);
         assert!(matches!(p.ops[2], Op::Add32 { d: 2, a: 0, b: 0 }));
@@ -694,7 +676,7 @@ mod tests {
             regs: vec![0; 4],
             ..Program::default()
         };
-        forward_moves(&mut p, 4);
+        forward(&mut p, 4);
         assert!(
             matches!(p.ops[3], Op::StoreState { a: 0, .. }),
             "{:?}",

@@ -195,6 +195,9 @@ pub(super) fn join_runs(p: &mut Program) {
         _ => None,
     };
     let mut keep = vec![true; p.ops.len()];
+    // Room for every state op (growing it one push at a time showed in recording costs).
+    let state_ops = p.ops.iter().filter(|&&op| state_op(op).is_some()).count();
+    p.runs.reserve(state_ops);
     let mut i = 0;
     while i < p.ops.len() {
         let Some((store, off, s)) = state_op(p.ops[i]) else {

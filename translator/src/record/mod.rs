@@ -106,7 +106,7 @@ pub enum Op {
     Or64 { d: Slot, a: Slot, b: Slot },
     Xor64 { d: Slot, a: Slot, b: Slot },
     /// 32-bit logic: as `And64`.. on masked operands, but reading only their low halves,
-    /// so a truncation feeding them forwards (see `dead::forward_masks`).
+    /// so a truncation feeding them forwards (see `dead::forward`).
     And32 { d: Slot, a: Slot, b: Slot },
     Or32 { d: Slot, a: Slot, b: Slot },
     Xor32 { d: Slot, a: Slot, b: Slot },
@@ -334,11 +334,10 @@ impl<'a> Recorder<'a> {
                     .get_or_insert("a label was jumped to but never bound");
             }
         }
-        dead::forward_moves(&mut self.p, self.nslots as usize);
         for op in &mut self.p.ops {
             *op = finish::specialize(*op);
         }
-        dead::forward_masks(&mut self.p, self.nslots as usize);
+        dead::forward(&mut self.p, self.nslots as usize);
         dead::remove_dead(&mut self.p, self.nslots as usize, self.nvslots as usize);
         dead::thread_jumps(&mut self.p);
         let n = self.p.insns.max(1);
@@ -492,7 +491,7 @@ impl<'a> Recorder<'a> {
                 map
             }
         };
-        let mut moves = Vec::new();
+        let mut moves = Vec::with_capacity(map.len());
         for (i, m) in map.iter().enumerate() {
             match (m, self.t.vars.get(i).copied().flatten()) {
                 (Some(VarVal::Int(d)), Some(VarVal::Int(s))) if d.slot != s.slot => {
