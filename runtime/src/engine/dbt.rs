@@ -452,7 +452,7 @@ impl<H: HostEntry> Dbt<H> {
         // hot at once, or a machine whose other core is busy): hot blocks would run in the
         // interpreter tier until their turn, so past it the vCPU compiles its own.
         let tier = self.hot_tier();
-        if self.background_has_room() {
+        if self.background_has_room(true) {
             self.compile_in_background(m, cpu, id, key, mode, tier)?;
             return Ok(Next::Cold(id));
         }
@@ -683,6 +683,7 @@ impl<H: HostEntry> Dbt<H> {
         self.count_region(&region);
         let pending = Pending {
             key,
+            first_tier: self.cold.contains(cold),
             cold,
             tier,
             counter,

@@ -18,12 +18,16 @@
 //! - Quick code counts its entries in a [`HotCounters`] cell, armed when the code is built
 //!   and written by the runtime only while no generated code runs. A flush frees every
 //!   cell, after the code that used them is gone.
+//! - The background thread takes first-tier compilations (a cold block turning hot) before
+//!   promotions (quick code turning hot), each kind in the order queued.
 //! - The background thread sees nothing but IR and returns nothing but bytes; everything that
 //!   touches the machine (IR building, which asks for link slots and host stubs, and
 //!   installation) happens on the vCPU thread.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 
 use cache::{BlockId, BlockKey, SlotRange};
 use hashbrown::HashMap;
@@ -58,7 +62,8 @@ pub struct Tiering {
 
 impl Tiering {
     /// Background compilations queued (or done and not yet installed) past which a block
-    /// turning hot is compiled on the vCPU's thread instead. Two: one compiling, one
+    /// turning hot is compiled on the vCPU's thread instead (for a cold block, only the
+    /// first-tier ones count: it goes before promotions). Two: one compiling, one
     /// waiting; a block further back would wait several compile times (~1 ms each on an
     /// idle core) running in the interpreter tier.
     pub const MAX_BACKLOG: usize = 2;
@@ -462,6 +467,9 @@ pub struct Pending {
     pub cold: BlockId,
     /// The tier compiled.
     pub tier: Tier,
+    /// Whether it replaces a cold block (a first-tier compilation), not quick code (a
+    /// promotion): first-tier ones are compiled first.
+    pub first_tier: bool,
     /// Its hotness counter ([`HotCounters`] index), for quick code that counts.
     pub counter: Option<usize>,
     /// Its link slots, and how many the code uses.
@@ -483,23 +491,69 @@ pub struct Done {
     pub result: Result<CompiledBlock, JitError>,
 }
 
+/// A compilation job: the IR, and what installing it needs.
+type Job = (BuiltBlock, Pending);
+
+/// The background compiler's queue: first-tier compilations (a cold block turning hot) go
+/// before promotions (quick code turning hot), which only make running code faster while
+/// a first-tier block waiting behind them keeps running in the interpreter tier.
+struct Queue<J = Job> {
+    first: VecDeque<J>,
+    promotions: VecDeque<J>,
+    /// The engine is gone: the thread ends (after its current job).
+    closed: bool,
+}
+
+impl<J> Default for Queue<J> {
+    fn default() -> Self {
+        Queue {
+            first: VecDeque::new(),
+            promotions: VecDeque::new(),
+            closed: false,
+        }
+    }
+}
+
+impl<J> Queue<J> {
+    /// Queues `job`, a first-tier compilation or a promotion.
+    fn push(&mut self, job: J, first_tier: bool) {
+        match first_tier {
+            true => self.first.push_back(job),
+            false => self.promotions.push_back(job),
+        }
+    }
+
+    /// The next job, first-tier ones first.
+    fn pop(&mut self) -> Option<J> {
+        self.first
+            .pop_front()
+            .or_else(|| self.promotions.pop_front())
+    }
+}
+
+/// The queue and the signal that it changed.
+type Shared = (Mutex<Queue>, Condvar);
+
 /// The background compiler: a thread compiling IR the vCPU thread built.
 pub struct Worker {
-    jobs: Option<Sender<(BuiltBlock, Pending)>>,
+    queue: Arc<Shared>,
     done: Receiver<Done>,
     in_flight: usize,
+    /// Of `in_flight`, first-tier compilations ([`Pending::first_tier`]).
+    first_in_flight: usize,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
     /// Starts the thread, compiling each job with the compiler of its [`Pending::tier`].
     pub fn start(mut quick: Compiler, mut optimized: Compiler) -> std::io::Result<Worker> {
-        let (jobs, rx) = channel::<(BuiltBlock, Pending)>();
+        let queue: Arc<Shared> = Arc::default();
         let (tx, done) = channel();
+        let theirs = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
             .name("popek-compile".into())
             .spawn(move || {
-                while let Ok((built, pending)) = rx.recv() {
+                while let Some((built, pending)) = next_job(&theirs) {
                     let compiler = match pending.tier {
                         Tier::Quick => &mut quick,
                         Tier::Optimized => &mut optimized,
@@ -511,21 +565,31 @@ impl Worker {
                 }
             })?;
         Ok(Worker {
-            jobs: Some(jobs),
+            queue,
             done,
             in_flight: 0,
+            first_in_flight: 0,
             thread: Some(thread),
         })
     }
 
-    /// Queues a compilation; false if the thread is gone.
+    /// Queues a compilation (first-tier ones ahead of promotions); false if the thread is
+    /// gone.
     pub fn submit(&mut self, built: BuiltBlock, pending: Pending) -> bool {
-        let ok = self
-            .jobs
-            .as_ref()
-            .is_some_and(|j| j.send((built, pending)).is_ok());
-        self.in_flight += usize::from(ok);
-        ok
+        let first = pending.first_tier;
+        {
+            let Ok(mut q) = self.queue.0.lock() else {
+                return false; // The thread panicked holding the lock.
+            };
+            if q.closed {
+                return false;
+            }
+            q.push((built, pending), first);
+        }
+        self.queue.1.notify_one();
+        self.in_flight += 1;
+        self.first_in_flight += usize::from(first);
+        true
     }
 
     /// A finished compilation, if any (never blocks).
@@ -535,6 +599,7 @@ impl Worker {
         }
         let d = self.done.try_recv().ok()?;
         self.in_flight -= 1;
+        self.first_in_flight -= usize::from(d.pending.first_tier);
         Some(d)
     }
 
@@ -542,14 +607,54 @@ impl Worker {
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
+
+    /// Of [`Worker::in_flight`], the first-tier ones (which promotions do not delay).
+    pub fn first_in_flight(&self) -> usize {
+        self.first_in_flight
+    }
+}
+
+/// The thread's next job, waiting for one; `None` once the queue is closed (or its lock
+/// poisoned, which only a panic on the thread itself could do).
+fn next_job(shared: &Shared) -> Option<Job> {
+    let (lock, changed) = shared;
+    let mut q = lock.lock().ok()?;
+    loop {
+        if q.closed {
+            return None;
+        }
+        if let Some(job) = q.pop() {
+            return Some(job);
+        }
+        q = changed.wait(q).ok()?;
+    }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the queue ends the thread after its current job.
-        self.jobs = None;
+        if let Ok(mut q) = self.queue.0.lock() {
+            q.closed = true;
+        }
+        self.queue.1.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_tier_jobs_go_before_promotions_each_in_order() {
+        let mut q: Queue<u32> = Queue::default();
+        q.push(1, false);
+        q.push(2, true);
+        q.push(3, false);
+        q.push(4, true);
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, [2, 4, 1, 3]);
     }
 }
