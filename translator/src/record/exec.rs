@@ -60,7 +60,7 @@ fn run_loops(
     let mut m = Machine {
         cpu,
         env,
-        mem: &p.memory,
+        mem: p.memory,
     };
     // The program's own register files: constants stay put, every other slot is written
     // before it is read, so nothing is reset between runs.
@@ -477,14 +477,15 @@ unsafe fn write_le(ty: Ty, p: *mut u8, x: u64) {
 struct Machine<'a> {
     cpu: &'a mut CpuState,
     env: &'a mut dyn InterpEnv,
-    mem: &'a Option<MemoryModel>,
+    /// A copy: read on every guest memory access, it is better one load away than two.
+    mem: Option<MemoryModel>,
 }
 
 impl Machine<'_> {
     /// The host address of `bytes` at guest `addr` for a load (`write` false) or a store,
     /// if the inline fast path covers it.
     fn host(&self, addr: u64, bytes: u64, write: bool) -> Option<*mut u8> {
-        match *self.mem.as_ref()? {
+        match self.mem? {
             MemoryModel::Flat {
                 ram_base,
                 ram_size,
