@@ -329,13 +329,16 @@ impl<H: HostEntry> Dbt<H> {
         // jump to a live cold block that is not due for compiling runs it without the
         // dispatcher, while nothing asks the run loop to look (budget, TF, mappings, or any
         // posted effect: a halt, a stop, ...; `handle_exit` settles them).
-        let exit = self.cold.run_chain(id, m, cpu, threshold, |m, cpu| {
+        let exit = self.cold.run_chain(id, m, cpu, threshold, |m, cpu, kept| {
             if cpu.icount >= cpu.icount_limit
                 || m.run.posted
                 || m.run.mappings_changed
                 || super::debug::active(cpu)
             {
                 return None;
+            }
+            if kept.is_some() {
+                return kept;
             }
             let next_mode = crate::system::mode::mode(cpu);
             by_virtual_pc(next_mode).then(|| next_mode.key())
@@ -449,7 +452,7 @@ impl<H: HostEntry> Dbt<H> {
         // hot at once, or a machine whose other core is busy): hot blocks would run in the
         // interpreter tier until their turn, so past it the vCPU compiles its own.
         let tier = self.hot_tier();
-        if self.background_has_room() {
+        if self.background_has_room(true) {
             self.compile_in_background(m, cpu, id, key, mode, tier)?;
             return Ok(Next::Cold(id));
         }
@@ -625,7 +628,8 @@ impl<H: HostEntry> Dbt<H> {
             slots: SlotRange::EMPTY,
         });
         protect_code(m, cpu, pc, &fetched, byte_len, fresh);
-        self.cold.insert(m, id, key.phys_pc, program);
+        let chain_mode = by_virtual_pc(mode).then_some(key.mode);
+        self.cold.insert(m, id, key.phys_pc, program, chain_mode);
         self.cold.stats.record_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         Ok(id)
     }
@@ -679,6 +683,7 @@ impl<H: HostEntry> Dbt<H> {
         self.count_region(&region);
         let pending = Pending {
             key,
+            first_tier: self.cold.contains(cold),
             cold,
             tier,
             counter,

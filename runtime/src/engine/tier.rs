@@ -18,12 +18,16 @@
 //! - Quick code counts its entries in a [`HotCounters`] cell, armed when the code is built
 //!   and written by the runtime only while no generated code runs. A flush frees every
 //!   cell, after the code that used them is gone.
+//! - The background thread takes first-tier compilations (a cold block turning hot) before
+//!   promotions (quick code turning hot), each kind in the order queued.
 //! - The background thread sees nothing but IR and returns nothing but bytes; everything that
 //!   touches the machine (IR building, which asks for link slots and host stubs, and
 //!   installation) happens on the vCPU thread.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 
 use cache::{BlockId, BlockKey, SlotRange};
 use hashbrown::HashMap;
@@ -58,7 +62,8 @@ pub struct Tiering {
 
 impl Tiering {
     /// Background compilations queued (or done and not yet installed) past which a block
-    /// turning hot is compiled on the vCPU's thread instead. Two: one compiling, one
+    /// turning hot is compiled on the vCPU's thread instead (for a cold block, only the
+    /// first-tier ones count: it goes before promotions). Two: one compiling, one
     /// waiting; a block further back would wait several compile times (~1 ms each on an
     /// idle core) running in the interpreter tier.
     pub const MAX_BACKLOG: usize = 2;
@@ -213,6 +218,10 @@ struct Cold {
     pinned: bool,
     /// The block it last chained to, which it usually chains to again.
     next: Option<Successor>,
+    /// The mode key of the block's successors, when the block cannot change its own mode
+    /// ([`Program::keeps_mode`]) and chains by virtual PC in it: then the mode need not be
+    /// worked out again after it ran.
+    keeps: Option<u32>,
 }
 
 /// A cold block's last successor: what the lookup table gave for `(pc, mode)` in `epoch`.
@@ -312,14 +321,25 @@ impl ColdBlocks {
     }
 
     /// Adds the program of cold block `id` (recorded at guest-physical `phys_pc`).
-    pub fn insert(&mut self, m: &Machine, id: BlockId, phys_pc: u64, program: Program) {
+    /// `chain_mode`: the key of the mode it runs in, if blocks chain by virtual PC in that
+    /// mode.
+    pub fn insert(
+        &mut self,
+        m: &Machine,
+        id: BlockId,
+        phys_pc: u64,
+        program: Program,
+        chain_mode: Option<u32>,
+    ) {
         self.stats.blocks_recorded += 1;
         self.stats.guest_insns_recorded += u64::from(program.insns);
         let n = self.recorded_at.entry(phys_pc).or_insert(0);
         *n = n.saturating_add(1);
         let pinned = *n > MAX_RERECORDS;
         self.stats.pinned_cold += u64::from(pinned && *n == MAX_RERECORDS + 1);
+        let keeps = chain_mode.filter(|_| program.keeps_mode());
         let cold = Cold {
+            keeps,
             program,
             runs: 0,
             queued: false,
@@ -352,7 +372,8 @@ impl ColdBlocks {
     }
 
     /// Runs cold block `id` on `cpu`, and then, while `next_mode` gives the mode of a plain
-    /// jump's target (`None`: leave to the dispatcher), the live cold block there, unless
+    /// jump's target (`None`: leave to the dispatcher; its last argument is that mode's key
+    /// if the block that ran could not have changed it), the live cold block there, unless
     /// its next run (counted here) makes it due for compiling. The last exit reason (as
     /// generated code returns it), or `None` if `id` is gone (a flush since it was found).
     /// A block looping on itself returns after `threshold` iterations, each counted as a
@@ -366,7 +387,7 @@ impl ColdBlocks {
         m: &mut Machine,
         cpu: &mut CpuState,
         threshold: u32,
-        mut next_mode: impl FnMut(&Machine, &CpuState) -> Option<u32>,
+        mut next_mode: impl FnMut(&Machine, &CpuState, Option<u32>) -> Option<u32>,
     ) -> Option<u64> {
         let mut at = self.blocks.position(id)?;
         loop {
@@ -382,7 +403,7 @@ impl ColdBlocks {
             if exit != ExitReason::Jump as u64 {
                 return Some(exit);
             }
-            let Some(mode) = next_mode(m, cpu) else {
+            let Some(mode) = next_mode(m, cpu, c.keeps) else {
                 return Some(exit);
             };
             let pc = cpu.rip;
@@ -446,6 +467,9 @@ pub struct Pending {
     pub cold: BlockId,
     /// The tier compiled.
     pub tier: Tier,
+    /// Whether it replaces a cold block (a first-tier compilation), not quick code (a
+    /// promotion): first-tier ones are compiled first.
+    pub first_tier: bool,
     /// Its hotness counter ([`HotCounters`] index), for quick code that counts.
     pub counter: Option<usize>,
     /// Its link slots, and how many the code uses.
@@ -467,23 +491,69 @@ pub struct Done {
     pub result: Result<CompiledBlock, JitError>,
 }
 
+/// A compilation job: the IR, and what installing it needs.
+type Job = (BuiltBlock, Pending);
+
+/// The background compiler's queue: first-tier compilations (a cold block turning hot) go
+/// before promotions (quick code turning hot), which only make running code faster while
+/// a first-tier block waiting behind them keeps running in the interpreter tier.
+struct Queue<J = Job> {
+    first: VecDeque<J>,
+    promotions: VecDeque<J>,
+    /// The engine is gone: the thread ends (after its current job).
+    closed: bool,
+}
+
+impl<J> Default for Queue<J> {
+    fn default() -> Self {
+        Queue {
+            first: VecDeque::new(),
+            promotions: VecDeque::new(),
+            closed: false,
+        }
+    }
+}
+
+impl<J> Queue<J> {
+    /// Queues `job`, a first-tier compilation or a promotion.
+    fn push(&mut self, job: J, first_tier: bool) {
+        match first_tier {
+            true => self.first.push_back(job),
+            false => self.promotions.push_back(job),
+        }
+    }
+
+    /// The next job, first-tier ones first.
+    fn pop(&mut self) -> Option<J> {
+        self.first
+            .pop_front()
+            .or_else(|| self.promotions.pop_front())
+    }
+}
+
+/// The queue and the signal that it changed.
+type Shared = (Mutex<Queue>, Condvar);
+
 /// The background compiler: a thread compiling IR the vCPU thread built.
 pub struct Worker {
-    jobs: Option<Sender<(BuiltBlock, Pending)>>,
+    queue: Arc<Shared>,
     done: Receiver<Done>,
     in_flight: usize,
+    /// Of `in_flight`, first-tier compilations ([`Pending::first_tier`]).
+    first_in_flight: usize,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
     /// Starts the thread, compiling each job with the compiler of its [`Pending::tier`].
     pub fn start(mut quick: Compiler, mut optimized: Compiler) -> std::io::Result<Worker> {
-        let (jobs, rx) = channel::<(BuiltBlock, Pending)>();
+        let queue: Arc<Shared> = Arc::default();
         let (tx, done) = channel();
+        let theirs = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
             .name("popek-compile".into())
             .spawn(move || {
-                while let Ok((built, pending)) = rx.recv() {
+                while let Some((built, pending)) = next_job(&theirs) {
                     let compiler = match pending.tier {
                         Tier::Quick => &mut quick,
                         Tier::Optimized => &mut optimized,
@@ -495,21 +565,31 @@ impl Worker {
                 }
             })?;
         Ok(Worker {
-            jobs: Some(jobs),
+            queue,
             done,
             in_flight: 0,
+            first_in_flight: 0,
             thread: Some(thread),
         })
     }
 
-    /// Queues a compilation; false if the thread is gone.
+    /// Queues a compilation (first-tier ones ahead of promotions); false if the thread is
+    /// gone.
     pub fn submit(&mut self, built: BuiltBlock, pending: Pending) -> bool {
-        let ok = self
-            .jobs
-            .as_ref()
-            .is_some_and(|j| j.send((built, pending)).is_ok());
-        self.in_flight += usize::from(ok);
-        ok
+        let first = pending.first_tier;
+        {
+            let Ok(mut q) = self.queue.0.lock() else {
+                return false; // The thread panicked holding the lock.
+            };
+            if q.closed {
+                return false;
+            }
+            q.push((built, pending), first);
+        }
+        self.queue.1.notify_one();
+        self.in_flight += 1;
+        self.first_in_flight += usize::from(first);
+        true
     }
 
     /// A finished compilation, if any (never blocks).
@@ -519,6 +599,7 @@ impl Worker {
         }
         let d = self.done.try_recv().ok()?;
         self.in_flight -= 1;
+        self.first_in_flight -= usize::from(d.pending.first_tier);
         Some(d)
     }
 
@@ -526,14 +607,54 @@ impl Worker {
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
+
+    /// Of [`Worker::in_flight`], the first-tier ones (which promotions do not delay).
+    pub fn first_in_flight(&self) -> usize {
+        self.first_in_flight
+    }
+}
+
+/// The thread's next job, waiting for one; `None` once the queue is closed (or its lock
+/// poisoned, which only a panic on the thread itself could do).
+fn next_job(shared: &Shared) -> Option<Job> {
+    let (lock, changed) = shared;
+    let mut q = lock.lock().ok()?;
+    loop {
+        if q.closed {
+            return None;
+        }
+        if let Some(job) = q.pop() {
+            return Some(job);
+        }
+        q = changed.wait(q).ok()?;
+    }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the queue ends the thread after its current job.
-        self.jobs = None;
+        if let Ok(mut q) = self.queue.0.lock() {
+            q.closed = true;
+        }
+        self.queue.1.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_tier_jobs_go_before_promotions_each_in_order() {
+        let mut q: Queue<u32> = Queue::default();
+        q.push(1, false);
+        q.push(2, true);
+        q.push(3, false);
+        q.push(4, true);
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, [2, 4, 1, 3]);
     }
 }

@@ -44,6 +44,9 @@ fn pure_def(op: &Op) -> Option<(File, Slot)> {
         | Op::UShr64 { d, .. }
         | Op::Add32 { d, .. }
         | Op::Sub32 { d, .. }
+        | Op::And32 { d, .. }
+        | Op::Or32 { d, .. }
+        | Op::Xor32 { d, .. }
         | Op::Shl32 { d, .. }
         | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
@@ -87,6 +90,9 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
         | Op::UShr64 { a, b, .. }
         | Op::Add32 { a, b, .. }
         | Op::Sub32 { a, b, .. }
+        | Op::And32 { a, b, .. }
+        | Op::Or32 { a, b, .. }
+        | Op::Xor32 { a, b, .. }
         | Op::Shl32 { a, b, .. }
         | Op::UShr32 { a, b, .. } => {
             f(Int, a);
@@ -187,6 +193,9 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
         | Op::UShr64 { d, .. }
         | Op::Add32 { d, .. }
         | Op::Sub32 { d, .. }
+        | Op::And32 { d, .. }
+        | Op::Or32 { d, .. }
+        | Op::Xor32 { d, .. }
         | Op::Shl32 { d, .. }
         | Op::UShr32 { d, .. }
         | Op::Mask { d, .. }
@@ -228,41 +237,62 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
     }
 }
 
-/// Copy forwarding: a `Mov { d, a }` that is the only write of `d`, from a slot written at
-/// most once (a recorded value or a constant), makes every read of `d` a read of `a`, and
-/// the move then dies. These are the moves of an edge into a label with one incoming edge
-/// (a block's exit paths), which the recorder cannot tell from a merge when it records the
-/// edge.
+/// Copy and mask forwarding, in one pass over the program.
+///
+/// Copies: a `Mov { d, a }` that is the only write of `d`, from a slot written at most once
+/// (a recorded value or a constant), makes every read of `d` a read of `a`, and the move
+/// then dies. These are the moves of an edge into a label with one incoming edge (a block's
+/// exit paths), which the recorder cannot tell from a merge when it records the edge.
+///
+/// Masks: likewise a `Mask { ty, d, a }`, but only for the reads of `d` by ops that look
+/// at no more than its low `ty.bits()` bits ([`low_reads`]). These are mostly the
+/// truncations of 64-bit registers to the operands of 32-bit arithmetic and logic (3-4% of
+/// the host instructions of `bits` and `crc32` in the interpreter). Runs after
+/// [`super::finish::specialize`]: its bitwise forms (`And64`, ...) need masked operands and
+/// take none forwarded, while the 32-bit forms and the generic ones look only at their
+/// width's bits. Each slot still holds its value masked to its own type; only what a
+/// reader reads changes, never a result.
 ///
 /// Sound because every read of `d` is dominated by its one write (recording never reads a
 /// slot on a path that did not write it), and `a`, written at most once and before the
 /// move, cannot change between the move and such a read: a path from its write to the read
 /// that skipped the move would reach the read undominated.
-pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
+pub(super) fn forward(p: &mut Program, nslots: usize) {
     if !p.runs.is_empty() {
         return; // The ops do not name the slots of its runs (see `map_reads`).
     }
     let mut writes = vec![0u32; nslots];
+    let mut candidates = false;
     for op in &p.ops {
+        candidates |= matches!(op, Op::Mov { .. } | Op::Mask { .. });
         int_defs(op, &mut |d| {
             if let Some(w) = writes.get_mut(d as usize) {
                 *w = w.saturating_add(1);
             }
         });
     }
+    if !candidates {
+        return;
+    }
     let once = |s: Slot| writes.get(s as usize).is_some_and(|&w| w <= 1);
-    // to[d] = a for each forwardable move (chains resolved below).
+    // to[d] = a for each forwardable move, mask[d] = (a, width) for each mask (chains
+    // resolved below).
     let mut to: Vec<Option<Slot>> = vec![None; nslots];
+    let mut mask: Vec<Option<(Slot, u32)>> = vec![None; nslots];
     for op in &p.ops {
-        if let Op::Mov { d, a } = *op {
-            if d != a && writes.get(d as usize) == Some(&1) && once(a) {
+        match *op {
+            Op::Mov { d, a } if d != a && writes.get(d as usize) == Some(&1) && once(a) => {
                 to[d as usize] = Some(a);
             }
+            Op::Mask { ty, d, a } if d != a && writes.get(d as usize) == Some(&1) && once(a) => {
+                mask[d as usize] = Some((a, ty.bits()));
+            }
+            _ => {}
         }
     }
+    // A chain is at most as long as the number of moves or masks; no cycle can form (each
+    // link goes to a slot whose one write is earlier), but stay bounded anyway.
     let resolve = |mut s: Slot| {
-        // A chain is at most as long as the number of moves; no cycle can form (each link
-        // goes to a slot whose one write is earlier), but stay bounded anyway.
         for _ in 0..nslots {
             match to.get(s as usize).copied().flatten() {
                 Some(a) => s = a,
@@ -277,11 +307,48 @@ pub(super) fn forward_moves(p: &mut Program, nslots: usize) {
                 *s = resolve(*s);
             }
         });
+        low_reads(op, &mut |s, bits| {
+            for _ in 0..nslots {
+                match mask.get(*s as usize).copied().flatten() {
+                    Some((a, width)) if bits <= width => *s = resolve(a),
+                    _ => break,
+                }
+            }
+        });
+    }
+}
+
+/// Call `f` with each integer operand of `op` whose value matters to it only in its low
+/// `bits` bits, with that number (which it may replace).
+fn low_reads(op: &mut Op, f: &mut impl FnMut(&mut Slot, u32)) {
+    match op {
+        Op::Add32 { a, b, .. }
+        | Op::Sub32 { a, b, .. }
+        | Op::And32 { a, b, .. }
+        | Op::Or32 { a, b, .. }
+        | Op::Xor32 { a, b, .. } => {
+            f(a, 32);
+            f(b, 32);
+        }
+        // Shift counts: the executor masks them to 5 or 6 bits.
+        Op::Shl32 { a, b, .. } => {
+            f(a, 32);
+            f(b, 8);
+        }
+        Op::UShr32 { b, .. } | Op::Shl64 { b, .. } | Op::UShr64 { b, .. } => f(b, 8),
+        // The evaluators mask their operands to the type, or use only their low bits (see
+        // `eval_binop`: "inputs need not be masked").
+        Op::Bin { ty, a, b, .. } => {
+            f(a, ty.bits());
+            f(b, ty.bits());
+        }
+        Op::Un { ty, a, .. } | Op::Mask { ty, a, .. } => f(a, ty.bits()),
+        _ => {}
     }
 }
 
 /// Aim every jump, branch and fault target that lands on a plain `Jump` at that jump's
-/// target (the edges left empty by [`forward_moves`] and [`remove_dead`]).
+/// target (the edges left empty by [`forward`] and [`remove_dead`]).
 pub(super) fn thread_jumps(p: &mut Program) {
     let dest = |ops: &[Op], mut x: u32| {
         for _ in 0..8 {
@@ -343,7 +410,7 @@ fn retarget(op: &mut Op, map: &[u32]) {
 /// rescan would.
 pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
     if !p.runs.is_empty() {
-        return; // As in `forward_moves`.
+        return; // As in `forward`.
     }
     const NONE: u32 = u32::MAX;
     let sizes = [nslots, nvslots];
@@ -365,7 +432,7 @@ pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
             }
         }
     }
-    let mut work: Vec<(File, Slot)> = Vec::new();
+    let mut work: Vec<(File, Slot)> = Vec::with_capacity(p.ops.len());
     for (f, file) in [File::Int, File::Vec].into_iter().enumerate() {
         for s in 0..sizes[f] {
             if count[f][s] == 0 && head[f][s] != NONE {
@@ -524,6 +591,54 @@ mod tests {
     }
 
     #[test]
+    fn masks_forward_into_narrow_readers_only() {
+        let add32 = |d, a, b| Op::Add32 { d, a, b };
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                Op::Ld64 { d: 0, off: 0 },
+                // 2: a 32-bit truncation read by 32-bit additions only: it dies.
+                Op::Mask {
+                    ty: Ty::I32,
+                    d: 1,
+                    a: 0,
+                },
+                add32(2, 1, 1),
+                // 4: a byte truncation: a 32-bit reader needs its zeroed bits.
+                Op::Mask {
+                    ty: Ty::I8,
+                    d: 3,
+                    a: 0,
+                },
+                add32(4, 3, 2),
+                // 6: read by a right shift's shifted operand, which needs the high half
+                // zero, and as its count, which does not.
+                Op::Mask {
+                    ty: Ty::I32,
+                    d: 5,
+                    a: 0,
+                },
+                Op::UShr32 { d: 6, a: 5, b: 5 },
+                Op::St64 { off: 8, a: 4 },
+                Op::St64 { off: 16, a: 6 },
+                Op::ExitReturn {
+                    reason: ExitReason::Jump,
+                },
+            ],
+            regs: vec![0; 7],
+            ..Program::default()
+        };
+        forward(&mut p, 7);
+        remove_dead(&mut p, 7, 0);
+        assert_eq!(p.ops.len(), 10, "{:?}", p.ops);
+        assert!(matches!(p.ops[2], Op::Add32 { d: 2, a: 0, b: 0 }));
+        assert!(matches!(p.ops[3], Op::Mask { d: 3, .. }));
+        assert!(matches!(p.ops[4], Op::Add32 { d: 4, a: 3, b: 2 }));
+        assert!(matches!(p.ops[5], Op::Mask { d: 5, .. }));
+        assert!(matches!(p.ops[6], Op::UShr32 { d: 6, a: 5, b: 0 }));
+    }
+
+    #[test]
     fn single_edge_copies_forward_and_the_emptied_edge_is_threaded() {
         let st = |off, a| Op::StoreState {
             ty: Ty::I64,
@@ -561,7 +676,7 @@ mod tests {
             regs: vec![0; 4],
             ..Program::default()
         };
-        forward_moves(&mut p, 4);
+        forward(&mut p, 4);
         assert!(
             matches!(p.ops[3], Op::StoreState { a: 0, .. }),
             "{:?}",

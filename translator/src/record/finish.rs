@@ -56,8 +56,20 @@ impl CmpTest {
 pub(super) fn specialize(op: Op) -> Op {
     let in_state = |off: u32| off as usize + 8 <= std::mem::size_of::<CpuState>();
     match op {
+        // 32-bit logic reads only the low halves (so truncations forward into it).
+        Op::Bin {
+            op: op @ (BinOp::And | BinOp::Or | BinOp::Xor),
+            ty: Ty::I32,
+            d,
+            a,
+            b,
+        } => match op {
+            BinOp::And => Op::And32 { d, a, b },
+            BinOp::Or => Op::Or32 { d, a, b },
+            _ => Op::Xor32 { d, a, b },
+        },
         // Both operands are held masked to the type (the second coerced to it), so bitwise
-        // logic at any width is the 64-bit operation.
+        // logic at any other width is the 64-bit operation.
         Op::Bin {
             op: BinOp::And,
             d,
@@ -183,6 +195,9 @@ pub(super) fn join_runs(p: &mut Program) {
         _ => None,
     };
     let mut keep = vec![true; p.ops.len()];
+    // Room for every state op (growing it one push at a time showed in recording costs).
+    let state_ops = p.ops.iter().filter(|&&op| state_op(op).is_some()).count();
+    p.runs.reserve(state_ops);
     let mut i = 0;
     while i < p.ops.len() {
         let Some((store, off, s)) = state_op(p.ops[i]) else {
@@ -221,14 +236,60 @@ pub(super) fn join_runs(p: &mut Program) {
     super::dead::compact(p, keep);
 }
 
+/// Whether `p` can only store into the plain guest registers of the state (see
+/// [`Program::keeps_mode`]): the general registers, RIP, RFLAGS and the lazy-flag fields,
+/// which come first, and the XMM registers. Helpers and host stubs may change anything.
+pub(super) fn keeps_mode(p: &Program) -> bool {
+    let plain = std::mem::offset_of!(CpuState, icount);
+    let xmm = std::mem::offset_of!(CpuState, fx) + std::mem::offset_of!(crate::state::FxArea, xmm);
+    let xmm_end = xmm + 16 * 16;
+    let ok = |off: u32, bytes: usize| {
+        let (lo, hi) = (off as usize, off as usize + bytes);
+        hi <= plain || (lo >= xmm && hi <= xmm_end)
+    };
+    let run_ok = |at: u32, n: u32| {
+        p.runs
+            .get(at as usize..(at as usize).saturating_add(n as usize))
+            .is_some_and(|r| r.iter().all(|&(off, _)| ok(off, 8)))
+    };
+    p.ops.iter().all(|op| match *op {
+        Op::Helper { .. } | Op::Stub { .. } => false,
+        Op::StoreState { ty, off, .. } => ok(off, ty.bytes() as usize),
+        Op::St64 { off, .. } => ok(off, 8),
+        Op::VStoreState { off, .. } => ok(off, 16),
+        Op::StRun { at, n } | Op::StRunExit { at, n, .. } => run_ok(at, n),
+        _ => true,
+    })
+}
+
 fn op_back(op: BinOp, ty: Ty, d: Slot, a: Slot, b: Slot) -> Op {
     Op::Bin { op, ty, d, a, b }
 }
 
 /// Whether every slot, jump target, fault target, mask, stub and run index of `p`'s ops is
-/// in range of its register files, ops and tables, and every `Ld64`/`St64` offset (also in
-/// runs) inside [`CpuState`] (the executor's license to index without checks). The match is exhaustive: a new op does not compile until it is checked here.
+/// in range of its register files, ops and tables, every `Ld64`/`St64` offset (also in
+/// runs) inside [`CpuState`], and the last op one that never falls through (so running
+/// from any target ends at an exit or jumps to another target): the executor's license to
+/// index, and to fetch ops, without checks. The match is exhaustive: a new op does not
+/// compile until it is checked here.
 pub(super) fn in_range(p: &Program) -> bool {
+    let ends = matches!(
+        p.ops.last(),
+        Some(
+            Op::Jump { .. }
+                | Op::Branch { .. }
+                | Op::BrTest { .. }
+                | Op::ExitJump { .. }
+                | Op::StRunExit { .. }
+                | Op::ExitReturn { .. }
+                | Op::ExitStatus
+        )
+    );
+    ends && ops_in_range(p)
+}
+
+/// [`in_range`] of each op.
+fn ops_in_range(p: &Program) -> bool {
     let (nr, nv, no) = (p.regs.len(), p.vregs.len(), p.ops.len());
     let ri = |s: Slot| (s as usize) < nr;
     let vi = |s: Slot| (s as usize) < nv;
@@ -257,6 +318,9 @@ pub(super) fn in_range(p: &Program) -> bool {
         | Op::UShr64 { d, a, b }
         | Op::Add32 { d, a, b }
         | Op::Sub32 { d, a, b }
+        | Op::And32 { d, a, b }
+        | Op::Or32 { d, a, b }
+        | Op::Xor32 { d, a, b }
         | Op::Shl32 { d, a, b }
         | Op::UShr32 { d, a, b } => ri(d) && ri(a) && ri(b),
         Op::Un { d, a, .. } | Op::Conv { d, a, .. } | Op::Mov { d, a } | Op::Mask { d, a, .. } => {
@@ -362,6 +426,9 @@ mod tests {
                                 Op::UShr64 { .. } => a >> (b & 63),
                                 Op::Add32 { .. } => u64::from((a as u32).wrapping_add(b as u32)),
                                 Op::Sub32 { .. } => u64::from((a as u32).wrapping_sub(b as u32)),
+                                Op::And32 { .. } => u64::from(a as u32 & b as u32),
+                                Op::Or32 { .. } => u64::from(a as u32 | b as u32),
+                                Op::Xor32 { .. } => u64::from(a as u32 ^ b as u32),
                                 Op::Shl32 { .. } => u64::from((a as u32) << (b & 31)),
                                 Op::UShr32 { .. } => a >> (b & 31),
                                 Op::Bin { .. } if ty.bits() < 32 => generic,
@@ -595,6 +662,72 @@ mod tests {
         assert!(!in_range(&p));
         p.ops[1] = Op::VMov { d: 0, a: 0 };
         assert!(!in_range(&p), "no vector slots");
+    }
+
+    #[test]
+    fn only_stores_to_plain_registers_keep_the_mode() {
+        let cr0 = std::mem::offset_of!(CpuState, cr0) as u32;
+        let xmm0 = (std::mem::offset_of!(CpuState, fx)
+            + std::mem::offset_of!(crate::state::FxArea, xmm)) as u32;
+        let mxcsr = (std::mem::offset_of!(CpuState, fx)
+            + std::mem::offset_of!(crate::state::FxArea, mxcsr)) as u32;
+        let exit = Op::ExitJump { target: 0 };
+        let with = |op: Op| Program {
+            ops: vec![Op::Charge { n: 1 }, op, exit],
+            runs: vec![(0, 0), (cr0, 0)],
+            regs: vec![0; 1],
+            ..Program::default()
+        };
+        assert!(keeps_mode(&with(Op::St64 { off: 8, a: 0 })));
+        assert!(keeps_mode(&with(Op::VStoreState { off: xmm0, a: 0 })));
+        assert!(keeps_mode(&with(Op::StRun { at: 0, n: 1 })));
+        assert!(!keeps_mode(&with(Op::St64 { off: cr0, a: 0 })));
+        assert!(!keeps_mode(&with(Op::StoreState {
+            ty: Ty::I32,
+            off: mxcsr,
+            a: 0
+        })));
+        assert!(!keeps_mode(&with(Op::StRun { at: 0, n: 2 })));
+        assert!(!keeps_mode(&with(Op::Stub {
+            stub: 0,
+            how: crate::hostexec::StubCall::Direct,
+            fault: NO_LABEL
+        })));
+        assert!(!keeps_mode(&with(Op::StRunExit {
+            at: 1,
+            n: 1,
+            target: 0
+        })));
+        let icount = std::mem::offset_of!(CpuState, icount) as u32;
+        assert!(!keeps_mode(&with(Op::St64 {
+            off: icount - 4,
+            a: 0
+        })));
+    }
+
+    #[test]
+    fn a_program_that_can_run_off_its_end_fails_the_check() {
+        let mut p = Program {
+            ops: vec![
+                Op::Charge { n: 1 },
+                Op::Branch {
+                    c: 0,
+                    then: 2,
+                    els: 3,
+                },
+                Op::ExitStatus,
+                Op::Mov { d: 0, a: 0 },
+            ],
+            regs: vec![0; 1],
+            ..Program::default()
+        };
+        assert!(!in_range(&p), "the last op falls through");
+        p.ops[3] = Op::Jump { to: 0 };
+        assert!(in_range(&p));
+        p.ops.truncate(1);
+        assert!(!in_range(&p), "a lone charge");
+        p.ops.clear();
+        assert!(!in_range(&p), "no ops");
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub enum Op {
     And64 { d: Slot, a: Slot, b: Slot },
     Or64 { d: Slot, a: Slot, b: Slot },
     Xor64 { d: Slot, a: Slot, b: Slot },
+    /// 32-bit logic: as `And64`.. on masked operands, but reading only their low halves,
+    /// so a truncation feeding them forwards (see `dead::forward`).
+    And32 { d: Slot, a: Slot, b: Slot },
+    Or32 { d: Slot, a: Slot, b: Slot },
+    Xor32 { d: Slot, a: Slot, b: Slot },
     Shl64 { d: Slot, a: Slot, b: Slot },
     UShr64 { d: Slot, a: Slot, b: Slot },
     Add32 { d: Slot, a: Slot, b: Slot },
@@ -155,9 +160,23 @@ pub struct Program {
     pub insns: u32,
     /// Semantics misused the emitter (a bug, reported, never a panic).
     pub broken: Option<&'static str>,
-    /// Set by `finish` once [`finish::in_range`] holds: the executor indexes without bounds
-    /// checks only in a program with this set (fields are private so it stays true).
+    /// Set by `finish` once [`finish::in_range`] holds and nothing broke: the executor runs,
+    /// indexing without bounds checks, only a program with this set (fields are private so
+    /// it stays true).
     checked: bool,
+    /// Set by `finish` when [`finish::keeps_mode`] holds (see [`Program::keeps_mode`]).
+    keeps_mode: bool,
+}
+
+impl Program {
+    /// Whether running the program leaves every part of the CPU state outside the general
+    /// registers, RIP, RFLAGS, the lazy-flag descriptor and the XMM registers as it was: it
+    /// calls no helper and no host stub, and stores nowhere else in the state. Such a block
+    /// cannot change the mode it ran in (control registers, EFER, CPL, segments, MXCSR), so
+    /// a caller chaining blocks may skip working the mode out again after it.
+    pub fn keeps_mode(&self) -> bool {
+        self.keeps_mode
+    }
 }
 
 /// An integer value while recording: its slot, type, and constant value if known.
@@ -315,14 +334,14 @@ impl<'a> Recorder<'a> {
                     .get_or_insert("a label was jumped to but never bound");
             }
         }
-        dead::forward_moves(&mut self.p, self.nslots as usize);
+        for op in &mut self.p.ops {
+            *op = finish::specialize(*op);
+        }
+        dead::forward(&mut self.p, self.nslots as usize);
         dead::remove_dead(&mut self.p, self.nslots as usize, self.nvslots as usize);
         dead::thread_jumps(&mut self.p);
         let n = self.p.insns.max(1);
         self.p.ops[0] = Op::Charge { n };
-        for op in &mut self.p.ops {
-            *op = finish::specialize(*op);
-        }
         finish::join_branches(&mut self.p, self.nslots as usize);
         finish::join_runs(&mut self.p);
         self.p.regs.resize(self.nslots as usize, 0);
@@ -330,10 +349,12 @@ impl<'a> Recorder<'a> {
         // The program lives as long as its block is cached: give back the starting capacity.
         self.p.ops.shrink_to_fit();
         self.p.regs.shrink_to_fit();
-        self.p.checked = finish::in_range(&self.p);
-        if !self.p.checked {
+        self.p.keeps_mode = finish::keeps_mode(&self.p);
+        let in_range = finish::in_range(&self.p);
+        if !in_range {
             self.fail("an op names a slot or target out of range");
         }
+        self.p.checked = in_range && self.p.broken.is_none();
         std::mem::take(&mut self.p)
     }
 
@@ -470,7 +491,7 @@ impl<'a> Recorder<'a> {
                 map
             }
         };
-        let mut moves = Vec::new();
+        let mut moves = Vec::with_capacity(map.len());
         for (i, m) in map.iter().enumerate() {
             match (m, self.t.vars.get(i).copied().flatten()) {
                 (Some(VarVal::Int(d)), Some(VarVal::Int(s))) if d.slot != s.slot => {

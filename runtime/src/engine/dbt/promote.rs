@@ -27,9 +27,13 @@ impl<H: HostEntry> Dbt<H> {
     }
 
     /// Whether a compilation may go to the background compiler now (see
-    /// [`Tiering::MAX_BACKLOG`]).
-    pub(super) fn background_has_room(&self) -> bool {
-        let backlog = self.worker.as_ref().map_or(0, super::Worker::in_flight);
+    /// [`Tiering::MAX_BACKLOG`]): a first-tier one (`first_tier`) counts only the
+    /// first-tier ones ahead of it, since the compiler takes those before promotions.
+    pub(super) fn background_has_room(&self, first_tier: bool) -> bool {
+        let backlog = self.worker.as_ref().map_or(0, |w| match first_tier {
+            true => w.first_in_flight(),
+            false => w.in_flight(),
+        });
         self.tiering.background && backlog < Tiering::MAX_BACKLOG
     }
 
@@ -88,7 +92,7 @@ impl<H: HostEntry> Dbt<H> {
             return Ok(());
         };
         let started = if self.tiering.background {
-            if !self.background_has_room() {
+            if !self.background_has_room(false) {
                 self.counters.rearm(counter, self.tiering.optimize_after);
                 self.cold.stats.promotions_deferred += 1;
                 return Ok(());
