@@ -391,3 +391,36 @@ fn dump_saxpy_loop() {
     }
     println!("{out}");
 }
+
+/// The optimized CLIF and host code of one guest block given as hex bytes in `POPEK_DUMP_HEX`
+/// (e.g. a hot loop cut out of a guest ELF with objdump): to compare what the translator
+/// emits per guest instruction with the guest's own code.
+#[test]
+#[ignore = "report: POPEK_DUMP_HEX=<bytes> cargo test --release -p translator dump_block -- --ignored --nocapture"]
+fn dump_block() {
+    let Ok(hex) = std::env::var("POPEK_DUMP_HEX") else {
+        println!("set POPEK_DUMP_HEX to the block's bytes in hex");
+        return;
+    };
+    let hex: String = hex.chars().filter(char::is_ascii_hexdigit).collect();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex byte"))
+        .collect();
+    let mut h = Harness::new();
+    // As the runtime translates: helpers through a register-preserving trampoline.
+    h.m.dump_trampoline = Some(0x7000_0000);
+    h.load(0x1000, &bytes);
+    let block = h.decode(0x1000, 64);
+    let c = h
+        .jit
+        .translate(&block, h.mode, &mut *h.m)
+        .expect("translate");
+    println!(
+        "{} guest instructions, {} IR instructions, {} bytes\n{}",
+        c.guest_insns,
+        c.ir_insts,
+        c.code.len(),
+        h.jit.last_clif()
+    );
+    println!("{}", disassemble(&c.code, 0));
+}
