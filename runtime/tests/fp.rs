@@ -483,3 +483,120 @@ fn min_and_max_of_a_value_with_itself_keep_daz_and_flags() {
         }
     }
 }
+
+/// Generated code keeps XMM registers in variables and stores them at exits: a fault
+/// exit after several XMM writes (floating-point and not, one result overwritten unread)
+/// leaves each committed value and every MXCSR flag, as FXSAVE sees them mid-block.
+#[test]
+fn xmm_registers_held_in_a_block_reach_fault_exits_and_fxsave() {
+    let body = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+        a.addsd(xmm0, xmm1)?; // 1 + 2^-60: inexact (PE)
+        a.movapd(xmm2, xmm0)?;
+        a.divsd(xmm3, xmm4)?; // 1 / 0: ZE, the result overwritten unread
+        a.xorps(xmm3, xmm3)?;
+        a.pshufd(xmm5, xmm2, 0x4e)?;
+        a.mulpd(xmm6, xmm6)?; // a result that is only ever stored by the exit
+        for k in 0..8 {
+            // Enough instructions that can fault for the exits to share tails.
+            a.addsd(xmm7, qword_ptr(rbx + 8 * k))?;
+        }
+        Ok(())
+    };
+    let setup = |vm: &mut Vm| {
+        let cpu = vm.cpu_mut();
+        cpu.gpr[3] = DATA;
+        cpu.fx.xmm[0] = u128::from(1f64.to_bits());
+        cpu.fx.xmm[1] = u128::from((2f64).powi(-60).to_bits());
+        cpu.fx.xmm[3] = u128::from(1f64.to_bits());
+        cpu.fx.xmm[4] = 0;
+        cpu.fx.xmm[6] = u128::from(3f64.to_bits()) << 64 | u128::from(0.5f64.to_bits());
+    };
+    let one = u128::from(1f64.to_bits());
+    let want = [
+        one,
+        u128::from((2f64).powi(-60).to_bits()),
+        one,
+        0,
+        0,
+        one << 64,
+        u128::from(9f64.to_bits()) << 64 | u128::from(0.25f64.to_bits()),
+        0,
+    ];
+    let flags = 0x4 | 0x20;
+    // A misaligned MOVAPD after them: #GP(0) there, with the state before it.
+    let faulting = assemble(|a| {
+        body(a)?;
+        a.movapd(xmm0, xmmword_ptr(DATA + 1))
+    });
+    // MOVAPD xmm0, [disp32] is 9 bytes, then HLT.
+    let fault_at = CODE + faulting.len() as u64 - 1 - 9;
+    // FXSAVE after them: its image holds them.
+    let saving = assemble(|a| {
+        body(a)?;
+        a.fxsave(ptr(DATA))
+    });
+    for engine in ENGINES {
+        let mut vm = make(engine, &faulting, &[0; 512]);
+        setup(&mut vm);
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: fault_at
+            },
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[..8], want, "{engine:?}: registers at the fault");
+        assert_eq!(
+            cpu.fx.mxcsr & 0x3f,
+            flags,
+            "{engine:?}: MXCSR flags at the fault"
+        );
+
+        let mut vm = make(engine, &saving, &[0; 512]);
+        setup(&mut vm);
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let mut img = [0u8; 512];
+        vm.read_phys(DATA, &mut img).unwrap();
+        let mx = u32::from_le_bytes(img[24..28].try_into().unwrap());
+        assert_eq!(mx & 0x3f, flags, "{engine:?}: MXCSR in the FXSAVE image");
+        for (i, w) in want.iter().enumerate() {
+            let at = 160 + 16 * i;
+            let x = u128::from_le_bytes(img[at..at + 16].try_into().unwrap());
+            assert_eq!(x, *w, "{engine:?}: xmm{i} in the FXSAVE image");
+        }
+    }
+}
+
+/// A loop that carries XMM registers from one iteration to the next (a region once hot
+/// under dbt): every engine ends with the value the host computes.
+#[test]
+fn xmm_registers_carried_around_a_hot_loop() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 5000)?;
+        a.set_label(&mut top)?;
+        a.addsd(xmm0, xmm1)?;
+        a.movapd(xmm2, xmm0)?;
+        a.mulsd(xmm2, xmm2)?;
+        a.addsd(xmm3, xmm2)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    });
+    let (mut x0, mut x3) = (0f64, 0f64);
+    for _ in 0..5000 {
+        x0 += 0.1;
+        x3 += x0 * x0;
+    }
+    for engine in ENGINES {
+        let mut vm = make(engine, &code, &[]);
+        vm.cpu_mut().fx.xmm[1] = u128::from(0.1f64.to_bits());
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[0] as u64, x0.to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.xmm[2] as u64, (x0 * x0).to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.xmm[3] as u64, x3.to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.mxcsr & 0x3f, 0x20, "{engine:?}: PE only");
+    }
+}

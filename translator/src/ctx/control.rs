@@ -86,6 +86,7 @@ impl<E: Emitter> Ctx<E> {
             index: self.begun - 1,
             block: self.block_ends.len(),
             written: self.written,
+            xmm: self.xmm_dirty,
             flags: self.flags,
             pc: self.insn_pc,
         });

@@ -43,7 +43,7 @@ impl<E: Emitter> Ctx<E> {
             // The hypercall's instruction completed; the later ones of its block did not
             // execute.
             self.e.uncount(self.block_ends[x.block] - x.index - 1);
-            self.exit_to_host(x.written, x.flags, code);
+            self.exit_to_host(x.written, x.xmm, x.flags, code);
         }
         self.emit_fault_tails();
         self.e
@@ -81,10 +81,18 @@ impl<E: Emitter> Ctx<E> {
         self.entry_desc = None;
         self.addr_cache = None;
         self.xmm_defined = 0;
+        self.xmm_dirty = 0;
     }
 
-    pub(super) fn emit_fault_exit(&mut self, written: u16, fl: FlagState<E::Value>, pc: u64) {
+    pub(super) fn emit_fault_exit(
+        &mut self,
+        written: u16,
+        xmm: u16,
+        fl: FlagState<E::Value>,
+        pc: u64,
+    ) {
         self.write_back_regs(written);
+        self.write_back_xmm(xmm);
         self.write_back_flags(fl);
         let rip = self.e.iconst(Ty::I64, pc);
         self.e.store_state(state::OFF_RIP, rip);
@@ -110,6 +118,8 @@ impl<E: Emitter> Ctx<E> {
     pub fn hypercall(&mut self, args: u64, b: E::Value, c: E::Value) -> E::Value {
         let w = self.written;
         self.write_back_regs(w);
+        // The handler sees `CpuState`; the registers stay valid in variables after it.
+        self.flush_xmm();
         let f = self.flags;
         self.write_back_flags(f);
         self.flags = FlagState::Stored;
@@ -162,9 +172,9 @@ impl<E: Emitter> Ctx<E> {
             return;
         }
         self.commit();
-        let (w, f) = (self.written, self.flags);
+        let (w, x, f) = (self.written, self.xmm_dirty, self.flags);
         if resume == Resume::Lookup {
-            self.exit_to_host(w, f, r);
+            self.exit_to_host(w, x, f, r);
             self.terminated = true;
             return;
         }
@@ -172,7 +182,7 @@ impl<E: Emitter> Ctx<E> {
             // Concrete values (the interpreter): the decision is known now.
             if r != 0 {
                 let r = self.e.iconst(Ty::I64, r);
-                self.exit_to_host(w, f, r);
+                self.exit_to_host(w, x, f, r);
                 self.terminated = true;
             }
             return;
@@ -187,6 +197,7 @@ impl<E: Emitter> Ctx<E> {
                 index: self.begun - 1,
                 block: self.block_ends.len(),
                 written: w,
+                xmm: x,
                 flags: f,
                 pc: self.insn_pc,
             },
@@ -197,8 +208,9 @@ impl<E: Emitter> Ctx<E> {
 
     /// Leave for the host code at `code`, writing back the registers in `written` and the
     /// flags `fl` (`rip` is the handler's).
-    fn exit_to_host(&mut self, written: u16, fl: FlagState<E::Value>, code: E::Value) {
+    fn exit_to_host(&mut self, written: u16, xmm: u16, fl: FlagState<E::Value>, code: E::Value) {
         self.write_back_regs(written);
+        self.write_back_xmm(xmm);
         self.write_back_flags(fl);
         // Not a linkable edge: the target and the mode are the handler's.
         let z = self.e.iconst(Ty::I64, 0);
@@ -219,6 +231,8 @@ impl<E: Emitter> Ctx<E> {
         self.commit();
         let w = self.written;
         self.write_back_regs(w);
+        let x = self.xmm_dirty;
+        self.write_back_xmm(x);
         let f = self.flags;
         self.write_back_flags(f);
     }
@@ -228,13 +242,16 @@ impl<E: Emitter> Ctx<E> {
         self.carried.is_some() && self.e.is_internal(target)
     }
 
-    /// At an internal edge: write back what is not carried; the flags go to the carried
-    /// variables.
+    /// At an internal edge: write back what is not carried (the other GPRs, the XMM
+    /// registers); the flags go to the carried variables.
     fn write_back_for_edge(&mut self) {
         self.commit();
         let carried = self.carried.map_or(0, |c| c.gprs);
         let w = self.written & !carried;
         self.write_back_regs(w);
+        // XMM registers are not carried: a head reads them from `CpuState`.
+        let x = self.xmm_dirty;
+        self.write_back_xmm(x);
         let f = self.flags;
         self.flags_to_carried(f);
         self.flags = match self.carried.and_then(|c| c.flags) {

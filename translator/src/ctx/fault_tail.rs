@@ -123,6 +123,7 @@ impl<E: Emitter> Ctx<E> {
                 self.e
                     .uncount(skipped(kind, self.block_ends[s.block], s.index));
                 self.write_back_regs(s.written);
+                self.write_back_xmm(s.xmm);
                 self.write_back_flags(s.flags);
                 let rip = self.e.iconst(Ty::I64, s.pc);
                 self.e.store_state(state::OFF_RIP, rip);
@@ -177,6 +178,8 @@ impl<E: Emitter> Ctx<E> {
                 .copied()
                 .find(|&(_, w)| s.written & !w == 0)
                 .unwrap_or(nodes[nodes.len() - 1]);
+            // XMM registers are few in a fault exit: the site stores its own.
+            self.write_back_xmm(s.xmm);
             let unwritten = set & !s.written;
             for i in (0..16).filter(|i| unwritten & (1 << i) != 0) {
                 let v = self.e.reload_state(Ty::I64, state::off_gpr(i));

@@ -22,6 +22,10 @@
 //!   descriptor variables ([`FlagState::Carried`] at every head). Every way out of the
 //!   function (exits, fault exits, hypercalls, the heads' budget and promotion exits)
 //!   writes them back.
+//! - Generated code keeps committed XMM registers in variables; those not written through
+//!   (`xmm_dirty`) are stored at exits, hypercalls and `sync_fp`. An inline floating-point
+//!   result is written through when its instruction commits, so no operation that raises
+//!   MXCSR flags is dead code or moves past an exit.
 
 use iced_x86::{Instruction, MemorySize, OpKind, Register};
 
@@ -78,6 +82,8 @@ struct FaultExit<L, V> {
     /// Which block of the region it is in (0 outside regions).
     block: usize,
     written: u16,
+    /// The XMM registers whose committed values `CpuState` lacks there (see `xmm_dirty`).
+    xmm: u16,
     flags: FlagState<V>,
     pc: u64,
 }
@@ -142,6 +148,13 @@ pub struct Ctx<E: Emitter> {
     xmm_vars: [Option<E::VVar>; 16],
     xmm_defined: u16,
     xmm_pending: [Option<E::Vec>; 16],
+    /// Committed XMM registers not yet stored to `CpuState` (never in the interpreter, which
+    /// writes through): every exit, hypercall and [`Ctx::sync_fp`] stores them.
+    xmm_dirty: u16,
+    /// This instruction's pending writes made by [`Ctx::set_xmm_fp`].
+    xmm_pending_fp: u16,
+    /// `xmm_dirty` when the current instruction began (what its fault exit stores).
+    insn_start_xmm: u16,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -201,6 +214,9 @@ impl<E: Emitter> Ctx<E> {
             xmm_vars: [None; 16],
             xmm_defined: 0,
             xmm_pending: [None; 16],
+            xmm_dirty: 0,
+            xmm_pending_fp: 0,
+            insn_start_xmm: 0,
         }
     }
 
@@ -279,6 +295,8 @@ impl<E: Emitter> Ctx<E> {
         self.pending = [None; 16];
         self.pending_flags = None;
         self.xmm_pending = [None; 16];
+        self.xmm_pending_fp = 0;
+        self.insn_start_xmm = self.xmm_dirty;
         self.insn_start_flags = self.flags;
         self.insn_start_written = self.written;
         let l = self.e.new_label();
@@ -300,6 +318,7 @@ impl<E: Emitter> Ctx<E> {
                     index: self.begun - 1,
                     block: self.block_ends.len(),
                     written: self.insn_start_written,
+                    xmm: self.insn_start_xmm,
                     flags: self.insn_start_flags,
                     pc: self.insn_pc,
                 });
@@ -312,7 +331,8 @@ impl<E: Emitter> Ctx<E> {
             self.xmm_pending = [None; 16];
             self.flags = self.insn_start_flags;
             let (written, fl, pc) = (self.insn_start_written, self.insn_start_flags, self.insn_pc);
-            self.emit_fault_exit(written, fl, pc);
+            let xmm = self.insn_start_xmm;
+            self.emit_fault_exit(written, xmm, fl, pc);
             self.terminated = true;
         }
     }
@@ -328,19 +348,47 @@ impl<E: Emitter> Ctx<E> {
         if let Some(f) = self.pending_flags.take() {
             self.flags = f;
         }
+        let fp = std::mem::take(&mut self.xmm_pending_fp);
         for i in 0..16 {
-            if let Some(v) = self.xmm_pending[i].take() {
-                // Written through: `CpuState` always holds the committed XMM registers (so
-                // exits store none, and Cranelift computes a result where the instruction
-                // is, not again in each exit that would store it).
+            let Some(v) = self.xmm_pending[i].take() else {
+                continue;
+            };
+            let bit = 1u16 << i;
+            if self.e.is_concrete() {
+                // The interpreter writes through: `CpuState` holds the committed registers.
                 self.e.vstore_state(state::off_xmm(i), v);
-                if !self.e.is_concrete() {
-                    let var = self.xmm_var(i);
-                    self.e.def_vvar(var, v);
-                    self.xmm_defined |= 1 << i;
-                }
+                continue;
+            }
+            let var = self.xmm_var(i);
+            self.e.def_vvar(var, v);
+            self.xmm_defined |= bit;
+            if self.loop_depth > 0 || fp & bit != 0 {
+                // Written through: a floating-point result, so that Cranelift computes it
+                // here, once (its flags are MXCSR's; with its only uses in later exits it
+                // would be computed in each of them), or inside structured control flow,
+                // where the variable's value does not dominate what follows.
+                self.e.vstore_state(state::off_xmm(i), v);
+                self.xmm_dirty &= !bit;
+            } else {
+                self.xmm_dirty |= bit;
             }
         }
+    }
+
+    /// Store the XMM registers of `mask` (committed values) to `CpuState`.
+    pub(super) fn write_back_xmm(&mut self, mask: u16) {
+        for i in (0..16).filter(|i| mask & (1 << i) != 0) {
+            let var = self.xmm_var(i);
+            let v = self.e.use_vvar(var);
+            self.e.vstore_state(state::off_xmm(i), v);
+        }
+    }
+
+    /// Store every dirty XMM register now and go on with `CpuState` holding them all.
+    fn flush_xmm(&mut self) {
+        let d = self.xmm_dirty;
+        self.write_back_xmm(d);
+        self.xmm_dirty = 0;
     }
 
     // ---------------------------------------------------------------- XMM registers
@@ -385,16 +433,18 @@ impl<E: Emitter> Ctx<E> {
     }
 
     /// Set XMM register `i` to the result of an inline floating-point operation. (Such an
-    /// operation raises MXCSR flags, which Cranelift does not know; the write-through of
-    /// committed XMM registers keeps every result used, so none is removed as dead code.)
+    /// operation raises MXCSR flags, which Cranelift does not know: the result is written
+    /// through when the instruction commits, so it is never removed as dead code.)
     pub fn set_xmm_fp(&mut self, i: usize, v: E::Vec) {
         self.set_xmm(i, v);
+        self.xmm_pending_fp |= 1 << (i & 15);
     }
 
     /// Make every inline floating-point operation so far happen before what follows (a
-    /// helper that reads MXCSR): Cranelift computes pure values where they are used, so the
-    /// XMM registers and flags they feed are stored now.
+    /// helper that reads MXCSR or the XMM registers in `CpuState`): Cranelift computes pure
+    /// values where they are used, so the XMM registers and flags they feed are stored now.
     pub fn sync_fp(&mut self) {
+        self.flush_xmm();
         let f = self.flags;
         self.write_back_flags(f);
         self.flags = FlagState::Stored;
@@ -402,9 +452,11 @@ impl<E: Emitter> Ctx<E> {
     }
 
     /// Forget the cached XMM registers (after a helper that wrote the XMM state in
-    /// `CpuState`, FXRSTOR's): later reads load them afresh.
+    /// `CpuState`, FXRSTOR's): later reads load them afresh, and no exit stores the old
+    /// values over the new ones.
     pub fn forget_xmm(&mut self) {
         self.xmm_defined = 0;
+        self.xmm_dirty = 0;
     }
 
     // ---------------------------------------------------------------- registers

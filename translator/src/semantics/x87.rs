@@ -12,8 +12,8 @@
 //! Invariants:
 //! - LDMXCSR and FXRSTOR end their block without a link: they may change which SIMD
 //!   exceptions are unmasked, a part of the block mode ([`crate::fp_mode::SIMD_UNMASKED`]).
-//! - FXSAVE sees the XMM registers in `CpuState` (committed XMM writes are written through);
-//!   after FXRSTOR the block forgets the ones it had loaded.
+//! - FXSAVE sees the XMM registers in `CpuState` (`Ctx::sync_fp` stores the ones the block
+//!   holds); after FXRSTOR the block forgets the ones it had loaded.
 //! - Every inline floating-point operation before STMXCSR, LDMXCSR, FXSAVE or FXRSTOR has
 //!   happened (`Ctx::sync_fp`) before it reads or replaces MXCSR.
 
@@ -251,6 +251,8 @@ fn fxsave<E: Emitter>(ctx: &mut Ctx<E>) {
         Ty::I64,
         u64::from(ctx.insn().code() == Code::Fxsave64_m512byte),
     );
+    // The image holds the XMM registers and MXCSR's flags as of now.
+    ctx.sync_fp();
     ctx.call(Helper::FxSave, &[wide]);
     let n = fx_bytes(ctx);
     copy_out(ctx, a, n);

@@ -153,6 +153,9 @@ pub struct Machine {
     stub_code: Code,
     /// The hotness counter blocks count in, if any ([`JitEnv::hot_counter`]).
     pub hot_counter: Option<Box<u64>>,
+    /// What [`JitEnv::preserving_trampoline`] answers: only for code that is printed, never
+    /// run (the harness has no such trampoline).
+    pub dump_trampoline: Option<usize>,
 }
 
 impl Machine {
@@ -174,6 +177,7 @@ impl Machine {
             stubs: HashMap::new(),
             stub_code: Code::default(),
             hot_counter: None,
+            dump_trampoline: None,
         })
     }
 
@@ -352,6 +356,9 @@ impl InterpEnv for Machine {
 }
 
 impl JitEnv for Machine {
+    fn preserving_trampoline(&self) -> Option<usize> {
+        self.dump_trampoline
+    }
     fn helper_addr(&self, h: Helper) -> usize {
         SHIMS[Helper::ALL.iter().position(|&x| x == h).unwrap_or(0)] as usize
     }

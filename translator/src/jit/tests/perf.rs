@@ -394,22 +394,21 @@ fn dump_saxpy_loop() {
     println!("{out}");
 }
 
-/// Research aid: the CLIF and host code of any guest bytes, as the optimized tier compiles
-/// them (a self-loop included). `POPEK_DUMP_HEX` holds the bytes (hex, spaces allowed),
-/// `POPEK_DUMP_PC` their guest address (hex, default 1000).
+/// The optimized CLIF and host code of one guest block given as hex bytes in `POPEK_DUMP_HEX`
+/// (spaces allowed; e.g. a hot loop cut out of a guest ELF with objdump), at the guest
+/// address in `POPEK_DUMP_PC` (hex, default 1000; a jump back to it makes a self-loop): to
+/// compare what the translator emits per guest instruction with the guest's own code.
 #[test]
-#[ignore = "report: POPEK_DUMP_HEX=... cargo test --release -p translator dump_guest_bytes -- --ignored --nocapture"]
-fn dump_guest_bytes() {
+#[ignore = "report: POPEK_DUMP_HEX=<bytes> cargo test --release -p translator dump_block -- --ignored --nocapture"]
+fn dump_block() {
     let Ok(hex) = std::env::var("POPEK_DUMP_HEX") else {
-        println!("set POPEK_DUMP_HEX");
+        println!("set POPEK_DUMP_HEX to the block's bytes in hex");
         return;
     };
-    let digits: Vec<u8> = hex
-        .bytes()
-        .filter(u8::is_ascii_hexdigit)
-        .map(|c| (c as char).to_digit(16).unwrap_or(0) as u8)
+    let hex: String = hex.chars().filter(char::is_ascii_hexdigit).collect();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex byte"))
         .collect();
-    let bytes: Vec<u8> = digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect();
     let pc = std::env::var("POPEK_DUMP_PC")
         .ok()
         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
@@ -422,12 +421,20 @@ fn dump_guest_bytes() {
         return;
     }
     let mut h = Harness::new();
+    // As the runtime translates: helpers through a register-preserving trampoline.
+    h.m.dump_trampoline = Some(0x7000_0000);
     h.load(pc, &bytes);
     let block = h.decode(pc, 64);
     let c = h
         .jit
         .translate(&block, h.mode, &mut *h.m)
         .expect("translate");
-    println!("{}", h.jit.last_clif());
+    println!(
+        "{} guest instructions, {} IR instructions, {} bytes\n{}",
+        c.guest_insns,
+        c.ir_insts,
+        c.code.len(),
+        h.jit.last_clif()
+    );
     println!("{}", disassemble(&c.code, 0));
 }
