@@ -1,7 +1,7 @@
 //! [`Machine`]: everything the runtime helpers reach while guest code runs — RAM and the MMU,
-//! the port bus and the platform devices, the code cache, the virtual TSC, and the vCPU's
-//! run control ([`crate::run_state`], which only the run loop acts on) — plus the guest
-//! memory access paths shared by every engine.
+//! the port bus and the platform devices, the virtual TSC, the vCPU's run control
+//! ([`crate::run_state`], which only the run loop acts on), and a handle to the engine's code
+//! tracking ([`CodeTracking`]) — plus the guest memory access paths shared by every engine.
 //!
 //! Invariants:
 //! - The guest CPU state is *not* part of `Machine`: generated code holds a `*mut CpuState`
@@ -9,6 +9,10 @@
 //! - A guest store to a page holding translated code either invalidates that code before the
 //!   store completes (interpreter, host writes) or, from generated code, is not performed at
 //!   all and reported as [`WriteOutcome::CodeModified`], so no block ever runs stale code.
+//!   "Holding translated code" is what the installed [`CodeTracking`] says; with none
+//!   installed, no page does.
+//! - The code cache is the engine's: the machine holds it only as a `dyn CodeTracking` and
+//!   never names its type (see [`code_tracking`] for who may look through it).
 //! - A store is precise: every page it touches is translated before any byte is written (and
 //!   a read translates every page before reading any, so MMIO reads have no effect on a
 //!   fault).
@@ -35,6 +39,9 @@ use crate::system::mode::code_linear;
 use crate::tsc::VirtualTsc;
 
 mod bulk;
+pub mod code_tracking;
+
+pub use code_tracking::CodeTracking;
 
 /// The POST diagnostic port.
 pub const POST_PORT: PortRange = PortRange { base: 0x80, len: 1 };
@@ -125,8 +132,8 @@ pub struct Machine {
     serial: DeviceId,
     /// The chipset devices on the bus (ACPI PM, PCI host, i8042, fw_cfg).
     pub chipset: Chipset,
-    /// The DBT engine's code cache (created with that engine).
-    pub code: Option<cache::CodeCache>,
+    /// The engine's code tracking, installed by the engine that translates code.
+    code: Option<Box<dyn CodeTracking>>,
     /// Who is executing guest code right now.
     pub executing: Executing,
     /// The vCPU's run control (halted, interrupt shadow, stop requests, ...): not machine
@@ -477,9 +484,29 @@ impl Machine {
         let start = (lin & !(window - 1)).saturating_sub(PAGE_SIZE);
         let end = (lin & !(window - 1)).saturating_add(window);
         if let Some(c) = self.code.as_mut() {
-            c.jump_cache_clear_range(start, end);
+            c.forget_virtual(start, end);
         }
         self.invlpgs = self.invlpgs.wrapping_add(1);
+    }
+
+    /// The installed code tracking, if any.
+    pub fn code_tracking(&self) -> Option<&dyn CodeTracking> {
+        self.code.as_deref()
+    }
+
+    /// The installed code tracking, mutably (the engine that installed it reaches its cache
+    /// through this).
+    pub fn code_tracking_mut(&mut self) -> Option<&mut dyn CodeTracking> {
+        self.code.as_deref_mut()
+    }
+
+    /// Installs (or, with `None`, removes) the engine's code tracking, returning the previous
+    /// one. Generated code of the previous one must not run again.
+    pub fn set_code_tracking(
+        &mut self,
+        tracking: Option<Box<dyn CodeTracking>>,
+    ) -> Option<Box<dyn CodeTracking>> {
+        std::mem::replace(&mut self.code, tracking)
     }
 
     /// Keeps stores to guest-physical page `phys_page` off the TLB fast path: the DBT calls
@@ -549,7 +576,7 @@ impl Machine {
         if let Some(c) = self.code.as_mut() {
             // Byte-exact: data next to code on the same page invalidates nothing.
             if c.bytes_have_code(start, end) {
-                c.invalidate_range(start, end);
+                c.invalidate(start, end);
             }
         }
     }

@@ -367,7 +367,7 @@ impl Vm {
         if e != self.engine {
             // Tiers and translation styles differ between engines: start a fresh cache.
             self.dbt = None;
-            self.machine.code = None;
+            self.machine.set_code_tracking(None);
         }
         self.engine = e;
     }
@@ -410,7 +410,9 @@ impl Vm {
             engine: self.engine,
             guest_insns: self.cpu.icount,
             dbt: self.dbt.as_ref().map(Runner::stats).unwrap_or_default(),
-            cache: m.code.as_ref().map(|c| c.stats()).unwrap_or_default(),
+            cache: crate::engine::dbt::cache(m)
+                .map(|c| c.stats())
+                .unwrap_or_default(),
             run_ns: self.run_ns,
             helpers: m.counters,
             exceptions: m.exceptions,

@@ -196,7 +196,7 @@ fn handle(cpu_ptr: *mut CpuState, trap_pc: usize) -> bool {
         // SAFETY: as for helper calls: the engine set `runtime` to its machine before
         // entering generated code and holds no reference to it meanwhile.
         let m = unsafe { &mut *(cpu.runtime as *mut Machine) };
-        let Some(block) = m.code.as_ref().and_then(|c| c.block_at_host(trap_pc)) else {
+        let Some(block) = super::dbt::cache(m).and_then(|c| c.block_at_host(trap_pc)) else {
             return false;
         };
         m.host_traps += 1;
