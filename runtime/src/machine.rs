@@ -152,8 +152,6 @@ pub struct Machine {
     /// INVLPGs executed: engines caching code by virtual address forget what they cached
     /// when it changes.
     pub invlpgs: u64,
-    /// Host traps taken by the `trap` engine.
-    pub host_traps: u64,
     /// The data and port accesses of the instruction being stepped for the debug registers
     /// (collecting only while `engine::debug` asks).
     pub debug_accesses: crate::system::debug::AccessLog,
@@ -281,7 +279,6 @@ impl Machine {
             code_modified: 0,
             invlpgs: 0,
             debug_accesses: Default::default(),
-            host_traps: 0,
             platform,
             interrupts_delivered: 0,
             mmio: [0; 2],

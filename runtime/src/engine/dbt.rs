@@ -12,15 +12,23 @@
 //! - Generated code runs only inside the engine's `run_block` ([`vcpu::ExecEngine`]), with
 //!   `cpu.runtime` pointing at the machine and no Rust reference to the machine or the CPU
 //!   state in use meanwhile.
-//! - Direct links assume virtual → physical mappings do not change (true of the flat MMU).
-//!   Paging will have to unlink or flush on address-space changes.
+//! - The code cache is this engine's: it is installed in the machine as its
+//!   [`crate::machine::CodeTracking`] (so stores, INVLPG, TLB fills and the `Lookup` helper
+//!   reach it) and only [`tracking`] looks through that handle to the cache; see there why
+//!   no borrow of it can overlap another and why the addresses generated code embeds stay
+//!   valid.
+//! - Direct links stay on the linking block's own pages while paging is on
+//!   (`BlockEnv::link_slot`), a block running onto the next page is never a link target,
+//!   and a pending link is dropped when mappings change.
 //! - Indirect exits probe the cache's jump cache inline (keyed by guest-virtual PC and the
 //!   block's mode) and tail-call a hit; on a miss they call the `Lookup` helper, which fills
 //!   the jump cache from the block map. This is sound because the jump cache lives as long as
-//!   the machine's cache, never moves, and only names live blocks (the cache purges entries of
-//!   invalidated blocks and empties it on a flush), and because a block leaves through an
-//!   indirect exit in the mode it was translated in (the machine has a single mode). Paging
-//!   will have to clear the jump cache on address-space changes, as for links.
+//!   the cache, never moves, and only names live blocks (the cache purges entries of
+//!   invalidated blocks and empties it on a flush), because a block leaves through an
+//!   indirect exit in the mode it was translated in, and because virtual PCs are forgotten
+//!   when their mapping may have changed: all of them when mappings change
+//!   ([`vcpu::ExecEngine::forget_mappings`]), an INVLPG's window through
+//!   [`crate::machine::CodeTracking::forget_virtual`].
 
 use cache::exec_mem::ExecMemory;
 use cache::{
@@ -60,6 +68,8 @@ pub trait HostEntry: Default {
     fn installed(&mut self, id: BlockId, block: &translator::decode::DecodedBlock);
     /// The code cache was flushed: every block is gone.
     fn flushed(&mut self);
+    /// Host traps taken so far (hypercalls emulated by the signal handler).
+    fn host_traps(&self) -> u64;
     /// Runs compiled code at `host` with `cpu` through the entry trampoline `enter`.
     ///
     /// # Safety
@@ -76,6 +86,9 @@ impl HostEntry for Direct {
     const TRAPS: bool = false;
     fn installed(&mut self, _id: BlockId, _block: &translator::decode::DecodedBlock) {}
     fn flushed(&mut self) {}
+    fn host_traps(&self) -> u64 {
+        0
+    }
     unsafe fn enter(&self, enter: EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
         // SAFETY: the caller's contract.
         unsafe { enter(cpu, host) }
@@ -125,6 +138,8 @@ pub struct DbtStats {
     pub region_blocks: u64,
     /// The interpreter tier's counters.
     pub tier: TierStats,
+    /// Host traps taken by the `trap` engine.
+    pub host_traps: u64,
 }
 
 /// Compilations of one compiled tier.
@@ -139,8 +154,8 @@ pub struct TierCompiles {
 }
 
 /// The DBT engine (every engine: `dbt`, `jit` and `interp` are its tiering policies,
-/// [`Trap`] its trapping entry). The code cache itself lives in [`Machine::code`], where
-/// the helpers reach it.
+/// [`Trap`] its trapping entry). Its code cache is installed in the machine as the
+/// machine's code tracking (see [`tracking`]), where stores and the helpers reach it.
 pub struct Dbt<H: HostEntry = Direct> {
     /// The optimizing JIT ([`Tier::Optimized`]).
     jit: Jit,
@@ -249,7 +264,8 @@ impl JitEnv for BlockEnv<'_> {
 }
 
 impl<H: HostEntry> Dbt<H> {
-    /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
+    /// Sets up the JIT, the trampoline and exit stub, and the engine's code cache, installed
+    /// as `m`'s code tracking.
     pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt<H>, DbtError> {
         Dbt::with_options(m, cfg, DbtOptions::default())
     }
@@ -309,6 +325,7 @@ impl<H: HostEntry> Dbt<H> {
     pub fn stats(&self) -> DbtStats {
         DbtStats {
             tier: self.cold.stats,
+            host_traps: self.entry.host_traps(),
             ..self.stats
         }
     }
