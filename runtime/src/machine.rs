@@ -134,6 +134,9 @@ pub struct Machine {
     pub chipset: Chipset,
     /// The engine's code tracking, installed by the engine that translates code.
     code: Option<Box<dyn CodeTracking>>,
+    /// The concrete type of `code`'s object (set with it): the engine's typed access
+    /// compares it instead of calling `Any::type_id` through the vtable every time.
+    code_type: std::any::TypeId,
     /// Who is executing guest code right now.
     pub executing: Executing,
     /// The vCPU's run control (halted, interrupt shadow, stop requests, ...): not machine
@@ -270,6 +273,7 @@ impl Machine {
             serial,
             chipset,
             code: None,
+            code_type: std::any::TypeId::of::<()>(),
             executing: Executing::Interp,
             run: Default::default(),
             modified: Vec::new(),
@@ -497,12 +501,41 @@ impl Machine {
         self.code.as_deref_mut()
     }
 
+    /// The installed code tracking if it is a `T` (the engine that installed it reaching
+    /// its own state; as cheap as a field compare, for the engine's hot paths).
+    pub fn code_tracking_as<T: CodeTracking>(&self) -> Option<&T> {
+        let t = self.code.as_deref()?;
+        if self.code_type != std::any::TypeId::of::<T>() {
+            return None;
+        }
+        // SAFETY: `code_type` is the concrete type of the object in `code`: both are set
+        // together, only by `set_code_tracking`, from the same box. So the object is a `T`.
+        Some(unsafe { &*(t as *const dyn CodeTracking as *const T) })
+    }
+
+    /// [`Machine::code_tracking_as`], mutably.
+    pub fn code_tracking_as_mut<T: CodeTracking>(&mut self) -> Option<&mut T> {
+        if self.code_type != std::any::TypeId::of::<T>() {
+            return None;
+        }
+        let t = self.code.as_deref_mut()?;
+        // SAFETY: as in `code_tracking_as`.
+        Some(unsafe { &mut *(t as *mut dyn CodeTracking as *mut T) })
+    }
+
     /// Installs (or, with `None`, removes) the engine's code tracking, returning the previous
     /// one. Generated code of the previous one must not run again.
     pub fn set_code_tracking(
         &mut self,
         tracking: Option<Box<dyn CodeTracking>>,
     ) -> Option<Box<dyn CodeTracking>> {
+        // The object's own type, through the vtable (not the box's).
+        self.code_type = tracking
+            .as_deref()
+            .map_or(std::any::TypeId::of::<()>(), |t| {
+                let any: &dyn std::any::Any = t;
+                any.type_id()
+            });
         std::mem::replace(&mut self.code, tracking)
     }
 

@@ -7,7 +7,8 @@
 //! Invariants:
 //! - The machine only *holds* the tracking object; it never names the concrete type. The
 //!   engine that installed it is the only code that looks through it to its cache (by
-//!   `Any` downcast), so the cache's bookkeeping stays the engine's business.
+//!   type, [`super::Machine::code_tracking_as`]), so the cache's bookkeeping stays the
+//!   engine's business.
 //! - Every method is called between generated-code instructions only from the machine's
 //!   own `&mut self` (a store's slow path, INVLPG, a TLB fill, a helper): Rust's borrow of
 //!   the machine makes a second, overlapping use impossible, with no runtime check to fail.
@@ -102,8 +103,7 @@ pub(crate) mod fake {
 
     /// The fake installed in `m`.
     pub fn installed(m: &crate::machine::Machine) -> &FakeTracking {
-        let t: &dyn Any = m.code_tracking().expect("a fake was installed");
-        t.downcast_ref()
+        m.code_tracking_as()
             .expect("the installed tracking is the fake")
     }
 }

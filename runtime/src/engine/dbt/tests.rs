@@ -217,3 +217,24 @@ fn an_invalidation_through_the_machines_handle_drops_the_engines_block() {
     assert!(tracking.find_compiled(key).is_none());
     assert_eq!(installed(m).stats().invalidations, 1);
 }
+
+#[test]
+fn the_engine_finds_only_its_own_cache_behind_the_handle() {
+    use crate::machine::code_tracking::fake::FakeTracking;
+    let mut vm = vm_with(&[(0x1000, &[0xF4])]);
+    assert_eq!(vm.run(), RunOutcome::Halted);
+    let (_, m, _) = vm.dbt_parts().unwrap();
+    assert!(cache(m).is_some());
+    assert!(m.code_tracking_as::<FakeTracking>().is_none());
+    let ours = m.set_code_tracking(Some(Box::<FakeTracking>::default()));
+    assert!(
+        cache(m).is_none(),
+        "another tracking is not taken for the cache"
+    );
+    assert!(m.code_tracking_as_mut::<CodeCache>().is_none());
+    assert!(m.code_tracking_as::<FakeTracking>().is_some());
+    m.set_code_tracking(ours);
+    assert!(cache(m).is_some());
+    m.set_code_tracking(None);
+    assert!(cache(m).is_none() && m.code_tracking().is_none());
+}

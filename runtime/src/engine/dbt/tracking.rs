@@ -3,7 +3,8 @@
 //!
 //! Ownership: [`super::Dbt::new`] creates the [`CodeCache`] and installs it in the machine
 //! as a `Box<dyn CodeTracking>`; the machine and the helpers see only the trait, and only
-//! this engine looks through it to the cache ([`cache`], [`cache_mut`], by `Any` downcast).
+//! this engine looks through it to the cache ([`cache`], [`cache_mut`], a checked
+//! downcast by type: [`Machine::code_tracking_as`]).
 //! The box lives in the machine rather than behind an `Rc<RefCell<_>>` shared with the
 //! engine because:
 //! - every use of the cache, the engine's and the machine's alike, is then a borrow of the
@@ -13,8 +14,9 @@
 //! - the machine stays `Send` (a `Vm` moves between threads), which an `Rc` would forbid
 //!   and which an `unsafe impl Send` could not promise, `&mut Machine` being public (a
 //!   swapped-out machine would share the `Rc` with the engine left behind);
-//! - the hot paths pay one indirect call (TLB fill, the `Lookup` helper) or a type-id
-//!   compare (the engine's own accesses), no lock and no borrow flag.
+//! - the hot paths pay one indirect call (TLB fill, the `Lookup` helper) or a compare with
+//!   the type id the machine recorded at installation (the engine's own accesses, e.g. the
+//!   cold tier's per-block liveness check), no lock and no borrow flag.
 //!
 //! Invariants:
 //! - The installed tracking is this engine's cache from [`super::Dbt::new`] until the `Vm`
@@ -26,8 +28,6 @@
 //!   live in the cache's own heap and mmap allocations, which neither moving the box nor
 //!   moving the machine moves, and the cache is dropped only with the tracking, after
 //!   which no code generated for it runs.
-
-use std::any::Any;
 
 use cache::{BlockKey, CodeCache, HostCode};
 use translator::jit::{JumpCacheLayout, MemoryModel};
@@ -71,8 +71,7 @@ impl CodeTracking for CodeCache {
 
 /// The engine's code cache in `m`, if this engine installed it.
 pub(crate) fn cache(m: &Machine) -> Option<&CodeCache> {
-    let t: &dyn Any = m.code_tracking()?;
-    t.downcast_ref()
+    m.code_tracking_as()
 }
 
 /// The code cache [`super::Dbt::new`] installed in `m`.
@@ -82,10 +81,7 @@ pub(super) fn installed(m: &Machine) -> &CodeCache {
 
 /// The code cache [`super::Dbt::new`] installed in `m`, mutably.
 pub(super) fn cache_mut(m: &mut Machine) -> &mut CodeCache {
-    let t: &mut dyn Any = m
-        .code_tracking_mut()
-        .expect("the DBT engine installed its code cache");
-    t.downcast_mut()
+    m.code_tracking_as_mut()
         .expect("the machine's code tracking is the DBT engine's code cache")
 }
 
