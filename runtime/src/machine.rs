@@ -132,7 +132,8 @@ pub struct Machine {
     serial: DeviceId,
     /// The chipset devices on the bus (ACPI PM, PCI host, i8042, fw_cfg).
     pub chipset: Chipset,
-    /// The engine's code tracking, installed by the engine that translates code.
+    /// The engine's code tracking, installed by the engine that translates code. Assigned
+    /// only by [`Machine::set_code_tracking`], which keeps `code_type` in step.
     code: Option<Box<dyn CodeTracking>>,
     /// The concrete type of `code`'s object (set with it): the engine's typed access
     /// compares it instead of calling `Any::type_id` through the vtable every time.

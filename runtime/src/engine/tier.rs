@@ -278,14 +278,21 @@ impl ColdBlocks {
     /// is not one of ours).
     fn find(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<(BlockId, u32)> {
         if m.invlpgs != self.invlpgs {
-            // Some page's mapping changed; which PCs it covered is not worth working out.
-            self.invlpgs = m.invlpgs;
-            self.forget_mappings();
+            self.forget_after_invlpg(m.invlpgs);
             return None;
         }
         let (p, md, id, at) = self.jump[jump_index(pc, mode)]?;
-        let live = cache(m).is_some_and(|c| c.block(id).is_some());
-        (p == pc && md == mode && live).then_some((id, at))
+        let hit = p == pc && md == mode && cache(m).is_some_and(|c| c.block(id).is_some());
+        hit.then_some((id, at))
+    }
+
+    /// Some page's mapping changed (`invlpgs` INVLPGs so far); which PCs it covered is not
+    /// worth working out. Out of line: [`ColdBlocks::find`] is on the per-block path.
+    #[cold]
+    #[inline(never)]
+    fn forget_after_invlpg(&mut self, invlpgs: u64) {
+        self.invlpgs = invlpgs;
+        self.forget_mappings();
     }
 
     /// Remembers `id` for `pc` in `mode`.
