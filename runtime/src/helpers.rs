@@ -147,37 +147,34 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
 /// mode, or the unlinked exit stub. Never translates.
 pub(crate) fn lookup(m: &mut Machine, cpu: &CpuState, target: u64) -> u64 {
     let mode = crate::system::mode::mode(cpu);
-    let Some(cache) = m.code.as_mut() else {
+    let Some(code) = m.code_tracking() else {
         return 0;
     };
+    let stub = code.exit_stub().0 as u64;
     if mode.cs_based {
         // CS.base + EIP is not a virtual PC the cache knows: the dispatcher finds the code.
-        return cache.unlinked_stub().0 as u64;
+        return stub;
     }
     let mode = mode.key();
-    if let Some(host) = cache.jump_cache_get(target, mode) {
+    if let Some(host) = code.jump_target(target, mode) {
         return host.0 as u64;
     }
     if cpu.cr0 & translator::state::cr::CR0_PG != 0 {
         // The page walk (and its #PF) belongs to the dispatcher.
-        return cache.unlinked_stub().0 as u64;
+        return stub;
     }
     let Ok(phys) = m.mmu.translate(GuestVirt(target), Access::Fetch) else {
-        return cache.unlinked_stub().0 as u64;
+        return stub;
     };
     let key = cache::BlockKey {
         phys_pc: phys.0,
         virt_pc: target,
         mode,
     };
-    match cache.lookup(key) {
-        // A cold block (no host code) runs from the dispatcher.
-        Some((id, host)) if !host.is_none() => {
-            cache.jump_cache_set(target, mode, id);
-            host.0 as u64
-        }
-        _ => cache.unlinked_stub().0 as u64,
-    }
+    // A cold block (no host code) runs from the dispatcher.
+    m.code_tracking_mut()
+        .and_then(|code| code.find_compiled(key))
+        .map_or(stub, |host| host.0 as u64)
 }
 
 // -------------------------------------------------------------------- extern "C" shims
@@ -232,7 +229,7 @@ fn guarded(
                 );
                 if h == Helper::Lookup {
                     // Lookup's result is jumped to: give it the exit stub, which returns.
-                    return m.code.as_ref().map_or(0, |c| c.unlinked_stub().0 as u64);
+                    return m.code_tracking().map_or(0, |c| c.exit_stub().0 as u64);
                 }
             }
             0

@@ -1,7 +1,7 @@
 //! [`Machine`]: everything the runtime helpers reach while guest code runs — RAM and the MMU,
-//! the port bus and the platform devices, the code cache, the virtual TSC, and the vCPU's
-//! run control ([`crate::run_state`], which only the run loop acts on) — plus the guest
-//! memory access paths shared by every engine.
+//! the port bus and the platform devices, the virtual TSC, the vCPU's run control
+//! ([`crate::run_state`], which only the run loop acts on), and a handle to the engine's code
+//! tracking ([`CodeTracking`]) — plus the guest memory access paths shared by every engine.
 //!
 //! Invariants:
 //! - The guest CPU state is *not* part of `Machine`: generated code holds a `*mut CpuState`
@@ -9,6 +9,10 @@
 //! - A guest store to a page holding translated code either invalidates that code before the
 //!   store completes (interpreter, host writes) or, from generated code, is not performed at
 //!   all and reported as [`WriteOutcome::CodeModified`], so no block ever runs stale code.
+//!   "Holding translated code" is what the installed [`CodeTracking`] says; with none
+//!   installed, no page does.
+//! - The code cache is the engine's: the machine holds it only as a `dyn CodeTracking` and
+//!   never names its type (see [`code_tracking`] for who may look through it).
 //! - A store is precise: every page it touches is translated before any byte is written (and
 //!   a read translates every page before reading any, so MMIO reads have no effect on a
 //!   fault).
@@ -35,6 +39,9 @@ use crate::system::mode::code_linear;
 use crate::tsc::VirtualTsc;
 
 mod bulk;
+pub mod code_tracking;
+
+pub use code_tracking::CodeTracking;
 
 /// The POST diagnostic port.
 pub const POST_PORT: PortRange = PortRange { base: 0x80, len: 1 };
@@ -125,8 +132,12 @@ pub struct Machine {
     serial: DeviceId,
     /// The chipset devices on the bus (ACPI PM, PCI host, i8042, fw_cfg).
     pub chipset: Chipset,
-    /// The DBT engine's code cache (created with that engine).
-    pub code: Option<cache::CodeCache>,
+    /// The engine's code tracking, installed by the engine that translates code. Assigned
+    /// only by [`Machine::set_code_tracking`], which keeps `code_type` in step.
+    code: Option<Box<dyn CodeTracking>>,
+    /// The concrete type of `code`'s object (set with it): the engine's typed access
+    /// compares it instead of calling `Any::type_id` through the vtable every time.
+    code_type: std::any::TypeId,
     /// Who is executing guest code right now.
     pub executing: Executing,
     /// The vCPU's run control (halted, interrupt shadow, stop requests, ...): not machine
@@ -145,8 +156,6 @@ pub struct Machine {
     /// INVLPGs executed: engines caching code by virtual address forget what they cached
     /// when it changes.
     pub invlpgs: u64,
-    /// Host traps taken by the `trap` engine.
-    pub host_traps: u64,
     /// The data and port accesses of the instruction being stepped for the debug registers
     /// (collecting only while `engine::debug` asks).
     pub debug_accesses: crate::system::debug::AccessLog,
@@ -265,6 +274,7 @@ impl Machine {
             serial,
             chipset,
             code: None,
+            code_type: std::any::TypeId::of::<()>(),
             executing: Executing::Interp,
             run: Default::default(),
             modified: Vec::new(),
@@ -274,7 +284,6 @@ impl Machine {
             code_modified: 0,
             invlpgs: 0,
             debug_accesses: Default::default(),
-            host_traps: 0,
             platform,
             interrupts_delivered: 0,
             mmio: [0; 2],
@@ -477,9 +486,58 @@ impl Machine {
         let start = (lin & !(window - 1)).saturating_sub(PAGE_SIZE);
         let end = (lin & !(window - 1)).saturating_add(window);
         if let Some(c) = self.code.as_mut() {
-            c.jump_cache_clear_range(start, end);
+            c.forget_virtual(start, end);
         }
         self.invlpgs = self.invlpgs.wrapping_add(1);
+    }
+
+    /// The installed code tracking, if any.
+    pub fn code_tracking(&self) -> Option<&dyn CodeTracking> {
+        self.code.as_deref()
+    }
+
+    /// The installed code tracking, mutably (the engine that installed it reaches its cache
+    /// through this).
+    pub fn code_tracking_mut(&mut self) -> Option<&mut dyn CodeTracking> {
+        self.code.as_deref_mut()
+    }
+
+    /// The installed code tracking if it is a `T` (the engine that installed it reaching
+    /// its own state; as cheap as a field compare, for the engine's hot paths).
+    pub fn code_tracking_as<T: CodeTracking>(&self) -> Option<&T> {
+        let t = self.code.as_deref()?;
+        if self.code_type != std::any::TypeId::of::<T>() {
+            return None;
+        }
+        // SAFETY: `code_type` is the concrete type of the object in `code`: both are set
+        // together, only by `set_code_tracking`, from the same box. So the object is a `T`.
+        Some(unsafe { &*(t as *const dyn CodeTracking as *const T) })
+    }
+
+    /// [`Machine::code_tracking_as`], mutably.
+    pub fn code_tracking_as_mut<T: CodeTracking>(&mut self) -> Option<&mut T> {
+        if self.code_type != std::any::TypeId::of::<T>() {
+            return None;
+        }
+        let t = self.code.as_deref_mut()?;
+        // SAFETY: as in `code_tracking_as`.
+        Some(unsafe { &mut *(t as *mut dyn CodeTracking as *mut T) })
+    }
+
+    /// Installs (or, with `None`, removes) the engine's code tracking, returning the previous
+    /// one. Generated code of the previous one must not run again.
+    pub fn set_code_tracking(
+        &mut self,
+        tracking: Option<Box<dyn CodeTracking>>,
+    ) -> Option<Box<dyn CodeTracking>> {
+        // The object's own type, through the vtable (not the box's).
+        self.code_type = tracking
+            .as_deref()
+            .map_or(std::any::TypeId::of::<()>(), |t| {
+                let any: &dyn std::any::Any = t;
+                any.type_id()
+            });
+        std::mem::replace(&mut self.code, tracking)
     }
 
     /// Keeps stores to guest-physical page `phys_page` off the TLB fast path: the DBT calls
@@ -549,7 +607,7 @@ impl Machine {
         if let Some(c) = self.code.as_mut() {
             // Byte-exact: data next to code on the same page invalidates nothing.
             if c.bytes_have_code(start, end) {
-                c.invalidate_range(start, end);
+                c.invalidate(start, end);
             }
         }
     }

@@ -87,3 +87,51 @@ fn fetch_takes_the_page_and_a_little_of_the_next() {
     assert_eq!(m.insn_bytes(MIN_RAM - 4).len(), 4);
     assert!(m.insn_bytes(MIN_RAM).is_empty());
 }
+
+#[test]
+fn without_code_tracking_every_store_is_data() {
+    // No engine installed code tracking (a bare machine, the host): even with generated
+    // code "executing", a store to any page is performed and nothing counts as code.
+    let mut m = machine();
+    assert!(m.code_tracking().is_none());
+    m.executing = Executing::Jit;
+    for addr in [0, 0x1000, 0x1FFD, 0x5002, MIN_RAM - 8] {
+        assert_eq!(m.write_virt(addr, 8, addr ^ 0xA5), Ok(WriteOutcome::Done));
+        assert_eq!(m.read_virt(addr, 8, Access::Read), Ok(addr ^ 0xA5));
+    }
+    let mut cpu = CpuState::default();
+    m.invlpg(&mut cpu, 0x5000);
+    m.invalidate_code(0, MIN_RAM);
+    assert_eq!((m.code_modified, m.modified.len()), (0, 0));
+}
+
+#[test]
+fn stores_reach_code_tracking_byte_exactly() {
+    use super::code_tracking::fake::{installed, FakeTracking};
+    let mut m = machine();
+    let code = vec![(0x3010, 0x3020), (0x4000, 0x4004)];
+    m.set_code_tracking(Some(Box::new(FakeTracking {
+        code,
+        ..Default::default()
+    })));
+    // Data next to code on the same page, and other pages: no invalidation at all.
+    for addr in [0x3000, 0x3008, 0x3020, 0x3FF8, 0x5000] {
+        assert_eq!(m.write_virt(addr, 8, 1), Ok(WriteOutcome::Done));
+    }
+    assert_eq!(installed(&m).invalidated, []);
+    // A store overlapping code bytes invalidates exactly its bytes, then is performed.
+    assert_eq!(m.write_virt(0x300E, 4, 0x1122_3344), Ok(WriteOutcome::Done));
+    assert_eq!(installed(&m).invalidated, [(0x300E, 0x3012)]);
+    assert_eq!(m.read_virt(0x300E, 4, Access::Read), Ok(0x1122_3344));
+    // From generated code, a store into code is refused and reported, not invalidated.
+    m.executing = Executing::Jit;
+    assert_eq!(m.write_virt(0x4002, 1, 7), Ok(WriteOutcome::CodeModified));
+    assert_eq!(m.modified, [(0x4002, 0x4003)]);
+    assert_eq!(m.read_virt(0x4002, 1, Access::Read), Ok(0));
+    assert_eq!(installed(&m).invalidated.len(), 1);
+    assert_eq!(m.write_virt(0x4004, 1, 7), Ok(WriteOutcome::Done));
+    // INVLPG forgets the virtual PCs of the page and the one before it (paging off: 4 KiB).
+    let mut cpu = CpuState::default();
+    m.invlpg(&mut cpu, 0x7123);
+    assert_eq!(installed(&m).forgotten, [(0x6000, 0x8000)]);
+}

@@ -367,7 +367,7 @@ impl Vm {
         if e != self.engine {
             // Tiers and translation styles differ between engines: start a fresh cache.
             self.dbt = None;
-            self.machine.code = None;
+            self.machine.set_code_tracking(None);
         }
         self.engine = e;
     }
@@ -406,11 +406,14 @@ impl Vm {
     /// Counters of the VM and its engines.
     pub fn stats(&self) -> Stats {
         let m = &self.machine;
+        let dbt = self.dbt.as_ref().map(Runner::stats).unwrap_or_default();
         Stats {
             engine: self.engine,
             guest_insns: self.cpu.icount,
-            dbt: self.dbt.as_ref().map(Runner::stats).unwrap_or_default(),
-            cache: m.code.as_ref().map(|c| c.stats()).unwrap_or_default(),
+            dbt,
+            cache: crate::engine::dbt::cache(m)
+                .map(|c| c.stats())
+                .unwrap_or_default(),
             run_ns: self.run_ns,
             helpers: m.counters,
             exceptions: m.exceptions,
@@ -421,7 +424,7 @@ impl Vm {
                 .iter()
                 .map(|&h| (h, m.hypercalls[h as usize]))
                 .collect(),
-            host_traps: m.host_traps,
+            host_traps: dbt.host_traps,
             exceptions_by_vector: m.exceptions_by_vector,
             unsupported_uds: m
                 .unsupported_uds
@@ -540,6 +543,15 @@ mod tests {
                 out.starts_with(b"abcde") && out.ends_with(b"!"),
                 "{engine:?}"
             );
+            // Port I/O is sensitive: under `trap` each IN and OUT is a host trap, which the
+            // trap engine counts (no other engine takes any).
+            let traps = v.stats().host_traps;
+            assert_eq!(
+                traps >= 2 * 203,
+                engine == Engine::Trap,
+                "{engine:?}: {traps}"
+            );
+            assert_eq!(traps == 0, engine != Engine::Trap, "{engine:?}: {traps}");
         }
     }
 

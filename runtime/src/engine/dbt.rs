@@ -12,15 +12,23 @@
 //! - Generated code runs only inside the engine's `run_block` ([`vcpu::ExecEngine`]), with
 //!   `cpu.runtime` pointing at the machine and no Rust reference to the machine or the CPU
 //!   state in use meanwhile.
-//! - Direct links assume virtual → physical mappings do not change (true of the flat MMU).
-//!   Paging will have to unlink or flush on address-space changes.
+//! - The code cache is this engine's: it is installed in the machine as its
+//!   [`crate::machine::CodeTracking`] (so stores, INVLPG, TLB fills and the `Lookup` helper
+//!   reach it) and only [`tracking`] looks through that handle to the cache; see there why
+//!   no borrow of it can overlap another and why the addresses generated code embeds stay
+//!   valid.
+//! - Direct links stay on the linking block's own pages while paging is on
+//!   (`BlockEnv::link_slot`), a block running onto the next page is never a link target,
+//!   and a pending link is dropped when mappings change.
 //! - Indirect exits probe the cache's jump cache inline (keyed by guest-virtual PC and the
 //!   block's mode) and tail-call a hit; on a miss they call the `Lookup` helper, which fills
 //!   the jump cache from the block map. This is sound because the jump cache lives as long as
-//!   the machine's cache, never moves, and only names live blocks (the cache purges entries of
-//!   invalidated blocks and empties it on a flush), and because a block leaves through an
-//!   indirect exit in the mode it was translated in (the machine has a single mode). Paging
-//!   will have to clear the jump cache on address-space changes, as for links.
+//!   the cache, never moves, and only names live blocks (the cache purges entries of
+//!   invalidated blocks and empties it on a flush), because a block leaves through an
+//!   indirect exit in the mode it was translated in, and because virtual PCs are forgotten
+//!   when their mapping may have changed: all of them when mappings change
+//!   ([`vcpu::ExecEngine::forget_mappings`]), an INVLPG's window through
+//!   [`crate::machine::CodeTracking::forget_virtual`].
 
 use cache::exec_mem::ExecMemory;
 use cache::{
@@ -28,7 +36,6 @@ use cache::{
 };
 use translator::decode::{decode_block, MAX_BLOCK_INSNS};
 use translator::jit::{Jit, JitConfig, JitEnv, JitError, JumpCacheLayout, MemoryModel};
-use translator::state::Tlb;
 use translator::{CpuState, Helper, Mode};
 
 use super::exit::{handle_exit, ExitAction};
@@ -41,6 +48,8 @@ use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
 use crate::memory::{Access, PAGE_SIZE};
 pub use region::Snapshot as RegionSnapshot;
+pub(crate) use tracking::cache;
+use tracking::{cache_mut, code_free_pages, installed, jit_jump_cache, memory_model, protect_code};
 
 /// Link slots reserved per block: enough for a conditional branch, its fall-through and a
 /// page-boundary continuation. More direct exits than this go back through the dispatcher.
@@ -59,6 +68,8 @@ pub trait HostEntry: Default {
     fn installed(&mut self, id: BlockId, block: &translator::decode::DecodedBlock);
     /// The code cache was flushed: every block is gone.
     fn flushed(&mut self);
+    /// Host traps taken so far (hypercalls emulated by the signal handler).
+    fn host_traps(&self) -> u64;
     /// Runs compiled code at `host` with `cpu` through the entry trampoline `enter`.
     ///
     /// # Safety
@@ -75,6 +86,9 @@ impl HostEntry for Direct {
     const TRAPS: bool = false;
     fn installed(&mut self, _id: BlockId, _block: &translator::decode::DecodedBlock) {}
     fn flushed(&mut self) {}
+    fn host_traps(&self) -> u64 {
+        0
+    }
     unsafe fn enter(&self, enter: EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
         // SAFETY: the caller's contract.
         unsafe { enter(cpu, host) }
@@ -124,6 +138,8 @@ pub struct DbtStats {
     pub region_blocks: u64,
     /// The interpreter tier's counters.
     pub tier: TierStats,
+    /// Host traps taken by the `trap` engine.
+    pub host_traps: u64,
 }
 
 /// Compilations of one compiled tier.
@@ -138,8 +154,8 @@ pub struct TierCompiles {
 }
 
 /// The DBT engine (every engine: `dbt`, `jit` and `interp` are its tiering policies,
-/// [`Trap`] its trapping entry). The code cache itself lives in [`Machine::code`], where
-/// the helpers reach it.
+/// [`Trap`] its trapping entry). Its code cache is installed in the machine as the
+/// machine's code tracking (see [`tracking`]), where stores and the helpers reach it.
 pub struct Dbt<H: HostEntry = Direct> {
     /// The optimizing JIT ([`Tier::Optimized`]).
     jit: Jit,
@@ -248,7 +264,8 @@ impl JitEnv for BlockEnv<'_> {
 }
 
 impl<H: HostEntry> Dbt<H> {
-    /// Sets up the JIT, the trampoline and exit stub, and the machine's code cache.
+    /// Sets up the JIT, the trampoline and exit stub, and the engine's code cache, installed
+    /// as `m`'s code tracking.
     pub fn new(m: &mut Machine, cfg: CacheConfig) -> Result<Dbt<H>, DbtError> {
         Dbt::with_options(m, cfg, DbtOptions::default())
     }
@@ -281,7 +298,7 @@ impl<H: HostEntry> Dbt<H> {
         let stub = HostCode(stubs.alloc(&stub)?);
         let mut cache = CodeCache::new(cfg, stub)?;
         cache.set_phys_limit(m.ram.size());
-        m.code = Some(cache);
+        m.set_code_tracking(Some(Box::new(cache)));
         // SAFETY: `enter` is the address, in executable memory that `_stubs` keeps mapped for
         // the engine's life, of the JIT's entry trampoline, whose ABI is exactly `EntryFn`.
         let enter: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(enter) };
@@ -308,6 +325,7 @@ impl<H: HostEntry> Dbt<H> {
     pub fn stats(&self) -> DbtStats {
         DbtStats {
             tier: self.cold.stats,
+            host_traps: self.entry.host_traps(),
             ..self.stats
         }
     }
@@ -422,8 +440,7 @@ impl<H: HostEntry> Dbt<H> {
         // block that runs onto the next page is never a link target: a link would skip the
         // check of that page's mapping above.
         let straddles = mode.paging
-            && m.code
-                .as_ref()
+            && cache(m)
                 .and_then(|c| c.block(id))
                 .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
         if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles && cached) {
@@ -444,7 +461,7 @@ impl<H: HostEntry> Dbt<H> {
         if !self.cold.count_run(id, self.tiering.compile_after) {
             return Ok(Next::Cold(id));
         }
-        let Some(key) = m.code.as_ref().and_then(|c| c.block(id)).map(|b| b.key) else {
+        let Some(key) = cache(m).and_then(|c| c.block(id)).map(|b| b.key) else {
             return Ok(Next::Cold(id));
         };
         let pc = cpu.rip;
@@ -704,8 +721,7 @@ impl<H: HostEntry> Dbt<H> {
     fn install_background(&mut self, m: &mut Machine, done: Done) {
         let Done { pending, result } = done;
         let current = pending.flushes == self.flushes
-            && m.code
-                .as_ref()
+            && cache(m)
                 .and_then(|c| c.block(pending.cold))
                 .is_some_and(|b| b.key == pending.key);
         let compiled = match result {
@@ -729,9 +745,7 @@ impl<H: HostEntry> Dbt<H> {
                 self.cold.stats.background_discarded += 1;
                 return;
             }
-            None => m
-                .code
-                .as_ref()
+            None => cache(m)
                 .and_then(|c| c.block(pending.cold))
                 .map(|b| b.phys_ranges.clone())
                 .unwrap_or_default(),
@@ -876,23 +890,6 @@ fn decode(
     Ok((fetched, block))
 }
 
-/// How code for `mode` reaches guest memory.
-fn memory_model(m: &Machine, mode: Mode) -> MemoryModel {
-    let cache = m.code.as_ref().expect("the DBT engine created the cache");
-    if mode.paging {
-        MemoryModel::Tlb {
-            set: Tlb::set_for(mode.cpl),
-        }
-    } else {
-        MemoryModel::Flat {
-            ram_base: m.ram.host_base(),
-            ram_size: m.ram.size(),
-            code_bitmap: cache.code_page_bitmap() as usize,
-            code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
-        }
-    }
-}
-
 /// What the JIT gets while it translates `block` with link slots `slots`.
 fn block_env<'a>(
     m: &'a mut Machine,
@@ -901,7 +898,7 @@ fn block_env<'a>(
     slots: SlotRange,
 ) -> BlockEnv<'a> {
     let memory = memory_model(m, mode);
-    let cache = m.code.as_ref().expect("the DBT engine created the cache");
+    let cache = installed(m);
     let pc = block.pc;
     BlockEnv {
         // While paging is on, a direct link may only stay on the block's own pages: their
@@ -919,43 +916,6 @@ fn block_env<'a>(
     }
 }
 
-/// The pages of a new block's `ranges` that hold no code yet (called before the block is
-/// entered into the cache). Only those can have soft-TLB entries that allow writes: a fill
-/// never grants writes to a page with code, and the first block on a page revoked them.
-/// (Scanning the whole TLB for every new block was 6% of recording cold code.)
-fn code_free_pages(m: &Machine, ranges: &[(u64, u64)]) -> [Option<u64>; 2] {
-    let mut fresh = [None; 2];
-    for (slot, &(start, _)) in fresh.iter_mut().zip(ranges) {
-        let page = start & !(PAGE_SIZE - 1);
-        if !m.code.as_ref().is_some_and(|c| c.page_has_code(page)) {
-            *slot = Some(page);
-        }
-    }
-    fresh
-}
-
-/// A block's bytes became code: the pages that had none (`fresh`, from [`code_free_pages`])
-/// lose their soft-TLB write permission, and a last instruction running onto the next page
-/// makes that page's fetch real (A bits).
-fn protect_code(
-    m: &mut Machine,
-    cpu: &mut CpuState,
-    pc: u64,
-    fetched: &crate::machine::Fetched,
-    byte_len: u64,
-    fresh: [Option<u64>; 2],
-) {
-    for page in fresh.into_iter().flatten() {
-        m.protect_code_page(cpu, page);
-    }
-    if let Some(next) = fetched
-        .next_phys
-        .filter(|_| byte_len > fetched.first_len as u64)
-    {
-        m.next_code_page_is(cpu, pc, next);
-    }
-}
-
 /// Where a block whose last instruction runs onto the next page has its bytes there: the
 /// first of `ranges` on another page than the first range's (a region's other ranges share
 /// its entry's page).
@@ -965,35 +925,13 @@ fn next_page_range(ranges: &[(u64, u64)]) -> Option<u64> {
     ranges.iter().map(|r| r.0).find(|&s| page(s) != first)
 }
 
-/// The jump cache layout as the JIT takes it.
 /// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last
 /// instruction runs onto the next page needs that page to map where it did at translation.
 fn straddle_still_mapped(m: &mut Machine, cpu: &CpuState, pc: u64, id: BlockId) -> bool {
-    let next = m
-        .code
-        .as_ref()
+    let next = cache(m)
         .and_then(|c| c.block(id))
         .and_then(|b| next_page_range(&b.phys_ranges));
     next.is_none_or(|phys| m.next_code_page_is(cpu, pc, phys))
-}
-
-fn jit_jump_cache(l: cache::JumpCacheLayout) -> JumpCacheLayout {
-    JumpCacheLayout {
-        entries: l.entries,
-        mask: l.mask,
-        entry_size: l.entry_size,
-        off_pc: l.off_pc,
-        off_mode: l.off_mode,
-        off_host: l.off_host,
-        hash_mul: l.hash_mul,
-        hash_shift: l.hash_shift,
-        mode_rotate: l.mode_rotate,
-    }
-}
-
-/// The machine's code cache, which [`Dbt::new`] created.
-fn cache_mut(m: &mut Machine) -> &mut CodeCache {
-    m.code.as_mut().expect("the DBT engine created the cache")
 }
 
 /// Why no block could be found at `cpu.rip`.
@@ -1019,3 +957,4 @@ mod promote;
 mod region;
 #[cfg(test)]
 mod tests;
+mod tracking;

@@ -352,7 +352,7 @@ mod tests {
             guest_insns: 1,
             slots: SlotRange::EMPTY,
         });
-        m.code = Some(c);
+        m.set_code_tracking(Some(Box::new(c)));
         m.modified = vec![(0x5002, 0x5003)];
         let cpu = CpuState::default();
         assert_eq!(
@@ -360,6 +360,7 @@ mod tests {
             ExitAction::SingleStep
         );
         assert!(m.modified.is_empty());
-        assert!(!m.code.as_ref().unwrap().page_has_code(0x5000));
+        let c = crate::engine::dbt::cache(&m).unwrap();
+        assert!(!c.page_has_code(0x5000));
     }
 }

@@ -36,6 +36,7 @@ use translator::jit::{
 };
 
 use super::block_slab::BlockSlab;
+use super::dbt::cache;
 use translator::record::exec::run;
 use translator::record::{Program, RecordEnv};
 use translator::{CpuState, ExitReason};
@@ -286,14 +287,21 @@ impl ColdBlocks {
     /// is not one of ours).
     fn find(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<(BlockId, u32)> {
         if m.invlpgs != self.invlpgs {
-            // Some page's mapping changed; which PCs it covered is not worth working out.
-            self.invlpgs = m.invlpgs;
-            self.forget_mappings();
+            self.forget_after_invlpg(m.invlpgs);
             return None;
         }
         let (p, md, id, at) = self.jump[jump_index(pc, mode)]?;
-        let live = m.code.as_ref().is_some_and(|c| c.block(id).is_some());
-        (p == pc && md == mode && live).then_some((id, at))
+        let hit = p == pc && md == mode && cache(m).is_some_and(|c| c.block(id).is_some());
+        hit.then_some((id, at))
+    }
+
+    /// Some page's mapping changed (`invlpgs` INVLPGs so far); which PCs it covered is not
+    /// worth working out. Out of line: [`ColdBlocks::find`] is on the per-block path.
+    #[cold]
+    #[inline(never)]
+    fn forget_after_invlpg(&mut self, invlpgs: u64) {
+        self.invlpgs = invlpgs;
+        self.forget_mappings();
     }
 
     /// Remembers `id` for `pc` in `mode`.
@@ -349,9 +357,9 @@ impl ColdBlocks {
         self.blocks.insert(id, cold);
         // Programs of blocks the cache dropped (invalidated, replaced by compiled code) are
         // pruned in bulk, when they outnumber the live ones.
-        let live = m.code.as_ref().map_or(0, |c| c.stats().blocks_live);
+        let live = cache(m).map_or(0, |c| c.stats().blocks_live);
         if self.blocks.len() > 2 * live + 1024 {
-            if let Some(c) = m.code.as_ref() {
+            if let Some(c) = cache(m) {
                 self.blocks.retain(|id| c.block(id).is_some());
             }
         }
@@ -411,7 +419,7 @@ impl ColdBlocks {
                 n.pc == pc && n.mode == mode && n.epoch == self.epoch && m.invlpgs == self.invlpgs
             });
             let next = match known {
-                Some(n) if m.code.as_ref().is_some_and(|c| c.block(n.id).is_some()) => n,
+                Some(n) if cache(m).is_some_and(|c| c.block(n.id).is_some()) => n,
                 _ => {
                     let Some((nid, nat)) = self.find(m, pc, mode) else {
                         return Some(exit);

@@ -37,10 +37,14 @@ pub struct TrapSite {
     pub kind: Hypercall,
 }
 
-/// Trap sites by block (the raw [`cache::BlockId`] of the block holding the traps).
+/// Trap sites by block (the raw [`cache::BlockId`] of the block holding the traps), and
+/// how many traps the handler took through the table.
 #[derive(Debug, Default)]
 pub struct TrapTable {
     sites: HashMap<u32, Box<[TrapSite]>>,
+    /// Host traps taken from this engine's code (a `Cell`: the handler sees the table
+    /// through a shared pointer, on the thread that owns it).
+    taken: Cell<u64>,
 }
 
 impl TrapTable {
@@ -65,6 +69,11 @@ impl TrapTable {
     /// Forgets every site (code-cache flush).
     pub fn clear(&mut self) {
         self.sites.clear();
+    }
+
+    /// Host traps taken from this engine's code.
+    pub fn taken(&self) -> u64 {
+        self.taken.get()
     }
 }
 
@@ -95,6 +104,10 @@ impl super::dbt::HostEntry for Traps {
 
     fn flushed(&mut self) {
         self.table.clear();
+    }
+
+    fn host_traps(&self) -> u64 {
+        self.table.taken()
     }
 
     unsafe fn enter(&self, enter: super::dbt::EntryFn, cpu: *mut CpuState, host: usize) -> u64 {
@@ -196,16 +209,19 @@ fn handle(cpu_ptr: *mut CpuState, trap_pc: usize) -> bool {
         // SAFETY: as for helper calls: the engine set `runtime` to its machine before
         // entering generated code and holds no reference to it meanwhile.
         let m = unsafe { &mut *(cpu.runtime as *mut Machine) };
-        let Some(block) = m.code.as_ref().and_then(|c| c.block_at_host(trap_pc)) else {
+        let Some(block) = super::dbt::cache(m).and_then(|c| c.block_at_host(trap_pc)) else {
             return false;
         };
-        m.host_traps += 1;
         let args = [cpu.helper_out[0], cpu.helper_out[1], cpu.helper_out[2]];
         let table = TABLE.with(|t| t.get());
         // SAFETY: `Running::enter` set it from the engine's table, which the engine neither
         // moves nor changes while the block that trapped runs (sites are added and cleared
         // only by the dispatcher); null when no engine entered code on this thread.
-        let site = unsafe { table.as_ref() }.and_then(|t| t.find(block, cpu.rip));
+        let table = unsafe { table.as_ref() };
+        if let Some(t) = table {
+            t.taken.set(t.taken.get() + 1);
+        }
+        let site = table.and_then(|t| t.find(block, cpu.rip));
         let decoded = HypercallArgs::decode(args[0]);
         if !site.is_some_and(|s| decoded.is_some_and(|x| x.kind == s.kind)) {
             let why = format!(

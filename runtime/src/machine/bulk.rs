@@ -731,24 +731,13 @@ mod tests {
 
     #[test]
     fn code_pages_are_left_to_the_loop() {
-        use cache::{BlockInfo, BlockKey, CacheConfig, CodeCache, HostCode, SlotRange};
+        use crate::machine::code_tracking::fake::FakeTracking;
         let (mut m, mut cpu) = world(false);
-        let mut c = CodeCache::new(CacheConfig::default(), HostCode(0x1000)).unwrap();
-        c.set_phys_limit(RAM);
-        c.insert(BlockInfo {
-            key: BlockKey {
-                phys_pc: 0xa000,
-                virt_pc: 0xa000,
-                mode: 0,
-            },
-            virt_pc: 0xa000,
-            host: HostCode::NONE,
-            code_len: 0,
-            phys_ranges: vec![(0xa800, 0xa804)],
-            guest_insns: 1,
-            slots: SlotRange::EMPTY,
-        });
-        m.code = Some(c);
+        let code = vec![(0xa800, 0xa804)];
+        m.set_code_tracking(Some(Box::new(FakeTracking {
+            code,
+            ..Default::default()
+        })));
         let desc = translator::helpers::RepString {
             op: translator::helpers::StringOp::Movs,
             size: 1,

@@ -177,7 +177,7 @@ pub fn token(
         debug: cpu.rflags & (rflags::TF | rflags::RF) != 0 || super::debug::any_enabled(cpu),
         own_page,
     };
-    let stub = m.code.as_ref().map_or(1, |c| c.unlinked_stub().0 as u64);
+    let stub = m.code_tracking().map_or(1, |c| c.exit_stub().0 as u64);
     match decide(&done) {
         Next::InBlock => 0,
         Next::Lookup => match crate::helpers::lookup(m, cpu, cpu.rip) {

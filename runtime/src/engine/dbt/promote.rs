@@ -11,7 +11,7 @@
 use cache::{BlockKey, SlotRange};
 use translator::CpuState;
 
-use super::{by_virtual_pc, cache_mut, Dbt, Fetch, HostEntry};
+use super::{by_virtual_pc, cache, cache_mut, Dbt, Fetch, HostEntry};
 use crate::engine::tier::{Tier, Tiering};
 use crate::engine::RunOutcome;
 use crate::machine::Machine;
@@ -87,7 +87,7 @@ impl<H: HostEntry> Dbt<H> {
         let Some(id) = id else {
             return Ok(());
         };
-        let key = m.code.as_ref().and_then(|c| c.block(id)).map(|b| b.key);
+        let key = cache(m).and_then(|c| c.block(id)).map(|b| b.key);
         let (Some(key), Some(&counter)) = (key, self.counting.get(&id)) else {
             return Ok(());
         };

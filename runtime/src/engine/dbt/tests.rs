@@ -167,7 +167,7 @@ fn optimized_code_replaces_the_quick_block() {
     install_next(dbt, m);
     let (opt, opt_host) = cache_mut(m).lookup(key).unwrap();
     assert_ne!((opt, opt_host), (quick, quick_host));
-    assert!(m.code.as_ref().unwrap().block(quick).is_none());
+    assert!(installed(m).block(quick).is_none());
     let s = dbt.stats();
     assert_eq!((s.quick.blocks, s.optimized.blocks), (1, 1));
     assert_eq!(s.tier.background_discarded, 0);
@@ -187,4 +187,54 @@ fn invalidating_a_quick_block_drops_its_pending_optimized_compile() {
     assert_eq!(s.optimized.blocks, 0);
     assert_eq!(s.tier.background_discarded, 1);
     assert_eq!(vm.run(), RunOutcome::DebugExit(7), "the new code runs");
+}
+
+#[test]
+fn an_invalidation_through_the_machines_handle_drops_the_engines_block() {
+    // 0x1000: mov eax, 5; hlt — translated, run, and cached by physical and virtual PC.
+    let mut vm = vm_with(&[(0x1000, &[0xB8, 0x05, 0x00, 0x00, 0x00, 0xF4])]);
+    assert_eq!(vm.run(), RunOutcome::Halted);
+    let (_, m, cpu) = vm.dbt_parts().unwrap();
+    let mode = crate::system::mode::mode(cpu).key();
+    let key = BlockKey {
+        phys_pc: 0x1000,
+        virt_pc: 0x1000,
+        mode,
+    };
+    let tracking = m.code_tracking().unwrap();
+    assert!(tracking.bytes_have_code(0x1001, 0x1002));
+    assert!(tracking.jump_target(0x1000, mode).is_some());
+    // Bytes after the block on its page are data: nothing happens.
+    m.invalidate_code(0x1006, 0x1100);
+    assert_eq!(installed(m).stats().invalidations, 0);
+    assert!(cache_mut(m).lookup(key).is_some());
+    // One byte of its immediate: the block is gone from every index.
+    m.invalidate_code(0x1001, 0x1002);
+    assert!(cache_mut(m).lookup(key).is_none());
+    let tracking = m.code_tracking_mut().unwrap();
+    assert!(!tracking.page_has_code(0x1000));
+    assert!(tracking.jump_target(0x1000, mode).is_none());
+    assert!(tracking.find_compiled(key).is_none());
+    assert_eq!(installed(m).stats().invalidations, 1);
+}
+
+#[test]
+fn the_engine_finds_only_its_own_cache_behind_the_handle() {
+    use crate::machine::code_tracking::fake::FakeTracking;
+    let mut vm = vm_with(&[(0x1000, &[0xF4])]);
+    assert_eq!(vm.run(), RunOutcome::Halted);
+    let (_, m, _) = vm.dbt_parts().unwrap();
+    assert!(cache(m).is_some());
+    assert!(m.code_tracking_as::<FakeTracking>().is_none());
+    let ours = m.set_code_tracking(Some(Box::<FakeTracking>::default()));
+    assert!(
+        cache(m).is_none(),
+        "another tracking is not taken for the cache"
+    );
+    assert!(m.code_tracking_as_mut::<CodeCache>().is_none());
+    assert!(m.code_tracking_as::<FakeTracking>().is_some());
+    m.set_code_tracking(ours);
+    assert!(cache(m).is_some());
+    m.set_code_tracking(None);
+    assert!(cache(m).is_none() && m.code_tracking().is_none());
 }
