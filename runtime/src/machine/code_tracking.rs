@@ -43,6 +43,10 @@ pub trait CodeTracking: Any + Send {
     /// that found those blocks may be gone).
     fn forget_virtual(&mut self, start: u64, end: u64);
 
+    /// Forgets what was cached for every guest-virtual PC (a CR3 write that kept the running
+    /// block's code where it was: every other mapping may have changed).
+    fn forget_all_virtual(&mut self);
+
     /// The compiled code cached for guest-virtual `pc` in mode `mode` (the jump cache
     /// generated code probes inline), if any.
     fn jump_target(&self, pc: u64, mode: u32) -> Option<HostCode>;
@@ -89,6 +93,9 @@ pub(crate) mod fake {
         }
         fn forget_virtual(&mut self, start: u64, end: u64) {
             self.forgotten.push((start, end));
+        }
+        fn forget_all_virtual(&mut self) {
+            self.forgotten.push((0, u64::MAX));
         }
         fn jump_target(&self, _pc: u64, _mode: u32) -> Option<HostCode> {
             None

@@ -157,8 +157,8 @@ pub fn token(
             .code_pages
             .is_some_and(|old| m.code_pages_peek(cpu, before.rip) == old);
     if code_kept {
-        if let Some(c) = m.code.as_mut() {
-            c.jump_cache_clear();
+        if let Some(c) = m.code_tracking_mut() {
+            c.forget_all_virtual();
         }
     }
     let done = Done {

@@ -54,6 +54,10 @@ impl CodeTracking for CodeCache {
         self.jump_cache_clear_range(start, end);
     }
 
+    fn forget_all_virtual(&mut self) {
+        self.jump_cache_clear();
+    }
+
     fn jump_target(&self, pc: u64, mode: u32) -> Option<HostCode> {
         self.jump_cache_get(pc, mode)
     }
