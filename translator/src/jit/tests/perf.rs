@@ -114,13 +114,19 @@ fn translation_cost_report() {
     h.m.linking = true;
     let code = simple_loop();
     h.load(0x3000, &code);
-    let block = h.decode(0x3000, 64);
+    println!("\nsimple loop:");
+    print_translation(&mut h, 0x3000);
+}
+
+/// Translate the block at `pc` and print its size, CLIF and host code.
+fn print_translation(h: &mut Harness, pc: u64) {
+    let block = h.decode(pc, 64);
     let c = h
         .jit
         .translate(&block, h.mode, &mut *h.m)
         .expect("translate");
     println!(
-        "\nsimple loop: {} guest instructions, {} IR instructions, {} bytes\n{}",
+        "{} guest instructions, {} IR instructions, {} bytes\n{}",
         c.guest_insns,
         c.ir_insts,
         c.code.len(),
@@ -424,17 +430,5 @@ fn dump_block() {
     // As the runtime translates: helpers through a register-preserving trampoline.
     h.m.dump_trampoline = Some(0x7000_0000);
     h.load(pc, &bytes);
-    let block = h.decode(pc, 64);
-    let c = h
-        .jit
-        .translate(&block, h.mode, &mut *h.m)
-        .expect("translate");
-    println!(
-        "{} guest instructions, {} IR instructions, {} bytes\n{}",
-        c.guest_insns,
-        c.ir_insts,
-        c.code.len(),
-        h.jit.last_clif()
-    );
-    println!("{}", disassemble(&c.code, 0));
+    print_translation(&mut h, pc);
 }

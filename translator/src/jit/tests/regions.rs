@@ -23,14 +23,7 @@ fn run_ram(
     carry: bool,
     init: impl Fn(&mut Harness),
 ) -> (Observed, Vec<u8>) {
-    let mut h = Harness::new();
-    if !carry {
-        h.jit = Jit::with_config(JitConfig {
-            carry_state: false,
-            ..JitConfig::default()
-        })
-        .expect("host JIT");
-    }
+    let mut h = harness(carry);
     h.m.linking = true;
     h.load(pc, code);
     init(&mut h);
@@ -52,6 +45,19 @@ fn run_ram(
     let mut o = Observed::of(exit, &h.cpu);
     o.helper_out0 = 0;
     (o, std::mem::take(&mut h.m.ram))
+}
+
+/// A harness whose JIT carries loop state or not ([`JitConfig::carry_state`]).
+fn harness(carry: bool) -> Harness {
+    let mut h = Harness::new();
+    if !carry {
+        h.jit = Jit::with_config(JitConfig {
+            carry_state: false,
+            ..JitConfig::default()
+        })
+        .expect("host JIT");
+    }
+    h
 }
 
 /// `top: [load r8 from rsi in the even arm]; test rcx,1; jz even; add rax,rcx; jmp next;
@@ -294,14 +300,7 @@ fn xmm_registers_written_in_a_loop_reach_the_next_iteration() {
             h.cpu.gpr[reg::RAX] = 0;
             h.cpu.icount_limit = u64::MAX;
         };
-        let mut h = Harness::new();
-        if !carry {
-            h.jit = Jit::with_config(JitConfig {
-                carry_state: false,
-                ..JitConfig::default()
-            })
-            .expect("host JIT");
-        }
+        let mut h = harness(carry);
         h.load(0x1000, &code);
         init(&mut h);
         h.cpu.rip = 0x1000;
