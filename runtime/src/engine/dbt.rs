@@ -726,15 +726,11 @@ impl<H: HostEntry> Dbt<H> {
                 .is_some_and(|b| b.key == pending.key);
         let compiled = match result {
             Ok(c) if current => c,
-            Ok(_) => {
+            // Stale (the block was replaced or invalidated meanwhile) or failed: the block
+            // stays as it is. A compile error is a bug worth seeing in the stats but not worth
+            // stopping a guest that runs fine in the interpreter tier.
+            _ => {
                 self.cold.stats.background_discarded += 1;
-                return;
-            }
-            Err(e) => {
-                // The block stays cold; a compile error is a bug worth seeing in the stats
-                // but not worth stopping a guest that runs fine in the interpreter tier.
-                self.cold.stats.background_discarded += 1;
-                let _ = e;
                 return;
             }
         };
@@ -759,22 +755,7 @@ impl<H: HostEntry> Dbt<H> {
                 return;
             }
         };
-        let Pending {
-            key,
-            slots,
-            used,
-            tier,
-            counter,
-            ..
-        } = pending;
-        let placed = Placed {
-            key,
-            slots,
-            used,
-            tier,
-            counter,
-        };
-        self.install(m, placed, host, &compiled, phys_ranges);
+        self.install(m, Placed::from(&pending), host, &compiled, phys_ranges);
     }
 
     /// The slots for the next block: the spare range, or a new one (flushing if full).
@@ -951,6 +932,18 @@ struct Placed {
     tier: Tier,
     /// Its hotness counter ([`HotCounters`] index), for quick code that counts.
     counter: Option<usize>,
+}
+
+impl From<&Pending> for Placed {
+    fn from(p: &Pending) -> Placed {
+        Placed {
+            key: p.key,
+            slots: p.slots,
+            used: p.used,
+            tier: p.tier,
+            counter: p.counter,
+        }
+    }
 }
 
 mod promote;

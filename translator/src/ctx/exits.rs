@@ -30,7 +30,7 @@ impl<E: Emitter> Ctx<E> {
         // state (the variables' values at the head) goes back to `CpuState`.
         for (label, pc, reason) in self.e.take_head_exits() {
             self.e.bind(label);
-            let carried = self.carried.map_or(0, |c| c.gprs);
+            let carried = self.carried_gprs();
             self.write_back_regs(carried);
             let f = self.head_flags();
             self.write_back_flags(f);
@@ -63,7 +63,7 @@ impl<E: Emitter> Ctx<E> {
         self.block_ends.push(self.begun);
         self.e.begin_region_block(pc);
         self.terminated = false;
-        let carried = self.carried.map_or(0, |c| c.gprs);
+        let carried = self.carried_gprs();
         self.flags = self.head_flags();
         self.pending_flags = None;
         self.written = carried;
@@ -246,7 +246,7 @@ impl<E: Emitter> Ctx<E> {
     /// registers); the flags go to the carried variables.
     fn write_back_for_edge(&mut self) {
         self.commit();
-        let carried = self.carried.map_or(0, |c| c.gprs);
+        let carried = self.carried_gprs();
         let w = self.written & !carried;
         self.write_back_regs(w);
         // XMM registers are not carried: a head reads them from `CpuState`.
@@ -254,7 +254,7 @@ impl<E: Emitter> Ctx<E> {
         self.write_back_xmm(x);
         let f = self.flags;
         self.flags_to_carried(f);
-        self.flags = match self.carried.and_then(|c| c.flags) {
+        self.flags = match self.carried_flags() {
             Some(_) => FlagState::Carried,
             None => FlagState::Stored,
         };
@@ -262,7 +262,7 @@ impl<E: Emitter> Ctx<E> {
 
     /// The flag state at a head: carried, or as stored (every way in wrote it back).
     pub(super) fn head_flags(&mut self) -> FlagState<E::Value> {
-        match self.carried.and_then(|c| c.flags) {
+        match self.carried_flags() {
             Some(_) => FlagState::Carried,
             None => Self::entry_flags(&mut self.e),
         }
@@ -308,7 +308,7 @@ impl<E: Emitter> Ctx<E> {
         for ((l, target), internal) in [(lt, taken), (lf, not_taken)].into_iter().zip(internal) {
             self.e.bind(l);
             if carrying && !internal {
-                let carried = self.carried.map_or(0, |c| c.gprs);
+                let carried = self.carried_gprs();
                 self.write_back_regs(self.written & carried);
                 let f = self.flags;
                 self.write_back_flags(f);

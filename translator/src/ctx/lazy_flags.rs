@@ -115,7 +115,7 @@ impl<E: Emitter> Ctx<E> {
 
     /// The flags in `mask` of the descriptor in the carried flag variables, evaluated inline.
     fn carried_bits(&mut self, mask: u64) -> E::Value {
-        let Some(vars) = self.carried.and_then(|c| c.flags) else {
+        let Some(vars) = self.carried_flags() else {
             return self.stored_bits(mask);
         };
         let [op, a, b, res, aux] = vars.map(|v| self.e.use_var(v));
@@ -135,7 +135,7 @@ impl<E: Emitter> Ctx<E> {
     /// the `ctx` module invariants). Bits that only `rflags` can hold are stored there, with
     /// the variables' operation 0.
     pub(super) fn flags_to_carried(&mut self, fs: FlagState<E::Value>) {
-        let Some(vars) = self.carried.and_then(|c| c.flags) else {
+        let Some(vars) = self.carried_flags() else {
             return self.write_back_flags(fs);
         };
         let d = match fs {
@@ -319,7 +319,7 @@ impl<E: Emitter> Ctx<E> {
                 self.store_descriptor(d);
             }
             FlagState::Carried => {
-                if let Some(vars) = self.carried.and_then(|c| c.flags) {
+                if let Some(vars) = self.carried_flags() {
                     let d = vars.map(|v| self.e.use_var(v));
                     self.store_descriptor(d);
                 }

@@ -461,6 +461,16 @@ impl<E: Emitter> Ctx<E> {
 
     // ---------------------------------------------------------------- registers
 
+    /// The GPRs carried across internal edges (see the module invariants).
+    fn carried_gprs(&self) -> u16 {
+        self.carried.map_or(0, |c| c.gprs)
+    }
+
+    /// The variables of the carried flag descriptor, if the flags are carried.
+    fn carried_flags(&self) -> Option<[E::Var; 5]> {
+        self.carried.and_then(|c| c.flags)
+    }
+
     /// Full 64-bit value of GPR `i` as seen by the current instruction.
     pub fn gpr(&mut self, i: usize) -> E::Value {
         let i = i & 15;

@@ -122,8 +122,9 @@ pub(crate) struct ClifEmitter<'a> {
     /// The state carried across internal edges, if the function loops (see
     /// [`crate::emit::Carried`]).
     pub(super) carried: Option<Carried<Variable>>,
-    /// Head exits left for the semantics to write (see [`super::frame`]).
-    pub(super) head_exits: HeadExits,
+    /// Head exits left for the semantics to write (see [`super::frame`]); `Some` exactly when
+    /// state is carried.
+    pub(super) head_exits: Option<HeadExits>,
     pub(super) error: Option<JitError>,
 }
 
@@ -845,7 +846,7 @@ impl Emitter for ClifEmitter<'_> {
     }
 
     fn take_head_exits(&mut self) -> Vec<(Block, u64, ExitReason)> {
-        let exits = std::mem::take(&mut self.head_exits);
+        let exits = self.head_exits.take().unwrap_or_default();
         for &(l, _, _) in &exits {
             // Labels the semantics bind; already jumped to from their heads.
             self.labels.insert(l);
@@ -875,7 +876,7 @@ impl Emitter for ClifEmitter<'_> {
             let c = self.b.ins().select(above, dec, c);
             self.b.ins().store(self.regions.counter, c, p, 0);
         }
-        let deferred = self.carried.is_some().then_some(&mut self.head_exits);
+        let deferred = self.head_exits.as_mut();
         let n = budget_check(
             &mut self.b,
             &self.regions,

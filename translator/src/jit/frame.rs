@@ -242,7 +242,8 @@ impl<'a> ClifEmitter<'a> {
             });
             Carried { gprs, gpr, flags }
         });
-        let mut head_exits = HeadExits::new();
+        // Head exits are left to the semantics exactly when state is carried.
+        let mut head_exits = carried.map(|_| HeadExits::new());
         let head = b.create_block();
         b.ins().jump(head, &[]);
 
@@ -260,10 +261,10 @@ impl<'a> ClifEmitter<'a> {
                 pc,
                 reason: ExitReason::Promote,
             };
-            let deferred = carried.is_some().then_some(&mut head_exits);
+            let deferred = head_exits.as_mut();
             leave_at_head(&mut b, &regions, cpu, c, how, deferred);
         }
-        let deferred = carried.is_some().then_some(&mut head_exits);
+        let deferred = head_exits.as_mut();
         let icount = budget_check(&mut b, &regions, cpu, icount_var, pc, deferred);
         let region_heads = heads
             .iter()
