@@ -119,6 +119,10 @@ struct RunArgs {
     /// raising #UD in the guest as a CPU without the feature does (a debugging aid).
     #[arg(long)]
     stop_on_unsupported: bool,
+    /// Name every compiled block in /tmp/perf-<pid>.map (Linux perf's JIT map: `perf record`
+    /// then `perf report` show guest blocks as guest_<pc>_<tier>_<n>insns).
+    #[arg(long)]
+    perf_map: bool,
     /// Stop after this many guest instructions (exit status 12).
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
@@ -226,6 +230,7 @@ fn qemu_run_args(args: &[String]) -> Result<RunArgs, Failure> {
         compile_after: None,
         optimize_after: None,
         no_regions: false,
+        perf_map: false,
         mem: q.mem.unwrap_or_else(|| "128M".into()),
         stats: false,
         stop_on_unsupported: false,
@@ -290,6 +295,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         count_tlb_hits: args.stats,
         tiering,
         stop_on_unsupported: args.stop_on_unsupported,
+        perf_map: args.perf_map,
         ..VmConfig::default()
     };
     let mut vm = Vm::new(cfg).map_err(|e| match e {

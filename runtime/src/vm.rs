@@ -53,13 +53,22 @@ pub struct VmConfig {
     /// a CPU without the feature does; the #UDs raised are counted by mnemonic in
     /// [`Stats::unsupported_uds`]. Default off.
     pub stop_on_unsupported: bool,
+    /// Name every compiled block in `/tmp/perf-<pid>.map` (Linux perf's JIT map), for
+    /// profilers. Default off.
+    pub perf_map: bool,
 }
 
 /// The DBT options that make `engine`.
-fn dbt_options(engine: Engine, count_tlb_hits: bool, tiering: Option<Tiering>) -> DbtOptions {
+fn dbt_options(
+    engine: Engine,
+    count_tlb_hits: bool,
+    tiering: Option<Tiering>,
+    perf_map: bool,
+) -> DbtOptions {
     DbtOptions {
         count_tlb_hits,
         tiering: tiering.unwrap_or_else(|| engine.tiering()),
+        perf_map,
     }
 }
 
@@ -78,6 +87,7 @@ impl Default for VmConfig {
             count_tlb_hits: false,
             tiering: None,
             stop_on_unsupported: false,
+            perf_map: false,
         }
     }
 }
@@ -206,6 +216,7 @@ pub struct Vm {
     cache_cfg: CacheConfig,
     count_tlb_hits: bool,
     tiering: Option<Tiering>,
+    perf_map: bool,
     run_ns: u64,
 }
 
@@ -218,7 +229,7 @@ impl Vm {
             &mut machine,
             cfg.engine,
             cfg.cache,
-            dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering),
+            dbt_options(cfg.engine, cfg.count_tlb_hits, cfg.tiering, cfg.perf_map),
         )?);
         machine.run.insn_limit = cfg.instruction_limit.unwrap_or(u64::MAX);
         machine.stop_on_unsupported = cfg.stop_on_unsupported;
@@ -239,6 +250,7 @@ impl Vm {
             cache_cfg: cfg.cache,
             count_tlb_hits: cfg.count_tlb_hits,
             tiering: cfg.tiering,
+            perf_map: cfg.perf_map,
             run_ns: 0,
         })
     }
@@ -383,7 +395,12 @@ impl Vm {
 
     fn run_dbt(&mut self) -> RunOutcome {
         if self.dbt.is_none() {
-            let opts = dbt_options(self.engine, self.count_tlb_hits, self.tiering);
+            let opts = dbt_options(
+                self.engine,
+                self.count_tlb_hits,
+                self.tiering,
+                self.perf_map,
+            );
             match Runner::new(&mut self.machine, self.engine, self.cache_cfg, opts) {
                 Ok(d) => self.dbt = Some(d),
                 Err(e) => return RunOutcome::InternalError(e.to_string()),

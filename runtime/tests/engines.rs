@@ -65,6 +65,43 @@ fn demo_guest_runs_on_both_engines() {
     );
 }
 
+/// `--perf-map`: every block the jit engine compiled is named, at a distinct host address,
+/// in Linux perf's map format (the only test in this process that writes the map).
+#[test]
+fn perf_map_names_every_compiled_block() {
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    let _ = std::fs::remove_file(&path);
+    let mut vm = Vm::new(VmConfig {
+        mem_bytes: 16 << 20,
+        engine: Engine::Jit,
+        serial: SerialSink::Capture,
+        perf_map: true,
+        ..VmConfig::default()
+    })
+    .unwrap();
+    vm.load_elf(runtime::DEMO_KERNEL).unwrap();
+    assert_eq!(vm.run(), RunOutcome::DebugExit(0));
+    let blocks = vm.stats().dbt.blocks_translated;
+    drop(vm);
+    let text = std::fs::read_to_string(&path).expect("the map exists");
+    let _ = std::fs::remove_file(&path);
+    let mut starts = Vec::new();
+    for line in text.lines().filter(|l| l.contains(" guest_")) {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "{line}");
+        starts.push(u64::from_str_radix(f[0], 16).expect("hex start"));
+        assert!(
+            u64::from_str_radix(f[1], 16).expect("hex size") > 0,
+            "{line}"
+        );
+    }
+    assert!(blocks > 0);
+    assert_eq!(starts.len() as u64, blocks, "{text}");
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len() as u64, blocks, "distinct addresses: {text}");
+}
+
 #[test]
 fn demo_guest_survives_a_tiny_code_cache() {
     let mut vm = Vm::new(VmConfig {
@@ -80,6 +117,7 @@ fn demo_guest_survives_a_tiny_code_cache() {
         count_tlb_hits: false,
         tiering: None,
         stop_on_unsupported: false,
+        perf_map: false,
     })
     .unwrap();
     vm.load_elf(runtime::DEMO_KERNEL).unwrap();

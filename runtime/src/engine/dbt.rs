@@ -47,6 +47,7 @@ use super::{interp, trap, RunOutcome};
 use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
 use crate::memory::{Access, PAGE_SIZE};
+use perf_map::PerfMap;
 pub use region::Snapshot as RegionSnapshot;
 pub(crate) use tracking::cache;
 use tracking::{cache_mut, code_free_pages, installed, jit_jump_cache, memory_model, protect_code};
@@ -107,6 +108,14 @@ pub enum DbtError {
     /// Could not set up the code cache: {0}
     #[error("could not set up the code cache: {0}")]
     Cache(#[from] CacheError),
+    /// Could not open the perf map.
+    #[error("could not open the perf map '{path}': {source}")]
+    PerfMap {
+        /// The map's path.
+        path: String,
+        /// Why it could not be opened.
+        source: std::io::Error,
+    },
 }
 
 /// Counters of the DBT engine (the cache keeps its own).
@@ -186,6 +195,8 @@ pub struct Dbt<H: HostEntry = Direct> {
     /// The link slot of the direct exit the last block took, linked to the next block once
     /// it is found (dropped whenever the run loop does anything between the two).
     link_from: Option<u64>,
+    /// Where compiled code is named for profilers, if asked.
+    perf_map: Option<PerfMap>,
 }
 
 /// How the DBT engine runs (see [`Dbt::with_options`]).
@@ -195,6 +206,8 @@ pub struct DbtOptions {
     pub count_tlb_hits: bool,
     /// When blocks are compiled.
     pub tiering: Tiering,
+    /// Name every compiled block in `/tmp/perf-<pid>.map` for profilers ([`perf_map`]).
+    pub perf_map: bool,
 }
 
 impl Default for DbtOptions {
@@ -202,6 +215,7 @@ impl Default for DbtOptions {
         DbtOptions {
             count_tlb_hits: false,
             tiering: Tiering::tiered(),
+            perf_map: false,
         }
     }
 }
@@ -279,6 +293,7 @@ impl<H: HostEntry> Dbt<H> {
         let DbtOptions {
             count_tlb_hits,
             tiering,
+            perf_map,
         } = opts;
         let base = JitConfig {
             trap_hypercalls: H::TRAPS,
@@ -295,7 +310,19 @@ impl<H: HostEntry> Dbt<H> {
         let stub = jit.exit_stub()?;
         let mut stubs = ExecMemory::new(trampoline.len() + stub.len() + 64)?;
         let enter = stubs.alloc(&trampoline)?;
+        let stub_len = stub.len();
         let stub = HostCode(stubs.alloc(&stub)?);
+        let perf_map = if perf_map {
+            let mut map = PerfMap::open().map_err(|source| DbtError::PerfMap {
+                path: perf_map::path().display().to_string(),
+                source,
+            })?;
+            map.note_stub(enter, trampoline.len(), "entry_trampoline");
+            map.note_stub(stub.0, stub_len, "exit_stub");
+            Some(map)
+        } else {
+            None
+        };
         let mut cache = CodeCache::new(cfg, stub)?;
         cache.set_phys_limit(m.ram.size());
         m.set_code_tracking(Some(Box::new(cache)));
@@ -318,6 +345,7 @@ impl<H: HostEntry> Dbt<H> {
             worker: None,
             vendor: JitConfig::default().vendor,
             link_from: None,
+            perf_map,
         })
     }
 
@@ -586,6 +614,15 @@ impl<H: HostEntry> Dbt<H> {
             guest_insns: compiled.guest_insns,
             slots,
         });
+        if let Some(map) = self.perf_map.as_mut() {
+            map.note_block(
+                host.0,
+                compiled.code.len(),
+                tier,
+                key.virt_pc,
+                compiled.guest_insns,
+            );
+        }
         let ns = compiled.time_translate_ns + compiled.time_compile_ns;
         cache.note_translation_time(ns);
         let s = &mut self.stats;
@@ -946,6 +983,7 @@ impl From<&Pending> for Placed {
     }
 }
 
+mod perf_map;
 mod promote;
 mod region;
 #[cfg(test)]
