@@ -390,22 +390,24 @@ impl CodeCache {
         self.masks.any(start, end)
     }
 
-    /// Sizes the code-page bitmap to cover guest-physical `[0, bytes)`. This moves the bitmap:
-    /// call it before generating code that embeds [`CodeCache::code_page_bitmap`].
+    /// Sizes the code-page bitmaps to cover guest-physical `[0, bytes)`. This moves them: call
+    /// it before generating code that embeds [`CodeCache::store_guard`].
     pub fn set_phys_limit(&mut self, bytes: u64) {
         self.pages.set_limit(bytes);
     }
 
-    /// Bytes of guest-physical memory the code-page bitmap covers.
+    /// Bytes of guest-physical memory the code-page bitmaps cover.
     pub fn phys_limit(&self) -> u64 {
         self.pages.limit()
     }
 
     /// One byte per 4 KiB guest-physical page below [`CodeCache::phys_limit`], 1 if the page
-    /// holds translated code, for generated code to test inline on stores. Valid until the next
-    /// [`CodeCache::set_phys_limit`]; generated code must not index it at or past the limit.
-    pub fn code_page_bitmap(&self) -> *const u8 {
-        self.pages.bitmap_ptr()
+    /// or the next one holds translated code, for generated code to test inline on stores: a
+    /// store of at most 4 KiB needs only the byte of its first byte's page. Valid until the
+    /// next [`CodeCache::set_phys_limit`]; generated code must not index it at or past the
+    /// limit.
+    pub fn store_guard(&self) -> *const u8 {
+        self.pages.guard_ptr()
     }
 
     // ---- statistics ----

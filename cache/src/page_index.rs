@@ -1,11 +1,17 @@
-//! Page → blocks index, and the byte-per-page bitmap generated code tests on guest stores.
+//! Page → blocks index, and the byte-per-page bitmaps: which pages hold code, and the guard
+//! that generated code tests on guest stores.
 //!
 //! Invariants:
 //! - `pages[p]` lists (without duplicates) every live block whose guest-physical ranges touch
 //!   4 KiB page `p`; a page with no blocks has no entry.
-//! - For every page `p` below the physical limit, `bitmap[p]` is 1 iff `pages` has an entry for
+//! - For every page `p` below the physical limit, `code[p]` is 1 iff `pages` has an entry for
 //!   `p`, and 0 otherwise. Pages at or above the limit are only in `pages`.
-//! - The bitmap is only written with atomic stores, and only moves when the limit changes.
+//! - `guard[p]` is 1 iff `code[p]` or `code[p + 1]` is (`code[p]` alone for the last page): a
+//!   store of at most a page touches pages `p` and `p + 1` at most, so one guard byte, of its
+//!   first byte's page, tells it whether it may hit code. That is one load instead of two
+//!   on every inline store; the price is that stores to the page just below a code page take
+//!   the exact (slow) path too.
+//! - The bitmaps are only written with atomic stores, and only move when the limit changes.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -30,7 +36,8 @@ pub fn pages_of(start: u64, end: u64) -> std::ops::Range<u64> {
 #[derive(Default)]
 pub struct PageIndex {
     pages: HashMap<u64, Vec<BlockId>>,
-    bitmap: Box<[AtomicU8]>,
+    code: Box<[AtomicU8]>,
+    guard: Box<[AtomicU8]>,
 }
 
 impl PageIndex {
@@ -85,41 +92,54 @@ impl PageIndex {
         }
     }
 
-    /// Sizes the bitmap to cover guest-physical `[0, bytes)` and refills it from the index.
+    /// Sizes the bitmaps to cover guest-physical `[0, bytes)` and refills them from the index.
     pub fn set_limit(&mut self, bytes: u64) {
         let pages = usize::try_from(bytes.div_ceil(PAGE_SIZE)).expect("physical limit too large");
-        self.bitmap = (0..pages).map(|_| AtomicU8::new(0)).collect();
-        for &page in self.pages.keys() {
+        self.code = (0..pages).map(|_| AtomicU8::new(0)).collect();
+        self.guard = (0..pages).map(|_| AtomicU8::new(0)).collect();
+        let pages: Vec<u64> = self.pages.keys().copied().collect();
+        for page in pages {
             self.set_bit(page, true);
         }
     }
 
-    /// Bytes of guest-physical memory the bitmap covers.
+    /// Bytes of guest-physical memory the bitmaps cover.
     pub fn limit(&self) -> u64 {
-        self.bitmap.len() as u64 * PAGE_SIZE
+        self.code.len() as u64 * PAGE_SIZE
     }
 
-    /// The bitmap: one byte per page below the limit, 1 if the page holds code.
-    pub fn bitmap_ptr(&self) -> *const u8 {
-        self.bitmap.as_ptr().cast()
+    /// The store guard: one byte per page below the limit, 1 if the page or the next one
+    /// holds code (see the module invariants).
+    pub fn guard_ptr(&self) -> *const u8 {
+        self.guard.as_ptr().cast()
     }
 
-    /// Forgets every block; the bitmap keeps its size and becomes all zero.
+    /// Forgets every block; the bitmaps keep their size and become all zero.
     pub fn clear(&mut self) {
-        for &page in self.pages.keys() {
+        let pages: Vec<u64> = self.pages.keys().copied().collect();
+        for page in pages {
             self.set_bit(page, false);
         }
         self.pages.clear();
     }
 
-    /// The bitmap byte of `page`, if the bitmap covers it.
+    /// The `code` byte of `page`, if the bitmaps cover it.
     fn bit(&self, page: u64) -> Option<&AtomicU8> {
-        usize::try_from(page).ok().and_then(|i| self.bitmap.get(i))
+        usize::try_from(page).ok().and_then(|i| self.code.get(i))
     }
 
+    /// Sets `code[page]` and the two guard bytes that depend on it.
     fn set_bit(&self, page: u64, on: bool) {
-        if let Some(bit) = self.bit(page) {
-            bit.store(u8::from(on), Ordering::Relaxed);
+        let Some(bit) = self.bit(page) else {
+            return;
+        };
+        bit.store(u8::from(on), Ordering::Relaxed);
+        let code = |p: u64| self.bit(p).is_some_and(|b| b.load(Ordering::Relaxed) != 0);
+        let below = page.checked_sub(1);
+        for p in std::iter::once(page).chain(below) {
+            if let Some(g) = usize::try_from(p).ok().and_then(|i| self.guard.get(i)) {
+                g.store(u8::from(code(p) || code(p + 1)), Ordering::Relaxed);
+            }
         }
     }
 }
@@ -197,26 +217,42 @@ mod tests {
     }
 
     #[test]
-    fn bitmap_follows_index() {
+    fn bitmaps_follow_index() {
         let mut idx = PageIndex::default();
         idx.add(3, BlockId(1));
         idx.set_limit(0x10_000);
         assert_eq!(idx.limit(), 0x10_000);
-        let bit = |idx: &PageIndex, p: usize| {
-            assert!(p < 16);
-            // SAFETY: `p` < 16, the number of pages the bitmap covers after `set_limit`.
-            unsafe { *idx.bitmap_ptr().add(p) }
+        let guard = |idx: &PageIndex| -> Vec<u8> {
+            // SAFETY: the guard covers 16 pages after `set_limit(0x10_000)`.
+            (0..16)
+                .map(|p| unsafe { *idx.guard_ptr().add(p) })
+                .collect()
         };
-        assert_eq!(bit(&idx, 3), 1, "refilled from the index");
+        let expect = |pages: &[usize]| -> Vec<u8> {
+            (0..16).map(|p| u8::from(pages.contains(&p))).collect()
+        };
+        assert_eq!(guard(&idx), expect(&[2, 3]), "refilled from the index");
+        assert!(idx.has_code(3) && !idx.has_code(2));
         idx.add(3, BlockId(2));
         idx.add(3, BlockId(2));
         assert_eq!(idx.blocks_on(3), &[BlockId(1), BlockId(2)]);
         idx.remove(3, BlockId(1));
-        assert_eq!(bit(&idx, 3), 1);
+        assert_eq!(guard(&idx), expect(&[2, 3]));
         idx.remove(3, BlockId(2));
-        assert_eq!(bit(&idx, 3), 0);
+        assert_eq!(guard(&idx), expect(&[]));
         assert!(!idx.has_code(3));
         assert!(idx.is_empty());
+        // Neighbours: a guard byte stays while either page it covers holds code.
+        for p in [5, 6, 0, 15] {
+            idx.add(p, BlockId(3));
+        }
+        assert_eq!(guard(&idx), expect(&[0, 4, 5, 6, 14, 15]));
+        idx.remove(6, BlockId(3));
+        assert_eq!(guard(&idx), expect(&[0, 4, 5, 14, 15]));
+        idx.remove(5, BlockId(3));
+        assert_eq!(guard(&idx), expect(&[0, 14, 15]));
+        idx.clear();
+        assert_eq!(guard(&idx), expect(&[]));
     }
 
     #[test]

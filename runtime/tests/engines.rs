@@ -172,6 +172,64 @@ fn self_modifying_code_is_seen_by_both_engines() {
     }
 }
 
+/// Stores next to code: the inline store check reads one guard byte covering a page and the
+/// next, so stores to the page below a code page go to the exact path. Those that stay on
+/// that page must land and count as data; those that straddle into the code page must be
+/// seen as code modifications, on every engine, and the code must run as rewritten.
+#[test]
+fn stores_below_and_straddling_into_a_code_page() {
+    use iced_x86::code_asm::*;
+    // The function at 0x11000, first on its page: `mov eax, 7 ; ret`.
+    let func = [0xB8, 7, 0, 0, 0, 0xC3];
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(rsp, 0x8_0000u64)?;
+        a.xor(ebx, ebx)?;
+        a.mov(ecx, 300u32)?;
+        a.set_label(&mut top)?;
+        a.mov(eax, 0x11000u32)?;
+        a.call(rax)?;
+        a.add(ebx, eax)?;
+        // Data on the page below the function's (which holds no code).
+        a.mov(qword_ptr(0x10800u64), rcx)?;
+        // Bytes 0x10ffc..0x11004: four of data, then `B8 imm0 imm1 imm2` = mov eax, ecx.
+        a.mov(edx, ecx)?;
+        a.shl(edx, 8)?;
+        a.or(edx, 0xB8)?;
+        a.shl(rdx, 32)?;
+        a.mov(qword_ptr(0x10ffcu64), rdx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, ebx)?;
+        a.out(0xF4, eax)?;
+        a.hlt()
+    })()
+    .unwrap();
+    let main = a.assemble(0x20000).unwrap();
+    // The first call returns 7, the one after the store of count c returns c (300..2).
+    let expected = 7 + (2..=300u32).sum::<u32>();
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x11000, &func).unwrap();
+        v.write_phys(0x20000, &main).unwrap();
+        v.cpu_mut().rip = 0x20000;
+        assert_eq!(v.run(), RunOutcome::DebugExit(expected), "{engine:?}");
+        let mut b = [0u8; 8];
+        v.read_phys(0x10800, &mut b).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(b),
+            1,
+            "{engine:?}: the data store landed"
+        );
+        assert_eq!(
+            v.stats().code_modified,
+            300,
+            "{engine:?}: only the straddling stores"
+        );
+    }
+}
+
 #[test]
 fn stores_outside_ram_fault_precisely_on_both_engines() {
     // mov rbx, 0x1000000 (16 MiB: end of RAM) ; mov [rbx-2], eax  -> straddles the end

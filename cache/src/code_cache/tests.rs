@@ -337,27 +337,32 @@ fn invalidated_blocks_leave_the_maps() {
 }
 
 #[test]
-fn code_page_bitmap_tracks_pages() {
+fn store_guard_tracks_pages() {
     let mut c = cache();
     add_block(&mut c, &[(0x1ff8, 0x2000), (0x2000, 0x2008)], 0);
     c.set_phys_limit(0x10_000);
     assert_eq!(c.phys_limit(), 0x10_000);
+    // Guard byte p: page p or p + 1 holds code.
     let bit = |c: &CodeCache, page: usize| {
         assert!(page < 16);
         // SAFETY: the bitmap covers 16 pages after `set_phys_limit(0x10_000)`.
-        unsafe { c.code_page_bitmap().add(page).read_volatile() }
+        unsafe { c.store_guard().add(page).read_volatile() }
     };
     assert_eq!(
         (bit(&c, 0), bit(&c, 1), bit(&c, 2), bit(&c, 3)),
-        (0, 1, 1, 0)
+        (1, 1, 1, 0)
     );
     add_block(&mut c, &[(0x3000, 0x3001)], 0);
     assert_eq!(bit(&c, 3), 1);
     assert!(c.page_has_code(0x3fff));
+    assert!(!c.page_has_code(0x0fff), "the guard is not the code map");
     c.invalidate_range(0x2000, 0x2001);
-    assert_eq!((bit(&c, 1), bit(&c, 2), bit(&c, 3)), (0, 0, 1));
+    assert_eq!(
+        (bit(&c, 0), bit(&c, 1), bit(&c, 2), bit(&c, 3)),
+        (0, 0, 1, 1)
+    );
     c.flush();
-    assert_eq!(bit(&c, 3), 0);
+    assert_eq!((bit(&c, 2), bit(&c, 3)), (0, 0));
     // Beyond the bitmap the map still answers.
     add_block(&mut c, &[(0x100_0000, 0x100_0010)], 0);
     assert!(c.page_has_code(0x100_0000));

@@ -249,7 +249,9 @@ impl ClifEmitter<'_> {
         self.switch_sealed(join, cold);
     }
 
-    /// Nonzero (an `I32`) if the page of `addr` or of `addr + bytes - 1` holds code.
+    /// Nonzero (an `I32`) if a page of `[addr, addr + bytes)` may hold code. Each bitmap byte
+    /// covers its page and the next ([`MemoryModel::Flat`]), so up to a page one load does;
+    /// up to 8 KiB + 1, the bytes of the first and the last byte's pages.
     fn code_marked(&mut self, addr: Value, bytes: u64, bitmap: u64) -> Value {
         let byte_of = |e: &mut Self, a: Value| {
             let p = match e.const_of(a) {
@@ -263,7 +265,7 @@ impl ClifEmitter<'_> {
             e.b.ins().uload8(types::I32, e.regions.bitmap, p, 0)
         };
         let first = byte_of(self, addr);
-        if bytes <= 1 {
+        if bytes <= 1 << PAGE_SHIFT {
             return first;
         }
         let last_addr = match self.const_of(addr) {

@@ -223,17 +223,17 @@ pub enum MemoryModel {
     /// Guest-virtual = guest-physical, RAM at `[0, ram_size)` in one host mapping. An access
     /// that lies wholly inside RAM is done inline at `ram_base + addr`; anything else calls
     /// [`Helper::MemRead`] / [`Helper::MemWrite`]. A store also takes the helper when the
-    /// code bitmap marks its page (or the next page, for a straddling store) as holding
-    /// translated code, so the runtime sees self-modifying code. Stores beyond the pages the
-    /// bitmap covers always take the helper.
+    /// code bitmap marks the page of its first byte, so the runtime sees self-modifying code.
+    /// Stores beyond the pages the bitmap covers always take the helper.
     Flat {
         /// Host address of guest-physical 0.
         ram_base: usize,
         /// Bytes of RAM.
         ram_size: u64,
         /// Host address of the code bitmap: one byte per 4 KiB guest page, nonzero = the page
-        /// holds translated code. Must stay valid (and at this address) while code generated
-        /// with it may run.
+        /// or the next one holds translated code (so a store of up to a page, which touches
+        /// at most those two, tests one byte). Must stay valid (and at this address) while
+        /// code generated with it may run.
         code_bitmap: usize,
         /// Number of bytes (pages) in the code bitmap.
         code_bitmap_len: u64,

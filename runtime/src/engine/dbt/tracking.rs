@@ -22,8 +22,8 @@
 //! - The installed tracking is this engine's cache from [`super::Dbt::new`] until the `Vm`
 //!   replaces the engine (it removes the tracking first), so [`cache_mut`] finding none is
 //!   an engine bug, never a guest's doing.
-//! - Generated code embeds raw addresses into the cache: the code-page bitmap
-//!   ([`CodeCache::code_page_bitmap`], sized once by `set_phys_limit` before any code is
+//! - Generated code embeds raw addresses into the cache: the store guard bitmap
+//!   ([`CodeCache::store_guard`], sized once by `set_phys_limit` before any code is
 //!   generated), the jump cache ([`CodeCache::jump_cache_layout`]) and the link slots. They
 //!   live in the cache's own heap and mmap allocations, which neither moving the box nor
 //!   moving the machine moves, and the cache is dropped only with the tracking, after
@@ -100,7 +100,7 @@ pub(super) fn memory_model(m: &Machine, mode: Mode) -> MemoryModel {
     MemoryModel::Flat {
         ram_base: m.ram.host_base(),
         ram_size: m.ram.size(),
-        code_bitmap: cache.code_page_bitmap() as usize,
+        code_bitmap: cache.store_guard() as usize,
         code_bitmap_len: cache.phys_limit() / PAGE_SIZE,
     }
 }

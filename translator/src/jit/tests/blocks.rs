@@ -419,11 +419,14 @@ fn stores_to_code_pages_take_the_helper() {
             e.exit(Exit::Status);
         })
         .expect("compile");
-    h.m.bitmap.fill(0);
-    h.m.bitmap[5] = 1;
+    h.m.clear_code_pages();
+    h.m.set_code_page(5, true);
     h.cpu.gpr[0] = 0x1122_3344_5566_7788;
     for (addr, via_helper) in [
-        (0x4ff8, false),
+        (0x3ff8, false),
+        // The page below a code page: one guard byte covers both, so the helper decides
+        // (and finds no code: not an SMC write).
+        (0x4ff0, true),
         (0x4ffc, true), // straddles into page 5
         (0x5000, true),
         (0x5ff8, true),

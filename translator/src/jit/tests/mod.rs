@@ -122,11 +122,16 @@ impl FakeJumpCache {
     }
 }
 
-/// The guest machine: flat RAM at guest-physical 0, the code bitmap, translated blocks and
-/// link slots, an optional jump cache, and a log of helper calls.
+/// The guest machine: flat RAM at guest-physical 0, its code pages and the store guard
+/// generated code tests (as the runtime's code cache keeps them), translated blocks and link
+/// slots, an optional jump cache, and a log of helper calls.
 pub struct Machine {
     pub ram: Vec<u8>,
-    pub bitmap: Vec<u8>,
+    /// 1 for each page that holds code: what the harness's helpers call a code store.
+    code: Vec<u8>,
+    /// The store guard: page `p` is 1 if page `p` or `p + 1` holds code
+    /// ([`crate::jit::MemoryModel::Flat`]).
+    bitmap: Vec<u8>,
     /// Guest pc → host code of installed blocks.
     pub blocks: HashMap<u64, usize>,
     /// The unlinked exit stub.
@@ -159,9 +164,25 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Forgets every code page.
+    pub fn clear_code_pages(&mut self) {
+        self.code.fill(0);
+        self.bitmap.fill(0);
+    }
+
+    /// Marks `page` as holding code or not, and the guard bytes that depend on it.
+    pub fn set_code_page(&mut self, page: usize, on: bool) {
+        self.code[page] = u8::from(on);
+        for p in [Some(page), page.checked_sub(1)].into_iter().flatten() {
+            let next = self.code.get(p + 1).copied().unwrap_or(0);
+            self.bitmap[p] = self.code[p] | next;
+        }
+    }
+
     pub fn new(stub: usize) -> Box<Machine> {
         Box::new(Machine {
             ram: vec![0; RAM_SIZE],
+            code: vec![0; RAM_SIZE >> 12],
             bitmap: vec![0; RAM_SIZE >> 12],
             blocks: HashMap::new(),
             stub,
@@ -217,7 +238,7 @@ impl Machine {
                 Some(p) => {
                     let n = a[1] as usize;
                     let pages = [a[0] >> 12, (a[0] + a[1] - 1) >> 12];
-                    if pages.iter().any(|&pg| self.bitmap[pg as usize] != 0) {
+                    if pages.iter().any(|&pg| self.code[pg as usize] != 0) {
                         self.smc_writes += 1;
                     }
                     let v = u128::from(a[2]) | u128::from(cpu.helper_out[0]) << 64;
@@ -287,7 +308,7 @@ impl Machine {
                     }),
                     Some(end) => {
                         let pages = (a[0] >> 12)..=((end - 1) >> 12);
-                        if pages.into_iter().any(|pg| self.bitmap[pg as usize] != 0) {
+                        if pages.into_iter().any(|pg| self.code[pg as usize] != 0) {
                             cpu.status = ExitReason::CodeModified as u64;
                         }
                     }
@@ -460,8 +481,9 @@ impl Harness {
         let c = self.jit.translate(block, self.mode, &mut *self.m)?;
         let host = self.code.install(&c.code);
         self.m.blocks.insert(block.pc, host);
-        if let Some(b) = self.m.bitmap.get_mut((block.pc >> 12) as usize) {
-            *b = 1;
+        let page = (block.pc >> 12) as usize;
+        if page < self.m.code.len() {
+            self.m.set_code_page(page, true);
         }
         Ok(host)
     }
