@@ -44,11 +44,16 @@ pub enum FlagOp {
     /// MUL/IMUL as Intel leaves the flags: CF = OF = `aux` (the product does not fit `res`,
     /// its low half); SF and PF of `res`; ZF = AF = 0. `a` and `b` are unused.
     Mul = 8,
+    /// Shifts by a count known not to be 0 (SHL/SHR/SAR/SHLD/SHRD): SF, ZF and PF of `res`;
+    /// CF, OF and AF as computed by the instruction, in `aux` bits 0, 1 and 2. `a` and `b`
+    /// are unused. Kept lazy because a shift's flags are mostly read for ZF or CF, or not
+    /// at all, and packing all six cost ~25 host instructions per shift.
+    Shift = 9,
 }
 
 impl FlagOp {
     /// Every operation, in encoding order.
-    pub const ALL: [FlagOp; 8] = [
+    pub const ALL: [FlagOp; 9] = [
         FlagOp::Add,
         FlagOp::Adc,
         FlagOp::Sub,
@@ -57,6 +62,7 @@ impl FlagOp {
         FlagOp::Inc,
         FlagOp::Dec,
         FlagOp::Mul,
+        FlagOp::Shift,
     ];
 
     fn from_u8(v: u8) -> Option<FlagOp> {
@@ -69,6 +75,7 @@ impl FlagOp {
             6 => FlagOp::Inc,
             7 => FlagOp::Dec,
             8 => FlagOp::Mul,
+            9 => FlagOp::Shift,
             _ => return None,
         })
     }
@@ -113,7 +120,8 @@ impl Vendor {
 }
 
 /// A lazily described flag computation. `a`, `b`, `res` have type `ty`; `aux` is an `I8`
-/// carry-in (ADC/SBB) or preserved CF (INC/DEC), zero otherwise.
+/// carry-in (ADC/SBB), preserved CF (INC/DEC), overflow (MUL) or CF/OF/AF bits (shifts),
+/// zero otherwise.
 #[derive(Clone, Copy, Debug)]
 pub struct Lazy<V> {
     pub op: FlagOp,
@@ -142,6 +150,19 @@ pub fn decode_op(v: u64) -> Option<(FlagOp, Ty)> {
     Some((op, ty))
 }
 
+/// Bit `n` of an `I8` as an `I8` 0/1.
+#[inline]
+fn bit<E: ValueOps>(e: &mut E, v: E::Value, n: u64) -> E::Value {
+    let v = if n == 0 {
+        v
+    } else {
+        let k = e.iconst(Ty::I8, n);
+        e.binop(BinOp::UShr, v, k)
+    };
+    let one = e.iconst(Ty::I8, 1);
+    e.binop(BinOp::And, v, one)
+}
+
 #[inline]
 fn sign<E: ValueOps>(e: &mut E, v: E::Value) -> E::Value {
     let ty = e.ty(v);
@@ -167,6 +188,7 @@ pub fn cf<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
         }
         FlagOp::Logic => e.iconst(Ty::I8, 0),
         FlagOp::Inc | FlagOp::Dec | FlagOp::Mul => l.aux,
+        FlagOp::Shift => bit(e, l.aux, 0),
     }
 }
 
@@ -188,14 +210,17 @@ pub fn of<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
         }
         FlagOp::Logic => e.iconst(Ty::I8, 0),
         FlagOp::Mul => l.aux,
+        FlagOp::Shift => bit(e, l.aux, 1),
     }
 }
 
 /// AF as an `I8` 0/1.
 #[inline]
 pub fn af<E: ValueOps>(e: &mut E, l: &Lazy<E::Value>) -> E::Value {
-    if matches!(l.op, FlagOp::Logic | FlagOp::Mul) {
-        return e.iconst(Ty::I8, 0);
+    match l.op {
+        FlagOp::Logic | FlagOp::Mul => return e.iconst(Ty::I8, 0),
+        FlagOp::Shift => return bit(e, l.aux, 2),
+        _ => {}
     }
     let x = e.binop(BinOp::Xor, l.a, l.b);
     let x = e.binop(BinOp::Xor, x, l.res);
@@ -342,7 +367,7 @@ pub fn materialize(op: u64, a: u64, b: u64, res: u64, aux: u64) -> u64 {
         a: c.iconst(ty, a),
         b: c.iconst(ty, b),
         res: c.iconst(ty, res),
-        aux: c.iconst(Ty::I8, aux & 1),
+        aux: c.iconst(Ty::I8, aux & if op == FlagOp::Shift { 7 } else { 1 }),
     };
     compute_all(&mut c, &l).v & rflags::ARITH
 }
@@ -395,6 +420,7 @@ pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> 
         is(e, FlagOp::Dec),
         is(e, FlagOp::Mul),
     );
+    let shift = is(e, FlagOp::Shift);
     let zero = e.iconst(Ty::I8, 0);
     let aux = e.convert(Conv::Trunc, d.aux, Ty::I8);
     // The sign bit of the descriptor's width, as an `I8` 0/1 of `v`.
@@ -416,8 +442,10 @@ pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> 
         let le_sub = e.icmp(Cmp::Ule, d.a, d.b);
         let adc_cf = e.select(aux, le_add, lt_add);
         let sbb_cf = e.select(aux, le_sub, lt_sub);
-        // Logic: 0; Inc, Dec, Mul: aux.
+        // Logic: 0; Inc, Dec, Mul: aux; Shift: aux bit 0.
         let rest = e.select(logic, zero, aux);
+        let shift_cf = bit(e, aux, 0);
+        let rest = e.select(shift, shift_cf, rest);
         let v = e.select(sbb, sbb_cf, rest);
         let v = e.select(sub, lt_sub, v);
         let v = e.select(adc, adc_cf, v);
@@ -435,7 +463,9 @@ pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> 
         let one = e.iconst(Ty::I8, 1);
         let x = e.binop(BinOp::And, x, one);
         let none = e.binop(BinOp::Or, logic, mul);
-        out.push((rflags::AF, e.select(none, zero, x)));
+        let x = e.select(none, zero, x);
+        let shift_af = bit(e, aux, 2);
+        out.push((rflags::AF, e.select(shift, shift_af, x)));
     }
     if mask & rflags::ZF != 0 {
         let z64 = e.iconst(Ty::I64, 0);
@@ -459,6 +489,8 @@ pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> 
         let sub_like = e.binop(BinOp::Or, sub, sbb);
         let sub_like = e.binop(BinOp::Or, sub_like, dec);
         let v = e.select(mul, aux, zero);
+        let shift_of = bit(e, aux, 1);
+        let v = e.select(shift, shift_of, v);
         let v = e.select(sub_like, sub_of, v);
         out.push((rflags::OF, e.select(add_like, add_of, v)));
     }
@@ -561,7 +593,7 @@ mod tests {
             for ty in [Ty::I8, Ty::I16, Ty::I32, Ty::I64] {
                 for _ in 0..4000 {
                     let (a, b) = (operand(&mut s, ty), operand(&mut s, ty));
-                    let aux = next(&mut s) & 1;
+                    let aux = next(&mut s) & if op == FlagOp::Shift { 7 } else { 1 };
                     let res = match op {
                         FlagOp::Add | FlagOp::Inc => a.wrapping_add(b),
                         FlagOp::Adc => a.wrapping_add(b).wrapping_add(aux),

@@ -49,11 +49,13 @@
 //!   it, OF follows the rule above.
 //!
 //! The vendor is chosen at translation time ([`Ctx::vendor`]): only its formulas are emitted.
+//! With a constant nonzero count, a shift that defines all six flags leaves them lazy
+//! ([`FlagOp::Shift`]: the result, and CF, OF and AF computed here).
 use iced_x86::{Mnemonic as M, OpKind};
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
-use crate::flags::{self, Vendor};
+use crate::flags::{self, FlagOp, Vendor};
 use crate::ir::{BinOp, Cmp, Conv, Ty};
 use crate::state::rflags;
 
@@ -143,6 +145,22 @@ fn finish<E: Emitter>(
     out: Shifted<E::Value>,
     defines: Defines,
 ) {
+    if defines == Defines::All && ctx.e.as_const(count).is_some_and(|c| c != 0) {
+        // Every flag is defined and the count is known not to be 0: a lazy descriptor,
+        // evaluated only for the flags something reads.
+        ctx.write_op(0, out.res);
+        let one = ctx.c(Ty::I8, 1);
+        let of = ctx.bin(BinOp::Shl, out.of, one);
+        let aux = ctx.bin(BinOp::Or, out.cf, of);
+        let aux = if ctx.vendor() == Vendor::Amd {
+            let af = ctx.c(Ty::I8, 4);
+            ctx.bin(BinOp::Or, aux, af)
+        } else {
+            aux
+        };
+        ctx.set_flags_lazy(FlagOp::Shift, out.res, out.res, out.res, Some(aux));
+        return;
+    }
     let (mask, new) = match defines {
         Defines::All => {
             let ty = ctx.e.ty(out.res);
