@@ -192,6 +192,17 @@ pub trait Emitter: ValueOps + VectorOps {
     /// [`Helper::can_stop`]).
     fn call_stub(&mut self, stub: &HostStub, how: StubCall);
 
+    /// Run the stub of a fused x87 run ([`crate::hostexec::plan_run`]) if the guest's x87
+    /// state is live in the host FPU with nothing special going on, and return
+    /// `HostFrame::status` after it (an `I64`: 0, every instruction ran; `k + 1`,
+    /// instructions `0..k` ran and instruction `k` found an exception pending), or 1 without
+    /// running it. It never faults: the caller runs the rest one instruction at a time.
+    /// `None` (the default): the emitter does not fuse, and emitted nothing.
+    fn call_stub_run(&mut self, stub: &HostStub) -> Option<Self::Value> {
+        let _ = stub;
+        None
+    }
+
     /// Call a runtime helper with three `I64` arguments; returns its `I64` result. If
     /// [`Helper::can_stop`], a nonzero `status` afterwards leaves through the fault label.
     fn call_helper(&mut self, h: Helper, args: [Self::Value; 3]) -> Self::Value;
@@ -200,6 +211,10 @@ pub trait Emitter: ValueOps + VectorOps {
     fn new_label(&mut self) -> Self::Label;
     /// Continue emitting at `l`.
     fn bind(&mut self, l: Self::Label);
+    /// Lay `l` out of line: the code from it is rarely run.
+    fn mark_cold(&mut self, l: Self::Label) {
+        let _ = l;
+    }
     /// Unconditional jump; terminates the current position.
     fn jump(&mut self, l: Self::Label);
     /// Conditional branch on `cond != 0`; terminates the current position.

@@ -651,6 +651,10 @@ impl Emitter for ClifEmitter<'_> {
         self.e_call_stub(stub, how)
     }
 
+    fn call_stub_run(&mut self, stub: &HostStub) -> Option<Value> {
+        Some(self.e_call_stub_run(stub))
+    }
+
     fn load_state(&mut self, ty: Ty, off: u32) -> Value {
         if off as usize + ty.bytes() as usize > std::mem::size_of::<CpuState>() {
             // As the interpreter: outside CpuState reads as zero.
@@ -790,6 +794,12 @@ impl Emitter for ClifEmitter<'_> {
         self.live = true;
         self.dead = false;
         self.cold = self.b.func.layout.is_cold(l);
+    }
+
+    fn mark_cold(&mut self, l: Block) {
+        if self.labels.contains(l) {
+            self.b.set_cold_block(l);
+        }
     }
 
     fn jump(&mut self, l: Block) {

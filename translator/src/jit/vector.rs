@@ -12,8 +12,8 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, ConstantData, Endianness, InstBuilder, InstructionData, MemFlagsData, Opcode,
-    Signature, Type, Value, ValueDef,
+    types, AbiParam, BlockArg, ConstantData, Endianness, InstBuilder, InstructionData,
+    MemFlagsData, Opcode, Signature, Type, Value, ValueDef,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::Variable;
@@ -312,6 +312,34 @@ impl ClifEmitter<'_> {
         self.b.ins().jump(join, &[]);
         self.terminated();
         self.switch_sealed(join, cold);
+    }
+
+    /// A fused x87 run's stub ([`crate::emit::Emitter::call_stub_run`]): called directly
+    /// while the x87 state is live (`CpuState::fpu_live == 1`); its status, or 1 without the
+    /// call.
+    pub(super) fn e_call_stub_run(&mut self, stub: &HostStub) -> Value {
+        use crate::emit::Emitter;
+        let Some(addr) = self.stub_addr(stub) else {
+            return self.iconst(Ty::I64, 1);
+        };
+        let live = self.load_state(Ty::I8, state::OFF_FPU_LIVE);
+        let one = self.iconst(Ty::I8, 1);
+        let not_run = self.iconst(Ty::I64, 1);
+        self.ensure_live();
+        let fast_ok = self.b.ins().icmp(IntCC::Equal, live, one);
+        let cold = self.is_cold();
+        let fast = self.b.create_block();
+        let (join, status) = self.join_block_t(types::I64);
+        self.b
+            .ins()
+            .brif(fast_ok, fast, &[], join, &[BlockArg::Value(not_run)]);
+        self.terminated();
+        self.switch_sealed(fast, cold);
+        self.call_stub_direct(addr);
+        let st = self.load_state(Ty::I64, state::OFF_HX + crate::state::frame::STATUS);
+        self.jump_with(join, &[st]);
+        self.switch_sealed(join, cold);
+        status
     }
 
     /// Call the stub at `addr` directly with the frame's address (no result). Stubs save

@@ -151,6 +151,16 @@ fn mem_addr<E: Emitter>(ctx: &mut Ctx<E>) -> E::Value {
 
 /// Run the current instruction through a host stub.
 pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
+    exec_with(ctx, false)
+}
+
+/// [`exec`] for an x87 instruction whose memory operand is already in the frame (read by a
+/// fused run that did not run it, [`super::x87run`]): it is not read twice.
+pub fn exec_copied<E: Emitter>(ctx: &mut Ctx<E>) {
+    exec_with(ctx, true)
+}
+
+fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     let insn = *ctx.insn();
     let Ok(plan) = hostexec::plan(&insn) else {
         return ctx.raise(Exception::InvalidOpcode);
@@ -208,7 +218,7 @@ pub fn exec<E: Emitter>(ctx: &mut Ctx<E>) {
         if rw.write && plan.fpu {
             probe_write(ctx, a, bytes);
         }
-        if rw.read || (rw.write && plan.fpu) {
+        if !copied && (rw.read || (rw.write && plan.fpu)) {
             copy_in(ctx, a, bytes);
         }
     }

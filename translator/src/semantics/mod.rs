@@ -20,6 +20,7 @@ pub mod stack;
 pub mod string;
 pub mod system;
 pub mod x87;
+pub mod x87run;
 
 use iced_x86::Mnemonic as M;
 
@@ -180,10 +181,18 @@ pub fn translate_region<E: Emitter>(
         if k > 0 {
             ctx.begin_region_block(block.pc, next_pc);
         }
-        for insn in &block.insns {
-            ctx.begin_insn(insn);
-            translate_insn(&mut ctx);
-            ctx.end_insn();
+        let mut i = 0;
+        while i < block.insns.len() {
+            let run = x87run::run_len(mode, &block.insns[i..]);
+            if run >= 2 {
+                x87run::translate(&mut ctx, &block.insns[i..i + run]);
+                i += run;
+            } else {
+                ctx.begin_insn(&block.insns[i]);
+                translate_insn(&mut ctx);
+                ctx.end_insn();
+                i += 1;
+            }
             if ctx.terminated() {
                 break;
             }

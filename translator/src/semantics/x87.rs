@@ -121,21 +121,33 @@ pub fn after<E: Emitter>(ctx: &mut Ctx<E>, has_mem: bool) {
         M::Fldenv | M::Frstor => load_pointers(ctx),
         _ if is_control(m) => {}
         _ => {
-            let ip = ctx.c(Ty::I64, ctx.pc());
-            ctx.e.store_state(state::OFF_FIP, ip);
-            let op = ctx.c(Ty::I16, u64::from(fop(&insn, ctx.mode().bitness)));
-            ctx.e.store_state(state::OFF_FOP, op);
-            let cs = ctx.e.load_state(Ty::I16, state::off_seg_selector(seg::CS));
-            ctx.e.store_state(state::OFF_FPU_CS, cs);
+            let pc = ctx.pc();
+            store_pointers(ctx, &insn, pc);
             if has_mem {
-                let ea = ctx.op_ea();
-                ctx.e.store_state(state::OFF_FDP, ea);
-                let s = seg_index(insn.memory_segment());
-                let ds = ctx.e.load_state(Ty::I16, state::off_seg_selector(s));
-                ctx.e.store_state(state::OFF_FPU_DS, ds);
+                store_data_pointer(ctx);
             }
         }
     }
+}
+
+/// FDP and FDS: the current instruction's memory operand.
+pub fn store_data_pointer<E: Emitter>(ctx: &mut Ctx<E>) {
+    let ea = ctx.op_ea();
+    ctx.e.store_state(state::OFF_FDP, ea);
+    let s = seg_index(ctx.insn().memory_segment());
+    let ds = ctx.e.load_state(Ty::I16, state::off_seg_selector(s));
+    ctx.e.store_state(state::OFF_FPU_DS, ds);
+}
+
+/// FIP, FCS and the opcode of the non-control x87 instruction `insn` at `pc`, which has
+/// just run (FDP and FDS are a memory operand's, and left to the caller).
+pub fn store_pointers<E: Emitter>(ctx: &mut Ctx<E>, insn: &Instruction, pc: u64) {
+    let ip = ctx.c(Ty::I64, pc);
+    ctx.e.store_state(state::OFF_FIP, ip);
+    let op = ctx.c(Ty::I16, u64::from(fop(insn, ctx.mode().bitness)));
+    ctx.e.store_state(state::OFF_FOP, op);
+    let cs = ctx.e.load_state(Ty::I16, state::off_seg_selector(seg::CS));
+    ctx.e.store_state(state::OFF_FPU_CS, cs);
 }
 
 /// The pointer fields of a protected-mode environment image: (FIP, FCS, FOP, FDP, FDS)
