@@ -212,6 +212,7 @@ impl HotCounters {
 /// A recorded block and how often it ran.
 struct Cold {
     program: Program,
+    /// Runs counted towards compiling it (not counted in a chain when compiling is off).
     runs: u32,
     /// Handed to the background compiler (do not hand it again).
     queued: bool,
@@ -429,6 +430,8 @@ impl ColdBlocks {
         // The block running, held from one run to the next: finding it again by position
         // cost a bounds check and an id comparison per block.
         let mut c = blocks.get(id)?;
+        // With compiling off (the `interp` engine) runs need no counting.
+        let counting = threshold != Tiering::NEVER;
         loop {
             // Stores to code stop the block as they stop generated code.
             cpu.status = 0;
@@ -436,7 +439,9 @@ impl ColdBlocks {
             stats.cold_runs += 1;
             let max_loops = if c.pinned { u32::MAX } else { threshold };
             let ran = run(&mut c.program, cpu, m, max_loops);
-            c.runs = c.runs.saturating_add(ran.loops);
+            if counting {
+                c.runs = c.runs.saturating_add(ran.loops);
+            }
             let exit = ran.exit;
             if exit != ExitReason::Jump as u64 {
                 return Some(exit);
@@ -476,10 +481,12 @@ impl ColdBlocks {
             let Some(n) = blocks.get_at(next.at, next.id) else {
                 return Some(exit);
             };
-            if !n.pinned && !n.queued && n.runs.saturating_add(1) >= threshold {
-                return Some(exit);
+            if counting {
+                if !n.pinned && !n.queued && n.runs.saturating_add(1) >= threshold {
+                    return Some(exit);
+                }
+                n.runs = n.runs.saturating_add(1);
             }
-            n.runs = n.runs.saturating_add(1);
             stats.chained += 1;
             c = n;
         }
