@@ -204,7 +204,9 @@ impl CodeCache {
         found
     }
 
-    /// The block `id`, if it is live.
+    /// The block `id`, if it is live. Inline: the interpreter tier checks a block's
+    /// liveness on every chain from one cold block to the next.
+    #[inline]
     pub fn block(&self, id: BlockId) -> Option<&BlockInfo> {
         self.live(id).map(|b| &b.info)
     }
@@ -443,6 +445,7 @@ impl CodeCache {
 
     // ---- internals ----
 
+    #[inline]
     fn live(&self, id: BlockId) -> Option<&Block> {
         let i = id.0.wrapping_sub(self.epoch_base) as usize;
         self.blocks.get(i)?.as_ref()

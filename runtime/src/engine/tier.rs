@@ -212,13 +212,16 @@ impl HotCounters {
 /// A recorded block and how often it ran.
 struct Cold {
     program: Program,
+    /// Runs counted towards compiling it (not counted in a chain when compiling is off).
     runs: u32,
     /// Handed to the background compiler (do not hand it again).
     queued: bool,
     /// Never compile (its code keeps changing).
     pinned: bool,
-    /// The block it last chained to, which it usually chains to again.
-    next: Option<Successor>,
+    /// The blocks it last chained to, latest first: a block ending in a conditional branch
+    /// usually chains to one of its two targets again (with one entry, a fifth of the chains
+    /// of `sort` went through the lookup table).
+    next: [Option<Successor>; 2],
     /// The mode key of the block's successors, when the block cannot change its own mode
     /// ([`Program::keeps_mode`]) and chains by virtual PC in it: then the mode need not be
     /// worked out again after it ran.
@@ -248,26 +251,34 @@ type JumpEntry = (u64, u32, BlockId, u32);
 /// The interpreter tier's blocks. See the module invariants.
 pub struct ColdBlocks {
     blocks: BlockSlab<Cold>,
-    /// Entries by hash of their `virt_pc` and mode: the dispatcher's fast path.
-    jump: Box<[Option<JumpEntry>]>,
-    /// Changes whenever `jump` does: a [`Successor`] of another epoch is not trusted.
-    epoch: u64,
+    /// The dispatcher's fast path to them.
+    table: JumpTable,
     /// Times a block was recorded at a physical address (see [`MAX_RERECORDS`]).
     recorded_at: HashMap<u64, u8>,
-    /// [`Machine::invlpgs`] when `jump` was last known valid.
-    invlpgs: u64,
     /// Counters.
     pub stats: TierStats,
+}
+
+/// Cold blocks by guest-virtual PC and mode: a direct-mapped table, and its epoch.
+struct JumpTable {
+    /// Entries by hash of their `virt_pc` and mode.
+    entries: Box<[Option<JumpEntry>]>,
+    /// Changes whenever `entries` does: a [`Successor`] of another epoch is not trusted.
+    epoch: u64,
+    /// [`Machine::invlpgs`] when `entries` was last known valid.
+    invlpgs: u64,
 }
 
 impl Default for ColdBlocks {
     fn default() -> Self {
         ColdBlocks {
             blocks: BlockSlab::default(),
-            epoch: 0,
-            jump: vec![None; JUMP_ENTRIES].into_boxed_slice(),
+            table: JumpTable {
+                entries: vec![None; JUMP_ENTRIES].into_boxed_slice(),
+                epoch: 0,
+                invlpgs: 0,
+            },
             recorded_at: HashMap::new(),
-            invlpgs: 0,
             stats: TierStats::default(),
         }
     }
@@ -277,44 +288,57 @@ fn jump_index(pc: u64, mode: u32) -> usize {
     (cache::jump_cache_hash(pc, mode) as usize) & (JUMP_ENTRIES - 1)
 }
 
-impl ColdBlocks {
-    /// The cold block cached for guest-virtual `pc` in `mode`, if it is live in `m`'s cache.
-    pub fn lookup(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<BlockId> {
-        self.find(m, pc, mode).map(|(id, _)| id)
-    }
-
-    /// [`ColdBlocks::lookup`], with the block's position in `blocks` (`u32::MAX` if it
-    /// is not one of ours).
+impl JumpTable {
+    /// The block remembered for guest-virtual `pc` in `mode` and its position in
+    /// [`ColdBlocks::blocks`], if it is live in `m`'s cache.
     fn find(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<(BlockId, u32)> {
         if m.invlpgs != self.invlpgs {
             self.forget_after_invlpg(m.invlpgs);
             return None;
         }
-        let (p, md, id, at) = self.jump[jump_index(pc, mode)]?;
+        let (p, md, id, at) = self.entries[jump_index(pc, mode)]?;
         let hit = p == pc && md == mode && cache(m).is_some_and(|c| c.block(id).is_some());
         hit.then_some((id, at))
     }
 
+    /// Whether `s`, found by [`JumpTable::find`], is still what it would find for `pc` in
+    /// `mode` (the block's liveness aside).
+    #[inline]
+    fn still(&self, m: &Machine, s: &Successor, pc: u64, mode: u32) -> bool {
+        s.pc == pc && s.mode == mode && s.epoch == self.epoch && m.invlpgs == self.invlpgs
+    }
+
     /// Some page's mapping changed (`invlpgs` INVLPGs so far); which PCs it covered is not
-    /// worth working out. Out of line: [`ColdBlocks::find`] is on the per-block path.
+    /// worth working out. Out of line: [`JumpTable::find`] is on the per-block path.
     #[cold]
     #[inline(never)]
     fn forget_after_invlpg(&mut self, invlpgs: u64) {
         self.invlpgs = invlpgs;
-        self.forget_mappings();
+        self.forget();
+    }
+
+    fn forget(&mut self) {
+        self.entries.fill(None);
+        self.epoch += 1;
+    }
+}
+
+impl ColdBlocks {
+    /// The cold block cached for guest-virtual `pc` in `mode`, if it is live in `m`'s cache.
+    pub fn lookup(&mut self, m: &Machine, pc: u64, mode: u32) -> Option<BlockId> {
+        self.table.find(m, pc, mode).map(|(id, _)| id)
     }
 
     /// Remembers `id` for `pc` in `mode`.
     pub fn remember(&mut self, pc: u64, mode: u32, id: BlockId) {
         let at = self.blocks.position(id).unwrap_or(u32::MAX);
-        self.jump[jump_index(pc, mode)] = Some((pc, mode, id, at));
-        self.epoch += 1;
+        self.table.entries[jump_index(pc, mode)] = Some((pc, mode, id, at));
+        self.table.epoch += 1;
     }
 
     /// Forgets every virtual-address lookup (the guest changed its mappings).
     pub fn forget_mappings(&mut self) {
-        self.jump.fill(None);
-        self.epoch += 1;
+        self.table.forget();
     }
 
     /// Forgets everything (the cache was flushed).
@@ -352,7 +376,7 @@ impl ColdBlocks {
             runs: 0,
             queued: false,
             pinned,
-            next: None,
+            next: [None; 2],
         };
         self.blocks.insert(id, cold);
         // Programs of blocks the cache dropped (invalidated, replaced by compiled code) are
@@ -387,26 +411,37 @@ impl ColdBlocks {
     /// A block looping on itself returns after `threshold` iterations, each counted as a
     /// run: a hot loop entered once is compiled like any hot block.
     ///
-    /// Each block remembers its last successor, checked against the lookup table's epoch
+    /// Each block remembers its last two successors, checked against the lookup table's epoch
     /// and the code cache, so a chain usually costs no table lookup or hashing.
     pub fn run_chain(
         &mut self,
-        mut id: BlockId,
+        id: BlockId,
         m: &mut Machine,
         cpu: &mut CpuState,
         threshold: u32,
         mut next_mode: impl FnMut(&Machine, &CpuState, Option<u32>) -> Option<u32>,
     ) -> Option<u64> {
-        let mut at = self.blocks.position(id)?;
+        let ColdBlocks {
+            blocks,
+            table,
+            stats,
+            ..
+        } = self;
+        // The block running, held from one run to the next: finding it again by position
+        // cost a bounds check and an id comparison per block.
+        let mut c = blocks.get(id)?;
+        // With compiling off (the `interp` engine) runs need no counting.
+        let counting = threshold != Tiering::NEVER;
         loop {
             // Stores to code stop the block as they stop generated code.
             cpu.status = 0;
             cpu.link_slot = 0;
-            let c = self.blocks.get_at(at, id)?;
-            self.stats.cold_runs += 1;
+            stats.cold_runs += 1;
             let max_loops = if c.pinned { u32::MAX } else { threshold };
             let ran = run(&mut c.program, cpu, m, max_loops);
-            c.runs = c.runs.saturating_add(ran.loops);
+            if counting {
+                c.runs = c.runs.saturating_add(ran.loops);
+            }
             let exit = ran.exit;
             if exit != ExitReason::Jump as u64 {
                 return Some(exit);
@@ -415,37 +450,45 @@ impl ColdBlocks {
                 return Some(exit);
             };
             let pc = cpu.rip;
-            let known = c.next.filter(|n| {
-                n.pc == pc && n.mode == mode && n.epoch == self.epoch && m.invlpgs == self.invlpgs
-            });
+            let known = c
+                .next
+                .iter()
+                .flatten()
+                .find(|n| table.still(m, n, pc, mode))
+                .copied();
             let next = match known {
                 Some(n) if cache(m).is_some_and(|c| c.block(n.id).is_some()) => n,
                 _ => {
-                    let Some((nid, nat)) = self.find(m, pc, mode) else {
+                    let Some((id, at)) = table.find(m, pc, mode) else {
                         return Some(exit);
                     };
                     let n = Successor {
                         pc,
                         mode,
-                        id: nid,
-                        at: nat,
-                        epoch: self.epoch,
+                        id,
+                        at,
+                        epoch: table.epoch,
                     };
-                    if let Some(c) = self.blocks.get_at(at, id) {
-                        c.next = Some(n);
+                    // Replace the entry for the same PC (stale), else the older one.
+                    if c.next[0].is_some_and(|o| o.pc == pc) {
+                        c.next[0] = Some(n);
+                    } else {
+                        c.next = [Some(n), c.next[0]];
                     }
                     n
                 }
             };
-            let Some(n) = self.blocks.get_at(next.at, next.id) else {
+            let Some(n) = blocks.get_at(next.at, next.id) else {
                 return Some(exit);
             };
-            if !n.pinned && !n.queued && n.runs.saturating_add(1) >= threshold {
-                return Some(exit);
+            if counting {
+                if !n.pinned && !n.queued && n.runs.saturating_add(1) >= threshold {
+                    return Some(exit);
+                }
+                n.runs = n.runs.saturating_add(1);
             }
-            n.runs = n.runs.saturating_add(1);
-            self.stats.chained += 1;
-            (id, at) = (next.id, next.at);
+            stats.chained += 1;
+            c = n;
         }
     }
 }

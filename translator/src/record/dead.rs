@@ -23,6 +23,58 @@ enum File {
     Vec,
 }
 
+/// The working vectors of the finishing passes, kept with the recorder's other tables
+/// between recordings ([`super::Recorder`]'s scratch): allocating and zeroing them afresh
+/// for every block, and building every compacted program in a new vector, was over a
+/// tenth of what recording cold code cost. Each pass sizes and fills what it uses first.
+#[derive(Default)]
+pub(super) struct Work {
+    pub(super) counts: [Vec<u32>; 2],
+    heads: [Vec<u32>; 2],
+    next: Vec<u32>,
+    pub(super) map: Vec<u32>,
+    pub(super) keep: Vec<bool>,
+    pub(super) target: Vec<bool>,
+    queue: Vec<(File, Slot)>,
+    to: Vec<Option<Slot>>,
+    mask: Vec<Option<(Slot, u32)>>,
+}
+
+impl Work {
+    /// Empties every vector (keeping their room).
+    pub(super) fn clear(&mut self) {
+        let Work {
+            counts,
+            heads,
+            next,
+            map,
+            keep,
+            target,
+            queue,
+            to,
+            mask,
+        } = self;
+        counts
+            .iter_mut()
+            .chain(heads.iter_mut())
+            .for_each(Vec::clear);
+        next.clear();
+        map.clear();
+        keep.clear();
+        target.clear();
+        queue.clear();
+        to.clear();
+        mask.clear();
+    }
+}
+
+/// `v` emptied and refilled with `n` copies of `x`.
+pub(super) fn refill<T: Clone>(v: &mut Vec<T>, n: usize, x: T) -> &mut Vec<T> {
+    v.clear();
+    v.resize(n, x);
+    v
+}
+
 /// The one slot `op` writes, if `op` has no other effect (so removing it changes nothing
 /// once that slot is unread).
 fn pure_def(op: &Op) -> Option<(File, Slot)> {
@@ -152,9 +204,9 @@ fn map_reads(op: &mut Op, f: &mut impl FnMut(File, &mut Slot)) {
     }
 }
 
-/// How many ops read each integer slot (`nslots` of them).
-pub(super) fn int_reads(p: &Program, nslots: usize) -> Vec<u32> {
-    let mut n = vec![0u32; nslots];
+/// How many ops read each integer slot (`nslots` of them), in `n`.
+pub(super) fn int_reads(p: &Program, nslots: usize, n: &mut Vec<u32>) {
+    let n = refill(n, nslots, 0);
     for op in &p.ops {
         reads(op, &mut |file, s| {
             if let (File::Int, Some(c)) = (file, n.get_mut(s as usize)) {
@@ -162,7 +214,6 @@ pub(super) fn int_reads(p: &Program, nslots: usize) -> Vec<u32> {
             }
         });
     }
-    n
 }
 
 /// Call `f` with every slot `op` reads.
@@ -257,11 +308,11 @@ fn int_defs(op: &Op, f: &mut impl FnMut(Slot)) {
 /// slot on a path that did not write it), and `a`, written at most once and before the
 /// move, cannot change between the move and such a read: a path from its write to the read
 /// that skipped the move would reach the read undominated.
-pub(super) fn forward(p: &mut Program, nslots: usize) {
+pub(super) fn forward(p: &mut Program, nslots: usize, w: &mut Work) {
     if !p.runs.is_empty() {
         return; // The ops do not name the slots of its runs (see `map_reads`).
     }
-    let mut writes = vec![0u32; nslots];
+    let writes = refill(&mut w.counts[0], nslots, 0);
     let mut candidates = false;
     for op in &p.ops {
         candidates |= matches!(op, Op::Mov { .. } | Op::Mask { .. });
@@ -277,8 +328,9 @@ pub(super) fn forward(p: &mut Program, nslots: usize) {
     let once = |s: Slot| writes.get(s as usize).is_some_and(|&w| w <= 1);
     // to[d] = a for each forwardable move, mask[d] = (a, width) for each mask (chains
     // resolved below).
-    let mut to: Vec<Option<Slot>> = vec![None; nslots];
-    let mut mask: Vec<Option<(Slot, u32)>> = vec![None; nslots];
+    let writes = &*writes;
+    let to = refill(&mut w.to, nslots, None);
+    let mask = refill(&mut w.mask, nslots, None);
     for op in &p.ops {
         match *op {
             Op::Mov { d, a } if d != a && writes.get(d as usize) == Some(&1) && once(a) => {
@@ -408,16 +460,27 @@ fn retarget(op: &mut Op, map: &[u32]) {
 /// program until nothing changed was quadratic in the length of a dead chain, and recording
 /// is what cold code costs.) An op that reads its own destination keeps itself alive, as a
 /// rescan would.
-pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
+pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize, w: &mut Work) {
     if !p.runs.is_empty() {
         return; // As in `forward`.
     }
     const NONE: u32 = u32::MAX;
     let sizes = [nslots, nvslots];
-    let mut count = [vec![0u32; nslots], vec![0u32; nvslots]];
-    // head[file][slot]: the last pure op defining the slot; next[op]: the one before it.
-    let mut head = [vec![NONE; nslots], vec![NONE; nvslots]];
-    let mut next = vec![NONE; p.ops.len()];
+    let Work {
+        counts: count,
+        heads: head,
+        next,
+        map,
+        keep,
+        queue: work,
+        ..
+    } = w;
+    for f in 0..2 {
+        refill(&mut count[f], sizes[f], 0);
+        // head[file][slot]: the last pure op defining the slot; next[op]: the one before it.
+        refill(&mut head[f], sizes[f], NONE);
+    }
+    refill(next, p.ops.len(), NONE);
     for (i, op) in p.ops.iter().enumerate() {
         reads(op, &mut |file, s| {
             if let Some(c) = count[file as usize].get_mut(s as usize) {
@@ -432,7 +495,7 @@ pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
             }
         }
     }
-    let mut work: Vec<(File, Slot)> = Vec::with_capacity(p.ops.len());
+    work.clear();
     for (f, file) in [File::Int, File::Vec].into_iter().enumerate() {
         for s in 0..sizes[f] {
             if count[f][s] == 0 && head[f][s] != NONE {
@@ -440,7 +503,7 @@ pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
             }
         }
     }
-    let mut keep = vec![true; p.ops.len()];
+    let keep = refill(keep, p.ops.len(), true);
     while let Some((file, s)) = work.pop() {
         let mut i = std::mem::replace(&mut head[file as usize][s as usize], NONE);
         while i != NONE {
@@ -457,34 +520,36 @@ pub(super) fn remove_dead(p: &mut Program, nslots: usize, nvslots: usize) {
             i = next[i as usize];
         }
     }
-    compact(p, keep);
+    compact(p, keep, map);
 }
 
 /// Drop the ops `keep` says to drop and re-aim jumps at the compacted positions. A jump to
 /// a dropped op lands on the next op kept, which is where running the dropped ones would
-/// have led (dead ops have no effect; a paired op's partner is never a target).
-pub(super) fn compact(p: &mut Program, keep: Vec<bool>) {
+/// have led (dead ops have no effect; a paired op's partner is never a target). In place;
+/// `map` is working room.
+pub(super) fn compact(p: &mut Program, keep: &[bool], map: &mut Vec<u32>) {
     if keep.iter().all(|&k| k) {
         return;
     }
     // map[i]: the new index of old op i, or of the next kept op after it.
-    let mut map = Vec::with_capacity(p.ops.len() + 1);
+    map.clear();
     let mut n = 0u32;
-    for &k in &keep {
+    for &k in keep {
         map.push(n);
         n += u32::from(k);
     }
     map.push(n);
-    let old = std::mem::take(&mut p.ops);
-    p.ops = old
-        .into_iter()
-        .zip(keep)
-        .filter(|(_, k)| *k)
-        .map(|(mut op, _)| {
-            retarget(&mut op, &map);
-            op
-        })
-        .collect();
+    // Op `i` moves down to `kept` <= `i`, after it was read.
+    let mut kept = 0;
+    for (i, &k) in keep.iter().enumerate().take(p.ops.len()) {
+        if k {
+            let mut op = p.ops[i];
+            retarget(&mut op, map);
+            p.ops[kept] = op;
+            kept += 1;
+        }
+    }
+    p.ops.truncate(kept);
 }
 
 #[cfg(test)]
@@ -531,7 +596,7 @@ mod tests {
             regs: vec![0; N as usize + 1],
             ..Program::default()
         };
-        remove_dead(&mut p, N as usize + 1, 0);
+        remove_dead(&mut p, N as usize + 1, 0, &mut Work::default());
         assert_eq!(p.ops.len(), 4, "{:?}", &p.ops[..p.ops.len().min(6)]);
         assert!(matches!(p.ops[1], Op::LoadState { d: 0, .. }));
         assert!(matches!(p.ops[2], Op::Bin { d: N, a: N, .. }));
@@ -575,7 +640,7 @@ mod tests {
             regs: vec![0; 4],
             ..Program::default()
         };
-        remove_dead(&mut p, 4, 0);
+        remove_dead(&mut p, 4, 0, &mut Work::default());
         assert_eq!(p.ops.len(), 6, "{:?}", p.ops);
         assert!(matches!(
             p.ops[1],
@@ -628,8 +693,8 @@ mod tests {
             regs: vec![0; 7],
             ..Program::default()
         };
-        forward(&mut p, 7);
-        remove_dead(&mut p, 7, 0);
+        forward(&mut p, 7, &mut Work::default());
+        remove_dead(&mut p, 7, 0, &mut Work::default());
         assert_eq!(p.ops.len(), 10, "{:?}", p.ops);
         assert!(matches!(p.ops[2], Op::Add32 { d: 2, a: 0, b: 0 }));
         assert!(matches!(p.ops[3], Op::Mask { d: 3, .. }));
@@ -676,13 +741,13 @@ mod tests {
             regs: vec![0; 4],
             ..Program::default()
         };
-        forward(&mut p, 4);
+        forward(&mut p, 4, &mut Work::default());
         assert!(
             matches!(p.ops[3], Op::StoreState { a: 0, .. }),
             "{:?}",
             p.ops[3]
         );
-        remove_dead(&mut p, 4, 0);
+        remove_dead(&mut p, 4, 0, &mut Work::default());
         thread_jumps(&mut p);
         // The edge's move is gone and the branch goes straight to the store.
         assert!(
@@ -728,7 +793,7 @@ mod tests {
             vregs: vec![0; 2],
             ..Program::default()
         };
-        remove_dead(&mut p, 2, 2);
+        remove_dead(&mut p, 2, 2, &mut Work::default());
         assert_eq!(p.ops.len(), ops.len());
     }
 }

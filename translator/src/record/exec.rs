@@ -60,14 +60,16 @@ fn run_loops(
     let mut m = Machine {
         cpu,
         env,
-        mem: p.memory,
+        mem: &p.memory,
     };
     // The program's own register files: constants stay put, every other slot is written
     // before it is read, so nothing is reset between runs.
     // SAFETY: `p.checked`: `finish` verified every slot its ops name against these files.
     let (mut r, mut v) = unsafe { (Slots::new(&mut p.regs[..]), Slots::new(&mut p.vregs[..])) };
     let ops = &p.ops[..];
-    let (pc0, stubs, masks, runs) = (p.pc, &p.stubs[..], &p.masks[..], &p.runs[..]);
+    // The shuffle masks and stubs by reference, their slices read out of line (see
+    // `stub_addr`).
+    let (pc0, stubs, masks, runs) = (p.pc, &p.stubs, &p.masks, &p.runs[..]);
     let mut pc = 0usize;
     // The entry's budget check, ahead of the loop: one dispatch less per run.
     if let Some(&Op::Charge { n }) = ops.first() {
@@ -209,8 +211,7 @@ fn run_loops(
                 v[d] = vector::eval_shift(op, lanes, v[a], r[count]);
             }
             Op::VShuffle { d, a, b, mask } => {
-                let mk = masks.get(mask as usize).copied().unwrap_or([0; 16]);
-                v[d] = vector::eval_shuffle(v[a], v[b], mk);
+                v[d] = shuffle(masks, mask, v[a], v[b]);
             }
             Op::VExtract { lanes, idx, d, a } => {
                 let l = lanes.int();
@@ -299,8 +300,7 @@ fn run_loops(
                 }
             }
             Op::Stub { stub, how, fault } => {
-                let addr = stubs.get(stub as usize).copied().unwrap_or(0);
-                if !m.stub(addr, how) {
+                if !m.stub(stub_addr(stubs, stub), how) {
                     match on_fault(m.cpu, fault) {
                         Ok(to) => pc = to,
                         Err(e) => return e,
@@ -309,6 +309,23 @@ fn run_loops(
             }
         }
     }
+}
+
+/// `VShuffle` with mask `mask` of `masks`. Out of line, as [`stub_addr`].
+#[inline(never)]
+#[allow(clippy::ptr_arg)] // see `stub_addr`
+fn shuffle(masks: &Vec<[u8; 16]>, mask: u32, a: u128, b: u128) -> u128 {
+    let mk = masks.get(mask as usize).copied().unwrap_or([0; 16]);
+    vector::eval_shuffle(a, b, mk)
+}
+
+/// The address of stub `stub` of `stubs`. Out of line and given the vector, not a slice:
+/// with the slices of the masks and stubs in the executor's loop, its preamble (run once
+/// per block run) loaded and spilled them, and `sort` ran 2.5% more host instructions.
+#[inline(never)]
+#[allow(clippy::ptr_arg)]
+fn stub_addr(stubs: &Vec<usize>, stub: u32) -> usize {
+    stubs.get(stub as usize).copied().unwrap_or(0)
 }
 
 /// [`Ty::mask`] by `ty as usize`: one load instead of a shift and two ALU ops.
@@ -477,15 +494,16 @@ unsafe fn write_le(ty: Ty, p: *mut u8, x: u64) {
 struct Machine<'a> {
     cpu: &'a mut CpuState,
     env: &'a mut dyn InterpEnv,
-    /// A copy: read on every guest memory access, it is better one load away than two.
-    mem: Option<MemoryModel>,
+    /// By reference, not a copy: a copy's fields were loaded and spilled on every run of
+    /// every block, most of which make one or two memory accesses, if any.
+    mem: &'a Option<MemoryModel>,
 }
 
 impl Machine<'_> {
     /// The host address of `bytes` at guest `addr` for a load (`write` false) or a store,
     /// if the inline fast path covers it.
     fn host(&self, addr: u64, bytes: u64, write: bool) -> Option<*mut u8> {
-        match self.mem? {
+        match (*self.mem)? {
             MemoryModel::Flat {
                 ram_base,
                 ram_size,

@@ -4,6 +4,7 @@
 //! op names is checked against the program's sizes once, so the executor can index without
 //! bounds checks.
 
+use super::dead::{compact, int_reads, map_targets, refill, Work};
 use super::{Op, Program, Slot, NO_LABEL};
 use crate::ir::{BinOp, Cmp, Conv, Ty};
 use crate::state::CpuState;
@@ -152,10 +153,11 @@ pub(super) fn specialize(op: Op) -> Op {
 /// (see [`Op::BrTest`]). The branch must not be a jump or fault target: a jump there would
 /// then run the test as well (harmless, as nothing else reads its slot, but a slot read
 /// that the recorder never meant).
-pub(super) fn join_branches(p: &mut Program, nslots: usize) {
-    let reads = super::dead::int_reads(p, nslots);
-    let target = targets(p);
-    let mut keep = vec![true; p.ops.len()];
+pub(super) fn join_branches(p: &mut Program, nslots: usize, w: &mut Work) {
+    int_reads(p, nslots, &mut w.counts[0]);
+    targets(p, &mut w.target);
+    let (reads, target) = (&w.counts[0], &w.target);
+    let keep = refill(&mut w.keep, p.ops.len(), true);
     for i in 0..p.ops.len().saturating_sub(1) {
         if let (Op::Test { t, d, a, b }, Op::Branch { c, then, els }) = (p.ops[i], p.ops[i + 1]) {
             if c == d && reads.get(d as usize) == Some(&1) && !target[i + 1] {
@@ -164,20 +166,19 @@ pub(super) fn join_branches(p: &mut Program, nslots: usize) {
             }
         }
     }
-    super::dead::compact(p, keep);
+    compact(p, &w.keep, &mut w.map);
 }
 
-/// Which ops are jump or fault targets.
-fn targets(p: &Program) -> Vec<bool> {
-    let mut target = vec![false; p.ops.len()];
+/// Which ops are jump or fault targets, in `target`.
+fn targets(p: &Program, target: &mut Vec<bool>) {
+    let target = refill(target, p.ops.len(), false);
     for &op in &p.ops {
-        super::dead::map_targets(&mut { op }, &mut |x| {
+        map_targets(&mut { op }, &mut |x| {
             if let Some(t) = target.get_mut(*x as usize) {
                 *t = true;
             }
         });
     }
-    target
 }
 
 /// Join runs of neighbouring `Ld64`s, and of neighbouring `St64`s, into one
@@ -186,15 +187,16 @@ fn targets(p: &Program) -> Vec<bool> {
 /// the first may be a jump or fault target, since a jump there would then run the ones
 /// before it as well. The ops of a run keep their order. A run of stores followed by the
 /// exit jump it leads to (not a target either) becomes one [`Op::StRunExit`].
-pub(super) fn join_runs(p: &mut Program) {
-    let target = targets(p);
+pub(super) fn join_runs(p: &mut Program, w: &mut Work) {
+    targets(p, &mut w.target);
+    let target = &w.target;
     let target_at = |i: usize| target.get(i).copied().unwrap_or(false);
     let state_op = |op: Op| match op {
         Op::Ld64 { d, off } => Some((false, off, d)),
         Op::St64 { off, a } => Some((true, off, a)),
         _ => None,
     };
-    let mut keep = vec![true; p.ops.len()];
+    let keep = refill(&mut w.keep, p.ops.len(), true);
     // Room for every state op (growing it one push at a time showed in recording costs).
     let state_ops = p.ops.iter().filter(|&&op| state_op(op).is_some()).count();
     p.runs.reserve(state_ops);
@@ -233,7 +235,7 @@ pub(super) fn join_runs(p: &mut Program) {
         i = end;
     }
     p.runs.shrink_to_fit();
-    super::dead::compact(p, keep);
+    compact(p, &w.keep, &mut w.map);
 }
 
 /// Whether `p` can only store into the plain guest registers of the state (see
@@ -533,7 +535,7 @@ mod tests {
             regs: vec![0; 6],
             ..Program::default()
         };
-        join_branches(&mut p, 6);
+        join_branches(&mut p, 6, &mut Work::default());
         // 1-2 join; 3-4 do not (4 is a target); 5 is read three times.
         assert!(matches!(
             p.ops[1],
@@ -578,7 +580,7 @@ mod tests {
             regs: vec![0; 4],
             ..Program::default()
         };
-        join_runs(&mut p);
+        join_runs(&mut p, &mut Work::default());
         assert!(matches!(p.ops[1], Op::LdRun { at: 0, n: 3 }));
         // Op 6 is a branch target: 5 stays alone, 6 to 8 join (a load ends them), and the
         // branch follows.
@@ -621,7 +623,7 @@ mod tests {
             regs: vec![0; 2],
             ..Program::default()
         };
-        join_runs(&mut p);
+        join_runs(&mut p, &mut Work::default());
         assert!(matches!(
             p.ops[1],
             Op::StRunExit {

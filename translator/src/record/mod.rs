@@ -265,6 +265,8 @@ struct Scratch {
     var_tys: Vec<Option<Ty>>,
     labels: Vec<LabelInfo>,
     edges: Vec<Edge>,
+    /// The finishing passes' working vectors.
+    work: dead::Work,
 }
 
 impl Scratch {
@@ -276,6 +278,7 @@ impl Scratch {
         self.var_tys.clear();
         self.labels.clear();
         self.edges.clear();
+        self.work.clear();
     }
 }
 
@@ -338,13 +341,18 @@ impl<'a> Recorder<'a> {
         for op in &mut self.p.ops {
             *op = finish::specialize(*op);
         }
-        dead::forward(&mut self.p, self.nslots as usize);
-        dead::remove_dead(&mut self.p, self.nslots as usize, self.nvslots as usize);
+        let (nslots, nvslots, w) = (
+            self.nslots as usize,
+            self.nvslots as usize,
+            &mut self.t.work,
+        );
+        dead::forward(&mut self.p, nslots, w);
+        dead::remove_dead(&mut self.p, nslots, nvslots, w);
         dead::thread_jumps(&mut self.p);
         let n = self.p.insns.max(1);
         self.p.ops[0] = Op::Charge { n };
-        finish::join_branches(&mut self.p, self.nslots as usize);
-        finish::join_runs(&mut self.p);
+        finish::join_branches(&mut self.p, nslots, w);
+        finish::join_runs(&mut self.p, w);
         self.p.regs.resize(self.nslots as usize, 0);
         self.p.vregs.resize(self.nvslots as usize, 0);
         // The program lives as long as its block is cached: give back the starting capacity.
