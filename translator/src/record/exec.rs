@@ -519,15 +519,17 @@ impl Machine<'_> {
                     return None;
                 }
                 if write {
-                    let last = addr + bytes - 1;
-                    for page in [addr >> 12, last >> 12] {
-                        // SAFETY: `page < code_bitmap_len` (the bounds check above covered
-                        // `addr + bytes <= 4096 * code_bitmap_len`), and the runtime keeps
-                        // the bitmap mapped at `code_bitmap` while recorded code may run.
-                        let marked = unsafe { *(code_bitmap as *const u8).add(page as usize) };
-                        if marked != 0 {
-                            return None;
-                        }
+                    // One guard byte covers its page and the next (`MemoryModel::Flat`):
+                    // enough for any store of up to a page; longer ones take the slow path.
+                    if bytes > 4096 {
+                        return None;
+                    }
+                    // SAFETY: `addr >> 12 < code_bitmap_len` (the bounds check above covered
+                    // `addr + bytes <= 4096 * code_bitmap_len`), and the runtime keeps the
+                    // bitmap mapped at `code_bitmap` while recorded code may run.
+                    let marked = unsafe { *(code_bitmap as *const u8).add((addr >> 12) as usize) };
+                    if marked != 0 {
+                        return None;
                     }
                 }
                 Some((ram_base as u64 + addr) as *mut u8)
