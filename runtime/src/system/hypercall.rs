@@ -102,11 +102,28 @@ pub enum Flow {
 /// destination operand (0 when the instruction has none or did not complete) and what the
 /// run loop must do.
 pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) -> (u64, Effects) {
-    let Some(args) = HypercallArgs::decode(a) else {
-        let why = format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip);
-        cpu.status = ExitReason::Stop as u64;
-        return (0, Effects::stop(StopRequest::Internal(why)));
-    };
+    match HypercallArgs::decode(a) {
+        Some(args) => run(m, cpu, &args, b, c),
+        None => unknown(cpu, a),
+    }
+}
+
+/// An undecodable first argument: never produced by the translator, so an internal error.
+#[cold]
+fn unknown(cpu: &mut CpuState, a: u64) -> (u64, Effects) {
+    let why = format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip);
+    cpu.status = ExitReason::Stop as u64;
+    (0, Effects::stop(StopRequest::Internal(why)))
+}
+
+/// [`hypercall`] with its first argument decoded.
+fn run(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    args: &HypercallArgs,
+    b: u64,
+    c: u64,
+) -> (u64, Effects) {
     if !keeps_lazy_flags(args.kind) {
         cpu.settle_flags();
     }
@@ -115,7 +132,7 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
     let result = if needs_cpl0(args.kind) && cpu.cpl != 0 {
         Err(GP0)
     } else {
-        dispatch(m, cpu, &args, b, c, next)
+        dispatch(m, cpu, args, b, c, next)
     };
     let (flow, mut fx) = match result {
         Ok((flow, fx)) => (Ok(flow), fx),
@@ -550,22 +567,22 @@ pub fn counters(m: &Machine) -> HypercallCounters {
 /// For an entry that ends the block with a [`Resume`] other than `Dispatcher`, the value is
 /// where the block goes on ([`resume::token`]).
 pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effects) {
-    if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
-        *n += 1;
-    }
-    let resumable = HypercallArgs::decode(args[0])
-        .filter(|a| a.kind.resume() != Resume::Dispatcher && ends_block(a.kind));
-    let before = resumable.map(|a| resume::Before::of(m, cpu, &a));
-    let (r, mut fx) = hypercall(m, cpu, args[0], args[1], args[2]);
+    let Some(a) = HypercallArgs::decode(args[0]) else {
+        return unknown(cpu, args[0]);
+    };
+    m.hypercalls[a.kind as usize & 63] += 1;
+    let resumable = a.kind.resume() != Resume::Dispatcher && ends_block(a.kind);
+    let before = resumable.then(|| resume::Before::of(m, cpu, &a));
+    let (r, mut fx) = run(m, cpu, &a, args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;
         fx.halt = true;
         fx.check_interrupts = true;
     }
     fx.check_interrupts |= std::mem::take(&mut m.run.interrupt_check);
-    let r = match (resumable, before) {
-        (Some(a), Some(before)) => resume::token(m, cpu, before, a.kind, a.len, args[1], &fx),
-        _ => r,
+    let r = match before {
+        Some(before) => resume::token(m, cpu, before, a.kind, a.len, args[1], &fx),
+        None => r,
     };
     (r, fx)
 }
