@@ -432,9 +432,10 @@ pub fn iret(m: &mut Machine, cpu: &mut CpuState, op_size: u8) -> Result<(), Exce
     let op = op_bytes(op_size);
     let o = op as i64;
     let stack = Stack::current(cpu);
-    let rip = stack.read(m, cpu, 0, op)?;
-    let sel = stack.read(m, cpu, o, op)? as u16;
-    let popped = stack.read(m, cpu, 2 * o, op)?;
+    let frame = stack.frame(m, cpu, op);
+    let rip = frame.read(m, cpu, 0, op)?;
+    let sel = frame.read(m, cpu, o, op)? as u16;
+    let popped = frame.read(m, cpu, 2 * o, op)?;
     let old = cpu.full_rflags();
     if !protected(cpu) {
         let mask = if op == 2 { 0xFFFF } else { 0x257FD5 };
@@ -453,8 +454,8 @@ pub fn iret(m: &mut Machine, cpu: &mut CpuState, op_size: u8) -> Result<(), Exce
     let to_64 = long_mode(cpu) && d.long();
     let rip = if to_64 { rip } else { truncate(rip, 4) };
     let new_ss = if in_64bit(cpu) || rpl > cpl {
-        let sp = stack.read(m, cpu, 3 * o, op)?;
-        let ss_sel = stack.read(m, cpu, 4 * o, op)? as u16;
+        let sp = frame.read(m, cpu, 3 * o, op)?;
+        let ss_sel = frame.read(m, cpu, 4 * o, op)? as u16;
         let (ss, ss_desc) = check_ss(m, cpu, ss_sel, rpl, to_64, GpOrTs::Gp)?;
         Some((ss, ss_desc, sp))
     } else {

@@ -490,6 +490,41 @@ fn iret_privilege_and_flag_rules() {
     assert_eq!(cpu.rflags & rflags::IF, 0, "IF loaded at CPL 0");
 }
 
+/// IRETQ reads its frame in one access where it can (`Stack::frame`); elsewhere slot by
+/// slot. Both give the same result, fault order and data accesses for DR0-DR3.
+#[test]
+fn iretq_frame_in_one_page_across_two_and_at_the_canonical_edge() {
+    let frame = |m: &mut Machine, sp: u64, cs: u64| {
+        for (i, v) in [0x1000, cs, rflags::FIXED, 0x6100, 0x23].iter().enumerate() {
+            m.write_virt(sp + i as u64 * 8, 8, *v).unwrap();
+        }
+    };
+    for sp in [0x6000, 0x6FF0] {
+        let (mut m, mut cpu) = setup64();
+        to_user64(&mut cpu);
+        cpu.gpr[reg::RSP] = sp;
+        frame(&mut m, sp, 0x2B);
+        m.debug_accesses.start();
+        assert_eq!(iret(&mut m, &mut cpu, 8), Ok(()), "sp {sp:#x}");
+        let reads: Vec<u64> = m.debug_accesses.finish().iter().map(|a| a.addr).collect();
+        assert_eq!(reads, [sp, sp + 8, sp + 16, sp + 24, sp + 32], "sp {sp:#x}");
+        assert_eq!((cpu.rip, cpu.gpr[reg::RSP], cpu.cpl), (0x1000, 0x6100, 3));
+    }
+    // The frame's SS:RSP half lies past the end of RAM (unclaimed MMIO): the CS check,
+    // before those reads, faults first, and no device was read.
+    let (mut m, mut cpu) = setup64();
+    to_user64(&mut cpu);
+    let sp = crate::memory::MIN_RAM - 24;
+    cpu.gpr[reg::RSP] = sp;
+    for (i, v) in [0x1000, 0x08, rflags::FIXED].iter().enumerate() {
+        m.write_virt(sp + i as u64 * 8, 8, *v).unwrap();
+    }
+    let before = cpu.clone();
+    assert_eq!(iret(&mut m, &mut cpu, 8), Err(GP(0x08)));
+    assert_eq!((cpu.rip, cpu.gpr), (before.rip, before.gpr));
+    assert_eq!(m.mmio, [0, 0]);
+}
+
 #[test]
 fn real_mode_ivt() {
     let (mut m, mut cpu) = setup32();
