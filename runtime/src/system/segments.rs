@@ -331,9 +331,11 @@ impl Frame {
             (Some(slots), Some(i))
                 if size == self.size && delta % i64::from(size) == 0 && i < FRAME_SLOTS =>
             {
-                let a = self.stack.lin(cpu, delta, u64::from(size))?;
-                m.debug_accesses
-                    .record(a, u64::from(size), super::debug::AccessKind::Read);
+                if m.debug_accesses.collecting() {
+                    let a = self.stack.lin(cpu, delta, u64::from(size))?;
+                    m.debug_accesses
+                        .record(a, u64::from(size), super::debug::AccessKind::Read);
+                }
                 Ok(slots[i])
             }
             _ => self.stack.read(m, cpu, delta, size),
