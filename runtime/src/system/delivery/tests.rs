@@ -525,6 +525,26 @@ fn iretq_frame_in_one_page_across_two_and_at_the_canonical_edge() {
     assert_eq!(m.mmio, [0, 0]);
 }
 
+/// A 16-byte gate is read in one access on one page and quadword by quadword across two:
+/// the same gate either way.
+#[test]
+fn a_gate_across_a_page_boundary_delivers_as_one_within_a_page() {
+    for base in [IDT, 0x7FF8] {
+        let (mut m, mut cpu) = setup64();
+        for i in 0..2 {
+            let q = m
+                .read_virt(IDT + 8 * i, 8, crate::memory::Access::Read)
+                .unwrap();
+            m.write_virt(base + 8 * i, 8, q).unwrap();
+        }
+        cpu.idtr.base = base;
+        cpu.rip = 0x1234;
+        let ev = Event::Exception(Exception::DivideError);
+        assert_eq!(deliver(&mut m, &mut cpu, ev, 0x1234), Ok(()), "{base:#x}");
+        assert_eq!((cpu.rip, cpu.cpl), (HANDLER, 0), "{base:#x}");
+    }
+}
+
 #[test]
 fn real_mode_ivt() {
     let (mut m, mut cpu) = setup32();
