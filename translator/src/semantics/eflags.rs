@@ -23,8 +23,8 @@
 //! - STI at CPL 0 passes its IOPL check too. It sets IF; when IF was clear it records its
 //!   interrupt shadow in `CpuState::sti_shadow` (the run loop takes it as the handler's
 //!   posted shadow, `runtime::system::io::sti`) and, when `CpuState::irq_pending` says an
-//!   interrupt may be pending, sets `icount_limit = 0`. Its block ends after it (the table's
-//!   `ends_block`), so the next block entry returns to the run loop, which runs the
+//!   interrupt may be pending, sets `icount_limit = 0`. Its block ends after it
+//!   (`crate::decode::ends_block`), so the next block entry returns to the run loop, which runs the
 //!   shadowed instruction and then takes the interrupt, as after the hypercall. Not in line
 //!   where the next instruction would be at [`crate::state::NO_SHADOW`].
 
