@@ -24,9 +24,9 @@
 //!   interrupt shadow in `CpuState::sti_shadow` (the run loop takes it as the handler's
 //!   posted shadow, `runtime::system::io::sti`) and, when `CpuState::irq_pending` says an
 //!   interrupt may be pending, sets `icount_limit = 0`. Its block ends after it
-//!   (`crate::decode::ends_block`), so the next block entry returns to the run loop, which runs the
-//!   shadowed instruction and then takes the interrupt, as after the hypercall. Not in line
-//!   where the next instruction would be at [`crate::state::NO_SHADOW`].
+//!   (`crate::decode::ends_block`), so the next block entry returns to the run loop, which
+//!   runs the shadowed instruction and then takes the interrupt, as after the hypercall.
+//!   Not in line where the next instruction would be at [`crate::state::NO_SHADOW`].
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
