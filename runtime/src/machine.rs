@@ -392,6 +392,29 @@ impl Machine {
         self.read_with(&regs, Some(&mut cpu.tlb), lin, size, access, privilege)
     }
 
+    /// Fills `buf` from linear address `lin` as [`Machine::read_lin`] would, in one access,
+    /// when the bytes are RAM on one page; `None` otherwise (MMIO, two pages, or a fault),
+    /// and then no device was touched: the caller reads piece by piece, which raises the
+    /// exact fault. A translation it makes is the one the first piece's read would make.
+    pub fn read_lin_ram(
+        &mut self,
+        cpu: &mut CpuState,
+        lin: u64,
+        buf: &mut [u8],
+        privilege: Privilege,
+    ) -> Option<()> {
+        let regs = PagingRegs::of(cpu).implicit(implicit(cpu, privilege));
+        let lin = lin & regs.lin_mask();
+        if bytes_to_page_end(lin) < buf.len() {
+            return None;
+        }
+        let tlb = Some(&mut cpu.tlb);
+        match self.translate_with(&regs, tlb, lin, Access::Read, privilege) {
+            Ok(Target::Ram(pa)) => self.ram.read(GuestPhys(pa), buf).ok(),
+            _ => None,
+        }
+    }
+
     /// Writes the low `size` bytes (1..=8) of `value` at linear address `lin` (see
     /// [`Machine::read_lin`]). Translated code on the page is invalidated; the write always
     /// happens (handlers run between blocks, never inside a block's store).

@@ -113,6 +113,16 @@ impl Effects {
         }
     }
 
+    /// Nothing for the run loop to do.
+    pub fn is_empty(&self) -> bool {
+        !(self.halt
+            || self.shadow.is_some()
+            || self.end_nmi_blocking
+            || self.step_trap
+            || self.stop.is_some()
+            || self.check_interrupts)
+    }
+
     /// `later`'s effects after these (a later shadow or stop replaces an earlier one).
     pub fn merge(&mut self, later: Effects) {
         self.halt |= later.halt;
@@ -130,6 +140,10 @@ impl RunState {
     /// check ends the slice (the next block entry returns at once) and a stop ends the block
     /// (`ExitReason::Stop`), so the loop sees them before any further guest instruction.
     pub fn post(&mut self, cpu: &mut CpuState, fx: Effects) {
+        // Nothing to apply: most hypercalls return no effect, and settling one is not free.
+        if fx.is_empty() {
+            return;
+        }
         if fx.check_interrupts {
             cpu.icount_limit = 0;
         }
@@ -157,5 +171,54 @@ impl Default for RunState {
             pending: Effects::default(),
             posted: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_default_effects_are_empty_and_posting_them_marks_nothing() {
+        assert!(Effects::default().is_empty());
+        let each = [
+            Effects {
+                halt: true,
+                ..Effects::default()
+            },
+            Effects {
+                shadow: Some(0),
+                ..Effects::default()
+            },
+            Effects {
+                end_nmi_blocking: true,
+                ..Effects::default()
+            },
+            Effects {
+                step_trap: true,
+                ..Effects::default()
+            },
+            Effects::stop(StopRequest::PowerOff),
+            Effects {
+                check_interrupts: true,
+                ..Effects::default()
+            },
+        ];
+        for fx in each {
+            assert!(!fx.is_empty(), "{fx:?}");
+        }
+        let (mut run, mut cpu) = (RunState::default(), CpuState::default());
+        run.post(&mut cpu, Effects::default());
+        assert!(!run.posted);
+        assert_eq!(cpu.icount_limit, u64::MAX);
+        run.post(
+            &mut cpu,
+            Effects {
+                check_interrupts: true,
+                ..Effects::default()
+            },
+        );
+        assert!(run.posted);
+        assert_eq!(cpu.icount_limit, 0);
     }
 }

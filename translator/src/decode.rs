@@ -81,9 +81,11 @@ pub fn ends_block(insn: &Instruction) -> bool {
         || insn.is_invalid()
         || matches!(insn.mnemonic(), Mnemonic::Hlt)
         || crate::sensitive::lookup(insn).is_some_and(|e| {
-            // POPF in line (`semantics::eflags`) relies on its block ending after it; its
-            // hypercall form then goes on in place to the block's end.
-            e.ends_block && (e.call.resume() != Resume::InBlock || e.call == Hypercall::Popf)
+            // POPF and STI in line (`semantics::eflags`) rely on their block ending after
+            // them; their hypercall forms then go on in place to the block's end.
+            e.ends_block
+                && (e.call.resume() != Resume::InBlock
+                    || matches!(e.call, Hypercall::Popf | Hypercall::Sti))
         })
 }
 
@@ -160,6 +162,18 @@ mod tests {
         let b = decode_block(&[0x48], 0x1000, Mode::LONG64_CPL0, 64);
         assert!(b.insns.is_empty());
         assert_eq!(b.end, BlockEnd::NoBytes);
+    }
+
+    /// STI and POPF in line need their block to end after them (the next block entry is
+    /// where a pending interrupt is looked at); CLI does not.
+    #[test]
+    fn sti_and_popf_end_their_block_cli_does_not() {
+        // cli ; nop ; sti ; nop
+        let b = decode_block(&[0xFA, 0x90, 0xFB, 0x90], 0x1000, Mode::LONG64_CPL0, 64);
+        assert_eq!(b.insns.len(), 3);
+        // popfq ; nop
+        let b = decode_block(&[0x9D, 0x90], 0x1000, Mode::LONG64_CPL0, 64);
+        assert_eq!(b.insns.len(), 1);
     }
 
     #[test]

@@ -84,6 +84,10 @@ impl ExitReason {
     }
 }
 
+/// [`CpuState::sti_shadow`] when there is none (no instruction follows one at the last
+/// byte of the address space: STI is not in line there).
+pub const NO_SHADOW: u64 = u64::MAX;
+
 /// General-purpose register numbers (x86 encoding order).
 pub mod reg {
     pub const RAX: usize = 0;
@@ -122,6 +126,14 @@ pub struct CpuState {
     pub exc_addr: u64,
     /// Address of the link slot the last direct exit went through (0: none).
     pub link_slot: u64,
+    /// The interrupt shadow of an in-line STI that set IF: the address of the instruction
+    /// after it, which completes before any interrupt is taken ([`NO_SHADOW`]: none). The
+    /// run loop takes it as it takes a shadow a handler posted, and resets it.
+    pub sti_shadow: u64,
+    /// Nonzero when an interrupt may be pending at the interrupt controllers: the run loop
+    /// sets it when it opens a slice, and anything that may make one pending later asks
+    /// for an interrupt check (`icount_limit = 0`). In-line STI then asks for one too.
+    pub irq_pending: u64,
     /// Extra results of helpers with more than one output (CPUID, DIV).
     pub helper_out: [u64; 4],
     /// A helper's result when generated code calls it through the runtime's
@@ -513,6 +525,9 @@ impl Default for CpuState {
             exc_code: 0,
             exc_addr: 0,
             link_slot: 0,
+            sti_shadow: NO_SHADOW,
+            // Unknown until a run loop looks: assume one may be.
+            irq_pending: 1,
             helper_out: [0; 4],
             helper_ret: 0,
             runtime: 0,
@@ -596,6 +611,8 @@ pub const OFF_ICOUNT: u32 = offset_of!(CpuState, icount) as u32;
 pub const OFF_ICOUNT_LIMIT: u32 = offset_of!(CpuState, icount_limit) as u32;
 pub const OFF_STATUS: u32 = offset_of!(CpuState, status) as u32;
 pub const OFF_LINK_SLOT: u32 = offset_of!(CpuState, link_slot) as u32;
+pub const OFF_STI_SHADOW: u32 = offset_of!(CpuState, sti_shadow) as u32;
+pub const OFF_IRQ_PENDING: u32 = offset_of!(CpuState, irq_pending) as u32;
 pub const OFF_HELPER_OUT: u32 = offset_of!(CpuState, helper_out) as u32;
 pub const OFF_HELPER_RET: u32 = offset_of!(CpuState, helper_ret) as u32;
 pub const OFF_TLB_INLINE_HITS: u32 = offset_of!(CpuState, tlb_inline_hits) as u32;

@@ -11,7 +11,9 @@
 //!   (`icount_limit` is the end of the current slice, never beyond the user's limit in
 //!   [`crate::run_state::RunState::insn_limit`]); a handler that may have unmasked an
 //!   interrupt (STI, POPF, MOV CR8, EOI) sets `icount_limit = 0` so the next block entry
-//!   returns at once.
+//!   returns at once. `CpuState::irq_pending` is whether an interrupt was pending when the
+//!   slice opened: with the rule before, in-line STI (which sets IF only) knows from it
+//!   and `icount_limit` whether one may be pending now.
 //! - The slice, the instruction limit, stop requests, halting, interrupts, debug stepping
 //!   and changed mappings are looked at here only; an engine never loops past them (its
 //!   `run_block` returns whenever one of them may need the loop).
@@ -21,7 +23,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use translator::state::rflags;
+use translator::state::{rflags, NO_SHADOW};
 use translator::{CpuState, Exception};
 
 use super::RunOutcome;
@@ -50,11 +52,16 @@ pub fn service(m: &mut Machine, cpu: &mut CpuState) -> Result<(), RunOutcome> {
         let now = m.tsc.read();
         m.platform.update(now);
         cpu.cr8 = m.platform.tpr();
-        if let Some(pc) = m.run.interrupt_shadow.take() {
+        // A shadow a handler posted, or one an in-line STI left in the CPU state: only the
+        // one naming the instruction at RIP matters (see `RunState::interrupt_shadow`).
+        let posted = m.run.interrupt_shadow.take();
+        let inline = std::mem::replace(&mut cpu.sti_shadow, NO_SHADOW);
+        let shadowed = posted == Some(cpu.rip) || (inline != NO_SHADOW && inline == cpu.rip);
+        if shadowed {
             // MOV SS also blocks NMIs for one instruction (and STI may: SDM Vol. 3A §6.8.3).
             let nmi = !m.run.nmi_blocked && m.platform.nmi_pending();
             let deliverable = nmi || (cpu.rflags & rflags::IF != 0 && m.platform.has_interrupt());
-            if pc == cpu.rip && !m.run.halted && deliverable {
+            if !m.run.halted && deliverable {
                 // The shadow of STI (or MOV SS): the next instruction completes first
                 // (`sti; hlt` then halts and is woken by this interrupt, instead of missing it).
                 if super::debug::active(cpu) {
@@ -264,9 +271,12 @@ fn run_slices<E: ExecEngine>(
     }
 }
 
-/// Sets `icount_limit` to the end of the next slice.
+/// Sets `icount_limit` to the end of the next slice, and `irq_pending` to whether an
+/// interrupt is pending now (within the slice, whatever may make one pending asks for an
+/// interrupt check: see the module invariants).
 pub fn open_slice(m: &Machine, cpu: &mut CpuState) {
     cpu.icount_limit = cpu.icount.saturating_add(SLICE).min(m.run.insn_limit);
+    cpu.irq_pending = u64::from(m.platform.has_interrupt());
 }
 
 /// Delivers the guest exception `exc` raised by the instruction at `cpu.rip`.
@@ -317,6 +327,46 @@ mod tests {
         assert_eq!(service(&mut m, &mut cpu), Err(RunOutcome::Halted));
         assert!(t0.elapsed() < Duration::from_secs(1));
         assert_eq!(m.halted_ns, 0, "it never slept");
+    }
+
+    /// The shadow an in-line STI leaves in `CpuState::sti_shadow` is taken as a posted one:
+    /// the instruction it names completes before the pending interrupt is delivered, and
+    /// the shadow is used up. A slice opens knowing whether an interrupt is pending.
+    #[test]
+    fn an_inline_sti_shadow_delays_a_pending_interrupt_by_one_instruction() {
+        use crate::memory::Access;
+        use crate::system::delivery::tests::{setup64, HANDLER};
+        for shadow in [true, false] {
+            let (mut m, mut cpu) = setup64();
+            // PIC: vectors 0x20/0x28, only IRQ1 unmasked, and IRQ1 raised.
+            for (port, value) in [
+                (0x20, 0x11),
+                (0x21, 0x20),
+                (0x21, 4),
+                (0x21, 1),
+                (0x21, 0xFD),
+                (0xA0, 0x11),
+                (0xA1, 0x28),
+                (0xA1, 2),
+                (0xA1, 1),
+                (0xA1, 0xFF),
+            ] {
+                assert!(m.platform.io_write(port, 1, value, 0));
+            }
+            m.platform.set_irq(1, true);
+            assert!(m.platform.has_interrupt());
+            // mov eax, 1
+            m.write_virt(0x1000, 5, 0xB8 | 1 << 8).unwrap();
+            cpu.rip = 0x1000;
+            cpu.sti_shadow = if shadow { 0x1000 } else { NO_SHADOW };
+            assert_eq!(service(&mut m, &mut cpu), Ok(()));
+            assert_eq!(cpu.rip, HANDLER + 0x21, "shadow {shadow}");
+            assert_eq!(cpu.gpr[0], u64::from(shadow), "shadow {shadow}");
+            let pushed = m.read_virt(cpu.gpr[4], 8, Access::Read).unwrap();
+            assert_eq!(pushed, if shadow { 0x1005 } else { 0x1000 });
+            assert_eq!(cpu.sti_shadow, NO_SHADOW);
+            assert_eq!(cpu.irq_pending, 0, "acknowledged: nothing pending");
+        }
     }
 
     /// A byte typed while the guest halts with no timer armed wakes it within milliseconds:

@@ -290,6 +290,16 @@ pub fn read_idt(
         return Ok(None);
     }
     let addr = linear(cpu, cpu.idtr.base.wrapping_add(off));
+    // A 16-byte gate in one access when it is RAM on one page; else quadword by quadword.
+    let mut gate = [0u8; 16];
+    if size == 16
+        && m.read_lin_ram(cpu, addr, &mut gate, Privilege::Supervisor)
+            .is_some()
+    {
+        let [lo, hi] =
+            [0, 8].map(|i| u64::from_le_bytes(gate[i..i + 8].try_into().unwrap_or_default()));
+        return Ok(Some(Desc { lo, hi, addr }));
+    }
     let lo = read_u64(m, cpu, addr)?;
     let hi = if size == 16 {
         read_u64(m, cpu, linear(cpu, addr.wrapping_add(8)))?

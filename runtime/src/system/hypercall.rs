@@ -28,9 +28,10 @@
 //!   dispatcher at `cpu.rip` (HLT included: the dispatcher sleeps while `halted`).
 //! - Arithmetic flags are settled into `rflags` before any handler runs that may read or
 //!   write them (handlers read and write RFLAGS as a whole; the stub reloads the flags
-//!   afterwards). The kinds of [`keeps_lazy_flags`] touch at most IF and leave the lazy-flag
-//!   descriptor live: generated code reads a live descriptor as well as a settled one, and
-//!   an exception they raise is delivered with [`CpuState::full_rflags`].
+//!   afterwards). The kinds of [`keeps_lazy_flags`] touch at most IF, or (SYSRET) replace
+//!   RFLAGS whole and clear the descriptor, and leave the lazy-flag descriptor live
+//!   otherwise: generated code reads a live descriptor as well as a settled one, and an
+//!   exception they raise is delivered with [`CpuState::full_rflags`].
 //! - Nothing here panics on guest input: unknown kinds and out-of-range operands become a
 //!   stop with an internal-error report or a guest exception.
 
@@ -102,11 +103,28 @@ pub enum Flow {
 /// destination operand (0 when the instruction has none or did not complete) and what the
 /// run loop must do.
 pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) -> (u64, Effects) {
-    let Some(args) = HypercallArgs::decode(a) else {
-        let why = format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip);
-        cpu.status = ExitReason::Stop as u64;
-        return (0, Effects::stop(StopRequest::Internal(why)));
-    };
+    match HypercallArgs::decode(a) {
+        Some(args) => run(m, cpu, &args, b, c),
+        None => unknown(cpu, a),
+    }
+}
+
+/// An undecodable first argument: never produced by the translator, so an internal error.
+#[cold]
+fn unknown(cpu: &mut CpuState, a: u64) -> (u64, Effects) {
+    let why = format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip);
+    cpu.status = ExitReason::Stop as u64;
+    (0, Effects::stop(StopRequest::Internal(why)))
+}
+
+/// [`hypercall`] with its first argument decoded.
+fn run(
+    m: &mut Machine,
+    cpu: &mut CpuState,
+    args: &HypercallArgs,
+    b: u64,
+    c: u64,
+) -> (u64, Effects) {
     if !keeps_lazy_flags(args.kind) {
         cpu.settle_flags();
     }
@@ -115,7 +133,7 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
     let result = if needs_cpl0(args.kind) && cpu.cpl != 0 {
         Err(GP0)
     } else {
-        dispatch(m, cpu, &args, b, c, next)
+        dispatch(m, cpu, args, b, c, next)
     };
     let (flow, mut fx) = match result {
         Ok((flow, fx)) => (Ok(flow), fx),
@@ -211,13 +229,24 @@ fn record_port(m: &mut Machine, port: u16, size: u8) {
         .record(u64::from(port), u64::from(size), AccessKind::Port);
 }
 
-/// Kinds whose handlers neither read nor write the arithmetic flags (nor RFLAGS as a whole):
-/// settling them first is wasted work on the hottest hypercalls (STI, IN/OUT, MOV CRn).
+/// Kinds whose handlers neither read nor write the arithmetic flags (nor RFLAGS as a whole),
+/// or only replace RFLAGS whole (SYSRET, from R11): settling them first is wasted work on
+/// the hottest hypercalls (STI, IN/OUT, MOV CRn, the SYSCALL round trip).
 fn keeps_lazy_flags(kind: Hypercall) -> bool {
     use Hypercall::*;
     matches!(
         kind,
-        Cli | Sti | In | Out | MovToCr | MovFromCr | Invlpg | Rdmsr | Wrmsr | Rdtsc | Cpuid
+        Cli | Sti
+            | In
+            | Out
+            | MovToCr
+            | MovFromCr
+            | Invlpg
+            | Rdmsr
+            | Wrmsr
+            | Rdtsc
+            | Cpuid
+            | Sysret
     )
 }
 
@@ -550,22 +579,22 @@ pub fn counters(m: &Machine) -> HypercallCounters {
 /// For an entry that ends the block with a [`Resume`] other than `Dispatcher`, the value is
 /// where the block goes on ([`resume::token`]).
 pub fn entry(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> (u64, Effects) {
-    if let Some(n) = m.hypercalls.get_mut(args[0] as u8 as usize) {
-        *n += 1;
-    }
-    let resumable = HypercallArgs::decode(args[0])
-        .filter(|a| a.kind.resume() != Resume::Dispatcher && ends_block(a.kind));
-    let before = resumable.map(|a| resume::Before::of(m, cpu, &a));
-    let (r, mut fx) = hypercall(m, cpu, args[0], args[1], args[2]);
+    let Some(a) = HypercallArgs::decode(args[0]) else {
+        return unknown(cpu, args[0]);
+    };
+    m.hypercalls[a.kind as usize & 63] += 1;
+    let resumable = a.kind.resume() != Resume::Dispatcher && ends_block(a.kind);
+    let before = resumable.then(|| resume::Before::of(m, cpu, &a));
+    let (r, mut fx) = run(m, cpu, &a, args[1], args[2]);
     if cpu.status == translator::ExitReason::Halt as u64 {
         cpu.status = 0;
         fx.halt = true;
         fx.check_interrupts = true;
     }
     fx.check_interrupts |= std::mem::take(&mut m.run.interrupt_check);
-    let r = match (resumable, before) {
-        (Some(a), Some(before)) => resume::token(m, cpu, before, a.kind, a.len, args[1], &fx),
-        _ => r,
+    let r = match before {
+        Some(before) => resume::token(m, cpu, before, a.kind, a.len, args[1], &fx),
+        None => r,
     };
     (r, fx)
 }
@@ -661,6 +690,39 @@ mod tests {
             );
             assert!(!m.run.pending.halt);
         }
+    }
+
+    /// SYSRET runs with the lazy-flag descriptor live (`keeps_lazy_flags`): it replaces
+    /// RFLAGS from R11 and clears the descriptor; when it faults, the flags are untouched.
+    #[test]
+    fn sysret_replaces_live_lazy_flags_and_leaves_them_on_a_fault() {
+        use translator::flags::{encode_op, FlagOp};
+        use translator::ir::Ty;
+        let live = |cpu: &mut CpuState| {
+            // 1 + 0xFF as bytes: CF, AF, ZF, PF set.
+            cpu.flags_op = encode_op(FlagOp::Add, Ty::I8);
+            (cpu.flags_a, cpu.flags_b, cpu.flags_res) = (1, 0xFF, 0);
+        };
+        let (mut m, mut cpu) = setup();
+        long64(&mut cpu, 0);
+        live(&mut cpu);
+        cpu.msr.star = 0x0023_0010_0000_0000;
+        cpu.gpr[reg::RCX] = 0x4000;
+        cpu.gpr[11] = rflags::FIXED | rflags::OF | rflags::IF;
+        let mut a = args(Hypercall::Sysret, 3);
+        a.op_size = 8;
+        call(&mut m, &mut cpu, a, 0, 0);
+        assert_eq!(cpu.status, 0);
+        assert_eq!((cpu.rip, cpu.cpl, cpu.flags_op), (0x4000, 3, 0));
+        assert_eq!(cpu.full_rflags(), rflags::FIXED | rflags::OF | rflags::IF);
+        // At CPL 3: #GP(0), the live flags as they were.
+        live(&mut cpu);
+        let flags = cpu.full_rflags();
+        call(&mut m, &mut cpu, a, 0, 0);
+        assert_eq!(cpu.exception(), Some(GP0));
+        assert_ne!(cpu.flags_op, 0);
+        assert_eq!(cpu.full_rflags(), flags);
+        assert_ne!(flags & rflags::CF, 0);
     }
 
     #[test]

@@ -303,6 +303,46 @@ pub fn seg_contains(s: &Segment, off: u64, size: u64) -> bool {
     }
 }
 
+/// The most slots [`Stack::frame`] reads: IRET's RIP, CS, RFLAGS, RSP, SS.
+pub(crate) const FRAME_SLOTS: usize = 5;
+
+/// A frame on a [`Stack`], read ahead in one access when [`Stack::frame`] could.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame {
+    stack: Stack,
+    size: u8,
+    slots: Option<[u64; FRAME_SLOTS]>,
+}
+
+impl Frame {
+    /// [`Stack::read`] of `size` bytes at `sp + delta`, from the frame read ahead when it
+    /// holds them. The slot counts as read (for DR0-DR3) here, when the instruction reads
+    /// it, as with [`Stack::read`]; slots read ahead that the instruction never reads were
+    /// RAM on the page of one it does read, so reading them had no effect.
+    pub fn read(
+        &self,
+        m: &mut Machine,
+        cpu: &mut CpuState,
+        delta: i64,
+        size: u8,
+    ) -> Result<u64, Exception> {
+        let slot = usize::try_from(delta / i64::from(size.max(1))).ok();
+        match (self.slots, slot) {
+            (Some(slots), Some(i))
+                if size == self.size && delta % i64::from(size) == 0 && i < FRAME_SLOTS =>
+            {
+                if m.debug_accesses.collecting() {
+                    let a = self.stack.lin(cpu, delta, u64::from(size))?;
+                    m.debug_accesses
+                        .record(a, u64::from(size), super::debug::AccessKind::Read);
+                }
+                Ok(slots[i])
+            }
+            _ => self.stack.read(m, cpu, delta, size),
+        }
+    }
+}
+
 /// A stack the far-transfer and delivery code pushes to or pops from: SS's hidden part, the
 /// full stack pointer and its width (2, 4 or 8 bytes; 8 means 64-bit mode: no base, no
 /// limit, canonical addresses). Accesses outside the segment raise `fault`.
@@ -384,6 +424,39 @@ impl Stack {
         m.debug_accesses
             .record(a, u64::from(size), super::debug::AccessKind::Read);
         Ok(v)
+    }
+
+    /// The frame of up to [`FRAME_SLOTS`] `size`-byte slots at `sp` that IRET pops, read in
+    /// one access when it is RAM within one page and the segment (the common case). Reading
+    /// it changes nothing the slot-by-slot reads would not: see [`Frame::read`].
+    pub fn frame(&self, m: &mut Machine, cpu: &mut CpuState, size: u8) -> Frame {
+        let mut frame = Frame {
+            stack: *self,
+            size,
+            slots: None,
+        };
+        let n = FRAME_SLOTS as i64 * i64::from(size);
+        let (Ok(first), Ok(last)) = (
+            self.lin(cpu, 0, u64::from(size)),
+            self.lin(cpu, n - i64::from(size), u64::from(size)),
+        ) else {
+            return frame;
+        };
+        let mut buf = [0u8; 8 * FRAME_SLOTS];
+        let buf = &mut buf[..n as usize];
+        if last.checked_sub(first) != Some(n as u64 - u64::from(size))
+            || m.read_lin_ram(cpu, first, buf, self.privilege).is_none()
+        {
+            return frame;
+        }
+        let mut slots = [0u64; FRAME_SLOTS];
+        for (v, b) in slots.iter_mut().zip(buf.chunks(usize::from(size))) {
+            let mut le = [0u8; 8];
+            le[..b.len()].copy_from_slice(b);
+            *v = u64::from_le_bytes(le);
+        }
+        frame.slots = Some(slots);
+        frame
     }
 
     /// Pushes `slots` (first element pushed first, each `size` bytes) below `sp`, checking

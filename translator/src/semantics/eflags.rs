@@ -20,10 +20,18 @@
 //! - CLI at CPL 0 (real mode included; never VM86) always passes its IOPL check and has no
 //!   effect for the run loop (masking interrupts makes none deliverable): it clears
 //!   `CpuState::rflags.IF` and nothing else.
+//! - STI at CPL 0 passes its IOPL check too. It sets IF; when IF was clear it records its
+//!   interrupt shadow in `CpuState::sti_shadow` (the run loop takes it as the handler's
+//!   posted shadow, `runtime::system::io::sti`) and, when `CpuState::irq_pending` says an
+//!   interrupt may be pending, sets `icount_limit = 0`. Its block ends after it
+//!   (`crate::decode::ends_block`), so the next block entry returns to the run loop, which
+//!   runs the shadowed instruction and then takes the interrupt, as after the hypercall.
+//!   Not in line where the next instruction would be at [`crate::state::NO_SHADOW`].
 
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::ir::{BinOp, Cmp, Ty};
+use crate::sensitive::Hypercall;
 use crate::state::{self, rflags};
 
 use super::system::{op_ty, push_size};
@@ -34,17 +42,47 @@ pub fn inline<E: Emitter>(ctx: &Ctx<E>) -> bool {
     m.bitness == 64 || m.cpl < 3
 }
 
-/// Whether CLI is translated in line in this block (see the module invariants).
-pub fn cli_inline<E: Emitter>(ctx: &Ctx<E>) -> bool {
-    ctx.mode().cpl == 0
+/// Whether CLI and STI are translated in line in this block (see the module invariants).
+pub fn if_inline<E: Emitter>(ctx: &Ctx<E>) -> bool {
+    ctx.mode().cpl == 0 && ctx.next_pc() != state::NO_SHADOW
 }
 
-/// CLI at CPL 0.
-pub fn cli<E: Emitter>(ctx: &mut Ctx<E>) {
-    let rf = ctx.e.load_state(Ty::I64, state::OFF_RFLAGS);
-    let keep = ctx.c(Ty::I64, !rflags::IF);
-    let rf = ctx.bin(BinOp::And, rf, keep);
-    ctx.e.store_state(state::OFF_RFLAGS, rf);
+/// Translates the sensitive instruction of hypercall `call` in line when this module does
+/// in this block; whether it did.
+pub fn in_line<E: Emitter>(ctx: &mut Ctx<E>, call: Hypercall) -> bool {
+    match call {
+        Hypercall::Pushf if inline(ctx) => pushf(ctx),
+        Hypercall::Popf if inline(ctx) => popf(ctx),
+        Hypercall::Cli | Hypercall::Sti if if_inline(ctx) => set_if(ctx, call == Hypercall::Sti),
+        _ => return false,
+    }
+    true
+}
+
+/// CLI (`set` false) or STI (`set` true) at CPL 0.
+pub fn set_if<E: Emitter>(ctx: &mut Ctx<E>, set: bool) {
+    let old = ctx.e.load_state(Ty::I64, state::OFF_RFLAGS);
+    if !set {
+        let keep = ctx.c(Ty::I64, !rflags::IF);
+        let rf = ctx.bin(BinOp::And, old, keep);
+        return ctx.e.store_state(state::OFF_RFLAGS, rf);
+    }
+    let bit = ctx.c(Ty::I64, rflags::IF);
+    let new = ctx.bin(BinOp::Or, old, bit);
+    ctx.e.store_state(state::OFF_RFLAGS, new);
+    let was = ctx.bin(BinOp::And, old, bit);
+    let zero = ctx.c(Ty::I64, 0);
+    let rose = ctx.cmp(Cmp::Eq, was, zero);
+    let next = ctx.c(Ty::I64, ctx.next_pc());
+    let shadow = ctx.e.load_state(Ty::I64, state::OFF_STI_SHADOW);
+    let shadow = ctx.select(rose, next, shadow);
+    ctx.e.store_state(state::OFF_STI_SHADOW, shadow);
+    let pending = ctx.e.load_state(Ty::I64, state::OFF_IRQ_PENDING);
+    let pending = ctx.cmp(Cmp::Ne, pending, zero);
+    let limit = ctx.e.load_state(Ty::I64, state::OFF_ICOUNT_LIMIT);
+    let checked = ctx.select(pending, zero, limit);
+    let limit = ctx.select(rose, checked, limit);
+    ctx.e.store_state(state::OFF_ICOUNT_LIMIT, limit);
 }
 
 /// PUSHF/PUSHFD/PUSHFQ.
@@ -308,6 +346,45 @@ mod tests {
             let kinds: Vec<H> = env.hypercalls.iter().map(|h| h.0.kind).collect();
             assert!(matches!(kinds[..], [H::Pushf] | [H::Popf]), "{kinds:?}");
         }
+    }
+
+    /// STI's in-line form against the handler's rules (`runtime::system::io::sti`): IF set;
+    /// when it rose, the shadow names the next instruction and a possibly pending interrupt
+    /// asks for a check; when IF was set already, nothing else changes.
+    #[test]
+    fn sti_is_inline_at_cpl0_with_its_shadow_and_interrupt_check() {
+        use crate::state::{rflags, NO_SHADOW};
+        let insn = one(64, |a| a.sti());
+        for opaque in [false, true] {
+            for (was_set, pending) in [(false, 0), (false, 1), (true, 1), (true, 0)] {
+                let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+                cpu.rflags = (cpu.rflags & !rflags::IF) | rflags::DF;
+                cpu.rflags |= if was_set { rflags::IF } else { 0 };
+                cpu.irq_pending = pending;
+                cpu.icount_limit = 5000;
+                exec(&mut cpu, &mut env, &insn, Mode::LONG64_CPL0, opaque);
+                let case = format!("was_set {was_set} pending {pending} opaque {opaque}");
+                assert!(env.hypercalls.is_empty(), "{case}");
+                assert_eq!(
+                    cpu.rflags & (rflags::IF | rflags::DF),
+                    rflags::IF | rflags::DF
+                );
+                let (shadow, limit) = match (was_set, pending) {
+                    (true, _) => (NO_SHADOW, 5000),
+                    (false, 0) => (insn.next_ip(), 5000),
+                    (false, _) => (insn.next_ip(), 0),
+                };
+                assert_eq!(cpu.sti_shadow, shadow, "{case}");
+                assert_eq!(cpu.icount_limit, limit, "{case}");
+            }
+        }
+        // Above CPL 0 the IOPL check is the handler's.
+        let (mut env, mut cpu) = (TestEnv::new(), TestEnv::cpu());
+        cpu.cpl = 3;
+        let _ = crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(64, 3));
+        let kinds: Vec<H> = env.hypercalls.iter().map(|h| h.0.kind).collect();
+        assert_eq!(kinds, [H::Sti]);
+        assert_eq!(cpu.sti_shadow, NO_SHADOW);
     }
 
     #[test]

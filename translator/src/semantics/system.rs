@@ -7,7 +7,7 @@
 //!   is exactly one [`Ctx::hypercall`], issued before any store of the instruction, so a
 //!   handler's exception is precise.
 //! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode, nor
-//!   CLI at CPL 0 ([`super::eflags`]).
+//!   CLI and STI at CPL 0 ([`super::eflags`]).
 //! - Privileged instructions in CPL > 0 blocks are not stubs: they raise #GP(0) here, at
 //!   translation time, as hardware does. IOPL- and CR4-dependent checks are the handler's.
 //! - Instructions whose entry ends the block leave right after the handler, which may have
@@ -38,11 +38,8 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
     if entry.class == Class::Privileged && ctx.mode().cpl != 0 {
         return ctx.raise(Exception::GeneralProtection(0));
     }
-    match entry.call {
-        H::Pushf if super::eflags::inline(ctx) => return super::eflags::pushf(ctx),
-        H::Popf if super::eflags::inline(ctx) => return super::eflags::popf(ctx),
-        H::Cli if super::eflags::cli_inline(ctx) => return super::eflags::cli(ctx),
-        _ => {}
+    if super::eflags::in_line(ctx, entry.call) {
+        return;
     }
     let insn = *ctx.insn();
     let mut args = HypercallArgs {

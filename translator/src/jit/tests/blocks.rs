@@ -298,10 +298,11 @@ fn a_counting_block_leaves_once_when_its_counter_reaches_zero() {
 
 #[test]
 fn block_ending_hypercalls_go_on_where_the_handler_says() {
-    // STI and INVLPG end the block unless the handler returns 0 (go on in place); SYSCALL
-    // always leaves for the host code the handler names (here the exit stub).
+    // WRMSR and INVLPG end the block unless the handler returns 0 (go on in place); SYSCALL
+    // always leaves for the host code the handler names (here the exit stub). (STI at CPL 0
+    // is in line and ends its decoded block: `semantics::eflags`.)
     let code = asm(|a| {
-        a.sti()?;
+        a.wrmsr()?;
         a.mov(rax, 1u64)?;
         a.invlpg(qword_ptr(rbx))?;
         a.mov(rcx, 2u64)?;
@@ -329,7 +330,7 @@ fn block_ending_hypercalls_go_on_where_the_handler_says() {
             assert_eq!(
                 (rip, regs, ran),
                 (b.insns[1].ip(), [0, 0, 0], 1),
-                "left after STI"
+                "left after WRMSR"
             );
         } else {
             let want = (b.next_pc(), [1, 2, 0], 5);
