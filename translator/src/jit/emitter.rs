@@ -125,6 +125,8 @@ pub(crate) struct ClifEmitter<'a> {
     /// Head exits left for the semantics to write (see [`super::frame`]); `Some` exactly when
     /// state is carried.
     pub(super) head_exits: Option<HeadExits>,
+    /// Tag IR with guest instructions (see [`super::Shape`]'s `srclocs`).
+    pub(super) srclocs: bool,
     pub(super) error: Option<JitError>,
 }
 
@@ -825,6 +827,15 @@ impl Emitter for ClifEmitter<'_> {
         if l.is_some() {
             self.insns = self.insns.saturating_add(1);
             self.fault_used = false;
+        }
+        if self.srclocs {
+            let loc = if l.is_some() {
+                self.insns
+            } else {
+                super::SRCLOC_BETWEEN
+            };
+            self.b
+                .set_srcloc(cranelift_codegen::ir::SourceLoc::new(loc));
         }
         self.fault = l;
     }

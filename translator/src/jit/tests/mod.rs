@@ -9,6 +9,7 @@ mod legacy;
 mod ops;
 mod perf;
 mod probe;
+mod profile;
 mod regions;
 mod scalar_loads;
 mod tlb;
@@ -482,6 +483,7 @@ impl Harness {
             count_tlb_hits: false,
             carry: None,
             carry_flags: false,
+            srclocs: false,
             mode_key: self.mode.key(),
         };
         self.jit
