@@ -70,6 +70,7 @@
 //!   and any panic inside IR building or compilation is caught and reported as
 //!   [`JitError::Panic`].
 
+mod arith;
 mod emitter;
 mod frame;
 mod lookup;

@@ -180,8 +180,9 @@ pub fn translate_region<E: Emitter>(
         if k > 0 {
             ctx.begin_region_block(block.pc, next_pc);
         }
-        for insn in &block.insns {
+        for (j, insn) in block.insns.iter().enumerate() {
             ctx.begin_insn(insn);
+            ctx.check_stack_run(&block.insns[j..]);
             translate_insn(&mut ctx);
             ctx.end_insn();
             if ctx.terminated() {
