@@ -270,6 +270,11 @@ pub trait Emitter: ValueOps + VectorOps {
         let _ = (lo, bytes, write);
         false
     }
+    /// Whether [`Emitter::check_range`] can check ranges at all (asked before computing
+    /// the range's address, so emitters without it get no dead arithmetic). Default: no.
+    fn checks_ranges(&self) -> bool {
+        false
+    }
     /// [`Emitter::load_mem`] of an address inside a range [`Emitter::check_range`] checked.
     fn load_checked(&mut self, ty: Ty, addr: Self::Value) -> Self::Value {
         self.load_mem(ty, addr)

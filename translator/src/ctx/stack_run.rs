@@ -48,7 +48,7 @@ impl<E: Emitter> Ctx<E> {
             return;
         }
         self.stack_run_last = None;
-        if self.mode.bitness != 64 || self.mode.stack != 64 {
+        if self.mode.bitness != 64 || self.mode.stack != 64 || !self.e.checks_ranges() {
             return;
         }
         let (mut off, mut lo, mut hi, mut write, mut len) = (0i64, 0i64, 0i64, false, 0u32);

@@ -675,6 +675,10 @@ impl Emitter for ClifEmitter<'_> {
         self.guest_store(addr, v)
     }
 
+    fn checks_ranges(&self) -> bool {
+        matches!(self.mem, MemoryModel::Flat { .. })
+    }
+
     fn check_range(&mut self, lo: Value, bytes: u64, write: bool) -> bool {
         let lo = self.coerce(lo, Ty::I64);
         self.check_flat_range(lo, bytes, write)

@@ -61,7 +61,8 @@ impl JitEnv for ProfileEnv {
         Some(0x7200_0000 + stub.code.len())
     }
     fn hot_counter(&mut self) -> Option<usize> {
-        self.quick.then_some(&mut *self.counter as *mut u64 as usize)
+        self.quick
+            .then_some(&mut *self.counter as *mut u64 as usize)
     }
 }
 
