@@ -273,6 +273,33 @@ pub trait Emitter: ValueOps + VectorOps {
         Vec::new()
     }
 
+    /// Check once, before a run of stack accesses, that the `bytes` bytes of guest memory
+    /// at `lo` (an `I64`) are plain RAM an access reaches without a helper (and, with
+    /// `write`, hold no translated code); if not, leave through the current instruction's
+    /// fault exit with [`ExitReason::CodeModified`], so the dispatcher single-steps the
+    /// instruction (precisely, through the helpers) and goes on after it. Returns whether
+    /// the check was emitted: only then may [`Emitter::load_checked`] and
+    /// [`Emitter::store_checked`] be used, for addresses inside the range, up to the end of
+    /// the run. Default: no check (every access is checked by itself).
+    fn check_range(&mut self, lo: Self::Value, bytes: u64, write: bool) -> bool {
+        let _ = (lo, bytes, write);
+        false
+    }
+    /// Whether [`Emitter::check_range`] can check ranges at all (asked before computing
+    /// the range's address, so emitters without it get no dead arithmetic). Default: no.
+    fn checks_ranges(&self) -> bool {
+        false
+    }
+    /// [`Emitter::load_mem`] of an address inside a range [`Emitter::check_range`] checked.
+    fn load_checked(&mut self, ty: Ty, addr: Self::Value) -> Self::Value {
+        self.load_mem(ty, addr)
+    }
+    /// [`Emitter::store_mem`] to an address inside a range [`Emitter::check_range`]
+    /// checked for writing.
+    fn store_checked(&mut self, addr: Self::Value, v: Self::Value) {
+        self.store_mem(addr, v)
+    }
+
     /// Whether the fault exits of a block share code: each faulting instruction jumps with
     /// its values into a common tail (`ctx::fault_tail`) instead of writing the state back
     /// itself. Worth it where every copy costs compilation and code (the JIT); a recorder's

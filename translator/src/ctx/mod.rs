@@ -40,6 +40,7 @@ mod control;
 mod exits;
 mod fault_tail;
 mod lazy_flags;
+mod stack_run;
 
 /// Where the arithmetic flags currently are, at translation time.
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +156,9 @@ pub struct Ctx<E: Emitter> {
     xmm_pending_fp: u16,
     /// `xmm_dirty` when the current instruction began (what its fault exit stores).
     insn_start_xmm: u16,
+    /// The last instruction (a `begun` index) of the run of stack accesses whose range was
+    /// checked at its start, if one is under way (see `stack_run`).
+    stack_run_last: Option<u32>,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -217,6 +221,7 @@ impl<E: Emitter> Ctx<E> {
             xmm_dirty: 0,
             xmm_pending_fp: 0,
             insn_start_xmm: 0,
+            stack_run_last: None,
         }
     }
 
@@ -784,7 +789,11 @@ impl<E: Emitter> Ctx<E> {
         let n = self.e.ty(v).bytes() as i64;
         let sp = self.stack_ptr_plus(-n);
         let a = self.stack_addr(sp);
-        self.store(a, v);
+        if self.in_stack_run(self.e.ty(v)) {
+            self.e.store_checked(a, v);
+        } else {
+            self.store(a, v);
+        }
         self.set_stack_ptr(sp);
     }
 
@@ -792,7 +801,11 @@ impl<E: Emitter> Ctx<E> {
     pub fn pop(&mut self, ty: Ty) -> E::Value {
         let sp = self.stack_ptr();
         let a = self.stack_addr(sp);
-        let v = self.load(ty, a);
+        let v = if self.in_stack_run(ty) {
+            self.e.load_checked(ty, a)
+        } else {
+            self.load(ty, a)
+        };
         let sp = self.stack_ptr_plus(ty.bytes() as i64);
         self.set_stack_ptr(sp);
         v

@@ -125,6 +125,8 @@ pub(crate) struct ClifEmitter<'a> {
     /// Head exits left for the semantics to write (see [`super::frame`]); `Some` exactly when
     /// state is carried.
     pub(super) head_exits: Option<HeadExits>,
+    /// Tag IR with guest instructions (see [`super::Shape`]'s `srclocs`).
+    pub(super) srclocs: bool,
     pub(super) error: Option<JitError>,
 }
 
@@ -245,81 +247,6 @@ impl<'a> ClifEmitter<'a> {
 
     fn fold(&mut self, ty: Ty, v: u64) -> Value {
         self.iconst(ty, v)
-    }
-
-    /// `(a op b) >> bits` of the double-width product, for narrow types.
-    fn mul_hi_narrow(&mut self, signed: bool, ty: Ty, a: Value, b: Value) -> Value {
-        let ext = |e: &mut Self, v| {
-            if signed {
-                e.b.ins().sextend(types::I64, v)
-            } else {
-                e.b.ins().uextend(types::I64, v)
-            }
-        };
-        let (wa, wb) = (ext(self, a), ext(self, b));
-        let p = self.b.ins().imul(wa, wb);
-        let hi = if signed {
-            self.b.ins().sshr_imm_u(p, i64::from(ty.bits()))
-        } else {
-            self.b.ins().ushr_imm_u(p, i64::from(ty.bits()))
-        };
-        self.b.ins().ireduce(clif(ty), hi)
-    }
-
-    /// A division with exactly [`eval_binop`]'s meaning that never traps on the host:
-    /// Cranelift's `udiv`/`sdiv`/`urem`/`srem` trap (host SIGFPE) on a zero divisor and
-    /// `sdiv` on `MIN / -1`, so such divisors are replaced by 1 and the quotient fixed up.
-    /// With the divisor 1, `a % 1 = 0` is already the defined remainder in both cases and
-    /// `MIN / 1 = MIN` the defined wrapped quotient; only a zero divisor's quotient (0) needs
-    /// a `select`. (`srem` itself gives 0 for `MIN % -1`.)
-    fn div_rem(&mut self, op: BinOp, ty: Ty, a: Value, b: Value) -> Value {
-        let signed = matches!(op, BinOp::SDiv | BinOp::SRem);
-        let rem = matches!(op, BinOp::URem | BinOp::SRem);
-        let zero = self.iconst(ty, 0);
-        match self.const_of(b) {
-            Some(0) => return zero,
-            Some(m) if signed && m == ty.mask() => {
-                // `x / -1 = -x` (wrapping: `MIN` stays), `x % -1 = 0`.
-                return if rem { zero } else { self.b.ins().ineg(a) };
-            }
-            // A divisor that cannot trap: no guard (and Cranelift turns a constant divisor
-            // into a multiplication).
-            Some(_) => {
-                let i = self.b.ins();
-                return match op {
-                    BinOp::UDiv => i.udiv(a, b),
-                    BinOp::SDiv => i.sdiv(a, b),
-                    BinOp::URem => i.urem(a, b),
-                    _ => i.srem(a, b),
-                };
-            }
-            None => {}
-        }
-        let one = self.iconst(ty, 1);
-        let b_zero = self.b.ins().icmp(IntCC::Equal, b, zero);
-        let mut bad = b_zero;
-        if signed && !rem {
-            let min = self.iconst(ty, ty.sign_bit());
-            let m1 = self.iconst(ty, ty.mask());
-            let a_min = self.b.ins().icmp(IntCC::Equal, a, min);
-            let b_m1 = self.b.ins().icmp(IntCC::Equal, b, m1);
-            let ovf = self.b.ins().band(a_min, b_m1);
-            bad = self.b.ins().bor(b_zero, ovf);
-        }
-        let d = self.b.ins().select(bad, one, b);
-        let i = self.b.ins();
-        match op {
-            BinOp::UDiv => {
-                let q = i.udiv(a, d);
-                self.b.ins().select(b_zero, zero, q)
-            }
-            BinOp::SDiv => {
-                let q = i.sdiv(a, d);
-                self.b.ins().select(b_zero, zero, q)
-            }
-            BinOp::URem => i.urem(a, d),
-            _ => i.srem(a, d),
-        }
     }
 
     // ------------------------------------------------------------------ CpuState
@@ -752,6 +679,25 @@ impl Emitter for ClifEmitter<'_> {
         self.guest_store(addr, v)
     }
 
+    fn checks_ranges(&self) -> bool {
+        matches!(self.mem, MemoryModel::Flat { .. })
+    }
+
+    fn check_range(&mut self, lo: Value, bytes: u64, write: bool) -> bool {
+        let lo = self.coerce(lo, Ty::I64);
+        self.check_flat_range(lo, bytes, write)
+    }
+
+    fn load_checked(&mut self, ty: Ty, addr: Value) -> Value {
+        let addr = self.coerce(addr, Ty::I64);
+        self.load_in_checked(ty, addr)
+    }
+
+    fn store_checked(&mut self, addr: Value, v: Value) {
+        let addr = self.coerce(addr, Ty::I64);
+        self.store_in_checked(addr, v)
+    }
+
     fn call_helper(&mut self, h: Helper, args: [Value; 3]) -> Value {
         if h == Helper::ProbeWrite {
             self.probe_write(args);
@@ -835,6 +781,11 @@ impl Emitter for ClifEmitter<'_> {
         if l.is_some() {
             self.insns = self.insns.saturating_add(1);
             self.fault_used = false;
+        }
+        if self.srclocs {
+            let loc = l.map_or(super::SRCLOC_BETWEEN, |_| self.insns);
+            self.b
+                .set_srcloc(cranelift_codegen::ir::SourceLoc::new(loc));
         }
         self.fault = l;
     }

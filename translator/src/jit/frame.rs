@@ -156,6 +156,7 @@ impl<'a> ClifEmitter<'a> {
             count_tlb_hits,
             carry,
             carry_flags,
+            srclocs,
         } = shape;
         let mut region = |id: u32, name: &'static str| {
             b.func.dfg.alias_regions.insert(AliasRegionData {
@@ -319,6 +320,7 @@ impl<'a> ClifEmitter<'a> {
             count_tlb_hits,
             carried,
             head_exits,
+            srclocs,
             error: None,
         }
     }

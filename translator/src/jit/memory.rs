@@ -50,8 +50,8 @@ use crate::emit::{Emitter, ValueOps};
 use crate::helpers::Helper;
 use crate::ir::Ty;
 use crate::state::{
-    off_tlb_set, Tlb, OFF_TLB_ADDEND, OFF_TLB_INLINE_HITS, OFF_TLB_READ_TAG, OFF_TLB_WRITE_TAG,
-    TLB_ENTRIES, TLB_ENTRY_BYTES,
+    self, off_tlb_set, ExitReason, Tlb, OFF_TLB_ADDEND, OFF_TLB_INLINE_HITS, OFF_TLB_READ_TAG,
+    OFF_TLB_WRITE_TAG, TLB_ENTRIES, TLB_ENTRY_BYTES,
 };
 
 /// Guest page size the code bitmap and the soft TLB are indexed by.
@@ -247,6 +247,80 @@ impl ClifEmitter<'_> {
         self.write_helper(addr, v);
         self.check_status_then(join, &[]);
         self.switch_sealed(join, cold);
+    }
+
+    /// [`crate::emit::Emitter::check_range`] in the flat model: one bounds check (and, for a
+    /// write, the code bitmap's guard byte of the range's first page, read at the address
+    /// clamped to the limit so it lies inside the bitmap whatever `lo` is) and one
+    /// branch to a cold block that sets `status` to [`ExitReason::CodeModified`] and takes
+    /// the fault label. `false` (nothing emitted) in the TLB model, outside an instruction,
+    /// or for a range the inline checks do not cover.
+    pub(super) fn check_flat_range(&mut self, lo: Value, bytes: u64, write: bool) -> bool {
+        let MemoryModel::Flat {
+            ram_size,
+            code_bitmap,
+            code_bitmap_len,
+            ..
+        } = self.mem
+        else {
+            return false;
+        };
+        let Some(fault) = self.fault.filter(|&l| self.labels.contains(l)) else {
+            return false;
+        };
+        let covered = code_bitmap_len.saturating_mul(1 << PAGE_SHIFT);
+        let top = if write {
+            ram_size.min(covered)
+        } else {
+            ram_size
+        };
+        let Some(limit) = top.checked_sub(bytes) else {
+            return false;
+        };
+        if bytes == 0 || bytes > PROBE_INLINE_MAX || !self.live {
+            return false;
+        }
+        let lim = self.iconst(Ty::I64, limit);
+        let outside = self.b.ins().icmp(IntCC::UnsignedGreaterThan, lo, lim);
+        let bad = if write {
+            let at = self.b.ins().umin(lo, lim);
+            let marked = self.code_marked(at, bytes, code_bitmap as u64);
+            let outside = self.b.ins().uextend(types::I32, outside);
+            self.b.ins().bor(outside, marked)
+        } else {
+            outside
+        };
+        let cold = self.is_cold();
+        let (leave, go) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(bad, leave, &[], go, &[]);
+        self.switch_sealed(leave, true);
+        self.store_cpu_const(state::OFF_STATUS, ExitReason::CodeModified as u64);
+        self.fault_used = true;
+        self.targeted.insert(fault);
+        self.b.set_cold_block(fault);
+        self.b.ins().jump(fault, &[]);
+        self.switch_sealed(go, cold);
+        true
+    }
+
+    /// A load of an address inside a range [`ClifEmitter::check_flat_range`] checked.
+    pub(super) fn load_in_checked(&mut self, ty: Ty, addr: Value) -> Value {
+        match self.mem {
+            MemoryModel::Flat { ram_base, .. } => self.host_load(clif(ty), ram_base as u64, addr),
+            MemoryModel::Tlb { .. } => self.guest_load(ty, addr),
+        }
+    }
+
+    /// A store to an address inside a range [`ClifEmitter::check_flat_range`] checked for
+    /// writing.
+    pub(super) fn store_in_checked(&mut self, addr: Value, v: Value) {
+        match self.mem {
+            MemoryModel::Flat { ram_base, .. } => {
+                let p = self.host_addr(ram_base as u64, addr);
+                self.b.ins().store(self.regions.guest, v, p, 0);
+            }
+            MemoryModel::Tlb { .. } => self.guest_store(addr, v),
+        }
     }
 
     /// Nonzero (an `I32`) if a page of `[addr, addr + bytes)` may hold code. Each bitmap byte

@@ -70,6 +70,7 @@
 //!   and any panic inside IR building or compilation is caught and reported as
 //!   [`JitError::Panic`].
 
+mod arith;
 mod emitter;
 mod frame;
 mod lookup;
@@ -376,6 +377,9 @@ pub struct Jit {
     count_tlb_hits: bool,
     vendor: Vendor,
     carry_state: bool,
+    /// Tag each IR instruction with its guest instruction (see [`Shape::srclocs`]); off
+    /// outside the code-size profile.
+    pub(crate) srclocs: bool,
 }
 
 /// What the emitter needs to know about a block before semantics run.
@@ -398,7 +402,15 @@ struct Shape {
     carry: Option<u16>,
     /// With `carry`, the flags are carried too.
     carry_flags: bool,
+    /// Tag IR instructions with source locations: guest instruction `k` (1-based) of the
+    /// function is `SourceLoc::new(k)`, code between instructions (commits' leftovers,
+    /// exits and fault tails emitted at the end) [`SRCLOC_BETWEEN`], the head none. Only
+    /// for the code-size profile (`jit::tests::profile`).
+    srclocs: bool,
 }
+
+/// The source location of IR emitted between guest instructions (see [`Shape::srclocs`]).
+pub(crate) const SRCLOC_BETWEEN: u32 = u32::MAX - 1;
 
 /// Whether `block` overwrites all six arithmetic flags, reading none, within its first
 /// instructions. Carried flags stay live in host registers from a head to their overwrite
@@ -490,6 +502,7 @@ impl Jit {
             count_tlb_hits: config.count_tlb_hits,
             vendor: config.vendor,
             carry_state: config.carry_state,
+            srclocs: false,
         })
     }
 
@@ -580,6 +593,7 @@ impl Jit {
             count_tlb_hits: self.count_tlb_hits,
             carry,
             carry_flags: carry.is_some() && blocks.iter().all(flags_overwritten_early),
+            srclocs: self.srclocs,
         };
         let vendor = self.vendor;
         let (mut built, missing) = self.build_block(shape, &heads, env, &mut links, |e| {

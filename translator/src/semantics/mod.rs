@@ -189,6 +189,7 @@ pub fn translate_region<E: Emitter>(
                 i += run;
             } else {
                 ctx.begin_insn(&block.insns[i]);
+                ctx.check_stack_run(&block.insns[i..]);
                 translate_insn(&mut ctx);
                 ctx.end_insn();
                 i += 1;

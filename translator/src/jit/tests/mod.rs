@@ -9,8 +9,10 @@ mod legacy;
 mod ops;
 mod perf;
 mod probe;
+mod profile;
 mod regions;
 mod scalar_loads;
+mod stack_runs;
 mod tlb;
 
 use std::collections::HashMap;
@@ -504,6 +506,7 @@ impl Harness {
             count_tlb_hits: false,
             carry: None,
             carry_flags: false,
+            srclocs: false,
             mode_key: self.mode.key(),
         };
         self.jit
@@ -659,7 +662,12 @@ pub fn differential_in(
         .translate(&block, h.mode, &mut *h.m)
         .expect("translate");
     let host = h.code.install(&c.code);
-    let jit_exit = ExitReason::from_u64(h.enter(host)).expect("exit reason");
+    let mut jit_exit = ExitReason::from_u64(h.enter(host)).expect("exit reason");
+    let mut prefix = block.clone();
+    prefix.insns.truncate(c.guest_insns as usize);
+    if jit_exit == ExitReason::CodeModified {
+        jit_exit = step_on(&mut h, &prefix, mode);
+    }
     let jit = Observed::of(jit_exit, &h.cpu);
 
     let mut m = Machine::new(0);
@@ -671,8 +679,6 @@ pub fn differential_in(
     // as the block does: `icount + n <= icount_limit` before every pass, again while the
     // block jumps back to its own start; a pass that leaves early takes back the
     // instructions it did not execute.
-    let mut prefix = block.clone();
-    prefix.insns.truncate(c.guest_insns as usize);
     let n = u64::from(c.guest_insns);
     let exit = loop {
         if icpu
@@ -694,6 +700,29 @@ pub fn differential_in(
     };
     let interp = Observed::of(exit, &icpu);
     (jit, interp, m.ram == h.m.ram)
+}
+
+/// What the dispatcher does after a block left with [`ExitReason::CodeModified`] (the
+/// instruction at `rip` not executed): single-step it, and here the rest of the block's
+/// instructions after it, each charged as it completes. Returns the exit of the first step
+/// that does not simply go on, or `Jump` once the steps leave the block's straight line.
+pub fn step_on(h: &mut Harness, block: &DecodedBlock, mode: Mode) -> ExitReason {
+    let Some(at) = block.insns.iter().position(|i| i.ip() == h.cpu.rip) else {
+        return ExitReason::CodeModified;
+    };
+    for insn in &block.insns[at..] {
+        if h.cpu.rip != insn.ip() {
+            break;
+        }
+        let r = step(&mut h.cpu, &mut *h.m, insn, mode);
+        if r == ExitReason::Jump || h.cpu.rip != insn.ip() {
+            h.cpu.icount += 1;
+        }
+        if r != ExitReason::Jump {
+            return r;
+        }
+    }
+    ExitReason::Jump
 }
 
 /// A small deterministic generator (xorshift64*).

@@ -223,6 +223,7 @@ fn simple_loop_raw_clif() {
         count_tlb_hits: false,
         carry: None,
         carry_flags: false,
+        srclocs: false,
         mode_key: mode.key(),
     };
     let mut links = std::collections::HashMap::new();
@@ -426,7 +427,16 @@ fn dump_block() {
         );
         return;
     }
-    let mut h = Harness::new();
+    // `POPEK_DUMP_TIER=quick`: as the runtime's quick tier compiles.
+    let mut h = if std::env::var("POPEK_DUMP_TIER").is_ok_and(|t| t == "quick") {
+        Harness::with_config(JitConfig {
+            opt_level: OptLevel::None,
+            regalloc: Regalloc::SinglePass,
+            ..JitConfig::default()
+        })
+    } else {
+        Harness::new()
+    };
     // As the runtime translates: helpers through a register-preserving trampoline.
     h.m.dump_trampoline = Some(0x7000_0000);
     h.load(pc, &bytes);

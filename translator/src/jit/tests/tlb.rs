@@ -613,6 +613,7 @@ fn store_probes_hit_inline_through_the_write_tag() {
         count_tlb_hits: false,
         carry: None,
         carry_flags: false,
+        srclocs: false,
         mode_key: h.mode.key(),
     };
     let mut env = TlbEnv {
