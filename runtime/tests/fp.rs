@@ -600,3 +600,7 @@ fn xmm_registers_carried_around_a_hot_loop() {
         assert_eq!(cpu.fx.mxcsr & 0x3f, 0x20, "{engine:?}: PE only");
     }
 }
+
+/// Runs of x87 instructions fused into one host stub, against one at a time.
+#[path = "fp/x87_runs.rs"]
+mod x87_runs;

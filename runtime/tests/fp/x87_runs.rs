@@ -5,38 +5,17 @@
 
 use iced_x86::code_asm::*;
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-use runtime::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
-use translator::state::{cr, FxArea};
+use runtime::{Engine, RunOutcome, Vm};
+use translator::state::FxArea;
 use translator::Exception;
 
-const CODE: u64 = 0x1000;
-const DATA: u64 = 0x8000;
+use super::{assemble, CODE, DATA};
 
+/// [`super::make`], with RBX pointing at the data.
 fn make(engine: Engine, code: &[u8], data: &[u8]) -> Vm {
-    let mut vm = Vm::new(VmConfig {
-        mem_bytes: 4 << 20,
-        engine,
-        serial: SerialSink::Capture,
-        instruction_limit: Some(1_000_000),
-        ..VmConfig::default()
-    })
-    .unwrap();
-    vm.write_phys(CODE, code).unwrap();
-    vm.write_phys(DATA, data).unwrap();
-    let cpu = vm.cpu_mut();
-    cpu.rip = CODE;
-    cpu.gpr[3] = DATA;
-    cpu.gpr[4] = 0x7000;
-    cpu.cr0 |= cr::CR0_MP | cr::CR0_NE;
-    cpu.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
+    let mut vm = super::make(engine, code, data);
+    vm.cpu_mut().gpr[3] = DATA;
     vm
-}
-
-fn assemble(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).unwrap();
-    f(&mut a).unwrap();
-    a.hlt().unwrap();
-    a.assemble(CODE).unwrap()
 }
 
 /// The address and x87 opcode (FOP) of the `nth` instruction `m` of `code`.
