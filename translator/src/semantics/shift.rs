@@ -190,12 +190,9 @@ fn finish<E: Emitter>(
             ctx.write_op(0, v);
         }
         Some(_) => {
+            // Rotates: all six flags went lazy above.
             ctx.write_op(0, out.res);
-            if mask == rflags::ARITH {
-                ctx.set_flags_bits(new);
-            } else {
-                ctx.update_flags(mask, new);
-            }
+            ctx.update_flags(mask, new);
         }
         None => {
             let zero = ctx.c(Ty::I64, 0);
