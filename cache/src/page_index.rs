@@ -97,8 +97,7 @@ impl PageIndex {
         let pages = usize::try_from(bytes.div_ceil(PAGE_SIZE)).expect("physical limit too large");
         self.code = (0..pages).map(|_| AtomicU8::new(0)).collect();
         self.guard = (0..pages).map(|_| AtomicU8::new(0)).collect();
-        let pages: Vec<u64> = self.pages.keys().copied().collect();
-        for page in pages {
+        for &page in self.pages.keys() {
             self.set_bit(page, true);
         }
     }
@@ -116,8 +115,7 @@ impl PageIndex {
 
     /// Forgets every block; the bitmaps keep their size and become all zero.
     pub fn clear(&mut self) {
-        let pages: Vec<u64> = self.pages.keys().copied().collect();
-        for page in pages {
+        for &page in self.pages.keys() {
             self.set_bit(page, false);
         }
         self.pages.clear();

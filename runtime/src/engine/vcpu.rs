@@ -335,24 +335,11 @@ mod tests {
     #[test]
     fn an_inline_sti_shadow_delays_a_pending_interrupt_by_one_instruction() {
         use crate::memory::Access;
-        use crate::system::delivery::tests::{setup64, HANDLER};
+        use crate::system::delivery::tests::{init_pic, setup64, HANDLER};
         for shadow in [true, false] {
             let (mut m, mut cpu) = setup64();
-            // PIC: vectors 0x20/0x28, only IRQ1 unmasked, and IRQ1 raised.
-            for (port, value) in [
-                (0x20, 0x11),
-                (0x21, 0x20),
-                (0x21, 4),
-                (0x21, 1),
-                (0x21, 0xFD),
-                (0xA0, 0x11),
-                (0xA1, 0x28),
-                (0xA1, 2),
-                (0xA1, 1),
-                (0xA1, 0xFF),
-            ] {
-                assert!(m.platform.io_write(port, 1, value, 0));
-            }
+            // PIC: only IRQ1 unmasked, and IRQ1 raised.
+            init_pic(&mut m, 0xFD);
             m.platform.set_irq(1, true);
             assert!(m.platform.has_interrupt());
             // mov eax, 1
@@ -375,21 +362,8 @@ mod tests {
     fn console_input_wakes_a_halted_vcpu_at_once() {
         use crate::devices::PortIo;
         let (mut m, mut cpu) = crate::system::delivery::tests::setup64();
-        // PIC: vectors 0x20/0x28, only IRQ4 (COM1) unmasked; the PIT's IRQ0 is masked.
-        for (port, value) in [
-            (0x20, 0x11),
-            (0x21, 0x20),
-            (0x21, 4),
-            (0x21, 1),
-            (0x21, 0xEF),
-            (0xA0, 0x11),
-            (0xA1, 0x28),
-            (0xA1, 2),
-            (0xA1, 1),
-            (0xA1, 0xFF),
-        ] {
-            assert!(m.platform.io_write(port, 1, value, 0));
-        }
+        // PIC: only IRQ4 (COM1) unmasked; the PIT's IRQ0 is masked.
+        crate::system::delivery::tests::init_pic(&mut m, 0xEF);
         m.serial_mut().write(1, &[1]); // IER: received-data interrupt
         m.serial_mut().write(4, &[0x0B]); // MCR: DTR, RTS, OUT2
         assert_eq!(m.platform.next_wake_ns(), None, "no timer can wake it");

@@ -163,7 +163,7 @@ impl ClifEmitter<'_> {
                     self.b.ins().brif(inside, in_ram, &[], slow, &[]);
                     self.switch_sealed(in_ram, cold);
                 }
-                let marked = self.code_marked(addr, bytes, bitmap);
+                let marked = self.code_marked(addr, bitmap);
                 self.b.ins().brif(marked, slow, &[], fast, &[]);
                 self.terminated();
             }
@@ -233,11 +233,7 @@ impl ClifEmitter<'_> {
             self.b.ins().brif(inside, check, &[], slow, &[]);
             self.switch_sealed(check, cold);
         }
-        let marked = self.code_marked(
-            addr,
-            u64::from(self.b.func.dfg.value_type(v).bytes()),
-            bitmap,
-        );
+        let marked = self.code_marked(addr, bitmap);
         self.b.ins().brif(marked, slow, &[], fast, &[]);
         self.switch_sealed(fast, cold);
         let p = self.host_addr(base, addr);
@@ -284,7 +280,7 @@ impl ClifEmitter<'_> {
         let outside = self.b.ins().icmp(IntCC::UnsignedGreaterThan, lo, lim);
         let bad = if write {
             let at = self.b.ins().umin(lo, lim);
-            let marked = self.code_marked(at, bytes, code_bitmap as u64);
+            let marked = self.code_marked(at, code_bitmap as u64);
             let outside = self.b.ins().uextend(types::I32, outside);
             self.b.ins().bor(outside, marked)
         } else {
@@ -323,36 +319,19 @@ impl ClifEmitter<'_> {
         }
     }
 
-    /// Nonzero (an `I32`) if a page of `[addr, addr + bytes)` may hold code. Each bitmap byte
-    /// covers its page and the next ([`MemoryModel::Flat`]), so up to a page one load does;
-    /// up to 8 KiB + 1, the bytes of the first and the last byte's pages.
-    fn code_marked(&mut self, addr: Value, bytes: u64, bitmap: u64) -> Value {
-        let byte_of = |e: &mut Self, a: Value| {
-            let p = match e.const_of(a) {
-                Some(c) => e.iconst(Ty::I64, bitmap.wrapping_add(c >> PAGE_SHIFT)),
-                None => {
-                    let page = e.b.ins().ushr_imm_u(a, i64::from(PAGE_SHIFT));
-                    let bm = e.iconst(Ty::I64, bitmap);
-                    e.b.ins().iadd(bm, page)
-                }
-            };
-            e.b.ins().uload8(types::I32, e.regions.bitmap, p, 0)
-        };
-        let first = byte_of(self, addr);
-        if bytes <= 1 << PAGE_SHIFT {
-            return first;
-        }
-        let last_addr = match self.const_of(addr) {
-            Some(c) => {
-                if c >> PAGE_SHIFT == c.wrapping_add(bytes - 1) >> PAGE_SHIFT {
-                    return first;
-                }
-                self.iconst(Ty::I64, c.wrapping_add(bytes - 1))
+    /// Nonzero (an `I32`) if a store at `addr` may hit code: the guard byte of its page,
+    /// which covers that page and the next ([`MemoryModel::Flat`]), so every caller keeps
+    /// its stores to a page at most ([`PROBE_INLINE_MAX`]).
+    fn code_marked(&mut self, addr: Value, bitmap: u64) -> Value {
+        let p = match self.const_of(addr) {
+            Some(c) => self.iconst(Ty::I64, bitmap.wrapping_add(c >> PAGE_SHIFT)),
+            None => {
+                let page = self.b.ins().ushr_imm_u(addr, i64::from(PAGE_SHIFT));
+                let bm = self.iconst(Ty::I64, bitmap);
+                self.b.ins().iadd(bm, page)
             }
-            None => self.b.ins().iadd_imm_u(addr, (bytes - 1) as i64),
         };
-        let last = byte_of(self, last_addr);
-        self.b.ins().bor(first, last)
+        self.b.ins().uload8(types::I32, self.regions.bitmap, p, 0)
     }
 
     /// `ram_base + addr` (folded when `addr` is constant).

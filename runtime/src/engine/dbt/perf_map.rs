@@ -19,7 +19,6 @@ use super::super::tier::Tier;
 /// The open map.
 pub struct PerfMap {
     out: Option<File>,
-    path: PathBuf,
 }
 
 /// The map's path for this process, as perf expects it.
@@ -30,12 +29,8 @@ pub fn path() -> PathBuf {
 impl PerfMap {
     /// Opens (creates or appends to) this process's map.
     pub fn open() -> std::io::Result<PerfMap> {
-        let path = path();
-        let out = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(PerfMap {
-            out: Some(out),
-            path,
-        })
+        let out = OpenOptions::new().create(true).append(true).open(path())?;
+        Ok(PerfMap { out: Some(out) })
     }
 
     /// Names the engine's own code (entry trampoline, exit stub).
@@ -63,7 +58,7 @@ impl PerfMap {
         if let Err(e) = out.write_all(line.as_bytes()) {
             eprintln!(
                 "popek: warning: stopped writing the perf map '{}': {e}",
-                self.path.display()
+                path().display()
             );
             self.out = None;
         }

@@ -46,6 +46,25 @@ fn frame(m: &mut Machine, at: u64, n: u64, size: u64) -> Vec<u64> {
         .collect()
 }
 
+/// Programs the PIC pair as Linux does (vectors 0x20 and 0x28, cascade on IRQ2), with
+/// `master_mask` on the master and every slave line masked.
+pub(crate) fn init_pic(m: &mut Machine, master_mask: u32) {
+    for (port, value) in [
+        (0x20, 0x11),
+        (0x21, 0x20),
+        (0x21, 4),
+        (0x21, 1),
+        (0x21, master_mask),
+        (0xA0, 0x11),
+        (0xA1, 0x28),
+        (0xA1, 2),
+        (0xA1, 1),
+        (0xA1, 0xFF),
+    ] {
+        assert!(m.platform.io_write(port, 1, value, 0));
+    }
+}
+
 /// 64-bit machine: GDT 0x08 code64/0, 0x10 data/0, 0x18 code32/3, 0x23 data/3, 0x2B
 /// code64/3, 0x30 TSS64 (RSP0 = 0x9008, IST1 = 0xA000); every IDT vector an interrupt
 /// gate to 0x08:HANDLER + vector; CPL 0 with RSP = 0x8008 and IF set.
