@@ -89,8 +89,6 @@ pub(crate) struct ClifEmitter<'a> {
     /// Types of the variables semantics declared, by variable index.
     pub(super) var_tys: Vec<Option<Ty>>,
     pub(super) insns: u32,
-    /// The `iconst` of the entry's instruction count, patched at the end.
-    pub(super) icount: Inst,
     /// Guest address of the block; a direct exit to it jumps back to `head`.
     pub(super) pc: u64,
     /// [`crate::Mode::key`] of the block's mode.
@@ -99,12 +97,19 @@ pub(crate) struct ClifEmitter<'a> {
     pub(super) jump_cache: Option<JumpCacheLayout>,
     /// The loop head: budget check, then the body.
     pub(super) head: Block,
+    /// Where a direct exit to the entry jumps: `head`, or with `edge_budget` the body after
+    /// its check.
+    pub(super) body: Block,
+    /// The budget is checked on internal edges, not at the heads (see `internal_edge`).
+    pub(super) edge_budget: bool,
     /// In a region, the head of every block after the entry, by guest address (see
     /// [`crate::semantics::translate_region`]); direct exits to them stay in the function.
     pub(super) region_heads: HashMap<u64, (Block, u16)>,
-    /// Each head's instruction-count `iconst` (the entry's is `icount`) and the value of
-    /// `insns` when its block began; patched at the end.
-    pub(super) head_counts: Vec<(Inst, u32)>,
+    /// Each budget check's instruction-count `iconst` and the block (by guest address)
+    /// whose instructions it charges; patched at the end.
+    pub(super) counts: Vec<(Inst, u64)>,
+    /// Each block's guest address and the value of `insns` when it began.
+    pub(super) block_starts: Vec<(u64, u32)>,
     /// The variable of the shadowed `icount`.
     pub(super) icount_var: Variable,
     /// The block's hotness counter ([`super::JitEnv::hot_counter`]), if it counts.
@@ -826,6 +831,14 @@ impl Emitter for ClifEmitter<'_> {
         self.b.switch_to_block(head);
         let carried = self.carried.map_or(0, |c| c.gprs);
         self.reload = reload & !carried;
+        self.block_starts.push((pc, self.insns));
+        self.live = true;
+        self.dead = false;
+        self.cold = false;
+        if self.edge_budget {
+            // Its ways in checked the budget.
+            return;
+        }
         if let Some(counter) = self.hot_counter {
             // Runs inside a region count towards its promotion too, but only the entry may
             // leave with `Promote` (the runtime promotes the block at `rip`): count down
@@ -846,10 +859,7 @@ impl Emitter for ClifEmitter<'_> {
             pc,
             deferred,
         );
-        self.head_counts.push((n, self.insns));
-        self.live = true;
-        self.dead = false;
-        self.cold = false;
+        self.counts.push((n, pc));
     }
 
     fn uncount(&mut self, skipped: u32) {
@@ -884,13 +894,15 @@ impl Emitter for ClifEmitter<'_> {
                 match self.const_of(t) {
                     Some(pc) if pc == self.pc => {
                         // A loop: straight back to the budget check, registers in variables.
-                        self.b.ins().jump(self.head, &[]);
+                        let to = self.internal_edge(pc, self.head);
+                        self.b.ins().jump(to, &[]);
                         self.terminated();
                     }
-                    Some(_) if internal.is_some() => {
+                    Some(pc) if internal.is_some() => {
                         // Another block of the region: its head, registers in variables.
                         if let Some(h) = internal {
-                            self.b.ins().jump(h, &[]);
+                            let to = self.internal_edge(pc, h);
+                            self.b.ins().jump(to, &[]);
                         }
                         self.terminated();
                     }

@@ -7,7 +7,10 @@
 //! nothing but `rip`; or, in a function that carries state across its internal edges
 //! ([`crate::emit::Carried`]), with the carried registers and flags in variables, and then
 //! those exits are labels the semantics bind at the end to write the carried state back
-//! ([`crate::emit::Emitter::take_head_exits`]).
+//! ([`crate::emit::Emitter::take_head_exits`]). A function that carries state and has no
+//! hotness count checks the budget on each internal edge instead of at the heads
+//! (`internal_edge`): its exits then sit where the edge's values are, so a head does not
+//! keep carried flags alive for an exit that nothing before it needs.
 
 use std::collections::HashMap;
 
@@ -265,8 +268,24 @@ impl<'a> ClifEmitter<'a> {
             let deferred = head_exits.as_mut();
             leave_at_head(&mut b, &regions, cpu, c, how, deferred);
         }
-        let deferred = head_exits.as_mut();
+        // Without a hotness count, a function that carries state checks the budget on its
+        // internal edges instead (see `internal_edge`): the head is then entered from the
+        // entry only, with `CpuState` current, and its exit stores nothing but `rip`.
+        let edge_budget = carried.is_some() && hot_counter.is_none();
+        let deferred = if edge_budget {
+            None
+        } else {
+            head_exits.as_mut()
+        };
         let icount = budget_check(&mut b, &regions, cpu, icount_var, pc, deferred);
+        let body = if edge_budget {
+            let body = b.create_block();
+            b.ins().jump(body, &[]);
+            b.switch_to_block(body);
+            body
+        } else {
+            head
+        };
         let region_heads = heads
             .iter()
             .map(|&(pc, reload)| (pc, (b.create_block(), reload)))
@@ -304,13 +323,15 @@ impl<'a> ClifEmitter<'a> {
             fault_used: false,
             var_tys,
             insns: 0,
-            icount,
             pc,
             mode_key,
             jump_cache,
             head,
+            body,
+            edge_budget,
             region_heads,
-            head_counts: Vec::new(),
+            counts: vec![(icount, pc)],
+            block_starts: vec![(pc, 0)],
             hot_counter,
             icount_var,
             shadows,
@@ -322,6 +343,34 @@ impl<'a> ClifEmitter<'a> {
             head_exits,
             srclocs,
             error: None,
+        }
+    }
+
+    /// The block a direct exit to `pc`, a head of this function (its entry or a region
+    /// block), jumps to. With `edge_budget` the edge first charges the target's
+    /// instructions, or leaves with [`ExitReason::Budget`] and `rip = pc` through a head exit
+    /// label: the state at the edge is the state at the head, carried variables included,
+    /// so the exit writes back the same values a check at the head would. The head itself
+    /// then needs none of the carried values for its exits: flags a head overwrites before
+    /// it can leave are not live across the edge.
+    pub(super) fn internal_edge(&mut self, pc: u64, head: Block) -> Block {
+        if !self.edge_budget {
+            return head;
+        }
+        let deferred = self.head_exits.as_mut();
+        let n = budget_check(
+            &mut self.b,
+            &self.regions,
+            self.cpu,
+            self.icount_var,
+            pc,
+            deferred,
+        );
+        self.counts.push((n, pc));
+        if pc == self.pc {
+            self.body
+        } else {
+            head
         }
     }
 
@@ -346,17 +395,15 @@ impl<'a> ClifEmitter<'a> {
             self.dead = true;
             self.ret_const(ExitReason::Unsupported as u64);
         }
-        // Each head charges the instructions of its own block.
-        let mut starts: Vec<(Inst, u32)> = vec![(self.icount, 0)];
-        starts.extend(self.head_counts.iter().copied());
-        let ends: Vec<u32> = starts
-            .iter()
-            .skip(1)
-            .map(|&(_, s)| s)
-            .chain([self.insns])
-            .collect();
-        for (&(inst, start), end) in starts.iter().zip(ends) {
-            let n = end.saturating_sub(start).max(1);
+        // Each count charges the instructions of the block it enters.
+        let len_of = |pc: u64| {
+            let i = self.block_starts.iter().position(|s| s.0 == pc)?;
+            let start = self.block_starts[i].1;
+            let end = self.block_starts.get(i + 1).map_or(self.insns, |s| s.1);
+            Some(end.saturating_sub(start).max(1))
+        };
+        for &(inst, pc) in &self.counts {
+            let n = len_of(pc).unwrap_or(1);
             self.b.func.dfg.insts[inst] = InstructionData::UnaryImm {
                 opcode: Opcode::Iconst,
                 imm: Imm64::new(i64::from(n)),
@@ -375,6 +422,7 @@ impl<'a> ClifEmitter<'a> {
             self.b.seal_block(h);
         }
         self.b.seal_block(self.head);
+        self.b.seal_block(self.body);
         self.b.seal_all_blocks();
         remove_dead_loads(self.b.func);
         self.b.finalize(frontend);

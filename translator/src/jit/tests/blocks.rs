@@ -694,6 +694,48 @@ fn budget_stops_a_self_loop_between_iterations() {
     assert_eq!(h.cpu.rip, block.next_pc());
 }
 
+/// A self-loop whose first instruction overwrites every flag checks its budget on the back
+/// edge: the flags are not carried into the head, yet a budget stop still leaves those of
+/// the last compare, at every limit.
+#[test]
+fn budget_stops_on_the_back_edge_with_the_edge_flags() {
+    let code = asm(|a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(rax, 1)?;
+        a.cmp(rax, rcx)?;
+        a.jne(top)?;
+        a.hlt()
+    });
+    for limit in [0u64, 2, 3, 5, 30, 31, 32] {
+        let mut h = Harness::new();
+        h.load(0x1000, &code);
+        let block = h.decode(0x1000, 64);
+        let host = h.install(&block).expect("translate");
+        h.cpu.gpr[reg::RCX] = 1000;
+        h.cpu.icount_limit = limit;
+        assert_eq!(h.enter(host), ExitReason::Budget as u64, "limit {limit}");
+        let iterations = limit / 3;
+        assert_eq!(
+            (h.cpu.gpr[0], h.cpu.icount, h.cpu.rip),
+            (iterations, 3 * iterations, 0x1000),
+            "limit {limit}"
+        );
+        if iterations > 0 {
+            // `cmp rax, rcx` with rax < rcx: a borrow, negative, nonzero.
+            let f = h.cpu.full_rflags();
+            assert_eq!(
+                f & (rflags::CF | rflags::SF | rflags::ZF),
+                rflags::CF | rflags::SF
+            );
+        }
+        h.cpu.icount_limit = u64::MAX;
+        assert_eq!(h.enter(host), ExitReason::Jump as u64);
+        assert_eq!((h.cpu.gpr[0], h.cpu.icount), (1000, 3000));
+        assert_ne!(h.cpu.full_rflags() & rflags::ZF, 0);
+    }
+}
+
 #[test]
 fn the_jit_can_move_to_a_vcpu_thread() {
     fn send<T: Send>() {}
