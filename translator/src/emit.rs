@@ -300,6 +300,11 @@ pub trait Emitter: ValueOps + VectorOps {
         self.store_mem(addr, v)
     }
 
+    /// Whether sensitive instructions must reach the runtime as hypercalls (the trap
+    /// engine makes each one a host trap), so none takes a cheaper helper. Default: no.
+    fn hypercalls_only(&self) -> bool {
+        false
+    }
     /// Whether the fault exits of a block share code: each faulting instruction jumps with
     /// its values into a common tail (`ctx::fault_tail`) instead of writing the state back
     /// itself. Worth it where every copy costs compilation and code (the JIT); a recorder's

@@ -67,6 +67,13 @@ pub enum Helper {
     /// loop to take, the budget, an overlap it cannot copy exactly), always leaves at least
     /// one iteration to the loop, and for REPE/REPNE does only iterations that continue.
     RepString,
+    /// IN or OUT where the I/O permission check always passes (CPL 0, see
+    /// [`crate::semantics::system`]): (packed [`crate::sensitive::HypercallArgs`] of kind
+    /// `In` or `Out`, port, value for OUT) -> the value IN reads. Unlike [`Helper::Hypercall`]
+    /// it reads no guest register, flag or RIP from `CpuState` and writes none, so the
+    /// block need not write them back or reload them; a device stop or exception reports
+    /// through `status` with the instruction not done.
+    PortIo,
 }
 
 /// What [`Helper::RepString`] is asked to do (in `helper_out[2]`).
@@ -151,7 +158,7 @@ impl RepString {
 
 impl Helper {
     /// Every helper, in table order.
-    pub const ALL: [Helper; 15] = [
+    pub const ALL: [Helper; 16] = [
         Helper::MemRead,
         Helper::MemWrite,
         Helper::FlagsMaterialize,
@@ -167,6 +174,7 @@ impl Helper {
         Helper::FxRstor,
         Helper::ProbeWrite,
         Helper::RepString,
+        Helper::PortIo,
     ];
 
     /// Whether the helper may set `CpuState::status`, so the caller must check it.
@@ -185,6 +193,7 @@ impl Helper {
                 | Helper::FxSave
                 | Helper::FxRstor
                 | Helper::ProbeWrite
+                | Helper::PortIo
         )
     }
 
@@ -211,6 +220,7 @@ impl Helper {
             Helper::FxRstor => "fxrstor",
             Helper::ProbeWrite => "probe_write",
             Helper::RepString => "rep_string",
+            Helper::PortIo => "port_io",
         }
     }
 }

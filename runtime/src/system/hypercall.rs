@@ -111,7 +111,7 @@ pub fn hypercall(m: &mut Machine, cpu: &mut CpuState, a: u64, b: u64, c: u64) ->
 
 /// An undecodable first argument: never produced by the translator, so an internal error.
 #[cold]
-fn unknown(cpu: &mut CpuState, a: u64) -> (u64, Effects) {
+pub(super) fn unknown(cpu: &mut CpuState, a: u64) -> (u64, Effects) {
     let why = format!("unknown hypercall {a:#x} at rip {:#x}", cpu.rip);
     cpu.status = ExitReason::Stop as u64;
     (0, Effects::stop(StopRequest::Internal(why)))
@@ -224,7 +224,7 @@ static ENDS_BLOCK: [bool; 64] = {
 };
 
 /// A port access, for the I/O breakpoints of a single-stepped instruction.
-fn record_port(m: &mut Machine, port: u16, size: u8) {
+pub(super) fn record_port(m: &mut Machine, port: u16, size: u8) {
     m.debug_accesses
         .record(u64::from(port), u64::from(size), AccessKind::Port);
 }

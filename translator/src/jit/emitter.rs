@@ -877,6 +877,10 @@ impl Emitter for ClifEmitter<'_> {
         true
     }
 
+    fn hypercalls_only(&self) -> bool {
+        self.trap_hypercalls
+    }
+
     fn faulted(&self) -> bool {
         false
     }

@@ -8,6 +8,10 @@
 //!   handler's exception is precise.
 //! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode, nor
 //!   CLI and STI at CPL 0 ([`super::eflags`]).
+//! - IN and OUT at CPL 0, where the I/O permission check cannot fail, call
+//!   [`Helper::PortIo`] instead of a hypercall: the device access needs no guest register,
+//!   flag or RIP in `CpuState` (except in the trap engine, where every sensitive instruction
+//!   traps).
 //! - Privileged instructions in CPL > 0 blocks are not stubs: they raise #GP(0) here, at
 //!   translation time, as hardware does. IOPL- and CR4-dependent checks are the handler's.
 //! - Instructions whose entry ends the block leave right after the handler, which may have
@@ -20,6 +24,7 @@ use iced_x86::{Code, Instruction, OpKind, Register};
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::exception::Exception;
+use crate::helpers::Helper;
 use crate::ir::{BinOp, Ty};
 use crate::sensitive::{Class, Entry, Hypercall as H, HypercallArgs};
 
@@ -61,6 +66,16 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
             args.op_size = data.size() as u8;
             if entry.call == H::Out {
                 c = ctx.reg(data);
+            }
+            if ctx.mode().cpl == 0 && !ctx.e.hypercalls_only() {
+                // CPL 0 passes every I/O permission check (CPL ≤ IOPL), so the device access
+                // needs none of the state a hypercall writes back and reloads.
+                let a = ctx.c(Ty::I64, args.encode());
+                let r = ctx.call(Helper::PortIo, &[a, b, c]);
+                if entry.call == H::In {
+                    ctx.set_reg(data, r);
+                }
+                return;
             }
         }
         H::Ins | H::Outs => {

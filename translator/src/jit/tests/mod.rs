@@ -298,6 +298,8 @@ impl Machine {
                 0
             }
             Helper::RepString => 0,
+            // Port I/O reads all ones (an unclaimed port) and writes nothing.
+            Helper::PortIo => u64::MAX,
             // As the runtime: #PF for bytes outside RAM, a stop for bytes on a code page.
             Helper::ProbeWrite => {
                 let end = a[0]

@@ -1,6 +1,9 @@
 use iced_x86::code_asm::*;
+use iced_x86::{Decoder, DecoderOptions};
 
 use super::test_env::*;
+
+use crate::helpers::Helper;
 use crate::sensitive::Hypercall as H;
 use crate::state::{rflags, ExitReason};
 use crate::{Exception, Mode};
@@ -47,6 +50,38 @@ fn in_out_all_sizes_and_port_forms() {
             (H::Out, 4, 0, 0x3f8, 0x5566_7788),
         ]
     );
+    // At CPL 0 the permission check cannot fail: the port helper, no hypercall.
+    assert!(env.calls.iter().all(|c| c.0 == Helper::PortIo));
+}
+
+/// Above CPL 0 the I/O permission check (IOPL, the TSS bitmap) is the handler's: IN and
+/// OUT stay hypercalls, which see the instruction's state.
+#[test]
+fn in_out_above_cpl0_are_hypercalls() {
+    let code = asm(|a| {
+        a.in_(al, 0x60)?;
+        a.out(dx, ax)
+    });
+    let mut env = TestEnv::new();
+    let mut cpu = TestEnv::cpu();
+    env.in_value = 0x1234;
+    cpu.gpr[0] = 0xffff_ffff_ffff_ffff;
+    cpu.gpr[2] = 0x3f8;
+    for _ in 0..2 {
+        let off = (cpu.rip - CODE) as usize;
+        let mut d = Decoder::with_ip(64, &code[off..], cpu.rip, DecoderOptions::NONE);
+        let insn = d.decode();
+        assert_eq!(
+            crate::interp::step(&mut cpu, &mut env, &insn, Mode::new(64, 3)),
+            ExitReason::Jump
+        );
+    }
+    assert_eq!(cpu.gpr[0], 0xffff_ffff_ffff_ff34);
+    assert_eq!(
+        calls(&env),
+        [(H::In, 1, 0, 0x60, 0), (H::Out, 2, 0, 0x3f8, 0xff34)]
+    );
+    assert!(env.calls.iter().all(|c| c.0 == Helper::Hypercall));
 }
 
 #[test]
