@@ -205,6 +205,15 @@ impl JumpCache {
         }
     }
 
+    /// Empties entry `i` if it holds block `id`.
+    pub fn clear_if(&mut self, i: usize, id: BlockId) {
+        if let Some(e) = self.entries.get(i) {
+            if e.host.load(Relaxed) != 0 && e.id.load(Relaxed) == id.0 {
+                e.clear();
+            }
+        }
+    }
+
     /// Empties every entry whose block does not satisfy `keep`.
     pub fn retain(&mut self, mut keep: impl FnMut(BlockId) -> bool) {
         for e in self.entries.iter() {
