@@ -251,6 +251,13 @@ impl CodeCache {
     /// Caches block `id` for `virt_pc` in `mode`, evicting whatever shared its entry. A no-op
     /// if `id` is not live.
     pub fn jump_cache_set(&mut self, virt_pc: u64, mode: u32, id: BlockId) {
+        self.jump_cache_set_kept(virt_pc, mode, id, false);
+    }
+
+    /// [`CodeCache::jump_cache_set`]; with `global` the entry survives
+    /// [`CodeCache::jump_cache_clear_non_global`]: the caller found the block's code (all of
+    /// it on one page) through a global translation.
+    pub fn jump_cache_set_kept(&mut self, virt_pc: u64, mode: u32, id: BlockId, global: bool) {
         let i = self.jump.index(virt_pc, mode) as u32;
         if let Some(b) = self.live_mut(id).filter(|b| !b.info.host.is_none()) {
             b.cached_at = match b.cached_at {
@@ -259,13 +266,19 @@ impl CodeCache {
                 _ => SCATTERED,
             };
             let host = b.info.host;
-            self.jump.set(virt_pc, mode, id, host);
+            self.jump.set_kept(virt_pc, mode, id, host, global);
         }
     }
 
     /// Empties the jump cache (e.g. when the guest changes its page tables).
     pub fn jump_cache_clear(&mut self) {
         self.jump.clear();
+    }
+
+    /// Empties the jump cache but for entries set as global (a MOV CR3: global translations
+    /// stay valid).
+    pub fn jump_cache_clear_non_global(&mut self) {
+        self.jump.clear_non_global();
     }
 
     /// Drops the jump-cache entries of guest-virtual PCs in `[start, end)` (e.g. INVLPG).

@@ -435,7 +435,7 @@ impl<H: HostEntry> Dbt<H> {
                 {
                     return self.run_cold_or_compile(m, cpu, id, mode);
                 }
-                let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
+                let (phys, global) = m.translate_code_global(cpu, pc).map_err(Fetch::Fault)?;
                 let key = BlockKey {
                     phys_pc: phys.0,
                     virt_pc: pc,
@@ -446,20 +446,22 @@ impl<H: HostEntry> Dbt<H> {
                     _ if self.tiering.compile_after > 0 => {
                         let id = self.record(m, cpu, pc, key, mode)?;
                         if cached {
-                            self.cold.remember(pc, mode.key(), id);
+                            let kept = global && on_one_page(m, id);
+                            self.cold.remember(pc, mode.key(), id, kept);
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
                     _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized)?,
                 };
+                let kept = global && on_one_page(m, hit.0);
                 if hit.1.is_none() {
                     if cached {
-                        self.cold.remember(pc, mode.key(), hit.0);
+                        self.cold.remember(pc, mode.key(), hit.0, kept);
                     }
                     return self.run_cold_or_compile(m, cpu, hit.0, mode);
                 }
                 if cached {
-                    cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
+                    cache_mut(m).jump_cache_set_kept(pc, mode.key(), hit.0, kept);
                 }
                 hit
             }
@@ -875,11 +877,16 @@ impl<H: HostEntry> vcpu::ExecEngine for Dbt<H> {
         self.link_from = None;
     }
 
-    fn forget_mappings(&mut self, m: &mut Machine) {
+    fn forget_mappings(&mut self, m: &mut Machine, keep_global: bool) {
         // Virtual-PC-keyed state is stale: the jump cache, and any pending link (links
-        // never cross pages while paging is on, see `BlockEnv::link_slot`).
-        cache_mut(m).jump_cache_clear();
-        self.cold.forget_mappings();
+        // never cross pages while paging is on, see `BlockEnv::link_slot`). After a
+        // non-global flush what was found through global translations stays, as those
+        // translations stay in a CPU's TLB.
+        match keep_global {
+            true => cache_mut(m).jump_cache_clear_non_global(),
+            false => cache_mut(m).jump_cache_clear(),
+        }
+        self.cold.forget_mappings(keep_global);
         self.link_from = None;
     }
 }
@@ -941,6 +948,18 @@ fn next_page_range(ranges: &[(u64, u64)]) -> Option<u64> {
     let page = |a: u64| a & !(PAGE_SIZE - 1);
     let first = page(ranges.first()?.0);
     ranges.iter().map(|r| r.0).find(|&s| page(s) != first)
+}
+
+/// Whether all the code of block `id` lies on one page: then a global translation of that
+/// page, which a non-global flush keeps, is all that finding it by virtual PC needs.
+fn on_one_page(m: &Machine, id: BlockId) -> bool {
+    let page = |a: u64| a & !(PAGE_SIZE - 1);
+    cache(m).and_then(|c| c.block(id)).is_some_and(|b| {
+        let first = b.phys_ranges.first().map(|r| page(r.0));
+        b.phys_ranges.iter().all(|&(s, e)| {
+            Some(page(s)) == first && Some(page(e.max(s.saturating_add(1)) - 1)) == first
+        })
+    })
 }
 
 /// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last
