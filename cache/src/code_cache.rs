@@ -75,7 +75,9 @@ pub struct CodeCache {
     /// Blocks of this flush epoch, indexed by `id - epoch_base`; `None` once invalidated.
     blocks: Vec<Option<Block>>,
     epoch_base: u32,
-    by_key: HashMap<BlockKey, BlockId>,
+    /// The block of each key, with what a lookup answers besides (its code, and
+    /// [`BlockInfo::on_one_page`]) so that a hit reads no other memory.
+    by_key: HashMap<BlockKey, (BlockId, HostCode, bool)>,
     by_host: BTreeMap<usize, BlockId>,
     pages: PageIndex,
     masks: CodeBytes,
@@ -157,7 +159,7 @@ impl CodeCache {
         assert!(self.blocks.len() < ID_WRAP as usize, "too many blocks");
         let mut relink = Vec::new();
         let mut cached = false;
-        if let Some(old) = self.by_key.get(&info.key).copied() {
+        if let Some((old, ..)) = self.by_key.get(&info.key).copied() {
             let b = self.info(old);
             if !info.host.is_none() && !b.host.is_none() {
                 // Its own slots (a self-link) go with it.
@@ -189,7 +191,8 @@ impl CodeCache {
         if !info.host.is_none() {
             self.by_host.insert(info.host.0, id);
         }
-        self.by_key.insert(info.key, id);
+        self.by_key
+            .insert(info.key, (id, info.host, info.on_one_page()));
         let (virt_pc, mode) = (info.virt_pc, info.key.mode);
         self.blocks.push(Some(Block {
             info,
@@ -208,8 +211,15 @@ impl CodeCache {
 
     /// The live block with `key`, and its code. Counts lookups, hits and misses.
     pub fn lookup(&mut self, key: BlockKey) -> Option<(BlockId, HostCode)> {
+        self.lookup_one_page(key).map(|(id, host, _)| (id, host))
+    }
+
+    /// [`CodeCache::lookup`], and whether all the block's bytes lie on one page
+    /// ([`BlockInfo::on_one_page`]), from the key map alone (a dispatcher's lookup after
+    /// the jump cache missed: each further read was a cache miss of its own).
+    pub fn lookup_one_page(&mut self, key: BlockKey) -> Option<(BlockId, HostCode, bool)> {
         self.counters.lookups.bump();
-        let found = self.by_key.get(&key).map(|&id| (id, self.info(id).host));
+        let found = self.by_key.get(&key).copied();
         match found {
             Some(_) => self.counters.hits.bump(),
             None => self.counters.misses.bump(),
@@ -573,7 +583,7 @@ impl CodeCache {
                 self.rebuild_mask(page);
             }
         }
-        if self.by_key.get(&block.info.key) == Some(&id) {
+        if self.by_key.get(&block.info.key).map(|e| e.0) == Some(id) {
             self.by_key.remove(&block.info.key);
         }
         if self.by_host.get(&block.info.host.0) == Some(&id) {

@@ -663,3 +663,18 @@ fn removal_purges_the_blocks_own_jump_cache_entries() {
         "b, cached twice, is purged from both"
     );
 }
+
+/// A lookup tells from the key map alone whether the block lies on one page.
+#[test]
+fn lookups_say_whether_the_block_lies_on_one_page() {
+    let mut c = cache();
+    let one = add_block(&mut c, &[(0x1000, 0x1ff8), (0x1ff8, 0x2000)], 0);
+    let two = add_block(&mut c, &[(0x2ffc, 0x3000), (0x7000, 0x7003)], 0);
+    let across = add_block(&mut c, &[(0x4ffc, 0x5004)], 0);
+    for (id, want) in [(one, true), (two, false), (across, false)] {
+        let b = c.block(id).unwrap();
+        assert_eq!(b.on_one_page(), want);
+        let (key, host) = (b.key, b.host);
+        assert_eq!(c.lookup_one_page(key), Some((id, host, want)));
+    }
+}

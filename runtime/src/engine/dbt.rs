@@ -441,8 +441,13 @@ impl<H: HostEntry> Dbt<H> {
                     virt_pc: pc,
                     mode: mode.key(),
                 };
-                let hit = match cache_mut(m).lookup(key) {
-                    Some(hit) if straddle_still_mapped(m, cpu, pc, hit.0) => hit,
+                // A block on one page needs no check of the next page's mapping.
+                let (hit, one_page) = match cache_mut(m).lookup_one_page(key) {
+                    Some((id, host, one_page))
+                        if one_page || straddle_still_mapped(m, cpu, pc, id) =>
+                    {
+                        ((id, host), one_page)
+                    }
                     _ if self.tiering.compile_after > 0 => {
                         let id = self.record(m, cpu, pc, key, mode)?;
                         if cached {
@@ -451,9 +456,12 @@ impl<H: HostEntry> Dbt<H> {
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
-                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized)?,
+                    _ => {
+                        let hit = self.translate(m, cpu, pc, key, mode, Tier::Optimized)?;
+                        (hit, on_one_page(m, hit.0))
+                    }
                 };
-                let kept = global && on_one_page(m, hit.0);
+                let kept = global && one_page;
                 if hit.1.is_none() {
                     if cached {
                         self.cold.remember(pc, mode.key(), hit.0, kept);
@@ -469,12 +477,15 @@ impl<H: HostEntry> Dbt<H> {
         // A flush while translating freed (and may have reused) the slot. Under paging a
         // block that runs onto the next page is never a link target: a link would skip the
         // check of that page's mapping above.
-        let straddles = mode.paging
-            && cache(m)
-                .and_then(|c| c.block(id))
-                .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
-        if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles && cached) {
-            cache_mut(m).link(slot as *mut u64, id);
+        if let (Some(slot), true) = (link_from, flushes == self.flushes && cached) {
+            // (Only now: reading the block's ranges is a cache miss of its own.)
+            let straddles = mode.paging
+                && cache(m)
+                    .and_then(|c| c.block(id))
+                    .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
+            if !straddles {
+                cache_mut(m).link(slot as *mut u64, id);
+            }
         }
         Ok(Next::Host(host))
     }
@@ -953,13 +964,9 @@ fn next_page_range(ranges: &[(u64, u64)]) -> Option<u64> {
 /// Whether all the code of block `id` lies on one page: then a global translation of that
 /// page, which a non-global flush keeps, is all that finding it by virtual PC needs.
 fn on_one_page(m: &Machine, id: BlockId) -> bool {
-    let page = |a: u64| a & !(PAGE_SIZE - 1);
-    cache(m).and_then(|c| c.block(id)).is_some_and(|b| {
-        let first = b.phys_ranges.first().map(|r| page(r.0));
-        b.phys_ranges.iter().all(|&(s, e)| {
-            Some(page(s)) == first && Some(page(e.max(s.saturating_add(1)) - 1)) == first
-        })
-    })
+    cache(m)
+        .and_then(|c| c.block(id))
+        .is_some_and(BlockInfo::on_one_page)
 }
 
 /// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last
