@@ -27,7 +27,9 @@
 //!   invalidated blocks and empties it on a flush), because a block leaves through an
 //!   indirect exit in the mode it was translated in, and because virtual PCs are forgotten
 //!   when their mapping may have changed: all of them when mappings change
-//!   ([`vcpu::ExecEngine::forget_mappings`]), an INVLPG's window through
+//!   ([`vcpu::ExecEngine::forget_mappings`]) but, after a non-global flush (MOV CR3), those
+//!   of blocks lying on one page found through a global translation (which a CPU's TLB
+//!   keeps too), and an INVLPG's window through
 //!   [`crate::machine::CodeTracking::forget_virtual`].
 
 use cache::exec_mem::ExecMemory;
