@@ -17,6 +17,9 @@
 //!   at reused code. Block ids are not reused for at least 2^31 insertions.
 //! - The jump cache names live blocks only: removing a block (invalidation, replacement by the
 //!   same key) purges its entries, and a flush empties it before code memory is reused.
+//!   A block knows the entry it was last cached in (`cached_at`), or that it was cached in
+//!   more than one (`cached_at == SCATTERED`, only when cached under a PC other than its
+//!   own): purging a block is one entry, not a sweep of them all, unless it is scattered.
 //!   Generated code probes it inline and tail-calls a hit unchecked, so this is a safety
 //!   property, not just a matter of hit rates.
 //!
@@ -51,7 +54,16 @@ struct Block {
     info: BlockInfo,
     /// Slots (arena indices) linked to this block.
     incoming: Vec<u32>,
+    /// The jump-cache entry the block was cached in ([`NOT_CACHED`], or [`SCATTERED`] if
+    /// it was cached in more than one). See the module invariants.
+    cached_at: u32,
 }
+
+/// [`Block::cached_at`] of a block never put in the jump cache.
+const NOT_CACHED: u32 = u32::MAX;
+/// [`Block::cached_at`] of a block put in more than one jump-cache entry: purging it sweeps
+/// them all.
+const SCATTERED: u32 = u32::MAX - 1;
 
 /// The translated-code cache. See the crate and module documentation.
 pub struct CodeCache {
@@ -63,7 +75,9 @@ pub struct CodeCache {
     /// Blocks of this flush epoch, indexed by `id - epoch_base`; `None` once invalidated.
     blocks: Vec<Option<Block>>,
     epoch_base: u32,
-    by_key: HashMap<BlockKey, BlockId>,
+    /// The block of each key, with what a lookup answers besides (its code, and
+    /// [`BlockInfo::on_one_page`]) so that a hit reads no other memory.
+    by_key: HashMap<BlockKey, (BlockId, HostCode, bool)>,
     by_host: BTreeMap<usize, BlockId>,
     pages: PageIndex,
     masks: CodeBytes,
@@ -145,7 +159,7 @@ impl CodeCache {
         assert!(self.blocks.len() < ID_WRAP as usize, "too many blocks");
         let mut relink = Vec::new();
         let mut cached = false;
-        if let Some(old) = self.by_key.get(&info.key).copied() {
+        if let Some((old, ..)) = self.by_key.get(&info.key).copied() {
             let b = self.info(old);
             if !info.host.is_none() && !b.host.is_none() {
                 // Its own slots (a self-link) go with it.
@@ -177,11 +191,13 @@ impl CodeCache {
         if !info.host.is_none() {
             self.by_host.insert(info.host.0, id);
         }
-        self.by_key.insert(info.key, id);
+        self.by_key
+            .insert(info.key, (id, info.host, info.on_one_page()));
         let (virt_pc, mode) = (info.virt_pc, info.key.mode);
         self.blocks.push(Some(Block {
             info,
             incoming: Vec::new(),
+            cached_at: NOT_CACHED,
         }));
         self.counters.translations.bump();
         for s in relink {
@@ -195,8 +211,15 @@ impl CodeCache {
 
     /// The live block with `key`, and its code. Counts lookups, hits and misses.
     pub fn lookup(&mut self, key: BlockKey) -> Option<(BlockId, HostCode)> {
+        self.lookup_one_page(key).map(|(id, host, _)| (id, host))
+    }
+
+    /// [`CodeCache::lookup`], and whether all the block's bytes lie on one page
+    /// ([`BlockInfo::on_one_page`]), from the key map alone (a dispatcher's lookup after
+    /// the jump cache missed: each further read was a cache miss of its own).
+    pub fn lookup_one_page(&mut self, key: BlockKey) -> Option<(BlockId, HostCode, bool)> {
         self.counters.lookups.bump();
-        let found = self.by_key.get(&key).map(|&id| (id, self.info(id).host));
+        let found = self.by_key.get(&key).copied();
         match found {
             Some(_) => self.counters.hits.bump(),
             None => self.counters.misses.bump(),
@@ -238,14 +261,34 @@ impl CodeCache {
     /// Caches block `id` for `virt_pc` in `mode`, evicting whatever shared its entry. A no-op
     /// if `id` is not live.
     pub fn jump_cache_set(&mut self, virt_pc: u64, mode: u32, id: BlockId) {
-        if let Some(b) = self.live(id).filter(|b| !b.info.host.is_none()) {
-            self.jump.set(virt_pc, mode, id, b.info.host);
+        self.jump_cache_set_kept(virt_pc, mode, id, false);
+    }
+
+    /// [`CodeCache::jump_cache_set`]; with `global` the entry survives
+    /// [`CodeCache::jump_cache_clear_non_global`]: the caller found the block's code (all of
+    /// it on one page) through a global translation.
+    pub fn jump_cache_set_kept(&mut self, virt_pc: u64, mode: u32, id: BlockId, global: bool) {
+        let i = self.jump.index(virt_pc, mode) as u32;
+        if let Some(b) = self.live_mut(id).filter(|b| !b.info.host.is_none()) {
+            b.cached_at = match b.cached_at {
+                NOT_CACHED => i,
+                at if at == i => i,
+                _ => SCATTERED,
+            };
+            let host = b.info.host;
+            self.jump.set_kept(virt_pc, mode, id, host, global);
         }
     }
 
     /// Empties the jump cache (e.g. when the guest changes its page tables).
     pub fn jump_cache_clear(&mut self) {
         self.jump.clear();
+    }
+
+    /// Empties the jump cache but for entries set as global (a MOV CR3: global translations
+    /// stay valid).
+    pub fn jump_cache_clear_non_global(&mut self) {
+        self.jump.clear_non_global();
     }
 
     /// Drops the jump-cache entries of guest-virtual PCs in `[start, end)` (e.g. INVLPG).
@@ -487,10 +530,23 @@ impl CodeCache {
         }
     }
 
-    /// Removes the live blocks among `ids`, then purges the jump cache. Returns how many.
+    /// Removes the live blocks among `ids`, then purges the jump cache of them: the entry
+    /// each was cached in, or every entry if one of them was scattered. Returns how many.
     fn remove_blocks(&mut self, ids: &[BlockId]) -> usize {
-        let n = ids.iter().filter(|&&id| self.remove_block(id)).count();
-        if n > 0 {
+        let mut n = 0;
+        let mut sweep = false;
+        for &id in ids {
+            match self.remove_block(id) {
+                Some(NOT_CACHED) => n += 1,
+                Some(SCATTERED) => (n, sweep) = (n + 1, true),
+                Some(at) => {
+                    n += 1;
+                    self.jump.clear_if(at as usize, id);
+                }
+                None => {}
+            }
+        }
+        if sweep {
             let (blocks, base) = (&self.blocks, self.epoch_base);
             self.jump.retain(|id| {
                 let i = id.0.wrapping_sub(base) as usize;
@@ -500,12 +556,11 @@ impl CodeCache {
         n
     }
 
-    /// Removes one block from everything but the jump cache. Returns whether it was live.
-    fn remove_block(&mut self, id: BlockId) -> bool {
+    /// Removes one block from everything but the jump cache. Returns its
+    /// [`Block::cached_at`] if it was live.
+    fn remove_block(&mut self, id: BlockId) -> Option<u32> {
         let i = id.0.wrapping_sub(self.epoch_base) as usize;
-        let Some(block) = self.blocks.get_mut(i).and_then(Option::take) else {
-            return false;
-        };
+        let block = self.blocks.get_mut(i).and_then(Option::take)?;
         // Slots jumping to it (including its own, for a self-loop) go back to the stub.
         for s in block.incoming {
             let s = s as usize;
@@ -528,13 +583,13 @@ impl CodeCache {
                 self.rebuild_mask(page);
             }
         }
-        if self.by_key.get(&block.info.key) == Some(&id) {
+        if self.by_key.get(&block.info.key).map(|e| e.0) == Some(id) {
             self.by_key.remove(&block.info.key);
         }
         if self.by_host.get(&block.info.host.0) == Some(&id) {
             self.by_host.remove(&block.info.host.0);
         }
-        true
+        Some(block.cached_at)
     }
 }
 

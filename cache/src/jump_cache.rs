@@ -14,6 +14,10 @@
 //!   tail-calls the host address of a hit without asking anyone.
 //! - The entries are one allocation, made by [`JumpCache::new`], that never moves, grows or
 //!   shrinks while the cache lives: [`JumpCacheLayout::entries`] stays valid that long.
+//! - An entry marked *global* was filled for a PC whose code page the caller found through
+//!   a global translation (G set, CR4.PGE on): it survives [`JumpCache::clear_non_global`]
+//!   (a MOV CR3), as that translation survives in a CPU's TLB; INVLPG and global flushes
+//!   drop it like any other.
 //! - Entries are only ever accessed through shared references with (relaxed) atomic
 //!   operations, so generated code may read them through the raw address at any time. Writes
 //!   are not atomic as a whole: generated code that reads entries runs on the thread that owns
@@ -56,6 +60,9 @@ struct Entry {
     id: AtomicU32,
     /// Host address of the block's code; 0 = empty.
     host: AtomicUsize,
+    /// Nonzero: filled through a global translation (see the module invariants). In the
+    /// padding: the layout generated code reads is unchanged.
+    global: AtomicU32,
 }
 
 impl Entry {
@@ -64,6 +71,11 @@ impl Entry {
         self.virt_pc.store(0, Relaxed);
         self.mode.store(0, Relaxed);
         self.id.store(0, Relaxed);
+        self.global.store(0, Relaxed);
+    }
+
+    fn is_global(&self) -> bool {
+        self.global.load(Relaxed) != 0
     }
 }
 
@@ -158,6 +170,11 @@ impl JumpCache {
 
     /// Caches `id` (whose code is at `host`) for `virt_pc` in `mode`.
     pub fn set(&mut self, virt_pc: u64, mode: u32, id: BlockId, host: HostCode) {
+        self.set_kept(virt_pc, mode, id, host, false);
+    }
+
+    /// [`JumpCache::set`], marking the entry global if `global` (see the module invariants).
+    pub fn set_kept(&mut self, virt_pc: u64, mode: u32, id: BlockId, host: HostCode, global: bool) {
         let i = self.index(virt_pc, mode);
         let e = &self.entries[i];
         if e.host.load(Relaxed) == 0 {
@@ -171,6 +188,7 @@ impl JumpCache {
         e.virt_pc.store(virt_pc, Relaxed);
         e.mode.store(mode, Relaxed);
         e.id.store(id.0, Relaxed);
+        e.global.store(u32::from(global), Relaxed);
         e.host.store(host.0, Relaxed);
     }
 
@@ -187,6 +205,35 @@ impl JumpCache {
         self.overflowed = false;
     }
 
+    /// Empties every entry but the global ones (a non-global TLB flush: MOV CR3).
+    pub fn clear_non_global(&mut self) {
+        let mut kept = Vec::new();
+        if self.overflowed {
+            for (i, e) in self.entries.iter().enumerate() {
+                match e.is_global() {
+                    true if e.host.load(Relaxed) != 0 => kept.push(i as u32),
+                    true => {}
+                    false => e.clear(),
+                }
+            }
+        } else {
+            for &i in &self.filled {
+                let e = &self.entries[i as usize];
+                match e.is_global() {
+                    true if e.host.load(Relaxed) != 0 => kept.push(i),
+                    true => {}
+                    false => e.clear(),
+                }
+            }
+            kept.sort_unstable();
+            kept.dedup();
+        }
+        // The kept entries are the filled ones now: a later clear must find them.
+        self.overflowed = kept.len() > TRACKED;
+        kept.truncate(TRACKED);
+        self.filled = kept;
+    }
+
     /// Empties every entry whose guest-virtual PC lies in `[start, end)`.
     pub fn clear_range(&mut self, start: u64, end: u64) {
         let stale = |e: &Entry| (start..end).contains(&e.virt_pc.load(Relaxed));
@@ -201,6 +248,15 @@ impl JumpCache {
                 if stale(e) {
                     e.clear();
                 }
+            }
+        }
+    }
+
+    /// Empties entry `i` if it holds block `id`.
+    pub fn clear_if(&mut self, i: usize, id: BlockId) {
+        if let Some(e) = self.entries.get(i) {
+            if e.host.load(Relaxed) != 0 && e.id.load(Relaxed) == id.0 {
+                e.clear();
             }
         }
     }
@@ -311,6 +367,40 @@ mod tests {
                     .count();
                 assert_eq!(live, 0, "{fills} fills, round {round}");
             }
+        }
+    }
+
+    /// A non-global clear keeps exactly the global entries (tracked fills or past the
+    /// tracking limit), and a full clear afterwards still finds and empties them.
+    #[test]
+    fn clear_non_global_keeps_global_entries_only() {
+        for fills in [8u64, TRACKED as u64 + 100] {
+            let mut jc = JumpCache::new(4096).unwrap();
+            let pcs: Vec<u64> = (0..fills).map(|i| 0x1000 + 0x40 * i).collect();
+            for (i, &pc) in pcs.iter().enumerate() {
+                let global = i % 3 == 0;
+                jc.set_kept(pc, 0, BlockId(i as u32), HostCode(0x10 + i), global);
+            }
+            jc.clear_non_global();
+            for (i, &pc) in pcs.iter().enumerate() {
+                let e = &jc.entries[jc.index(pc, 0)];
+                if e.id.load(Relaxed) as usize != i {
+                    continue; // evicted by a later fill of the same entry
+                }
+                let kept = jc.get(pc, 0).is_some();
+                assert_eq!(kept, i % 3 == 0, "{fills} fills, entry {i}");
+            }
+            // A plain set over a kept entry is not global any more.
+            jc.set(pcs[0], 0, BlockId(0), HostCode(0x10));
+            jc.clear_non_global();
+            assert_eq!(jc.get(pcs[0], 0), None);
+            jc.clear();
+            let live = jc
+                .entries
+                .iter()
+                .filter(|e| e.host.load(Relaxed) != 0)
+                .count();
+            assert_eq!(live, 0, "{fills} fills");
         }
     }
 

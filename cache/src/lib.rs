@@ -149,6 +149,18 @@ impl BlockInfo {
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         self.phys_ranges.iter().any(|&(s, e)| s < end && start < e)
     }
+
+    /// Whether all of the block's bytes lie on the 4 KiB page of its first byte (false for
+    /// a block without ranges).
+    pub fn on_one_page(&self) -> bool {
+        let page = |a: u64| a >> page_index::PAGE_SHIFT;
+        let Some(&(first, _)) = self.phys_ranges.first() else {
+            return false;
+        };
+        self.phys_ranges.iter().all(|&(s, e)| {
+            page(s) == page(first) && page(e.max(s.saturating_add(1)) - 1) == page(first)
+        })
+    }
 }
 
 /// Errors of the code cache.

@@ -461,6 +461,7 @@ impl Machine {
         }
         self.tlb.flushes += 1;
         self.run.mappings_changed = true;
+        self.run.global_mappings_changed |= global;
     }
 
     /// Invalidates the TLB entries of the page holding linear address `lin` in both sets,
@@ -606,6 +607,20 @@ impl Machine {
         access: Access,
         privilege: Privilege,
     ) -> Result<Target, Exception> {
+        self.translate_global(regs, tlb, lin, access, privilege)
+            .map(|(target, _)| target)
+    }
+
+    /// [`Machine::translate_with`], and whether the translation is global (G set, CR4.PGE
+    /// on; never without paging or from the TLB, which does not say).
+    fn translate_global(
+        &mut self,
+        regs: &PagingRegs,
+        tlb: Option<&mut Tlb>,
+        lin: u64,
+        access: Access,
+        privilege: Privilege,
+    ) -> Result<(Target, bool), Exception> {
         // Real mode and the foundation's non-architectural "long mode without paging" (the
         // ELF64 guests) keep the flat model: exactly RAM, anything else a not-present #PF.
         let flat64 = regs.efer & translator::state::cr::EFER_LMA != 0 && !regs.paging();
@@ -613,7 +628,7 @@ impl Machine {
             return self
                 .mmu
                 .translate(GuestVirt(lin), access)
-                .map(|pa| Target::Ram(pa.0));
+                .map(|pa| (Target::Ram(pa.0), false));
         }
         let cached = regs.paging() && access != Access::Fetch;
         let tlb = tlb.filter(|_| cached);
@@ -622,7 +637,7 @@ impl Machine {
             .and_then(|t| tlb::lookup(t, privilege, lin, access == Access::Write))
         {
             self.tlb.hits += 1;
-            return Ok(Target::Ram(pa));
+            return Ok((Target::Ram(pa), false));
         }
         self.tlb.misses += 1;
         let t = walk(&mut self.ram, regs, lin, access, privilege)?;
@@ -635,7 +650,7 @@ impl Machine {
             self.tlb_filled
                 .fill(tlb, privilege, lin, &t, regs.smap(), code, host_base);
         }
-        Ok(target)
+        Ok((target, t.global))
     }
 
     /// [`Machine::translate_with`] without side effects: no TLB, no A/D updates.

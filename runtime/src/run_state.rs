@@ -73,6 +73,10 @@ pub struct RunState {
     /// cache, a pending link) and clears it. INVLPG drops its own window of the jump cache
     /// instead (see `Machine::invlpg`).
     pub mappings_changed: bool,
+    /// With `mappings_changed`: global translations may have changed too (a global flush,
+    /// the host replacing the CPU state), so nothing found through them may be kept. Cleared
+    /// with it.
+    pub global_mappings_changed: bool,
     /// A device register write may have made an interrupt deliverable; the helper that
     /// caused it ends the current slice, so the run loop looks. (The one request that is
     /// not returned: it arises deep in the guest memory path, whose callers only see
@@ -167,6 +171,7 @@ impl Default for RunState {
             nmi_button: Default::default(),
             insn_limit: u64::MAX,
             mappings_changed: false,
+            global_mappings_changed: false,
             interrupt_check: false,
             pending: Effects::default(),
             posted: false,

@@ -291,6 +291,7 @@ impl Vm {
     /// The CPU state and the machine, for the boot code that sets both up.
     pub(crate) fn parts_mut(&mut self) -> (&mut CpuState, &mut Machine) {
         self.machine.run.mappings_changed = true;
+        self.machine.run.global_mappings_changed = true;
         self.machine.tlb_large = true;
         (&mut self.cpu, &mut self.machine)
     }
@@ -364,6 +365,7 @@ impl Vm {
     /// is part of the state and is the caller's.
     pub fn cpu_mut(&mut self) -> &mut CpuState {
         self.machine.run.mappings_changed = true;
+        self.machine.run.global_mappings_changed = true;
         // The TLB the host installs may hold anything.
         self.machine.tlb_large = true;
         &mut self.cpu

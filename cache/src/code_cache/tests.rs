@@ -618,3 +618,63 @@ fn blocks_without_host_code_are_tracked_but_never_reached() {
     assert_eq!(c.invalidate_range(0x3004, 0x3005), 1);
     assert!(c.block(cold).is_none() && !c.page_has_code(0x3000));
 }
+
+/// Removing a block purges exactly its own jump-cache entries: the one entry it was cached
+/// in (a colliding block cached there since stays), or all of them for a block cached in
+/// several.
+#[test]
+fn removal_purges_the_blocks_own_jump_cache_entries() {
+    let mut c = cache();
+    let a = add_block(&mut c, &[(0x1000, 0x1010)], 0);
+    let b = add_block(&mut c, &[(0x2000, 0x2010)], 0);
+    let pc_a = 0x40_1000;
+    let pc_b = (pc_a + 1..)
+        .find(|&pc| c.jump.index(pc, 0) == c.jump.index(pc_a, 0))
+        .unwrap();
+    c.jump_cache_set(pc_a, 0, a);
+    c.jump_cache_set(pc_b, 0, b);
+    assert_eq!(c.invalidate_range(0x1000, 0x1001), 1);
+    assert_eq!(
+        c.jump_cache_get(pc_b, 0),
+        Some(c.block(b).unwrap().host),
+        "the entry a was cached in now holds b"
+    );
+    let d = add_block(&mut c, &[(0x3000, 0x3010)], 0);
+    let pcs = [0x50_0000, 0x60_0000, 0x70_0000];
+    for pc in pcs {
+        c.jump_cache_set(pc, 0, d);
+    }
+    let taken: Vec<usize> = pcs.iter().map(|&pc| c.jump.index(pc, 0)).collect();
+    let pc_b2 = (0x80_0000..)
+        .find(|&pc| !taken.contains(&c.jump.index(pc, 1)) && c.jump.index(pc, 1) != taken[0])
+        .unwrap();
+    c.jump_cache_set(pc_b2, 1, b);
+    let d_host = c.block(d).unwrap().host.0;
+    assert_eq!(c.invalidate_range(0x3000, 0x3001), 1);
+    for pc in pcs {
+        assert_ne!(raw_host(&c, pc, 0), d_host, "entry of {pc:#x}");
+    }
+    assert_eq!(c.jump_cache_get(pc_b2, 1), Some(c.block(b).unwrap().host));
+    assert_eq!(c.invalidate_range(0x2000, 0x2001), 1);
+    assert_eq!(raw_host(&c, pc_b, 0), 0);
+    assert_eq!(
+        raw_host(&c, pc_b2, 1),
+        0,
+        "b, cached twice, is purged from both"
+    );
+}
+
+/// A lookup tells from the key map alone whether the block lies on one page.
+#[test]
+fn lookups_say_whether_the_block_lies_on_one_page() {
+    let mut c = cache();
+    let one = add_block(&mut c, &[(0x1000, 0x1ff8), (0x1ff8, 0x2000)], 0);
+    let two = add_block(&mut c, &[(0x2ffc, 0x3000), (0x7000, 0x7003)], 0);
+    let across = add_block(&mut c, &[(0x4ffc, 0x5004)], 0);
+    for (id, want) in [(one, true), (two, false), (across, false)] {
+        let b = c.block(id).unwrap();
+        assert_eq!(b.on_one_page(), want);
+        let (key, host) = (b.key, b.host);
+        assert_eq!(c.lookup_one_page(key), Some((id, host, want)));
+    }
+}

@@ -27,7 +27,9 @@
 //!   invalidated blocks and empties it on a flush), because a block leaves through an
 //!   indirect exit in the mode it was translated in, and because virtual PCs are forgotten
 //!   when their mapping may have changed: all of them when mappings change
-//!   ([`vcpu::ExecEngine::forget_mappings`]), an INVLPG's window through
+//!   ([`vcpu::ExecEngine::forget_mappings`]) but, after a non-global flush (MOV CR3), those
+//!   of blocks lying on one page found through a global translation (which a CPU's TLB
+//!   keeps too), and an INVLPG's window through
 //!   [`crate::machine::CodeTracking::forget_virtual`].
 
 use cache::exec_mem::ExecMemory;
@@ -435,31 +437,41 @@ impl<H: HostEntry> Dbt<H> {
                 {
                     return self.run_cold_or_compile(m, cpu, id, mode);
                 }
-                let phys = m.translate_code(cpu, pc).map_err(Fetch::Fault)?;
+                let (phys, global) = m.translate_code_global(cpu, pc).map_err(Fetch::Fault)?;
                 let key = BlockKey {
                     phys_pc: phys.0,
                     virt_pc: pc,
                     mode: mode.key(),
                 };
-                let hit = match cache_mut(m).lookup(key) {
-                    Some(hit) if straddle_still_mapped(m, cpu, pc, hit.0) => hit,
+                // A block on one page needs no check of the next page's mapping.
+                let (hit, one_page) = match cache_mut(m).lookup_one_page(key) {
+                    Some((id, host, one_page))
+                        if one_page || straddle_still_mapped(m, cpu, pc, id) =>
+                    {
+                        ((id, host), one_page)
+                    }
                     _ if self.tiering.compile_after > 0 => {
                         let id = self.record(m, cpu, pc, key, mode)?;
                         if cached {
-                            self.cold.remember(pc, mode.key(), id);
+                            let kept = global && on_one_page(m, id);
+                            self.cold.remember(pc, mode.key(), id, kept);
                         }
                         return self.run_cold_or_compile(m, cpu, id, mode);
                     }
-                    _ => self.translate(m, cpu, pc, key, mode, Tier::Optimized)?,
+                    _ => {
+                        let hit = self.translate(m, cpu, pc, key, mode, Tier::Optimized)?;
+                        (hit, on_one_page(m, hit.0))
+                    }
                 };
+                let kept = global && one_page;
                 if hit.1.is_none() {
                     if cached {
-                        self.cold.remember(pc, mode.key(), hit.0);
+                        self.cold.remember(pc, mode.key(), hit.0, kept);
                     }
                     return self.run_cold_or_compile(m, cpu, hit.0, mode);
                 }
                 if cached {
-                    cache_mut(m).jump_cache_set(pc, mode.key(), hit.0);
+                    cache_mut(m).jump_cache_set_kept(pc, mode.key(), hit.0, kept);
                 }
                 hit
             }
@@ -467,12 +479,15 @@ impl<H: HostEntry> Dbt<H> {
         // A flush while translating freed (and may have reused) the slot. Under paging a
         // block that runs onto the next page is never a link target: a link would skip the
         // check of that page's mapping above.
-        let straddles = mode.paging
-            && cache(m)
-                .and_then(|c| c.block(id))
-                .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
-        if let (Some(slot), true) = (link_from, flushes == self.flushes && !straddles && cached) {
-            cache_mut(m).link(slot as *mut u64, id);
+        if let (Some(slot), true) = (link_from, flushes == self.flushes && cached) {
+            // (Only now: reading the block's ranges is a cache miss of its own.)
+            let straddles = mode.paging
+                && cache(m)
+                    .and_then(|c| c.block(id))
+                    .is_some_and(|b| next_page_range(&b.phys_ranges).is_some());
+            if !straddles {
+                cache_mut(m).link(slot as *mut u64, id);
+            }
         }
         Ok(Next::Host(host))
     }
@@ -875,11 +890,16 @@ impl<H: HostEntry> vcpu::ExecEngine for Dbt<H> {
         self.link_from = None;
     }
 
-    fn forget_mappings(&mut self, m: &mut Machine) {
+    fn forget_mappings(&mut self, m: &mut Machine, keep_global: bool) {
         // Virtual-PC-keyed state is stale: the jump cache, and any pending link (links
-        // never cross pages while paging is on, see `BlockEnv::link_slot`).
-        cache_mut(m).jump_cache_clear();
-        self.cold.forget_mappings();
+        // never cross pages while paging is on, see `BlockEnv::link_slot`). After a
+        // non-global flush what was found through global translations stays, as those
+        // translations stay in a CPU's TLB.
+        match keep_global {
+            true => cache_mut(m).jump_cache_clear_non_global(),
+            false => cache_mut(m).jump_cache_clear(),
+        }
+        self.cold.forget_mappings(keep_global);
         self.link_from = None;
     }
 }
@@ -941,6 +961,14 @@ fn next_page_range(ranges: &[(u64, u64)]) -> Option<u64> {
     let page = |a: u64| a & !(PAGE_SIZE - 1);
     let first = page(ranges.first()?.0);
     ranges.iter().map(|r| r.0).find(|&s| page(s) != first)
+}
+
+/// Whether all the code of block `id` lies on one page: then a global translation of that
+/// page, which a non-global flush keeps, is all that finding it by virtual PC needs.
+fn on_one_page(m: &Machine, id: BlockId) -> bool {
+    cache(m)
+        .and_then(|c| c.block(id))
+        .is_some_and(BlockInfo::on_one_page)
 }
 
 /// Whether the cached block `id` found for guest-virtual `pc` may run: a block whose last

@@ -62,12 +62,17 @@ pub struct Tiering {
 }
 
 impl Tiering {
-    /// Background compilations queued (or done and not yet installed) past which a block
-    /// turning hot is compiled on the vCPU's thread instead (for a cold block, only the
-    /// first-tier ones count: it goes before promotions). Two: one compiling, one
-    /// waiting; a block further back would wait several compile times (~1 ms each on an
-    /// idle core) running in the interpreter tier.
+    /// Background compilations queued (or done and not yet installed) past which quick
+    /// code turning hot is put back to counting instead of being queued for optimizing:
+    /// one compiling, one waiting, so promotions never hold up the first tier for long.
     pub const MAX_BACKLOG: usize = 2;
+    /// First-tier compilations queued (or done and not yet installed) past which a cold
+    /// block turning hot is compiled on the vCPU's thread instead. Deep: in the Linux boot
+    /// blocks turn hot in bursts while the compile thread is idle most of the time, and
+    /// an inline compile stalls the guest for all of its ~0.2 ms where waiting costs only
+    /// the block's interpreted runs meanwhile (with 2, a third of the boot's compiles were
+    /// inline and the vCPU thread spent 12% more time to `Run /init`).
+    pub const MAX_FIRST_TIER_BACKLOG: usize = 64;
 
     /// `compile_after` value that never compiles.
     pub const NEVER: u32 = u32::MAX;
@@ -245,8 +250,9 @@ const MAX_RERECORDS: u8 = 4;
 /// Entries of the cold blocks' direct-mapped lookup table.
 const JUMP_ENTRIES: usize = 4096;
 
-/// `(virt_pc, mode, block, its position in ColdBlocks::blocks)`.
-type JumpEntry = (u64, u32, BlockId, u32);
+/// `(virt_pc, mode, block, its position in ColdBlocks::blocks, found through a global
+/// translation)`.
+type JumpEntry = (u64, u32, BlockId, u32, bool);
 
 /// The interpreter tier's blocks. See the module invariants.
 pub struct ColdBlocks {
@@ -296,7 +302,7 @@ impl JumpTable {
             self.forget_after_invlpg(m.invlpgs);
             return None;
         }
-        let (p, md, id, at) = self.entries[jump_index(pc, mode)]?;
+        let (p, md, id, at, _) = self.entries[jump_index(pc, mode)]?;
         let hit = p == pc && md == mode && cache(m).is_some_and(|c| c.block(id).is_some());
         hit.then_some((id, at))
     }
@@ -314,11 +320,19 @@ impl JumpTable {
     #[inline(never)]
     fn forget_after_invlpg(&mut self, invlpgs: u64) {
         self.invlpgs = invlpgs;
-        self.forget();
+        self.forget(false);
     }
 
-    fn forget(&mut self) {
-        self.entries.fill(None);
+    /// Forgets every entry, but with `keep_global` those found through global translations.
+    fn forget(&mut self, keep_global: bool) {
+        match keep_global {
+            true => self
+                .entries
+                .iter_mut()
+                .filter(|e| e.is_some_and(|(.., global)| !global))
+                .for_each(|e| *e = None),
+            false => self.entries.fill(None),
+        }
         self.epoch += 1;
     }
 }
@@ -329,22 +343,24 @@ impl ColdBlocks {
         self.table.find(m, pc, mode).map(|(id, _)| id)
     }
 
-    /// Remembers `id` for `pc` in `mode`.
-    pub fn remember(&mut self, pc: u64, mode: u32, id: BlockId) {
+    /// Remembers `id` for `pc` in `mode`; with `global` (its code, all on one page, was
+    /// found through a global translation) across non-global flushes.
+    pub fn remember(&mut self, pc: u64, mode: u32, id: BlockId, global: bool) {
         let at = self.blocks.position(id).unwrap_or(u32::MAX);
-        self.table.entries[jump_index(pc, mode)] = Some((pc, mode, id, at));
+        self.table.entries[jump_index(pc, mode)] = Some((pc, mode, id, at, global));
         self.table.epoch += 1;
     }
 
-    /// Forgets every virtual-address lookup (the guest changed its mappings).
-    pub fn forget_mappings(&mut self) {
-        self.table.forget();
+    /// Forgets every virtual-address lookup (the guest changed its mappings), but with
+    /// `keep_global` (a non-global flush) those found through global translations.
+    pub fn forget_mappings(&mut self, keep_global: bool) {
+        self.table.forget(keep_global);
     }
 
     /// Forgets everything (the cache was flushed).
     pub fn clear(&mut self) {
         self.blocks.clear();
-        self.forget_mappings();
+        self.forget_mappings(false);
     }
 
     /// Whether `id` is one of ours.
@@ -697,6 +713,55 @@ impl Drop for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A non-global flush keeps the cold blocks found through global translations; a
+    /// global one (and an INVLPG) forgets them too; either way successors are re-checked.
+    #[test]
+    fn cold_lookups_of_global_pages_survive_non_global_flushes() {
+        let cfg = cache::CacheConfig {
+            code_bytes: 1 << 16,
+            max_slots: 64,
+            jump_cache_entries: 16,
+        };
+        let mut cc = cache::CodeCache::new(cfg, cache::HostCode(0x1000)).unwrap();
+        let mut block = |pc: u64| {
+            cc.insert(cache::BlockInfo {
+                key: BlockKey {
+                    phys_pc: pc & 0xFFFF,
+                    virt_pc: pc,
+                    mode: 0,
+                },
+                virt_pc: pc,
+                host: cache::HostCode::NONE,
+                code_len: 0,
+                phys_ranges: vec![(pc & 0xFFFF, (pc & 0xFFFF) + 1)],
+                guest_insns: 1,
+                slots: SlotRange::EMPTY,
+            })
+        };
+        let mut cold = ColdBlocks::default();
+        let (kernel, user) = (0xffff_ffff_8100_0000u64, 0x40_1000u64);
+        let (k, u) = (block(kernel), block(user));
+        cold.remember(kernel, 1, k, true);
+        cold.remember(user, 3, u, false);
+        let entry = |c: &ColdBlocks, pc, mode| c.table.entries[jump_index(pc, mode)];
+        let epoch = cold.table.epoch;
+        cold.forget_mappings(true);
+        assert!(entry(&cold, kernel, 1).is_some());
+        assert!(entry(&cold, user, 3).is_none());
+        assert_ne!(
+            cold.table.epoch, epoch,
+            "successors are not trusted any more"
+        );
+        cold.forget_mappings(false);
+        assert!(entry(&cold, kernel, 1).is_none());
+        cold.remember(kernel, 1, k, true);
+        cold.table.forget_after_invlpg(1);
+        assert!(
+            entry(&cold, kernel, 1).is_none(),
+            "INVLPG forgets global ones too"
+        );
+    }
 
     #[test]
     fn first_tier_jobs_go_before_promotions_each_in_order() {

@@ -209,8 +209,9 @@ pub trait ExecEngine {
     fn interrupted(&mut self) {}
 
     /// Virtual-to-physical mappings may have changed wholesale: drop what is keyed by
-    /// virtual address.
-    fn forget_mappings(&mut self, m: &mut Machine);
+    /// virtual address, but with `keep_global` (a non-global flush) what was found through
+    /// global translations.
+    fn forget_mappings(&mut self, m: &mut Machine, keep_global: bool);
 }
 
 /// Runs the guest on `engine` until something stops it: the one vCPU loop. Between blocks
@@ -263,7 +264,8 @@ fn run_slices<E: ExecEngine>(
             continue;
         }
         if std::mem::take(&mut m.run.mappings_changed) {
-            engine.forget_mappings(m);
+            let keep_global = !std::mem::take(&mut m.run.global_mappings_changed);
+            engine.forget_mappings(m, keep_global);
         }
         if engine.run_block(m, cpu)? == Exit::SingleStep {
             engine.step(m, cpu)?;

@@ -44,8 +44,10 @@ pub trait CodeTracking: Any + Send {
     fn forget_virtual(&mut self, start: u64, end: u64);
 
     /// Forgets what was cached for every guest-virtual PC (a CR3 write that kept the running
-    /// block's code where it was: every other mapping may have changed).
-    fn forget_all_virtual(&mut self);
+    /// block's code where it was: every other mapping may have changed), but with
+    /// `keep_global` what was found through global translations, which a non-global flush
+    /// keeps.
+    fn forget_all_virtual(&mut self, keep_global: bool);
 
     /// The compiled code cached for guest-virtual `pc` in mode `mode` (the jump cache
     /// generated code probes inline), if any.
@@ -94,7 +96,7 @@ pub(crate) mod fake {
         fn forget_virtual(&mut self, start: u64, end: u64) {
             self.forgotten.push((start, end));
         }
-        fn forget_all_virtual(&mut self) {
+        fn forget_all_virtual(&mut self, _keep_global: bool) {
             self.forgotten.push((0, u64::MAX));
         }
         fn jump_target(&self, _pc: u64, _mode: u32) -> Option<HostCode> {

@@ -48,11 +48,21 @@ impl Machine {
     /// outside 64-bit mode), for looking blocks up by physical PC (sets A bits like the
     /// fetch itself will).
     pub fn translate_code(&mut self, cpu: &CpuState, rip: u64) -> Result<GuestPhys, Exception> {
+        self.translate_code_global(cpu, rip).map(|(pa, _)| pa)
+    }
+
+    /// [`Machine::translate_code`], and whether the translation is global (G set and
+    /// CR4.PGE on): one that a MOV CR3 does not drop from a CPU's TLB.
+    pub fn translate_code_global(
+        &mut self,
+        cpu: &CpuState,
+        rip: u64,
+    ) -> Result<(GuestPhys, bool), Exception> {
         let regs = PagingRegs::of(cpu);
         let lin = code_linear(cpu, rip) & regs.lin_mask();
         let privilege = Privilege::of_cpl(cpu.cpl);
-        match self.translate_with(&regs, None, lin, Access::Fetch, privilege)? {
-            Target::Ram(pa) | Target::Mmio(pa) => Ok(GuestPhys(pa)),
+        match self.translate_global(&regs, None, lin, Access::Fetch, privilege)? {
+            (Target::Ram(pa) | Target::Mmio(pa), global) => Ok((GuestPhys(pa), global)),
         }
     }
 

@@ -166,6 +166,38 @@ fn tlb_hits_skip_the_walk_until_invlpg_or_a_flush() {
     assert_eq!(cpu.tlb.sets[0][index(GLOBAL)].read_tag, TLB_INVALID);
 }
 
+/// Code lookups say whether their translation is global (what a MOV CR3 keeps), and a
+/// flush says whether it dropped global translations too.
+#[test]
+fn code_translations_report_global_pages_and_flushes_their_kind() {
+    let Paged { mut m, mut cpu, .. } = paged();
+    cpu.seg[translator::state::seg::CS].attr |= translator::state::seg_attr::L;
+    let global = |m: &mut Machine, cpu: &CpuState, lin| m.translate_code_global(cpu, lin);
+    assert_eq!(
+        global(&mut m, &cpu, GLOBAL + 4),
+        Ok((GuestPhys(0x22_0004), true))
+    );
+    assert_eq!(
+        global(&mut m, &cpu, KERNEL),
+        Ok((GuestPhys(0x21_0000), false))
+    );
+    cpu.cr4 &= !CR4_PGE;
+    assert_eq!(
+        global(&mut m, &cpu, GLOBAL),
+        Ok((GuestPhys(0x22_0000), false)),
+        "G without CR4.PGE"
+    );
+    cpu.cr0 &= !CR0_PG;
+    cpu.efer &= !(EFER_LME | EFER_LMA);
+    assert_eq!(global(&mut m, &cpu, 0x5000), Ok((GuestPhys(0x5000), false)));
+
+    m.run.mappings_changed = false;
+    m.flush_tlb(&mut cpu, false);
+    assert!(m.run.mappings_changed && !m.run.global_mappings_changed);
+    m.flush_tlb(&mut cpu, true);
+    assert!(m.run.mappings_changed && m.run.global_mappings_changed);
+}
+
 #[test]
 fn page_crossing_accesses_are_precise() {
     let Paged { mut m, mut cpu, .. } = paged();

@@ -157,8 +157,9 @@ pub fn token(
             .code_pages
             .is_some_and(|old| m.code_pages_peek(cpu, before.rip) == old);
     if code_kept {
+        let keep_global = !m.run.global_mappings_changed;
         if let Some(c) = m.code_tracking_mut() {
-            c.forget_all_virtual();
+            c.forget_all_virtual(keep_global);
         }
     }
     let done = Done {

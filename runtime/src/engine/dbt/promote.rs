@@ -26,15 +26,22 @@ impl<H: HostEntry> Dbt<H> {
         }
     }
 
-    /// Whether a compilation may go to the background compiler now (see
-    /// [`Tiering::MAX_BACKLOG`]): a first-tier one (`first_tier`) counts only the
-    /// first-tier ones ahead of it, since the compiler takes those before promotions.
+    /// Whether a compilation may go to the background compiler now: a first-tier one
+    /// (`first_tier`) counts only the first-tier ones ahead of it, since the compiler takes
+    /// those before promotions (see [`Tiering::MAX_FIRST_TIER_BACKLOG`] and
+    /// [`Tiering::MAX_BACKLOG`]).
     pub(super) fn background_has_room(&self, first_tier: bool) -> bool {
-        let backlog = self.worker.as_ref().map_or(0, |w| match first_tier {
-            true => w.first_in_flight(),
-            false => w.in_flight(),
-        });
-        self.tiering.background && backlog < Tiering::MAX_BACKLOG
+        let (backlog, max) = match first_tier {
+            true => (
+                self.worker.as_ref().map_or(0, |w| w.first_in_flight()),
+                Tiering::MAX_FIRST_TIER_BACKLOG,
+            ),
+            false => (
+                self.worker.as_ref().map_or(0, |w| w.in_flight()),
+                Tiering::MAX_BACKLOG,
+            ),
+        };
+        self.tiering.background && backlog < max
     }
 
     /// The link slots for the next `tier` block, and its hotness counter if it counts

@@ -54,8 +54,11 @@ impl CodeTracking for CodeCache {
         self.jump_cache_clear_range(start, end);
     }
 
-    fn forget_all_virtual(&mut self) {
-        self.jump_cache_clear();
+    fn forget_all_virtual(&mut self, keep_global: bool) {
+        match keep_global {
+            true => self.jump_cache_clear_non_global(),
+            false => self.jump_cache_clear(),
+        }
     }
 
     fn jump_target(&self, pc: u64, mode: u32) -> Option<HostCode> {
