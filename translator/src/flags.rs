@@ -641,5 +641,11 @@ mod tests {
     #[test]
     fn bad_descriptor_is_harmless() {
         assert_eq!(materialize(0xdead, 1, 2, 3, 4), 0);
+        // Inline evaluation of an operation popek never makes (aux 0/1 as it stores it):
+        // arithmetic flags only, and no shift out of range (the operation indexes bit sets).
+        for op in [0xdead, 0xff40, u64::MAX, 10 << 8 | 64, 15 << 8 | 8] {
+            let v = stored(op, u64::MAX, 1, 0x8000_0000, 1, 0, ARITH);
+            assert_eq!(v & !ARITH, 0, "{op:#x}");
+        }
     }
 }
