@@ -386,6 +386,16 @@ pub struct Stored<V> {
     pub rflags: V,
 }
 
+/// The operations whose OF is the sign rule of an addition or a subtraction.
+const ARITH_OPS: [FlagOp; 6] = [
+    FlagOp::Add,
+    FlagOp::Adc,
+    FlagOp::Inc,
+    FlagOp::Sub,
+    FlagOp::Sbb,
+    FlagOp::Dec,
+];
+
 /// The arithmetic flags in `mask` (RFLAGS positions, other bits zero, an `I64`) of a stored
 /// descriptor whose operation is known only when the code runs: what [`materialize`] gives,
 /// as straight-line code (compares and selects, no branch, no call), so generated code reads
@@ -414,13 +424,11 @@ pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> 
         is(e, FlagOp::Sub),
         is(e, FlagOp::Sbb),
     );
-    let (logic, inc, dec, mul) = (
+    let (logic, mul, shift) = (
         is(e, FlagOp::Logic),
-        is(e, FlagOp::Inc),
-        is(e, FlagOp::Dec),
         is(e, FlagOp::Mul),
+        is(e, FlagOp::Shift),
     );
-    let shift = is(e, FlagOp::Shift);
     let zero = e.iconst(Ty::I8, 0);
     let aux = e.convert(Conv::Trunc, d.aux, Ty::I8);
     // The sign bit of the descriptor's width, as an `I8` 0/1 of `v`.
@@ -476,23 +484,30 @@ pub fn stored_flags<E: ValueOps>(e: &mut E, d: &Stored<E::Value>, mask: u64) -> 
         out.push((rflags::SF, sign(e, d.res)));
     }
     if mask & rflags::OF != 0 {
+        // Add-like: sign((a ^ res) & (b ^ res)); sub-like: sign((a ^ res) & (a ^ b)). One
+        // sign, the second operand chosen; the kinds are bit sets indexed by the operation
+        // (a shift each, not three compares). An operation past 15 is no descriptor popek
+        // makes: it is masked only to keep the shift defined.
+        let fifteen = e.iconst(Ty::I64, 15);
+        let kind = e.binop(BinOp::And, op, fifteen);
+        let in_set = |e: &mut E, ops: &[FlagOp]| {
+            let set = e.iconst(Ty::I64, ops.iter().fold(0, |s, &f| s | 1 << f as u64));
+            let v = e.binop(BinOp::UShr, set, kind);
+            let v = e.convert(Conv::Trunc, v, Ty::I8);
+            bit(e, v, 0)
+        };
+        let add_like = in_set(e, &[FlagOp::Add, FlagOp::Adc, FlagOp::Inc]);
+        let arith = in_set(e, &ARITH_OPS);
         let x = e.binop(BinOp::Xor, d.a, d.res);
-        let y = e.binop(BinOp::Xor, d.b, d.res);
+        let y_add = e.binop(BinOp::Xor, d.b, d.res);
+        let y_sub = e.binop(BinOp::Xor, d.a, d.b);
+        let y = e.select(add_like, y_add, y_sub);
         let t = e.binop(BinOp::And, x, y);
-        let add_of = sign(e, t);
-        let x = e.binop(BinOp::Xor, d.a, d.b);
-        let y = e.binop(BinOp::Xor, d.a, d.res);
-        let t = e.binop(BinOp::And, x, y);
-        let sub_of = sign(e, t);
-        let add_like = e.binop(BinOp::Or, add, adc);
-        let add_like = e.binop(BinOp::Or, add_like, inc);
-        let sub_like = e.binop(BinOp::Or, sub, sbb);
-        let sub_like = e.binop(BinOp::Or, sub_like, dec);
+        let arith_of = sign(e, t);
         let v = e.select(mul, aux, zero);
         let shift_of = bit(e, aux, 1);
         let v = e.select(shift, shift_of, v);
-        let v = e.select(sub_like, sub_of, v);
-        out.push((rflags::OF, e.select(add_like, add_of, v)));
+        out.push((rflags::OF, e.select(arith, arith_of, v)));
     }
     let mut acc = e.iconst(Ty::I64, 0);
     for (bit, v) in out {
@@ -626,5 +641,11 @@ mod tests {
     #[test]
     fn bad_descriptor_is_harmless() {
         assert_eq!(materialize(0xdead, 1, 2, 3, 4), 0);
+        // Inline evaluation of an operation popek never makes (aux 0/1 as it stores it):
+        // arithmetic flags only, and no shift out of range (the operation indexes bit sets).
+        for op in [0xdead, 0xff40, u64::MAX, 10 << 8 | 64, 15 << 8 | 8] {
+            let v = stored(op, u64::MAX, 1, 0x8000_0000, 1, 0, ARITH);
+            assert_eq!(v & !ARITH, 0, "{op:#x}");
+        }
     }
 }

@@ -29,12 +29,15 @@
 //! - Nothing happens while a single-stepped instruction's accesses are being collected for
 //!   the debug registers.
 
+mod elements;
+
 use translator::helpers::{RepString, StringOp};
 use translator::CpuState;
 
 use super::{Machine, Privilege, Target, PAGE_SIZE};
 use crate::memory::{Access, GuestPhys};
 use crate::mmu::PagingRegs;
+use elements::{continuing, replicate};
 
 /// Offset bits within a page.
 const IN_PAGE: u64 = PAGE_SIZE - 1;
@@ -63,6 +66,8 @@ impl Machine {
         let privilege = Privilege::of_cpl(cpu.cpl);
         let value = cpu.helper_out[0];
         let s = u64::from(op.size);
+        // Sizes are powers of two: shifts, not divisions, on the per-chunk path.
+        let shift = s.trailing_zeros();
         let uses_src = matches!(op.op, StringOp::Movs | StringOp::Cmps);
         let dst_access = match op.op {
             StringOp::Movs | StringOp::Stos => Access::Write,
@@ -74,9 +79,9 @@ impl Machine {
             if o + s > PAGE_SIZE {
                 0
             } else if op.backward {
-                o / s + 1
+                (o >> shift) + 1
             } else {
-                (PAGE_SIZE - o) / s
+                (PAGE_SIZE - o) >> shift
             }
         };
         let (mut src_page, mut dst_page): (PageCache, PageCache) = (None, None);
@@ -137,7 +142,22 @@ impl Machine {
                         if ahead < s {
                             break;
                         }
-                        k = ahead / s;
+                        // All k elements at once: the source's first `ahead` bytes
+                        // repeated (elements only ever read bytes already final).
+                        let span = k * s;
+                        let (lo, hi) = if op.backward {
+                            (pd + s - span, ps + s)
+                        } else {
+                            (ps, pd + span)
+                        };
+                        let Ok(buf) = self.ram.slice_mut(GuestPhys(lo), (hi - lo) as usize) else {
+                            break;
+                        };
+                        if !replicate(buf, ahead as usize, span as usize, op.backward) {
+                            break;
+                        }
+                        done += k;
+                        continue;
                     }
                     self.bulk_copy(
                         low(ps, k, s, op.backward),
@@ -395,36 +415,6 @@ impl Machine {
     }
 }
 
-/// How many `S`-byte elements of `dst` (all of them, in the direction of travel) compare
-/// with those of `src` (or with `value` when there is none) so that the instruction
-/// continues: while equal if `while_equal`, else while not equal.
-fn continuing<const S: usize>(
-    (dst, src, value, backward, while_equal): (&[u8], Option<&[u8]>, u64, bool, bool),
-) -> usize {
-    let k = dst.len() / S;
-    let value = value & (u64::MAX >> (64 - 8 * S));
-    for i in 0..k {
-        // Element i in the direction of travel, as an offset into the chunk.
-        let at = if backward { (k - 1 - i) * S } else { i * S };
-        let a = match src {
-            Some(src) => element::<S>(src, at),
-            None => value,
-        };
-        if (a == element::<S>(dst, at)) != while_equal {
-            return i;
-        }
-    }
-    k
-}
-
-/// The `S`-byte little-endian element at `at` of `b`, zero-extended.
-#[inline(always)]
-fn element<const S: usize>(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v[..S].copy_from_slice(&b[at..at + S]);
-    u64::from_le_bytes(v)
-}
-
 /// The lowest address of `k` elements of `s` bytes whose first (in the direction of travel)
 /// is at `a`.
 fn low(a: u64, k: u64, s: u64, backward: bool) -> u64 {
@@ -589,7 +579,8 @@ mod tests {
                 // Distances in bytes: close overlaps both ways, exact element multiples,
                 // far apart; base addresses across a page boundary (0x9000) and unaligned.
                 for dist in [
-                    -17i64, -9, -8, -4, -3, -2, -1, 0, 1, 2, 3, 4, 7, 8, 16, 100, 3000,
+                    -17i64, -12, -10, -9, -8, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 8, 10, 12, 16,
+                    33, 100, 3000,
                 ] {
                     for (base, count) in [(0x8ff3u64, 700u64), (0x9400, 1000), (0xa000, 2)] {
                         let dst = base.wrapping_add_signed(dist);
