@@ -105,6 +105,7 @@ impl ClifEmitter<'_> {
                 self.b.ins().select(c, x, y)
             }
             VBin::FDiv => self.b.ins().fdiv(x, y),
+            VBin::FSqrt => self.b.ins().sqrt(y),
             _ => {
                 self.fail_internal("a scalar float operation without a lowering");
                 x
@@ -457,6 +458,7 @@ impl VectorOps for ClifEmitter<'_> {
                     FSub => ins.fsub(a, b),
                     FMul => ins.fmul(a, b),
                     FDiv => ins.fdiv(a, b),
+                    FSqrt => ins.sqrt(b),
                     // Handled above.
                     MulHiS | MulHiU | MulEvenU | MulEvenS | UnpackLo | UnpackHi | MaddWd
                     | PackS | PackU | CvtSs2Sd | CvtSd2Ss | Blendv | FMin | FMax => {
