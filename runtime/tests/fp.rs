@@ -569,6 +569,70 @@ fn xmm_registers_held_in_a_block_reach_fault_exits_and_fxsave() {
     }
 }
 
+/// Floating-point results left unstored because a later operation reads them
+/// (`Ctx::expect_fp_reads`): the chain's flags reach MXCSR when its end is overwritten
+/// unread, when the expected reader takes a stub instead (MAXSD of a value with itself),
+/// and at a fault between the result and its reader.
+#[test]
+fn results_left_for_a_later_reader_keep_their_flags() {
+    let chain = assemble(|a| {
+        a.divsd(xmm0, xmm1)?; // 1 / 0: ZE, read by the ADDSD below
+        a.movapd(xmm2, xmm0)?;
+        a.add(rax, 1)?;
+        a.mulsd(xmm3, xmm4)?; // inexact: PE, read by the MAXSD below (a stub)
+        a.addsd(xmm0, xmm5)?; // its result overwritten unread
+        a.xorps(xmm0, xmm0)?;
+        a.maxsd(xmm3, xmm3)?;
+        a.stmxcsr(dword_ptr(DATA))
+    });
+    let faulting = assemble(|a| {
+        a.divsd(xmm0, xmm1)?; // ZE, to be read by the last ADDSD
+        a.addpd(xmm3, xmmword_ptr(DATA + 1))?; // misaligned: #GP(0)
+        a.addsd(xmm0, xmm2)
+    });
+    // DIVSD xmm0, xmm1 is 4 bytes.
+    let fault_at = CODE + 4;
+    let setup = |vm: &mut Vm| {
+        let cpu = vm.cpu_mut();
+        cpu.fx.xmm[0] = u128::from(1f64.to_bits());
+        cpu.fx.xmm[1] = 0;
+        cpu.fx.xmm[3] = u128::from(0.1f64.to_bits());
+        cpu.fx.xmm[4] = u128::from(0.3f64.to_bits());
+        cpu.fx.xmm[5] = u128::from(1f64.to_bits());
+    };
+    let inf = u128::from(f64::INFINITY.to_bits());
+    for engine in ENGINES {
+        let mut vm = make(engine, &chain, &[0; 32]);
+        setup(&mut vm);
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let mut m = [0u8; 4];
+        vm.read_phys(DATA, &mut m).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(m),
+            mxcsr::DEFAULT | 0x4 | 0x20,
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[0], 0, "{engine:?}");
+        assert_eq!(cpu.fx.xmm[2], inf, "{engine:?}");
+        assert_eq!(cpu.fx.xmm[3] as u64, (0.1f64 * 0.3).to_bits(), "{engine:?}");
+
+        let mut vm = make(engine, &faulting, &[0; 32]);
+        setup(&mut vm);
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: fault_at
+            },
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[0], inf, "{engine:?}: the result at the fault");
+        assert_eq!(cpu.fx.mxcsr & 0x3f, 0x4, "{engine:?}: ZE at the fault");
+    }
+}
+
 /// A loop that carries XMM registers from one iteration to the next (a region once hot
 /// under dbt): every engine ends with the value the host computes.
 #[test]

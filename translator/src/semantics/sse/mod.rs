@@ -10,6 +10,7 @@
 //! - Floating-point forms are lowered inline only while every MXCSR exception is masked
 //!   ([`crate::fp_mode::SIMD_UNMASKED`] clear); otherwise the checked stub raises #XM.
 
+mod ahead;
 mod cmp;
 mod cvt;
 mod float;
@@ -17,6 +18,8 @@ mod int;
 mod mov;
 
 use iced_x86::{OpKind, Register};
+
+pub use ahead::fp_reads_ahead;
 
 use super::host::check_alignment;
 use super::simd::needs_alignment;
