@@ -665,6 +665,69 @@ fn xmm_registers_carried_around_a_hot_loop() {
     }
 }
 
+/// A loop carrying XMM registers in host registers (compiled code keeps the ones it writes
+/// across its back edge) faults part-way: the fault exit leaves each carried register and
+/// MXCSR as of the faulting iteration's instruction.
+#[test]
+fn xmm_registers_carried_around_a_loop_reach_a_fault_inside_it() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 3000)?;
+        a.set_label(&mut top)?;
+        a.addsd(xmm0, xmm1)?;
+        a.movapd(xmm2, xmm0)?;
+        a.mulsd(xmm2, xmm2)?;
+        // Misaligned (8 past the aligned DATA) in the iteration with ECX = 1000 only.
+        a.xor(edx, edx)?;
+        a.cmp(ecx, 1000)?;
+        a.sete(dl)?;
+        a.shl(edx, 3)?;
+        a.movapd(xmm3, xmmword_ptr(rbx + rdx))?;
+        a.addpd(xmm4, xmm3)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    });
+    // The MOVAPD: mov ecx (5), addsd (4), movapd (4), mulsd (4), xor (2), cmp (6), sete (3),
+    // shl (3).
+    let fault_at = CODE + 5 + 4 + 4 + 4 + 2 + 6 + 3 + 3;
+    let (mut x0, mut x4) = (0f64, 0f64);
+    for _ in 0..=2000 {
+        x0 += 0.1;
+    }
+    for _ in 0..2000 {
+        x4 += 0.5;
+    }
+    for engine in ENGINES {
+        let data: Vec<u8> = [0.5f64, 0.25, 0.0, 0.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let mut vm = make(engine, &code, &data);
+        let cpu = vm.cpu_mut();
+        cpu.gpr[3] = DATA;
+        cpu.fx.xmm[1] = u128::from(0.1f64.to_bits());
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: fault_at
+            },
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.gpr[1], 1000, "{engine:?}");
+        assert_eq!(cpu.fx.xmm[0] as u64, x0.to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.xmm[2] as u64, (x0 * x0).to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.xmm[4] as u64, x4.to_bits(), "{engine:?}");
+        assert_eq!(
+            (cpu.fx.xmm[4] >> 64) as u64,
+            (2000.0f64 * 0.25).to_bits(),
+            "{engine:?}"
+        );
+        assert_eq!(cpu.fx.mxcsr & 0x3f, 0x20, "{engine:?}: PE only");
+    }
+}
+
 /// Runs of x87 instructions fused into one host stub, against one at a time.
 #[path = "fp/x87_runs.rs"]
 mod x87_runs;
