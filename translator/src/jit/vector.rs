@@ -804,6 +804,19 @@ impl ClifEmitter<'_> {
         self.guest_load_t(V, addr)
     }
 
+    /// The JIT's [`crate::emit::Emitter::vload_mem_scalar`]: the vector is made where the
+    /// load is, so the two are one `movss`/`movsd` from memory.
+    pub(super) fn e_vload_mem_scalar(&mut self, ty: Ty, addr: Value) -> Value {
+        let addr = self.coerce(addr, Ty::I64);
+        let lo = if ty == Ty::I64 {
+            types::I64X2
+        } else {
+            types::I32X4
+        };
+        let v = self.guest_load_lo(clif(ty), addr, Some(lo));
+        self.vcast(v, V)
+    }
+
     pub(super) fn e_vstore_mem(&mut self, addr: Value, v: Value) {
         let addr = self.coerce(addr, Ty::I64);
         let v = self.vcast(v, V);

@@ -78,6 +78,7 @@ pub(super) fn read_v<E: Emitter>(ctx: &mut Ctx<E>, i: u32) -> E::Vec {
             let bytes = ctx.insn().memory_size().size();
             let a = mem_addr(ctx);
             match Ty::from_bytes(bytes) {
+                Some(ty @ (Ty::I32 | Ty::I64)) => ctx.e.vload_mem_scalar(ty, a),
                 Some(ty) => {
                     let v = ctx.load(ty, a);
                     let z = ctx.e.vconst(0);
