@@ -665,9 +665,9 @@ fn xmm_registers_carried_around_a_hot_loop() {
     }
 }
 
-/// A loop carrying XMM registers in host registers (compiled code keeps the ones it writes
-/// across its back edge) faults part-way: the fault exit leaves each carried register and
-/// MXCSR as of the faulting iteration's instruction.
+/// A loop that hands XMM registers from one iteration to the next faults part-way (in
+/// compiled code, with results left for a later reader pending): the fault exit leaves each
+/// register and MXCSR as of the faulting iteration's instruction.
 #[test]
 fn xmm_registers_carried_around_a_loop_reach_a_fault_inside_it() {
     let code = assemble(|a| {

@@ -272,14 +272,6 @@ pub trait Emitter: ValueOps + VectorOps {
         None
     }
 
-    /// The XMM registers a looping function carries across its internal edges as
-    /// [`Emitter::carried`] does its GPRs: `[i]` is the variable of XMM register `i`,
-    /// defined at the function's entry from `CpuState`. All `None` (the default) when
-    /// [`Emitter::carried`] is `None`.
-    fn carried_xmm(&self) -> [Option<Self::VVar>; 16] {
-        [None; 16]
-    }
-
     /// Whether a direct jump to `pc` stays in this function (the entry of a self-loop, a
     /// region's block) rather than leaving it.
     fn is_internal(&self, pc: u64) -> bool {

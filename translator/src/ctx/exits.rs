@@ -32,8 +32,6 @@ impl<E: Emitter> Ctx<E> {
             self.e.bind(label);
             let carried = self.carried_gprs();
             self.write_back_regs(carried);
-            let x = self.carried_xmm;
-            self.write_back_xmm(x);
             let f = self.head_flags();
             self.write_back_flags(f);
             let rip = self.e.iconst(Ty::I64, pc);
@@ -82,8 +80,8 @@ impl<E: Emitter> Ctx<E> {
         }
         self.entry_desc = None;
         self.addr_cache = None;
-        self.xmm_defined = self.carried_xmm;
-        self.xmm_dirty = self.carried_xmm;
+        self.xmm_defined = 0;
+        self.xmm_dirty = 0;
         self.xmm_unkept = 0;
     }
 
@@ -252,8 +250,8 @@ impl<E: Emitter> Ctx<E> {
         let carried = self.carried_gprs();
         let w = self.written & !carried;
         self.write_back_regs(w);
-        // The other XMM registers: a head reads them from `CpuState`.
-        let x = self.xmm_dirty & !self.carried_xmm;
+        // XMM registers are not carried: a head reads them from `CpuState`.
+        let x = self.xmm_dirty;
         self.write_back_xmm(x);
         let f = self.flags;
         self.flags_to_carried(f);
@@ -313,8 +311,6 @@ impl<E: Emitter> Ctx<E> {
             if carrying && !internal {
                 let carried = self.carried_gprs();
                 self.write_back_regs(self.written & carried);
-                let x = self.xmm_dirty & self.carried_xmm;
-                self.write_back_xmm(x);
                 let f = self.flags;
                 self.write_back_flags(f);
             }

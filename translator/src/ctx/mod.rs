@@ -22,8 +22,6 @@
 //!   descriptor variables ([`FlagState::Carried`] at every head). Every way out of the
 //!   function (exits, fault exits, hypercalls, the heads' budget and promotion exits)
 //!   writes them back.
-//! - XMM registers are carried as GPRs are ([`Emitter::carried_xmm`]): dirty from every
-//!   head on, kept in their variables at internal edges, stored on every way out.
 //! - Generated code keeps committed XMM registers in variables; those not written through
 //!   (`xmm_dirty`) are stored at exits, hypercalls and `sync_fp`. An inline floating-point
 //!   operation raises MXCSR flags Cranelift does not know of, so its result is written
@@ -168,8 +166,6 @@ pub struct Ctx<E: Emitter> {
     /// The registers a later instruction is expected to read into an inline floating-point
     /// operation ([`Ctx::expect_fp_reads`]).
     next_fp_reads: u16,
-    /// The XMM registers carried across internal edges (see [`Emitter::carried_xmm`]).
-    carried_xmm: u16,
     /// Dirty registers holding a floating-point result left unstored because a later
     /// instruction was expected to read it (see the module invariants).
     xmm_unkept: u16,
@@ -200,8 +196,6 @@ impl<E: Emitter> Ctx<E> {
         }
         let zero = e.iconst(Ty::I64, 0);
         e.def_var(flags_var, zero);
-        let xmm_carried = e.carried_xmm();
-        let carried_xmm = (0..16).fold(0u16, |m, i| m | (u16::from(xmm_carried[i].is_some()) << i));
         let flags = match carried.and_then(|c| c.flags) {
             Some(_) => FlagState::Carried,
             None => Self::entry_flags(&mut e),
@@ -236,16 +230,15 @@ impl<E: Emitter> Ctx<E> {
             writes: 0,
             missing_regs: false,
             carried,
-            xmm_vars: xmm_carried,
-            xmm_defined: carried_xmm,
+            xmm_vars: [None; 16],
+            xmm_defined: 0,
             xmm_pending: [None; 16],
-            xmm_dirty: carried_xmm,
+            xmm_dirty: 0,
             xmm_pending_fp: 0,
             insn_xmm_read: 0,
             next_fp_reads: 0,
             xmm_unkept: 0,
-            carried_xmm,
-            insn_start_xmm: carried_xmm,
+            insn_start_xmm: 0,
             stack_run_last: None,
         }
     }

@@ -122,9 +122,6 @@ pub(crate) struct ClifEmitter<'a> {
     /// The state carried across internal edges, if the function loops (see
     /// [`crate::emit::Carried`]).
     pub(super) carried: Option<Carried<Variable>>,
-    /// The variables of the XMM registers carried with `carried` (see
-    /// [`crate::emit::Emitter::carried_xmm`]).
-    pub(super) carried_xmm: [Option<Variable>; 16],
     /// Head exits left for the semantics to write (see [`super::frame`]); `Some` exactly when
     /// state is carried.
     pub(super) head_exits: Option<HeadExits>,
@@ -806,10 +803,6 @@ impl Emitter for ClifEmitter<'_> {
 
     fn carried(&self) -> Option<Carried<Variable>> {
         self.carried
-    }
-
-    fn carried_xmm(&self) -> [Option<Variable>; 16] {
-        self.carried_xmm
     }
 
     fn is_internal(&self, pc: u64) -> bool {

@@ -156,7 +156,6 @@ impl<'a> ClifEmitter<'a> {
             count_tlb_hits,
             carry,
             carry_flags,
-            carry_xmm,
             srclocs,
         } = shape;
         let mut region = |id: u32, name: &'static str| {
@@ -244,22 +243,6 @@ impl<'a> ClifEmitter<'a> {
             });
             Carried { gprs, gpr, flags }
         });
-        let mut carried_xmm = [None; 16];
-        if carried.is_some() {
-            for (i, x) in carried_xmm.iter_mut().enumerate() {
-                if carry_xmm & (1 << i) != 0 {
-                    let var = b.declare_var(types::I8X16);
-                    let flags = MemFlagsData::new()
-                        .with_notrap()
-                        .with_alias_region(regions.cpu.alias_region());
-                    let v = b
-                        .ins()
-                        .load(types::I8X16, flags, cpu, state::off_xmm(i) as i32);
-                    b.def_var(var, v);
-                    *x = Some(var);
-                }
-            }
-        }
         // Head exits are left to the semantics exactly when state is carried.
         let mut head_exits = carried.map(|_| HeadExits::new());
         let head = b.create_block();
@@ -336,7 +319,6 @@ impl<'a> ClifEmitter<'a> {
             trap_hypercalls,
             count_tlb_hits,
             carried,
-            carried_xmm,
             head_exits,
             srclocs,
             error: None,

@@ -402,8 +402,6 @@ struct Shape {
     carry: Option<u16>,
     /// With `carry`, the flags are carried too.
     carry_flags: bool,
-    /// With `carry`, the XMM registers carried (those the function writes).
-    carry_xmm: u16,
     /// Tag IR instructions with source locations: guest instruction `k` (1-based) of the
     /// function is `SourceLoc::new(k)`, code between instructions (commits' leftovers,
     /// exits and fault tails emitted at the end) [`SRCLOC_BETWEEN`], the head none. Only
@@ -449,27 +447,6 @@ fn written_gprs(block: &DecodedBlock) -> u16 {
                 if i < 16 {
                     mask |= 1 << i;
                 }
-            }
-        }
-    }
-    mask
-}
-
-/// The XMM registers `block` writes (explicitly or implicitly). Carrying even those it
-/// writes before reading saves their store at every back edge for a load at the
-/// function's entry (callgrind, jit, scale 10: vecmath -0.9%, nbody +0.3%, whose inner loop
-/// runs 1 to 4 times per entry; carrying only those read first: both within 0.1%).
-fn written_xmms(block: &DecodedBlock) -> u16 {
-    let mut info = InstructionInfoFactory::new();
-    let mut mask = 0u16;
-    for insn in &block.insns {
-        for r in info.info(insn).used_registers() {
-            let reads_only = matches!(
-                r.access(),
-                OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None
-            );
-            if r.register().is_xmm() && !reads_only {
-                mask |= 1 << (r.register().number() & 15);
             }
         }
     }
@@ -616,10 +593,6 @@ impl Jit {
             count_tlb_hits: self.count_tlb_hits,
             carry,
             carry_flags: carry.is_some() && blocks.iter().all(flags_overwritten_early),
-            carry_xmm: match carry {
-                Some(_) => blocks.iter().fold(0, |m, b| m | written_xmms(b)),
-                None => 0,
-            },
             srclocs: self.srclocs,
         };
         let vendor = self.vendor;

@@ -506,7 +506,6 @@ impl Harness {
             count_tlb_hits: false,
             carry: None,
             carry_flags: false,
-            carry_xmm: 0,
             srclocs: false,
             mode_key: self.mode.key(),
         };

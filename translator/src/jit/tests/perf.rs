@@ -223,7 +223,6 @@ fn simple_loop_raw_clif() {
         count_tlb_hits: false,
         carry: None,
         carry_flags: false,
-        carry_xmm: 0,
         srclocs: false,
         mode_key: mode.key(),
     };

@@ -668,7 +668,6 @@ fn store_probes_hit_inline_through_the_write_tag() {
         count_tlb_hits: false,
         carry: None,
         carry_flags: false,
-        carry_xmm: 0,
         srclocs: false,
         mode_key: h.mode.key(),
     };
