@@ -569,6 +569,70 @@ fn xmm_registers_held_in_a_block_reach_fault_exits_and_fxsave() {
     }
 }
 
+/// Floating-point results left unstored because a later operation reads them
+/// (`Ctx::expect_fp_reads`): the chain's flags reach MXCSR when its end is overwritten
+/// unread, when the expected reader takes a stub instead (MAXSD of a value with itself),
+/// and at a fault between the result and its reader.
+#[test]
+fn results_left_for_a_later_reader_keep_their_flags() {
+    let chain = assemble(|a| {
+        a.divsd(xmm0, xmm1)?; // 1 / 0: ZE, read by the ADDSD below
+        a.movapd(xmm2, xmm0)?;
+        a.add(rax, 1)?;
+        a.mulsd(xmm3, xmm4)?; // inexact: PE, read by the MAXSD below (a stub)
+        a.addsd(xmm0, xmm5)?; // its result overwritten unread
+        a.xorps(xmm0, xmm0)?;
+        a.maxsd(xmm3, xmm3)?;
+        a.stmxcsr(dword_ptr(DATA))
+    });
+    let faulting = assemble(|a| {
+        a.divsd(xmm0, xmm1)?; // ZE, to be read by the last ADDSD
+        a.addpd(xmm3, xmmword_ptr(DATA + 1))?; // misaligned: #GP(0)
+        a.addsd(xmm0, xmm2)
+    });
+    // DIVSD xmm0, xmm1 is 4 bytes.
+    let fault_at = CODE + 4;
+    let setup = |vm: &mut Vm| {
+        let cpu = vm.cpu_mut();
+        cpu.fx.xmm[0] = u128::from(1f64.to_bits());
+        cpu.fx.xmm[1] = 0;
+        cpu.fx.xmm[3] = u128::from(0.1f64.to_bits());
+        cpu.fx.xmm[4] = u128::from(0.3f64.to_bits());
+        cpu.fx.xmm[5] = u128::from(1f64.to_bits());
+    };
+    let inf = u128::from(f64::INFINITY.to_bits());
+    for engine in ENGINES {
+        let mut vm = make(engine, &chain, &[0; 32]);
+        setup(&mut vm);
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let mut m = [0u8; 4];
+        vm.read_phys(DATA, &mut m).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(m),
+            mxcsr::DEFAULT | 0x4 | 0x20,
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[0], 0, "{engine:?}");
+        assert_eq!(cpu.fx.xmm[2], inf, "{engine:?}");
+        assert_eq!(cpu.fx.xmm[3] as u64, (0.1f64 * 0.3).to_bits(), "{engine:?}");
+
+        let mut vm = make(engine, &faulting, &[0; 32]);
+        setup(&mut vm);
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: fault_at
+            },
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.fx.xmm[0], inf, "{engine:?}: the result at the fault");
+        assert_eq!(cpu.fx.mxcsr & 0x3f, 0x4, "{engine:?}: ZE at the fault");
+    }
+}
+
 /// A loop that carries XMM registers from one iteration to the next (a region once hot
 /// under dbt): every engine ends with the value the host computes.
 #[test]
@@ -597,6 +661,69 @@ fn xmm_registers_carried_around_a_hot_loop() {
         assert_eq!(cpu.fx.xmm[0] as u64, x0.to_bits(), "{engine:?}");
         assert_eq!(cpu.fx.xmm[2] as u64, (x0 * x0).to_bits(), "{engine:?}");
         assert_eq!(cpu.fx.xmm[3] as u64, x3.to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.mxcsr & 0x3f, 0x20, "{engine:?}: PE only");
+    }
+}
+
+/// A loop that hands XMM registers from one iteration to the next faults part-way (in
+/// compiled code, with results left for a later reader pending): the fault exit leaves each
+/// register and MXCSR as of the faulting iteration's instruction.
+#[test]
+fn xmm_registers_carried_around_a_loop_reach_a_fault_inside_it() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 3000)?;
+        a.set_label(&mut top)?;
+        a.addsd(xmm0, xmm1)?;
+        a.movapd(xmm2, xmm0)?;
+        a.mulsd(xmm2, xmm2)?;
+        // Misaligned (8 past the aligned DATA) in the iteration with ECX = 1000 only.
+        a.xor(edx, edx)?;
+        a.cmp(ecx, 1000)?;
+        a.sete(dl)?;
+        a.shl(edx, 3)?;
+        a.movapd(xmm3, xmmword_ptr(rbx + rdx))?;
+        a.addpd(xmm4, xmm3)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    });
+    // The MOVAPD: mov ecx (5), addsd (4), movapd (4), mulsd (4), xor (2), cmp (6), sete (3),
+    // shl (3).
+    let fault_at = CODE + 5 + 4 + 4 + 4 + 2 + 6 + 3 + 3;
+    let (mut x0, mut x4) = (0f64, 0f64);
+    for _ in 0..=2000 {
+        x0 += 0.1;
+    }
+    for _ in 0..2000 {
+        x4 += 0.5;
+    }
+    for engine in ENGINES {
+        let data: Vec<u8> = [0.5f64, 0.25, 0.0, 0.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let mut vm = make(engine, &code, &data);
+        let cpu = vm.cpu_mut();
+        cpu.gpr[3] = DATA;
+        cpu.fx.xmm[1] = u128::from(0.1f64.to_bits());
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: fault_at
+            },
+            "{engine:?}"
+        );
+        let cpu = vm.cpu();
+        assert_eq!(cpu.gpr[1], 1000, "{engine:?}");
+        assert_eq!(cpu.fx.xmm[0] as u64, x0.to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.xmm[2] as u64, (x0 * x0).to_bits(), "{engine:?}");
+        assert_eq!(cpu.fx.xmm[4] as u64, x4.to_bits(), "{engine:?}");
+        assert_eq!(
+            (cpu.fx.xmm[4] >> 64) as u64,
+            (2000.0f64 * 0.25).to_bits(),
+            "{engine:?}"
+        );
         assert_eq!(cpu.fx.mxcsr & 0x3f, 0x20, "{engine:?}: PE only");
     }
 }

@@ -176,6 +176,19 @@ pub trait Emitter: ValueOps + VectorOps {
     fn vstore_state(&mut self, off: u32, v: Self::Vec);
     /// Read 16 bytes of guest memory at virtual address `addr` (`I64`). May fault.
     fn vload_mem(&mut self, addr: Self::Value) -> Self::Vec;
+    /// Read a `ty` (`I32` or `I64`) of guest memory at virtual address `addr` (`I64`) into
+    /// lane 0 of a vector whose other lanes are zero (the loads of MOVSS, MOVSD, MOVD and
+    /// MOVQ and the scalar operands of SSE arithmetic). May fault.
+    fn vload_mem_scalar(&mut self, ty: Ty, addr: Self::Value) -> Self::Vec {
+        let x = self.load_mem(ty, addr);
+        let z = self.vconst(0);
+        let lanes = if ty == Ty::I64 {
+            Lanes::I64
+        } else {
+            Lanes::I32
+        };
+        self.vinsert(z, lanes, 0, x)
+    }
     /// Write 16 bytes of guest memory at virtual address `addr` (`I64`). May fault; nothing
     /// is written then.
     fn vstore_mem(&mut self, addr: Self::Value, v: Self::Vec);

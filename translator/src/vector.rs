@@ -164,6 +164,9 @@ pub enum VBin {
     FSub,
     FMul,
     FDiv,
+    /// Square root of the lanes of `b` (SQRTPS/SQRTPD); in the scalar shapes of lane 0 of
+    /// `b`, the other lanes from `a` (SQRTSS/SQRTSD, whose destination is `a`).
+    FSqrt,
     /// x86 MIN: `a < b ? a : b` per lane, so the second operand on equality (±0), on a NaN,
     /// on both (MINPS/MINPD/MINSS/MINSD).
     FMin,
@@ -358,6 +361,7 @@ pub fn eval_bin(op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
         | VBin::FSub
         | VBin::FMul
         | VBin::FDiv
+        | VBin::FSqrt
         | VBin::FMin
         | VBin::FMax
         | VBin::CvtSs2Sd
@@ -531,6 +535,10 @@ fn host_float(op: VBin, lanes: Lanes, a: u128, b: u128) -> u128 {
         (FDiv, F64) => sse2!("divpd", a, b),
         (FDiv, F32S) => sse2!("divss", a, b),
         (FDiv, F64S) => sse2!("divsd", a, b),
+        (FSqrt, F32) => sse2!("sqrtps", a, b),
+        (FSqrt, F64) => sse2!("sqrtpd", a, b),
+        (FSqrt, F32S) => sse2!("sqrtss", a, b),
+        (FSqrt, F64S) => sse2!("sqrtsd", a, b),
         (FMin, F32) => sse2!("minps", a, b),
         (FMin, F64) => sse2!("minpd", a, b),
         (FMin, F32S) => sse2!("minss", a, b),
@@ -603,6 +611,16 @@ mod tests {
         assert_eq!(
             eval_un(VUn::FSqrt, Lanes::F64, (f64::to_bits(4.0) as u128) << 64),
             (f64::to_bits(2.0) as u128) << 64
+        );
+        // SQRTSD: lane 0 from the root of the second operand's, lane 1 from the first.
+        assert_eq!(
+            eval_bin(
+                VBin::FSqrt,
+                Lanes::F64S,
+                hi | one,
+                0x77 << 64 | f64::to_bits(4.0) as u128
+            ),
+            hi | f64::to_bits(2.0) as u128
         );
     }
 }

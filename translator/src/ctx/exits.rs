@@ -82,6 +82,7 @@ impl<E: Emitter> Ctx<E> {
         self.addr_cache = None;
         self.xmm_defined = 0;
         self.xmm_dirty = 0;
+        self.xmm_unkept = 0;
     }
 
     pub(super) fn emit_fault_exit(

@@ -24,8 +24,15 @@
 //!   writes them back.
 //! - Generated code keeps committed XMM registers in variables; those not written through
 //!   (`xmm_dirty`) are stored at exits, hypercalls and `sync_fp`. An inline floating-point
-//!   result is written through when its instruction commits, so no operation that raises
-//!   MXCSR flags is dead code or moves past an exit.
+//!   operation raises MXCSR flags Cranelift does not know of, so its result is written
+//!   through when its instruction commits (no such operation is dead code, and Cranelift
+//!   computes it there, once, rather than in each later exit or arm that uses it); except
+//!   where a later instruction is expected to read it into an inline floating-point
+//!   operation of its own with nothing on the way using it ([`Ctx::expect_fp_reads`]).
+//!   Until that operation (itself kept by this rule) read it, it is *unkept*
+//!   (`xmm_unkept`): exits store it as any dirty register, and an instruction that
+//!   overwrites it first writes it through. So every path on which the instruction ran
+//!   computes it.
 
 use iced_x86::{Instruction, MemorySize, OpKind, Register};
 
@@ -154,6 +161,14 @@ pub struct Ctx<E: Emitter> {
     xmm_dirty: u16,
     /// This instruction's pending writes made by [`Ctx::set_xmm_fp`].
     xmm_pending_fp: u16,
+    /// The registers whose committed value this instruction read.
+    insn_xmm_read: u16,
+    /// The registers a later instruction is expected to read into an inline floating-point
+    /// operation ([`Ctx::expect_fp_reads`]).
+    next_fp_reads: u16,
+    /// Dirty registers holding a floating-point result left unstored because a later
+    /// instruction was expected to read it (see the module invariants).
+    xmm_unkept: u16,
     /// `xmm_dirty` when the current instruction began (what its fault exit stores).
     insn_start_xmm: u16,
     /// The last instruction (a `begun` index) of the run of stack accesses whose range was
@@ -220,6 +235,9 @@ impl<E: Emitter> Ctx<E> {
             xmm_pending: [None; 16],
             xmm_dirty: 0,
             xmm_pending_fp: 0,
+            insn_xmm_read: 0,
+            next_fp_reads: 0,
+            xmm_unkept: 0,
             insn_start_xmm: 0,
             stack_run_last: None,
         }
@@ -301,6 +319,8 @@ impl<E: Emitter> Ctx<E> {
         self.pending_flags = None;
         self.xmm_pending = [None; 16];
         self.xmm_pending_fp = 0;
+        self.insn_xmm_read = 0;
+        self.next_fp_reads = 0;
         self.insn_start_xmm = self.xmm_dirty;
         self.insn_start_flags = self.flags;
         self.insn_start_written = self.written;
@@ -354,6 +374,10 @@ impl<E: Emitter> Ctx<E> {
             self.flags = f;
         }
         let fp = std::mem::take(&mut self.xmm_pending_fp);
+        if fp != 0 {
+            // Read into this instruction's own floating-point operation: kept with it.
+            self.xmm_unkept &= !self.insn_xmm_read;
+        }
         for i in 0..16 {
             let Some(v) = self.xmm_pending[i].take() else {
                 continue;
@@ -365,9 +389,15 @@ impl<E: Emitter> Ctx<E> {
                 continue;
             }
             let var = self.xmm_var(i);
+            if self.xmm_unkept & bit != 0 {
+                // Overwritten before the expected read: written through now.
+                self.write_back_xmm(bit);
+                self.xmm_unkept &= !bit;
+            }
             self.e.def_vvar(var, v);
             self.xmm_defined |= bit;
-            if self.loop_depth > 0 || fp & bit != 0 {
+            let expected = self.next_fp_reads & bit != 0;
+            if self.loop_depth > 0 || (fp & bit != 0 && !expected) {
                 // Written through: a floating-point result, so that Cranelift computes it
                 // here, once (its flags are MXCSR's; with its only uses in later exits it
                 // would be computed in each of them), or inside structured control flow,
@@ -376,6 +406,7 @@ impl<E: Emitter> Ctx<E> {
                 self.xmm_dirty &= !bit;
             } else {
                 self.xmm_dirty |= bit;
+                self.xmm_unkept |= fp & bit;
             }
         }
     }
@@ -394,6 +425,18 @@ impl<E: Emitter> Ctx<E> {
         let d = self.xmm_dirty;
         self.write_back_xmm(d);
         self.xmm_dirty = 0;
+        self.xmm_unkept = 0;
+    }
+
+    /// Later instructions of the block are expected to read the XMM registers of `regs`
+    /// into inline floating-point operations, with nothing before that using them where it
+    /// would not dominate those operations (see [`crate::semantics::sse::fp_reads_ahead`]).
+    /// This instruction's floating-point results in those registers are then left for those
+    /// operations to keep (see the module invariants). A wrong guess costs speed only.
+    pub fn expect_fp_reads(&mut self, regs: u16) {
+        if !self.e.is_concrete() && self.loop_depth == 0 {
+            self.next_fp_reads = regs;
+        }
     }
 
     // ---------------------------------------------------------------- XMM registers
@@ -418,6 +461,7 @@ impl<E: Emitter> Ctx<E> {
         if let Some(v) = self.xmm_pending[i] {
             return v;
         }
+        self.insn_xmm_read |= 1 << i;
         if self.xmm_defined & (1 << i) != 0 {
             let var = self.xmm_var(i);
             return self.e.use_vvar(var);
@@ -462,6 +506,7 @@ impl<E: Emitter> Ctx<E> {
     pub fn forget_xmm(&mut self) {
         self.xmm_defined = 0;
         self.xmm_dirty = 0;
+        self.xmm_unkept = 0;
     }
 
     // ---------------------------------------------------------------- registers

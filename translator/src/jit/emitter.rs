@@ -567,6 +567,9 @@ impl Emitter for ClifEmitter<'_> {
     fn vload_mem(&mut self, addr: Value) -> Value {
         self.e_vload_mem(addr)
     }
+    fn vload_mem_scalar(&mut self, ty: Ty, addr: Value) -> Value {
+        self.e_vload_mem_scalar(ty, addr)
+    }
     fn vstore_mem(&mut self, addr: Value, v: Value) {
         self.e_vstore_mem(addr, v)
     }

@@ -86,15 +86,33 @@ impl ClifEmitter<'_> {
     /// Load a value of Cranelift type `t` (an integer, or `I8X16` for 16 bytes) from guest
     /// address `addr` (an `I64`).
     pub(super) fn guest_load_t(&mut self, t: Type, addr: Value) -> Value {
+        self.guest_load_lo(t, addr, None)
+    }
+
+    /// [`ClifEmitter::guest_load_t`], the value put in lane 0 of a zeroed vector of type
+    /// `lo` if given: in the same block as the load (which it then folds into), on each
+    /// path.
+    pub(super) fn guest_load_lo(&mut self, t: Type, addr: Value, lo: Option<Type>) -> Value {
         match self.mem {
             MemoryModel::Flat {
                 ram_base, ram_size, ..
             } => {
                 let limit = ram_size.checked_sub(u64::from(t.bytes()));
-                self.flat_load(t, addr, ram_base as u64, limit)
+                self.flat_load(t, addr, ram_base as u64, limit, lo)
             }
-            MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_load(t, addr, set),
-            MemoryModel::Tlb { .. } => self.slow_load(t, addr),
+            MemoryModel::Tlb { set } if set < TLB_SETS => self.tlb_load(t, addr, set, lo),
+            MemoryModel::Tlb { .. } => {
+                let x = self.slow_load(t, addr);
+                self.in_lane0(x, lo)
+            }
+        }
+    }
+
+    /// `x` in lane 0 of a zeroed vector of type `lo`, or `x` itself.
+    fn in_lane0(&mut self, x: Value, lo: Option<Type>) -> Value {
+        match lo {
+            Some(vt) => self.b.ins().scalar_to_vector(vt, x),
+            None => x,
         }
     }
 
@@ -185,28 +203,39 @@ impl ClifEmitter<'_> {
         self.check_status();
     }
 
-    fn flat_load(&mut self, ty: Type, addr: Value, base: u64, limit: Option<u64>) -> Value {
+    fn flat_load(
+        &mut self,
+        ty: Type,
+        addr: Value,
+        base: u64,
+        limit: Option<u64>,
+        lo: Option<Type>,
+    ) -> Value {
         let Some(limit) = limit else {
-            return self.slow_load(ty, addr);
+            let x = self.slow_load(ty, addr);
+            return self.in_lane0(x, lo);
         };
         if let Some(a) = self.const_of(addr) {
-            return if a <= limit {
+            let x = if a <= limit {
                 self.host_load(ty, base, addr)
             } else {
                 self.slow_load(ty, addr)
             };
+            return self.in_lane0(x, lo);
         }
         let lim = self.iconst(Ty::I64, limit);
         let inside = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, addr, lim);
         let (fast, slow) = (self.b.create_block(), self.b.create_block());
-        let (join, v) = self.join_block_t(ty);
+        let (join, v) = self.join_block_t(lo.unwrap_or(ty));
         self.b.ins().brif(inside, fast, &[], slow, &[]);
         let cold = self.is_cold();
         self.switch_sealed(fast, cold);
         let x = self.host_load(ty, base, addr);
+        let x = self.in_lane0(x, lo);
         self.jump_with(join, &[x]);
         self.switch_sealed(slow, true);
         let y = self.read_helper(ty, addr);
+        let y = self.in_lane0(y, lo);
         self.check_status_then(join, &[y]);
         self.switch_sealed(join, cold);
         v
@@ -390,20 +419,22 @@ impl ClifEmitter<'_> {
 
     // ------------------------------------------------------------------ soft TLB
 
-    fn tlb_load(&mut self, ty: Type, addr: Value, set: usize) -> Value {
+    fn tlb_load(&mut self, ty: Type, addr: Value, set: usize, lo: Option<Type>) -> Value {
         self.ensure_live();
         let cold = self.is_cold();
         let (fast, slow) = (self.b.create_block(), self.b.create_block());
-        let (join, v) = self.join_block_t(ty);
+        let (join, v) = self.join_block_t(lo.unwrap_or(ty));
         let entry = self.tlb_probe(addr, ty.bytes(), set, OFF_TLB_READ_TAG, fast, slow);
         self.switch_sealed(fast, cold);
         self.count_tlb_hit();
         let p = self.tlb_host(entry, addr);
         let flags = self.tlb_guest_flags();
         let x = self.b.ins().load(ty, flags, p, 0);
+        let x = self.in_lane0(x, lo);
         self.jump_with(join, &[x]);
         self.switch_sealed(slow, true);
         let y = self.read_helper(ty, addr);
+        let y = self.in_lane0(y, lo);
         self.cold_status_then(join, &[y]);
         self.switch_sealed(join, cold);
         v

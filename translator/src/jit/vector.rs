@@ -105,6 +105,7 @@ impl ClifEmitter<'_> {
                 self.b.ins().select(c, x, y)
             }
             VBin::FDiv => self.b.ins().fdiv(x, y),
+            VBin::FSqrt => self.b.ins().sqrt(y),
             _ => {
                 self.fail_internal("a scalar float operation without a lowering");
                 x
@@ -457,6 +458,7 @@ impl VectorOps for ClifEmitter<'_> {
                     FSub => ins.fsub(a, b),
                     FMul => ins.fmul(a, b),
                     FDiv => ins.fdiv(a, b),
+                    FSqrt => ins.sqrt(b),
                     // Handled above.
                     MulHiS | MulHiU | MulEvenU | MulEvenS | UnpackLo | UnpackHi | MaddWd
                     | PackS | PackU | CvtSs2Sd | CvtSd2Ss | Blendv | FMin | FMax => {
@@ -800,6 +802,19 @@ impl ClifEmitter<'_> {
     pub(super) fn e_vload_mem(&mut self, addr: Value) -> Value {
         let addr = self.coerce(addr, Ty::I64);
         self.guest_load_t(V, addr)
+    }
+
+    /// The JIT's [`crate::emit::Emitter::vload_mem_scalar`]: the vector is made where the
+    /// load is, so the two are one `movss`/`movsd` from memory.
+    pub(super) fn e_vload_mem_scalar(&mut self, ty: Ty, addr: Value) -> Value {
+        let addr = self.coerce(addr, Ty::I64);
+        let lo = if ty == Ty::I64 {
+            types::I64X2
+        } else {
+            types::I32X4
+        };
+        let v = self.guest_load_lo(clif(ty), addr, Some(lo));
+        self.vcast(v, V)
     }
 
     pub(super) fn e_vstore_mem(&mut self, addr: Value, v: Value) {

@@ -190,6 +190,7 @@ pub fn translate_region<E: Emitter>(
             } else {
                 ctx.begin_insn(&block.insns[i]);
                 ctx.check_stack_run(&block.insns[i..]);
+                ctx.expect_fp_reads(sse::fp_reads_ahead(mode, &block.insns[i + 1..]));
                 translate_insn(&mut ctx);
                 ctx.end_insn();
                 i += 1;

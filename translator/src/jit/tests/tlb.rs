@@ -247,6 +247,61 @@ fn misses_call_the_helper_and_use_its_result() {
     assert_eq!(vals[2], u64_at(&buf, 0xff8, 4));
 }
 
+/// Scalar loads into XMM registers (MOVSS, MOVSD, an ADDSD operand), each one `movss` /
+/// `movsd` from memory on a hit: the upper lanes cleared on a hit and on a miss alike.
+#[test]
+fn scalar_xmm_loads_hit_and_miss_with_the_upper_lanes_cleared() {
+    let mut h = Harness::new();
+    let code = asm(|a| {
+        a.movss(xmm1, dword_ptr(rcx + 0x10))?;
+        a.movsd_2(xmm2, qword_ptr(rcx + 0x18))?;
+        a.movq(xmm3, qword_ptr(rcx + 0x20))?;
+        a.addsd(xmm4, qword_ptr(rcx + 0x28))?;
+        end(a)
+    });
+    let host = compile(&mut h, &code, 0);
+    let mut buf = buffer(1);
+    let bits = [
+        1.5f32.to_bits() as u64,
+        2.5f64.to_bits(),
+        0x0123_4567_89ab_cdef,
+        0.25f64.to_bits(),
+    ];
+    for (k, b) in bits.iter().enumerate() {
+        buf[0x10 + 8 * k..0x18 + 8 * k].copy_from_slice(&b.to_le_bytes());
+    }
+    h.m.ram[NEAR as usize..NEAR as usize + 0x1000].copy_from_slice(&buf);
+    let want = |cpu: &CpuState| {
+        let x4 = cpu.fx.xmm[4];
+        let sum = f64::from_bits(x4 as u64) + 0.25;
+        [
+            u128::from(bits[0]),
+            u128::from(bits[1]),
+            u128::from(bits[2]),
+            (x4 >> 64) << 64 | u128::from(sum.to_bits()),
+        ]
+    };
+    let start = |cpu: &mut CpuState| {
+        cpu.fx.xmm = std::array::from_fn(|i| u128::MAX / (i as u128 + 3));
+        cpu.fx.xmm[4] = 7u128 << 64 | u128::from(1f64.to_bits());
+        cpu.gpr[reg::RCX] = NEAR;
+    };
+    // A miss (the entry invalid): through the helper.
+    start(&mut h.cpu);
+    let expect = want(&h.cpu);
+    h.m.calls.clear();
+    assert_eq!(h.enter(host), DONE);
+    assert_eq!(mem_calls(&h.m).len(), 4, "every load misses");
+    assert_eq!(h.cpu.fx.xmm[1..5], expect);
+    // A hit through the buffer.
+    map(&mut h.cpu, 0, NEAR, buf.as_ptr() as usize, false);
+    start(&mut h.cpu);
+    h.m.calls.clear();
+    assert_eq!(h.enter(host), DONE);
+    assert_eq!(mem_calls(&h.m), vec![], "every load hits");
+    assert_eq!(h.cpu.fx.xmm[1..5], expect);
+}
+
 #[test]
 fn stores_without_a_write_tag_call_the_helper() {
     let mut h = Harness::new();

@@ -55,16 +55,14 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>) -> bool {
         M::Sqrtsd => Lanes::F64S,
         _ => return false,
     };
-    let src = read_v(ctx, 1);
-    let r = ctx.e.vun(VUn::FSqrt, lanes, src);
     let r = if lanes.is_scalar() {
         // Lane 0 is the root; the rest of the destination stays.
         let d = ctx.xmm(xmm_num(ctx, 0));
-        let bytes = lanes.bits() as usize / 8;
-        let mask = std::array::from_fn(|i| if i < bytes { 16 + i as u8 } else { i as u8 });
-        ctx.e.vshuffle(d, r, mask)
+        let src = read_v(ctx, 1);
+        ctx.e.vbin(VBin::FSqrt, lanes, d, src)
     } else {
-        r
+        let src = read_v(ctx, 1);
+        ctx.e.vun(VUn::FSqrt, lanes, src)
     };
     let n = xmm_num(ctx, 0);
     ctx.set_xmm_fp(n, r);

@@ -10,6 +10,7 @@
 //! - Floating-point forms are lowered inline only while every MXCSR exception is masked
 //!   ([`crate::fp_mode::SIMD_UNMASKED`] clear); otherwise the checked stub raises #XM.
 
+mod ahead;
 mod cmp;
 mod cvt;
 mod float;
@@ -17,6 +18,8 @@ mod int;
 mod mov;
 
 use iced_x86::{OpKind, Register};
+
+pub use ahead::fp_reads_ahead;
 
 use super::host::check_alignment;
 use super::simd::needs_alignment;
@@ -75,6 +78,7 @@ pub(super) fn read_v<E: Emitter>(ctx: &mut Ctx<E>, i: u32) -> E::Vec {
             let bytes = ctx.insn().memory_size().size();
             let a = mem_addr(ctx);
             match Ty::from_bytes(bytes) {
+                Some(ty @ (Ty::I32 | Ty::I64)) => ctx.e.vload_mem_scalar(ty, a),
                 Some(ty) => {
                     let v = ctx.load(ty, a);
                     let z = ctx.e.vconst(0);
