@@ -37,8 +37,8 @@ use cache::{
     BlockId, BlockInfo, BlockKey, CacheConfig, CacheError, CodeCache, HostCode, SlotRange,
 };
 use translator::decode::{decode_block, MAX_BLOCK_INSNS};
-use translator::jit::{Jit, JitConfig, JitEnv, JitError, JumpCacheLayout, MemoryModel};
-use translator::{CpuState, Helper, Mode};
+use translator::jit::{Jit, JitConfig, JitError};
+use translator::{CpuState, Mode};
 
 use super::exit::{handle_exit, ExitAction};
 use super::tier::{
@@ -46,13 +46,13 @@ use super::tier::{
 };
 use super::vcpu::{self, Exit};
 use super::{interp, trap, RunOutcome};
-use crate::helpers::helper_addr;
 use crate::machine::{not_present, Executing, Machine};
 use crate::memory::{Access, PAGE_SIZE};
+use env::block_env;
 use perf_map::PerfMap;
 pub use region::Snapshot as RegionSnapshot;
 pub(crate) use tracking::cache;
-use tracking::{cache_mut, code_free_pages, installed, jit_jump_cache, memory_model, protect_code};
+use tracking::{cache_mut, code_free_pages, memory_model, protect_code};
 
 /// Link slots reserved per block: enough for a conditional branch, its fall-through and a
 /// page-boundary continuation. More direct exits than this go back through the dispatcher.
@@ -228,55 +228,6 @@ enum Next {
     Host(HostCode),
     /// A block of the interpreter tier.
     Cold(BlockId),
-}
-
-/// What the JIT gets from the runtime while one block is translated.
-struct BlockEnv<'a> {
-    /// With paging on: the (first, last) page of the block; direct exits elsewhere are not
-    /// linked.
-    same_page_links: Option<(u64, u64)>,
-    memory: MemoryModel,
-    /// The code cache's jump cache, for inline probes on indirect exits.
-    jump_cache: JumpCacheLayout,
-    /// The slots reserved for the block, as addresses.
-    slots: [usize; SLOTS_PER_BLOCK],
-    used: usize,
-    /// Where host stubs are installed.
-    stubs: &'a mut crate::stubs::HostStubs,
-    /// The block's hotness counter (quick code), as an address.
-    counter: Option<usize>,
-}
-
-impl JitEnv for BlockEnv<'_> {
-    fn hot_counter(&mut self) -> Option<usize> {
-        self.counter
-    }
-    fn host_stub(&mut self, stub: &translator::hostexec::HostStub) -> Option<usize> {
-        self.stubs.addr(&stub.code)
-    }
-    fn preserving_trampoline(&self) -> Option<usize> {
-        Some(crate::trampoline::address())
-    }
-    fn helper_addr(&self, h: Helper) -> usize {
-        helper_addr(h)
-    }
-    fn memory(&self) -> MemoryModel {
-        self.memory
-    }
-    fn jump_cache(&self) -> Option<JumpCacheLayout> {
-        Some(self.jump_cache)
-    }
-    fn link_slot(&mut self, target_pc: u64) -> Option<usize> {
-        if let Some((first, last)) = self.same_page_links {
-            let page = target_pc & !(PAGE_SIZE - 1);
-            if page != first && page != last {
-                return None;
-            }
-        }
-        let slot = self.slots.get(self.used).copied()?;
-        self.used += 1;
-        Some(slot)
-    }
 }
 
 impl<H: HostEntry> Dbt<H> {
@@ -928,32 +879,6 @@ fn decode(
     Ok((fetched, block))
 }
 
-/// What the JIT gets while it translates `block` with link slots `slots`.
-fn block_env<'a>(
-    m: &'a mut Machine,
-    block: &translator::decode::DecodedBlock,
-    mode: Mode,
-    slots: SlotRange,
-) -> BlockEnv<'a> {
-    let memory = memory_model(m, mode);
-    let cache = installed(m);
-    let pc = block.pc;
-    BlockEnv {
-        // While paging is on, a direct link may only stay on the block's own pages: their
-        // mapping is the one the dispatcher found the block through.
-        same_page_links: mode.paging.then(|| {
-            let last = block.insns.last().map_or(pc, |i| i.ip());
-            (pc & !(PAGE_SIZE - 1), last & !(PAGE_SIZE - 1))
-        }),
-        memory,
-        jump_cache: jit_jump_cache(cache.jump_cache_layout()),
-        slots: std::array::from_fn(|i| cache.slot_addr(slots, i) as usize),
-        used: 0,
-        stubs: &mut m.stubs,
-        counter: None,
-    }
-}
-
 /// Where a block whose last instruction runs onto the next page has its bytes there: the
 /// first of `ranges` on another page than the first range's (a region's other ranges share
 /// its entry's page).
@@ -1011,6 +936,7 @@ impl From<&Pending> for Placed {
     }
 }
 
+mod env;
 mod perf_map;
 mod promote;
 mod region;
