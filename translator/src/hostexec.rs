@@ -35,8 +35,8 @@
 //!   bytes into the frame (after translating the guest address) and back.
 
 use iced_x86::code_asm::{
-    al, ax, qword_ptr, r8, r9, rax, rcx, rdi, rdx, rsp, xmm0, xmm1, xmm2, xmmword_ptr,
-    CodeAssembler,
+    al, ax, eax, qword_ptr, r8, r9, rax, rcx, rdi, rdx, rsp, word_ptr, xmm0, xmm1, xmm2,
+    xmmword_ptr, CodeAssembler,
 };
 use iced_x86::{
     CpuidFeature, EncodingKind, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
@@ -551,17 +551,7 @@ pub fn plan_run(insns: &[Instruction]) -> Result<HostStub, PlanError> {
             .map_err(e)?;
         a.jmp(done).map_err(e)?;
         a.set_label(&mut go).map_err(e)?;
-        let mut re = *insn;
-        re.set_ip(0);
-        if (0..re.op_count()).any(|i| re.op_kind(i) == OpKind::Memory) {
-            re.set_segment_prefix(Register::None);
-            re.set_memory_base(Register::RDI);
-            re.set_memory_index(Register::None);
-            re.set_memory_index_scale(1);
-            re.set_memory_displacement64(u64::from(frame::MEM));
-            re.set_memory_displ_size(1);
-        }
-        a.add_instruction(re).map_err(e)?;
+        a.add_instruction(frame_operand(insn)).map_err(e)?;
     }
     a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
     a.set_label(&mut done).map_err(e)?;
@@ -570,6 +560,99 @@ pub fn plan_run(insns: &[Instruction]) -> Result<HostStub, PlanError> {
     Ok(HostStub {
         code: a.assemble(0).map_err(e)?,
     })
+}
+
+/// One stub for the x87 instructions of a run that other instructions interleave
+/// (`x87run`): the host runs all of them or none. It runs them only if no exception is
+/// pending (FSW.ES clear) and the control word masks all six: then none of them can find
+/// one pending, so none would raise #MF. It sets `HostFrame::status` to 0 if they ran, else
+/// to 1 (nothing ran). The first instruction's memory operand, if it has one
+/// ([`fusable_first`]), is the frame's, as in [`plan_run`].
+pub fn plan_span(insns: &[Instruction]) -> Result<HostStub, PlanError> {
+    match insns.split_first() {
+        Some((first, rest))
+            if fusable_first(first) && rest.iter().all(|i| fusable(i) || flag_x87(i)) => {}
+        _ => return Err(PlanError::NotAccepted),
+    }
+    let e = |e: iced_x86::IcedError| PlanError::Encode(e.to_string());
+    let mut a = CodeAssembler::new(64).map_err(e)?;
+    let (mut bail, mut done) = (a.create_label(), a.create_label());
+    // RAX carries the status and control words (the second push is FNSTCW's slot).
+    a.push(rax).map_err(e)?;
+    a.push(rax).map_err(e)?;
+    a.fnstsw(ax).map_err(e)?;
+    a.test(al, 0x80).map_err(e)?;
+    a.jnz(bail).map_err(e)?;
+    a.fnstcw(word_ptr(rsp)).map_err(e)?;
+    a.mov(ax, word_ptr(rsp)).map_err(e)?;
+    a.not(eax).map_err(e)?;
+    a.test(al, 0x3F).map_err(e)?;
+    a.jnz(bail).map_err(e)?;
+    for insn in insns {
+        a.add_instruction(frame_operand(insn)).map_err(e)?;
+        if writes_rflags(insn) {
+            // For the semantics at the instruction's place among the run's others.
+            a.pushfq().map_err(e)?;
+            a.pop(qword_ptr(rdi + frame::RFLAGS)).map_err(e)?;
+        }
+    }
+    a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
+    a.jmp(done).map_err(e)?;
+    a.set_label(&mut bail).map_err(e)?;
+    a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
+    a.set_label(&mut done).map_err(e)?;
+    a.pop(rax).map_err(e)?;
+    a.pop(rax).map_err(e)?;
+    a.ret().map_err(e)?;
+    Ok(HostStub {
+        code: a.assemble(0).map_err(e)?,
+    })
+}
+
+/// Whether `insn` is an x87 instruction on stack registers that writes or reads RFLAGS:
+/// FCOMI, FCOMIP, FUCOMI, FUCOMIP (ZF, PF, CF; OF, SF, AF cleared) or FCMOVcc. A spanning
+/// run ([`plan_span`]) may hold them where the semantics know the flags they read.
+pub fn flag_x87(insn: &Instruction) -> bool {
+    use Mnemonic as M;
+    insn.encoding() == EncodingKind::Legacy
+        && !insn.has_lock_prefix()
+        && matches!(
+            insn.mnemonic(),
+            M::Fcomi
+                | M::Fcomip
+                | M::Fucomi
+                | M::Fucomip
+                | M::Fcmovb
+                | M::Fcmove
+                | M::Fcmovbe
+                | M::Fcmovu
+                | M::Fcmovnb
+                | M::Fcmovne
+                | M::Fcmovnbe
+                | M::Fcmovnu
+        )
+        && (0..insn.op_count())
+            .all(|i| insn.op_kind(i) == OpKind::Register && insn.op_register(i).is_st())
+}
+
+/// Whether the x87 instruction `insn` writes RFLAGS (FCOMI and its kin).
+pub fn writes_rflags(insn: &Instruction) -> bool {
+    insn.rflags_modified() & !X87_CC != 0
+}
+
+/// `insn` at address 0 with its memory operand, if any, the frame's.
+fn frame_operand(insn: &Instruction) -> Instruction {
+    let mut re = *insn;
+    re.set_ip(0);
+    if (0..re.op_count()).any(|i| re.op_kind(i) == OpKind::Memory) {
+        re.set_segment_prefix(Register::None);
+        re.set_memory_base(Register::RDI);
+        re.set_memory_index(Register::None);
+        re.set_memory_index_scale(1);
+        re.set_memory_displacement64(u64::from(frame::MEM));
+        re.set_memory_displ_size(1);
+    }
+    re
 }
 
 /// What a stub moves between the frame and the registers.
@@ -870,6 +953,31 @@ mod tests {
         // A store does not begin one: fstp qword [rax]; fld1.
         assert!(plan_run(&[decode(&[0xDD, 0x18]), decode(&[0xD9, 0xE8])]).is_err());
         assert!(plan_run(&[]).is_err());
+    }
+
+    #[test]
+    fn a_spanning_run_checks_once_and_saves_the_flags_of_its_fcomi() {
+        // fld qword [rax]; fcomip st, st(1); fcmovb st, st(1); fchs
+        let run = [
+            decode(&[0xDD, 0x00]),
+            decode(&[0xDF, 0xF1]),
+            decode(&[0xDA, 0xC1]),
+            decode(&[0xD9, 0xE0]),
+        ];
+        let stub = plan_span(&run).unwrap();
+        let insns: Vec<Instruction> = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
+            .into_iter()
+            .collect();
+        let m: Vec<Mnemonic> = insns.iter().map(|i| i.mnemonic()).collect();
+        let at = |x: Mnemonic| m.iter().position(|&y| y == x).unwrap();
+        assert_eq!(m.iter().filter(|&&x| x == Mnemonic::Fnstsw).count(), 1);
+        assert!(at(Mnemonic::Fnstcw) < at(Mnemonic::Fld));
+        assert_eq!(at(Mnemonic::Pushfq), at(Mnemonic::Fcomip) + 1);
+        assert!(at(Mnemonic::Fcmovb) < at(Mnemonic::Fchs));
+        assert_eq!(insns[at(Mnemonic::Fld)].memory_base(), Register::RDI);
+        // A store or an SSE instruction is no part of one.
+        assert!(plan_span(&[decode(&[0xD9, 0xE8]), decode(&[0xDD, 0x18])]).is_err());
+        assert!(plan_span(&[decode(&[0xD9, 0xE8]), decode(&[0x0F, 0x58, 0xC1])]).is_err());
     }
 
     #[test]

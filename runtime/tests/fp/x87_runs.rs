@@ -1,7 +1,9 @@
 //! Runs of x87 register instructions, which the compiling engines run as one host stub
 //! (`translator::semantics::x87run`): every engine ends with the x87 state of the
 //! interpreter, which runs them one at a time: registers, status and tag words, FIP and the
-//! opcode, and a #MF or a fault right after a run at the same instruction.
+//! opcode, and a #MF or a fault right after a run at the same instruction. Runs may span
+//! register-only integer and scalar SSE instructions; those end with the interpreter's
+//! general and XMM registers too.
 
 use iced_x86::code_asm::*;
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
@@ -201,4 +203,179 @@ fn a_fault_on_the_operand_of_a_runs_first_instruction_leaves_nothing_done() {
         assert_eq!((fx.fip, fx.fop), (fld1, op), "{engine:?}: FIP of fld1");
         assert_eq!(fx.ftw.count_ones(), 1, "{engine:?}: only fld1 ran");
     }
+}
+
+/// [`same_on_every_engine`], also requiring the interpreter's general registers.
+fn same_registers_on_every_engine(code: &[u8], data: &[u8], outcome: RunOutcome) -> [u64; 16] {
+    let mut want: Option<[u64; 16]> = None;
+    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+        let mut vm = make(engine, code, data);
+        assert_eq!(vm.run(), outcome.clone(), "{engine:?}");
+        let gpr = vm.cpu().gpr;
+        match &want {
+            None => want = Some(gpr),
+            Some(w) => assert_eq!(&gpr, w, "{engine:?}: the interpreter's registers"),
+        }
+    }
+    same_on_every_engine(code, data, outcome);
+    want.expect("an engine ran")
+}
+
+#[test]
+fn a_run_spanning_integer_and_sse_instructions_ends_as_one_at_a_time() {
+    // gcc's mix of long double and double code: the integer and SSE instructions between the
+    // x87 ones do not end the run (the last ones, after the last x87 instruction, are not
+    // part of it).
+    let code = assemble(|a| {
+        a.fninit()?;
+        a.mov(eax, 7)?;
+        a.fld(qword_ptr(rbx))?;
+        a.cvtsi2sd(xmm1, rax)?;
+        a.fld1()?;
+        a.add(eax, 3)?;
+        a.divsd(xmm1, xmm1)?;
+        a.fdivr_2(st0, st1)?;
+        a.lea(rcx, qword_ptr(rax + rax * 2 + 5))?;
+        a.movapd(xmm2, xmm1)?;
+        a.fadd_2(st1, st0)?;
+        a.imul_3(edx, ecx, 9)?;
+        a.fxch(st0, st1)?;
+        a.fsqrt()?;
+        a.cmp(eax, 10)?;
+        a.setne(sil)
+    });
+    let gpr = same_registers_on_every_engine(&code, &2.25f64.to_le_bytes(), RunOutcome::Halted);
+    assert_eq!((gpr[0], gpr[1], gpr[2], gpr[6]), (10, 35, 315, 0));
+    let fx = same_on_every_engine(&code, &2.25f64.to_le_bytes(), RunOutcome::Halted);
+    let (ip, op) = find(&code, Mnemonic::Fsqrt, 0);
+    assert_eq!((fx.fip, fx.fop), (ip, op), "the last x87 instruction's");
+    assert_eq!(fx.fdp, DATA, "FDP: the run's first instruction's operand");
+    assert_eq!(fx.xmm[2], u128::from(1f64.to_bits()));
+}
+
+#[test]
+fn an_unmasked_exception_in_a_spanning_run_raises_mf_after_the_instructions_before() {
+    // Divide-by-zero unmasked: the fdiv leaves it pending, the fadd raises #MF with the
+    // integer instructions before it done and those after it not.
+    let code = assemble(|a| {
+        a.fldcw(word_ptr(rbx))?;
+        a.fldz()?;
+        a.mov(eax, 1)?;
+        a.fld1()?;
+        a.add(eax, 1)?;
+        a.fdiv_2(st0, st1)?;
+        a.add(eax, 1)?;
+        a.fadd_2(st0, st0)?;
+        a.add(eax, 1)?;
+        a.fchs()
+    });
+    let (fadd, _) = find(&code, Mnemonic::Fadd, 0);
+    let outcome = RunOutcome::Exception {
+        exc: Exception::FloatingPoint,
+        rip: fadd,
+    };
+    let gpr = same_registers_on_every_engine(&code, &0x037Bu16.to_le_bytes(), outcome.clone());
+    assert_eq!(gpr[0], 3, "the additions before the fadd");
+    let fx = same_on_every_engine(&code, &0x037Bu16.to_le_bytes(), outcome);
+    let (ip, op) = find(&code, Mnemonic::Fdiv, 0);
+    assert_eq!((fx.fip, fx.fop), (ip, op), "the division's FIP and opcode");
+    assert_eq!(fx.fsw & 0x84, 0x84, "ZE and ES pending");
+}
+
+#[test]
+fn a_spanning_run_while_the_state_is_not_live_then_a_faulting_store() {
+    // The program's first x87 instructions: the stub cannot run, so the run goes one at a
+    // time and the block ends after it; the store after it faults there.
+    let code = assemble(|a| {
+        a.fld1()?;
+        a.mov(ecx, 5)?;
+        a.fldl2t()?;
+        a.shl(ecx, 2)?;
+        a.faddp(st1, st0)?;
+        a.mov(qword_ptr(rax), rcx)
+    });
+    let mut want: Option<(FxArea, u64)> = None;
+    let (faddp, _) = find(&code, Mnemonic::Faddp, 0);
+    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+        let mut vm = make(engine, &code, &[]);
+        vm.cpu_mut().gpr[0] = 0x8000_0000_0000_0000;
+        let RunOutcome::Exception { exc, rip } = vm.run() else {
+            panic!("{engine:?}: no exception");
+        };
+        assert_eq!(exc, Exception::GeneralProtection(0), "{engine:?}");
+        assert!(rip > faddp, "{engine:?}: at the store");
+        let mut fx = vm.cpu().fx;
+        fx.mxcsr = 0;
+        let got = (fx, vm.cpu().gpr[1]);
+        assert_eq!(got.1, 20, "{engine:?}");
+        match &want {
+            None => want = Some(got),
+            Some(w) => assert_eq!(&got, w, "{engine:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_fault_on_a_spanning_runs_operand_leaves_nothing_done() {
+    let code = assemble(|a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.fld(qword_ptr(rax))?;
+        a.mov(ecx, 1)?;
+        a.fadd_2(st0, st1)?;
+        a.add(ecx, 1)?;
+        a.fchs()
+    });
+    let (fld, _) = find(&code, Mnemonic::Fld, 0);
+    let (fld1, op) = find(&code, Mnemonic::Fld1, 0);
+    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+        let mut vm = make(engine, &code, &[]);
+        vm.cpu_mut().gpr[0] = 0x8000_0000_0000_0000;
+        vm.cpu_mut().gpr[1] = 0x55;
+        assert_eq!(
+            vm.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: fld
+            },
+            "{engine:?}"
+        );
+        let fx = vm.cpu().fx;
+        assert_eq!((fx.fip, fx.fop), (fld1, op), "{engine:?}: FIP of fld1");
+        assert_eq!(fx.ftw.count_ones(), 1, "{engine:?}: only fld1 ran");
+        assert_eq!(
+            vm.cpu().gpr[1],
+            0x55,
+            "{engine:?}: nothing after the fld ran"
+        );
+    }
+}
+
+#[test]
+fn an_fcomi_and_the_fcmov_after_it_in_a_spanning_run() {
+    // The integer instructions around the fcomip see the flags of their place: the cmp's
+    // before it, the fcomip's after it (setb, adc, the fcmovb inside the stub).
+    let code = assemble(|a| {
+        a.fninit()?;
+        a.xor(eax, eax)?;
+        a.fld(qword_ptr(rbx))?;
+        a.fld1()?;
+        a.cmp(eax, 1)?;
+        a.setb(dl)?;
+        a.fcomip(st0, st1)?;
+        a.setb(cl)?;
+        a.fldz()?;
+        a.fcmovb(st0, st1)?;
+        a.adc(eax, 0)?;
+        a.fadd_2(st0, st1)?;
+        a.fldpi()?;
+        a.fucomip(st0, st1)?;
+        a.seta(sil)
+    });
+    let gpr = same_registers_on_every_engine(&code, &2.25f64.to_le_bytes(), RunOutcome::Halted);
+    assert_eq!((gpr[0], gpr[1], gpr[2], gpr[6]), (1, 1, 1, 0));
+    let fx = same_on_every_engine(&code, &2.25f64.to_le_bytes(), RunOutcome::Halted);
+    let (ip, op) = find(&code, Mnemonic::Fucomip, 0);
+    assert_eq!((fx.fip, fx.fop), (ip, op), "the last x87 instruction's");
+    assert_eq!(fx.ftw.count_ones(), 2);
 }
