@@ -250,6 +250,13 @@ fn renamed_gpr(r: Register, slot: usize) -> Register {
 
 /// Plan the host execution of `insn`.
 pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
+    plan_with(insn, true)
+}
+
+/// [`plan`]; with `checked` false, a waiting x87/MMX instruction's stub does not check for
+/// a pending exception (the block's mode says none can be, [`crate::fp_mode::X87_MASKED`])
+/// and sets `HostFrame::status` to 0.
+pub fn plan_with(insn: &Instruction, checked: bool) -> Result<Plan, PlanError> {
     if !accepted(insn) {
         return Err(PlanError::NotAccepted);
     }
@@ -423,7 +430,8 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
         }),
         flags_in: insn.rflags_read() != 0,
         flags_out: insn.rflags_modified() != 0,
-        es_check: waiting,
+        es_check: waiting && checked,
+        clear_status: waiting && !checked,
         rdi_mem: implicit_rdi(insn),
     };
     let code = assemble(&re, &uses).map_err(PlanError::Encode)?;
@@ -532,7 +540,10 @@ fn fusable_with(insn: &Instruction, mem_read: bool) -> bool {
 /// `0..k` ran), otherwise to 0. Called like an x87 instruction's stub, with the guest's x87
 /// state live in the host FPU. The first instruction's memory operand, if it has one
 /// ([`fusable_first`]), is the frame's, as in a stub of its own.
-pub fn plan_run(insns: &[Instruction]) -> Result<HostStub, PlanError> {
+///
+/// With `checked` false (the block's mode is [`crate::fp_mode::X87_MASKED`]: no exception
+/// can be pending) there is no check, and the status is 0.
+pub fn plan_run(insns: &[Instruction], checked: bool) -> Result<HostStub, PlanError> {
     match insns.split_first() {
         Some((first, rest)) if fusable_first(first) && rest.iter().all(fusable) => {}
         _ => return Err(PlanError::NotAccepted),
@@ -543,6 +554,10 @@ pub fn plan_run(insns: &[Instruction]) -> Result<HostStub, PlanError> {
     // RAX carries the status word; nothing else changes (a `preserve_all` callee).
     a.push(rax).map_err(e)?;
     for (k, insn) in insns.iter().enumerate() {
+        if !checked {
+            a.add_instruction(frame_operand(insn)).map_err(e)?;
+            continue;
+        }
         let mut go = a.create_label();
         a.fnstsw(ax).map_err(e)?;
         a.test(al, 0x80).map_err(e)?;
@@ -567,8 +582,9 @@ pub fn plan_run(insns: &[Instruction]) -> Result<HostStub, PlanError> {
 /// pending (FSW.ES clear) and the control word masks all six: then none of them can find
 /// one pending, so none would raise #MF. It sets `HostFrame::status` to 0 if they ran, else
 /// to 1 (nothing ran). The first instruction's memory operand, if it has one
-/// ([`fusable_first`]), is the frame's, as in [`plan_run`].
-pub fn plan_span(insns: &[Instruction]) -> Result<HostStub, PlanError> {
+/// ([`fusable_first`]), is the frame's, as in [`plan_run`]. With `checked` false (as there)
+/// it runs them without the check.
+pub fn plan_span(insns: &[Instruction], checked: bool) -> Result<HostStub, PlanError> {
     match insns.split_first() {
         Some((first, rest))
             if fusable_first(first) && rest.iter().all(|i| fusable(i) || flag_x87(i)) => {}
@@ -580,14 +596,16 @@ pub fn plan_span(insns: &[Instruction]) -> Result<HostStub, PlanError> {
     // RAX carries the status and control words (the second push is FNSTCW's slot).
     a.push(rax).map_err(e)?;
     a.push(rax).map_err(e)?;
-    a.fnstsw(ax).map_err(e)?;
-    a.test(al, 0x80).map_err(e)?;
-    a.jnz(bail).map_err(e)?;
-    a.fnstcw(word_ptr(rsp)).map_err(e)?;
-    a.mov(ax, word_ptr(rsp)).map_err(e)?;
-    a.not(eax).map_err(e)?;
-    a.test(al, 0x3F).map_err(e)?;
-    a.jnz(bail).map_err(e)?;
+    if checked {
+        a.fnstsw(ax).map_err(e)?;
+        a.test(al, 0x80).map_err(e)?;
+        a.jnz(bail).map_err(e)?;
+        a.fnstcw(word_ptr(rsp)).map_err(e)?;
+        a.mov(ax, word_ptr(rsp)).map_err(e)?;
+        a.not(eax).map_err(e)?;
+        a.test(al, 0x3F).map_err(e)?;
+        a.jnz(bail).map_err(e)?;
+    }
     for insn in insns {
         a.add_instruction(frame_operand(insn)).map_err(e)?;
         if writes_rflags(insn) {
@@ -663,6 +681,8 @@ struct Uses {
     flags_out: bool,
     /// Begin with the pending-exception check of a waiting x87/MMX instruction.
     es_check: bool,
+    /// Set `HostFrame::status` to 0 without the check.
+    clear_status: bool,
     /// The memory operand is the implicit `[rdi]` (MASKMOVQ/MASKMOVDQU).
     rdi_mem: bool,
 }
@@ -708,6 +728,8 @@ fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
         a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
         a.jmp(done).map_err(e)?;
         a.set_label(&mut go).map_err(e)?;
+        a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
+    } else if u.clear_status {
         a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
     }
     for &i in &xmm_used {
@@ -919,7 +941,7 @@ mod tests {
             decode(&[0xD8, 0xC3]),
             decode(&[0xD9, 0xC9]),
         ];
-        let stub = plan_run(&run).unwrap();
+        let stub = plan_run(&run, true).unwrap();
         let insns: Vec<Instruction> = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
             .into_iter()
             .collect();
@@ -940,9 +962,13 @@ mod tests {
             assert_eq!(check[3].immediate(1), k as u64 + 1);
         }
         // A memory operand only on the first: fld1; fld qword [rax] is no run.
-        assert!(plan_run(&[decode(&[0xD9, 0xE8]), decode(&[0xDD, 0x00])]).is_err());
+        assert!(plan_run(&[decode(&[0xD9, 0xE8]), decode(&[0xDD, 0x00])], true).is_err());
         // fadd qword [rax+rbx*8+16]; fsqrt: the operand is the frame's.
-        let stub = plan_run(&[decode(&[0xDC, 0x44, 0xD8, 0x10]), decode(&[0xD9, 0xFA])]).unwrap();
+        let stub = plan_run(
+            &[decode(&[0xDC, 0x44, 0xD8, 0x10]), decode(&[0xD9, 0xFA])],
+            true,
+        )
+        .unwrap();
         let fadd = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
             .into_iter()
             .find(|i| i.mnemonic() == Mnemonic::Fadd)
@@ -951,8 +977,8 @@ mod tests {
         assert_eq!(fadd.memory_index(), Register::None);
         assert_eq!(fadd.memory_displacement64(), u64::from(frame::MEM));
         // A store does not begin one: fstp qword [rax]; fld1.
-        assert!(plan_run(&[decode(&[0xDD, 0x18]), decode(&[0xD9, 0xE8])]).is_err());
-        assert!(plan_run(&[]).is_err());
+        assert!(plan_run(&[decode(&[0xDD, 0x18]), decode(&[0xD9, 0xE8])], true).is_err());
+        assert!(plan_run(&[], true).is_err());
     }
 
     #[test]
@@ -964,7 +990,7 @@ mod tests {
             decode(&[0xDA, 0xC1]),
             decode(&[0xD9, 0xE0]),
         ];
-        let stub = plan_span(&run).unwrap();
+        let stub = plan_span(&run, true).unwrap();
         let insns: Vec<Instruction> = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
             .into_iter()
             .collect();
@@ -976,8 +1002,8 @@ mod tests {
         assert!(at(Mnemonic::Fcmovb) < at(Mnemonic::Fchs));
         assert_eq!(insns[at(Mnemonic::Fld)].memory_base(), Register::RDI);
         // A store or an SSE instruction is no part of one.
-        assert!(plan_span(&[decode(&[0xD9, 0xE8]), decode(&[0xDD, 0x18])]).is_err());
-        assert!(plan_span(&[decode(&[0xD9, 0xE8]), decode(&[0x0F, 0x58, 0xC1])]).is_err());
+        assert!(plan_span(&[decode(&[0xD9, 0xE8]), decode(&[0xDD, 0x18])], true).is_err());
+        assert!(plan_span(&[decode(&[0xD9, 0xE8]), decode(&[0x0F, 0x58, 0xC1])], true).is_err());
     }
 
     #[test]

@@ -73,8 +73,9 @@ pub fn code_linear(cpu: &CpuState, rip: u64) -> u64 {
     }
 }
 
-/// The [`Mode::fp`] bits of the CPU state: CR0.EM/TS/MP, CR4.OSFXSR/OSXMMEXCPT, and whether
-/// MXCSR unmasks an exception.
+/// The [`Mode::fp`] bits of the CPU state: CR0.EM/TS/MP, CR4.OSFXSR/OSXMMEXCPT, whether
+/// MXCSR unmasks an exception, and whether the x87 control word masks them all with none
+/// pending.
 pub fn fp_bits(cpu: &CpuState) -> u8 {
     let bit = |cond: bool, b: u8| if cond { b } else { 0 };
     bit(cpu.cr0 & cr::CR0_EM != 0, fp_mode::EM)
@@ -86,6 +87,7 @@ pub fn fp_bits(cpu: &CpuState) -> u8 {
             cpu.fx.mxcsr & mxcsr::MASKS != mxcsr::MASKS,
             fp_mode::SIMD_UNMASKED,
         )
+        | bit(crate::fpu::x87_masked(cpu), fp_mode::X87_MASKED)
 }
 
 fn flat_segments(cpu: &mut CpuState, code_attr: u16) {

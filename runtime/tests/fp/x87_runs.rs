@@ -379,3 +379,74 @@ fn an_fcomi_and_the_fcmov_after_it_in_a_spanning_run() {
     assert_eq!((fx.fip, fx.fop), (ip, op), "the last x87 instruction's");
     assert_eq!(fx.ftw.count_ones(), 2);
 }
+
+#[test]
+fn fldcw_unmasking_an_exception_mid_block_ends_the_masked_mode() {
+    // From FNINIT every exception is masked (the blocks skip the pending-exception checks);
+    // gcc's rounding-mode switch keeps it so, the second FLDCW unmasks divide-by-zero,
+    // after which the division's pending exception raises #MF at the next instruction.
+    let code = assemble(|a| {
+        a.fninit()?;
+        a.fld(qword_ptr(rbx))?;
+        a.fnstcw(word_ptr(rbx + 16))?;
+        a.movzx(eax, word_ptr(rbx + 16))?;
+        a.or(eax, 0xC00)?;
+        a.mov(word_ptr(rbx + 18), ax)?;
+        a.fldcw(word_ptr(rbx + 18))?;
+        a.fist(dword_ptr(rbx + 24))?;
+        a.fldcw(word_ptr(rbx + 16))?;
+        a.fldcw(word_ptr(rbx + 8))?;
+        a.fldz()?;
+        a.fdivr_2(st0, st1)?;
+        a.fld1()?;
+        a.fchs()
+    });
+    let mut data = 2.75f64.to_le_bytes().to_vec();
+    data.extend_from_slice(&0x037Bu16.to_le_bytes());
+    let (fld1, _) = find(&code, Mnemonic::Fld1, 0);
+    let fx = same_on_every_engine(
+        &code,
+        &data,
+        RunOutcome::Exception {
+            exc: Exception::FloatingPoint,
+            rip: fld1,
+        },
+    );
+    assert_eq!(fx.fsw & 0x84, 0x84, "ZE and ES pending");
+    assert_eq!(fx.fcw, 0x037B);
+    for engine in [Engine::Interp, Engine::Jit] {
+        let mut vm = make(engine, &code, &data);
+        vm.run();
+        let mut v = [0u8; 4];
+        vm.read_phys(DATA + 24, &mut v).unwrap();
+        assert_eq!(i32::from_le_bytes(v), 2, "{engine:?}: truncated under RC = 11b");
+    }
+}
+
+#[test]
+fn fldenv_with_a_pending_exception_ends_the_masked_mode() {
+    // Every exception masked, then an environment loaded that unmasks divide-by-zero with
+    // its flag set (the host sets ES, as it clears ES for a flag whose exception is masked):
+    // the next waiting instruction raises #MF on every engine.
+    let mut env = [0u8; 28];
+    env[0..2].copy_from_slice(&0x037Bu16.to_le_bytes());
+    env[4..6].copy_from_slice(&0x0004u16.to_le_bytes());
+    env[8..10].copy_from_slice(&0xFFFFu16.to_le_bytes());
+    let code = assemble(|a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.fstp(st0)?;
+        a.fldenv(ptr(rbx))?;
+        a.fld1()?;
+        a.fchs()
+    });
+    let (fld1, _) = find(&code, Mnemonic::Fld1, 1);
+    same_on_every_engine(
+        &code,
+        &env,
+        RunOutcome::Exception {
+            exc: Exception::FloatingPoint,
+            rip: fld1,
+        },
+    );
+}

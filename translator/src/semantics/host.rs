@@ -162,7 +162,7 @@ pub fn exec_copied<E: Emitter>(ctx: &mut Ctx<E>) {
 
 fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     let insn = *ctx.insn();
-    let Ok(plan) = hostexec::plan(&insn) else {
+    let Ok(plan) = hostexec::plan_with(&insn, !x87::masked(ctx)) else {
         return ctx.raise(Exception::InvalidOpcode);
     };
     // An SSE instruction on MMX registers (CVTPI2PS, CVTPS2PI...) while MXCSR unmasks an
@@ -255,6 +255,7 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     }
     if plan.fpu {
         x87::after(ctx, addr.is_some());
+        x87::leave_if_unmasked(ctx);
     }
 }
 

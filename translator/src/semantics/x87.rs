@@ -21,6 +21,7 @@ use iced_x86::{Code, Encoder, Instruction, Mnemonic as M, Register};
 
 use super::host::{self, check_alignment, copy_in, copy_out, mem_at};
 use crate::ctx::Ctx;
+use crate::fp_mode;
 use crate::emit::Emitter;
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Ty};
@@ -100,6 +101,51 @@ pub fn is_x87(insn: &Instruction) -> bool {
             .iter()
             .any(|f| matches!(f, F::FPU | F::FPU287 | F::FPU387 | F::FPU387SL_ONLY))
 }
+
+/// Whether the block's mode says no x87 exception can be pending or become pending
+/// ([`fp_mode::X87_MASKED`]): stubs skip the pending-exception check.
+pub fn masked<E: Emitter>(ctx: &Ctx<E>) -> bool {
+    ctx.mode().fp & fp_mode::X87_MASKED != 0
+}
+
+/// After FLDCW, FLDENV or FRSTOR in a block of [`fp_mode::X87_MASKED`] mode: leave the block
+/// without a link where that may no longer hold, so the next block is chosen in the new
+/// mode (FLDCW: only if its control word unmasks an exception, not for gcc's rounding-mode
+/// switches).
+pub fn leave_if_unmasked<E: Emitter>(ctx: &mut Ctx<E>) {
+    if !masked(ctx) {
+        return;
+    }
+    let next = ctx.next_pc();
+    match ctx.insn().mnemonic() {
+        M::Fldenv | M::Frstor => ctx.exit_unlinked(next),
+        M::Fldcw => {
+            // The control word it loaded is still the frame's operand.
+            let cw = ctx.e.load_state(Ty::I16, mem_at(0));
+            let cw = ctx.to_ty(cw, Ty::I64, false);
+            let masks = ctx.c(Ty::I64, X87_MASKS);
+            let set = ctx.bin(BinOp::And, cw, masks);
+            let unmasked = ctx.bin(BinOp::Xor, set, masks);
+            if let Some(c) = ctx.e.as_const(unmasked) {
+                if c != 0 {
+                    ctx.exit_unlinked(next);
+                }
+                return;
+            }
+            let (out, stay) = (ctx.e.new_label(), ctx.e.new_label());
+            ctx.e.mark_cold(out);
+            ctx.e.branch(unmasked, out, stay);
+            ctx.e.bind(out);
+            // Mid-block: the later instructions are uncharged.
+            ctx.detour(|ctx| ctx.cut_exit(next));
+            ctx.e.bind(stay);
+        }
+        _ => {}
+    }
+}
+
+/// The x87 control word's exception masks.
+const X87_MASKS: u64 = 0x3F;
 
 /// After an x87/MMX stub: the guest's FPU pointers.
 pub fn after<E: Emitter>(ctx: &mut Ctx<E>, has_mem: bool) {

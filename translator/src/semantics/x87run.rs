@@ -251,7 +251,7 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
         return translate_span(ctx, insns);
     }
     // Each must also have a stub of its own, for the one-at-a-time path.
-    let stub = match hostexec::plan_run(insns) {
+    let stub = match hostexec::plan_run(insns, !x87::masked(ctx)) {
         Ok(stub) if insns.iter().all(|i| hostexec::plan(i).is_ok()) => stub,
         _ => return one_at_a_time(ctx, insns),
     };
@@ -309,7 +309,7 @@ pub fn translate<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
 /// only while an exception is pending or unmasked, or the state is not live.
 fn translate_span<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
     let x87s: Vec<Instruction> = insns.iter().copied().filter(hostexec::uses_fpu).collect();
-    let stub = match hostexec::plan_span(&x87s) {
+    let stub = match hostexec::plan_span(&x87s, !x87::masked(ctx)) {
         Ok(stub) if x87s.iter().all(|i| hostexec::plan(i).is_ok()) => stub,
         _ => return one_at_a_time(ctx, insns),
     };
