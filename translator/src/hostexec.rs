@@ -76,18 +76,22 @@ pub struct FpuInfo {
     /// stub: made before the operand checks of an instruction whose operand can fault with
     /// #GP first (a misaligned m128), and before a checked SSE run on MMX registers.
     pub check_only: bool,
+    /// The stub has no pending-exception check of its own (the block's mode is
+    /// [`crate::fp_mode::X87_MASKED`]): called directly, its status need not be read.
+    pub unchecked: bool,
 }
 
 impl FpuInfo {
     /// The helper-argument encoding.
     pub const fn bits(self) -> u64 {
-        self.waiting as u64 | (self.check_only as u64) << 2
+        self.waiting as u64 | (self.check_only as u64) << 2 | (self.unchecked as u64) << 3
     }
     /// Inverse of [`FpuInfo::bits`].
     pub const fn from_bits(b: u64) -> FpuInfo {
         FpuInfo {
             waiting: b & 1 != 0,
             check_only: b & 4 != 0,
+            unchecked: b & 8 != 0,
         }
     }
 }
@@ -593,10 +597,10 @@ pub fn plan_span(insns: &[Instruction], checked: bool) -> Result<HostStub, PlanE
     let e = |e: iced_x86::IcedError| PlanError::Encode(e.to_string());
     let mut a = CodeAssembler::new(64).map_err(e)?;
     let (mut bail, mut done) = (a.create_label(), a.create_label());
-    // RAX carries the status and control words (the second push is FNSTCW's slot).
-    a.push(rax).map_err(e)?;
-    a.push(rax).map_err(e)?;
     if checked {
+        // RAX carries the status and control words (the second push is FNSTCW's slot).
+        a.push(rax).map_err(e)?;
+        a.push(rax).map_err(e)?;
         a.fnstsw(ax).map_err(e)?;
         a.test(al, 0x80).map_err(e)?;
         a.jnz(bail).map_err(e)?;
@@ -615,12 +619,14 @@ pub fn plan_span(insns: &[Instruction], checked: bool) -> Result<HostStub, PlanE
         }
     }
     a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
-    a.jmp(done).map_err(e)?;
-    a.set_label(&mut bail).map_err(e)?;
-    a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
-    a.set_label(&mut done).map_err(e)?;
-    a.pop(rax).map_err(e)?;
-    a.pop(rax).map_err(e)?;
+    if checked {
+        a.jmp(done).map_err(e)?;
+        a.set_label(&mut bail).map_err(e)?;
+        a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
+        a.set_label(&mut done).map_err(e)?;
+        a.pop(rax).map_err(e)?;
+        a.pop(rax).map_err(e)?;
+    }
     a.ret().map_err(e)?;
     Ok(HostStub {
         code: a.assemble(0).map_err(e)?,

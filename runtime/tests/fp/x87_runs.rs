@@ -419,7 +419,11 @@ fn fldcw_unmasking_an_exception_mid_block_ends_the_masked_mode() {
         vm.run();
         let mut v = [0u8; 4];
         vm.read_phys(DATA + 24, &mut v).unwrap();
-        assert_eq!(i32::from_le_bytes(v), 2, "{engine:?}: truncated under RC = 11b");
+        assert_eq!(
+            i32::from_le_bytes(v),
+            2,
+            "{engine:?}: truncated under RC = 11b"
+        );
     }
 }
 
@@ -449,4 +453,33 @@ fn fldenv_with_a_pending_exception_ends_the_masked_mode() {
             rip: fld1,
         },
     );
+}
+
+#[test]
+fn a_spanning_run_checked_in_a_block_translated_with_an_exception_unmasked() {
+    // The block after the FLDCW is translated with divide-by-zero unmasked, so its run's
+    // stub checks the state first; after the FNINIT every exception is masked again and the
+    // stub runs the run whole.
+    let code = assemble(|a| {
+        a.fldcw(word_ptr(rbx + 8))?;
+        a.fninit()?;
+        a.xor(eax, eax)?;
+        a.fld(qword_ptr(rbx))?;
+        a.add(eax, 5)?;
+        a.fld1()?;
+        a.fcomi(st0, st1)?;
+        a.setb(cl)?;
+        a.fcmovb(st0, st1)?;
+        a.lea(edx, qword_ptr(rax + rax))?;
+        a.fmulp(st1, st0)?;
+        a.fsqrt()
+    });
+    let mut data = 2.25f64.to_le_bytes().to_vec();
+    data.extend_from_slice(&0x037Bu16.to_le_bytes());
+    let gpr = same_registers_on_every_engine(&code, &data, RunOutcome::Halted);
+    assert_eq!((gpr[0], gpr[1], gpr[2]), (5, 1, 10));
+    let fx = same_on_every_engine(&code, &data, RunOutcome::Halted);
+    // ST0 = sqrt(2.25 * 2.25) = 2.25: significand 0x9000..., exponent 0x4000.
+    assert_eq!(fx.st[0][..8], 0x9000_0000_0000_0000u64.to_le_bytes());
+    assert_eq!(fx.st[0][8..10], 0x4000u16.to_le_bytes());
 }

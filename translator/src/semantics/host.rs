@@ -162,7 +162,8 @@ pub fn exec_copied<E: Emitter>(ctx: &mut Ctx<E>) {
 
 fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     let insn = *ctx.insn();
-    let Ok(plan) = hostexec::plan_with(&insn, !x87::masked(ctx)) else {
+    let masked = x87::masked(ctx);
+    let Ok(plan) = hostexec::plan_with(&insn, !masked) else {
         return ctx.raise(Exception::InvalidOpcode);
     };
     // An SSE instruction on MMX registers (CVTPI2PS, CVTPS2PI...) while MXCSR unmasks an
@@ -171,6 +172,7 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     let info = FpuInfo {
         waiting: plan.waiting,
         check_only: false,
+        unchecked: masked,
     };
     let how = if simd_on_mmx {
         StubCall::Checked

@@ -21,8 +21,8 @@ use iced_x86::{Code, Encoder, Instruction, Mnemonic as M, Register};
 
 use super::host::{self, check_alignment, copy_in, copy_out, mem_at};
 use crate::ctx::Ctx;
-use crate::fp_mode;
 use crate::emit::Emitter;
+use crate::fp_mode;
 use crate::helpers::Helper;
 use crate::ir::{BinOp, Ty};
 use crate::state::{self, seg};

@@ -62,7 +62,7 @@ use super::{host, translate_insn, x87};
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::fp_mode;
-use crate::hostexec;
+use crate::hostexec::{self, FpuInfo, StubCall};
 use crate::ir::{Cmp, Ty};
 use crate::state::{self, frame};
 use crate::Mode;
@@ -247,6 +247,9 @@ fn inert(mode: Mode, insn: &Instruction) -> bool {
 /// Translate `insns` (a run: [`hostexec::plan_run`] accepts it, at least two) as one stub
 /// call, falling back to one at a time; each is begun and ended here.
 pub fn translate<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
+    if x87::masked(ctx) {
+        return translate_masked(ctx, insns);
+    }
     if !insns[1..].iter().all(hostexec::fusable) {
         return translate_span(ctx, insns);
     }
@@ -340,7 +343,44 @@ fn translate_span<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
     let last = x87s[x87s.len() - 1];
     pointers_after(ctx, &last, mem);
     ctx.end_insn();
-    for insn in &insns[1..] {
+    after_stub(ctx, &insns[1..]);
+}
+
+/// Translate a run (spanning or not) in a block of [`fp_mode::X87_MASKED`] mode: no x87
+/// instruction of it can raise #MF, so its stub ([`hostexec::plan_span`] without the check)
+/// is called as one x87 instruction's is, through the runtime while the state is not live,
+/// and nothing is run one at a time.
+fn translate_masked<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
+    let x87s: Vec<Instruction> = insns.iter().copied().filter(hostexec::uses_fpu).collect();
+    let Ok(stub) = hostexec::plan_span(&x87s, false) else {
+        return one_at_a_time(ctx, insns);
+    };
+    ctx.begin_insn(&insns[0]);
+    let mem = (0..insns[0].op_count()).any(|i| insns[0].op_kind(i) == OpKind::Memory);
+    if mem {
+        let bytes = insns[0].memory_size().size() as u32;
+        let a = ctx.op_addr();
+        host::copy_in(ctx, a, bytes);
+    }
+    let info = FpuInfo {
+        waiting: true,
+        check_only: false,
+        unchecked: true,
+    };
+    ctx.e.call_stub(&stub, StubCall::Fpu(info));
+    if ctx.e.faulted() {
+        // Interpreter: the runtime raised (as at the first instruction, nothing ran).
+        return ctx.end_insn();
+    }
+    pointers_after(ctx, &x87s[x87s.len() - 1], mem);
+    ctx.end_insn();
+    after_stub(ctx, &insns[1..]);
+}
+
+/// The instructions of a spanning run after its first, once its stub ran them: the others
+/// translated as usual, the FCOMI's flags taken from the frame at its place.
+fn after_stub<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
+    for insn in insns {
         ctx.begin_insn(insn);
         if !hostexec::uses_fpu(insn) {
             translate_insn(ctx);
