@@ -483,3 +483,32 @@ fn a_spanning_run_checked_in_a_block_translated_with_an_exception_unmasked() {
     assert_eq!(fx.st[0][..8], 0x9000_0000_0000_0000u64.to_le_bytes());
     assert_eq!(fx.st[0][8..10], 0x4000u16.to_le_bytes());
 }
+
+#[test]
+fn stores_with_every_exception_masked_write_their_whole_operand() {
+    // Stack underflow, masked: FSTP stores the real indefinite, FISTP the integer one, over
+    // whatever the destination held (the blocks do not read it first).
+    let code = assemble(|a| {
+        a.fninit()?;
+        a.fstp(qword_ptr(rbx))?;
+        a.fistp(dword_ptr(rbx + 8))?;
+        a.fld1()?;
+        a.fstp(tword_ptr(rbx + 16))
+    });
+    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+        let mut vm = make(engine, &code, &[0x55; 32]);
+        assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
+        let mut m = [0u8; 32];
+        vm.read_phys(DATA, &mut m).unwrap();
+        assert_eq!(m[..8], 0xFFF8_0000_0000_0000u64.to_le_bytes(), "{engine:?}");
+        assert_eq!(m[8..12], 0x8000_0000u32.to_le_bytes(), "{engine:?}");
+        assert_eq!(m[12..16], [0x55; 4], "{engine:?}");
+        assert_eq!(
+            m[16..24],
+            0x8000_0000_0000_0000u64.to_le_bytes(),
+            "{engine:?}"
+        );
+        assert_eq!(m[24..26], 0x3FFFu16.to_le_bytes(), "{engine:?}");
+        assert_eq!(m[26..], [0x55; 6], "{engine:?}");
+    }
+}

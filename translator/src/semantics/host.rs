@@ -15,7 +15,9 @@
 //!   MXCSR's flags, so a store they feed may be retried.
 //! - An x87 store's frame operand starts as the destination's current bytes: an unmasked
 //!   exception (stack underflow, invalid, overflow...) makes the host instruction store
-//!   nothing, and the copy back then rewrites what was there.
+//!   nothing, and the copy back then rewrites what was there. Where the block's mode masks
+//!   every x87 exception ([`crate::fp_mode::X87_MASKED`]) every store writes its whole
+//!   operand, and the destination is not read.
 //! - Nothing after a stub that raised an exception takes effect (the JIT's fault branch
 //!   leaves the block; the interpreter checks [`crate::emit::Emitter::faulted`]).
 
@@ -220,7 +222,10 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
         if rw.write && plan.fpu {
             probe_write(ctx, a, bytes);
         }
-        if !copied && (rw.read || (rw.write && plan.fpu)) {
+        // An x87/MMX store's operand starts as the destination's bytes (an unmasked
+        // exception stores nothing), except in a block where every exception is masked:
+        // then the instruction stores it whole.
+        if !copied && (rw.read || (rw.write && plan.fpu && !masked)) {
             copy_in(ctx, a, bytes);
         }
     }
