@@ -387,6 +387,7 @@ struct Saved<E: Emitter> {
     xmm_pending_fp: u16,
     insn_start_xmm: u16,
     stack_run_last: Option<u32>,
+    x87_live: bool,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -417,6 +418,7 @@ impl<E: Emitter> Ctx<E> {
             xmm_pending_fp: self.xmm_pending_fp,
             insn_start_xmm: self.insn_start_xmm,
             stack_run_last: self.stack_run_last,
+            x87_live: self.x87_live,
         };
         self.loop_depth += 1;
         path(self);
@@ -443,6 +445,7 @@ impl<E: Emitter> Ctx<E> {
         self.xmm_pending_fp = saved.xmm_pending_fp;
         self.insn_start_xmm = saved.insn_start_xmm;
         self.stack_run_last = saved.stack_run_last;
+        self.x87_live = saved.x87_live;
     }
 
     /// Leave the block after the instruction just ended, to continue at `pc` through the

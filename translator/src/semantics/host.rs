@@ -178,6 +178,8 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     };
     let how = if simd_on_mmx {
         StubCall::Checked
+    } else if plan.fpu && masked && ctx.x87_live() {
+        StubCall::Direct
     } else if plan.fpu {
         StubCall::Fpu(info)
     } else {
@@ -230,6 +232,9 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
         }
     }
     ctx.e.call_stub(&plan.stub, how);
+    if plan.waiting && !simd_on_mmx {
+        ctx.note_x87_stub();
+    }
     if ctx.e.faulted() {
         // Interpreter: the stub raised (#MF, #XM...); the instruction ends with the state of
         // its start (the JIT branched to the fault exit inside `call_stub`).

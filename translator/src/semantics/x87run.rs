@@ -367,7 +367,13 @@ fn translate_masked<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
         check_only: false,
         unchecked: true,
     };
-    ctx.e.call_stub(&stub, StubCall::Fpu(info));
+    let how = if ctx.x87_live() {
+        StubCall::Direct
+    } else {
+        StubCall::Fpu(info)
+    };
+    ctx.e.call_stub(&stub, how);
+    ctx.note_x87_stub();
     if ctx.e.faulted() {
         // Interpreter: the runtime raised (as at the first instruction, nothing ran).
         return ctx.end_insn();
