@@ -512,3 +512,46 @@ fn stores_with_every_exception_masked_write_their_whole_operand() {
         assert_eq!(m[26..], [0x55; 6], "{engine:?}");
     }
 }
+
+#[test]
+fn no_link_leads_from_a_block_of_one_x87_mode_into_the_other() {
+    // Each pass clears the flags and unmasks divide-by-zero, then loads a control word from
+    // a table: the first masks all (the block after it is then chosen in masked mode), the
+    // second keeps it unmasked. Had the first pass linked the FLDCW's block to the masked block after it,
+    // the second would run the division's pending exception into an unchecked stub.
+    let mut data = [0u8; 16];
+    data[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+    data[2..4].copy_from_slice(&0x037Bu16.to_le_bytes());
+    data[8..10].copy_from_slice(&0x037Bu16.to_le_bytes());
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        let mut next = a.create_label();
+        a.fninit()?;
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut top)?;
+        a.fnclex()?;
+        a.fldcw(word_ptr(rbx + 8))?;
+        a.fldcw(word_ptr(rbx + rcx * 2))?;
+        a.jmp(next)?;
+        a.set_label(&mut next)?;
+        a.fldz()?;
+        a.fld1()?;
+        a.fdiv_2(st0, st1)?;
+        a.fchs()?;
+        a.fstp(st0)?;
+        a.fstp(st0)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, 2)?;
+        a.jne(top)
+    });
+    let (fchs, _) = find(&code, Mnemonic::Fchs, 0);
+    let gpr = same_registers_on_every_engine(
+        &code,
+        &data,
+        RunOutcome::Exception {
+            exc: Exception::FloatingPoint,
+            rip: fchs,
+        },
+    );
+    assert_eq!(gpr[1], 1, "in the second pass");
+}

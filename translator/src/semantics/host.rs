@@ -267,7 +267,7 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     }
     if plan.fpu {
         x87::after(ctx, addr.is_some());
-        x87::leave_if_unmasked(ctx);
+        x87::leave_if_mode_changes(ctx);
     }
 }
 

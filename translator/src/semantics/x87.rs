@@ -24,7 +24,7 @@ use crate::ctx::Ctx;
 use crate::emit::Emitter;
 use crate::fp_mode;
 use crate::helpers::Helper;
-use crate::ir::{BinOp, Ty};
+use crate::ir::{BinOp, Cmp, Ty};
 use crate::state::{self, seg};
 
 /// Translate an x87 instruction (or WAIT, FXSAVE, FXRSTOR).
@@ -108,25 +108,37 @@ pub fn masked<E: Emitter>(ctx: &Ctx<E>) -> bool {
     ctx.mode().fp & fp_mode::X87_MASKED != 0
 }
 
-/// After FLDCW, FLDENV or FRSTOR in a block of [`fp_mode::X87_MASKED`] mode: leave the block
-/// without a link where that may no longer hold, so the next block is chosen in the new
-/// mode (FLDCW: only if its control word unmasks an exception, not for gcc's rounding-mode
-/// switches).
-pub fn leave_if_unmasked<E: Emitter>(ctx: &mut Ctx<E>) {
-    if !masked(ctx) {
-        return;
-    }
+/// After an instruction that may change whether every x87 exception is masked with none
+/// pending ([`fp_mode::X87_MASKED`], a part of the block mode): leave the block without a
+/// link where it may have changed, so the next block is chosen (and linked) in the new mode.
+/// Either way matters: a block of masked mode skips the pending-exception checks, and a
+/// link made from a block of the other mode would lead back into one. FLDENV and FRSTOR
+/// always leave; FNINIT, FNSAVE and FNCLEX (which mask, or clear what is pending) outside
+/// masked mode; FLDCW if its control word's masks say otherwise than the block's mode (not
+/// for gcc's rounding-mode switches).
+pub fn leave_if_mode_changes<E: Emitter>(ctx: &mut Ctx<E>) {
+    let masked = masked(ctx);
     let next = ctx.next_pc();
     match ctx.insn().mnemonic() {
         M::Fldenv | M::Frstor => ctx.exit_unlinked(next),
+        M::Fninit | M::Finit | M::Fnsave | M::Fsave | M::Fnclex | M::Fclex if !masked => {
+            ctx.exit_unlinked(next)
+        }
         M::Fldcw => {
             // The control word it loaded is still the frame's operand.
             let cw = ctx.e.load_state(Ty::I16, mem_at(0));
             let cw = ctx.to_ty(cw, Ty::I64, false);
             let masks = ctx.c(Ty::I64, X87_MASKS);
             let set = ctx.bin(BinOp::And, cw, masks);
-            let unmasked = ctx.bin(BinOp::Xor, set, masks);
-            if let Some(c) = ctx.e.as_const(unmasked) {
+            // Masked mode ends with any mask clear; outside it, all six set may begin it.
+            let unset = ctx.bin(BinOp::Xor, set, masks);
+            let changed = if masked {
+                unset
+            } else {
+                let z = ctx.c(Ty::I64, 0);
+                ctx.cmp(Cmp::Eq, unset, z)
+            };
+            if let Some(c) = ctx.e.as_const(changed) {
                 if c != 0 {
                     ctx.exit_unlinked(next);
                 }
@@ -134,7 +146,7 @@ pub fn leave_if_unmasked<E: Emitter>(ctx: &mut Ctx<E>) {
             }
             let (out, stay) = (ctx.e.new_label(), ctx.e.new_label());
             ctx.e.mark_cold(out);
-            ctx.e.branch(unmasked, out, stay);
+            ctx.e.branch(changed, out, stay);
             ctx.e.bind(out);
             // Mid-block: the later instructions are uncharged.
             ctx.detour(|ctx| ctx.cut_exit(next));
