@@ -75,8 +75,8 @@ pub mod fp_mode {
     pub const SIMD_UNMASKED: u8 = 1 << 5;
     /// The x87 control word masks all six exceptions and none is pending (FSW.ES clear): no
     /// x87 instruction can find one pending, so waiting ones skip the check (#MF). Only
-    /// FLDCW, FLDENV, FRSTOR and FXRSTOR can end that, and FNINIT, FNSAVE and FNCLEX (or
-    /// those) begin it; they end their block without a link where they may.
+    /// FLDCW, FLDENV, FRSTOR and FXRSTOR can end that, and FNINIT, FNSAVE, FNSTENV and
+    /// FNCLEX (or those) begin it; they end their block without a link where they may.
     pub const X87_MASKED: u8 = 1 << 6;
     /// What an operating system sets up: SSE on with #XM reporting, nothing trapping.
     pub const OS_DEFAULT: u8 = MP | OSFXSR | OSXMMEXCPT;

@@ -113,15 +113,24 @@ pub fn masked<E: Emitter>(ctx: &Ctx<E>) -> bool {
 /// link where it may have changed, so the next block is chosen (and linked) in the new mode.
 /// Either way matters: a block of masked mode skips the pending-exception checks, and a
 /// link made from a block of the other mode would lead back into one. FLDENV and FRSTOR
-/// always leave; FNINIT, FNSAVE and FNCLEX (which mask, or clear what is pending) outside
-/// masked mode; FLDCW if its control word's masks say otherwise than the block's mode (not
+/// always leave; FNINIT, FNSAVE, FNSTENV and FNCLEX (which mask all, or clear what is
+/// pending) outside masked mode; FLDCW if its control word's masks say otherwise than the block's mode (not
 /// for gcc's rounding-mode switches).
 pub fn leave_if_mode_changes<E: Emitter>(ctx: &mut Ctx<E>) {
     let masked = masked(ctx);
     let next = ctx.next_pc();
     match ctx.insn().mnemonic() {
         M::Fldenv | M::Frstor => ctx.exit_unlinked(next),
-        M::Fninit | M::Finit | M::Fnsave | M::Fsave | M::Fnclex | M::Fclex if !masked => {
+        M::Fninit
+        | M::Finit
+        | M::Fnsave
+        | M::Fsave
+        | M::Fnstenv
+        | M::Fstenv
+        | M::Fnclex
+        | M::Fclex
+            if !masked =>
+        {
             ctx.exit_unlinked(next)
         }
         M::Fldcw => {
