@@ -284,7 +284,15 @@ mod tests {
         );
         assert_eq!(cpu.full_rflags(), 2);
         reset_long_flat64(&mut cpu);
-        assert_eq!(mode(&cpu), Mode::LONG64_CPL0);
+        // The FPU's initial control word masks every x87 exception.
+        let masked = Mode {
+            fp: Mode::LONG64_CPL0.fp | fp_mode::X87_MASKED,
+            ..Mode::LONG64_CPL0
+        };
+        assert_eq!(mode(&cpu), masked);
+        cpu.fx.fcw &= !1;
+        assert_eq!(mode(&cpu), Mode::LONG64_CPL0, "invalid operation unmasked");
+        cpu.fx.fcw |= 1;
         cpu.seg[seg::DS].base = 0x1000;
         assert!(!mode(&cpu).seg_bases, "bases are ignored in 64-bit mode");
         // Compatibility mode with a 16-bit stack and a based data segment.
