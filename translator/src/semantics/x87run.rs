@@ -31,6 +31,11 @@
 //! else (cold): every instruction one at a time, then leave the block to the next one
 //! ```
 //!
+//! In a block of [`fp_mode::X87_MASKED`] mode (every x87 exception masked, the common case)
+//! neither kind needs a check or a cold path: the run's stub, without checks, is called as
+//! one x87 instruction's is (through the runtime while the state is not live, directly once
+//! a stub ran in the block: [`Ctx::x87_live`]).
+//!
 //! Invariants (why the fused run is exact):
 //! - A fusable instruction changes nothing `Ctx` tracks (registers, flags, memory, XMM) and
 //!   cannot fault but for #MF before it starts, which the stub checks before each one as
@@ -47,6 +52,9 @@
 //!   the flags between the two. Its cold path starts from the state of the run's start
 //!   (the stub ran nothing) and leaves the block, so the fast path's translation state is
 //!   not joined with it ([`Ctx::detour`]).
+//! - In masked mode no instruction of a run can raise #MF (none is pending, none can become
+//!   pending), so the unchecked stub is the one-at-a-time path; whatever may end that mode
+//!   leaves its block without a link (`x87::leave_if_mode_changes`).
 //! - Only the first instruction may have a memory operand, and only read it: it is read
 //!   before the stub, where a fault is the first instruction's with nothing done, and
 //!   not again on the one-at-a-time path. FDP/FDS are then its operand's after any of the
