@@ -190,6 +190,25 @@ fn fsw(cpu: &CpuState) -> u16 {
     sw
 }
 
+/// The guest's x87 control word (live or saved).
+fn fcw(cpu: &CpuState) -> u16 {
+    if cpu.fpu_live == 0 {
+        return cpu.fx.fcw;
+    }
+    let mut cw: u16 = 0;
+    // SAFETY: FNSTCW stores the 2-byte control word at the address of `cw`, a live local
+    // (non-waiting, no fault).
+    unsafe { asm!("fnstcw [{p}]", p = in(reg) &mut cw, options(nostack, preserves_flags)) };
+    cw
+}
+
+/// Whether the guest's x87 control word masks every exception and none is pending
+/// ([`translator::fp_mode::X87_MASKED`]).
+pub fn x87_masked(cpu: &CpuState) -> bool {
+    const MASKS: u16 = 0x3F;
+    fcw(cpu) & MASKS == MASKS && fsw(cpu) & fpu::FSW_ES == 0
+}
+
 /// [`translator::Helper::FpuExec`]: an x87/MMX instruction's stub.
 pub fn fpu_exec(m: &mut Machine, cpu: &mut CpuState, stub: u64, info: u64) {
     let info = FpuInfo::from_bits(info);

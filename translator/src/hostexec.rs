@@ -40,10 +40,14 @@ use iced_x86::code_asm::{
 };
 use iced_x86::{
     CpuidFeature, EncodingKind, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
-    OpAccess, OpKind, Register, RflagsBits,
+    OpAccess, OpKind, Register,
 };
 
 use crate::state::frame;
+
+mod runs;
+
+pub use runs::{flag_x87, fusable, fusable_first, plan_run, plan_span, writes_rflags};
 
 /// The machine code of one stub (position independent, ends with `ret`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -76,18 +80,22 @@ pub struct FpuInfo {
     /// stub: made before the operand checks of an instruction whose operand can fault with
     /// #GP first (a misaligned m128), and before a checked SSE run on MMX registers.
     pub check_only: bool,
+    /// The stub has no pending-exception check of its own (the block's mode is
+    /// [`crate::fp_mode::X87_MASKED`]): called directly, its status need not be read.
+    pub unchecked: bool,
 }
 
 impl FpuInfo {
     /// The helper-argument encoding.
     pub const fn bits(self) -> u64 {
-        self.waiting as u64 | (self.check_only as u64) << 2
+        self.waiting as u64 | (self.check_only as u64) << 2 | (self.unchecked as u64) << 3
     }
     /// Inverse of [`FpuInfo::bits`].
     pub const fn from_bits(b: u64) -> FpuInfo {
         FpuInfo {
             waiting: b & 1 != 0,
             check_only: b & 4 != 0,
+            unchecked: b & 8 != 0,
         }
     }
 }
@@ -250,6 +258,13 @@ fn renamed_gpr(r: Register, slot: usize) -> Register {
 
 /// Plan the host execution of `insn`.
 pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
+    plan_with(insn, true)
+}
+
+/// [`plan`]; with `checked` false, a waiting x87/MMX instruction's stub does not check for
+/// a pending exception (the block's mode says none can be, [`crate::fp_mode::X87_MASKED`])
+/// and sets `HostFrame::status` to 0.
+pub fn plan_with(insn: &Instruction, checked: bool) -> Result<Plan, PlanError> {
     if !accepted(insn) {
         return Err(PlanError::NotAccepted);
     }
@@ -423,7 +438,8 @@ pub fn plan(insn: &Instruction) -> Result<Plan, PlanError> {
         }),
         flags_in: insn.rflags_read() != 0,
         flags_out: insn.rflags_modified() != 0,
-        es_check: waiting,
+        es_check: waiting && checked,
+        clear_status: waiting && !checked,
         rdi_mem: implicit_rdi(insn),
     };
     let code = assemble(&re, &uses).map_err(PlanError::Encode)?;
@@ -456,122 +472,6 @@ pub fn waits(insn: &Instruction) -> bool {
     )
 }
 
-/// iced's x87 condition-code "flags" (the status word's C0..C3, not RFLAGS bits).
-const X87_CC: u32 = RflagsBits::C0 | RflagsBits::C1 | RflagsBits::C2 | RflagsBits::C3;
-
-/// Whether `insn` may be one of a fused run ([`plan_run`]): a waiting, non-control x87
-/// instruction whose only operands are x87 stack registers, so it reads and writes nothing
-/// but the x87 state (no memory, general or XMM register, no RFLAGS) and records only FIP
-/// and the opcode. Cheap: asked of every instruction a block has.
-pub fn fusable(insn: &Instruction) -> bool {
-    fusable_with(insn, false)
-}
-
-/// Whether `insn` may begin a fused run: [`fusable`], or such an instruction that also reads
-/// (and does not write) a memory operand. Only the first may: its operand is read before the
-/// run, where a fault on it is a fault of the first instruction, with nothing done.
-pub fn fusable_first(insn: &Instruction) -> bool {
-    fusable_with(insn, true)
-}
-
-fn fusable_with(insn: &Instruction, mem_read: bool) -> bool {
-    use CpuidFeature as F;
-    if insn.encoding() != EncodingKind::Legacy
-        || insn.flow_control() != FlowControl::Next
-        // iced counts the x87 condition codes C0..C3 among the flags: those are allowed.
-        || (insn.rflags_read() | insn.rflags_modified()) & !X87_CC != 0
-        || insn.has_lock_prefix()
-        || !waits(insn)
-    {
-        return false;
-    }
-    let feats = insn.cpuid_features();
-    !feats.is_empty()
-        && feats
-            .iter()
-            .all(|f| matches!(f, F::FPU | F::FPU287 | F::FPU387))
-        && !matches!(
-            insn.mnemonic(),
-            Mnemonic::Wait
-                | Mnemonic::Finit
-                | Mnemonic::Fclex
-                | Mnemonic::Fldcw
-                | Mnemonic::Fstcw
-                | Mnemonic::Fstsw
-                | Mnemonic::Fstenv
-                | Mnemonic::Fldenv
-                | Mnemonic::Fsave
-                | Mnemonic::Frstor
-                | Mnemonic::Feni
-                | Mnemonic::Fdisi
-                | Mnemonic::Fsetpm
-        )
-        && (0..insn.op_count()).all(|i| match insn.op_kind(i) {
-            OpKind::Register => insn.op_register(i).is_st(),
-            OpKind::Memory => {
-                mem_read
-                    && insn.memory_size().size() > 0
-                    && !matches!(
-                        insn.mnemonic(),
-                        Mnemonic::Fst
-                            | Mnemonic::Fstp
-                            | Mnemonic::Fist
-                            | Mnemonic::Fistp
-                            | Mnemonic::Fisttp
-                            | Mnemonic::Fbstp
-                    )
-            }
-            _ => false,
-        })
-}
-
-/// One stub for a run of [`fusable`] instructions that follow each other in a block: the
-/// host runs them back to back with one call. Before each it checks for a pending unmasked
-/// exception, as the hardware does before a waiting instruction; finding one before
-/// instruction `k` it stops there and sets `HostFrame::status` to `k + 1` (instructions
-/// `0..k` ran), otherwise to 0. Called like an x87 instruction's stub, with the guest's x87
-/// state live in the host FPU. The first instruction's memory operand, if it has one
-/// ([`fusable_first`]), is the frame's, as in a stub of its own.
-pub fn plan_run(insns: &[Instruction]) -> Result<HostStub, PlanError> {
-    match insns.split_first() {
-        Some((first, rest)) if fusable_first(first) && rest.iter().all(fusable) => {}
-        _ => return Err(PlanError::NotAccepted),
-    }
-    let e = |e: iced_x86::IcedError| PlanError::Encode(e.to_string());
-    let mut a = CodeAssembler::new(64).map_err(e)?;
-    let mut done = a.create_label();
-    // RAX carries the status word; nothing else changes (a `preserve_all` callee).
-    a.push(rax).map_err(e)?;
-    for (k, insn) in insns.iter().enumerate() {
-        let mut go = a.create_label();
-        a.fnstsw(ax).map_err(e)?;
-        a.test(al, 0x80).map_err(e)?;
-        a.jz(go).map_err(e)?;
-        a.mov(qword_ptr(rdi + frame::STATUS), k as i32 + 1)
-            .map_err(e)?;
-        a.jmp(done).map_err(e)?;
-        a.set_label(&mut go).map_err(e)?;
-        let mut re = *insn;
-        re.set_ip(0);
-        if (0..re.op_count()).any(|i| re.op_kind(i) == OpKind::Memory) {
-            re.set_segment_prefix(Register::None);
-            re.set_memory_base(Register::RDI);
-            re.set_memory_index(Register::None);
-            re.set_memory_index_scale(1);
-            re.set_memory_displacement64(u64::from(frame::MEM));
-            re.set_memory_displ_size(1);
-        }
-        a.add_instruction(re).map_err(e)?;
-    }
-    a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
-    a.set_label(&mut done).map_err(e)?;
-    a.pop(rax).map_err(e)?;
-    a.ret().map_err(e)?;
-    Ok(HostStub {
-        code: a.assemble(0).map_err(e)?,
-    })
-}
-
 /// What a stub moves between the frame and the registers.
 struct Uses {
     xmm: [Rw; 3],
@@ -580,6 +480,8 @@ struct Uses {
     flags_out: bool,
     /// Begin with the pending-exception check of a waiting x87/MMX instruction.
     es_check: bool,
+    /// Set `HostFrame::status` to 0 without the check.
+    clear_status: bool,
     /// The memory operand is the implicit `[rdi]` (MASKMOVQ/MASKMOVDQU).
     rdi_mem: bool,
 }
@@ -625,6 +527,8 @@ fn assemble(insn: &Instruction, u: &Uses) -> Result<Vec<u8>, String> {
         a.mov(qword_ptr(rdi + frame::STATUS), 1).map_err(e)?;
         a.jmp(done).map_err(e)?;
         a.set_label(&mut go).map_err(e)?;
+        a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
+    } else if u.clear_status {
         a.mov(qword_ptr(rdi + frame::STATUS), 0).map_err(e)?;
     }
     for &i in &xmm_used {
@@ -793,83 +697,6 @@ mod tests {
             let p = plan(&decode(bytes)).unwrap();
             assert_eq!(p.gpr.len(), 1, "{:?}", p.gpr);
         }
-    }
-
-    #[test]
-    fn only_x87_stack_register_instructions_fuse() {
-        // fadd st(0), st(3); fxch st(1); fsin; fucomp st(1); fld1
-        for bytes in [
-            &[0xD8, 0xC3][..],
-            &[0xD9, 0xC9],
-            &[0xD9, 0xFE],
-            &[0xDD, 0xE9],
-            &[0xD9, 0xE8],
-        ] {
-            assert!(fusable(&decode(bytes)), "{bytes:02x?}");
-        }
-        // fld qword [rax] (memory), fcomi st, st(1) (RFLAGS), fcmovb (RFLAGS), fnstsw ax and
-        // fnclex (control), wait, fldcw [rax], emms (MMX), addps
-        for bytes in [
-            &[0xDD, 0x00][..],
-            &[0xDB, 0xF1],
-            &[0xDA, 0xC1],
-            &[0xDF, 0xE0],
-            &[0xDB, 0xE2],
-            &[0x9B],
-            &[0xD9, 0x28],
-            &[0x0F, 0x77],
-            &[0x0F, 0x58, 0xC1],
-        ] {
-            assert!(!fusable(&decode(bytes)), "{bytes:02x?}");
-            assert_eq!(
-                fusable_first(&decode(bytes)),
-                bytes == [0xDD, 0x00],
-                "{bytes:02x?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_run_checks_before_each_instruction_and_reports_where_it_stopped() {
-        let run = [
-            decode(&[0xD9, 0xE8]),
-            decode(&[0xD8, 0xC3]),
-            decode(&[0xD9, 0xC9]),
-        ];
-        let stub = plan_run(&run).unwrap();
-        let insns: Vec<Instruction> = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
-            .into_iter()
-            .collect();
-        let mnemonics: Vec<Mnemonic> = insns.iter().map(|i| i.mnemonic()).collect();
-        let at: Vec<usize> = [Mnemonic::Fld1, Mnemonic::Fadd, Mnemonic::Fxch]
-            .iter()
-            .map(|m| mnemonics.iter().position(|x| x == m).unwrap())
-            .collect();
-        assert!(
-            at.windows(2).all(|w| w[0] < w[1]),
-            "in order: {mnemonics:?}"
-        );
-        // Before each: fnstsw ax; test al, 0x80; jz; mov [rdi+STATUS], k + 1.
-        for (k, &i) in at.iter().enumerate() {
-            let check = &insns[i - 5..i];
-            assert_eq!(check[0].mnemonic(), Mnemonic::Fnstsw, "{k}");
-            assert_eq!(check[3].memory_displacement64(), u64::from(frame::STATUS));
-            assert_eq!(check[3].immediate(1), k as u64 + 1);
-        }
-        // A memory operand only on the first: fld1; fld qword [rax] is no run.
-        assert!(plan_run(&[decode(&[0xD9, 0xE8]), decode(&[0xDD, 0x00])]).is_err());
-        // fadd qword [rax+rbx*8+16]; fsqrt: the operand is the frame's.
-        let stub = plan_run(&[decode(&[0xDC, 0x44, 0xD8, 0x10]), decode(&[0xD9, 0xFA])]).unwrap();
-        let fadd = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
-            .into_iter()
-            .find(|i| i.mnemonic() == Mnemonic::Fadd)
-            .unwrap();
-        assert_eq!(fadd.memory_base(), Register::RDI);
-        assert_eq!(fadd.memory_index(), Register::None);
-        assert_eq!(fadd.memory_displacement64(), u64::from(frame::MEM));
-        // A store does not begin one: fstp qword [rax]; fld1.
-        assert!(plan_run(&[decode(&[0xDD, 0x18]), decode(&[0xD9, 0xE8])]).is_err());
-        assert!(plan_run(&[]).is_err());
     }
 
     #[test]

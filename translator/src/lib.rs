@@ -73,6 +73,11 @@ pub mod fp_mode {
     /// Some MXCSR exception is unmasked: SIMD floating-point instructions take the checked
     /// path (no inline lowering) so they can raise #XM precisely.
     pub const SIMD_UNMASKED: u8 = 1 << 5;
+    /// The x87 control word masks all six exceptions and none is pending (FSW.ES clear): no
+    /// x87 instruction can find one pending, so waiting ones skip the check (#MF). Only
+    /// FLDCW, FLDENV, FRSTOR and FXRSTOR can end that, and FNINIT, FNSAVE, FNSTENV and
+    /// FNCLEX (or those) begin it; they end their block without a link where they may.
+    pub const X87_MASKED: u8 = 1 << 6;
     /// What an operating system sets up: SSE on with #XM reporting, nothing trapping.
     pub const OS_DEFAULT: u8 = MP | OSFXSR | OSXMMEXCPT;
 }
@@ -104,5 +109,6 @@ impl Mode {
             | (self.paging as u32) << 24
             | (self.seg_bases as u32) << 25
             | (self.fp as u32 & 0x3F) << 26
+            | (self.fp as u32 >> 6 & 1) << 23
     }
 }

@@ -73,8 +73,9 @@ pub fn code_linear(cpu: &CpuState, rip: u64) -> u64 {
     }
 }
 
-/// The [`Mode::fp`] bits of the CPU state: CR0.EM/TS/MP, CR4.OSFXSR/OSXMMEXCPT, and whether
-/// MXCSR unmasks an exception.
+/// The [`Mode::fp`] bits of the CPU state: CR0.EM/TS/MP, CR4.OSFXSR/OSXMMEXCPT, whether
+/// MXCSR unmasks an exception, and whether the x87 control word masks them all with none
+/// pending.
 pub fn fp_bits(cpu: &CpuState) -> u8 {
     let bit = |cond: bool, b: u8| if cond { b } else { 0 };
     bit(cpu.cr0 & cr::CR0_EM != 0, fp_mode::EM)
@@ -86,6 +87,7 @@ pub fn fp_bits(cpu: &CpuState) -> u8 {
             cpu.fx.mxcsr & mxcsr::MASKS != mxcsr::MASKS,
             fp_mode::SIMD_UNMASKED,
         )
+        | bit(crate::fpu::x87_masked(cpu), fp_mode::X87_MASKED)
 }
 
 fn flat_segments(cpu: &mut CpuState, code_attr: u16) {
@@ -282,7 +284,15 @@ mod tests {
         );
         assert_eq!(cpu.full_rflags(), 2);
         reset_long_flat64(&mut cpu);
-        assert_eq!(mode(&cpu), Mode::LONG64_CPL0);
+        // The FPU's initial control word masks every x87 exception.
+        let masked = Mode {
+            fp: Mode::LONG64_CPL0.fp | fp_mode::X87_MASKED,
+            ..Mode::LONG64_CPL0
+        };
+        assert_eq!(mode(&cpu), masked);
+        cpu.fx.fcw &= !1;
+        assert_eq!(mode(&cpu), Mode::LONG64_CPL0, "invalid operation unmasked");
+        cpu.fx.fcw |= 1;
         cpu.seg[seg::DS].base = 0x1000;
         assert!(!mode(&cpu).seg_bases, "bases are ignored in 64-bit mode");
         // Compatibility mode with a 16-bit stack and a based data segment.

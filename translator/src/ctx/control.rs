@@ -1,15 +1,19 @@
-//! The control-flow part of [`Ctx`]: REP loops and values computed on one of two paths.
+//! The control-flow part of [`Ctx`]: REP loops, values computed on one of two paths, and
+//! detours that leave the block.
 //!
 //! Invariants:
 //! - A REP iteration commits its writes before looping, so a fault in iteration k leaves the
 //!   state after iteration k-1 with RIP at the instruction, as hardware does.
 //! - The arms of [`Ctx::if_else`] compute values only (no register or flag writes, no
 //!   exits), so a helper faulting in one leaves with the state of the instruction's start.
+//! - A [`Ctx::detour`] ends in an exit, and the translation state after it is the one before
+//!   it: the straight-line path never sees a value the detour made.
 
-use iced_x86::OpKind;
+use iced_x86::{Instruction, OpKind};
 
 use super::{Ctx, FaultExit, FlagState, Rep};
 use crate::emit::Emitter;
+use crate::flags::Stored;
 use crate::ir::{BinOp, Cmp, Ty};
 use crate::state::{self, rflags, ExitReason};
 
@@ -245,6 +249,107 @@ impl<E: Emitter> Ctx<E> {
             }
         }
         default
+    }
+}
+
+/// What [`Ctx::detour`] puts back: the translation-time state of the straight-line path.
+struct Saved<E: Emitter> {
+    flags: FlagState<E::Value>,
+    pending_flags: Option<FlagState<E::Value>>,
+    pending: [Option<E::Value>; 16],
+    written: u16,
+    defined: u16,
+    preloaded: u16,
+    insn: Instruction,
+    insn_pc: u64,
+    insn_start_flags: FlagState<E::Value>,
+    insn_start_written: u16,
+    addr_cache: Option<E::Value>,
+    begun: u32,
+    entry_desc: Option<Stored<E::Value>>,
+    writes: u32,
+    xmm_defined: u16,
+    xmm_pending: [Option<E::Vec>; 16],
+    xmm_dirty: u16,
+    xmm_pending_fp: u16,
+    insn_start_xmm: u16,
+    stack_run_last: Option<u32>,
+    x87_live: bool,
+}
+
+impl<E: Emitter> Ctx<E> {
+    /// Emit an out-of-line path that leaves the block (`path` must end in an exit, e.g.
+    /// [`Ctx::cut_exit`]) and come back to the translation state of before it, so the
+    /// straight-line path goes on as if the detour had not been translated: what the
+    /// detour committed, cached or counted is its own (its fault and cut exits stay).
+    /// Nothing made on it is reused after it, since none of it dominates what follows.
+    pub fn detour(&mut self, path: impl FnOnce(&mut Self)) {
+        let saved: Saved<E> = Saved {
+            flags: self.flags,
+            pending_flags: self.pending_flags,
+            pending: self.pending,
+            written: self.written,
+            defined: self.defined,
+            preloaded: self.preloaded,
+            insn: self.insn,
+            insn_pc: self.insn_pc,
+            insn_start_flags: self.insn_start_flags,
+            insn_start_written: self.insn_start_written,
+            addr_cache: self.addr_cache,
+            begun: self.begun,
+            entry_desc: self.entry_desc,
+            writes: self.writes,
+            xmm_defined: self.xmm_defined,
+            xmm_pending: self.xmm_pending,
+            xmm_dirty: self.xmm_dirty,
+            xmm_pending_fp: self.xmm_pending_fp,
+            insn_start_xmm: self.insn_start_xmm,
+            stack_run_last: self.stack_run_last,
+            x87_live: self.x87_live,
+        };
+        self.loop_depth += 1;
+        path(self);
+        debug_assert!(self.terminated, "a detour must leave the block");
+        self.loop_depth -= 1;
+        self.terminated = false;
+        self.flags = saved.flags;
+        self.pending_flags = saved.pending_flags;
+        self.pending = saved.pending;
+        self.written = saved.written;
+        self.defined = saved.defined;
+        self.preloaded = saved.preloaded;
+        self.insn = saved.insn;
+        self.insn_pc = saved.insn_pc;
+        self.insn_start_flags = saved.insn_start_flags;
+        self.insn_start_written = saved.insn_start_written;
+        self.addr_cache = saved.addr_cache;
+        self.begun = saved.begun;
+        self.entry_desc = saved.entry_desc;
+        self.writes = saved.writes;
+        self.xmm_defined = saved.xmm_defined;
+        self.xmm_pending = saved.xmm_pending;
+        self.xmm_dirty = saved.xmm_dirty;
+        self.xmm_pending_fp = saved.xmm_pending_fp;
+        self.insn_start_xmm = saved.insn_start_xmm;
+        self.stack_run_last = saved.stack_run_last;
+        self.x87_live = saved.x87_live;
+    }
+
+    /// Leave the block after the instruction just ended, to continue at `pc` through the
+    /// dispatcher (a cut: the later instructions of the block are uncharged).
+    pub fn cut_exit(&mut self, pc: u64) {
+        let label = self.e.new_label();
+        self.rep_cuts.push(FaultExit {
+            label,
+            index: self.begun - 1,
+            block: self.block_ends.len(),
+            written: self.written,
+            xmm: self.xmm_dirty,
+            flags: self.flags,
+            pc,
+        });
+        self.e.jump(label);
+        self.terminated = true;
     }
 }
 

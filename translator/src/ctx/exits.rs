@@ -83,6 +83,8 @@ impl<E: Emitter> Ctx<E> {
         self.xmm_defined = 0;
         self.xmm_dirty = 0;
         self.xmm_unkept = 0;
+        // A head is entered from elsewhere too.
+        self.x87_live = false;
     }
 
     pub(super) fn emit_fault_exit(

@@ -174,6 +174,10 @@ pub struct Ctx<E: Emitter> {
     /// The last instruction (a `begun` index) of the run of stack accesses whose range was
     /// checked at its start, if one is under way (see `stack_run`).
     stack_run_last: Option<u32>,
+    /// A waiting x87/MMX stub ran earlier on every path here in a block whose mode masks
+    /// every x87 exception: the x87 state is live with FERR# deasserted (`fpu_live` = 1), and
+    /// nothing in the block changes that (see [`Ctx::x87_live`]).
+    x87_live: bool,
 }
 
 impl<E: Emitter> Ctx<E> {
@@ -240,6 +244,7 @@ impl<E: Emitter> Ctx<E> {
             xmm_unkept: 0,
             insn_start_xmm: 0,
             stack_run_last: None,
+            x87_live: false,
         }
     }
 
@@ -302,6 +307,20 @@ impl<E: Emitter> Ctx<E> {
     pub fn next_pc(&self) -> u64 {
         self.insn.next_ip()
     }
+    /// Whether the x87 state is known live here, so x87/MMX stubs may be called directly.
+    /// A waiting instruction's stub call makes it so in a block of
+    /// [`crate::fp_mode::X87_MASKED`] mode: the runtime loads the state and, no exception
+    /// being pending, deasserts FERR#; only the end of the run (outside any block) and
+    /// FXRSTOR (which ends its block) undo that.
+    pub fn x87_live(&self) -> bool {
+        self.x87_live
+    }
+
+    /// Record that a waiting x87/MMX stub was just called (see [`Ctx::x87_live`]).
+    pub fn note_x87_stub(&mut self) {
+        self.x87_live |= self.mode.fp & crate::fp_mode::X87_MASKED != 0;
+    }
+
     /// Whether the block has exited (no further instructions may be emitted).
     pub fn terminated(&self) -> bool {
         self.terminated

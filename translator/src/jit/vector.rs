@@ -297,7 +297,7 @@ impl ClifEmitter<'_> {
         let cold = self.is_cold();
         self.switch_sealed(fast, cold);
         self.call_stub_direct(addr);
-        if info.waiting {
+        if info.waiting && !info.unchecked {
             let st = self.load_state(Ty::I64, state::OFF_HX + crate::state::frame::STATUS);
             self.b.ins().brif(st, slow, &[], join, &[]);
         } else {

@@ -15,7 +15,9 @@
 //!   MXCSR's flags, so a store they feed may be retried.
 //! - An x87 store's frame operand starts as the destination's current bytes: an unmasked
 //!   exception (stack underflow, invalid, overflow...) makes the host instruction store
-//!   nothing, and the copy back then rewrites what was there.
+//!   nothing, and the copy back then rewrites what was there. Where the block's mode masks
+//!   every x87 exception ([`crate::fp_mode::X87_MASKED`]) every store writes its whole
+//!   operand, and the destination is not read.
 //! - Nothing after a stub that raised an exception takes effect (the JIT's fault branch
 //!   leaves the block; the interpreter checks [`crate::emit::Emitter::faulted`]).
 
@@ -162,7 +164,8 @@ pub fn exec_copied<E: Emitter>(ctx: &mut Ctx<E>) {
 
 fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     let insn = *ctx.insn();
-    let Ok(plan) = hostexec::plan(&insn) else {
+    let masked = x87::masked(ctx);
+    let Ok(plan) = hostexec::plan_with(&insn, !masked) else {
         return ctx.raise(Exception::InvalidOpcode);
     };
     // An SSE instruction on MMX registers (CVTPI2PS, CVTPS2PI...) while MXCSR unmasks an
@@ -171,9 +174,12 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     let info = FpuInfo {
         waiting: plan.waiting,
         check_only: false,
+        unchecked: masked,
     };
     let how = if simd_on_mmx {
         StubCall::Checked
+    } else if plan.fpu && masked && ctx.x87_live() {
+        StubCall::Direct
     } else if plan.fpu {
         StubCall::Fpu(info)
     } else {
@@ -218,11 +224,17 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
         if rw.write && plan.fpu {
             probe_write(ctx, a, bytes);
         }
-        if !copied && (rw.read || (rw.write && plan.fpu)) {
+        // An x87/MMX store's operand starts as the destination's bytes (an unmasked
+        // exception stores nothing), except in a block where every exception is masked:
+        // then the instruction stores it whole.
+        if !copied && (rw.read || (rw.write && plan.fpu && !masked)) {
             copy_in(ctx, a, bytes);
         }
     }
     ctx.e.call_stub(&plan.stub, how);
+    if plan.waiting && !simd_on_mmx {
+        ctx.note_x87_stub();
+    }
     if ctx.e.faulted() {
         // Interpreter: the stub raised (#MF, #XM...); the instruction ends with the state of
         // its start (the JIT branched to the fault exit inside `call_stub`).
@@ -255,6 +267,7 @@ fn exec_with<E: Emitter>(ctx: &mut Ctx<E>, copied: bool) {
     }
     if plan.fpu {
         x87::after(ctx, addr.is_some());
+        x87::leave_if_mode_changes(ctx);
     }
 }
 

@@ -22,8 +22,9 @@ use iced_x86::{Code, Encoder, Instruction, Mnemonic as M, Register};
 use super::host::{self, check_alignment, copy_in, copy_out, mem_at};
 use crate::ctx::Ctx;
 use crate::emit::Emitter;
+use crate::fp_mode;
 use crate::helpers::Helper;
-use crate::ir::{BinOp, Ty};
+use crate::ir::{BinOp, Cmp, Ty};
 use crate::state::{self, seg};
 
 /// Translate an x87 instruction (or WAIT, FXSAVE, FXRSTOR).
@@ -100,6 +101,72 @@ pub fn is_x87(insn: &Instruction) -> bool {
             .iter()
             .any(|f| matches!(f, F::FPU | F::FPU287 | F::FPU387 | F::FPU387SL_ONLY))
 }
+
+/// Whether the block's mode says no x87 exception can be pending or become pending
+/// ([`fp_mode::X87_MASKED`]): stubs skip the pending-exception check.
+pub fn masked<E: Emitter>(ctx: &Ctx<E>) -> bool {
+    ctx.mode().fp & fp_mode::X87_MASKED != 0
+}
+
+/// After an instruction that may change whether every x87 exception is masked with none
+/// pending ([`fp_mode::X87_MASKED`], a part of the block mode): leave the block without a
+/// link where it may have changed, so the next block is chosen (and linked) in the new mode.
+/// Either way matters: a block of masked mode skips the pending-exception checks, and a
+/// link made from a block of the other mode would lead back into one. FLDENV and FRSTOR
+/// always leave; FNINIT, FNSAVE, FNSTENV and FNCLEX (which mask all, or clear what is
+/// pending) outside masked mode; FLDCW if its control word's masks say otherwise than the block's mode (not
+/// for gcc's rounding-mode switches).
+pub fn leave_if_mode_changes<E: Emitter>(ctx: &mut Ctx<E>) {
+    let masked = masked(ctx);
+    let next = ctx.next_pc();
+    match ctx.insn().mnemonic() {
+        M::Fldenv | M::Frstor => ctx.exit_unlinked(next),
+        M::Fninit
+        | M::Finit
+        | M::Fnsave
+        | M::Fsave
+        | M::Fnstenv
+        | M::Fstenv
+        | M::Fnclex
+        | M::Fclex
+            if !masked =>
+        {
+            ctx.exit_unlinked(next)
+        }
+        M::Fldcw => {
+            // The control word it loaded is still the frame's operand.
+            let cw = ctx.e.load_state(Ty::I16, mem_at(0));
+            let cw = ctx.to_ty(cw, Ty::I64, false);
+            let masks = ctx.c(Ty::I64, X87_MASKS);
+            let set = ctx.bin(BinOp::And, cw, masks);
+            // Masked mode ends with any mask clear; outside it, all six set may begin it.
+            let unset = ctx.bin(BinOp::Xor, set, masks);
+            let changed = if masked {
+                unset
+            } else {
+                let z = ctx.c(Ty::I64, 0);
+                ctx.cmp(Cmp::Eq, unset, z)
+            };
+            if let Some(c) = ctx.e.as_const(changed) {
+                if c != 0 {
+                    ctx.exit_unlinked(next);
+                }
+                return;
+            }
+            let (out, stay) = (ctx.e.new_label(), ctx.e.new_label());
+            ctx.e.mark_cold(out);
+            ctx.e.branch(changed, out, stay);
+            ctx.e.bind(out);
+            // Mid-block: the later instructions are uncharged.
+            ctx.detour(|ctx| ctx.cut_exit(next));
+            ctx.e.bind(stay);
+        }
+        _ => {}
+    }
+}
+
+/// The x87 control word's exception masks.
+const X87_MASKS: u64 = 0x3F;
 
 /// After an x87/MMX stub: the guest's FPU pointers.
 pub fn after<E: Emitter>(ctx: &mut Ctx<E>, has_mem: bool) {
