@@ -1,3 +1,6 @@
+use translator::Helper;
+
+use super::tracking::{installed, jit_jump_cache};
 use super::*;
 use crate::engine::tier::Tiering;
 use crate::{Engine, RunOutcome, SerialSink, Vm, VmConfig};
