@@ -128,7 +128,7 @@ pub fn run_helper(m: &mut Machine, cpu: &mut CpuState, h: Helper, args: [u64; 3]
             0
         }
         Helper::RepString => m.rep_string(cpu, a, b, c),
-        Helper::PortIo => crate::system::io::port_io(m, cpu, args),
+        Helper::LeanHypercall => crate::system::lean::lean(m, cpu, args),
         Helper::FaultIf => {
             if a != 0 {
                 // Semantics ask only for architectural vectors; anything else is #UD.
@@ -282,7 +282,7 @@ shims! {
     shim_fxrstor => FxRstor,
     shim_probe_write => ProbeWrite,
     shim_rep_string => RepString,
-    shim_port_io => PortIo,
+    shim_lean_hypercall => LeanHypercall,
 }
 
 #[cfg(test)]

@@ -725,3 +725,39 @@ fn flags_survive_the_hypercalls_that_do_not_settle_them() {
         assert_ne!(pushed & rflags::IF, 0, "{engine:?}");
     }
 }
+
+/// IN/OUT and MOV CR8 at CPL 0 take the lean hypercall (no state round trip): CR8 reaches
+/// the local APIC's TPR and reads back, IN from an unclaimed port reads all ones, and a
+/// reserved CR8 bit raises #GP(0) at its instruction with the earlier ones retired; every
+/// engine alike.
+#[test]
+fn cr8_and_port_io_at_cpl0_take_the_lean_hypercall() {
+    let code = [
+        0x48, 0xC7, 0xC0, 0x05, 0x00, 0x00, 0x00, // mov rax, 5
+        0x44, 0x0F, 0x22, 0xC0, // mov cr8, rax
+        0x44, 0x0F, 0x20, 0xC3, // mov rbx, cr8
+        0x66, 0xBA, 0x34, 0x12, // mov dx, 0x1234
+        0xED, // in eax, dx
+        0x48, 0xC7, 0xC1, 0x10, 0x00, 0x00, 0x00, // mov rcx, 0x10
+        0x44, 0x0F, 0x22, 0xC1, // mov cr8, rcx: a reserved bit
+        0xF4,
+    ];
+    for engine in ENGINES {
+        let mut v = vm(engine);
+        v.write_phys(0x2000, &code).unwrap();
+        v.cpu_mut().rip = 0x2000;
+        assert_eq!(
+            v.run(),
+            RunOutcome::Exception {
+                exc: Exception::GeneralProtection(0),
+                rip: 0x2000 + 27
+            },
+            "{engine:?}"
+        );
+        let cpu = v.cpu();
+        assert_eq!(cpu.gpr[3], 5, "{engine:?}: CR8 reads back");
+        assert_eq!(cpu.gpr[0], 0xFFFF_FFFF, "{engine:?}: an unclaimed port");
+        assert_eq!(cpu.gpr[1], 0x10, "{engine:?}: earlier instructions retired");
+        assert_eq!(v.machine().platform.tpr(), 5, "{engine:?}: the TPR kept 5");
+    }
+}

@@ -67,13 +67,13 @@ pub enum Helper {
     /// loop to take, the budget, an overlap it cannot copy exactly), always leaves at least
     /// one iteration to the loop, and for REPE/REPNE does only iterations that continue.
     RepString,
-    /// IN or OUT where the I/O permission check always passes (CPL 0, see
-    /// [`crate::semantics::system`]): (packed [`crate::sensitive::HypercallArgs`] of kind
-    /// `In` or `Out`, port, value for OUT) -> the value IN reads. Unlike [`Helper::Hypercall`]
-    /// it reads no guest register, flag or RIP from `CpuState` and writes none, so the
-    /// block need not write them back or reload them; a device stop or exception reports
-    /// through `status` with the instruction not done.
-    PortIo,
+    /// A sensitive instruction whose handler reads and writes no guest register, flag or
+    /// RIP in `CpuState`: IN, OUT, MOV to/from CR8, in blocks at CPL 0, where no privilege
+    /// check can fail (see [`crate::semantics::system`]). (packed
+    /// [`crate::sensitive::HypercallArgs`], operand, value) -> the destination value. The
+    /// block need not write its state back nor reload it, unlike [`Helper::Hypercall`]; a
+    /// device stop or an exception reports through `status` with the instruction not done.
+    LeanHypercall,
 }
 
 /// What [`Helper::RepString`] is asked to do (in `helper_out[2]`).
@@ -174,7 +174,7 @@ impl Helper {
         Helper::FxRstor,
         Helper::ProbeWrite,
         Helper::RepString,
-        Helper::PortIo,
+        Helper::LeanHypercall,
     ];
 
     /// Whether the helper may set `CpuState::status`, so the caller must check it.
@@ -193,7 +193,7 @@ impl Helper {
                 | Helper::FxSave
                 | Helper::FxRstor
                 | Helper::ProbeWrite
-                | Helper::PortIo
+                | Helper::LeanHypercall
         )
     }
 
@@ -220,7 +220,7 @@ impl Helper {
             Helper::FxRstor => "fxrstor",
             Helper::ProbeWrite => "probe_write",
             Helper::RepString => "rep_string",
-            Helper::PortIo => "port_io",
+            Helper::LeanHypercall => "lean_hypercall",
         }
     }
 }

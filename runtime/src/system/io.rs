@@ -14,8 +14,6 @@
 //! - Enabling interrupts (IF 0 → 1) asks the dispatcher for an interrupt check through
 //!   [`request_interrupt_check`].
 
-use translator::sensitive::{Hypercall, HypercallArgs};
-use translator::state::ExitReason;
 use translator::state::{cr, reg, rflags, seg, seg_attr, Segment};
 use translator::{CpuState, Exception};
 
@@ -186,55 +184,6 @@ pub fn check_io_permission(
 pub fn port_in(m: &mut Machine, cpu: &mut CpuState, port: u16, size: u8) -> Result<u64, Exception> {
     check_io_permission(m, cpu, port, size)?;
     Ok(read_port(m, port, size))
-}
-
-/// IN and OUT through [`translator::Helper::PortIo`], where the block's CPL makes the I/O
-/// permission check pass: the device access of [`super::hypercall::entry`]'s `In`/`Out` without its state
-/// round trip. The instruction's registers, flags and RIP in `cpu` are stale here (the
-/// block did not write them back), so nothing below reads them but the privilege state
-/// (CPL, RFLAGS.IOPL and VM, TR), which the block never caches. A stop or an exception
-/// leaves the instruction undone (`status`; the block's fault exit writes back its start
-/// state), as the hypercall leaves it for the hypercall.
-pub fn port_io(m: &mut Machine, cpu: &mut CpuState, args: [u64; 3]) -> u64 {
-    let a = match HypercallArgs::decode(args[0]) {
-        Some(a) if matches!(a.kind, Hypercall::In | Hypercall::Out) => a,
-        _ => {
-            let (r, fx) = super::hypercall::unknown(cpu, args[0]);
-            m.run.post(cpu, fx);
-            return r;
-        }
-    };
-    m.hypercalls[a.kind as usize & 63] += 1;
-    let port = args[1] as u16;
-    super::hypercall::record_port(m, port, a.op_size);
-    let done = if a.kind == Hypercall::In {
-        port_in(m, cpu, port, a.op_size).map(|v| (v, IoOutcome::Done))
-    } else {
-        port_out(m, cpu, port, a.op_size, args[2]).map(|o| (0, o))
-    };
-    let fx = match done {
-        Ok((v, IoOutcome::Done)) => {
-            if std::mem::take(&mut m.run.interrupt_check) {
-                request_interrupt_check(cpu);
-            }
-            return v;
-        }
-        Ok((_, IoOutcome::Resume)) => {
-            // The instruction again, from the dispatcher (the fault exit sets RIP to it).
-            cpu.status = ExitReason::Jump as u64;
-            Effects::default()
-        }
-        Ok((_, IoOutcome::Stop(req))) => {
-            cpu.status = ExitReason::Stop as u64;
-            Effects::stop(req)
-        }
-        Err(e) => {
-            cpu.raise(e);
-            Effects::default()
-        }
-    };
-    m.run.post(cpu, fx);
-    0
 }
 
 /// OUT: writes `size` bytes of `value` to `port` after the permission check.

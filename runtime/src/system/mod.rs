@@ -20,6 +20,7 @@
 //! - [`kvmclock`]: the KVM paravirtual clock (its MSRs and the pvclock structures).
 //! - [`syscall`]: SYSCALL/SYSRET, SYSENTER/SYSEXIT, SWAPGS.
 //! - [`io`]: CLI/STI, PUSHF/POPF, IN/OUT/INS/OUTS with IOPL and the TSS I/O bitmap.
+//! - [`lean`]: IN/OUT and MOV CR8 at CPL 0, called without a hypercall's state round trip.
 //! - [`hypercall`]: the entry point generated code and the trap handler call, dispatching a
 //!   [`translator::sensitive::Hypercall`] to the modules above.
 //! - [`resume`]: where a block goes on after a hypercall that ends it (the same block, the
@@ -33,6 +34,7 @@ pub mod far;
 pub mod hypercall;
 pub mod io;
 pub mod kvmclock;
+pub mod lean;
 pub mod mode;
 pub mod msr;
 pub mod mtrr;

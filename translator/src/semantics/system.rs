@@ -8,10 +8,10 @@
 //!   handler's exception is precise.
 //! - PUSHF and POPF are not stubs where the block's mode rules out virtual-8086 mode, nor
 //!   CLI and STI at CPL 0 ([`super::eflags`]).
-//! - IN and OUT at CPL 0, where the I/O permission check cannot fail, call
-//!   [`Helper::PortIo`] instead of a hypercall: the device access needs no guest register,
-//!   flag or RIP in `CpuState` (except in the trap engine, where every sensitive instruction
-//!   traps).
+//! - IN, OUT and MOV to/from CR8 at CPL 0, where no privilege check can fail, call
+//!   [`Helper::LeanHypercall`] instead of a hypercall: their handlers need no guest
+//!   register, flag or RIP in `CpuState` (except in the trap engine, where every sensitive
+//!   instruction traps).
 //! - Privileged instructions in CPL > 0 blocks are not stubs: they raise #GP(0) here, at
 //!   translation time, as hardware does. IOPL- and CR4-dependent checks are the handler's.
 //! - Instructions whose entry ends the block leave right after the handler, which may have
@@ -67,11 +67,9 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
             if entry.call == H::Out {
                 c = ctx.reg(data);
             }
-            if ctx.mode().cpl == 0 && !ctx.e.hypercalls_only() {
-                // CPL 0 passes every I/O permission check (CPL ≤ IOPL), so the device access
-                // needs none of the state a hypercall writes back and reloads.
-                let a = ctx.c(Ty::I64, args.encode());
-                let r = ctx.call(Helper::PortIo, &[a, b, c]);
+            if lean(ctx) {
+                // CPL 0 passes every I/O permission check (CPL ≤ IOPL).
+                let r = lean_call(ctx, &args, b, c);
                 if entry.call == H::In {
                     ctx.set_reg(data, r);
                 }
@@ -104,10 +102,19 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
             args.extra = control_number(insn.op0_register());
             args.op_size = insn.op1_register().size() as u8;
             b = ctx.reg(insn.op1_register());
+            if entry.call == H::MovToCr && args.extra == 8 && lean(ctx) {
+                lean_call(ctx, &args, b, zero);
+                return;
+            }
         }
         H::MovFromCr | H::MovFromDr => {
             args.extra = control_number(insn.op1_register());
             args.op_size = insn.op0_register().size() as u8;
+            if entry.call == H::MovFromCr && args.extra == 8 && lean(ctx) {
+                let r = lean_call(ctx, &args, zero, zero);
+                ctx.set_reg(insn.op0_register(), r);
+                return;
+            }
         }
         H::Lgdt | H::Lidt | H::Sgdt | H::Sidt | H::Invlpg => {
             if ctx.mode().bitness == 64 {
@@ -254,6 +261,23 @@ pub fn sensitive<E: Emitter>(ctx: &mut Ctx<E>, entry: Entry) {
     if entry.ends_block {
         ctx.resume_after_hypercall(entry.call.resume(), r);
     }
+}
+
+/// Whether this block's IN/OUT and MOV CR8 take [`Helper::LeanHypercall`]: at CPL 0 (no
+/// privilege check can fail), unless every sensitive instruction must trap.
+fn lean<E: Emitter>(ctx: &Ctx<E>) -> bool {
+    ctx.mode().cpl == 0 && !ctx.e.hypercalls_only()
+}
+
+/// The lean hypercall of `args` with operands `b`, `c`: its destination value.
+fn lean_call<E: Emitter>(
+    ctx: &mut Ctx<E>,
+    args: &HypercallArgs,
+    b: E::Value,
+    c: E::Value,
+) -> E::Value {
+    let a = ctx.c(Ty::I64, args.encode());
+    ctx.call(Helper::LeanHypercall, &[a, b, c])
 }
 
 /// The operand size of an instruction without an explicit operand (64-bit mode defaults to

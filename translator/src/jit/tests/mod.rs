@@ -299,7 +299,7 @@ impl Machine {
             }
             Helper::RepString => 0,
             // Port I/O reads all ones (an unclaimed port) and writes nothing.
-            Helper::PortIo => u64::MAX,
+            Helper::LeanHypercall => u64::MAX,
             // As the runtime: #PF for bytes outside RAM, a stop for bytes on a code page.
             Helper::ProbeWrite => {
                 let end = a[0]

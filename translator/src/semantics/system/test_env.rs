@@ -29,7 +29,7 @@ pub struct TestEnv {
     pub ro: std::ops::Range<usize>,
     /// (helper, arguments) of each hypercall, in order.
     pub calls: Vec<(Helper, [u64; 3])>,
-    /// Every hypercall and port access ([`Helper::PortIo`]): (arguments, b, c).
+    /// Every hypercall and port access ([`Helper::LeanHypercall`]): (arguments, b, c).
     pub hypercalls: Vec<(HypercallArgs, u64, u64)>,
     /// Value IN returns (truncated to the access size).
     pub in_value: u64,
@@ -185,7 +185,7 @@ impl InterpEnv for TestEnv {
                 cpu.rflags & rflags::ARITH
             }
             Helper::Hypercall => self.hypercall(cpu, a),
-            Helper::PortIo => {
+            Helper::LeanHypercall => {
                 // The device access alone: the instruction itself completes in the block.
                 let args = HypercallArgs::decode(a[0]).expect("the translator packs valid args");
                 self.hypercalls.push((args, a[1], a[2]));

@@ -51,7 +51,27 @@ fn in_out_all_sizes_and_port_forms() {
         ]
     );
     // At CPL 0 the permission check cannot fail: the port helper, no hypercall.
-    assert!(env.calls.iter().all(|c| c.0 == Helper::PortIo));
+    assert!(env.calls.iter().all(|c| c.0 == Helper::LeanHypercall));
+}
+
+/// MOV to and from CR8 at CPL 0 take the lean hypercall too, with the register operand.
+#[test]
+fn cr8_at_cpl0_is_a_lean_hypercall() {
+    let code = asm(|a| {
+        a.mov(cr8, rax)?;
+        a.mov(rbx, cr8)
+    });
+    let mut env = TestEnv::new();
+    let mut cpu = TestEnv::cpu();
+    env.in_value = 0xc;
+    cpu.gpr[0] = 0x7;
+    run(&mut cpu, &mut env, &code);
+    assert_eq!(
+        calls(&env),
+        [(H::MovToCr, 8, 8, 7, 0), (H::MovFromCr, 8, 8, 0, 0)]
+    );
+    assert_eq!(cpu.gpr[3], 0xc);
+    assert!(env.calls.iter().all(|c| c.0 == Helper::LeanHypercall));
 }
 
 /// Above CPL 0 the I/O permission check (IOPL, the TSS bitmap) is the handler's: IN and
