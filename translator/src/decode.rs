@@ -8,7 +8,7 @@
 
 use iced_x86::{
     Decoder, DecoderError, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
-    Mnemonic, OpAccess,
+    Mnemonic, OpAccess, Register,
 };
 
 use crate::sensitive::{Hypercall, Resume};
@@ -81,11 +81,14 @@ pub fn ends_block(insn: &Instruction) -> bool {
         || insn.is_invalid()
         || matches!(insn.mnemonic(), Mnemonic::Hlt)
         || crate::sensitive::lookup(insn).is_some_and(|e| {
-            // POPF and STI in line (`semantics::eflags`) rely on their block ending after
-            // them; their hypercall forms then go on in place to the block's end.
+            // POPF and STI in line (`semantics::eflags`) and MOV to CR8 as a lean hypercall
+            // (`semantics::system`) rely on their block ending after them: lowering the
+            // task priority may unmask a pending interrupt, taken at the next block entry.
+            // Their hypercall forms then go on in place to the block's end.
             e.ends_block
                 && (e.call.resume() != Resume::InBlock
-                    || matches!(e.call, Hypercall::Popf | Hypercall::Sti))
+                    || matches!(e.call, Hypercall::Popf | Hypercall::Sti)
+                    || (e.call == Hypercall::MovToCr && insn.op0_register() == Register::CR8))
         })
 }
 
@@ -174,6 +177,16 @@ mod tests {
         // popfq ; nop
         let b = decode_block(&[0x9D, 0x90], 0x1000, Mode::LONG64_CPL0, 64);
         assert_eq!(b.insns.len(), 1);
+    }
+
+    /// So does MOV to CR8 (lowering the task priority may unmask an interrupt); MOV from CR8
+    /// does not.
+    #[test]
+    fn mov_to_cr8_ends_its_block_mov_from_cr8_does_not() {
+        // mov rbx, cr8 ; mov cr8, rax ; nop
+        let code = [0x44, 0x0F, 0x20, 0xC3, 0x44, 0x0F, 0x22, 0xC0, 0x90];
+        let b = decode_block(&code, 0x1000, Mode::LONG64_CPL0, 64);
+        assert_eq!(b.insns.len(), 2);
     }
 
     #[test]

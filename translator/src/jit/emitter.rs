@@ -41,7 +41,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::frame::{budget_check, HeadExits};
+use super::frame::HeadExits;
 use super::{JitEnv, JitError, JumpCacheLayout, MemoryModel};
 use crate::emit::{Carried, Emitter, Exit, ValueOps};
 use crate::helpers::Helper;
@@ -853,16 +853,7 @@ impl Emitter for ClifEmitter<'_> {
             let c = self.b.ins().select(above, dec, c);
             self.b.ins().store(self.regions.counter, c, p, 0);
         }
-        let deferred = self.head_exits.as_mut();
-        let n = budget_check(
-            &mut self.b,
-            &self.regions,
-            self.cpu,
-            self.icount_var,
-            pc,
-            deferred,
-        );
-        self.counts.push((n, pc));
+        self.charge(pc);
     }
 
     fn uncount(&mut self, skipped: u32) {

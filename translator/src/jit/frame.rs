@@ -357,6 +357,17 @@ impl<'a> ClifEmitter<'a> {
         if !self.edge_budget {
             return head;
         }
+        self.charge(pc);
+        if pc == self.pc {
+            self.body
+        } else {
+            head
+        }
+    }
+
+    /// At the current position: charge the instructions of the block at `pc` (the count is
+    /// patched at the end) or leave through a head exit label with `rip = pc`.
+    pub(super) fn charge(&mut self, pc: u64) {
         let deferred = self.head_exits.as_mut();
         let n = budget_check(
             &mut self.b,
@@ -367,11 +378,6 @@ impl<'a> ClifEmitter<'a> {
             deferred,
         );
         self.counts.push((n, pc));
-        if pc == self.pc {
-            self.body
-        } else {
-            head
-        }
     }
 
     /// Finish the function: repair what semantics left open, seal, finalize. Returns the

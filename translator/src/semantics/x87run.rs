@@ -325,12 +325,7 @@ fn translate_span<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
         _ => return one_at_a_time(ctx, insns),
     };
     ctx.begin_insn(&insns[0]);
-    let mem = (0..insns[0].op_count()).any(|i| insns[0].op_kind(i) == OpKind::Memory);
-    if mem {
-        let bytes = insns[0].memory_size().size() as u32;
-        let a = ctx.op_addr();
-        host::copy_in(ctx, a, bytes);
-    }
+    let mem = copy_in_first(ctx, &insns[0]);
     let Some(status) = ctx.e.call_stub_run(&stub) else {
         finish_first(ctx, mem);
         return one_at_a_time(ctx, &insns[1..]);
@@ -354,6 +349,19 @@ fn translate_span<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
     after_stub(ctx, &insns[1..]);
 }
 
+/// Copy the memory operand of a run's first instruction, if it has one, into the frame
+/// (read as its own stub would: a fault here is its fault, before anything ran). Returns
+/// whether it had one.
+fn copy_in_first<E: Emitter>(ctx: &mut Ctx<E>, first: &Instruction) -> bool {
+    let mem = (0..first.op_count()).any(|i| first.op_kind(i) == OpKind::Memory);
+    if mem {
+        let bytes = first.memory_size().size() as u32;
+        let a = ctx.op_addr();
+        host::copy_in(ctx, a, bytes);
+    }
+    mem
+}
+
 /// Translate a run (spanning or not) in a block of [`fp_mode::X87_MASKED`] mode: no x87
 /// instruction of it can raise #MF, so its stub ([`hostexec::plan_span`] without the check)
 /// is called as one x87 instruction's is, through the runtime while the state is not live,
@@ -364,12 +372,7 @@ fn translate_masked<E: Emitter>(ctx: &mut Ctx<E>, insns: &[Instruction]) {
         return one_at_a_time(ctx, insns);
     };
     ctx.begin_insn(&insns[0]);
-    let mem = (0..insns[0].op_count()).any(|i| insns[0].op_kind(i) == OpKind::Memory);
-    if mem {
-        let bytes = insns[0].memory_size().size() as u32;
-        let a = ctx.op_addr();
-        host::copy_in(ctx, a, bytes);
-    }
+    let mem = copy_in_first(ctx, &insns[0]);
     let info = FpuInfo {
         waiting: true,
         check_only: false,
