@@ -192,14 +192,20 @@ impl JumpCache {
         e.host.store(host.0, Relaxed);
     }
 
+    /// Indices of the entries that may hold code: the tracked ones, or every entry once
+    /// more were filled than are tracked.
+    fn candidates(&self) -> impl Iterator<Item = usize> + '_ {
+        let all = self.overflowed.then_some(0..self.entries.len());
+        let tracked = (!self.overflowed).then(|| self.filled.iter().map(|&i| i as usize));
+        all.into_iter()
+            .flatten()
+            .chain(tracked.into_iter().flatten())
+    }
+
     /// Empties every entry.
     pub fn clear(&mut self) {
-        if self.overflowed {
-            self.entries.iter().for_each(Entry::clear);
-        } else {
-            for &i in &self.filled {
-                self.entries[i as usize].clear();
-            }
+        for i in self.candidates() {
+            self.entries[i].clear();
         }
         self.filled.clear();
         self.overflowed = false;
@@ -208,26 +214,16 @@ impl JumpCache {
     /// Empties every entry but the global ones (a non-global TLB flush: MOV CR3).
     pub fn clear_non_global(&mut self) {
         let mut kept = Vec::new();
-        if self.overflowed {
-            for (i, e) in self.entries.iter().enumerate() {
-                match e.is_global() {
-                    true if e.host.load(Relaxed) != 0 => kept.push(i as u32),
-                    true => {}
-                    false => e.clear(),
-                }
+        for i in self.candidates() {
+            let e = &self.entries[i];
+            if !e.is_global() {
+                e.clear();
+            } else if e.host.load(Relaxed) != 0 {
+                kept.push(i as u32);
             }
-        } else {
-            for &i in &self.filled {
-                let e = &self.entries[i as usize];
-                match e.is_global() {
-                    true if e.host.load(Relaxed) != 0 => kept.push(i),
-                    true => {}
-                    false => e.clear(),
-                }
-            }
-            kept.sort_unstable();
-            kept.dedup();
         }
+        kept.sort_unstable();
+        kept.dedup();
         // The kept entries are the filled ones now: a later clear must find them.
         self.overflowed = kept.len() > TRACKED;
         kept.truncate(TRACKED);
@@ -236,18 +232,10 @@ impl JumpCache {
 
     /// Empties every entry whose guest-virtual PC lies in `[start, end)`.
     pub fn clear_range(&mut self, start: u64, end: u64) {
-        let stale = |e: &Entry| (start..end).contains(&e.virt_pc.load(Relaxed));
-        if self.overflowed {
-            self.entries
-                .iter()
-                .filter(|e| stale(e))
-                .for_each(Entry::clear);
-        } else {
-            for &i in &self.filled {
-                let e = &self.entries[i as usize];
-                if stale(e) {
-                    e.clear();
-                }
+        for i in self.candidates() {
+            let e = &self.entries[i];
+            if (start..end).contains(&e.virt_pc.load(Relaxed)) {
+                e.clear();
             }
         }
     }
@@ -360,14 +348,17 @@ mod tests {
                 jc.retain(|id| id.0 % 2 == 0);
                 jc.set(0x1000, 0, BlockId(0), HostCode(0x10));
                 jc.clear();
-                let live = jc
-                    .entries
-                    .iter()
-                    .filter(|e| e.host.load(Relaxed) != 0)
-                    .count();
-                assert_eq!(live, 0, "{fills} fills, round {round}");
+                assert_eq!(live(&jc), 0, "{fills} fills, round {round}");
             }
         }
+    }
+
+    /// Entries holding code.
+    fn live(jc: &JumpCache) -> usize {
+        jc.entries
+            .iter()
+            .filter(|e| e.host.load(Relaxed) != 0)
+            .count()
     }
 
     /// A non-global clear keeps exactly the global entries (tracked fills or past the
@@ -395,12 +386,7 @@ mod tests {
             jc.clear_non_global();
             assert_eq!(jc.get(pcs[0], 0), None);
             jc.clear();
-            let live = jc
-                .entries
-                .iter()
-                .filter(|e| e.host.load(Relaxed) != 0)
-                .count();
-            assert_eq!(live, 0, "{fills} fills");
+            assert_eq!(live(&jc), 0, "{fills} fills");
         }
     }
 

@@ -38,7 +38,7 @@ fn find(code: &[u8], m: Mnemonic, nth: usize) -> (u64, u16) {
 /// state, which is returned.
 fn same_on_every_engine(code: &[u8], data: &[u8], outcome: RunOutcome) -> FxArea {
     let mut want: Option<FxArea> = None;
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut vm = make(engine, code, data);
         assert_eq!(vm.run(), outcome, "{engine:?}");
         let mut fx = vm.cpu().fx;
@@ -126,7 +126,7 @@ fn a_run_while_the_state_is_not_live_then_a_faulting_store() {
     });
     let (fstp, _) = find(&code, Mnemonic::Fstp, 0);
     let mut want: Option<FxArea> = None;
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut vm = make(engine, &code, &[]);
         vm.cpu_mut().gpr[0] = 0x8000_0000_0000_0000;
         assert_eq!(
@@ -186,29 +186,13 @@ fn a_fault_on_the_operand_of_a_runs_first_instruction_leaves_nothing_done() {
         a.fadd_2(st0, st1)?;
         a.fchs()
     });
-    let (fld, _) = find(&code, Mnemonic::Fld, 0);
-    let (fld1, op) = find(&code, Mnemonic::Fld1, 0);
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
-        let mut vm = make(engine, &code, &[]);
-        vm.cpu_mut().gpr[0] = 0x8000_0000_0000_0000;
-        assert_eq!(
-            vm.run(),
-            RunOutcome::Exception {
-                exc: Exception::GeneralProtection(0),
-                rip: fld
-            },
-            "{engine:?}"
-        );
-        let fx = vm.cpu().fx;
-        assert_eq!((fx.fip, fx.fop), (fld1, op), "{engine:?}: FIP of fld1");
-        assert_eq!(fx.ftw.count_ones(), 1, "{engine:?}: only fld1 ran");
-    }
+    first_operand_gp(&code);
 }
 
 /// [`same_on_every_engine`], also requiring the interpreter's general registers.
 fn same_registers_on_every_engine(code: &[u8], data: &[u8], outcome: RunOutcome) -> [u64; 16] {
     let mut want: Option<[u64; 16]> = None;
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut vm = make(engine, code, data);
         assert_eq!(vm.run(), outcome.clone(), "{engine:?}");
         let gpr = vm.cpu().gpr;
@@ -296,7 +280,7 @@ fn a_spanning_run_while_the_state_is_not_live_then_a_faulting_store() {
     });
     let mut want: Option<(FxArea, u64)> = None;
     let (faddp, _) = find(&code, Mnemonic::Faddp, 0);
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut vm = make(engine, &code, &[]);
         vm.cpu_mut().gpr[0] = 0x8000_0000_0000_0000;
         let RunOutcome::Exception { exc, rip } = vm.run() else {
@@ -326,10 +310,20 @@ fn a_fault_on_a_spanning_runs_operand_leaves_nothing_done() {
         a.add(ecx, 1)?;
         a.fchs()
     });
-    let (fld, _) = find(&code, Mnemonic::Fld, 0);
-    let (fld1, op) = find(&code, Mnemonic::Fld1, 0);
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
-        let mut vm = make(engine, &code, &[]);
+    for vm in first_operand_gp(&code) {
+        assert_eq!(vm.cpu().gpr[1], 0x55, "nothing after the fld ran");
+    }
+}
+
+/// Run `code` (`fld1`, then an `fld qword [rax]` that starts a run) on every engine with
+/// RAX non-canonical and RCX = 0x55: #GP(0) at the `fld`, FIP/FOP those of `fld1`, only
+/// `fld1`'s register tagged. Returns the VMs for more checks.
+fn first_operand_gp(code: &[u8]) -> Vec<Vm> {
+    let (fld, _) = find(code, Mnemonic::Fld, 0);
+    let (fld1, op) = find(code, Mnemonic::Fld1, 0);
+    let mut vms = Vec::new();
+    for engine in Engine::ALL {
+        let mut vm = make(engine, code, &[]);
         vm.cpu_mut().gpr[0] = 0x8000_0000_0000_0000;
         vm.cpu_mut().gpr[1] = 0x55;
         assert_eq!(
@@ -343,12 +337,9 @@ fn a_fault_on_a_spanning_runs_operand_leaves_nothing_done() {
         let fx = vm.cpu().fx;
         assert_eq!((fx.fip, fx.fop), (fld1, op), "{engine:?}: FIP of fld1");
         assert_eq!(fx.ftw.count_ones(), 1, "{engine:?}: only fld1 ran");
-        assert_eq!(
-            vm.cpu().gpr[1],
-            0x55,
-            "{engine:?}: nothing after the fld ran"
-        );
+        vms.push(vm);
     }
+    vms
 }
 
 #[test]
@@ -495,7 +486,7 @@ fn stores_with_every_exception_masked_write_their_whole_operand() {
         a.fld1()?;
         a.fstp(tword_ptr(rbx + 16))
     });
-    for engine in [Engine::Interp, Engine::Jit, Engine::Dbt, Engine::Trap] {
+    for engine in Engine::ALL {
         let mut vm = make(engine, &code, &[0x55; 32]);
         assert_eq!(vm.run(), RunOutcome::Halted, "{engine:?}");
         let mut m = [0u8; 32];

@@ -232,6 +232,13 @@ mod tests {
     use super::*;
     use iced_x86::{Decoder, DecoderOptions};
 
+    /// The stub's machine code, decoded.
+    fn stub_insns(stub: &HostStub) -> Vec<Instruction> {
+        Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
+            .into_iter()
+            .collect()
+    }
+
     fn decode(bytes: &[u8]) -> Instruction {
         Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode()
     }
@@ -278,9 +285,7 @@ mod tests {
             decode(&[0xD9, 0xC9]),
         ];
         let stub = plan_run(&run, true).unwrap();
-        let insns: Vec<Instruction> = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
-            .into_iter()
-            .collect();
+        let insns = stub_insns(&stub);
         let mnemonics: Vec<Mnemonic> = insns.iter().map(|i| i.mnemonic()).collect();
         let at: Vec<usize> = [Mnemonic::Fld1, Mnemonic::Fadd, Mnemonic::Fxch]
             .iter()
@@ -305,7 +310,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let fadd = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
+        let fadd = stub_insns(&stub)
             .into_iter()
             .find(|i| i.mnemonic() == Mnemonic::Fadd)
             .unwrap();
@@ -327,9 +332,7 @@ mod tests {
             decode(&[0xD9, 0xE0]),
         ];
         let stub = plan_span(&run, true).unwrap();
-        let insns: Vec<Instruction> = Decoder::with_ip(64, &stub.code, 0, DecoderOptions::NONE)
-            .into_iter()
-            .collect();
+        let insns = stub_insns(&stub);
         let m: Vec<Mnemonic> = insns.iter().map(|i| i.mnemonic()).collect();
         let at = |x: Mnemonic| m.iter().position(|&y| y == x).unwrap();
         assert_eq!(m.iter().filter(|&&x| x == Mnemonic::Fnstsw).count(), 1);
